@@ -1,0 +1,644 @@
+//! The claim protocol, orchestration only: list the pool once, take a per-address Redis claim,
+//! associate with EC2's compare-and-swap, validate by polling, record, report. Decisions come
+//! from [`crate::plan`]; calls go through [`crate::ec2`] and [`crate::lock`].
+//!
+//! Every await is bounded by the deadline and the cancellation token. Anything taken on the way
+//! (a Redis claim, an association) is given back before an error is returned.
+
+use std::fmt::Display;
+use std::future::Future;
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::config::{ClaimConfig, LEASE_MARGIN};
+use crate::ec2::{self, Address, AllocationId, AssociationId, Ec2, Ec2Error};
+use crate::error::Error;
+use crate::identity::{self, Identity, IdentityError};
+use crate::lock::{Acquire, Claims, Held, LockError, Timing};
+use crate::output::{self, Claimed};
+use crate::plan::{self, AfterDeadline, AfterPass, PassTally};
+
+/// How long an address stays marked assigned in Redis after validation, so that claimers
+/// reading a stale DescribeAddresses skip it.
+pub const ASSIGNED_TTL: Duration = Duration::from_secs(300);
+/// Bound on each Redis round trip.
+pub const REDIS_TIMEOUT: Duration = Duration::from_millis(1_000);
+/// After Redis fails (without `--require-lock`), how long to claim without it before trying again.
+const REDIS_COOL_DOWN: Duration = Duration::from_secs(5);
+const BACKOFF_BASE: Duration = Duration::from_millis(200);
+const BACKOFF_CAP: Duration = Duration::from_secs(5);
+
+/// Errors that may pass if the call is repeated.
+trait Transient: Display {
+    fn is_transient(&self) -> bool;
+}
+impl Transient for Ec2Error {
+    fn is_transient(&self) -> bool {
+        Ec2Error::is_transient(self)
+    }
+}
+impl Transient for IdentityError {
+    fn is_transient(&self) -> bool {
+        matches!(self, IdentityError::Ec2(e) if e.is_transient())
+    }
+}
+
+/// Why the protocol stopped early.
+#[derive(Debug)]
+enum Stop {
+    /// The work deadline passed.
+    Deadline,
+    /// SIGTERM/SIGINT.
+    Cancelled,
+    /// A failure no retry will fix.
+    Fatal(Error),
+}
+
+/// What trying one candidate came to.
+#[derive(Debug)]
+enum Attempt {
+    Won(Claimed),
+    /// Someone else holds it (EC2 said so, or Redis knows it was just assigned).
+    Taken,
+    /// Another claimer is working on it: maybe later.
+    Busy,
+    /// A passing failure: try again later.
+    Transient,
+}
+
+/// Map an EC2 error that no retry fixes to the command's error.
+pub fn ec2_failure(e: Ec2Error, pool: Option<&str>) -> Error {
+    match e {
+        Ec2Error::Unauthorized { action, message } => Error::Permission { action, message },
+        Ec2Error::Configuration { action, message } => Error::Usage(format!(
+            "cannot call ec2:{action}: {message}. Check the AWS credentials and region (AWS_REGION, AWS_PROFILE, AWS_ACCESS_KEY_ID, IRSA)"
+        )),
+        Ec2Error::InterfaceNotFound(id) => Error::Usage(format!("network interface {id} does not exist in this region")),
+        Ec2Error::InstanceNotFound(id) => Error::Usage(format!("instance {id} does not exist in this region")),
+        e @ (Ec2Error::Throttled { .. } | Ec2Error::Transient { .. }) => Error::Temporary {
+            last: e.to_string(),
+            elapsed: Duration::ZERO,
+        },
+        other => Error::Internal(format!(
+            "{other}{}",
+            pool.map(|p| format!(" (pool {p})")).unwrap_or_default()
+        )),
+    }
+}
+
+/// Run `eipool claim` to the end: the address, or an error after cleaning up.
+pub async fn run(cfg: ClaimConfig, cancel: CancellationToken) -> Result<Claimed, Error> {
+    let started = Instant::now();
+    if let Some(out) = &cfg.output {
+        output::check_writable(out).map_err(|e| {
+            Error::Usage(format!("--output {}: cannot write there: {e}", out.display()))
+        })?;
+    }
+    let ec2 = ec2::connect(cfg.call_timeout).await.map_err(Error::Usage)?;
+    let claims = match &cfg.redis {
+        Some(client) => Some(
+            Claims::new(
+                client.clone(),
+                &cfg.pool,
+                owner_token(),
+                Timing {
+                    lease: cfg.lease,
+                    assigned_ttl: ASSIGNED_TTL,
+                    op_timeout: REDIS_TIMEOUT.min(cfg.call_timeout),
+                },
+            )
+            .map_err(|e| Error::Usage(e.to_string()))?,
+        ),
+        None => {
+            warn!("no --redis-url: claiming on EC2's compare-and-swap alone (safe, but a herd will collide more)");
+            None
+        }
+    };
+    let mut claimer = Claimer::new(ec2, claims, &cfg, started, cancel);
+    let mut claimed = claimer.claim(&cfg).await?;
+    claimed.elapsed_ms = started.elapsed().as_millis() as u64;
+    if let Some(out) = &cfg.output {
+        if let Err(e) = output::write_atomically(out, &claimed.env_file()) {
+            // The media server would never learn its address: give it back rather than leak it.
+            if !claimed.reused {
+                claimer.give_back(&claimed).await;
+            }
+            return Err(Error::Usage(format!("--output {}: cannot write the env file: {e}", out.display())));
+        }
+    }
+    Ok(claimed)
+}
+
+/// A random owner token for this process's Redis claims.
+fn owner_token() -> String {
+    let n: u128 = rand::rng().random();
+    format!("{n:032x}")
+}
+
+struct Claimer {
+    ec2: Ec2,
+    claims: Option<Claims>,
+    require_lock: bool,
+    pool: String,
+    started: Instant,
+    /// The overall deadline: nothing runs past it.
+    deadline: Instant,
+    /// The deadline for claiming; what is left after it is for cleanup.
+    work_deadline: Instant,
+    cancel: CancellationToken,
+    rng: StdRng,
+    redis_down_until: Option<Instant>,
+    last_error: Option<String>,
+    pool_size: usize,
+}
+
+impl Claimer {
+    fn new(ec2: Ec2, claims: Option<Claims>, cfg: &ClaimConfig, started: Instant, cancel: CancellationToken) -> Self {
+        let deadline = started + cfg.timeout;
+        Claimer {
+            ec2,
+            claims,
+            require_lock: cfg.require_lock,
+            pool: cfg.pool.clone(),
+            started,
+            deadline,
+            work_deadline: deadline - plan::cleanup_reserve(cfg.timeout),
+            cancel,
+            rng: StdRng::from_os_rng(),
+            redis_down_until: None,
+            last_error: None,
+            pool_size: 0,
+        }
+    }
+
+    async fn claim(&mut self, cfg: &ClaimConfig) -> Result<Claimed, Error> {
+        let mut last_tally = None;
+        match self.claim_inner(cfg, &mut last_tally).await {
+            Ok(c) => Ok(c),
+            Err(Stop::Fatal(e)) => Err(e),
+            Err(Stop::Cancelled) => Err(Error::Interrupted),
+            Err(Stop::Deadline) => Err(match plan::deadline_verdict(last_tally) {
+                AfterDeadline::Exhausted => self.exhausted(),
+                AfterDeadline::Temporary => Error::Temporary {
+                    last: self.last_error.clone().unwrap_or_else(|| "no answer in time".into()),
+                    elapsed: self.started.elapsed(),
+                },
+            }),
+        }
+    }
+
+    fn exhausted(&self) -> Error {
+        Error::Exhausted {
+            pool: self.pool.clone(),
+            size: self.pool_size,
+            elapsed: self.started.elapsed(),
+            tag: ec2::POOL_TAG,
+        }
+    }
+
+    async fn claim_inner(&mut self, cfg: &ClaimConfig, last_tally: &mut Option<PassTally>) -> Result<Claimed, Stop> {
+        let ec2 = self.ec2.clone();
+        let me = self
+            .retry("identity", || identity::resolve(&ec2, &cfg.identity, cfg.private_ip))
+            .await?
+            .map_err(|e| Stop::Fatal(e.into()))?;
+        info!(eni = %me.eni, private_ip = %me.private_ip, pool = %self.pool, "claiming");
+
+        let pool = self.pool.clone();
+        let listing = self
+            .retry("list pool", || ec2.describe_pool(&pool))
+            .await?
+            .map_err(|e| Stop::Fatal(ec2_failure(e, Some(&pool))))?;
+        self.pool_size = listing.len();
+
+        let mine: Vec<&Address> = listing.iter().filter(|a| a.held_by(&me.eni, me.private_ip)).collect();
+        if let Some(a) = mine.first() {
+            if mine.len() > 1 {
+                warn!(count = mine.len(), "this interface holds several addresses of the pool; reporting the first");
+            }
+            info!(public_ip = %a.public_ip, allocation_id = %a.allocation_id, "already held: adopting");
+            return Ok(self.report(a, &me, a.association.as_ref().map(|x| x.id.clone()), true));
+        }
+        if listing.is_empty() {
+            return Err(Stop::Fatal(self.exhausted()));
+        }
+
+        // A re-run after a crash: Redis remembers what this interface was taking, which a stale
+        // DescribeAddresses may not show yet. Try that one first, as possibly ours.
+        let intent = self.intent(&me).await;
+        let mut free: Vec<Address> = listing.iter().filter(|a| a.association.is_none()).cloned().collect();
+        let mut order = plan::candidate_order(&free, &mut self.rng);
+        if let Some(alloc) = &intent {
+            if let Some(a) = listing.iter().find(|a| &a.allocation_id == alloc) {
+                order.retain(|c| &c.allocation_id != alloc);
+                order.insert(0, a.clone());
+            }
+        }
+        free.clear();
+        info!(pool_size = listing.len(), free = order.len(), "listed the pool");
+
+        let mut pass = 0u32;
+        loop {
+            let mut tally = PassTally::default();
+            let mut again = Vec::new();
+            for cand in order {
+                let suspect_ours = intent.as_ref() == Some(&cand.allocation_id);
+                match self.attempt(&cand, &me, suspect_ours).await? {
+                    Attempt::Won(c) => return Ok(c),
+                    Attempt::Taken => {}
+                    Attempt::Busy => {
+                        tally.busy += 1;
+                        again.push(cand);
+                    }
+                    Attempt::Transient => {
+                        tally.transient += 1;
+                        again.push(cand);
+                    }
+                }
+            }
+            *last_tally = Some(tally);
+            match plan::after_pass(tally) {
+                AfterPass::Exhausted => return Err(Stop::Fatal(self.exhausted())),
+                AfterPass::TryAgain => {
+                    debug!(busy = tally.busy, transient = tally.transient, pass, "nothing won this pass; backing off");
+                    let wait = self.jitter(pass);
+                    self.sleep(wait).await?;
+                    pass += 1;
+                    order = plan::candidate_order(&again, &mut self.rng);
+                }
+            }
+        }
+    }
+
+    /// Try to win one candidate. Returns `Err` only to stop the whole claim (deadline, signal,
+    /// fatal), after giving back anything taken for this candidate.
+    async fn attempt(&mut self, cand: &Address, me: &Identity, suspect_ours: bool) -> Result<Attempt, Stop> {
+        let alloc = &cand.allocation_id;
+        let mut held = match self.acquire(alloc, me).await? {
+            Ok(h) => h,
+            Err(other) => {
+                if !(suspect_ours && matches!(other, Attempt::Taken)) {
+                    return Ok(other);
+                }
+                // Marked assigned, but possibly to us by a run that crashed: find out below.
+                None
+            }
+        };
+
+        let assoc = match self.associate(cand, me, &mut held, suspect_ours).await {
+            Ok(Ok(assoc)) => assoc,
+            Ok(Err(outcome)) => {
+                self.release(held.as_ref(), me, true).await;
+                return Ok(outcome);
+            }
+            Err(stop) => {
+                // We may or may not have associated (an answer was lost): look, and undo if so.
+                self.undo_if_ours(alloc, me).await;
+                self.release(held.as_ref(), me, false).await;
+                return Err(stop);
+            }
+        };
+
+        match self.validate(alloc, &assoc, me).await {
+            Ok(Some(addr)) => {
+                if let Some(claims) = self.live_claims() {
+                    if let Err(e) = claims.mark_assigned(alloc, held.as_ref().map(|h| h.fence), &me.eni, me.private_ip).await {
+                        warn!(error = %e, "could not record the assignment in Redis; others will learn it from EC2");
+                    }
+                }
+                info!(public_ip = %addr.public_ip, allocation_id = %alloc, association_id = %assoc, fence = held.as_ref().map(|h| h.fence), "claimed");
+                Ok(Attempt::Won(self.report(&addr, me, Some(assoc), false)))
+            }
+            Ok(None) => {
+                // EC2 shows someone else holding it: not ours to keep, nothing of ours to undo
+                // beyond our own association id (idempotent if already gone).
+                warn!(allocation_id = %alloc, "validation found the address held elsewhere; moving on");
+                self.disassociate_quietly(&assoc).await;
+                self.release(held.as_ref(), me, true).await;
+                Ok(Attempt::Taken)
+            }
+            Err(stop) => {
+                self.disassociate_quietly(&assoc).await;
+                self.release(held.as_ref(), me, true).await;
+                Err(stop)
+            }
+        }
+    }
+
+    /// Take the Redis claim. `Ok(Ok(None))`: proceed without one (Redis down, lock not required).
+    async fn acquire(&mut self, alloc: &AllocationId, me: &Identity) -> Result<Result<Option<Held>, Attempt>, Stop> {
+        let Some(claims) = self.live_claims().cloned() else {
+            return Ok(Ok(None));
+        };
+        match self.bounded(claims.acquire(alloc, &me.eni, me.private_ip)).await? {
+            Ok(Acquire::Acquired(h)) => {
+                debug!(allocation_id = %alloc, fence = h.fence, "claimed in Redis");
+                Ok(Ok(Some(h)))
+            }
+            Ok(Acquire::Busy) => Ok(Err(Attempt::Busy)),
+            Ok(Acquire::Assigned) => Ok(Err(Attempt::Taken)),
+            Err(e) => {
+                if self.redis_failed(e) {
+                    Ok(Err(Attempt::Transient))
+                } else {
+                    Ok(Ok(None))
+                }
+            }
+        }
+    }
+
+    /// AssociateAddress with `AllowReassociation=false`, retried on passing failures while the
+    /// lease allows. `Ok(Err(outcome))`: gave up on this candidate.
+    async fn associate(
+        &mut self,
+        cand: &Address,
+        me: &Identity,
+        held: &mut Option<Held>,
+        suspect_ours: bool,
+    ) -> Result<Result<AssociationId, Attempt>, Stop> {
+        let alloc = &cand.allocation_id;
+        let mut maybe_ours = suspect_ours;
+        let mut attempt = 0u32;
+        loop {
+            if let Some(h) = held.as_mut() {
+                if !self.renew(h).await? {
+                    return Ok(Err(Attempt::Busy));
+                }
+                let left = h.valid_until.saturating_duration_since(Instant::now());
+                if !plan::lease_allows(left, self.ec2.call_timeout(), LEASE_MARGIN) {
+                    warn!(allocation_id = %alloc, ?left, "lease too short for another EC2 call; stopping before associating");
+                    return Ok(Err(Attempt::Transient));
+                }
+            }
+            match self.bounded(self.ec2.associate(alloc, &me.eni, me.private_ip)).await? {
+                Ok(assoc) => return Ok(Ok(assoc)),
+                Err(Ec2Error::AlreadyAssociated(_)) => {
+                    if maybe_ours {
+                        if let Some(assoc) = self.owner_is_me(alloc, me).await? {
+                            info!(allocation_id = %alloc, "an earlier attempt had associated it: keeping it");
+                            return Ok(Ok(assoc));
+                        }
+                    }
+                    debug!(allocation_id = %alloc, "taken (Resource.AlreadyAssociated)");
+                    if let Some(claims) = self.live_claims() {
+                        let _ = claims.mark_taken(alloc).await;
+                    }
+                    return Ok(Err(Attempt::Taken));
+                }
+                Err(Ec2Error::AllocationNotFound(_)) => return Ok(Err(Attempt::Taken)),
+                Err(e) if e.is_transient() => {
+                    maybe_ours |= e.maybe_applied();
+                    self.note(&e);
+                    let wait = self.jitter(attempt);
+                    self.sleep(wait).await?;
+                    attempt += 1;
+                }
+                Err(e) => return Err(Stop::Fatal(ec2_failure(e, Some(&self.pool)))),
+            }
+        }
+    }
+
+    /// After `Resource.AlreadyAssociated` on an address we may have associated ourselves (an
+    /// answer was lost, or a crashed run did it): poll until EC2 shows the holder.
+    async fn owner_is_me(&mut self, alloc: &AllocationId, me: &Identity) -> Result<Option<AssociationId>, Stop> {
+        let mut poll = 0;
+        loop {
+            let ec2 = self.ec2.clone();
+            match self.retry("find holder", || ec2.describe_address(alloc)).await? {
+                Ok(Some(a)) if a.held_by(&me.eni, me.private_ip) => return Ok(a.association.map(|x| x.id)),
+                Ok(Some(a)) if a.association.is_some() => return Ok(None),
+                Ok(None) => return Ok(None),
+                Ok(Some(_)) => {} // stale: not visible yet
+                Err(e) => return Err(Stop::Fatal(ec2_failure(e, Some(&self.pool)))),
+            }
+            self.sleep(plan::validation_delay(poll)).await?;
+            poll += 1;
+        }
+    }
+
+    /// Poll DescribeAddresses by allocation id until it shows our association.
+    /// `Ok(None)`: it shows the address held by someone else (or gone).
+    async fn validate(&mut self, alloc: &AllocationId, assoc: &AssociationId, me: &Identity) -> Result<Option<Address>, Stop> {
+        let mut poll = 0;
+        loop {
+            self.sleep(plan::validation_delay(poll)).await?;
+            poll += 1;
+            let ec2 = self.ec2.clone();
+            let seen = match self.retry("validate", || ec2.describe_address(alloc)).await? {
+                Ok(seen) => seen,
+                Err(e) => return Err(Stop::Fatal(ec2_failure(e, Some(&self.pool)))),
+            };
+            match seen {
+                None => return Ok(None),
+                Some(a) if a.held_by(&me.eni, me.private_ip) => {
+                    if a.association.as_ref().map(|x| &x.id) != Some(assoc) {
+                        warn!(allocation_id = %alloc, "validated with a different association id than AssociateAddress returned");
+                    }
+                    return Ok(Some(a));
+                }
+                Some(a) if a.association.is_some() => {
+                    // Either a stale view from before a previous holder let go, or someone took it
+                    // after us. Disassociating our own association id is safe either way.
+                    return Ok(None);
+                }
+                Some(_) => debug!(allocation_id = %alloc, poll, "not visible yet (eventual consistency)"),
+            }
+        }
+    }
+
+    /// Renew the lease before an EC2 call. `Ok(false)`: the claim is gone; stop on this address.
+    async fn renew(&mut self, held: &mut Held) -> Result<bool, Stop> {
+        let Some(claims) = self.live_claims().cloned() else {
+            return Ok(true);
+        };
+        match self.bounded(claims.extend(held)).await? {
+            Ok(true) => Ok(true),
+            Ok(false) => {
+                warn!(allocation_id = %held.alloc, fence = held.fence, "lost the Redis claim (lease ran out); stopping on this address");
+                Ok(false)
+            }
+            // Redis went away mid-claim: keep going on the local lease only while it lasts;
+            // EC2's compare-and-swap still guards the association.
+            Err(e) => Ok(!self.redis_failed(e)),
+        }
+    }
+
+    /// Record a Redis failure. Returns true when the claim must not go on without Redis.
+    fn redis_failed(&mut self, e: LockError) -> bool {
+        self.last_error = Some(e.to_string());
+        if self.require_lock {
+            warn!(error = %e, "Redis unavailable and --require-lock is set: waiting for it");
+            true
+        } else {
+            warn!(error = %e, "Redis unavailable: claiming on EC2's compare-and-swap alone for a while");
+            self.redis_down_until = Some(Instant::now() + REDIS_COOL_DOWN);
+            false
+        }
+    }
+
+    /// The Redis claims, unless Redis is cooling down after a failure.
+    fn live_claims(&self) -> Option<&Claims> {
+        match self.redis_down_until {
+            Some(t) if Instant::now() < t && !self.require_lock => None,
+            _ => self.claims.as_ref(),
+        }
+    }
+
+    async fn intent(&mut self, me: &Identity) -> Option<AllocationId> {
+        let claims = self.live_claims()?.clone();
+        match self.bounded(claims.intent_of(&me.eni, me.private_ip)).await {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => {
+                self.redis_failed(e);
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// Give back a Redis claim (best effort, bounded by the overall deadline).
+    async fn release(&self, held: Option<&Held>, me: &Identity, forget_intent: bool) {
+        let (Some(h), Some(claims)) = (held, self.claims.as_ref()) else {
+            return;
+        };
+        match self.cleanup(claims.release(h, &me.eni, me.private_ip, forget_intent)).await {
+            Some(Ok(_)) => {}
+            Some(Err(e)) => debug!(error = %e, "could not release the Redis claim; its lease will expire"),
+            None => debug!("no time left to release the Redis claim; its lease will expire"),
+        }
+    }
+
+    /// After an interrupted AssociateAddress: if EC2 shows the address on our interface, take it
+    /// off again. Polls through eventual consistency until the cleanup budget runs out.
+    async fn undo_if_ours(&self, alloc: &AllocationId, me: &Identity) {
+        let mut poll = 0;
+        while Instant::now() < self.deadline {
+            match self.cleanup(self.ec2.describe_address(alloc)).await {
+                Some(Ok(Some(a))) if a.held_by(&me.eni, me.private_ip) => {
+                    if let Some(x) = a.association {
+                        self.disassociate_quietly(&x.id).await;
+                    }
+                    return;
+                }
+                Some(Ok(Some(a))) if a.association.is_none() && poll >= 2 => return,
+                Some(Ok(None)) => return,
+                Some(Ok(Some(a))) if a.association.is_some() => return,
+                None => return,
+                _ => {}
+            }
+            let wait = plan::clamp_wait(plan::validation_delay(poll), self.deadline.saturating_duration_since(Instant::now()));
+            tokio::time::sleep(wait).await;
+            poll += 1;
+        }
+    }
+
+    async fn disassociate_quietly(&self, assoc: &AssociationId) {
+        let mut attempt = 0;
+        loop {
+            match self.cleanup(self.ec2.disassociate(assoc)).await {
+                Some(Ok(())) => {
+                    info!(association_id = %assoc, "gave the address back");
+                    return;
+                }
+                Some(Err(e)) if e.is_transient() && Instant::now() < self.deadline => {
+                    let wait = plan::full_jitter(attempt, BACKOFF_BASE, BACKOFF_CAP, rand::rng().random());
+                    tokio::time::sleep(plan::clamp_wait(wait, self.deadline.saturating_duration_since(Instant::now()))).await;
+                    attempt += 1;
+                }
+                Some(Err(e)) => {
+                    warn!(association_id = %assoc, error = %e, "could not give the address back; `eipool gc` or a re-run will");
+                    return;
+                }
+                None => {
+                    warn!(association_id = %assoc, "no time left to give the address back; a re-run adopts it");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Undo a finished claim (used when its result cannot be delivered).
+    async fn give_back(&mut self, claimed: &Claimed) {
+        self.disassociate_quietly(&claimed.association_id).await;
+    }
+
+    fn report(&self, a: &Address, me: &Identity, assoc: Option<AssociationId>, reused: bool) -> Claimed {
+        Claimed {
+            public_ip: a.public_ip,
+            allocation_id: a.allocation_id.clone(),
+            association_id: assoc.or_else(|| a.association.as_ref().map(|x| x.id.clone())).unwrap_or(AssociationId(String::new())),
+            network_interface_id: me.eni.clone(),
+            private_ip: me.private_ip,
+            reused,
+            elapsed_ms: self.started.elapsed().as_millis() as u64,
+        }
+    }
+
+    /// Run a call with passing failures retried (full-jitter backoff) until the work deadline.
+    /// The inner `Err` is a failure no retry fixes.
+    async fn retry<T, E, F, Fut>(&mut self, what: &str, f: F) -> Result<Result<T, E>, Stop>
+    where
+        E: Transient,
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match self.bounded(f()).await? {
+                Ok(v) => return Ok(Ok(v)),
+                Err(e) if e.is_transient() => {
+                    debug!(what, error = %e, attempt, "temporary failure; backing off");
+                    self.note(&e);
+                    let wait = self.jitter(attempt);
+                    self.sleep(wait).await?;
+                    attempt += 1;
+                }
+                Err(e) => return Ok(Err(e)),
+            }
+        }
+    }
+
+    fn note(&mut self, e: &dyn Display) {
+        self.last_error = Some(e.to_string());
+    }
+
+    fn jitter(&mut self, attempt: u32) -> Duration {
+        plan::full_jitter(attempt, BACKOFF_BASE, BACKOFF_CAP, self.rng.random())
+    }
+
+    /// Await `fut` unless the work deadline passes or a signal arrives first.
+    async fn bounded<T>(&self, fut: impl Future<Output = T>) -> Result<T, Stop> {
+        let left = self.work_deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Stop::Deadline);
+        }
+        tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => Err(Stop::Cancelled),
+            r = tokio::time::timeout(left, fut) => r.map_err(|_| Stop::Deadline),
+        }
+    }
+
+    /// Sleep, but never past the work deadline (waking at it means `Stop::Deadline`).
+    async fn sleep(&self, want: Duration) -> Result<(), Stop> {
+        let left = self.work_deadline.saturating_duration_since(Instant::now());
+        let wait = plan::clamp_wait(want, left);
+        self.bounded(tokio::time::sleep(wait)).await?;
+        if wait < want {
+            return Err(Stop::Deadline);
+        }
+        Ok(())
+    }
+
+    /// Await cleanup work within the overall deadline, ignoring the signal (cleanup is what a
+    /// signal asks for). `None` when out of time.
+    async fn cleanup<T>(&self, fut: impl Future<Output = T>) -> Option<T> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        tokio::time::timeout(left, fut).await.ok()
+    }
+}

@@ -1,0 +1,155 @@
+//! Command-line interface: clap types only. Every flag can also come from an `EIPOOL_*`
+//! environment variable; validation beyond parsing lives in `config`.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const EXAMPLES: &str = "\
+Examples:
+  # initContainer: claim an address for this node (identity from IMDSv2), write an env file
+  eipool --pool media --redis-url redis://redis:6379 claim --output /run/eipool/env
+
+  # the same for an explicit interface, with a 90 s budget
+  EIPOOL_POOL=media eipool --network-interface-id eni-0abc claim --timeout 90s
+
+AWS region, credentials and endpoint come from the standard AWS chain
+(AWS_REGION, AWS_PROFILE, AWS_ACCESS_KEY_ID, AWS_ENDPOINT_URL, IRSA web identity, ...).";
+
+/// Claim and manage Elastic IPs from a fixed, tagged pool.
+#[derive(Debug, Parser)]
+#[command(name = "eipool", version, about, long_about = None, after_help = after_help())]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+fn after_help() -> String {
+    format!("{}\n{EXAMPLES}", crate::error::exit_code_help())
+}
+
+/// Flags every command takes.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Pool name: the Elastic IPs tagged eipool:pool=<NAME>
+    #[arg(long, global = true, env = "EIPOOL_POOL", value_name = "NAME")]
+    pub pool: Option<String>,
+
+    /// This node's network interface (eni-...) [default: from IMDSv2]
+    #[arg(long, global = true, env = "EIPOOL_NETWORK_INTERFACE_ID", value_name = "ENI", conflicts_with = "instance_id")]
+    pub network_interface_id: Option<String>,
+
+    /// This node's instance (i-...); its device-index-0 interface is used [default: from IMDSv2]
+    #[arg(long, global = true, env = "EIPOOL_INSTANCE_ID", value_name = "ID")]
+    pub instance_id: Option<String>,
+
+    /// Private IPv4 of the interface to map the address to [default: the interface's primary]
+    #[arg(long, global = true, env = "EIPOOL_PRIVATE_IP", value_name = "IP")]
+    pub private_ip: Option<Ipv4Addr>,
+
+    /// Redis for per-address claims (redis://host:port or rediss://...); without it claims rely on EC2's compare-and-swap alone
+    #[arg(long, global = true, env = "EIPOOL_REDIS_URL", value_name = "URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// Log format on stderr
+    #[arg(long, global = true, env = "EIPOOL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Log filter (tracing EnvFilter syntax, e.g. debug or eipool=debug)
+    #[arg(long, global = true, env = "EIPOOL_LOG", default_value = "info", value_name = "FILTER")]
+    pub log: String,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Claim a free address of the pool for this interface (idempotent: adopts one it already holds)
+    #[command(after_help = after_help())]
+    Claim(ClaimArgs),
+}
+
+/// Flags of `eipool claim`.
+#[derive(Debug, Args)]
+pub struct ClaimArgs {
+    /// Upper bound on the whole command, e.g. 90s or 3m
+    #[arg(long, env = "EIPOOL_TIMEOUT", default_value = "180s", value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Duration,
+
+    /// Also write EIPOOL_PUBLIC_IP=... etc. to this env file (atomically: temp file + rename)
+    #[arg(long, env = "EIPOOL_OUTPUT", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Fail (exit 75 at the deadline) rather than claim without Redis when Redis is unreachable
+    #[arg(long, env = "EIPOOL_REQUIRE_LOCK")]
+    pub require_lock: bool,
+
+    /// Lease of a Redis claim on one address; renewed before every EC2 call made under it
+    #[arg(long, env = "EIPOOL_LEASE", default_value = "15s", value_parser = parse_duration, value_name = "DURATION")]
+    pub lease: Duration,
+
+    /// Timeout of each single EC2 call
+    #[arg(long, env = "EIPOOL_CALL_TIMEOUT", default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    pub call_timeout: Duration,
+}
+
+/// A positive duration such as `90s`, `3m` or `1500ms`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{e}; use a duration such as 90s, 3m or 1500ms"))?;
+    if d.is_zero() {
+        return Err("must be greater than zero, e.g. 90s".into());
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("3m"), Ok(Duration::from_secs(180)));
+        assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("90").is_err());
+    }
+
+    #[test]
+    fn every_flag_has_an_env_var() {
+        fn walk(cmd: &clap::Command, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && !arg.is_positional() && arg.get_env().is_none() {
+                    missing.push(format!("{} --{}", cmd.get_name(), arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), &mut missing);
+        assert!(missing.is_empty(), "flags without EIPOOL_* env: {missing:?}");
+    }
+}

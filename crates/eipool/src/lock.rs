@@ -1,0 +1,307 @@
+//! Per-address claims in Redis: leases with fencing numbers, taken and given back by atomic Lua
+//! scripts.
+//!
+//! Every key of a pool carries the hash tag `{<pool>}` so that all scripts touch one slot and
+//! also run on Redis Cluster / ElastiCache:
+//!
+//! | key | value | lifetime |
+//! |---|---|---|
+//! | `eipool:{P}:fence` | counter, `INCR` per acquisition | forever |
+//! | `eipool:{P}:claim:<alloc>` | `<owner>\|<fence>` | lease (PX), renewed while working |
+//! | `eipool:{P}:assigned:<alloc>` | `<eni>/<ip>` of the holder, or `?` | a few minutes |
+//! | `eipool:{P}:iface:<eni>/<ip>` | `<alloc>` this interface is taking or holds | a few minutes |
+//!
+//! Redis speeds the herd up and keeps claimers off each other's toes; it is not what makes the
+//! claim safe: EC2's `AllowReassociation=false` is. A Redis that restarts empty loses claims and
+//! fences; the worst that follows is a wasted AssociateAddress answered `Resource.AlreadyAssociated`.
+
+use std::net::Ipv4Addr;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, Script};
+use tokio::time::Instant;
+use tracing::instrument;
+
+use crate::ec2::{AllocationId, EniId};
+
+/// Errors talking to Redis.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    /// `--redis-url` is not a valid redis:// or rediss:// URL; fix the flag.
+    #[error("--redis-url is not a valid Redis URL ({0}); expected redis://host:port or rediss://host:port")]
+    BadUrl(String),
+    /// Redis did not answer in time, refused the connection or failed the command; retry later.
+    #[error("Redis is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// What an acquisition attempt found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Acquire {
+    /// The address is ours to try until the lease runs out.
+    Acquired(Held),
+    /// Another claimer holds a live claim on it: skip it now, maybe look again later.
+    Busy,
+    /// It was recently assigned (or found taken): skip it.
+    Assigned,
+}
+
+/// A live claim on one address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    /// The claimed address.
+    pub alloc: AllocationId,
+    /// The fencing number Redis handed out with this claim; later claims get larger ones.
+    pub fence: u64,
+    /// Until when the lease is certainly valid (measured from before the request was sent).
+    pub valid_until: Instant,
+}
+
+const ACQUIRE_LUA: &str = r#"
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local sep = string.find(cur, '|', 1, true)
+  if sep and string.sub(cur, 1, sep - 1) == ARGV[1] then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    return tonumber(string.sub(cur, sep + 1))
+  end
+  return 0
+end
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  return -1
+end
+local fence = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], ARGV[1] .. '|' .. fence, 'PX', ARGV[2])
+redis.call('SET', KEYS[4], ARGV[3], 'PX', ARGV[4])
+return fence
+"#;
+
+const EXTEND_LUA: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"#;
+
+const RELEASE_LUA: &str = r#"
+local ok = 0
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  ok = 1
+end
+if ARGV[2] == '1' and redis.call('GET', KEYS[2]) == ARGV[3] then
+  redis.call('DEL', KEYS[2])
+end
+return ok
+"#;
+
+const ASSIGN_LUA: &str = r#"
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+redis.call('SET', KEYS[3], ARGV[4], 'PX', ARGV[3])
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+end
+return 1
+"#;
+
+// Compiled once per process; EVALSHA with a transparent fallback to EVAL (redis-rs `Script`).
+static ACQUIRE: LazyLock<Script> = LazyLock::new(|| Script::new(ACQUIRE_LUA));
+static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(EXTEND_LUA));
+static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE_LUA));
+static ASSIGN: LazyLock<Script> = LazyLock::new(|| Script::new(ASSIGN_LUA));
+
+/// Timing of claims.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// Lease of a claim; renewed before every EC2 call made under it.
+    pub lease: Duration,
+    /// How long an address stays marked assigned after a claimer validated it.
+    pub assigned_ttl: Duration,
+    /// Bound on every Redis round trip (connect included).
+    pub op_timeout: Duration,
+}
+
+/// The claims of one claimer (one owner token) in one pool.
+#[derive(Clone)]
+pub struct Claims {
+    conn: ConnectionManager,
+    pool: String,
+    owner: String,
+    timing: Timing,
+}
+
+impl std::fmt::Debug for Claims {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Claims").field("pool", &self.pool).field("owner", &self.owner).finish()
+    }
+}
+
+/// Parse `--redis-url` without connecting. Fails only on a malformed URL.
+pub fn parse_url(url: &str) -> Result<redis::Client, LockError> {
+    if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("redis+unix://")) {
+        return Err(LockError::BadUrl(format!("{url:?} has no redis:// or rediss:// scheme")));
+    }
+    redis::Client::open(url).map_err(|e| LockError::BadUrl(e.to_string()))
+}
+
+impl Claims {
+    /// Claims for `owner` in `pool` over a lazily connecting, self-reconnecting connection:
+    /// nothing is sent until the first claim, so a Redis that is down at start costs nothing
+    /// more than its first timeout.
+    pub fn new(client: redis::Client, pool: &str, owner: String, timing: Timing) -> Result<Self, LockError> {
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timing.op_timeout))
+            .set_response_timeout(Some(timing.op_timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(timing.op_timeout);
+        let conn = ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|e| LockError::Unavailable(e.to_string()))?;
+        Ok(Claims {
+            conn,
+            pool: pool.to_string(),
+            owner,
+            timing,
+        })
+    }
+
+    /// This claimer's owner token.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// The key of `what` in this pool, with the pool's hash tag.
+    pub fn key(&self, what: &str) -> String {
+        format!("eipool:{{{}}}:{what}", self.pool)
+    }
+
+    fn claim_key(&self, alloc: &AllocationId) -> String {
+        self.key(&format!("claim:{alloc}"))
+    }
+    fn assigned_key(&self, alloc: &AllocationId) -> String {
+        self.key(&format!("assigned:{alloc}"))
+    }
+    fn iface_key(&self, eni: &EniId, ip: Ipv4Addr) -> String {
+        self.key(&format!("iface:{eni}/{ip}"))
+    }
+    fn value(&self, fence: u64) -> String {
+        format!("{}|{fence}", self.owner)
+    }
+
+    async fn bounded<T>(&self, fut: impl std::future::Future<Output = redis::RedisResult<T>>) -> Result<T, LockError> {
+        match tokio::time::timeout(self.timing.op_timeout, fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(LockError::Unavailable(e.to_string())),
+            Err(_) => Err(LockError::Unavailable(format!(
+                "no answer within {:?}",
+                self.timing.op_timeout
+            ))),
+        }
+    }
+
+    /// Try to claim `alloc` for `eni`/`ip`; records the intent under the interface so that a
+    /// re-run after a crash finds what it was taking. Idempotent for the same owner.
+    #[instrument(skip(self), fields(owner = %self.owner), err(Display))]
+    pub async fn acquire(&self, alloc: &AllocationId, eni: &EniId, ip: Ipv4Addr) -> Result<Acquire, LockError> {
+        let sent = Instant::now();
+        let mut conn = self.conn.clone();
+        let mut inv = ACQUIRE.prepare_invoke();
+        inv.key(self.claim_key(alloc))
+            .key(self.key("fence"))
+            .key(self.assigned_key(alloc))
+            .key(self.iface_key(eni, ip))
+            .arg(&self.owner)
+            .arg(self.timing.lease.as_millis() as u64)
+            .arg(alloc.as_str())
+            .arg(self.timing.assigned_ttl.as_millis() as u64);
+        let answer: i64 = self.bounded(inv.invoke_async(&mut conn)).await?;
+        Ok(match answer {
+            0 => Acquire::Busy,
+            n if n < 0 => Acquire::Assigned,
+            fence => Acquire::Acquired(Held {
+                alloc: alloc.clone(),
+                fence: fence as u64,
+                valid_until: sent + self.timing.lease,
+            }),
+        })
+    }
+
+    /// Renew the lease of `held`. `Ok(false)`: the claim is no longer ours (expired and maybe
+    /// taken by someone with a larger fence); stop working on that address.
+    #[instrument(skip(self), fields(alloc = %held.alloc, fence = held.fence), err(Display))]
+    pub async fn extend(&self, held: &mut Held) -> Result<bool, LockError> {
+        let sent = Instant::now();
+        let mut conn = self.conn.clone();
+        let mut inv = EXTEND.prepare_invoke();
+        inv.key(self.claim_key(&held.alloc))
+            .arg(self.value(held.fence))
+            .arg(self.timing.lease.as_millis() as u64);
+        let ok: i64 = self.bounded(inv.invoke_async(&mut conn)).await?;
+        if ok == 1 {
+            held.valid_until = sent + self.timing.lease;
+        }
+        Ok(ok == 1)
+    }
+
+    /// Give the claim back (compare-and-delete: only if it is still ours). With `forget_intent`,
+    /// also drop the interface's record of taking this address.
+    #[instrument(skip(self), fields(alloc = %held.alloc, fence = held.fence), err(Display))]
+    pub async fn release(&self, held: &Held, eni: &EniId, ip: Ipv4Addr, forget_intent: bool) -> Result<bool, LockError> {
+        let mut conn = self.conn.clone();
+        let mut inv = RELEASE.prepare_invoke();
+        inv.key(self.claim_key(&held.alloc))
+            .key(self.iface_key(eni, ip))
+            .arg(self.value(held.fence))
+            .arg(if forget_intent { "1" } else { "0" })
+            .arg(held.alloc.as_str());
+        let ok: i64 = self.bounded(inv.invoke_async(&mut conn)).await?;
+        Ok(ok == 1)
+    }
+
+    /// Record that `alloc` is now held by `eni`/`ip` (so claimers reading a stale
+    /// DescribeAddresses skip it) and drop our claim on it, in one step.
+    #[instrument(skip(self), err(Display))]
+    pub async fn mark_assigned(&self, alloc: &AllocationId, fence: Option<u64>, eni: &EniId, ip: Ipv4Addr) -> Result<(), LockError> {
+        let mut conn = self.conn.clone();
+        let mut inv = ASSIGN.prepare_invoke();
+        inv.key(self.claim_key(alloc))
+            .key(self.assigned_key(alloc))
+            .key(self.iface_key(eni, ip))
+            .arg(fence.map(|f| self.value(f)).unwrap_or_default())
+            .arg(format!("{eni}/{ip}"))
+            .arg(self.timing.assigned_ttl.as_millis() as u64)
+            .arg(alloc.as_str());
+        let _: i64 = self.bounded(inv.invoke_async(&mut conn)).await?;
+        Ok(())
+    }
+
+    /// Note that EC2 said `alloc` is taken by someone else, so other claimers skip it too.
+    #[instrument(skip(self), err(Display))]
+    pub async fn mark_taken(&self, alloc: &AllocationId) -> Result<(), LockError> {
+        let mut conn = self.conn.clone();
+        let key = self.assigned_key(alloc);
+        let ttl = self.timing.assigned_ttl.as_millis() as u64;
+        let _: Option<String> = self
+            .bounded(redis::cmd("SET").arg(key).arg("?").arg("NX").arg("PX").arg(ttl).query_async(&mut conn))
+            .await?;
+        Ok(())
+    }
+
+    /// The address this interface was last taking or holding, per Redis (a crash re-run checks it
+    /// first, because a stale DescribeAddresses may not show the association yet).
+    #[instrument(skip(self), err(Display))]
+    pub async fn intent_of(&self, eni: &EniId, ip: Ipv4Addr) -> Result<Option<AllocationId>, LockError> {
+        let mut conn = self.conn.clone();
+        let key = self.iface_key(eni, ip);
+        let v: Option<String> = self.bounded(conn.get(key)).await?;
+        Ok(v.map(AllocationId))
+    }
+
+    /// Round trip to Redis (PING), for health checks.
+    pub async fn ping(&self) -> Result<(), LockError> {
+        let mut conn = self.conn.clone();
+        let _: String = self.bounded(redis::cmd("PING").query_async(&mut conn)).await?;
+        Ok(())
+    }
+}

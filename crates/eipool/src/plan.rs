@@ -1,0 +1,219 @@
+//! Pure decisions of the claim protocol: candidate order, backoff, lease budget, what a pass means.
+//!
+//! Nothing here does I/O, reads a clock or owns a random generator: time and randomness are
+//! handed in, so every decision is a plain function that the unit tests below drive with tables.
+
+use std::time::Duration;
+
+use rand::seq::SliceRandom;
+use rand::Rng;
+
+/// Full-jitter exponential backoff ("Exponential Backoff And Jitter", AWS Architecture Blog):
+/// a uniform wait in `[0, min(cap, base * 2^attempt))`. `unit` is a sample from `[0, 1)`.
+///
+/// Full jitter spreads a herd out instead of letting it retry in lock step, which is what keeps
+/// a few hundred claimers under EC2's request-rate buckets.
+pub fn full_jitter(attempt: u32, base: Duration, cap: Duration, unit: f64) -> Duration {
+    let ceiling = base
+        .checked_mul(2u32.saturating_pow(attempt.min(30)))
+        .unwrap_or(cap)
+        .min(cap);
+    ceiling.mul_f64(unit.clamp(0.0, 1.0))
+}
+
+/// A wait clamped so it never runs past what is left before the deadline.
+pub fn clamp_wait(want: Duration, remaining: Duration) -> Duration {
+    want.min(remaining)
+}
+
+/// Whether a claim whose lease has `lease_left` may still make an EC2 call that can take up to
+/// `call_timeout`: the lease must outlive the call by `margin`. A claimer that can't say yes must
+/// stop before associating (someone else may legitimately hold the address by then).
+pub fn lease_allows(lease_left: Duration, call_timeout: Duration, margin: Duration) -> bool {
+    lease_left >= call_timeout.saturating_add(margin)
+}
+
+/// How long a claim's lease must be so that one extension covers one EC2 call with margin.
+pub fn minimum_lease(call_timeout: Duration, margin: Duration) -> Duration {
+    call_timeout.saturating_add(margin).saturating_mul(2)
+}
+
+/// The part of the overall deadline set aside for cleanup (disassociating what a failing claim
+/// took, releasing its Redis claim): a fifth of the timeout, between 2 s and 10 s, never more
+/// than half of it.
+pub fn cleanup_reserve(timeout: Duration) -> Duration {
+    (timeout / 5)
+        .clamp(Duration::from_secs(2), Duration::from_secs(10))
+        .min(timeout / 2)
+}
+
+/// Delay before validation poll number `poll` (0-based) after a successful AssociateAddress.
+///
+/// EC2 is eventually consistent: DescribeAddresses right after AssociateAddress often still shows
+/// the old state, so the first look waits a little and later looks back off, capped at 2 s.
+pub fn validation_delay(poll: u32) -> Duration {
+    let ms = 250u64.saturating_mul(2u64.saturating_pow(poll.min(8)));
+    Duration::from_millis(ms.min(2_000))
+}
+
+/// The candidates of one listing in the order to try them: free addresses (no association),
+/// shuffled so a herd spreads over the pool instead of all racing for the first one.
+pub fn candidate_order<T: Clone, R: Rng + ?Sized>(free: &[T], rng: &mut R) -> Vec<T> {
+    let mut order = free.to_vec();
+    order.shuffle(rng);
+    order
+}
+
+/// What one pass over the candidates saw, counted by the claimer.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PassTally {
+    /// Candidates another claimer holds a live Redis claim on; they may come free again.
+    pub busy: usize,
+    /// Candidates that failed with a temporary error (throttled, 5xx, timeout, Redis down).
+    pub transient: usize,
+}
+
+/// What to do after a pass over the candidates that won nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterPass {
+    /// Every candidate is known taken: the pool is exhausted, say so now rather than at the deadline.
+    Exhausted,
+    /// Some candidates may still come free (in flight elsewhere) or failed for a passing reason:
+    /// back off and try those again.
+    TryAgain,
+}
+
+/// Decide after a pass. Exhaustion is declared only when nothing is in flight and nothing failed
+/// for a passing reason, so a claimer never gives up on an address that another claimer may
+/// still hand back.
+pub fn after_pass(tally: PassTally) -> AfterPass {
+    if tally.busy == 0 && tally.transient == 0 {
+        AfterPass::Exhausted
+    } else {
+        AfterPass::TryAgain
+    }
+}
+
+/// Which exit reason a claim that ran out of time reports: exhaustion when the last pass found
+/// only addresses others were holding, a temporary failure when something kept failing.
+pub fn deadline_verdict(last: Option<PassTally>) -> AfterDeadline {
+    match last {
+        Some(t) if t.transient == 0 => AfterDeadline::Exhausted,
+        _ => AfterDeadline::Temporary,
+    }
+}
+
+/// See [`deadline_verdict`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterDeadline {
+    /// Exit 69: no address came free in time.
+    Exhausted,
+    /// Exit 75: EC2 or Redis kept failing until the deadline.
+    Temporary,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    const MS: fn(u64) -> Duration = Duration::from_millis;
+
+    #[test]
+    fn full_jitter_grows_then_caps() {
+        let base = MS(100);
+        let cap = MS(5_000);
+        // (attempt, unit sample, expected wait)
+        let cases = [
+            (0, 0.0, MS(0)),
+            (0, 0.5, MS(50)),
+            (1, 0.5, MS(100)),
+            (3, 0.999_999, MS(800).mul_f64(0.999_999)),
+            (6, 0.5, MS(2_500)), // 6.4 s ceiling capped to 5 s
+            (40, 0.5, MS(2_500)),
+            (u32::MAX, 1.0, MS(5_000)),
+        ];
+        for (attempt, unit, want) in cases {
+            assert_eq!(full_jitter(attempt, base, cap, unit), want, "attempt {attempt}, unit {unit}");
+        }
+    }
+
+    #[test]
+    fn full_jitter_never_exceeds_cap_over_many_samples() {
+        let mut rng = StdRng::seed_from_u64(7);
+        for attempt in 0..64 {
+            let w = full_jitter(attempt, MS(50), MS(3_000), rng.random());
+            assert!(w <= MS(3_000), "attempt {attempt} waited {w:?}");
+        }
+    }
+
+    #[test]
+    fn waits_never_pass_the_deadline() {
+        assert_eq!(clamp_wait(MS(800), MS(300)), MS(300));
+        assert_eq!(clamp_wait(MS(100), MS(300)), MS(100));
+        assert_eq!(clamp_wait(MS(100), Duration::ZERO), Duration::ZERO);
+    }
+
+    #[test]
+    fn lease_budget_table() {
+        let call = MS(5_000);
+        let margin = MS(1_000);
+        // (lease left, allowed)
+        let cases = [
+            (MS(10_000), true),
+            (MS(6_000), true),
+            (MS(5_999), false),
+            (MS(0), false),
+        ];
+        for (left, allowed) in cases {
+            assert_eq!(lease_allows(left, call, margin), allowed, "lease left {left:?}");
+        }
+        assert!(lease_allows(minimum_lease(call, margin), call, margin));
+    }
+
+    #[test]
+    fn cleanup_reserve_table() {
+        let s = Duration::from_secs;
+        let cases = [(s(180), s(10)), (s(30), s(6)), (s(5), s(2)), (s(1), MS(500))];
+        for (timeout, want) in cases {
+            assert_eq!(cleanup_reserve(timeout), want, "timeout {timeout:?}");
+        }
+    }
+
+    #[test]
+    fn validation_delays_back_off_and_cap() {
+        assert_eq!(validation_delay(0), MS(250));
+        assert_eq!(validation_delay(1), MS(500));
+        assert_eq!(validation_delay(2), MS(1_000));
+        assert_eq!(validation_delay(3), MS(2_000));
+        assert_eq!(validation_delay(1_000), MS(2_000));
+    }
+
+    #[test]
+    fn candidate_order_is_a_permutation_and_spreads_a_herd() {
+        let free: Vec<u32> = (0..25).collect();
+        let mut firsts = std::collections::HashSet::new();
+        for seed in 0..40 {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let order = candidate_order(&free, &mut rng);
+            let mut sorted = order.clone();
+            sorted.sort();
+            assert_eq!(sorted, free, "seed {seed} lost or duplicated a candidate");
+            firsts.insert(order[0]);
+        }
+        // 40 claimers starting together must not all go for the same first address.
+        assert!(firsts.len() >= 10, "only {} distinct first choices", firsts.len());
+    }
+
+    #[test]
+    fn exhaustion_only_when_nothing_can_come_free() {
+        let t = |busy, transient| PassTally { busy, transient };
+        assert_eq!(after_pass(t(0, 0)), AfterPass::Exhausted);
+        assert_eq!(after_pass(t(1, 0)), AfterPass::TryAgain);
+        assert_eq!(after_pass(t(0, 1)), AfterPass::TryAgain);
+        assert_eq!(deadline_verdict(Some(t(3, 0))), AfterDeadline::Exhausted);
+        assert_eq!(deadline_verdict(Some(t(3, 1))), AfterDeadline::Temporary);
+        assert_eq!(deadline_verdict(None), AfterDeadline::Temporary);
+    }
+}
