@@ -1,1 +1,14 @@
+//! eipool-lab: the test and demo tooling of eipool (not shipped).
+//!
+//! - [`services`]: start moto (EC2 emulator) and redis-server as real processes on free
+//!   loopback ports, and stop them even when the test process dies.
+//! - [`fixture`]: make VPCs, instances and tagged Elastic IP pools in moto; read EC2's state.
+//! - [`claimer`]: run the real `eipool` binary as a process and collect what it reported.
+//! - [`imds`]: a small IMDSv2 stub (moto's IMDS is static).
+//! - [`check`]: invariants over EC2's final state and the claimers' outcomes.
 
+pub mod check;
+pub mod claimer;
+pub mod fixture;
+pub mod imds;
+pub mod services;

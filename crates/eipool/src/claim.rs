@@ -96,7 +96,10 @@ pub async fn run(cfg: ClaimConfig, cancel: CancellationToken) -> Result<Claimed,
     let started = Instant::now();
     if let Some(out) = &cfg.output {
         output::check_writable(out).map_err(|e| {
-            Error::Usage(format!("--output {}: cannot write there: {e}", out.display()))
+            Error::Usage(format!(
+                "--output {}: cannot write there: {e}",
+                out.display()
+            ))
         })?;
     }
     let ec2 = ec2::connect(cfg.call_timeout).await.map_err(Error::Usage)?;
@@ -128,7 +131,10 @@ pub async fn run(cfg: ClaimConfig, cancel: CancellationToken) -> Result<Claimed,
             if !claimed.reused {
                 claimer.give_back(&claimed).await;
             }
-            return Err(Error::Usage(format!("--output {}: cannot write the env file: {e}", out.display())));
+            return Err(Error::Usage(format!(
+                "--output {}: cannot write the env file: {e}",
+                out.display()
+            )));
         }
     }
     Ok(claimed)
@@ -158,7 +164,13 @@ struct Claimer {
 }
 
 impl Claimer {
-    fn new(ec2: Ec2, claims: Option<Claims>, cfg: &ClaimConfig, started: Instant, cancel: CancellationToken) -> Self {
+    fn new(
+        ec2: Ec2,
+        claims: Option<Claims>,
+        cfg: &ClaimConfig,
+        started: Instant,
+        cancel: CancellationToken,
+    ) -> Self {
         let deadline = started + cfg.timeout;
         Claimer {
             ec2,
@@ -185,7 +197,10 @@ impl Claimer {
             Err(Stop::Deadline) => Err(match plan::deadline_verdict(last_tally) {
                 AfterDeadline::Exhausted => self.exhausted(),
                 AfterDeadline::Temporary => Error::Temporary {
-                    last: self.last_error.clone().unwrap_or_else(|| "no answer in time".into()),
+                    last: self
+                        .last_error
+                        .clone()
+                        .unwrap_or_else(|| "no answer in time".into()),
                     elapsed: self.started.elapsed(),
                 },
             }),
@@ -201,10 +216,16 @@ impl Claimer {
         }
     }
 
-    async fn claim_inner(&mut self, cfg: &ClaimConfig, last_tally: &mut Option<PassTally>) -> Result<Claimed, Stop> {
+    async fn claim_inner(
+        &mut self,
+        cfg: &ClaimConfig,
+        last_tally: &mut Option<PassTally>,
+    ) -> Result<Claimed, Stop> {
         let ec2 = self.ec2.clone();
         let me = self
-            .retry("identity", || identity::resolve(&ec2, &cfg.identity, cfg.private_ip))
+            .retry("identity", || {
+                identity::resolve(&ec2, &cfg.identity, cfg.private_ip)
+            })
             .await?
             .map_err(|e| Stop::Fatal(e.into()))?;
         info!(eni = %me.eni, private_ip = %me.private_ip, pool = %self.pool, "claiming");
@@ -216,10 +237,16 @@ impl Claimer {
             .map_err(|e| Stop::Fatal(ec2_failure(e, Some(&pool))))?;
         self.pool_size = listing.len();
 
-        let mine: Vec<&Address> = listing.iter().filter(|a| a.held_by(&me.eni, me.private_ip)).collect();
+        let mine: Vec<&Address> = listing
+            .iter()
+            .filter(|a| a.held_by(&me.eni, me.private_ip))
+            .collect();
         if let Some(a) = mine.first() {
             if mine.len() > 1 {
-                warn!(count = mine.len(), "this interface holds several addresses of the pool; reporting the first");
+                warn!(
+                    count = mine.len(),
+                    "this interface holds several addresses of the pool; reporting the first"
+                );
             }
             info!(public_ip = %a.public_ip, allocation_id = %a.allocation_id, "already held: adopting");
             return Ok(self.report(a, &me, a.association.as_ref().map(|x| x.id.clone()), true));
@@ -231,7 +258,11 @@ impl Claimer {
         // A re-run after a crash: Redis remembers what this interface was taking, which a stale
         // DescribeAddresses may not show yet. Try that one first, as possibly ours.
         let intent = self.intent(&me).await;
-        let mut free: Vec<Address> = listing.iter().filter(|a| a.association.is_none()).cloned().collect();
+        let mut free: Vec<Address> = listing
+            .iter()
+            .filter(|a| a.association.is_none())
+            .cloned()
+            .collect();
         let mut order = plan::candidate_order(&free, &mut self.rng);
         if let Some(alloc) = &intent {
             if let Some(a) = listing.iter().find(|a| &a.allocation_id == alloc) {
@@ -240,7 +271,11 @@ impl Claimer {
             }
         }
         free.clear();
-        info!(pool_size = listing.len(), free = order.len(), "listed the pool");
+        info!(
+            pool_size = listing.len(),
+            free = order.len(),
+            "listed the pool"
+        );
 
         let mut pass = 0u32;
         loop {
@@ -265,7 +300,12 @@ impl Claimer {
             match plan::after_pass(tally) {
                 AfterPass::Exhausted => return Err(Stop::Fatal(self.exhausted())),
                 AfterPass::TryAgain => {
-                    debug!(busy = tally.busy, transient = tally.transient, pass, "nothing won this pass; backing off");
+                    debug!(
+                        busy = tally.busy,
+                        transient = tally.transient,
+                        pass,
+                        "nothing won this pass; backing off"
+                    );
                     let wait = self.jitter(pass);
                     self.sleep(wait).await?;
                     pass += 1;
@@ -277,7 +317,12 @@ impl Claimer {
 
     /// Try to win one candidate. Returns `Err` only to stop the whole claim (deadline, signal,
     /// fatal), after giving back anything taken for this candidate.
-    async fn attempt(&mut self, cand: &Address, me: &Identity, suspect_ours: bool) -> Result<Attempt, Stop> {
+    async fn attempt(
+        &mut self,
+        cand: &Address,
+        me: &Identity,
+        suspect_ours: bool,
+    ) -> Result<Attempt, Stop> {
         let alloc = &cand.allocation_id;
         let mut held = match self.acquire(alloc, me).await? {
             Ok(h) => h,
@@ -307,7 +352,15 @@ impl Claimer {
         match self.validate(alloc, &assoc, me).await {
             Ok(Some(addr)) => {
                 if let Some(claims) = self.live_claims() {
-                    if let Err(e) = claims.mark_assigned(alloc, held.as_ref().map(|h| h.fence), &me.eni, me.private_ip).await {
+                    if let Err(e) = claims
+                        .mark_assigned(
+                            alloc,
+                            held.as_ref().map(|h| h.fence),
+                            &me.eni,
+                            me.private_ip,
+                        )
+                        .await
+                    {
                         warn!(error = %e, "could not record the assignment in Redis; others will learn it from EC2");
                     }
                 }
@@ -331,11 +384,18 @@ impl Claimer {
     }
 
     /// Take the Redis claim. `Ok(Ok(None))`: proceed without one (Redis down, lock not required).
-    async fn acquire(&mut self, alloc: &AllocationId, me: &Identity) -> Result<Result<Option<Held>, Attempt>, Stop> {
+    async fn acquire(
+        &mut self,
+        alloc: &AllocationId,
+        me: &Identity,
+    ) -> Result<Result<Option<Held>, Attempt>, Stop> {
         let Some(claims) = self.live_claims().cloned() else {
             return Ok(Ok(None));
         };
-        match self.bounded(claims.acquire(alloc, &me.eni, me.private_ip)).await? {
+        match self
+            .bounded(claims.acquire(alloc, &me.eni, me.private_ip))
+            .await?
+        {
             Ok(Acquire::Acquired(h)) => {
                 debug!(allocation_id = %alloc, fence = h.fence, "claimed in Redis");
                 Ok(Ok(Some(h)))
@@ -375,7 +435,10 @@ impl Claimer {
                     return Ok(Err(Attempt::Transient));
                 }
             }
-            match self.bounded(self.ec2.associate(alloc, &me.eni, me.private_ip)).await? {
+            match self
+                .bounded(self.ec2.associate(alloc, &me.eni, me.private_ip))
+                .await?
+            {
                 Ok(assoc) => return Ok(Ok(assoc)),
                 Err(Ec2Error::AlreadyAssociated(_)) => {
                     if maybe_ours {
@@ -405,12 +468,21 @@ impl Claimer {
 
     /// After `Resource.AlreadyAssociated` on an address we may have associated ourselves (an
     /// answer was lost, or a crashed run did it): poll until EC2 shows the holder.
-    async fn owner_is_me(&mut self, alloc: &AllocationId, me: &Identity) -> Result<Option<AssociationId>, Stop> {
+    async fn owner_is_me(
+        &mut self,
+        alloc: &AllocationId,
+        me: &Identity,
+    ) -> Result<Option<AssociationId>, Stop> {
         let mut poll = 0;
         loop {
             let ec2 = self.ec2.clone();
-            match self.retry("find holder", || ec2.describe_address(alloc)).await? {
-                Ok(Some(a)) if a.held_by(&me.eni, me.private_ip) => return Ok(a.association.map(|x| x.id)),
+            match self
+                .retry("find holder", || ec2.describe_address(alloc))
+                .await?
+            {
+                Ok(Some(a)) if a.held_by(&me.eni, me.private_ip) => {
+                    return Ok(a.association.map(|x| x.id))
+                }
                 Ok(Some(a)) if a.association.is_some() => return Ok(None),
                 Ok(None) => return Ok(None),
                 Ok(Some(_)) => {} // stale: not visible yet
@@ -423,13 +495,21 @@ impl Claimer {
 
     /// Poll DescribeAddresses by allocation id until it shows our association.
     /// `Ok(None)`: it shows the address held by someone else (or gone).
-    async fn validate(&mut self, alloc: &AllocationId, assoc: &AssociationId, me: &Identity) -> Result<Option<Address>, Stop> {
+    async fn validate(
+        &mut self,
+        alloc: &AllocationId,
+        assoc: &AssociationId,
+        me: &Identity,
+    ) -> Result<Option<Address>, Stop> {
         let mut poll = 0;
         loop {
             self.sleep(plan::validation_delay(poll)).await?;
             poll += 1;
             let ec2 = self.ec2.clone();
-            let seen = match self.retry("validate", || ec2.describe_address(alloc)).await? {
+            let seen = match self
+                .retry("validate", || ec2.describe_address(alloc))
+                .await?
+            {
                 Ok(seen) => seen,
                 Err(e) => return Err(Stop::Fatal(ec2_failure(e, Some(&self.pool)))),
             };
@@ -446,7 +526,9 @@ impl Claimer {
                     // after us. Disassociating our own association id is safe either way.
                     return Ok(None);
                 }
-                Some(_) => debug!(allocation_id = %alloc, poll, "not visible yet (eventual consistency)"),
+                Some(_) => {
+                    debug!(allocation_id = %alloc, poll, "not visible yet (eventual consistency)")
+                }
             }
         }
     }
@@ -506,9 +588,14 @@ impl Claimer {
         let (Some(h), Some(claims)) = (held, self.claims.as_ref()) else {
             return;
         };
-        match self.cleanup(claims.release(h, &me.eni, me.private_ip, forget_intent)).await {
+        match self
+            .cleanup(claims.release(h, &me.eni, me.private_ip, forget_intent))
+            .await
+        {
             Some(Ok(_)) => {}
-            Some(Err(e)) => debug!(error = %e, "could not release the Redis claim; its lease will expire"),
+            Some(Err(e)) => {
+                debug!(error = %e, "could not release the Redis claim; its lease will expire")
+            }
             None => debug!("no time left to release the Redis claim; its lease will expire"),
         }
     }
@@ -531,7 +618,10 @@ impl Claimer {
                 None => return,
                 _ => {}
             }
-            let wait = plan::clamp_wait(plan::validation_delay(poll), self.deadline.saturating_duration_since(Instant::now()));
+            let wait = plan::clamp_wait(
+                plan::validation_delay(poll),
+                self.deadline.saturating_duration_since(Instant::now()),
+            );
             tokio::time::sleep(wait).await;
             poll += 1;
         }
@@ -546,8 +636,13 @@ impl Claimer {
                     return;
                 }
                 Some(Err(e)) if e.is_transient() && Instant::now() < self.deadline => {
-                    let wait = plan::full_jitter(attempt, BACKOFF_BASE, BACKOFF_CAP, rand::rng().random());
-                    tokio::time::sleep(plan::clamp_wait(wait, self.deadline.saturating_duration_since(Instant::now()))).await;
+                    let wait =
+                        plan::full_jitter(attempt, BACKOFF_BASE, BACKOFF_CAP, rand::rng().random());
+                    tokio::time::sleep(plan::clamp_wait(
+                        wait,
+                        self.deadline.saturating_duration_since(Instant::now()),
+                    ))
+                    .await;
                     attempt += 1;
                 }
                 Some(Err(e)) => {
@@ -567,11 +662,19 @@ impl Claimer {
         self.disassociate_quietly(&claimed.association_id).await;
     }
 
-    fn report(&self, a: &Address, me: &Identity, assoc: Option<AssociationId>, reused: bool) -> Claimed {
+    fn report(
+        &self,
+        a: &Address,
+        me: &Identity,
+        assoc: Option<AssociationId>,
+        reused: bool,
+    ) -> Claimed {
         Claimed {
             public_ip: a.public_ip,
             allocation_id: a.allocation_id.clone(),
-            association_id: assoc.or_else(|| a.association.as_ref().map(|x| x.id.clone())).unwrap_or(AssociationId(String::new())),
+            association_id: assoc
+                .or_else(|| a.association.as_ref().map(|x| x.id.clone()))
+                .unwrap_or(AssociationId(String::new())),
             network_interface_id: me.eni.clone(),
             private_ip: me.private_ip,
             reused,

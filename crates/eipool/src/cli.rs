@@ -40,7 +40,13 @@ pub struct Global {
     pub pool: Option<String>,
 
     /// This node's network interface (eni-...) [default: from IMDSv2]
-    #[arg(long, global = true, env = "EIPOOL_NETWORK_INTERFACE_ID", value_name = "ENI", conflicts_with = "instance_id")]
+    #[arg(
+        long,
+        global = true,
+        env = "EIPOOL_NETWORK_INTERFACE_ID",
+        value_name = "ENI",
+        conflicts_with = "instance_id"
+    )]
     pub network_interface_id: Option<String>,
 
     /// This node's instance (i-...); its device-index-0 interface is used [default: from IMDSv2]
@@ -52,7 +58,13 @@ pub struct Global {
     pub private_ip: Option<Ipv4Addr>,
 
     /// Redis for per-address claims (redis://host:port or rediss://...); without it claims rely on EC2's compare-and-swap alone
-    #[arg(long, global = true, env = "EIPOOL_REDIS_URL", value_name = "URL", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "EIPOOL_REDIS_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
     pub redis_url: Option<String>,
 
     /// Log format on stderr
@@ -60,7 +72,13 @@ pub struct Global {
     pub log_format: LogFormat,
 
     /// Log filter (tracing EnvFilter syntax, e.g. debug or eipool=debug)
-    #[arg(long, global = true, env = "EIPOOL_LOG", default_value = "info", value_name = "FILTER")]
+    #[arg(
+        long,
+        global = true,
+        env = "EIPOOL_LOG",
+        default_value = "info",
+        value_name = "FILTER"
+    )]
     pub log: String,
 }
 
@@ -150,6 +168,9 @@ mod tests {
         }
         let mut missing = Vec::new();
         walk(&Cli::command(), &mut missing);
-        assert!(missing.is_empty(), "flags without EIPOOL_* env: {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "flags without EIPOOL_* env: {missing:?}"
+        );
     }
 }

@@ -51,12 +51,20 @@ pub const LEASE_MARGIN: Duration = Duration::from_secs(1);
 pub fn validate_pool(pool: Option<&str>) -> Result<String, Error> {
     let pool = pool.ok_or_else(|| Error::Usage("--pool is required (or set EIPOOL_POOL): the name in the eipool:pool tag of the pool's Elastic IPs".into()))?;
     if pool.is_empty() {
-        return Err(Error::Usage("--pool is empty: give the pool's name, the value of its eipool:pool tag".into()));
+        return Err(Error::Usage(
+            "--pool is empty: give the pool's name, the value of its eipool:pool tag".into(),
+        ));
     }
     if pool.len() > 128 {
-        return Err(Error::Usage(format!("--pool is {} characters long; use at most 128", pool.len())));
+        return Err(Error::Usage(format!(
+            "--pool is {} characters long; use at most 128",
+            pool.len()
+        )));
     }
-    if let Some(c) = pool.chars().find(|c| !(c.is_ascii_alphanumeric() || "._-:/=+@".contains(*c))) {
+    if let Some(c) = pool
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "._-:/=+@".contains(*c)))
+    {
         return Err(Error::Usage(format!(
             "--pool {pool:?} contains {c:?}; use letters, digits and . _ - : / = + @"
         )));
@@ -97,13 +105,17 @@ pub fn claim_config(global: &Global, args: &ClaimArgs) -> Result<ClaimConfig, Er
     let identity = validate_identity(global)?;
     let redis = match &global.redis_url {
         Some(url) if url.trim().is_empty() => {
-            return Err(Error::Usage("--redis-url is empty: give redis://host:port, or leave it unset".into()))
+            return Err(Error::Usage(
+                "--redis-url is empty: give redis://host:port, or leave it unset".into(),
+            ))
         }
         Some(url) => Some(crate::lock::parse_url(url).map_err(|e| Error::Usage(e.to_string()))?),
         None => None,
     };
     if args.require_lock && redis.is_none() {
-        return Err(Error::Usage("--require-lock needs --redis-url (or EIPOOL_REDIS_URL)".into()));
+        return Err(Error::Usage(
+            "--require-lock needs --redis-url (or EIPOOL_REDIS_URL)".into(),
+        ));
     }
     let min_lease = plan::minimum_lease(args.call_timeout, LEASE_MARGIN);
     if args.lease < min_lease {
@@ -143,19 +155,35 @@ mod tests {
     use clap::Parser;
 
     fn parse(args: &[&str]) -> Result<ClaimConfig, String> {
-        let cli = Cli::try_parse_from(std::iter::once("eipool").chain(args.iter().copied())).map_err(|e| e.to_string())?;
+        let cli = Cli::try_parse_from(std::iter::once("eipool").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?;
         let Command::Claim(c) = &cli.command;
         claim_config(&cli.global, c).map_err(|e| e.to_string())
     }
 
     #[test]
     fn good_flags() {
-        let c = parse(&["--pool", "media", "--network-interface-id", "eni-0a1b", "claim", "--timeout", "90s"]).unwrap();
+        let c = parse(&[
+            "--pool",
+            "media",
+            "--network-interface-id",
+            "eni-0a1b",
+            "claim",
+            "--timeout",
+            "90s",
+        ])
+        .unwrap();
         assert_eq!(c.pool, "media");
-        assert_eq!(c.identity, IdentitySource::Interface(EniId("eni-0a1b".into())));
+        assert_eq!(
+            c.identity,
+            IdentitySource::Interface(EniId("eni-0a1b".into()))
+        );
         assert_eq!(c.timeout, Duration::from_secs(90));
         let c = parse(&["claim", "--pool", "media", "--instance-id", "i-0f"]).unwrap();
-        assert_eq!(c.identity, IdentitySource::Instance(InstanceId("i-0f".into())));
+        assert_eq!(
+            c.identity,
+            IdentitySource::Instance(InstanceId("i-0f".into()))
+        );
         let c = parse(&["claim", "--pool", "media"]).unwrap();
         assert_eq!(c.identity, IdentitySource::Imds);
     }
@@ -167,20 +195,38 @@ mod tests {
             (&["claim"], "--pool"),
             (&["claim", "--pool", ""], "--pool"),
             (&["claim", "--pool", "a{b}"], "--pool"),
-            (&["claim", "--pool", "p", "--network-interface-id", "eth0"], "--network-interface-id"),
-            (&["claim", "--pool", "p", "--instance-id", "node-1"], "--instance-id"),
-            (&["claim", "--pool", "p", "--redis-url", "localhost:6379"], "--redis-url"),
+            (
+                &["claim", "--pool", "p", "--network-interface-id", "eth0"],
+                "--network-interface-id",
+            ),
+            (
+                &["claim", "--pool", "p", "--instance-id", "node-1"],
+                "--instance-id",
+            ),
+            (
+                &["claim", "--pool", "p", "--redis-url", "localhost:6379"],
+                "--redis-url",
+            ),
             (&["claim", "--pool", "p", "--redis-url", ""], "--redis-url"),
-            (&["claim", "--pool", "p", "--require-lock"], "--require-lock"),
+            (
+                &["claim", "--pool", "p", "--require-lock"],
+                "--require-lock",
+            ),
             (&["claim", "--pool", "p", "--timeout", "soon"], "--timeout"),
             (&["claim", "--pool", "p", "--timeout", "0s"], "--timeout"),
             (&["claim", "--pool", "p", "--lease", "2s"], "--lease"),
             (&["claim", "--pool", "p", "--timeout", "3s"], "--timeout"),
-            (&["claim", "--pool", "p", "--private-ip", "10.0.0"], "--private-ip"),
+            (
+                &["claim", "--pool", "p", "--private-ip", "10.0.0"],
+                "--private-ip",
+            ),
         ];
         for (args, flag) in cases {
             let err = parse(args).expect_err(&format!("{args:?} should be refused"));
-            assert!(err.contains(flag), "{args:?}: message {err:?} does not name {flag}");
+            assert!(
+                err.contains(flag),
+                "{args:?}: message {err:?} does not name {flag}"
+            );
         }
     }
 }

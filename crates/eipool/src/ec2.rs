@@ -120,12 +120,21 @@ pub enum Ec2Error {
 impl Ec2Error {
     /// Whether retrying the same call later may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Ec2Error::Throttled { .. } | Ec2Error::Transient { .. })
+        matches!(
+            self,
+            Ec2Error::Throttled { .. } | Ec2Error::Transient { .. }
+        )
     }
 
     /// Whether the request may have taken effect although no success was seen.
     pub fn maybe_applied(&self) -> bool {
-        matches!(self, Ec2Error::Transient { maybe_applied: true, .. })
+        matches!(
+            self,
+            Ec2Error::Transient {
+                maybe_applied: true,
+                ..
+            }
+        )
     }
 }
 
@@ -201,7 +210,10 @@ pub async fn connect(call_timeout: Duration) -> Result<Ec2, String> {
         .load()
         .await;
     if config.region().is_none() {
-        return Err("no AWS region configured: set AWS_REGION (or AWS_DEFAULT_REGION, or a profile region)".into());
+        return Err(
+            "no AWS region configured: set AWS_REGION (or AWS_DEFAULT_REGION, or a profile region)"
+                .into(),
+        );
     }
     Ok(Ec2 {
         client: Client::new(&config),
@@ -229,17 +241,23 @@ impl Ec2 {
             .describe_addresses()
             .filters(filter("domain", "vpc"))
             .filters(filter(&format!("tag:{POOL_TAG}"), pool));
-        let out = self.send(ACTION, req.send()).await.map_err(|e| map_err(ACTION, e))?;
+        let out = self.send(ACTION, req.send()).await?;
         Ok(out.addresses().iter().filter_map(to_address).collect())
     }
 
     /// One Elastic IP by allocation id (cheap: EC2 and moto filter server-side).
     /// `Ok(None)` when it no longer exists.
     #[instrument(skip(self), err(Display))]
-    pub async fn describe_address(&self, alloc: &AllocationId) -> Result<Option<Address>, Ec2Error> {
+    pub async fn describe_address(
+        &self,
+        alloc: &AllocationId,
+    ) -> Result<Option<Address>, Ec2Error> {
         const ACTION: &str = "DescribeAddresses";
-        let req = self.client.describe_addresses().allocation_ids(alloc.as_str());
-        match self.send(ACTION, req.send()).await.map_err(|e| map_err(ACTION, e)) {
+        let req = self
+            .client
+            .describe_addresses()
+            .allocation_ids(alloc.as_str());
+        match self.send(ACTION, req.send()).await {
             Ok(out) => Ok(out.addresses().iter().find_map(to_address)),
             Err(Ec2Error::AllocationNotFound(_)) => Ok(None),
             Err(e) => Err(e),
@@ -263,17 +281,20 @@ impl Ec2 {
             .network_interface_id(eni.as_str())
             .private_ip_address(private_ip.to_string())
             .allow_reassociation(false);
-        let out = self.send(ACTION, req.send()).await.map_err(|e| match map_err(ACTION, e) {
+        let out = self.send(ACTION, req.send()).await.map_err(|e| match e {
             Ec2Error::Rejected { code, .. } if code == "Resource.AlreadyAssociated" => {
                 Ec2Error::AlreadyAssociated(alloc.clone())
             }
             other => other,
         })?;
-        let id = out.association_id().filter(|s| !s.is_empty()).ok_or_else(|| Ec2Error::Transient {
-            action: ACTION,
-            detail: "answer carried no association id".into(),
-            maybe_applied: true,
-        })?;
+        let id = out
+            .association_id()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| Ec2Error::Transient {
+                action: ACTION,
+                detail: "answer carried no association id".into(),
+                maybe_applied: true,
+            })?;
         Ok(AssociationId(id.to_string()))
     }
 
@@ -282,10 +303,15 @@ impl Ec2 {
     #[instrument(skip(self), err(Display))]
     pub async fn disassociate(&self, assoc: &AssociationId) -> Result<(), Ec2Error> {
         const ACTION: &str = "DisassociateAddress";
-        let req = self.client.disassociate_address().association_id(assoc.as_str());
-        match self.send(ACTION, req.send()).await.map_err(|e| map_err(ACTION, e)) {
+        let req = self
+            .client
+            .disassociate_address()
+            .association_id(assoc.as_str());
+        match self.send(ACTION, req.send()).await {
             Ok(_) => Ok(()),
-            Err(Ec2Error::Rejected { code, .. }) if code == "InvalidAssociationID.NotFound" => Ok(()),
+            Err(Ec2Error::Rejected { code, .. }) if code == "InvalidAssociationID.NotFound" => {
+                Ok(())
+            }
             Err(e) => Err(e),
         }
     }
@@ -294,8 +320,11 @@ impl Ec2 {
     #[instrument(skip(self), err(Display))]
     pub async fn describe_interface(&self, eni: &EniId) -> Result<Interface, Ec2Error> {
         const ACTION: &str = "DescribeNetworkInterfaces";
-        let req = self.client.describe_network_interfaces().network_interface_ids(eni.as_str());
-        let out = self.send(ACTION, req.send()).await.map_err(|e| map_err(ACTION, e))?;
+        let req = self
+            .client
+            .describe_network_interfaces()
+            .network_interface_ids(eni.as_str());
+        let out = self.send(ACTION, req.send()).await?;
         out.network_interfaces()
             .iter()
             .find_map(to_interface)
@@ -310,7 +339,7 @@ impl Ec2 {
             .client
             .describe_network_interfaces()
             .filters(filter("attachment.instance-id", instance.as_str()));
-        let out = self.send(ACTION, req.send()).await.map_err(|e| map_err(ACTION, e))?;
+        let out = self.send(ACTION, req.send()).await?;
         out.network_interfaces()
             .iter()
             .filter(|n| n.attachment().and_then(|a| a.device_index()) == Some(0))
@@ -319,23 +348,24 @@ impl Ec2 {
     }
 
     /// Send with the per-call timeout on top of the SDK's own attempt timeout, so a stalled
-    /// connection can never hold a claimer past its budget.
+    /// connection can never hold a claimer past its budget; map the error.
     async fn send<T, E>(
         &self,
         action: &'static str,
         fut: impl Future<Output = Result<T, SdkError<E>>>,
-    ) -> Result<T, CallError<E>> {
+    ) -> Result<T, Ec2Error>
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
         match tokio::time::timeout(self.call_timeout, fut).await {
-            Ok(r) => r.map_err(CallError::Sdk),
-            Err(_) => Err(CallError::TimedOut(action, self.call_timeout)),
+            Ok(r) => r.map_err(|e| map_err(action, e)),
+            Err(_) => Err(Ec2Error::Transient {
+                action,
+                detail: format!("no answer within {:?}", self.call_timeout),
+                maybe_applied: true,
+            }),
         }
     }
-}
-
-/// An SDK error, or our own timeout around it.
-enum CallError<E> {
-    Sdk(SdkError<E>),
-    TimedOut(&'static str, Duration),
 }
 
 fn filter(name: &str, value: &str) -> Filter {
@@ -392,20 +422,10 @@ fn to_interface(n: &aws_sdk_ec2::types::NetworkInterface) -> Option<Interface> {
     })
 }
 
-fn map_err<E>(action: &'static str, err: CallError<E>) -> Ec2Error
+fn map_err<E>(action: &'static str, err: SdkError<E>) -> Ec2Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let err = match err {
-        CallError::TimedOut(action, after) => {
-            return Ec2Error::Transient {
-                action,
-                detail: format!("no answer within {after:?}"),
-                maybe_applied: true,
-            }
-        }
-        CallError::Sdk(e) => e,
-    };
     match &err {
         SdkError::ServiceError(ctx) => {
             let status = ctx.raw().status().as_u16();
@@ -449,7 +469,9 @@ where
 /// Map an error answer by its code and HTTP status.
 fn classify(action: &'static str, status: u16, code: String, message: String) -> Ec2Error {
     match code.as_str() {
-        "RequestLimitExceeded" | "Throttling" | "ThrottlingException" => Ec2Error::Throttled { action },
+        "RequestLimitExceeded" | "Throttling" | "ThrottlingException" => {
+            Ec2Error::Throttled { action }
+        }
         "UnauthorizedOperation" | "AuthFailure" | "Blocked" | "OptInRequired" => {
             Ec2Error::Unauthorized { action, message }
         }
@@ -462,17 +484,23 @@ fn classify(action: &'static str, status: u16, code: String, message: String) ->
         "InvalidInstanceID.NotFound" | "InvalidInstanceID.Malformed" => {
             Ec2Error::InstanceNotFound(extract_id(&message, "i-"))
         }
-        "InternalError" | "InternalFailure" | "ServiceUnavailable" | "Unavailable" => Ec2Error::Transient {
-            action,
-            detail: format!("{code}: {message}"),
-            maybe_applied: true,
-        },
+        "InternalError" | "InternalFailure" | "ServiceUnavailable" | "Unavailable" => {
+            Ec2Error::Transient {
+                action,
+                detail: format!("{code}: {message}"),
+                maybe_applied: true,
+            }
+        }
         _ if status >= 500 => Ec2Error::Transient {
             action,
             detail: format!("HTTP {status} {code}: {message}"),
             maybe_applied: true,
         },
-        _ => Ec2Error::Rejected { action, code, message },
+        _ => Ec2Error::Rejected {
+            action,
+            code,
+            message,
+        },
     }
 }
 
@@ -503,12 +531,28 @@ mod tests {
 
     #[test]
     fn error_codes_map_to_what_the_caller_does() {
-        let c = |status, code: &str| classify("AssociateAddress", status, code.into(), "msg".into());
-        assert!(matches!(c(503, "RequestLimitExceeded"), Ec2Error::Throttled { .. }));
-        assert!(matches!(c(403, "UnauthorizedOperation"), Ec2Error::Unauthorized { .. }));
-        assert!(matches!(c(500, "InternalError"), Ec2Error::Transient { maybe_applied: true, .. }));
+        let c =
+            |status, code: &str| classify("AssociateAddress", status, code.into(), "msg".into());
+        assert!(matches!(
+            c(503, "RequestLimitExceeded"),
+            Ec2Error::Throttled { .. }
+        ));
+        assert!(matches!(
+            c(403, "UnauthorizedOperation"),
+            Ec2Error::Unauthorized { .. }
+        ));
+        assert!(matches!(
+            c(500, "InternalError"),
+            Ec2Error::Transient {
+                maybe_applied: true,
+                ..
+            }
+        ));
         assert!(matches!(c(502, "Whatever"), Ec2Error::Transient { .. }));
-        assert!(matches!(c(400, "InvalidParameterValue"), Ec2Error::Rejected { .. }));
+        assert!(matches!(
+            c(400, "InvalidParameterValue"),
+            Ec2Error::Rejected { .. }
+        ));
         assert!(c(503, "RequestLimitExceeded").is_transient());
         assert!(!c(403, "UnauthorizedOperation").is_transient());
     }
@@ -516,10 +560,16 @@ mod tests {
     #[test]
     fn ids_are_pulled_out_of_aws_messages() {
         assert_eq!(
-            extract_id("The networkInterface ID 'eni-deadbeef' does not exist", "eni-"),
+            extract_id(
+                "The networkInterface ID 'eni-deadbeef' does not exist",
+                "eni-"
+            ),
             "eni-deadbeef"
         );
-        assert_eq!(extract_id("Allocation ID '{'eipalloc-1f'}' not found.", "eipalloc-"), "eipalloc-1f");
+        assert_eq!(
+            extract_id("Allocation ID '{'eipalloc-1f'}' not found.", "eipalloc-"),
+            "eipalloc-1f"
+        );
         assert_eq!(extract_id("no id here", "i-"), "no id here");
     }
 }

@@ -25,11 +25,26 @@ pub mod exit {
 pub const EXIT_CODES: &[(u8, &str)] = &[
     (exit::OK, "success"),
     (exit::INTERNAL, "internal error (a bug: please report it)"),
-    (exit::USAGE, "bad usage or configuration; the message names the flag and what is wrong"),
-    (exit::EXHAUSTED, "pool exhausted: no free address before the deadline"),
-    (exit::TEMPORARY, "a temporary failure (EC2 or Redis unreachable, throttled) lasted until the deadline"),
-    (exit::PERMISSION, "AWS refused permission; the message names the EC2 action to allow"),
-    (exit::INTERRUPTED, "interrupted by SIGINT/SIGTERM after releasing what it held"),
+    (
+        exit::USAGE,
+        "bad usage or configuration; the message names the flag and what is wrong",
+    ),
+    (
+        exit::EXHAUSTED,
+        "pool exhausted: no free address before the deadline",
+    ),
+    (
+        exit::TEMPORARY,
+        "a temporary failure (EC2 or Redis unreachable, throttled) lasted until the deadline",
+    ),
+    (
+        exit::PERMISSION,
+        "AWS refused permission; the message names the EC2 action to allow",
+    ),
+    (
+        exit::INTERRUPTED,
+        "interrupted by SIGINT/SIGTERM after releasing what it held",
+    ),
 ];
 
 /// The exit-code table as `--help` shows it.
@@ -47,13 +62,8 @@ pub enum Error {
     /// A flag, environment variable or referenced resource is wrong; the message says which.
     #[error("{0}")]
     Usage(String),
-    /// No free address in the pool before the deadline.
-    #[error(
-        "pool {pool:?} is exhausted: all {size} of its addresses are taken ({elapsed:.1?} elapsed). \
-         Grow it: allocate Elastic IPs and tag them {tag}={pool} \
-         (e.g. aws ec2 allocate-address --domain vpc --tag-specifications \
-         'ResourceType=elastic-ip,Tags=[{{Key={tag},Value={pool}}}]'), or release addresses no longer in use"
-    )]
+    /// No free address in the pool before the deadline (or none at all).
+    #[error("{}", exhausted_message(pool, *size, *elapsed, tag))]
     Exhausted {
         /// The pool's name.
         pool: String,
@@ -86,6 +96,21 @@ pub enum Error {
     /// Something that should not happen.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+fn exhausted_message(pool: &str, size: usize, elapsed: Duration, tag: &str) -> String {
+    let grow = format!(
+        "allocate Elastic IPs and tag them {tag}={pool} (e.g. aws ec2 allocate-address --domain vpc \
+         --tag-specifications 'ResourceType=elastic-ip,Tags=[{{Key={tag},Value={pool}}}]')"
+    );
+    if size == 0 {
+        format!("pool {pool:?} has no addresses: no VPC Elastic IP in this region is tagged {tag}={pool}. Check --pool and AWS_REGION, or {grow}")
+    } else {
+        format!(
+            "pool {pool:?} is exhausted: all {size} of its addresses are taken ({elapsed:.1?} elapsed). \
+             Grow it: {grow}; or release addresses no longer in use"
+        )
+    }
 }
 
 impl Error {

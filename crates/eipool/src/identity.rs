@@ -67,7 +67,11 @@ impl From<IdentityError> for Error {
 /// Resolve the identity from flags or IMDSv2, then describe the interface (one EC2 call) to
 /// learn its private IPs and check `--private-ip`.
 #[instrument(skip(ec2), err(Display))]
-pub async fn resolve(ec2: &Ec2, source: &IdentitySource, private_ip: Option<Ipv4Addr>) -> Result<Identity, IdentityError> {
+pub async fn resolve(
+    ec2: &Ec2,
+    source: &IdentitySource,
+    private_ip: Option<Ipv4Addr>,
+) -> Result<Identity, IdentityError> {
     let iface: Interface = match source {
         IdentitySource::Interface(eni) => ec2.describe_interface(eni).await?,
         IdentitySource::Instance(id) => ec2.primary_interface_of(id).await?,
@@ -83,7 +87,12 @@ pub async fn resolve(ec2: &Ec2, source: &IdentitySource, private_ip: Option<Ipv4
             return Err(IdentityError::NotOnInterface {
                 ip,
                 eni: iface.id,
-                have: iface.private_ips.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", "),
+                have: iface
+                    .private_ips
+                    .iter()
+                    .map(|i| i.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             })
         }
     };
@@ -117,7 +126,10 @@ async fn eni_from_imds() -> Result<EniId, IdentityError> {
     };
     let instance = get("/latest/meta-data/instance-id".into()).await?;
     let mac = get("/latest/meta-data/mac".into()).await?;
-    let eni = get(format!("/latest/meta-data/network/interfaces/macs/{mac}/interface-id")).await?;
+    let eni = get(format!(
+        "/latest/meta-data/network/interfaces/macs/{mac}/interface-id"
+    ))
+    .await?;
     debug!(%instance, %mac, %eni, "identity from IMDSv2");
     if !eni.starts_with("eni-") {
         return Err(IdentityError::Imds {

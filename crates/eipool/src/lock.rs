@@ -134,14 +134,22 @@ pub struct Claims {
 
 impl std::fmt::Debug for Claims {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Claims").field("pool", &self.pool).field("owner", &self.owner).finish()
+        f.debug_struct("Claims")
+            .field("pool", &self.pool)
+            .field("owner", &self.owner)
+            .finish()
     }
 }
 
 /// Parse `--redis-url` without connecting. Fails only on a malformed URL.
 pub fn parse_url(url: &str) -> Result<redis::Client, LockError> {
-    if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("redis+unix://")) {
-        return Err(LockError::BadUrl(format!("{url:?} has no redis:// or rediss:// scheme")));
+    if !(url.starts_with("redis://")
+        || url.starts_with("rediss://")
+        || url.starts_with("redis+unix://"))
+    {
+        return Err(LockError::BadUrl(format!(
+            "{url:?} has no redis:// or rediss:// scheme"
+        )));
     }
     redis::Client::open(url).map_err(|e| LockError::BadUrl(e.to_string()))
 }
@@ -150,7 +158,12 @@ impl Claims {
     /// Claims for `owner` in `pool` over a lazily connecting, self-reconnecting connection:
     /// nothing is sent until the first claim, so a Redis that is down at start costs nothing
     /// more than its first timeout.
-    pub fn new(client: redis::Client, pool: &str, owner: String, timing: Timing) -> Result<Self, LockError> {
+    pub fn new(
+        client: redis::Client,
+        pool: &str,
+        owner: String,
+        timing: Timing,
+    ) -> Result<Self, LockError> {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timing.op_timeout))
             .set_response_timeout(Some(timing.op_timeout))
@@ -189,7 +202,10 @@ impl Claims {
         format!("{}|{fence}", self.owner)
     }
 
-    async fn bounded<T>(&self, fut: impl std::future::Future<Output = redis::RedisResult<T>>) -> Result<T, LockError> {
+    async fn bounded<T>(
+        &self,
+        fut: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, LockError> {
         match tokio::time::timeout(self.timing.op_timeout, fut).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(LockError::Unavailable(e.to_string())),
@@ -203,7 +219,12 @@ impl Claims {
     /// Try to claim `alloc` for `eni`/`ip`; records the intent under the interface so that a
     /// re-run after a crash finds what it was taking. Idempotent for the same owner.
     #[instrument(skip(self), fields(owner = %self.owner), err(Display))]
-    pub async fn acquire(&self, alloc: &AllocationId, eni: &EniId, ip: Ipv4Addr) -> Result<Acquire, LockError> {
+    pub async fn acquire(
+        &self,
+        alloc: &AllocationId,
+        eni: &EniId,
+        ip: Ipv4Addr,
+    ) -> Result<Acquire, LockError> {
         let sent = Instant::now();
         let mut conn = self.conn.clone();
         let mut inv = ACQUIRE.prepare_invoke();
@@ -247,7 +268,13 @@ impl Claims {
     /// Give the claim back (compare-and-delete: only if it is still ours). With `forget_intent`,
     /// also drop the interface's record of taking this address.
     #[instrument(skip(self), fields(alloc = %held.alloc, fence = held.fence), err(Display))]
-    pub async fn release(&self, held: &Held, eni: &EniId, ip: Ipv4Addr, forget_intent: bool) -> Result<bool, LockError> {
+    pub async fn release(
+        &self,
+        held: &Held,
+        eni: &EniId,
+        ip: Ipv4Addr,
+        forget_intent: bool,
+    ) -> Result<bool, LockError> {
         let mut conn = self.conn.clone();
         let mut inv = RELEASE.prepare_invoke();
         inv.key(self.claim_key(&held.alloc))
@@ -262,7 +289,13 @@ impl Claims {
     /// Record that `alloc` is now held by `eni`/`ip` (so claimers reading a stale
     /// DescribeAddresses skip it) and drop our claim on it, in one step.
     #[instrument(skip(self), err(Display))]
-    pub async fn mark_assigned(&self, alloc: &AllocationId, fence: Option<u64>, eni: &EniId, ip: Ipv4Addr) -> Result<(), LockError> {
+    pub async fn mark_assigned(
+        &self,
+        alloc: &AllocationId,
+        fence: Option<u64>,
+        eni: &EniId,
+        ip: Ipv4Addr,
+    ) -> Result<(), LockError> {
         let mut conn = self.conn.clone();
         let mut inv = ASSIGN.prepare_invoke();
         inv.key(self.claim_key(alloc))
@@ -283,7 +316,15 @@ impl Claims {
         let key = self.assigned_key(alloc);
         let ttl = self.timing.assigned_ttl.as_millis() as u64;
         let _: Option<String> = self
-            .bounded(redis::cmd("SET").arg(key).arg("?").arg("NX").arg("PX").arg(ttl).query_async(&mut conn))
+            .bounded(
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg("?")
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ttl)
+                    .query_async(&mut conn),
+            )
             .await?;
         Ok(())
     }
@@ -291,7 +332,11 @@ impl Claims {
     /// The address this interface was last taking or holding, per Redis (a crash re-run checks it
     /// first, because a stale DescribeAddresses may not show the association yet).
     #[instrument(skip(self), err(Display))]
-    pub async fn intent_of(&self, eni: &EniId, ip: Ipv4Addr) -> Result<Option<AllocationId>, LockError> {
+    pub async fn intent_of(
+        &self,
+        eni: &EniId,
+        ip: Ipv4Addr,
+    ) -> Result<Option<AllocationId>, LockError> {
         let mut conn = self.conn.clone();
         let key = self.iface_key(eni, ip);
         let v: Option<String> = self.bounded(conn.get(key)).await?;
@@ -301,7 +346,9 @@ impl Claims {
     /// Round trip to Redis (PING), for health checks.
     pub async fn ping(&self) -> Result<(), LockError> {
         let mut conn = self.conn.clone();
-        let _: String = self.bounded(redis::cmd("PING").query_async(&mut conn)).await?;
+        let _: String = self
+            .bounded(redis::cmd("PING").query_async(&mut conn))
+            .await?;
         Ok(())
     }
 }

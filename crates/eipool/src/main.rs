@@ -32,7 +32,8 @@ fn run(cli: Cli) -> Result<(), Error> {
         .build()
         .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))?;
     runtime.block_on(async {
-        let cancel = shutdown::on_signals().map_err(|e| Error::Internal(format!("cannot install signal handlers: {e}")))?;
+        let cancel = shutdown::on_signals()
+            .map_err(|e| Error::Internal(format!("cannot install signal handlers: {e}")))?;
         match cli.command {
             Command::Claim(args) => {
                 let cfg = config::claim_config(&cli.global, &args)?;
@@ -46,7 +47,9 @@ fn run(cli: Cli) -> Result<(), Error> {
 fn print_json(value: &impl serde::Serialize) -> Result<(), Error> {
     let line = serde_json::to_string(value).map_err(|e| Error::Internal(e.to_string()))?;
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{line}").and_then(|_| out.flush()).map_err(|e| Error::Internal(format!("cannot write to stdout: {e}")))
+    writeln!(out, "{line}")
+        .and_then(|_| out.flush())
+        .map_err(|e| Error::Internal(format!("cannot write to stdout: {e}")))
 }
 
 fn init_logging(format: LogFormat, filter: &str) {
@@ -54,7 +57,9 @@ fn init_logging(format: LogFormat, filter: &str) {
         eprintln!("eipool: warning: --log {filter:?} is not a valid filter ({e}); using info");
         EnvFilter::new("info")
     });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

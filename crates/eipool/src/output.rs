@@ -42,7 +42,9 @@ impl Claimed {
 /// synced, then renamed over `path`. Readers see the old file or the new one, never half of one.
 pub fn write_atomically(path: &Path, content: &str) -> std::io::Result<()> {
     let dir = parent_dir(path);
-    let mut tmp = tempfile::Builder::new().prefix(".eipool-").tempfile_in(dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".eipool-")
+        .tempfile_in(dir)?;
     tmp.write_all(content.as_bytes())?;
     tmp.as_file().sync_all()?;
     set_readable(tmp.path())?;
@@ -53,7 +55,10 @@ pub fn write_atomically(path: &Path, content: &str) -> std::io::Result<()> {
 /// Check before doing anything that `path` can be written, so a claim never takes an address it
 /// then cannot report.
 pub fn check_writable(path: &Path) -> std::io::Result<()> {
-    tempfile::Builder::new().prefix(".eipool-check-").tempfile_in(parent_dir(path)).map(drop)
+    tempfile::Builder::new()
+        .prefix(".eipool-check-")
+        .tempfile_in(parent_dir(path))
+        .map(drop)
 }
 
 fn parent_dir(path: &Path) -> &Path {
@@ -95,7 +100,14 @@ mod tests {
     #[test]
     fn json_has_the_contract_fields() {
         let v: serde_json::Value = serde_json::to_value(sample()).unwrap();
-        for k in ["public_ip", "allocation_id", "association_id", "network_interface_id", "reused", "elapsed_ms"] {
+        for k in [
+            "public_ip",
+            "allocation_id",
+            "association_id",
+            "network_interface_id",
+            "reused",
+            "elapsed_ms",
+        ] {
             assert!(v.get(k).is_some(), "missing {k} in {v}");
         }
         assert_eq!(v["public_ip"], "203.0.113.7");
@@ -111,8 +123,14 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("EIPOOL_PUBLIC_IP=203.0.113.7\n"), "{text}");
         assert!(text.contains("EIPOOL_ALLOCATION_ID=eipalloc-1\n"), "{text}");
-        assert!(text.contains("EIPOOL_ASSOCIATION_ID=eipassoc-2\n"), "{text}");
-        assert!(text.contains("EIPOOL_NETWORK_INTERFACE_ID=eni-3\n"), "{text}");
+        assert!(
+            text.contains("EIPOOL_ASSOCIATION_ID=eipassoc-2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("EIPOOL_NETWORK_INTERFACE_ID=eni-3\n"),
+            "{text}"
+        );
         let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "temp files left behind: {leftovers:?}");
     }

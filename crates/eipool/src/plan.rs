@@ -135,7 +135,11 @@ mod tests {
             (u32::MAX, 1.0, MS(5_000)),
         ];
         for (attempt, unit, want) in cases {
-            assert_eq!(full_jitter(attempt, base, cap, unit), want, "attempt {attempt}, unit {unit}");
+            assert_eq!(
+                full_jitter(attempt, base, cap, unit),
+                want,
+                "attempt {attempt}, unit {unit}"
+            );
         }
     }
 
@@ -167,7 +171,11 @@ mod tests {
             (MS(0), false),
         ];
         for (left, allowed) in cases {
-            assert_eq!(lease_allows(left, call, margin), allowed, "lease left {left:?}");
+            assert_eq!(
+                lease_allows(left, call, margin),
+                allowed,
+                "lease left {left:?}"
+            );
         }
         assert!(lease_allows(minimum_lease(call, margin), call, margin));
     }
@@ -175,7 +183,12 @@ mod tests {
     #[test]
     fn cleanup_reserve_table() {
         let s = Duration::from_secs;
-        let cases = [(s(180), s(10)), (s(30), s(6)), (s(5), s(2)), (s(1), MS(500))];
+        let cases = [
+            (s(180), s(10)),
+            (s(30), s(6)),
+            (s(5), s(2)),
+            (s(1), MS(500)),
+        ];
         for (timeout, want) in cases {
             assert_eq!(cleanup_reserve(timeout), want, "timeout {timeout:?}");
         }
@@ -203,7 +216,11 @@ mod tests {
             firsts.insert(order[0]);
         }
         // 40 claimers starting together must not all go for the same first address.
-        assert!(firsts.len() >= 10, "only {} distinct first choices", firsts.len());
+        assert!(
+            firsts.len() >= 10,
+            "only {} distinct first choices",
+            firsts.len()
+        );
     }
 
     #[test]

@@ -1,1 +1,5 @@
-fn main(){}
+//! eipool's integration tests: one binary, real moto and real redis-server as processes, the real
+//! `eipool` binary driven as a process. Run with `scripts/test`.
+
+mod claim;
+mod harness;

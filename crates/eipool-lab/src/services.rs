@@ -1,0 +1,231 @@
+//! Real servers as child processes: moto's EC2 emulator and redis-server, on free loopback ports.
+//!
+//! Each child runs under a tiny `sh` guard that kills it when our end of its stdin closes: on
+//! `Drop`, and also when the test process dies without running destructors (a panic in a static,
+//! SIGKILL), because the kernel closes the pipe then too.
+
+use std::io::{BufRead, BufReader};
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> Result<u16> {
+    let l = TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))?;
+    Ok(l.local_addr()?.port())
+}
+
+/// The workspace root (where `.venv/` lives).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root")
+}
+
+/// A child process that dies with us.
+#[derive(Debug)]
+pub struct Guarded {
+    name: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    log: PathBuf,
+}
+
+impl Guarded {
+    /// Start `program args` under the guard, logging to a temp file.
+    pub fn spawn(name: &str, program: &Path, args: &[String]) -> Result<Guarded> {
+        let log = std::env::temp_dir().join(format!(
+            "eipool-lab-{name}-{}-{}.log",
+            std::process::id(),
+            free_port()?
+        ));
+        let logf = std::fs::File::create(&log)?;
+        let mut child = Command::new("sh")
+            .arg("-c")
+            // The child gets /dev/null as stdin (background job); the guard waits on ours.
+            .arg(r#""$@" & child=$!; read -r _; kill -TERM "$child" 2>/dev/null; sleep 0.2; kill -KILL "$child" 2>/dev/null; wait "$child""#)
+            .arg("sh")
+            .arg(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(logf.try_clone()?)
+            .stderr(logf)
+            .spawn()
+            .with_context(|| format!("starting {name} ({})", program.display()))?;
+        let stdin = child.stdin.take();
+        Ok(Guarded {
+            name: name.to_string(),
+            child,
+            stdin,
+            log,
+        })
+    }
+
+    /// The last lines of the child's log, for error messages.
+    pub fn log_tail(&self) -> String {
+        let Ok(f) = std::fs::File::open(&self.log) else {
+            return String::new();
+        };
+        let lines: Vec<String> = BufReader::new(f).lines().map_while(Result::ok).collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// Stop the child and wait for it.
+    pub fn stop(&mut self) {
+        drop(self.stdin.take());
+        let _ = self.child.wait();
+    }
+
+    /// Wait until `port` accepts connections, or fail with the child's log.
+    pub fn wait_for_port(&mut self, port: u16, within: Duration) -> Result<()> {
+        let until = Instant::now() + within;
+        loop {
+            if TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok() {
+                return Ok(());
+            }
+            if let Some(status) = self.child.try_wait()? {
+                bail!(
+                    "{} exited ({status}) before listening:\n{}",
+                    self.name,
+                    self.log_tail()
+                );
+            }
+            if Instant::now() > until {
+                bail!(
+                    "{} did not listen on port {port} within {within:?}:\n{}",
+                    self.name,
+                    self.log_tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// Find a tool: `$ENV_VAR`, then the project's `.venv/bin`, then `PATH`.
+fn find_tool(env_var: &str, name: &str) -> Result<PathBuf> {
+    if let Ok(p) = std::env::var(env_var) {
+        return Ok(PathBuf::from(p));
+    }
+    let venv = workspace_root().join(".venv/bin").join(name);
+    if venv.exists() {
+        return Ok(venv);
+    }
+    for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
+        let p = dir.join(name);
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    bail!("{name} not found: run scripts/bootstrap (installs it), or set {env_var} to its path")
+}
+
+/// moto's EC2 emulator as a real HTTP server.
+#[derive(Debug)]
+pub struct Moto {
+    /// The `http://127.0.0.1:PORT` endpoint.
+    pub endpoint: String,
+    /// Its port.
+    pub port: u16,
+    _proc: Guarded,
+}
+
+impl Moto {
+    /// Start `moto_server` on a free loopback port and wait until it answers.
+    pub fn start() -> Result<Moto> {
+        let bin = find_tool("EIPOOL_MOTO_SERVER", "moto_server")?;
+        let port = free_port()?;
+        let mut proc = Guarded::spawn(
+            "moto",
+            &bin,
+            &[
+                "-H".into(),
+                "127.0.0.1".into(),
+                "-p".into(),
+                port.to_string(),
+            ],
+        )?;
+        proc.wait_for_port(port, Duration::from_secs(60))?;
+        Ok(Moto {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            port,
+            _proc: proc,
+        })
+    }
+}
+
+/// A redis-server on a free loopback port, without persistence.
+#[derive(Debug)]
+pub struct RedisServer {
+    /// Its port.
+    pub port: u16,
+    bin: PathBuf,
+    proc: Option<Guarded>,
+}
+
+impl RedisServer {
+    /// Start redis-server and wait until it accepts connections.
+    pub fn start() -> Result<RedisServer> {
+        let bin = find_tool("EIPOOL_REDIS_SERVER", "redis-server")?;
+        let mut r = RedisServer {
+            port: free_port()?,
+            bin,
+            proc: None,
+        };
+        r.launch()?;
+        Ok(r)
+    }
+
+    fn launch(&mut self) -> Result<()> {
+        let args: Vec<String> = [
+            "--port",
+            &self.port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "yes",
+            "--daemonize",
+            "no",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut proc = Guarded::spawn("redis", &self.bin, &args)?;
+        proc.wait_for_port(self.port, Duration::from_secs(20))?;
+        self.proc = Some(proc);
+        Ok(())
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Stop it (its data is gone: no persistence).
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.stop();
+        }
+    }
+
+    /// Stop it and start it again, empty, on the same port.
+    pub fn restart_empty(&mut self) -> Result<()> {
+        self.stop();
+        self.launch()
+    }
+}

@@ -1,0 +1,396 @@
+//! `eipool claim`, as a user and a herd of media servers see it.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use eipool_lab::check;
+use eipool_lab::imds::ImdsStub;
+
+use crate::harness::{args, Lab};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_claim_then_a_rerun_adopts_it_and_changes_nothing() {
+    let lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(1).await.unwrap();
+    lab.ec2.allocate(Some(&lab.pool), 3).await.unwrap();
+
+    let first = lab.claim(&nodes[0], &[]).await;
+    let r = first.report().unwrap_or_else(|| panic!("{first}"));
+    assert!(!r.reused, "{first}");
+    assert_eq!(r.network_interface_id, nodes[0].eni);
+    let state = lab.ec2.pool_state(&lab.pool).await.unwrap();
+    let held = &state[&r.allocation_id];
+    assert_eq!(held.eni.as_deref(), Some(nodes[0].eni.as_str()));
+    assert_eq!(
+        held.private_ip.as_deref(),
+        Some(nodes[0].private_ip.as_str())
+    );
+    assert_eq!(
+        held.association_id.as_deref(),
+        Some(r.association_id.as_str())
+    );
+    assert_eq!(held.public_ip, r.public_ip);
+
+    let again = lab.claim(&nodes[0], &[]).await;
+    let r2 = again.report().unwrap_or_else(|| panic!("{again}"));
+    assert!(r2.reused, "a re-run must adopt: {again}");
+    assert_eq!(r2.allocation_id, r.allocation_id);
+    assert_eq!(r2.association_id, r.association_id);
+    assert_eq!(
+        lab.ec2.pool_state(&lab.pool).await.unwrap(),
+        state,
+        "a re-run changed EC2"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn untagged_other_pool_and_externally_held_addresses_are_never_touched() {
+    let lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(4).await.unwrap();
+    let pool = lab.ec2.allocate(Some(&lab.pool), 2).await.unwrap();
+    let untagged = lab.ec2.allocate(None, 2).await.unwrap();
+    let other = lab
+        .ec2
+        .allocate(Some(&format!("{}-other", lab.pool)), 2)
+        .await
+        .unwrap();
+    // One pool address is held by an interface outside eipool's knowledge.
+    lab.ec2
+        .associate_external(&pool[0].allocation_id, &nodes[3].eni)
+        .await
+        .unwrap();
+
+    let protected_ids: Vec<String> = untagged
+        .iter()
+        .chain(&other)
+        .map(|e| e.allocation_id.clone())
+        .chain([pool[0].allocation_id.clone()])
+        .collect();
+    let before = lab.ec2.addresses(&protected_ids).await.unwrap();
+
+    let a = lab.claim(&nodes[0], &[]).await;
+    let b = lab.claim(&nodes[1], &[]).await;
+    let ra = a.report().unwrap_or_else(|| panic!("{a}"));
+    assert_eq!(
+        ra.allocation_id, pool[1].allocation_id,
+        "the only free pool address"
+    );
+    assert_eq!(b.code, Some(69), "nothing left for the second claimer: {b}");
+
+    let after = lab.ec2.addresses(&protected_ids).await.unwrap();
+    let violations = check::untouched(&before, &after);
+    assert!(violations.is_empty(), "{violations:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exhausted_pool_exits_69_long_before_the_deadline_and_says_how_to_grow() {
+    let lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(3).await.unwrap();
+    lab.ec2.allocate(Some(&lab.pool), 2).await.unwrap();
+    for n in &nodes[..2] {
+        let o = lab.claim(n, &[]).await;
+        assert_eq!(o.code, Some(0), "{o}");
+    }
+    let started = Instant::now();
+    let o = lab.claim(&nodes[2], &["--timeout", "60s"]).await;
+    let took = started.elapsed();
+    assert_eq!(o.code, Some(69), "{o}");
+    assert!(
+        took < Duration::from_secs(30),
+        "exhaustion must not wait for the deadline (took {took:?})"
+    );
+    let msg = o.error_line();
+    assert!(
+        msg.contains(&lab.pool) && msg.contains("all 2 of its addresses"),
+        "{msg}"
+    );
+    assert!(msg.contains("eipool:pool="), "says how to grow: {msg}");
+    assert!(
+        o.stdout.trim().is_empty(),
+        "nothing on stdout when failing: {o}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_pool_exits_69_and_says_so() {
+    let lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(1).await.unwrap();
+    let o = lab.claim(&nodes[0], &[]).await;
+    assert_eq!(o.code, Some(69), "{o}");
+    assert!(
+        o.error_line().contains("has no addresses"),
+        "{}",
+        o.error_line()
+    );
+}
+
+/// The issue's herd: 40 concurrent claimers, 25 addresses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_herd_of_40_for_25_addresses_gets_25_distinct_addresses_and_15_exhausted() {
+    let lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(40).await.unwrap();
+    lab.ec2.allocate(Some(&lab.pool), 25).await.unwrap();
+
+    let runs = nodes.iter().map(|n| {
+        let a = lab.claim_args(n, &[]);
+        let env = lab.env.clone();
+        let eni = n.eni.clone();
+        async move { (eni, env.run(&a).await) }
+    });
+    let outcomes = futures_join_all(runs).await;
+
+    let mut successes = Vec::new();
+    let mut exhausted = 0;
+    for (eni, o) in &outcomes {
+        match o.code {
+            Some(0) => successes.push((eni.clone(), o.report().unwrap_or_else(|| panic!("{o}")))),
+            Some(69) => exhausted += 1,
+            _ => panic!("unexpected outcome: {o}"),
+        }
+    }
+    assert_eq!(successes.len(), 25, "successes");
+    assert_eq!(exhausted, 15, "exhausted");
+    let state = lab.ec2.pool_state(&lab.pool).await.unwrap();
+    let mut violations = check::no_sharing(&successes, &state);
+    violations.extend(check::no_leak(&successes, &state, &BTreeSet::new()));
+    assert!(violations.is_empty(), "{violations:#?}");
+    let distinct: BTreeSet<_> = successes.iter().map(|(_, r)| r.public_ip.clone()).collect();
+    assert_eq!(distinct.len(), 25);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_from_imdsv2_when_no_interface_or_instance_is_given() {
+    let lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(1).await.unwrap();
+    lab.ec2.allocate(Some(&lab.pool), 1).await.unwrap();
+    let imds = ImdsStub::start(&nodes[0].instance_id, "02:00:00:00:00:01", &nodes[0].eni)
+        .await
+        .unwrap();
+    let mut env = lab.env.clone();
+    env.imds_endpoint = imds.endpoint.clone();
+
+    let o = env
+        .run(&args(&[
+            "--pool",
+            &lab.pool,
+            "--redis-url",
+            &lab.redis.url(),
+            "claim",
+            "--timeout",
+            "60s",
+        ]))
+        .await;
+    let r = o.report().unwrap_or_else(|| panic!("{o}"));
+    assert_eq!(r.network_interface_id, nodes[0].eni);
+    assert!(
+        imds.token_requests() >= 1,
+        "IMDSv2 needs a session token first"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_from_an_instance_id_uses_its_primary_interface() {
+    let lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(2).await.unwrap();
+    lab.ec2.allocate(Some(&lab.pool), 1).await.unwrap();
+    let o = lab
+        .env
+        .run(&args(&[
+            "--pool",
+            &lab.pool,
+            "--instance-id",
+            &nodes[1].instance_id,
+            "claim",
+        ]))
+        .await;
+    let r = o.report().unwrap_or_else(|| panic!("{o}"));
+    assert_eq!(r.network_interface_id, nodes[1].eni);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_writes_an_env_file_the_media_server_can_source() {
+    let lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(1).await.unwrap();
+    lab.ec2.allocate(Some(&lab.pool), 1).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("eipool.env");
+    let o = lab
+        .claim(&nodes[0], &["--output", path.to_str().unwrap()])
+        .await;
+    let r = o.report().unwrap_or_else(|| panic!("{o}"));
+
+    // Source it in a real shell, as the media container does.
+    let sourced = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(r#". "$1" && printf '%s %s %s %s' "$EIPOOL_PUBLIC_IP" "$EIPOOL_ALLOCATION_ID" "$EIPOOL_ASSOCIATION_ID" "$EIPOOL_NETWORK_INTERFACE_ID""#)
+        .arg("sh")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&sourced.stdout),
+        format!(
+            "{} {} {} {}",
+            r.public_ip, r.allocation_id, r.association_id, r.network_interface_id
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritable_output_is_refused_before_anything_is_claimed() {
+    let lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(1).await.unwrap();
+    lab.ec2.allocate(Some(&lab.pool), 1).await.unwrap();
+    let o = lab
+        .claim(&nodes[0], &["--output", "/nonexistent-dir/eipool.env"])
+        .await;
+    assert_eq!(o.code, Some(2), "{o}");
+    assert!(o.error_line().contains("--output"), "{}", o.error_line());
+    let state = lab.ec2.pool_state(&lab.pool).await.unwrap();
+    assert!(
+        state.values().all(|e| e.association_id.is_none()),
+        "claimed anyway: {state:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_inputs_exit_2_and_name_the_flag() {
+    let lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(1).await.unwrap();
+    lab.ec2.allocate(Some(&lab.pool), 1).await.unwrap();
+    let redis = lab.redis.url();
+    let eni = nodes[0].eni.as_str();
+    // (arguments, what the message must name)
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            args(&[
+                "--pool",
+                &lab.pool,
+                "--network-interface-id",
+                "eni-0123456789abcdef0",
+                "claim",
+            ]),
+            "--network-interface-id",
+        ),
+        (
+            args(&[
+                "--pool",
+                &lab.pool,
+                "--instance-id",
+                "i-0123456789abcdef0",
+                "claim",
+            ]),
+            "--instance-id",
+        ),
+        (
+            args(&[
+                "--pool",
+                &lab.pool,
+                "--network-interface-id",
+                eni,
+                "--redis-url",
+                "localhost:6379",
+                "claim",
+            ]),
+            "--redis-url",
+        ),
+        (
+            args(&[
+                "--pool",
+                "",
+                "--network-interface-id",
+                eni,
+                "--redis-url",
+                &redis,
+                "claim",
+            ]),
+            "--pool",
+        ),
+        (args(&["--network-interface-id", eni, "claim"]), "--pool"),
+        (
+            args(&[
+                "--pool",
+                &lab.pool,
+                "--network-interface-id",
+                eni,
+                "claim",
+                "--timeout",
+                "forever",
+            ]),
+            "--timeout",
+        ),
+        (
+            args(&[
+                "--pool",
+                &lab.pool,
+                "--network-interface-id",
+                eni,
+                "--private-ip",
+                "10.9.9.9",
+                "claim",
+            ]),
+            "--private-ip",
+        ),
+    ];
+    for (a, flag) in cases {
+        let o = lab.env.run(&a).await;
+        assert_eq!(o.code, Some(2), "{o}");
+        assert!(o.stderr.contains(flag), "message does not name {flag}: {o}");
+    }
+    let state = lab.ec2.pool_state(&lab.pool).await.unwrap();
+    assert!(
+        state.values().all(|e| e.association_id.is_none()),
+        "a refused command claimed: {state:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_a_claim_still_succeeds_on_ec2_alone_unless_the_lock_is_required() {
+    let mut lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(2).await.unwrap();
+    lab.ec2.allocate(Some(&lab.pool), 2).await.unwrap();
+    lab.redis.stop(); // the URL now points at a closed port
+
+    let o = lab.claim(&nodes[0], &[]).await;
+    let r = o.report().unwrap_or_else(|| panic!("{o}"));
+    assert!(o.stderr.contains("Redis unavailable"), "warns: {o}");
+    let state = lab.ec2.pool_state(&lab.pool).await.unwrap();
+    assert_eq!(
+        state[&r.allocation_id].eni.as_deref(),
+        Some(nodes[0].eni.as_str())
+    );
+
+    let started = Instant::now();
+    let o = lab
+        .claim(&nodes[1], &["--require-lock", "--timeout", "6s"])
+        .await;
+    assert_eq!(o.code, Some(75), "{o}");
+    assert!(o.error_line().contains("Redis"), "{}", o.error_line());
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "overran its 6 s deadline: {:?}",
+        started.elapsed()
+    );
+    let state = lab.ec2.pool_state(&lab.pool).await.unwrap();
+    assert_eq!(
+        state
+            .values()
+            .filter(|e| e.association_id.is_some())
+            .count(),
+        1,
+        "the locked claimer took something: {state:?}"
+    );
+}
+
+async fn futures_join_all<F>(futs: impl IntoIterator<Item = F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futs.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        out.push(h.await.expect("task panicked"));
+    }
+    out
+}
