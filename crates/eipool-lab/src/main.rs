@@ -1,1 +1,177 @@
-fn main() {}
+//! `eipool-lab`: the demo (and, later, the benchmark) of eipool, against real moto and redis-server.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use eipool_lab::claimer::LabEnv;
+use eipool_lab::fixture::Ec2Lab;
+use eipool_lab::services::{Moto, RedisServer};
+
+/// Test and demo tooling for eipool (not shipped).
+#[derive(Debug, Parser)]
+#[command(name = "eipool-lab", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start moto and Redis, make a VPC with NODES instances and a POOL-address pool, run NODES
+    /// concurrent `eipool claim`s, show who got what, stop everything
+    Demo {
+        /// Instances, each running one claimer at the same moment
+        #[arg(long, default_value_t = 20, env = "EIPOOL_DEMO_NODES")]
+        nodes: usize,
+        /// Elastic IPs in the pool
+        #[arg(long, default_value_t = 12, env = "EIPOOL_DEMO_POOL_SIZE")]
+        pool_size: usize,
+        /// The eipool binary [default: next to this one]
+        #[arg(long, env = "EIPOOL_BIN")]
+        eipool: Option<PathBuf>,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Runtime::new()?;
+    match cli.command {
+        Command::Demo {
+            nodes,
+            pool_size,
+            eipool,
+        } => rt.block_on(demo(nodes, pool_size, eipool)),
+    }
+}
+
+fn sibling_eipool() -> Result<PathBuf> {
+    let me = std::env::current_exe()?;
+    let bin = me.with_file_name("eipool");
+    if !bin.exists() {
+        bail!(
+            "{} not found: build it first (cargo build -p eipool) or pass --eipool",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+async fn demo(n_nodes: usize, pool_size: usize, eipool: Option<PathBuf>) -> Result<()> {
+    let eipool = match eipool {
+        Some(p) => p,
+        None => sibling_eipool()?,
+    };
+    println!("Starting moto (EC2 emulator) and redis-server on loopback...");
+    let moto = Moto::start().context("starting moto")?;
+    let redis = RedisServer::start().context("starting redis-server")?;
+    println!("  moto  {}\n  redis {}", moto.endpoint, redis.url());
+
+    let ec2 = Ec2Lab::new(&moto.endpoint);
+    let pool = "demo";
+    let nodes = ec2.nodes(n_nodes).await?;
+    let eips = ec2.allocate(Some(pool), pool_size).await?;
+    ec2.allocate(None, 2).await?; // untagged: must stay untouched
+    println!(
+        "Made a VPC with {} instances and pool {pool:?} of {} Elastic IPs (plus 2 untagged ones).",
+        nodes.len(),
+        eips.len()
+    );
+
+    println!(
+        "Running {} `eipool claim` processes at once...\n",
+        nodes.len()
+    );
+    let env = LabEnv::new(&eipool, &moto.endpoint);
+    let started = Instant::now();
+    let runs: Vec<_> = nodes
+        .iter()
+        .map(|n| {
+            let args: Vec<String> = [
+                "--pool",
+                pool,
+                "--redis-url",
+                &redis.url(),
+                "--instance-id",
+                &n.instance_id,
+                "claim",
+                "--timeout",
+                "60s",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            let env = env.clone();
+            tokio::spawn(async move { env.run(&args).await })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for r in runs {
+        outcomes.push(r.await?);
+    }
+    let makespan = started.elapsed();
+
+    println!(
+        "{:<21} {:<23} {:<16} {:>6}  result",
+        "instance", "interface", "public ip", "ms"
+    );
+    let (mut won, mut exhausted, mut other) = (0, 0, 0);
+    for (node, o) in nodes.iter().zip(&outcomes) {
+        match (o.code, o.report()) {
+            (Some(0), Some(r)) => {
+                won += 1;
+                println!(
+                    "{:<21} {:<23} {:<16} {:>6}  got {}",
+                    node.instance_id, node.eni, r.public_ip, r.elapsed_ms, r.allocation_id
+                );
+            }
+            (Some(69), _) => {
+                exhausted += 1;
+                println!(
+                    "{:<21} {:<23} {:<16} {:>6}  exit 69: pool exhausted",
+                    node.instance_id, node.eni, "-", ""
+                );
+            }
+            _ => {
+                other += 1;
+                println!(
+                    "{:<21} {:<23} {:<16} {:>6}  exit {:?}: {}",
+                    node.instance_id,
+                    node.eni,
+                    "-",
+                    "",
+                    o.code,
+                    o.error_line()
+                );
+            }
+        }
+    }
+
+    let state = ec2.pool_state(pool).await?;
+    let associated = state
+        .values()
+        .filter(|e| e.association_id.is_some())
+        .count();
+    let distinct: std::collections::BTreeSet<_> = outcomes
+        .iter()
+        .filter_map(|o| o.report())
+        .map(|r| r.allocation_id)
+        .collect();
+    println!(
+        "\n{won} claimed, {exhausted} told the pool is exhausted, {other} other, in {:.1} s.\nEC2 now shows {associated} of {} pool addresses associated; {} distinct addresses were reported.",
+        makespan.as_secs_f64(),
+        state.len(),
+        distinct.len()
+    );
+    if let Some(o) = outcomes.iter().find(|o| o.code == Some(69)) {
+        println!("What an exhausted claimer said:\n  {}", o.error_line());
+    }
+    println!("\nStopping moto and redis-server.");
+    drop(redis);
+    drop(moto);
+    if other > 0 || distinct.len() != won || associated != won {
+        bail!("the demo saw something wrong (see above)");
+    }
+    Ok(())
+}

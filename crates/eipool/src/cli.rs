@@ -34,6 +34,7 @@ fn after_help() -> String {
 
 /// Flags every command takes.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options (every command)")]
 pub struct Global {
     /// Pool name: the Elastic IPs tagged eipool:pool=<NAME>
     #[arg(long, global = true, env = "EIPOOL_POOL", value_name = "NAME")]
@@ -171,6 +172,32 @@ mod tests {
         assert!(
             missing.is_empty(),
             "flags without EIPOOL_* env: {missing:?}"
+        );
+    }
+
+    #[test]
+    fn the_readme_documents_every_flag() {
+        let readme = include_str!("../../../README.md");
+        fn walk(cmd: &clap::Command, readme: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                if let Some(long) = arg.get_long() {
+                    if !matches!(long, "help" | "version")
+                        && !readme.contains(&format!("`--{long}"))
+                        && !readme.contains(&format!("--{long} "))
+                    {
+                        missing.push(format!("--{long}"));
+                    }
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, readme, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), readme, &mut missing);
+        assert!(
+            missing.is_empty(),
+            "README's configuration table lacks {missing:?}"
         );
     }
 }

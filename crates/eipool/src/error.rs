@@ -175,3 +175,19 @@ mod tests {
         assert!(msg.contains("allocate-address"), "{msg}");
     }
 }
+
+#[cfg(test)]
+mod readme {
+    use super::*;
+
+    #[test]
+    fn the_readme_lists_every_exit_code() {
+        let readme = include_str!("../../../README.md");
+        for (code, _) in EXIT_CODES {
+            assert!(
+                readme.contains(&format!("\n| {code} | ")),
+                "README's exit-code table lacks {code}"
+            );
+        }
+    }
+}
