@@ -181,10 +181,10 @@ mod tests {
         fn walk(cmd: &clap::Command, readme: &str, missing: &mut Vec<String>) {
             for arg in cmd.get_arguments() {
                 if let Some(long) = arg.get_long() {
-                    if !matches!(long, "help" | "version")
-                        && !readme.contains(&format!("`--{long}"))
-                        && !readme.contains(&format!("--{long} "))
-                    {
+                    let documented = [' ', '`']
+                        .iter()
+                        .any(|end| readme.contains(&format!("--{long}{end}")));
+                    if !matches!(long, "help" | "version") && !documented {
                         missing.push(format!("--{long}"));
                     }
                 }
