@@ -7,8 +7,10 @@
 //! - [`imds`]: a small IMDSv2 stub (moto's IMDS is static).
 //! - [`check`]: invariants over EC2's final state and the claimers' outcomes.
 
+pub mod chaos;
 pub mod check;
 pub mod claimer;
 pub mod fixture;
 pub mod imds;
 pub mod services;
+pub mod tcp_fault;

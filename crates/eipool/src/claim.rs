@@ -71,6 +71,15 @@ enum Attempt {
     Transient,
 }
 
+/// How an AssociateAddress attempt got the address.
+#[derive(Debug)]
+enum Associated {
+    /// This call associated it; validation follows.
+    New(AssociationId),
+    /// An earlier call (whose answer was lost, or a crashed run's) had: EC2 shows it on our interface.
+    Adopted(Address),
+}
+
 /// Map an EC2 error that no retry fixes to the command's error.
 pub fn ec2_failure(e: Ec2Error, pool: Option<&str>) -> Error {
     match e {
@@ -258,7 +267,7 @@ impl Claimer {
         // A re-run after a crash: Redis remembers what this interface was taking, which a stale
         // DescribeAddresses may not show yet. Try that one first, as possibly ours.
         let intent = self.intent(&me).await;
-        let mut free: Vec<Address> = listing
+        let free: Vec<Address> = listing
             .iter()
             .filter(|a| a.association.is_none())
             .cloned()
@@ -270,7 +279,6 @@ impl Claimer {
                 order.insert(0, a.clone());
             }
         }
-        free.clear();
         info!(
             pool_size = listing.len(),
             free = order.len(),
@@ -309,6 +317,23 @@ impl Claimer {
                     let wait = self.jitter(pass);
                     self.sleep(wait).await?;
                     pass += 1;
+                    if self.live_claims().is_none() {
+                        // Without Redis nobody tells us what the others took: one fresh listing
+                        // beats trying every address blind under EC2's mutating-call budget.
+                        let listing = self
+                            .retry("relist pool", || ec2.describe_pool(&pool))
+                            .await?
+                            .map_err(|e| Stop::Fatal(ec2_failure(e, Some(&pool))))?;
+                        if let Some(a) = listing.iter().find(|a| a.held_by(&me.eni, me.private_ip))
+                        {
+                            info!(public_ip = %a.public_ip, allocation_id = %a.allocation_id, "the listing shows an address on this interface: adopting");
+                            return Ok(self.report(a, &me, None, true));
+                        }
+                        again = listing
+                            .into_iter()
+                            .filter(|a| a.association.is_none())
+                            .collect();
+                    }
                     order = plan::candidate_order(&again, &mut self.rng);
                 }
             }
@@ -324,19 +349,24 @@ impl Claimer {
         suspect_ours: bool,
     ) -> Result<Attempt, Stop> {
         let alloc = &cand.allocation_id;
-        let mut held = match self.acquire(alloc, me).await? {
-            Ok(h) => h,
-            Err(other) => {
-                if !(suspect_ours && matches!(other, Attempt::Taken)) {
-                    return Ok(other);
-                }
-                // Marked assigned, but possibly to us by a run that crashed: find out below.
-                None
+        // The address a crashed run of ours was taking goes straight to EC2's compare-and-swap:
+        // its Redis claim may still be leased to the dead run's owner token.
+        let mut held = if suspect_ours {
+            None
+        } else {
+            match self.acquire(alloc, me).await? {
+                Ok(h) => h,
+                Err(other) => return Ok(other),
             }
         };
 
         let assoc = match self.associate(cand, me, &mut held, suspect_ours).await {
-            Ok(Ok(assoc)) => assoc,
+            Ok(Ok(Associated::New(assoc))) => assoc,
+            Ok(Ok(Associated::Adopted(addr))) => {
+                self.record(alloc, held.as_ref(), me).await;
+                info!(public_ip = %addr.public_ip, allocation_id = %alloc, "an earlier attempt had associated it: adopting");
+                return Ok(Attempt::Won(self.report(&addr, me, None, true)));
+            }
             Ok(Err(outcome)) => {
                 self.release(held.as_ref(), me, true).await;
                 return Ok(outcome);
@@ -351,19 +381,7 @@ impl Claimer {
 
         match self.validate(alloc, &assoc, me).await {
             Ok(Some(addr)) => {
-                if let Some(claims) = self.live_claims() {
-                    if let Err(e) = claims
-                        .mark_assigned(
-                            alloc,
-                            held.as_ref().map(|h| h.fence),
-                            &me.eni,
-                            me.private_ip,
-                        )
-                        .await
-                    {
-                        warn!(error = %e, "could not record the assignment in Redis; others will learn it from EC2");
-                    }
-                }
+                self.record(alloc, held.as_ref(), me).await;
                 info!(public_ip = %addr.public_ip, allocation_id = %alloc, association_id = %assoc, fence = held.as_ref().map(|h| h.fence), "claimed");
                 Ok(Attempt::Won(self.report(&addr, me, Some(assoc), false)))
             }
@@ -379,6 +397,18 @@ impl Claimer {
                 self.disassociate_quietly(&assoc).await;
                 self.release(held.as_ref(), me, true).await;
                 Err(stop)
+            }
+        }
+    }
+
+    /// Record a won address in Redis as assigned to us (and drop our claim on it).
+    async fn record(&self, alloc: &AllocationId, held: Option<&Held>, me: &Identity) {
+        if let Some(claims) = self.live_claims() {
+            if let Err(e) = claims
+                .mark_assigned(alloc, held.map(|h| h.fence), &me.eni, me.private_ip)
+                .await
+            {
+                warn!(error = %e, "could not record the assignment in Redis; others will learn it from EC2");
             }
         }
     }
@@ -420,12 +450,16 @@ impl Claimer {
         me: &Identity,
         held: &mut Option<Held>,
         suspect_ours: bool,
-    ) -> Result<Result<AssociationId, Attempt>, Stop> {
+    ) -> Result<Result<Associated, Attempt>, Stop> {
         let alloc = &cand.allocation_id;
         let mut maybe_ours = suspect_ours;
         let mut attempt = 0u32;
         loop {
-            if let Some(h) = held.as_mut() {
+            // The lease gates *new* associations. Once an attempt may have applied, the retry
+            // (still AllowReassociation=false, so it can take nothing from anyone) is how we
+            // learn whether it did: giving up instead could leave the address on our interface
+            // with nobody using it.
+            if let Some(h) = held.as_mut().filter(|_| !maybe_ours) {
                 if !self.renew(h).await? {
                     return Ok(Err(Attempt::Busy));
                 }
@@ -439,12 +473,11 @@ impl Claimer {
                 .bounded(self.ec2.associate(alloc, &me.eni, me.private_ip))
                 .await?
             {
-                Ok(assoc) => return Ok(Ok(assoc)),
+                Ok(assoc) => return Ok(Ok(Associated::New(assoc))),
                 Err(Ec2Error::AlreadyAssociated(_)) => {
                     if maybe_ours {
-                        if let Some(assoc) = self.owner_is_me(alloc, me).await? {
-                            info!(allocation_id = %alloc, "an earlier attempt had associated it: keeping it");
-                            return Ok(Ok(assoc));
+                        if let Some(addr) = self.owner_is_me(alloc, me).await? {
+                            return Ok(Ok(Associated::Adopted(addr)));
                         }
                     }
                     debug!(allocation_id = %alloc, "taken (Resource.AlreadyAssociated)");
@@ -472,7 +505,7 @@ impl Claimer {
         &mut self,
         alloc: &AllocationId,
         me: &Identity,
-    ) -> Result<Option<AssociationId>, Stop> {
+    ) -> Result<Option<Address>, Stop> {
         let mut poll = 0;
         loop {
             let ec2 = self.ec2.clone();
@@ -480,9 +513,7 @@ impl Claimer {
                 .retry("find holder", || ec2.describe_address(alloc))
                 .await?
             {
-                Ok(Some(a)) if a.held_by(&me.eni, me.private_ip) => {
-                    return Ok(a.association.map(|x| x.id))
-                }
+                Ok(Some(a)) if a.held_by(&me.eni, me.private_ip) => return Ok(Some(a)),
                 Ok(Some(a)) if a.association.is_some() => return Ok(None),
                 Ok(None) => return Ok(None),
                 Ok(Some(_)) => {} // stale: not visible yet
@@ -603,6 +634,9 @@ impl Claimer {
     /// After an interrupted AssociateAddress: if EC2 shows the address on our interface, take it
     /// off again. Polls through eventual consistency until the cleanup budget runs out.
     async fn undo_if_ours(&self, alloc: &AllocationId, me: &Identity) {
+        // An association we made may take a while to show: look until one shows, or until EC2's
+        // consistency bound has passed, or the deadline.
+        let give_up = Instant::now() + plan::CONSISTENCY_BOUND;
         let mut poll = 0;
         while Instant::now() < self.deadline {
             match self.cleanup(self.ec2.describe_address(alloc)).await {
@@ -612,10 +646,9 @@ impl Claimer {
                     }
                     return;
                 }
-                Some(Ok(Some(a))) if a.association.is_none() && poll >= 2 => return,
-                Some(Ok(None)) => return,
-                Some(Ok(Some(a))) if a.association.is_some() => return,
-                None => return,
+                Some(Ok(Some(a))) if a.association.is_some() => return, // someone else's
+                Some(Ok(None)) | None => return,
+                Some(Ok(Some(_))) if Instant::now() >= give_up => return,
                 _ => {}
             }
             let wait = plan::clamp_wait(

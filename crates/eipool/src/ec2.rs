@@ -444,17 +444,19 @@ where
             maybe_applied: true,
         },
         SdkError::DispatchFailure(d) => {
-            // A connection that never opened cannot have applied anything; one cut mid-flight may have.
-            let maybe_applied = !d.is_io() || !chain(&err).contains("onnection refused");
-            if d.is_user() || d.is_other() {
+            let detail = chain(&err);
+            if d.is_user() || mentions_configuration(&detail) {
                 Ec2Error::Configuration {
                     action,
-                    message: chain(&err),
+                    message: detail,
                 }
             } else {
+                // A connection that never opened cannot have applied anything; one cut
+                // mid-flight ("connection closed before message completed") may have.
+                let maybe_applied = !detail.contains("onnection refused");
                 Ec2Error::Transient {
                     action,
-                    detail: chain(&err),
+                    detail,
                     maybe_applied,
                 }
             }
@@ -464,6 +466,15 @@ where
             message: chain(&err),
         },
     }
+}
+
+/// Whether an SDK failure is about missing setup (credentials, region, endpoint) rather than
+/// the network.
+fn mentions_configuration(detail: &str) -> bool {
+    let d = detail.to_ascii_lowercase();
+    ["credential", "region", "invalid endpoint", "no identity"]
+        .iter()
+        .any(|w| d.contains(w))
 }
 
 /// Map an error answer by its code and HTTP status.
@@ -513,7 +524,7 @@ fn extract_id(message: &str, prefix: &str) -> String {
         .to_string()
 }
 
-/// An error and its sources on one line.
+/// An error and its sources on one line (the SDK's own messages span several).
 fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut out = err.to_string();
     let mut src = err.source();
@@ -522,7 +533,7 @@ fn chain(err: &(dyn std::error::Error + 'static)) -> String {
         out.push_str(&s.to_string());
         src = s.source();
     }
-    out
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]

@@ -47,6 +47,11 @@ pub fn cleanup_reserve(timeout: Duration) -> Duration {
         .min(timeout / 2)
 }
 
+/// How long EC2 may keep showing an address as it was before a mutation. AWS documents
+/// eventual consistency without a number; seconds is what is seen in practice. Used only to
+/// bound how long a claimer looks for an association it is unsure it made.
+pub const CONSISTENCY_BOUND: Duration = Duration::from_secs(5);
+
 /// Delay before validation poll number `poll` (0-based) after a successful AssociateAddress.
 ///
 /// EC2 is eventually consistent: DescribeAddresses right after AssociateAddress often still shows

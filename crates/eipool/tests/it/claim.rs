@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use eipool_lab::check;
 use eipool_lab::imds::ImdsStub;
 
-use crate::harness::{args, Lab};
+use crate::harness::{args, heavy, Lab};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_claim_then_a_rerun_adopts_it_and_changes_nothing() {
@@ -127,6 +127,7 @@ async fn an_empty_pool_exits_69_and_says_so() {
 /// The herd: 40 concurrent claimers, 25 addresses.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_herd_of_40_for_25_addresses_gets_25_distinct_addresses_and_15_exhausted() {
+    let _turn = heavy().await;
     let lab = Lab::new().await;
     let nodes = lab.ec2.nodes(40).await.unwrap();
     lab.ec2.allocate(Some(&lab.pool), 25).await.unwrap();

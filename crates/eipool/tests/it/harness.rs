@@ -3,13 +3,22 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
-use eipool_lab::claimer::{LabEnv, Outcome};
+use eipool_lab::chaos::Stats;
+use eipool_lab::claimer::{ClaimReport, LabEnv, Outcome};
 use eipool_lab::fixture::{Ec2Lab, Node};
 use eipool_lab::services::{Moto, RedisServer};
 
 static MOTO: OnceLock<Moto> = OnceLock::new();
 static POOLS: AtomicUsize = AtomicUsize::new(0);
+static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Herds of claimer processes take turns: two at once on two cores would measure the machine,
+/// not eipool. Hold the guard for the whole test.
+pub async fn heavy() -> tokio::sync::MutexGuard<'static, ()> {
+    HEAVY.lock().await
+}
 
 /// moto, started on first use and stopped when the test process exits.
 pub fn moto() -> &'static Moto {
@@ -45,11 +54,16 @@ impl Lab {
 
     /// `eipool --pool P --redis-url R --network-interface-id ENI claim EXTRA…`
     pub fn claim_args(&self, node: &Node, extra: &[&str]) -> Vec<String> {
+        self.claim_args_via(&self.redis.url(), node, extra)
+    }
+
+    /// The same, with Redis at `redis_url` (e.g. behind a fault proxy).
+    pub fn claim_args_via(&self, redis_url: &str, node: &Node, extra: &[&str]) -> Vec<String> {
         let mut args: Vec<String> = vec![
             "--pool".into(),
             self.pool.clone(),
             "--redis-url".into(),
-            self.redis.url(),
+            redis_url.to_string(),
             "--network-interface-id".into(),
             node.eni.clone(),
             "claim".into(),
@@ -69,4 +83,86 @@ impl Lab {
 
 pub fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
+}
+
+/// Run one claimer per `(eni, args)`, all at once; wait for all.
+pub async fn herd(
+    env: &LabEnv,
+    runs: Vec<(String, Vec<String>)>,
+) -> (Vec<(String, Outcome)>, Duration) {
+    let started = Instant::now();
+    let handles: Vec<_> = runs
+        .into_iter()
+        .map(|(eni, a)| {
+            let env = env.clone();
+            tokio::spawn(async move { (eni, env.run(&a).await) })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        out.push(h.await.expect("claimer task panicked"));
+    }
+    (out, started.elapsed())
+}
+
+/// The successes of a herd, as (interface, report).
+pub fn successes(outcomes: &[(String, Outcome)]) -> Vec<(String, ClaimReport)> {
+    outcomes
+        .iter()
+        .filter_map(|(eni, o)| o.report().map(|r| (eni.clone(), r)))
+        .collect()
+}
+
+/// How many outcomes exited with `code`.
+pub fn exits(outcomes: &[(String, Outcome)], code: i32) -> usize {
+    outcomes
+        .iter()
+        .filter(|(_, o)| o.code == Some(code))
+        .count()
+}
+
+/// Print what a scenario injected and what it observed.
+pub fn report(
+    scenario: &str,
+    injected: &str,
+    outcomes: &[(String, Outcome)],
+    stats: Option<&Stats>,
+    took: Duration,
+) {
+    let mut codes = std::collections::BTreeMap::new();
+    for (_, o) in outcomes {
+        *codes
+            .entry(o.code.map_or("signal".to_string(), |c| c.to_string()))
+            .or_insert(0) += 1;
+    }
+    let mut ms: Vec<u64> = successes(outcomes)
+        .iter()
+        .map(|(_, r)| r.elapsed_ms)
+        .collect();
+    ms.sort_unstable();
+    let pct = |p: f64| {
+        ms.get(((ms.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or(0)
+    };
+    let retries = stats.map(|s| {
+        s.outcome("throttled") + s.outcome("5xx") + s.outcome("reset") + s.outcome("response_lost")
+    });
+    println!(
+        "--- scenario: {scenario}\n  injected: {injected}\n  observed: exits {codes:?}; time-to-address p50 {} ms, max {} ms; herd took {:.1} s{}\n{}",
+        pct(0.5),
+        pct(1.0),
+        took.as_secs_f64(),
+        retries.map(|r| format!("; failed EC2 answers (each retried) {r}")).unwrap_or_default(),
+        stats.map(|s| s.table()).unwrap_or_default()
+    );
+}
+
+/// The last error line of every claimer that neither succeeded nor was told the pool is exhausted.
+pub fn failures(outcomes: &[(String, Outcome)]) -> Vec<String> {
+    outcomes
+        .iter()
+        .filter(|(_, o)| !matches!(o.code, Some(0) | Some(69)))
+        .map(|(eni, o)| format!("{eni}: exit {:?}: {}", o.code, o.error_line()))
+        .collect()
 }

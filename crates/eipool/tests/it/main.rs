@@ -1,5 +1,6 @@
 //! eipool's integration tests: one binary, real moto and real redis-server as processes, the real
 //! `eipool` binary driven as a process. Run with `scripts/test`.
 
+mod chaos;
 mod claim;
 mod harness;

@@ -1,0 +1,455 @@
+//! The claim under faults: AWS-like throttling, latency and eventual consistency in front of
+//! moto (the chaos proxy), lost answers and 5xx, killed and paused claimers, Redis restarted,
+//! black-holed and slow. Each scenario prints what it injected and what it observed, and checks
+//! the invariants against EC2's final state: I1 no sharing, I2 no theft, I3 no leak, I4 liveness.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use eipool_lab::chaos::{ChaosConfig, ChaosProxy, Stats};
+use eipool_lab::check;
+use eipool_lab::claimer::ClaimReport;
+use eipool_lab::fixture::{Eip, Node};
+use eipool_lab::tcp_fault::{Mode, TcpFault};
+use rand::Rng;
+
+use crate::harness::{exits, failures, heavy, herd, moto, report, successes, Lab};
+
+/// Addresses the claimers must never touch: untagged, another pool's, and one of the pool's own
+/// associated by hand to a bystander interface.
+struct Bystanders {
+    before: Vec<Eip>,
+    external: BTreeSet<String>,
+}
+
+async fn bystanders(lab: &Lab, bystander: &Node) -> Bystanders {
+    let mut ids: Vec<String> = Vec::new();
+    for e in lab.ec2.allocate(None, 2).await.unwrap() {
+        ids.push(e.allocation_id);
+    }
+    for e in lab
+        .ec2
+        .allocate(Some(&format!("{}-other", lab.pool)), 2)
+        .await
+        .unwrap()
+    {
+        ids.push(e.allocation_id);
+    }
+    let held = lab
+        .ec2
+        .allocate(Some(&lab.pool), 1)
+        .await
+        .unwrap()
+        .remove(0);
+    lab.ec2
+        .associate_external(&held.allocation_id, &bystander.eni)
+        .await
+        .unwrap();
+    ids.push(held.allocation_id.clone());
+    Bystanders {
+        before: lab.ec2.addresses(&ids).await.unwrap(),
+        external: BTreeSet::from([held.allocation_id]),
+    }
+}
+
+/// I1–I3 against EC2 now; panics listing every violation.
+async fn assert_safe(lab: &Lab, wins: &[(String, ClaimReport)], by: &Bystanders) {
+    let state = lab.ec2.pool_state(&lab.pool).await.unwrap();
+    let ids: Vec<String> = by.before.iter().map(|e| e.allocation_id.clone()).collect();
+    let after = lab.ec2.addresses(&ids).await.unwrap();
+    let mut v = check::no_sharing(wins, &state);
+    v.extend(check::untouched(&by.before, &after));
+    v.extend(check::no_leak(wins, &state, &by.external));
+    assert!(v.is_empty(), "invariants violated:\n{}", v.join("\n"));
+}
+
+fn aws_like() -> ChaosConfig {
+    ChaosConfig {
+        latency: Duration::from_millis(100),
+        jitter: Duration::from_millis(50),
+        stale_window: Duration::from_secs(1),
+        ..ChaosConfig::default()
+    }
+    .aws_throttling()
+}
+
+async fn proxied(lab: &mut Lab, config: ChaosConfig) -> ChaosProxy {
+    let proxy = ChaosProxy::start(&moto().endpoint, config).await.unwrap();
+    lab.env.ec2_endpoint = proxy.endpoint.clone();
+    proxy
+}
+
+fn runs(lab: &Lab, redis_url: &str, nodes: &[Node], extra: &[&str]) -> Vec<(String, Vec<String>)> {
+    nodes
+        .iter()
+        .map(|n| (n.eni.clone(), lab.claim_args_via(redis_url, n, extra)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn herd_of_100_for_60_through_throttling_latency_and_stale_describes() {
+    let _turn = heavy().await;
+    let mut lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(101).await.unwrap();
+    let by = bystanders(&lab, &nodes[100]).await;
+    lab.ec2.allocate(Some(&lab.pool), 60).await.unwrap();
+    let proxy = proxied(&mut lab, aws_like()).await;
+
+    let (outcomes, took) = herd(&lab.env, runs(&lab, &lab.redis.url(), &nodes[..100], &[])).await;
+    let stats = proxy.stats();
+    report(
+        "herd of 100 for 60",
+        "AWS throttling buckets (50+5/s mutating, 100+20/s describe), 100±50 ms latency, 1 s stale describes",
+        &outcomes,
+        Some(&stats),
+        took,
+    );
+    let wins = successes(&outcomes);
+    assert_eq!(wins.len(), 60, "I4: every free address is claimed");
+    assert_eq!(
+        exits(&outcomes, 69),
+        40,
+        "the rest are told the pool is exhausted"
+    );
+    assert_safe(&lab, &wins, &by).await;
+    assert!(
+        stats.outcome("throttled") > 0,
+        "the scenario must actually throttle: {stats:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claimers_killed_mid_flow_and_rerun_leave_nothing_shared_or_leaked() {
+    let _turn = heavy().await;
+    let mut lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(31).await.unwrap();
+    let by = bystanders(&lab, &nodes[30]).await;
+    lab.ec2.allocate(Some(&lab.pool), 40).await.unwrap();
+    let proxy = proxied(&mut lab, aws_like()).await;
+    let nodes = &nodes[..30];
+
+    // Start 30, SIGKILL 10 of them at random moments in their first 1.5 s.
+    let started = Instant::now();
+    let mut children = Vec::new();
+    for n in nodes {
+        let child = lab.env.command(&lab.claim_args(n, &[])).spawn().unwrap();
+        children.push((n.clone(), child));
+    }
+    let victims: BTreeSet<usize> = rand::seq::index::sample(&mut rand::rng(), nodes.len(), 10)
+        .into_iter()
+        .collect();
+    let mut kills = Vec::new();
+    for &i in &victims {
+        let at = Duration::from_millis(rand::rng().random_range(0..1_500));
+        kills.push((i, at));
+    }
+    kills.sort_by_key(|(_, at)| *at);
+    for (i, at) in &kills {
+        tokio::time::sleep_until((started + *at).into()).await;
+        let _ = children[*i].1.start_kill();
+    }
+    let mut outcomes = Vec::new();
+    let mut killed_mid_flow = 0;
+    for (i, (n, child)) in children.into_iter().enumerate() {
+        let out = child.wait_with_output().await.unwrap();
+        if victims.contains(&i) {
+            killed_mid_flow += usize::from(out.status.code().is_none());
+            continue;
+        }
+        outcomes.push((
+            n.eni.clone(),
+            eipool_lab::claimer::Outcome::from_output(&[], out),
+        ));
+    }
+    // Re-run the killed ones, as Kubernetes restarts an initContainer.
+    let reruns: Vec<Node> = victims.iter().map(|&i| nodes[i].clone()).collect();
+    let (rerun_outcomes, _) = herd(&lab.env, runs(&lab, &lab.redis.url(), &reruns, &[])).await;
+    let adopted = successes(&rerun_outcomes)
+        .iter()
+        .filter(|(_, r)| r.reused)
+        .count();
+    outcomes.extend(rerun_outcomes);
+    let stats = proxy.stats();
+    report(
+        "SIGKILL 10 of 30 mid-flow, then re-run them",
+        &format!(
+            "AWS-like EC2; kills at {:?}",
+            kills
+                .iter()
+                .map(|(_, at)| at.as_millis())
+                .collect::<Vec<_>>()
+        ),
+        &outcomes,
+        Some(&stats),
+        started.elapsed(),
+    );
+    println!("  {killed_mid_flow} of 10 died before finishing; {adopted} re-runs adopted an address their killed run had associated");
+
+    let wins = successes(&outcomes);
+    assert_eq!(
+        wins.len(),
+        30,
+        "I4: 40 addresses for 30 claimers; all finish after re-runs"
+    );
+    assert_safe(&lab, &wins, &by).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claimer_paused_past_its_lease_never_ends_up_sharing_or_leaking() {
+    let _turn = heavy().await;
+    let mut lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(4).await.unwrap();
+    let by = bystanders(&lab, &nodes[3]).await;
+    lab.ec2.allocate(Some(&lab.pool), 2).await.unwrap();
+    // Slow EC2 so that the claimer is caught holding its Redis claim.
+    let proxy = proxied(
+        &mut lab,
+        ChaosConfig {
+            latency: Duration::from_millis(400),
+            stale_window: Duration::from_secs(1),
+            ..ChaosConfig::default()
+        },
+    )
+    .await;
+    let lease = ["--lease", "5s", "--call-timeout", "1500ms"];
+
+    let paused = lab
+        .env
+        .command(&lab.claim_args(&nodes[0], &lease))
+        .spawn()
+        .unwrap();
+    let pid = paused.id().unwrap().to_string();
+    let client = redis::Client::open(lab.redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let pattern = format!("eipool:{{{}}}:claim:*", lab.pool);
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(&pattern)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if !keys.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "the claimer never took a Redis claim"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap();
+    let stopped_at = Instant::now();
+
+    // Others proceed while it sleeps past its lease.
+    let (mut outcomes, _) =
+        herd(&lab.env, runs(&lab, &lab.redis.url(), &nodes[1..3], &lease)).await;
+    let wait = Duration::from_secs(7).saturating_sub(stopped_at.elapsed());
+    tokio::time::sleep(wait).await; // the lease (5 s) must be over; nothing to poll for here
+    std::process::Command::new("kill")
+        .args(["-CONT", &pid])
+        .status()
+        .unwrap();
+    let out = paused.wait_with_output().await.unwrap();
+    outcomes.push((
+        nodes[0].eni.clone(),
+        eipool_lab::claimer::Outcome::from_output(&[], out),
+    ));
+    report(
+        "SIGSTOP a claimer holding a claim for 7 s (lease 5 s)",
+        "400 ms EC2 latency, 1 s stale describes",
+        &outcomes,
+        Some(&proxy.stats()),
+        stopped_at.elapsed(),
+    );
+
+    let wins = successes(&outcomes);
+    assert_eq!(
+        wins.len(),
+        2,
+        "both addresses end up claimed: {outcomes:#?}"
+    );
+    assert_eq!(exits(&outcomes, 69), 1, "{outcomes:#?}");
+    assert_safe(&lab, &wins, &by).await;
+}
+
+/// One of the Redis fault scenarios: 40 claimers for 30 addresses through AWS-like EC2 while
+/// `fault` happens to Redis.
+async fn redis_fault_scenario(name: &str, fault: impl AsyncFnOnce(&mut Lab, &TcpFault)) {
+    let _turn = heavy().await;
+    let mut lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(41).await.unwrap();
+    let by = bystanders(&lab, &nodes[40]).await;
+    lab.ec2.allocate(Some(&lab.pool), 30).await.unwrap();
+    let proxy = proxied(&mut lab, aws_like()).await;
+    let tcp = TcpFault::start(([127, 0, 0, 1], lab.redis.port).into())
+        .await
+        .unwrap();
+
+    let env = lab.env.clone();
+    let herd_runs = runs(&lab, &tcp.redis_url(), &nodes[..40], &["--timeout", "90s"]);
+    let running = tokio::spawn(async move { herd(&env, herd_runs).await });
+    fault(&mut lab, &tcp).await;
+    let (outcomes, took) = running.await.unwrap();
+    report(
+        name,
+        "AWS-like EC2 (as the herd scenario)",
+        &outcomes,
+        Some(&proxy.stats()),
+        took,
+    );
+
+    let wins = successes(&outcomes);
+    assert_eq!(wins.len(), 30, "I4: every free address is claimed");
+    assert_eq!(
+        exits(&outcomes, 69),
+        10,
+        "{:#?}",
+        outcomes
+            .iter()
+            .filter(|(_, o)| o.code != Some(0) && o.code != Some(69))
+            .collect::<Vec<_>>()
+    );
+    assert_safe(&lab, &wins, &by).await;
+}
+
+/// Wait until EC2 shows at least `n` pool addresses associated (the herd is under way).
+async fn until_associated(lab: &Lab, n: usize) {
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let state = lab.ec2.pool_state(&lab.pool).await.unwrap();
+        if state
+            .values()
+            .filter(|e| e.association_id.is_some())
+            .count()
+            >= n
+        {
+            return;
+        }
+        assert!(Instant::now() < until, "the herd never got going");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_empty_mid_herd() {
+    redis_fault_scenario(
+        "Redis restarted empty mid-herd",
+        async |lab: &mut Lab, _tcp: &TcpFault| {
+            until_associated(lab, 6).await;
+            lab.redis.restart_empty().unwrap();
+            println!("  restarted Redis (empty) once 6 addresses were associated");
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_black_holed_mid_herd() {
+    redis_fault_scenario(
+        "Redis black-holed mid-herd",
+        async |lab: &mut Lab, tcp: &TcpFault| {
+            until_associated(lab, 6).await;
+            tcp.set(Mode::BlackHole);
+            println!("  black-holed Redis once 6 addresses were associated");
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_slower_than_its_timeout() {
+    redis_fault_scenario(
+        "Redis slower than its timeout",
+        async |_lab: &mut Lab, tcp: &TcpFault| {
+            tcp.set(Mode::Slow(Duration::from_millis(1_500)));
+            println!("  every Redis round trip delayed 1.5 s (eipool's Redis timeout is 1 s)");
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn associate_applied_but_answer_lost_is_kept_or_given_back_never_leaked() {
+    let _turn = heavy().await;
+    let mut lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(13).await.unwrap();
+    let by = bystanders(&lab, &nodes[12]).await;
+    lab.ec2.allocate(Some(&lab.pool), 12).await.unwrap();
+    let proxy = proxied(
+        &mut lab,
+        ChaosConfig {
+            p_lose_response: 0.5,
+            fault_actions: ["AssociateAddress".to_string()].into(),
+            stale_window: Duration::from_secs(1),
+            ..ChaosConfig::default()
+        },
+    )
+    .await;
+    let (outcomes, took) = herd(
+        &lab.env,
+        runs(&lab, &lab.redis.url(), &nodes[..12], &["--timeout", "90s"]),
+    )
+    .await;
+    let stats = proxy.stats();
+    report(
+        "AssociateAddress applied but its answer lost (50%)",
+        "answer dropped after moto applied it; 1 s stale describes",
+        &outcomes,
+        Some(&stats),
+        took,
+    );
+    assert!(
+        stats.get("AssociateAddress", "response_lost") > 0,
+        "nothing was lost: {stats:?}"
+    );
+    let wins = successes(&outcomes);
+    assert_eq!(
+        wins.len(),
+        12,
+        "I4: everyone gets an address: {:#?}",
+        failures(&outcomes)
+    );
+    assert_safe(&lab, &wins, &by).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifth_of_ec2_calls_failing_with_5xx_still_lets_everyone_claim_in_time() {
+    let _turn = heavy().await;
+    let mut lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(21).await.unwrap();
+    let by = bystanders(&lab, &nodes[20]).await;
+    lab.ec2.allocate(Some(&lab.pool), 20).await.unwrap();
+    let proxy = proxied(
+        &mut lab,
+        ChaosConfig {
+            p_5xx: 0.2,
+            ..ChaosConfig::default()
+        },
+    )
+    .await;
+    let (outcomes, took) = herd(
+        &lab.env,
+        runs(&lab, &lab.redis.url(), &nodes[..20], &["--timeout", "60s"]),
+    )
+    .await;
+    let stats: Stats = proxy.stats();
+    report(
+        "20% of EC2 calls answered 5xx",
+        "InternalError (HTTP 500) on 20% of all calls",
+        &outcomes,
+        Some(&stats),
+        took,
+    );
+    assert!(stats.outcome("5xx") > 0, "nothing failed: {stats:?}");
+    let wins = successes(&outcomes);
+    assert_eq!(
+        wins.len(),
+        20,
+        "I4: everyone succeeds before the deadline: {outcomes:#?}"
+    );
+    assert_safe(&lab, &wins, &by).await;
+}
