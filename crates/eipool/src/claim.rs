@@ -30,6 +30,8 @@ pub const ASSIGNED_TTL: Duration = Duration::from_secs(300);
 pub const REDIS_TIMEOUT: Duration = Duration::from_millis(1_000);
 /// After Redis fails (without `--require-lock`), how long to claim without it before trying again.
 const REDIS_COOL_DOWN: Duration = Duration::from_secs(5);
+/// Without Redis: how many addresses found taken before re-listing the pool.
+const LOCK_FREE_BATCH: usize = 3;
 const BACKOFF_BASE: Duration = Duration::from_millis(200);
 const BACKOFF_CAP: Duration = Duration::from_secs(5);
 
@@ -289,11 +291,25 @@ impl Claimer {
         loop {
             let mut tally = PassTally::default();
             let mut again = Vec::new();
-            for cand in order {
+            let mut blind_taken = 0;
+            let mut rest = order.into_iter();
+            while let Some(cand) = rest.next() {
                 let suspect_ours = intent.as_ref() == Some(&cand.allocation_id);
                 match self.attempt(&cand, &me, suspect_ours).await? {
                     Attempt::Won(c) => return Ok(c),
-                    Attempt::Taken => {}
+                    Attempt::Taken => {
+                        // Without Redis, each "taken" cost a mutating call. After a few, a fresh
+                        // listing (below) is cheaper than trying the rest of a stale one.
+                        if self.live_claims().is_none() {
+                            blind_taken += 1;
+                            if blind_taken >= LOCK_FREE_BATCH {
+                                let unseen: Vec<Address> = rest.collect();
+                                tally.busy += unseen.len();
+                                again.extend(unseen);
+                                break;
+                            }
+                        }
+                    }
                     Attempt::Busy => {
                         tally.busy += 1;
                         again.push(cand);
