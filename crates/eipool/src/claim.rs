@@ -5,7 +5,6 @@
 //! Every await is bounded by the deadline and the cancellation token. Anything taken on the way
 //! (a Redis claim, an association) is given back before an error is returned.
 
-use std::fmt::Display;
 use std::future::Future;
 use std::time::Duration;
 
@@ -15,10 +14,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::budget::{Budget, Interrupt};
 use crate::config::{ClaimConfig, LEASE_MARGIN};
 use crate::ec2::{self, Address, AllocationId, AssociationId, Ec2, Ec2Error};
 use crate::error::Error;
-use crate::identity::{self, Identity, IdentityError};
+use crate::identity::{self, Identity};
 use crate::lock::{Acquire, Claims, Held, LockError, Timing};
 use crate::output::{self, Claimed};
 use crate::plan::{self, AfterDeadline, AfterPass, PassTally};
@@ -32,23 +32,6 @@ pub const REDIS_TIMEOUT: Duration = Duration::from_millis(1_000);
 const REDIS_COOL_DOWN: Duration = Duration::from_secs(5);
 /// Without Redis: how many addresses found taken before re-listing the pool.
 const LOCK_FREE_BATCH: usize = 3;
-const BACKOFF_BASE: Duration = Duration::from_millis(200);
-const BACKOFF_CAP: Duration = Duration::from_secs(5);
-
-/// Errors that may pass if the call is repeated.
-trait Transient: Display {
-    fn is_transient(&self) -> bool;
-}
-impl Transient for Ec2Error {
-    fn is_transient(&self) -> bool {
-        Ec2Error::is_transient(self)
-    }
-}
-impl Transient for IdentityError {
-    fn is_transient(&self) -> bool {
-        matches!(self, IdentityError::Ec2(e) if e.is_transient())
-    }
-}
 
 /// Why the protocol stopped early.
 #[derive(Debug)]
@@ -59,6 +42,15 @@ enum Stop {
     Cancelled,
     /// A failure no retry will fix.
     Fatal(Error),
+}
+
+impl From<Interrupt> for Stop {
+    fn from(i: Interrupt) -> Self {
+        match i {
+            Interrupt::Deadline => Stop::Deadline,
+            Interrupt::Cancelled => Stop::Cancelled,
+        }
+    }
 }
 
 /// What trying one candidate came to.
@@ -165,12 +157,10 @@ struct Claimer {
     started: Instant,
     /// The overall deadline: nothing runs past it.
     deadline: Instant,
-    /// The deadline for claiming; what is left after it is for cleanup.
-    work_deadline: Instant,
-    cancel: CancellationToken,
+    /// The budget for claiming: ends before `deadline`, leaving the rest for cleanup.
+    work: Budget,
     rng: StdRng,
     redis_down_until: Option<Instant>,
-    last_error: Option<String>,
     pool_size: usize,
 }
 
@@ -190,11 +180,9 @@ impl Claimer {
             pool: cfg.pool.clone(),
             started,
             deadline,
-            work_deadline: deadline - plan::cleanup_reserve(cfg.timeout),
-            cancel,
+            work: Budget::new(deadline - plan::cleanup_reserve(cfg.timeout), cancel),
             rng: StdRng::from_os_rng(),
             redis_down_until: None,
-            last_error: None,
             pool_size: 0,
         }
     }
@@ -209,8 +197,8 @@ impl Claimer {
                 AfterDeadline::Exhausted => self.exhausted(),
                 AfterDeadline::Temporary => Error::Temporary {
                     last: self
-                        .last_error
-                        .clone()
+                        .work
+                        .last_error()
                         .unwrap_or_else(|| "no answer in time".into()),
                     elapsed: self.started.elapsed(),
                 },
@@ -234,6 +222,7 @@ impl Claimer {
     ) -> Result<Claimed, Stop> {
         let ec2 = self.ec2.clone();
         let me = self
+            .work
             .retry("identity", || {
                 identity::resolve(&ec2, &cfg.identity, cfg.private_ip)
             })
@@ -243,6 +232,7 @@ impl Claimer {
 
         let pool = self.pool.clone();
         let listing = self
+            .work
             .retry("list pool", || ec2.describe_pool(&pool))
             .await?
             .map_err(|e| Stop::Fatal(ec2_failure(e, Some(&pool))))?;
@@ -330,13 +320,14 @@ impl Claimer {
                         pass,
                         "nothing won this pass; backing off"
                     );
-                    let wait = self.jitter(pass);
-                    self.sleep(wait).await?;
+                    let wait = Budget::backoff(pass);
+                    self.work.sleep(wait).await?;
                     pass += 1;
                     if self.live_claims().is_none() {
                         // Without Redis nobody tells us what the others took: one fresh listing
                         // beats trying every address blind under EC2's mutating-call budget.
                         let listing = self
+                            .work
                             .retry("relist pool", || ec2.describe_pool(&pool))
                             .await?
                             .map_err(|e| Stop::Fatal(ec2_failure(e, Some(&pool))))?;
@@ -439,6 +430,7 @@ impl Claimer {
             return Ok(Ok(None));
         };
         match self
+            .work
             .bounded(claims.acquire(alloc, &me.eni, me.private_ip))
             .await?
         {
@@ -486,6 +478,7 @@ impl Claimer {
                 }
             }
             match self
+                .work
                 .bounded(self.ec2.associate(alloc, &me.eni, me.private_ip))
                 .await?
             {
@@ -505,9 +498,9 @@ impl Claimer {
                 Err(Ec2Error::AllocationNotFound(_)) => return Ok(Err(Attempt::Taken)),
                 Err(e) if e.is_transient() => {
                     maybe_ours |= e.maybe_applied();
-                    self.note(&e);
-                    let wait = self.jitter(attempt);
-                    self.sleep(wait).await?;
+                    self.work.note(&e);
+                    let wait = Budget::backoff(attempt);
+                    self.work.sleep(wait).await?;
                     attempt += 1;
                 }
                 Err(e) => return Err(Stop::Fatal(ec2_failure(e, Some(&self.pool)))),
@@ -526,6 +519,7 @@ impl Claimer {
         loop {
             let ec2 = self.ec2.clone();
             match self
+                .work
                 .retry("find holder", || ec2.describe_address(alloc))
                 .await?
             {
@@ -535,7 +529,7 @@ impl Claimer {
                 Ok(Some(_)) => {} // stale: not visible yet
                 Err(e) => return Err(Stop::Fatal(ec2_failure(e, Some(&self.pool)))),
             }
-            self.sleep(plan::validation_delay(poll)).await?;
+            self.work.sleep(plan::validation_delay(poll)).await?;
             poll += 1;
         }
     }
@@ -550,10 +544,11 @@ impl Claimer {
     ) -> Result<Option<Address>, Stop> {
         let mut poll = 0;
         loop {
-            self.sleep(plan::validation_delay(poll)).await?;
+            self.work.sleep(plan::validation_delay(poll)).await?;
             poll += 1;
             let ec2 = self.ec2.clone();
             let seen = match self
+                .work
                 .retry("validate", || ec2.describe_address(alloc))
                 .await?
             {
@@ -585,7 +580,7 @@ impl Claimer {
         let Some(claims) = self.live_claims().cloned() else {
             return Ok(true);
         };
-        match self.bounded(claims.extend(held)).await? {
+        match self.work.bounded(claims.extend(held)).await? {
             Ok(true) => Ok(true),
             Ok(false) => {
                 warn!(allocation_id = %held.alloc, fence = held.fence, "lost the Redis claim (lease ran out); stopping on this address");
@@ -599,7 +594,7 @@ impl Claimer {
 
     /// Record a Redis failure. Returns true when the claim must not go on without Redis.
     fn redis_failed(&mut self, e: LockError) -> bool {
-        self.last_error = Some(e.to_string());
+        self.work.note(&e);
         if self.require_lock {
             warn!(error = %e, "Redis unavailable and --require-lock is set: waiting for it");
             true
@@ -620,7 +615,11 @@ impl Claimer {
 
     async fn intent(&mut self, me: &Identity) -> Option<AllocationId> {
         let claims = self.live_claims()?.clone();
-        match self.bounded(claims.intent_of(&me.eni, me.private_ip)).await {
+        match self
+            .work
+            .bounded(claims.intent_of(&me.eni, me.private_ip))
+            .await
+        {
             Ok(Ok(v)) => v,
             Ok(Err(e)) => {
                 self.redis_failed(e);
@@ -685,8 +684,7 @@ impl Claimer {
                     return;
                 }
                 Some(Err(e)) if e.is_transient() && Instant::now() < self.deadline => {
-                    let wait =
-                        plan::full_jitter(attempt, BACKOFF_BASE, BACKOFF_CAP, rand::rng().random());
+                    let wait = Budget::backoff(attempt);
                     tokio::time::sleep(plan::clamp_wait(
                         wait,
                         self.deadline.saturating_duration_since(Instant::now()),
@@ -729,62 +727,6 @@ impl Claimer {
             reused,
             elapsed_ms: self.started.elapsed().as_millis() as u64,
         }
-    }
-
-    /// Run a call with passing failures retried (full-jitter backoff) until the work deadline.
-    /// The inner `Err` is a failure no retry fixes.
-    async fn retry<T, E, F, Fut>(&mut self, what: &str, f: F) -> Result<Result<T, E>, Stop>
-    where
-        E: Transient,
-        F: Fn() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-    {
-        let mut attempt = 0;
-        loop {
-            match self.bounded(f()).await? {
-                Ok(v) => return Ok(Ok(v)),
-                Err(e) if e.is_transient() => {
-                    debug!(what, error = %e, attempt, "temporary failure; backing off");
-                    self.note(&e);
-                    let wait = self.jitter(attempt);
-                    self.sleep(wait).await?;
-                    attempt += 1;
-                }
-                Err(e) => return Ok(Err(e)),
-            }
-        }
-    }
-
-    fn note(&mut self, e: &dyn Display) {
-        self.last_error = Some(e.to_string());
-    }
-
-    fn jitter(&mut self, attempt: u32) -> Duration {
-        plan::full_jitter(attempt, BACKOFF_BASE, BACKOFF_CAP, self.rng.random())
-    }
-
-    /// Await `fut` unless the work deadline passes or a signal arrives first.
-    async fn bounded<T>(&self, fut: impl Future<Output = T>) -> Result<T, Stop> {
-        let left = self.work_deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(Stop::Deadline);
-        }
-        tokio::select! {
-            biased;
-            _ = self.cancel.cancelled() => Err(Stop::Cancelled),
-            r = tokio::time::timeout(left, fut) => r.map_err(|_| Stop::Deadline),
-        }
-    }
-
-    /// Sleep, but never past the work deadline (waking at it means `Stop::Deadline`).
-    async fn sleep(&self, want: Duration) -> Result<(), Stop> {
-        let left = self.work_deadline.saturating_duration_since(Instant::now());
-        let wait = plan::clamp_wait(want, left);
-        self.bounded(tokio::time::sleep(wait)).await?;
-        if wait < want {
-            return Err(Stop::Deadline);
-        }
-        Ok(())
     }
 
     /// Await cleanup work within the overall deadline, ignoring the signal (cleanup is what a

@@ -4,6 +4,7 @@
 //! The SDK's own retries are off (see [`connect`]): retries, backoff and the overall deadline
 //! belong to the caller, which can tell a harmless retry from one that may double-apply.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::net::Ipv4Addr;
@@ -13,7 +14,7 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_ec2::types::Filter;
+use aws_sdk_ec2::types::{DomainType, Filter, ResourceType, Tag, TagSpecification};
 use aws_sdk_ec2::Client;
 use tracing::instrument;
 
@@ -126,6 +127,22 @@ impl Ec2Error {
         )
     }
 
+    /// The `outcome` label of this error in `eipool_ec2_calls_total`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Ec2Error::AlreadyAssociated(_) => "already_associated",
+            Ec2Error::AllocationNotFound(_)
+            | Ec2Error::InterfaceNotFound(_)
+            | Ec2Error::InstanceNotFound(_) => "not_found",
+            Ec2Error::Unauthorized { .. } => "unauthorized",
+            Ec2Error::Configuration { .. } => "configuration",
+            Ec2Error::Throttled { .. } => "throttled",
+            Ec2Error::Transient { .. } => "transient",
+            Ec2Error::Rejected { code, .. } if code == "DryRunOperation" => "dry_run",
+            Ec2Error::Rejected { .. } => "rejected",
+        }
+    }
+
     /// Whether the request may have taken effect although no success was seen.
     pub fn maybe_applied(&self) -> bool {
         matches!(
@@ -184,6 +201,73 @@ pub struct Interface {
     pub private_ips: Vec<Ipv4Addr>,
     /// The instance it is attached to, if attached.
     pub instance_id: Option<InstanceId>,
+}
+
+/// An interface's status (`in-use`, `available`, …) and attachment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InterfaceState {
+    /// `eni-…`.
+    pub id: EniId,
+    /// EC2's status of the interface.
+    pub status: String,
+    /// The instance it is attached to, if any.
+    pub instance_id: Option<InstanceId>,
+}
+
+/// Where new addresses come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddressSource {
+    /// Amazon's pool.
+    Amazon,
+    /// An IPAM pool (`--ipam-pool-id`).
+    Ipam(String),
+    /// A BYOIP public IPv4 pool (`--public-ipv4-pool`).
+    PublicIpv4Pool(String),
+}
+
+/// An action whose permission `doctor` checks with DryRun.
+#[derive(Debug, Clone, Copy)]
+pub enum DryRunAction<'a> {
+    /// ec2:DescribeAddresses.
+    DescribeAddresses,
+    /// ec2:DescribeNetworkInterfaces.
+    DescribeNetworkInterfaces,
+    /// ec2:DescribeInstances.
+    DescribeInstances,
+    /// ec2:AssociateAddress of this address to this interface.
+    AssociateAddress(&'a AllocationId, &'a EniId),
+    /// ec2:DisassociateAddress.
+    DisassociateAddress,
+    /// ec2:AllocateAddress.
+    AllocateAddress,
+    /// ec2:ReleaseAddress of this address.
+    ReleaseAddress(&'a AllocationId),
+}
+
+impl DryRunAction<'_> {
+    /// The EC2 action name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            DryRunAction::DescribeAddresses => "DescribeAddresses",
+            DryRunAction::DescribeNetworkInterfaces => "DescribeNetworkInterfaces",
+            DryRunAction::DescribeInstances => "DescribeInstances",
+            DryRunAction::AssociateAddress(..) => "AssociateAddress",
+            DryRunAction::DisassociateAddress => "DisassociateAddress",
+            DryRunAction::AllocateAddress => "AllocateAddress",
+            DryRunAction::ReleaseAddress(_) => "ReleaseAddress",
+        }
+    }
+}
+
+/// What a DryRun said about an action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Permission {
+    /// `DryRunOperation`: the call would have succeeded.
+    Allowed,
+    /// `UnauthorizedOperation`, with AWS's message.
+    Denied(String),
+    /// Neither: the message says what happened instead.
+    Unknown(String),
 }
 
 /// EC2 client with eipool's per-call timeout.
@@ -347,6 +431,259 @@ impl Ec2 {
             .ok_or_else(|| Ec2Error::InstanceNotFound(instance.to_string()))
     }
 
+    /// The pool addresses associated with `eni` (cheap: filtered server-side).
+    #[instrument(skip(self), err(Display))]
+    pub async fn describe_pool_on(
+        &self,
+        pool: &str,
+        eni: &EniId,
+    ) -> Result<Vec<Address>, Ec2Error> {
+        const ACTION: &str = "DescribeAddresses";
+        let req = self
+            .client
+            .describe_addresses()
+            .filters(filter(&format!("tag:{POOL_TAG}"), pool))
+            .filters(filter("network-interface-id", eni.as_str()));
+        let out = self.send(ACTION, req.send()).await?;
+        Ok(out.addresses().iter().filter_map(to_address).collect())
+    }
+
+    /// Status and attachment of these interfaces; ids that no longer exist are simply absent.
+    #[instrument(skip(self), err(Display))]
+    pub async fn interface_states(&self, ids: &[EniId]) -> Result<Vec<InterfaceState>, Ec2Error> {
+        const ACTION: &str = "DescribeNetworkInterfaces";
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let f = Filter::builder()
+            .name("network-interface-id")
+            .set_values(Some(ids.iter().map(|i| i.0.clone()).collect()))
+            .build();
+        let out = self
+            .send(
+                ACTION,
+                self.client.describe_network_interfaces().filters(f).send(),
+            )
+            .await?;
+        Ok(out
+            .network_interfaces()
+            .iter()
+            .filter_map(|n| {
+                Some(InterfaceState {
+                    id: EniId(nonempty(n.network_interface_id())?.to_string()),
+                    status: n
+                        .status()
+                        .map(|s| s.as_str().to_string())
+                        .unwrap_or_default(),
+                    instance_id: n
+                        .attachment()
+                        .and_then(|a| nonempty(a.instance_id()))
+                        .map(|s| InstanceId(s.to_string())),
+                })
+            })
+            .collect())
+    }
+
+    /// The state name (`running`, `stopped`, `terminated`, …) of these instances; ids EC2 no
+    /// longer knows are absent.
+    #[instrument(skip(self), err(Display))]
+    pub async fn instance_states(
+        &self,
+        ids: &[InstanceId],
+    ) -> Result<BTreeMap<InstanceId, String>, Ec2Error> {
+        const ACTION: &str = "DescribeInstances";
+        if ids.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let f = Filter::builder()
+            .name("instance-id")
+            .set_values(Some(ids.iter().map(|i| i.0.clone()).collect()))
+            .build();
+        let out = self
+            .send(ACTION, self.client.describe_instances().filters(f).send())
+            .await?;
+        Ok(out
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .filter_map(|i| {
+                let id = InstanceId(nonempty(i.instance_id())?.to_string());
+                let state = i
+                    .state()
+                    .and_then(|s| s.name())
+                    .map(|n| n.as_str().to_string())
+                    .unwrap_or_default();
+                Some((id, state))
+            })
+            .collect())
+    }
+
+    /// Allocate one VPC Elastic IP tagged into `pool` at creation (one call: no window in which
+    /// it exists untagged). `extra_tag` marks it, e.g. with the idempotency token of a grow.
+    #[instrument(skip(self), err(Display))]
+    pub async fn allocate(
+        &self,
+        pool: &str,
+        extra_tag: Option<(&str, &str)>,
+        source: &AddressSource,
+    ) -> Result<Address, Ec2Error> {
+        const ACTION: &str = "AllocateAddress";
+        let mut spec = TagSpecification::builder()
+            .resource_type(ResourceType::ElasticIp)
+            .tags(Tag::builder().key(POOL_TAG).value(pool).build());
+        if let Some((k, v)) = extra_tag {
+            spec = spec.tags(Tag::builder().key(k).value(v).build());
+        }
+        let mut req = self
+            .client
+            .allocate_address()
+            .domain(DomainType::Vpc)
+            .tag_specifications(spec.build());
+        match source {
+            AddressSource::Amazon => {}
+            AddressSource::Ipam(id) => req = req.ipam_pool_id(id),
+            AddressSource::PublicIpv4Pool(id) => req = req.public_ipv4_pool(id),
+        }
+        let out = self.send(ACTION, req.send()).await?;
+        let allocation_id = AllocationId(
+            nonempty(out.allocation_id())
+                .ok_or_else(|| Ec2Error::Transient {
+                    action: ACTION,
+                    detail: "answer carried no allocation id".into(),
+                    maybe_applied: true,
+                })?
+                .to_string(),
+        );
+        let public_ip = out
+            .public_ip()
+            .and_then(|p| p.parse().ok())
+            .ok_or_else(|| Ec2Error::Transient {
+                action: ACTION,
+                detail: "answer carried no public IP".into(),
+                maybe_applied: true,
+            })?;
+        Ok(Address {
+            allocation_id,
+            public_ip,
+            association: None,
+            pool: Some(pool.to_string()),
+        })
+    }
+
+    /// The pool addresses carrying tag `key=value` (e.g. a grow's idempotency token).
+    #[instrument(skip(self), err(Display))]
+    pub async fn describe_pool_tagged(
+        &self,
+        pool: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<Vec<Address>, Ec2Error> {
+        const ACTION: &str = "DescribeAddresses";
+        let req = self
+            .client
+            .describe_addresses()
+            .filters(filter(&format!("tag:{POOL_TAG}"), pool))
+            .filters(filter(&format!("tag:{key}"), value));
+        let out = self.send(ACTION, req.send()).await?;
+        Ok(out.addresses().iter().filter_map(to_address).collect())
+    }
+
+    /// Release (give back to AWS) an Elastic IP. EC2 refuses while it is associated
+    /// (`InvalidIPAddress.InUse`), which is the guard that keeps shrink from freeing a used one.
+    #[instrument(skip(self), err(Display))]
+    pub async fn release_address(&self, alloc: &AllocationId) -> Result<(), Ec2Error> {
+        const ACTION: &str = "ReleaseAddress";
+        self.send(
+            ACTION,
+            self.client
+                .release_address()
+                .allocation_id(alloc.as_str())
+                .send(),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Ask EC2 whether this identity may call `action`, with `DryRun=true` (nothing changes).
+    #[instrument(skip(self))]
+    pub async fn may_call(&self, action: DryRunAction<'_>) -> Permission {
+        let name = action.name();
+        let result = match action {
+            DryRunAction::DescribeAddresses => self
+                .send(name, self.client.describe_addresses().dry_run(true).send())
+                .await
+                .map(drop),
+            DryRunAction::DescribeNetworkInterfaces => self
+                .send(
+                    name,
+                    self.client
+                        .describe_network_interfaces()
+                        .dry_run(true)
+                        .send(),
+                )
+                .await
+                .map(drop),
+            DryRunAction::DescribeInstances => self
+                .send(name, self.client.describe_instances().dry_run(true).send())
+                .await
+                .map(drop),
+            DryRunAction::AssociateAddress(alloc, eni) => self
+                .send(
+                    name,
+                    self.client
+                        .associate_address()
+                        .allocation_id(alloc.as_str())
+                        .network_interface_id(eni.as_str())
+                        .allow_reassociation(false)
+                        .dry_run(true)
+                        .send(),
+                )
+                .await
+                .map(drop),
+            DryRunAction::DisassociateAddress => self
+                .send(
+                    name,
+                    self.client
+                        .disassociate_address()
+                        .association_id("eipassoc-00000000000000000")
+                        .dry_run(true)
+                        .send(),
+                )
+                .await
+                .map(drop),
+            DryRunAction::AllocateAddress => self
+                .send(
+                    name,
+                    self.client
+                        .allocate_address()
+                        .domain(DomainType::Vpc)
+                        .dry_run(true)
+                        .send(),
+                )
+                .await
+                .map(drop),
+            DryRunAction::ReleaseAddress(alloc) => self
+                .send(
+                    name,
+                    self.client
+                        .release_address()
+                        .allocation_id(alloc.as_str())
+                        .dry_run(true)
+                        .send(),
+                )
+                .await
+                .map(drop),
+        };
+        match result {
+            Err(Ec2Error::Rejected { code, .. }) if code == "DryRunOperation" => {
+                Permission::Allowed
+            }
+            Err(Ec2Error::Unauthorized { message, .. }) => Permission::Denied(message),
+            Ok(()) => Permission::Allowed, // an endpoint that ignores DryRun still let us call it
+            Err(e) => Permission::Unknown(e.to_string()),
+        }
+    }
+
     /// Send with the per-call timeout on top of the SDK's own attempt timeout, so a stalled
     /// connection can never hold a claimer past its budget; map the error.
     async fn send<T, E>(
@@ -357,14 +694,17 @@ impl Ec2 {
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        match tokio::time::timeout(self.call_timeout, fut).await {
+        let result = match tokio::time::timeout(self.call_timeout, fut).await {
             Ok(r) => r.map_err(|e| map_err(action, e)),
             Err(_) => Err(Ec2Error::Transient {
                 action,
                 detail: format!("no answer within {:?}", self.call_timeout),
                 maybe_applied: true,
             }),
-        }
+        };
+        let outcome = result.as_ref().map_or_else(Ec2Error::label, |_| "ok");
+        crate::metrics::global().ec2_call(action, outcome);
+        result
     }
 }
 

@@ -8,6 +8,7 @@
 // The AWS SDK's futures nest deeply; the claim future needs a deeper layout query.
 #![recursion_limit = "256"]
 
+pub mod budget;
 pub mod claim;
 pub mod cli;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod ec2;
 pub mod error;
 pub mod identity;
 pub mod lock;
+pub mod metrics;
 pub mod output;
 pub mod plan;
 pub mod shutdown;

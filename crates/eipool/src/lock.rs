@@ -206,14 +206,18 @@ impl Claims {
         &self,
         fut: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, LockError> {
-        match tokio::time::timeout(self.timing.op_timeout, fut).await {
+        let result = match tokio::time::timeout(self.timing.op_timeout, fut).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(LockError::Unavailable(e.to_string())),
             Err(_) => Err(LockError::Unavailable(format!(
                 "no answer within {:?}",
                 self.timing.op_timeout
             ))),
+        };
+        if result.is_err() {
+            crate::metrics::global().redis_errors.inc();
         }
+        result
     }
 
     /// Try to claim `alloc` for `eni`/`ip`; records the intent under the interface so that a

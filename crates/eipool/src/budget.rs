@@ -1,0 +1,133 @@
+//! A command's time budget: every await bounded by a deadline and a cancellation token, and
+//! passing failures retried with full-jitter backoff until the deadline. Shared by all commands.
+
+use std::fmt::Display;
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use crate::ec2::Ec2Error;
+use crate::identity::IdentityError;
+use crate::plan;
+
+const BACKOFF_BASE: Duration = Duration::from_millis(200);
+const BACKOFF_CAP: Duration = Duration::from_secs(5);
+
+/// Errors that may pass if the call is repeated.
+pub trait Transient: Display {
+    /// Whether retrying later may succeed.
+    fn is_transient(&self) -> bool;
+}
+impl Transient for Ec2Error {
+    fn is_transient(&self) -> bool {
+        Ec2Error::is_transient(self)
+    }
+}
+impl Transient for IdentityError {
+    fn is_transient(&self) -> bool {
+        matches!(self, IdentityError::Ec2(e) if e.is_transient())
+    }
+}
+
+/// Why a bounded await did not finish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interrupt {
+    /// The deadline passed.
+    Deadline,
+    /// SIGTERM/SIGINT.
+    Cancelled,
+}
+
+/// A deadline plus a cancellation token, and the last passing failure seen under them.
+#[derive(Debug)]
+pub struct Budget {
+    deadline: Instant,
+    cancel: CancellationToken,
+    last_error: Mutex<Option<String>>,
+}
+
+impl Budget {
+    /// A budget that ends at `deadline` or when `cancel` fires.
+    pub fn new(deadline: Instant, cancel: CancellationToken) -> Budget {
+        Budget {
+            deadline,
+            cancel,
+            last_error: Mutex::new(None),
+        }
+    }
+
+    /// When the budget ends.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Await `fut` unless the deadline passes or a signal arrives first.
+    pub async fn bounded<T>(&self, fut: impl Future<Output = T>) -> Result<T, Interrupt> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Interrupt::Deadline);
+        }
+        tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => Err(Interrupt::Cancelled),
+            r = tokio::time::timeout(left, fut) => r.map_err(|_| Interrupt::Deadline),
+        }
+    }
+
+    /// Sleep, but never past the deadline (waking at it is `Interrupt::Deadline`).
+    pub async fn sleep(&self, want: Duration) -> Result<(), Interrupt> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        let wait = plan::clamp_wait(want, left);
+        self.bounded(tokio::time::sleep(wait)).await?;
+        if wait < want {
+            return Err(Interrupt::Deadline);
+        }
+        Ok(())
+    }
+
+    /// Full-jitter backoff for retry number `attempt`.
+    pub fn backoff(attempt: u32) -> Duration {
+        plan::full_jitter(attempt, BACKOFF_BASE, BACKOFF_CAP, rand::rng().random())
+    }
+
+    /// Run a call, retrying passing failures with backoff until the deadline. The inner `Err`
+    /// is a failure no retry fixes.
+    pub async fn retry<T, E, F, Fut>(&self, what: &str, f: F) -> Result<Result<T, E>, Interrupt>
+    where
+        E: Transient,
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match self.bounded(f()).await? {
+                Ok(v) => return Ok(Ok(v)),
+                Err(e) if e.is_transient() => {
+                    debug!(what, error = %e, attempt, "temporary failure; backing off");
+                    self.note(&e);
+                    self.sleep(Self::backoff(attempt)).await?;
+                    attempt += 1;
+                }
+                Err(e) => return Ok(Err(e)),
+            }
+        }
+    }
+
+    /// Remember a passing failure, for the message if the deadline comes.
+    pub fn note(&self, e: &dyn Display) {
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+    }
+
+    /// The last passing failure noted.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
