@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use crate::ec2::Ec2Error;
+use crate::error::Error;
 use crate::identity::IdentityError;
 use crate::plan;
 
@@ -46,6 +47,7 @@ pub enum Interrupt {
 /// A deadline plus a cancellation token, and the last passing failure seen under them.
 #[derive(Debug)]
 pub struct Budget {
+    started: Instant,
     deadline: Instant,
     cancel: CancellationToken,
     last_error: Mutex<Option<String>>,
@@ -55,6 +57,7 @@ impl Budget {
     /// A budget that ends at `deadline` or when `cancel` fires.
     pub fn new(deadline: Instant, cancel: CancellationToken) -> Budget {
         Budget {
+            started: Instant::now(),
             deadline,
             cancel,
             last_error: Mutex::new(None),
@@ -115,6 +118,20 @@ impl Budget {
                 }
                 Err(e) => return Ok(Err(e)),
             }
+        }
+    }
+
+    /// The command's error for an interrupted budget: a temporary failure (with the last
+    /// one noted) at the deadline, or an interruption by signal.
+    pub fn error(&self, i: Interrupt) -> Error {
+        match i {
+            Interrupt::Deadline => Error::Temporary {
+                last: self
+                    .last_error()
+                    .unwrap_or_else(|| "no answer in time".into()),
+                elapsed: self.started.elapsed(),
+            },
+            Interrupt::Cancelled => Error::Interrupted,
         }
     }
 

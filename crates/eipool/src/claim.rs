@@ -9,25 +9,21 @@ use std::future::Future;
 use std::time::Duration;
 
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::budget::{Budget, Interrupt};
 use crate::config::{ClaimConfig, LEASE_MARGIN};
+use crate::context;
 use crate::ec2::{self, Address, AllocationId, AssociationId, Ec2, Ec2Error};
 use crate::error::Error;
 use crate::identity::{self, Identity};
-use crate::lock::{Acquire, Claims, Held, LockError, Timing};
+use crate::lock::{Acquire, Claims, Held, LockError};
 use crate::output::{self, Claimed};
 use crate::plan::{self, AfterDeadline, AfterPass, PassTally};
 
-/// How long an address stays marked assigned in Redis after validation, so that claimers
-/// reading a stale DescribeAddresses skip it.
-pub const ASSIGNED_TTL: Duration = Duration::from_secs(300);
-/// Bound on each Redis round trip.
-pub const REDIS_TIMEOUT: Duration = Duration::from_millis(1_000);
 /// After Redis fails (without `--require-lock`), how long to claim without it before trying again.
 const REDIS_COOL_DOWN: Duration = Duration::from_secs(5);
 /// Without Redis: how many addresses found taken before re-listing the pool.
@@ -97,6 +93,21 @@ pub fn ec2_failure(e: Ec2Error, pool: Option<&str>) -> Error {
 /// Run `eipool claim` to the end: the address, or an error after cleaning up.
 pub async fn run(cfg: ClaimConfig, cancel: CancellationToken) -> Result<Claimed, Error> {
     let started = Instant::now();
+    let result = run_inner(cfg, cancel, started).await;
+    let outcome = match &result {
+        Ok(c) if c.reused => "reused",
+        Ok(_) => "claimed",
+        Err(e) => e.label(),
+    };
+    crate::metrics::global().claim_finished(outcome, started.elapsed().as_secs_f64());
+    result
+}
+
+async fn run_inner(
+    cfg: ClaimConfig,
+    cancel: CancellationToken,
+    started: Instant,
+) -> Result<Claimed, Error> {
     if let Some(out) = &cfg.output {
         output::check_writable(out).map_err(|e| {
             Error::Usage(format!(
@@ -105,26 +116,11 @@ pub async fn run(cfg: ClaimConfig, cancel: CancellationToken) -> Result<Claimed,
             ))
         })?;
     }
-    let ec2 = ec2::connect(cfg.call_timeout).await.map_err(Error::Usage)?;
-    let claims = match &cfg.redis {
-        Some(client) => Some(
-            Claims::new(
-                client.clone(),
-                &cfg.pool,
-                owner_token(),
-                Timing {
-                    lease: cfg.lease,
-                    assigned_ttl: ASSIGNED_TTL,
-                    op_timeout: REDIS_TIMEOUT.min(cfg.call_timeout),
-                },
-            )
-            .map_err(|e| Error::Usage(e.to_string()))?,
-        ),
-        None => {
-            warn!("no --redis-url: claiming on EC2's compare-and-swap alone (safe, but a herd will collide more)");
-            None
-        }
-    };
+    let ctx = context::connect(&cfg.pool, cfg.redis.as_ref(), cfg.call_timeout, cfg.lease).await?;
+    ctx.warn_without_redis(
+        "claiming on EC2's compare-and-swap alone (safe, but a herd will collide more)",
+    );
+    let (ec2, claims) = (ctx.ec2, ctx.claims);
     let mut claimer = Claimer::new(ec2, claims, &cfg, started, cancel);
     let mut claimed = claimer.claim(&cfg).await?;
     claimed.elapsed_ms = started.elapsed().as_millis() as u64;
@@ -141,12 +137,6 @@ pub async fn run(cfg: ClaimConfig, cancel: CancellationToken) -> Result<Claimed,
         }
     }
     Ok(claimed)
-}
-
-/// A random owner token for this process's Redis claims.
-fn owner_token() -> String {
-    let n: u128 = rand::rng().random();
-    format!("{n:032x}")
 }
 
 struct Claimer {
@@ -221,13 +211,9 @@ impl Claimer {
         last_tally: &mut Option<PassTally>,
     ) -> Result<Claimed, Stop> {
         let ec2 = self.ec2.clone();
-        let me = self
-            .work
-            .retry("identity", || {
-                identity::resolve(&ec2, &cfg.identity, cfg.private_ip)
-            })
-            .await?
-            .map_err(|e| Stop::Fatal(e.into()))?;
+        let me = identity::resolve_in(&ec2, &self.work, &cfg.identity, cfg.private_ip)
+            .await
+            .map_err(Stop::Fatal)?;
         info!(eni = %me.eni, private_ip = %me.private_ip, pool = %self.pool, "claiming");
 
         let pool = self.pool.clone();

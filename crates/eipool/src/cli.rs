@@ -98,6 +98,149 @@ pub enum Command {
     /// Claim a free address of the pool for this interface (idempotent: adopts one it already holds)
     #[command(after_help = after_help())]
     Claim(ClaimArgs),
+    /// Give back this interface's pool address (preStop hook); exit 0 when nothing is held
+    #[command(after_help = after_help())]
+    Release(ReleaseArgs),
+    /// Sidecar: hold an address, check it every --interval, reclaim on drift, serve /metrics /healthz /readyz
+    #[command(after_help = after_help())]
+    Agent(AgentArgs),
+    /// Show the pool (free / assigned / claiming / foreign), or with --cidrs the blocks to publish
+    #[command(after_help = after_help())]
+    Status(StatusArgs),
+    /// Grow or shrink the pool
+    #[command(subcommand)]
+    Pool(PoolCommand),
+    /// Find addresses held by stopped/terminated instances or vanished interfaces; --apply frees them
+    #[command(after_help = after_help())]
+    Gc(GcArgs),
+    /// Check the setup line by line: AWS, IMDSv2, permissions (DryRun), Redis, the pool
+    #[command(after_help = after_help())]
+    Doctor,
+}
+
+/// Flags of `eipool release`.
+#[derive(Debug, Args)]
+pub struct ReleaseArgs {
+    /// Release only if the interface holds the address under this association (the env file's EIPOOL_ASSOCIATION_ID)
+    #[arg(long, env = "EIPOOL_ASSOCIATION_ID", value_name = "ID")]
+    pub association_id: Option<String>,
+
+    /// Upper bound on the whole command
+    #[arg(long, env = "EIPOOL_RELEASE_TIMEOUT", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Duration,
+}
+
+/// Flags of `eipool agent`.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// Where to serve /metrics, /healthz and /readyz
+    #[arg(
+        long,
+        env = "EIPOOL_LISTEN",
+        default_value = "0.0.0.0:9877",
+        value_name = "ADDR"
+    )]
+    pub listen: std::net::SocketAddr,
+
+    /// How often to check that the address is still ours (one DescribeAddresses by allocation id)
+    #[arg(long, env = "EIPOOL_INTERVAL", default_value = "15s", value_parser = parse_duration, value_name = "DURATION")]
+    pub interval: Duration,
+
+    /// What to do when the address is moved or disassociated by someone else
+    #[arg(long, env = "EIPOOL_ON_DRIFT", value_enum, default_value_t = crate::agent::OnDrift::Reclaim)]
+    pub on_drift: crate::agent::OnDrift,
+
+    /// On SIGTERM/SIGINT, give the address back before exiting
+    #[arg(long, env = "EIPOOL_RELEASE_ON_EXIT")]
+    pub release_on_exit: bool,
+
+    /// Bound on the release at exit (keep it under the pod's termination grace period)
+    #[arg(long, env = "EIPOOL_RELEASE_TIMEOUT", default_value = "20s", value_parser = parse_duration, value_name = "DURATION")]
+    pub release_timeout: Duration,
+
+    /// Also list the whole pool every interval and export eipool_pool_addresses{state} (enable on one agent only)
+    #[arg(long, env = "EIPOOL_POOL_METRICS")]
+    pub pool_metrics: bool,
+
+    #[command(flatten)]
+    pub claim: ClaimArgs,
+}
+
+/// Output format of `eipool status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusFormat {
+    /// A table for people.
+    Table,
+    /// One JSON object.
+    Json,
+}
+
+/// Flags of `eipool status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Output format
+    #[arg(long, env = "EIPOOL_STATUS_OUTPUT", value_enum, default_value_t = StatusFormat::Table)]
+    pub output: StatusFormat,
+
+    /// Exit 1 when fewer than N addresses are free (for scripts and cron alerts)
+    #[arg(long, env = "EIPOOL_MIN_FREE", value_name = "N")]
+    pub min_free: Option<usize>,
+
+    /// Print only the minimal CIDR blocks covering the pool: the list for customers' firewall admins
+    #[arg(long, env = "EIPOOL_CIDRS")]
+    pub cidrs: bool,
+}
+
+/// `eipool pool …`.
+#[derive(Debug, Subcommand)]
+pub enum PoolCommand {
+    /// Allocate new Elastic IPs tagged into the pool and print them
+    #[command(after_help = after_help())]
+    Grow(GrowArgs),
+    /// Release free addresses of the pool to AWS (never an associated one)
+    #[command(after_help = after_help())]
+    Shrink(ShrinkArgs),
+}
+
+/// Flags of `eipool pool grow`.
+#[derive(Debug, Args)]
+pub struct GrowArgs {
+    /// How many addresses (with --idempotency-token: how many the token should have in all)
+    #[arg(long, env = "EIPOOL_GROW_COUNT", value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub count: u16,
+
+    /// Makes a re-run allocate only what an earlier run with this token did not (tags eipool:grow-token)
+    #[arg(long, env = "EIPOOL_IDEMPOTENCY_TOKEN", value_name = "TOKEN")]
+    pub idempotency_token: Option<String>,
+
+    /// Allocate from this IPAM pool (ipam-pool-...) instead of Amazon's
+    #[arg(
+        long,
+        env = "EIPOOL_IPAM_POOL_ID",
+        value_name = "ID",
+        conflicts_with = "public_ipv4_pool"
+    )]
+    pub ipam_pool_id: Option<String>,
+
+    /// Allocate from this BYOIP public IPv4 pool (ipv4pool-ec2-...) instead of Amazon's
+    #[arg(long, env = "EIPOOL_PUBLIC_IPV4_POOL", value_name = "ID")]
+    pub public_ipv4_pool: Option<String>,
+}
+
+/// Flags of `eipool pool shrink`.
+#[derive(Debug, Args)]
+pub struct ShrinkArgs {
+    /// How many free addresses to release
+    #[arg(long, env = "EIPOOL_SHRINK_COUNT", value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub count: u16,
+}
+
+/// Flags of `eipool gc`.
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Do it (without: print what would be done)
+    #[arg(long, env = "EIPOOL_GC_APPLY")]
+    pub apply: bool,
 }
 
 /// Flags of `eipool claim`.

@@ -72,7 +72,8 @@ pub fn validate_pool(pool: Option<&str>) -> Result<String, Error> {
     Ok(pool.to_string())
 }
 
-fn validate_identity(global: &Global) -> Result<IdentitySource, Error> {
+/// Validate `--identity` flags: an interface, an instance, or IMDSv2.
+pub fn validate_identity(global: &Global) -> Result<IdentitySource, Error> {
     match (&global.network_interface_id, &global.instance_id) {
         (Some(eni), _) => {
             if !is_aws_id(eni, "eni-") {
@@ -99,19 +100,24 @@ fn is_aws_id(s: &str, prefix: &str) -> bool {
         .is_some_and(|hex| !hex.is_empty() && hex.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
-/// Validate the flags of `eipool claim`.
+/// Validate `--redis-url` (form only; nothing is sent).
+pub fn validate_redis(global: &Global) -> Result<Option<redis::Client>, Error> {
+    match &global.redis_url {
+        Some(url) if url.trim().is_empty() => Err(Error::Usage(
+            "--redis-url is empty: give redis://host:port, or leave it unset".into(),
+        )),
+        Some(url) => Ok(Some(
+            crate::lock::parse_url(url).map_err(|e| Error::Usage(e.to_string()))?,
+        )),
+        None => Ok(None),
+    }
+}
+
+/// Validate the flags of `eipool claim` (and of the agent's claims).
 pub fn claim_config(global: &Global, args: &ClaimArgs) -> Result<ClaimConfig, Error> {
     let pool = validate_pool(global.pool.as_deref())?;
     let identity = validate_identity(global)?;
-    let redis = match &global.redis_url {
-        Some(url) if url.trim().is_empty() => {
-            return Err(Error::Usage(
-                "--redis-url is empty: give redis://host:port, or leave it unset".into(),
-            ))
-        }
-        Some(url) => Some(crate::lock::parse_url(url).map_err(|e| Error::Usage(e.to_string()))?),
-        None => None,
-    };
+    let redis = validate_redis(global)?;
     if args.require_lock && redis.is_none() {
         return Err(Error::Usage(
             "--require-lock needs --redis-url (or EIPOOL_REDIS_URL)".into(),
@@ -148,6 +154,51 @@ pub fn claim_config(global: &Global, args: &ClaimArgs) -> Result<ClaimConfig, Er
     })
 }
 
+/// Validate the flags of `eipool agent`.
+pub fn agent_config(
+    global: &Global,
+    args: &crate::cli::AgentArgs,
+) -> Result<crate::agent::AgentConfig, Error> {
+    let claim = claim_config(global, &args.claim)?;
+    if args.interval < Duration::from_secs(1) {
+        return Err(Error::Usage(format!(
+            "--interval {:?} is too short; use at least 1s (each check is an EC2 call)",
+            args.interval
+        )));
+    }
+    Ok(crate::agent::AgentConfig {
+        claim,
+        listen: args.listen,
+        interval: args.interval,
+        on_drift: args.on_drift,
+        release_on_exit: args.release_on_exit,
+        release_timeout: args.release_timeout,
+        pool_metrics: args.pool_metrics,
+    })
+}
+
+/// Validate an association id given by flag (`eipassoc-…`).
+pub fn validate_association(id: Option<&str>) -> Result<Option<crate::ec2::AssociationId>, Error> {
+    match id {
+        None => Ok(None),
+        Some(s) if is_aws_id(s, "eipassoc-") => Ok(Some(crate::ec2::AssociationId(s.to_string()))),
+        Some(s) => Err(Error::Usage(format!("--association-id {s:?} is not an association id; expected eipassoc- followed by hex digits"))),
+    }
+}
+
+/// Validate an idempotency token: a tag value, so at most 256 characters.
+pub fn validate_token(token: Option<&str>) -> Result<Option<String>, Error> {
+    match token {
+        Some("") => Err(Error::Usage(
+            "--idempotency-token is empty; give any unique string, e.g. a ticket number".into(),
+        )),
+        Some(t) if t.len() > 256 => Err(Error::Usage(
+            "--idempotency-token is longer than 256 characters".into(),
+        )),
+        other => Ok(other.map(str::to_string)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,7 +208,9 @@ mod tests {
     fn parse(args: &[&str]) -> Result<ClaimConfig, String> {
         let cli = Cli::try_parse_from(std::iter::once("eipool").chain(args.iter().copied()))
             .map_err(|e| e.to_string())?;
-        let Command::Claim(c) = &cli.command;
+        let Command::Claim(c) = &cli.command else {
+            panic!("not a claim")
+        };
         claim_config(&cli.global, c).map_err(|e| e.to_string())
     }
 

@@ -275,6 +275,7 @@ pub enum Permission {
 pub struct Ec2 {
     client: Client,
     call_timeout: Duration,
+    region: String,
 }
 
 /// Build a client from the standard AWS chain (`AWS_REGION`, credentials, `AWS_ENDPOINT_URL`, …)
@@ -293,19 +294,25 @@ pub async fn connect(call_timeout: Duration) -> Result<Ec2, String> {
         )
         .load()
         .await;
-    if config.region().is_none() {
+    let Some(region) = config.region().map(|r| r.to_string()) else {
         return Err(
             "no AWS region configured: set AWS_REGION (or AWS_DEFAULT_REGION, or a profile region)"
                 .into(),
         );
-    }
+    };
     Ok(Ec2 {
         client: Client::new(&config),
         call_timeout,
+        region,
     })
 }
 
 impl Ec2 {
+    /// The region calls go to.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
     /// The timeout applied to every single call.
     pub fn call_timeout(&self) -> Duration {
         self.call_timeout

@@ -7,8 +7,12 @@ use std::time::Duration;
 pub mod exit {
     /// The command did what was asked.
     pub const OK: u8 = 0;
-    /// An unexpected internal error (a bug): report it.
-    pub const INTERNAL: u8 = 1;
+    /// A check failed: `status --min-free` found fewer free addresses, or `doctor` found a problem.
+    pub const CHECK_FAILED: u8 = 1;
+    /// `agent --on-drift exit`: the address was moved or disassociated by someone else.
+    pub const DRIFT: u8 = 3;
+    /// An unexpected internal error (a bug): report it (EX_SOFTWARE).
+    pub const INTERNAL: u8 = 70;
     /// Bad usage or configuration: the message names the flag and what is wrong.
     pub const USAGE: u8 = 2;
     /// The pool has no free address (EX_UNAVAILABLE).
@@ -96,6 +100,12 @@ pub enum Error {
     /// Something that should not happen.
     #[error("internal error: {0}")]
     Internal(String),
+    /// A check the user asked for failed (`status --min-free`, `doctor`); the message says which.
+    #[error("{0}")]
+    CheckFailed(String),
+    /// The agent's address drifted away and `--on-drift exit` was set.
+    #[error("{0}")]
+    Drift(String),
 }
 
 fn exhausted_message(pool: &str, size: usize, elapsed: Duration, tag: &str) -> String {
@@ -114,6 +124,20 @@ fn exhausted_message(pool: &str, size: usize, elapsed: Duration, tag: &str) -> S
 }
 
 impl Error {
+    /// The `outcome` label of this error in `eipool_claims_total`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Error::Usage(_) => "usage",
+            Error::Exhausted { .. } => "exhausted",
+            Error::Temporary { .. } => "temporary",
+            Error::Permission { .. } => "permission",
+            Error::Interrupted => "interrupted",
+            Error::Internal(_) => "internal",
+            Error::CheckFailed(_) => "check_failed",
+            Error::Drift(_) => "drift",
+        }
+    }
+
     /// The process exit code of this error.
     pub fn exit_code(&self) -> u8 {
         match self {
@@ -123,6 +147,8 @@ impl Error {
             Error::Permission { .. } => exit::PERMISSION,
             Error::Interrupted => exit::INTERRUPTED,
             Error::Internal(_) => exit::INTERNAL,
+            Error::CheckFailed(_) => exit::CHECK_FAILED,
+            Error::Drift(_) => exit::DRIFT,
         }
     }
 }
@@ -151,6 +177,8 @@ mod tests {
             },
             Error::Interrupted,
             Error::Internal(String::new()),
+            Error::CheckFailed(String::new()),
+            Error::Drift(String::new()),
         ];
         for e in errors {
             assert!(

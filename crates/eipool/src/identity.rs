@@ -103,27 +103,35 @@ pub async fn resolve(
     })
 }
 
-/// IMDSv2: token, then the MAC of the primary interface, then that interface's id.
-/// The endpoint follows the standard chain (`AWS_EC2_METADATA_SERVICE_ENDPOINT`).
-async fn eni_from_imds() -> Result<EniId, IdentityError> {
-    let client = imds::Client::builder()
+/// Whether IMDSv2 answers: the instance id, or why not (with the hop-limit hint).
+pub async fn imds_instance_id() -> Result<String, IdentityError> {
+    imds_get(&imds_client(), "/latest/meta-data/instance-id".into()).await
+}
+
+fn imds_client() -> imds::Client {
+    imds::Client::builder()
         .connect_timeout(Duration::from_secs(1))
         .read_timeout(Duration::from_secs(2))
         .max_attempts(3)
-        .build();
-    let get = |path: String| {
-        let client = client.clone();
-        async move {
-            client
-                .get(path.clone())
-                .await
-                .map(|v| v.as_ref().trim().to_string())
-                .map_err(|e| IdentityError::Imds {
-                    path,
-                    detail: e.to_string(),
-                })
-        }
-    };
+        .build()
+}
+
+async fn imds_get(client: &imds::Client, path: String) -> Result<String, IdentityError> {
+    client
+        .get(path.clone())
+        .await
+        .map(|v| v.as_ref().trim().to_string())
+        .map_err(|e| IdentityError::Imds {
+            path,
+            detail: e.to_string(),
+        })
+}
+
+/// IMDSv2: token, then the MAC of the primary interface, then that interface's id.
+/// The endpoint follows the standard chain (`AWS_EC2_METADATA_SERVICE_ENDPOINT`).
+async fn eni_from_imds() -> Result<EniId, IdentityError> {
+    let client = imds_client();
+    let get = |path: String| imds_get(&client, path);
     let instance = get("/latest/meta-data/instance-id".into()).await?;
     let mac = get("/latest/meta-data/mac".into()).await?;
     let eni = get(format!(
@@ -138,4 +146,18 @@ async fn eni_from_imds() -> Result<EniId, IdentityError> {
         });
     }
     Ok(EniId(eni))
+}
+
+/// [`resolve`], with passing failures retried within `budget`.
+pub async fn resolve_in(
+    ec2: &Ec2,
+    budget: &crate::budget::Budget,
+    source: &IdentitySource,
+    private_ip: Option<Ipv4Addr>,
+) -> Result<Identity, Error> {
+    budget
+        .retry("identity", || resolve(ec2, source, private_ip))
+        .await
+        .map_err(|i| budget.error(i))?
+        .map_err(Error::from)
 }

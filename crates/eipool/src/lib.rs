@@ -8,15 +8,24 @@
 // The AWS SDK's futures nest deeply; the claim future needs a deeper layout query.
 #![recursion_limit = "256"]
 
+pub mod agent;
 pub mod budget;
+pub mod cidr;
 pub mod claim;
 pub mod cli;
+pub mod commands;
 pub mod config;
+pub mod context;
+pub mod doctor;
 pub mod ec2;
 pub mod error;
+pub mod gc;
 pub mod identity;
 pub mod lock;
 pub mod metrics;
 pub mod output;
 pub mod plan;
+pub mod pool;
+pub mod release;
 pub mod shutdown;
+pub mod status;

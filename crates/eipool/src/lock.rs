@@ -10,6 +10,7 @@
 //! | `eipool:{P}:claim:<alloc>` | `<owner>\|<fence>` | lease (PX), renewed while working |
 //! | `eipool:{P}:assigned:<alloc>` | `<eni>/<ip>` of the holder, or `?` | a few minutes |
 //! | `eipool:{P}:iface:<eni>/<ip>` | `<alloc>` this interface is taking or holds | a few minutes |
+//! | `eipool:{P}:holders` (hash) | `<alloc>` → `<eni>/<ip>\|<unix ms>` of each claim eipool made | until released |
 //!
 //! Redis speeds the herd up and keeps claimers off each other's toes; it is not what makes the
 //! claim safe: EC2's `AllowReassociation=false` is. A Redis that restarts empty loses claims and
@@ -100,9 +101,19 @@ return ok
 const ASSIGN_LUA: &str = r#"
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 redis.call('SET', KEYS[3], ARGV[4], 'PX', ARGV[3])
+redis.call('HSET', KEYS[4], ARGV[4], ARGV[2] .. '|' .. ARGV[5])
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
 end
+return 1
+"#;
+
+const FORGET_LUA: &str = r#"
+redis.call('DEL', KEYS[1])
+if redis.call('GET', KEYS[2]) == ARGV[1] then
+  redis.call('DEL', KEYS[2])
+end
+redis.call('HDEL', KEYS[3], ARGV[1])
 return 1
 "#;
 
@@ -111,6 +122,32 @@ static ACQUIRE: LazyLock<Script> = LazyLock::new(|| Script::new(ACQUIRE_LUA));
 static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(EXTEND_LUA));
 static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE_LUA));
 static ASSIGN: LazyLock<Script> = LazyLock::new(|| Script::new(ASSIGN_LUA));
+static FORGET: LazyLock<Script> = LazyLock::new(|| Script::new(FORGET_LUA));
+
+/// What Redis knows about a pool's addresses.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct View {
+    /// Addresses with a live claim (someone is working on them).
+    pub claiming: std::collections::BTreeSet<AllocationId>,
+    /// Addresses eipool assigned, to whom and since when.
+    pub holders: std::collections::BTreeMap<AllocationId, Holder>,
+}
+
+/// Who eipool assigned an address to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    /// `<eni>/<private ip>`.
+    pub at: String,
+    /// Unix time in milliseconds.
+    pub since_ms: u64,
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
 
 /// Timing of claims.
 #[derive(Debug, Clone, Copy)]
@@ -305,10 +342,12 @@ impl Claims {
         inv.key(self.claim_key(alloc))
             .key(self.assigned_key(alloc))
             .key(self.iface_key(eni, ip))
+            .key(self.key("holders"))
             .arg(fence.map(|f| self.value(f)).unwrap_or_default())
             .arg(format!("{eni}/{ip}"))
             .arg(self.timing.assigned_ttl.as_millis() as u64)
-            .arg(alloc.as_str());
+            .arg(alloc.as_str())
+            .arg(unix_ms());
         let _: i64 = self.bounded(inv.invoke_async(&mut conn)).await?;
         Ok(())
     }
@@ -345,6 +384,65 @@ impl Claims {
         let key = self.iface_key(eni, ip);
         let v: Option<String> = self.bounded(conn.get(key)).await?;
         Ok(v.map(AllocationId))
+    }
+
+    /// Forget everything about `alloc` held by `eni`/`ip` (after releasing it): the assigned
+    /// mark, the interface's record, the holder record. Others may claim it at once.
+    #[instrument(skip(self), err(Display))]
+    pub async fn forget(
+        &self,
+        alloc: &AllocationId,
+        eni: &EniId,
+        ip: Ipv4Addr,
+    ) -> Result<(), LockError> {
+        let mut conn = self.conn.clone();
+        let mut inv = FORGET.prepare_invoke();
+        inv.key(self.assigned_key(alloc))
+            .key(self.iface_key(eni, ip))
+            .key(self.key("holders"))
+            .arg(alloc.as_str());
+        let _: i64 = self.bounded(inv.invoke_async(&mut conn)).await?;
+        Ok(())
+    }
+
+    /// What Redis knows about these addresses: live claims and holder records.
+    #[instrument(skip(self, allocs), err(Display))]
+    pub async fn view(&self, allocs: &[AllocationId]) -> Result<View, LockError> {
+        let mut conn = self.conn.clone();
+        let mut view = View::default();
+        if !allocs.is_empty() {
+            let keys: Vec<String> = allocs.iter().map(|a| self.claim_key(a)).collect();
+            let claims: Vec<Option<String>> = self
+                .bounded(redis::cmd("MGET").arg(&keys).query_async(&mut conn))
+                .await?;
+            for (a, c) in allocs.iter().zip(claims) {
+                if c.is_some() {
+                    view.claiming.insert(a.clone());
+                }
+            }
+        }
+        let holders: std::collections::HashMap<String, String> =
+            self.bounded(conn.hgetall(self.key("holders"))).await?;
+        for (alloc, v) in holders {
+            let (who, since) = v.rsplit_once('|').unwrap_or((v.as_str(), "0"));
+            view.holders.insert(
+                AllocationId(alloc),
+                Holder {
+                    at: who.to_string(),
+                    since_ms: since.parse().unwrap_or(0),
+                },
+            );
+        }
+        Ok(view)
+    }
+
+    /// Drop a holder record that no longer matches EC2 (gc).
+    pub async fn drop_holder(&self, alloc: &AllocationId) -> Result<(), LockError> {
+        let mut conn = self.conn.clone();
+        let _: i64 = self
+            .bounded(conn.hdel(self.key("holders"), alloc.as_str()))
+            .await?;
+        Ok(())
     }
 
     /// Round trip to Redis (PING), for health checks.

@@ -3,13 +3,12 @@
 // The AWS SDK's futures nest deeply; the claim future needs a deeper layout query.
 #![recursion_limit = "256"]
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use eipool::cli::{Cli, Command, LogFormat};
+use eipool::cli::{Cli, LogFormat};
 use eipool::error::Error;
-use eipool::{claim, config, shutdown};
+use eipool::{commands, shutdown};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -34,22 +33,8 @@ fn run(cli: Cli) -> Result<(), Error> {
     runtime.block_on(async {
         let cancel = shutdown::on_signals()
             .map_err(|e| Error::Internal(format!("cannot install signal handlers: {e}")))?;
-        match cli.command {
-            Command::Claim(args) => {
-                let cfg = config::claim_config(&cli.global, &args)?;
-                let claimed = claim::run(cfg, cancel).await?;
-                print_json(&claimed)
-            }
-        }
+        commands::run(cli, cancel).await
     })
-}
-
-fn print_json(value: &impl serde::Serialize) -> Result<(), Error> {
-    let line = serde_json::to_string(value).map_err(|e| Error::Internal(e.to_string()))?;
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{line}")
-        .and_then(|_| out.flush())
-        .map_err(|e| Error::Internal(format!("cannot write to stdout: {e}")))
 }
 
 fn init_logging(format: LogFormat, filter: &str) {

@@ -4,3 +4,4 @@
 mod chaos;
 mod claim;
 mod harness;
+mod ops;

@@ -1,0 +1,148 @@
+//! `eipool pool grow` and `eipool pool shrink`: change the pool's size. Grow allocates addresses
+//! tagged into the pool at creation (no untagged window, no duplicate tags); with an idempotency
+//! token a re-run after a crash allocates only what is missing. Shrink releases free addresses
+//! only: never an associated one (EC2 refuses that too), never one a claimer is working on.
+
+use serde::Serialize;
+use tracing::{info, warn};
+
+use crate::budget::Budget;
+use crate::claim::ec2_failure;
+use crate::context::Context;
+use crate::ec2::{Address, AddressSource, Ec2Error};
+use crate::error::Error;
+use crate::status::{self, State};
+
+/// The tag a grow marks its addresses with when given an idempotency token.
+pub const TOKEN_TAG: &str = "eipool:grow-token";
+
+/// One address of the result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Entry {
+    /// The Elastic IP.
+    pub public_ip: std::net::Ipv4Addr,
+    /// Its allocation id.
+    pub allocation_id: String,
+}
+
+impl From<&Address> for Entry {
+    fn from(a: &Address) -> Self {
+        Entry {
+            public_ip: a.public_ip,
+            allocation_id: a.allocation_id.to_string(),
+        }
+    }
+}
+
+/// What `pool grow` did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Grown {
+    /// The pool.
+    pub pool: String,
+    /// Addresses allocated by this run.
+    pub allocated: Vec<Entry>,
+    /// Addresses an earlier run with the same token had allocated already.
+    pub already: Vec<Entry>,
+}
+
+/// What `pool shrink` did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Shrunk {
+    /// The pool.
+    pub pool: String,
+    /// How many were asked for.
+    pub requested: usize,
+    /// Addresses released.
+    pub released: Vec<Entry>,
+}
+
+/// Allocate `count` addresses into the pool (with `token`: so that the pool has `count` addresses
+/// carrying that token, allocating only the missing ones).
+pub async fn grow(
+    ctx: &Context,
+    budget: &Budget,
+    count: usize,
+    token: Option<&str>,
+    source: &AddressSource,
+) -> Result<Grown, Error> {
+    let fail = |e| ec2_failure(e, Some(&ctx.pool));
+    let already: Vec<Address> = match token {
+        Some(t) => budget
+            .retry("find earlier grow", || {
+                ctx.ec2.describe_pool_tagged(&ctx.pool, TOKEN_TAG, t)
+            })
+            .await
+            .map_err(|i| budget.error(i))?
+            .map_err(fail)?,
+        None => Vec::new(),
+    };
+    let mut allocated = Vec::new();
+    for _ in already.len()..count {
+        // Not retried: a lost answer could mean an allocation we don't know of. With a token,
+        // the re-run finds it by its tag; without one, the error says so.
+        let a = budget
+            .bounded(ctx.ec2.allocate(&ctx.pool, token.map(|t| (TOKEN_TAG, t)), source))
+            .await
+            .map_err(|i| budget.error(i))?
+            .map_err(|e| match e {
+                e @ (Ec2Error::Throttled { .. } | Ec2Error::Transient { .. }) => Error::Temporary {
+                    last: format!(
+                        "{e}; allocated {} of {count} so far. Re-run with --idempotency-token to allocate only the rest",
+                        allocated.len() + already.len()
+                    ),
+                    elapsed: std::time::Duration::ZERO,
+                },
+                e => fail(e),
+            })?;
+        info!(public_ip = %a.public_ip, allocation_id = %a.allocation_id, pool = %ctx.pool, "allocated");
+        allocated.push(Entry::from(&a));
+    }
+    Ok(Grown {
+        pool: ctx.pool.clone(),
+        allocated,
+        already: already.iter().map(Entry::from).collect(),
+    })
+}
+
+/// Release up to `count` free addresses of the pool.
+pub async fn shrink(ctx: &Context, budget: &Budget, count: usize) -> Result<Shrunk, Error> {
+    let st = status::collect(ctx, budget).await?;
+    let mut released = Vec::new();
+    for row in st.addresses.iter().filter(|r| r.state == State::Free) {
+        if released.len() == count {
+            break;
+        }
+        let alloc = crate::ec2::AllocationId(row.allocation_id.clone());
+        match budget
+            .retry("release", || ctx.ec2.release_address(&alloc))
+            .await
+            .map_err(|i| budget.error(i))?
+        {
+            Ok(()) => {
+                info!(public_ip = %row.public_ip, allocation_id = %alloc, "released to AWS");
+                released.push(Entry {
+                    public_ip: row.public_ip,
+                    allocation_id: row.allocation_id.clone(),
+                });
+            }
+            // Taken since the listing: EC2 refuses to release an associated address.
+            Err(Ec2Error::Rejected { code, .. }) if code == "InvalidIPAddress.InUse" => {
+                warn!(allocation_id = %alloc, "associated since listed: kept");
+            }
+            Err(Ec2Error::AllocationNotFound(_)) => {}
+            Err(e) => return Err(ec2_failure(e, Some(&ctx.pool))),
+        }
+    }
+    if released.len() < count {
+        warn!(
+            requested = count,
+            released = released.len(),
+            "fewer free addresses than requested; associated ones are never released"
+        );
+    }
+    Ok(Shrunk {
+        pool: ctx.pool.clone(),
+        requested: count,
+        released,
+    })
+}
