@@ -194,7 +194,10 @@ async fn watch(
                 }
                 Err(e) => {
                     warn!(error = %e, "no address yet; trying again next interval");
-                    let after = drifted.as_deref().map(|d| format!(" (after {d})")).unwrap_or_default();
+                    let after = drifted
+                        .as_deref()
+                        .map(|d| format!(" (after {d})"))
+                        .unwrap_or_default();
                     set(health, false, format!("no address{after}: {e}"));
                 }
             }

@@ -28,15 +28,23 @@ pub mod exit {
 /// Every exit code with its meaning, for `--help` and the README.
 pub const EXIT_CODES: &[(u8, &str)] = &[
     (exit::OK, "success"),
-    (exit::INTERNAL, "internal error (a bug: please report it)"),
+    (
+        exit::CHECK_FAILED,
+        "a check failed: status --min-free found fewer free addresses, or doctor found a problem",
+    ),
     (
         exit::USAGE,
         "bad usage or configuration; the message names the flag and what is wrong",
     ),
     (
+        exit::DRIFT,
+        "agent --on-drift exit: the address was moved or disassociated by someone else",
+    ),
+    (
         exit::EXHAUSTED,
         "pool exhausted: no free address before the deadline",
     ),
+    (exit::INTERNAL, "internal error (a bug: please report it)"),
     (
         exit::TEMPORARY,
         "a temporary failure (EC2 or Redis unreachable, throttled) lasted until the deadline",

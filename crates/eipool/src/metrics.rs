@@ -179,3 +179,72 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod docs {
+    /// Every metric with a sample (families without samples render nothing).
+    fn exported() -> String {
+        let m = super::Metrics::new();
+        m.ec2_call("DescribeAddresses", "ok");
+        m.claim_finished("claimed", 1.0);
+        m.set_pool(&[("free", 1)]);
+        m.render()
+    }
+
+    /// The alerts use only metrics that exist and link only to runbook sections that exist.
+    #[test]
+    fn alerts_use_real_metrics_and_link_real_runbook_sections() {
+        let rules = include_str!("../../../deploy/prometheus-rule.yaml");
+        let runbook = include_str!("../../../docs/runbook.md");
+        let exported = exported();
+        for word in rules.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if let Some(name) = word.strip_prefix("eipool_") {
+                let base = name.trim_end_matches("_bucket");
+                assert!(
+                    exported.contains(&format!("eipool_{base}")),
+                    "alert uses unknown metric eipool_{name}"
+                );
+            }
+        }
+        let anchors: Vec<String> = runbook
+            .lines()
+            .filter_map(|l| l.strip_prefix("## "))
+            .map(|h| h.to_lowercase().replace(' ', "-"))
+            .collect();
+        let mut links = 0;
+        for line in rules.lines().filter(|l| l.contains("runbook_url")) {
+            let anchor = line.rsplit('#').next().unwrap().trim_end_matches('"');
+            assert!(
+                anchors.iter().any(|a| a == anchor),
+                "runbook has no section #{anchor} (has {anchors:?})"
+            );
+            links += 1;
+        }
+        assert!(links >= 5, "every alert links its runbook section");
+        for needed in [
+            "pool-exhausted",
+            "drift",
+            "redis-down",
+            "growing-the-pool",
+            "publishing-cidrs",
+        ] {
+            assert!(
+                anchors.iter().any(|a| a == needed),
+                "runbook lacks {needed}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_readme_documents_every_metric() {
+        let readme = include_str!("../../../README.md");
+        let exported = exported();
+        for line in exported.lines().filter_map(|l| l.strip_prefix("# HELP ")) {
+            let name = line.split_whitespace().next().unwrap();
+            let documented = [name.to_string(), format!("{name}_total")]
+                .iter()
+                .any(|n| readme.contains(&format!("`{n}`")));
+            assert!(documented, "README's metrics table lacks {name}");
+        }
+    }
+}

@@ -451,3 +451,54 @@ async fn the_agent_notices_drift_fails_readyz_reclaims_and_releases_on_exit() {
         "released on exit"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_with_on_drift_exit_exits_3_when_its_address_is_taken() {
+    let lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(2).await.unwrap();
+    lab.ec2.allocate(Some(&lab.pool), 1).await.unwrap();
+    let redis = lab.redis.url();
+    let listen: std::net::SocketAddr = ([127, 0, 0, 1], free_port().unwrap()).into();
+    let listen_s = listen.to_string();
+    let mut a = global(&lab, &redis);
+    a.extend([
+        "--network-interface-id",
+        &nodes[0].eni,
+        "agent",
+        "--interval",
+        "1s",
+        "--listen",
+        &listen_s,
+        "--on-drift",
+        "exit",
+    ]);
+    let agent = lab.env.command(&args(&a)).spawn().unwrap();
+    eventually(
+        "the agent to be ready",
+        Duration::from_secs(30),
+        || async move {
+            http_get(listen, "/readyz")
+                .await
+                .ok()
+                .filter(|(c, _)| *c == 200)
+        },
+    )
+    .await;
+    let state = lab.ec2.pool_state(&lab.pool).await.unwrap();
+    let alloc = state.keys().next().unwrap().clone();
+    lab.ec2
+        .associate_external(&alloc, &nodes[1].eni)
+        .await
+        .unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(10), agent.wait_with_output())
+        .await
+        .expect("exits within two intervals")
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("drift"));
+}
