@@ -453,3 +453,52 @@ async fn a_fifth_of_ec2_calls_failing_with_5xx_still_lets_everyone_claim_in_time
     );
     assert_safe(&lab, &wins, &by).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_connections_cut_mid_herd() {
+    redis_fault_scenario("Redis connections cut mid-herd", async |lab: &mut Lab, tcp: &TcpFault| {
+        until_associated(lab, 6).await;
+        tcp.set(Mode::Cut);
+        println!("  cut every Redis connection (and refused new ones) once 6 addresses were associated");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_reset_on_a_sixth_of_ec2_calls_still_lets_everyone_claim_in_time() {
+    let _turn = heavy().await;
+    let mut lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(21).await.unwrap();
+    let by = bystanders(&lab, &nodes[20]).await;
+    lab.ec2.allocate(Some(&lab.pool), 20).await.unwrap();
+    let proxy = proxied(
+        &mut lab,
+        ChaosConfig {
+            p_reset: 0.15,
+            ..ChaosConfig::default()
+        },
+    )
+    .await;
+    let (outcomes, took) = herd(
+        &lab.env,
+        runs(&lab, &lab.redis.url(), &nodes[..20], &["--timeout", "60s"]),
+    )
+    .await;
+    let stats = proxy.stats();
+    report(
+        "15% of EC2 connections reset",
+        "connection closed without an answer, nothing forwarded",
+        &outcomes,
+        Some(&stats),
+        took,
+    );
+    assert!(stats.outcome("reset") > 0, "nothing was reset: {stats:?}");
+    let wins = successes(&outcomes);
+    assert_eq!(
+        wins.len(),
+        20,
+        "I4: everyone succeeds before the deadline: {:#?}",
+        failures(&outcomes)
+    );
+    assert_safe(&lab, &wins, &by).await;
+}
