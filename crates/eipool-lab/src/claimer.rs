@@ -17,6 +17,8 @@ pub struct LabEnv {
     /// IMDS endpoint (`AWS_EC2_METADATA_SERVICE_ENDPOINT`); a closed loopback port by default so
     /// nothing ever reaches for 169.254.169.254.
     pub imds_endpoint: String,
+    /// `AWS_REGION` (moto keeps separate state per region: a fresh region is a fresh account).
+    pub region: String,
 }
 
 impl LabEnv {
@@ -26,20 +28,26 @@ impl LabEnv {
             eipool: eipool.to_path_buf(),
             ec2_endpoint: ec2_endpoint.to_string(),
             imds_endpoint: "http://127.0.0.1:9".into(),
+            region: crate::fixture::REGION.into(),
         }
     }
 
     /// `eipool ARGS` with a clean environment: fake credentials, the lab region and endpoints,
     /// no AWS config files, and only PATH/HOME from the parent.
     pub fn command(&self, args: &[String]) -> Command {
-        let mut cmd = Command::new(&self.eipool);
+        self.command_of(&self.eipool, args)
+    }
+
+    /// Any lab program (e.g. a baseline claimer) with the same clean environment.
+    pub fn command_of(&self, program: &Path, args: &[String]) -> Command {
+        let mut cmd = Command::new(program);
         cmd.args(args)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", std::env::temp_dir())
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_REGION", crate::fixture::REGION)
+            .env("AWS_REGION", &self.region)
             .env("AWS_ENDPOINT_URL", &self.ec2_endpoint)
             .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &self.imds_endpoint)
             .env("AWS_CONFIG_FILE", "/dev/null")

@@ -55,9 +55,14 @@ fn nonempty(s: Option<&str>) -> Option<String> {
 impl Ec2Lab {
     /// A client for moto at `endpoint`.
     pub fn new(endpoint: &str) -> Ec2Lab {
+        Self::in_region(endpoint, REGION)
+    }
+
+    /// A client for moto at `endpoint`, in `region`.
+    pub fn in_region(endpoint: &str, region: &str) -> Ec2Lab {
         let config = aws_sdk_ec2::Config::builder()
             .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(REGION))
+            .region(Region::new(region.to_string()))
             .credentials_provider(Credentials::new(
                 "testing",
                 "testing",

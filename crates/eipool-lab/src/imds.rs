@@ -18,6 +18,7 @@ struct Stub {
     instance_id: String,
     mac: String,
     eni: String,
+    local_ipv4: String,
     token_requests: AtomicUsize,
 }
 
@@ -31,12 +32,19 @@ pub struct ImdsStub {
 }
 
 impl ImdsStub {
-    /// Serve the metadata of one instance on a free loopback port.
-    pub async fn start(instance_id: &str, mac: &str, eni: &str) -> std::io::Result<ImdsStub> {
+    /// Serve the metadata of one instance (its primary interface `eni` with primary private IP
+    /// `local_ipv4`) on a free loopback port.
+    pub async fn start(
+        instance_id: &str,
+        mac: &str,
+        eni: &str,
+        local_ipv4: &str,
+    ) -> std::io::Result<ImdsStub> {
         let stub = Arc::new(Stub {
             instance_id: instance_id.into(),
             mac: mac.into(),
             eni: eni.into(),
+            local_ipv4: local_ipv4.into(),
             token_requests: AtomicUsize::new(0),
         });
         let app = Router::new()
@@ -48,6 +56,10 @@ impl ImdsStub {
             .route(
                 "/latest/meta-data/mac",
                 get(|s, h| meta(s, h, |s| s.mac.clone())),
+            )
+            .route(
+                "/latest/meta-data/local-ipv4",
+                get(|s, h| meta(s, h, |s| s.local_ipv4.clone())),
             )
             .route(
                 "/latest/meta-data/network/interfaces/macs/{mac}/interface-id",

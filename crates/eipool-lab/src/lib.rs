@@ -7,6 +7,8 @@
 //! - [`imds`]: a small IMDSv2 stub (moto's IMDS is static).
 //! - [`check`]: invariants over EC2's final state and the claimers' outcomes.
 
+pub mod baseline;
+pub mod bench;
 pub mod chaos;
 pub mod check;
 pub mod claimer;

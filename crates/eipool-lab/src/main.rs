@@ -32,9 +32,41 @@ enum Command {
         #[arg(long, env = "EIPOOL_BIN")]
         eipool: Option<PathBuf>,
     },
+    /// The herd benchmark: eipool vs the reference global spin lock, unlocked-steal and cas-only,
+    /// through AWS-like EC2 (throttling, 100±50 ms latency, 1 s stale). Writes a Markdown table
+    /// to stdout, target/bench/herd.json and target/bench/herd.svg
+    Bench {
+        /// N = 10 and 50 only, pools of N (CI). Either mode fails when a safety column is wrong
+        #[arg(long)]
+        quick: bool,
+        /// Where to write herd.json and herd.svg
+        #[arg(long, default_value = "target/bench")]
+        out: PathBuf,
+        /// The eipool binary [default: next to this one]
+        #[arg(long, env = "EIPOOL_BIN")]
+        eipool: Option<PathBuf>,
+    },
+    /// One claimer of a baseline strategy (used by bench; not for production)
+    Baseline {
+        /// The strategy
+        #[arg(long, value_enum)]
+        strategy: eipool_lab::baseline::Strategy,
+        /// Pool name
+        #[arg(long)]
+        pool: String,
+        /// This claimer's interface
+        #[arg(long)]
+        network_interface_id: String,
+        /// Redis (global-spin-lock only)
+        #[arg(long)]
+        redis_url: Option<String>,
+        /// Give up after this many seconds
+        #[arg(long, default_value = "300s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
 }
 
-fn main() -> Result<()> {
+fn main() -> Result<std::process::ExitCode> {
     let cli = Cli::parse();
     let rt = tokio::runtime::Runtime::new()?;
     match cli.command {
@@ -42,8 +74,80 @@ fn main() -> Result<()> {
             nodes,
             pool_size,
             eipool,
-        } => rt.block_on(demo(nodes, pool_size, eipool)),
+        } => rt
+            .block_on(demo(nodes, pool_size, eipool))
+            .map(|_| std::process::ExitCode::SUCCESS),
+        Command::Bench { quick, out, eipool } => rt
+            .block_on(bench(quick, &out, eipool))
+            .map(|_| std::process::ExitCode::SUCCESS),
+        Command::Baseline {
+            strategy,
+            pool,
+            network_interface_id,
+            redis_url,
+            timeout,
+        } => rt.block_on(eipool_lab::baseline::run(
+            strategy,
+            &pool,
+            &network_interface_id,
+            redis_url.as_deref(),
+            timeout,
+        )),
     }
+}
+
+async fn bench(quick: bool, out: &std::path::Path, eipool: Option<PathBuf>) -> Result<()> {
+    use eipool_lab::bench::{self, Bins, Contender, REGIONS};
+    let bins = Bins {
+        eipool: match eipool {
+            Some(p) => p,
+            None => sibling_eipool()?,
+        },
+        lab: std::env::current_exe()?,
+    };
+    // (claimers, pool size); the full run adds N = 200 and one pool of N/2.
+    let mut cases = vec![(10, 10), (50, 50)];
+    if !quick {
+        cases.extend([(200, 200), (50, 25)]);
+    }
+    let moto = Moto::start().context("starting moto")?;
+    let mut rows = Vec::new();
+    let mut region = REGIONS.iter();
+    for &(n, size) in &cases {
+        for who in Contender::ALL {
+            let r = region.next().context("more runs than moto regions")?;
+            eprintln!("bench: {} with N={n}, pool={size} ...", who.name());
+            let row = bench::run_case(&moto, &bins, who, n, size, r).await?;
+            eprintln!(
+                "  makespan {:.1} s, {} ok, {} exhausted, {} failed",
+                row.makespan_s, row.successes, row.exhausted, row.failed
+            );
+            rows.push(row);
+        }
+    }
+    let floors: Vec<String> = cases
+        .iter()
+        .map(|&(n, s)| format!("N={n} pool={s}: {:.1} s", bench::floor_s(n.min(s))))
+        .collect();
+    println!("{}", bench::markdown(&rows));
+    println!(
+        "Floor from EC2's mutating bucket (burst 50, 5/s), max(0, N - 50) / 5 + one round trip: {}",
+        floors.join("; ")
+    );
+    std::fs::create_dir_all(out)?;
+    std::fs::write(out.join("herd.json"), serde_json::to_string_pretty(&rows)?)?;
+    let plot_n = if quick { 50 } else { 200 };
+    bench::plot_cdf(&rows, plot_n, &out.join("herd.svg"))?;
+    eprintln!(
+        "wrote {} and {}",
+        out.join("herd.json").display(),
+        out.join("herd.svg").display()
+    );
+    let violations = bench::safety_violations(&rows);
+    if !violations.is_empty() {
+        bail!("safety columns are wrong:\n{}", violations.join("\n"));
+    }
+    Ok(())
 }
 
 fn sibling_eipool() -> Result<PathBuf> {

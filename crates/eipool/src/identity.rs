@@ -76,7 +76,21 @@ pub async fn resolve(
         IdentitySource::Interface(eni) => ec2.describe_interface(eni).await?,
         IdentitySource::Instance(id) => ec2.primary_interface_of(id).await?,
         IdentitySource::Imds => {
-            let eni = eni_from_imds().await?;
+            let (instance, eni) = from_imds().await?;
+            if private_ip.is_none() {
+                // IMDSv2 already knows the primary interface's primary IP: no EC2 call, which
+                // spares the describe budget a whole herd shares.
+                let ip = imds_get(&imds_client(), "/latest/meta-data/local-ipv4".into()).await?;
+                let ip = ip.parse().map_err(|_| IdentityError::Imds {
+                    path: "/latest/meta-data/local-ipv4".into(),
+                    detail: format!("answered {ip:?}, not an IPv4 address"),
+                })?;
+                return Ok(Identity {
+                    eni,
+                    private_ip: ip,
+                    instance_id: Some(InstanceId(instance)),
+                });
+            }
             ec2.describe_interface(&eni).await?
         }
     };
@@ -127,9 +141,9 @@ async fn imds_get(client: &imds::Client, path: String) -> Result<String, Identit
         })
 }
 
-/// IMDSv2: token, then the MAC of the primary interface, then that interface's id.
+/// IMDSv2: token, then the instance id, the MAC of the primary interface, then that interface's id.
 /// The endpoint follows the standard chain (`AWS_EC2_METADATA_SERVICE_ENDPOINT`).
-async fn eni_from_imds() -> Result<EniId, IdentityError> {
+async fn from_imds() -> Result<(String, EniId), IdentityError> {
     let client = imds_client();
     let get = |path: String| imds_get(&client, path);
     let instance = get("/latest/meta-data/instance-id".into()).await?;
@@ -145,7 +159,7 @@ async fn eni_from_imds() -> Result<EniId, IdentityError> {
             detail: format!("answered {eni:?}, not an interface id"),
         });
     }
-    Ok(EniId(eni))
+    Ok((instance, EniId(eni)))
 }
 
 /// [`resolve`], with passing failures retried within `budget`.

@@ -55,8 +55,13 @@ pub const CONSISTENCY_BOUND: Duration = Duration::from_secs(5);
 /// Delay before validation poll number `poll` (0-based) after a successful AssociateAddress.
 ///
 /// EC2 is eventually consistent: DescribeAddresses right after AssociateAddress often still shows
-/// the old state, so the first look waits a little and later looks back off, capped at 2 s.
+/// the old state. Looking too early costs a call from the describe budget that a herd shares, so
+/// the first look waits a second (EC2 usually converges within it); later looks come after
+/// 0.5 s, 1 s, then every 2 s.
 pub fn validation_delay(poll: u32) -> Duration {
+    if poll == 0 {
+        return Duration::from_secs(1);
+    }
     let ms = 250u64.saturating_mul(2u64.saturating_pow(poll.min(8)));
     Duration::from_millis(ms.min(2_000))
 }
@@ -201,7 +206,7 @@ mod tests {
 
     #[test]
     fn validation_delays_back_off_and_cap() {
-        assert_eq!(validation_delay(0), MS(250));
+        assert_eq!(validation_delay(0), MS(1_000));
         assert_eq!(validation_delay(1), MS(500));
         assert_eq!(validation_delay(2), MS(1_000));
         assert_eq!(validation_delay(3), MS(2_000));

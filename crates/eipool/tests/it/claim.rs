@@ -164,9 +164,14 @@ async fn identity_from_imdsv2_when_no_interface_or_instance_is_given() {
     let lab = Lab::new().await;
     let nodes = lab.ec2.nodes(1).await.unwrap();
     lab.ec2.allocate(Some(&lab.pool), 1).await.unwrap();
-    let imds = ImdsStub::start(&nodes[0].instance_id, "02:00:00:00:00:01", &nodes[0].eni)
-        .await
-        .unwrap();
+    let imds = ImdsStub::start(
+        &nodes[0].instance_id,
+        "02:00:00:00:00:01",
+        &nodes[0].eni,
+        &nodes[0].private_ip,
+    )
+    .await
+    .unwrap();
     let mut env = lab.env.clone();
     env.imds_endpoint = imds.endpoint.clone();
 

@@ -1,0 +1,423 @@
+//! The herd benchmark: eipool against the reference global spin lock and the lock-free
+//! variants, each herd of real claimer processes going through the EC2 chaos proxy with AWS's
+//! default throttling buckets, 100 ± 50 ms latency and a 1 s eventual-consistency window.
+//! Every run gets a fresh moto region (a fresh account), a fresh Redis and a fresh proxy (full
+//! buckets), so runs don't bleed into each other.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use serde::Serialize;
+
+use crate::baseline::Strategy;
+use crate::chaos::{ChaosConfig, ChaosProxy};
+use crate::check;
+use crate::claimer::{LabEnv, Outcome};
+use crate::fixture::Ec2Lab;
+use crate::imds::ImdsStub;
+use crate::services::{Moto, RedisServer};
+
+/// AWS's mutating-call bucket: burst and refill per second.
+pub const MUTATING_BURST: f64 = 50.0;
+/// See [`MUTATING_BURST`].
+pub const MUTATING_REFILL: f64 = 5.0;
+/// The round trip added by the proxy's latency.
+pub const ROUND_TRIP_S: f64 = 0.1;
+
+/// Who claims.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Contender {
+    /// The product: `eipool claim`, unchanged.
+    Eipool,
+    /// A baseline from the lab.
+    Baseline(Strategy),
+}
+
+impl Contender {
+    /// Every contender, in table order.
+    pub const ALL: [Contender; 4] = [
+        Contender::Baseline(Strategy::GlobalSpinLock),
+        Contender::Baseline(Strategy::UnlockedSteal),
+        Contender::Baseline(Strategy::CasOnly),
+        Contender::Eipool,
+    ];
+
+    /// The name in tables.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Contender::Eipool => "eipool",
+            Contender::Baseline(Strategy::GlobalSpinLock) => "global-spin-lock",
+            Contender::Baseline(Strategy::UnlockedSteal) => "unlocked-steal",
+            Contender::Baseline(Strategy::CasOnly) => "cas-only",
+        }
+    }
+}
+
+/// One row of the results.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    /// The contender's name.
+    pub strategy: String,
+    /// Claimer processes started at once.
+    pub claimers: usize,
+    /// Addresses in the pool.
+    pub pool_size: usize,
+    /// From the first start to the last exit.
+    pub makespan_s: f64,
+    /// Time until a claimer has its address (successes only).
+    pub p50_s: f64,
+    /// See `p50_s`.
+    pub p95_s: f64,
+    /// See `p50_s`.
+    pub p99_s: f64,
+    /// EC2 calls (all actions) per successful claim.
+    pub ec2_calls_per_claim: f64,
+    /// EC2 calls per successful claim, by action.
+    pub ec2_calls_per_claim_by_action: BTreeMap<String, f64>,
+    /// `RequestLimitExceeded` answers.
+    pub throttled: u64,
+    /// Successful claimers whose address another success also reported.
+    pub double_assignments: usize,
+    /// Pool addresses associated at the end that no success reported.
+    pub leaked: usize,
+    /// The floor EC2's mutating bucket puts on the makespan.
+    pub floor_s: f64,
+    /// Claimers that exited 0.
+    pub successes: usize,
+    /// Claimers that exited 69.
+    pub exhausted: usize,
+    /// Claimers that ended any other way.
+    pub failed: usize,
+    /// Time-to-address of each success, sorted (for the CDF).
+    #[serde(skip)]
+    pub times: Vec<f64>,
+}
+
+/// `max(0, N − burst) / refill + one round trip`: every claim needs one AssociateAddress.
+pub fn floor_s(associations: usize) -> f64 {
+    (associations as f64 - MUTATING_BURST).max(0.0) / MUTATING_REFILL + ROUND_TRIP_S
+}
+
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * q).round() as usize]
+}
+
+/// Run one herd and measure it.
+pub async fn run_case(
+    moto: &Moto,
+    bins: &Bins,
+    who: Contender,
+    claimers: usize,
+    pool_size: usize,
+    region: &str,
+) -> Result<Row> {
+    let ec2 = Ec2Lab::in_region(&moto.endpoint, region);
+    let nodes = ec2.nodes(claimers).await?;
+    let pool = format!("bench-{}-{claimers}-{pool_size}", who.name());
+    ec2.allocate(Some(&pool), pool_size).await?;
+    let redis = RedisServer::start()?;
+    let proxy = ChaosProxy::start(
+        &moto.endpoint,
+        ChaosConfig {
+            latency: Duration::from_millis(100),
+            jitter: Duration::from_millis(50),
+            stale_window: Duration::from_secs(1),
+            ..ChaosConfig::default()
+        }
+        .aws_throttling(),
+    )
+    .await?;
+    let mut env = LabEnv::new(&bins.eipool, &proxy.endpoint);
+    env.region = region.to_string();
+
+    // The product runs as deployed: identity from IMDSv2 (one stub per node), which also gives
+    // the private IP, so it makes no DescribeNetworkInterfaces call. Baselines take the interface
+    // by flag and make no identity call at all.
+    let mut stubs = Vec::new();
+    if who == Contender::Eipool {
+        for (i, n) in nodes.iter().enumerate() {
+            stubs.push(
+                ImdsStub::start(
+                    &n.instance_id,
+                    &format!("02:00:00:00:{:02x}:{:02x}", i / 256, i % 256),
+                    &n.eni,
+                    &n.private_ip,
+                )
+                .await?,
+            );
+        }
+    }
+
+    let started = Instant::now();
+    let mut handles = Vec::with_capacity(claimers);
+    for (i, n) in nodes.iter().enumerate() {
+        let mut env = env.clone();
+        let (program, args): (&Path, Vec<String>) = match who {
+            Contender::Eipool => {
+                env.imds_endpoint = stubs[i].endpoint.clone();
+                (
+                    &bins.eipool,
+                    vec![
+                        "--pool".into(),
+                        pool.clone(),
+                        "--redis-url".into(),
+                        redis.url(),
+                        "claim".into(),
+                        "--timeout".into(),
+                        "600s".into(),
+                    ],
+                )
+            }
+            Contender::Baseline(s) => (
+                &bins.lab,
+                vec![
+                    "baseline".into(),
+                    "--strategy".into(),
+                    clap::ValueEnum::to_possible_value(&s)
+                        .unwrap()
+                        .get_name()
+                        .to_string(),
+                    "--pool".into(),
+                    pool.clone(),
+                    "--redis-url".into(),
+                    redis.url(),
+                    "--network-interface-id".into(),
+                    n.eni.clone(),
+                    "--timeout".into(),
+                    "600s".into(),
+                ],
+            ),
+        };
+        let child = env
+            .command_of(program, &args)
+            .spawn()
+            .context("spawn claimer")?;
+        let eni = n.eni.clone();
+        handles.push(tokio::spawn(async move {
+            let out = child.wait_with_output().await;
+            (eni, args, out)
+        }));
+    }
+    let mut outcomes: Vec<(String, Outcome)> = Vec::with_capacity(claimers);
+    for h in handles {
+        let (eni, args, out) = h.await?;
+        outcomes.push((eni, Outcome::from_output(&args, out?)));
+    }
+    let makespan = started.elapsed().as_secs_f64();
+
+    let state = ec2.pool_state(&pool).await?;
+    let successes: Vec<_> = outcomes
+        .iter()
+        .filter_map(|(e, o)| o.report().map(|r| (e.clone(), r)))
+        .collect();
+    let mut per_alloc: BTreeMap<&str, usize> = BTreeMap::new();
+    for (_, r) in &successes {
+        *per_alloc.entry(r.allocation_id.as_str()).or_default() += 1;
+    }
+    let double_assignments = per_alloc.values().map(|k| k.saturating_sub(1)).sum();
+    let leaked = check::no_leak(&successes, &state, &Default::default()).len();
+    let mut times: Vec<f64> = successes
+        .iter()
+        .map(|(_, r)| r.elapsed_ms as f64 / 1e3)
+        .collect();
+    times.sort_by(f64::total_cmp);
+    let stats = proxy.stats();
+    let wins = successes.len().max(1) as f64;
+    let mut by_action: BTreeMap<String, f64> = BTreeMap::new();
+    for ((action, _), n) in &stats.0 {
+        *by_action.entry(action.clone()).or_default() += *n as f64 / wins;
+    }
+    let exhausted = outcomes.iter().filter(|(_, o)| o.code == Some(69)).count();
+    let failed = outcomes.len() - successes.len() - exhausted;
+    if failed > 0 {
+        if let Some((_, o)) = outcomes
+            .iter()
+            .find(|(_, o)| !matches!(o.code, Some(0) | Some(69)))
+        {
+            eprintln!(
+                "  {} N={claimers}: {failed} claimers failed, e.g.: {}",
+                who.name(),
+                o.error_line()
+            );
+        }
+    }
+    Ok(Row {
+        strategy: who.name().into(),
+        claimers,
+        pool_size,
+        makespan_s: makespan,
+        p50_s: quantile(&times, 0.5),
+        p95_s: quantile(&times, 0.95),
+        p99_s: quantile(&times, 0.99),
+        ec2_calls_per_claim: by_action.values().sum(),
+        ec2_calls_per_claim_by_action: by_action,
+        throttled: stats.outcome("throttled"),
+        double_assignments,
+        leaked,
+        floor_s: floor_s(claimers.min(pool_size)),
+        successes: successes.len(),
+        exhausted,
+        failed,
+        times,
+    })
+}
+
+/// Where the claimer binaries are.
+#[derive(Debug, Clone)]
+pub struct Bins {
+    /// `eipool`.
+    pub eipool: PathBuf,
+    /// `eipool-lab` (for the baselines).
+    pub lab: PathBuf,
+}
+
+/// The Markdown table.
+pub fn markdown(rows: &[Row]) -> String {
+    let mut s = String::from(
+        "| strategy | claimers | pool | ok | 69 | failed | makespan s | floor s | p50 s | p95 s | p99 s | EC2 calls/claim | throttled | double assignments | leaked |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} |\n",
+            r.strategy, r.claimers, r.pool_size, r.successes, r.exhausted, r.failed, r.makespan_s, r.floor_s, r.p50_s, r.p95_s, r.p99_s,
+            r.ec2_calls_per_claim, r.throttled, r.double_assignments, r.leaked
+        ));
+    }
+    s
+}
+
+/// What must hold in every run, quick or full: eipool never double-assigns, leaks or fails
+/// otherwise than by exhaustion; the unprotected variant shows the bug at N ≥ 50 (proof the
+/// benchmark can see it).
+pub fn safety_violations(rows: &[Row]) -> Vec<String> {
+    let mut v = Vec::new();
+    for r in rows {
+        if r.strategy == "eipool" && (r.double_assignments > 0 || r.leaked > 0 || r.failed > 0) {
+            v.push(format!(
+                "eipool at N={} pool={}: {} double assignments, {} leaked, {} failed",
+                r.claimers, r.pool_size, r.double_assignments, r.leaked, r.failed
+            ));
+        }
+        if r.strategy == "eipool" && r.successes != r.claimers.min(r.pool_size) {
+            v.push(format!(
+                "eipool at N={} pool={}: {} successes, expected {}",
+                r.claimers,
+                r.pool_size,
+                r.successes,
+                r.claimers.min(r.pool_size)
+            ));
+        }
+    }
+    let steal_seen = rows
+        .iter()
+        .filter(|r| r.strategy == "unlocked-steal" && r.claimers >= 50)
+        .any(|r| r.double_assignments > 0);
+    if rows
+        .iter()
+        .any(|r| r.strategy == "unlocked-steal" && r.claimers >= 50)
+        && !steal_seen
+    {
+        v.push("unlocked-steal showed no double assignment at N >= 50: the benchmark cannot see the bug".into());
+    }
+    v
+}
+
+/// The CDF of time-to-address per strategy at `claimers`, as SVG.
+pub fn plot_cdf(rows: &[Row], claimers: usize, path: &Path) -> Result<()> {
+    use plotters::prelude::*;
+    let rows: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.claimers == claimers && r.pool_size == claimers)
+        .collect();
+    let x_max = rows
+        .iter()
+        .flat_map(|r| r.times.last().copied())
+        .fold(1.0, f64::max)
+        * 1.05;
+    let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!("Time until a claimer has its address, N = {claimers}"),
+            ("sans-serif", 22),
+        )
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(55)
+        .build_cartesian_2d(0f64..x_max, 0f64..1.0)?;
+    chart
+        .configure_mesh()
+        .x_desc("seconds since the herd started")
+        .y_desc("fraction of claimers with an address")
+        .draw()?;
+    let colors = [RED, MAGENTA, BLUE, GREEN];
+    for (i, r) in rows.iter().enumerate() {
+        let n = r.claimers as f64;
+        let pts: Vec<(f64, f64)> = r
+            .times
+            .iter()
+            .enumerate()
+            .map(|(k, t)| (*t, (k + 1) as f64 / n))
+            .collect();
+        let color = colors[i % colors.len()];
+        chart
+            .draw_series(LineSeries::new(pts, color.stroke_width(2)))?
+            .label(r.strategy.clone())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.8))
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+/// Regions moto serves, one per run so each run starts from an empty account.
+pub const REGIONS: [&str; 16] = [
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "eu-central-1",
+    "eu-north-1",
+    "ap-south-1",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ca-central-1",
+    "sa-east-1",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_floor_is_the_mutating_bucket() {
+        assert_eq!(floor_s(10), ROUND_TRIP_S);
+        assert_eq!(floor_s(50), ROUND_TRIP_S);
+        assert!((floor_s(200) - (30.0 + ROUND_TRIP_S)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn quantiles_of_sorted_samples() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(quantile(&v, 0.5), 51.0);
+        assert_eq!(quantile(&v, 0.99), 99.0);
+        assert!(quantile(&[], 0.5).is_nan());
+    }
+}
