@@ -1,0 +1,420 @@
+//! The Okta Users API: find the user behind a GitHub login, then list their groups, following
+//! `Link: <…>; rel="next"` pagination. Every call has a timeout; a 429 waits for
+//! `X-Rate-Limit-Reset` when that fits in the budget; auth is an API token (`SSWS`) or OAuth 2.0
+//! client credentials with a private-key JWT.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use reqwest::header::{HeaderMap, AUTHORIZATION, LINK};
+use reqwest::{Client, StatusCode};
+use serde::Deserialize;
+
+use crate::policy::Identity;
+
+/// Why Okta could not answer; every variant denies.
+#[derive(Debug, thiserror::Error)]
+pub enum OktaError {
+    /// The GitHub login maps to no Okta user.
+    #[error("no Okta user for GitHub login {0:?}")]
+    UnknownUser(String),
+    /// The GitHub login maps to several Okta users.
+    #[error("{count} Okta users match GitHub login {login:?}; make the attribute unique or map the login in identity.users")]
+    Ambiguous {
+        /// The login.
+        login: String,
+        /// How many matched.
+        count: usize,
+    },
+    /// The user exists but is not active.
+    #[error("Okta user {login:?} is {status}, not ACTIVE")]
+    Inactive {
+        /// The Okta login.
+        login: String,
+        /// Okta's status.
+        status: String,
+    },
+    /// A login that cannot safely go into an Okta search expression.
+    #[error("GitHub login {0:?} has characters a GitHub login cannot have")]
+    BadLogin(String),
+    /// Okta did not answer within the time allowed.
+    #[error("Okta did not answer within {0:?}")]
+    Timeout(Duration),
+    /// Okta kept answering 429 beyond the budget.
+    #[error("Okta rate limit: reset is {0:?} away, beyond the time allowed")]
+    RateLimited(Duration),
+    /// Okta could not be reached or answered an error.
+    #[error("Okta is unavailable: {0}")]
+    Unavailable(String),
+    /// Okta answered 404 Not Found.
+    #[error("Okta has no such resource")]
+    NotFound,
+    /// Okta refused our credentials.
+    #[error("Okta refused the credentials (HTTP {0}); check OKTA_API_TOKEN or the OAuth client")]
+    Unauthorized(u16),
+}
+
+/// How to authenticate.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    /// `Authorization: SSWS <token>`.
+    ApiToken(String),
+    /// OAuth 2.0 client credentials with a private-key JWT (`private_key_jwt`).
+    PrivateKeyJwt {
+        /// The OAuth app's client id.
+        client_id: String,
+        /// Its private key, PEM (RSA).
+        pem: Vec<u8>,
+        /// The key id (`kid`) registered with the app, if any.
+        key_id: Option<String>,
+    },
+}
+
+/// An Okta client bound to one org.
+pub struct Okta {
+    base: String,
+    http: Client,
+    auth: Auth,
+    bearer: Option<String>,
+    deadline: Instant,
+    call_timeout: Duration,
+}
+
+#[derive(Debug, Deserialize)]
+struct User {
+    id: String,
+    status: Option<String>,
+    profile: Profile,
+}
+
+#[derive(Debug, Deserialize)]
+struct Profile {
+    login: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Group {
+    profile: GroupProfile,
+}
+
+#[derive(Debug, Deserialize)]
+struct GroupProfile {
+    name: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Token {
+    access_token: String,
+}
+
+#[derive(serde::Serialize)]
+struct Assertion<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    aud: &'a str,
+    iat: u64,
+    exp: u64,
+    jti: String,
+}
+
+/// The `rel="next"` URL of a `Link` header.
+pub fn next_link(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(LINK)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|part| {
+            let (url, params) = part.split_once(';')?;
+            params
+                .split(';')
+                .any(|p| p.trim().replace(' ', "") == "rel=\"next\"")
+                .then(|| {
+                    url.trim()
+                        .trim_start_matches('<')
+                        .trim_end_matches('>')
+                        .to_string()
+                })
+        })
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Okta {
+    /// A client for the org at `base` (e.g. `https://acme.okta.com`), finishing by `deadline`,
+    /// each call bounded by `call_timeout`.
+    pub fn new(
+        base: &str,
+        auth: Auth,
+        deadline: Instant,
+        call_timeout: Duration,
+    ) -> Result<Okta, OktaError> {
+        let http = Client::builder()
+            .connect_timeout(call_timeout)
+            .timeout(call_timeout)
+            .user_agent(concat!("atlantis-authz/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| OktaError::Unavailable(e.to_string()))?;
+        Ok(Okta {
+            base: base.trim_end_matches('/').to_string(),
+            http,
+            auth,
+            bearer: None,
+            deadline,
+            call_timeout,
+        })
+    }
+
+    async fn authorization(&mut self) -> Result<String, OktaError> {
+        match &self.auth {
+            Auth::ApiToken(t) => Ok(format!("SSWS {t}")),
+            Auth::PrivateKeyJwt {
+                client_id,
+                pem,
+                key_id,
+            } => {
+                if let Some(b) = &self.bearer {
+                    return Ok(b.clone());
+                }
+                let token_url = format!("{}/oauth2/v1/token", self.base);
+                let now = unix_now();
+                let claims = Assertion {
+                    iss: client_id,
+                    sub: client_id,
+                    aud: &token_url,
+                    iat: now,
+                    exp: now + 300,
+                    jti: format!("{:032x}", rand::random::<u128>()),
+                };
+                let key = jsonwebtoken::EncodingKey::from_rsa_pem(pem).map_err(|e| {
+                    OktaError::Unavailable(format!(
+                        "the OAuth private key is not an RSA PEM key: {e}"
+                    ))
+                })?;
+                let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+                header.kid = key_id.clone();
+                let assertion = jsonwebtoken::encode(&header, &claims, &key).map_err(|e| {
+                    OktaError::Unavailable(format!("cannot sign the client assertion: {e}"))
+                })?;
+                let form = [
+                    ("grant_type", "client_credentials"),
+                    ("scope", "okta.users.read okta.groups.read"),
+                    (
+                        "client_assertion_type",
+                        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                    ),
+                    ("client_assertion", assertion.as_str()),
+                ];
+                let req = self.http.post(&token_url).form(&form);
+                let resp = self.send(req).await?;
+                let token: Token = resp
+                    .json()
+                    .await
+                    .map_err(|e| OktaError::Unavailable(format!("token answer: {e}")))?;
+                let bearer = format!("Bearer {}", token.access_token);
+                self.bearer = Some(bearer.clone());
+                Ok(bearer)
+            }
+        }
+    }
+
+    /// Send, waiting out 429s while the budget allows; map failures.
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, OktaError> {
+        let mut attempt = 0u32;
+        loop {
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(OktaError::Timeout(self.call_timeout));
+            }
+            let r = req
+                .try_clone()
+                .expect("requests without streaming bodies clone")
+                .timeout(left.min(self.call_timeout));
+            let resp = match r.send().await {
+                Ok(resp) => resp,
+                Err(e) if e.is_timeout() => {
+                    return Err(OktaError::Timeout(left.min(self.call_timeout)))
+                }
+                Err(e) => return Err(OktaError::Unavailable(e.to_string())),
+            };
+            match resp.status() {
+                s if s.is_success() => return Ok(resp),
+                StatusCode::TOO_MANY_REQUESTS => {
+                    let reset = resp
+                        .headers()
+                        .get("x-rate-limit-reset")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .unwrap_or_else(|| unix_now() + 1);
+                    let wait = Duration::from_secs(reset.saturating_sub(unix_now()))
+                        .max(Duration::from_millis(200));
+                    if Instant::now() + wait >= self.deadline {
+                        return Err(OktaError::RateLimited(wait));
+                    }
+                    tokio::time::sleep(wait).await;
+                }
+                s if s.is_server_error() && attempt < 2 => {
+                    attempt += 1;
+                    let wait = Duration::from_millis(200 * u64::from(attempt));
+                    if Instant::now() + wait >= self.deadline {
+                        return Err(OktaError::Unavailable(format!("HTTP {s}")));
+                    }
+                    tokio::time::sleep(wait).await;
+                }
+                StatusCode::NOT_FOUND => return Err(OktaError::NotFound),
+                s if s == StatusCode::UNAUTHORIZED || s == StatusCode::FORBIDDEN => {
+                    return Err(OktaError::Unauthorized(s.as_u16()))
+                }
+                s => return Err(OktaError::Unavailable(format!("HTTP {s}"))),
+            }
+        }
+    }
+
+    async fn get(&mut self, url: &str) -> Result<reqwest::Response, OktaError> {
+        let auth = self.authorization().await?;
+        let req = self
+            .http
+            .get(url)
+            .header(AUTHORIZATION, auth)
+            .header("accept", "application/json");
+        self.send(req).await
+    }
+
+    /// The Okta user id of a GitHub login.
+    pub async fn find_user(
+        &mut self,
+        identity: &Identity,
+        login: &str,
+    ) -> Result<String, OktaError> {
+        if login.is_empty()
+            || !login
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        {
+            return Err(OktaError::BadLogin(login.to_string()));
+        }
+        let users: Vec<User> = if let Some(okta_login) = identity.users.get(login) {
+            let url = format!("{}/api/v1/users/{}", self.base, urlencode(okta_login));
+            match self.get(&url).await {
+                Ok(r) => vec![r
+                    .json()
+                    .await
+                    .map_err(|e| OktaError::Unavailable(format!("user answer: {e}")))?],
+                Err(OktaError::NotFound) => Vec::new(),
+                Err(e) => return Err(e),
+            }
+        } else if let Some(attr) = &identity.github_attribute {
+            let search = format!("profile.{attr} eq \"{login}\"");
+            let url = format!("{}/api/v1/users?search={}", self.base, urlencode(&search));
+            self.get(&url)
+                .await?
+                .json()
+                .await
+                .map_err(|e| OktaError::Unavailable(format!("user search answer: {e}")))?
+        } else {
+            Vec::new()
+        };
+        match users.as_slice() {
+            [] => Err(OktaError::UnknownUser(login.to_string())),
+            [u] => match u.status.as_deref() {
+                None | Some("ACTIVE") => Ok(u.id.clone()),
+                Some(s) => Err(OktaError::Inactive {
+                    login: u.profile.login.clone().unwrap_or_else(|| login.to_string()),
+                    status: s.to_string(),
+                }),
+            },
+            many => Err(OktaError::Ambiguous {
+                login: login.to_string(),
+                count: many.len(),
+            }),
+        }
+    }
+
+    /// The names of the user's groups, every page.
+    pub async fn groups(&mut self, user_id: &str) -> Result<Vec<String>, OktaError> {
+        let mut url = Some(format!(
+            "{}/api/v1/users/{}/groups?limit=200",
+            self.base,
+            urlencode(user_id)
+        ));
+        let mut names = Vec::new();
+        let mut pages = 0;
+        while let Some(u) = url.take() {
+            pages += 1;
+            if pages > 100 {
+                return Err(OktaError::Unavailable(
+                    "more than 100 pages of groups".into(),
+                ));
+            }
+            let resp = match self.get(&u).await {
+                Err(OktaError::NotFound) => {
+                    return Err(OktaError::UnknownUser(user_id.to_string()))
+                }
+                r => r?,
+            };
+            url = next_link(resp.headers());
+            let page: Vec<Group> = resp
+                .json()
+                .await
+                .map_err(|e| OktaError::Unavailable(format!("groups answer: {e}")))?;
+            names.extend(page.into_iter().map(|g| g.profile.name));
+        }
+        Ok(names)
+    }
+}
+
+/// Percent-encode a path segment or query value.
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn next_links_are_found_among_others() {
+        let mut h = HeaderMap::new();
+        h.append(
+            LINK,
+            HeaderValue::from_static("<https://o/api/v1/users/1/groups?limit=2>; rel=\"self\""),
+        );
+        h.append(
+            LINK,
+            HeaderValue::from_static(
+                "<https://o/api/v1/users/1/groups?after=x&limit=2>; rel=\"next\"",
+            ),
+        );
+        assert_eq!(
+            next_link(&h).as_deref(),
+            Some("https://o/api/v1/users/1/groups?after=x&limit=2")
+        );
+        let mut one = HeaderMap::new();
+        one.insert(
+            LINK,
+            HeaderValue::from_static("<https://a>; rel=\"self\", <https://b>; rel=\"next\""),
+        );
+        assert_eq!(next_link(&one).as_deref(), Some("https://b"));
+        assert_eq!(next_link(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn search_values_are_encoded() {
+        assert_eq!(
+            urlencode("profile.gh eq \"a-b\""),
+            "profile.gh%20eq%20%22a-b%22"
+        );
+    }
+}

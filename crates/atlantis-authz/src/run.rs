@@ -1,0 +1,373 @@
+//! One decision, end to end, failing closed: any error is a deny with a reason, and only an
+//! allow prints `pass` (always as the very last line, after the audit line).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use crate::cache::Cache;
+use crate::cli::{Cli, Command, OktaArgs};
+use crate::okta::{Auth, Okta, OktaError};
+use crate::policy::{self, Decision, Policy, Request};
+
+/// Exit codes.
+pub mod exit {
+    /// Allowed (and `pass` printed last).
+    pub const ALLOW: u8 = 0;
+    /// Denied by the policy (or the user is unknown).
+    pub const DENY: u8 = 1;
+    /// Bad usage or a broken policy: denied.
+    pub const USAGE: u8 = 2;
+    /// Okta could not answer: denied.
+    pub const OKTA: u8 = 3;
+}
+
+/// A denial that is not the policy's verdict: what went wrong, and the exit code.
+#[derive(Debug)]
+pub struct Failure {
+    /// One line.
+    pub reason: String,
+    /// The exit code.
+    pub code: u8,
+}
+
+impl Failure {
+    fn usage(reason: impl Into<String>) -> Failure {
+        Failure {
+            reason: reason.into(),
+            code: exit::USAGE,
+        }
+    }
+}
+
+impl From<OktaError> for Failure {
+    fn from(e: OktaError) -> Failure {
+        let code = match e {
+            OktaError::UnknownUser(_)
+            | OktaError::Ambiguous { .. }
+            | OktaError::Inactive { .. }
+            | OktaError::BadLogin(_) => exit::DENY,
+            _ => exit::OKTA,
+        };
+        Failure {
+            reason: e.to_string(),
+            code,
+        }
+    }
+}
+
+/// Read and parse the policy named by `--policy`.
+pub fn load_policy(path: Option<&Path>) -> Result<Policy, Failure> {
+    let path = path.ok_or_else(|| {
+        Failure::usage("no policy: pass --policy FILE (or set ATLANTIS_AUTHZ_POLICY)")
+    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::usage(format!("cannot read policy {}: {e}", path.display())))?;
+    policy::parse(&path.display().to_string(), &text)
+        .map_err(|e| Failure::usage(format!("broken policy: {e}")))
+}
+
+fn default_cache_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("atlantis-authz");
+    }
+    if let Some(h) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(h).join(".cache/atlantis-authz");
+    }
+    std::env::temp_dir().join("atlantis-authz-cache")
+}
+
+/// Where a user's groups came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A fresh cache entry.
+    Cache,
+    /// Okta, just now.
+    Okta,
+}
+
+/// The user's Okta groups: from a fresh cache entry, else from Okta (then cached).
+pub async fn groups_of(
+    args: &OktaArgs,
+    policy: &Policy,
+    login: &str,
+) -> Result<(Vec<String>, Source), Failure> {
+    let cache = Cache::new(
+        &args.cache_dir.clone().unwrap_or_else(default_cache_dir),
+        args.cache_ttl,
+    );
+    if let Some(e) = cache.get(login) {
+        return Ok((e.groups, Source::Cache));
+    }
+    let url = args
+        .okta_url
+        .as_deref()
+        .ok_or_else(|| Failure::usage("no Okta org: pass --okta-url (or set OKTA_ORG_URL)"))?;
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        return Err(Failure::usage(format!(
+            "--okta-url {url:?} is not an http(s) URL"
+        )));
+    }
+    let auth = match (
+        &args.okta_token,
+        &args.okta_client_id,
+        &args.okta_private_key,
+    ) {
+        (Some(t), _, _) if !t.is_empty() => Auth::ApiToken(t.clone()),
+        (_, Some(id), Some(key)) => Auth::PrivateKeyJwt {
+            client_id: id.clone(),
+            pem: std::fs::read(key).map_err(|e| {
+                Failure::usage(format!(
+                    "cannot read --okta-private-key {}: {e}",
+                    key.display()
+                ))
+            })?,
+            key_id: args.okta_key_id.clone(),
+        },
+        _ => return Err(Failure::usage(
+            "no Okta credentials: set OKTA_API_TOKEN, or OKTA_CLIENT_ID with OKTA_PRIVATE_KEY_FILE",
+        )),
+    };
+    let mut okta = Okta::new(url, auth, Instant::now() + args.timeout, args.okta_timeout)?;
+    let id = okta.find_user(&policy.identity, login).await?;
+    let groups = okta.groups(&id).await?;
+    cache.put(login, &id, &groups);
+    Ok((groups, Source::Okta))
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// Write one JSON audit line (to the file, else stderr), flushed before the verdict is printed.
+fn audit(
+    to: Option<&Path>,
+    req: Option<&Request>,
+    verdict: &str,
+    rule: Option<&str>,
+    reason: &str,
+    source: Option<Source>,
+    started: Instant,
+) {
+    let line = serde_json::json!({
+        "ts": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        "user": req.map(|r| r.user.as_str()),
+        "repo": req.map(|r| r.repo.as_str()),
+        "command": req.map(|r| r.command.as_str()),
+        "path": req.and_then(|r| r.path.as_deref()),
+        "project": req.and_then(|r| r.project.as_deref()),
+        "pull": env("PULL_NUM"),
+        "verdict": verdict,
+        "rule": rule,
+        "reason": reason,
+        "groups_from": source.map(|s| match s { Source::Cache => "cache", Source::Okta => "okta" }),
+        "latency_ms": started.elapsed().as_millis() as u64,
+    })
+    .to_string();
+    let written = to.map(|p| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .and_then(|mut f| writeln!(f, "{line}"))
+    });
+    if !matches!(written, Some(Ok(()))) {
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "{line}");
+        let _ = err.flush();
+    }
+}
+
+/// The verdict line(s) on stdout: `pass` alone for an allow, `deny: …` otherwise.
+fn verdict(allowed: bool, reason: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = if allowed {
+        writeln!(out, "pass")
+    } else {
+        writeln!(out, "deny: {reason}")
+    };
+    let _ = out.flush();
+}
+
+/// Atlantis's call: `<command> <owner/repo> <teams…>` plus the environment.
+async fn atlantis(cli: &Cli, started: Instant) -> ExitCode {
+    let req = match request_from_atlantis(&cli.atlantis) {
+        Ok(r) => r,
+        Err(f) => return deny(cli, None, None, &f.reason, None, started, f.code),
+    };
+    let policy = match load_policy(cli.policy.as_deref()) {
+        Ok(p) => p,
+        Err(f) => return deny(cli, Some(&req), None, &f.reason, None, started, f.code),
+    };
+    let (groups, source) = match groups_of(&cli.okta, &policy, &req.user).await {
+        Ok(g) => g,
+        Err(f) => return deny(cli, Some(&req), None, &f.reason, None, started, f.code),
+    };
+    let d: Decision = policy::decide(&policy, &req, &groups);
+    if d.allowed {
+        audit(
+            cli.audit_log.as_deref(),
+            Some(&req),
+            "allow",
+            d.rule.as_deref(),
+            &d.reason,
+            Some(source),
+            started,
+        );
+        verdict(true, &d.reason);
+        ExitCode::from(exit::ALLOW)
+    } else {
+        deny(
+            cli,
+            Some(&req),
+            d.rule.as_deref(),
+            &d.reason,
+            Some(source),
+            started,
+            exit::DENY,
+        )
+    }
+}
+
+fn deny(
+    cli: &Cli,
+    req: Option<&Request>,
+    rule: Option<&str>,
+    reason: &str,
+    source: Option<Source>,
+    started: Instant,
+    code: u8,
+) -> ExitCode {
+    audit(
+        cli.audit_log.as_deref(),
+        req,
+        "deny",
+        rule,
+        reason,
+        source,
+        started,
+    );
+    verdict(false, reason);
+    ExitCode::from(code)
+}
+
+/// Build the request from Atlantis's arguments and environment.
+pub fn request_from_atlantis(args: &[String]) -> Result<Request, Failure> {
+    let (command, repo) = match args {
+        [c, r, ..] => (c.clone(), r.clone()),
+        _ => {
+            return Err(Failure::usage(
+                "expected <atlantis-command> <owner/repo> [teams…] as Atlantis passes them",
+            ))
+        }
+    };
+    let user = env("USER_NAME").ok_or_else(|| {
+        Failure::usage("USER_NAME is not set: this must run as Atlantis's team_authz command")
+    })?;
+    Ok(Request {
+        user,
+        repo,
+        command,
+        path: env("REPO_REL_PATH"),
+        project: env("PROJECT_NAME"),
+    })
+}
+
+/// Run the parsed command line to its exit code.
+pub async fn run(cli: Cli) -> ExitCode {
+    let started = Instant::now();
+    match &cli.command {
+        None => atlantis(&cli, started).await,
+        Some(Command::CheckPolicy { file }) => match load_policy(Some(file)) {
+            Ok(p) => {
+                println!("{}: OK: {} rules", file.display(), p.rules.len());
+                ExitCode::SUCCESS
+            }
+            Err(f) => {
+                eprintln!("{}", f.reason);
+                ExitCode::from(exit::USAGE)
+            }
+        },
+        Some(Command::Explain {
+            user,
+            repo,
+            path,
+            project,
+            command,
+        }) => {
+            let policy = match load_policy(cli.policy.as_deref()) {
+                Ok(p) => p,
+                Err(f) => {
+                    eprintln!("{}", f.reason);
+                    return ExitCode::from(f.code);
+                }
+            };
+            let req = Request {
+                user: user.clone(),
+                repo: repo.clone(),
+                command: command.clone(),
+                path: path.clone(),
+                project: project.clone(),
+            };
+            let (groups, source) = match groups_of(&cli.okta, &policy, user).await {
+                Ok(g) => g,
+                Err(f) => {
+                    println!(
+                        "user:    {user}\ngroups:  unknown ({})\nverdict: deny",
+                        f.reason
+                    );
+                    return ExitCode::from(f.code);
+                }
+            };
+            let d = policy::decide(&policy, &req, &groups);
+            let matching: Vec<&str> = policy
+                .rules
+                .iter()
+                .filter(|r| r.matches(&req))
+                .map(|r| r.name.as_str())
+                .collect();
+            println!(
+                "request: {} {} {}",
+                req.command,
+                req.repo,
+                req.path
+                    .as_deref()
+                    .or(req.project.as_deref())
+                    .unwrap_or("(command level)")
+            );
+            println!("user:    {user}");
+            println!(
+                "groups:  {} (from {})",
+                if groups.is_empty() {
+                    "none".to_string()
+                } else {
+                    groups.join(", ")
+                },
+                if source == Source::Cache {
+                    "cache"
+                } else {
+                    "okta"
+                }
+            );
+            println!(
+                "rules that match, in order: {}",
+                if matching.is_empty() {
+                    "none".to_string()
+                } else {
+                    matching.join(", ")
+                }
+            );
+            println!(
+                "deciding rule: {}",
+                d.rule.as_deref().unwrap_or("(default)")
+            );
+            println!(
+                "verdict: {} — {}",
+                if d.allowed { "allow" } else { "deny" },
+                d.reason
+            );
+            ExitCode::from(if d.allowed { exit::ALLOW } else { exit::DENY })
+        }
+    }
+}

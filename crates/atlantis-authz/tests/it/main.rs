@@ -1,0 +1,5 @@
+//! atlantis-authz invoked exactly as Atlantis does (`sh -c` with arguments and environment)
+//! against a fake Okta HTTP server.
+
+mod atlantis;
+mod okta;

@@ -1,0 +1,280 @@
+//! A fake Okta: users with a GitHub-login profile attribute, their groups served in pages with
+//! `Link` headers, and switches for 429 (with `X-Rate-Limit-Reset`), 5xx and slowness.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+pub const TOKEN: &str = "test-api-token";
+
+#[derive(Default)]
+pub struct Behaviour {
+    /// Answer 429 to this many requests first, with a reset one second ahead.
+    pub rate_limited: AtomicUsize,
+    /// Answer 503 to every request while set.
+    pub down: std::sync::atomic::AtomicBool,
+    /// Delay every answer by this many milliseconds.
+    pub delay_ms: AtomicU64,
+}
+
+pub struct FakeOkta {
+    pub url: String,
+    pub requests: Arc<AtomicUsize>,
+    pub behaviour: Arc<Behaviour>,
+    stop: CancellationToken,
+}
+
+impl Drop for FakeOkta {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// An Okta user: (id, login, status, group names).
+type OktaUser = (String, String, String, Vec<String>);
+
+#[derive(Clone)]
+struct World {
+    /// github login -> user
+    users: Arc<BTreeMap<String, OktaUser>>,
+    requests: Arc<AtomicUsize>,
+    behaviour: Arc<Behaviour>,
+    base: Arc<Mutex<String>>,
+    page_size: usize,
+}
+
+impl FakeOkta {
+    /// `users`: (github login, okta login, status, groups).
+    pub async fn start(users: &[(&str, &str, &str, &[&str])], page_size: usize) -> FakeOkta {
+        let map = users
+            .iter()
+            .enumerate()
+            .map(|(i, (gh, login, status, groups))| {
+                (
+                    gh.to_string(),
+                    (
+                        format!("00u{i}"),
+                        login.to_string(),
+                        status.to_string(),
+                        groups.iter().map(|g| g.to_string()).collect(),
+                    ),
+                )
+            })
+            .collect();
+        let requests = Arc::new(AtomicUsize::new(0));
+        let behaviour = Arc::new(Behaviour::default());
+        let world = World {
+            users: Arc::new(map),
+            requests: requests.clone(),
+            behaviour: behaviour.clone(),
+            base: Arc::default(),
+            page_size,
+        };
+        let app = Router::new()
+            .route("/api/v1/users", get(search))
+            .route("/api/v1/users/{id}", get(user))
+            .route("/api/v1/users/{id}/groups", get(groups))
+            .route("/oauth2/v1/token", post(token))
+            .with_state(world.clone());
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        *world.base.lock().unwrap() = url.clone();
+        let stop = CancellationToken::new();
+        let s = stop.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(s.cancelled_owned())
+                .await;
+        });
+        FakeOkta {
+            url,
+            requests,
+            behaviour,
+            stop,
+        }
+    }
+}
+
+/// Common gatekeeping: count, delay, outage, rate limit, auth.
+async fn gate(w: &World, h: &HeaderMap) -> Option<Response> {
+    w.requests.fetch_add(1, Ordering::SeqCst);
+    let delay = w.behaviour.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    if w.behaviour.down.load(Ordering::SeqCst) {
+        return Some((StatusCode::SERVICE_UNAVAILABLE, "down").into_response());
+    }
+    if w.behaviour.rate_limited.load(Ordering::SeqCst) > 0 {
+        w.behaviour.rate_limited.fetch_sub(1, Ordering::SeqCst);
+        let reset = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 1;
+        let mut r = (
+            StatusCode::TOO_MANY_REQUESTS,
+            Json(json!({"errorCode": "E0000047"})),
+        )
+            .into_response();
+        r.headers_mut().insert(
+            "x-rate-limit-reset",
+            HeaderValue::from_str(&reset.to_string()).unwrap(),
+        );
+        return Some(r);
+    }
+    let auth = h
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if auth != format!("SSWS {TOKEN}") && !auth.starts_with("Bearer test-access-token") {
+        return Some(
+            (
+                StatusCode::UNAUTHORIZED,
+                Json(json!({"errorCode": "E0000011"})),
+            )
+                .into_response(),
+        );
+    }
+    None
+}
+
+fn user_json(gh: &str, u: &OktaUser) -> Value {
+    json!({"id": u.0, "status": u.2, "profile": {"login": u.1, "githubUsername": gh}})
+}
+
+async fn search(
+    State(w): State<World>,
+    h: HeaderMap,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    if let Some(r) = gate(&w, &h).await {
+        return r;
+    }
+    // Only the expression atlantis-authz sends: profile.githubUsername eq "<login>".
+    let s = q.get("search").cloned().unwrap_or_default();
+    let Some(login) = s
+        .strip_prefix("profile.githubUsername eq \"")
+        .and_then(|r| r.strip_suffix('"'))
+    else {
+        return (StatusCode::BAD_REQUEST, "unsupported search").into_response();
+    };
+    let found: Vec<Value> = w
+        .users
+        .iter()
+        .filter(|(gh, _)| gh.as_str() == login)
+        .map(|(gh, u)| user_json(gh, u))
+        .collect();
+    Json(found).into_response()
+}
+
+async fn user(State(w): State<World>, h: HeaderMap, Path(id): Path<String>) -> Response {
+    if let Some(r) = gate(&w, &h).await {
+        return r;
+    }
+    match w.users.iter().find(|(_, u)| u.0 == id || u.1 == id) {
+        Some((gh, u)) => Json(user_json(gh, u)).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"errorCode": "E0000007"})),
+        )
+            .into_response(),
+    }
+}
+
+async fn groups(
+    State(w): State<World>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    if let Some(r) = gate(&w, &h).await {
+        return r;
+    }
+    let Some((_, u)) = w.users.iter().find(|(_, u)| u.0 == id) else {
+        return (StatusCode::NOT_FOUND, "no user").into_response();
+    };
+    let after: usize = q.get("after").and_then(|a| a.parse().ok()).unwrap_or(0);
+    let page: Vec<Value> =
+        u.3.iter()
+            .skip(after)
+            .take(w.page_size)
+            .map(|g| json!({"id": format!("00g{g}"), "profile": {"name": g}}))
+            .collect();
+    let mut r = Json(page).into_response();
+    let base = w.base.lock().unwrap().clone();
+    let self_link = format!(
+        "<{base}/api/v1/users/{id}/groups?limit={}>; rel=\"self\"",
+        w.page_size
+    );
+    r.headers_mut()
+        .append("link", HeaderValue::from_str(&self_link).unwrap());
+    if after + w.page_size < u.3.len() {
+        let next = format!(
+            "<{base}/api/v1/users/{id}/groups?after={}&limit={}>; rel=\"next\"",
+            after + w.page_size,
+            w.page_size
+        );
+        r.headers_mut()
+            .append("link", HeaderValue::from_str(&next).unwrap());
+    }
+    r
+}
+
+async fn token(State(w): State<World>, body: String) -> Response {
+    w.requests.fetch_add(1, Ordering::SeqCst);
+    let form: BTreeMap<String, String> = url_form(&body);
+    let ok = form.get("grant_type").map(String::as_str) == Some("client_credentials")
+        && form.get("client_assertion_type").map(String::as_str)
+            == Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+        && form
+            .get("client_assertion")
+            .is_some_and(|a| a.split('.').count() == 3);
+    if !ok {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "invalid_client"})),
+        )
+            .into_response();
+    }
+    Json(json!({"access_token": "test-access-token", "token_type": "Bearer", "expires_in": 3600}))
+        .into_response()
+}
+
+fn url_form(body: &str) -> BTreeMap<String, String> {
+    body.split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (decode(k), decode(v)))
+        .collect()
+}
+
+fn decode(s: &str) -> String {
+    let b = s.replace('+', " ");
+    let bytes = b.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(v) = u8::from_str_radix(&b[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
