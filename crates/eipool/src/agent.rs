@@ -56,14 +56,16 @@ pub struct AgentConfig {
 
 /// What `/readyz` answers.
 #[derive(Debug, Default)]
-struct Health {
+pub struct Health {
     ready: bool,
     detail: String,
 }
 
-type Shared = Arc<Mutex<Health>>;
+/// [`Health`], shared with the HTTP handlers.
+pub type Shared = Arc<Mutex<Health>>;
 
-fn set(health: &Shared, ready: bool, detail: String) {
+/// Set readiness (and the `eipool_ready` gauge).
+pub fn set(health: &Shared, ready: bool, detail: String) {
     metrics::global().ready.set(i64::from(ready));
     let mut h = health.lock().unwrap_or_else(|p| p.into_inner());
     h.ready = ready;
@@ -254,4 +256,53 @@ async fn watch(
             }
         }
     }
+}
+
+/// Read the pool once (within `interval`) and set `eipool_pool_addresses{state}`.
+async fn export_pool(ctx: &Context, interval: Duration, cancel: &CancellationToken) -> bool {
+    let budget = Budget::new(Instant::now() + interval, cancel.clone());
+    match status::collect(ctx, &budget).await {
+        Ok(st) => {
+            metrics::global().set_pool(&AddrState::ALL.map(|s| (s.name(), st.count(s))));
+            true
+        }
+        Err(e) => {
+            warn!(error = %e, "could not read the pool for its metrics");
+            false
+        }
+    }
+}
+
+/// `eipool exporter`: the pool's gauges for alerts, from one replica (every agent listing the
+/// whole pool would spend the describe budget a herd needs). Ready once a read succeeded.
+pub async fn exporter(
+    ctx: Context,
+    listen: SocketAddr,
+    interval: Duration,
+    cancel: CancellationToken,
+) -> Result<(), Error> {
+    let health: Shared = Arc::new(Mutex::new(Health {
+        ready: false,
+        detail: "starting: pool not read yet".into(),
+    }));
+    let stop = CancellationToken::new();
+    let server = serve(listen, health.clone(), stop.clone()).await?;
+    loop {
+        if export_pool(&ctx, interval, &cancel).await {
+            set(&health, true, format!("pool {:?} read", ctx.pool));
+        } else {
+            set(
+                &health,
+                false,
+                format!("could not read pool {:?}", ctx.pool),
+            );
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+    stop.cancel();
+    let _ = server.await;
+    Ok(())
 }

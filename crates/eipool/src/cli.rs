@@ -104,6 +104,9 @@ pub enum Command {
     /// Sidecar: hold an address, check it every --interval, reclaim on drift, serve /metrics /healthz /readyz
     #[command(after_help = after_help())]
     Agent(AgentArgs),
+    /// Serve the pool's gauges (eipool_pool_addresses{state}) for alerts; run one replica
+    #[command(after_help = after_help())]
+    Exporter(ExporterArgs),
     /// Show the pool (free / assigned / claiming / foreign), or with --cidrs the blocks to publish
     #[command(after_help = after_help())]
     Status(StatusArgs),
@@ -125,9 +128,35 @@ pub struct ReleaseArgs {
     #[arg(long, env = "EIPOOL_ASSOCIATION_ID", value_name = "ID")]
     pub association_id: Option<String>,
 
+    /// Read EIPOOL_ASSOCIATION_ID from this env file (the one claim/agent --output wrote) when --association-id is not given
+    #[arg(
+        long,
+        env = "EIPOOL_ENV_FILE",
+        value_name = "FILE",
+        conflicts_with = "association_id"
+    )]
+    pub env_file: Option<PathBuf>,
+
     /// Upper bound on the whole command
     #[arg(long, env = "EIPOOL_RELEASE_TIMEOUT", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     pub timeout: Duration,
+}
+
+/// Flags of `eipool exporter`.
+#[derive(Debug, Args)]
+pub struct ExporterArgs {
+    /// Where to serve /metrics, /healthz and /readyz
+    #[arg(
+        long,
+        env = "EIPOOL_LISTEN",
+        default_value = "0.0.0.0:9877",
+        value_name = "ADDR"
+    )]
+    pub listen: std::net::SocketAddr,
+
+    /// How often to read the pool (one DescribeAddresses, plus Redis)
+    #[arg(long, env = "EIPOOL_INTERVAL", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub interval: Duration,
 }
 
 /// Flags of `eipool agent`.

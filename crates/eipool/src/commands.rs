@@ -27,12 +27,29 @@ pub async fn run(cli: Cli, cancel: CancellationToken) -> Result<(), Error> {
         }
         Command::Agent(args) => agent::run(config::agent_config(g, &args)?, cancel).await,
         Command::Release(args) => {
-            let only = config::validate_association(args.association_id.as_deref())?;
+            let from_file = match &args.env_file {
+                Some(f) => Some(config::association_in_env_file(f)?),
+                None => None,
+            };
+            let only = match from_file {
+                Some(id) => id,
+                None => config::validate_association(args.association_id.as_deref())?,
+            };
             let source = config::validate_identity(g)?;
             let ctx = ops_context(g).await?;
             let budget = Budget::new(Instant::now() + args.timeout, cancel);
             let me = identity::resolve_in(&ctx.ec2, &budget, &source, g.private_ip).await?;
             print_json(&release::release(&ctx, &budget, &me, only.as_ref()).await?)
+        }
+        Command::Exporter(args) => {
+            if args.interval < Duration::from_secs(5) {
+                return Err(Error::Usage(format!(
+                    "--interval {:?} is too short for reading a whole pool; use at least 5s",
+                    args.interval
+                )));
+            }
+            let ctx = ops_context(g).await?;
+            agent::exporter(ctx, args.listen, args.interval, cancel).await
         }
         Command::Status(args) => {
             let ctx = ops_context(g).await?;

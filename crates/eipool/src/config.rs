@@ -186,6 +186,38 @@ pub fn validate_association(id: Option<&str>) -> Result<Option<crate::ec2::Assoc
     }
 }
 
+/// The association id in an env file written by `claim --output`. A missing file means nothing
+/// was claimed (`Ok(None)`: release then checks the interface itself).
+pub fn association_in_env_file(
+    path: &std::path::Path,
+) -> Result<Option<crate::ec2::AssociationId>, Error> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(Error::Usage(format!(
+                "--env-file {}: cannot read it: {e}",
+                path.display()
+            )))
+        }
+    };
+    let id = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("EIPOOL_ASSOCIATION_ID="));
+    match id {
+        Some(id) => validate_association(Some(id.trim())).map_err(|_| {
+            Error::Usage(format!(
+                "--env-file {}: EIPOOL_ASSOCIATION_ID={id:?} is not an association id",
+                path.display()
+            ))
+        }),
+        None => Err(Error::Usage(format!(
+            "--env-file {}: no EIPOOL_ASSOCIATION_ID line",
+            path.display()
+        ))),
+    }
+}
+
 /// Validate an idempotency token: a tag value, so at most 256 characters.
 pub fn validate_token(token: Option<&str>) -> Result<Option<String>, Error> {
     match token {

@@ -502,3 +502,69 @@ async fn the_agent_with_on_drift_exit_exits_3_when_its_address_is_taken() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("drift"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn release_reads_the_association_from_the_env_file() {
+    let lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(1).await.unwrap();
+    lab.ec2.allocate(Some(&lab.pool), 1).await.unwrap();
+    let redis = lab.redis.url();
+    let dir = tempfile::tempdir().unwrap();
+    let env_file = dir.path().join("eipool.env");
+    let held = lab
+        .claim(&nodes[0], &["--output", env_file.to_str().unwrap()])
+        .await
+        .report()
+        .expect("claim");
+    let mut a = global(&lab, &redis);
+    a.extend([
+        "--network-interface-id",
+        &nodes[0].eni,
+        "release",
+        "--env-file",
+        env_file.to_str().unwrap(),
+    ]);
+    let r = json(&run(&lab, &a).await);
+    assert_eq!(
+        r["released"][0]["association_id"],
+        held.association_id.as_str(),
+        "{r}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_exporter_serves_the_pool_gauges() {
+    let lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(1).await.unwrap();
+    lab.ec2.allocate(Some(&lab.pool), 3).await.unwrap();
+    let redis = lab.redis.url();
+    lab.claim(&nodes[0], &[]).await.report().expect("claim");
+    let listen: std::net::SocketAddr = ([127, 0, 0, 1], free_port().unwrap()).into();
+    let listen_s = listen.to_string();
+    let mut a = global(&lab, &redis);
+    a.extend(["exporter", "--listen", &listen_s, "--interval", "5s"]);
+    let _exporter = lab.env.command(&args(&a)).spawn().unwrap(); // killed on drop
+    let metrics = eventually(
+        "the exporter to read the pool",
+        Duration::from_secs(30),
+        || async move {
+            let (code, body) = http_get(listen, "/metrics").await.ok()?;
+            (code == 200 && body.contains("eipool_pool_addresses{")).then_some(body)
+        },
+    )
+    .await;
+    assert!(
+        metrics.contains("eipool_pool_addresses{state=\"free\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("eipool_pool_addresses{state=\"assigned\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("eipool_pool_addresses{state=\"foreign\"} 0"),
+        "{metrics}"
+    );
+    let (code, _) = http_get(listen, "/readyz").await.unwrap();
+    assert_eq!(code, 200);
+}
