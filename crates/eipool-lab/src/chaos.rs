@@ -172,6 +172,10 @@ struct Shared {
     config: Mutex<ChaosConfig>,
     state: Mutex<State>,
     upstream: String,
+    /// moto serves one request at a time (it is CPU-bound in one Python process); EC2 does not
+    /// slow down under concurrency. Requests queue here instead, and a request whose client hung
+    /// up while queued is dropped with its connection, never reaching moto.
+    slots: tokio::sync::Semaphore,
     client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
 }
 
@@ -196,6 +200,7 @@ impl ChaosProxy {
             }),
             config: Mutex::new(config),
             upstream: upstream.trim_end_matches('/').to_string(),
+            slots: tokio::sync::Semaphore::new(2),
             client: Client::builder(TokioExecutor::new()).build_http(),
         });
         let stop = CancellationToken::new();
@@ -339,6 +344,7 @@ impl Shared {
         headers: &hyper::HeaderMap,
         body: Bytes,
     ) -> Result<(StatusCode, Bytes), Dropped> {
+        let _slot = self.slots.acquire().await.map_err(|_| Dropped)?;
         let mut req = Request::builder()
             .method("POST")
             .uri(format!("{}/", self.upstream));

@@ -42,6 +42,12 @@ enum Command {
         /// Where to write herd.json and herd.svg
         #[arg(long, default_value = "target/bench")]
         out: PathBuf,
+        /// Only this case, as CLAIMERS:POOL (e.g. 200:200), to re-run one row
+        #[arg(long, value_name = "N:POOL")]
+        only: Option<String>,
+        /// Only these strategies (global-spin-lock, unlocked-steal, cas-only, eipool)
+        #[arg(long, value_delimiter = ',')]
+        strategy: Vec<String>,
         /// The eipool binary [default: next to this one]
         #[arg(long, env = "EIPOOL_BIN")]
         eipool: Option<PathBuf>,
@@ -77,8 +83,14 @@ fn main() -> Result<std::process::ExitCode> {
         } => rt
             .block_on(demo(nodes, pool_size, eipool))
             .map(|_| std::process::ExitCode::SUCCESS),
-        Command::Bench { quick, out, eipool } => rt
-            .block_on(bench(quick, &out, eipool))
+        Command::Bench {
+            quick,
+            out,
+            eipool,
+            only,
+            strategy,
+        } => rt
+            .block_on(bench(quick, &out, eipool, only.as_deref(), &strategy))
             .map(|_| std::process::ExitCode::SUCCESS),
         Command::Baseline {
             strategy,
@@ -96,7 +108,13 @@ fn main() -> Result<std::process::ExitCode> {
     }
 }
 
-async fn bench(quick: bool, out: &std::path::Path, eipool: Option<PathBuf>) -> Result<()> {
+async fn bench(
+    quick: bool,
+    out: &std::path::Path,
+    eipool: Option<PathBuf>,
+    only: Option<&str>,
+    strategies: &[String],
+) -> Result<()> {
     use eipool_lab::bench::{self, Bins, Contender, REGIONS};
     let bins = Bins {
         eipool: match eipool {
@@ -110,11 +128,23 @@ async fn bench(quick: bool, out: &std::path::Path, eipool: Option<PathBuf>) -> R
     if !quick {
         cases.extend([(200, 200), (50, 25)]);
     }
+    if let Some(o) = only {
+        let (n, p) = o
+            .split_once(':')
+            .context("--only takes CLAIMERS:POOL, e.g. 200:200")?;
+        cases = vec![(
+            n.parse().context("--only: claimers")?,
+            p.parse().context("--only: pool")?,
+        )];
+    }
     let moto = Moto::start().context("starting moto")?;
     let mut rows = Vec::new();
     let mut region = REGIONS.iter();
     for &(n, size) in &cases {
         for who in Contender::ALL {
+            if !strategies.is_empty() && !strategies.iter().any(|s| s == who.name()) {
+                continue;
+            }
             let r = region.next().context("more runs than moto regions")?;
             eprintln!("bench: {} with N={n}, pool={size} ...", who.name());
             let row = bench::run_case(&moto, &bins, who, n, size, r).await?;
@@ -136,7 +166,7 @@ async fn bench(quick: bool, out: &std::path::Path, eipool: Option<PathBuf>) -> R
     );
     std::fs::create_dir_all(out)?;
     std::fs::write(out.join("herd.json"), serde_json::to_string_pretty(&rows)?)?;
-    let plot_n = if quick { 50 } else { 200 };
+    let plot_n = rows.iter().map(|r| r.claimers).max().unwrap_or(0);
     bench::plot_cdf(&rows, plot_n, &out.join("herd.svg"))?;
     eprintln!(
         "wrote {} and {}",

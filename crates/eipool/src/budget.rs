@@ -35,6 +35,17 @@ impl Transient for IdentityError {
     }
 }
 
+tokio::task_local! {
+    /// The retry number (0 for the first try) of the call [`Budget::retry`] is running.
+    pub static ATTEMPT: u32;
+}
+
+/// How much longer than its base timeout try number `attempt` of a call may take: 1×, 2×, 4×,
+/// then 8× (pure).
+pub fn timeout_scale(attempt: u32) -> u32 {
+    1 << attempt.min(3)
+}
+
 /// Why a bounded await did not finish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Interrupt {
@@ -100,6 +111,10 @@ impl Budget {
 
     /// Run a call, retrying passing failures with backoff until the deadline. The inner `Err`
     /// is a failure no retry fixes.
+    ///
+    /// The attempt number is visible to the call as [`ATTEMPT`], so that a call that timed out
+    /// gets more time on its next try (see `ec2::Ec2`): retrying a slow endpoint with the same
+    /// short timeout only piles abandoned requests onto it.
     pub async fn retry<T, E, F, Fut>(&self, what: &str, f: F) -> Result<Result<T, E>, Interrupt>
     where
         E: Transient,
@@ -108,7 +123,7 @@ impl Budget {
     {
         let mut attempt = 0;
         loop {
-            match self.bounded(f()).await? {
+            match self.bounded(ATTEMPT.scope(attempt, f())).await? {
                 Ok(v) => return Ok(Ok(v)),
                 Err(e) if e.is_transient() => {
                     debug!(what, error = %e, attempt, "temporary failure; backing off");
@@ -146,5 +161,16 @@ impl Budget {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_get_more_time_up_to_eight_times() {
+        let scales: Vec<u32> = (0..6).map(timeout_scale).collect();
+        assert_eq!(scales, vec![1, 2, 4, 8, 8, 8]);
     }
 }

@@ -152,6 +152,8 @@ struct Claimer {
     rng: StdRng,
     redis_down_until: Option<Instant>,
     pool_size: usize,
+    /// Lease of our Redis claims (renewed while waiting for a paced slot).
+    lease: Duration,
 }
 
 impl Claimer {
@@ -174,6 +176,7 @@ impl Claimer {
             rng: StdRng::from_os_rng(),
             redis_down_until: None,
             pool_size: 0,
+            lease: cfg.lease,
         }
     }
 
@@ -217,6 +220,7 @@ impl Claimer {
         info!(eni = %me.eni, private_ip = %me.private_ip, pool = %self.pool, "claiming");
 
         let pool = self.pool.clone();
+        self.pace("describe", plan::DESCRIBE_PACE, None).await?;
         let listing = self
             .work
             .retry("list pool", || ec2.describe_pool(&pool))
@@ -453,6 +457,10 @@ impl Claimer {
             // (still AllowReassociation=false, so it can take nothing from anyone) is how we
             // learn whether it did: giving up instead could leave the address on our interface
             // with nobody using it.
+            let renewing = held.as_mut().filter(|_| !maybe_ours);
+            if !self.pace("mutating", plan::MUTATING_PACE, renewing).await? {
+                return Ok(Err(Attempt::Busy));
+            }
             if let Some(h) = held.as_mut().filter(|_| !maybe_ours) {
                 if !self.renew(h).await? {
                     return Ok(Err(Attempt::Busy));
@@ -531,6 +539,7 @@ impl Claimer {
         let mut poll = 0;
         loop {
             self.work.sleep(plan::validation_delay(poll)).await?;
+            self.pace("describe", plan::DESCRIBE_PACE, None).await?;
             poll += 1;
             let ec2 = self.ec2.clone();
             let seen = match self
@@ -559,6 +568,42 @@ impl Claimer {
                 }
             }
         }
+    }
+
+    /// Wait for our slot of the herd's shared `rate` for `class` calls (reserved in Redis), so the
+    /// herd reaches EC2 at the rate EC2 allows instead of being throttled. A claim held meanwhile
+    /// is renewed every third of its lease. `Ok(false)`: that claim was lost while waiting.
+    /// Without Redis there is no shared pace: backoff on throttling is all there is.
+    async fn pace(
+        &mut self,
+        class: &str,
+        rate: plan::Rate,
+        mut held: Option<&mut Held>,
+    ) -> Result<bool, Stop> {
+        let Some(claims) = self.live_claims().cloned() else {
+            return Ok(true);
+        };
+        let mut left = match self.work.bounded(claims.pace(class, rate)).await? {
+            Ok(wait) => wait,
+            Err(e) => {
+                let _ = self.redis_failed(e);
+                return Ok(true);
+            }
+        };
+        if !left.is_zero() {
+            debug!(class, wait = ?left, "waiting for our slot of the herd's EC2 rate");
+        }
+        while !left.is_zero() {
+            let step = left.min(self.lease / 3);
+            self.work.sleep(step).await?;
+            left -= step;
+            if let Some(h) = held.as_deref_mut() {
+                if !self.renew(h).await? {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
     }
 
     /// Renew the lease before an EC2 call. `Ok(false)`: the claim is gone; stop on this address.

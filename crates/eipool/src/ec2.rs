@@ -289,7 +289,8 @@ pub async fn connect(call_timeout: Duration) -> Result<Ec2, String> {
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(call_timeout.min(Duration::from_secs(3)))
-                .operation_attempt_timeout(call_timeout)
+                // Ours (in `send`) is the real bound; it grows on retries, so the SDK's must not cut first.
+                .operation_attempt_timeout(call_timeout * crate::budget::timeout_scale(u32::MAX))
                 .build(),
         )
         .load()
@@ -701,11 +702,13 @@ impl Ec2 {
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        let result = match tokio::time::timeout(self.call_timeout, fut).await {
+        let attempt = crate::budget::ATTEMPT.try_with(|a| *a).unwrap_or(0);
+        let timeout = self.call_timeout * crate::budget::timeout_scale(attempt);
+        let result = match tokio::time::timeout(timeout, fut).await {
             Ok(r) => r.map_err(|e| map_err(action, e)),
             Err(_) => Err(Ec2Error::Transient {
                 action,
-                detail: format!("no answer within {:?}", self.call_timeout),
+                detail: format!("no answer within {timeout:?}"),
                 maybe_applied: true,
             }),
         };

@@ -10,6 +10,7 @@
 //! | `eipool:{P}:claim:<alloc>` | `<owner>\|<fence>` | lease (PX), renewed while working |
 //! | `eipool:{P}:assigned:<alloc>` | `<eni>/<ip>` of the holder, or `?` | a few minutes |
 //! | `eipool:{P}:iface:<eni>/<ip>` | `<alloc>` this interface is taking or holds | a few minutes |
+//! | `eipool:{P}:pace:<class>` | GCRA theoretical arrival time (ms) of the class's shared rate | seconds |
 //! | `eipool:{P}:holders` (hash) | `<alloc>` → `<eni>/<ip>\|<unix ms>` of each claim eipool made | until released |
 //!
 //! Redis speeds the herd up and keeps claimers off each other's toes; it is not what makes the
@@ -117,12 +118,29 @@ redis.call('HDEL', KEYS[3], ARGV[1])
 return 1
 "#;
 
+// GCRA ("virtual scheduling"): every caller reserves the next slot of a shared rate and learns
+// how long to wait for it, so a herd reaches EC2 at the rate EC2 allows instead of being
+// throttled and retrying. ARGV: emission interval ms, burst tolerance ms. Returns the wait in ms.
+const PACE_LUA: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local wait = tat - tolerance - now
+if wait < 0 then wait = 0 end
+redis.call('SET', KEYS[1], tat + interval, 'PX', math.floor(tat + interval - now + 1000))
+return wait
+"#;
+
 // Compiled once per process; EVALSHA with a transparent fallback to EVAL (redis-rs `Script`).
 static ACQUIRE: LazyLock<Script> = LazyLock::new(|| Script::new(ACQUIRE_LUA));
 static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(EXTEND_LUA));
 static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE_LUA));
 static ASSIGN: LazyLock<Script> = LazyLock::new(|| Script::new(ASSIGN_LUA));
 static FORGET: LazyLock<Script> = LazyLock::new(|| Script::new(FORGET_LUA));
+static PACE: LazyLock<Script> = LazyLock::new(|| Script::new(PACE_LUA));
 
 /// What Redis knows about a pool's addresses.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -443,6 +461,19 @@ impl Claims {
             .bounded(conn.hdel(self.key("holders"), alloc.as_str()))
             .await?;
         Ok(())
+    }
+
+    /// Reserve the next slot of the pool's shared `rate` for calls of `class` (e.g. EC2's
+    /// mutating calls) and return how long to wait for it.
+    #[instrument(skip(self), err(Display))]
+    pub async fn pace(&self, class: &str, rate: crate::plan::Rate) -> Result<Duration, LockError> {
+        let mut conn = self.conn.clone();
+        let mut inv = PACE.prepare_invoke();
+        inv.key(self.key(&format!("pace:{class}")))
+            .arg(rate.interval().as_millis() as u64)
+            .arg(rate.tolerance().as_millis() as u64);
+        let wait_ms: i64 = self.bounded(inv.invoke_async(&mut conn)).await?;
+        Ok(Duration::from_millis(wait_ms.max(0) as u64))
     }
 
     /// Round trip to Redis (PING), for health checks.
