@@ -463,10 +463,7 @@ impl Ec2 {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let f = Filter::builder()
-            .name("network-interface-id")
-            .set_values(Some(ids.iter().map(|i| i.0.clone()).collect()))
-            .build();
+        let f = filter_any("network-interface-id", ids.iter().map(EniId::as_str));
         let out = self
             .send(
                 ACTION,
@@ -503,10 +500,7 @@ impl Ec2 {
         if ids.is_empty() {
             return Ok(BTreeMap::new());
         }
-        let f = Filter::builder()
-            .name("instance-id")
-            .set_values(Some(ids.iter().map(|i| i.0.clone()).collect()))
-            .build();
+        let f = filter_any("instance-id", ids.iter().map(InstanceId::as_str));
         let out = self
             .send(ACTION, self.client.describe_instances().filters(f).send())
             .await?;
@@ -719,7 +713,15 @@ impl Ec2 {
 }
 
 fn filter(name: &str, value: &str) -> Filter {
-    Filter::builder().name(name).values(value).build()
+    filter_any(name, [value])
+}
+
+/// A filter matching any of `values`.
+fn filter_any<'a>(name: &str, values: impl IntoIterator<Item = &'a str>) -> Filter {
+    Filter::builder()
+        .name(name)
+        .set_values(Some(values.into_iter().map(str::to_string).collect()))
+        .build()
 }
 
 fn nonempty(s: Option<&str>) -> Option<&str> {

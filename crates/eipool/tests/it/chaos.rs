@@ -417,44 +417,6 @@ async fn associate_applied_but_answer_lost_is_kept_or_given_back_never_leaked() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fifth_of_ec2_calls_failing_with_5xx_still_lets_everyone_claim_in_time() {
-    let _turn = heavy().await;
-    let mut lab = Lab::new().await;
-    let nodes = lab.ec2.nodes(21).await.unwrap();
-    let by = bystanders(&lab, &nodes[20]).await;
-    lab.ec2.allocate(Some(&lab.pool), 20).await.unwrap();
-    let proxy = proxied(
-        &mut lab,
-        ChaosConfig {
-            p_5xx: 0.2,
-            ..ChaosConfig::default()
-        },
-    )
-    .await;
-    let (outcomes, took) = herd(
-        &lab.env,
-        runs(&lab, &lab.redis.url(), &nodes[..20], &["--timeout", "60s"]),
-    )
-    .await;
-    let stats: Stats = proxy.stats();
-    report(
-        "20% of EC2 calls answered 5xx",
-        "InternalError (HTTP 500) on 20% of all calls",
-        &outcomes,
-        Some(&stats),
-        took,
-    );
-    assert!(stats.outcome("5xx") > 0, "nothing failed: {stats:?}");
-    let wins = successes(&outcomes);
-    assert_eq!(
-        wins.len(),
-        20,
-        "I4: everyone succeeds before the deadline: {outcomes:#?}"
-    );
-    assert_safe(&lab, &wins, &by).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_connections_cut_mid_herd() {
     redis_fault_scenario("Redis connections cut mid-herd", async |lab: &mut Lab, tcp: &TcpFault| {
         until_associated(lab, 6).await;
@@ -464,35 +426,26 @@ async fn redis_connections_cut_mid_herd() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connections_reset_on_a_sixth_of_ec2_calls_still_lets_everyone_claim_in_time() {
+/// 20 claimers for 20 addresses through EC2 faulting as `config` says: everyone must still get an
+/// address before the deadline, safely. `outcome` is the proxy's name for the injected answer.
+async fn ec2_fault_scenario(name: &str, injected: &str, config: ChaosConfig, outcome: &str) {
     let _turn = heavy().await;
     let mut lab = Lab::new().await;
     let nodes = lab.ec2.nodes(21).await.unwrap();
     let by = bystanders(&lab, &nodes[20]).await;
     lab.ec2.allocate(Some(&lab.pool), 20).await.unwrap();
-    let proxy = proxied(
-        &mut lab,
-        ChaosConfig {
-            p_reset: 0.15,
-            ..ChaosConfig::default()
-        },
-    )
-    .await;
+    let proxy = proxied(&mut lab, config).await;
     let (outcomes, took) = herd(
         &lab.env,
         runs(&lab, &lab.redis.url(), &nodes[..20], &["--timeout", "60s"]),
     )
     .await;
-    let stats = proxy.stats();
-    report(
-        "15% of EC2 connections reset",
-        "connection closed without an answer, nothing forwarded",
-        &outcomes,
-        Some(&stats),
-        took,
+    let stats: Stats = proxy.stats();
+    report(name, injected, &outcomes, Some(&stats), took);
+    assert!(
+        stats.outcome(outcome) > 0,
+        "nothing was injected: {stats:?}"
     );
-    assert!(stats.outcome("reset") > 0, "nothing was reset: {stats:?}");
     let wins = successes(&outcomes);
     assert_eq!(
         wins.len(),
@@ -501,4 +454,34 @@ async fn connections_reset_on_a_sixth_of_ec2_calls_still_lets_everyone_claim_in_
         failures(&outcomes)
     );
     assert_safe(&lab, &wins, &by).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifth_of_ec2_calls_failing_with_5xx_still_lets_everyone_claim_in_time() {
+    let config = ChaosConfig {
+        p_5xx: 0.2,
+        ..ChaosConfig::default()
+    };
+    ec2_fault_scenario(
+        "20% of EC2 calls answered 5xx",
+        "InternalError (HTTP 500) on 20% of all calls",
+        config,
+        "5xx",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_reset_on_a_sixth_of_ec2_calls_still_lets_everyone_claim_in_time() {
+    let config = ChaosConfig {
+        p_reset: 0.15,
+        ..ChaosConfig::default()
+    };
+    ec2_fault_scenario(
+        "15% of EC2 connections reset",
+        "connection closed without an answer, nothing forwarded",
+        config,
+        "reset",
+    )
+    .await;
 }
