@@ -936,3 +936,40 @@ mod tests {
         assert_eq!(extract_id("no id here", "i-"), "no id here");
     }
 }
+
+#[cfg(test)]
+mod iam {
+    use std::collections::BTreeSet;
+
+    /// deploy/iam-policy.json allows exactly the EC2 actions this module calls (plus CreateTags,
+    /// which AllocateAddress with TagSpecifications needs), no more, no fewer.
+    #[test]
+    fn the_iam_policy_lists_exactly_the_actions_the_code_calls() {
+        let code = include_str!("ec2.rs");
+        let mut called: BTreeSet<String> = code
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("const ACTION: &str = \""))
+            .filter_map(|rest| rest.split('"').next())
+            .map(|a| format!("ec2:{a}"))
+            .collect();
+        called.insert("ec2:CreateTags".into());
+        let policy: serde_json::Value =
+            serde_json::from_str(include_str!("../../../deploy/iam-policy.json")).unwrap();
+        let mut allowed = BTreeSet::new();
+        for st in policy["Statement"].as_array().unwrap() {
+            match &st["Action"] {
+                serde_json::Value::String(a) => {
+                    allowed.insert(a.clone());
+                }
+                serde_json::Value::Array(list) => {
+                    allowed.extend(list.iter().map(|a| a.as_str().unwrap().to_string()))
+                }
+                other => panic!("unexpected Action {other}"),
+            }
+        }
+        assert_eq!(
+            allowed, called,
+            "deploy/iam-policy.json vs the EC2 calls in ec2.rs"
+        );
+    }
+}

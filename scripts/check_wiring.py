@@ -1,0 +1,61 @@
+"""The wiring of the rendered media-server pattern, checked: each line of WHY is one assertion."""
+import shlex
+import sys
+
+import yaml
+
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+failures = []
+
+
+def check(ok, why):
+    if not ok:
+        failures.append(why)
+
+
+def flag(args, name):
+    return args[args.index(name) + 1] if name in args else None
+
+
+def mount_dir(container, volume):
+    return next((m["mountPath"] for m in container.get("volumeMounts", []) if m["name"] == volume), None)
+
+
+media = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "media-server")
+spec = media["spec"]["template"]["spec"]
+inits = {c["name"]: c for c in spec.get("initContainers", [])}
+mains = {c["name"]: c for c in spec["containers"]}
+claim, agent, app = inits.get("eipool-claim"), inits.get("eipool-agent"), mains.get("media")
+
+check(spec.get("hostNetwork") is True, "hostNetwork is on (the Elastic IP is the node's)")
+check(claim is not None and claim["args"][0] == "claim", "an initContainer runs `eipool claim`")
+check(agent is not None and agent["args"][0] == "agent" and agent.get("restartPolicy") == "Always",
+      "the agent is a native sidecar (initContainer, restartPolicy Always) running `eipool agent`")
+output = flag(claim["args"], "--output")
+check(output is not None, "the claim writes an env file (--output)")
+volume = next((m["name"] for m in claim.get("volumeMounts", []) if output and output.startswith(m["mountPath"] + "/")), None)
+check(volume is not None, "the env file is on a mounted volume")
+check(any(v["name"] == volume and "emptyDir" in v for v in spec.get("volumes", [])), "that volume is a shared emptyDir")
+for name, c in [("media", app), ("eipool-agent", agent)]:
+    check(mount_dir(c, volume) == mount_dir(claim, volume), f"{name} mounts the env file's volume at the same path")
+check(flag(agent["args"], "--output") == output, "the agent rewrites the same env file on drift")
+check(output in " ".join(app.get("args", []) + app.get("command", [])), "the media container sources the env file")
+listen_port = int(flag(agent["args"], "--listen").rsplit(":", 1)[1])
+check(any(p["containerPort"] == listen_port for p in agent.get("ports", [])), "the agent exposes its --listen port")
+for probe, path in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")]:
+    get = agent.get(probe, {}).get("httpGet", {})
+    check(get.get("path") == path and get.get("port") == listen_port, f"the agent's {probe} hits {path} on its own port")
+pre = agent.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])
+check(pre[:2] == ["eipool", "release"], "preStop runs `eipool release`")
+check(flag(pre, "--env-file") == output, "the release names the claimed association (--env-file)")
+check(spec.get("terminationGracePeriodSeconds", 30) >= 60, "the grace period covers drain plus release")
+check(spec.get("serviceAccountName") == "eipool", "pods run as the IRSA service account")
+sa = next(d for d in docs if d["kind"] == "ServiceAccount" and d["metadata"]["name"] == "eipool")
+check("eks.amazonaws.com/role-arn" in sa["metadata"].get("annotations", {}), "the service account is annotated for IRSA")
+check(any(d["kind"] == "PodDisruptionBudget" for d in docs), "a PodDisruptionBudget exists")
+check(any(d["kind"] == "PrometheusRule" for d in docs), "the alerts are deployed")
+check(any(d["kind"] == "Deployment" and d["metadata"]["name"] == "eipool-exporter" for d in docs), "one exporter serves the pool gauges")
+
+if failures:
+    print(f"check_wiring: {sys.argv[1]}:", *failures, sep="\n  - ", file=sys.stderr)
+    sys.exit(1)
