@@ -67,6 +67,20 @@ async fn free_addresses(ec2: &Client, pool: &str) -> Result<Vec<Free>> {
         .collect())
 }
 
+/// Plain AssociateAddress with reassociation allowed (it takes the address from any holder);
+/// returns the association id.
+async fn associate_stealing(ec2: &Client, alloc: &str, eni: &str) -> Result<String> {
+    let out = ec2
+        .associate_address()
+        .allocation_id(alloc)
+        .network_interface_id(eni)
+        .allow_reassociation(true)
+        .send()
+        .await
+        .context("AssociateAddress")?;
+    Ok(out.association_id().unwrap_or_default().to_string())
+}
+
 /// Poll DescribeAddresses by id until it shows the address on `eni`.
 async fn validate(ec2: &Client, alloc: &str, eni: &str, deadline: Instant) -> Result<bool> {
     while Instant::now() < deadline {
@@ -152,15 +166,7 @@ pub async fn run(
                 let Some(f) = free.into_iter().next() else {
                     return Ok(None);
                 };
-                let out = ec2
-                    .associate_address()
-                    .allocation_id(&f.allocation_id)
-                    .network_interface_id(eni)
-                    .allow_reassociation(true)
-                    .send()
-                    .await
-                    .context("AssociateAddress")?;
-                let assoc = out.association_id().unwrap_or_default().to_string();
+                let assoc = associate_stealing(&ec2, &f.allocation_id, eni).await?;
                 validate(&ec2, &f.allocation_id, eni, deadline).await?;
                 anyhow::Ok(Some((f, assoc)))
             }
@@ -180,15 +186,7 @@ pub async fn run(
             let Some(f) = free.choose(&mut rand::rng()) else {
                 return Ok(ExitCode::from(69));
             };
-            let out = ec2
-                .associate_address()
-                .allocation_id(&f.allocation_id)
-                .network_interface_id(eni)
-                .allow_reassociation(true)
-                .send()
-                .await
-                .context("AssociateAddress")?;
-            let assoc = out.association_id().unwrap_or_default().to_string();
+            let assoc = associate_stealing(&ec2, &f.allocation_id, eni).await?;
             validate(&ec2, &f.allocation_id, eni, deadline).await?;
             Ok(report(f, &assoc, eni, started))
         }

@@ -327,12 +327,26 @@ impl Ec2 {
     /// All VPC Elastic IPs tagged `eipool:pool=<pool>`. One call; the pool is listed sparingly.
     #[instrument(skip(self), err(Display))]
     pub async fn describe_pool(&self, pool: &str) -> Result<Vec<Address>, Ec2Error> {
+        self.describe_pool_where(pool, None).await
+    }
+
+    /// The pool's VPC addresses, narrowed by `extra` when given: the one DescribeAddresses
+    /// behind every pool listing.
+    async fn describe_pool_where(
+        &self,
+        pool: &str,
+        extra: Option<Filter>,
+    ) -> Result<Vec<Address>, Ec2Error> {
         const ACTION: &str = "DescribeAddresses";
         let req = self
             .client
             .describe_addresses()
             .filters(filter("domain", "vpc"))
             .filters(filter(&format!("tag:{POOL_TAG}"), pool));
+        let req = match extra {
+            Some(f) => req.filters(f),
+            None => req,
+        };
         let out = self.send(ACTION, req.send()).await?;
         Ok(out.addresses().iter().filter_map(to_address).collect())
     }
@@ -446,14 +460,8 @@ impl Ec2 {
         pool: &str,
         eni: &EniId,
     ) -> Result<Vec<Address>, Ec2Error> {
-        const ACTION: &str = "DescribeAddresses";
-        let req = self
-            .client
-            .describe_addresses()
-            .filters(filter(&format!("tag:{POOL_TAG}"), pool))
-            .filters(filter("network-interface-id", eni.as_str()));
-        let out = self.send(ACTION, req.send()).await?;
-        Ok(out.addresses().iter().filter_map(to_address).collect())
+        self.describe_pool_where(pool, Some(filter("network-interface-id", eni.as_str())))
+            .await
     }
 
     /// Status and attachment of these interfaces; ids that no longer exist are simply absent.
@@ -580,14 +588,8 @@ impl Ec2 {
         key: &str,
         value: &str,
     ) -> Result<Vec<Address>, Ec2Error> {
-        const ACTION: &str = "DescribeAddresses";
-        let req = self
-            .client
-            .describe_addresses()
-            .filters(filter(&format!("tag:{POOL_TAG}"), pool))
-            .filters(filter(&format!("tag:{key}"), value));
-        let out = self.send(ACTION, req.send()).await?;
-        Ok(out.addresses().iter().filter_map(to_address).collect())
+        self.describe_pool_where(pool, Some(filter(&format!("tag:{key}"), value)))
+            .await
     }
 
     /// Release (give back to AWS) an Elastic IP. EC2 refuses while it is associated

@@ -178,18 +178,8 @@ pub async fn gc(ctx: &Context, budget: &Budget, apply: bool) -> Result<Report, E
                     let current = listing
                         .iter()
                         .find(|a| &a.allocation_id == alloc)
-                        .and_then(|a| a.association.as_ref())
-                        .map(|x| {
-                            format!(
-                                "{}/{}",
-                                x.network_interface_id
-                                    .as_ref()
-                                    .map(|e| e.as_str())
-                                    .unwrap_or("-"),
-                                x.private_ip.map(|i| i.to_string()).unwrap_or_default()
-                            )
-                        });
-                    if current.as_deref() != Some(holder.at.as_str()) {
+                        .and_then(|a| a.association.as_ref());
+                    if !current.is_some_and(|x| holder.matches(x)) {
                         stale_records.push(alloc.clone());
                     }
                 }

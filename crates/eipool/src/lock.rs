@@ -160,6 +160,21 @@ pub struct Holder {
     pub since_ms: u64,
 }
 
+/// How a holder record names where an address is: `<eni>/<private ip>`.
+pub fn holder_at(eni: &EniId, ip: Ipv4Addr) -> String {
+    format!("{eni}/{ip}")
+}
+
+impl Holder {
+    /// Whether EC2's association is where this record says eipool put the address.
+    pub fn matches(&self, x: &crate::ec2::Association) -> bool {
+        match (&x.network_interface_id, x.private_ip) {
+            (Some(eni), Some(ip)) => self.at == holder_at(eni, ip),
+            _ => false,
+        }
+    }
+}
+
 fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -362,7 +377,7 @@ impl Claims {
             .key(self.iface_key(eni, ip))
             .key(self.key("holders"))
             .arg(fence.map(|f| self.value(f)).unwrap_or_default())
-            .arg(format!("{eni}/{ip}"))
+            .arg(holder_at(eni, ip))
             .arg(self.timing.assigned_ttl.as_millis() as u64)
             .arg(alloc.as_str())
             .arg(unix_ms());

@@ -12,7 +12,7 @@ use crate::claim::ec2_failure;
 use crate::context::Context;
 use crate::ec2::{Address, EniId, InstanceId};
 use crate::error::Error;
-use crate::lock::{Holder, View};
+use crate::lock::View;
 
 /// The state of one pool address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -54,20 +54,10 @@ impl State {
 pub fn classify(a: &Address, redis: Option<&View>) -> State {
     match (&a.association, redis) {
         (Some(_), None) => State::Assigned,
-        (Some(x), Some(view)) => {
-            let at = format!(
-                "{}/{}",
-                x.network_interface_id
-                    .as_ref()
-                    .map(|e| e.as_str())
-                    .unwrap_or("-"),
-                x.private_ip.map(|i| i.to_string()).unwrap_or_default()
-            );
-            match view.holders.get(&a.allocation_id) {
-                Some(Holder { at: recorded, .. }) if *recorded == at => State::Assigned,
-                _ => State::Foreign,
-            }
-        }
+        (Some(x), Some(view)) => match view.holders.get(&a.allocation_id) {
+            Some(h) if h.matches(x) => State::Assigned,
+            _ => State::Foreign,
+        },
         (None, Some(view)) if view.claiming.contains(&a.allocation_id) => State::Claiming,
         (None, _) => State::Free,
     }
@@ -252,6 +242,7 @@ pub async fn collect(ctx: &Context, budget: &Budget) -> Result<PoolStatus, Error
 mod tests {
     use super::*;
     use crate::ec2::{AllocationId, Association, AssociationId};
+    use crate::lock::Holder;
 
     fn addr(id: &str, on: Option<&str>) -> Address {
         Address {
