@@ -115,6 +115,7 @@ pub async fn run_case(
     claimers: usize,
     pool_size: usize,
     region: &str,
+    trace: Option<&Path>,
 ) -> Result<Row> {
     let ec2 = Ec2Lab::in_region(&moto.endpoint, region);
     let nodes = ec2.nodes(claimers).await?;
@@ -153,6 +154,16 @@ pub async fn run_case(
         }
     }
 
+    let trace_dir = match trace {
+        Some(t) if who == Contender::Eipool => {
+            let d = t.join(format!("{}-{claimers}-{pool_size}", who.name()));
+            // Logs of an earlier run of this case would mix with this one's.
+            let _ = std::fs::remove_dir_all(&d);
+            std::fs::create_dir_all(&d).with_context(|| format!("create {}", d.display()))?;
+            Some(d)
+        }
+        _ => None,
+    };
     let started = Instant::now();
     let mut handles = Vec::with_capacity(claimers);
     for (i, n) in nodes.iter().enumerate() {
@@ -160,18 +171,23 @@ pub async fn run_case(
         let (program, args): (&Path, Vec<String>) = match who {
             Contender::Eipool => {
                 env.imds_endpoint = stubs[i].endpoint.clone();
-                (
-                    &bins.eipool,
-                    vec![
-                        "--pool".into(),
-                        pool.clone(),
-                        "--redis-url".into(),
-                        redis.url(),
-                        "claim".into(),
-                        "--timeout".into(),
-                        "600s".into(),
-                    ],
-                )
+                let mut args: Vec<String> = if trace_dir.is_some() {
+                    ["--log-format", "json", "--log", "eipool=debug"]
+                        .map(String::from)
+                        .to_vec()
+                } else {
+                    Vec::new()
+                };
+                args.extend([
+                    "--pool".into(),
+                    pool.clone(),
+                    "--redis-url".into(),
+                    redis.url(),
+                    "claim".into(),
+                    "--timeout".into(),
+                    "600s".into(),
+                ]);
+                (&bins.eipool, args)
             }
             Contender::Baseline(s) => (
                 &bins.lab,
@@ -197,9 +213,19 @@ pub async fn run_case(
             .command_of(program, &args)
             .spawn()
             .context("spawn claimer")?;
+        let spawned_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
         let eni = n.eni.clone();
+        let log = trace_dir
+            .as_ref()
+            .map(|d| d.join(format!("claimer-{i:03}.jsonl")));
         handles.push(tokio::spawn(async move {
             let out = child.wait_with_output().await;
+            if let (Some(log), Ok(out)) = (log, &out) {
+                let spawn = format!("{{\"spawned_ms\":{spawned_ms}}}\n");
+                let _ = std::fs::write(log, [spawn.as_bytes(), &out.stderr].concat());
+            }
             (eni, args, out)
         }));
     }

@@ -6,6 +6,9 @@
 //! - [`claimer`]: run the real `eipool` binary as a process and collect what it reported.
 //! - [`imds`]: a small IMDSv2 stub (moto's IMDS is static).
 //! - [`check`]: invariants over EC2's final state and the claimers' outcomes.
+//! - [`chaos`], [`tcp_fault`]: AWS-like EC2 and faulty Redis in front of the real servers.
+//! - [`bench`], [`baseline`], [`profile`]: the herd benchmark, the strategies it compares
+//!   eipool with, and where a traced herd's time went.
 
 pub mod baseline;
 pub mod bench;
@@ -14,5 +17,6 @@ pub mod check;
 pub mod claimer;
 pub mod fixture;
 pub mod imds;
+pub mod profile;
 pub mod services;
 pub mod tcp_fault;

@@ -51,6 +51,10 @@ enum Command {
         /// The eipool binary [default: next to this one]
         #[arg(long, env = "EIPOOL_BIN")]
         eipool: Option<PathBuf>,
+        /// Keep each eipool claimer's debug log (JSON lines) under OUT/trace/ and print where
+        /// the herd's time went
+        #[arg(long)]
+        trace: bool,
     },
     /// One claimer of a baseline strategy (used by bench; not for production)
     Baseline {
@@ -89,8 +93,16 @@ fn main() -> Result<std::process::ExitCode> {
             eipool,
             only,
             strategy,
+            trace,
         } => rt
-            .block_on(bench(quick, &out, eipool, only.as_deref(), &strategy))
+            .block_on(bench(
+                quick,
+                &out,
+                eipool,
+                only.as_deref(),
+                &strategy,
+                trace,
+            ))
             .map(|_| std::process::ExitCode::SUCCESS),
         Command::Baseline {
             strategy,
@@ -114,6 +126,7 @@ async fn bench(
     eipool: Option<PathBuf>,
     only: Option<&str>,
     strategies: &[String],
+    trace: bool,
 ) -> Result<()> {
     use eipool_lab::bench::{self, Bins, Contender, REGIONS};
     let bins = Bins {
@@ -139,6 +152,7 @@ async fn bench(
     }
     let moto = Moto::start().context("starting moto")?;
     let mut rows = Vec::new();
+    let mut profiles = Vec::new();
     let mut region = REGIONS.iter();
     for &(n, size) in &cases {
         for who in Contender::ALL {
@@ -147,7 +161,17 @@ async fn bench(
             }
             let r = region.next().context("more runs than moto regions")?;
             eprintln!("bench: {} with N={n}, pool={size} ...", who.name());
-            let row = bench::run_case(&moto, &bins, who, n, size, r).await?;
+            let trace_dir = trace.then(|| out.join("trace"));
+            let row = bench::run_case(&moto, &bins, who, n, size, r, trace_dir.as_deref()).await?;
+            if let (Some(dir), Contender::Eipool) = (&trace_dir, who) {
+                let logs = dir.join(format!("{}-{n}-{size}", who.name()));
+                let claimers = eipool_lab::profile::read_dir(&logs)?;
+                profiles.push(format!(
+                    "Where the time went: eipool, N={n}, pool={size} (logs in {})\n\n{}",
+                    logs.display(),
+                    eipool_lab::profile::markdown(&claimers)
+                ));
+            }
             eprintln!(
                 "  makespan {:.1} s, {} ok, {} exhausted, {} failed",
                 row.makespan_s, row.successes, row.exhausted, row.failed
@@ -164,6 +188,9 @@ async fn bench(
         "Floor from EC2's mutating bucket (burst 50, 5/s), max(0, N - 50) / 5 + one round trip: {}",
         floors.join("; ")
     );
+    for p in &profiles {
+        println!("\n{p}");
+    }
     std::fs::create_dir_all(out)?;
     std::fs::write(out.join("herd.json"), serde_json::to_string_pretty(&rows)?)?;
     let plot_n = rows.iter().map(|r| r.claimers).max().unwrap_or(0);

@@ -591,7 +591,7 @@ impl Claimer {
             }
         };
         if !left.is_zero() {
-            debug!(class, wait = ?left, "waiting for our slot of the herd's EC2 rate");
+            debug!(class, wait_ms = left.as_millis() as u64, "waiting for our slot of the herd's EC2 rate");
         }
         while !left.is_zero() {
             let step = left.min(self.lease / 3);

@@ -700,6 +700,7 @@ impl Ec2 {
     {
         let attempt = crate::budget::ATTEMPT.try_with(|a| *a).unwrap_or(0);
         let timeout = self.call_timeout * crate::budget::timeout_scale(attempt);
+        let sent = std::time::Instant::now();
         let result = match tokio::time::timeout(timeout, fut).await {
             Ok(r) => r.map_err(|e| map_err(action, e)),
             Err(_) => Err(Ec2Error::Transient {
@@ -710,6 +711,8 @@ impl Ec2 {
         };
         let outcome = result.as_ref().map_or_else(Ec2Error::label, |_| "ok");
         crate::metrics::global().ec2_call(action, outcome);
+        let elapsed_ms = sent.elapsed().as_millis() as u64;
+        tracing::debug!(action, outcome, elapsed_ms, "ec2 call");
         result
     }
 }
