@@ -20,7 +20,7 @@ use crate::context;
 use crate::ec2::{self, Address, AllocationId, AssociationId, Ec2, Ec2Error};
 use crate::error::Error;
 use crate::identity::{self, Identity};
-use crate::lock::{Acquire, Claims, Held, LockError};
+use crate::lock::{Acquire, Claims, Held, LockError, SharedListing};
 use crate::output::{self, Claimed};
 use crate::plan::{self, AfterDeadline, AfterPass, PassTally};
 
@@ -219,54 +219,76 @@ impl Claimer {
             .map_err(Stop::Fatal)?;
         info!(eni = %me.eni, private_ip = %me.private_ip, pool = %self.pool, "claiming");
 
-        let pool = self.pool.clone();
-        self.pace("describe", plan::DESCRIBE_PACE, None).await?;
-        let listing = self
-            .work
-            .retry("list pool", || ec2.describe_pool(&pool))
-            .await?
-            .map_err(|e| Stop::Fatal(ec2_failure(e, Some(&pool))))?;
-        self.pool_size = listing.len();
-
-        let mine: Vec<&Address> = listing
-            .iter()
-            .filter(|a| a.held_by(&me.eni, me.private_ip))
-            .collect();
-        if let Some(a) = mine.first() {
-            if mine.len() > 1 {
-                warn!(
-                    count = mine.len(),
-                    "this interface holds several addresses of the pool; reporting the first"
-                );
-            }
-            info!(public_ip = %a.public_ip, allocation_id = %a.allocation_id, "already held: adopting");
-            return Ok(self.report(a, &me, a.association.as_ref().map(|x| x.id.clone()), true));
-        }
-        if listing.is_empty() {
-            return Err(Stop::Fatal(self.exhausted()));
-        }
-
         // A re-run after a crash: Redis remembers what this interface was taking, which a stale
         // DescribeAddresses may not show yet. Try that one first, as possibly ours.
         let intent = self.intent(&me).await;
-        let free: Vec<Address> = listing
-            .iter()
-            .filter(|a| a.association.is_none())
-            .cloned()
-            .collect();
-        let mut order = plan::candidate_order(&free, &mut self.rng);
-        if let Some(alloc) = &intent {
-            if let Some(a) = listing.iter().find(|a| &a.allocation_id == alloc) {
-                order.retain(|c| &c.allocation_id != alloc);
-                order.insert(0, a.clone());
+        let mut allow_shared = true;
+        loop {
+            let (listing, shared) = self.list_pool(allow_shared).await?;
+            self.pool_size = listing.len();
+            let mine: Vec<&Address> = listing
+                .iter()
+                .filter(|a| a.held_by(&me.eni, me.private_ip))
+                .collect();
+            if shared && (intent.is_some() || !mine.is_empty() || listing.is_empty()) {
+                // Adopting an address, or finding the pool empty, is decided on our own listing:
+                // the herd's may be seconds old, older than what this interface did last (a
+                // re-run, which Redis's intent record gives away, must see its own address).
+                allow_shared = false;
+                continue;
+            }
+            if let Some(a) = mine.first() {
+                if mine.len() > 1 {
+                    warn!(
+                        count = mine.len(),
+                        "this interface holds several addresses of the pool; reporting the first"
+                    );
+                }
+                info!(public_ip = %a.public_ip, allocation_id = %a.allocation_id, "already held: adopting");
+                return Ok(self.report(a, &me, a.association.as_ref().map(|x| x.id.clone()), true));
+            }
+            if listing.is_empty() {
+                return Err(Stop::Fatal(self.exhausted()));
+            }
+
+            let free: Vec<Address> = listing
+                .iter()
+                .filter(|a| a.association.is_none())
+                .cloned()
+                .collect();
+            let mut order = plan::candidate_order(&free, &mut self.rng);
+            if let Some(alloc) = &intent {
+                if let Some(a) = listing.iter().find(|a| &a.allocation_id == alloc) {
+                    order.retain(|c| &c.allocation_id != alloc);
+                    order.insert(0, a.clone());
+                }
+            }
+            info!(
+                pool_size = listing.len(),
+                free = order.len(),
+                shared,
+                "listed the pool"
+            );
+            match self.passes(order, &me, intent.as_ref(), last_tally).await? {
+                Some(claimed) => return Ok(claimed),
+                None if shared => {
+                    debug!("every candidate of the herd's listing is taken; listing the pool before giving up");
+                    allow_shared = false;
+                }
+                None => return Err(Stop::Fatal(self.exhausted())),
             }
         }
-        info!(
-            pool_size = listing.len(),
-            free = order.len(),
-            "listed the pool"
-        );
+    }
 
+    /// Try the candidates, pass after pass, until one is won (`Some`) or every one is known taken
+    /// (`None`: exhausted, as far as this listing knows).
+    async fn passes(
+        &mut self,
+        mut order: Vec<Address>,
+        me: &Identity,
+        intent: Option<&AllocationId>,
+        last_tally: &mut Option<PassTally>,
+    ) -> Result<Option<Claimed>, Stop> {
         let mut pass = 0u32;
         loop {
             let mut tally = PassTally::default();
@@ -274,9 +296,9 @@ impl Claimer {
             let mut blind_taken = 0;
             let mut rest = order.into_iter();
             while let Some(cand) = rest.next() {
-                let suspect_ours = intent.as_ref() == Some(&cand.allocation_id);
-                match self.attempt(&cand, &me, suspect_ours).await? {
-                    Attempt::Won(c) => return Ok(c),
+                let suspect_ours = intent == Some(&cand.allocation_id);
+                match self.attempt(&cand, me, suspect_ours).await? {
+                    Attempt::Won(c) => return Ok(Some(c)),
                     Attempt::Taken => {
                         // Without Redis, each "taken" cost a mutating call. After a few, a fresh
                         // listing (below) is cheaper than trying the rest of a stale one.
@@ -302,7 +324,7 @@ impl Claimer {
             }
             *last_tally = Some(tally);
             match plan::after_pass(tally) {
-                AfterPass::Exhausted => return Err(Stop::Fatal(self.exhausted())),
+                AfterPass::Exhausted => return Ok(None),
                 AfterPass::TryAgain => {
                     debug!(
                         busy = tally.busy,
@@ -316,15 +338,11 @@ impl Claimer {
                     if self.live_claims().is_none() {
                         // Without Redis nobody tells us what the others took: one fresh listing
                         // beats trying every address blind under EC2's mutating-call budget.
-                        let listing = self
-                            .work
-                            .retry("relist pool", || ec2.describe_pool(&pool))
-                            .await?
-                            .map_err(|e| Stop::Fatal(ec2_failure(e, Some(&pool))))?;
+                        let listing = self.list_own().await?;
                         if let Some(a) = listing.iter().find(|a| a.held_by(&me.eni, me.private_ip))
                         {
                             info!(public_ip = %a.public_ip, allocation_id = %a.allocation_id, "the listing shows an address on this interface: adopting");
-                            return Ok(self.report(a, &me, None, true));
+                            return Ok(Some(self.report(a, me, None, true)));
                         }
                         again = listing
                             .into_iter()
@@ -335,6 +353,56 @@ impl Claimer {
                 }
             }
         }
+    }
+
+    /// The pool's addresses, and whether they are the herd's listing rather than our own.
+    ///
+    /// With `allow_shared` and Redis, a listing another claimer made less than
+    /// [`plan::SHARED_LISTING_TTL`] ago is used as is; if none is recent, one claimer lists the
+    /// pool while the others wait for its answer, so a herd lists the pool about once instead of
+    /// once per claimer. Our own listings are shared with the herd.
+    async fn list_pool(&mut self, allow_shared: bool) -> Result<(Vec<Address>, bool), Stop> {
+        if allow_shared {
+            let lead_ttl = self.ec2.call_timeout() * 2;
+            while let Some(claims) = self.live_claims().cloned() {
+                match self.work.bounded(claims.shared_listing(lead_ttl)).await? {
+                    Ok(SharedListing::Recent(listing)) => return Ok((listing, true)),
+                    Ok(SharedListing::Lead) => break,
+                    Ok(SharedListing::Pending) => {
+                        self.work.sleep(plan::SHARED_LISTING_POLL).await?
+                    }
+                    Err(e) => {
+                        // Listing needs no lock, even with --require-lock.
+                        let _ = self.redis_failed(e);
+                        break;
+                    }
+                }
+            }
+        }
+        let listed = self.list_own().await;
+        if let Some(claims) = self.live_claims() {
+            // Share the listing, or on failure just end our lead so another claimer takes over.
+            let share = listed.as_ref().ok().map(Vec::as_slice);
+            match self
+                .cleanup(claims.share_listing(share, plan::SHARED_LISTING_TTL))
+                .await
+            {
+                Some(Ok(())) => {}
+                Some(Err(e)) => debug!(error = %e, "could not share the listing"),
+                None => {}
+            }
+        }
+        Ok((listed?, false))
+    }
+
+    /// DescribeAddresses of the whole pool, in our slot of the herd's describe rate.
+    async fn list_own(&mut self) -> Result<Vec<Address>, Stop> {
+        self.pace("describe", plan::DESCRIBE_PACE, None).await?;
+        let (ec2, pool) = (self.ec2.clone(), self.pool.clone());
+        self.work
+            .retry("list pool", || ec2.describe_pool(&pool))
+            .await?
+            .map_err(|e| Stop::Fatal(ec2_failure(e, Some(&pool))))
     }
 
     /// Try to win one candidate. Returns `Err` only to stop the whole claim (deadline, signal,
@@ -591,7 +659,11 @@ impl Claimer {
             }
         };
         if !left.is_zero() {
-            debug!(class, wait_ms = left.as_millis() as u64, "waiting for our slot of the herd's EC2 rate");
+            debug!(
+                class,
+                wait_ms = left.as_millis() as u64,
+                "waiting for our slot of the herd's EC2 rate"
+            );
         }
         while !left.is_zero() {
             let step = left.min(self.lease / 3);

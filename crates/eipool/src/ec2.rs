@@ -24,7 +24,9 @@ pub const POOL_TAG: &str = "eipool:pool";
 macro_rules! id_newtype {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+        #[derive(
+            Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+        )]
         #[serde(transparent)]
         pub struct $name(pub String);
         impl fmt::Display for $name {
@@ -155,8 +157,9 @@ impl Ec2Error {
     }
 }
 
-/// One Elastic IP as DescribeAddresses shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One Elastic IP as DescribeAddresses shows it. (Serialized only to share a listing with the
+/// herd through Redis.)
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Address {
     /// `eipalloc-…`.
     pub allocation_id: AllocationId,
@@ -169,7 +172,7 @@ pub struct Address {
 }
 
 /// Where an Elastic IP is associated.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Association {
     /// `eipassoc-…`.
     pub id: AssociationId,

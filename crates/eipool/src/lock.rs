@@ -11,6 +11,8 @@
 //! | `eipool:{P}:assigned:<alloc>` | `<eni>/<ip>` of the holder, or `?` | a few minutes |
 //! | `eipool:{P}:iface:<eni>/<ip>` | `<alloc>` this interface is taking or holds | a few minutes |
 //! | `eipool:{P}:pace:<class>` | GCRA theoretical arrival time (ms) of the class's shared rate | seconds |
+//! | `eipool:{P}:listing:v1` | the herd's most recent pool listing (JSON) | [`crate::plan::SHARED_LISTING_TTL`] |
+//! | `eipool:{P}:listing:lead` | owner token of the claimer making the next listing | a few call timeouts |
 //! | `eipool:{P}:holders` (hash) | `<alloc>` → `<eni>/<ip>\|<unix ms>` of each claim eipool made | until released |
 //!
 //! Redis speeds the herd up and keeps claimers off each other's toes; it is not what makes the
@@ -26,7 +28,7 @@ use redis::{AsyncCommands, Script};
 use tokio::time::Instant;
 use tracing::instrument;
 
-use crate::ec2::{AllocationId, EniId};
+use crate::ec2::{Address, AllocationId, EniId};
 
 /// Errors talking to Redis.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +50,17 @@ pub enum Acquire {
     Busy,
     /// It was recently assigned (or found taken): skip it.
     Assigned,
+}
+
+/// What the pool's shared listing slot gave a claimer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SharedListing {
+    /// A listing another claimer made less than its lifetime ago.
+    Recent(Vec<Address>),
+    /// No recent listing: this claimer makes the next one and shares it ([`Claims::share_listing`]).
+    Lead,
+    /// Another claimer is making it right now: ask again shortly.
+    Pending,
 }
 
 /// A live claim on one address.
@@ -118,6 +131,31 @@ redis.call('HDEL', KEYS[3], ARGV[1])
 return 1
 "#;
 
+// The herd's listing: a recent one if there is one, else the lead of the next (SET NX), else 0
+// (someone else is listing). KEYS: listing, lead. ARGV: owner, lead ttl ms.
+const LISTING_LUA: &str = r#"
+local l = redis.call('GET', KEYS[1])
+if l then
+  return l
+end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return 1
+end
+return 0
+"#;
+
+// Share a listing and end our lead. KEYS: listing, lead. ARGV: listing JSON (empty: only end the
+// lead), ttl ms, owner.
+const SHARE_LUA: &str = r#"
+if ARGV[1] ~= '' then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+if redis.call('GET', KEYS[2]) == ARGV[3] then
+  redis.call('DEL', KEYS[2])
+end
+return 1
+"#;
+
 // GCRA ("virtual scheduling"): every caller reserves the next slot of a shared rate and learns
 // how long to wait for it, so a herd reaches EC2 at the rate EC2 allows instead of being
 // throttled and retrying. ARGV: emission interval ms, burst tolerance ms. Returns the wait in ms.
@@ -141,6 +179,8 @@ static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE_LUA));
 static ASSIGN: LazyLock<Script> = LazyLock::new(|| Script::new(ASSIGN_LUA));
 static FORGET: LazyLock<Script> = LazyLock::new(|| Script::new(FORGET_LUA));
 static PACE: LazyLock<Script> = LazyLock::new(|| Script::new(PACE_LUA));
+static LISTING: LazyLock<Script> = LazyLock::new(|| Script::new(LISTING_LUA));
+static SHARE: LazyLock<Script> = LazyLock::new(|| Script::new(SHARE_LUA));
 
 /// What Redis knows about a pool's addresses.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -489,6 +529,60 @@ impl Claims {
             .arg(rate.tolerance().as_millis() as u64);
         let wait_ms: i64 = self.bounded(inv.invoke_async(&mut conn)).await?;
         Ok(Duration::from_millis(wait_ms.max(0) as u64))
+    }
+
+    /// The herd's recent listing of the pool, or the lead of the next one (held for at most
+    /// `lead_ttl`, so a leader that dies holds nobody up for longer), or word that someone else
+    /// is making it. A listing this version cannot read counts as none.
+    #[instrument(skip(self), err(Display))]
+    pub async fn shared_listing(&self, lead_ttl: Duration) -> Result<SharedListing, LockError> {
+        let mut conn = self.conn.clone();
+        let mut inv = LISTING.prepare_invoke();
+        inv.key(self.key("listing:v1"))
+            .key(self.key("listing:lead"))
+            .arg(&self.owner)
+            .arg(lead_ttl.as_millis() as u64);
+        let v: redis::Value = self.bounded(inv.invoke_async(&mut conn)).await?;
+        Ok(match v {
+            redis::Value::Int(1) => SharedListing::Lead,
+            redis::Value::Int(_) => SharedListing::Pending,
+            redis::Value::BulkString(json) => match serde_json::from_slice(&json) {
+                Ok(listing) => SharedListing::Recent(listing),
+                Err(e) => {
+                    tracing::debug!(error = %e, "unreadable shared listing; making a new one");
+                    SharedListing::Lead
+                }
+            },
+            other => {
+                return Err(LockError::Unavailable(format!(
+                    "unexpected answer to the listing script: {other:?}"
+                )))
+            }
+        })
+    }
+
+    /// Share `listing` with the herd for `ttl` and end our lead, if we had it. `None` only ends
+    /// the lead (the listing failed), so that another claimer takes it over at once.
+    #[instrument(skip(self, listing), err(Display))]
+    pub async fn share_listing(
+        &self,
+        listing: Option<&[Address]>,
+        ttl: Duration,
+    ) -> Result<(), LockError> {
+        let json = match listing {
+            Some(l) => serde_json::to_string(l)
+                .map_err(|e| LockError::Unavailable(format!("cannot encode the listing: {e}")))?,
+            None => String::new(),
+        };
+        let mut conn = self.conn.clone();
+        let mut inv = SHARE.prepare_invoke();
+        inv.key(self.key("listing:v1"))
+            .key(self.key("listing:lead"))
+            .arg(json)
+            .arg(ttl.as_millis() as u64)
+            .arg(&self.owner);
+        let _: i64 = self.bounded(inv.invoke_async(&mut conn)).await?;
+        Ok(())
     }
 
     /// Round trip to Redis (PING), for health checks.

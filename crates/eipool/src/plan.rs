@@ -52,6 +52,20 @@ pub fn cleanup_reserve(timeout: Duration) -> Duration {
 /// bound how long a claimer looks for an association it is unsure it made.
 pub const CONSISTENCY_BOUND: Duration = Duration::from_secs(5);
 
+/// How long a claimer may use a pool listing another claimer of the herd made, instead of
+/// listing the pool itself.
+///
+/// A herd that lists the pool once per claimer spends most of EC2's describe budget on the same
+/// answer (and, on moto, most of the first seconds: one 200-address listing costs ~48 ms of its
+/// single CPU). A listing a few seconds old is as good as a fresh one for choosing candidates:
+/// addresses eipool assigned since are marked in Redis, an address someone else took since costs
+/// one `Resource.AlreadyAssociated`, and a claimer never gives up (exhausted) or adopts an address
+/// on the strength of a shared listing: it lists the pool itself first.
+pub const SHARED_LISTING_TTL: Duration = Duration::from_secs(5);
+
+/// How often a claimer waiting for another claimer's listing asks Redis whether it is there.
+pub const SHARED_LISTING_POLL: Duration = Duration::from_millis(100);
+
 /// Delay before validation poll number `poll` (0-based) after a successful AssociateAddress.
 ///
 /// EC2 is eventually consistent: DescribeAddresses right after AssociateAddress often still shows

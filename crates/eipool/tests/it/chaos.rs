@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use eipool_lab::chaos::{ChaosConfig, ChaosProxy, Stats};
+use eipool_lab::chaos::{Bucket, ChaosConfig, ChaosProxy, Stats};
 use eipool_lab::check;
 use eipool_lab::claimer::ClaimReport;
 use eipool_lab::fixture::{Eip, Node};
@@ -93,13 +93,25 @@ async fn herd_of_100_for_60_through_throttling_latency_and_stale_describes() {
     let nodes = lab.ec2.nodes(101).await.unwrap();
     let by = bystanders(&lab, &nodes[100]).await;
     lab.ec2.allocate(Some(&lab.pool), 60).await.unwrap();
-    let proxy = proxied(&mut lab, aws_like()).await;
+    // The herd paces itself under AWS's default buckets and is never throttled there (see the
+    // benchmark). Here other callers in the account have drained most of the bursts, so the
+    // herd's own burst is throttled and must back off.
+    let mut config = aws_like();
+    config.mutating = Some(Bucket {
+        burst: 10.0,
+        per_second: 5.0,
+    });
+    config.non_mutating = Some(Bucket {
+        burst: 20.0,
+        per_second: 20.0,
+    });
+    let proxy = proxied(&mut lab, config).await;
 
     let (outcomes, took) = herd(&lab.env, runs(&lab, &lab.redis.url(), &nodes[..100], &[])).await;
     let stats = proxy.stats();
     report(
         "herd of 100 for 60",
-        "AWS throttling buckets (50+5/s mutating, 100+20/s describe), 100±50 ms latency, 1 s stale describes",
+        "AWS throttling with bursts mostly drained by other callers (10+5/s mutating, 20+20/s describe), 100±50 ms latency, 1 s stale describes",
         &outcomes,
         Some(&stats),
         took,

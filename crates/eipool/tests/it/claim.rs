@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use eipool_lab::check;
+use eipool_lab::fixture::Node;
 use eipool_lab::imds::ImdsStub;
 
 use crate::harness::{args, heavy, Lab};
@@ -399,4 +400,129 @@ where
         out.push(h.await.expect("task panicked"));
     }
     out
+}
+
+/// Put a listing in the pool's shared slot, as if another claimer had just made it.
+async fn share_listing(lab: &Lab, listing: &[eipool::ec2::Address]) {
+    let claims = eipool::lock::Claims::new(
+        redis::Client::open(lab.redis.url()).unwrap(),
+        &lab.pool,
+        "another-claimer".into(),
+        eipool::lock::Timing {
+            lease: Duration::from_secs(10),
+            assigned_ttl: Duration::from_secs(60),
+            op_timeout: Duration::from_secs(2),
+        },
+    )
+    .unwrap();
+    claims
+        .share_listing(Some(listing), Duration::from_secs(60))
+        .await
+        .unwrap();
+}
+
+/// How `eip` would show in a listing, associated with `eni` (or free).
+fn listed(lab: &Lab, eip: &eipool_lab::fixture::Eip, eni: Option<&Node>) -> eipool::ec2::Address {
+    use eipool::ec2::{Address, AllocationId, Association, AssociationId, EniId};
+    Address {
+        allocation_id: AllocationId(eip.allocation_id.clone()),
+        public_ip: eip.public_ip.parse().unwrap(),
+        association: eni.map(|n| Association {
+            id: AssociationId(format!("eipassoc-stale-{}", n.eni)),
+            network_interface_id: Some(EniId(n.eni.clone())),
+            private_ip: Some(n.private_ip.parse().unwrap()),
+            instance_id: None,
+        }),
+        pool: Some(lab.pool.clone()),
+    }
+}
+
+/// The herd's shared listing is a hint for choosing candidates. A claimer never reports an
+/// address as its own, and never says the pool is exhausted, on the strength of one: it lists the
+/// pool itself first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_shared_listing_never_makes_a_claimer_adopt_or_give_up() {
+    let lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(4).await.unwrap();
+    let eips = lab.ec2.allocate(Some(&lab.pool), 3).await.unwrap();
+
+    // A listing that says node 0 already holds eips[0]; EC2 says it is free.
+    share_listing(
+        &lab,
+        &[
+            listed(&lab, &eips[0], Some(&nodes[0])),
+            listed(&lab, &eips[1], None),
+            listed(&lab, &eips[2], None),
+        ],
+    )
+    .await;
+    let o = lab.claim(&nodes[0], &[]).await;
+    let r = o.report().unwrap_or_else(|| panic!("{o}"));
+    assert!(!r.reused, "adopted on a shared listing's word: {o}");
+    let state = lab.ec2.pool_state(&lab.pool).await.unwrap();
+    assert_eq!(
+        state[&r.allocation_id].eni.as_deref(),
+        Some(nodes[0].eni.as_str()),
+        "reported an address EC2 does not show on the interface: {o}"
+    );
+
+    // A listing that says every address is held elsewhere; EC2 has two free.
+    let all_taken: Vec<_> = eips
+        .iter()
+        .map(|e| listed(&lab, e, Some(&nodes[3])))
+        .collect();
+    share_listing(&lab, &all_taken).await;
+    let o = lab.claim(&nodes[1], &[]).await;
+    assert_eq!(o.code, Some(0), "gave up on a shared listing's word: {o}");
+
+    // A listing of an empty pool; EC2 has one free.
+    share_listing(&lab, &[]).await;
+    let o = lab.claim(&nodes[2], &[]).await;
+    assert_eq!(o.code, Some(0), "gave up on a shared listing's word: {o}");
+
+    let state = lab.ec2.pool_state(&lab.pool).await.unwrap();
+    let holders: BTreeSet<_> = state.values().filter_map(|e| e.eni.clone()).collect();
+    let want: BTreeSet<_> = nodes[..3].iter().map(|n| n.eni.clone()).collect();
+    assert_eq!(holders, want, "{state:#?}");
+}
+
+/// A herd shares one listing of the pool instead of each claimer listing it: the describe calls
+/// are about one validation per claimer, not a listing and a validation each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_herd_lists_the_pool_about_once() {
+    let _turn = heavy().await;
+    let mut lab = Lab::new().await;
+    let n = 30;
+    let nodes = lab.ec2.nodes(n).await.unwrap();
+    lab.ec2.allocate(Some(&lab.pool), n).await.unwrap();
+    // A proxy with every fault off, just to count the calls.
+    let proxy = eipool_lab::chaos::ChaosProxy::start(
+        &crate::harness::moto().endpoint,
+        eipool_lab::chaos::ChaosConfig::default(),
+    )
+    .await
+    .unwrap();
+    lab.env.ec2_endpoint = proxy.endpoint.clone();
+
+    let runs = nodes
+        .iter()
+        .map(|node| (node.eni.clone(), lab.claim_args(node, &[])))
+        .collect();
+    let (outcomes, _) = crate::harness::herd(&lab.env, runs).await;
+    let failures = crate::harness::failures(&outcomes);
+    assert!(failures.is_empty(), "{failures:#?}");
+    assert_eq!(crate::harness::exits(&outcomes, 0), n);
+
+    let stats = proxy.stats();
+    let describes = stats.calls("DescribeAddresses") as usize;
+    // Each claimer validates once (nothing is stale here); a listing per claimer would double it.
+    assert!(
+        describes < n + n / 2,
+        "{describes} DescribeAddresses for {n} claimers:\n{}",
+        stats.table()
+    );
+    println!(
+        "--- a herd of {n} lists the pool about once: {describes} DescribeAddresses in all\n{}",
+        stats.table()
+    );
 }

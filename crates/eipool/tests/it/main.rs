@@ -4,4 +4,5 @@
 mod chaos;
 mod claim;
 mod harness;
+mod lock;
 mod ops;
