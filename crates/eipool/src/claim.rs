@@ -366,7 +366,11 @@ impl Claimer {
             let lead_ttl = self.ec2.call_timeout() * 2;
             while let Some(claims) = self.live_claims().cloned() {
                 match self.work.bounded(claims.shared_listing(lead_ttl)).await? {
-                    Ok(SharedListing::Recent(listing)) => return Ok((listing, true)),
+                    Ok(SharedListing::Recent(mut listing)) => {
+                        // Whatever Redis holds, only the pool's own addresses are candidates.
+                        listing.retain(|a| a.pool.as_deref() == Some(self.pool.as_str()));
+                        return Ok((listing, true));
+                    }
                     Ok(SharedListing::Lead) => break,
                     Ok(SharedListing::Pending) => {
                         self.work.sleep(plan::SHARED_LISTING_POLL).await?

@@ -439,7 +439,7 @@ fn listed(lab: &Lab, eip: &eipool_lab::fixture::Eip, eni: Option<&Node>) -> eipo
 
 /// The herd's shared listing is a hint for choosing candidates. A claimer never reports an
 /// address as its own, and never says the pool is exhausted, on the strength of one: it lists the
-/// pool itself first.
+/// pool itself first. Nor does it take an address from one that is not tagged with the pool.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_shared_listing_never_makes_a_claimer_adopt_or_give_up() {
     let lab = Lab::new().await;
@@ -466,14 +466,28 @@ async fn a_stale_shared_listing_never_makes_a_claimer_adopt_or_give_up() {
         "reported an address EC2 does not show on the interface: {o}"
     );
 
-    // A listing that says every address is held elsewhere; EC2 has two free.
-    let all_taken: Vec<_> = eips
+    // A listing that says every pool address is held elsewhere (EC2 has two free), and offers an
+    // address outside the pool as free.
+    let outsider = lab.ec2.allocate(None, 1).await.unwrap().remove(0);
+    let mut all_taken: Vec<_> = eips
         .iter()
         .map(|e| listed(&lab, e, Some(&nodes[3])))
         .collect();
+    let mut not_ours = listed(&lab, &outsider, None);
+    not_ours.pool = None;
+    all_taken.push(not_ours);
     share_listing(&lab, &all_taken).await;
     let o = lab.claim(&nodes[1], &[]).await;
     assert_eq!(o.code, Some(0), "gave up on a shared listing's word: {o}");
+    let outsider_now = lab
+        .ec2
+        .addresses(std::slice::from_ref(&outsider.allocation_id))
+        .await
+        .unwrap();
+    assert!(
+        outsider_now.iter().all(|e| e.association_id.is_none()),
+        "took an address outside the pool from a shared listing: {outsider_now:?}"
+    );
 
     // A listing of an empty pool; EC2 has one free.
     share_listing(&lab, &[]).await;
