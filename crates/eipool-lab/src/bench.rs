@@ -12,17 +12,13 @@ use anyhow::{Context as _, Result};
 use serde::Serialize;
 
 use crate::baseline::Strategy;
-use crate::chaos::{ChaosConfig, ChaosProxy};
+use crate::chaos::{ChaosConfig, ChaosProxy, AWS_MUTATING};
 use crate::check;
 use crate::claimer::{LabEnv, Outcome};
 use crate::fixture::Ec2Lab;
 use crate::imds::ImdsStub;
 use crate::services::{Moto, RedisServer};
 
-/// AWS's mutating-call bucket: burst and refill per second.
-pub const MUTATING_BURST: f64 = 50.0;
-/// See [`MUTATING_BURST`].
-pub const MUTATING_REFILL: f64 = 5.0;
 /// The round trip added by the proxy's latency.
 pub const ROUND_TRIP_S: f64 = 0.1;
 
@@ -97,7 +93,7 @@ pub struct Row {
 
 /// `max(0, N − burst) / refill + one round trip`: every claim needs one AssociateAddress.
 pub fn floor_s(associations: usize) -> f64 {
-    (associations as f64 - MUTATING_BURST).max(0.0) / MUTATING_REFILL + ROUND_TRIP_S
+    (associations as f64 - AWS_MUTATING.burst).max(0.0) / AWS_MUTATING.per_second + ROUND_TRIP_S
 }
 
 fn quantile(sorted: &[f64], q: f64) -> f64 {

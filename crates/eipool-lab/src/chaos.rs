@@ -63,17 +63,22 @@ pub struct ChaosConfig {
     pub fault_actions: HashSet<String>,
 }
 
+/// AWS's default EC2 bucket for mutating actions (AssociateAddress, DisassociateAddress, …).
+pub const AWS_MUTATING: Bucket = Bucket {
+    burst: 50.0,
+    per_second: 5.0,
+};
+/// AWS's default EC2 bucket for non-mutating actions (Describe*).
+pub const AWS_NON_MUTATING: Bucket = Bucket {
+    burst: 100.0,
+    per_second: 20.0,
+};
+
 impl ChaosConfig {
     /// AWS's default EC2 request-rate buckets.
     pub fn aws_throttling(mut self) -> Self {
-        self.mutating = Some(Bucket {
-            burst: 50.0,
-            per_second: 5.0,
-        });
-        self.non_mutating = Some(Bucket {
-            burst: 100.0,
-            per_second: 20.0,
-        });
+        self.mutating = Some(AWS_MUTATING);
+        self.non_mutating = Some(AWS_NON_MUTATING);
         self
     }
 }

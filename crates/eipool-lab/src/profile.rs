@@ -116,6 +116,26 @@ fn p50_max(mut v: Vec<f64>) -> (f64, f64) {
     (v[(v.len() - 1) / 2], v[v.len() - 1])
 }
 
+/// One row per key of `map` (pace class, EC2 action) across claimers; a claimer without the key
+/// spent no time there.
+fn per_key(
+    claimers: &[ClaimerTime],
+    map: impl Fn(&ClaimerTime) -> &BTreeMap<String, f64>,
+    label: impl Fn(&str) -> String,
+) -> Vec<(String, Vec<f64>)> {
+    let keys: std::collections::BTreeSet<&String> =
+        claimers.iter().flat_map(|c| map(c).keys()).collect();
+    keys.into_iter()
+        .map(|k| {
+            let v = claimers
+                .iter()
+                .map(|c| map(c).get(k).copied().unwrap_or(0.0))
+                .collect();
+            (label(k), v)
+        })
+        .collect()
+}
+
 /// The profile as a Markdown table: per phase, the median and the worst claimer.
 pub fn markdown(claimers: &[ClaimerTime]) -> String {
     let mut rows: Vec<(String, Vec<f64>)> = vec![
@@ -132,28 +152,16 @@ pub fn markdown(claimers: &[ClaimerTime]) -> String {
             claimers.iter().filter_map(|c| c.claimed).collect(),
         ),
     ];
-    let classes: std::collections::BTreeSet<&String> =
-        claimers.iter().flat_map(|c| c.paced.keys()).collect();
-    for class in classes {
-        rows.push((
-            format!("waiting for a slot of the herd's {class} rate"),
-            claimers
-                .iter()
-                .map(|c| c.paced.get(class).copied().unwrap_or(0.0))
-                .collect(),
-        ));
-    }
-    let actions: std::collections::BTreeSet<&String> =
-        claimers.iter().flat_map(|c| c.in_ec2.keys()).collect();
-    for action in actions {
-        rows.push((
-            format!("inside {action} calls"),
-            claimers
-                .iter()
-                .map(|c| c.in_ec2.get(action).copied().unwrap_or(0.0))
-                .collect(),
-        ));
-    }
+    rows.extend(per_key(
+        claimers,
+        |c| &c.paced,
+        |class| format!("waiting for a slot of the herd's {class} rate"),
+    ));
+    rows.extend(per_key(
+        claimers,
+        |c| &c.in_ec2,
+        |action| format!("inside {action} calls"),
+    ));
     let mut s = String::from("| per claimer | p50 s | max s |\n|---|---|---|\n");
     for (what, v) in rows {
         let (p50, max) = p50_max(v);

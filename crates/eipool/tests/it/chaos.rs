@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use eipool_lab::chaos::{Bucket, ChaosConfig, ChaosProxy, Stats};
+use eipool_lab::chaos::{Bucket, ChaosConfig, ChaosProxy, Stats, AWS_MUTATING, AWS_NON_MUTATING};
 use eipool_lab::check;
 use eipool_lab::claimer::ClaimReport;
 use eipool_lab::fixture::{Eip, Node};
@@ -99,11 +99,11 @@ async fn herd_of_100_for_60_through_throttling_latency_and_stale_describes() {
     let mut config = aws_like();
     config.mutating = Some(Bucket {
         burst: 10.0,
-        per_second: 5.0,
+        ..AWS_MUTATING
     });
     config.non_mutating = Some(Bucket {
         burst: 20.0,
-        per_second: 20.0,
+        ..AWS_NON_MUTATING
     });
     let proxy = proxied(&mut lab, config).await;
 
