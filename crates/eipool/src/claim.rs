@@ -230,10 +230,13 @@ impl Claimer {
                 .iter()
                 .filter(|a| a.held_by(&me.eni, me.private_ip))
                 .collect();
-            if shared && (intent.is_some() || !mine.is_empty() || listing.is_empty()) {
-                // Adopting an address, or finding the pool empty, is decided on our own listing:
-                // the herd's may be seconds old, older than what this interface did last (a
-                // re-run, which Redis's intent record gives away, must see its own address).
+            if shared
+                && !plan::shared_listing_will_do(
+                    intent.is_some(),
+                    !mine.is_empty(),
+                    listing.is_empty(),
+                )
+            {
                 allow_shared = false;
                 continue;
             }
@@ -387,13 +390,9 @@ impl Claimer {
         if let Some(claims) = self.live_claims() {
             // Share the listing, or on failure just end our lead so another claimer takes over.
             let share = listed.as_ref().ok().map(Vec::as_slice);
-            match self
-                .cleanup(claims.share_listing(share, plan::SHARED_LISTING_TTL))
-                .await
-            {
-                Some(Ok(())) => {}
-                Some(Err(e)) => debug!(error = %e, "could not share the listing"),
-                None => {}
+            let shared = self.cleanup(claims.share_listing(share, plan::SHARED_LISTING_TTL));
+            if let Some(Err(e)) = shared.await {
+                debug!(error = %e, "could not share the listing");
             }
         }
         Ok((listed?, false))

@@ -63,6 +63,15 @@ pub const CONSISTENCY_BOUND: Duration = Duration::from_secs(5);
 /// on the strength of a shared listing: it lists the pool itself first.
 pub const SHARED_LISTING_TTL: Duration = Duration::from_secs(5);
 
+/// Whether a claimer may go on with the herd's shared listing, or must list the pool itself
+/// first: a shared listing may be seconds old, so it may only suggest candidates. It cannot say
+/// that this interface already holds an address (`holds_one`) or that the pool has none
+/// (`empty`), and a re-run (Redis remembers what this interface was taking: `intent`) must see
+/// what it did last, which an older listing does not show.
+pub fn shared_listing_will_do(intent: bool, holds_one: bool, empty: bool) -> bool {
+    !(intent || holds_one || empty)
+}
+
 /// How often a claimer waiting for another claimer's listing asks Redis whether it is there.
 pub const SHARED_LISTING_POLL: Duration = Duration::from_millis(100);
 
@@ -250,6 +259,25 @@ mod tests {
         ];
         for (timeout, want) in cases {
             assert_eq!(cleanup_reserve(timeout), want, "timeout {timeout:?}");
+        }
+    }
+
+    #[test]
+    fn a_shared_listing_only_suggests_candidates() {
+        // (intent, holds one, empty, will do)
+        let cases = [
+            (false, false, false, true),
+            (true, false, false, false),
+            (false, true, false, false),
+            (false, false, true, false),
+            (true, true, true, false),
+        ];
+        for (intent, holds, empty, want) in cases {
+            assert_eq!(
+                shared_listing_will_do(intent, holds, empty),
+                want,
+                "intent {intent}, holds {holds}, empty {empty}"
+            );
         }
     }
 
