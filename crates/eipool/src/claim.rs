@@ -214,6 +214,9 @@ impl Claimer {
         last_tally: &mut Option<PassTally>,
     ) -> Result<Claimed, Stop> {
         let ec2 = self.ec2.clone();
+        if cfg.identity.calls_ec2(cfg.private_ip) {
+            self.pace("describe", plan::DESCRIBE_PACE, None).await?;
+        }
         let me = identity::resolve_in(&ec2, &self.work, &cfg.identity, cfg.private_ip)
             .await
             .map_err(Stop::Fatal)?;

@@ -21,6 +21,14 @@ pub enum IdentitySource {
     Imds,
 }
 
+impl IdentitySource {
+    /// Whether resolving the identity costs EC2 Describe* calls (from the budget the herd
+    /// shares): always with flags; from IMDSv2 only when `--private-ip` must be checked.
+    pub fn calls_ec2(&self, private_ip: Option<std::net::Ipv4Addr>) -> bool {
+        !matches!((self, private_ip), (IdentitySource::Imds, None))
+    }
+}
+
 /// Everything `eipool claim` needs, validated.
 #[derive(Debug, Clone)]
 pub struct ClaimConfig {
@@ -244,6 +252,28 @@ mod tests {
             panic!("not a claim")
         };
         claim_config(&cli.global, c).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn only_imds_without_private_ip_resolves_identity_without_ec2() {
+        let ip = Some(std::net::Ipv4Addr::new(10, 0, 0, 4));
+        let eni = IdentitySource::Interface(EniId("eni-1".into()));
+        let instance = IdentitySource::Instance(InstanceId("i-1".into()));
+        // (source, --private-ip, calls EC2)
+        let cases = [
+            (&IdentitySource::Imds, None, false),
+            (&IdentitySource::Imds, ip, true),
+            (&eni, None, true),
+            (&eni, ip, true),
+            (&instance, None, true),
+        ];
+        for (source, private_ip, want) in cases {
+            assert_eq!(
+                source.calls_ec2(private_ip),
+                want,
+                "{source:?} {private_ip:?}"
+            );
+        }
     }
 
     #[test]
