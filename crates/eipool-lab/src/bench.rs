@@ -96,7 +96,8 @@ pub fn floor_s(associations: usize) -> f64 {
     (associations as f64 - AWS_MUTATING.burst).max(0.0) / AWS_MUTATING.per_second + ROUND_TRIP_S
 }
 
-fn quantile(sorted: &[f64], q: f64) -> f64 {
+/// The `q` quantile of `sorted` samples (nearest rank); NaN when there are none.
+pub fn quantile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }

@@ -12,6 +12,8 @@ use std::time::SystemTime;
 use anyhow::{Context as _, Result};
 use serde::Deserialize;
 
+use crate::bench::quantile;
+
 /// One claimer's time, in seconds from its process start.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct ClaimerTime {
@@ -109,11 +111,8 @@ pub fn read_dir(dir: &Path) -> Result<Vec<ClaimerTime>> {
 }
 
 fn p50_max(mut v: Vec<f64>) -> (f64, f64) {
-    if v.is_empty() {
-        return (f64::NAN, f64::NAN);
-    }
     v.sort_by(f64::total_cmp);
-    (v[(v.len() - 1) / 2], v[v.len() - 1])
+    (quantile(&v, 0.5), quantile(&v, 1.0))
 }
 
 /// One row per key of `map` (pace class, EC2 action) across claimers; a claimer without the key

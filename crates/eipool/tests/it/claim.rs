@@ -404,17 +404,7 @@ where
 
 /// Put a listing in the pool's shared slot, as if another claimer had just made it.
 async fn share_listing(lab: &Lab, listing: &[eipool::ec2::Address]) {
-    let claims = eipool::lock::Claims::new(
-        redis::Client::open(lab.redis.url()).unwrap(),
-        &lab.pool,
-        "another-claimer".into(),
-        eipool::lock::Timing {
-            lease: Duration::from_secs(10),
-            assigned_ttl: Duration::from_secs(60),
-            op_timeout: Duration::from_secs(2),
-        },
-    )
-    .unwrap();
+    let claims = crate::harness::claims(&lab.redis.url(), &lab.pool, "another-claimer");
     claims
         .share_listing(Some(listing), Duration::from_secs(60))
         .await

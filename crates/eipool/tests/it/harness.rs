@@ -189,6 +189,22 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> std::io::Result
     Ok((code, body))
 }
 
+/// The library's Redis claims on `redis_url` for `pool`, as a claimer with token `owner` would
+/// hold them (for tests that set up or inspect Redis directly).
+pub fn claims(redis_url: &str, pool: &str, owner: &str) -> eipool::lock::Claims {
+    eipool::lock::Claims::new(
+        redis::Client::open(redis_url).unwrap(),
+        pool,
+        owner.into(),
+        eipool::lock::Timing {
+            lease: Duration::from_secs(10),
+            assigned_ttl: Duration::from_secs(60),
+            op_timeout: Duration::from_secs(2),
+        },
+    )
+    .unwrap()
+}
+
 /// Poll `probe` every 50 ms until it returns Some, or panic with `what` after `within`.
 pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut probe: F) -> T
 where

@@ -4,23 +4,13 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use eipool::ec2::{Address, AllocationId, Association, AssociationId, EniId};
-use eipool::lock::{Claims, SharedListing, Timing};
+use eipool::lock::{Claims, SharedListing};
 use eipool_lab::services::RedisServer;
 
 use crate::harness::eventually;
 
 fn claims(redis: &RedisServer, pool: &str, owner: &str) -> Claims {
-    Claims::new(
-        redis::Client::open(redis.url()).unwrap(),
-        pool,
-        owner.into(),
-        Timing {
-            lease: Duration::from_secs(10),
-            assigned_ttl: Duration::from_secs(60),
-            op_timeout: Duration::from_secs(2),
-        },
-    )
-    .unwrap()
+    crate::harness::claims(&redis.url(), pool, owner)
 }
 
 fn listing() -> Vec<Address> {
