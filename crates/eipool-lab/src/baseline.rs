@@ -18,12 +18,11 @@ use anyhow::{Context as _, Result};
 use aws_config::retry::RetryConfig;
 use aws_config::BehaviorVersion;
 use aws_sdk_ec2::error::ProvideErrorMetadata;
-use aws_sdk_ec2::types::Filter;
 use aws_sdk_ec2::Client;
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::Rng;
 
-use crate::fixture::POOL_TAG;
+use crate::fixture::{Ec2Lab, Eip};
 
 /// A baseline strategy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -37,33 +36,16 @@ pub enum Strategy {
     CasOnly,
 }
 
-struct Free {
-    allocation_id: String,
-    public_ip: String,
-}
-
-async fn free_addresses(ec2: &Client, pool: &str) -> Result<Vec<Free>> {
-    let out = ec2
-        .describe_addresses()
-        .filters(
-            Filter::builder()
-                .name(format!("tag:{POOL_TAG}"))
-                .values(pool)
-                .build(),
-        )
-        .send()
-        .await
-        .context("DescribeAddresses")?;
-    Ok(out
-        .addresses()
-        .iter()
-        .filter(|a| a.association_id().is_none_or(str::is_empty))
-        .filter_map(|a| {
-            Some(Free {
-                allocation_id: a.allocation_id()?.to_string(),
-                public_ip: a.public_ip()?.to_string(),
-            })
-        })
+/// The pool's addresses nobody holds (one DescribeAddresses, the lab's own pool listing).
+async fn free_addresses(ec2: &Client, pool: &str) -> Result<Vec<Eip>> {
+    let lab = Ec2Lab {
+        client: ec2.clone(),
+    };
+    Ok(lab
+        .pool_state(pool)
+        .await?
+        .into_values()
+        .filter(|e| e.association_id.is_none())
         .collect())
 }
 
@@ -105,7 +87,7 @@ async fn validate(ec2: &Client, alloc: &str, eni: &str, deadline: Instant) -> Re
     Ok(false)
 }
 
-fn report(f: &Free, assoc: &str, eni: &str, started: Instant) -> ExitCode {
+fn report(f: &Eip, assoc: &str, eni: &str, started: Instant) -> ExitCode {
     println!(
         "{}",
         serde_json::json!({
