@@ -1,31 +1,41 @@
 //! eipool: claim a distinct Elastic IP from a fixed, tagged pool, safely when a herd starts at once.
 //!
 //! A claim is a lease in Redis plus a compare-and-swap in EC2 (`AllowReassociation=false`).
-//! `cli`/`config` parse and validate flags; `identity` finds the interface; `claim` runs the
-//! protocol, asking `plan` (pure decisions) what to do and calling `ec2` and `lock` (Redis) to do
-//! it; `output` reports; `shutdown` turns signals into cancellation. See ARCHITECTURE.md.
+//!
+//! # Layout
+//!
+//! Five layers, each a folder; a module uses only its own layer and those below it (a test in
+//! `tests/it/architecture.rs` reads every `use crate::…` and checks the table in ARCHITECTURE.md):
+//!
+//! - `pure` — ids, addresses, identity, every decision (`plan`, `classify`, `cidr`), `Error`.
+//! - `support` — the time budget, metrics, readiness, shutdown, the claim's report.
+//! - `adapters` — `aws` (EC2 calls, IMDSv2, DryRun) and `herd` (Redis: leases, pace, listing).
+//! - `services` — identity, the claim protocol, release, the pool view, pool, gc, doctor, agent.
+//! - `app` — clap types, config validation, HTTP endpoints, one file per command.
+//!
+//! The API is small: the command line ([`Cli`], [`run`], [`Error`]) for the binary, and the
+//! model types and the Redis adapter for the integration tests ([`model`], [`herd`]).
 
 // The AWS SDK's futures nest deeply; the claim future needs a deeper layout query.
 #![recursion_limit = "256"]
 
-pub mod agent;
-pub mod budget;
-pub mod cidr;
-pub mod claim;
-pub mod cli;
-pub mod commands;
-pub mod config;
-pub mod context;
-pub mod doctor;
-pub mod ec2;
-pub mod error;
-pub mod gc;
-pub mod identity;
-pub mod lock;
-pub mod metrics;
-pub mod output;
-pub mod plan;
-pub mod pool;
-pub mod release;
-pub mod shutdown;
-pub mod status;
+mod adapters;
+mod app;
+mod pure;
+mod services;
+mod support;
+
+pub use app::cli::{Cli, LogFormat};
+pub use app::run;
+pub use pure::error::Error;
+
+/// The data eipool reads from EC2: ids (checked on parse) and addresses.
+pub mod model {
+    pub use crate::pure::address::{Address, Association};
+    pub use crate::pure::ids::{AllocationId, AssociationId, BadId, EniId, InstanceId};
+}
+
+/// The herd's shared state in Redis, as claimers use it.
+pub mod herd {
+    pub use crate::adapters::herd::{Herd, HerdError, SharedListing, Timing};
+}

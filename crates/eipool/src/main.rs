@@ -6,9 +6,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use eipool::cli::{Cli, LogFormat};
-use eipool::error::Error;
-use eipool::{commands, shutdown};
+use eipool::{Cli, Error, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -30,11 +28,7 @@ fn run(cli: Cli) -> Result<(), Error> {
         .enable_all()
         .build()
         .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(async {
-        let cancel = shutdown::on_signals()
-            .map_err(|e| Error::Internal(format!("cannot install signal handlers: {e}")))?;
-        commands::run(cli, cancel).await
-    })
+    runtime.block_on(eipool::run(cli))
 }
 
 fn init_logging(format: LogFormat, filter: &str) {

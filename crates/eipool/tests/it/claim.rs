@@ -403,7 +403,7 @@ where
 }
 
 /// Put a listing in the pool's shared slot, as if another claimer had just made it.
-async fn share_listing(lab: &Lab, listing: &[eipool::ec2::Address]) {
+async fn share_listing(lab: &Lab, listing: &[eipool::model::Address]) {
     let claims = crate::harness::claims(&lab.redis.url(), &lab.pool, "another-claimer");
     claims
         .share_listing(Some(listing), Duration::from_secs(60))
@@ -412,14 +412,16 @@ async fn share_listing(lab: &Lab, listing: &[eipool::ec2::Address]) {
 }
 
 /// How `eip` would show in a listing, associated with `eni` (or free).
-fn listed(lab: &Lab, eip: &eipool_lab::fixture::Eip, eni: Option<&Node>) -> eipool::ec2::Address {
-    use eipool::ec2::{Address, AllocationId, Association, AssociationId, EniId};
+fn listed(lab: &Lab, eip: &eipool_lab::fixture::Eip, eni: Option<&Node>) -> eipool::model::Address {
+    use eipool::model::{Address, AllocationId, Association, AssociationId, EniId};
     Address {
-        allocation_id: AllocationId(eip.allocation_id.clone()),
+        allocation_id: eip.allocation_id.parse::<AllocationId>().unwrap(),
         public_ip: eip.public_ip.parse().unwrap(),
         association: eni.map(|n| Association {
-            id: AssociationId(format!("eipassoc-stale-{}", n.eni)),
-            network_interface_id: Some(EniId(n.eni.clone())),
+            id: format!("eipassoc-5a1e{}", &n.eni[4..])
+                .parse::<AssociationId>()
+                .unwrap(),
+            network_interface_id: Some(n.eni.parse::<EniId>().unwrap()),
             private_ip: Some(n.private_ip.parse().unwrap()),
             instance_id: None,
         }),

@@ -191,12 +191,12 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> std::io::Result
 
 /// The library's Redis claims on `redis_url` for `pool`, as a claimer with token `owner` would
 /// hold them (for tests that set up or inspect Redis directly).
-pub fn claims(redis_url: &str, pool: &str, owner: &str) -> eipool::lock::Claims {
-    eipool::lock::Claims::new(
+pub fn claims(redis_url: &str, pool: &str, owner: &str) -> eipool::herd::Herd {
+    eipool::herd::Herd::new(
         redis::Client::open(redis_url).unwrap(),
         pool,
         owner.into(),
-        eipool::lock::Timing {
+        eipool::herd::Timing {
             lease: Duration::from_secs(10),
             assigned_ttl: Duration::from_secs(60),
             op_timeout: Duration::from_secs(2),

@@ -1,8 +1,9 @@
 //! eipool's integration tests: one binary, real moto and real redis-server as processes, the real
 //! `eipool` binary driven as a process. Run with `scripts/test`.
 
+mod architecture;
 mod chaos;
 mod claim;
 mod harness;
-mod lock;
+mod herd;
 mod ops;

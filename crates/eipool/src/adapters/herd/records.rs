@@ -1,0 +1,53 @@
+//! What Redis recorded about the pool: live leases and holder records, for status and gc.
+
+use redis::AsyncCommands;
+use tracing::instrument;
+
+use super::{Herd, HerdError};
+use crate::pure::holder::{Holder, RedisView};
+use crate::pure::ids::AllocationId;
+
+impl Herd {
+    /// What Redis knows about these addresses: live claims and holder records.
+    #[instrument(skip(self, allocs), err(Display))]
+    pub(crate) async fn view(&self, allocs: &[AllocationId]) -> Result<RedisView, HerdError> {
+        let mut conn = self.conn.clone();
+        let mut view = RedisView::default();
+        if !allocs.is_empty() {
+            let keys: Vec<String> = allocs.iter().map(|a| self.lease_key(a)).collect();
+            let claims: Vec<Option<String>> = self
+                .bounded(redis::cmd("MGET").arg(&keys).query_async(&mut conn))
+                .await?;
+            for (a, c) in allocs.iter().zip(claims) {
+                if c.is_some() {
+                    view.claiming.insert(a.clone());
+                }
+            }
+        }
+        let holders: std::collections::HashMap<String, String> =
+            self.bounded(conn.hgetall(self.key("holders"))).await?;
+        for (alloc, v) in holders {
+            let Ok(alloc) = alloc.parse::<AllocationId>() else {
+                continue; // not an allocation id: not a record this version wrote
+            };
+            let (who, since) = v.rsplit_once('|').unwrap_or((v.as_str(), "0"));
+            view.holders.insert(
+                alloc,
+                Holder {
+                    at: who.to_string(),
+                    since_ms: since.parse().unwrap_or(0),
+                },
+            );
+        }
+        Ok(view)
+    }
+
+    /// Drop a holder record that no longer matches EC2 (gc).
+    pub(crate) async fn drop_holder(&self, alloc: &AllocationId) -> Result<(), HerdError> {
+        let mut conn = self.conn.clone();
+        let _: i64 = self
+            .bounded(conn.hdel(self.key("holders"), alloc.as_str()))
+            .await?;
+        Ok(())
+    }
+}

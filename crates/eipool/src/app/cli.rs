@@ -1,0 +1,384 @@
+//! Command-line interface: clap types only. Every flag can also come from an `EIPOOL_*`
+//! environment variable; validation beyond parsing lives in `config`.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const EXAMPLES: &str = "\
+Examples:
+  # initContainer: claim an address for this node (identity from IMDSv2), write an env file
+  eipool --pool media --redis-url redis://redis:6379 claim --output /run/eipool/env
+
+  # the same for an explicit interface, with a 90 s budget
+  EIPOOL_POOL=media eipool --network-interface-id eni-0abc claim --timeout 90s
+
+AWS region, credentials and endpoint come from the standard AWS chain
+(AWS_REGION, AWS_PROFILE, AWS_ACCESS_KEY_ID, AWS_ENDPOINT_URL, IRSA web identity, ...).";
+
+/// Claim and manage Elastic IPs from a fixed, tagged pool.
+#[derive(Debug, Parser)]
+#[command(name = "eipool", version, about, long_about = None, after_help = after_help())]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+fn after_help() -> String {
+    format!("{}\n{EXAMPLES}", crate::pure::error::exit_code_help())
+}
+
+/// Flags every command takes.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Global options (every command)")]
+pub struct Global {
+    /// Pool name: the Elastic IPs tagged eipool:pool=<NAME>
+    #[arg(long, global = true, env = "EIPOOL_POOL", value_name = "NAME")]
+    pub pool: Option<String>,
+
+    /// This node's network interface (eni-...) [default: from IMDSv2]
+    #[arg(
+        long,
+        global = true,
+        env = "EIPOOL_NETWORK_INTERFACE_ID",
+        value_name = "ENI",
+        conflicts_with = "instance_id"
+    )]
+    pub network_interface_id: Option<String>,
+
+    /// This node's instance (i-...); its device-index-0 interface is used [default: from IMDSv2]
+    #[arg(long, global = true, env = "EIPOOL_INSTANCE_ID", value_name = "ID")]
+    pub instance_id: Option<String>,
+
+    /// Private IPv4 of the interface to map the address to [default: the interface's primary]
+    #[arg(long, global = true, env = "EIPOOL_PRIVATE_IP", value_name = "IP")]
+    pub private_ip: Option<Ipv4Addr>,
+
+    /// Redis for per-address claims (redis://host:port or rediss://...); without it claims rely on EC2's compare-and-swap alone
+    #[arg(
+        long,
+        global = true,
+        env = "EIPOOL_REDIS_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub redis_url: Option<String>,
+
+    /// Log format on stderr
+    #[arg(long, global = true, env = "EIPOOL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Log filter (tracing EnvFilter syntax, e.g. debug or eipool=debug)
+    #[arg(
+        long,
+        global = true,
+        env = "EIPOOL_LOG",
+        default_value = "info",
+        value_name = "FILTER"
+    )]
+    pub log: String,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Claim a free address of the pool for this interface (idempotent: adopts one it already holds)
+    #[command(after_help = after_help())]
+    Claim(ClaimArgs),
+    /// Give back this interface's pool address (preStop hook); exit 0 when nothing is held
+    #[command(after_help = after_help())]
+    Release(ReleaseArgs),
+    /// Sidecar: hold an address, check it every --interval, reclaim on drift, serve /metrics /healthz /readyz
+    #[command(after_help = after_help())]
+    Agent(AgentArgs),
+    /// Serve the pool's gauges (eipool_pool_addresses{state}) for alerts; run one replica
+    #[command(after_help = after_help())]
+    Exporter(ExporterArgs),
+    /// Show the pool (free / assigned / claiming / foreign), or with --cidrs the blocks to publish
+    #[command(after_help = after_help())]
+    Status(StatusArgs),
+    /// Grow or shrink the pool
+    #[command(subcommand)]
+    Pool(PoolCommand),
+    /// Find addresses held by stopped/terminated instances or vanished interfaces; --apply frees them
+    #[command(after_help = after_help())]
+    Gc(GcArgs),
+    /// Check the setup line by line: AWS, IMDSv2, permissions (DryRun), Redis, the pool
+    #[command(after_help = after_help())]
+    Doctor,
+}
+
+/// Flags of `eipool release`.
+#[derive(Debug, Args)]
+pub struct ReleaseArgs {
+    /// Release only if the interface holds the address under this association (the env file's EIPOOL_ASSOCIATION_ID)
+    #[arg(long, env = "EIPOOL_ASSOCIATION_ID", value_name = "ID")]
+    pub association_id: Option<String>,
+
+    /// Read EIPOOL_ASSOCIATION_ID from this env file (the one claim/agent --output wrote) when --association-id is not given
+    #[arg(
+        long,
+        env = "EIPOOL_ENV_FILE",
+        value_name = "FILE",
+        conflicts_with = "association_id"
+    )]
+    pub env_file: Option<PathBuf>,
+
+    /// Upper bound on the whole command
+    #[arg(long, env = "EIPOOL_RELEASE_TIMEOUT", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Duration,
+}
+
+/// Flags of `eipool exporter`.
+#[derive(Debug, Args)]
+pub struct ExporterArgs {
+    /// Where to serve /metrics, /healthz and /readyz
+    #[arg(
+        long,
+        env = "EIPOOL_LISTEN",
+        default_value = "0.0.0.0:9877",
+        value_name = "ADDR"
+    )]
+    pub listen: std::net::SocketAddr,
+
+    /// How often to read the pool (one DescribeAddresses, plus Redis)
+    #[arg(long, env = "EIPOOL_INTERVAL", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub interval: Duration,
+}
+
+/// Flags of `eipool agent`.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// Where to serve /metrics, /healthz and /readyz
+    #[arg(
+        long,
+        env = "EIPOOL_LISTEN",
+        default_value = "0.0.0.0:9877",
+        value_name = "ADDR"
+    )]
+    pub listen: std::net::SocketAddr,
+
+    /// How often to check that the address is still ours (one DescribeAddresses by allocation id)
+    #[arg(long, env = "EIPOOL_INTERVAL", default_value = "15s", value_parser = parse_duration, value_name = "DURATION")]
+    pub interval: Duration,
+
+    /// What to do when the address is moved or disassociated by someone else
+    #[arg(long, env = "EIPOOL_ON_DRIFT", value_enum, default_value_t = OnDriftArg::Reclaim)]
+    pub on_drift: OnDriftArg,
+
+    /// On SIGTERM/SIGINT, give the address back before exiting
+    #[arg(long, env = "EIPOOL_RELEASE_ON_EXIT")]
+    pub release_on_exit: bool,
+
+    /// Bound on the release at exit (keep it under the pod's termination grace period)
+    #[arg(long, env = "EIPOOL_RELEASE_TIMEOUT", default_value = "20s", value_parser = parse_duration, value_name = "DURATION")]
+    pub release_timeout: Duration,
+
+    /// Also list the whole pool every interval and export eipool_pool_addresses{state} (enable on one agent only)
+    #[arg(long, env = "EIPOOL_POOL_METRICS")]
+    pub pool_metrics: bool,
+
+    #[command(flatten)]
+    pub claim: ClaimArgs,
+}
+
+/// What the agent does when its address is taken away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnDriftArg {
+    /// Claim a new address with the same protocol and rewrite `--output`.
+    Reclaim,
+    /// Exit with code 3 (let Kubernetes restart the pod).
+    Exit,
+}
+
+/// Output format of `eipool status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusFormat {
+    /// A table for people.
+    Table,
+    /// One JSON object.
+    Json,
+}
+
+/// Flags of `eipool status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Output format
+    #[arg(long, env = "EIPOOL_STATUS_OUTPUT", value_enum, default_value_t = StatusFormat::Table)]
+    pub output: StatusFormat,
+
+    /// Exit 1 when fewer than N addresses are free (for scripts and cron alerts)
+    #[arg(long, env = "EIPOOL_MIN_FREE", value_name = "N")]
+    pub min_free: Option<usize>,
+
+    /// Print only the minimal CIDR blocks covering the pool: the list for customers' firewall admins
+    #[arg(long, env = "EIPOOL_CIDRS")]
+    pub cidrs: bool,
+}
+
+/// `eipool pool …`.
+#[derive(Debug, Subcommand)]
+pub enum PoolCommand {
+    /// Allocate new Elastic IPs tagged into the pool and print them
+    #[command(after_help = after_help())]
+    Grow(GrowArgs),
+    /// Release free addresses of the pool to AWS (never an associated one)
+    #[command(after_help = after_help())]
+    Shrink(ShrinkArgs),
+}
+
+/// Flags of `eipool pool grow`.
+#[derive(Debug, Args)]
+pub struct GrowArgs {
+    /// How many addresses (with --idempotency-token: how many the token should have in all)
+    #[arg(long, env = "EIPOOL_GROW_COUNT", value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub count: u16,
+
+    /// Makes a re-run allocate only what an earlier run with this token did not (tags eipool:grow-token)
+    #[arg(long, env = "EIPOOL_IDEMPOTENCY_TOKEN", value_name = "TOKEN")]
+    pub idempotency_token: Option<String>,
+
+    /// Allocate from this IPAM pool (ipam-pool-...) instead of Amazon's
+    #[arg(
+        long,
+        env = "EIPOOL_IPAM_POOL_ID",
+        value_name = "ID",
+        conflicts_with = "public_ipv4_pool"
+    )]
+    pub ipam_pool_id: Option<String>,
+
+    /// Allocate from this BYOIP public IPv4 pool (ipv4pool-ec2-...) instead of Amazon's
+    #[arg(long, env = "EIPOOL_PUBLIC_IPV4_POOL", value_name = "ID")]
+    pub public_ipv4_pool: Option<String>,
+}
+
+/// Flags of `eipool pool shrink`.
+#[derive(Debug, Args)]
+pub struct ShrinkArgs {
+    /// How many free addresses to release
+    #[arg(long, env = "EIPOOL_SHRINK_COUNT", value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub count: u16,
+}
+
+/// Flags of `eipool gc`.
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Do it (without: print what would be done)
+    #[arg(long, env = "EIPOOL_GC_APPLY")]
+    pub apply: bool,
+}
+
+/// Flags of `eipool claim`.
+#[derive(Debug, Args)]
+pub struct ClaimArgs {
+    /// Upper bound on the whole command, e.g. 90s or 3m
+    #[arg(long, env = "EIPOOL_TIMEOUT", default_value = "180s", value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Duration,
+
+    /// Also write EIPOOL_PUBLIC_IP=... etc. to this env file (atomically: temp file + rename)
+    #[arg(long, env = "EIPOOL_OUTPUT", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Fail (exit 75 at the deadline) rather than claim without Redis when Redis is unreachable
+    #[arg(long, env = "EIPOOL_REQUIRE_LOCK")]
+    pub require_lock: bool,
+
+    /// Lease of a Redis claim on one address; renewed before every EC2 call made under it
+    #[arg(long, env = "EIPOOL_LEASE", default_value = "15s", value_parser = parse_duration, value_name = "DURATION")]
+    pub lease: Duration,
+
+    /// Timeout of each single EC2 call
+    #[arg(long, env = "EIPOOL_CALL_TIMEOUT", default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    pub call_timeout: Duration,
+}
+
+/// A positive duration such as `90s`, `3m` or `1500ms`.
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{e}; use a duration such as 90s, 3m or 1500ms"))?;
+    if d.is_zero() {
+        return Err("must be greater than zero, e.g. 90s".into());
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("3m"), Ok(Duration::from_secs(180)));
+        assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("90").is_err());
+    }
+
+    #[test]
+    fn every_flag_has_an_env_var() {
+        fn walk(cmd: &clap::Command, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && !arg.is_positional() && arg.get_env().is_none() {
+                    missing.push(format!("{} --{}", cmd.get_name(), arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), &mut missing);
+        assert!(
+            missing.is_empty(),
+            "flags without EIPOOL_* env: {missing:?}"
+        );
+    }
+
+    #[test]
+    fn the_readme_documents_every_flag() {
+        let readme = include_str!("../../../../README.md");
+        fn walk(cmd: &clap::Command, readme: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                if let Some(long) = arg.get_long() {
+                    let documented = [' ', '`']
+                        .iter()
+                        .any(|end| readme.contains(&format!("--{long}{end}")));
+                    if !matches!(long, "help" | "version") && !documented {
+                        missing.push(format!("--{long}"));
+                    }
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, readme, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), readme, &mut missing);
+        assert!(
+            missing.is_empty(),
+            "README's configuration table lacks {missing:?}"
+        );
+    }
+}

@@ -1,0 +1,36 @@
+//! `eipool agent`: serve `/metrics`, `/healthz`, `/readyz`; find out who we are once; then hold
+//! and watch the address until SIGTERM/SIGINT.
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::cli::{AgentArgs, Global};
+use crate::app::{config, http};
+use crate::pure::error::Error;
+use crate::services::{agent, context, identity};
+use crate::support::budget::Budget;
+use crate::support::health::Health;
+
+pub(super) async fn run(
+    g: &Global,
+    args: &AgentArgs,
+    cancel: CancellationToken,
+) -> Result<(), Error> {
+    let cfg = config::agent_config(g, args)?;
+    let health = Health::starting("starting: no address yet");
+    let server = http::serve(args.listen, health.clone()).await?;
+    let result = async {
+        let c = &cfg.claim;
+        let ctx = context::connect(&c.pool, c.redis.as_ref(), c.call_timeout, c.lease).await?;
+        let start = Budget::new(Instant::now() + c.timeout, cancel.clone());
+        let me = match identity::resolve_in(&ctx.ec2, &start, &c.identity, c.private_ip).await {
+            Ok(me) => me,
+            Err(Error::Interrupted) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        agent::run(&cfg, &ctx, &me, &health, &cancel).await
+    }
+    .await;
+    server.stop().await;
+    result
+}

@@ -1,0 +1,16 @@
+//! `eipool gc`: what nobody alive can be using; `--apply` frees it.
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::{ops_context, print_text, OPS_TIMEOUT};
+use crate::app::cli::{GcArgs, Global};
+use crate::pure::error::Error;
+use crate::services::gc;
+use crate::support::budget::Budget;
+
+pub(super) async fn run(g: &Global, args: &GcArgs, cancel: CancellationToken) -> Result<(), Error> {
+    let ctx = ops_context(g).await?;
+    let budget = Budget::new(Instant::now() + OPS_TIMEOUT, cancel);
+    print_text(&gc::gc(&ctx, &budget, args.apply).await?.text())
+}

@@ -1,0 +1,59 @@
+//! One file per subcommand: validate its flags, connect, run it within its budget, print its
+//! result on stdout. Logs go to stderr; errors go back to `main` for the exit code.
+
+mod agent;
+mod claim;
+mod doctor;
+mod exporter;
+mod gc;
+mod pool;
+mod release;
+mod status;
+
+use std::io::Write;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::app::cli::{Cli, Command, Global, PoolCommand};
+use crate::app::config;
+use crate::pure::error::Error;
+use crate::services::context::{self, Context, DEFAULT_LEASE, OPS_CALL_TIMEOUT};
+
+/// Budget of the operations commands (status, pool, gc, doctor).
+const OPS_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Run the parsed command to the end.
+pub(crate) async fn run(cli: Cli, cancel: CancellationToken) -> Result<(), Error> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Claim(args) => claim::run(g, &args, cancel).await,
+        Command::Agent(args) => agent::run(g, &args, cancel).await,
+        Command::Release(args) => release::run(g, &args, cancel).await,
+        Command::Exporter(args) => exporter::run(g, &args, cancel).await,
+        Command::Status(args) => status::run(g, &args, cancel).await,
+        Command::Pool(PoolCommand::Grow(args)) => pool::grow(g, &args, cancel).await,
+        Command::Pool(PoolCommand::Shrink(args)) => pool::shrink(g, &args, cancel).await,
+        Command::Gc(args) => gc::run(g, &args, cancel).await,
+        Command::Doctor => doctor::run(g, cancel).await,
+    }
+}
+
+/// The pool, EC2 and Redis for the operations commands.
+async fn ops_context(g: &Global) -> Result<Context, Error> {
+    let pool = config::validate_pool(g.pool.as_deref())?;
+    let redis = config::validate_redis(g)?;
+    context::connect(&pool, redis.as_ref(), OPS_CALL_TIMEOUT, DEFAULT_LEASE).await
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<(), Error> {
+    let line = serde_json::to_string(value).map_err(|e| Error::Internal(e.to_string()))?;
+    print_text(&format!("{line}\n"))
+}
+
+fn print_text(text: &str) -> Result<(), Error> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|_| out.flush())
+        .map_err(|e| Error::Internal(format!("cannot write to stdout: {e}")))
+}

@@ -1,0 +1,234 @@
+//! Validated configuration: turns parsed flags into what the services take, or an
+//! [`Error::Usage`] naming the flag. Pure: no I/O.
+
+use std::time::Duration;
+
+use crate::adapters::herd;
+use crate::app::cli::{AgentArgs, ClaimArgs, Global, OnDriftArg};
+use crate::pure::error::Error;
+use crate::pure::identity::IdentitySource;
+use crate::pure::ids::{AssociationId, EniId, InstanceId};
+use crate::pure::plan;
+use crate::services::agent::{AgentConfig, OnDrift};
+use crate::services::claim::{ClaimConfig, LEASE_MARGIN};
+
+/// Check a pool name: it becomes a tag value and a Redis hash tag, so no braces, no spaces.
+pub(crate) fn validate_pool(pool: Option<&str>) -> Result<String, Error> {
+    let pool = pool.ok_or_else(|| Error::Usage("--pool is required (or set EIPOOL_POOL): the name in the eipool:pool tag of the pool's Elastic IPs".into()))?;
+    if pool.is_empty() {
+        return Err(Error::Usage(
+            "--pool is empty: give the pool's name, the value of its eipool:pool tag".into(),
+        ));
+    }
+    if pool.len() > 128 {
+        return Err(Error::Usage(format!(
+            "--pool is {} characters long; use at most 128",
+            pool.len()
+        )));
+    }
+    if let Some(c) = pool
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "._-:/=+@".contains(*c)))
+    {
+        return Err(Error::Usage(format!(
+            "--pool {pool:?} contains {c:?}; use letters, digits and . _ - : / = + @"
+        )));
+    }
+    Ok(pool.to_string())
+}
+
+/// Validate `--identity` flags: an interface, an instance, or IMDSv2.
+pub(crate) fn validate_identity(global: &Global) -> Result<IdentitySource, Error> {
+    match (&global.network_interface_id, &global.instance_id) {
+        (Some(eni), _) => Ok(IdentitySource::Interface(
+            eni.parse::<EniId>()
+                .map_err(|e| Error::usage(format!("--network-interface-id {e}")))?,
+        )),
+        (None, Some(id)) => Ok(IdentitySource::Instance(
+            id.parse::<InstanceId>()
+                .map_err(|e| Error::usage(format!("--instance-id {e}")))?,
+        )),
+        (None, None) => Ok(IdentitySource::Imds),
+    }
+}
+
+/// Validate `--redis-url` (form only; nothing is sent).
+pub(crate) fn validate_redis(global: &Global) -> Result<Option<redis::Client>, Error> {
+    match &global.redis_url {
+        Some(url) if url.trim().is_empty() => Err(Error::Usage(
+            "--redis-url is empty: give redis://host:port, or leave it unset".into(),
+        )),
+        Some(url) => Ok(Some(herd::parse_url(url).map_err(Error::from)?)),
+        None => Ok(None),
+    }
+}
+
+/// Validate the flags of `eipool claim` (and of the agent's claims).
+pub(crate) fn claim_config(global: &Global, args: &ClaimArgs) -> Result<ClaimConfig, Error> {
+    let pool = validate_pool(global.pool.as_deref())?;
+    let identity = validate_identity(global)?;
+    let redis = validate_redis(global)?;
+    if args.require_lock && redis.is_none() {
+        return Err(Error::Usage(
+            "--require-lock needs --redis-url (or EIPOOL_REDIS_URL)".into(),
+        ));
+    }
+    let min_lease = plan::minimum_lease(args.call_timeout, LEASE_MARGIN);
+    if args.lease < min_lease {
+        return Err(Error::Usage(format!(
+            "--lease {:?} is too short for --call-timeout {:?}; use at least {:?}",
+            args.lease, args.call_timeout, min_lease
+        )));
+    }
+    if args.call_timeout >= args.timeout {
+        return Err(Error::Usage(format!(
+            "--timeout {:?} must be longer than --call-timeout {:?}",
+            args.timeout, args.call_timeout
+        )));
+    }
+    if let Some(out) = &args.output {
+        if out.as_os_str().is_empty() || out.file_name().is_none() {
+            return Err(Error::Usage(format!("--output {out:?} is not a file path")));
+        }
+    }
+    Ok(ClaimConfig {
+        pool,
+        identity,
+        private_ip: global.private_ip,
+        redis,
+        require_lock: args.require_lock,
+        timeout: args.timeout,
+        output: args.output.clone(),
+        lease: args.lease,
+        call_timeout: args.call_timeout,
+    })
+}
+
+/// Validate the flags of `eipool agent`.
+pub(crate) fn agent_config(global: &Global, args: &AgentArgs) -> Result<AgentConfig, Error> {
+    let claim = claim_config(global, &args.claim)?;
+    if args.interval < Duration::from_secs(1) {
+        return Err(Error::Usage(format!(
+            "--interval {:?} is too short; use at least 1s (each check is an EC2 call)",
+            args.interval
+        )));
+    }
+    Ok(AgentConfig {
+        claim,
+        interval: args.interval,
+        on_drift: match args.on_drift {
+            OnDriftArg::Reclaim => OnDrift::Reclaim,
+            OnDriftArg::Exit => OnDrift::Exit,
+        },
+        release_on_exit: args.release_on_exit,
+        release_timeout: args.release_timeout,
+        pool_metrics: args.pool_metrics,
+    })
+}
+
+/// Validate an association id given by flag (`eipassoc-…`).
+pub(crate) fn validate_association(id: Option<&str>) -> Result<Option<AssociationId>, Error> {
+    id.map(|s| {
+        s.parse()
+            .map_err(|e| Error::usage(format!("--association-id {e}")))
+    })
+    .transpose()
+}
+
+/// Validate an idempotency token: a tag value, so at most 256 characters.
+pub(crate) fn validate_token(token: Option<&str>) -> Result<Option<String>, Error> {
+    match token {
+        Some("") => Err(Error::Usage(
+            "--idempotency-token is empty; give any unique string, e.g. a ticket number".into(),
+        )),
+        Some(t) if t.len() > 256 => Err(Error::Usage(
+            "--idempotency-token is longer than 256 characters".into(),
+        )),
+        other => Ok(other.map(str::to_string)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> Result<ClaimConfig, String> {
+        let cli = Cli::try_parse_from(std::iter::once("eipool").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        let Command::Claim(c) = &cli.command else {
+            panic!("not a claim")
+        };
+        claim_config(&cli.global, c).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn good_flags() {
+        let c = parse(&[
+            "--pool",
+            "media",
+            "--network-interface-id",
+            "eni-0a1b",
+            "claim",
+            "--timeout",
+            "90s",
+        ])
+        .unwrap();
+        assert_eq!(c.pool, "media");
+        assert_eq!(
+            c.identity,
+            IdentitySource::Interface("eni-0a1b".parse().unwrap())
+        );
+        assert_eq!(c.timeout, Duration::from_secs(90));
+        let c = parse(&["claim", "--pool", "media", "--instance-id", "i-0f"]).unwrap();
+        assert_eq!(
+            c.identity,
+            IdentitySource::Instance("i-0f".parse().unwrap())
+        );
+        let c = parse(&["claim", "--pool", "media"]).unwrap();
+        assert_eq!(c.identity, IdentitySource::Imds);
+    }
+
+    #[test]
+    fn bad_flags_name_the_flag() {
+        // (args, the flag the message must name)
+        let cases: &[(&[&str], &str)] = &[
+            (&["claim"], "--pool"),
+            (&["claim", "--pool", ""], "--pool"),
+            (&["claim", "--pool", "a{b}"], "--pool"),
+            (
+                &["claim", "--pool", "p", "--network-interface-id", "eth0"],
+                "--network-interface-id",
+            ),
+            (
+                &["claim", "--pool", "p", "--instance-id", "node-1"],
+                "--instance-id",
+            ),
+            (
+                &["claim", "--pool", "p", "--redis-url", "localhost:6379"],
+                "--redis-url",
+            ),
+            (&["claim", "--pool", "p", "--redis-url", ""], "--redis-url"),
+            (
+                &["claim", "--pool", "p", "--require-lock"],
+                "--require-lock",
+            ),
+            (&["claim", "--pool", "p", "--timeout", "soon"], "--timeout"),
+            (&["claim", "--pool", "p", "--timeout", "0s"], "--timeout"),
+            (&["claim", "--pool", "p", "--lease", "2s"], "--lease"),
+            (&["claim", "--pool", "p", "--timeout", "3s"], "--timeout"),
+            (
+                &["claim", "--pool", "p", "--private-ip", "10.0.0"],
+                "--private-ip",
+            ),
+        ];
+        for (args, flag) in cases {
+            let err = parse(args).expect_err(&format!("{args:?} should be refused"));
+            assert!(
+                err.contains(flag),
+                "{args:?}: message {err:?} does not name {flag}"
+            );
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! Layer 4, the application: the command line ([`cli`], clap only), its validation into what the
+//! services take ([`config`], pure), the HTTP endpoints ([`http`]), and one file per command
+//! ([`commands`]). Nothing below depends on it.
+
+pub(crate) mod cli;
+pub(crate) mod commands;
+pub(crate) mod config;
+pub(crate) mod http;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::pure::error::Error;
+use crate::support::shutdown;
+
+/// Run the parsed command to the end, with SIGTERM/SIGINT as the only cancellation.
+pub async fn run(cli: cli::Cli) -> Result<(), Error> {
+    let cancel: CancellationToken = shutdown::on_signals()
+        .map_err(|e| Error::Internal(format!("cannot install signal handlers: {e}")))?;
+    commands::run(cli, cancel).await
+}

@@ -1,0 +1,249 @@
+//! Classifications of what EC2 shows: where an address stands relative to a claimer (claim,
+//! cleanup, the agent), its state in the pool (status, the exporter), and whether anybody alive
+//! can be using it (gc).
+
+use std::collections::BTreeMap;
+
+use super::address::{Address, InterfaceState};
+use super::holder::RedisView;
+use super::identity::Identity;
+use super::ids::{EniId, InstanceId};
+
+/// Where one address stands relative to a claimer, as one DescribeAddresses showed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// Associated with the claimer's interface and private IP.
+    Mine,
+    /// Associated somewhere else.
+    Elsewhere,
+    /// Not associated (or the association is not visible yet).
+    Free,
+    /// It no longer exists (released).
+    Gone,
+}
+
+/// Where `seen` (EC2's answer for one allocation id; `None`: it no longer exists) stands
+/// relative to `me`.
+pub fn standing(seen: Option<&Address>, me: &Identity) -> Standing {
+    match seen {
+        None => Standing::Gone,
+        Some(a) if a.held_by_me(me) => Standing::Mine,
+        Some(a) if a.association.is_some() => Standing::Elsewhere,
+        Some(_) => Standing::Free,
+    }
+}
+
+/// The state of one pool address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// Not associated, nobody claiming it.
+    Free,
+    /// Associated to the interface eipool assigned it to.
+    Assigned,
+    /// Not associated yet, but a claimer holds a Redis lease on it.
+    Claiming,
+    /// Associated, but not by eipool (or moved since): someone ran AssociateAddress by hand, or
+    /// the claim record is gone.
+    Foreign,
+}
+
+impl State {
+    /// Every state, in display order.
+    pub const ALL: [State; 4] = [
+        State::Free,
+        State::Assigned,
+        State::Claiming,
+        State::Foreign,
+    ];
+
+    /// The lowercase name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            State::Free => "free",
+            State::Assigned => "assigned",
+            State::Claiming => "claiming",
+            State::Foreign => "foreign",
+        }
+    }
+}
+
+/// Classify one address from EC2's view and (when there is one) Redis's. Without Redis every
+/// associated address counts as assigned: there is nothing to tell them apart by.
+pub fn pool_state(a: &Address, redis: Option<&RedisView>) -> State {
+    match (&a.association, redis) {
+        (Some(_), None) => State::Assigned,
+        (Some(x), Some(view)) => match view.holders.get(&a.allocation_id) {
+            Some(h) if h.matches(x) => State::Assigned,
+            _ => State::Foreign,
+        },
+        (None, Some(view)) if view.claiming.contains(&a.allocation_id) => State::Claiming,
+        (None, _) => State::Free,
+    }
+}
+
+/// Instance states in which nothing on the instance can be using an address.
+const DEAD: [&str; 4] = ["stopping", "stopped", "shutting-down", "terminated"];
+
+/// Why an address on `eni` cannot be in use, if it cannot.
+pub fn why_dead(
+    eni: &EniId,
+    interfaces: &BTreeMap<EniId, InterfaceState>,
+    instances: &BTreeMap<InstanceId, String>,
+) -> Option<String> {
+    let Some(iface) = interfaces.get(eni) else {
+        return Some(format!("interface {eni} no longer exists"));
+    };
+    match &iface.instance_id {
+        None => Some(format!(
+            "interface {eni} is not attached to any instance (status {})",
+            iface.status
+        )),
+        Some(i) => match instances.get(i) {
+            None => Some(format!("instance {i} no longer exists")),
+            Some(state) if DEAD.contains(&state.as_str()) => {
+                Some(format!("instance {i} is {state}"))
+            }
+            Some(_) => None,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pure::address::Association;
+    use crate::pure::holder::Holder;
+
+    fn addr(id: &str, on: Option<&str>) -> Address {
+        Address {
+            allocation_id: id.parse().unwrap(),
+            public_ip: "203.0.113.1".parse().unwrap(),
+            association: on.map(|eni| Association {
+                id: format!("eipassoc-{}", &id[9..]).parse().unwrap(),
+                network_interface_id: Some(eni.parse().unwrap()),
+                private_ip: Some("10.0.0.5".parse().unwrap()),
+                instance_id: None,
+            }),
+            pool: Some("p".into()),
+        }
+    }
+
+    #[test]
+    fn states_from_ec2_and_redis() {
+        let mut view = RedisView::default();
+        view.claiming.insert("eipalloc-b".parse().unwrap());
+        for id in ["eipalloc-c", "eipalloc-d"] {
+            view.holders.insert(
+                id.parse().unwrap(),
+                Holder {
+                    at: "eni-1/10.0.0.5".into(),
+                    since_ms: 1,
+                },
+            );
+        }
+        // (address, with redis, without redis)
+        let cases = [
+            (addr("eipalloc-a", None), State::Free, State::Free),
+            (addr("eipalloc-b", None), State::Claiming, State::Free),
+            (
+                addr("eipalloc-c", Some("eni-1")),
+                State::Assigned,
+                State::Assigned,
+            ),
+            // moved since eipool assigned it
+            (
+                addr("eipalloc-d", Some("eni-2")),
+                State::Foreign,
+                State::Assigned,
+            ),
+            // never assigned by eipool
+            (
+                addr("eipalloc-e", Some("eni-3")),
+                State::Foreign,
+                State::Assigned,
+            ),
+        ];
+        for (a, with, without) in cases {
+            assert_eq!(
+                pool_state(&a, Some(&view)),
+                with,
+                "{} with Redis",
+                a.allocation_id
+            );
+            assert_eq!(
+                pool_state(&a, None),
+                without,
+                "{} without Redis",
+                a.allocation_id
+            );
+        }
+    }
+
+    #[test]
+    fn standing_relative_to_me() {
+        let me = Identity {
+            eni: "eni-1".parse().unwrap(),
+            private_ip: "10.0.0.5".parse().unwrap(),
+            instance_id: None,
+        };
+        let cases = [
+            (None, Standing::Gone),
+            (Some(addr("eipalloc-a", None)), Standing::Free),
+            (Some(addr("eipalloc-a", Some("eni-1"))), Standing::Mine),
+            (Some(addr("eipalloc-a", Some("eni-2"))), Standing::Elsewhere),
+        ];
+        for (seen, want) in cases {
+            assert_eq!(standing(seen.as_ref(), &me), want, "{seen:?}");
+        }
+    }
+
+    #[test]
+    fn only_addresses_nobody_can_use_are_collected() {
+        let eni = |s: &str| -> EniId { s.parse().unwrap() };
+        let inst = |s: &str| -> InstanceId { s.parse().unwrap() };
+        let interfaces: BTreeMap<EniId, InterfaceState> = [
+            ("eni-a1", Some("i-a1"), "in-use"),    // running
+            ("eni-b2", Some("i-b2"), "in-use"),    // stopped
+            ("eni-c3", Some("i-c3"), "in-use"),    // terminated
+            ("eni-d4", Some("i-d4"), "in-use"),    // instance gone
+            ("eni-e5", None::<&str>, "available"), // detached
+        ]
+        .into_iter()
+        .map(|(e, i, st)| {
+            (
+                eni(e),
+                InterfaceState {
+                    id: eni(e),
+                    status: st.into(),
+                    instance_id: i.map(inst),
+                },
+            )
+        })
+        .collect();
+        let instances: BTreeMap<InstanceId, String> = [
+            ("i-a1", "running"),
+            ("i-b2", "stopped"),
+            ("i-c3", "terminated"),
+        ]
+        .into_iter()
+        .map(|(i, s)| (inst(i), s.to_string()))
+        .collect();
+        // (interface, collected?)
+        let cases = [
+            ("eni-a1", false),
+            ("eni-b2", true),
+            ("eni-c3", true),
+            ("eni-d4", true),
+            ("eni-e5", true),
+            ("eni-f6", true), // missing
+        ];
+        for (e, dead) in cases {
+            assert_eq!(
+                why_dead(&eni(e), &interfaces, &instances).is_some(),
+                dead,
+                "{e}"
+            );
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! The errors a command ends with, and the exit code of each: the one table behind both
+//! `--help` and the process's exit status, so they cannot drift apart.
+
+use std::time::Duration;
+
+/// Exit codes (sysexits.h where one fits).
+pub mod exit {
+    /// The command did what was asked.
+    pub const OK: u8 = 0;
+    /// A check failed: `status --min-free` found fewer free addresses, or `doctor` found a problem.
+    pub const CHECK_FAILED: u8 = 1;
+    /// `agent --on-drift exit`: the address was moved or disassociated by someone else.
+    pub const DRIFT: u8 = 3;
+    /// An unexpected internal error (a bug): report it (EX_SOFTWARE).
+    pub const INTERNAL: u8 = 70;
+    /// Bad usage or configuration: the message names the flag and what is wrong.
+    pub const USAGE: u8 = 2;
+    /// The pool has no free address (EX_UNAVAILABLE).
+    pub const EXHAUSTED: u8 = 69;
+    /// A temporary failure (EC2 or Redis unreachable, throttled) lasted until the deadline (EX_TEMPFAIL).
+    pub const TEMPORARY: u8 = 75;
+    /// AWS refused permission for an action (EX_NOPERM).
+    pub const PERMISSION: u8 = 77;
+    /// Interrupted by SIGINT/SIGTERM; what was held was released first.
+    pub const INTERRUPTED: u8 = 130;
+}
+
+/// Every exit code with its meaning, for `--help` and the README.
+pub const EXIT_CODES: &[(u8, &str)] = &[
+    (exit::OK, "success"),
+    (
+        exit::CHECK_FAILED,
+        "a check failed: status --min-free found fewer free addresses, or doctor found a problem",
+    ),
+    (
+        exit::USAGE,
+        "bad usage or configuration; the message names the flag and what is wrong",
+    ),
+    (
+        exit::DRIFT,
+        "agent --on-drift exit: the address was moved or disassociated by someone else",
+    ),
+    (
+        exit::EXHAUSTED,
+        "pool exhausted: no free address before the deadline",
+    ),
+    (exit::INTERNAL, "internal error (a bug: please report it)"),
+    (
+        exit::TEMPORARY,
+        "a temporary failure (EC2 or Redis unreachable, throttled) lasted until the deadline",
+    ),
+    (
+        exit::PERMISSION,
+        "AWS refused permission; the message names the EC2 action to allow",
+    ),
+    (
+        exit::INTERRUPTED,
+        "interrupted by SIGINT/SIGTERM after releasing what it held",
+    ),
+];
+
+/// The exit-code table as `--help` shows it.
+pub fn exit_code_help() -> String {
+    let mut s = String::from("Exit codes:\n");
+    for (code, meaning) in EXIT_CODES {
+        s.push_str(&format!("  {code:>3}  {meaning}\n"));
+    }
+    s
+}
+
+/// How a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A flag, environment variable or referenced resource is wrong; the message says which.
+    #[error("{0}")]
+    Usage(String),
+    /// No free address in the pool before the deadline (or none at all).
+    #[error("{}", exhausted_message(pool, *size, *elapsed, tag))]
+    Exhausted {
+        /// The pool's name.
+        pool: String,
+        /// How many addresses the pool has.
+        size: usize,
+        /// Time since the command started.
+        elapsed: Duration,
+        /// The pool tag key.
+        tag: &'static str,
+    },
+    /// EC2 or Redis kept failing until the deadline; the message has the last failure.
+    #[error("gave up at the deadline ({elapsed:.1?}): {last}. Check connectivity to EC2/Redis and rate limits, or raise --timeout")]
+    Temporary {
+        /// The last failure seen.
+        last: String,
+        /// Time since the command started.
+        elapsed: Duration,
+    },
+    /// AWS refused permission for an EC2 action.
+    #[error("AWS refused permission for ec2:{action}: {message}. Allow ec2:{action} for this IAM identity (see deploy/iam-policy.json)")]
+    Permission {
+        /// The EC2 action.
+        action: &'static str,
+        /// AWS's message.
+        message: String,
+    },
+    /// SIGINT or SIGTERM arrived; what the command held was released.
+    #[error("interrupted by a signal; released what was held")]
+    Interrupted,
+    /// Something that should not happen.
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// A check the user asked for failed (`status --min-free`, `doctor`); the message says which.
+    #[error("{0}")]
+    CheckFailed(String),
+    /// The agent's address drifted away and `--on-drift exit` was set.
+    #[error("{0}")]
+    Drift(String),
+}
+
+fn exhausted_message(pool: &str, size: usize, elapsed: Duration, tag: &str) -> String {
+    let grow = format!(
+        "allocate Elastic IPs and tag them {tag}={pool} (e.g. aws ec2 allocate-address --domain vpc \
+         --tag-specifications 'ResourceType=elastic-ip,Tags=[{{Key={tag},Value={pool}}}]')"
+    );
+    if size == 0 {
+        format!("pool {pool:?} has no addresses: no VPC Elastic IP in this region is tagged {tag}={pool}. Check --pool and AWS_REGION, or {grow}")
+    } else {
+        format!(
+            "pool {pool:?} is exhausted: all {size} of its addresses are taken ({elapsed:.1?} elapsed). \
+             Grow it: {grow}; or release addresses no longer in use"
+        )
+    }
+}
+
+impl Error {
+    /// A usage or configuration error with this message (it names the flag and what to do).
+    pub fn usage(message: impl Into<String>) -> Error {
+        Error::Usage(message.into())
+    }
+
+    /// The `outcome` label of this error in `eipool_claims_total`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Error::Usage(_) => "usage",
+            Error::Exhausted { .. } => "exhausted",
+            Error::Temporary { .. } => "temporary",
+            Error::Permission { .. } => "permission",
+            Error::Interrupted => "interrupted",
+            Error::Internal(_) => "internal",
+            Error::CheckFailed(_) => "check_failed",
+            Error::Drift(_) => "drift",
+        }
+    }
+
+    /// The process exit code of this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Usage(_) => exit::USAGE,
+            Error::Exhausted { .. } => exit::EXHAUSTED,
+            Error::Temporary { .. } => exit::TEMPORARY,
+            Error::Permission { .. } => exit::PERMISSION,
+            Error::Interrupted => exit::INTERRUPTED,
+            Error::Internal(_) => exit::INTERNAL,
+            Error::CheckFailed(_) => exit::CHECK_FAILED,
+            Error::Drift(_) => exit::DRIFT,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_code_is_in_the_help_table() {
+        let errors = [
+            Error::Usage(String::new()),
+            Error::Exhausted {
+                pool: "p".into(),
+                size: 3,
+                elapsed: Duration::ZERO,
+                tag: "eipool:pool",
+            },
+            Error::Temporary {
+                last: String::new(),
+                elapsed: Duration::ZERO,
+            },
+            Error::Permission {
+                action: "AssociateAddress",
+                message: String::new(),
+            },
+            Error::Interrupted,
+            Error::Internal(String::new()),
+            Error::CheckFailed(String::new()),
+            Error::Drift(String::new()),
+        ];
+        for e in errors {
+            assert!(
+                EXIT_CODES.iter().any(|(c, _)| *c == e.exit_code()),
+                "{e:?} exits {} which --help does not list",
+                e.exit_code()
+            );
+        }
+    }
+
+    #[test]
+    fn exhaustion_message_says_size_and_how_to_grow() {
+        let e = Error::Exhausted {
+            pool: "media".into(),
+            size: 12,
+            elapsed: Duration::from_millis(1500),
+            tag: "eipool:pool",
+        };
+        let msg = e.to_string();
+        assert!(msg.contains("all 12 of its addresses"), "{msg}");
+        assert!(msg.contains("eipool:pool=media"), "{msg}");
+        assert!(msg.contains("allocate-address"), "{msg}");
+    }
+}
+
+#[cfg(test)]
+mod readme {
+    use super::*;
+
+    #[test]
+    fn the_readme_lists_every_exit_code() {
+        let readme = include_str!("../../../../README.md");
+        for (code, _) in EXIT_CODES {
+            assert!(
+                readme.contains(&format!("\n| {code} | ")),
+                "README's exit-code table lacks {code}"
+            );
+        }
+    }
+}

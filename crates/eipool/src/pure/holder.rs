@@ -1,0 +1,41 @@
+//! What eipool recorded about its own claims: who it assigned each address to, and which
+//! addresses a claimer is working on right now. Read from Redis by the herd adapter.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
+use super::address::Association;
+use super::ids::{AllocationId, EniId};
+
+/// What Redis knows about a pool's addresses.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RedisView {
+    /// Addresses with a live lease (a claimer is working on them).
+    pub claiming: BTreeSet<AllocationId>,
+    /// Addresses eipool assigned, to whom and since when.
+    pub holders: BTreeMap<AllocationId, Holder>,
+}
+
+/// Who eipool assigned an address to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    /// `<eni>/<private ip>`.
+    pub at: String,
+    /// Unix time in milliseconds.
+    pub since_ms: u64,
+}
+
+/// How a holder record names where an address is: `<eni>/<private ip>`.
+pub fn holder_at(eni: &EniId, ip: Ipv4Addr) -> String {
+    format!("{eni}/{ip}")
+}
+
+impl Holder {
+    /// Whether EC2's association is where this record says eipool put the address.
+    pub fn matches(&self, x: &Association) -> bool {
+        match (&x.network_interface_id, x.private_ip) {
+            (Some(eni), Some(ip)) => self.at == holder_at(eni, ip),
+            _ => false,
+        }
+    }
+}

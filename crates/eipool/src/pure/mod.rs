@@ -1,0 +1,12 @@
+//! Layer 0, pure: the data eipool reasons about and every decision it makes, as plain functions
+//! over data. No I/O, no clock, no randomness of its own, no async: time and random samples are
+//! handed in, so each decision is unit-tested with tables.
+
+pub(crate) mod address;
+pub(crate) mod cidr;
+pub(crate) mod classify;
+pub(crate) mod error;
+pub(crate) mod holder;
+pub(crate) mod identity;
+pub(crate) mod ids;
+pub(crate) mod plan;

@@ -1,0 +1,268 @@
+//! One candidate: take its lease, associate it with EC2's compare-and-swap, validate, record.
+//! Whatever happens, nothing of ours is left on it unless we won it.
+
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use super::protocol::Claimer;
+use super::{Attempt, Stop, LEASE_MARGIN};
+use crate::adapters::aws::Ec2Error;
+use crate::adapters::herd::{Acquire, Lease};
+use crate::pure::address::Address;
+use crate::pure::classify::{standing, Standing};
+use crate::pure::identity::Identity;
+use crate::pure::ids::{AllocationId, AssociationId};
+use crate::pure::plan;
+use crate::support::budget::Budget;
+
+/// How taking the lease on a candidate went.
+enum Leasing {
+    /// Ours until it runs out.
+    Got(Lease),
+    /// Go on without one (Redis down, lease not required).
+    WithoutRedis,
+    /// Not this candidate now.
+    Skip(Attempt),
+}
+
+/// How an AssociateAddress attempt ended.
+#[derive(Debug)]
+enum Associated {
+    /// This call associated it; validation follows.
+    New(AssociationId),
+    /// An earlier call (whose answer was lost, or a crashed run's) had: EC2 shows it on our interface.
+    Adopted(Address),
+    /// Gave up on this candidate.
+    GaveUp(Attempt),
+}
+
+impl Claimer {
+    /// Try to win one candidate. Returns `Err` only to stop the whole claim (deadline, signal,
+    /// fatal), after giving back anything taken for this candidate.
+    pub(super) async fn attempt(
+        &mut self,
+        cand: &Address,
+        me: &Identity,
+        suspect_ours: bool,
+    ) -> Result<Attempt, Stop> {
+        let alloc = &cand.allocation_id;
+        // The address a crashed run of ours was taking goes straight to EC2's compare-and-swap:
+        // its lease may still belong to the dead run's owner token.
+        let mut lease = if suspect_ours {
+            None
+        } else {
+            match self.acquire(alloc, me).await? {
+                Leasing::Got(l) => Some(l),
+                Leasing::WithoutRedis => None,
+                Leasing::Skip(outcome) => return Ok(outcome),
+            }
+        };
+
+        let assoc = match self.associate(cand, me, &mut lease, suspect_ours).await {
+            Ok(Associated::New(assoc)) => assoc,
+            Ok(Associated::Adopted(addr)) => {
+                self.record(alloc, lease.as_ref(), me).await;
+                info!(public_ip = %addr.public_ip, allocation_id = %alloc, "an earlier attempt had associated it: adopting");
+                return self.report(&addr, me, None, true).map(Attempt::Won);
+            }
+            Ok(Associated::GaveUp(outcome)) => {
+                self.release_lease(lease.as_ref(), me, true).await;
+                return Ok(outcome);
+            }
+            Err(stop) => {
+                // We may or may not have associated (an answer was lost): look, and undo if so.
+                self.undo_if_ours(alloc, me).await;
+                self.release_lease(lease.as_ref(), me, false).await;
+                return Err(stop);
+            }
+        };
+
+        match self.validate(alloc, &assoc, me).await {
+            Ok(Some(addr)) => {
+                self.record(alloc, lease.as_ref(), me).await;
+                info!(public_ip = %addr.public_ip, allocation_id = %alloc, association_id = %assoc, fence = lease.as_ref().map(|l| l.fence), "claimed");
+                self.report(&addr, me, Some(assoc), false).map(Attempt::Won)
+            }
+            Ok(None) => {
+                // EC2 shows someone else holding it: not ours to keep, nothing of ours to undo
+                // beyond our own association id (idempotent if already gone).
+                warn!(allocation_id = %alloc, "validation found the address held elsewhere; moving on");
+                self.disassociate_quietly(&assoc).await;
+                self.release_lease(lease.as_ref(), me, true).await;
+                Ok(Attempt::Taken)
+            }
+            Err(stop) => {
+                self.disassociate_quietly(&assoc).await;
+                self.release_lease(lease.as_ref(), me, true).await;
+                Err(stop)
+            }
+        }
+    }
+
+    /// Record a won address in Redis as assigned to us (and drop our lease on it).
+    async fn record(&self, alloc: &AllocationId, lease: Option<&Lease>, me: &Identity) {
+        if let Some(herd) = self.live_herd() {
+            if let Err(e) = herd
+                .mark_assigned(alloc, lease.map(|l| l.fence), &me.eni, me.private_ip)
+                .await
+            {
+                warn!(error = %e, "could not record the assignment in Redis; others will learn it from EC2");
+            }
+        }
+    }
+
+    /// Take the lease on `alloc`.
+    async fn acquire(&mut self, alloc: &AllocationId, me: &Identity) -> Result<Leasing, Stop> {
+        let Some(herd) = self.live_herd().cloned() else {
+            return Ok(Leasing::WithoutRedis);
+        };
+        Ok(
+            match self
+                .work
+                .bounded(herd.acquire(alloc, &me.eni, me.private_ip))
+                .await?
+            {
+                Ok(Acquire::Acquired(l)) => {
+                    debug!(allocation_id = %alloc, fence = l.fence, "leased in Redis");
+                    Leasing::Got(l)
+                }
+                Ok(Acquire::Busy) => Leasing::Skip(Attempt::Busy),
+                Ok(Acquire::Assigned) => Leasing::Skip(Attempt::Taken),
+                Err(e) => {
+                    if self.redis_failed(e) {
+                        Leasing::Skip(Attempt::Transient)
+                    } else {
+                        Leasing::WithoutRedis
+                    }
+                }
+            },
+        )
+    }
+
+    /// AssociateAddress with `AllowReassociation=false`, retried on passing failures while the
+    /// lease allows.
+    async fn associate(
+        &mut self,
+        cand: &Address,
+        me: &Identity,
+        lease: &mut Option<Lease>,
+        suspect_ours: bool,
+    ) -> Result<Associated, Stop> {
+        let alloc = &cand.allocation_id;
+        let mut maybe_ours = suspect_ours;
+        let mut attempt = 0u32;
+        loop {
+            // The lease gates *new* associations. Once an attempt may have applied, the retry
+            // (still AllowReassociation=false, so it can take nothing from anyone) is how we
+            // learn whether it did: giving up instead could leave the address on our interface
+            // with nobody using it.
+            let renewing = lease.as_mut().filter(|_| !maybe_ours);
+            if !self.pace("mutating", plan::MUTATING_PACE, renewing).await? {
+                return Ok(Associated::GaveUp(Attempt::Busy));
+            }
+            if let Some(l) = lease.as_mut().filter(|_| !maybe_ours) {
+                if !self.renew(l).await? {
+                    return Ok(Associated::GaveUp(Attempt::Busy));
+                }
+                let left = l.valid_until.saturating_duration_since(Instant::now());
+                if !plan::lease_allows(left, self.ec2.call_timeout(), LEASE_MARGIN) {
+                    warn!(allocation_id = %alloc, ?left, "lease too short for another EC2 call; stopping before associating");
+                    return Ok(Associated::GaveUp(Attempt::Transient));
+                }
+            }
+            match self
+                .work
+                .bounded(self.ec2.associate(alloc, &me.eni, me.private_ip))
+                .await?
+            {
+                Ok(assoc) => return Ok(Associated::New(assoc)),
+                Err(Ec2Error::AlreadyAssociated(_)) => {
+                    if maybe_ours {
+                        if let Some(addr) = self.owner_is_me(alloc, me).await? {
+                            return Ok(Associated::Adopted(addr));
+                        }
+                    }
+                    debug!(allocation_id = %alloc, "taken (Resource.AlreadyAssociated)");
+                    if let Some(herd) = self.live_herd() {
+                        let _ = herd.mark_taken(alloc).await;
+                    }
+                    return Ok(Associated::GaveUp(Attempt::Taken));
+                }
+                Err(Ec2Error::AllocationNotFound(_)) => {
+                    return Ok(Associated::GaveUp(Attempt::Taken))
+                }
+                Err(e) if e.is_transient() => {
+                    maybe_ours |= e.maybe_applied();
+                    self.work.note(&e);
+                    self.work.sleep(Budget::backoff(attempt)).await?;
+                    attempt += 1;
+                }
+                Err(e) => return Err(Stop::Fatal(e.into())),
+            }
+        }
+    }
+
+    /// After `Resource.AlreadyAssociated` on an address we may have associated ourselves (an
+    /// answer was lost, or a crashed run did it): poll until EC2 shows the holder.
+    async fn owner_is_me(
+        &mut self,
+        alloc: &AllocationId,
+        me: &Identity,
+    ) -> Result<Option<Address>, Stop> {
+        let mut poll = 0;
+        loop {
+            let ec2 = self.ec2.clone();
+            let seen = self
+                .work
+                .retry("find holder", || ec2.describe_address(alloc))
+                .await?;
+            match standing(seen.as_ref(), me) {
+                Standing::Mine => return Ok(seen),
+                Standing::Elsewhere | Standing::Gone => return Ok(None),
+                Standing::Free => {} // stale: not visible yet
+            }
+            self.work.sleep(plan::validation_delay(poll)).await?;
+            poll += 1;
+        }
+    }
+
+    /// Poll DescribeAddresses by allocation id until it shows our association.
+    /// `Ok(None)`: it shows the address held by someone else (or gone).
+    async fn validate(
+        &mut self,
+        alloc: &AllocationId,
+        assoc: &AssociationId,
+        me: &Identity,
+    ) -> Result<Option<Address>, Stop> {
+        let mut poll = 0;
+        loop {
+            self.work.sleep(plan::validation_delay(poll)).await?;
+            self.pace("describe", plan::DESCRIBE_PACE, None).await?;
+            poll += 1;
+            let ec2 = self.ec2.clone();
+            let seen = self
+                .work
+                .retry("validate", || ec2.describe_address(alloc))
+                .await?;
+            match standing(seen.as_ref(), me) {
+                Standing::Mine => {
+                    if seen
+                        .as_ref()
+                        .and_then(|a| a.association.as_ref())
+                        .map(|x| &x.id)
+                        != Some(assoc)
+                    {
+                        warn!(allocation_id = %alloc, "validated with a different association id than AssociateAddress returned");
+                    }
+                    return Ok(seen);
+                }
+                // Either a stale view from before a previous holder let go, or someone took it
+                // after us. Disassociating our own association id is safe either way.
+                Standing::Elsewhere | Standing::Gone => return Ok(None),
+                Standing::Free => {
+                    debug!(allocation_id = %alloc, poll, "not visible yet (eventual consistency)")
+                }
+            }
+        }
+    }
+}

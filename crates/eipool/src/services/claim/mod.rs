@@ -1,0 +1,153 @@
+//! The claim protocol: list the pool once, take a per-address lease in Redis, associate with
+//! EC2's compare-and-swap, validate by polling, record, report. Decisions come from
+//! [`crate::pure::plan`]; calls go through the AWS and Redis adapters.
+//!
+//! Every await is bounded by the deadline and the cancellation token. Anything taken on the way
+//! (a lease, an association) is given back before an error is returned.
+//!
+//! One concern per file: [`protocol`] (the passes over the candidates), [`listing`] (the pool
+//! listing, shared with the herd), [`attempt`] (one candidate: lease, associate, validate,
+//! record), [`herd`] (pacing, lease renewal, Redis's cool-down), [`cleanup`] (giving back).
+
+mod attempt;
+mod cleanup;
+mod herd;
+mod listing;
+mod protocol;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::pure::error::Error;
+use crate::pure::identity::{Identity, IdentitySource};
+use crate::services::context::Context;
+use crate::support::budget::{Interrupt, Stopped};
+use crate::support::metrics;
+use crate::support::output::{self, Claimed};
+
+use protocol::Claimer;
+
+/// Everything a claim needs, validated.
+#[derive(Debug, Clone)]
+pub(crate) struct ClaimConfig {
+    /// The pool name (value of the `eipool:pool` tag).
+    pub(crate) pool: String,
+    /// Which interface we are.
+    pub(crate) identity: IdentitySource,
+    /// The private IP to map to, when not the primary.
+    pub(crate) private_ip: Option<std::net::Ipv4Addr>,
+    /// `--redis-url`, checked for form.
+    pub(crate) redis: Option<redis::Client>,
+    /// `--require-lock`.
+    pub(crate) require_lock: bool,
+    /// The whole command's budget.
+    pub(crate) timeout: Duration,
+    /// `--output` env file.
+    pub(crate) output: Option<PathBuf>,
+    /// Lease on one address.
+    pub(crate) lease: Duration,
+    /// Timeout of each EC2 call.
+    pub(crate) call_timeout: Duration,
+}
+
+/// Margin a lease must keep beyond one EC2 call before that call may be made.
+pub(crate) const LEASE_MARGIN: Duration = Duration::from_secs(1);
+
+/// Why the protocol stopped early.
+#[derive(Debug)]
+enum Stop {
+    /// The work deadline passed, or a signal arrived.
+    Interrupted(Interrupt),
+    /// A failure no retry will fix.
+    Fatal(Error),
+}
+
+impl From<Interrupt> for Stop {
+    fn from(i: Interrupt) -> Self {
+        Stop::Interrupted(i)
+    }
+}
+
+impl<E: Into<Error>> From<Stopped<E>> for Stop {
+    fn from(s: Stopped<E>) -> Self {
+        match s {
+            Stopped::Interrupted(i) => Stop::Interrupted(i),
+            Stopped::Failed(e) => Stop::Fatal(e.into()),
+        }
+    }
+}
+
+/// What trying one candidate came to.
+#[derive(Debug)]
+enum Attempt {
+    Won(Claimed),
+    /// Someone else holds it (EC2 said so, or Redis knows it was just assigned).
+    Taken,
+    /// Another claimer is working on it: maybe later.
+    Busy,
+    /// A passing failure: try again later.
+    Transient,
+}
+
+/// Claim an address of the pool for `me`, within `cfg.timeout` of `started`: the address, or an
+/// error after cleaning up. Counts the outcome in the metrics.
+pub(crate) async fn run(
+    ctx: &Context,
+    me: &Identity,
+    cfg: &ClaimConfig,
+    started: Instant,
+    cancel: CancellationToken,
+) -> Result<Claimed, Error> {
+    let result = run_inner(ctx, me, cfg, started, cancel).await;
+    let outcome = match &result {
+        Ok(c) if c.reused => "reused",
+        Ok(_) => "claimed",
+        Err(e) => e.label(),
+    };
+    metrics::global().claim_finished(outcome, started.elapsed().as_secs_f64());
+    result
+}
+
+async fn run_inner(
+    ctx: &Context,
+    me: &Identity,
+    cfg: &ClaimConfig,
+    started: Instant,
+    cancel: CancellationToken,
+) -> Result<Claimed, Error> {
+    if let Some(out) = &cfg.output {
+        check_output(out)?;
+    }
+    ctx.warn_without_redis(
+        "claiming on EC2's compare-and-swap alone (safe, but a herd will collide more)",
+    );
+    let mut claimer = Claimer::new(ctx, cfg, started, cancel);
+    let mut claimed = claimer.claim(me).await?;
+    claimed.elapsed_ms = started.elapsed().as_millis() as u64;
+    if let Some(out) = &cfg.output {
+        if let Err(e) = output::write_atomically(out, &claimed.env_file()) {
+            // The media server would never learn its address: give it back rather than leak it.
+            if !claimed.reused {
+                claimer.give_back(&claimed).await;
+            }
+            return Err(Error::usage(format!(
+                "--output {}: cannot write the env file: {e}",
+                out.display()
+            )));
+        }
+    }
+    Ok(claimed)
+}
+
+/// Refuse an `--output` that cannot be written, before anything is taken.
+pub(crate) fn check_output(out: &std::path::Path) -> Result<(), Error> {
+    output::check_writable(out).map_err(|e| {
+        Error::usage(format!(
+            "--output {}: cannot write there: {e}",
+            out.display()
+        ))
+    })
+}

@@ -1,0 +1,262 @@
+//! The claimer and its passes: list the pool, try the free addresses in random order, back off
+//! and try again while some may still come free, report exhaustion when none can.
+
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::{Attempt, ClaimConfig, Stop};
+use crate::adapters::aws::Ec2;
+use crate::adapters::herd::Herd;
+use crate::pure::address::{Address, POOL_TAG};
+use crate::pure::error::Error;
+use crate::pure::identity::Identity;
+use crate::pure::ids::{AllocationId, AssociationId};
+use crate::pure::plan::{self, AfterDeadline, AfterPass, PassTally};
+use crate::services::context::Context;
+use crate::support::budget::{Budget, Interrupt};
+use crate::support::output::Claimed;
+
+/// Without Redis: how many addresses found taken before re-listing the pool.
+const LOCK_FREE_BATCH: usize = 3;
+
+/// One claim in progress: its EC2 client and Redis handle, its budgets, and what it has learnt.
+pub(super) struct Claimer {
+    pub(super) ec2: Ec2,
+    pub(super) herd: Option<Herd>,
+    pub(super) require_lock: bool,
+    pub(super) pool: String,
+    pub(super) started: Instant,
+    /// The budget for claiming: ends before the overall deadline, leaving the rest for cleanup.
+    pub(super) work: Budget,
+    /// The budget for giving back what a failing claim took: the overall deadline, deaf to
+    /// signals.
+    pub(super) cleanup: Budget,
+    pub(super) rng: StdRng,
+    /// Until when to claim without Redis, after it failed.
+    pub(super) redis_down_until: Option<Instant>,
+    pub(super) pool_size: usize,
+    /// Lease on an address (renewed while waiting for a paced slot).
+    pub(super) lease: Duration,
+}
+
+impl Claimer {
+    pub(super) fn new(
+        ctx: &Context,
+        cfg: &ClaimConfig,
+        started: Instant,
+        cancel: CancellationToken,
+    ) -> Self {
+        let deadline = started + cfg.timeout;
+        Claimer {
+            ec2: ctx.ec2.clone(),
+            herd: ctx.herd.clone(),
+            require_lock: cfg.require_lock,
+            pool: cfg.pool.clone(),
+            started,
+            work: Budget::new(deadline - plan::cleanup_reserve(cfg.timeout), cancel),
+            cleanup: Budget::cleanup(deadline),
+            rng: StdRng::from_os_rng(),
+            redis_down_until: None,
+            pool_size: 0,
+            lease: cfg.lease,
+        }
+    }
+
+    /// Claim an address for `me`, or say why not.
+    pub(super) async fn claim(&mut self, me: &Identity) -> Result<Claimed, Error> {
+        let mut last_tally = None;
+        match self.claim_inner(me, &mut last_tally).await {
+            Ok(c) => Ok(c),
+            Err(Stop::Fatal(e)) => Err(e),
+            Err(Stop::Interrupted(Interrupt::Cancelled)) => Err(Error::Interrupted),
+            Err(Stop::Interrupted(Interrupt::Deadline)) => {
+                Err(match plan::deadline_verdict(last_tally) {
+                    AfterDeadline::Exhausted => self.exhausted(),
+                    AfterDeadline::Temporary => self.work.error(Interrupt::Deadline),
+                })
+            }
+        }
+    }
+
+    pub(super) fn exhausted(&self) -> Error {
+        Error::Exhausted {
+            pool: self.pool.clone(),
+            size: self.pool_size,
+            elapsed: self.started.elapsed(),
+            tag: POOL_TAG,
+        }
+    }
+
+    async fn claim_inner(
+        &mut self,
+        me: &Identity,
+        last_tally: &mut Option<PassTally>,
+    ) -> Result<Claimed, Stop> {
+        info!(eni = %me.eni, private_ip = %me.private_ip, pool = %self.pool, "claiming");
+
+        // A re-run after a crash: Redis remembers what this interface was taking, which a stale
+        // DescribeAddresses may not show yet. Try that one first, as possibly ours.
+        let intent = self.intent(me).await;
+        let mut allow_shared = true;
+        loop {
+            let (listing, shared) = self.list_pool(allow_shared).await?;
+            self.pool_size = listing.len();
+            let mine: Vec<&Address> = listing.iter().filter(|a| a.held_by_me(me)).collect();
+            if shared
+                && !plan::shared_listing_will_do(
+                    intent.is_some(),
+                    !mine.is_empty(),
+                    listing.is_empty(),
+                )
+            {
+                allow_shared = false;
+                continue;
+            }
+            if let Some(a) = mine.first() {
+                if mine.len() > 1 {
+                    warn!(
+                        count = mine.len(),
+                        "this interface holds several addresses of the pool; reporting the first"
+                    );
+                }
+                info!(public_ip = %a.public_ip, allocation_id = %a.allocation_id, "already held: adopting");
+                return self.report(a, me, None, true);
+            }
+            if listing.is_empty() {
+                return Err(Stop::Fatal(self.exhausted()));
+            }
+
+            let free: Vec<Address> = listing
+                .iter()
+                .filter(|a| a.association.is_none())
+                .cloned()
+                .collect();
+            let mut order = plan::candidate_order(&free, &mut self.rng);
+            if let Some(alloc) = &intent {
+                if let Some(a) = listing.iter().find(|a| &a.allocation_id == alloc) {
+                    order.retain(|c| &c.allocation_id != alloc);
+                    order.insert(0, a.clone());
+                }
+            }
+            info!(
+                pool_size = listing.len(),
+                free = order.len(),
+                shared,
+                "listed the pool"
+            );
+            match self.passes(order, me, intent.as_ref(), last_tally).await? {
+                Some(claimed) => return Ok(claimed),
+                None if shared => {
+                    debug!("every candidate of the herd's listing is taken; listing the pool before giving up");
+                    allow_shared = false;
+                }
+                None => return Err(Stop::Fatal(self.exhausted())),
+            }
+        }
+    }
+
+    /// Try the candidates, pass after pass, until one is won (`Some`) or every one is known taken
+    /// (`None`: exhausted, as far as this listing knows).
+    async fn passes(
+        &mut self,
+        mut order: Vec<Address>,
+        me: &Identity,
+        intent: Option<&AllocationId>,
+        last_tally: &mut Option<PassTally>,
+    ) -> Result<Option<Claimed>, Stop> {
+        let mut pass = 0u32;
+        loop {
+            let mut tally = PassTally::default();
+            let mut again = Vec::new();
+            let mut blind_taken = 0;
+            let mut rest = order.into_iter();
+            while let Some(cand) = rest.next() {
+                let suspect_ours = intent == Some(&cand.allocation_id);
+                match self.attempt(&cand, me, suspect_ours).await? {
+                    Attempt::Won(c) => return Ok(Some(c)),
+                    Attempt::Taken => {
+                        // Without Redis, each "taken" cost a mutating call. After a few, a fresh
+                        // listing (below) is cheaper than trying the rest of a stale one.
+                        if self.live_herd().is_none() {
+                            blind_taken += 1;
+                            if blind_taken >= LOCK_FREE_BATCH {
+                                let unseen: Vec<Address> = rest.collect();
+                                tally.busy += unseen.len();
+                                again.extend(unseen);
+                                break;
+                            }
+                        }
+                    }
+                    Attempt::Busy => {
+                        tally.busy += 1;
+                        again.push(cand);
+                    }
+                    Attempt::Transient => {
+                        tally.transient += 1;
+                        again.push(cand);
+                    }
+                }
+            }
+            *last_tally = Some(tally);
+            match plan::after_pass(tally) {
+                AfterPass::Exhausted => return Ok(None),
+                AfterPass::TryAgain => {
+                    debug!(
+                        busy = tally.busy,
+                        transient = tally.transient,
+                        pass,
+                        "nothing won this pass; backing off"
+                    );
+                    self.work.sleep(Budget::backoff(pass)).await?;
+                    pass += 1;
+                    if self.live_herd().is_none() {
+                        // Without Redis nobody tells us what the others took: one fresh listing
+                        // beats trying every address blind under EC2's mutating-call budget.
+                        let listing = self.list_own().await?;
+                        if let Some(a) = listing.iter().find(|a| a.held_by_me(me)) {
+                            info!(public_ip = %a.public_ip, allocation_id = %a.allocation_id, "the listing shows an address on this interface: adopting");
+                            return self.report(a, me, None, true).map(Some);
+                        }
+                        again = listing
+                            .into_iter()
+                            .filter(|a| a.association.is_none())
+                            .collect();
+                    }
+                    order = plan::candidate_order(&again, &mut self.rng);
+                }
+            }
+        }
+    }
+
+    /// The report of a won address: `a` as EC2 showed it on our interface, under `assoc` (or
+    /// the association EC2 showed).
+    pub(super) fn report(
+        &self,
+        a: &Address,
+        me: &Identity,
+        assoc: Option<AssociationId>,
+        reused: bool,
+    ) -> Result<Claimed, Stop> {
+        let Some(association_id) = assoc.or_else(|| a.association.as_ref().map(|x| x.id.clone()))
+        else {
+            return Err(Stop::Fatal(Error::Internal(format!(
+                "{} was to be reported as ours but shows no association",
+                a.allocation_id
+            ))));
+        };
+        Ok(Claimed {
+            public_ip: a.public_ip,
+            allocation_id: a.allocation_id.clone(),
+            association_id,
+            network_interface_id: me.eni.clone(),
+            private_ip: me.private_ip,
+            reused,
+            elapsed_ms: self.started.elapsed().as_millis() as u64,
+        })
+    }
+}

@@ -1,0 +1,75 @@
+//! What every command talks to: the EC2 client and, when configured, the pool's shared state in
+//! Redis.
+
+use std::time::Duration;
+
+use rand::Rng;
+use tracing::warn;
+
+use crate::adapters::aws::{self, Ec2};
+use crate::adapters::herd::{Herd, Timing};
+use crate::pure::error::Error;
+
+/// How long an address stays marked assigned in Redis after validation, so that claimers
+/// reading a stale DescribeAddresses skip it.
+pub(crate) const ASSIGNED_TTL: Duration = Duration::from_secs(300);
+/// Bound on each Redis round trip.
+pub(crate) const REDIS_TIMEOUT: Duration = Duration::from_millis(1_000);
+/// Timeout of each EC2 call made by the operations commands (claim has `--call-timeout`).
+pub(crate) const OPS_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Lease of claims made by commands that do not take `--lease`.
+pub(crate) const DEFAULT_LEASE: Duration = Duration::from_secs(15);
+
+/// EC2 and Redis for one pool.
+#[derive(Debug, Clone)]
+pub(crate) struct Context {
+    /// The pool's name.
+    pub(crate) pool: String,
+    /// EC2.
+    pub(crate) ec2: Ec2,
+    /// The pool's shared state in Redis, when `--redis-url` is given.
+    pub(crate) herd: Option<Herd>,
+}
+
+/// Connect to EC2 (standard AWS chain) and prepare Redis (lazily: nothing sent yet).
+pub(crate) async fn connect(
+    pool: &str,
+    redis: Option<&redis::Client>,
+    call_timeout: Duration,
+    lease: Duration,
+) -> Result<Context, Error> {
+    let ec2 = aws::connect(call_timeout).await.map_err(Error::Usage)?;
+    let herd = match redis {
+        Some(client) => Some(Herd::new(
+            client.clone(),
+            pool,
+            owner_token(),
+            Timing {
+                lease,
+                assigned_ttl: ASSIGNED_TTL,
+                op_timeout: REDIS_TIMEOUT.min(call_timeout),
+            },
+        )?),
+        None => None,
+    };
+    Ok(Context {
+        pool: pool.to_string(),
+        ec2,
+        herd,
+    })
+}
+
+/// A random owner token for this process's leases.
+fn owner_token() -> String {
+    let n: u128 = rand::rng().random();
+    format!("{n:032x}")
+}
+
+impl Context {
+    /// Warn once that Redis is not configured.
+    pub(crate) fn warn_without_redis(&self, what: &str) {
+        if self.herd.is_none() {
+            warn!("no --redis-url: {what}");
+        }
+    }
+}

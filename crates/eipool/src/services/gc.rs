@@ -1,0 +1,186 @@
+//! `eipool gc`: find pool addresses that nobody can be using — held by an interface whose
+//! instance is stopped or terminated, by a detached interface, or by one that no longer exists —
+//! and Redis holder records that no longer match EC2. Prints the plan; `--apply` carries it out.
+//! An address on an interface of a running instance is never touched.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use tracing::{info, warn};
+
+use crate::pure::address::InterfaceState;
+use crate::pure::classify::why_dead;
+use crate::pure::error::Error;
+use crate::pure::ids::{AllocationId, AssociationId, EniId, InstanceId};
+use crate::services::context::Context;
+use crate::support::budget::Budget;
+
+/// An address to free, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct Leak {
+    /// The Elastic IP.
+    pub(crate) public_ip: std::net::Ipv4Addr,
+    /// Its allocation id.
+    pub(crate) allocation_id: AllocationId,
+    /// The association to remove.
+    pub(crate) association_id: AssociationId,
+    /// The interface holding it.
+    pub(crate) network_interface_id: EniId,
+    /// Why nobody can be using it.
+    pub(crate) reason: String,
+    /// Whether `--apply` freed it.
+    pub(crate) freed: bool,
+}
+
+/// What `gc` found (and did).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct Report {
+    /// Addresses held by nobody alive.
+    pub(crate) leaks: Vec<Leak>,
+    /// Redis holder records that no longer match EC2.
+    pub(crate) stale_records: Vec<AllocationId>,
+    /// Whether the plan was carried out.
+    pub(crate) applied: bool,
+}
+
+impl Report {
+    /// Human lines.
+    pub(crate) fn text(&self) -> String {
+        let verb = |done: bool| {
+            if !self.applied {
+                "would free"
+            } else if done {
+                "freed"
+            } else {
+                "skipped (changed since listed)"
+            }
+        };
+        let mut out = String::new();
+        for l in &self.leaks {
+            out.push_str(&format!(
+                "{} {} ({}) from {}: {}\n",
+                verb(l.freed),
+                l.public_ip,
+                l.allocation_id,
+                l.network_interface_id,
+                l.reason
+            ));
+        }
+        for r in &self.stale_records {
+            out.push_str(&format!(
+                "{} stale Redis holder record of {r}\n",
+                if self.applied {
+                    "dropped"
+                } else {
+                    "would drop"
+                }
+            ));
+        }
+        if self.leaks.is_empty() && self.stale_records.is_empty() {
+            out.push_str(
+                "nothing to collect: every associated pool address is on a live interface\n",
+            );
+        } else if !self.applied {
+            out.push_str("dry run: run again with --apply to do it\n");
+        }
+        out
+    }
+}
+
+/// Find (and with `apply`, free) what nobody can be using.
+pub(crate) async fn gc(ctx: &Context, budget: &Budget, apply: bool) -> Result<Report, Error> {
+    let listing = budget
+        .call("list pool", || ctx.ec2.describe_pool(&ctx.pool))
+        .await?;
+    let enis: Vec<EniId> = listing
+        .iter()
+        .filter_map(|a| a.association.as_ref()?.network_interface_id.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let interfaces: BTreeMap<EniId, InterfaceState> = budget
+        .call("describe interfaces", || ctx.ec2.interface_states(&enis))
+        .await?
+        .into_iter()
+        .map(|s| (s.id.clone(), s))
+        .collect();
+    let ids: Vec<InstanceId> = interfaces
+        .values()
+        .filter_map(|s| s.instance_id.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let instances = budget
+        .call("describe instances", || ctx.ec2.instance_states(&ids))
+        .await?;
+
+    let mut leaks = Vec::new();
+    for a in &listing {
+        let Some(x) = &a.association else { continue };
+        let Some(eni) = &x.network_interface_id else {
+            continue;
+        };
+        if let Some(reason) = why_dead(eni, &interfaces, &instances) {
+            leaks.push(Leak {
+                public_ip: a.public_ip,
+                allocation_id: a.allocation_id.clone(),
+                association_id: x.id.clone(),
+                network_interface_id: eni.clone(),
+                reason,
+                freed: false,
+            });
+        }
+    }
+
+    let mut stale_records = Vec::new();
+    if let Some(herd) = &ctx.herd {
+        let allocs: Vec<AllocationId> = listing.iter().map(|a| a.allocation_id.clone()).collect();
+        match budget
+            .bounded(herd.view(&allocs))
+            .await
+            .map_err(|i| budget.error(i))?
+        {
+            Ok(view) => {
+                for (alloc, holder) in &view.holders {
+                    let current = listing
+                        .iter()
+                        .find(|a| &a.allocation_id == alloc)
+                        .and_then(|a| a.association.as_ref());
+                    if !current.is_some_and(|x| holder.matches(x)) {
+                        stale_records.push(alloc.clone());
+                    }
+                }
+            }
+            Err(e) => warn!(error = %e, "Redis unavailable: only EC2 was checked"),
+        }
+    }
+
+    if apply {
+        for l in &mut leaks {
+            // Re-check just before acting: a claimer may have taken it since the listing.
+            let now = budget
+                .call("re-check", || ctx.ec2.describe_address(&l.allocation_id))
+                .await?;
+            if now.and_then(|a| a.association).map(|x| x.id) != Some(l.association_id.clone()) {
+                continue;
+            }
+            budget
+                .call("disassociate", || ctx.ec2.disassociate(&l.association_id))
+                .await?;
+            l.freed = true;
+            info!(public_ip = %l.public_ip, allocation_id = %l.allocation_id, reason = %l.reason, "freed");
+        }
+        if let Some(herd) = &ctx.herd {
+            for r in &stale_records {
+                if let Err(e) = herd.drop_holder(r).await {
+                    warn!(error = %e, allocation_id = %r, "could not drop the stale record");
+                }
+            }
+        }
+    }
+    Ok(Report {
+        leaks,
+        stale_records,
+        applied: apply,
+    })
+}

@@ -1,0 +1,142 @@
+//! Who am I: the interface and private IP a claim maps its address to, from flags or IMDSv2,
+//! checked against EC2 when that costs nothing extra or `--private-ip` asks for it.
+
+use std::net::Ipv4Addr;
+
+use tracing::{instrument, warn};
+
+use crate::adapters::aws::{Ec2, Ec2Error, Imds, ImdsError};
+use crate::pure::address::Interface;
+use crate::pure::error::Error;
+use crate::pure::identity::{Identity, IdentitySource};
+use crate::pure::ids::EniId;
+use crate::pure::plan;
+use crate::services::context::Context;
+use crate::support::budget::{Budget, Transient};
+
+/// Errors finding out who we are.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum IdentityError {
+    /// IMDSv2 could not be read (not on EC2, or the hop limit is 1 and we run in a container
+    /// without hostNetwork); pass `--network-interface-id` or `--instance-id`, or raise the hop limit.
+    #[error("{0}. Pass --network-interface-id or --instance-id, or, in a pod without hostNetwork, set the instance metadata hop limit to 2")]
+    Imds(#[from] ImdsError),
+    /// `--private-ip` is not one of the interface's private IPs.
+    #[error("--private-ip {ip} is not a private IP of {eni} (it has {have}); pick one of those")]
+    NotOnInterface {
+        /// The requested IP.
+        ip: Ipv4Addr,
+        /// The interface.
+        eni: EniId,
+        /// The IPs it has.
+        have: String,
+    },
+    /// EC2 failed while describing the interface.
+    #[error(transparent)]
+    Ec2(#[from] Ec2Error),
+}
+
+impl Transient for IdentityError {
+    fn is_transient(&self) -> bool {
+        matches!(self, IdentityError::Ec2(e) if e.is_transient())
+    }
+}
+
+impl From<IdentityError> for Error {
+    fn from(e: IdentityError) -> Self {
+        match e {
+            IdentityError::Ec2(Ec2Error::InterfaceNotFound(id)) => Error::usage(format!(
+                "--network-interface-id {id} does not exist in this region; check the id and AWS_REGION"
+            )),
+            IdentityError::Ec2(Ec2Error::InstanceNotFound(id)) => Error::usage(format!(
+                "--instance-id {id} does not exist in this region (or has no device-index-0 interface); check the id and AWS_REGION"
+            )),
+            IdentityError::Ec2(e) => e.into(),
+            e @ (IdentityError::NotOnInterface { .. } | IdentityError::Imds(_)) => {
+                Error::usage(e.to_string())
+            }
+        }
+    }
+}
+
+/// Resolve the identity from flags or IMDSv2, then describe the interface (one EC2 call) to
+/// learn its private IPs and check `--private-ip`.
+#[instrument(skip(ec2), err(Display))]
+pub(crate) async fn resolve(
+    ec2: &Ec2,
+    source: &IdentitySource,
+    private_ip: Option<Ipv4Addr>,
+) -> Result<Identity, IdentityError> {
+    let iface: Interface = match source {
+        IdentitySource::Interface(eni) => ec2.describe_interface(eni).await?,
+        IdentitySource::Instance(id) => ec2.primary_interface_of(id).await?,
+        IdentitySource::Imds => {
+            let imds = Imds::new();
+            let node = imds.primary_interface().await?;
+            if private_ip.is_none() {
+                // IMDSv2 already knows the primary interface's primary IP: no EC2 call, which
+                // spares the describe budget a whole herd shares.
+                return Ok(Identity {
+                    eni: node.eni,
+                    private_ip: imds.local_ipv4().await?,
+                    instance_id: Some(node.instance_id),
+                });
+            }
+            ec2.describe_interface(&node.eni).await?
+        }
+    };
+    let ip = match private_ip {
+        None => iface.primary_private_ip,
+        Some(ip) if iface.private_ips.contains(&ip) => ip,
+        Some(ip) => {
+            return Err(IdentityError::NotOnInterface {
+                ip,
+                eni: iface.id,
+                have: iface
+                    .private_ips
+                    .iter()
+                    .map(|i| i.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+        }
+    };
+    Ok(Identity {
+        eni: iface.id,
+        private_ip: ip,
+        instance_id: iface.instance_id,
+    })
+}
+
+/// [`resolve`], with passing failures retried within `budget`.
+pub(crate) async fn resolve_in(
+    ec2: &Ec2,
+    budget: &Budget,
+    source: &IdentitySource,
+    private_ip: Option<Ipv4Addr>,
+) -> Result<Identity, Error> {
+    budget
+        .call("identity", || resolve(ec2, source, private_ip))
+        .await
+}
+
+/// [`resolve_in`] as a herd member: when it costs an EC2 describe call, first wait for a slot of
+/// the herd's shared describe rate (if Redis answers; it is only a pace).
+pub(crate) async fn resolve_paced(
+    ctx: &Context,
+    budget: &Budget,
+    source: &IdentitySource,
+    private_ip: Option<Ipv4Addr>,
+) -> Result<Identity, Error> {
+    if let (Some(herd), true) = (&ctx.herd, source.calls_ec2(private_ip)) {
+        match budget
+            .bounded(herd.pace("describe", plan::DESCRIBE_PACE))
+            .await
+        {
+            Ok(Ok(wait)) => budget.sleep(wait).await.map_err(|i| budget.error(i))?,
+            Ok(Err(e)) => warn!(error = %e, "Redis unavailable: looking up the interface unpaced"),
+            Err(i) => return Err(budget.error(i)),
+        }
+    }
+    resolve_in(&ctx.ec2, budget, source, private_ip).await
+}

@@ -1,0 +1,201 @@
+//! The pool as operators see it — every address, its state, who holds it and since when — plus
+//! the CIDR blocks to publish to customers' firewall admins. Read by `status`, `pool shrink`,
+//! the exporter and the agent's pool metrics.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use serde::Serialize;
+
+use crate::pure::cidr;
+use crate::pure::classify::{pool_state, State};
+use crate::pure::error::Error;
+use crate::pure::ids::{EniId, InstanceId};
+use crate::services::context::Context;
+use crate::support::budget::Budget;
+use crate::support::metrics;
+
+/// One row of the table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct Row {
+    /// The Elastic IP.
+    pub(crate) public_ip: Ipv4Addr,
+    /// Its allocation id.
+    pub(crate) allocation_id: String,
+    /// Its state.
+    pub(crate) state: State,
+    /// The interface holding it.
+    pub(crate) network_interface_id: Option<String>,
+    /// That interface's instance.
+    pub(crate) instance_id: Option<String>,
+    /// The private IP it maps to.
+    pub(crate) private_ip: Option<Ipv4Addr>,
+    /// Since when eipool assigned it (RFC 3339), when Redis knows.
+    pub(crate) since: Option<String>,
+}
+
+/// The whole pool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct PoolStatus {
+    /// The pool's name.
+    pub(crate) pool: String,
+    /// How many addresses it has.
+    pub(crate) total: usize,
+    /// Count per state (every state present, zero included).
+    pub(crate) counts: BTreeMap<&'static str, usize>,
+    /// Whether Redis was consulted (without it, claiming/foreign can't be told).
+    pub(crate) redis: bool,
+    /// Every address, by public IP.
+    pub(crate) addresses: Vec<Row>,
+}
+
+impl PoolStatus {
+    /// How many addresses are in `state`.
+    pub(crate) fn count(&self, state: State) -> usize {
+        self.counts.get(state.name()).copied().unwrap_or(0)
+    }
+
+    /// The minimal CIDR blocks covering every address of the pool.
+    pub(crate) fn cidrs(&self) -> Vec<cidr::Block> {
+        let ips: Vec<Ipv4Addr> = self.addresses.iter().map(|r| r.public_ip).collect();
+        cidr::minimal_blocks(&ips)
+    }
+
+    /// The human table.
+    pub(crate) fn table(&self) -> String {
+        let mut out = format!(
+            "{:<16} {:<27} {:<9} {:<23} {:<20} {:<15} {}\n",
+            "PUBLIC IP", "ALLOCATION", "STATE", "INTERFACE", "INSTANCE", "PRIVATE IP", "SINCE"
+        );
+        for r in &self.addresses {
+            out.push_str(&format!(
+                "{:<16} {:<27} {:<9} {:<23} {:<20} {:<15} {}\n",
+                r.public_ip,
+                r.allocation_id,
+                r.state.name(),
+                r.network_interface_id.as_deref().unwrap_or("-"),
+                r.instance_id.as_deref().unwrap_or("-"),
+                r.private_ip
+                    .map(|i| i.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                r.since.as_deref().unwrap_or("-"),
+            ));
+        }
+        let counts: Vec<String> = State::ALL
+            .iter()
+            .map(|s| format!("{} {}", self.count(*s), s.name()))
+            .collect();
+        out.push_str(&format!(
+            "\npool {:?}: {} addresses: {}",
+            self.pool,
+            self.total,
+            counts.join(", ")
+        ));
+        if !self.redis {
+            out.push_str(
+                " (no --redis-url: claiming and foreign cannot be told apart from assigned)",
+            );
+        }
+        out.push('\n');
+        out
+    }
+}
+
+/// Read the pool from EC2 (one listing, one interface lookup) and Redis (one MGET, one HGETALL).
+pub(crate) async fn collect(ctx: &Context, budget: &Budget) -> Result<PoolStatus, Error> {
+    let listing = budget
+        .call("list pool", || ctx.ec2.describe_pool(&ctx.pool))
+        .await?;
+    let view = match &ctx.herd {
+        Some(herd) => {
+            let allocs: Vec<_> = listing.iter().map(|a| a.allocation_id.clone()).collect();
+            match budget
+                .bounded(herd.view(&allocs))
+                .await
+                .map_err(|i| budget.error(i))?
+            {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    tracing::warn!(error = %e, "Redis unavailable: showing EC2's view only");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    // moto (and EC2 for some association kinds) omit the instance: look it up by interface.
+    let enis: Vec<EniId> = listing
+        .iter()
+        .filter(|a| {
+            a.association
+                .as_ref()
+                .is_some_and(|x| x.instance_id.is_none())
+        })
+        .filter_map(|a| a.association.as_ref()?.network_interface_id.clone())
+        .collect();
+    let instances: BTreeMap<EniId, InstanceId> = budget
+        .call("describe interfaces", || ctx.ec2.interface_states(&enis))
+        .await?
+        .into_iter()
+        .filter_map(|s| Some((s.id, s.instance_id?)))
+        .collect();
+
+    let mut rows: Vec<Row> = listing
+        .iter()
+        .map(|a| {
+            let state = pool_state(a, view.as_ref());
+            let x = a.association.as_ref();
+            let eni = x.and_then(|x| x.network_interface_id.clone());
+            let since = (state == State::Assigned)
+                .then(|| view.as_ref()?.holders.get(&a.allocation_id))
+                .flatten()
+                .filter(|h| h.since_ms > 0)
+                .map(|h| {
+                    humantime::format_rfc3339_seconds(
+                        std::time::UNIX_EPOCH + std::time::Duration::from_millis(h.since_ms),
+                    )
+                    .to_string()
+                });
+            Row {
+                public_ip: a.public_ip,
+                allocation_id: a.allocation_id.to_string(),
+                state,
+                instance_id: x
+                    .and_then(|x| x.instance_id.clone())
+                    .or_else(|| eni.as_ref().and_then(|e| instances.get(e).cloned()))
+                    .map(String::from),
+                network_interface_id: eni.map(String::from),
+                private_ip: x.and_then(|x| x.private_ip),
+                since,
+            }
+        })
+        .collect();
+    rows.sort_by_key(|r| r.public_ip);
+    let mut counts: BTreeMap<&'static str, usize> =
+        State::ALL.iter().map(|s| (s.name(), 0)).collect();
+    for r in &rows {
+        *counts.entry(r.state.name()).or_default() += 1;
+    }
+    Ok(PoolStatus {
+        pool: ctx.pool.clone(),
+        total: rows.len(),
+        counts,
+        redis: view.is_some(),
+        addresses: rows,
+    })
+}
+
+/// Read the pool once within `budget` and set `eipool_pool_addresses{state}`. Returns whether
+/// the read succeeded.
+pub(crate) async fn publish_gauges(ctx: &Context, budget: &Budget) -> bool {
+    match collect(ctx, budget).await {
+        Ok(st) => {
+            metrics::global().set_pool(&State::ALL.map(|s| (s.name(), st.count(s))));
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the pool for its metrics");
+            false
+        }
+    }
+}

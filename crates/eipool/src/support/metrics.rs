@@ -1,0 +1,250 @@
+//! Prometheus metrics (prometheus-client), one registry per process. The agent and exporter
+//! serve them on `/metrics`; every metric is listed in the README.
+
+use std::sync::LazyLock;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// `action`, `outcome` of an EC2 call.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct CallLabels {
+    /// EC2 action, e.g. `AssociateAddress`.
+    pub action: String,
+    /// `ok`, `throttled`, `transient`, `unauthorized`, `already_associated`, `not_found`, `rejected`, `configuration`.
+    pub outcome: String,
+}
+
+/// One label: `outcome`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct OutcomeLabel {
+    /// How a claim ended: `claimed`, `reused`, `exhausted`, `temporary`, `permission`, `usage`, `interrupted`, `internal`.
+    pub outcome: String,
+}
+
+/// One label: `state`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct StateLabel {
+    /// `free`, `assigned`, `claiming`, `foreign`.
+    pub state: String,
+}
+
+/// Every metric eipool exports.
+pub(crate) struct Metrics {
+    registry: Registry,
+    /// `eipool_ec2_calls_total{action,outcome}`.
+    pub ec2_calls: Family<CallLabels, Counter>,
+    /// `eipool_claim_duration_seconds`.
+    pub claim_duration: Histogram,
+    /// `eipool_claims_total{outcome}`.
+    pub claims: Family<OutcomeLabel, Counter>,
+    /// `eipool_drift_total`.
+    pub drift: Counter,
+    /// `eipool_redis_errors_total`.
+    pub redis_errors: Counter,
+    /// `eipool_ready`: 1 while the agent holds a validated address.
+    pub ready: Gauge,
+    /// `eipool_pool_addresses{state}` (exporter).
+    pub pool_addresses: Family<StateLabel, Gauge>,
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// The process's metrics.
+pub(crate) fn global() -> &'static Metrics {
+    &METRICS
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("eipool");
+        let ec2_calls = Family::<CallLabels, Counter>::default();
+        registry.register(
+            "ec2_calls",
+            "EC2 API calls by action and outcome (throttled = RequestLimitExceeded)",
+            ec2_calls.clone(),
+        );
+        let claim_duration = Histogram::new([
+            0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+        ]);
+        registry.register(
+            "claim_duration_seconds",
+            "Time from start of a claim to its end, any outcome",
+            claim_duration.clone(),
+        );
+        let claims = Family::<OutcomeLabel, Counter>::default();
+        registry.register("claims", "Claims by how they ended", claims.clone());
+        let drift = Counter::default();
+        registry.register(
+            "drift",
+            "Times the agent found its address moved or disassociated",
+            drift.clone(),
+        );
+        let redis_errors = Counter::default();
+        registry.register(
+            "redis_errors",
+            "Redis round trips that failed or timed out",
+            redis_errors.clone(),
+        );
+        let ready = Gauge::default();
+        registry.register(
+            "ready",
+            "1 while the agent holds a validated address of the pool, else 0",
+            ready.clone(),
+        );
+        let pool_addresses = Family::<StateLabel, Gauge>::default();
+        registry.register(
+            "pool_addresses",
+            "Addresses of the pool by state (exporter only)",
+            pool_addresses.clone(),
+        );
+        Metrics {
+            registry,
+            ec2_calls,
+            claim_duration,
+            claims,
+            drift,
+            redis_errors,
+            ready,
+            pool_addresses,
+        }
+    }
+
+    /// Count one EC2 call.
+    pub(crate) fn ec2_call(&self, action: &str, outcome: &str) {
+        self.ec2_calls
+            .get_or_create(&CallLabels {
+                action: action.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    /// Count one finished claim.
+    pub(crate) fn claim_finished(&self, outcome: &str, seconds: f64) {
+        self.claims
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.to_string(),
+            })
+            .inc();
+        self.claim_duration.observe(seconds);
+    }
+
+    /// Set the pool gauges.
+    pub(crate) fn set_pool(&self, counts: &[(&str, usize)]) {
+        for (state, n) in counts {
+            self.pool_addresses
+                .get_or_create(&StateLabel {
+                    state: state.to_string(),
+                })
+                .set(*n as i64);
+        }
+    }
+
+    /// The registry in the Prometheus/OpenMetrics text format.
+    pub(crate) fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_render_with_their_documented_names() {
+        let m = Metrics::new();
+        m.ec2_call("AssociateAddress", "ok");
+        m.claim_finished("claimed", 0.7);
+        m.drift.inc();
+        m.set_pool(&[("free", 3)]);
+        let text = m.render();
+        for name in [
+            "eipool_ec2_calls_total{action=\"AssociateAddress\",outcome=\"ok\"} 1",
+            "eipool_claims_total{outcome=\"claimed\"} 1",
+            "eipool_claim_duration_seconds_count 1",
+            "eipool_drift_total 1",
+            "eipool_redis_errors_total 0",
+            "eipool_ready 0",
+            "eipool_pool_addresses{state=\"free\"} 3",
+        ] {
+            assert!(text.contains(name), "missing {name} in\n{text}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod docs {
+    /// Every metric with a sample (families without samples render nothing).
+    fn exported() -> String {
+        let m = super::Metrics::new();
+        m.ec2_call("DescribeAddresses", "ok");
+        m.claim_finished("claimed", 1.0);
+        m.set_pool(&[("free", 1)]);
+        m.render()
+    }
+
+    /// The alerts use only metrics that exist and link only to runbook sections that exist.
+    #[test]
+    fn alerts_use_real_metrics_and_link_real_runbook_sections() {
+        let rules = include_str!("../../../../deploy/base/prometheus-rule.yaml");
+        let runbook = include_str!("../../../../docs/runbook.md");
+        let exported = exported();
+        for word in rules.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if let Some(name) = word.strip_prefix("eipool_") {
+                let base = name.trim_end_matches("_bucket");
+                assert!(
+                    exported.contains(&format!("eipool_{base}")),
+                    "alert uses unknown metric eipool_{name}"
+                );
+            }
+        }
+        let anchors: Vec<String> = runbook
+            .lines()
+            .filter_map(|l| l.strip_prefix("## "))
+            .map(|h| h.to_lowercase().replace(' ', "-"))
+            .collect();
+        let mut links = 0;
+        for line in rules.lines().filter(|l| l.contains("runbook_url")) {
+            let anchor = line.rsplit('#').next().unwrap().trim_end_matches('"');
+            assert!(
+                anchors.iter().any(|a| a == anchor),
+                "runbook has no section #{anchor} (has {anchors:?})"
+            );
+            links += 1;
+        }
+        assert!(links >= 5, "every alert links its runbook section");
+        for needed in [
+            "pool-exhausted",
+            "drift",
+            "redis-down",
+            "growing-the-pool",
+            "publishing-cidrs",
+        ] {
+            assert!(
+                anchors.iter().any(|a| a == needed),
+                "runbook lacks {needed}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_readme_documents_every_metric() {
+        let readme = include_str!("../../../../README.md");
+        let exported = exported();
+        for line in exported.lines().filter_map(|l| l.strip_prefix("# HELP ")) {
+            let name = line.split_whitespace().next().unwrap();
+            let documented = [name.to_string(), format!("{name}_total")]
+                .iter()
+                .any(|n| readme.contains(&format!("`{n}`")));
+            assert!(documented, "README's metrics table lacks {name}");
+        }
+    }
+}

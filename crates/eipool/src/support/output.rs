@@ -1,0 +1,163 @@
+//! What a successful claim tells the world: one JSON object on stdout and, with `--output`, an
+//! env file the media server can source, written atomically.
+
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::pure::ids::{AllocationId, AssociationId, EniId};
+
+/// The result of `eipool claim`, printed as JSON on stdout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct Claimed {
+    /// The Elastic IP.
+    pub public_ip: Ipv4Addr,
+    /// Its allocation id.
+    pub allocation_id: AllocationId,
+    /// The association with our interface.
+    pub association_id: AssociationId,
+    /// Our interface.
+    pub network_interface_id: EniId,
+    /// The private IP it maps to.
+    pub private_ip: Ipv4Addr,
+    /// True when the interface already held this address and nothing was changed.
+    pub reused: bool,
+    /// Wall time of the whole command, in milliseconds.
+    pub elapsed_ms: u64,
+}
+
+impl Claimed {
+    /// The env file's content: `KEY=value` lines a shell can source.
+    pub(crate) fn env_file(&self) -> String {
+        format!(
+            "EIPOOL_PUBLIC_IP={}\nEIPOOL_ALLOCATION_ID={}\nEIPOOL_ASSOCIATION_ID={}\nEIPOOL_NETWORK_INTERFACE_ID={}\nEIPOOL_PRIVATE_IP={}\n",
+            self.public_ip, self.allocation_id, self.association_id, self.network_interface_id, self.private_ip
+        )
+    }
+}
+
+/// Write `content` to `path` atomically: a temporary file in the same directory, flushed and
+/// synced, then renamed over `path`. Readers see the old file or the new one, never half of one.
+pub(crate) fn write_atomically(path: &Path, content: &str) -> std::io::Result<()> {
+    let dir = parent_dir(path);
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".eipool-")
+        .tempfile_in(dir)?;
+    tmp.write_all(content.as_bytes())?;
+    tmp.as_file().sync_all()?;
+    set_readable(tmp.path())?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Check before doing anything that `path` can be written, so a claim never takes an address it
+/// then cannot report.
+pub(crate) fn check_writable(path: &Path) -> std::io::Result<()> {
+    tempfile::Builder::new()
+        .prefix(".eipool-check-")
+        .tempfile_in(parent_dir(path))
+        .map(drop)
+}
+
+/// The value of `KEY=value` line `key` in an env file's `text`, if there is one.
+pub(crate) fn env_value<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix(key)?.strip_prefix('='))
+        .map(str::trim)
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+#[cfg(unix)]
+fn set_readable(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    // The media container may run as another user than the initContainer: world-readable,
+    // as the file holds no secret.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
+}
+
+#[cfg(not(unix))]
+fn set_readable(_: &Path) -> std::io::Result<()> {
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Claimed {
+        Claimed {
+            public_ip: "203.0.113.7".parse().unwrap(),
+            allocation_id: "eipalloc-1".parse().unwrap(),
+            association_id: "eipassoc-2".parse().unwrap(),
+            network_interface_id: "eni-3".parse().unwrap(),
+            private_ip: "10.0.1.4".parse().unwrap(),
+            reused: false,
+            elapsed_ms: 12,
+        }
+    }
+
+    #[test]
+    fn json_has_the_contract_fields() {
+        let v: serde_json::Value = serde_json::to_value(sample()).unwrap();
+        for k in [
+            "public_ip",
+            "allocation_id",
+            "association_id",
+            "network_interface_id",
+            "reused",
+            "elapsed_ms",
+        ] {
+            assert!(v.get(k).is_some(), "missing {k} in {v}");
+        }
+        assert_eq!(v["public_ip"], "203.0.113.7");
+        assert_eq!(v["reused"], false);
+    }
+
+    #[test]
+    fn env_file_is_written_whole_and_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("eipool.env");
+        std::fs::write(&path, "old").unwrap();
+        write_atomically(&path, &sample().env_file()).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("EIPOOL_PUBLIC_IP=203.0.113.7\n"), "{text}");
+        assert!(text.contains("EIPOOL_ALLOCATION_ID=eipalloc-1\n"), "{text}");
+        assert!(
+            text.contains("EIPOOL_ASSOCIATION_ID=eipassoc-2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("EIPOOL_NETWORK_INTERFACE_ID=eni-3\n"),
+            "{text}"
+        );
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "temp files left behind: {leftovers:?}");
+    }
+
+    #[test]
+    fn env_values_are_read_back() {
+        let text = sample().env_file();
+        assert_eq!(
+            env_value(&text, "EIPOOL_ASSOCIATION_ID"),
+            Some("eipassoc-2")
+        );
+        assert_eq!(env_value(&text, "EIPOOL_PUBLIC_IP"), Some("203.0.113.7"));
+        assert_eq!(env_value(&text, "EIPOOL_PUBLIC"), None);
+        assert_eq!(env_value(&text, "NOPE"), None);
+    }
+
+    #[test]
+    fn unwritable_output_is_caught_up_front() {
+        assert!(check_writable(Path::new("/nonexistent-dir/eipool.env")).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        assert!(check_writable(&dir.path().join("x.env")).is_ok());
+    }
+}

@@ -1,0 +1,144 @@
+//! The Redis side of the claim protocol, through the library against a real redis-server.
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use eipool::herd::{Herd, SharedListing};
+use eipool::model::{Address, AllocationId, Association, AssociationId, EniId};
+use eipool_lab::services::RedisServer;
+
+use crate::harness::eventually;
+
+fn claims(redis: &RedisServer, pool: &str, owner: &str) -> Herd {
+    crate::harness::claims(&redis.url(), pool, owner)
+}
+
+fn listing() -> Vec<Address> {
+    vec![
+        Address {
+            allocation_id: "eipalloc-1".parse::<AllocationId>().unwrap(),
+            public_ip: Ipv4Addr::new(198, 51, 100, 1),
+            association: None,
+            pool: Some("p".into()),
+        },
+        Address {
+            allocation_id: "eipalloc-2".parse::<AllocationId>().unwrap(),
+            public_ip: Ipv4Addr::new(198, 51, 100, 2),
+            association: Some(Association {
+                id: "eipassoc-2".parse::<AssociationId>().unwrap(),
+                network_interface_id: Some("eni-2".parse::<EniId>().unwrap()),
+                private_ip: Some(Ipv4Addr::new(10, 0, 0, 2)),
+                instance_id: None,
+            }),
+            pool: Some("p".into()),
+        },
+    ]
+}
+
+const LEAD: Duration = Duration::from_secs(10);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_claimer_leads_the_listing_the_others_wait_then_read_it() {
+    let redis = RedisServer::start().unwrap();
+    let (a, b, c) = (
+        claims(&redis, "p", "a"),
+        claims(&redis, "p", "b"),
+        claims(&redis, "p", "c"),
+    );
+    assert_eq!(a.shared_listing(LEAD).await.unwrap(), SharedListing::Lead);
+    assert_eq!(
+        b.shared_listing(LEAD).await.unwrap(),
+        SharedListing::Pending
+    );
+    assert_eq!(
+        c.shared_listing(LEAD).await.unwrap(),
+        SharedListing::Pending
+    );
+
+    a.share_listing(Some(&listing()), Duration::from_secs(30))
+        .await
+        .unwrap();
+    for who in [&b, &c, &a] {
+        assert_eq!(
+            who.shared_listing(LEAD).await.unwrap(),
+            SharedListing::Recent(listing())
+        );
+    }
+    // Another pool has its own slot.
+    let other = claims(&redis, "q", "b");
+    assert_eq!(
+        other.shared_listing(LEAD).await.unwrap(),
+        SharedListing::Lead
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_listing_failed_hands_the_lead_on_at_once() {
+    let redis = RedisServer::start().unwrap();
+    let (a, b) = (claims(&redis, "p", "a"), claims(&redis, "p", "b"));
+    assert_eq!(a.shared_listing(LEAD).await.unwrap(), SharedListing::Lead);
+    // Someone else ending "its" lead does not end ours.
+    b.share_listing(None, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(
+        b.shared_listing(LEAD).await.unwrap(),
+        SharedListing::Pending
+    );
+    a.share_listing(None, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(b.shared_listing(LEAD).await.unwrap(), SharedListing::Lead);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_leaders_lead_and_an_old_listing_both_expire() {
+    let redis = RedisServer::start().unwrap();
+    let (a, b) = (claims(&redis, "p", "a"), claims(&redis, "p", "b"));
+    let short = Duration::from_millis(300);
+    assert_eq!(a.shared_listing(short).await.unwrap(), SharedListing::Lead);
+    // `a` dies without a word: `b` leads once the lead runs out.
+    eventually(
+        "the dead leader's lead to expire",
+        Duration::from_secs(10),
+        || async { (b.shared_listing(LEAD).await.unwrap() == SharedListing::Lead).then_some(()) },
+    )
+    .await;
+    b.share_listing(Some(&listing()), Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        a.shared_listing(LEAD).await.unwrap(),
+        SharedListing::Recent(listing())
+    );
+    eventually(
+        "the shared listing to expire",
+        Duration::from_secs(10),
+        || async {
+            (!matches!(
+                a.shared_listing(LEAD).await.unwrap(),
+                SharedListing::Recent(_)
+            ))
+            .then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_shared_listing_counts_as_none() {
+    let redis = RedisServer::start().unwrap();
+    let a = claims(&redis, "p", "a");
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(a.key("listing:v1"))
+        .arg("{not a listing")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(a.shared_listing(LEAD).await.unwrap(), SharedListing::Lead);
+}
