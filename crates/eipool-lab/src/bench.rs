@@ -16,7 +16,7 @@ use crate::chaos::{ChaosConfig, ChaosProxy, AWS_MUTATING};
 use crate::check;
 use crate::claimer::{LabEnv, Outcome};
 use crate::fixture::Ec2Lab;
-use crate::imds::ImdsStub;
+use crate::imds::{ImdsStub, NodeMeta};
 use crate::services::{Moto, RedisServer};
 
 /// The round trip added by the proxy's latency.
@@ -125,6 +125,7 @@ pub async fn run_case(
             latency: Duration::from_millis(100),
             jitter: Duration::from_millis(50),
             stale_window: Duration::from_secs(1),
+            aws_semantics: true,
             ..ChaosConfig::default()
         }
         .aws_throttling(),
@@ -139,15 +140,13 @@ pub async fn run_case(
     let mut stubs = Vec::new();
     if who == Contender::Eipool {
         for (i, n) in nodes.iter().enumerate() {
-            stubs.push(
-                ImdsStub::start(
-                    &n.instance_id,
-                    &format!("02:00:00:00:{:02x}:{:02x}", i / 256, i % 256),
-                    &n.eni,
-                    &n.private_ip,
-                )
-                .await?,
-            );
+            let node = NodeMeta {
+                instance_id: &n.instance_id,
+                mac: &format!("02:00:00:00:{:02x}:{:02x}", i / 256, i % 256),
+                eni: &n.eni,
+                local_ipv4: &n.private_ip,
+            };
+            stubs.push(ImdsStub::start(node, &ec2).await?);
         }
     }
 

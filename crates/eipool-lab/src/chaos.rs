@@ -11,7 +11,8 @@
 //!    or "applied but response lost" (forwarded to moto, then the connection is dropped);
 //! 5. eventual consistency: after a mutation of an address, DescribeAddresses for that address
 //!    answers from the snapshot taken just before the mutation, for `stale_window`; listings
-//!    answer from a cached earlier answer of the same query while a mutation is that recent.
+//!    answer from a cached earlier answer of the same query while a mutation is that recent;
+//! 6. with `aws_semantics`, what EC2 does and moto does not (see [`ChaosConfig::aws_semantics`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -61,6 +62,23 @@ pub struct ChaosConfig {
     pub p_lose_response: f64,
     /// Faults apply only to these actions (all actions when empty).
     pub fault_actions: HashSet<String>,
+    /// Throttling of CreateTags, which has its own bucket in EC2.
+    pub create_tags: Option<Bucket>,
+    /// Behave as AWS documents where moto does not:
+    /// - AssociateAddress to a private IP that already has an Elastic IP disassociates that one
+    ///   ("If you associate an Elastic IP address with an instance that has an existing Elastic
+    ///   IP address, the existing address is disassociated from the instance, but remains
+    ///   allocated to your account":
+    ///   <https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_AssociateAddress.html>);
+    ///   moto keeps both.
+    /// - TerminateInstances disassociates the Elastic IPs of the interfaces deleted with the
+    ///   instance (its primary interface, and any with DeleteOnTermination); stopping keeps them
+    ///   (<https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/elastic-ip-addresses-eip.html>,
+    ///   <https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/using-eni.html>); moto keeps them.
+    /// - DescribeAddresses shows the InstanceId of an association made by interface
+    ///   (<https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_Address.html>); moto
+    ///   leaves it empty.
+    pub aws_semantics: bool,
 }
 
 /// AWS's default EC2 bucket for mutating actions (AssociateAddress, DisassociateAddress, …).
@@ -73,13 +91,28 @@ pub const AWS_NON_MUTATING: Bucket = Bucket {
     burst: 100.0,
     per_second: 20.0,
 };
+/// AWS's default EC2 bucket for CreateTags
+/// (<https://docs.aws.amazon.com/ec2/latest/devguide/ec2-api-throttling.html>).
+pub const AWS_CREATE_TAGS: Bucket = Bucket {
+    burst: 100.0,
+    per_second: 10.0,
+};
 
 impl ChaosConfig {
     /// AWS's default EC2 request-rate buckets.
     pub fn aws_throttling(mut self) -> Self {
         self.mutating = Some(AWS_MUTATING);
         self.non_mutating = Some(AWS_NON_MUTATING);
+        self.create_tags = Some(AWS_CREATE_TAGS);
         self
+    }
+
+    /// Only EC2's semantics where moto lacks them: no throttling, latency or faults.
+    pub fn aws_like_moto() -> Self {
+        ChaosConfig {
+            aws_semantics: true,
+            ..ChaosConfig::default()
+        }
     }
 }
 
@@ -166,6 +199,7 @@ struct State {
     stats: Stats,
     mutating: Option<TokenBucket>,
     non_mutating: Option<TokenBucket>,
+    create_tags: Option<TokenBucket>,
     /// Per allocation id: the DescribeAddresses answer from just before its last mutation.
     before_mutation: HashMap<String, Snapshot>,
     /// Per listing query: the last answer moto gave.
@@ -182,6 +216,9 @@ struct Shared {
     /// up while queued is dropped with its connection, never reaching moto.
     slots: tokio::sync::Semaphore,
     client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    /// AWS semantics: one AssociateAddress (and its displacement) at a time, so the last
+    /// association to a private IP wins, as in EC2.
+    associating: tokio::sync::Mutex<()>,
 }
 
 /// A running chaos proxy; stops when dropped.
@@ -201,12 +238,14 @@ impl ChaosProxy {
             state: Mutex::new(State {
                 mutating: config.mutating.map(TokenBucket::new),
                 non_mutating: config.non_mutating.map(TokenBucket::new),
+                create_tags: config.create_tags.map(TokenBucket::new),
                 ..State::default()
             }),
             config: Mutex::new(config),
             upstream: upstream.trim_end_matches('/').to_string(),
             slots: tokio::sync::Semaphore::new(2),
             client: Client::builder(TokioExecutor::new()).build_http(),
+            associating: tokio::sync::Mutex::new(()),
         });
         let stop = CancellationToken::new();
         let (s, st) = (shared.clone(), stop.clone());
@@ -291,6 +330,43 @@ fn xml_field<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
     let start = xml.find(&open)? + open.len();
     let end = xml[start..].find(&format!("</{tag}>"))? + start;
     Some(&xml[start..end])
+}
+
+/// The top-level `<item>`s of the list `<set>` in an EC2 XML answer (items nest: an interface's
+/// groups and private IPs are items too).
+fn xml_items<'a>(xml: &'a str, set: &str) -> Vec<&'a str> {
+    let Some(body) = xml_field(xml, set) else {
+        return Vec::new();
+    };
+    let mut items = Vec::new();
+    let (mut depth, mut start, mut at) = (0usize, 0usize, 0usize);
+    while let Some(i) = body[at..].find("<item>").map(|i| i + at) {
+        let close = body[at..].find("</item>").map(|c| c + at);
+        match close {
+            Some(c) if c < i => {
+                depth -= 1;
+                if depth == 0 {
+                    items.push(&body[start..c]);
+                }
+                at = c + "</item>".len();
+            }
+            _ => {
+                if depth == 0 {
+                    start = i + "<item>".len();
+                }
+                depth += 1;
+                at = i + "<item>".len();
+            }
+        }
+    }
+    while let Some(c) = body[at..].find("</item>").map(|c| c + at) {
+        depth = depth.saturating_sub(1);
+        if depth == 0 {
+            items.push(&body[start..c]);
+        }
+        at = c + "</item>".len();
+    }
+    items
 }
 
 fn describe_form(params: &[(&str, &str)]) -> String {
@@ -428,6 +504,193 @@ impl Shared {
         }
     }
 
+    /// One EC2 query straight to moto (the proxy's own, not counted), its body when it succeeded.
+    async fn query(
+        &self,
+        headers: &hyper::HeaderMap,
+        action: &str,
+        params: &[(&str, &str)],
+    ) -> Option<String> {
+        let body = {
+            let mut form = form_urlencoded::Serializer::new(String::new());
+            form.append_pair("Action", action)
+                .append_pair("Version", "2016-11-15");
+            for (k, v) in params {
+                form.append_pair(k, v);
+            }
+            form.finish()
+        };
+        match self.forward(headers, Bytes::from(body)).await {
+            Ok((s, b)) if s.is_success() => Some(String::from_utf8_lossy(&b).into_owned()),
+            _ => None,
+        }
+    }
+
+    /// AWS semantics, after an AssociateAddress succeeded: every other Elastic IP on the same
+    /// private IP is disassociated (it stays allocated).
+    async fn displace_others(&self, headers: &hyper::HeaderMap, params: &HashMap<String, String>) {
+        let (Some(alloc), Some(eni)) =
+            (params.get("AllocationId"), params.get("NetworkInterfaceId"))
+        else {
+            return;
+        };
+        let private_ip = match params.get("PrivateIpAddress") {
+            Some(ip) => ip.clone(),
+            None => {
+                let Some(x) = self
+                    .query(
+                        headers,
+                        "DescribeNetworkInterfaces",
+                        &[("NetworkInterfaceId.1", eni)],
+                    )
+                    .await
+                else {
+                    return;
+                };
+                match xml_field(&x, "privateIpAddress") {
+                    Some(ip) => ip.to_string(),
+                    None => return,
+                }
+            }
+        };
+        let Some(held) = self
+            .query(
+                headers,
+                "DescribeAddresses",
+                &[
+                    ("Filter.1.Name", "network-interface-id"),
+                    ("Filter.1.Value.1", eni),
+                    ("Filter.2.Name", "private-ip-address"),
+                    ("Filter.2.Value.1", &private_ip),
+                ],
+            )
+            .await
+        else {
+            return;
+        };
+        for item in xml_items(&held, "addressesSet") {
+            if xml_field(item, "allocationId") == Some(alloc.as_str()) {
+                continue;
+            }
+            if let Some(assoc) = xml_field(item, "associationId") {
+                self.query(headers, "DisassociateAddress", &[("AssociationId", assoc)])
+                    .await;
+                self.count("AssociateAddress", "displaced");
+            }
+        }
+    }
+
+    /// AWS semantics, before a TerminateInstances: the associations of the Elastic IPs on the
+    /// interfaces that die with the instances (device index 0, or DeleteOnTermination).
+    async fn addresses_dying_with(
+        &self,
+        headers: &hyper::HeaderMap,
+        params: &HashMap<String, String>,
+    ) -> Vec<String> {
+        let mut dying = Vec::new();
+        for (k, instance) in params {
+            if !k.starts_with("InstanceId.") {
+                continue;
+            }
+            let Some(ifaces) = self
+                .query(
+                    headers,
+                    "DescribeNetworkInterfaces",
+                    &[
+                        ("Filter.1.Name", "attachment.instance-id"),
+                        ("Filter.1.Value.1", instance),
+                    ],
+                )
+                .await
+            else {
+                continue;
+            };
+            for item in xml_items(&ifaces, "networkInterfaceSet") {
+                let primary = xml_field(item, "deviceIndex") == Some("0");
+                let deleted = xml_field(item, "deleteOnTermination") == Some("true");
+                // The interface's own id: the item's last networkInterfaceId (moto puts the
+                // attachment first, and nothing in it names the interface).
+                let Some(eni) = item
+                    .rfind("<networkInterfaceId>")
+                    .and_then(|i| xml_field(&item[i..], "networkInterfaceId"))
+                else {
+                    continue;
+                };
+                if !(primary || deleted) {
+                    continue;
+                }
+                if let Some(held) = self
+                    .query(
+                        headers,
+                        "DescribeAddresses",
+                        &[
+                            ("Filter.1.Name", "network-interface-id"),
+                            ("Filter.1.Value.1", eni),
+                        ],
+                    )
+                    .await
+                {
+                    dying.extend(
+                        xml_items(&held, "addressesSet")
+                            .into_iter()
+                            .filter_map(|i| xml_field(i, "associationId"))
+                            .map(str::to_string),
+                    );
+                }
+            }
+        }
+        dying
+    }
+
+    async fn disassociate_all(&self, headers: &hyper::HeaderMap, associations: &[String]) {
+        for assoc in associations {
+            self.query(headers, "DisassociateAddress", &[("AssociationId", assoc)])
+                .await;
+            self.count("TerminateInstances", "disassociated");
+        }
+    }
+
+    /// AWS semantics: fill in the InstanceId of interface associations, as EC2 shows it.
+    async fn with_instance_ids(&self, headers: &hyper::HeaderMap, body: Bytes) -> Bytes {
+        let text = String::from_utf8_lossy(&body).into_owned();
+        if !text.contains("<instanceId/>") {
+            return body;
+        }
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find("<instanceId/>") {
+            let (before, after) = rest.split_at(at);
+            // The interface of this item: the last one named before its empty instanceId.
+            let eni = before
+                .rfind("<item>")
+                .and_then(|i| xml_field(&before[i..], "networkInterfaceId"));
+            let instance = match eni {
+                Some(eni) => self.instance_of(headers, eni).await,
+                None => None,
+            };
+            out.push_str(before);
+            match instance {
+                Some(i) => out.push_str(&format!("<instanceId>{i}</instanceId>")),
+                None => out.push_str("<instanceId/>"),
+            }
+            rest = &after["<instanceId/>".len()..];
+        }
+        out.push_str(rest);
+        Bytes::from(out)
+    }
+
+    /// The instance an interface is attached to, per moto.
+    async fn instance_of(&self, headers: &hyper::HeaderMap, eni: &str) -> Option<String> {
+        let x = self
+            .query(
+                headers,
+                "DescribeNetworkInterfaces",
+                &[("NetworkInterfaceId.1", eni)],
+            )
+            .await?;
+        Some(xml_field(xml_field(&x, "attachment")?, "instanceId")?.to_string())
+    }
+
     /// A stale answer for a Describe, if the model says this read is stale.
     fn stale_answer(
         &self,
@@ -466,7 +729,9 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Full<
     // Throttling.
     let allowed = {
         let mut st = s.state.lock().unwrap();
-        let bucket = if is_mutating(&action) {
+        let bucket = if action == "CreateTags" && st.create_tags.is_some() {
+            st.create_tags.as_mut()
+        } else if is_mutating(&action) {
             st.mutating.as_mut()
         } else {
             st.non_mutating.as_mut()
@@ -519,13 +784,30 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Full<
         }
     }
 
-    let (status, bytes) = match s.forward(&headers, body.clone()).await {
+    let aws = config.aws_semantics && !params.contains_key("DryRun");
+    let _one_at_a_time = match action.as_str() {
+        "AssociateAddress" if aws => Some(s.associating.lock().await),
+        _ => None,
+    };
+    let dying = match action.as_str() {
+        "TerminateInstances" if aws => s.addresses_dying_with(&headers, &params).await,
+        _ => Vec::new(),
+    };
+    let (status, mut bytes) = match s.forward(&headers, body.clone()).await {
         Ok(r) => r,
         Err(e) => {
             s.count(&action, "upstream_failed");
             return Err(e);
         }
     };
+    if aws && status.is_success() {
+        match action.as_str() {
+            "AssociateAddress" => s.displace_others(&headers, &params).await,
+            "TerminateInstances" => s.disassociate_all(&headers, &dying).await,
+            "DescribeAddresses" => bytes = s.with_instance_ids(&headers, bytes).await,
+            _ => {}
+        }
+    }
     if !window.is_zero() && action == "DescribeAddresses" && status.is_success() {
         s.state.lock().unwrap().listings.insert(
             key,
@@ -566,6 +848,28 @@ mod tests {
         let x = "<DescribeAddressesResponse><addressesSet><item><allocationId>eipalloc-1</allocationId></item></addressesSet></DescribeAddressesResponse>";
         assert_eq!(xml_field(x, "allocationId"), Some("eipalloc-1"));
         assert_eq!(xml_field(x, "associationId"), None);
+    }
+
+    #[test]
+    fn items_of_an_ec2_list_are_read_one_by_one() {
+        let x = "<addressesSet><item><allocationId>eipalloc-1</allocationId><associationId>eipassoc-1</associationId></item><item><allocationId>eipalloc-2</allocationId></item></addressesSet>";
+        let items: Vec<(Option<&str>, Option<&str>)> = xml_items(x, "addressesSet")
+            .into_iter()
+            .map(|i| (xml_field(i, "allocationId"), xml_field(i, "associationId")))
+            .collect();
+        assert_eq!(
+            items,
+            vec![
+                (Some("eipalloc-1"), Some("eipassoc-1")),
+                (Some("eipalloc-2"), None)
+            ]
+        );
+        let nested = "<networkInterfaceSet><item><attachment><deviceIndex>0</deviceIndex></attachment><groupSet><item><groupId>sg-1</groupId></item></groupSet><networkInterfaceId>eni-1</networkInterfaceId></item><item><networkInterfaceId>eni-2</networkInterfaceId></item></networkInterfaceSet>";
+        let items = xml_items(nested, "networkInterfaceSet");
+        assert_eq!(items.len(), 2, "{items:?}");
+        assert_eq!(xml_field(items[0], "deviceIndex"), Some("0"));
+        assert!(items[0].ends_with("<networkInterfaceId>eni-1</networkInterfaceId>"));
+        assert_eq!(xml_field(items[1], "networkInterfaceId"), Some("eni-2"));
     }
 
     #[test]

@@ -6,8 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::claimer::ClaimReport;
 use crate::fixture::Eip;
 
-/// I1 no sharing: no address reported by two successful claimers, and each success's address is
-/// associated, at the end, to that claimer's interface.
+/// I1 no sharing: no address reported by successful claimers of two different interfaces, and
+/// each success's address is associated, at the end, to that claimer's interface. (Two claims
+/// for the same interface may both report its one address: the second adopts what the first
+/// got, as a re-run does.)
 pub fn no_sharing(
     successes: &[(String, ClaimReport)],
     state: &BTreeMap<String, Eip>,
@@ -15,11 +17,12 @@ pub fn no_sharing(
     let mut v = Vec::new();
     let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
     for (eni, r) in successes {
-        if let Some(other) = seen.insert(&r.allocation_id, eni) {
-            v.push(format!(
+        match seen.insert(&r.allocation_id, eni) {
+            Some(other) if other != eni => v.push(format!(
                 "{} ({}) reported by both {other} and {eni}",
                 r.allocation_id, r.public_ip
-            ));
+            )),
+            _ => {}
         }
         if &r.network_interface_id != eni {
             v.push(format!(
@@ -89,6 +92,21 @@ pub fn no_leak(
         .collect()
 }
 
+/// Each of these interfaces holds exactly one address of the pool at the end.
+pub fn one_each(enis: &[String], state: &BTreeMap<String, Eip>) -> Vec<String> {
+    enis.iter()
+        .filter_map(|eni| {
+            let held: Vec<&str> = state
+                .values()
+                .filter(|e| e.eni.as_deref() == Some(eni.as_str()))
+                .map(|e| e.allocation_id.as_str())
+                .collect();
+            (held.len() != 1)
+                .then(|| format!("{eni} holds {} pool addresses: {held:?}", held.len()))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,6 +149,10 @@ mod tests {
         // Two claimers report the same address; only one holds it in EC2.
         let shared = [report("a", "eni-1"), report("a", "eni-2")];
         assert_eq!(no_sharing(&shared, &state).len(), 2);
+        // Two claims of one interface report its one address: that is adoption, not sharing.
+        assert!(no_sharing(&[report("a", "eni-1"), report("a", "eni-1")], &state).is_empty());
+        assert!(one_each(&["eni-1".into()], &state).is_empty());
+        assert_eq!(one_each(&["eni-2".into()], &state).len(), 1);
         // b is associated but nobody reported it.
         assert_eq!(
             no_leak(&[report("a", "eni-1")], &state, &BTreeSet::new()).len(),

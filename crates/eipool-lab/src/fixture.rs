@@ -194,6 +194,54 @@ impl Ec2Lab {
             .collect())
     }
 
+    /// The Elastic IPs associated with interface `eni` now (any pool, or none).
+    pub async fn addresses_on(&self, eni: &str) -> Result<Vec<Eip>> {
+        let out = self
+            .client
+            .describe_addresses()
+            .filters(
+                Filter::builder()
+                    .name("network-interface-id")
+                    .values(eni)
+                    .build(),
+            )
+            .send()
+            .await
+            .context("DescribeAddresses")?;
+        Ok(out.addresses().iter().map(to_eip).collect())
+    }
+
+    /// Associate with a given private IP of `eni` as an outsider would (reassociation allowed).
+    pub async fn associate_external_at(
+        &self,
+        allocation_id: &str,
+        eni: &str,
+        private_ip: &str,
+    ) -> Result<String> {
+        let out = self
+            .client
+            .associate_address()
+            .allocation_id(allocation_id)
+            .network_interface_id(eni)
+            .private_ip_address(private_ip)
+            .allow_reassociation(true)
+            .send()
+            .await
+            .context("AssociateAddress")?;
+        Ok(out.association_id().unwrap_or_default().to_string())
+    }
+
+    /// Disassociate by hand, as an operator would.
+    pub async fn disassociate(&self, association_id: &str) -> Result<()> {
+        self.client
+            .disassociate_address()
+            .association_id(association_id)
+            .send()
+            .await
+            .context("DisassociateAddress")?;
+        Ok(())
+    }
+
     /// These addresses as EC2 shows them now.
     pub async fn addresses(&self, allocation_ids: &[String]) -> Result<Vec<Eip>> {
         let out = self

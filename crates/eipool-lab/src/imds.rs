@@ -1,5 +1,7 @@
-//! A small IMDSv2 stub: token first (PUT), then metadata with that token; tells one instance's
-//! id, MAC and interface id. moto's own IMDS answers static values, so tests run this instead.
+//! A small IMDSv2 stub: token first (PUT), then metadata with that token. It tells one
+//! instance's id, MAC, interface and private IP, and answers the node's public addresses
+//! (`public-ipv4`, `public-ipv4s`, `ipv4-associations`) from moto's current state, as IMDS on
+//! EC2 answers from the node's. moto's own IMDS is static, so tests run this instead.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,6 +13,8 @@ use axum::routing::{get, put};
 use axum::Router;
 use tokio_util::sync::CancellationToken;
 
+use crate::fixture::Ec2Lab;
+
 const TOKEN: &str = "eipool-lab-imds-token";
 
 #[derive(Debug)]
@@ -19,6 +23,8 @@ struct Stub {
     mac: String,
     eni: String,
     local_ipv4: String,
+    /// Where the node's public addresses are read from (moto, directly).
+    ec2: Ec2Lab,
     token_requests: AtomicUsize,
 }
 
@@ -31,39 +37,55 @@ pub struct ImdsStub {
     stop: CancellationToken,
 }
 
+/// The node: its instance, the MAC and id of its primary interface, and that interface's
+/// primary private IP.
+#[derive(Debug, Clone)]
+pub struct NodeMeta<'a> {
+    /// `i-…`.
+    pub instance_id: &'a str,
+    /// The primary interface's MAC.
+    pub mac: &'a str,
+    /// `eni-…`.
+    pub eni: &'a str,
+    /// The primary private IP.
+    pub local_ipv4: &'a str,
+}
+
+type Answer = (StatusCode, String);
+
 impl ImdsStub {
-    /// Serve the metadata of one instance (its primary interface `eni` with primary private IP
-    /// `local_ipv4`) on a free loopback port.
-    pub async fn start(
-        instance_id: &str,
-        mac: &str,
-        eni: &str,
-        local_ipv4: &str,
-    ) -> std::io::Result<ImdsStub> {
+    /// Serve `node`'s metadata on a free loopback port, its public addresses read from `ec2`.
+    pub async fn start(node: NodeMeta<'_>, ec2: &Ec2Lab) -> std::io::Result<ImdsStub> {
         let stub = Arc::new(Stub {
-            instance_id: instance_id.into(),
-            mac: mac.into(),
-            eni: eni.into(),
-            local_ipv4: local_ipv4.into(),
+            instance_id: node.instance_id.into(),
+            mac: node.mac.into(),
+            eni: node.eni.into(),
+            local_ipv4: node.local_ipv4.into(),
+            ec2: ec2.clone(),
             token_requests: AtomicUsize::new(0),
         });
+        let macs = "/latest/meta-data/network/interfaces/macs/{mac}";
         let app = Router::new()
             .route("/latest/api/token", put(token))
             .route(
                 "/latest/meta-data/instance-id",
-                get(|s, h| meta(s, h, |s| s.instance_id.clone())),
+                get(|s, h| fixed(s, h, |s| s.instance_id.clone())),
             )
             .route(
                 "/latest/meta-data/mac",
-                get(|s, h| meta(s, h, |s| s.mac.clone())),
+                get(|s, h| fixed(s, h, |s| s.mac.clone())),
             )
             .route(
                 "/latest/meta-data/local-ipv4",
-                get(|s, h| meta(s, h, |s| s.local_ipv4.clone())),
+                get(|s, h| fixed(s, h, |s| s.local_ipv4.clone())),
             )
+            .route("/latest/meta-data/public-ipv4", get(public_ipv4))
+            .route(&format!("{macs}/interface-id"), get(interface_id))
+            .route(&format!("{macs}/public-ipv4s"), get(public_ipv4s))
+            .route(&format!("{macs}/ipv4-associations/"), get(associations))
             .route(
-                "/latest/meta-data/network/interfaces/macs/{mac}/interface-id",
-                get(interface_id),
+                &format!("{macs}/ipv4-associations/{{ip}}"),
+                get(association),
             )
             .with_state(stub.clone());
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
@@ -110,27 +132,96 @@ fn authorized(h: &HeaderMap) -> bool {
         == Some(TOKEN)
 }
 
-async fn meta(
-    State(s): State<Arc<Stub>>,
-    h: HeaderMap,
-    f: fn(&Stub) -> String,
-) -> (StatusCode, String) {
-    if !authorized(&h) {
-        return (StatusCode::UNAUTHORIZED, String::new());
+/// The answer for a path of the node's own interface, or 401/404.
+fn checked(h: &HeaderMap, s: &Stub, mac: Option<&str>) -> Result<(), Answer> {
+    if !authorized(h) {
+        return Err((StatusCode::UNAUTHORIZED, String::new()));
     }
-    (StatusCode::OK, f(&s))
+    if mac.is_some_and(|m| m != s.mac) {
+        return Err((StatusCode::NOT_FOUND, String::new()));
+    }
+    Ok(())
 }
 
-async fn interface_id(
+async fn fixed(State(s): State<Arc<Stub>>, h: HeaderMap, f: fn(&Stub) -> String) -> Answer {
+    match checked(&h, &s, None) {
+        Ok(()) => (StatusCode::OK, f(&s)),
+        Err(e) => e,
+    }
+}
+
+async fn interface_id(State(s): State<Arc<Stub>>, Path(mac): Path<String>, h: HeaderMap) -> Answer {
+    match checked(&h, &s, Some(&mac)) {
+        Ok(()) => (StatusCode::OK, s.eni.clone()),
+        Err(e) => e,
+    }
+}
+
+/// `(public, private)` of every Elastic IP on the node's interface, per moto now.
+async fn mappings(s: &Stub) -> Result<Vec<(String, String)>, Answer> {
+    let held = s
+        .ec2
+        .addresses_on(&s.eni)
+        .await
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(held
+        .into_iter()
+        .filter_map(|e| Some((e.public_ip, e.private_ip?)))
+        .collect())
+}
+
+/// A listing, or 404 when empty (as IMDS answers for a directory with nothing in it).
+fn listing(lines: Vec<String>) -> Answer {
+    if lines.is_empty() {
+        (StatusCode::NOT_FOUND, String::new())
+    } else {
+        (StatusCode::OK, lines.join("\n"))
+    }
+}
+
+async fn public_ipv4(State(s): State<Arc<Stub>>, h: HeaderMap) -> Answer {
+    if let Err(e) = checked(&h, &s, None) {
+        return e;
+    }
+    match mappings(&s).await {
+        Ok(m) => listing(
+            m.into_iter()
+                .filter(|(_, private)| *private == s.local_ipv4)
+                .map(|(public, _)| public)
+                .take(1)
+                .collect(),
+        ),
+        Err(e) => e,
+    }
+}
+
+async fn public_ipv4s(State(s): State<Arc<Stub>>, Path(mac): Path<String>, h: HeaderMap) -> Answer {
+    if let Err(e) = checked(&h, &s, Some(&mac)) {
+        return e;
+    }
+    match mappings(&s).await {
+        Ok(m) => listing(m.into_iter().map(|(public, _)| public).collect()),
+        Err(e) => e,
+    }
+}
+
+async fn associations(State(s): State<Arc<Stub>>, Path(mac): Path<String>, h: HeaderMap) -> Answer {
+    public_ipv4s(State(s), Path(mac), h).await
+}
+
+async fn association(
     State(s): State<Arc<Stub>>,
-    Path(mac): Path<String>,
+    Path((mac, ip)): Path<(String, String)>,
     h: HeaderMap,
-) -> (StatusCode, String) {
-    if !authorized(&h) {
-        return (StatusCode::UNAUTHORIZED, String::new());
+) -> Answer {
+    if let Err(e) = checked(&h, &s, Some(&mac)) {
+        return e;
     }
-    if mac != s.mac {
-        return (StatusCode::NOT_FOUND, String::new());
+    match mappings(&s).await {
+        Ok(m) => match m.into_iter().find(|(public, _)| *public == ip) {
+            Some((_, private)) => (StatusCode::OK, private),
+            None => (StatusCode::NOT_FOUND, String::new()),
+        },
+        Err(e) => e,
     }
-    (StatusCode::OK, s.eni.clone())
 }
