@@ -8,6 +8,53 @@ use super::ids::{AllocationId, AssociationId, EniId, InstanceId};
 /// The tag that puts an Elastic IP in a pool: `eipool:pool=<name>`.
 pub const POOL_TAG: &str = "eipool:pool";
 
+/// The tag on an address that records where eipool put it: `eipool:holder=<HolderTag>`.
+pub const HOLDER_TAG: &str = "eipool:holder";
+
+/// Where eipool put an address, written on the address after validating the claim:
+/// `<eni>/<private ip>/<association id>/<since, RFC 3339>`. The association id makes it exact:
+/// the same address associated again by hand, even to the same interface, is a different
+/// association, so it no longer matches.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HolderTag {
+    /// The interface.
+    pub eni: EniId,
+    /// The private IP the address maps to.
+    pub private_ip: Ipv4Addr,
+    /// The association eipool validated.
+    pub association: AssociationId,
+    /// When, as RFC 3339 (seconds).
+    pub since: String,
+}
+
+impl HolderTag {
+    /// The tag's value.
+    pub fn value(&self) -> String {
+        format!(
+            "{}/{}/{}/{}",
+            self.eni, self.private_ip, self.association, self.since
+        )
+    }
+
+    /// Read a tag value; `None` when it is not one this version wrote.
+    pub fn parse(value: &str) -> Option<HolderTag> {
+        let mut parts = value.splitn(4, '/');
+        Some(HolderTag {
+            eni: parts.next()?.parse().ok()?,
+            private_ip: parts.next()?.parse().ok()?,
+            association: parts.next()?.parse().ok()?,
+            since: parts.next()?.to_string(),
+        })
+    }
+
+    /// Whether EC2's association is the one this tag records.
+    pub fn matches(&self, x: &Association) -> bool {
+        x.id == self.association
+            && x.network_interface_id.as_ref() == Some(&self.eni)
+            && x.private_ip == Some(self.private_ip)
+    }
+}
+
 /// One Elastic IP as DescribeAddresses shows it. (Serialized only to share a listing with the
 /// herd through Redis.)
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -20,6 +67,9 @@ pub struct Address {
     pub association: Option<Association>,
     /// The value of the `eipool:pool` tag, if any.
     pub pool: Option<String>,
+    /// The `eipool:holder` tag: where eipool put it, if it did.
+    #[serde(default)]
+    pub holder: Option<HolderTag>,
 }
 
 /// Where an Elastic IP is associated.
@@ -60,6 +110,37 @@ pub struct Interface {
     pub private_ips: Vec<Ipv4Addr>,
     /// The instance it is attached to, if attached.
     pub instance_id: Option<InstanceId>,
+    /// The public IPv4 addresses mapped to its private IPs.
+    pub public: Vec<PublicMapping>,
+}
+
+/// A public IPv4 address mapped to a private IP, as the interface or IMDSv2 shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicMapping {
+    /// The private IP.
+    pub private_ip: Ipv4Addr,
+    /// The public IP mapped to it.
+    pub public_ip: Ipv4Addr,
+    /// Its allocation id when EC2 says it is an Elastic IP (the interface view says; IMDSv2
+    /// does not, so `None` there means "unknown").
+    pub allocation_id: Option<AllocationId>,
+}
+
+/// What holds the private IP a claim would associate an address with. AWS replaces an Elastic IP
+/// already there (it is disassociated, not released), so a claim must look before it associates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Occupant {
+    /// Nothing, or an ephemeral public IP (AWS gives it back when an Elastic IP arrives): go on.
+    Free,
+    /// An address of our own pool: it is ours; adopt it.
+    Pool(AllocationId),
+    /// An Elastic IP outside the pool, associated by someone else: never displace it.
+    Foreign {
+        /// Its public IP.
+        public_ip: Ipv4Addr,
+        /// Its allocation id.
+        allocation_id: AllocationId,
+    },
 }
 
 /// An interface's status (`in-use`, `available`, …) and attachment.
@@ -82,4 +163,46 @@ pub enum AddressSource {
     Ipam(String),
     /// A BYOIP public IPv4 pool (`--public-ipv4-pool`).
     PublicIpv4Pool(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assoc(id: &str, eni: &str, ip: &str) -> Association {
+        Association {
+            id: id.parse().unwrap(),
+            network_interface_id: Some(eni.parse().unwrap()),
+            private_ip: Some(ip.parse().unwrap()),
+            instance_id: None,
+        }
+    }
+
+    #[test]
+    fn a_holder_tag_round_trips_and_matches_only_its_association() {
+        let tag = HolderTag {
+            eni: "eni-0a".parse().unwrap(),
+            private_ip: "10.0.0.5".parse().unwrap(),
+            association: "eipassoc-1b".parse().unwrap(),
+            since: "2026-11-27T01:02:03Z".into(),
+        };
+        assert_eq!(
+            tag.value(),
+            "eni-0a/10.0.0.5/eipassoc-1b/2026-11-27T01:02:03Z"
+        );
+        assert_eq!(HolderTag::parse(&tag.value()), Some(tag.clone()));
+        // (association, matches)
+        let cases = [
+            (assoc("eipassoc-1b", "eni-0a", "10.0.0.5"), true),
+            (assoc("eipassoc-2c", "eni-0a", "10.0.0.5"), false), // associated again by hand
+            (assoc("eipassoc-1b", "eni-0b", "10.0.0.5"), false),
+            (assoc("eipassoc-1b", "eni-0a", "10.0.0.6"), false),
+        ];
+        for (x, want) in cases {
+            assert_eq!(tag.matches(&x), want, "{x:?}");
+        }
+        for junk in ["", "x", "eni-0a/10.0.0.5", "eni-0a/not-an-ip/eipassoc-1b/t"] {
+            assert_eq!(HolderTag::parse(junk), None, "{junk:?}");
+        }
+    }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::address::{Address, InterfaceState};
+use super::address::{Address, InterfaceState, Occupant};
 use super::holder::RedisView;
 use super::identity::Identity;
 use super::ids::{EniId, InstanceId};
@@ -33,6 +33,24 @@ pub fn standing(seen: Option<&Address>, me: &Identity) -> Standing {
     }
 }
 
+/// What a public IP found on our private IP means for a claim: `in_pool` is the pool address
+/// with that public IP (from our listing), `eip` the account's Elastic IP with it (`None`: it is
+/// not an Elastic IP, e.g. an ephemeral public IP, which AWS gives back when an Elastic IP
+/// arrives), `pool` our pool's name.
+pub fn occupant(in_pool: Option<&Address>, eip: Option<&Address>, pool: &str) -> Occupant {
+    match (in_pool, eip) {
+        (Some(a), _) => Occupant::Pool(a.allocation_id.clone()),
+        (None, Some(e)) if e.pool.as_deref() == Some(pool) => {
+            Occupant::Pool(e.allocation_id.clone())
+        }
+        (None, Some(e)) => Occupant::Foreign {
+            public_ip: e.public_ip,
+            allocation_id: e.allocation_id.clone(),
+        },
+        (None, None) => Occupant::Free,
+    }
+}
+
 /// The state of one pool address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -43,8 +61,9 @@ pub enum State {
     Assigned,
     /// Not associated yet, but a claimer holds a Redis lease on it.
     Claiming,
-    /// Associated, but not by eipool (or moved since): someone ran AssociateAddress by hand, or
-    /// the claim record is gone.
+    /// Associated, but not where eipool's record (the address's `eipool:holder` tag, or Redis's
+    /// holder record) says eipool put it: associated by hand, moved by a plain AssociateAddress,
+    /// or claimed by an eipool older than the holder tag.
     Foreign,
 }
 
@@ -68,17 +87,24 @@ impl State {
     }
 }
 
-/// Classify one address from EC2's view and (when there is one) Redis's. Without Redis every
-/// associated address counts as assigned: there is nothing to tell them apart by.
+/// Classify one address from EC2's view (its association and holder tag) and, when there is one,
+/// Redis's. EC2 alone decides assigned or foreign, so the view survives Redis losing its data;
+/// Redis adds `claiming` (a live lease) and vouches for addresses claimed before the holder tag.
 pub fn pool_state(a: &Address, redis: Option<&RedisView>) -> State {
-    match (&a.association, redis) {
-        (Some(_), None) => State::Assigned,
-        (Some(x), Some(view)) => match view.holders.get(&a.allocation_id) {
-            Some(h) if h.matches(x) => State::Assigned,
-            _ => State::Foreign,
-        },
-        (None, Some(view)) if view.claiming.contains(&a.allocation_id) => State::Claiming,
-        (None, _) => State::Free,
+    match &a.association {
+        None if redis.is_some_and(|v| v.claiming.contains(&a.allocation_id)) => State::Claiming,
+        None => State::Free,
+        Some(x) => {
+            let tagged = a.holder.as_ref().is_some_and(|t| t.matches(x));
+            let recorded = redis
+                .and_then(|v| v.holders.get(&a.allocation_id))
+                .is_some_and(|h| h.matches(x));
+            if tagged || recorded {
+                State::Assigned
+            } else {
+                State::Foreign
+            }
+        }
     }
 }
 
@@ -113,10 +139,12 @@ pub fn why_dead(
 mod tests {
     use super::*;
     use crate::pure::address::Association;
+    use crate::pure::address::HolderTag;
     use crate::pure::holder::Holder;
 
     fn addr(id: &str, on: Option<&str>) -> Address {
         Address {
+            holder: None,
             allocation_id: id.parse().unwrap(),
             public_ip: "203.0.113.1".parse().unwrap(),
             association: on.map(|eni| Association {
@@ -142,26 +170,41 @@ mod tests {
                 },
             );
         }
+        // Tagged where EC2 shows it: assigned with or without Redis (e.g. after Redis lost its data).
+        let mut tagged = addr("eipalloc-f", Some("eni-1"));
+        tagged.holder = Some(HolderTag {
+            eni: "eni-1".parse().unwrap(),
+            private_ip: "10.0.0.5".parse().unwrap(),
+            association: tagged.association.as_ref().unwrap().id.clone(),
+            since: "2026-11-27T00:00:00Z".into(),
+        });
+        // Tagged, then moved by hand: the tag no longer matches.
+        let mut moved = tagged.clone();
+        moved.allocation_id = "eipalloc-10".parse().unwrap();
+        moved.association.as_mut().unwrap().network_interface_id = Some("eni-2".parse().unwrap());
         // (address, with redis, without redis)
         let cases = [
+            (tagged, State::Assigned, State::Assigned),
+            (moved, State::Foreign, State::Foreign),
             (addr("eipalloc-a", None), State::Free, State::Free),
             (addr("eipalloc-b", None), State::Claiming, State::Free),
+            // assigned (Redis says) before the holder tag existed: Redis vouches for it
             (
                 addr("eipalloc-c", Some("eni-1")),
                 State::Assigned,
-                State::Assigned,
+                State::Foreign,
             ),
             // moved since eipool assigned it
             (
                 addr("eipalloc-d", Some("eni-2")),
                 State::Foreign,
-                State::Assigned,
+                State::Foreign,
             ),
             // never assigned by eipool
             (
                 addr("eipalloc-e", Some("eni-3")),
                 State::Foreign,
-                State::Assigned,
+                State::Foreign,
             ),
         ];
         for (a, with, without) in cases {
@@ -181,11 +224,54 @@ mod tests {
     }
 
     #[test]
+    fn what_holds_our_private_ip() {
+        let ours = addr("eipalloc-1", Some("eni-1"));
+        let mut other_pool = addr("eipalloc-2", Some("eni-1"));
+        other_pool.pool = Some("other".into());
+        let mut untagged = addr("eipalloc-3", Some("eni-1"));
+        untagged.pool = None;
+        // (in our listing, the account's Elastic IP, occupant)
+        let cases = [
+            (None, None, Occupant::Free), // nothing, or an ephemeral public IP
+            (
+                Some(&ours),
+                Some(&ours),
+                Occupant::Pool(ours.allocation_id.clone()),
+            ),
+            (
+                None,
+                Some(&ours),
+                Occupant::Pool(ours.allocation_id.clone()),
+            ), // listing older
+            (
+                None,
+                Some(&other_pool),
+                Occupant::Foreign {
+                    public_ip: other_pool.public_ip,
+                    allocation_id: other_pool.allocation_id.clone(),
+                },
+            ),
+            (
+                None,
+                Some(&untagged),
+                Occupant::Foreign {
+                    public_ip: untagged.public_ip,
+                    allocation_id: untagged.allocation_id.clone(),
+                },
+            ),
+        ];
+        for (listed, eip, want) in cases {
+            assert_eq!(occupant(listed, eip, "p"), want, "{listed:?} {eip:?}");
+        }
+    }
+
+    #[test]
     fn standing_relative_to_me() {
         let me = Identity {
             eni: "eni-1".parse().unwrap(),
             private_ip: "10.0.0.5".parse().unwrap(),
             instance_id: None,
+            mac: None,
         };
         let cases = [
             (None, Standing::Gone),

@@ -1,5 +1,6 @@
-//! What eipool recorded about its own claims: who it assigned each address to, and which
-//! addresses a claimer is working on right now. Read from Redis by the herd adapter.
+//! What Redis recorded about eipool's claims: what is in flight (live leases) and, for addresses
+//! claimed before the holder tag existed, its own holder records. The durable record is the
+//! holder tag on the address in EC2 (`address::HolderTag`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;

@@ -13,6 +13,9 @@ pub struct Identity {
     pub private_ip: Ipv4Addr,
     /// The instance the interface is attached to.
     pub instance_id: Option<InstanceId>,
+    /// The interface's MAC, when IMDSv2 told who we are: the node's own view of its public
+    /// addresses is then available (IMDSv2, no EC2 call).
+    pub mac: Option<String>,
 }
 
 /// Where the claimer learns which interface it is.

@@ -72,6 +72,42 @@ pub fn shared_listing_will_do(intent: bool, holds_one: bool, empty: bool) -> boo
     !(intent || holds_one || empty)
 }
 
+/// How long Redis marks an address assigned (or found taken) after a claimer validated it: long
+/// enough to mask it in a listing made before the association (the herd's shared listing lives
+/// [`SHARED_LISTING_TTL`], and EC2 may take [`CONSISTENCY_BOUND`] to show a change), and no
+/// longer: a marker must never keep a claimer off an address EC2 shows free.
+pub const ASSIGNED_MARK_TTL: Duration = Duration::from_secs(10);
+
+/// How long Redis remembers which address an interface was taking or holds: a re-run after a
+/// crash tries that address first, because a listing made right after may not show the
+/// association yet. After this, EC2's listing shows it.
+pub const INTENT_TTL: Duration = Duration::from_secs(60);
+
+/// What to do with a candidate that our own listing shows free but Redis marks assigned, once
+/// EC2 has been asked about it by allocation id (`ec2_free`). The marker is `marker_age` old.
+///
+/// A marker younger than EC2's consistency bound may be right where EC2 is behind: wait for it.
+/// An older one is outvoted by EC2: drop it and claim the address. EC2 showing the address held
+/// settles it: taken.
+pub fn masked_verdict(ec2_free: bool, marker_age: Duration) -> MaskedVerdict {
+    match (ec2_free, marker_age >= CONSISTENCY_BOUND) {
+        (false, _) => MaskedVerdict::Taken,
+        (true, true) => MaskedVerdict::ClearMarker,
+        (true, false) => MaskedVerdict::Wait,
+    }
+}
+
+/// See [`masked_verdict`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaskedVerdict {
+    /// EC2 shows it held: skip it.
+    Taken,
+    /// EC2 shows it free, long after the marker was set: drop the marker, try the address.
+    ClearMarker,
+    /// EC2 shows it free, but the marker is too young to tell who is right: try again later.
+    Wait,
+}
+
 /// How often a claimer waiting for another claimer's listing asks Redis whether it is there.
 pub const SHARED_LISTING_POLL: Duration = Duration::from_millis(100);
 
@@ -139,6 +175,9 @@ pub struct PassTally {
     pub busy: usize,
     /// Candidates that failed with a temporary error (throttled, 5xx, timeout, Redis down).
     pub transient: usize,
+    /// Candidates our own listing shows free but Redis marks assigned: EC2 must be asked about
+    /// them by allocation id before the pool may be called exhausted.
+    pub masked: usize,
 }
 
 /// What to do after a pass over the candidates that won nothing.
@@ -146,19 +185,31 @@ pub struct PassTally {
 pub enum AfterPass {
     /// Every candidate is known taken: the pool is exhausted, say so now rather than at the deadline.
     Exhausted,
+    /// Nothing else can come free, but Redis masks addresses our own listing shows free: ask EC2
+    /// about those by allocation id ([`masked_verdict`]) before saying exhausted.
+    AskEc2,
     /// Some candidates may still come free (in flight elsewhere) or failed for a passing reason:
     /// back off and try those again.
     TryAgain,
 }
 
-/// Decide after a pass. Exhaustion is declared only when nothing is in flight and nothing failed
-/// for a passing reason, so a claimer never gives up on an address that another claimer may
-/// still hand back.
+/// Decide after a pass. Exhaustion is declared only when nothing is in flight, nothing failed
+/// for a passing reason, and no Redis marker stands between us and an address EC2 may show free,
+/// so a claimer never gives up on an address that another claimer may still hand back, nor on
+/// one a stale marker hides.
 pub fn after_pass(tally: PassTally) -> AfterPass {
-    if tally.busy == 0 && tally.transient == 0 {
-        AfterPass::Exhausted
-    } else {
-        AfterPass::TryAgain
+    match tally {
+        PassTally {
+            busy: 0,
+            transient: 0,
+            masked: 0,
+        } => AfterPass::Exhausted,
+        PassTally {
+            busy: 0,
+            transient: 0,
+            ..
+        } => AfterPass::AskEc2,
+        _ => AfterPass::TryAgain,
     }
 }
 
@@ -166,7 +217,7 @@ pub fn after_pass(tally: PassTally) -> AfterPass {
 /// only addresses others were holding, a temporary failure when something kept failing.
 pub fn deadline_verdict(last: Option<PassTally>) -> AfterDeadline {
     match last {
-        Some(t) if t.transient == 0 => AfterDeadline::Exhausted,
+        Some(t) if t.transient == 0 && t.masked == 0 => AfterDeadline::Exhausted,
         _ => AfterDeadline::Temporary,
     }
 }
@@ -282,6 +333,24 @@ mod tests {
     }
 
     #[test]
+    fn a_redis_marker_never_outvotes_a_settled_ec2_answer() {
+        let s = Duration::from_secs;
+        // (EC2 shows it free, marker age, verdict)
+        let cases = [
+            (false, s(0), MaskedVerdict::Taken),
+            (false, s(60), MaskedVerdict::Taken),
+            (true, s(1), MaskedVerdict::Wait),
+            (true, CONSISTENCY_BOUND, MaskedVerdict::ClearMarker),
+            (true, s(60), MaskedVerdict::ClearMarker),
+        ];
+        for (free, age, want) in cases {
+            assert_eq!(masked_verdict(free, age), want, "free {free}, age {age:?}");
+        }
+        // A marker outlives a shared listing plus EC2's consistency window, and no more.
+        assert_eq!(ASSIGNED_MARK_TTL, SHARED_LISTING_TTL + CONSISTENCY_BOUND);
+    }
+
+    #[test]
     fn validation_delays_back_off_and_cap() {
         assert_eq!(validation_delay(0), MS(1_000));
         assert_eq!(validation_delay(1), MS(500));
@@ -321,10 +390,27 @@ mod tests {
 
     #[test]
     fn exhaustion_only_when_nothing_can_come_free() {
-        let t = |busy, transient| PassTally { busy, transient };
+        let t = |busy, transient| PassTally {
+            busy,
+            transient,
+            masked: 0,
+        };
+        let masked = |masked| PassTally {
+            masked,
+            ..PassTally::default()
+        };
         assert_eq!(after_pass(t(0, 0)), AfterPass::Exhausted);
         assert_eq!(after_pass(t(1, 0)), AfterPass::TryAgain);
         assert_eq!(after_pass(t(0, 1)), AfterPass::TryAgain);
+        assert_eq!(after_pass(masked(2)), AfterPass::AskEc2);
+        assert_eq!(
+            after_pass(PassTally {
+                busy: 1,
+                masked: 2,
+                ..PassTally::default()
+            }),
+            AfterPass::TryAgain
+        );
         assert_eq!(deadline_verdict(Some(t(3, 0))), AfterDeadline::Exhausted);
         assert_eq!(deadline_verdict(Some(t(3, 1))), AfterDeadline::Temporary);
         assert_eq!(deadline_verdict(None), AfterDeadline::Temporary);

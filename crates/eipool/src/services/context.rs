@@ -9,10 +9,8 @@ use tracing::warn;
 use crate::adapters::aws::{self, Ec2};
 use crate::adapters::herd::{Herd, Timing};
 use crate::pure::error::Error;
+use crate::pure::plan::ASSIGNED_MARK_TTL;
 
-/// How long an address stays marked assigned in Redis after validation, so that claimers
-/// reading a stale DescribeAddresses skip it.
-pub(crate) const ASSIGNED_TTL: Duration = Duration::from_secs(300);
 /// Bound on each Redis round trip.
 pub(crate) const REDIS_TIMEOUT: Duration = Duration::from_millis(1_000);
 /// Timeout of each EC2 call made by the operations commands (claim has `--call-timeout`).
@@ -43,10 +41,11 @@ pub(crate) async fn connect(
         Some(client) => Some(Herd::new(
             client.clone(),
             pool,
+            ec2.region(),
             owner_token(),
             Timing {
                 lease,
-                assigned_ttl: ASSIGNED_TTL,
+                assigned_ttl: ASSIGNED_MARK_TTL,
                 op_timeout: REDIS_TIMEOUT.min(call_timeout),
             },
         )?),

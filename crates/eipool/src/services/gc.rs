@@ -161,13 +161,25 @@ pub(crate) async fn gc(ctx: &Context, budget: &Budget, apply: bool) -> Result<Re
             let now = budget
                 .call("re-check", || ctx.ec2.describe_address(&l.allocation_id))
                 .await?;
-            if now.and_then(|a| a.association).map(|x| x.id) != Some(l.association_id.clone()) {
+            let Some(x) = now
+                .and_then(|a| a.association)
+                .filter(|x| x.id == l.association_id)
+            else {
                 continue;
-            }
+            };
             budget
                 .call("disassociate", || ctx.ec2.disassociate(&l.association_id))
                 .await?;
             l.freed = true;
+            // Claimable at once: no Redis marker keeps claimers off it.
+            if let (Some(herd), Some(ip)) = (&ctx.herd, x.private_ip) {
+                if let Err(e) = herd
+                    .forget(&l.allocation_id, &l.network_interface_id, ip)
+                    .await
+                {
+                    warn!(error = %e, allocation_id = %l.allocation_id, "could not clear its Redis records; they expire within seconds");
+                }
+            }
             info!(public_ip = %l.public_ip, allocation_id = %l.allocation_id, reason = %l.reason, "freed");
         }
         if let Some(herd) = &ctx.herd {

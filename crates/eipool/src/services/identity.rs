@@ -80,11 +80,22 @@ pub(crate) async fn resolve(
                     eni: node.eni,
                     private_ip: imds.local_ipv4().await?,
                     instance_id: Some(node.instance_id),
+                    mac: Some(node.mac),
                 });
             }
-            ec2.describe_interface(&node.eni).await?
+            let iface = ec2.describe_interface(&node.eni).await?;
+            return checked(iface, private_ip, Some(node.mac));
         }
     };
+    checked(iface, private_ip, None)
+}
+
+/// The identity on `iface`, with `private_ip` (when given) checked against its private IPs.
+fn checked(
+    iface: Interface,
+    private_ip: Option<Ipv4Addr>,
+    mac: Option<String>,
+) -> Result<Identity, IdentityError> {
     let ip = match private_ip {
         None => iface.primary_private_ip,
         Some(ip) if iface.private_ips.contains(&ip) => ip,
@@ -105,6 +116,7 @@ pub(crate) async fn resolve(
         eni: iface.id,
         private_ip: ip,
         instance_id: iface.instance_id,
+        mac,
     })
 }
 

@@ -43,7 +43,7 @@ pub(crate) struct PoolStatus {
     pub(crate) total: usize,
     /// Count per state (every state present, zero included).
     pub(crate) counts: BTreeMap<&'static str, usize>,
-    /// Whether Redis was consulted (without it, claiming/foreign can't be told).
+    /// Whether Redis was consulted (without it, `claiming` can't be told from `free`).
     pub(crate) redis: bool,
     /// Every address, by public IP.
     pub(crate) addresses: Vec<Row>,
@@ -92,9 +92,7 @@ impl PoolStatus {
             counts.join(", ")
         ));
         if !self.redis {
-            out.push_str(
-                " (no --redis-url: claiming and foreign cannot be told apart from assigned)",
-            );
+            out.push_str(" (no --redis-url: addresses being claimed show as free)");
         }
         out.push('\n');
         out
@@ -146,16 +144,28 @@ pub(crate) async fn collect(ctx: &Context, budget: &Budget) -> Result<PoolStatus
             let state = pool_state(a, view.as_ref());
             let x = a.association.as_ref();
             let eni = x.and_then(|x| x.network_interface_id.clone());
+            // Since when: the holder tag on the address says; else Redis's record.
             let since = (state == State::Assigned)
-                .then(|| view.as_ref()?.holders.get(&a.allocation_id))
-                .flatten()
-                .filter(|h| h.since_ms > 0)
-                .map(|h| {
-                    humantime::format_rfc3339_seconds(
-                        std::time::UNIX_EPOCH + std::time::Duration::from_millis(h.since_ms),
-                    )
-                    .to_string()
-                });
+                .then(|| {
+                    a.holder
+                        .as_ref()
+                        .filter(|t| x.is_some_and(|x| t.matches(x)))
+                        .map(|t| t.since.clone())
+                        .or_else(|| {
+                            view.as_ref()?
+                                .holders
+                                .get(&a.allocation_id)
+                                .filter(|h| h.since_ms > 0)
+                                .map(|h| {
+                                    humantime::format_rfc3339_seconds(
+                                        std::time::UNIX_EPOCH
+                                            + std::time::Duration::from_millis(h.since_ms),
+                                    )
+                                    .to_string()
+                                })
+                        })
+                })
+                .flatten();
             Row {
                 public_ip: a.public_ip,
                 allocation_id: a.allocation_id.to_string(),

@@ -73,7 +73,9 @@ fn aws_like() -> ChaosConfig {
     .aws_throttling()
 }
 
-async fn proxied(lab: &mut Lab, config: ChaosConfig) -> ChaosProxy {
+/// A proxy with `config`, behaving as EC2 does where moto does not, for the claimers of `lab`.
+async fn proxied(lab: &mut Lab, mut config: ChaosConfig) -> ChaosProxy {
+    config.aws_semantics = true;
     let proxy = ChaosProxy::start(&moto().endpoint, config).await.unwrap();
     lab.env.ec2_endpoint = proxy.endpoint.clone();
     proxy

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use eipool_lab::check;
 use eipool_lab::fixture::Node;
-use eipool_lab::imds::ImdsStub;
+use eipool_lab::imds::{ImdsStub, NodeMeta};
 
 use crate::harness::{args, heavy, Lab};
 
@@ -166,10 +166,13 @@ async fn identity_from_imdsv2_when_no_interface_or_instance_is_given() {
     let nodes = lab.ec2.nodes(1).await.unwrap();
     lab.ec2.allocate(Some(&lab.pool), 1).await.unwrap();
     let imds = ImdsStub::start(
-        &nodes[0].instance_id,
-        "02:00:00:00:00:01",
-        &nodes[0].eni,
-        &nodes[0].private_ip,
+        NodeMeta {
+            instance_id: &nodes[0].instance_id,
+            mac: "02:00:00:00:00:01",
+            eni: &nodes[0].eni,
+            local_ipv4: &nodes[0].private_ip,
+        },
+        &lab.ec2,
     )
     .await
     .unwrap();
@@ -426,6 +429,7 @@ fn listed(lab: &Lab, eip: &eipool_lab::fixture::Eip, eni: Option<&Node>) -> eipo
             instance_id: None,
         }),
         pool: Some(lab.pool.clone()),
+        holder: None,
     }
 }
 
@@ -504,7 +508,7 @@ async fn a_herd_lists_the_pool_about_once() {
     // A proxy with every fault off, just to count the calls.
     let proxy = eipool_lab::chaos::ChaosProxy::start(
         &crate::harness::moto().endpoint,
-        eipool_lab::chaos::ChaosConfig::default(),
+        eipool_lab::chaos::ChaosConfig::aws_like_moto(),
     )
     .await
     .unwrap();

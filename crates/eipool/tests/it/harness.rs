@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use eipool_lab::chaos::Stats;
+use eipool_lab::chaos::{ChaosConfig, ChaosProxy, Stats};
 use eipool_lab::claimer::{ClaimReport, LabEnv, Outcome};
 use eipool_lab::fixture::{Ec2Lab, Node};
 use eipool_lab::services::{Moto, RedisServer};
@@ -25,12 +25,18 @@ pub fn moto() -> &'static Moto {
     MOTO.get_or_init(|| Moto::start().expect("start moto (run scripts/bootstrap first)"))
 }
 
-/// One test's world: a fresh pool name, its own Redis, a client on moto, and the binary.
+/// One test's world: a fresh pool name, its own Redis, clients on moto, and the binary. The
+/// binary reaches moto through a proxy that behaves as EC2 does where moto does not
+/// (`ChaosConfig::aws_semantics`); so does `aws`, for what the test itself does to EC2 that
+/// AWS would follow up (terminating an instance). `ec2` talks to moto directly, to set up and
+/// to look.
 pub struct Lab {
     pub ec2: Ec2Lab,
+    pub aws: Ec2Lab,
     pub env: LabEnv,
     pub pool: String,
     pub redis: RedisServer,
+    pub proxy: ChaosProxy,
 }
 
 impl Lab {
@@ -41,14 +47,19 @@ impl Lab {
             std::process::id(),
             POOLS.fetch_add(1, Ordering::SeqCst)
         );
+        let proxy = ChaosProxy::start(&moto.endpoint, ChaosConfig::aws_like_moto())
+            .await
+            .expect("start the EC2 proxy");
         Lab {
             ec2: Ec2Lab::new(&moto.endpoint),
+            aws: Ec2Lab::new(&proxy.endpoint),
             env: LabEnv::new(
                 std::path::Path::new(env!("CARGO_BIN_EXE_eipool")),
-                &moto.endpoint,
+                &proxy.endpoint,
             ),
             pool,
             redis: RedisServer::start().expect("start redis-server (run scripts/bootstrap first)"),
+            proxy,
         }
     }
 
@@ -195,6 +206,7 @@ pub fn claims(redis_url: &str, pool: &str, owner: &str) -> eipool::herd::Herd {
     eipool::herd::Herd::new(
         redis::Client::open(redis_url).unwrap(),
         pool,
+        eipool_lab::fixture::REGION,
         owner.into(),
         eipool::herd::Timing {
             lease: Duration::from_secs(10),

@@ -20,6 +20,7 @@ fn listing() -> Vec<Address> {
             public_ip: Ipv4Addr::new(198, 51, 100, 1),
             association: None,
             pool: Some("p".into()),
+            holder: None,
         },
         Address {
             allocation_id: "eipalloc-2".parse::<AllocationId>().unwrap(),
@@ -31,6 +32,7 @@ fn listing() -> Vec<Address> {
                 instance_id: None,
             }),
             pool: Some("p".into()),
+            holder: None,
         },
     ]
 }

@@ -7,3 +7,4 @@ mod claim;
 mod harness;
 mod herd;
 mod ops;
+mod truth;

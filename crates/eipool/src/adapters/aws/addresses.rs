@@ -6,9 +6,10 @@ use std::net::Ipv4Addr;
 use aws_sdk_ec2::types::{DomainType, Filter, ResourceType, Tag, TagSpecification};
 use tracing::instrument;
 
-use super::client::{filter, id, to_address, Ec2};
+use super::client::{filter, filter_any, id, to_address, Ec2};
 use super::errors::Ec2Error;
 use crate::pure::address::{Address, AddressSource, POOL_TAG};
+use crate::pure::address::{HolderTag, HOLDER_TAG};
 use crate::pure::ids::{AllocationId, AssociationId, EniId};
 
 impl Ec2 {
@@ -79,6 +80,57 @@ impl Ec2 {
             Err(Ec2Error::AllocationNotFound(_)) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// These Elastic IPs, in one call (by filter: ids that no longer exist are simply absent).
+    #[instrument(skip(self), err(Display))]
+    pub(crate) async fn describe_addresses(
+        &self,
+        allocs: &[AllocationId],
+    ) -> Result<Vec<Address>, Ec2Error> {
+        const ACTION: &str = "DescribeAddresses";
+        if allocs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let f = filter_any("allocation-id", allocs.iter().map(AllocationId::as_str));
+        let out = self
+            .send(ACTION, self.client.describe_addresses().filters(f).send())
+            .await?;
+        Ok(out.addresses().iter().filter_map(to_address).collect())
+    }
+
+    /// The Elastic IP (of any pool, or none) with this public IP in the account, if there is one:
+    /// `None` means the public IP is not an Elastic IP (e.g. an instance's ephemeral one).
+    #[instrument(skip(self), err(Display))]
+    pub(crate) async fn describe_public_ip(
+        &self,
+        public_ip: Ipv4Addr,
+    ) -> Result<Option<Address>, Ec2Error> {
+        const ACTION: &str = "DescribeAddresses";
+        let f = filter("public-ip", &public_ip.to_string());
+        let out = self
+            .send(ACTION, self.client.describe_addresses().filters(f).send())
+            .await?;
+        Ok(out.addresses().iter().find_map(to_address))
+    }
+
+    /// Write the holder record on the address (`eipool:holder`): where eipool put it. EC2 then
+    /// tells eipool's holders from foreign ones without Redis. CreateTags has its own request
+    /// bucket, so this costs the herd none of its AssociateAddress budget.
+    #[instrument(skip(self), err(Display))]
+    pub(crate) async fn tag_holder(
+        &self,
+        alloc: &AllocationId,
+        holder: &HolderTag,
+    ) -> Result<(), Ec2Error> {
+        const ACTION: &str = "CreateTags";
+        let req = self
+            .client
+            .create_tags()
+            .resources(alloc.as_str())
+            .tags(Tag::builder().key(HOLDER_TAG).value(holder.value()).build());
+        self.send(ACTION, req.send()).await?;
+        Ok(())
     }
 
     /// Associates `alloc` with `eni`/`private_ip`; never steals: `AllowReassociation=false`
@@ -173,6 +225,7 @@ impl Ec2 {
             public_ip,
             association: None,
             pool: Some(pool.to_string()),
+            holder: None,
         })
     }
 

@@ -13,7 +13,8 @@ use aws_sdk_ec2::types::Filter;
 use aws_sdk_ec2::Client;
 
 use super::errors::{map_err, Ec2Error};
-use crate::pure::address::{Address, Association, Interface, POOL_TAG};
+use crate::pure::address::{Address, Association, Interface, PublicMapping, POOL_TAG};
+use crate::pure::address::{HolderTag, HOLDER_TAG};
 use crate::support::budget::{timeout_scale, ATTEMPT};
 use crate::support::metrics;
 
@@ -137,17 +138,18 @@ pub(super) fn to_address(a: &aws_sdk_ec2::types::Address) -> Option<Address> {
         private_ip: nonempty(a.private_ip_address()).and_then(|s| s.parse().ok()),
         instance_id: self::id(a.instance_id()),
     });
-    let pool = a
-        .tags()
-        .iter()
-        .find(|t| t.key() == Some(POOL_TAG))
-        .and_then(|t| t.value())
-        .map(str::to_string);
+    let tag = |key: &str| {
+        a.tags()
+            .iter()
+            .find(|t| t.key() == Some(key))
+            .and_then(|t| t.value())
+    };
     Some(Address {
         allocation_id,
         public_ip,
         association,
-        pool,
+        pool: tag(POOL_TAG).map(str::to_string),
+        holder: tag(HOLDER_TAG).and_then(HolderTag::parse),
     })
 }
 
@@ -155,11 +157,37 @@ pub(super) fn to_interface(n: &aws_sdk_ec2::types::NetworkInterface) -> Option<I
     let id = id(n.network_interface_id())?;
     let primary_private_ip: Ipv4Addr = n.private_ip_address()?.parse().ok()?;
     let mut private_ips = vec![primary_private_ip];
+    let mut public = Vec::new();
     for p in n.private_ip_addresses() {
-        if let Some(ip) = p.private_ip_address().and_then(|s| s.parse().ok()) {
-            if !private_ips.contains(&ip) {
-                private_ips.push(ip);
+        let Some(ip) = p.private_ip_address().and_then(|s| s.parse().ok()) else {
+            continue;
+        };
+        if !private_ips.contains(&ip) {
+            private_ips.push(ip);
+        }
+        if let Some(x) = p.association() {
+            if let Some(public_ip) = x.public_ip().and_then(|s| s.parse().ok()) {
+                public.push(PublicMapping {
+                    private_ip: ip,
+                    public_ip,
+                    allocation_id: self::id(x.allocation_id()),
+                });
             }
+        }
+    }
+    // The interface's own association is the primary private IP's (some answers, moto's among
+    // them, give only this one).
+    if let Some(x) = n.association() {
+        let public_ip = x.public_ip().and_then(|s| s.parse().ok());
+        if let (Some(public_ip), false) = (
+            public_ip,
+            public.iter().any(|m| m.private_ip == primary_private_ip),
+        ) {
+            public.push(PublicMapping {
+                private_ip: primary_private_ip,
+                public_ip,
+                allocation_id: self::id(x.allocation_id()),
+            });
         }
     }
     Some(Interface {
@@ -167,5 +195,6 @@ pub(super) fn to_interface(n: &aws_sdk_ec2::types::NetworkInterface) -> Option<I
         primary_private_ip,
         private_ips,
         instance_id: n.attachment().and_then(|a| self::id(a.instance_id())),
+        public,
     })
 }

@@ -1,6 +1,7 @@
 //! The instance metadata service (IMDSv2, through `aws_config::imds`): what the node says about
 //! itself. The endpoint follows the standard chain (`AWS_EC2_METADATA_SERVICE_ENDPOINT`).
 
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use aws_config::imds;
@@ -49,14 +50,28 @@ impl Imds {
     }
 
     async fn get(&self, path: String) -> Result<String, ImdsError> {
-        self.client
-            .get(path.clone())
-            .await
-            .map(|v| v.as_ref().trim().to_string())
-            .map_err(|e| ImdsError {
+        self.get_optional(path.clone())
+            .await?
+            .ok_or_else(|| ImdsError {
+                path,
+                detail: "not found (404)".into(),
+            })
+    }
+
+    /// A path that may not exist (IMDS answers 404 for a listing with nothing in it).
+    async fn get_optional(&self, path: String) -> Result<Option<String>, ImdsError> {
+        match self.client.get(path.clone()).await {
+            Ok(v) => Ok(Some(v.as_ref().trim().to_string())),
+            Err(imds::client::error::ImdsError::ErrorResponse(r))
+                if r.response().status().as_u16() == 404 =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(ImdsError {
                 path,
                 detail: e.to_string(),
-            })
+            }),
+        }
     }
 
     async fn get_parsed<T: std::str::FromStr>(&self, path: String) -> Result<T, ImdsError>
@@ -95,9 +110,32 @@ impl Imds {
         })
     }
 
+    /// The public IPv4 addresses mapped to the private IPs of the interface with this MAC, as
+    /// `(public, private)`: the node's own view, which costs no EC2 call.
+    #[instrument(skip(self), err(Display))]
+    pub(crate) async fn ipv4_associations(
+        &self,
+        mac: &str,
+    ) -> Result<Vec<(Ipv4Addr, Ipv4Addr)>, ImdsError> {
+        let base = format!("/latest/meta-data/network/interfaces/macs/{mac}/ipv4-associations/");
+        let Some(list) = self.get_optional(base.clone()).await? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for public in list.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            let path = format!("{base}{public}");
+            let public: Ipv4Addr = public.parse().map_err(|e| ImdsError {
+                path: base.clone(),
+                detail: format!("listed {public:?}: {e}"),
+            })?;
+            out.push((public, self.get_parsed(path).await?));
+        }
+        Ok(out)
+    }
+
     /// The primary interface's primary private IPv4.
     #[instrument(skip(self), err(Display))]
-    pub(crate) async fn local_ipv4(&self) -> Result<std::net::Ipv4Addr, ImdsError> {
+    pub(crate) async fn local_ipv4(&self) -> Result<Ipv4Addr, ImdsError> {
         self.get_parsed("/latest/meta-data/local-ipv4".into()).await
     }
 }

@@ -3,14 +3,19 @@
 
 use std::net::Ipv4Addr;
 
+use std::time::Duration;
+
 use redis::AsyncCommands;
 use tokio::time::Instant;
 use tracing::instrument;
 
-use super::scripts::{ACQUIRE, ASSIGN, EXTEND, FORGET, RELEASE};
+use super::scripts::{
+    ACQUIRE, ASSIGN, CLEAR_MARK, EXTEND, FORGET, LOCK_INTERFACE, MARK_TAKEN, RELEASE, UNLOCK,
+};
 use super::{unix_ms, Herd, HerdError};
 use crate::pure::holder::holder_at;
 use crate::pure::ids::{AllocationId, EniId};
+use crate::pure::plan::INTENT_TTL;
 
 /// What an acquisition attempt found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,8 +24,12 @@ pub(crate) enum Acquire {
     Acquired(Lease),
     /// Another claimer holds a live lease on it: skip it now, maybe look again later.
     Busy,
-    /// It was recently assigned (or found taken): skip it.
-    Assigned,
+    /// Redis marks it recently assigned (or found taken), `age` ago: skip it, unless EC2
+    /// shows it free when asked by allocation id (`plan::masked_verdict`).
+    Assigned {
+        /// How long ago the marker was set.
+        age: Duration,
+    },
 }
 
 /// A live lease on one address.
@@ -54,11 +63,13 @@ impl Herd {
             .arg(&self.owner)
             .arg(self.timing.lease.as_millis() as u64)
             .arg(alloc.as_str())
-            .arg(self.timing.assigned_ttl.as_millis() as u64);
-        let answer: i64 = self.bounded(inv.invoke_async(&mut conn)).await?;
+            .arg(INTENT_TTL.as_millis() as u64);
+        let (answer, age_ms): (i64, i64) = self.bounded(inv.invoke_async(&mut conn)).await?;
         Ok(match answer {
             0 => Acquire::Busy,
-            n if n < 0 => Acquire::Assigned,
+            n if n < 0 => Acquire::Assigned {
+                age: Duration::from_millis(age_ms.max(0) as u64),
+            },
             fence => Acquire::Acquired(Lease {
                 alloc: alloc.clone(),
                 fence: fence as u64,
@@ -125,7 +136,8 @@ impl Herd {
             .arg(holder_at(eni, ip))
             .arg(self.timing.assigned_ttl.as_millis() as u64)
             .arg(alloc.as_str())
-            .arg(unix_ms());
+            .arg(unix_ms())
+            .arg(INTENT_TTL.as_millis() as u64);
         let _: i64 = self.bounded(inv.invoke_async(&mut conn)).await?;
         Ok(())
     }
@@ -134,19 +146,58 @@ impl Herd {
     #[instrument(skip(self), err(Display))]
     pub(crate) async fn mark_taken(&self, alloc: &AllocationId) -> Result<(), HerdError> {
         let mut conn = self.conn.clone();
-        let key = self.assigned_key(alloc);
-        let ttl = self.timing.assigned_ttl.as_millis() as u64;
-        let _: Option<String> = self
-            .bounded(
-                redis::cmd("SET")
-                    .arg(key)
-                    .arg("?")
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(ttl)
-                    .query_async(&mut conn),
-            )
-            .await?;
+        let mut inv = MARK_TAKEN.prepare_invoke();
+        inv.key(self.assigned_key(alloc))
+            .arg(self.timing.assigned_ttl.as_millis() as u64);
+        let _: i64 = self.bounded(inv.invoke_async(&mut conn)).await?;
+        Ok(())
+    }
+
+    /// Drop the assigned marker on `alloc` if it is at least `min_age` old: EC2 showed the
+    /// address free after the marker was set, and EC2 outvotes Redis. `Ok(true)` when dropped.
+    #[instrument(skip(self), err(Display))]
+    pub(crate) async fn clear_marker(
+        &self,
+        alloc: &AllocationId,
+        min_age: Duration,
+    ) -> Result<bool, HerdError> {
+        let mut conn = self.conn.clone();
+        let mut inv = CLEAR_MARK.prepare_invoke();
+        inv.key(self.assigned_key(alloc))
+            .arg(min_age.as_millis() as u64);
+        let dropped: i64 = self.bounded(inv.invoke_async(&mut conn)).await?;
+        Ok(dropped == 1)
+    }
+
+    /// Take (or renew) the interface lease: one claim per interface and private IP at a time,
+    /// because AWS replaces an Elastic IP already on a private IP. `Ok(false)`: another claim
+    /// for this interface holds it.
+    #[instrument(skip(self), err(Display))]
+    pub(crate) async fn lock_interface(
+        &self,
+        eni: &EniId,
+        ip: Ipv4Addr,
+    ) -> Result<bool, HerdError> {
+        let mut conn = self.conn.clone();
+        let mut inv = LOCK_INTERFACE.prepare_invoke();
+        inv.key(self.interface_lease_key(eni, ip))
+            .arg(&self.owner)
+            .arg(self.timing.lease.as_millis() as u64);
+        let ours: i64 = self.bounded(inv.invoke_async(&mut conn)).await?;
+        Ok(ours == 1)
+    }
+
+    /// Give the interface lease back, if it is still ours.
+    #[instrument(skip(self), err(Display))]
+    pub(crate) async fn unlock_interface(
+        &self,
+        eni: &EniId,
+        ip: Ipv4Addr,
+    ) -> Result<(), HerdError> {
+        let mut conn = self.conn.clone();
+        let mut inv = UNLOCK.prepare_invoke();
+        inv.key(self.interface_lease_key(eni, ip)).arg(&self.owner);
+        let _: i64 = self.bounded(inv.invoke_async(&mut conn)).await?;
         Ok(())
     }
 

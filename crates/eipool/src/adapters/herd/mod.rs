@@ -3,15 +3,17 @@
 //! holder records ([`records`]) — each step one atomic Lua script ([`scripts`]).
 //!
 //! Every key of a pool carries the hash tag `{<pool>}` so that all scripts touch one slot and
-//! also run on Redis Cluster / ElastiCache:
+//! also run on Redis Cluster / ElastiCache; the pace keys, shared by every pool in the region,
+//! have their own `{pace:<region>}` (one key per script):
 //!
 //! | key | value | lifetime |
 //! |---|---|---|
 //! | `eipool:{P}:fence` | counter, `INCR` per acquisition | forever |
 //! | `eipool:{P}:claim:<alloc>` | lease: `<owner>\|<fence>` | lease (PX), renewed while working |
-//! | `eipool:{P}:assigned:<alloc>` | `<eni>/<ip>` of the holder, or `?` | a few minutes |
-//! | `eipool:{P}:iface:<eni>/<ip>` | `<alloc>` this interface is taking or holds | a few minutes |
-//! | `eipool:{P}:pace:<class>` | GCRA theoretical arrival time (ms) of the class's shared rate | seconds |
+//! | `eipool:{P}:assigned:<alloc>` | marker: `<eni>/<ip>` of the holder (or `?`), `\|<ms>` set | `plan::ASSIGNED_MARK_TTL` |
+//! | `eipool:{P}:iface:<eni>/<ip>` | `<alloc>` this interface is taking or holds | `plan::INTENT_TTL` |
+//! | `eipool:{P}:iface-lease:<eni>/<ip>` | owner token of the one claim running for this interface | lease, renewed |
+//! | `eipool:{pace:<region>}:<class>` | GCRA theoretical arrival time (ms) of the class's shared rate, one per AWS region (EC2's buckets are per account and region) | seconds |
 //! | `eipool:{P}:listing:v1` | the herd's most recent pool listing (JSON) | `plan::SHARED_LISTING_TTL` |
 //! | `eipool:{P}:listing:lead` | owner token of the claimer making the next listing | a few call timeouts |
 //! | `eipool:{P}:holders` (hash) | `<alloc>` → `<eni>/<ip>\|<unix ms>` of each claim eipool made | until released |
@@ -84,6 +86,8 @@ pub struct Timing {
 pub struct Herd {
     conn: ConnectionManager,
     pool: String,
+    /// The AWS region, whose EC2 request buckets every pool's herd in it shares.
+    region: String,
     owner: String,
     timing: Timing,
 }
@@ -118,12 +122,13 @@ fn unix_ms() -> u64 {
 }
 
 impl Herd {
-    /// `owner`'s handle on `pool` over a lazily connecting, self-reconnecting connection:
-    /// nothing is sent until the first call, so a Redis that is down at start costs nothing
-    /// more than its first timeout.
+    /// `owner`'s handle on `pool` (in AWS `region`) over a lazily connecting, self-reconnecting
+    /// connection: nothing is sent until the first call, so a Redis that is down at start costs
+    /// nothing more than its first timeout.
     pub fn new(
         client: redis::Client,
         pool: &str,
+        region: &str,
         owner: String,
         timing: Timing,
     ) -> Result<Self, HerdError> {
@@ -137,6 +142,7 @@ impl Herd {
         Ok(Herd {
             conn,
             pool: pool.to_string(),
+            region: region.to_string(),
             owner,
             timing,
         })
@@ -160,6 +166,13 @@ impl Herd {
     }
     fn iface_key(&self, eni: &EniId, ip: Ipv4Addr) -> String {
         self.key(&format!("iface:{eni}/{ip}"))
+    }
+    fn interface_lease_key(&self, eni: &EniId, ip: Ipv4Addr) -> String {
+        self.key(&format!("iface-lease:{eni}/{ip}"))
+    }
+    /// The key of the region-wide pace of `class` calls (its own hash slot).
+    fn pace_key(&self, class: &str) -> String {
+        format!("eipool:{{pace:{}}}:{class}", self.region)
     }
     fn value(&self, fence: u64) -> String {
         format!("{}|{fence}", self.owner)

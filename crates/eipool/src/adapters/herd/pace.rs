@@ -10,13 +10,13 @@ use super::{Herd, HerdError};
 use crate::pure::plan::Rate;
 
 impl Herd {
-    /// Reserve the next slot of the pool's shared `rate` for calls of `class` (e.g. EC2's
+    /// Reserve the next slot of the region's shared `rate` for calls of `class` (e.g. EC2's
     /// mutating calls) and return how long to wait for it.
     #[instrument(skip(self), err(Display))]
     pub(crate) async fn pace(&self, class: &str, rate: Rate) -> Result<Duration, HerdError> {
         let mut conn = self.conn.clone();
         let mut inv = PACE.prepare_invoke();
-        inv.key(self.key(&format!("pace:{class}")))
+        inv.key(self.pace_key(class))
             .arg(rate.interval().as_millis() as u64)
             .arg(rate.tolerance().as_millis() as u64);
         let wait_ms: i64 = self.bounded(inv.invoke_async(&mut conn)).await?;

@@ -6,23 +6,83 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
+// Markers (`assigned:<alloc>`) are `<holder>|<ms>`, the time from Redis's own clock (TIME), so
+// every claimer measures a marker's age on one clock. A marker without a time (written by an
+// older eipool) counts as very old: EC2 decides.
+const MARKER_AGE: &str = r#"
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function age_of(v)
+  local at = tonumber(string.match(v, '|(%d+)$'))
+  if at then return math.max(0, now_ms() - at) end
+  return 1000000000000
+end
+"#;
+
+// Take a lease. KEYS: lease, fence, marker, intent. ARGV: owner, lease ms, alloc, intent ttl ms.
+// Returns {fence, 0} when leased (again, for the same owner), {0, 0} when another owner holds it,
+// {-1, marker age ms} when the address is marked assigned.
 const ACQUIRE_LUA: &str = r#"
 local cur = redis.call('GET', KEYS[1])
 if cur then
   local sep = string.find(cur, '|', 1, true)
   if sep and string.sub(cur, 1, sep - 1) == ARGV[1] then
     redis.call('PEXPIRE', KEYS[1], ARGV[2])
-    return tonumber(string.sub(cur, sep + 1))
+    return {tonumber(string.sub(cur, sep + 1)), 0}
   end
-  return 0
+  return {0, 0}
 end
-if redis.call('EXISTS', KEYS[3]) == 1 then
-  return -1
+local mark = redis.call('GET', KEYS[3])
+if mark then
+  return {-1, age_of(mark)}
 end
 local fence = redis.call('INCR', KEYS[2])
 redis.call('SET', KEYS[1], ARGV[1] .. '|' .. fence, 'PX', ARGV[2])
 redis.call('SET', KEYS[4], ARGV[3], 'PX', ARGV[4])
-return fence
+return {fence, 0}
+"#;
+
+// Drop a marker that is at least ARGV[1] ms old (EC2 showed the address free since). KEYS: marker.
+const CLEAR_MARK_LUA: &str = r#"
+local mark = redis.call('GET', KEYS[1])
+if mark and age_of(mark) >= tonumber(ARGV[1]) then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+"#;
+
+// Mark an address taken (EC2 said so) unless already marked. KEYS: marker. ARGV: ttl ms.
+const MARK_TAKEN_LUA: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('SET', KEYS[1], '?|' .. now_ms(), 'PX', ARGV[1])
+end
+return 1
+"#;
+
+// The interface lease: one claim per interface and private IP at a time. KEYS: lease. ARGV:
+// owner, ttl ms. 1 when ours (taken or renewed), 0 when another claim holds it.
+const LOCK_INTERFACE_LUA: &str = r#"
+local cur = redis.call('GET', KEYS[1])
+if not cur then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+if cur == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"#;
+
+// Compare-and-delete. KEYS: key. ARGV: the value it must still have.
+const UNLOCK_LUA: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
 "#;
 
 const EXTEND_LUA: &str = r#"
@@ -44,9 +104,11 @@ end
 return ok
 "#;
 
+// Record an assignment and drop our lease. KEYS: lease, marker, intent, holders. ARGV: lease
+// value (or empty), holder, marker ttl ms, alloc, unix ms, intent ttl ms.
 const ASSIGN_LUA: &str = r#"
-redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
-redis.call('SET', KEYS[3], ARGV[4], 'PX', ARGV[3])
+redis.call('SET', KEYS[2], ARGV[2] .. '|' .. now_ms(), 'PX', ARGV[3])
+redis.call('SET', KEYS[3], ARGV[4], 'PX', ARGV[6])
 redis.call('HSET', KEYS[4], ARGV[4], ARGV[2] .. '|' .. ARGV[5])
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
@@ -105,10 +167,20 @@ return wait
 "#;
 
 // Compiled once per process; EVALSHA with a transparent fallback to EVAL (redis-rs `Script`).
-pub(super) static ACQUIRE: LazyLock<Script> = LazyLock::new(|| Script::new(ACQUIRE_LUA));
+/// A script with the marker helpers in front.
+fn with_markers(body: &str) -> Script {
+    Script::new(&format!("{MARKER_AGE}{body}"))
+}
+
+pub(super) static ACQUIRE: LazyLock<Script> = LazyLock::new(|| with_markers(ACQUIRE_LUA));
+pub(super) static CLEAR_MARK: LazyLock<Script> = LazyLock::new(|| with_markers(CLEAR_MARK_LUA));
+pub(super) static MARK_TAKEN: LazyLock<Script> = LazyLock::new(|| with_markers(MARK_TAKEN_LUA));
+pub(super) static LOCK_INTERFACE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(LOCK_INTERFACE_LUA));
+pub(super) static UNLOCK: LazyLock<Script> = LazyLock::new(|| Script::new(UNLOCK_LUA));
 pub(super) static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(EXTEND_LUA));
 pub(super) static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE_LUA));
-pub(super) static ASSIGN: LazyLock<Script> = LazyLock::new(|| Script::new(ASSIGN_LUA));
+pub(super) static ASSIGN: LazyLock<Script> = LazyLock::new(|| with_markers(ASSIGN_LUA));
 pub(super) static FORGET: LazyLock<Script> = LazyLock::new(|| Script::new(FORGET_LUA));
 pub(super) static PACE: LazyLock<Script> = LazyLock::new(|| Script::new(PACE_LUA));
 pub(super) static LISTING: LazyLock<Script> = LazyLock::new(|| Script::new(LISTING_LUA));

@@ -90,8 +90,19 @@ impl Claimer {
         }
     }
 
-    /// Undo a finished claim (used when its result cannot be delivered).
+    /// Undo a finished claim (used when its result cannot be delivered): disassociate it, and
+    /// clear its Redis records so that the next claim can take it at once.
     pub(super) async fn give_back(&mut self, claimed: &Claimed) {
         self.disassociate_quietly(&claimed.association_id).await;
+        if let Some(herd) = &self.herd {
+            let forget = herd.forget(
+                &claimed.allocation_id,
+                &claimed.network_interface_id,
+                claimed.private_ip,
+            );
+            if let Ok(Err(e)) = self.cleanup.bounded(forget).await {
+                debug!(error = %e, "could not clear the Redis records; they expire on their own");
+            }
+        }
     }
 }

@@ -6,13 +6,15 @@
 //! (a lease, an association) is given back before an error is returned.
 //!
 //! One concern per file: [`protocol`] (the passes over the candidates), [`listing`] (the pool
-//! listing, shared with the herd), [`attempt`] (one candidate: lease, associate, validate,
-//! record), [`herd`] (pacing, lease renewal, Redis's cool-down), [`cleanup`] (giving back).
+//! listing, shared with the herd), [`occupant`] (what already holds our private IP),
+//! [`attempt`] (one candidate: lease, associate, validate, record), [`herd`] (pacing, leases,
+//! Redis's markers and cool-down), [`cleanup`] (giving back).
 
 mod attempt;
 mod cleanup;
 mod herd;
 mod listing;
+mod occupant;
 mod protocol;
 
 use std::path::PathBuf;
@@ -90,6 +92,13 @@ enum Attempt {
     Busy,
     /// A passing failure: try again later.
     Transient,
+    /// Our own listing shows it free, but Redis marks it assigned, `age` ago: EC2 decides
+    /// (`plan::masked_verdict`) before the pool may be called exhausted.
+    Masked(std::time::Duration),
+    /// We associated it, then EC2 showed it free again: another association to our private IP
+    /// replaced ours (AWS disassociates the Elastic IP already there). Look at what our private
+    /// IP holds now, and never report this one.
+    Displaced,
 }
 
 /// Claim an address of the pool for `me`, within `cfg.timeout` of `started`: the address, or an

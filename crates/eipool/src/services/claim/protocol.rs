@@ -1,5 +1,6 @@
-//! The claimer and its passes: list the pool, try the free addresses in random order, back off
-//! and try again while some may still come free, report exhaustion when none can.
+//! The claimer and its passes: hold the interface's lease, list the pool, look at what our
+//! private IP already holds, try the free addresses in random order, back off and try again while
+//! some may still come free, and report exhaustion only when EC2 agrees none can.
 
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use tracing::{debug, info, warn};
 use super::{Attempt, ClaimConfig, Stop};
 use crate::adapters::aws::Ec2;
 use crate::adapters::herd::Herd;
-use crate::pure::address::{Address, POOL_TAG};
+use crate::pure::address::{Address, Occupant, POOL_TAG};
 use crate::pure::error::Error;
 use crate::pure::identity::Identity;
 use crate::pure::ids::{AllocationId, AssociationId};
@@ -44,6 +45,14 @@ pub(super) struct Claimer {
     pub(super) lease: Duration,
 }
 
+/// How a round of passes over one listing ended without a win.
+enum Outcome {
+    /// Every candidate is taken, as far as this listing and EC2 know.
+    Exhausted,
+    /// Our association was replaced, or we must see what our private IP holds: list again.
+    Relist,
+}
+
 impl Claimer {
     pub(super) fn new(
         ctx: &Context,
@@ -67,10 +76,19 @@ impl Claimer {
         }
     }
 
-    /// Claim an address for `me`, or say why not.
+    /// Claim an address for `me`, or say why not. One claim per interface and private IP runs at
+    /// a time (the interface lease, when Redis answers).
     pub(super) async fn claim(&mut self, me: &Identity) -> Result<Claimed, Error> {
         let mut last_tally = None;
-        match self.claim_inner(me, &mut last_tally).await {
+        let result = match self.lock_interface(me).await {
+            Ok(guard) => {
+                let result = self.claim_inner(me, &mut last_tally).await;
+                self.unlock_interface(guard, me).await;
+                result
+            }
+            Err(stop) => Err(stop),
+        };
+        match result {
             Ok(c) => Ok(c),
             Err(Stop::Fatal(e)) => Err(e),
             Err(Stop::Interrupted(Interrupt::Cancelled)) => Err(Error::Interrupted),
@@ -101,7 +119,7 @@ impl Claimer {
 
         // A re-run after a crash: Redis remembers what this interface was taking, which a stale
         // DescribeAddresses may not show yet. Try that one first, as possibly ours.
-        let intent = self.intent(me).await;
+        let mut suspect = self.intent(me).await;
         let mut allow_shared = true;
         loop {
             let (listing, shared) = self.list_pool(allow_shared).await?;
@@ -109,7 +127,7 @@ impl Claimer {
             let mine: Vec<&Address> = listing.iter().filter(|a| a.held_by_me(me)).collect();
             if shared
                 && !plan::shared_listing_will_do(
-                    intent.is_some(),
+                    suspect.is_some(),
                     !mine.is_empty(),
                     listing.is_empty(),
                 )
@@ -125,7 +143,9 @@ impl Claimer {
                     );
                 }
                 info!(public_ip = %a.public_ip, allocation_id = %a.allocation_id, "already held: adopting");
-                return self.report(a, me, None, true);
+                let a = (*a).clone();
+                self.record_holder(&a, me).await;
+                return self.report(&a, me, None, true);
             }
             if listing.is_empty() {
                 return Err(Stop::Fatal(self.exhausted()));
@@ -136,8 +156,31 @@ impl Claimer {
                 .filter(|a| a.association.is_none())
                 .cloned()
                 .collect();
+            // AWS replaces an Elastic IP already on our private IP: look before associating.
+            if !free.is_empty() {
+                match self.occupant(me, &listing).await? {
+                    Occupant::Free => {}
+                    Occupant::Pool(alloc) if shared => {
+                        debug!(allocation_id = %alloc, "our private IP holds a pool address; listing the pool ourselves");
+                        suspect = Some(alloc);
+                        allow_shared = false;
+                        continue;
+                    }
+                    Occupant::Pool(alloc) => suspect = Some(alloc),
+                    Occupant::Foreign {
+                        public_ip,
+                        allocation_id,
+                    } => {
+                        return Err(Stop::Fatal(Error::usage(format!(
+                            "private IP {} of {} already holds Elastic IP {public_ip} ({allocation_id}), which is not in pool {:?}; \
+                             eipool never displaces it. Disassociate it if it is not needed, or claim for another --private-ip",
+                            me.private_ip, me.eni, self.pool
+                        ))))
+                    }
+                }
+            }
             let mut order = plan::candidate_order(&free, &mut self.rng);
-            if let Some(alloc) = &intent {
+            if let Some(alloc) = &suspect {
                 if let Some(a) = listing.iter().find(|a| &a.allocation_id == alloc) {
                     order.retain(|c| &c.allocation_id != alloc);
                     order.insert(0, a.clone());
@@ -149,36 +192,51 @@ impl Claimer {
                 shared,
                 "listed the pool"
             );
-            match self.passes(order, me, intent.as_ref(), last_tally).await? {
-                Some(claimed) => return Ok(claimed),
-                None if shared => {
+            match self
+                .passes(order, me, suspect.as_ref(), shared, last_tally)
+                .await?
+            {
+                Ok(claimed) => return Ok(claimed),
+                Err(Outcome::Relist) => allow_shared = false,
+                Err(Outcome::Exhausted) if shared => {
                     debug!("every candidate of the herd's listing is taken; listing the pool before giving up");
                     allow_shared = false;
                 }
-                None => return Err(Stop::Fatal(self.exhausted())),
+                Err(Outcome::Exhausted) => return Err(Stop::Fatal(self.exhausted())),
             }
         }
     }
 
-    /// Try the candidates, pass after pass, until one is won (`Some`) or every one is known taken
-    /// (`None`: exhausted, as far as this listing knows).
+    /// Try the candidates, pass after pass, until one is won, every one is known taken
+    /// (`Exhausted`, as far as this listing and EC2 know), or what our private IP holds changed
+    /// (`Relist`).
     async fn passes(
         &mut self,
         mut order: Vec<Address>,
         me: &Identity,
-        intent: Option<&AllocationId>,
+        suspect: Option<&AllocationId>,
+        shared: bool,
         last_tally: &mut Option<PassTally>,
-    ) -> Result<Option<Claimed>, Stop> {
+    ) -> Result<Result<Claimed, Outcome>, Stop> {
         let mut pass = 0u32;
         loop {
             let mut tally = PassTally::default();
             let mut again = Vec::new();
+            let mut masked = Vec::new();
             let mut blind_taken = 0;
             let mut rest = order.into_iter();
             while let Some(cand) = rest.next() {
-                let suspect_ours = intent == Some(&cand.allocation_id);
+                let suspect_ours = suspect == Some(&cand.allocation_id);
                 match self.attempt(&cand, me, suspect_ours).await? {
-                    Attempt::Won(c) => return Ok(Some(c)),
+                    Attempt::Won(c) => return Ok(Ok(c)),
+                    Attempt::Displaced => return Ok(Err(Outcome::Relist)),
+                    // A marker only hides an address from a listing older than it; ours was
+                    // made for this claim, so EC2 is asked before the address is given up.
+                    Attempt::Masked(age) if !shared => {
+                        tally.masked += 1;
+                        masked.push((cand, age));
+                    }
+                    Attempt::Masked(_) => {}
                     Attempt::Taken => {
                         // Without Redis, each "taken" cost a mutating call. After a few, a fresh
                         // listing (below) is cheaper than trying the rest of a stale one.
@@ -204,14 +262,40 @@ impl Claimer {
             }
             *last_tally = Some(tally);
             match plan::after_pass(tally) {
-                AfterPass::Exhausted => return Ok(None),
+                AfterPass::Exhausted => return Ok(Err(Outcome::Exhausted)),
+                AfterPass::AskEc2 => {
+                    let (cleared, waiting) = self.settle_masked(masked).await?;
+                    *last_tally = Some(PassTally {
+                        busy: cleared.len() + waiting.len(),
+                        ..PassTally::default()
+                    });
+                    if cleared.is_empty() && waiting.is_empty() {
+                        return Ok(Err(Outcome::Exhausted));
+                    }
+                    if cleared.is_empty() {
+                        // Only young markers stand in the way: wait until the first of them is
+                        // old enough for EC2's answer to outvote it.
+                        let soonest = waiting.iter().map(|(_, left)| *left).min();
+                        let wait = soonest.unwrap_or_default().max(Duration::from_millis(100));
+                        debug!(
+                            ?wait,
+                            "EC2 shows masked addresses free; waiting for their markers to age"
+                        );
+                        self.work.sleep(wait).await?;
+                    }
+                    again = cleared;
+                    again.extend(waiting.into_iter().map(|(a, _)| a));
+                }
                 AfterPass::TryAgain => {
                     debug!(
                         busy = tally.busy,
                         transient = tally.transient,
+                        masked = tally.masked,
                         pass,
                         "nothing won this pass; backing off"
                     );
+                    // Masked addresses wait for EC2's word like busy ones wait for their lease.
+                    again.extend(masked.into_iter().map(|(a, _)| a));
                     self.work.sleep(Budget::backoff(pass)).await?;
                     pass += 1;
                     if self.live_herd().is_none() {
@@ -220,16 +304,18 @@ impl Claimer {
                         let listing = self.list_own().await?;
                         if let Some(a) = listing.iter().find(|a| a.held_by_me(me)) {
                             info!(public_ip = %a.public_ip, allocation_id = %a.allocation_id, "the listing shows an address on this interface: adopting");
-                            return self.report(a, me, None, true).map(Some);
+                            let a = a.clone();
+                            self.record_holder(&a, me).await;
+                            return self.report(&a, me, None, true).map(Ok);
                         }
                         again = listing
                             .into_iter()
                             .filter(|a| a.association.is_none())
                             .collect();
                     }
-                    order = plan::candidate_order(&again, &mut self.rng);
                 }
             }
+            order = plan::candidate_order(&again, &mut self.rng);
         }
     }
 
