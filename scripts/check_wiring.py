@@ -23,31 +23,40 @@ def mount_dir(container, volume):
 
 media = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "media-server")
 spec = media["spec"]["template"]["spec"]
-inits = {c["name"]: c for c in spec.get("initContainers", [])}
+inits = spec.get("initContainers", [])
 mains = {c["name"]: c for c in spec["containers"]}
-claim, agent, app = inits.get("eipool-claim"), inits.get("eipool-agent"), mains.get("media")
+agent, app = next((c for c in inits if c["name"] == "eipool-agent"), None), mains.get("media")
 
 check(spec.get("hostNetwork") is True, "hostNetwork is on (the Elastic IP is the node's)")
-check(claim is not None and claim["args"][0] == "claim", "an initContainer runs `eipool claim`")
 check(agent is not None and agent["args"][0] == "agent" and agent.get("restartPolicy") == "Always",
       "the agent is a native sidecar (initContainer, restartPolicy Always) running `eipool agent`")
-output = flag(claim["args"], "--output")
-check(output is not None, "the claim writes an env file (--output)")
-volume = next((m["name"] for m in claim.get("volumeMounts", []) if output and output.startswith(m["mountPath"] + "/")), None)
+check(bool(inits) and inits[0] is agent,
+      "the agent is the first initContainer: it claims, with /metrics up from the start")
+output = flag(agent["args"], "--output")
+check(output is not None, "the agent writes the env file (--output)")
+volume = next((m["name"] for m in agent.get("volumeMounts", []) if output and output.startswith(m["mountPath"] + "/")), None)
 check(volume is not None, "the env file is on a mounted volume")
 check(any(v["name"] == volume and "emptyDir" in v for v in spec.get("volumes", [])), "that volume is a shared emptyDir")
-for name, c in [("media", app), ("eipool-agent", agent)]:
-    check(mount_dir(c, volume) == mount_dir(claim, volume), f"{name} mounts the env file's volume at the same path")
-check(flag(agent["args"], "--output") == output, "the agent rewrites the same env file on drift")
-check(output in " ".join(app.get("args", []) + app.get("command", [])), "the media container sources the env file")
+check(mount_dir(app, volume) == mount_dir(agent, volume), "the media container mounts the env file's volume at the same path")
+start = " ".join(app.get("args", []) + app.get("command", []))
+check(output in start, "the media container sources the env file")
+live = " ".join(app.get("livenessProbe", {}).get("exec", {}).get("command", []))
+check(output in live and "EIPOOL_PUBLIC_IP" in live,
+      "the media container's livenessProbe compares the env file's address with the one it started on (restart on a new address)")
+remembered = [w for w in start.replace('"', " ").split() if w.startswith("/") and w != output and w in live]
+check(bool(remembered), "the address the media container started with is written where its livenessProbe reads it")
+check(app.get("livenessProbe", {}).get("failureThreshold", 3) == 1, "one failed liveness check restarts the media container")
 listen_port = int(flag(agent["args"], "--listen").rsplit(":", 1)[1])
 check(any(p["containerPort"] == listen_port for p in agent.get("ports", [])), "the agent exposes its --listen port")
-for probe, path in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")]:
+for probe, path in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz"), ("startupProbe", "/readyz")]:
     get = agent.get(probe, {}).get("httpGet", {})
     check(get.get("path") == path and get.get("port") == listen_port, f"the agent's {probe} hits {path} on its own port")
 pre = agent.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])
 check(pre[:2] == ["eipool", "release"], "preStop runs `eipool release`")
 check(flag(pre, "--env-file") == output, "the release names the claimed association (--env-file)")
+startup = agent.get("startupProbe", {})
+check(startup.get("periodSeconds", 10) * startup.get("failureThreshold", 3) >= 200,
+      "the startupProbe waits longer than one claim's --timeout (180 s)")
 check(spec.get("terminationGracePeriodSeconds", 30) >= 60, "the grace period covers drain plus release")
 check(spec.get("serviceAccountName") == "eipool", "pods run as the IRSA service account")
 sa = next(d for d in docs if d["kind"] == "ServiceAccount" and d["metadata"]["name"] == "eipool")

@@ -56,6 +56,9 @@ pub struct ChaosConfig {
     pub stale_window: Duration,
     /// Probability of answering a 5xx instead of forwarding.
     pub p_5xx: f64,
+    /// Probability of answering `RequestLimitExceeded` whatever the buckets hold (another tool
+    /// in the account spending the whole budget).
+    pub p_throttle: f64,
     /// Probability of resetting the connection instead of forwarding.
     pub p_reset: f64,
     /// Probability of forwarding, then dropping the answer ("applied but response lost").
@@ -382,6 +385,7 @@ fn describe_form(params: &[(&str, &str)]) -> String {
 /// The dice of one request, thrown up front (the thread-local RNG can't cross an await).
 struct Dice {
     delay: Duration,
+    throttle: bool,
     fail_5xx: bool,
     reset: bool,
     lose: bool,
@@ -402,6 +406,7 @@ fn throw(config: &ChaosConfig, action: &str) -> Dice {
     let faulty = config.fault_actions.is_empty() || config.fault_actions.contains(action);
     Dice {
         delay,
+        throttle: faulty && rng.random_bool(config.p_throttle.clamp(0.0, 1.0)),
         fail_5xx: faulty && rng.random_bool(config.p_5xx.clamp(0.0, 1.0)),
         reset: faulty && rng.random_bool(config.p_reset.clamp(0.0, 1.0)),
         lose: faulty && rng.random_bool(config.p_lose_response.clamp(0.0, 1.0)),
@@ -736,7 +741,7 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Full<
         } else {
             st.non_mutating.as_mut()
         };
-        bucket.is_none_or(|b| b.take())
+        !dice.throttle && bucket.is_none_or(|b| b.take())
     };
     if !allowed {
         s.count(&action, "throttled");

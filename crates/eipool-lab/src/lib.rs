@@ -9,6 +9,7 @@
 //! - [`chaos`], [`tcp_fault`]: AWS-like EC2 and faulty Redis in front of the real servers.
 //! - [`bench`], [`baseline`], [`profile`]: the herd benchmark, the strategies it compares
 //!   eipool with, and where a traced herd's time went.
+//! - [`soak`]: agents holding their addresses for minutes through faults.
 
 pub mod baseline;
 pub mod bench;
@@ -19,4 +20,5 @@ pub mod fixture;
 pub mod imds;
 pub mod profile;
 pub mod services;
+pub mod soak;
 pub mod tcp_fault;

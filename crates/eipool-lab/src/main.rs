@@ -56,6 +56,26 @@ enum Command {
         #[arg(long)]
         trace: bool,
     },
+    /// The fleet soak: agents holding their addresses through Redis flushed, an EC2 brownout,
+    /// terminated nodes, a stolen and a disassociated address. Prints a table; fails when an
+    /// address was lost by mistake, drift was false, or a recovery did not happen
+    Soak {
+        /// 20 agents for 60 s (CI)
+        #[arg(long)]
+        quick: bool,
+        /// Agents [default: 50; 20 with --quick]
+        #[arg(long)]
+        agents: Option<usize>,
+        /// How long, once every agent holds an address [default: 3m; 60s with --quick]
+        #[arg(long, value_parser = humantime::parse_duration)]
+        length: Option<std::time::Duration>,
+        /// The agents' --interval
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        interval: std::time::Duration,
+        /// The eipool binary [default: next to this one]
+        #[arg(long, env = "EIPOOL_BIN")]
+        eipool: Option<PathBuf>,
+    },
     /// One claimer of a baseline strategy (used by bench; not for production)
     Baseline {
         /// The strategy
@@ -104,6 +124,36 @@ fn main() -> Result<std::process::ExitCode> {
                 trace,
             ))
             .map(|_| std::process::ExitCode::SUCCESS),
+        Command::Soak {
+            quick,
+            agents,
+            length,
+            interval,
+            eipool,
+        } => {
+            let shape = eipool_lab::soak::Shape {
+                agents: agents.unwrap_or(if quick { 20 } else { 50 }),
+                length: length.unwrap_or(std::time::Duration::from_secs(if quick {
+                    60
+                } else {
+                    180
+                })),
+                interval,
+            };
+            let eipool = match eipool {
+                Some(e) => e,
+                None => sibling_eipool()?,
+            };
+            let report = rt.block_on(eipool_lab::soak::run(&eipool, shape))?;
+            println!("{}", report.markdown(shape));
+            let v = report.violations();
+            if v.is_empty() {
+                Ok(std::process::ExitCode::SUCCESS)
+            } else {
+                eprintln!("soak failed: {}", v.join("; "));
+                Ok(std::process::ExitCode::FAILURE)
+            }
+        }
         Command::Baseline {
             strategy,
             pool,

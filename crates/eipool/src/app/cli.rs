@@ -171,9 +171,13 @@ pub struct AgentArgs {
     )]
     pub listen: std::net::SocketAddr,
 
-    /// How often to check that the address is still ours (one DescribeAddresses by allocation id)
+    /// How often to check that the address is still ours: asks the node (IMDSv2), which costs no EC2 call; EC2 only when the node says no or has no answer
     #[arg(long, env = "EIPOOL_INTERVAL", default_value = "15s", value_parser = parse_duration, value_name = "DURATION")]
     pub interval: Duration,
+
+    /// How often to ask EC2 anyway (one DescribeAddresses by allocation id), as a backstop to the node's view; the first comes at a random point of the first period
+    #[arg(long, env = "EIPOOL_EC2_CHECK_EVERY", default_value = "1h", value_parser = parse_duration, value_name = "DURATION")]
+    pub ec2_check_every: Duration,
 
     /// What to do when the address is moved or disassociated by someone else
     #[arg(long, env = "EIPOOL_ON_DRIFT", value_enum, default_value_t = OnDriftArg::Reclaim)]

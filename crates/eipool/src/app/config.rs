@@ -113,9 +113,16 @@ pub(crate) fn agent_config(global: &Global, args: &AgentArgs) -> Result<AgentCon
             args.interval
         )));
     }
+    if args.ec2_check_every < args.interval {
+        return Err(Error::usage(format!(
+            "--ec2-check-every {:?} is shorter than --interval {:?}; EC2 is asked at most once per interval",
+            args.ec2_check_every, args.interval
+        )));
+    }
     Ok(AgentConfig {
         claim,
         interval: args.interval,
+        ec2_check_every: args.ec2_check_every,
         on_drift: match args.on_drift {
             OnDriftArg::Reclaim => OnDrift::Reclaim,
             OnDriftArg::Exit => OnDrift::Exit,

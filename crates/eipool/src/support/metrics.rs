@@ -48,6 +48,10 @@ pub(crate) struct Metrics {
     pub redis_errors: Counter,
     /// `eipool_ready`: 1 while the agent holds a validated address.
     pub ready: Gauge,
+    /// `eipool_verify_failures_total`: verifications that could not tell (EC2 unreachable, slow).
+    pub verify_failures: Counter,
+    /// `eipool_last_verified_age_seconds`: since the agent last saw its address on its interface.
+    pub last_verified_age: Gauge,
     /// `eipool_pool_addresses{state}` (exporter).
     pub pool_addresses: Family<StateLabel, Gauge>,
 }
@@ -96,6 +100,18 @@ impl Metrics {
             "1 while the agent holds a validated address of the pool, else 0",
             ready.clone(),
         );
+        let verify_failures = Counter::default();
+        registry.register(
+            "verify_failures",
+            "Times the agent could not tell whether it still holds its address (IMDS and EC2 did not answer); the address is kept",
+            verify_failures.clone(),
+        );
+        let last_verified_age = Gauge::default();
+        registry.register(
+            "last_verified_age_seconds",
+            "Seconds since the agent last saw its address on its interface (IMDS or EC2)",
+            last_verified_age.clone(),
+        );
         let pool_addresses = Family::<StateLabel, Gauge>::default();
         registry.register(
             "pool_addresses",
@@ -110,6 +126,8 @@ impl Metrics {
             drift,
             redis_errors,
             ready,
+            verify_failures,
+            last_verified_age,
             pool_addresses,
         }
     }
@@ -173,6 +191,8 @@ mod tests {
             "eipool_drift_total 1",
             "eipool_redis_errors_total 0",
             "eipool_ready 0",
+            "eipool_verify_failures_total 0",
+            "eipool_last_verified_age_seconds 0",
             "eipool_pool_addresses{state=\"free\"} 3",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");

@@ -92,6 +92,11 @@ impl Lab {
     }
 }
 
+/// The workspace root.
+pub fn workspace() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
 pub fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
@@ -178,27 +183,7 @@ pub fn failures(outcomes: &[(String, Outcome)]) -> Vec<String> {
         .collect()
 }
 
-/// A plain HTTP/1.1 GET on loopback: (status code, body). Enough for /readyz and /metrics.
-pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).await?;
-    let code = raw
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = raw
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((code, body))
-}
+pub use eipool_lab::services::http_get;
 
 /// The library's Redis claims on `redis_url` for `pool`, as a claimer with token `owner` would
 /// hold them (for tests that set up or inspect Redis directly).

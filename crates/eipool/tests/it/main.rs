@@ -1,6 +1,7 @@
 //! eipool's integration tests: one binary, real moto and real redis-server as processes, the real
 //! `eipool` binary driven as a process. Run with `scripts/test`.
 
+mod agent;
 mod architecture;
 mod chaos;
 mod claim;

@@ -235,10 +235,7 @@ async fn same_interface_herd(redis: bool) {
                 .all(|(eni, _)| doubled_enis.contains(eni.as_str())),
             "a single claim of its interface lost its address: {lost:#?}"
         );
-        wins.iter()
-            .filter(|w| !lost.contains(w))
-            .cloned()
-            .collect()
+        wins.iter().filter(|w| !lost.contains(w)).cloned().collect()
     };
     let mut v = check::no_sharing(&kept, &state);
     v.extend(check::one_each(&enis, &state));

@@ -34,5 +34,5 @@ pub(super) async fn run(
             return Err(e);
         }
     };
-    print_json(&claim::run(&ctx, &me, &cfg, started, cancel).await?)
+    print_json(&claim::run(&ctx, &me, &cfg, None, started, cancel).await?)
 }

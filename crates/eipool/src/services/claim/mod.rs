@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::pure::error::Error;
 use crate::pure::identity::{Identity, IdentitySource};
+use crate::pure::ids::AllocationId;
 use crate::services::context::Context;
 use crate::support::budget::{Interrupt, Stopped};
 use crate::support::metrics;
@@ -102,15 +103,17 @@ enum Attempt {
 }
 
 /// Claim an address of the pool for `me`, within `cfg.timeout` of `started`: the address, or an
-/// error after cleaning up. Counts the outcome in the metrics.
+/// error after cleaning up. Counts the outcome in the metrics. `prefer` is tried first when it
+/// is free (the agent taking back the address its media server still announces).
 pub(crate) async fn run(
     ctx: &Context,
     me: &Identity,
     cfg: &ClaimConfig,
+    prefer: Option<&AllocationId>,
     started: Instant,
     cancel: CancellationToken,
 ) -> Result<Claimed, Error> {
-    let result = run_inner(ctx, me, cfg, started, cancel).await;
+    let result = run_inner(ctx, me, cfg, prefer, started, cancel).await;
     let outcome = match &result {
         Ok(c) if c.reused => "reused",
         Ok(_) => "claimed",
@@ -124,6 +127,7 @@ async fn run_inner(
     ctx: &Context,
     me: &Identity,
     cfg: &ClaimConfig,
+    prefer: Option<&AllocationId>,
     started: Instant,
     cancel: CancellationToken,
 ) -> Result<Claimed, Error> {
@@ -134,6 +138,7 @@ async fn run_inner(
         "claiming on EC2's compare-and-swap alone (safe, but a herd will collide more)",
     );
     let mut claimer = Claimer::new(ctx, cfg, started, cancel);
+    claimer.prefer = prefer.cloned();
     let mut claimed = claimer.claim(me).await?;
     claimed.elapsed_ms = started.elapsed().as_millis() as u64;
     if let Some(out) = &cfg.output {

@@ -43,6 +43,8 @@ pub(super) struct Claimer {
     pub(super) pool_size: usize,
     /// Lease on an address (renewed while waiting for a paced slot).
     pub(super) lease: Duration,
+    /// An address to try first when it is free.
+    pub(super) prefer: Option<AllocationId>,
 }
 
 /// How a round of passes over one listing ended without a win.
@@ -73,6 +75,7 @@ impl Claimer {
             redis_down_until: None,
             pool_size: 0,
             lease: cfg.lease,
+            prefer: None,
         }
     }
 
@@ -180,6 +183,12 @@ impl Claimer {
                 }
             }
             let mut order = plan::candidate_order(&free, &mut self.rng);
+            if let Some(alloc) = &self.prefer {
+                if let Some(i) = order.iter().position(|c| &c.allocation_id == alloc) {
+                    let preferred = order.remove(i);
+                    order.insert(0, preferred);
+                }
+            }
             if let Some(alloc) = &suspect {
                 if let Some(a) = listing.iter().find(|a| &a.allocation_id == alloc) {
                     order.retain(|c| &c.allocation_id != alloc);

@@ -1,16 +1,23 @@
 //! The agent's loop: hold an address for this interface (adopting one it already has, claiming
-//! one otherwise), check every `interval` with one DescribeAddresses by allocation id that the
-//! address is still ours, and on drift reclaim (or stop). On SIGTERM/SIGINT, release with
-//! `release_on_exit`. Readiness goes to a [`Health`] that the HTTP module serves.
+//! one otherwise), verify it every `interval` ([`verify`]: the node first, EC2 rarely), and on a
+//! loss take the same address back if it is free, or claim another (or stop). Only SIGTERM or
+//! SIGINT ends it; then it releases with `release_on_exit`. Readiness goes to a [`Health`] that
+//! the HTTP module serves, and changes only on a holding or an observed loss: EC2 being slow or
+//! down is not a reason to take a media server out of service.
+
+mod verify;
 
 use std::time::Duration;
 
+use rand::Rng;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::pure::classify::Standing;
 use crate::pure::error::Error;
 use crate::pure::identity::Identity;
+use crate::pure::ids::AllocationId;
 use crate::services::claim::{self, ClaimConfig};
 use crate::services::context::Context;
 use crate::services::{pool_view, release};
@@ -18,6 +25,8 @@ use crate::support::budget::Budget;
 use crate::support::health::Health;
 use crate::support::metrics;
 use crate::support::output::Claimed;
+
+use verify::{Verdict, Verifier};
 
 /// What to do when the address is taken away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +44,8 @@ pub(crate) struct AgentConfig {
     pub(crate) claim: ClaimConfig,
     /// How often to check the address.
     pub(crate) interval: Duration,
+    /// How often to ask EC2 even when the node says the address is there.
+    pub(crate) ec2_check_every: Duration,
     /// What to do on drift.
     pub(crate) on_drift: OnDrift,
     /// Release the address on SIGTERM/SIGINT.
@@ -46,7 +57,7 @@ pub(crate) struct AgentConfig {
 }
 
 /// Hold and watch the address until SIGTERM/SIGINT (Ok), then release it if asked; or stop on a
-/// failure no retry fixes.
+/// failure no retry fixes, or on drift with `OnDrift::Exit`.
 pub(crate) async fn run(
     cfg: &AgentConfig,
     ctx: &Context,
@@ -80,18 +91,44 @@ async fn watch(
     cancel: &CancellationToken,
 ) -> Result<Option<Claimed>, Error> {
     let mut held: Option<Claimed> = None;
-    // Kept in /readyz's answer until a new address is held, so the cause stays visible.
+    // After a loss: the address to take back if it is free, and the cause, kept in /readyz's
+    // answer until a new address is held.
+    let mut take_back: Option<AllocationId> = None;
     let mut drifted: Option<String> = None;
+    let mut verifier = Verifier::new(cfg.ec2_check_every, rand::rng().random());
+    let mut last_verified = Instant::now();
     loop {
         if held.is_none() {
-            match claim::run(ctx, me, &cfg.claim, Instant::now(), cancel.child_token()).await {
+            let started = Instant::now();
+            match claim::run(
+                ctx,
+                me,
+                &cfg.claim,
+                take_back.as_ref(),
+                started,
+                cancel.child_token(),
+            )
+            .await
+            {
                 Ok(c) => {
-                    info!(public_ip = %c.public_ip, allocation_id = %c.allocation_id, reused = c.reused, "holding");
+                    match &take_back {
+                        Some(a) if *a == c.allocation_id => {
+                            info!(public_ip = %c.public_ip, "took the same address back: the media server keeps announcing it")
+                        }
+                        Some(_) => {
+                            warn!(public_ip = %c.public_ip, "holding a new address: the env file names it; the media server must restart on it")
+                        }
+                        None => {
+                            info!(public_ip = %c.public_ip, allocation_id = %c.allocation_id, reused = c.reused, "holding")
+                        }
+                    }
                     health.set(
                         true,
                         format!("holding {} ({})", c.public_ip, c.allocation_id),
                     );
                     held = Some(c);
+                    take_back = None;
+                    last_verified = Instant::now();
                 }
                 Err(Error::Interrupted) => return Ok(None),
                 Err(e @ (Error::Usage(_) | Error::Permission { .. } | Error::Internal(_))) => {
@@ -113,24 +150,28 @@ async fn watch(
         }
         if let Some(c) = &held {
             let budget = Budget::new(Instant::now() + cfg.interval, cancel.clone());
-            match budget
-                .retry("verify", || ctx.ec2.describe_address(&c.allocation_id))
-                .await
-            {
-                Err(crate::support::budget::Stopped::Interrupted(_)) => return Ok(held),
-                Ok(Some(a)) if a.held_by_me(me) => {}
-                Ok(seen) => {
-                    let now_at = seen
-                        .and_then(|a| a.association)
-                        .map(|x| {
-                            format!(
-                                "associated to {}",
-                                x.network_interface_id
-                                    .map(String::from)
-                                    .unwrap_or_else(|| "another resource".into())
-                            )
-                        })
-                        .unwrap_or_else(|| "not associated (or released)".into());
+            match verifier.check(ctx, me, c, &budget).await {
+                Verdict::Holds => last_verified = Instant::now(),
+                Verdict::Cancelled => return Ok(held),
+                Verdict::Unknown(why) => {
+                    metrics::global().verify_failures.inc();
+                    warn!(error = %why, unverified_for = ?last_verified.elapsed(), "could not verify the address; keeping it and serving");
+                }
+                Verdict::Lost(standing, seen) => {
+                    let now_at = match (
+                        &standing,
+                        seen.as_ref().and_then(|a| a.association.as_ref()),
+                    ) {
+                        (Standing::Elsewhere, Some(x)) => format!(
+                            "associated to {}",
+                            x.network_interface_id
+                                .as_ref()
+                                .map(|e| e.to_string())
+                                .unwrap_or_else(|| "another resource".into())
+                        ),
+                        (Standing::Gone, _) => "released".into(),
+                        _ => "not associated".into(),
+                    };
                     let msg = format!(
                         "drift: {} ({}) is no longer on {}; it is {now_at}",
                         c.public_ip, c.allocation_id, me.eni
@@ -141,16 +182,19 @@ async fn watch(
                     match cfg.on_drift {
                         OnDrift::Exit => return Err(Error::Drift(msg)),
                         OnDrift::Reclaim => {
+                            // Free again: take it back, so the media server's address stays.
+                            take_back =
+                                (standing == Standing::Free).then(|| c.allocation_id.clone());
                             held = None;
                             drifted = Some(msg);
                         }
                     }
                 }
-                Err(crate::support::budget::Stopped::Failed(e)) => {
-                    warn!(error = %e, "could not verify the address this interval")
-                }
             }
         }
+        metrics::global()
+            .last_verified_age
+            .set(last_verified.elapsed().as_secs() as i64);
         if cfg.pool_metrics {
             let budget = Budget::new(Instant::now() + cfg.interval, cancel.clone());
             pool_view::publish_gauges(ctx, &budget).await;

@@ -1,0 +1,126 @@
+//! Is the address still ours? Asked of the node first (IMDSv2: which public IPs map to our
+//! private IP; no EC2 call, and it answers while the EC2 API is throttled or down), and of EC2
+//! only when the node says no, when there is no IMDSv2 (identity by flag), or as a rare backstop.
+//!
+//! An answer that does not come is "unknown", never drift: the address is kept.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use crate::adapters::aws::Imds;
+use crate::pure::address::{Address, HolderTag};
+use crate::pure::classify::{standing, Standing};
+use crate::pure::identity::Identity;
+use crate::services::context::Context;
+use crate::support::budget::{Budget, Interrupt, Stopped};
+use crate::support::output::Claimed;
+
+/// What one verification found.
+#[derive(Debug)]
+pub(super) enum Verdict {
+    /// The address is on our interface and private IP.
+    Holds,
+    /// Nobody could say (IMDSv2 and EC2 failed, or EC2 did not answer in time): keep it.
+    Unknown(String),
+    /// EC2 shows it elsewhere (`Some(where)`), free (`None`), or gone.
+    Lost(Standing, Option<Address>),
+    /// SIGTERM/SIGINT arrived meanwhile.
+    Cancelled,
+}
+
+/// Asks the node every time and EC2 now and then.
+pub(super) struct Verifier {
+    imds: Imds,
+    /// When EC2 is asked next even though the node says all is well.
+    backstop_at: Instant,
+    backstop_every: Duration,
+}
+
+impl Verifier {
+    /// A verifier whose first EC2 backstop comes at a random point of the first period, so a
+    /// fleet started together does not ask EC2 together.
+    pub(super) fn new(backstop_every: Duration, first_fraction: f64) -> Verifier {
+        Verifier {
+            imds: Imds::new(),
+            backstop_at: Instant::now() + backstop_every.mul_f64(first_fraction.clamp(0.0, 1.0)),
+            backstop_every,
+        }
+    }
+
+    /// Verify that `held` is still ours, within `budget`.
+    pub(super) async fn check(
+        &mut self,
+        ctx: &Context,
+        me: &Identity,
+        held: &Claimed,
+        budget: &Budget,
+    ) -> Verdict {
+        let on_node = match &me.mac {
+            Some(mac) => match budget.bounded(self.imds.ipv4_associations(mac)).await {
+                Ok(Ok(pairs)) => Some(pairs.iter().any(|(public, private)| {
+                    *public == held.public_ip && *private == me.private_ip
+                })),
+                Ok(Err(e)) => {
+                    debug!(error = %e, "IMDSv2 did not answer; asking EC2");
+                    None
+                }
+                Err(Interrupt::Cancelled) => return Verdict::Cancelled,
+                Err(Interrupt::Deadline) => None,
+            },
+            None => None,
+        };
+        let backstop_due = Instant::now() >= self.backstop_at;
+        if on_node == Some(true) && !backstop_due {
+            return Verdict::Holds;
+        }
+        // The node says no (it may lag EC2 by a moment), cannot say, or the backstop is due.
+        self.backstop_at = Instant::now() + self.backstop_every;
+        match budget
+            .retry("verify", || ctx.ec2.describe_address(&held.allocation_id))
+            .await
+        {
+            Ok(seen) => match standing(seen.as_ref(), me) {
+                Standing::Mine => {
+                    if let Some(a) = &seen {
+                        repair_holder_tag(ctx, me, a, budget).await;
+                    }
+                    Verdict::Holds
+                }
+                // Associated moments ago and not visible yet is not a loss while the node says
+                // it holds the address.
+                Standing::Free if on_node == Some(true) => Verdict::Holds,
+                lost => Verdict::Lost(lost, seen),
+            },
+            Err(Stopped::Interrupted(Interrupt::Cancelled)) => Verdict::Cancelled,
+            Err(Stopped::Interrupted(Interrupt::Deadline)) => Verdict::Unknown(
+                budget
+                    .last_error()
+                    .unwrap_or_else(|| "EC2 did not answer in time".into()),
+            ),
+            Err(Stopped::Failed(e)) => Verdict::Unknown(e.to_string()),
+        }
+    }
+}
+
+/// The holder tag names this association, or is written (a claim that could not tag, or an
+/// address claimed by an older eipool). Best effort.
+async fn repair_holder_tag(ctx: &Context, me: &Identity, a: &Address, budget: &Budget) {
+    let Some(x) = &a.association else { return };
+    if a.holder.as_ref().is_some_and(|t| t.matches(x)) {
+        return;
+    }
+    let tag = HolderTag {
+        eni: me.eni.clone(),
+        private_ip: me.private_ip,
+        association: x.id.clone(),
+        since: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+    };
+    if let Err(e) = budget
+        .retry("tag holder", || ctx.ec2.tag_holder(&a.allocation_id, &tag))
+        .await
+    {
+        warn!(allocation_id = %a.allocation_id, error = ?e, "could not tag the address with its holder");
+    }
+}

@@ -1,0 +1,428 @@
+//! The agent over a node's life, as shipped: the real binary with `--release-on-exit`, identity
+//! from IMDSv2 (the lab's stub answers from EC2's current state) or by flag. It keeps its
+//! address through an EC2 brownout, and a lost address reaches a real media server (coturn).
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use eipool_lab::chaos::{ChaosConfig, ChaosProxy};
+use eipool_lab::fixture::Node;
+use eipool_lab::imds::{ImdsStub, NodeMeta};
+use eipool_lab::services::free_port;
+use tokio::process::Child;
+
+use crate::harness::{args, eventually, http_get, moto, Lab};
+
+/// A running agent and where to reach it.
+struct Agent {
+    child: Child,
+    listen: SocketAddr,
+    env_file: PathBuf,
+    node: Node,
+    _imds: Option<ImdsStub>,
+}
+
+impl Agent {
+    /// Start `eipool agent` for `node` (identity from IMDSv2 when `imds`, else by flag).
+    async fn start(lab: &Lab, node: &Node, imds: bool, dir: &Path, extra: &[&str]) -> Agent {
+        let listen: SocketAddr = ([127, 0, 0, 1], free_port().unwrap()).into();
+        let env_file = dir.join(format!("{}.env", node.eni));
+        let mut env = lab.env.clone();
+        let stub = if imds {
+            let stub = ImdsStub::start(
+                NodeMeta {
+                    instance_id: &node.instance_id,
+                    mac: &format!("02:00:00:00:{}", &node.eni[4..9]),
+                    eni: &node.eni,
+                    local_ipv4: &node.private_ip,
+                },
+                &lab.ec2,
+            )
+            .await
+            .unwrap();
+            env.imds_endpoint = stub.endpoint.clone();
+            Some(stub)
+        } else {
+            None
+        };
+        let listen_s = listen.to_string();
+        let mut a = vec!["--pool", &lab.pool, "--redis-url"];
+        let redis = lab.redis.url();
+        a.push(&redis);
+        if !imds {
+            a.extend(["--network-interface-id", &node.eni]);
+        }
+        a.extend([
+            "agent",
+            "--interval",
+            "1s",
+            "--listen",
+            &listen_s,
+            "--release-on-exit",
+            "--output",
+            env_file.to_str().unwrap(),
+            "--timeout",
+            "60s",
+        ]);
+        a.extend_from_slice(extra);
+        let child = env.command(&args(&a)).spawn().unwrap();
+        Agent {
+            child,
+            listen,
+            env_file,
+            node: node.clone(),
+            _imds: stub,
+        }
+    }
+
+    async fn ready(&self) -> Option<String> {
+        http_get(self.listen, "/readyz")
+            .await
+            .ok()
+            .filter(|(c, _)| *c == 200)
+            .map(|(_, b)| b)
+    }
+
+    async fn metric(&self, name: &str) -> f64 {
+        let (_, body) = http_get(self.listen, "/metrics").await.unwrap();
+        body.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    fn public_ip(&self) -> String {
+        std::fs::read_to_string(&self.env_file)
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("EIPOOL_PUBLIC_IP=").map(str::to_string))
+            .unwrap()
+    }
+}
+
+/// Three agents asking the node (IMDSv2) and three asking EC2 (identity by flag), through 3×
+/// `--interval` each of EC2 answering 5xx, throttling everything, and not answering at all:
+/// every agent keeps running, keeps its address and stays ready; none counts drift.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_keep_their_addresses_through_an_ec2_brownout() {
+    let _turn = crate::harness::heavy().await;
+    let mut lab = Lab::new().await;
+    let proxy = ChaosProxy::start(&moto().endpoint, ChaosConfig::aws_like_moto())
+        .await
+        .unwrap();
+    lab.env.ec2_endpoint = proxy.endpoint.clone();
+    let nodes = lab.ec2.nodes(6).await.unwrap();
+    lab.ec2.allocate(Some(&lab.pool), 6).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut agents = Vec::new();
+    for (i, n) in nodes.iter().enumerate() {
+        agents.push(Agent::start(&lab, n, i < 3, dir.path(), &[]).await);
+    }
+    for a in &agents {
+        eventually(
+            "every agent to hold an address",
+            Duration::from_secs(60),
+            || a.ready(),
+        )
+        .await;
+    }
+    let before = lab.ec2.pool_state(&lab.pool).await.unwrap();
+
+    let interval = Duration::from_secs(1);
+    type Fault = fn(&mut ChaosConfig);
+    let phases: [(&str, Fault); 3] = [
+        ("5xx", |c| c.p_5xx = 1.0),
+        ("throttled", |c| c.p_throttle = 1.0),
+        ("paused", |c| c.latency = Duration::from_secs(3600)),
+    ];
+    for (name, fault) in phases {
+        proxy.reconfigure(fault);
+        tokio::time::sleep(interval * 3).await; // the fault's length is what is under test
+        proxy.reconfigure(|c| *c = ChaosConfig::aws_like_moto());
+        println!("  EC2 {name} for 3 intervals");
+    }
+    println!("--- EC2 brownout, agents: {}", proxy.stats().table());
+
+    assert_eq!(
+        lab.ec2.pool_state(&lab.pool).await.unwrap(),
+        before,
+        "an address moved"
+    );
+    for a in &mut agents {
+        assert!(
+            a.child.try_wait().unwrap().is_none(),
+            "{} exited",
+            a.node.eni
+        );
+        assert!(
+            a.ready().await.is_some(),
+            "{} stopped being ready",
+            a.node.eni
+        );
+        assert_eq!(a.metric("eipool_drift_total").await, 0.0, "{}", a.node.eni);
+    }
+    // The agents asking EC2 saw the brownout (and kept their address anyway).
+    for a in &agents[3..] {
+        assert!(
+            a.metric("eipool_verify_failures_total").await > 0.0,
+            "{} never noticed the brownout",
+            a.node.eni
+        );
+    }
+    for a in &agents[..3] {
+        assert_eq!(
+            a.metric("eipool_verify_failures_total").await,
+            0.0,
+            "{} asked EC2 although the node answered",
+            a.node.eni
+        );
+    }
+}
+
+/// The media container as the shipped manifest runs it: its start command and livenessProbe,
+/// read from deploy/base/media-server.yaml, with coturn as the media server and this test as
+/// the kubelet (it runs the probe every `periodSeconds` and restarts the container when it
+/// fails).
+struct Media {
+    start: String,
+    probe: String,
+    period: Duration,
+    turn_port: u16,
+    child: Option<std::process::Child>,
+    restarts: usize,
+}
+
+impl Media {
+    fn new(env_dir: &Path, state_dir: &Path, work: &Path) -> Media {
+        let manifest: serde_yaml_ng::Value = serde_yaml_ng::from_str(
+            &std::fs::read_to_string(
+                crate::harness::workspace().join("deploy/base/media-server.yaml"),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let media = manifest["spec"]["template"]["spec"]["containers"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "media")
+            .unwrap();
+        let paths = |s: &str| {
+            s.replace("/run/eipool", env_dir.to_str().unwrap())
+                .replace("/run/media", state_dir.to_str().unwrap())
+        };
+        let shipped = media["args"][0].as_str().unwrap();
+        let (eipool_steps, _their_server) = shipped.split_once("exec ").unwrap();
+        let turn_port = free_port().unwrap();
+        let start = paths(&format!(
+            "{eipool_steps}exec turnserver -n --no-auth --no-cli --no-tls --no-dtls \
+             --listening-ip 127.0.0.1 --listening-port {turn_port} --relay-ip 127.0.0.1 \
+             --min-port 61000 --max-port 61100 --external-ip \"$EIPOOL_PUBLIC_IP/127.0.0.1\" \
+             --userdb {w}/turndb --pidfile {w}/turn.pid --log-file stdout --simple-log",
+            w = work.display()
+        ));
+        let probe = paths(
+            media["livenessProbe"]["exec"]["command"][2]
+                .as_str()
+                .unwrap(),
+        );
+        let period = Duration::from_secs(media["livenessProbe"]["periodSeconds"].as_u64().unwrap());
+        Media {
+            start,
+            probe,
+            period,
+            turn_port,
+            child: None,
+            restarts: 0,
+        }
+    }
+
+    fn run(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+            self.restarts += 1;
+        }
+        self.child = Some(
+            std::process::Command::new("sh")
+                .args(["-c", &self.start])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+    }
+
+    /// One kubelet round: run the livenessProbe; restart on failure.
+    fn probe(&mut self) {
+        let ok = std::process::Command::new("sh")
+            .args(["-c", &self.probe])
+            .status()
+            .unwrap()
+            .success();
+        if !ok {
+            self.run();
+        }
+    }
+
+    /// The relayed address coturn hands out (TURN Allocate, no auth): what it announces.
+    fn announced(&self) -> Option<Ipv4Addr> {
+        turn_relayed_address(self.turn_port)
+    }
+}
+
+impl Drop for Media {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A TURN Allocate request (RFC 5766) to 127.0.0.1:`port` without credentials; the
+/// XOR-RELAYED-ADDRESS of the answer.
+fn turn_relayed_address(port: u16) -> Option<Ipv4Addr> {
+    const COOKIE: u32 = 0x2112_A442;
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").ok()?;
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .ok()?;
+    let mut msg = Vec::with_capacity(28);
+    msg.extend(0x0003u16.to_be_bytes()); // Allocate request
+    msg.extend(8u16.to_be_bytes());
+    msg.extend(COOKIE.to_be_bytes());
+    msg.extend(rand::random::<[u8; 12]>());
+    msg.extend(0x0019u16.to_be_bytes()); // REQUESTED-TRANSPORT
+    msg.extend(4u16.to_be_bytes());
+    msg.extend([17, 0, 0, 0]); // UDP
+    sock.send_to(&msg, ("127.0.0.1", port)).ok()?;
+    let mut buf = [0u8; 1500];
+    let n = sock.recv(&mut buf).ok()?;
+    let buf = &buf[..n];
+    if n < 20 || u16::from_be_bytes([buf[0], buf[1]]) != 0x0103 {
+        return None;
+    }
+    let mut at = 20;
+    while at + 4 <= n {
+        let kind = u16::from_be_bytes([buf[at], buf[at + 1]]);
+        let len = u16::from_be_bytes([buf[at + 2], buf[at + 3]]) as usize;
+        let value = buf.get(at + 4..at + 4 + len)?;
+        if kind == 0x0016 && len >= 8 {
+            let x = u32::from_be_bytes([value[4], value[5], value[6], value[7]]) ^ COOKIE;
+            return Some(Ipv4Addr::from(x));
+        }
+        at += 4 + len.div_ceil(4) * 4;
+    }
+    None
+}
+
+/// Run the kubelet's probe rounds until coturn announces `want` (or `within` passes); the time
+/// it took.
+async fn announced_within(media: &mut Media, want: Ipv4Addr, within: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        if media.announced() == Some(want) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "coturn still announces {:?}, not {want}, after {within:?}",
+            media.announced()
+        );
+        tokio::time::sleep(media.period).await;
+        media.probe();
+    }
+}
+
+/// The address moved to another node: the agent takes a new one and rewrites the env file; the
+/// shipped livenessProbe fails and the media container restarts on the new address. The
+/// address disassociated only: the agent takes the same one back, and the media server is not
+/// restarted at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_reaches_a_real_media_server() {
+    let lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(2).await.unwrap();
+    lab.ec2.allocate(Some(&lab.pool), 3).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (env_dir, state_dir) = (dir.path().join("eipool"), dir.path().join("media"));
+    std::fs::create_dir_all(&env_dir).unwrap();
+    std::fs::create_dir_all(&state_dir).unwrap();
+    let agent = Agent::start(&lab, &nodes[0], true, &env_dir, &[]).await;
+    eventually(
+        "the agent to hold an address",
+        Duration::from_secs(60),
+        || agent.ready(),
+    )
+    .await;
+    // The shipped manifest names /run/eipool/env; here the agent writes <eni>.env: link it.
+    std::os::unix::fs::symlink(&agent.env_file, env_dir.join("env")).unwrap();
+
+    let mut media = Media::new(&env_dir, &state_dir, dir.path());
+    media.run();
+    let first: Ipv4Addr = agent.public_ip().parse().unwrap();
+    announced_within(&mut media, first, Duration::from_secs(10)).await;
+
+    // Disassociated by hand: the agent takes the same address back; no restart.
+    let state = lab.ec2.pool_state(&lab.pool).await.unwrap();
+    let held = state
+        .values()
+        .find(|e| e.public_ip == first.to_string())
+        .unwrap()
+        .clone();
+    lab.ec2
+        .disassociate(held.association_id.as_deref().unwrap())
+        .await
+        .unwrap();
+    eventually(
+        "the agent to take the address back",
+        Duration::from_secs(30),
+        || async {
+            let s = lab.ec2.pool_state(&lab.pool).await.ok()?;
+            let now = &s[&held.allocation_id];
+            (now.eni.as_deref() == Some(nodes[0].eni.as_str())
+                && now.association_id != held.association_id)
+                .then_some(())
+        },
+    )
+    .await;
+    for _ in 0..3 {
+        tokio::time::sleep(media.period).await;
+        media.probe();
+    }
+    assert_eq!(
+        agent.public_ip(),
+        first.to_string(),
+        "the env file still names it"
+    );
+    assert_eq!(
+        media.restarts, 0,
+        "the media server was restarted for nothing"
+    );
+    assert_eq!(media.announced(), Some(first));
+
+    // Moved to another node (a plain AssociateAddress steals): a new address, and the media
+    // server restarts on it.
+    let moved_at = Instant::now();
+    lab.ec2
+        .associate_external(&held.allocation_id, &nodes[1].eni)
+        .await
+        .unwrap();
+    let second: Ipv4Addr = eventually(
+        "the env file to name a new address",
+        Duration::from_secs(30),
+        || async {
+            let ip: Ipv4Addr = agent.public_ip().parse().ok()?;
+            (ip != first).then_some(ip)
+        },
+    )
+    .await;
+    // The bound: the agent's --interval (1 s here) + a claim (1-2 s) + one liveness period of
+    // the shipped manifest (5 s) + coturn's start; asserted with room: 30 s.
+    announced_within(&mut media, second, Duration::from_secs(30)).await;
+    println!(
+        "--- drift to coturn: address moved → coturn announces the new one {:.1} s later ({} restart); disassociated only → same address, no restart",
+        moved_at.elapsed().as_secs_f64(),
+        media.restarts
+    );
+    assert_eq!(media.restarts, 1);
+}
