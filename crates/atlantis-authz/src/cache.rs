@@ -1,15 +1,33 @@
 //! A small on-disk cache of who is in which groups, so that the several checks of one pull
 //! request comment don't each ask Okta. Entries expire after the TTL and are then never used,
-//! even when Okta is down: a stale cache never turns into an allow.
+//! even when Okta is down: a stale cache never turns into an allow. Each entry carries the key
+//! of everything that decided it ([`key`]: the Okta org, a fingerprint of the credential, how
+//! the login maps to an Okta user, the login): when any of those changes, the entry is not used.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The key of an entry: SHA-256 over what decided the answer, so the credential itself is never
+/// written down. `parts` are the Okta org URL, the credential, the identity mapping of this
+/// login, the login.
+pub fn key(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_be_bytes());
+        h.update(p.as_bytes());
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
 
 /// One cached lookup.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
+    /// What decided it ([`key`]); an entry made under another key is not used.
+    #[serde(default)]
+    pub key: String,
     /// The GitHub login looked up.
     pub login: String,
     /// The Okta user it maps to.
@@ -63,22 +81,23 @@ impl Cache {
         self.dir.join(format!("{safe}.json"))
     }
 
-    /// A fresh entry for `login`, if there is one.
-    pub fn get(&self, login: &str) -> Option<Entry> {
+    /// A fresh entry for `login` made under `key`, if there is one.
+    pub fn get(&self, login: &str, key: &str) -> Option<Entry> {
         if self.ttl.is_zero() {
             return None;
         }
         let text = std::fs::read_to_string(self.path(login)).ok()?;
         let e: Entry = serde_json::from_str(&text).ok()?;
-        (e.login == login && fresh(e.fetched_at, now(), self.ttl)).then_some(e)
+        (e.login == login && e.key == key && fresh(e.fetched_at, now(), self.ttl)).then_some(e)
     }
 
     /// Store an entry (best effort: a cache that can't be written only costs Okta calls).
-    pub fn put(&self, login: &str, okta_user_id: &str, groups: &[String]) {
+    pub fn put(&self, login: &str, key: &str, okta_user_id: &str, groups: &[String]) {
         if self.ttl.is_zero() {
             return;
         }
         let entry = Entry {
+            key: key.to_string(),
             login: login.to_string(),
             okta_user_id: okta_user_id.to_string(),
             groups: groups.to_vec(),
@@ -121,15 +140,40 @@ mod tests {
     fn expired_entries_are_never_served() {
         let dir = tempfile::tempdir().unwrap();
         let c = Cache::new(dir.path(), Duration::from_secs(60));
-        c.put("octocat", "00u1", &["engineering".into()]);
+        c.put("octocat", "k", "00u1", &["engineering".into()]);
         assert_eq!(
-            c.get("octocat").unwrap().groups,
+            c.get("octocat", "k").unwrap().groups,
             vec!["engineering".to_string()]
         );
-        let mut e = c.get("octocat").unwrap();
+        let mut e = c.get("octocat", "k").unwrap();
         e.fetched_at -= 61;
         std::fs::write(c.path("octocat"), serde_json::to_string(&e).unwrap()).unwrap();
-        assert_eq!(c.get("octocat"), None);
-        assert_eq!(Cache::new(dir.path(), Duration::ZERO).get("octocat"), None);
+        assert_eq!(c.get("octocat", "k"), None);
+        assert_eq!(
+            Cache::new(dir.path(), Duration::ZERO).get("octocat", "k"),
+            None
+        );
+    }
+
+    #[test]
+    fn an_entry_is_used_only_under_the_key_it_was_made_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Cache::new(dir.path(), Duration::from_secs(60));
+        let k = key(&["https://acme.okta.com", "token-1", "attr:gh", "octocat"]);
+        c.put("octocat", &k, "00u1", &["prod".into()]);
+        assert!(c.get("octocat", &k).is_some());
+        // (what changed, key): each change misses.
+        for other in [
+            key(&["https://other.okta.com", "token-1", "attr:gh", "octocat"]),
+            key(&["https://acme.okta.com", "token-2", "attr:gh", "octocat"]),
+            key(&["https://acme.okta.com", "token-1", "user:octo@x", "octocat"]),
+        ] {
+            assert_eq!(c.get("octocat", &other), None);
+        }
+        // Parts cannot run into each other.
+        assert_ne!(key(&["ab", "c"]), key(&["a", "bc"]));
+        // The credential is not in the file.
+        let text = std::fs::read_to_string(c.path("octocat")).unwrap();
+        assert!(!text.contains("token-1"), "{text}");
     }
 }

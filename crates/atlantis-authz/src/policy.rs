@@ -198,6 +198,54 @@ pub fn parse(path: &str, text: &str) -> Result<Policy, PolicyError> {
             )));
         }
     }
+    for r in &policy.rules {
+        let never = |kind: &str, p: &Pattern, why: &str| {
+            // The first line naming the glob after the rule's name.
+            let name_line = text
+                .lines()
+                .position(|l| {
+                    l.trim_start().trim_start_matches("- ").trim_end()
+                        == format!("name: {}", r.name)
+                })
+                .unwrap_or(0);
+            let line = text
+                .lines()
+                .enumerate()
+                .skip(name_line)
+                .find(|(_, l)| l.contains(&p.source))
+                .map(|(i, _)| i + 1)
+                .unwrap_or(0);
+            err(format!(
+                "line {line}: rule {:?}: {kind} glob {:?} can never match: {why}",
+                r.name, p.source
+            ))
+        };
+        for p in r.repos.iter().flatten() {
+            if !p.source.contains('/') && !p.source.contains("**") {
+                return Err(never(
+                    "repos",
+                    p,
+                    "repositories are owner/repo (e.g. acme/infra-live, or acme/*)",
+                ));
+            }
+        }
+        for p in r.paths.iter().flatten() {
+            if p.source.starts_with('/') {
+                return Err(never(
+                    "paths",
+                    p,
+                    "REPO_REL_PATH is relative to the repository; drop the leading /",
+                ));
+            }
+            if p.source.split('/').any(|s| s == ".." || s == ".") {
+                return Err(never(
+                    "paths",
+                    p,
+                    "paths are matched normalised, without . or .. segments",
+                ));
+            }
+        }
+    }
     if policy.identity.github_attribute.is_none() && policy.identity.users.is_empty() {
         return Err(err("identity: set github_attribute (the Okta profile attribute with the GitHub login) or users (an explicit mapping)".into()));
     }
@@ -227,9 +275,10 @@ pub struct Request {
 }
 
 impl Request {
-    /// Whether this is Atlantis's command-level check (no project yet).
+    /// Whether this is Atlantis's first, repository-wide check: no `REPO_REL_PATH` yet (with or
+    /// without `PROJECT_NAME`, which `-p` may set).
     pub fn command_level(&self) -> bool {
-        self.path.is_none() && self.project.is_none()
+        self.path.is_none()
     }
 }
 
@@ -260,7 +309,8 @@ impl Rule {
         let cl = req.command_level();
         any(&self.repos, Some(&req.repo), false)
             && any(&self.paths, req.path.as_deref(), cl)
-            && any(&self.projects, req.project.as_deref(), cl)
+            // A project named at the first check narrows it; none named: checked per project.
+            && any(&self.projects, req.project.as_deref(), cl && req.project.is_none())
             && self
                 .commands
                 .as_ref()
@@ -292,7 +342,12 @@ pub fn decide(policy: &Policy, req: &Request, groups: &[String]) -> Decision {
             };
         }
         if let Some(first) = matching.first() {
-            let needed: Vec<&String> = matching.iter().flat_map(|r| &r.groups).collect();
+            let mut needed: Vec<&String> = Vec::new();
+            for g in matching.iter().flat_map(|r| &r.groups) {
+                if !needed.contains(&g) {
+                    needed.push(g);
+                }
+            }
             return Decision {
                 allowed: false,
                 rule: Some(first.name.clone()),
@@ -479,5 +534,60 @@ rules:
         }
         let e = parse("p.yaml", "rules: []\n").unwrap_err().to_string();
         assert!(e.contains("github_attribute"), "{e}");
+    }
+
+    #[test]
+    fn globs_that_can_never_match_are_refused() {
+        let rule = |field: &str, glob: &str| {
+            format!("identity: {{github_attribute: gh}}\nrules:\n  - name: a\n    {field}: [\"{glob}\"]\n    groups: [x]\n")
+        };
+        // (field, glob, refused)
+        let cases = [
+            ("repos", "infra-live", true),
+            ("repos", "acme/infra-live", false),
+            ("repos", "*/infra-live", false),
+            ("repos", "**", false),
+            ("paths", "/live/prod/**", true),
+            ("paths", "live/../prod/**", true),
+            ("paths", "./live/**", true),
+            ("paths", "live/*/prod/**", false),
+        ];
+        for (field, glob, refused) in cases {
+            let r = parse("p.yaml", &rule(field, glob));
+            assert_eq!(r.is_err(), refused, "{field} {glob}: {r:?}");
+            if let Err(e) = r {
+                assert!(
+                    e.to_string().contains("line 4") && e.to_string().contains("never match"),
+                    "{e}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_first_check_with_a_project_is_still_repository_wide() {
+        let p = parse("policy.yaml", POLICY).unwrap();
+        let mut r = req("apply", None);
+        r.project = Some("prod-vpc".into());
+        let d = decide(&p, &r, &groups(&["infra-prod-admins"]));
+        assert!(d.allowed, "{}", d.reason);
+    }
+
+    #[test]
+    fn a_repository_wide_denial_names_each_group_once() {
+        let p = parse(
+            "policy.yaml",
+            "identity: {github_attribute: gh}\nrules:\n  - name: a\n    paths: [\"live/a/**\"]\n    groups: [engineering, sre]\n  - name: b\n    paths: [\"live/b/**\"]\n    groups: [engineering]\n",
+        )
+        .unwrap();
+        let d = decide(&p, &req("apply", None), &groups(&["sales"]));
+        assert!(!d.allowed);
+        assert_eq!(
+            d.reason.matches("\"engineering\"").count(),
+            1,
+            "{}",
+            d.reason
+        );
+        assert!(d.reason.contains("\"sre\""), "{}", d.reason);
     }
 }

@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use crate::cache::Cache;
+use crate::cache::{self, Cache};
 use crate::cli::{Cli, Command, OktaArgs};
 use crate::okta::{Auth, Okta, OktaError};
 use crate::policy::{self, Decision, Policy, Request};
+use crate::request::{self, one_line};
 
 /// Exit codes.
 pub mod exit {
@@ -87,26 +88,21 @@ pub enum Source {
     Okta,
 }
 
-/// The user's Okta groups: from a fresh cache entry, else from Okta (then cached).
+/// The user's Okta groups: from a fresh cache entry made under the same org, credential and
+/// identity mapping, else from Okta (then cached).
 pub async fn groups_of(
     args: &OktaArgs,
     policy: &Policy,
     login: &str,
 ) -> Result<(Vec<String>, Source), Failure> {
-    let cache = Cache::new(
-        &args.cache_dir.clone().unwrap_or_else(default_cache_dir),
-        args.cache_ttl,
-    );
-    if let Some(e) = cache.get(login) {
-        return Ok((e.groups, Source::Cache));
-    }
     let url = args
         .okta_url
         .as_deref()
         .ok_or_else(|| Failure::usage("no Okta org: pass --okta-url (or set OKTA_ORG_URL)"))?;
     if !(url.starts_with("https://") || url.starts_with("http://")) {
         return Err(Failure::usage(format!(
-            "--okta-url {url:?} is not an http(s) URL"
+            "--okta-url {:?} is not an http(s) URL",
+            one_line(url)
         )));
     }
     let auth = match (
@@ -129,10 +125,40 @@ pub async fn groups_of(
             "no Okta credentials: set OKTA_API_TOKEN, or OKTA_CLIENT_ID with OKTA_PRIVATE_KEY_FILE",
         )),
     };
+    // Everything that decides the answer: a cached answer under another org, credential (a
+    // revoked token is a changed token) or mapping of this login is not used.
+    let credential = match &auth {
+        Auth::ApiToken(t) => format!("ssws:{t}"),
+        Auth::PrivateKeyJwt {
+            client_id,
+            pem,
+            key_id,
+        } => format!(
+            "jwt:{client_id}:{}:{}",
+            key_id.as_deref().unwrap_or(""),
+            String::from_utf8_lossy(pem)
+        ),
+    };
+    let mapping = match (
+        policy.identity.users.get(login),
+        &policy.identity.github_attribute,
+    ) {
+        (Some(okta_login), _) => format!("user:{okta_login}"),
+        (None, Some(attr)) => format!("attr:{attr}"),
+        (None, None) => String::new(),
+    };
+    let key = cache::key(&[url, &credential, &mapping, login]);
+    let cache = Cache::new(
+        &args.cache_dir.clone().unwrap_or_else(default_cache_dir),
+        args.cache_ttl,
+    );
+    if let Some(e) = cache.get(login, &key) {
+        return Ok((e.groups, Source::Cache));
+    }
     let mut okta = Okta::new(url, auth, Instant::now() + args.timeout, args.okta_timeout)?;
     let id = okta.find_user(&policy.identity, login).await?;
     let groups = okta.groups(&id).await?;
-    cache.put(login, &id, &groups);
+    cache.put(login, &key, &id, &groups);
     Ok((groups, Source::Okta))
 }
 
@@ -140,7 +166,9 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-/// Write one JSON audit line (to the file, else stderr), flushed before the verdict is printed.
+/// Write one JSON audit line (to `--audit-log`, else stderr), flushed before the verdict is
+/// printed. `Err` when `--audit-log` could not be written: the line went to stderr instead, and
+/// the caller fails closed (an authorization tool must not allow what it cannot record).
 fn audit(
     to: Option<&Path>,
     req: Option<&Request>,
@@ -149,7 +177,7 @@ fn audit(
     reason: &str,
     source: Option<Source>,
     started: Instant,
-) {
+) -> Result<(), String> {
     let line = serde_json::json!({
         "ts": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         "user": req.map(|r| r.user.as_str()),
@@ -170,31 +198,41 @@ fn audit(
             .create(true)
             .append(true)
             .open(p)
-            .and_then(|mut f| writeln!(f, "{line}"))
+            .and_then(|mut f| writeln!(f, "{line}").and_then(|_| f.sync_data()))
     });
-    if !matches!(written, Some(Ok(()))) {
-        let mut err = std::io::stderr().lock();
-        let _ = writeln!(err, "{line}");
-        let _ = err.flush();
+    if matches!(written, Some(Ok(()))) {
+        return Ok(());
+    }
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{line}");
+    let _ = err.flush();
+    match (to, written) {
+        (Some(p), Some(Err(e))) => Err(format!(
+            "cannot write the audit log {}: {e}; denying (an unrecorded decision is not allowed)",
+            p.display()
+        )),
+        _ => Ok(()),
     }
 }
 
-/// The verdict line(s) on stdout: `pass` alone for an allow, `deny: …` otherwise.
+/// The verdict line on stdout: `pass` alone for an allow, one `deny: …` line otherwise (every
+/// control character of the reason escaped, so untrusted input cannot add a line).
 fn verdict(allowed: bool, reason: &str) {
     let mut out = std::io::stdout().lock();
     let _ = if allowed {
         writeln!(out, "pass")
     } else {
-        writeln!(out, "deny: {reason}")
+        writeln!(out, "deny: {}", one_line(reason))
     };
     let _ = out.flush();
 }
 
 /// Atlantis's call: `<command> <owner/repo> <teams…>` plus the environment.
 async fn atlantis(cli: &Cli, started: Instant) -> ExitCode {
-    let req = match request_from_atlantis(&cli.atlantis) {
+    // The request is checked before anything else: no Okta call for one that can never pass.
+    let req = match request::from_atlantis(&cli.atlantis, env) {
         Ok(r) => r,
-        Err(f) => return deny(cli, None, None, &f.reason, None, started, f.code),
+        Err(refused) => return deny(cli, None, None, &refused.0, None, started, exit::USAGE),
     };
     let policy = match load_policy(cli.policy.as_deref()) {
         Ok(p) => p,
@@ -206,7 +244,7 @@ async fn atlantis(cli: &Cli, started: Instant) -> ExitCode {
     };
     let d: Decision = policy::decide(&policy, &req, &groups);
     if d.allowed {
-        audit(
+        if let Err(why) = audit(
             cli.audit_log.as_deref(),
             Some(&req),
             "allow",
@@ -214,7 +252,10 @@ async fn atlantis(cli: &Cli, started: Instant) -> ExitCode {
             &d.reason,
             Some(source),
             started,
-        );
+        ) {
+            verdict(false, &why);
+            return ExitCode::from(exit::USAGE);
+        }
         verdict(true, &d.reason);
         ExitCode::from(exit::ALLOW)
     } else {
@@ -239,7 +280,7 @@ fn deny(
     started: Instant,
     code: u8,
 ) -> ExitCode {
-    audit(
+    let logged = audit(
         cli.audit_log.as_deref(),
         req,
         "deny",
@@ -248,30 +289,11 @@ fn deny(
         source,
         started,
     );
-    verdict(false, reason);
+    match logged {
+        Ok(()) => verdict(false, reason),
+        Err(why) => verdict(false, &format!("{reason} (and {why})")),
+    }
     ExitCode::from(code)
-}
-
-/// Build the request from Atlantis's arguments and environment.
-pub fn request_from_atlantis(args: &[String]) -> Result<Request, Failure> {
-    let (command, repo) = match args {
-        [c, r, ..] => (c.clone(), r.clone()),
-        _ => {
-            return Err(Failure::usage(
-                "expected <atlantis-command> <owner/repo> [teams…] as Atlantis passes them",
-            ))
-        }
-    };
-    let user = env("USER_NAME").ok_or_else(|| {
-        Failure::usage("USER_NAME is not set: this must run as Atlantis's team_authz command")
-    })?;
-    Ok(Request {
-        user,
-        repo,
-        command,
-        path: env("REPO_REL_PATH"),
-        project: env("PROJECT_NAME"),
-    })
 }
 
 /// Run the parsed command line to its exit code.
@@ -303,24 +325,21 @@ pub async fn run(cli: Cli) -> ExitCode {
                     return ExitCode::from(f.code);
                 }
             };
+            let path = match path.as_deref().map(request::normalise_path).transpose() {
+                Ok(p) => p,
+                Err(refused) => {
+                    println!("verdict: deny — {}", one_line(&refused.0));
+                    return ExitCode::from(exit::USAGE);
+                }
+            };
             let req = Request {
                 user: user.clone(),
                 repo: repo.clone(),
                 command: command.clone(),
-                path: path.clone(),
+                path,
                 project: project.clone(),
             };
-            let (groups, source) = match groups_of(&cli.okta, &policy, user).await {
-                Ok(g) => g,
-                Err(f) => {
-                    println!(
-                        "user:    {user}\ngroups:  unknown ({})\nverdict: deny",
-                        f.reason
-                    );
-                    return ExitCode::from(f.code);
-                }
-            };
-            let d = policy::decide(&policy, &req, &groups);
+            // What the policy says before anyone is asked: the rules that apply to the request.
             let matching: Vec<&str> = policy
                 .rules
                 .iter()
@@ -329,33 +348,46 @@ pub async fn run(cli: Cli) -> ExitCode {
                 .collect();
             println!(
                 "request: {} {} {}",
-                req.command,
-                req.repo,
-                req.path
-                    .as_deref()
-                    .or(req.project.as_deref())
-                    .unwrap_or("(command level)")
+                one_line(&req.command),
+                one_line(&req.repo),
+                one_line(
+                    req.path
+                        .as_deref()
+                        .or(req.project.as_deref())
+                        .unwrap_or("(command level)")
+                )
             );
-            println!("user:    {user}");
-            println!(
-                "groups:  {} (from {})",
-                if groups.is_empty() {
-                    "none".to_string()
-                } else {
-                    groups.join(", ")
-                },
-                if source == Source::Cache {
-                    "cache"
-                } else {
-                    "okta"
-                }
-            );
+            println!("user:    {}", one_line(user));
             println!(
                 "rules that match, in order: {}",
                 if matching.is_empty() {
                     "none".to_string()
                 } else {
                     matching.join(", ")
+                }
+            );
+            let (groups, source) = match groups_of(&cli.okta, &policy, user).await {
+                Ok(g) => g,
+                Err(f) => {
+                    println!(
+                        "groups:  unknown ({})\nverdict: deny (the user's groups are unknown)",
+                        one_line(&f.reason)
+                    );
+                    return ExitCode::from(f.code);
+                }
+            };
+            let d = policy::decide(&policy, &req, &groups);
+            println!(
+                "groups:  {} (from {})",
+                if groups.is_empty() {
+                    "none".to_string()
+                } else {
+                    one_line(&groups.join(", "))
+                },
+                if source == Source::Cache {
+                    "cache"
+                } else {
+                    "okta"
                 }
             );
             println!(
@@ -365,7 +397,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             println!(
                 "verdict: {} — {}",
                 if d.allowed { "allow" } else { "deny" },
-                d.reason
+                one_line(&d.reason)
             );
             ExitCode::from(if d.allowed { exit::ALLOW } else { exit::DENY })
         }

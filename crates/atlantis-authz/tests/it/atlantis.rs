@@ -7,27 +7,27 @@ use std::sync::atomic::Ordering;
 
 use crate::okta::{FakeOkta, TOKEN};
 
-const BIN: &str = env!("CARGO_BIN_EXE_atlantis-authz");
-const PROD: &str = "live/111111111111/us-east-1/prod/vpc";
-const STAGING: &str = "live/222222222222/eu-west-1/staging/vpc";
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_atlantis-authz");
+pub(crate) const PROD: &str = "live/111111111111/us-east-1/prod/vpc";
+pub(crate) const STAGING: &str = "live/222222222222/eu-west-1/staging/vpc";
 
-fn policy() -> PathBuf {
+pub(crate) fn policy() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/atlantis-authz-policy.yaml")
 }
 
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Run {
+    pub(crate) code: Option<i32>,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Run {
-    fn last_line(&self) -> &str {
+    pub(crate) fn last_line(&self) -> &str {
         // Atlantis reads stdout and stderr together; the verdict must be last in both orders it
         // could see them, so it must be last on stdout and nothing may follow on stderr.
         self.stdout.trim().lines().last().unwrap_or("")
     }
-    fn allowed(&self) -> bool {
+    pub(crate) fn allowed(&self) -> bool {
         self.code == Some(0) && self.last_line().eq_ignore_ascii_case("pass")
     }
 }
@@ -42,18 +42,22 @@ impl std::fmt::Display for Run {
     }
 }
 
-struct Call<'a> {
-    okta_url: String,
-    policy: PathBuf,
-    cache: PathBuf,
-    user: &'a str,
-    command: &'a str,
-    path: Option<&'a str>,
-    extra: Vec<String>,
+pub(crate) struct Call<'a> {
+    pub(crate) okta_url: String,
+    pub(crate) policy: PathBuf,
+    pub(crate) cache: PathBuf,
+    pub(crate) user: &'a str,
+    pub(crate) command: &'a str,
+    pub(crate) path: Option<&'a str>,
+    pub(crate) extra: Vec<String>,
+    /// PROJECT_NAME when not derived from the path (`None`: derived when a path is given).
+    pub(crate) project: Option<&'a str>,
+    /// The Okta API token to run with.
+    pub(crate) token: &'a str,
 }
 
 impl<'a> Call<'a> {
-    fn new(
+    pub(crate) fn new(
         okta: &FakeOkta,
         cache: &Path,
         user: &'a str,
@@ -68,10 +72,12 @@ impl<'a> Call<'a> {
             command,
             path,
             extra: Vec::new(),
+            project: None,
+            token: TOKEN,
         }
     }
 
-    async fn run(&self) -> Run {
+    pub(crate) async fn run(&self) -> Run {
         // What Atlantis builds: "$external_cmd $external_args $command $repo $teams".
         let cmdline = format!(
             "{BIN} --policy {} --okta-url {} --cache-dir {} {} {} acme/infra-live acme/sre acme/backend",
@@ -86,7 +92,7 @@ impl<'a> Call<'a> {
             .arg(&cmdline)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("OKTA_API_TOKEN", TOKEN)
+            .env("OKTA_API_TOKEN", self.token)
             .env("USER_NAME", self.user)
             .env("COMMAND_NAME", self.command)
             .env("BASE_REPO_OWNER", "acme")
@@ -97,6 +103,9 @@ impl<'a> Call<'a> {
             cmd.env("REPO_REL_PATH", p)
                 .env("PROJECT_NAME", p.replace('/', "-"));
         }
+        if let Some(p) = self.project {
+            cmd.env("PROJECT_NAME", p);
+        }
         let out = cmd.output().await.unwrap();
         Run {
             code: out.status.code(),
@@ -106,7 +115,7 @@ impl<'a> Call<'a> {
     }
 }
 
-fn assert_denied(r: &Run, words: &[&str]) {
+pub(crate) fn assert_denied(r: &Run, words: &[&str]) {
     assert!(!r.allowed(), "should deny: {r}");
     assert_ne!(r.code, Some(0), "{r}");
     assert!(r.last_line().starts_with("deny: "), "{r}");
@@ -124,7 +133,7 @@ fn assert_denied(r: &Run, words: &[&str]) {
     );
 }
 
-async fn people() -> FakeOkta {
+pub(crate) async fn people() -> FakeOkta {
     FakeOkta::start(
         &[
             (

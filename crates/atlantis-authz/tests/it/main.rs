@@ -2,4 +2,5 @@
 //! against a fake Okta HTTP server.
 
 mod atlantis;
+mod edges;
 mod okta;

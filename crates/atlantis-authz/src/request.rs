@@ -1,0 +1,196 @@
+//! What Atlantis asks, checked before anything else happens (no Okta call for a request that
+//! can never be allowed): the input rules the README states. Pure.
+//!
+//! - The command is one of [`COMMANDS`]; the repository is `owner/repo`.
+//! - No value (login, repository, command, teams, path, project) may hold a control character:
+//!   a newline could forge a line of output, and Atlantis reads the last one.
+//! - `REPO_REL_PATH` is normalised (`./`, empty segments and a trailing `/` go) before matching;
+//!   an absolute path or a `..` segment is denied, never rewritten into something that matches.
+//! - The first, repository-wide check is the one without `REPO_REL_PATH`, whether or not
+//!   `PROJECT_NAME` is set (Atlantis ≥ 0.30 leaves it out; an open change sends it with `-p`).
+
+use crate::policy::{Request, COMMANDS};
+
+/// Why a request is refused before it is decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused(pub String);
+
+/// Escape every control character of an untrusted value, so that it prints on one line.
+pub fn one_line(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
+fn no_control(what: &str, value: &str) -> Result<(), Refused> {
+    if value.chars().any(char::is_control) {
+        return Err(Refused(format!(
+            "{what} {:?} holds a control character",
+            one_line(value)
+        )));
+    }
+    Ok(())
+}
+
+/// `REPO_REL_PATH` as the policy's globs see it: `./` and empty segments dropped, no trailing
+/// `/`; the repository root is `.`. Absolute paths and `..` segments are refused.
+pub fn normalise_path(path: &str) -> Result<String, Refused> {
+    no_control("REPO_REL_PATH", path)?;
+    if path.starts_with('/') {
+        return Err(Refused(format!(
+            "REPO_REL_PATH {path:?} is absolute; Atlantis passes paths relative to the repository"
+        )));
+    }
+    let mut kept = Vec::new();
+    for segment in path.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                return Err(Refused(format!(
+                "REPO_REL_PATH {path:?} has a `..` segment; it is never matched against the policy"
+            )))
+            }
+            s => kept.push(s),
+        }
+    }
+    Ok(if kept.is_empty() {
+        ".".into()
+    } else {
+        kept.join("/")
+    })
+}
+
+/// Whether `repo` is `owner/repo` as GitHub spells them.
+fn is_owner_repo(repo: &str) -> bool {
+    let ok = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+    };
+    matches!(repo.split_once('/'), Some((o, r)) if ok(o) && ok(r))
+}
+
+/// The request Atlantis sends: `args` = `<command> <owner/repo> <teams…>`, and its environment.
+pub fn from_atlantis(
+    args: &[String],
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Request, Refused> {
+    let (command, repo, teams) = match args {
+        [c, r, teams @ ..] => (c, r, teams),
+        _ => {
+            return Err(Refused(
+                "expected <atlantis-command> <owner/repo> [teams…] as Atlantis passes them".into(),
+            ))
+        }
+    };
+    no_control("the command", command)?;
+    if !COMMANDS.contains(&command.as_str()) {
+        return Err(Refused(format!(
+            "unknown Atlantis command {command:?}; expected one of {}",
+            COMMANDS.join(", ")
+        )));
+    }
+    no_control("the repository", repo)?;
+    if !is_owner_repo(repo) {
+        return Err(Refused(format!(
+            "{repo:?} is not a repository as owner/repo"
+        )));
+    }
+    for t in teams {
+        no_control("a team", t)?;
+    }
+    let user = env("USER_NAME").ok_or_else(|| {
+        Refused("USER_NAME is not set: this must run as Atlantis's team_authz command".into())
+    })?;
+    no_control("USER_NAME", &user)?;
+    let path = env("REPO_REL_PATH")
+        .map(|p| normalise_path(&p))
+        .transpose()?;
+    let project = env("PROJECT_NAME");
+    if let Some(p) = &project {
+        no_control("PROJECT_NAME", p)?;
+    }
+    Ok(Request {
+        user,
+        repo: repo.clone(),
+        command: command.clone(),
+        path,
+        project,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_normalised_or_refused() {
+        // (REPO_REL_PATH, normalised, or refused)
+        let cases = [
+            (
+                "live/1/us-east-1/prod/vpc",
+                Some("live/1/us-east-1/prod/vpc"),
+            ),
+            ("./live//prod/vpc/", Some("live/prod/vpc")),
+            (".", Some(".")),
+            ("./", Some(".")),
+            ("live/staging/../prod/vpc", None),
+            ("live/sandbox/../../live/prod/x", None),
+            ("..", None),
+            ("/live/prod", None),
+            ("live/prod\nvpc", None),
+        ];
+        for (input, want) in cases {
+            assert_eq!(normalise_path(input).ok().as_deref(), want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn requests_are_checked_before_anything_is_asked() {
+        let env = |k: &str| match k {
+            "USER_NAME" => Some("ana".to_string()),
+            _ => None,
+        };
+        let a = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(from_atlantis(&a(&["plan", "acme/infra-live", "acme/sre"]), env).is_ok());
+        for bad in [
+            a(&["destroy", "acme/infra-live"]),
+            a(&["plan", "infra-live"]),
+            a(&["plan", "acme/infra live"]),
+            a(&["plan\npass", "acme/infra-live"]),
+            a(&["plan", "acme/infra-live", "acme/sre\npass"]),
+            a(&["plan"]),
+        ] {
+            assert!(from_atlantis(&bad, env).is_err(), "{bad:?}");
+        }
+        let with = |k: &'static str, v: &'static str| {
+            move |name: &str| match name {
+                "USER_NAME" => Some("ana".to_string()),
+                n if n == k => Some(v.to_string()),
+                _ => None,
+            }
+        };
+        let args = a(&["apply", "acme/infra-live"]);
+        assert!(from_atlantis(&args, with("PROJECT_NAME", "prod\npass\n")).is_err());
+        let forged_user = |k: &str| (k == "USER_NAME").then(|| "ana\npass".to_string());
+        assert!(from_atlantis(&args, forged_user).is_err());
+        // The first check with -p: PROJECT_NAME without REPO_REL_PATH is still repository-wide.
+        let r = from_atlantis(&args, with("PROJECT_NAME", "prod-vpc")).unwrap();
+        assert!(r.command_level(), "{r:?}");
+        let r = from_atlantis(&args, with("REPO_REL_PATH", "live/./a/")).unwrap();
+        assert_eq!(r.path.as_deref(), Some("live/a"));
+    }
+
+    #[test]
+    fn untrusted_values_print_on_one_line() {
+        assert_eq!(one_line("prod\npass\n"), "prod\\npass\\n");
+        assert_eq!(one_line("a\tb\u{7}"), "a\\tb\\u{7}");
+        assert_eq!(one_line("plain/ünïcode"), "plain/ünïcode");
+    }
+}
