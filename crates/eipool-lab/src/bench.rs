@@ -96,6 +96,10 @@ pub fn floor_s(associations: usize) -> f64 {
     (associations as f64 - AWS_MUTATING.burst).max(0.0) / AWS_MUTATING.per_second + ROUND_TRIP_S
 }
 
+/// The least one claim can take through the proxy: two round trips, one to learn a free address
+/// (a listing), one to associate it.
+pub const ROUND_TRIP_FLOOR_S: f64 = 2.0 * ROUND_TRIP_S;
+
 /// The `q` quantile of `sorted` samples (nearest rank); NaN when there are none.
 pub fn quantile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
@@ -308,6 +312,26 @@ pub fn markdown(rows: &[Row]) -> String {
             "| {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} |\n",
             r.strategy, r.claimers, r.pool_size, r.successes, r.exhausted, r.failed, r.makespan_s, r.floor_s, r.p50_s, r.p95_s, r.p99_s,
             r.ec2_calls_per_claim, r.throttled, r.double_assignments, r.leaked
+        ));
+    }
+    s
+}
+
+/// Time-to-address of the small herds against the round-trip floor, as Markdown.
+pub fn small_herds(rows: &[Row]) -> String {
+    let mut s = String::from(
+        "| strategy | claimers | round-trip floor s | p50 s | p99 s | p50 ÷ floor | p99 ÷ floor |\n|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows.iter().filter(|r| r.claimers <= 10) {
+        s.push_str(&format!(
+            "| {} | {} | {:.2} | {:.2} | {:.2} | {:.1} | {:.1} |\n",
+            r.strategy,
+            r.claimers,
+            ROUND_TRIP_FLOOR_S,
+            r.p50_s,
+            r.p99_s,
+            r.p50_s / ROUND_TRIP_FLOOR_S,
+            r.p99_s / ROUND_TRIP_FLOOR_S
         ));
     }
     s

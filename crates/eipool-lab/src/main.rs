@@ -36,7 +36,7 @@ enum Command {
     /// through AWS-like EC2 (throttling, 100±50 ms latency, 1 s stale). Writes a Markdown table
     /// to stdout, target/bench/herd.json and target/bench/herd.svg
     Bench {
-        /// N = 10 and 50 only, pools of N (CI). Either mode fails when a safety column is wrong
+        /// N = 1, 10 and 50 only, pools of N (CI). Either mode fails when a safety column is wrong
         #[arg(long)]
         quick: bool,
         /// Where to write herd.json and herd.svg
@@ -187,7 +187,7 @@ async fn bench(
         lab: std::env::current_exe()?,
     };
     // (claimers, pool size); the full run adds N = 200 and one pool of N/2.
-    let mut cases = vec![(10, 10), (50, 50)];
+    let mut cases = vec![(1, 1), (10, 10), (50, 50)];
     if !quick {
         cases.extend([(200, 200), (50, 25)]);
     }
@@ -234,6 +234,11 @@ async fn bench(
         .map(|&(n, s)| format!("N={n} pool={s}: {:.1} s", bench::floor_s(n.min(s))))
         .collect();
     println!("{}", bench::markdown(&rows));
+    println!(
+        "Time to address of the small herds against the round-trip floor (a listing and an association, {:.1} s through the proxy):\n\n{}",
+        bench::ROUND_TRIP_FLOOR_S,
+        bench::small_herds(&rows)
+    );
     println!(
         "Floor from EC2's mutating bucket (burst 50, 5/s), max(0, N - 50) / 5 + one round trip: {}",
         floors.join("; ")

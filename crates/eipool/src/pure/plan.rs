@@ -108,21 +108,39 @@ pub enum MaskedVerdict {
     Wait,
 }
 
-/// How often a claimer waiting for another claimer's listing asks Redis whether it is there.
-pub const SHARED_LISTING_POLL: Duration = Duration::from_millis(100);
-
-/// Delay before validation poll number `poll` (0-based) after a successful AssociateAddress.
-///
-/// EC2 is eventually consistent: DescribeAddresses right after AssociateAddress often still shows
-/// the old state. Looking too early costs a call from the describe budget that a herd shares, so
-/// the first look waits a second (EC2 usually converges within it); later looks come after
-/// 0.5 s, 1 s, then every 2 s.
-pub fn validation_delay(poll: u32) -> Duration {
-    if poll == 0 {
-        return Duration::from_secs(1);
+/// How long a claimer waiting for another claimer's listing waits before asking Redis again,
+/// after `poll` asks: 20 ms for the first half second (a listing takes about one EC2 round trip,
+/// and a herd must not wait much longer than that for it), then 100 ms. A Redis round trip
+/// costs well under a millisecond, so even a herd of 200 polling at 20 ms is light work.
+pub fn listing_poll(poll: u32) -> Duration {
+    if poll < 25 {
+        Duration::from_millis(20)
+    } else {
+        Duration::from_millis(100)
     }
+}
+
+/// Delay before validation poll number `poll` (0-based) of EC2 (DescribeAddresses by
+/// allocation id), after AssociateAddress answered success.
+///
+/// EC2 is eventually consistent: right after AssociateAddress it may still show the old state,
+/// and each look costs a call from the describe budget a herd shares. The answer says the
+/// association exists, so the first look comes soon (250 ms), then after 500 ms, 1 s, and every
+/// 2 s.
+pub fn validation_delay(poll: u32) -> Duration {
     let ms = 250u64.saturating_mul(2u64.saturating_pow(poll.min(8)));
     Duration::from_millis(ms.min(2_000))
+}
+
+/// Delay before look number `poll` (0-based) at the node's own view (IMDSv2) of our address,
+/// after AssociateAddress answered success: right away, then quickly (it costs no EC2 call),
+/// 25 ms doubling to 400 ms.
+pub fn node_view_delay(poll: u32) -> Duration {
+    if poll == 0 {
+        return Duration::ZERO;
+    }
+    let ms = 25u64.saturating_mul(2u64.saturating_pow((poll - 1).min(8)));
+    Duration::from_millis(ms.min(400))
 }
 
 /// A shared call rate: `burst` calls at once, then `per_second`.
@@ -352,11 +370,23 @@ mod tests {
 
     #[test]
     fn validation_delays_back_off_and_cap() {
-        assert_eq!(validation_delay(0), MS(1_000));
-        assert_eq!(validation_delay(1), MS(500));
-        assert_eq!(validation_delay(2), MS(1_000));
-        assert_eq!(validation_delay(3), MS(2_000));
-        assert_eq!(validation_delay(1_000), MS(2_000));
+        // (poll, EC2 look, node look)
+        let cases = [
+            (0, MS(250), MS(0)),
+            (1, MS(500), MS(25)),
+            (2, MS(1_000), MS(50)),
+            (3, MS(2_000), MS(100)),
+            (5, MS(2_000), MS(400)),
+            (1_000, MS(2_000), MS(400)),
+        ];
+        for (poll, ec2, node) in cases {
+            assert_eq!(validation_delay(poll), ec2, "EC2, poll {poll}");
+            assert_eq!(node_view_delay(poll), node, "node, poll {poll}");
+        }
+        // Polling for the herd's listing: fast while one is expected, then gentler.
+        assert_eq!(listing_poll(0), MS(20));
+        assert_eq!(listing_poll(24), MS(20));
+        assert_eq!(listing_poll(25), MS(100));
     }
 
     #[test]

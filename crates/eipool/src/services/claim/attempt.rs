@@ -5,11 +5,11 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::protocol::Claimer;
+use super::validate::Validated;
 use super::{Attempt, Stop, LEASE_MARGIN};
 use crate::adapters::aws::Ec2Error;
 use crate::adapters::herd::{Acquire, Lease};
 use crate::pure::address::Address;
-use crate::pure::address::HolderTag;
 use crate::pure::classify::{standing, Standing};
 use crate::pure::identity::Identity;
 use crate::pure::ids::{AllocationId, AssociationId};
@@ -24,17 +24,6 @@ enum Leasing {
     WithoutRedis,
     /// Not this candidate now.
     Skip(Attempt),
-}
-
-/// What validating our association found.
-enum Validated {
-    /// EC2 shows it on our interface and private IP.
-    Ours(Box<Address>),
-    /// EC2 shows it held by someone else (or it is gone).
-    Elsewhere,
-    /// EC2 shows it free well after we associated it: another association to our private IP
-    /// replaced ours.
-    Displaced,
 }
 
 /// How an AssociateAddress attempt ended.
@@ -89,7 +78,7 @@ impl Claimer {
             }
         };
 
-        match self.validate(alloc, &assoc, me).await {
+        match self.validate(cand, &assoc, me).await {
             Ok(Validated::Ours(addr)) => {
                 self.record(&addr, lease.as_ref(), me).await;
                 info!(public_ip = %addr.public_ip, allocation_id = %alloc, association_id = %assoc, fence = lease.as_ref().map(|l| l.fence), "claimed");
@@ -115,56 +104,6 @@ impl Claimer {
                 self.disassociate_quietly(&assoc).await;
                 self.release_lease(lease.as_ref(), me, true).await;
                 Err(stop)
-            }
-        }
-    }
-
-    /// Record a won address: in Redis as assigned to us (dropping our lease), so that claimers
-    /// with an older listing skip it, and on the address itself (the holder tag), the durable
-    /// record status, gc and the exporter read.
-    async fn record(&self, addr: &Address, lease: Option<&Lease>, me: &Identity) {
-        if let Some(herd) = self.live_herd() {
-            if let Err(e) = herd
-                .mark_assigned(
-                    &addr.allocation_id,
-                    lease.map(|l| l.fence),
-                    &me.eni,
-                    me.private_ip,
-                )
-                .await
-            {
-                warn!(error = %e, "could not record the assignment in Redis; others will learn it from EC2");
-            }
-        }
-        self.record_holder(addr, me).await;
-    }
-
-    /// Write the holder tag on `addr` (on our interface) unless it already names this
-    /// association. Best effort: a failure is logged, and the address stays ours.
-    pub(super) async fn record_holder(&self, addr: &Address, me: &Identity) {
-        let Some(x) = addr.association.as_ref() else {
-            return;
-        };
-        if addr.holder.as_ref().is_some_and(|t| t.matches(x)) {
-            return;
-        }
-        let tag = HolderTag {
-            eni: me.eni.clone(),
-            private_ip: me.private_ip,
-            association: x.id.clone(),
-            since: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
-        };
-        let ec2 = &self.ec2;
-        match self
-            .work
-            .retry("tag holder", || ec2.tag_holder(&addr.allocation_id, &tag))
-            .await
-        {
-            Ok(()) => {
-                debug!(allocation_id = %addr.allocation_id, holder = %tag.value(), "recorded the holder on the address")
-            }
-            Err(e) => {
-                warn!(allocation_id = %addr.allocation_id, error = ?e, "could not tag the address with its holder; `eipool status` shows it foreign until the agent or a re-run tags it (allow ec2:CreateTags on pool addresses)")
             }
         }
     }
@@ -281,47 +220,6 @@ impl Claimer {
             }
             self.work.sleep(plan::validation_delay(poll)).await?;
             poll += 1;
-        }
-    }
-
-    /// Poll DescribeAddresses by allocation id until it shows our association, someone else's,
-    /// or, past EC2's consistency bound, none (ours was replaced).
-    async fn validate(
-        &mut self,
-        alloc: &AllocationId,
-        assoc: &AssociationId,
-        me: &Identity,
-    ) -> Result<Validated, Stop> {
-        let associated_at = Instant::now();
-        let mut poll = 0;
-        loop {
-            self.work.sleep(plan::validation_delay(poll)).await?;
-            self.pace("describe", plan::DESCRIBE_PACE, None).await?;
-            poll += 1;
-            let ec2 = self.ec2.clone();
-            let seen = self
-                .work
-                .retry("validate", || ec2.describe_address(alloc))
-                .await?;
-            match (standing(seen.as_ref(), me), seen) {
-                (Standing::Mine, Some(a)) => {
-                    if a.association.as_ref().map(|x| &x.id) != Some(assoc) {
-                        warn!(allocation_id = %alloc, "validated with a different association id than AssociateAddress returned");
-                    }
-                    return Ok(Validated::Ours(Box::new(a)));
-                }
-                // Either a stale view from before a previous holder let go, or someone took it
-                // after us. Disassociating our own association id is safe either way.
-                (Standing::Elsewhere | Standing::Gone | Standing::Mine, _) => {
-                    return Ok(Validated::Elsewhere)
-                }
-                (Standing::Free, _) if associated_at.elapsed() >= plan::CONSISTENCY_BOUND => {
-                    return Ok(Validated::Displaced)
-                }
-                (Standing::Free, _) => {
-                    debug!(allocation_id = %alloc, poll, "not visible yet (eventual consistency)")
-                }
-            }
         }
     }
 }

@@ -21,6 +21,7 @@ impl Claimer {
     ) -> Result<(Vec<Address>, bool), Stop> {
         if allow_shared {
             let lead_ttl = self.ec2.call_timeout() * 2;
+            let mut poll = 0;
             while let Some(herd) = self.live_herd().cloned() {
                 match self.work.bounded(herd.shared_listing(lead_ttl)).await? {
                     Ok(SharedListing::Recent(mut listing)) => {
@@ -30,7 +31,8 @@ impl Claimer {
                     }
                     Ok(SharedListing::Lead) => break,
                     Ok(SharedListing::Pending) => {
-                        self.work.sleep(plan::SHARED_LISTING_POLL).await?
+                        self.work.sleep(plan::listing_poll(poll)).await?;
+                        poll += 1;
                     }
                     Err(e) => {
                         // Listing needs no lease, even with --require-lock.

@@ -7,8 +7,8 @@
 //!
 //! One concern per file: [`protocol`] (the passes over the candidates), [`listing`] (the pool
 //! listing, shared with the herd), [`occupant`] (what already holds our private IP),
-//! [`attempt`] (one candidate: lease, associate, validate, record), [`herd`] (pacing, leases,
-//! Redis's markers and cool-down), [`cleanup`] (giving back).
+//! [`attempt`] (one candidate: lease, associate), [`validate`] (confirm and record the win),
+//! [`herd`] (pacing, leases, Redis's markers and cool-down), [`cleanup`] (giving back).
 
 mod attempt;
 mod cleanup;
@@ -16,6 +16,7 @@ mod herd;
 mod listing;
 mod occupant;
 mod protocol;
+mod validate;
 
 use std::path::PathBuf;
 use std::time::Duration;

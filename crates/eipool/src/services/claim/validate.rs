@@ -1,0 +1,167 @@
+//! After AssociateAddress answered: confirm our association stands (the node's own view first,
+//! EC2's otherwise), and record the win in Redis and on the address itself.
+
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use super::protocol::Claimer;
+use super::Stop;
+use crate::adapters::aws::Imds;
+use crate::adapters::herd::Lease;
+use crate::pure::address::{Address, Association, HolderTag};
+use crate::pure::classify::{standing, Standing};
+use crate::pure::identity::Identity;
+use crate::pure::ids::AssociationId;
+use crate::pure::plan;
+
+/// What validating our association found.
+pub(super) enum Validated {
+    /// EC2 shows it on our interface and private IP.
+    Ours(Box<Address>),
+    /// EC2 shows it held by someone else (or it is gone).
+    Elsewhere,
+    /// EC2 shows it free well after we associated it: another association to our private IP
+    /// replaced ours.
+    Displaced,
+}
+
+impl Claimer {
+    /// Confirm our association stands: first from the node (IMDSv2 maps the address to our
+    /// private IP: no EC2 call, no fixed wait), else by polling DescribeAddresses by allocation
+    /// id until it shows our association, someone else's, or, past EC2's consistency bound,
+    /// none (ours was replaced).
+    pub(super) async fn validate(
+        &mut self,
+        cand: &Address,
+        assoc: &AssociationId,
+        me: &Identity,
+    ) -> Result<Validated, Stop> {
+        let associated_at = Instant::now();
+        if let Some(mac) = &me.mac {
+            if let Some(ours) = self.seen_on_node(cand, assoc, me, mac).await? {
+                return Ok(Validated::Ours(Box::new(ours)));
+            }
+        }
+        let alloc = &cand.allocation_id;
+        let mut poll = 0;
+        loop {
+            self.work.sleep(plan::validation_delay(poll)).await?;
+            self.pace("describe", plan::DESCRIBE_PACE, None).await?;
+            poll += 1;
+            let ec2 = self.ec2.clone();
+            let seen = self
+                .work
+                .retry("validate", || ec2.describe_address(alloc))
+                .await?;
+            match (standing(seen.as_ref(), me), seen) {
+                (Standing::Mine, Some(a)) => {
+                    if a.association.as_ref().map(|x| &x.id) != Some(assoc) {
+                        warn!(allocation_id = %alloc, "validated with a different association id than AssociateAddress returned");
+                    }
+                    return Ok(Validated::Ours(Box::new(a)));
+                }
+                // Either a stale view from before a previous holder let go, or someone took it
+                // after us. Disassociating our own association id is safe either way.
+                (Standing::Elsewhere | Standing::Gone | Standing::Mine, _) => {
+                    return Ok(Validated::Elsewhere)
+                }
+                (Standing::Free, _) if associated_at.elapsed() >= plan::CONSISTENCY_BOUND => {
+                    return Ok(Validated::Displaced)
+                }
+                (Standing::Free, _) => {
+                    debug!(allocation_id = %alloc, poll, "not visible yet (eventual consistency)")
+                }
+            }
+        }
+    }
+
+    /// Look at the node's own view (IMDSv2) until it maps `cand`'s public IP to our private IP:
+    /// then our association stands (an address maps to one private IP at a time). `None` when the
+    /// node does not show it within EC2's consistency bound, or cannot answer: EC2 decides then.
+    async fn seen_on_node(
+        &mut self,
+        cand: &Address,
+        assoc: &AssociationId,
+        me: &Identity,
+        mac: &str,
+    ) -> Result<Option<Address>, Stop> {
+        let imds = Imds::new();
+        let since = Instant::now();
+        let mut poll = 0;
+        while since.elapsed() < plan::CONSISTENCY_BOUND {
+            self.work.sleep(plan::node_view_delay(poll)).await?;
+            poll += 1;
+            match self.work.bounded(imds.ipv4_associations(mac)).await? {
+                Ok(pairs) if pairs.contains(&(cand.public_ip, me.private_ip)) => {
+                    debug!(allocation_id = %cand.allocation_id, polls = poll, "the node shows the address on our private IP");
+                    let mut ours = cand.clone();
+                    ours.association = Some(Association {
+                        id: assoc.clone(),
+                        network_interface_id: Some(me.eni.clone()),
+                        private_ip: Some(me.private_ip),
+                        instance_id: me.instance_id.clone(),
+                    });
+                    return Ok(Some(ours));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    debug!(error = %e, "IMDSv2 did not answer; validating with EC2");
+                    return Ok(None);
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Record a won address: in Redis as assigned to us (dropping our lease), so that claimers
+    /// with an older listing skip it, and on the address itself (the holder tag), the durable
+    /// record status, gc and the exporter read. The two at once: neither waits for the other.
+    pub(super) async fn record(&self, addr: &Address, lease: Option<&Lease>, me: &Identity) {
+        let in_redis = async {
+            if let Some(herd) = self.live_herd() {
+                if let Err(e) = herd
+                    .mark_assigned(
+                        &addr.allocation_id,
+                        lease.map(|l| l.fence),
+                        &me.eni,
+                        me.private_ip,
+                    )
+                    .await
+                {
+                    warn!(error = %e, "could not record the assignment in Redis; others will learn it from EC2");
+                }
+            }
+        };
+        tokio::join!(in_redis, self.record_holder(addr, me));
+    }
+
+    /// Write the holder tag on `addr` (on our interface) unless it already names this
+    /// association. Best effort: a failure is logged, and the address stays ours.
+    pub(super) async fn record_holder(&self, addr: &Address, me: &Identity) {
+        let Some(x) = addr.association.as_ref() else {
+            return;
+        };
+        if addr.holder.as_ref().is_some_and(|t| t.matches(x)) {
+            return;
+        }
+        let tag = HolderTag {
+            eni: me.eni.clone(),
+            private_ip: me.private_ip,
+            association: x.id.clone(),
+            since: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        };
+        let ec2 = &self.ec2;
+        match self
+            .work
+            .retry("tag holder", || ec2.tag_holder(&addr.allocation_id, &tag))
+            .await
+        {
+            Ok(()) => {
+                debug!(allocation_id = %addr.allocation_id, holder = %tag.value(), "recorded the holder on the address")
+            }
+            Err(e) => {
+                warn!(allocation_id = %addr.allocation_id, error = ?e, "could not tag the address with its holder; `eipool status` shows it foreign until the agent or a re-run tags it (allow ec2:CreateTags on pool addresses)")
+            }
+        }
+    }
+}
