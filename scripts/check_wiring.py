@@ -46,7 +46,10 @@ check(output in live and "EIPOOL_PUBLIC_IP" in live,
 remembered = [w for w in start.replace('"', " ").split() if w.startswith("/") and w != output and w in live]
 check(bool(remembered), "the address the media container started with is written where its livenessProbe reads it")
 check(app.get("livenessProbe", {}).get("failureThreshold", 3) == 1, "one failed liveness check restarts the media container")
-listen_port = int(flag(agent["args"], "--listen").rsplit(":", 1)[1])
+listen = flag(agent["args"], "--listen")
+listen_port = int(listen.rsplit(":", 1)[1]) if listen else 9877  # the agent's default port
+check(listen is None or not listen.startswith(("0.0.0.0:", ":")),
+      "the agent does not listen on every interface of the host-network node (default: its private IP)")
 check(any(p["containerPort"] == listen_port for p in agent.get("ports", [])), "the agent exposes its --listen port")
 for probe, path in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz"), ("startupProbe", "/readyz")]:
     get = agent.get(probe, {}).get("httpGet", {})

@@ -19,6 +19,9 @@ pub struct LabEnv {
     pub imds_endpoint: String,
     /// `AWS_REGION` (moto keeps separate state per region: a fresh region is a fresh account).
     pub region: String,
+    /// `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` (moto accepts any until its IAM
+    /// enforcement is on; see [`crate::iam`]).
+    pub credentials: (String, String),
 }
 
 impl LabEnv {
@@ -29,6 +32,7 @@ impl LabEnv {
             ec2_endpoint: ec2_endpoint.to_string(),
             imds_endpoint: "http://127.0.0.1:9".into(),
             region: crate::fixture::REGION.into(),
+            credentials: ("testing".into(), "testing".into()),
         }
     }
 
@@ -45,8 +49,8 @@ impl LabEnv {
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", std::env::temp_dir())
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_ACCESS_KEY_ID", &self.credentials.0)
+            .env("AWS_SECRET_ACCESS_KEY", &self.credentials.1)
             .env("AWS_REGION", &self.region)
             .env("AWS_ENDPOINT_URL", &self.ec2_endpoint)
             .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &self.imds_endpoint)

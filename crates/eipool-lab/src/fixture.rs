@@ -60,16 +60,15 @@ impl Ec2Lab {
 
     /// A client for moto at `endpoint`, in `region`.
     pub fn in_region(endpoint: &str, region: &str) -> Ec2Lab {
+        Self::with_credentials(endpoint, region, "testing", "testing")
+    }
+
+    /// A client for moto at `endpoint`, in `region`, as the user with this access key.
+    pub fn with_credentials(endpoint: &str, region: &str, key: &str, secret: &str) -> Ec2Lab {
         let config = aws_sdk_ec2::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(region.to_string()))
-            .credentials_provider(Credentials::new(
-                "testing",
-                "testing",
-                None,
-                None,
-                "eipool-lab",
-            ))
+            .credentials_provider(Credentials::new(key, secret, None, None, "eipool-lab"))
             .endpoint_url(endpoint)
             .build();
         Ec2Lab {

@@ -4,7 +4,8 @@
 //!   loopback ports, and stop them even when the test process dies.
 //! - [`fixture`]: make VPCs, instances and tagged Elastic IP pools in moto; read EC2's state.
 //! - [`claimer`]: run the real `eipool` binary as a process and collect what it reported.
-//! - [`imds`]: a small IMDSv2 stub (moto's IMDS is static).
+//! - [`imds`]: a small IMDSv2 stub answering from EC2's current state (moto's IMDS is static).
+//! - [`iam`]: users limited to one role in moto, and its IAM enforcement.
 //! - [`check`]: invariants over EC2's final state and the claimers' outcomes.
 //! - [`chaos`], [`tcp_fault`]: AWS-like EC2 and faulty Redis in front of the real servers.
 //! - [`bench`], [`baseline`], [`profile`]: the herd benchmark, the strategies it compares
@@ -17,6 +18,7 @@ pub mod chaos;
 pub mod check;
 pub mod claimer;
 pub mod fixture;
+pub mod iam;
 pub mod imds;
 pub mod profile;
 pub mod services;

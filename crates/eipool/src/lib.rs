@@ -25,7 +25,7 @@ mod pure;
 mod services;
 mod support;
 
-pub use app::cli::{Cli, LogFormat};
+pub use app::cli::{parse as parse_cli, Cli, LogFormat};
 pub use app::run;
 pub use pure::error::Error;
 

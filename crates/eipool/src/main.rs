@@ -3,20 +3,24 @@
 // The AWS SDK's futures nest deeply; the claim future needs a deeper layout query.
 #![recursion_limit = "256"]
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
 use eipool::{Cli, Error, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_logging(cli.global.log_format, &cli.global.log);
+    let cli = eipool::parse_cli();
+    let format = cli.global.log_format;
+    init_logging(format, &cli.global.log);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(exit_code = e.exit_code(), "{e}");
-            eprintln!("eipool: error: {e}");
+            // Once, in the log's own format: one JSON object, or one line for people.
+            match format {
+                LogFormat::Json => tracing::error!(exit_code = e.exit_code(), "{e}"),
+                LogFormat::Text => eprintln!("eipool: error: {e}"),
+            }
             ExitCode::from(e.exit_code())
         }
     }
@@ -31,16 +35,27 @@ fn run(cli: Cli) -> Result<(), Error> {
     runtime.block_on(eipool::run(cli))
 }
 
+/// Logs on stderr: colour only on a terminal, and never with `NO_COLOR` set.
 fn init_logging(format: LogFormat, filter: &str) {
-    let filter = EnvFilter::try_new(filter).unwrap_or_else(|e| {
-        eprintln!("eipool: warning: --log {filter:?} is not a valid filter ({e}); using info");
-        EnvFilter::new("info")
-    });
+    let (filter, bad) = match EnvFilter::try_new(filter) {
+        Ok(f) => (f, None),
+        Err(e) => (
+            EnvFilter::new("info"),
+            Some(format!(
+                "--log {filter:?} is not a valid filter ({e}); using info"
+            )),
+        ),
+    };
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
+    }
+    if let Some(warning) = bad {
+        tracing::warn!("{warning}");
     }
 }

@@ -5,7 +5,8 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::builder::BoolishValueParser;
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -26,6 +27,63 @@ pub struct Cli {
     pub global: Global,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Parse the command line, or exit 2 with clap's message; a value that came from an `EIPOOL_*`
+/// variable (not from the command line) is reported as that variable's.
+pub fn parse() -> Cli {
+    use clap::CommandFactory;
+    match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            if let Some(msg) = blame_the_environment(&e, &Cli::command(), std::env::args()) {
+                eprintln!("eipool: error: {msg}");
+                std::process::exit(2);
+            }
+            e.exit()
+        }
+    }
+}
+
+/// When `e` is about a value that came from a flag's environment variable, the message naming
+/// that variable.
+fn blame_the_environment(
+    e: &clap::Error,
+    cmd: &clap::Command,
+    argv: impl Iterator<Item = String>,
+) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(
+        e.kind(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation
+    ) {
+        return None;
+    }
+    let ContextValue::String(arg) = e.get(ContextKind::InvalidArg)? else {
+        return None;
+    };
+    let long = arg.split_whitespace().next()?.trim_start_matches("--");
+    fn env_of(cmd: &clap::Command, long: &str) -> Option<String> {
+        cmd.get_arguments()
+            .find(|a| a.get_long() == Some(long))
+            .and_then(|a| a.get_env())
+            .map(|e| e.to_string_lossy().into_owned())
+            .or_else(|| cmd.get_subcommands().find_map(|c| env_of(c, long)))
+    }
+    let var = env_of(cmd, long)?;
+    let value = std::env::var(&var).ok()?;
+    let flag = format!("--{long}");
+    let given = argv
+        .into_iter()
+        .any(|a| a == flag || a.starts_with(&format!("{flag}=")));
+    if given {
+        return None;
+    }
+    let first = e.to_string();
+    let why = first.lines().next()?.trim_start_matches("error: ");
+    Some(format!(
+        "{var}={value:?} (from the environment): {why}. Fix or unset {var}"
+    ))
 }
 
 fn after_help() -> String {
@@ -116,9 +174,9 @@ pub enum Command {
     /// Find addresses held by stopped/terminated instances or vanished interfaces; --apply frees them
     #[command(after_help = after_help())]
     Gc(GcArgs),
-    /// Check the setup line by line: AWS, IMDSv2, permissions (DryRun), Redis, the pool
+    /// Check the setup line by line: the EC2 endpoint, credentials, the role's permissions (DryRun), this node, Redis, the pool
     #[command(after_help = after_help())]
-    Doctor,
+    Doctor(DoctorArgs),
 }
 
 /// Flags of `eipool release`.
@@ -128,55 +186,44 @@ pub struct ReleaseArgs {
     #[arg(long, env = "EIPOOL_ASSOCIATION_ID", value_name = "ID")]
     pub association_id: Option<String>,
 
-    /// Read EIPOOL_ASSOCIATION_ID from this env file (the one claim/agent --output wrote) when --association-id is not given
-    #[arg(
-        long,
-        env = "EIPOOL_ENV_FILE",
-        value_name = "FILE",
-        conflicts_with = "association_id"
-    )]
+    /// Release only the association named in this env file (the one claim/agent --output wrote); it must exist. With the file's variables exported, EIPOOL_ASSOCIATION_ID agrees with it
+    #[arg(long, env = "EIPOOL_ENV_FILE", value_name = "FILE")]
     pub env_file: Option<PathBuf>,
 
     /// Upper bound on the whole command
-    #[arg(long, env = "EIPOOL_RELEASE_TIMEOUT", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "EIPOOL_RELEASE_TIMEOUT", default_value = "30s", value_parser = at_least_1s, value_name = "DURATION")]
     pub timeout: Duration,
 }
 
 /// Flags of `eipool exporter`.
 #[derive(Debug, Args)]
 pub struct ExporterArgs {
-    /// Where to serve /metrics, /healthz and /readyz
-    #[arg(
-        long,
-        env = "EIPOOL_LISTEN",
-        default_value = "0.0.0.0:9877",
-        value_name = "ADDR"
-    )]
-    pub listen: std::net::SocketAddr,
+    /// Where to serve /metrics, /healthz and /readyz: HOST:PORT (a name or an IP), or :PORT for every interface
+    #[arg(long, env = "EIPOOL_LISTEN", default_value = ":9877", value_parser = parse_listen, value_name = "ADDR")]
+    pub listen: String,
 
     /// How often to read the pool (one DescribeAddresses, plus Redis)
-    #[arg(long, env = "EIPOOL_INTERVAL", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "EIPOOL_INTERVAL", default_value = "30s", value_parser = at_least_5s, value_name = "DURATION")]
     pub interval: Duration,
+
+    /// Upper bound on each read of the pool (at most --interval)
+    #[arg(long, env = "EIPOOL_TIMEOUT", default_value = "20s", value_parser = at_least_1s, value_name = "DURATION")]
+    pub timeout: Duration,
 }
 
 /// Flags of `eipool agent`.
 #[derive(Debug, Args)]
 pub struct AgentArgs {
-    /// Where to serve /metrics, /healthz and /readyz
-    #[arg(
-        long,
-        env = "EIPOOL_LISTEN",
-        default_value = "0.0.0.0:9877",
-        value_name = "ADDR"
-    )]
-    pub listen: std::net::SocketAddr,
+    /// Where to serve /metrics, /healthz and /readyz: HOST:PORT (a name or an IP), or :PORT for every interface [default: this node's private IP, port 9877: reachable in the VPC, not on other interfaces]
+    #[arg(long, env = "EIPOOL_LISTEN", value_parser = parse_listen, value_name = "ADDR")]
+    pub listen: Option<String>,
 
     /// How often to check that the address is still ours: asks the node (IMDSv2), which costs no EC2 call; EC2 only when the node says no or has no answer
-    #[arg(long, env = "EIPOOL_INTERVAL", default_value = "15s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "EIPOOL_INTERVAL", default_value = "15s", value_parser = at_least_1s, value_name = "DURATION")]
     pub interval: Duration,
 
     /// How often to ask EC2 anyway (one DescribeAddresses by allocation id), as a backstop to the node's view; the first comes at a random point of the first period
-    #[arg(long, env = "EIPOOL_EC2_CHECK_EVERY", default_value = "1h", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "EIPOOL_EC2_CHECK_EVERY", default_value = "1h", value_parser = at_least_1s, value_name = "DURATION")]
     pub ec2_check_every: Duration,
 
     /// What to do when the address is moved or disassociated by someone else
@@ -184,15 +231,15 @@ pub struct AgentArgs {
     pub on_drift: OnDriftArg,
 
     /// On SIGTERM/SIGINT, give the address back before exiting
-    #[arg(long, env = "EIPOOL_RELEASE_ON_EXIT")]
+    #[arg(long, env = "EIPOOL_RELEASE_ON_EXIT", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub release_on_exit: bool,
 
     /// Bound on the release at exit (keep it under the pod's termination grace period)
-    #[arg(long, env = "EIPOOL_RELEASE_TIMEOUT", default_value = "20s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "EIPOOL_RELEASE_TIMEOUT", default_value = "20s", value_parser = at_least_1s, value_name = "DURATION")]
     pub release_timeout: Duration,
 
     /// Also list the whole pool every interval and export eipool_pool_addresses{state} (enable on one agent only)
-    #[arg(long, env = "EIPOOL_POOL_METRICS")]
+    #[arg(long, env = "EIPOOL_POOL_METRICS", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub pool_metrics: bool,
 
     #[command(flatten)]
@@ -229,8 +276,11 @@ pub struct StatusArgs {
     pub min_free: Option<usize>,
 
     /// Print only the minimal CIDR blocks covering the pool: the list for customers' firewall admins
-    #[arg(long, env = "EIPOOL_CIDRS")]
+    #[arg(long, env = "EIPOOL_CIDRS", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub cidrs: bool,
+
+    #[command(flatten)]
+    pub ops: OpsArgs,
 }
 
 /// `eipool pool …`.
@@ -267,6 +317,9 @@ pub struct GrowArgs {
     /// Allocate from this BYOIP public IPv4 pool (ipv4pool-ec2-...) instead of Amazon's
     #[arg(long, env = "EIPOOL_PUBLIC_IPV4_POOL", value_name = "ID")]
     pub public_ipv4_pool: Option<String>,
+
+    #[command(flatten)]
+    pub ops: OpsArgs,
 }
 
 /// Flags of `eipool pool shrink`.
@@ -275,21 +328,55 @@ pub struct ShrinkArgs {
     /// How many free addresses to release
     #[arg(long, env = "EIPOOL_SHRINK_COUNT", value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub count: u16,
+
+    #[command(flatten)]
+    pub ops: OpsArgs,
+}
+
+/// The bound every operations command runs within.
+#[derive(Debug, Args)]
+pub struct OpsArgs {
+    /// Upper bound on the whole command (every EC2 and Redis call within it), e.g. 30s
+    #[arg(long, env = "EIPOOL_TIMEOUT", default_value = "60s", value_parser = at_least_1s, value_name = "DURATION")]
+    pub timeout: Duration,
+}
+
+/// Which role's permissions `eipool doctor` checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    /// The media nodes' role (deploy/iam/node.json): claim, agent, release, exporter.
+    Node,
+    /// The operators' role (deploy/iam/operator.json): status, gc, pool grow and shrink.
+    Operator,
+}
+
+/// Flags of `eipool doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// The role whose permissions to check (DryRun of exactly what its shipped policy allows)
+    #[arg(long, env = "EIPOOL_ROLE", value_enum, default_value_t = RoleArg::Node)]
+    pub role: RoleArg,
+
+    #[command(flatten)]
+    pub ops: OpsArgs,
 }
 
 /// Flags of `eipool gc`.
 #[derive(Debug, Args)]
 pub struct GcArgs {
     /// Do it (without: print what would be done)
-    #[arg(long, env = "EIPOOL_GC_APPLY")]
+    #[arg(long, env = "EIPOOL_GC_APPLY", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub apply: bool,
+
+    #[command(flatten)]
+    pub ops: OpsArgs,
 }
 
 /// Flags of `eipool claim`.
 #[derive(Debug, Args)]
 pub struct ClaimArgs {
     /// Upper bound on the whole command, e.g. 90s or 3m
-    #[arg(long, env = "EIPOOL_TIMEOUT", default_value = "180s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "EIPOOL_TIMEOUT", default_value = "180s", value_parser = at_least_1s, value_name = "DURATION")]
     pub timeout: Duration,
 
     /// Also write EIPOOL_PUBLIC_IP=... etc. to this env file (atomically: temp file + rename)
@@ -297,16 +384,56 @@ pub struct ClaimArgs {
     pub output: Option<PathBuf>,
 
     /// Fail (exit 75 at the deadline) rather than claim without Redis when Redis is unreachable
-    #[arg(long, env = "EIPOOL_REQUIRE_LOCK")]
+    #[arg(long, env = "EIPOOL_REQUIRE_LOCK", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub require_lock: bool,
 
     /// Lease of a Redis claim on one address; renewed before every EC2 call made under it
-    #[arg(long, env = "EIPOOL_LEASE", default_value = "15s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "EIPOOL_LEASE", default_value = "15s", value_parser = at_least_1s, value_name = "DURATION")]
     pub lease: Duration,
 
     /// Timeout of each single EC2 call
-    #[arg(long, env = "EIPOOL_CALL_TIMEOUT", default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "EIPOOL_CALL_TIMEOUT", default_value = "5s", value_parser = at_least_100ms, value_name = "DURATION")]
     pub call_timeout: Duration,
+}
+
+/// A duration of at least `min`.
+fn at_least(s: &str, min: Duration) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < min {
+        return Err(format!(
+            "{} is too short; use at least {}",
+            humantime::format_duration(d),
+            humantime::format_duration(min)
+        ));
+    }
+    Ok(d)
+}
+fn at_least_100ms(s: &str) -> Result<Duration, String> {
+    at_least(s, Duration::from_millis(100))
+}
+fn at_least_1s(s: &str) -> Result<Duration, String> {
+    at_least(s, Duration::from_secs(1))
+}
+fn at_least_5s(s: &str) -> Result<Duration, String> {
+    at_least(s, Duration::from_secs(5))
+}
+
+/// `HOST:PORT` (a name or an IP address, `[v6]:PORT` too) or `:PORT` (every interface).
+pub(crate) fn parse_listen(s: &str) -> Result<String, String> {
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{s:?} has no port; use HOST:PORT or :PORT, e.g. :9877"))?;
+    port.parse::<u16>()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| format!("{port:?} is not a port (1-65535)"))?;
+    if host.is_empty() {
+        return Ok(format!("0.0.0.0:{port}"));
+    }
+    if host.chars().any(|c| c.is_whitespace() || c == '/') {
+        return Err(format!("{host:?} is not a host name or IP address"));
+    }
+    Ok(s.to_string())
 }
 
 /// A positive duration such as `90s`, `3m` or `1500ms`.
@@ -337,6 +464,72 @@ mod tests {
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("90").is_err());
+    }
+
+    #[test]
+    fn durations_have_floors_and_listen_takes_what_operators_write() {
+        assert!(at_least_100ms("1ns").is_err());
+        assert!(at_least_100ms("100ms").is_ok());
+        assert!(at_least_1s("500ms").unwrap_err().contains("at least 1s"));
+        // (--listen, accepted as)
+        let cases = [
+            (":9877", Some("0.0.0.0:9877")),
+            ("localhost:9877", Some("localhost:9877")),
+            ("10.0.0.5:9877", Some("10.0.0.5:9877")),
+            ("[::1]:9877", Some("[::1]:9877")),
+            ("9877", None),
+            (":0", None),
+            (":http", None),
+            ("a b:1", None),
+        ];
+        for (input, want) in cases {
+            assert_eq!(parse_listen(input).ok().as_deref(), want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn booleans_accept_what_operators_write() {
+        // (EIPOOL_GC_APPLY, --apply); this test alone uses the variable.
+        let cases = [
+            ("1", Some(true)),
+            ("yes", Some(true)),
+            ("TRUE", Some(true)),
+            ("on", Some(true)),
+            ("0", Some(false)),
+            ("no", Some(false)),
+            ("false", Some(false)),
+            ("maybe", None),
+        ];
+        for (value, want) in cases {
+            // SAFETY: no other test reads or writes EIPOOL_GC_APPLY.
+            unsafe { std::env::set_var("EIPOOL_GC_APPLY", value) };
+            let got = Cli::try_parse_from(["eipool", "--pool", "p", "gc"])
+                .ok()
+                .map(|cli| matches!(cli.command, Command::Gc(GcArgs { apply: true, .. })));
+            assert_eq!(got, want, "EIPOOL_GC_APPLY={value}");
+        }
+        unsafe { std::env::remove_var("EIPOOL_GC_APPLY") };
+    }
+
+    #[test]
+    fn an_invalid_value_from_the_environment_names_the_variable() {
+        // SAFETY: this test alone sets this variable, and no other test reads it.
+        unsafe { std::env::set_var("EIPOOL_RELEASE_ON_EXIT", "perhaps") };
+        let e = Cli::try_parse_from(["eipool", "--pool", "p", "agent"]).unwrap_err();
+        let argv = ["eipool", "--pool", "p", "agent"].map(String::from);
+        let msg = blame_the_environment(&e, &Cli::command(), argv.into_iter()).unwrap();
+        assert!(
+            msg.starts_with("EIPOOL_RELEASE_ON_EXIT=\"perhaps\""),
+            "{msg}"
+        );
+        assert!(msg.contains("--release-on-exit"), "{msg}");
+        // Given on the command line, it is the flag's error, not the variable's.
+        let argv = ["eipool", "agent", "--release-on-exit=perhaps"].map(String::from);
+        assert_eq!(
+            blame_the_environment(&e, &Cli::command(), argv.into_iter()),
+            None
+        );
+        unsafe { std::env::remove_var("EIPOOL_RELEASE_ON_EXIT") };
     }
 
     #[test]

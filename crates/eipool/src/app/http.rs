@@ -1,8 +1,6 @@
 //! The HTTP endpoints of the agent and the exporter (axum): `/metrics` (OpenMetrics text),
 //! `/healthz` (the process is alive) and `/readyz` (what [`Health`] says).
 
-use std::net::SocketAddr;
-
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::routing::get;
@@ -29,8 +27,9 @@ impl Server {
     }
 }
 
-/// Serve `/metrics`, `/healthz` and `/readyz` on `listen`.
-pub(crate) async fn serve(listen: SocketAddr, health: Health) -> Result<Server, Error> {
+/// Serve `/metrics`, `/healthz` and `/readyz` on `listen` (`HOST:PORT`; a host name is
+/// resolved here).
+pub(crate) async fn serve(listen: &str, health: Health) -> Result<Server, Error> {
     let app = Router::new()
         .route(
             "/metrics",

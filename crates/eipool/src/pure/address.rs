@@ -126,6 +126,22 @@ pub struct PublicMapping {
     pub allocation_id: Option<AllocationId>,
 }
 
+impl std::fmt::Display for Occupant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Occupant::Free => f.write_str("nothing (or an ephemeral public IP)"),
+            Occupant::Pool(a) => write!(f, "pool address {a}"),
+            Occupant::Foreign {
+                public_ip,
+                allocation_id,
+            } => write!(
+                f,
+                "Elastic IP {public_ip} ({allocation_id}) outside the pool"
+            ),
+        }
+    }
+}
+
 /// What holds the private IP a claim would associate an address with. AWS replaces an Elastic IP
 /// already there (it is disassociated, not released), so a claim must look before it associates.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -95,7 +95,7 @@ pub enum Error {
         elapsed: Duration,
     },
     /// AWS refused permission for an EC2 action.
-    #[error("AWS refused permission for ec2:{action}: {message}. Allow ec2:{action} for this IAM identity (see deploy/iam-policy.json)")]
+    #[error("AWS refused permission for ec2:{action}: {message}. Allow ec2:{action} for this IAM identity: media nodes use deploy/iam/node.json, operators deploy/iam/operator.json")]
     Permission {
         /// The EC2 action.
         action: &'static str,
@@ -118,8 +118,7 @@ pub enum Error {
 
 fn exhausted_message(pool: &str, size: usize, elapsed: Duration, tag: &str) -> String {
     let grow = format!(
-        "allocate Elastic IPs and tag them {tag}={pool} (e.g. aws ec2 allocate-address --domain vpc \
-         --tag-specifications 'ResourceType=elastic-ip,Tags=[{{Key={tag},Value={pool}}}]')"
+        "run `eipool --pool {pool} pool grow --count N` (operator role; it tags them {tag}={pool} as it allocates them), and tell customers the new addresses first"
     );
     if size == 0 {
         format!("pool {pool:?} has no addresses: no VPC Elastic IP in this region is tagged {tag}={pool}. Check --pool and AWS_REGION, or {grow}")
@@ -213,7 +212,7 @@ mod tests {
         let msg = e.to_string();
         assert!(msg.contains("all 12 of its addresses"), "{msg}");
         assert!(msg.contains("eipool:pool=media"), "{msg}");
-        assert!(msg.contains("allocate-address"), "{msg}");
+        assert!(msg.contains("pool grow --count"), "{msg}");
     }
 }
 

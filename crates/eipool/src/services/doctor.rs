@@ -1,12 +1,13 @@
-//! `eipool doctor`: a checklist with one verdict per line — AWS region and credentials, IMDSv2,
-//! who we are, every EC2 action eipool needs (asked with DryRun), Redis and its round trip, the
-//! pool and how many addresses are free. Exit 1 when any line fails.
+//! `eipool doctor`: a checklist with one verdict per line, for one role. It tells apart the
+//! things that fail in different ways and are fixed by different people: the EC2 endpoint (the
+//! network), the credentials, the role's permissions (asked with DryRun, exactly as eipool makes
+//! each call, tags included), this node (skipped off-node, not failed), Redis, and the pool.
 
 use std::time::Instant;
 
 use crate::adapters::aws::{DryRunAction, Imds, Permission};
-use crate::pure::address::POOL_TAG;
-use crate::pure::identity::IdentitySource;
+use crate::pure::address::{Address, POOL_TAG};
+use crate::pure::identity::{Identity, IdentitySource};
 use crate::services::context::Context;
 use crate::services::identity;
 use crate::support::budget::Budget;
@@ -20,7 +21,7 @@ pub(crate) enum Verdict {
     Warn,
     /// Broken: eipool will fail.
     Fail,
-    /// Not checked (something it needs failed first).
+    /// Not checked: not applicable here, or something it needs failed first.
     Skip,
 }
 
@@ -33,6 +34,24 @@ pub(crate) struct Check {
     pub(crate) verdict: Verdict,
     /// What was found, and what to do when it is not fine.
     pub(crate) detail: String,
+}
+
+/// Whose permissions to check: the shipped policies' two roles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// `deploy/iam/node.json`: the media nodes (claim, agent, release) and the exporter.
+    Node,
+    /// `deploy/iam/operator.json`: operators (status, gc, pool grow and shrink).
+    Operator,
+}
+
+impl Role {
+    fn policy(self) -> &'static str {
+        match self {
+            Role::Node => "deploy/iam/node.json",
+            Role::Operator => "deploy/iam/operator.json",
+        }
+    }
 }
 
 fn line(name: impl Into<String>, verdict: Verdict, detail: impl Into<String>) -> Check {
@@ -64,84 +83,78 @@ pub(crate) fn render(checks: &[Check]) -> String {
     out
 }
 
-/// Run every check. Never fails itself: what goes wrong is a line.
+/// Run every check for `role`. Never fails itself: what goes wrong is a line.
 pub(crate) async fn run(
     ctx: &Context,
     budget: &Budget,
     source: &IdentitySource,
     private_ip: Option<std::net::Ipv4Addr>,
+    role: Role,
 ) -> Vec<Check> {
     let ec2 = &ctx.ec2;
     let mut checks = vec![line("AWS region", Verdict::Ok, ec2.region().to_string())];
 
-    let creds = budget
+    // The endpoint and the credentials, told apart by how the first DryRun fails.
+    let reached = match budget
         .bounded(ec2.may_call(DryRunAction::DescribeAddresses))
-        .await;
-    let creds_ok = matches!(creds, Ok(Permission::Allowed) | Ok(Permission::Denied(_)));
-    checks.push(match creds {
-        Ok(Permission::Allowed) | Ok(Permission::Denied(_)) => line("AWS credentials", Verdict::Ok, "EC2 accepted them"),
-        Ok(Permission::Unknown(e)) => line("AWS credentials", Verdict::Fail, format!("{e}. Provide credentials (IRSA on EKS, AWS_PROFILE, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)")),
-        Err(_) => line("AWS credentials", Verdict::Fail, "EC2 did not answer in time"),
-    });
-
-    let needs_imds = *source == IdentitySource::Imds;
-    match budget.bounded(Imds::new().instance_id()).await {
-        Ok(Ok(id)) => checks.push(line(
-            "IMDSv2",
-            Verdict::Ok,
-            format!("reachable, instance {id}"),
-        )),
-        Ok(Err(e)) => checks.push(line(
-            "IMDSv2",
-            if needs_imds {
-                Verdict::Fail
-            } else {
-                Verdict::Warn
-            },
-            if needs_imds {
-                e.to_string()
-            } else {
-                format!(
-                    "not reachable (not needed: the interface or instance is given by flag). {e}"
-                )
-            },
-        )),
-        Err(_) => checks.push(line(
-            "IMDSv2",
-            if needs_imds {
-                Verdict::Fail
-            } else {
-                Verdict::Warn
-            },
-            "no answer in time",
-        )),
-    }
-
-    let me = if creds_ok {
-        match identity::resolve_in(ec2, budget, source, private_ip).await {
-            Ok(me) => {
-                checks.push(line(
-                    "identity",
-                    Verdict::Ok,
-                    format!("interface {} private IP {}", me.eni, me.private_ip),
-                ));
-                Some(me)
-            }
-            Err(e) => {
-                checks.push(line("identity", Verdict::Fail, e.to_string()));
-                None
-            }
+        .await
+    {
+        Ok(Permission::Allowed | Permission::Denied(_)) => {
+            checks.push(line("EC2 endpoint", Verdict::Ok, "answered"));
+            checks.push(line("AWS credentials", Verdict::Ok, "EC2 accepted them"));
+            true
         }
-    } else {
-        checks.push(line(
-            "identity",
-            Verdict::Skip,
-            "needs working AWS credentials",
-        ));
-        None
+        Ok(Permission::Unreachable(e)) | Ok(Permission::Unknown(e)) => {
+            checks.push(line("EC2 endpoint", Verdict::Fail, format!("no answer: {e}. Check the network path to EC2 (NAT, VPC endpoint, proxy, AWS_ENDPOINT_URL)")));
+            checks.push(line(
+                "AWS credentials",
+                Verdict::Skip,
+                "needs the EC2 endpoint",
+            ));
+            false
+        }
+        Ok(Permission::NoCredentials(e)) => {
+            checks.push(line(
+                "EC2 endpoint",
+                Verdict::Skip,
+                "needs credentials to sign a request",
+            ));
+            checks.push(line("AWS credentials", Verdict::Fail, format!("none usable: {e}. Provide credentials: IRSA on EKS, AWS_PROFILE, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")));
+            false
+        }
+        Ok(Permission::BadCredentials(e)) => {
+            checks.push(line("EC2 endpoint", Verdict::Ok, "answered"));
+            checks.push(line("AWS credentials", Verdict::Fail, format!("EC2 rejected them: {e}. Check the keys, the profile or the IRSA role, and AWS_REGION")));
+            false
+        }
+        Err(_) => {
+            checks.push(line(
+                "EC2 endpoint",
+                Verdict::Fail,
+                "no answer in time (--timeout)",
+            ));
+            checks.push(line(
+                "AWS credentials",
+                Verdict::Skip,
+                "needs the EC2 endpoint",
+            ));
+            false
+        }
     };
 
-    let listing = if creds_ok {
+    let me = match role {
+        Role::Operator => {
+            checks.push(line(
+                "this node",
+                Verdict::Skip,
+                "the operator role does not claim",
+            ));
+            None
+        }
+        Role::Node => node_checks(ctx, budget, source, private_ip, reached, &mut checks).await,
+    };
+
+    let listing = if reached {
         budget
             .retry("list pool", || ec2.describe_pool(&ctx.pool))
             .await
@@ -149,52 +162,21 @@ pub(crate) async fn run(
     } else {
         None
     };
-    let first = listing
-        .as_ref()
-        .and_then(|l| l.first())
-        .map(|a| a.allocation_id.clone());
-
-    if creds_ok {
-        let mut actions = vec![
-            DryRunAction::DescribeAddresses,
-            DryRunAction::DescribeNetworkInterfaces,
-            DryRunAction::DescribeInstances,
-            DryRunAction::DisassociateAddress,
-            DryRunAction::AllocateAddress,
-        ];
-        if let (Some(a), Some(me)) = (&first, &me) {
-            actions.push(DryRunAction::AssociateAddress(a, &me.eni));
-        }
-        if let Some(a) = &first {
-            actions.push(DryRunAction::ReleaseAddress(a));
-        }
-        for action in actions {
-            let name = format!("permission ec2:{}", action.name());
-            checks.push(match budget.bounded(ec2.may_call(action)).await {
-                Ok(Permission::Allowed) => line(name, Verdict::Ok, "allowed (DryRun)"),
-                Ok(Permission::Denied(m)) => line(
-                    name,
-                    Verdict::Fail,
-                    format!("denied: {m}. Add it to the IAM policy (deploy/iam-policy.json)"),
-                ),
-                Ok(Permission::Unknown(m)) => {
-                    line(name, Verdict::Warn, format!("could not tell: {m}"))
-                }
-                Err(_) => line(name, Verdict::Warn, "no answer in time"),
-            });
-        }
-        if first.is_none() || me.is_none() {
-            checks.push(line(
-                "permission ec2:AssociateAddress",
-                Verdict::Skip,
-                "needs a pool address and a resolved interface",
-            ));
-        }
+    if reached {
+        permission_checks(
+            ctx,
+            budget,
+            role,
+            listing.as_deref(),
+            me.as_ref(),
+            &mut checks,
+        )
+        .await;
     } else {
         checks.push(line(
             "permissions",
             Verdict::Skip,
-            "need working AWS credentials",
+            "need the EC2 endpoint and working credentials",
         ));
     }
 
@@ -215,13 +197,13 @@ pub(crate) async fn run(
     }
 
     checks.push(match &listing {
-        None if !creds_ok => line("pool", Verdict::Skip, "needs working AWS credentials"),
+        None if !reached => line("pool", Verdict::Skip, "needs the EC2 endpoint and working credentials"),
         None => line("pool", Verdict::Fail, format!("could not list pool {:?}", ctx.pool)),
         Some(l) if l.is_empty() => line(
             "pool",
             Verdict::Fail,
             format!(
-                "pool {:?} has no addresses: no VPC Elastic IP in {} is tagged {POOL_TAG}={}. Check --pool and AWS_REGION, or run `eipool pool grow --pool {} --count N`",
+                "pool {:?} has no addresses: no VPC Elastic IP in {} is tagged {POOL_TAG}={}. Check --pool and AWS_REGION, or run `eipool --pool {} pool grow --count N`",
                 ctx.pool,
                 ec2.region(),
                 ctx.pool,
@@ -231,9 +213,147 @@ pub(crate) async fn run(
         Some(l) => {
             let free = l.iter().filter(|a| a.association.is_none()).count();
             let verdict = if free == 0 { Verdict::Fail } else { Verdict::Ok };
-            let hint = if free == 0 { ". Grow it: eipool pool grow" } else { "" };
+            let hint = if free == 0 { format!(". Grow it: eipool --pool {} pool grow --count N", ctx.pool) } else { String::new() };
             line("pool", verdict, format!("{:?}: {} addresses, {free} free{hint}", ctx.pool, l.len()))
         }
     });
     checks
+}
+
+/// IMDSv2 and who we are. Off a node (IMDSv2 silent and no interface given by flag), the node
+/// checks are skipped, not failed: doctor may run on an operator's machine.
+async fn node_checks(
+    ctx: &Context,
+    budget: &Budget,
+    source: &IdentitySource,
+    private_ip: Option<std::net::Ipv4Addr>,
+    reached: bool,
+    checks: &mut Vec<Check>,
+) -> Option<Identity> {
+    if *source == IdentitySource::Imds {
+        match budget.bounded(Imds::new().instance_id()).await {
+            Ok(Ok(id)) => checks.push(line(
+                "IMDSv2",
+                Verdict::Ok,
+                format!("reachable, instance {id}"),
+            )),
+            _ => {
+                checks.push(line(
+                    "this node",
+                    Verdict::Skip,
+                    "not on an EC2 node (IMDSv2 does not answer): run doctor on a media node, or pass --network-interface-id to check an interface. In a pod without hostNetwork, set the instance metadata hop limit to 2",
+                ));
+                return None;
+            }
+        }
+    } else {
+        checks.push(line(
+            "IMDSv2",
+            Verdict::Skip,
+            "not needed: the interface is given by flag",
+        ));
+    }
+    if !reached {
+        checks.push(line(
+            "identity",
+            Verdict::Skip,
+            "needs the EC2 endpoint and working credentials",
+        ));
+        return None;
+    }
+    match identity::resolve_in(&ctx.ec2, budget, source, private_ip).await {
+        Ok(me) => {
+            checks.push(line(
+                "identity",
+                Verdict::Ok,
+                format!("interface {} private IP {}", me.eni, me.private_ip),
+            ));
+            Some(me)
+        }
+        Err(e) => {
+            checks.push(line("identity", Verdict::Fail, e.to_string()));
+            None
+        }
+    }
+}
+
+/// DryRun exactly what the role's shipped policy allows, and what it must not allow.
+async fn permission_checks(
+    ctx: &Context,
+    budget: &Budget,
+    role: Role,
+    listing: Option<&[Address]>,
+    me: Option<&Identity>,
+    checks: &mut Vec<Check>,
+) {
+    let pool_addr = listing.and_then(|l| l.first());
+    let ours = listing.and_then(|l| me.and_then(|me| l.iter().find(|a| a.held_by_me(me))));
+    let alloc = pool_addr.map(|a| a.allocation_id.clone());
+    let mut needed: Vec<Option<DryRunAction>> = vec![
+        Some(DryRunAction::DescribeAddresses),
+        Some(DryRunAction::DescribeNetworkInterfaces),
+    ];
+    let mut forbidden: Vec<Option<DryRunAction>> = Vec::new();
+    let assoc = ours
+        .and_then(|a| a.association.as_ref())
+        .map(|x| x.id.clone());
+    match role {
+        Role::Node => {
+            needed.push(match (&alloc, me) {
+                (Some(a), Some(me)) => Some(DryRunAction::AssociateAddress(a, &me.eni)),
+                _ => None,
+            });
+            needed.push(assoc.as_ref().map(DryRunAction::DisassociateAddress));
+            needed.push(alloc.as_ref().map(DryRunAction::TagHolder));
+            forbidden.push(Some(DryRunAction::AllocateAddress(&ctx.pool)));
+            forbidden.push(alloc.as_ref().map(DryRunAction::ReleaseAddress));
+        }
+        Role::Operator => {
+            needed.push(Some(DryRunAction::DescribeInstances));
+            needed.push(Some(DryRunAction::AllocateAddress(&ctx.pool)));
+            needed.push(alloc.as_ref().map(DryRunAction::ReleaseAddress));
+        }
+    }
+    let why_skipped = |n: usize| match (role, n) {
+        (Role::Node, 2) => "needs a pool address and this node's interface",
+        (Role::Node, 3) => "needs a pool address on this interface (nothing claimed here yet)",
+        _ => "needs a pool address",
+    };
+    let policy = role.policy();
+    for (n, action) in needed.into_iter().enumerate() {
+        let Some(action) = action else {
+            let name = match (role, n) {
+                (Role::Node, 2) => "AssociateAddress",
+                (Role::Node, 3) => "DisassociateAddress",
+                (Role::Node, 4) => "CreateTags",
+                _ => "ReleaseAddress",
+            };
+            checks.push(line(
+                format!("permission ec2:{name}"),
+                Verdict::Skip,
+                why_skipped(n),
+            ));
+            continue;
+        };
+        let name = format!("permission ec2:{}", action.name());
+        checks.push(match budget.bounded(ctx.ec2.may_call(action)).await {
+            Ok(Permission::Allowed) => line(name, Verdict::Ok, "allowed (DryRun)"),
+            Ok(Permission::Denied(m)) => line(
+                name,
+                Verdict::Fail,
+                format!("denied: {m}. This role needs it: see {policy}"),
+            ),
+            Ok(other) => line(name, Verdict::Warn, format!("could not tell: {other}")),
+            Err(_) => line(name, Verdict::Warn, "no answer in time"),
+        });
+    }
+    for action in forbidden.into_iter().flatten() {
+        let name = format!("no permission ec2:{}", action.name());
+        checks.push(match budget.bounded(ctx.ec2.may_call(action)).await {
+            Ok(Permission::Denied(_)) => line(name, Verdict::Ok, "denied, as it should be: media nodes never allocate or release published addresses"),
+            Ok(Permission::Allowed) => line(name, Verdict::Warn, format!("allowed: this role can allocate or release pool addresses, and a released published address is lost for good. Give media nodes {policy} and operators deploy/iam/operator.json")),
+            Ok(other) => line(name, Verdict::Warn, format!("could not tell: {other}")),
+            Err(_) => line(name, Verdict::Warn, "no answer in time"),
+        });
+    }
 }

@@ -61,7 +61,7 @@ impl From<IdentityError> for Error {
 
 /// Resolve the identity from flags or IMDSv2, then describe the interface (one EC2 call) to
 /// learn its private IPs and check `--private-ip`.
-#[instrument(skip(ec2), err(Display))]
+#[instrument(skip(ec2), err(level = "debug", Display))]
 pub(crate) async fn resolve(
     ec2: &Ec2,
     source: &IdentitySource,

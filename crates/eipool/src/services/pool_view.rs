@@ -200,7 +200,7 @@ pub(crate) async fn collect(ctx: &Context, budget: &Budget) -> Result<PoolStatus
 pub(crate) async fn publish_gauges(ctx: &Context, budget: &Budget) -> bool {
     match collect(ctx, budget).await {
         Ok(st) => {
-            metrics::global().set_pool(&State::ALL.map(|s| (s.name(), st.count(s))));
+            metrics::global().set_pool(&st.pool, &State::ALL.map(|s| (s.name(), st.count(s))));
             true
         }
         Err(e) => {

@@ -45,7 +45,7 @@ pub(crate) async fn release(
     for a in held.iter().filter(|a| a.held_by_me(me)) {
         let Some(x) = &a.association else { continue };
         if only.is_some_and(|o| *o != x.id) {
-            warn!(allocation_id = %a.allocation_id, held = %x.id, asked = ?only, "this interface holds the address under another association id (a newer claim?): leaving it");
+            warn!(allocation_id = %a.allocation_id, held = %x.id, asked = %only.map(|a| a.to_string()).unwrap_or_default(), "this interface holds the address under another association id (a newer claim?): leaving it");
             continue;
         }
         budget

@@ -55,6 +55,16 @@ pub(crate) enum Stopped<E> {
     Failed(E),
 }
 
+impl<E: Display> Display for Stopped<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stopped::Interrupted(Interrupt::Deadline) => f.write_str("no time left"),
+            Stopped::Interrupted(Interrupt::Cancelled) => f.write_str("interrupted by a signal"),
+            Stopped::Failed(e) => e.fmt(f),
+        }
+    }
+}
+
 impl<E> From<Interrupt> for Stopped<E> {
     fn from(i: Interrupt) -> Self {
         Stopped::Interrupted(i)

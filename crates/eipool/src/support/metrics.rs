@@ -26,9 +26,11 @@ pub(crate) struct OutcomeLabel {
     pub outcome: String,
 }
 
-/// One label: `state`.
+/// `pool`, `state` of the pool gauges.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct StateLabel {
+    /// The pool's name.
+    pub pool: String,
     /// `free`, `assigned`, `claiming`, `foreign`.
     pub state: String,
 }
@@ -152,11 +154,12 @@ impl Metrics {
         self.claim_duration.observe(seconds);
     }
 
-    /// Set the pool gauges.
-    pub(crate) fn set_pool(&self, counts: &[(&str, usize)]) {
+    /// Set `pool`'s gauges.
+    pub(crate) fn set_pool(&self, pool: &str, counts: &[(&str, usize)]) {
         for (state, n) in counts {
             self.pool_addresses
                 .get_or_create(&StateLabel {
+                    pool: pool.to_string(),
                     state: state.to_string(),
                 })
                 .set(*n as i64);
@@ -182,7 +185,7 @@ mod tests {
         m.ec2_call("AssociateAddress", "ok");
         m.claim_finished("claimed", 0.7);
         m.drift.inc();
-        m.set_pool(&[("free", 3)]);
+        m.set_pool("media", &[("free", 3)]);
         let text = m.render();
         for name in [
             "eipool_ec2_calls_total{action=\"AssociateAddress\",outcome=\"ok\"} 1",
@@ -193,7 +196,7 @@ mod tests {
             "eipool_ready 0",
             "eipool_verify_failures_total 0",
             "eipool_last_verified_age_seconds 0",
-            "eipool_pool_addresses{state=\"free\"} 3",
+            "eipool_pool_addresses{pool=\"media\",state=\"free\"} 3",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }
@@ -207,7 +210,7 @@ mod docs {
         let m = super::Metrics::new();
         m.ec2_call("DescribeAddresses", "ok");
         m.claim_finished("claimed", 1.0);
-        m.set_pool(&[("free", 1)]);
+        m.set_pool("media", &[("free", 1)]);
         m.render()
     }
 

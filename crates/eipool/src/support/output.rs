@@ -38,9 +38,49 @@ impl Claimed {
     }
 }
 
+/// Refuse a `path` that exists and is not a regular file: a symlink, a device, a FIFO, a
+/// directory. eipool replaces only regular files (as root, renaming over `/dev/full` would
+/// replace the device node).
+fn regular_or_absent(path: &Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_file() => Ok(()),
+        Ok(m) => Err(std::io::Error::other(format!(
+            "it is not a regular file (it is {}); eipool writes only regular files",
+            kind(&m.file_type())
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn kind(t: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_char_device() || t.is_block_device() {
+            return "a device";
+        }
+        if t.is_fifo() {
+            return "a FIFO";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+    }
+    if t.is_symlink() {
+        "a symlink"
+    } else if t.is_dir() {
+        "a directory"
+    } else {
+        "not a file"
+    }
+}
+
 /// Write `content` to `path` atomically: a temporary file in the same directory, flushed and
 /// synced, then renamed over `path`. Readers see the old file or the new one, never half of one.
+/// Only a regular file (or nothing) is replaced.
 pub(crate) fn write_atomically(path: &Path, content: &str) -> std::io::Result<()> {
+    regular_or_absent(path)?;
     let dir = parent_dir(path);
     let mut tmp = tempfile::Builder::new()
         .prefix(".eipool-")
@@ -55,6 +95,7 @@ pub(crate) fn write_atomically(path: &Path, content: &str) -> std::io::Result<()
 /// Check before doing anything that `path` can be written, so a claim never takes an address it
 /// then cannot report.
 pub(crate) fn check_writable(path: &Path) -> std::io::Result<()> {
+    regular_or_absent(path)?;
     tempfile::Builder::new()
         .prefix(".eipool-check-")
         .tempfile_in(parent_dir(path))
@@ -159,5 +200,39 @@ mod tests {
         assert!(check_writable(Path::new("/nonexistent-dir/eipool.env")).is_err());
         let dir = tempfile::tempdir().unwrap();
         assert!(check_writable(&dir.path().join("x.env")).is_ok());
+    }
+
+    #[test]
+    fn only_regular_files_are_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("env");
+        std::fs::write(&file, "old").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        let fifo = dir.path().join("fifo");
+        assert!(std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success());
+        // (path, refused, what the message says)
+        let cases = [
+            (file.as_path(), false, ""),
+            (dir.path().join("absent").leak() as &Path, false, ""),
+            (link.as_path(), true, "a symlink"),
+            (fifo.as_path(), true, "a FIFO"),
+            (Path::new("/dev/null"), true, "a device"),
+            (dir.path(), true, "a directory"),
+        ];
+        for (path, refused, says) in cases {
+            let r = check_writable(path);
+            assert_eq!(r.is_err(), refused, "{}: {r:?}", path.display());
+            if let Err(e) = r {
+                assert!(e.to_string().contains(says), "{}: {e}", path.display());
+            }
+        }
+        // The write checks again (the path may have changed since), and never follows the link.
+        assert!(write_atomically(&link, "new").is_err());
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "old");
     }
 }

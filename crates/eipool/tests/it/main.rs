@@ -7,5 +7,7 @@ mod chaos;
 mod claim;
 mod harness;
 mod herd;
+mod iam;
+mod operate;
 mod ops;
 mod truth;

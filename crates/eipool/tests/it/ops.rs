@@ -324,7 +324,7 @@ async fn doctor_with_no_pool_and_redis_down_says_exactly_what_is_wrong() {
     );
     assert!(has("[FAIL] Redis", "Redis is unavailable"), "{}", o.stdout);
     assert!(has("[FAIL] pool", "has no addresses"), "{}", o.stdout);
-    assert!(has("[warn] IMDSv2", "not needed"), "{}", o.stdout);
+    assert!(has("[skip] IMDSv2", "not needed"), "{}", o.stdout);
     assert_eq!(
         lines.iter().filter(|l| l.starts_with("[FAIL]")).count(),
         2,
@@ -554,15 +554,24 @@ async fn the_exporter_serves_the_pool_gauges() {
     )
     .await;
     assert!(
-        metrics.contains("eipool_pool_addresses{state=\"free\"} 2"),
+        metrics.contains(&format!(
+            "eipool_pool_addresses{{pool=\"{}\",state=\"free\"}} 2",
+            lab.pool
+        )),
         "{metrics}"
     );
     assert!(
-        metrics.contains("eipool_pool_addresses{state=\"assigned\"} 1"),
+        metrics.contains(&format!(
+            "eipool_pool_addresses{{pool=\"{}\",state=\"assigned\"}} 1",
+            lab.pool
+        )),
         "{metrics}"
     );
     assert!(
-        metrics.contains("eipool_pool_addresses{state=\"foreign\"} 0"),
+        metrics.contains(&format!(
+            "eipool_pool_addresses{{pool=\"{}\",state=\"foreign\"}} 0",
+            lab.pool
+        )),
         "{metrics}"
     );
     let (code, _) = http_get(listen, "/readyz").await.unwrap();

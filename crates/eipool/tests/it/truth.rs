@@ -47,13 +47,41 @@ async fn freed_then_claimed(path: Path) {
 
     match path {
         Path::RollbackOfAnUndeliverableClaim => {
-            // --output names an existing directory: checked writable up front (its parent is),
-            // then the rename over it fails after the address was won, and the claim gives the
-            // address back.
+            // --output is refused up front unless it can be written; make it a directory once
+            // the claim is past that check (it holds its interface's lease), while EC2 answers
+            // slowly: the claim wins the address, cannot write, and must give it back.
+            lab.proxy
+                .reconfigure(|c| c.latency = Duration::from_millis(500));
             let dir = tempfile::tempdir().unwrap();
-            let o = lab
-                .claim(&nodes[0], &["--output", dir.path().to_str().unwrap()])
-                .await;
+            let out = dir.path().join("eipool.env");
+            let claim = tokio::spawn({
+                let (env, a) = (
+                    lab.env.clone(),
+                    lab.claim_args(&nodes[0], &["--output", out.to_str().unwrap()]),
+                );
+                async move { env.run(&a).await }
+            });
+            let lease = format!(
+                "eipool:{{{}}}:iface-lease:{}/{}",
+                lab.pool, nodes[0].eni, nodes[0].private_ip
+            );
+            let client = redis::Client::open(lab.redis.url()).unwrap();
+            let conn = client.get_multiplexed_async_connection().await.unwrap();
+            eventually("the claim to start", Duration::from_secs(30), || {
+                let (mut conn, lease) = (conn.clone(), lease.clone());
+                async move {
+                    let held: bool = redis::cmd("EXISTS")
+                        .arg(&lease)
+                        .query_async(&mut conn)
+                        .await
+                        .ok()?;
+                    held.then_some(())
+                }
+            })
+            .await;
+            std::fs::create_dir(&out).unwrap();
+            let o = claim.await.unwrap();
+            lab.proxy.reconfigure(|c| c.latency = Duration::ZERO);
             assert_eq!(o.code, Some(2), "{o}");
             assert!(o.error_line().contains("cannot write the env file"), "{o}");
         }
@@ -368,11 +396,17 @@ async fn after_redis_loses_its_data_status_and_the_exporter_show_no_foreign_addr
     )
     .await;
     assert!(
-        metrics.contains("eipool_pool_addresses{state=\"foreign\"} 0"),
+        metrics.contains(&format!(
+            "eipool_pool_addresses{{pool=\"{}\",state=\"foreign\"}} 0",
+            lab.pool
+        )),
         "{metrics}"
     );
     assert!(
-        metrics.contains(&format!("eipool_pool_addresses{{state=\"assigned\"}} {n}")),
+        metrics.contains(&format!(
+            "eipool_pool_addresses{{pool=\"{}\",state=\"assigned\"}} {n}",
+            lab.pool
+        )),
         "{metrics}"
     );
 

@@ -14,13 +14,13 @@ use crate::pure::ids::{AllocationId, AssociationId, EniId};
 
 impl Ec2 {
     /// All VPC Elastic IPs tagged `eipool:pool=<pool>`. One call; the pool is listed sparingly.
-    #[instrument(skip(self), err(Display))]
+    #[instrument(skip(self), err(level = "debug", Display))]
     pub(crate) async fn describe_pool(&self, pool: &str) -> Result<Vec<Address>, Ec2Error> {
         self.describe_pool_where(pool, None).await
     }
 
     /// The pool addresses associated with `eni` (cheap: filtered server-side).
-    #[instrument(skip(self), err(Display))]
+    #[instrument(skip(self), err(level = "debug", Display))]
     pub(crate) async fn describe_pool_on(
         &self,
         pool: &str,
@@ -31,7 +31,7 @@ impl Ec2 {
     }
 
     /// The pool addresses carrying tag `key=value` (e.g. a grow's idempotency token).
-    #[instrument(skip(self), err(Display))]
+    #[instrument(skip(self), err(level = "debug", Display))]
     pub(crate) async fn describe_pool_tagged(
         &self,
         pool: &str,
@@ -65,7 +65,7 @@ impl Ec2 {
 
     /// One Elastic IP by allocation id (cheap: EC2 and moto filter server-side).
     /// `Ok(None)` when it no longer exists.
-    #[instrument(skip(self), err(Display))]
+    #[instrument(skip(self), err(level = "debug", Display))]
     pub(crate) async fn describe_address(
         &self,
         alloc: &AllocationId,
@@ -83,7 +83,7 @@ impl Ec2 {
     }
 
     /// These Elastic IPs, in one call (by filter: ids that no longer exist are simply absent).
-    #[instrument(skip(self), err(Display))]
+    #[instrument(skip(self), err(level = "debug", Display))]
     pub(crate) async fn describe_addresses(
         &self,
         allocs: &[AllocationId],
@@ -101,7 +101,7 @@ impl Ec2 {
 
     /// The Elastic IP (of any pool, or none) with this public IP in the account, if there is one:
     /// `None` means the public IP is not an Elastic IP (e.g. an instance's ephemeral one).
-    #[instrument(skip(self), err(Display))]
+    #[instrument(skip(self), err(level = "debug", Display))]
     pub(crate) async fn describe_public_ip(
         &self,
         public_ip: Ipv4Addr,
@@ -117,7 +117,7 @@ impl Ec2 {
     /// Write the holder record on the address (`eipool:holder`): where eipool put it. EC2 then
     /// tells eipool's holders from foreign ones without Redis. CreateTags has its own request
     /// bucket, so this costs the herd none of its AssociateAddress budget.
-    #[instrument(skip(self), err(Display))]
+    #[instrument(skip(self), err(level = "debug", Display))]
     pub(crate) async fn tag_holder(
         &self,
         alloc: &AllocationId,
@@ -137,7 +137,7 @@ impl Ec2 {
     /// makes EC2 answer `Resource.AlreadyAssociated` when someone holds the address.
     ///
     /// The only AssociateAddress in the product.
-    #[instrument(skip(self), err(Display))]
+    #[instrument(skip(self), err(level = "debug", Display))]
     pub(crate) async fn associate(
         &self,
         alloc: &AllocationId,
@@ -167,7 +167,7 @@ impl Ec2 {
 
     /// Disassociates by association id. Already gone (`InvalidAssociationID.NotFound`) is success:
     /// disassociating is idempotent.
-    #[instrument(skip(self), err(Display))]
+    #[instrument(skip(self), err(level = "debug", Display))]
     pub(crate) async fn disassociate(&self, assoc: &AssociationId) -> Result<(), Ec2Error> {
         const ACTION: &str = "DisassociateAddress";
         let req = self
@@ -185,7 +185,7 @@ impl Ec2 {
 
     /// Allocate one VPC Elastic IP tagged into `pool` at creation (one call: no window in which
     /// it exists untagged). `extra_tag` marks it, e.g. with the idempotency token of a grow.
-    #[instrument(skip(self), err(Display))]
+    #[instrument(skip(self), err(level = "debug", Display))]
     pub(crate) async fn allocate(
         &self,
         pool: &str,
@@ -231,7 +231,7 @@ impl Ec2 {
 
     /// Release (give back to AWS) an Elastic IP. EC2 refuses while it is associated
     /// (`InvalidIPAddress.InUse`), which is the guard that keeps shrink from freeing a used one.
-    #[instrument(skip(self), err(Display))]
+    #[instrument(skip(self), err(level = "debug", Display))]
     pub(crate) async fn release_address(&self, alloc: &AllocationId) -> Result<(), Ec2Error> {
         const ACTION: &str = "ReleaseAddress";
         self.send(

@@ -30,6 +30,15 @@ pub(crate) enum Ec2Error {
         /// AWS's message.
         message: String,
     },
+    /// `AuthFailure`: EC2 does not accept the credentials (unknown, expired, or signed for
+    /// another region); fix them.
+    #[error("AWS rejected the credentials for ec2:{action}: {message}")]
+    BadCredentials {
+        /// The EC2 action.
+        action: &'static str,
+        /// AWS's message.
+        message: String,
+    },
     /// No usable AWS credentials or region in the standard chain; configure them.
     #[error("AWS configuration for ec2:{action}: {message}")]
     Configuration {
@@ -83,7 +92,7 @@ impl Ec2Error {
             Ec2Error::AllocationNotFound(_)
             | Ec2Error::InterfaceNotFound(_)
             | Ec2Error::InstanceNotFound(_) => "not_found",
-            Ec2Error::Unauthorized { .. } => "unauthorized",
+            Ec2Error::Unauthorized { .. } | Ec2Error::BadCredentials { .. } => "unauthorized",
             Ec2Error::Configuration { .. } => "configuration",
             Ec2Error::Throttled { .. } => "throttled",
             Ec2Error::Transient { .. } => "transient",
@@ -115,6 +124,9 @@ impl From<Ec2Error> for Error {
     fn from(e: Ec2Error) -> Error {
         match e {
             Ec2Error::Unauthorized { action, message } => Error::Permission { action, message },
+            Ec2Error::BadCredentials { action, message } => Error::usage(format!(
+                "AWS rejected the credentials for ec2:{action}: {message}. Check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE or the IRSA role, and AWS_REGION"
+            )),
             Ec2Error::Configuration { action, message } => Error::usage(format!(
                 "cannot call ec2:{action}: {message}. Check the AWS credentials and region (AWS_REGION, AWS_PROFILE, AWS_ACCESS_KEY_ID, IRSA)"
             )),
@@ -194,7 +206,10 @@ fn classify(action: &'static str, status: u16, code: String, message: String) ->
         "RequestLimitExceeded" | "Throttling" | "ThrottlingException" => {
             Ec2Error::Throttled { action }
         }
-        "UnauthorizedOperation" | "AuthFailure" | "Blocked" | "OptInRequired" => {
+        "AuthFailure" | "InvalidClientTokenId" | "SignatureDoesNotMatch" => {
+            Ec2Error::BadCredentials { action, message }
+        }
+        "UnauthorizedOperation" | "AccessDenied" | "Blocked" | "OptInRequired" => {
             Ec2Error::Unauthorized { action, message }
         }
         "InvalidAllocationID.NotFound" => {

@@ -86,14 +86,14 @@ impl Imds {
     }
 
     /// The instance id: whether IMDSv2 answers at all.
-    #[instrument(skip(self), err(Display))]
+    #[instrument(skip(self), err(level = "debug", Display))]
     pub(crate) async fn instance_id(&self) -> Result<InstanceId, ImdsError> {
         self.get_parsed("/latest/meta-data/instance-id".into())
             .await
     }
 
     /// The instance, then the MAC of the primary interface, then that interface's id.
-    #[instrument(skip(self), err(Display))]
+    #[instrument(skip(self), err(level = "debug", Display))]
     pub(crate) async fn primary_interface(&self) -> Result<NodeInterface, ImdsError> {
         let instance_id = self.instance_id().await?;
         let mac = self.get("/latest/meta-data/mac".into()).await?;
@@ -112,7 +112,7 @@ impl Imds {
 
     /// The public IPv4 addresses mapped to the private IPs of the interface with this MAC, as
     /// `(public, private)`: the node's own view, which costs no EC2 call.
-    #[instrument(skip(self), err(Display))]
+    #[instrument(skip(self), err(level = "debug", Display))]
     pub(crate) async fn ipv4_associations(
         &self,
         mac: &str,
@@ -134,7 +134,7 @@ impl Imds {
     }
 
     /// The primary interface's primary private IPv4.
-    #[instrument(skip(self), err(Display))]
+    #[instrument(skip(self), err(level = "debug", Display))]
     pub(crate) async fn local_ipv4(&self) -> Result<Ipv4Addr, ImdsError> {
         self.get_parsed("/latest/meta-data/local-ipv4".into()).await
     }

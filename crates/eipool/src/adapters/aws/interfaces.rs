@@ -11,7 +11,7 @@ use crate::pure::ids::{EniId, InstanceId};
 
 impl Ec2 {
     /// The interface `eni` and its private IPs.
-    #[instrument(skip(self), err(Display))]
+    #[instrument(skip(self), err(level = "debug", Display))]
     pub(crate) async fn describe_interface(&self, eni: &EniId) -> Result<Interface, Ec2Error> {
         const ACTION: &str = "DescribeNetworkInterfaces";
         let req = self
@@ -26,7 +26,7 @@ impl Ec2 {
     }
 
     /// The device-index-0 (primary) interface of `instance`.
-    #[instrument(skip(self), err(Display))]
+    #[instrument(skip(self), err(level = "debug", Display))]
     pub(crate) async fn primary_interface_of(
         &self,
         instance: &InstanceId,
@@ -45,7 +45,7 @@ impl Ec2 {
     }
 
     /// Status and attachment of these interfaces; ids that no longer exist are simply absent.
-    #[instrument(skip(self), err(Display))]
+    #[instrument(skip(self), err(level = "debug", Display))]
     pub(crate) async fn interface_states(
         &self,
         ids: &[EniId],
@@ -79,7 +79,7 @@ impl Ec2 {
 
     /// The state name (`running`, `stopped`, `terminated`, …) of these instances; ids EC2 no
     /// longer knows are absent.
-    #[instrument(skip(self), err(Display))]
+    #[instrument(skip(self), err(level = "debug", Display))]
     pub(crate) async fn instance_states(
         &self,
         ids: &[InstanceId],

@@ -16,37 +16,104 @@ pub(crate) use imds::{Imds, ImdsError};
 
 #[cfg(test)]
 mod iam {
+    //! The two shipped IAM roles against the code: together they allow exactly the EC2 actions
+    //! this adapter calls, and each keeps the guards that moto's IAM emulation cannot check
+    //! (conditions and resources; see tests/it/iam.rs for what it does check).
+
     use std::collections::BTreeSet;
 
-    /// deploy/iam-policy.json allows exactly the EC2 actions this adapter calls (plus
-    /// CreateTags, which AllocateAddress with TagSpecifications needs), no more, no fewer.
+    use serde_json::Value;
+
+    fn role(text: &str) -> Vec<Value> {
+        let policy: Value = serde_json::from_str(text).unwrap();
+        policy["Statement"].as_array().unwrap().clone()
+    }
+    fn node() -> Vec<Value> {
+        role(include_str!("../../../../../deploy/iam/node.json"))
+    }
+    fn operator() -> Vec<Value> {
+        role(include_str!("../../../../../deploy/iam/operator.json"))
+    }
+
+    fn actions(st: &Value) -> Vec<String> {
+        match &st["Action"] {
+            Value::String(a) => vec![a.clone()],
+            Value::Array(list) => list
+                .iter()
+                .map(|a| a.as_str().unwrap().to_string())
+                .collect(),
+            other => panic!("unexpected Action {other}"),
+        }
+    }
+
+    fn allowed(statements: &[Value]) -> BTreeSet<String> {
+        statements.iter().flat_map(actions).collect()
+    }
+
+    /// The roles together allow exactly what this adapter calls, no more, no fewer.
     #[test]
-    fn the_iam_policy_lists_exactly_the_actions_the_code_calls() {
+    fn the_roles_allow_exactly_the_actions_the_code_calls() {
         let code = [include_str!("addresses.rs"), include_str!("interfaces.rs")].concat();
-        let mut called: BTreeSet<String> = code
+        let called: BTreeSet<String> = code
             .lines()
             .filter_map(|l| l.trim().strip_prefix("const ACTION: &str = \""))
             .filter_map(|rest| rest.split('"').next())
             .map(|a| format!("ec2:{a}"))
             .collect();
-        called.insert("ec2:CreateTags".into());
-        let policy: serde_json::Value =
-            serde_json::from_str(include_str!("../../../../../deploy/iam-policy.json")).unwrap();
-        let mut allowed = BTreeSet::new();
-        for st in policy["Statement"].as_array().unwrap() {
-            match &st["Action"] {
-                serde_json::Value::String(a) => {
-                    allowed.insert(a.clone());
+        let mut both = allowed(&node());
+        both.extend(allowed(&operator()));
+        assert_eq!(
+            both, called,
+            "deploy/iam/{{node,operator}}.json vs the EC2 calls in adapters/aws"
+        );
+    }
+
+    /// Media nodes may never allocate or release a published address.
+    #[test]
+    fn the_node_role_cannot_allocate_or_release() {
+        let node = allowed(&node());
+        for a in ["ec2:AllocateAddress", "ec2:ReleaseAddress"] {
+            assert!(!node.contains(a), "the node role allows {a}");
+        }
+        assert!(
+            !allowed(&operator()).contains("ec2:AssociateAddress"),
+            "operators do not claim"
+        );
+    }
+
+    /// Every statement that acts on Elastic IPs is limited to the pool's addresses by tag (or,
+    /// for tagging at creation, to AllocateAddress); CreateTags on a node may write only the
+    /// holder tag; AllocateAddress must tag into the pool.
+    #[test]
+    fn the_roles_keep_their_tag_conditions() {
+        for (name, statements) in [("node", node()), ("operator", operator())] {
+            for st in &statements {
+                let sid = st["Sid"].as_str().unwrap();
+                let on_eips = st["Resource"].to_string().contains("elastic-ip/");
+                let cond = &st["Condition"];
+                if on_eips {
+                    let pool_tag = cond["StringEquals"]["aws:ResourceTag/eipool:pool"].is_string();
+                    let at_create = cond["StringEquals"]["ec2:CreateAction"] == "AllocateAddress";
+                    assert!(
+                        pool_tag || at_create,
+                        "{name}/{sid}: Elastic IPs without the pool tag condition"
+                    );
                 }
-                serde_json::Value::Array(list) => {
-                    allowed.extend(list.iter().map(|a| a.as_str().unwrap().to_string()))
+                let acts = actions(st);
+                if name == "node" && acts.contains(&"ec2:CreateTags".to_string()) {
+                    assert_eq!(
+                        cond["ForAllValues:StringEquals"]["aws:TagKeys"],
+                        serde_json::json!(["eipool:holder"]),
+                        "{name}/{sid}: a node may write the holder tag only"
+                    );
                 }
-                other => panic!("unexpected Action {other}"),
+                if acts.contains(&"ec2:AllocateAddress".to_string()) {
+                    assert!(
+                        cond["StringEquals"]["aws:RequestTag/eipool:pool"].is_string(),
+                        "{name}/{sid}: AllocateAddress must tag into the pool"
+                    );
+                }
             }
         }
-        assert_eq!(
-            allowed, called,
-            "deploy/iam-policy.json vs the EC2 calls in adapters/aws"
-        );
     }
 }

@@ -46,7 +46,7 @@ pub(crate) struct Lease {
 impl Herd {
     /// Take a lease on `alloc` for `eni`/`ip`; records the intent under the interface so that a
     /// re-run after a crash finds what it was taking. Idempotent for the same owner.
-    #[instrument(skip(self), fields(owner = %self.owner), err(Display))]
+    #[instrument(skip(self), fields(owner = %self.owner), err(level = "debug", Display))]
     pub(crate) async fn acquire(
         &self,
         alloc: &AllocationId,
@@ -80,7 +80,7 @@ impl Herd {
 
     /// Renew `lease`. `Ok(false)`: the lease is no longer ours (expired and maybe
     /// taken by someone with a larger fence); stop working on that address.
-    #[instrument(skip(self), fields(alloc = %lease.alloc, fence = lease.fence), err(Display))]
+    #[instrument(skip(self), fields(alloc = %lease.alloc, fence = lease.fence), err(level = "debug", Display))]
     pub(crate) async fn extend(&self, lease: &mut Lease) -> Result<bool, HerdError> {
         let sent = Instant::now();
         let mut conn = self.conn.clone();
@@ -97,7 +97,7 @@ impl Herd {
 
     /// Give the lease back (compare-and-delete: only if it is still ours). With `forget_intent`,
     /// also drop the interface's record of taking this address.
-    #[instrument(skip(self), fields(alloc = %lease.alloc, fence = lease.fence), err(Display))]
+    #[instrument(skip(self), fields(alloc = %lease.alloc, fence = lease.fence), err(level = "debug", Display))]
     pub(crate) async fn release(
         &self,
         lease: &Lease,
@@ -118,7 +118,7 @@ impl Herd {
 
     /// Record that `alloc` is now held by `eni`/`ip` (so claimers reading a stale
     /// DescribeAddresses skip it) and drop our lease on it, in one step.
-    #[instrument(skip(self), err(Display))]
+    #[instrument(skip(self), err(level = "debug", Display))]
     pub(crate) async fn mark_assigned(
         &self,
         alloc: &AllocationId,
@@ -143,7 +143,7 @@ impl Herd {
     }
 
     /// Note that EC2 said `alloc` is taken by someone else, so other claimers skip it too.
-    #[instrument(skip(self), err(Display))]
+    #[instrument(skip(self), err(level = "debug", Display))]
     pub(crate) async fn mark_taken(&self, alloc: &AllocationId) -> Result<(), HerdError> {
         let mut conn = self.conn.clone();
         let mut inv = MARK_TAKEN.prepare_invoke();
@@ -155,7 +155,7 @@ impl Herd {
 
     /// Drop the assigned marker on `alloc` if it is at least `min_age` old: EC2 showed the
     /// address free after the marker was set, and EC2 outvotes Redis. `Ok(true)` when dropped.
-    #[instrument(skip(self), err(Display))]
+    #[instrument(skip(self), err(level = "debug", Display))]
     pub(crate) async fn clear_marker(
         &self,
         alloc: &AllocationId,
@@ -172,7 +172,7 @@ impl Herd {
     /// Take (or renew) the interface lease: one claim per interface and private IP at a time,
     /// because AWS replaces an Elastic IP already on a private IP. `Ok(false)`: another claim
     /// for this interface holds it.
-    #[instrument(skip(self), err(Display))]
+    #[instrument(skip(self), err(level = "debug", Display))]
     pub(crate) async fn lock_interface(
         &self,
         eni: &EniId,
@@ -188,7 +188,7 @@ impl Herd {
     }
 
     /// Give the interface lease back, if it is still ours.
-    #[instrument(skip(self), err(Display))]
+    #[instrument(skip(self), err(level = "debug", Display))]
     pub(crate) async fn unlock_interface(
         &self,
         eni: &EniId,
@@ -203,7 +203,7 @@ impl Herd {
 
     /// The address this interface was last taking or holding, per Redis (a crash re-run checks it
     /// first, because a stale DescribeAddresses may not show the association yet).
-    #[instrument(skip(self), err(Display))]
+    #[instrument(skip(self), err(level = "debug", Display))]
     pub(crate) async fn intent_of(
         &self,
         eni: &EniId,
@@ -218,7 +218,7 @@ impl Herd {
 
     /// Forget everything about `alloc` held by `eni`/`ip` (after releasing it): the assigned
     /// mark, the interface's record, the holder record. Others may claim it at once.
-    #[instrument(skip(self), err(Display))]
+    #[instrument(skip(self), err(level = "debug", Display))]
     pub(crate) async fn forget(
         &self,
         alloc: &AllocationId,

@@ -23,7 +23,7 @@ impl Herd {
     /// The herd's recent listing of the pool, or the lead of the next one (lease for at most
     /// `lead_ttl`, so a leader that dies holds nobody up for longer), or word that someone else
     /// is making it. A listing this version cannot read counts as none.
-    #[instrument(skip(self), err(Display))]
+    #[instrument(skip(self), err(level = "debug", Display))]
     pub async fn shared_listing(&self, lead_ttl: Duration) -> Result<SharedListing, HerdError> {
         let mut conn = self.conn.clone();
         let mut inv = LISTING.prepare_invoke();
@@ -52,7 +52,7 @@ impl Herd {
 
     /// Share `listing` with the herd for `ttl` and end our lead, if we had it. `None` only ends
     /// the lead (the listing failed), so that another claimer takes it over at once.
-    #[instrument(skip(self, listing), err(Display))]
+    #[instrument(skip(self, listing), err(level = "debug", Display))]
     pub async fn share_listing(
         &self,
         listing: Option<&[Address]>,

@@ -12,7 +12,7 @@ use crate::pure::plan::Rate;
 impl Herd {
     /// Reserve the next slot of the region's shared `rate` for calls of `class` (e.g. EC2's
     /// mutating calls) and return how long to wait for it.
-    #[instrument(skip(self), err(Display))]
+    #[instrument(skip(self), err(level = "debug", Display))]
     pub(crate) async fn pace(&self, class: &str, rate: Rate) -> Result<Duration, HerdError> {
         let mut conn = self.conn.clone();
         let mut inv = PACE.prepare_invoke();

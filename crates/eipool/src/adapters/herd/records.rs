@@ -9,7 +9,7 @@ use crate::pure::ids::AllocationId;
 
 impl Herd {
     /// What Redis knows about these addresses: live claims and holder records.
-    #[instrument(skip(self, allocs), err(Display))]
+    #[instrument(skip(self, allocs), err(level = "debug", Display))]
     pub(crate) async fn view(&self, allocs: &[AllocationId]) -> Result<RedisView, HerdError> {
         let mut conn = self.conn.clone();
         let mut view = RedisView::default();

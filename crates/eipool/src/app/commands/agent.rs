@@ -11,26 +11,32 @@ use crate::services::{agent, context, identity};
 use crate::support::budget::Budget;
 use crate::support::health::Health;
 
+/// The agent's port when `--listen` is not given.
+const DEFAULT_PORT: u16 = 9877;
+
 pub(super) async fn run(
     g: &Global,
     args: &AgentArgs,
     cancel: CancellationToken,
 ) -> Result<(), Error> {
     let cfg = config::agent_config(g, args)?;
+    let c = &cfg.claim;
+    let ctx = context::connect(&c.pool, c.redis.as_ref(), c.call_timeout, c.lease).await?;
+    let start = Budget::new(Instant::now() + c.timeout, cancel.clone());
+    let me = match identity::resolve_in(&ctx.ec2, &start, &c.identity, c.private_ip).await {
+        Ok(me) => me,
+        Err(Error::Interrupted) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    // By default on this node's private IP only: the kubelet's probes and Prometheus reach it
+    // in the VPC; other interfaces of a host-network node (and their public IPs) do not.
+    let listen = args
+        .listen
+        .clone()
+        .unwrap_or_else(|| format!("{}:{DEFAULT_PORT}", me.private_ip));
     let health = Health::starting("starting: no address yet");
-    let server = http::serve(args.listen, health.clone()).await?;
-    let result = async {
-        let c = &cfg.claim;
-        let ctx = context::connect(&c.pool, c.redis.as_ref(), c.call_timeout, c.lease).await?;
-        let start = Budget::new(Instant::now() + c.timeout, cancel.clone());
-        let me = match identity::resolve_in(&ctx.ec2, &start, &c.identity, c.private_ip).await {
-            Ok(me) => me,
-            Err(Error::Interrupted) => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        agent::run(&cfg, &ctx, &me, &health, &cancel).await
-    }
-    .await;
+    let server = http::serve(&listen, health.clone()).await?;
+    let result = agent::run(&cfg, &ctx, &me, &health, &cancel).await;
     server.stop().await;
     result
 }

@@ -3,18 +3,26 @@
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{ops_context, print_text, OPS_TIMEOUT};
-use crate::app::cli::Global;
+use super::{ops_context, print_text};
+use crate::app::cli::{DoctorArgs, Global, RoleArg};
 use crate::app::config;
 use crate::pure::error::Error;
-use crate::services::doctor::{self, Verdict};
+use crate::services::doctor::{self, Role, Verdict};
 use crate::support::budget::Budget;
 
-pub(super) async fn run(g: &Global, cancel: CancellationToken) -> Result<(), Error> {
+pub(super) async fn run(
+    g: &Global,
+    args: &DoctorArgs,
+    cancel: CancellationToken,
+) -> Result<(), Error> {
     let source = config::validate_identity(g)?;
     let ctx = ops_context(g).await?;
-    let budget = Budget::new(Instant::now() + OPS_TIMEOUT, cancel);
-    let checks = doctor::run(&ctx, &budget, &source, g.private_ip).await;
+    let budget = Budget::new(Instant::now() + args.ops.timeout, cancel);
+    let role = match args.role {
+        RoleArg::Node => Role::Node,
+        RoleArg::Operator => Role::Operator,
+    };
+    let checks = doctor::run(&ctx, &budget, &source, g.private_ip, role).await;
     print_text(&doctor::render(&checks))?;
     let failed: Vec<&str> = checks
         .iter()

@@ -26,10 +26,12 @@ pub(super) async fn run(
         )));
     }
     let ctx = ops_context(g).await?;
-    let health = Health::starting("starting: pool not read yet");
-    let server = http::serve(args.listen, health.clone()).await?;
+    // The exporter holds no address: its readiness is not eipool_ready's.
+    let health = Health::starting_untracked("starting: pool not read yet");
+    let server = http::serve(&args.listen, health.clone()).await?;
+    let per_read = args.timeout.min(args.interval);
     loop {
-        let budget = Budget::new(Instant::now() + args.interval, cancel.clone());
+        let budget = Budget::new(Instant::now() + per_read, cancel.clone());
         if pool_view::publish_gauges(&ctx, &budget).await {
             health.set(true, format!("pool {:?} read", ctx.pool));
         } else {

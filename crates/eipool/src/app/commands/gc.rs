@@ -3,7 +3,7 @@
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{ops_context, print_text, OPS_TIMEOUT};
+use super::{ops_context, print_text};
 use crate::app::cli::{GcArgs, Global};
 use crate::pure::error::Error;
 use crate::services::gc;
@@ -11,6 +11,6 @@ use crate::support::budget::Budget;
 
 pub(super) async fn run(g: &Global, args: &GcArgs, cancel: CancellationToken) -> Result<(), Error> {
     let ctx = ops_context(g).await?;
-    let budget = Budget::new(Instant::now() + OPS_TIMEOUT, cancel);
+    let budget = Budget::new(Instant::now() + args.ops.timeout, cancel);
     print_text(&gc::gc(&ctx, &budget, args.apply).await?.text())
 }

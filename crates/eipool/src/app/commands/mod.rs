@@ -11,7 +11,6 @@ mod release;
 mod status;
 
 use std::io::Write;
-use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
@@ -19,9 +18,6 @@ use crate::app::cli::{Cli, Command, Global, PoolCommand};
 use crate::app::config;
 use crate::pure::error::Error;
 use crate::services::context::{self, Context, DEFAULT_LEASE, OPS_CALL_TIMEOUT};
-
-/// Budget of the operations commands (status, pool, gc, doctor).
-const OPS_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Run the parsed command to the end.
 pub(crate) async fn run(cli: Cli, cancel: CancellationToken) -> Result<(), Error> {
@@ -35,7 +31,7 @@ pub(crate) async fn run(cli: Cli, cancel: CancellationToken) -> Result<(), Error
         Command::Pool(PoolCommand::Grow(args)) => pool::grow(g, &args, cancel).await,
         Command::Pool(PoolCommand::Shrink(args)) => pool::shrink(g, &args, cancel).await,
         Command::Gc(args) => gc::run(g, &args, cancel).await,
-        Command::Doctor => doctor::run(g, cancel).await,
+        Command::Doctor(args) => doctor::run(g, &args, cancel).await,
     }
 }
 

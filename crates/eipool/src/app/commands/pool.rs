@@ -3,7 +3,7 @@
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{ops_context, print_json, OPS_TIMEOUT};
+use super::{ops_context, print_json};
 use crate::app::cli::{Global, GrowArgs, ShrinkArgs};
 use crate::app::config;
 use crate::pure::address::AddressSource;
@@ -23,7 +23,7 @@ pub(super) async fn grow(
         (None, None) => AddressSource::Amazon,
     };
     let ctx = ops_context(g).await?;
-    let budget = Budget::new(Instant::now() + OPS_TIMEOUT, cancel);
+    let budget = Budget::new(Instant::now() + args.ops.timeout, cancel);
     let count = usize::from(args.count);
     print_json(&pool::grow(&ctx, &budget, count, token.as_deref(), &source).await?)
 }
@@ -34,6 +34,6 @@ pub(super) async fn shrink(
     cancel: CancellationToken,
 ) -> Result<(), Error> {
     let ctx = ops_context(g).await?;
-    let budget = Budget::new(Instant::now() + OPS_TIMEOUT, cancel);
+    let budget = Budget::new(Instant::now() + args.ops.timeout, cancel);
     print_json(&pool::shrink(&ctx, &budget, usize::from(args.count)).await?)
 }

@@ -4,8 +4,9 @@
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{ops_context, print_json, print_text, OPS_TIMEOUT};
+use super::{ops_context, print_json, print_text};
 use crate::app::cli::{Global, StatusArgs, StatusFormat};
+use crate::pure::address::POOL_TAG;
 use crate::pure::classify::State;
 use crate::pure::error::Error;
 use crate::services::pool_view;
@@ -18,7 +19,21 @@ pub(super) async fn run(
 ) -> Result<(), Error> {
     let ctx = ops_context(g).await?;
     ctx.warn_without_redis("states come from EC2 alone");
-    let st = pool_view::collect(&ctx, &Budget::new(Instant::now() + OPS_TIMEOUT, cancel)).await?;
+    let budget = Budget::new(Instant::now() + args.ops.timeout, cancel);
+    let st = pool_view::collect(&ctx, &budget).await?;
+    if st.total == 0 {
+        // An empty allow-list must never reach customers; a misspelled pool is not "all free".
+        let empty = Error::Exhausted {
+            pool: st.pool.clone(),
+            size: 0,
+            elapsed: std::time::Duration::ZERO,
+            tag: POOL_TAG,
+        };
+        if args.cidrs || args.min_free.is_some() {
+            return Err(empty);
+        }
+        tracing::warn!("{empty}");
+    }
     if args.cidrs {
         let blocks: Vec<String> = st.cidrs().iter().map(|b| b.to_string()).collect();
         match args.output {

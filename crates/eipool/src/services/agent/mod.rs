@@ -155,7 +155,7 @@ async fn watch(
                 Verdict::Cancelled => return Ok(held),
                 Verdict::Unknown(why) => {
                     metrics::global().verify_failures.inc();
-                    warn!(error = %why, unverified_for = ?last_verified.elapsed(), "could not verify the address; keeping it and serving");
+                    warn!(error = %why, unverified_for_s = last_verified.elapsed().as_secs(), "could not verify the address; keeping it and serving");
                 }
                 Verdict::Lost(standing, seen) => {
                     let now_at = match (

@@ -121,6 +121,6 @@ async fn repair_holder_tag(ctx: &Context, me: &Identity, a: &Address, budget: &B
         .retry("tag holder", || ctx.ec2.tag_holder(&a.allocation_id, &tag))
         .await
     {
-        warn!(allocation_id = %a.allocation_id, error = ?e, "could not tag the address with its holder");
+        warn!(allocation_id = %a.allocation_id, error = %e, "could not tag the address with its holder");
     }
 }

@@ -163,7 +163,7 @@ impl Claimer {
                 }
                 let left = l.valid_until.saturating_duration_since(Instant::now());
                 if !plan::lease_allows(left, self.ec2.call_timeout(), LEASE_MARGIN) {
-                    warn!(allocation_id = %alloc, ?left, "lease too short for another EC2 call; stopping before associating");
+                    warn!(allocation_id = %alloc, lease_left_ms = left.as_millis() as u64, "lease too short for another EC2 call; stopping before associating");
                     return Ok(Associated::GaveUp(Attempt::Transient));
                 }
             }

@@ -128,7 +128,7 @@ impl Claimer {
                 MaskedVerdict::Taken => {}
                 MaskedVerdict::Wait => waiting.push((cand, plan::CONSISTENCY_BOUND - age)),
                 MaskedVerdict::ClearMarker => {
-                    info!(allocation_id = %cand.allocation_id, marker_age = ?age, "Redis marks it assigned but EC2 shows it free: dropping the marker");
+                    info!(allocation_id = %cand.allocation_id, marker_age_ms = age.as_millis() as u64, "Redis marks it assigned but EC2 shows it free: dropping the marker");
                     if let Some(herd) = self.live_herd().cloned() {
                         if let Ok(Err(e)) = self
                             .work

@@ -47,7 +47,7 @@ impl Claimer {
                 None => None,
             };
             let found = classify::occupant(None, eip.as_ref(), &self.pool);
-            debug!(public_ip = %m.public_ip, ?found, "our private IP already has a public IP");
+            debug!(public_ip = %m.public_ip, occupant = %found, "our private IP already has a public IP");
             if found != Occupant::Free {
                 return Ok(found);
             }

@@ -160,7 +160,7 @@ impl Claimer {
                 debug!(allocation_id = %addr.allocation_id, holder = %tag.value(), "recorded the holder on the address")
             }
             Err(e) => {
-                warn!(allocation_id = %addr.allocation_id, error = ?e, "could not tag the address with its holder; `eipool status` shows it foreign until the agent or a re-run tags it (allow ec2:CreateTags on pool addresses)")
+                warn!(allocation_id = %addr.allocation_id, error = %e, "could not tag the address with its holder; `eipool status` shows it foreign until the agent or a re-run tags it (allow ec2:CreateTags on pool addresses)")
             }
         }
     }
