@@ -428,8 +428,18 @@ pub fn plot_cdf(rows: &[Row], claimers: usize, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The full run's cases, (claimers, pool size): N = 1, 10, 50, 200 and one pool of N/2;
+/// `quick` (CI) stops at N = 50 with pools of N.
+pub fn cases(quick: bool) -> Vec<(usize, usize)> {
+    let mut cases = vec![(1, 1), (10, 10), (50, 50)];
+    if !quick {
+        cases.extend([(200, 200), (50, 25)]);
+    }
+    cases
+}
+
 /// Regions moto serves, one per run so each run starts from an empty account.
-pub const REGIONS: [&str; 16] = [
+pub const REGIONS: [&str; 24] = [
     "us-east-1",
     "us-east-2",
     "us-west-1",
@@ -446,11 +456,31 @@ pub const REGIONS: [&str; 16] = [
     "ap-southeast-2",
     "ca-central-1",
     "sa-east-1",
+    "ap-northeast-3",
+    "ap-east-1",
+    "ap-south-2",
+    "ap-southeast-3",
+    "eu-south-1",
+    "eu-central-2",
+    "me-south-1",
+    "af-south-1",
 ];
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_run_of_the_full_bench_has_a_region_of_its_own() {
+        let runs = cases(false).len() * Contender::ALL.len();
+        assert!(
+            runs <= REGIONS.len(),
+            "{runs} runs, {} regions",
+            REGIONS.len()
+        );
+        let distinct: std::collections::BTreeSet<_> = REGIONS.iter().collect();
+        assert_eq!(distinct.len(), REGIONS.len());
+    }
 
     #[test]
     fn the_floor_is_the_mutating_bucket() {

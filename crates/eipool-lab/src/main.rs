@@ -186,11 +186,7 @@ async fn bench(
         },
         lab: std::env::current_exe()?,
     };
-    // (claimers, pool size); the full run adds N = 200 and one pool of N/2.
-    let mut cases = vec![(1, 1), (10, 10), (50, 50)];
-    if !quick {
-        cases.extend([(200, 200), (50, 25)]);
-    }
+    let mut cases = bench::cases(quick);
     if let Some(o) = only {
         let (n, p) = o
             .split_once(':')
