@@ -131,10 +131,20 @@ impl Outcome {
 
 impl std::fmt::Display for Outcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A URL's password stays out of test output, as it stays out of eipool's.
+        let args: Vec<String> = self.args.iter().map(|a| redact_userinfo(a)).collect();
         write!(
             f,
             "eipool {:?} exited {:?}\nstdout: {}\nstderr:\n{}",
-            self.args, self.code, self.stdout, self.stderr
+            args, self.code, self.stdout, self.stderr
         )
+    }
+}
+
+/// `scheme://user:***@host…` for an argument that is a URL with user-info; others unchanged.
+fn redact_userinfo(arg: &str) -> String {
+    match (arg.find("://"), arg.rfind('@')) {
+        (Some(i), Some(at)) if at > i => format!("{}***{}", &arg[..i + 3], &arg[at..]),
+        _ => arg.to_string(),
     }
 }

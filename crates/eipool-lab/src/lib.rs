@@ -4,6 +4,7 @@
 //!   loopback ports, and stop them even when the test process dies.
 //! - [`fixture`]: make VPCs, instances and tagged Elastic IP pools in moto; read EC2's state.
 //! - [`claimer`]: run the real `eipool` binary as a process and collect what it reported.
+//! - [`redis_setups`]: Redis Cluster, TLS with a private CA, ACL users (the setups users run).
 //! - [`imds`]: a small IMDSv2 stub answering from EC2's current state (moto's IMDS is static).
 //! - [`iam`]: users limited to one role in moto, and its IAM enforcement.
 //! - [`check`]: invariants over EC2's final state and the claimers' outcomes.
@@ -21,6 +22,7 @@ pub mod fixture;
 pub mod iam;
 pub mod imds;
 pub mod profile;
+pub mod redis_setups;
 pub mod services;
 pub mod soak;
 pub mod tcp_fault;

@@ -114,7 +114,7 @@ impl Drop for Guarded {
 }
 
 /// Find a tool: `$ENV_VAR`, then the project's `.venv/bin`, then `PATH`.
-fn find_tool(env_var: &str, name: &str) -> Result<PathBuf> {
+pub(crate) fn find_tool(env_var: &str, name: &str) -> Result<PathBuf> {
     if let Ok(p) = std::env::var(env_var) {
         return Ok(PathBuf::from(p));
     }
@@ -171,16 +171,28 @@ pub struct RedisServer {
     /// Its port.
     pub port: u16,
     bin: PathBuf,
+    /// Extra arguments (TLS, a password, `--replicaof`, …).
+    extra: Vec<String>,
+    /// Whether the port speaks TLS (`rediss://`).
+    tls: bool,
     proc: Option<Guarded>,
 }
 
 impl RedisServer {
     /// Start redis-server and wait until it accepts connections.
     pub fn start() -> Result<RedisServer> {
+        Self::start_with(&[], false)
+    }
+
+    /// Start redis-server with `extra` arguments; `tls`: its port speaks TLS (the arguments
+    /// give `--tls-cert-file` and friends; the port is passed as `--tls-port`, `--port 0`).
+    pub fn start_with(extra: &[String], tls: bool) -> Result<RedisServer> {
         let bin = find_tool("EIPOOL_REDIS_SERVER", "redis-server")?;
         let mut r = RedisServer {
             port: free_port()?,
             bin,
+            extra: extra.to_vec(),
+            tls,
             proc: None,
         };
         r.launch()?;
@@ -188,32 +200,39 @@ impl RedisServer {
     }
 
     fn launch(&mut self) -> Result<()> {
-        let args: Vec<String> = [
-            "--port",
-            &self.port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--protected-mode",
-            "yes",
-            "--daemonize",
-            "no",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let port = self.port.to_string();
+        let listen: &[&str] = if self.tls {
+            &["--port", "0", "--tls-port", &port]
+        } else {
+            &["--port", &port]
+        };
+        let mut args: Vec<String> = listen
+            .iter()
+            .chain(&[
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "yes",
+                "--daemonize",
+                "no",
+            ])
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(self.extra.iter().cloned());
         let mut proc = Guarded::spawn("redis", &self.bin, &args)?;
         proc.wait_for_port(self.port, Duration::from_secs(20))?;
         self.proc = Some(proc);
         Ok(())
     }
 
-    /// `redis://127.0.0.1:PORT`.
+    /// `redis://127.0.0.1:PORT` (`rediss://` when it speaks TLS).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// Stop it (its data is gone: no persistence).

@@ -37,5 +37,7 @@ pub mod model {
 
 /// The herd's shared state in Redis, as claimers use it.
 pub mod herd {
-    pub use crate::adapters::herd::{Herd, HerdError, SharedListing, Timing};
+    pub use crate::adapters::herd::{
+        Herd, HerdError, RedisTarget, SharedListing, Timing, TlsFiles,
+    };
 }

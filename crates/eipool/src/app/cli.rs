@@ -116,7 +116,7 @@ pub struct Global {
     #[arg(long, global = true, env = "EIPOOL_PRIVATE_IP", value_name = "IP")]
     pub private_ip: Option<Ipv4Addr>,
 
-    /// Redis for per-address claims (redis://host:port or rediss://...); without it claims rely on EC2's compare-and-swap alone
+    /// Redis for per-address claims: redis://[USER:PASSWORD@]HOST:PORT, or rediss:// for TLS; one node or a cluster (an ElastiCache configuration endpoint works as given); without it claims rely on EC2's compare-and-swap alone
     #[arg(
         long,
         global = true,
@@ -125,6 +125,28 @@ pub struct Global {
         hide_env_values = true
     )]
     pub redis_url: Option<String>,
+
+    /// PEM bundle of the CA(s) that signed Redis's certificate, trusted instead of the system's roots (rediss:// only)
+    #[arg(long, global = true, env = "EIPOOL_REDIS_CA_FILE", value_name = "PEM")]
+    pub redis_ca_file: Option<PathBuf>,
+
+    /// PEM client certificate for Redis mutual TLS (rediss:// only; with --redis-client-key)
+    #[arg(
+        long,
+        global = true,
+        env = "EIPOOL_REDIS_CLIENT_CERT",
+        value_name = "PEM"
+    )]
+    pub redis_client_cert: Option<PathBuf>,
+
+    /// PEM private key of --redis-client-cert
+    #[arg(
+        long,
+        global = true,
+        env = "EIPOOL_REDIS_CLIENT_KEY",
+        value_name = "PEM"
+    )]
+    pub redis_client_key: Option<PathBuf>,
 
     /// Log format on stderr
     #[arg(long, global = true, env = "EIPOOL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::adapters::herd;
+use crate::adapters::herd::{RedisTarget, TlsFiles};
 use crate::app::cli::{AgentArgs, ClaimArgs, Global, OnDriftArg};
 use crate::pure::error::Error;
 use crate::pure::identity::IdentitySource;
@@ -52,13 +52,21 @@ pub(crate) fn validate_identity(global: &Global) -> Result<IdentitySource, Error
     }
 }
 
-/// Validate `--redis-url` (form only; nothing is sent).
-pub(crate) fn validate_redis(global: &Global) -> Result<Option<redis::Client>, Error> {
+/// Validate `--redis-url` and the TLS files (read, not sent anywhere; nothing is connected).
+pub(crate) fn validate_redis(global: &Global) -> Result<Option<RedisTarget>, Error> {
+    let tls = TlsFiles {
+        ca: global.redis_ca_file.clone(),
+        client_cert: global.redis_client_cert.clone(),
+        client_key: global.redis_client_key.clone(),
+    };
     match &global.redis_url {
         Some(url) if url.trim().is_empty() => Err(Error::Usage(
             "--redis-url is empty: give redis://host:port, or leave it unset".into(),
         )),
-        Some(url) => Ok(Some(herd::parse_url(url).map_err(Error::from)?)),
+        Some(url) => Ok(Some(RedisTarget::parse(url, &tls).map_err(Error::from)?)),
+        None if tls != TlsFiles::default() => Err(Error::Usage(
+            "--redis-ca-file, --redis-client-cert and --redis-client-key need --redis-url rediss://...".into(),
+        )),
         None => Ok(None),
     }
 }

@@ -34,7 +34,7 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
     ),
     (
         exit::USAGE,
-        "bad usage or configuration; the message names the flag and what is wrong",
+        "bad usage or configuration, including a Redis that answers but can never work (credentials, ACL, a replica, TLS trust); the message says what to fix",
     ),
     (
         exit::DRIFT,

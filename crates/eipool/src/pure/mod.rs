@@ -10,3 +10,4 @@ pub(crate) mod holder;
 pub(crate) mod identity;
 pub(crate) mod ids;
 pub(crate) mod plan;
+pub(crate) mod secret;

@@ -7,7 +7,7 @@ use rand::Rng;
 use tracing::warn;
 
 use crate::adapters::aws::{self, Ec2};
-use crate::adapters::herd::{Herd, Timing};
+use crate::adapters::herd::{Herd, RedisTarget, Timing};
 use crate::pure::error::Error;
 use crate::pure::plan::ASSIGNED_MARK_TTL;
 
@@ -32,14 +32,14 @@ pub(crate) struct Context {
 /// Connect to EC2 (standard AWS chain) and prepare Redis (lazily: nothing sent yet).
 pub(crate) async fn connect(
     pool: &str,
-    redis: Option<&redis::Client>,
+    redis: Option<&RedisTarget>,
     call_timeout: Duration,
     lease: Duration,
 ) -> Result<Context, Error> {
     let ec2 = aws::connect(call_timeout).await.map_err(Error::Usage)?;
-    let herd = match redis {
-        Some(client) => Some(Herd::new(
-            client.clone(),
+    let herd = redis.map(|target| {
+        Herd::new(
+            target.clone(),
             pool,
             ec2.region(),
             owner_token(),
@@ -48,9 +48,8 @@ pub(crate) async fn connect(
                 assigned_ttl: ASSIGNED_MARK_TTL,
                 op_timeout: REDIS_TIMEOUT.min(call_timeout),
             },
-        )?),
-        None => None,
-    };
+        )
+    });
     Ok(Context {
         pool: pool.to_string(),
         ec2,

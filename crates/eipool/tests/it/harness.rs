@@ -189,7 +189,7 @@ pub use eipool_lab::services::http_get;
 /// hold them (for tests that set up or inspect Redis directly).
 pub fn claims(redis_url: &str, pool: &str, owner: &str) -> eipool::herd::Herd {
     eipool::herd::Herd::new(
-        redis::Client::open(redis_url).unwrap(),
+        eipool::herd::RedisTarget::parse(redis_url, &Default::default()).unwrap(),
         pool,
         eipool_lab::fixture::REGION,
         owner.into(),
@@ -199,7 +199,6 @@ pub fn claims(redis_url: &str, pool: &str, owner: &str) -> eipool::herd::Herd {
             op_timeout: Duration::from_secs(2),
         },
     )
-    .unwrap()
 }
 
 /// Poll `probe` every 50 ms until it returns Some, or panic with `what` after `within`.

@@ -10,4 +10,5 @@ mod herd;
 mod iam;
 mod operate;
 mod ops;
+mod redis_setups;
 mod truth;

@@ -54,7 +54,6 @@ impl Herd {
         ip: Ipv4Addr,
     ) -> Result<Acquire, HerdError> {
         let sent = Instant::now();
-        let mut conn = self.conn.clone();
         let mut inv = ACQUIRE.prepare_invoke();
         inv.key(self.lease_key(alloc))
             .key(self.key("fence"))
@@ -64,7 +63,7 @@ impl Herd {
             .arg(self.timing.lease.as_millis() as u64)
             .arg(alloc.as_str())
             .arg(INTENT_TTL.as_millis() as u64);
-        let (answer, age_ms): (i64, i64) = self.bounded(inv.invoke_async(&mut conn)).await?;
+        let (answer, age_ms): (i64, i64) = self.eval(inv).await?;
         Ok(match answer {
             0 => Acquire::Busy,
             n if n < 0 => Acquire::Assigned {
@@ -83,12 +82,11 @@ impl Herd {
     #[instrument(skip(self), fields(alloc = %lease.alloc, fence = lease.fence), err(level = "debug", Display))]
     pub(crate) async fn extend(&self, lease: &mut Lease) -> Result<bool, HerdError> {
         let sent = Instant::now();
-        let mut conn = self.conn.clone();
         let mut inv = EXTEND.prepare_invoke();
         inv.key(self.lease_key(&lease.alloc))
             .arg(self.value(lease.fence))
             .arg(self.timing.lease.as_millis() as u64);
-        let ok: i64 = self.bounded(inv.invoke_async(&mut conn)).await?;
+        let ok: i64 = self.eval(inv).await?;
         if ok == 1 {
             lease.valid_until = sent + self.timing.lease;
         }
@@ -105,14 +103,13 @@ impl Herd {
         ip: Ipv4Addr,
         forget_intent: bool,
     ) -> Result<bool, HerdError> {
-        let mut conn = self.conn.clone();
         let mut inv = RELEASE.prepare_invoke();
         inv.key(self.lease_key(&lease.alloc))
             .key(self.iface_key(eni, ip))
             .arg(self.value(lease.fence))
             .arg(if forget_intent { "1" } else { "0" })
             .arg(lease.alloc.as_str());
-        let ok: i64 = self.bounded(inv.invoke_async(&mut conn)).await?;
+        let ok: i64 = self.eval(inv).await?;
         Ok(ok == 1)
     }
 
@@ -126,7 +123,6 @@ impl Herd {
         eni: &EniId,
         ip: Ipv4Addr,
     ) -> Result<(), HerdError> {
-        let mut conn = self.conn.clone();
         let mut inv = ASSIGN.prepare_invoke();
         inv.key(self.lease_key(alloc))
             .key(self.assigned_key(alloc))
@@ -138,18 +134,17 @@ impl Herd {
             .arg(alloc.as_str())
             .arg(unix_ms())
             .arg(INTENT_TTL.as_millis() as u64);
-        let _: i64 = self.bounded(inv.invoke_async(&mut conn)).await?;
+        let _: i64 = self.eval(inv).await?;
         Ok(())
     }
 
     /// Note that EC2 said `alloc` is taken by someone else, so other claimers skip it too.
     #[instrument(skip(self), err(level = "debug", Display))]
     pub(crate) async fn mark_taken(&self, alloc: &AllocationId) -> Result<(), HerdError> {
-        let mut conn = self.conn.clone();
         let mut inv = MARK_TAKEN.prepare_invoke();
         inv.key(self.assigned_key(alloc))
             .arg(self.timing.assigned_ttl.as_millis() as u64);
-        let _: i64 = self.bounded(inv.invoke_async(&mut conn)).await?;
+        let _: i64 = self.eval(inv).await?;
         Ok(())
     }
 
@@ -161,11 +156,10 @@ impl Herd {
         alloc: &AllocationId,
         min_age: Duration,
     ) -> Result<bool, HerdError> {
-        let mut conn = self.conn.clone();
         let mut inv = CLEAR_MARK.prepare_invoke();
         inv.key(self.assigned_key(alloc))
             .arg(min_age.as_millis() as u64);
-        let dropped: i64 = self.bounded(inv.invoke_async(&mut conn)).await?;
+        let dropped: i64 = self.eval(inv).await?;
         Ok(dropped == 1)
     }
 
@@ -178,12 +172,11 @@ impl Herd {
         eni: &EniId,
         ip: Ipv4Addr,
     ) -> Result<bool, HerdError> {
-        let mut conn = self.conn.clone();
         let mut inv = LOCK_INTERFACE.prepare_invoke();
         inv.key(self.interface_lease_key(eni, ip))
             .arg(&self.owner)
             .arg(self.timing.lease.as_millis() as u64);
-        let ours: i64 = self.bounded(inv.invoke_async(&mut conn)).await?;
+        let ours: i64 = self.eval(inv).await?;
         Ok(ours == 1)
     }
 
@@ -194,10 +187,9 @@ impl Herd {
         eni: &EniId,
         ip: Ipv4Addr,
     ) -> Result<(), HerdError> {
-        let mut conn = self.conn.clone();
         let mut inv = UNLOCK.prepare_invoke();
         inv.key(self.interface_lease_key(eni, ip)).arg(&self.owner);
-        let _: i64 = self.bounded(inv.invoke_async(&mut conn)).await?;
+        let _: i64 = self.eval(inv).await?;
         Ok(())
     }
 
@@ -209,9 +201,10 @@ impl Herd {
         eni: &EniId,
         ip: Ipv4Addr,
     ) -> Result<Option<AllocationId>, HerdError> {
-        let mut conn = self.conn.clone();
         let key = self.iface_key(eni, ip);
-        let v: Option<String> = self.bounded(conn.get(key)).await?;
+        let v: Option<String> = self
+            .bounded(|mut c| async move { c.get(key).await })
+            .await?;
         // A value this version cannot read counts as none.
         Ok(v.and_then(|s| s.parse().ok()))
     }
@@ -225,13 +218,12 @@ impl Herd {
         eni: &EniId,
         ip: Ipv4Addr,
     ) -> Result<(), HerdError> {
-        let mut conn = self.conn.clone();
         let mut inv = FORGET.prepare_invoke();
         inv.key(self.assigned_key(alloc))
             .key(self.iface_key(eni, ip))
             .key(self.key("holders"))
             .arg(alloc.as_str());
-        let _: i64 = self.bounded(inv.invoke_async(&mut conn)).await?;
+        let _: i64 = self.eval(inv).await?;
         Ok(())
     }
 }

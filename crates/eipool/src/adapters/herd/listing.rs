@@ -25,13 +25,12 @@ impl Herd {
     /// is making it. A listing this version cannot read counts as none.
     #[instrument(skip(self), err(level = "debug", Display))]
     pub async fn shared_listing(&self, lead_ttl: Duration) -> Result<SharedListing, HerdError> {
-        let mut conn = self.conn.clone();
         let mut inv = LISTING.prepare_invoke();
         inv.key(self.key("listing:v1"))
             .key(self.key("listing:lead"))
             .arg(&self.owner)
             .arg(lead_ttl.as_millis() as u64);
-        let v: redis::Value = self.bounded(inv.invoke_async(&mut conn)).await?;
+        let v: redis::Value = self.eval(inv).await?;
         Ok(match v {
             redis::Value::Int(1) => SharedListing::Lead,
             redis::Value::Int(_) => SharedListing::Pending,
@@ -63,14 +62,13 @@ impl Herd {
                 .map_err(|e| HerdError::Unavailable(format!("cannot encode the listing: {e}")))?,
             None => String::new(),
         };
-        let mut conn = self.conn.clone();
         let mut inv = SHARE.prepare_invoke();
         inv.key(self.key("listing:v1"))
             .key(self.key("listing:lead"))
             .arg(json)
             .arg(ttl.as_millis() as u64)
             .arg(&self.owner);
-        let _: i64 = self.bounded(inv.invoke_async(&mut conn)).await?;
+        let _: i64 = self.eval(inv).await?;
         Ok(())
     }
 }

@@ -8,7 +8,7 @@
 //!
 //! | key | value | lifetime |
 //! |---|---|---|
-//! | `eipool:{P}:fence` | counter, `INCR` per acquisition | forever |
+//! | `eipool:{P}:fence` | fencing number: `INCR` per acquisition, never below Redis's clock in µs, so it grows across a failover or an empty restart | forever |
 //! | `eipool:{P}:claim:<alloc>` | lease: `<owner>\|<fence>` | lease (PX), renewed while working |
 //! | `eipool:{P}:assigned:<alloc>` | marker: `<eni>/<ip>` of the holder (or `?`), `\|<ms>` set | `plan::ASSIGNED_MARK_TTL` |
 //! | `eipool:{P}:iface:<eni>/<ip>` | `<alloc>` this interface is taking or holds | `plan::INTENT_TTL` |
@@ -19,9 +19,16 @@
 //! | `eipool:{P}:holders` (hash) | `<alloc>` → `<eni>/<ip>\|<unix ms>` of each claim eipool made | until released |
 //!
 //! Redis speeds the herd up and keeps claimers off each other's toes; it is not what makes the
-//! claim safe: EC2's `AllowReassociation=false` is. A Redis that restarts empty loses leases and
-//! fences; the worst that follows is a wasted AssociateAddress answered `Resource.AlreadyAssociated`.
+//! claim safe: EC2's `AllowReassociation=false` is. A Redis that restarts empty or fails over to
+//! a replica that missed the last writes loses leases (fences keep growing); the worst that
+//! follows is a wasted AssociateAddress answered `Resource.AlreadyAssociated`.
+//!
+//! [`connect`] reaches one node or a cluster behind the same URL, over TLS when asked, and sorts
+//! every failure into *unavailable* (claims go on without Redis for a while) or *misconfigured*
+//! (refused credentials, ACL, a replica, TLS trust: the command stops with exit 2).
 
+mod connect;
+mod diagnose;
 mod leases;
 mod listing;
 mod pace;
@@ -29,12 +36,17 @@ mod records;
 mod scripts;
 
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::OnceCell;
 
+pub(crate) use connect::Topology;
+pub use connect::{RedisTarget, TlsFiles};
 pub(crate) use leases::{Acquire, Lease};
 pub use listing::SharedListing;
+
+use connect::Conn;
 
 use crate::pure::error::Error;
 use crate::pure::ids::{AllocationId, EniId};
@@ -45,8 +57,15 @@ use crate::support::metrics;
 #[derive(Debug, thiserror::Error)]
 pub enum HerdError {
     /// `--redis-url` is not a valid redis:// or rediss:// URL; fix the flag.
-    #[error("--redis-url is not a valid Redis URL ({0}); expected redis://host:port or rediss://host:port")]
+    #[error("--redis-url is not a valid Redis URL: {0}; expected redis://[USER:PASSWORD@]HOST:PORT or rediss://...")]
     BadUrl(String),
+    /// The TLS files given for Redis are missing, unreadable or do not fit the URL.
+    #[error("{0}")]
+    BadTls(String),
+    /// Redis answers but can never work as configured (credentials, ACL, a replica, TLS trust):
+    /// no retry helps, so the command stops at once.
+    #[error("Redis is misconfigured for eipool: {0}")]
+    Misconfigured(String),
     /// Redis did not answer in time, refused the connection or failed the command; retry later.
     #[error("Redis is unavailable: {0}")]
     Unavailable(String),
@@ -61,7 +80,9 @@ impl Transient for HerdError {
 impl From<HerdError> for Error {
     fn from(e: HerdError) -> Error {
         match e {
-            e @ HerdError::BadUrl(_) => Error::usage(e.to_string()),
+            e @ (HerdError::BadUrl(_) | HerdError::BadTls(_) | HerdError::Misconfigured(_)) => {
+                Error::usage(e.to_string())
+            }
             e @ HerdError::Unavailable(_) => Error::Temporary {
                 last: e.to_string(),
                 elapsed: Duration::ZERO,
@@ -84,7 +105,9 @@ pub struct Timing {
 /// One process's handle on a pool's shared state in Redis, as one owner (a random token).
 #[derive(Clone)]
 pub struct Herd {
-    conn: ConnectionManager,
+    target: RedisTarget,
+    /// Made on first use: whether Redis is one node or a cluster is asked then.
+    conn: Arc<OnceCell<Conn>>,
     pool: String,
     /// The AWS region, whose EC2 request buckets every pool's herd in it shares.
     region: String,
@@ -95,23 +118,11 @@ pub struct Herd {
 impl std::fmt::Debug for Herd {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Herd")
+            .field("redis", &self.target)
             .field("pool", &self.pool)
             .field("owner", &self.owner)
             .finish()
     }
-}
-
-/// Parse `--redis-url` without connecting. Fails only on a malformed URL.
-pub(crate) fn parse_url(url: &str) -> Result<redis::Client, HerdError> {
-    if !(url.starts_with("redis://")
-        || url.starts_with("rediss://")
-        || url.starts_with("redis+unix://"))
-    {
-        return Err(HerdError::BadUrl(format!(
-            "{url:?} has no redis:// or rediss:// scheme"
-        )));
-    }
-    redis::Client::open(url).map_err(|e| HerdError::BadUrl(e.to_string()))
 }
 
 fn unix_ms() -> u64 {
@@ -122,30 +133,28 @@ fn unix_ms() -> u64 {
 }
 
 impl Herd {
-    /// `owner`'s handle on `pool` (in AWS `region`) over a lazily connecting, self-reconnecting
-    /// connection: nothing is sent until the first call, so a Redis that is down at start costs
-    /// nothing more than its first timeout.
+    /// `owner`'s handle on `pool` (in AWS `region`). Nothing is sent until the first call, so a
+    /// Redis that is down at start costs nothing more than its first timeout.
     pub fn new(
-        client: redis::Client,
+        target: RedisTarget,
         pool: &str,
         region: &str,
         owner: String,
         timing: Timing,
-    ) -> Result<Self, HerdError> {
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timing.op_timeout))
-            .set_response_timeout(Some(timing.op_timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(timing.op_timeout);
-        let conn = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| HerdError::Unavailable(e.to_string()))?;
-        Ok(Herd {
-            conn,
+    ) -> Self {
+        Herd {
+            target,
+            conn: Arc::new(OnceCell::new()),
             pool: pool.to_string(),
             region: region.to_string(),
             owner,
             timing,
-        })
+        }
+    }
+
+    /// The Redis URL, its password redacted.
+    pub(crate) fn target_shown(&self) -> &str {
+        self.target.shown()
     }
 
     /// This process's owner token.
@@ -178,13 +187,41 @@ impl Herd {
         format!("{}|{fence}", self.owner)
     }
 
-    async fn bounded<T>(
-        &self,
-        fut: impl std::future::Future<Output = redis::RedisResult<T>>,
-    ) -> Result<T, HerdError> {
-        let result = match tokio::time::timeout(self.timing.op_timeout, fut).await {
+    /// The connection, made on first use (bounded like a round trip).
+    async fn conn(&self) -> Result<Conn, HerdError> {
+        let made = tokio::time::timeout(
+            self.timing.op_timeout,
+            self.conn
+                .get_or_try_init(|| connect::connect(&self.target, self.timing.op_timeout)),
+        )
+        .await;
+        match made {
+            Ok(Ok(c)) => Ok(c.clone()),
+            Ok(Err(e)) => {
+                metrics::global().redis_errors.inc();
+                Err(e)
+            }
+            Err(_) => {
+                metrics::global().redis_errors.inc();
+                Err(HerdError::Unavailable(format!(
+                    "could not connect to {} within {:?}",
+                    self.target.shown(),
+                    self.timing.op_timeout
+                )))
+            }
+        }
+    }
+
+    /// One round trip on the connection, bounded by the op timeout, its failure sorted.
+    async fn bounded<T, F>(&self, call: impl FnOnce(Conn) -> F) -> Result<T, HerdError>
+    where
+        F: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let conn = self.conn().await?;
+        let topology = conn.topology();
+        let result = match tokio::time::timeout(self.timing.op_timeout, call(conn)).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(HerdError::Unavailable(e.to_string())),
+            Ok(Err(e)) => Err(self.sorted(&e, topology).await),
             Err(_) => Err(HerdError::Unavailable(format!(
                 "no answer within {:?}",
                 self.timing.op_timeout
@@ -196,11 +233,39 @@ impl Herd {
         result
     }
 
+    /// Run a script invocation (EVALSHA, loading the script on NOSCRIPT).
+    async fn eval<T: redis::FromRedisValue>(
+        &self,
+        inv: redis::ScriptInvocation<'_>,
+    ) -> Result<T, HerdError> {
+        self.bounded(|mut c| async move { inv.invoke_async(&mut c).await })
+            .await
+    }
+
+    /// [`connect::sort`], except that READONLY from one node is a replica endpoint only when a
+    /// fresh connection lands on a replica too: a connection to a primary demoted by a failover
+    /// gets READONLY until it is replaced, and that passes.
+    async fn sorted(&self, e: &redis::RedisError, topology: Topology) -> HerdError {
+        let sorted = connect::sort(e, topology);
+        if !(matches!(sorted, HerdError::Misconfigured(_))
+            && e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly))
+        {
+            return sorted;
+        }
+        match tokio::time::timeout(self.timing.op_timeout, connect::role(&self.target)).await {
+            Ok(Ok(role)) if role == "master" => HerdError::Unavailable(format!(
+                "{e} (a stale connection to a primary demoted by a failover; it reconnects)"
+            )),
+            Ok(Ok(_)) => sorted,
+            Ok(Err(fresh)) => fresh,
+            Err(_) => HerdError::Unavailable(e.to_string()),
+        }
+    }
+
     /// Round trip to Redis (PING), for health checks.
     pub(crate) async fn ping(&self) -> Result<(), HerdError> {
-        let mut conn = self.conn.clone();
         let _: String = self
-            .bounded(redis::cmd("PING").query_async(&mut conn))
+            .bounded(|mut c| async move { redis::cmd("PING").query_async(&mut c).await })
             .await?;
         Ok(())
     }

@@ -14,12 +14,11 @@ impl Herd {
     /// mutating calls) and return how long to wait for it.
     #[instrument(skip(self), err(level = "debug", Display))]
     pub(crate) async fn pace(&self, class: &str, rate: Rate) -> Result<Duration, HerdError> {
-        let mut conn = self.conn.clone();
         let mut inv = PACE.prepare_invoke();
         inv.key(self.pace_key(class))
             .arg(rate.interval().as_millis() as u64)
             .arg(rate.tolerance().as_millis() as u64);
-        let wait_ms: i64 = self.bounded(inv.invoke_async(&mut conn)).await?;
+        let wait_ms: i64 = self.eval(inv).await?;
         Ok(Duration::from_millis(wait_ms.max(0) as u64))
     }
 }

@@ -11,12 +11,13 @@ impl Herd {
     /// What Redis knows about these addresses: live claims and holder records.
     #[instrument(skip(self, allocs), err(level = "debug", Display))]
     pub(crate) async fn view(&self, allocs: &[AllocationId]) -> Result<RedisView, HerdError> {
-        let mut conn = self.conn.clone();
         let mut view = RedisView::default();
         if !allocs.is_empty() {
             let keys: Vec<String> = allocs.iter().map(|a| self.lease_key(a)).collect();
             let claims: Vec<Option<String>> = self
-                .bounded(redis::cmd("MGET").arg(&keys).query_async(&mut conn))
+                .bounded(
+                    |mut c| async move { redis::cmd("MGET").arg(&keys).query_async(&mut c).await },
+                )
                 .await?;
             for (a, c) in allocs.iter().zip(claims) {
                 if c.is_some() {
@@ -24,8 +25,9 @@ impl Herd {
                 }
             }
         }
-        let holders: std::collections::HashMap<String, String> =
-            self.bounded(conn.hgetall(self.key("holders"))).await?;
+        let holders: std::collections::HashMap<String, String> = self
+            .bounded(|mut c| async move { c.hgetall(self.key("holders")).await })
+            .await?;
         for (alloc, v) in holders {
             let Ok(alloc) = alloc.parse::<AllocationId>() else {
                 continue; // not an allocation id: not a record this version wrote
@@ -44,9 +46,8 @@ impl Herd {
 
     /// Drop a holder record that no longer matches EC2 (gc).
     pub(crate) async fn drop_holder(&self, alloc: &AllocationId) -> Result<(), HerdError> {
-        let mut conn = self.conn.clone();
         let _: i64 = self
-            .bounded(conn.hdel(self.key("holders"), alloc.as_str()))
+            .bounded(|mut c| async move { c.hdel(self.key("holders"), alloc.as_str()).await })
             .await?;
         Ok(())
     }

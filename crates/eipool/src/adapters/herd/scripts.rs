@@ -38,8 +38,17 @@ local mark = redis.call('GET', KEYS[3])
 if mark then
   return {-1, age_of(mark)}
 end
+-- Fencing numbers only grow, across a failover to a replica that missed the last ones and an
+-- empty restart too: never below Redis's clock in microseconds. (Formatted with %d: Lua would
+-- print a 16-digit number in exponent form.)
 local fence = redis.call('INCR', KEYS[2])
-redis.call('SET', KEYS[1], ARGV[1] .. '|' .. fence, 'PX', ARGV[2])
+local t = redis.call('TIME')
+local floor = tonumber(t[1]) * 1000000 + tonumber(t[2])
+if fence < floor then
+  fence = floor
+  redis.call('SET', KEYS[2], string.format('%d', fence))
+end
+redis.call('SET', KEYS[1], ARGV[1] .. '|' .. string.format('%d', fence), 'PX', ARGV[2])
 redis.call('SET', KEYS[4], ARGV[3], 'PX', ARGV[4])
 return {fence, 0}
 "#;
@@ -166,6 +175,21 @@ redis.call('SET', KEYS[1], tat + interval, 'PX', math.floor(tat + interval - now
 return wait
 "#;
 
+// doctor: every command the scripts above run, on probe keys of one slot, deleted again.
+// KEYS: a string key, a hash key.
+const PROBE_LUA: &str = r#"
+redis.call('SET', KEYS[1], '1', 'PX', 10000)
+redis.call('GET', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], 10000)
+redis.call('INCR', KEYS[1])
+redis.call('EXISTS', KEYS[1])
+redis.call('TIME')
+redis.call('HSET', KEYS[2], 'k', '1')
+redis.call('HDEL', KEYS[2], 'k')
+redis.call('DEL', KEYS[1], KEYS[2])
+return 1
+"#;
+
 // Compiled once per process; EVALSHA with a transparent fallback to EVAL (redis-rs `Script`).
 /// A script with the marker helpers in front.
 fn with_markers(body: &str) -> Script {
@@ -185,3 +209,4 @@ pub(super) static FORGET: LazyLock<Script> = LazyLock::new(|| Script::new(FORGET
 pub(super) static PACE: LazyLock<Script> = LazyLock::new(|| Script::new(PACE_LUA));
 pub(super) static LISTING: LazyLock<Script> = LazyLock::new(|| Script::new(LISTING_LUA));
 pub(super) static SHARE: LazyLock<Script> = LazyLock::new(|| Script::new(SHARE_LUA));
+pub(super) static PROBE: LazyLock<Script> = LazyLock::new(|| Script::new(PROBE_LUA));

@@ -126,7 +126,7 @@ impl Claimer {
                 Ok(Acquire::Busy) => Leasing::Skip(Attempt::Busy),
                 Ok(Acquire::Assigned { age }) => Leasing::Skip(Attempt::Masked(age)),
                 Err(e) => {
-                    if self.redis_failed(e) {
+                    if self.redis_failed(e)? {
                         Leasing::Skip(Attempt::Transient)
                     } else {
                         Leasing::WithoutRedis

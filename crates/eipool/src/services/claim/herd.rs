@@ -63,7 +63,7 @@ impl Claimer {
                     self.work.sleep(INTERFACE_POLL).await?;
                 }
                 Err(e) => {
-                    if !self.redis_failed(e) {
+                    if !self.redis_failed(e)? {
                         return Ok(InterfaceLease { renewer: None });
                     }
                     self.work.sleep(Budget::backoff(failures)).await?;
@@ -137,7 +137,7 @@ impl Claimer {
                             )
                             .await
                         {
-                            let _ = self.redis_failed(e);
+                            self.redis_failed(e)?;
                         }
                     }
                     cleared.extend(now.cloned());
@@ -163,7 +163,7 @@ impl Claimer {
         let mut left = match self.work.bounded(herd.pace(class, rate)).await? {
             Ok(wait) => wait,
             Err(e) => {
-                let _ = self.redis_failed(e);
+                self.redis_failed(e)?;
                 return Ok(true);
             }
         };
@@ -200,20 +200,27 @@ impl Claimer {
             }
             // Redis went away mid-claim: keep going on the local lease only while it lasts;
             // EC2's compare-and-swap still guards the association.
-            Err(e) => Ok(!self.redis_failed(e)),
+            Err(e) => Ok(!self.redis_failed(e)?),
         }
     }
 
-    /// Record a Redis failure. Returns true when the claim must not go on without Redis.
-    pub(super) fn redis_failed(&mut self, e: HerdError) -> bool {
+    /// Record a Redis failure. `Ok(true)`: the claim must not go on without Redis (it waits for
+    /// it, `--require-lock`); `Ok(false)`: it goes on without Redis for a while. A Redis that
+    /// answers but can never work (credentials, ACL, a replica, TLS trust) stops the claim at
+    /// once, whatever `--require-lock` says: running without locks forever is not an outage
+    /// to ride out but a deployment to fix.
+    pub(super) fn redis_failed(&mut self, e: HerdError) -> Result<bool, Stop> {
+        if matches!(e, HerdError::Misconfigured(_)) {
+            return Err(Stop::Fatal(e.into()));
+        }
         self.work.note(&e);
         if self.require_lock {
             warn!(error = %e, "Redis unavailable and --require-lock is set: waiting for it");
-            true
+            Ok(true)
         } else {
             warn!(error = %e, "Redis unavailable: claiming on EC2's compare-and-swap alone for a while");
             self.redis_down_until = Some(Instant::now() + REDIS_COOL_DOWN);
-            false
+            Ok(false)
         }
     }
 
@@ -226,19 +233,21 @@ impl Claimer {
     }
 
     /// The address this interface was taking when a run of ours last stopped, per Redis.
-    pub(super) async fn intent(&mut self, me: &Identity) -> Option<AllocationId> {
-        let herd = self.live_herd()?.clone();
+    pub(super) async fn intent(&mut self, me: &Identity) -> Result<Option<AllocationId>, Stop> {
+        let Some(herd) = self.live_herd().cloned() else {
+            return Ok(None);
+        };
         match self
             .work
             .bounded(herd.intent_of(&me.eni, me.private_ip))
             .await
         {
-            Ok(Ok(v)) => v,
+            Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
-                self.redis_failed(e);
-                None
+                self.redis_failed(e)?;
+                Ok(None)
             }
-            Err(_) => None,
+            Err(_) => Ok(None),
         }
     }
 }

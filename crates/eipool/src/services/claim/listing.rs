@@ -36,7 +36,7 @@ impl Claimer {
                     }
                     Err(e) => {
                         // Listing needs no lease, even with --require-lock.
-                        let _ = self.redis_failed(e);
+                        self.redis_failed(e)?;
                         break;
                     }
                 }

@@ -24,6 +24,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::adapters::herd::RedisTarget;
 use crate::pure::error::Error;
 use crate::pure::identity::{Identity, IdentitySource};
 use crate::pure::ids::AllocationId;
@@ -44,7 +45,7 @@ pub(crate) struct ClaimConfig {
     /// The private IP to map to, when not the primary.
     pub(crate) private_ip: Option<std::net::Ipv4Addr>,
     /// `--redis-url`, checked for form.
-    pub(crate) redis: Option<redis::Client>,
+    pub(crate) redis: Option<RedisTarget>,
     /// `--require-lock`.
     pub(crate) require_lock: bool,
     /// The whole command's budget.

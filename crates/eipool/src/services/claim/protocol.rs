@@ -122,7 +122,7 @@ impl Claimer {
 
         // A re-run after a crash: Redis remembers what this interface was taking, which a stale
         // DescribeAddresses may not show yet. Try that one first, as possibly ours.
-        let mut suspect = self.intent(me).await;
+        let mut suspect = self.intent(me).await?;
         let mut allow_shared = true;
         loop {
             let (listing, shared) = self.list_pool(allow_shared).await?;

@@ -3,7 +3,7 @@
 //! network), the credentials, the role's permissions (asked with DryRun, exactly as eipool makes
 //! each call, tags included), this node (skipped off-node, not failed), Redis, and the pool.
 
-use std::time::Instant;
+mod redis;
 
 use crate::adapters::aws::{DryRunAction, Imds, Permission};
 use crate::pure::address::{Address, POOL_TAG};
@@ -182,18 +182,7 @@ pub(crate) async fn run(
 
     match &ctx.herd {
         None => checks.push(line("Redis", Verdict::Warn, "no --redis-url: claims rely on EC2's compare-and-swap alone (safe; a herd collides more)")),
-        Some(herd) => {
-            let t = Instant::now();
-            match budget.bounded(herd.ping()).await {
-                Ok(Ok(())) => checks.push(line("Redis", Verdict::Ok, format!("reachable, round trip {:.1} ms", t.elapsed().as_secs_f64() * 1e3))),
-                Ok(Err(e)) => checks.push(line(
-                    "Redis",
-                    Verdict::Fail,
-                    format!("{e}. Check --redis-url and that Redis is up; claims then fall back to EC2 alone (or fail with --require-lock)"),
-                )),
-                Err(_) => checks.push(line("Redis", Verdict::Fail, "no answer in time")),
-            }
-        }
+        Some(herd) => checks.extend(redis::checks(herd, budget).await),
     }
 
     checks.push(match &listing {
