@@ -47,24 +47,29 @@ fn openssl(dir: &Path, args: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// A new EC P-256 private key at `dir/out`.
+fn ec_key(dir: &Path, out: &str) -> Result<()> {
+    openssl(
+        dir,
+        &[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            out,
+        ],
+    )
+}
+
 impl Certs {
     /// Make them with the `openssl` command line (EC P-256 keys, valid one day).
     pub fn generate() -> Result<Certs> {
         let dir = tempfile::tempdir()?;
         let d = dir.path();
         for ca in ["ca", "other-ca"] {
-            openssl(
-                d,
-                &[
-                    "ecparam",
-                    "-name",
-                    "prime256v1",
-                    "-genkey",
-                    "-noout",
-                    "-out",
-                    &format!("{ca}.key"),
-                ],
-            )?;
+            ec_key(d, &format!("{ca}.key"))?;
             openssl(
                 d,
                 &[
@@ -90,18 +95,7 @@ impl Certs {
             ("client", "extendedKeyUsage=clientAuth\n"),
         ] {
             std::fs::write(d.join(format!("{name}.ext")), ext)?;
-            openssl(
-                d,
-                &[
-                    "ecparam",
-                    "-name",
-                    "prime256v1",
-                    "-genkey",
-                    "-noout",
-                    "-out",
-                    &format!("{name}.key.sec1"),
-                ],
-            )?;
+            ec_key(d, &format!("{name}.key.sec1"))?;
             // PKCS#8, which every TLS stack reads.
             openssl(
                 d,

@@ -42,6 +42,20 @@ async fn assert_distinct(lab: &Lab, pool: &str, outcomes: &[(String, Outcome)]) 
     assert!(v.is_empty(), "invariants violated:\n{}", v.join("\n"));
 }
 
+/// How many of the pool's addresses are associated now.
+async fn associated(lab: &Lab) -> usize {
+    let state = lab.ec2.pool_state(&lab.pool).await.unwrap();
+    state
+        .values()
+        .filter(|e| e.association_id.is_some())
+        .count()
+}
+
+/// Run `eipool` claiming for `node` through Redis at `url`, with `global` flags, to the end.
+async fn claim(lab: &Lab, url: &str, node: &Node, global: &[&str]) -> Outcome {
+    lab.env.run(&claim_args(&lab.pool, url, node, global)).await
+}
+
 /// Microseconds since the epoch now (fencing numbers are at least Redis's clock in µs).
 fn now_us() -> u64 {
     std::time::SystemTime::now()
@@ -186,15 +200,7 @@ async fn claims_over_tls_with_a_private_ca_and_with_mutual_tls() {
 
     // Server-side TLS, our CA: works, and the claim's records are on that server.
     let tls = redis_setups::tls_server(&certs, false).unwrap();
-    let o = lab
-        .env
-        .run(&claim_args(
-            &lab.pool,
-            &tls.url(),
-            &nodes[0],
-            &["--redis-ca-file", &ca],
-        ))
-        .await;
+    let o = claim(&lab, &tls.url(), &nodes[0], &["--redis-ca-file", &ca]).await;
     assert_eq!(o.code, Some(0), "{o}");
     let hlen = std::process::Command::new("redis-cli")
         .args([
@@ -222,21 +228,10 @@ async fn claims_over_tls_with_a_private_ca_and_with_mutual_tls() {
         "--redis-client-key",
         &key,
     ];
-    let o = lab
-        .env
-        .run(&claim_args(&lab.pool, &mtls.url(), &nodes[1], &with))
-        .await;
+    let o = claim(&lab, &mtls.url(), &nodes[1], &with).await;
     assert_eq!(o.code, Some(0), "{o}");
     let started = Instant::now();
-    let o = lab
-        .env
-        .run(&claim_args(
-            &lab.pool,
-            &mtls.url(),
-            &nodes[2],
-            &["--redis-ca-file", &ca],
-        ))
-        .await;
+    let o = claim(&lab, &mtls.url(), &nodes[2], &["--redis-ca-file", &ca]).await;
     assert_eq!(o.code, Some(2), "{o}");
     assert!(o.error_line().contains("--redis-client-cert"), "{o}");
     assert!(
@@ -244,16 +239,14 @@ async fn claims_over_tls_with_a_private_ca_and_with_mutual_tls() {
         "it waited for its deadline: {o}"
     );
 
-    // The wrong CA, and TLS to a plain port: exit 2 with the reason.
-    let o = lab
-        .env
-        .run(&claim_args(
-            &lab.pool,
-            &tls.url(),
-            &nodes[2],
-            &["--redis-ca-file", &certs.other_ca.display().to_string()],
-        ))
-        .await;
+    // The wrong CA: exit 2 with the reason.
+    let o = claim(
+        &lab,
+        &tls.url(),
+        &nodes[2],
+        &["--redis-ca-file", &certs.other_ca.display().to_string()],
+    )
+    .await;
     assert_eq!(o.code, Some(2), "{o}");
     assert!(
         o.error_line().contains("not trusted") && o.error_line().contains("--redis-ca-file"),
@@ -279,12 +272,7 @@ async fn claims_over_tls_with_a_private_ca_and_with_mutual_tls() {
     assert!(o.stderr.contains("use redis://"), "{o}");
 
     // Nothing was left associated by the refused claims.
-    let state = lab.ec2.pool_state(&lab.pool).await.unwrap();
-    let held: Vec<_> = state
-        .values()
-        .filter(|e| e.association_id.is_some())
-        .collect();
-    assert_eq!(held.len(), 2, "{state:#?}");
+    assert_eq!(associated(&lab).await, 2);
 }
 
 /// The ACL rule the README gives for eipool's user (`ACL SETUSER eipool on >PASSWORD …`).
@@ -333,15 +321,7 @@ async fn acl_users_the_right_one_works_the_wrong_ones_exit_2_at_once_and_doctor_
 
     let nodes = lab.ec2.nodes(2).await.unwrap();
     lab.ec2.allocate(Some(&lab.pool), 2).await.unwrap();
-    let o = lab
-        .env
-        .run(&claim_args(
-            &lab.pool,
-            &at("eipool", "right-pw-1"),
-            &nodes[0],
-            &[],
-        ))
-        .await;
+    let o = claim(&lab, &at("eipool", "right-pw-1"), &nodes[0], &[]).await;
     assert_eq!(o.code, Some(0), "the README's ACL is enough: {o}");
 
     for (url, says) in [
@@ -350,10 +330,7 @@ async fn acl_users_the_right_one_works_the_wrong_ones_exit_2_at_once_and_doctor_
         (replica.url(), "read-only replica"),
     ] {
         let started = Instant::now();
-        let o = lab
-            .env
-            .run(&claim_args(&lab.pool, &url, &nodes[1], &[]))
-            .await;
+        let o = claim(&lab, &url, &nodes[1], &[]).await;
         assert_eq!(o.code, Some(2), "{o}");
         assert!(o.error_line().contains(says), "{says}: {o}");
         assert!(
@@ -413,15 +390,7 @@ async fn acl_users_the_right_one_works_the_wrong_ones_exit_2_at_once_and_doctor_
     assert!(redis_lines[0].contains("one node (a primary)"), "{doctor}");
 
     // Nothing of the refused claims is left in EC2.
-    let state = lab.ec2.pool_state(&lab.pool).await.unwrap();
-    assert_eq!(
-        state
-            .values()
-            .filter(|e| e.association_id.is_some())
-            .count(),
-        1,
-        "{state:#?}"
-    );
+    assert_eq!(associated(&lab).await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
