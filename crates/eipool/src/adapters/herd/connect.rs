@@ -221,10 +221,13 @@ pub(super) async fn connect(target: &RedisTarget, timeout: Duration) -> Result<C
         .await;
     let cluster = match info {
         Ok(_) => true,
-        Err(e) if is_auth(&e) => return Err(sort(&e, Topology::Single)),
-        // "cluster support disabled", an unknown or forbidden CLUSTER: one node. (A cluster
-        // whose user may not run CLUSTER INFO answers MOVED later, which says so.)
-        Err(_) => false,
+        // The server's own answer: "cluster support disabled", an unknown or forbidden CLUSTER
+        // command: one node. (A cluster whose user may not run CLUSTER INFO answers MOVED
+        // later, which says so.)
+        Err(e) if says_single_node(&e) => false,
+        // Anything else (refused credentials, a timeout, a dropped connection) decides nothing:
+        // the answer is not remembered, and the next call asks again.
+        Err(e) => return Err(sort(&e, Topology::Single)),
     };
     if !cluster {
         let config = ConnectionManagerConfig::new()
@@ -286,6 +289,18 @@ pub(super) async fn role(target: &RedisTarget) -> Result<String, HerdError> {
         Some(redis::Value::SimpleString(s)) => Ok(s.clone()),
         _ => Err(HerdError::Unavailable("ROLE gave no role".into())),
     }
+}
+
+/// Whether a failed CLUSTER INFO was Redis saying it is not a cluster (or will not say).
+fn says_single_node(e: &RedisError) -> bool {
+    if is_auth(e) {
+        return false;
+    }
+    let text = e.to_string();
+    e.kind() == ErrorKind::Server(ServerErrorKind::NoPerm)
+        || text.contains("cluster support disabled")
+        || text.contains("unknown command")
+        || text.contains("unknown subcommand")
 }
 
 fn is_auth(e: &RedisError) -> bool {
@@ -434,6 +449,34 @@ mod tests {
                 HerdError::Misconfigured(m) => assert!(m.contains(says), "{m}"),
                 other => panic!("{e} sorted as {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn only_the_servers_own_answer_makes_it_one_node() {
+        for (e, single) in [
+            (
+                server("ERR", "This instance has cluster support disabled"),
+                true,
+            ),
+            (server("ERR", "unknown command 'CLUSTER'"), true),
+            (
+                server("NOPERM", "no permissions to run the 'cluster|info' command"),
+                true,
+            ),
+            (
+                RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut)),
+                false,
+            ),
+            (
+                RedisError::from((
+                    ErrorKind::AuthenticationFailed,
+                    "Password authentication failed",
+                )),
+                false,
+            ),
+        ] {
+            assert_eq!(says_single_node(&e), single, "{e}");
         }
     }
 
