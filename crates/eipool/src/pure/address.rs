@@ -47,6 +47,25 @@ impl HolderTag {
         })
     }
 
+    /// The tag `addr` should get, held by `me` as of `now`: `None` when it is not associated or
+    /// its tag already records this association (nothing to write).
+    pub fn to_write(
+        addr: &Address,
+        me: &Identity,
+        now: std::time::SystemTime,
+    ) -> Option<HolderTag> {
+        let x = addr.association.as_ref()?;
+        if addr.holder.as_ref().is_some_and(|t| t.matches(x)) {
+            return None;
+        }
+        Some(HolderTag {
+            eni: me.eni.clone(),
+            private_ip: me.private_ip,
+            association: x.id.clone(),
+            since: humantime::format_rfc3339_seconds(now).to_string(),
+        })
+    }
+
     /// Whether EC2's association is the one this tag records.
     pub fn matches(&self, x: &Association) -> bool {
         x.id == self.association
@@ -220,5 +239,41 @@ mod tests {
         for junk in ["", "x", "eni-0a/10.0.0.5", "eni-0a/not-an-ip/eipassoc-1b/t"] {
             assert_eq!(HolderTag::parse(junk), None, "{junk:?}");
         }
+    }
+
+    #[test]
+    fn a_holder_tag_is_written_only_where_it_does_not_record_the_association() {
+        let me = Identity {
+            eni: "eni-0a".parse().unwrap(),
+            private_ip: "10.0.0.5".parse().unwrap(),
+            instance_id: None,
+            mac: None,
+        };
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+        let mut addr = Address {
+            allocation_id: "eipalloc-1".parse().unwrap(),
+            public_ip: "198.51.100.1".parse().unwrap(),
+            association: None,
+            pool: Some("p".into()),
+            holder: None,
+        };
+        assert_eq!(HolderTag::to_write(&addr, &me, at), None, "not associated");
+        addr.association = Some(assoc("eipassoc-1b", "eni-0a", "10.0.0.5"));
+        let tag = HolderTag::to_write(&addr, &me, at).expect("untagged: write it");
+        assert_eq!(
+            tag.value(),
+            "eni-0a/10.0.0.5/eipassoc-1b/2027-01-15T08:00:00Z"
+        );
+        addr.holder = Some(tag);
+        assert_eq!(
+            HolderTag::to_write(&addr, &me, at),
+            None,
+            "already recorded"
+        );
+        addr.association = Some(assoc("eipassoc-2c", "eni-0a", "10.0.0.5"));
+        assert!(
+            HolderTag::to_write(&addr, &me, at).is_some(),
+            "associated again: rewrite"
+        );
     }
 }

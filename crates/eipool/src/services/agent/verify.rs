@@ -107,15 +107,8 @@ impl Verifier {
 /// The holder tag names this association, or is written (a claim that could not tag, or an
 /// address claimed by an older eipool). Best effort.
 async fn repair_holder_tag(ctx: &Context, me: &Identity, a: &Address, budget: &Budget) {
-    let Some(x) = &a.association else { return };
-    if a.holder.as_ref().is_some_and(|t| t.matches(x)) {
+    let Some(tag) = HolderTag::to_write(a, me, std::time::SystemTime::now()) else {
         return;
-    }
-    let tag = HolderTag {
-        eni: me.eni.clone(),
-        private_ip: me.private_ip,
-        association: x.id.clone(),
-        since: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
     };
     if let Err(e) = budget
         .retry("tag holder", || ctx.ec2.tag_holder(&a.allocation_id, &tag))

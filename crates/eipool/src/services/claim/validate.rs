@@ -138,17 +138,8 @@ impl Claimer {
     /// Write the holder tag on `addr` (on our interface) unless it already names this
     /// association. Best effort: a failure is logged, and the address stays ours.
     pub(super) async fn record_holder(&self, addr: &Address, me: &Identity) {
-        let Some(x) = addr.association.as_ref() else {
+        let Some(tag) = HolderTag::to_write(addr, me, std::time::SystemTime::now()) else {
             return;
-        };
-        if addr.holder.as_ref().is_some_and(|t| t.matches(x)) {
-            return;
-        }
-        let tag = HolderTag {
-            eni: me.eni.clone(),
-            private_ip: me.private_ip,
-            association: x.id.clone(),
-            since: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         };
         let ec2 = &self.ec2;
         match self
