@@ -2,103 +2,14 @@
 //! from IMDSv2 (the lab's stub answers from EC2's current state) or by flag. It keeps its
 //! address through an EC2 brownout, and a lost address reaches a real media server (coturn).
 
-use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::net::Ipv4Addr;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use eipool_lab::chaos::{ChaosConfig, ChaosProxy};
-use eipool_lab::fixture::Node;
-use eipool_lab::imds::{ImdsStub, NodeMeta};
 use eipool_lab::services::free_port;
-use tokio::process::Child;
 
-use crate::harness::{args, eventually, http_get, moto, Lab};
-
-/// A running agent and where to reach it.
-struct Agent {
-    child: Child,
-    listen: SocketAddr,
-    env_file: PathBuf,
-    node: Node,
-    _imds: Option<ImdsStub>,
-}
-
-impl Agent {
-    /// Start `eipool agent` for `node` (identity from IMDSv2 when `imds`, else by flag).
-    async fn start(lab: &Lab, node: &Node, imds: bool, dir: &Path, extra: &[&str]) -> Agent {
-        let listen: SocketAddr = ([127, 0, 0, 1], free_port().unwrap()).into();
-        let env_file = dir.join(format!("{}.env", node.eni));
-        let mut env = lab.env.clone();
-        let stub = if imds {
-            let stub = ImdsStub::start(
-                NodeMeta {
-                    instance_id: &node.instance_id,
-                    mac: &format!("02:00:00:00:{}", &node.eni[4..9]),
-                    eni: &node.eni,
-                    local_ipv4: &node.private_ip,
-                },
-                &lab.ec2,
-            )
-            .await
-            .unwrap();
-            env.imds_endpoint = stub.endpoint.clone();
-            Some(stub)
-        } else {
-            None
-        };
-        let listen_s = listen.to_string();
-        let mut a = vec!["--pool", &lab.pool, "--redis-url"];
-        let redis = lab.redis.url();
-        a.push(&redis);
-        if !imds {
-            a.extend(["--network-interface-id", &node.eni]);
-        }
-        a.extend([
-            "agent",
-            "--interval",
-            "1s",
-            "--listen",
-            &listen_s,
-            "--release-on-exit",
-            "--output",
-            env_file.to_str().unwrap(),
-            "--timeout",
-            "60s",
-        ]);
-        a.extend_from_slice(extra);
-        let child = env.command(&args(&a)).spawn().unwrap();
-        Agent {
-            child,
-            listen,
-            env_file,
-            node: node.clone(),
-            _imds: stub,
-        }
-    }
-
-    async fn ready(&self) -> Option<String> {
-        http_get(self.listen, "/readyz")
-            .await
-            .ok()
-            .filter(|(c, _)| *c == 200)
-            .map(|(_, b)| b)
-    }
-
-    async fn metric(&self, name: &str) -> f64 {
-        let (_, body) = http_get(self.listen, "/metrics").await.unwrap();
-        body.lines()
-            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-            .unwrap_or(0.0)
-    }
-
-    fn public_ip(&self) -> String {
-        std::fs::read_to_string(&self.env_file)
-            .unwrap()
-            .lines()
-            .find_map(|l| l.strip_prefix("EIPOOL_PUBLIC_IP=").map(str::to_string))
-            .unwrap()
-    }
-}
+use crate::harness::{eventually, moto, Agent, Lab};
 
 /// Three agents asking the node (IMDSv2) and three asking EC2 (identity by flag), through 3×
 /// `--interval` each of EC2 answering 5xx, throttling everything, and not answering at all:

@@ -1,6 +1,8 @@
 //! The shared harness: one moto for the whole test process (each test gets its own pool name and
 //! its own VPC, so tests don't see each other), one redis-server per test, the `eipool` binary.
 
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -8,7 +10,10 @@ use std::time::{Duration, Instant};
 use eipool_lab::chaos::{ChaosConfig, ChaosProxy, Stats};
 use eipool_lab::claimer::{ClaimReport, LabEnv, Outcome};
 use eipool_lab::fixture::{Ec2Lab, Node};
+use eipool_lab::imds::{ImdsStub, NodeMeta};
+use eipool_lab::services::free_port;
 use eipool_lab::services::{Moto, RedisServer};
+use tokio::process::Child;
 
 static MOTO: OnceLock<Moto> = OnceLock::new();
 static POOLS: AtomicUsize = AtomicUsize::new(0);
@@ -61,6 +66,13 @@ impl Lab {
             redis: RedisServer::start().expect("start redis-server (run scripts/bootstrap first)"),
             proxy,
         }
+    }
+
+    /// `--pool P --redis-url R` and then `rest`.
+    pub fn with_redis(&self, rest: &[&str]) -> Vec<String> {
+        let mut a = args(&["--pool", &self.pool, "--redis-url", &self.redis.url()]);
+        a.extend(rest.iter().map(|s| s.to_string()));
+        a
     }
 
     /// `eipool --pool P --redis-url R --network-interface-id ENI claim EXTRA…`
@@ -218,4 +230,117 @@ where
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A running agent and where to reach it.
+pub struct Agent {
+    pub child: Child,
+    pub listen: SocketAddr,
+    pub env_file: PathBuf,
+    pub node: Node,
+    _imds: Option<ImdsStub>,
+}
+
+impl Agent {
+    /// Start `eipool agent` for `node` (identity from IMDSv2 when `imds`, else by flag).
+    pub async fn start(lab: &Lab, node: &Node, imds: bool, dir: &Path, extra: &[&str]) -> Agent {
+        let listen: SocketAddr = ([127, 0, 0, 1], free_port().unwrap()).into();
+        let env_file = dir.join(format!("{}.env", node.eni));
+        let mut env = lab.env.clone();
+        let stub = if imds {
+            let stub = ImdsStub::start(
+                NodeMeta {
+                    instance_id: &node.instance_id,
+                    mac: &format!("02:00:00:00:{}", &node.eni[4..9]),
+                    eni: &node.eni,
+                    local_ipv4: &node.private_ip,
+                },
+                &lab.ec2,
+            )
+            .await
+            .unwrap();
+            env.imds_endpoint = stub.endpoint.clone();
+            Some(stub)
+        } else {
+            None
+        };
+        let listen_s = listen.to_string();
+        let mut a = vec!["--pool", &lab.pool, "--redis-url"];
+        let redis = lab.redis.url();
+        a.push(&redis);
+        if !imds {
+            a.extend(["--network-interface-id", &node.eni]);
+        }
+        a.extend([
+            "agent",
+            "--interval",
+            "1s",
+            "--listen",
+            &listen_s,
+            "--release-on-exit",
+            "--output",
+            env_file.to_str().unwrap(),
+            "--timeout",
+            "60s",
+        ]);
+        a.extend_from_slice(extra);
+        let child = env.command(&args(&a)).spawn().unwrap();
+        Agent {
+            child,
+            listen,
+            env_file,
+            node: node.clone(),
+            _imds: stub,
+        }
+    }
+
+    /// `/readyz`'s body when it answers 200.
+    pub async fn ready(&self) -> Option<String> {
+        self.readyz(200).await
+    }
+
+    /// `/readyz`'s body when it answers `want`.
+    pub async fn readyz(&self, want: u16) -> Option<String> {
+        http_get(self.listen, "/readyz")
+            .await
+            .ok()
+            .filter(|(c, _)| *c == want)
+            .map(|(_, b)| b)
+    }
+
+    pub async fn metric(&self, name: &str) -> f64 {
+        let (_, body) = http_get(self.listen, "/metrics").await.unwrap();
+        body.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// The address the env file names.
+    pub fn public_ip(&self) -> String {
+        std::fs::read_to_string(&self.env_file)
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("EIPOOL_PUBLIC_IP=").map(str::to_string))
+            .unwrap()
+    }
+}
+
+/// Start `eipool ARGS` (a process serving `/metrics` on `addr`) and wait until it shows the pool's
+/// gauges. Returns the process (killed on drop) and that first `/metrics` body.
+pub async fn serving_pool_metrics(
+    env: &LabEnv,
+    args: &[String],
+    addr: SocketAddr,
+) -> (Child, String) {
+    let child = env.command(args).spawn().unwrap();
+    let body = eventually(
+        "the pool's gauges on /metrics",
+        Duration::from_secs(30),
+        || async move {
+            let (code, body) = http_get(addr, "/metrics").await.ok()?;
+            (code == 200 && body.contains("eipool_pool_addresses{")).then_some(body)
+        },
+    )
+    .await;
+    (child, body)
 }

@@ -8,13 +8,7 @@ use std::time::{Duration, Instant};
 
 use eipool_lab::services::free_port;
 
-use crate::harness::{args, eventually, http_get, Lab};
-
-fn with_redis(lab: &Lab, rest: &[&str]) -> Vec<String> {
-    let mut a = args(&["--pool", &lab.pool, "--redis-url", &lab.redis.url()]);
-    a.extend(rest.iter().map(|s| s.to_string()));
-    a
-}
+use crate::harness::{args, serving_pool_metrics, Lab};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn output_refuses_symlinks_devices_and_fifos_before_claiming() {
@@ -85,16 +79,13 @@ async fn doctor_tells_the_network_from_the_credentials_from_not_being_on_a_node(
     let mut env = lab.env.clone();
     env.ec2_endpoint = format!("http://127.0.0.1:{}", free_port().unwrap());
     let o = env
-        .run(&with_redis(
-            &lab,
-            &[
-                "--network-interface-id",
-                &nodes[0].eni,
-                "doctor",
-                "--timeout",
-                "5s",
-            ],
-        ))
+        .run(&lab.with_redis(&[
+            "--network-interface-id",
+            &nodes[0].eni,
+            "doctor",
+            "--timeout",
+            "5s",
+        ]))
         .await;
     assert_eq!(o.code, Some(1), "{o}");
     let failed = failed_lines(&o.stdout);
@@ -105,10 +96,9 @@ async fn doctor_tells_the_network_from_the_credentials_from_not_being_on_a_node(
     assert!(!failed.iter().any(|l| l.contains("credentials")), "{o}");
 
     // No credentials at all: the credentials fail, with what to provide.
-    let mut cmd = lab.env.command(&with_redis(
-        &lab,
-        &["--network-interface-id", &nodes[0].eni, "doctor"],
-    ));
+    let mut cmd =
+        lab.env
+            .command(&lab.with_redis(&["--network-interface-id", &nodes[0].eni, "doctor"]));
     cmd.env_remove("AWS_ACCESS_KEY_ID")
         .env_remove("AWS_SECRET_ACCESS_KEY");
     let out = cmd.output().await.unwrap();
@@ -121,7 +111,7 @@ async fn doctor_tells_the_network_from_the_credentials_from_not_being_on_a_node(
     );
 
     // Off a node (no IMDSv2, no interface by flag): the node checks are skipped, not failed.
-    let o = lab.env.run(&with_redis(&lab, &["doctor"])).await;
+    let o = lab.env.run(&lab.with_redis(&["doctor"])).await;
     assert_eq!(o.code, Some(0), "{o}");
     assert!(
         o.stdout.contains("[skip] this node: not on an EC2 node"),
@@ -131,10 +121,7 @@ async fn doctor_tells_the_network_from_the_credentials_from_not_being_on_a_node(
     // The node role's DryRuns carry the pool's tags, and CreateTags of the holder is checked.
     let o = lab
         .env
-        .run(&with_redis(
-            &lab,
-            &["--network-interface-id", &nodes[0].eni, "doctor"],
-        ))
+        .run(&lab.with_redis(&["--network-interface-id", &nodes[0].eni, "doctor"]))
         .await;
     assert!(
         o.stdout
@@ -159,7 +146,7 @@ async fn the_operations_commands_take_a_timeout_and_say_little_when_ec2_is_down(
         vec!["pool", "shrink", "--count", "1", "--timeout", "3s"],
     ] {
         let started = Instant::now();
-        let o = env.run(&with_redis(&lab, &cmd)).await;
+        let o = env.run(&lab.with_redis(&cmd)).await;
         let took = started.elapsed();
         assert_eq!(o.code, Some(75), "{o}");
         assert!(
@@ -203,16 +190,13 @@ async fn release_reads_an_exported_env_file_and_refuses_a_missing_one() {
     // A missing file: an error, nothing released.
     let o = lab
         .env
-        .run(&with_redis(
-            &lab,
-            &[
-                "--network-interface-id",
-                &nodes[0].eni,
-                "release",
-                "--env-file",
-                "/nonexistent/eipool.env",
-            ],
-        ))
+        .run(&lab.with_redis(&[
+            "--network-interface-id",
+            &nodes[0].eni,
+            "release",
+            "--env-file",
+            "/nonexistent/eipool.env",
+        ]))
         .await;
     assert_eq!(o.code, Some(2), "{o}");
     assert!(
@@ -226,10 +210,9 @@ async fn release_reads_an_exported_env_file_and_refuses_a_missing_one() {
     );
 
     // The file's variables exported (as docker --env-file or systemd EnvironmentFile= do).
-    let mut cmd = lab.env.command(&with_redis(
-        &lab,
-        &["release", "--env-file", env_file.to_str().unwrap()],
-    ));
+    let mut cmd =
+        lab.env
+            .command(&lab.with_redis(&["release", "--env-file", env_file.to_str().unwrap()]));
     for line in std::fs::read_to_string(&env_file).unwrap().lines() {
         let (k, v) = line.split_once('=').unwrap();
         cmd.env(k, v);
@@ -303,23 +286,8 @@ async fn listen_takes_a_port_alone_or_a_host_name_and_the_exporter_is_not_ready_
     ] {
         let port: u16 = listen.rsplit_once(':').unwrap().1.parse().unwrap();
         let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
-        let _exporter = lab
-            .env
-            .command(&with_redis(
-                &lab,
-                &["exporter", "--listen", &listen, "--interval", "5s"],
-            ))
-            .spawn()
-            .unwrap();
-        let body = eventually(
-            "the exporter to serve",
-            Duration::from_secs(30),
-            || async move {
-                let (code, body) = http_get(addr, "/metrics").await.ok()?;
-                (code == 200 && body.contains("eipool_pool_addresses{")).then_some(body)
-            },
-        )
-        .await;
+        let exporter = lab.with_redis(&["exporter", "--listen", &listen, "--interval", "5s"]);
+        let (_exporter, body) = serving_pool_metrics(&lab.env, &exporter, addr).await;
         assert!(
             !body.lines().any(|l| l.trim() == "eipool_ready 1"),
             "the exporter holds no address: {body}"

@@ -5,7 +5,7 @@ use std::time::Duration;
 use eipool_lab::claimer::ClaimReport;
 use eipool_lab::services::free_port;
 
-use crate::harness::{args, eventually, http_get, Lab};
+use crate::harness::{args, eventually, http_get, serving_pool_metrics, Agent, Lab};
 
 fn global<'a>(lab: &'a Lab, redis: &'a str) -> Vec<&'a str> {
     vec!["--pool", &lab.pool, "--redis-url", redis]
@@ -340,47 +340,13 @@ async fn the_agent_notices_drift_fails_readyz_reclaims_and_releases_on_exit() {
     lab.ec2.allocate(Some(&lab.pool), 2).await.unwrap();
     let redis = lab.redis.url();
     let dir = tempfile::tempdir().unwrap();
-    let env_file = dir.path().join("eipool.env");
-    let port = free_port().unwrap();
-    let listen: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
-    let mut a = global(&lab, &redis);
-    let listen_s = listen.to_string();
-    a.extend([
-        "--network-interface-id",
-        &nodes[0].eni,
-        "agent",
-        "--interval",
-        "1s",
-        "--listen",
-        &listen_s,
-        "--release-on-exit",
-        "--output",
-        env_file.to_str().unwrap(),
-        "--timeout",
-        "60s",
-    ]);
-    let agent = lab.env.command(&args(&a)).spawn().unwrap();
-    let pid = agent.id().unwrap().to_string();
-
-    let ready = |want: u16| async move {
-        http_get(listen, "/readyz")
-            .await
-            .ok()
-            .filter(|(c, _)| *c == want)
-            .map(|(_, b)| b)
-    };
+    let agent = Agent::start(&lab, &nodes[0], false, dir.path(), &[]).await;
+    let pid = agent.child.id().unwrap().to_string();
     eventually("the agent to be ready", Duration::from_secs(30), || {
-        ready(200)
+        agent.ready()
     })
     .await;
-    let read_ip = || {
-        std::fs::read_to_string(&env_file)
-            .unwrap()
-            .lines()
-            .find_map(|l| l.strip_prefix("EIPOOL_PUBLIC_IP=").map(str::to_string))
-            .unwrap()
-    };
-    let first_ip = read_ip();
+    let first_ip = agent.public_ip();
     let state = lab.ec2.pool_state(&lab.pool).await.unwrap();
     let held = state
         .values()
@@ -398,11 +364,11 @@ async fn the_agent_notices_drift_fails_readyz_reclaims_and_releases_on_exit() {
     let why = eventually(
         "/readyz to fail after the theft",
         Duration::from_secs(5),
-        || ready(503),
+        || agent.readyz(503),
     )
     .await;
     assert!(why.contains("drift"), "{why}");
-    let (_, metrics) = http_get(listen, "/metrics").await.unwrap();
+    let (_, metrics) = http_get(agent.listen, "/metrics").await.unwrap();
     assert!(metrics.contains("eipool_drift_total 1"), "{metrics}");
 
     // Nothing is free: it stays unready. Free one, and it reclaims that one.
@@ -410,10 +376,10 @@ async fn the_agent_notices_drift_fails_readyz_reclaims_and_releases_on_exit() {
     r.extend(["--network-interface-id", &nodes[1].eni, "release"]);
     assert_eq!(run(&lab, &r).await.code, Some(0));
     eventually("the agent to reclaim", Duration::from_secs(30), || {
-        ready(200)
+        agent.ready()
     })
     .await;
-    let second_ip = read_ip();
+    let second_ip = agent.public_ip();
     assert_eq!(
         second_ip, other.public_ip,
         "the env file names the new address"
@@ -435,7 +401,7 @@ async fn the_agent_notices_drift_fails_readyz_reclaims_and_releases_on_exit() {
         .args(["-TERM", &pid])
         .status()
         .unwrap();
-    let out = tokio::time::timeout(Duration::from_secs(30), agent.wait_with_output())
+    let out = tokio::time::timeout(Duration::from_secs(30), agent.child.wait_with_output())
         .await
         .expect("exits within the grace period")
         .unwrap();
@@ -543,16 +509,7 @@ async fn the_exporter_serves_the_pool_gauges() {
     let listen_s = listen.to_string();
     let mut a = global(&lab, &redis);
     a.extend(["exporter", "--listen", &listen_s, "--interval", "5s"]);
-    let _exporter = lab.env.command(&args(&a)).spawn().unwrap(); // killed on drop
-    let metrics = eventually(
-        "the exporter to read the pool",
-        Duration::from_secs(30),
-        || async move {
-            let (code, body) = http_get(listen, "/metrics").await.ok()?;
-            (code == 200 && body.contains("eipool_pool_addresses{")).then_some(body)
-        },
-    )
-    .await;
+    let (_exporter, metrics) = serving_pool_metrics(&lab.env, &args(&a), listen).await;
     assert!(
         metrics.contains(&format!(
             "eipool_pool_addresses{{pool=\"{}\",state=\"free\"}} 2",

@@ -56,6 +56,20 @@ async fn claim(lab: &Lab, url: &str, node: &Node, global: &[&str]) -> Outcome {
     lab.env.run(&claim_args(&lab.pool, url, node, global)).await
 }
 
+/// `eipool doctor --role node` through Redis at `url`, to the end.
+async fn doctor(lab: &Lab, url: &str) -> Outcome {
+    let a = [
+        "--pool",
+        &lab.pool,
+        "--redis-url",
+        url,
+        "doctor",
+        "--role",
+        "node",
+    ];
+    lab.env.run(&args(&a)).await
+}
+
 /// Microseconds since the epoch now (fencing numbers are at least Redis's clock in µs).
 fn now_us() -> u64 {
     std::time::SystemTime::now()
@@ -343,18 +357,7 @@ async fn acl_users_the_right_one_works_the_wrong_ones_exit_2_at_once_and_doctor_
                 "the fix is the README's rule: {o}"
             );
         }
-        let doctor = lab
-            .env
-            .run(&args(&[
-                "--pool",
-                &lab.pool,
-                "--redis-url",
-                &url,
-                "doctor",
-                "--role",
-                "node",
-            ]))
-            .await;
+        let doctor = doctor(&lab, &url).await;
         let redis_fail: Vec<&str> = doctor
             .stdout
             .lines()
@@ -365,18 +368,7 @@ async fn acl_users_the_right_one_works_the_wrong_ones_exit_2_at_once_and_doctor_
             "doctor names it ({says}): {doctor}"
         );
     }
-    let doctor = lab
-        .env
-        .run(&args(&[
-            "--pool",
-            &lab.pool,
-            "--redis-url",
-            &at("eipool", "right-pw-1"),
-            "doctor",
-            "--role",
-            "node",
-        ]))
-        .await;
+    let doctor = doctor(&lab, &at("eipool", "right-pw-1")).await;
     let redis_lines: Vec<&str> = doctor
         .stdout
         .lines()

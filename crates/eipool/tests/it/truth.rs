@@ -13,14 +13,7 @@ use eipool_lab::fixture::Node;
 use eipool_lab::imds::{ImdsStub, NodeMeta};
 use eipool_lab::services::free_port;
 
-use crate::harness::{args, eventually, heavy, herd, http_get, moto, successes, Lab};
-
-/// `--pool P --redis-url R` and then `rest`.
-fn with_redis(lab: &Lab, rest: &[&str]) -> Vec<String> {
-    let mut a = args(&["--pool", &lab.pool, "--redis-url", &lab.redis.url()]);
-    a.extend(rest.iter().map(|s| s.to_string()));
-    a
-}
+use crate::harness::{args, eventually, heavy, herd, moto, serving_pool_metrics, successes, Lab};
 
 /// How each path frees the address `node` holds.
 #[derive(Debug, Clone, Copy)]
@@ -117,7 +110,7 @@ async fn freed_then_claimed(path: Path) {
                 .send()
                 .await
                 .unwrap();
-            let o = lab.env.run(&with_redis(&lab, &["gc", "--apply"])).await;
+            let o = lab.env.run(&lab.with_redis(&["gc", "--apply"])).await;
             assert!(o.stdout.contains("freed"), "{o}");
         }
         Path::RollbackOfAnUndeliverableClaim => {}
@@ -320,7 +313,7 @@ async fn a_foreign_elastic_ip_on_the_private_ip_is_never_displaced() {
         let o = if by_imds {
             let mut env = lab.env.clone();
             env.imds_endpoint = imds.endpoint.clone();
-            env.run(&with_redis(&lab, &["claim", "--timeout", "30s"]))
+            env.run(&lab.with_redis(&["claim", "--timeout", "30s"]))
                 .await
         } else {
             lab.claim(node, &["--timeout", "30s"]).await
@@ -368,7 +361,7 @@ async fn after_redis_loses_its_data_status_and_the_exporter_show_no_foreign_addr
 
     let o = lab
         .env
-        .run(&with_redis(&lab, &["status", "--output", "json"]))
+        .run(&lab.with_redis(&["status", "--output", "json"]))
         .await;
     assert_eq!(o.code, Some(0), "{o}");
     let st: serde_json::Value = serde_json::from_str(o.stdout.trim()).unwrap();
@@ -378,23 +371,8 @@ async fn after_redis_loses_its_data_status_and_the_exporter_show_no_foreign_addr
 
     let listen: std::net::SocketAddr = ([127, 0, 0, 1], free_port().unwrap()).into();
     let listen_s = listen.to_string();
-    let _exporter = lab
-        .env
-        .command(&with_redis(
-            &lab,
-            &["exporter", "--listen", &listen_s, "--interval", "5s"],
-        ))
-        .spawn()
-        .unwrap();
-    let metrics = eventually(
-        "the exporter to read the pool",
-        Duration::from_secs(30),
-        || async move {
-            let (code, body) = http_get(listen, "/metrics").await.ok()?;
-            (code == 200 && body.contains("eipool_pool_addresses{")).then_some(body)
-        },
-    )
-    .await;
+    let exporter = lab.with_redis(&["exporter", "--listen", &listen_s, "--interval", "5s"]);
+    let (_exporter, metrics) = serving_pool_metrics(&lab.env, &exporter, listen).await;
     assert!(
         metrics.contains(&format!(
             "eipool_pool_addresses{{pool=\"{}\",state=\"foreign\"}} 0",
@@ -411,7 +389,7 @@ async fn after_redis_loses_its_data_status_and_the_exporter_show_no_foreign_addr
     );
 
     let before = lab.ec2.pool_state(&lab.pool).await.unwrap();
-    let o = lab.env.run(&with_redis(&lab, &["gc", "--apply"])).await;
+    let o = lab.env.run(&lab.with_redis(&["gc", "--apply"])).await;
     assert_eq!(o.code, Some(0), "{o}");
     assert!(o.stdout.contains("nothing to collect"), "{o}");
     assert_eq!(lab.ec2.pool_state(&lab.pool).await.unwrap(), before);
