@@ -118,13 +118,23 @@ pub async fn herd(
     env: &LabEnv,
     runs: Vec<(String, Vec<String>)>,
 ) -> (Vec<(String, Outcome)>, Duration) {
+    mixed_herd(
+        runs.into_iter()
+            .map(|(eni, a)| (eni, env.clone(), a))
+            .collect(),
+    )
+    .await
+}
+
+/// Run one claimer per `(eni, env, args)` (each its own binary, e.g. two versions), all at
+/// once; wait for all.
+pub async fn mixed_herd(
+    runs: Vec<(String, LabEnv, Vec<String>)>,
+) -> (Vec<(String, Outcome)>, Duration) {
     let started = Instant::now();
     let handles: Vec<_> = runs
         .into_iter()
-        .map(|(eni, a)| {
-            let env = env.clone();
-            tokio::spawn(async move { (eni, env.run(&a).await) })
-        })
+        .map(|(eni, env, a)| tokio::spawn(async move { (eni, env.run(&a).await) }))
         .collect();
     let mut out = Vec::with_capacity(handles.len());
     for h in handles {

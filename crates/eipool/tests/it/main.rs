@@ -12,3 +12,4 @@ mod operate;
 mod ops;
 mod redis_setups;
 mod truth;
+mod upgrade;

@@ -71,12 +71,18 @@ async fn doctor(lab: &Lab, url: &str) -> Outcome {
 }
 
 /// Microseconds since the epoch now (fencing numbers are at least Redis's clock in µs).
-fn now_us() -> u64 {
-    std::time::SystemTime::now()
+/// The clock in the fencing numbers' unit, 100 µs.
+fn now_fence_units() -> u64 {
+    (std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_micros() as u64
+        .as_micros()
+        / 100) as u64
 }
+
+/// Fencing numbers stay below this, so that the previous release, which prints them with Lua's
+/// `..`, writes lease values it can read back.
+const FENCE_CEILING: u64 = 100_000_000_000_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn herds_on_a_cluster_hold_their_locks_on_the_primary_of_their_pools_slot() {
@@ -95,7 +101,7 @@ async fn herds_on_a_cluster_hold_their_locks_on_the_primary_of_their_pools_slot(
         let url = format!("redis://127.0.0.1:{entry}");
         let nodes = lab.ec2.nodes(6).await.unwrap();
         lab.ec2.allocate(Some(&pool), 6).await.unwrap();
-        let before = now_us();
+        let before = now_fence_units();
         let runs = nodes
             .iter()
             .map(|n| (n.eni.clone(), claim_args(&pool, &url, n, &[])))
@@ -115,8 +121,8 @@ async fn herds_on_a_cluster_hold_their_locks_on_the_primary_of_their_pools_slot(
             .expect("the fence key is on the pool's primary")
             .expect("a fence was handed out");
         assert!(
-            fence.parse::<u64>().unwrap() >= before,
-            "fencing numbers start at Redis's clock in µs: {fence} < {before}"
+            (before..FENCE_CEILING).contains(&fence.parse::<u64>().unwrap()),
+            "fencing numbers start at Redis's clock in 100 µs: {fence} < {before}"
         );
         let moved = cluster
             .get_on(entry, &format!("eipool:{{{pool}}}:fence"))
@@ -458,8 +464,8 @@ async fn a_password_in_the_url_is_never_printed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fencing_numbers_keep_growing_across_an_empty_restart_and_a_lagging_replica() {
     let mut lab = Lab::new().await;
-    let nodes = lab.ec2.nodes(3).await.unwrap();
-    lab.ec2.allocate(Some(&lab.pool), 3).await.unwrap();
+    let nodes = lab.ec2.nodes(4).await.unwrap();
+    lab.ec2.allocate(Some(&lab.pool), 4).await.unwrap();
     let fence_key = format!("eipool:{{{}}}:fence", lab.pool);
     let fence = |url: String, key: String| -> u64 {
         match redis_setups::command(&url, &["GET", &key]).unwrap() {
@@ -482,6 +488,15 @@ async fn fencing_numbers_keep_growing_across_an_empty_restart_and_a_lagging_repl
     redis_setups::command(&lab.redis.url(), &["SET", &fence_key, "24"]).unwrap();
     let o = lab.claim(&nodes[2], &["--require-lock"]).await;
     assert_eq!(o.code, Some(0), "{o}");
-    let third = fence(lab.redis.url(), fence_key);
+    let third = fence(lab.redis.url(), fence_key.clone());
     assert!(third > second, "{third} after {second}");
+    assert!(third < FENCE_CEILING, "{third}");
+
+    // A fence counted in microseconds (an unreleased build): the next one is below the ceiling
+    // again, so the previous release can still renew the leases it takes.
+    redis_setups::command(&lab.redis.url(), &["SET", &fence_key, "1780000000000000"]).unwrap();
+    let o = lab.claim(&nodes[3], &["--require-lock"]).await;
+    assert_eq!(o.code, Some(0), "{o}");
+    let fourth = fence(lab.redis.url(), fence_key);
+    assert!(fourth < FENCE_CEILING, "{fourth}");
 }

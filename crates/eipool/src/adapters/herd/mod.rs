@@ -8,7 +8,7 @@
 //!
 //! | key | value | lifetime |
 //! |---|---|---|
-//! | `eipool:{P}:fence` | fencing number: `INCR` per acquisition, never below Redis's clock in µs, so it grows across a failover or an empty restart | forever |
+//! | `eipool:{P}:fence` | fencing number: `INCR` per acquisition, never below Redis's clock in 100 µs units, so it grows across a failover or an empty restart; below 10^14, which the previous release can print | forever |
 //! | `eipool:{P}:claim:<alloc>` | lease: `<owner>\|<fence>` | lease (PX), renewed while working |
 //! | `eipool:{P}:assigned:<alloc>` | marker: `<eni>/<ip>` of the holder (or `?`), `\|<ms>` set | `plan::ASSIGNED_MARK_TTL` |
 //! | `eipool:{P}:iface:<eni>/<ip>` | `<alloc>` this interface is taking or holds | `plan::INTENT_TTL` |

@@ -39,12 +39,16 @@ if mark then
   return {-1, age_of(mark)}
 end
 -- Fencing numbers only grow, across a failover to a replica that missed the last ones and an
--- empty restart too: never below Redis's clock in microseconds. (Formatted with %d: Lua would
--- print a 16-digit number in exponent form.)
+-- empty restart too: never below Redis's clock in units of 100 us. They stay below 10^14 (until
+-- the year 2286), because the previous release (v0.1.0 and before) builds its lease value with
+-- Lua's `..`, which prints a larger number in exponent form: a lease it could then never renew
+-- or give back. A fence of 10^14 or more was written by a build that counted microseconds; it
+-- starts again from the floor (a fence is a lease's identity beside its owner's random token,
+-- never compared across leases). (Formatted with %d, like Lua prints it.)
 local fence = redis.call('INCR', KEYS[2])
 local t = redis.call('TIME')
-local floor = tonumber(t[1]) * 1000000 + tonumber(t[2])
-if fence < floor then
+local floor = tonumber(t[1]) * 10000 + math.floor(tonumber(t[2]) / 100)
+if fence < floor or fence >= 100000000000000 then
   fence = floor
   redis.call('SET', KEYS[2], string.format('%d', fence))
 end
