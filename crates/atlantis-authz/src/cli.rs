@@ -1,6 +1,12 @@
 //! The command line. Atlantis runs `sh -c "<command> <args…> <atlantis-command> <owner/repo>
 //! <owner/team>…"` with the request in the environment; the same binary also checks policies
 //! and explains decisions.
+//!
+//! Atlantis appends the user's team names unquoted, so they are untrusted words on our command
+//! line: options are read only before the first of Atlantis's arguments (the Atlantis command
+//! name); from there on every word is one of [`Cli::atlantis`], whatever it looks like — an
+//! option, `--`, `--help`, a subcommand's name. A test generated from this definition checks
+//! that for every option.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -35,8 +41,14 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
 
-    /// As Atlantis passes them: the Atlantis command, owner/repo, then the user's GitHub teams
-    #[arg(value_name = "ATLANTIS_ARGS")]
+    /// As Atlantis passes them: the Atlantis command, owner/repo, then the user's GitHub teams.
+    /// Everything from the first of them on is taken as it is: never an option, a `--` or a
+    /// subcommand, whatever it holds (Atlantis appends the team names unquoted).
+    #[arg(
+        value_name = "ATLANTIS_ARGS",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
     pub atlantis: Vec<String>,
 }
 
@@ -128,7 +140,9 @@ const AFTER_HELP: &str = "\
 Atlantis (server-side repo config):
   team_authz:
     command: /usr/local/bin/atlantis-authz
-    args: [--policy, /etc/atlantis/authz.yaml]
+    args: [--policy, /etc/atlantis/authz.yaml, --]
+
+Nothing after the Atlantis command name is read as an option; the `--` says so to any version.
 
 Only an allow prints `pass` as the last line and exits 0. Everything else denies, with one line
 saying why (`deny: …`).

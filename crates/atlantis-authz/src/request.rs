@@ -4,6 +4,10 @@
 //! - The command is one of [`COMMANDS`]; the repository is `owner/repo`.
 //! - No value (login, repository, command, teams, path, project) may hold a control character:
 //!   a newline could forge a line of output, and Atlantis reads the last one.
+//! - Atlantis appends the user's team names to the command line unquoted, so the shell splits
+//!   them into words: each word must be made of [`TEAM_CHARACTERS`] and not start with `-`. (The
+//!   command line parses every word after the Atlantis command as an argument, never an option;
+//!   this refuses what a team name can only hold by mistake or by attack, so it gets noticed.)
 //! - `REPO_REL_PATH` is normalised (`./`, empty segments and a trailing `/` go) before matching;
 //!   an absolute path or a `..` segment is denied, never rewritten into something that matches.
 //! - The first, repository-wide check is the one without `REPO_REL_PATH`, whether or not
@@ -26,6 +30,35 @@ pub fn one_line(s: &str) -> String {
             }
         })
         .collect()
+}
+
+/// An untrusted value for a message: on one line, and cut short when long.
+pub fn shown(s: &str) -> String {
+    const MAX: usize = 80;
+    match s.char_indices().nth(MAX) {
+        None => format!("{:?}", one_line(s)),
+        Some((cut, _)) => format!("{:?}… ({} bytes)", one_line(&s[..cut]), s.len()),
+    }
+}
+
+/// What a word of a team name may hold, besides letters and digits (any script).
+pub const TEAM_CHARACTERS: &str = "-_./";
+
+/// A word of Atlantis's team list (`owner/<team name>`, split by the shell): letters, digits
+/// and [`TEAM_CHARACTERS`], not starting with `-`.
+fn check_team_word(word: &str) -> Result<(), Refused> {
+    let ok = !word.is_empty()
+        && !word.starts_with('-')
+        && word
+            .chars()
+            .all(|c| c.is_alphanumeric() || TEAM_CHARACTERS.contains(c));
+    if ok {
+        return Ok(());
+    }
+    Err(Refused(format!(
+        "team word {} is refused: Atlantis puts team names on the command line unquoted, so a team name may hold only letters, digits, spaces and {TEAM_CHARACTERS}, with no word starting with -; rename the team",
+        shown(word)
+    )))
 }
 
 fn no_control(what: &str, value: &str) -> Result<(), Refused> {
@@ -103,7 +136,7 @@ pub fn from_atlantis(
         )));
     }
     for t in teams {
-        no_control("a team", t)?;
+        check_team_word(t)?;
     }
     let user = env("USER_NAME").ok_or_else(|| {
         Refused("USER_NAME is not set: this must run as Atlantis's team_authz command".into())
@@ -165,6 +198,10 @@ mod tests {
             a(&["plan", "acme/infra live"]),
             a(&["plan\npass", "acme/infra-live"]),
             a(&["plan", "acme/infra-live", "acme/sre\npass"]),
+            a(&["plan", "acme/infra-live", "acme/x", "--okta-url"]),
+            a(&["plan", "acme/infra-live", "acme/x", "-h"]),
+            a(&["plan", "acme/infra-live", "acme/x", "--"]),
+            a(&["plan", "acme/infra-live", "acme/ops:eu"]),
             a(&["plan"]),
         ] {
             assert!(from_atlantis(&bad, env).is_err(), "{bad:?}");
@@ -185,6 +222,41 @@ mod tests {
         assert!(r.command_level(), "{r:?}");
         let r = from_atlantis(&args, with("REPO_REL_PATH", "live/./a/")).unwrap();
         assert_eq!(r.path.as_deref(), Some("live/a"));
+    }
+
+    #[test]
+    fn team_words_are_letters_digits_and_a_little_punctuation() {
+        for ok in [
+            "acme/sre",
+            "acme/Platform",
+            "Team",
+            "acme/infra-prod_admins.eu",
+            "Équipe",
+        ] {
+            assert!(check_team_word(ok).is_ok(), "{ok:?}");
+        }
+        for bad in [
+            "",
+            "-",
+            "--okta-url",
+            "-h",
+            "--x=y",
+            "a+b",
+            "ops:eu",
+            "a b",
+            "x\n",
+            "`id`",
+        ] {
+            assert!(check_team_word(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn long_values_are_shown_cut_short() {
+        assert_eq!(shown("ab"), "\"ab\"");
+        let long = "a".repeat(100_000);
+        let s = shown(&long);
+        assert!(s.len() < 120 && s.ends_with("(100000 bytes)"), "{s}");
     }
 
     #[test]

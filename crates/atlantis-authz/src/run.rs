@@ -169,8 +169,11 @@ fn env(name: &str) -> Option<String> {
 /// Write one JSON audit line (to `--audit-log`, else stderr), flushed before the verdict is
 /// printed. `Err` when `--audit-log` could not be written: the line went to stderr instead, and
 /// the caller fails closed (an authorization tool must not allow what it cannot record).
+/// `args` are the arguments taken as Atlantis's (each cut to 1 KiB), so a log shows what came.
+#[allow(clippy::too_many_arguments)]
 fn audit(
     to: Option<&Path>,
+    args: &[String],
     req: Option<&Request>,
     verdict: &str,
     rule: Option<&str>,
@@ -178,8 +181,16 @@ fn audit(
     source: Option<Source>,
     started: Instant,
 ) -> Result<(), String> {
+    let args: Vec<&str> = args
+        .iter()
+        .map(|a| {
+            let cut = a.char_indices().nth(1024).map_or(a.len(), |(i, _)| i);
+            &a[..cut]
+        })
+        .collect();
     let line = serde_json::json!({
         "ts": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        "atlantis_args": args,
         "user": req.map(|r| r.user.as_str()),
         "repo": req.map(|r| r.repo.as_str()),
         "command": req.map(|r| r.command.as_str()),
@@ -246,6 +257,7 @@ async fn atlantis(cli: &Cli, started: Instant) -> ExitCode {
     if d.allowed {
         if let Err(why) = audit(
             cli.audit_log.as_deref(),
+            &cli.atlantis,
             Some(&req),
             "allow",
             d.rule.as_deref(),
@@ -282,6 +294,7 @@ fn deny(
 ) -> ExitCode {
     let logged = audit(
         cli.audit_log.as_deref(),
+        &cli.atlantis,
         req,
         "deny",
         rule,

