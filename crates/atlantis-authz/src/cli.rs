@@ -11,6 +11,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::FalseyValueParser;
 use clap::{Args, Parser, Subcommand};
 
 /// Decide Atlantis permissions from Okta groups (team_authz command).
@@ -55,9 +56,18 @@ pub struct Cli {
 /// How to reach Okta.
 #[derive(Debug, Args)]
 pub struct OktaArgs {
-    /// Okta org URL, e.g. https://acme.okta.com
+    /// Okta org URL, e.g. https://acme.okta.com; every request goes there and nowhere else
     #[arg(long, env = "OKTA_ORG_URL", value_name = "URL", global = true)]
     pub okta_url: Option<String>,
+
+    /// Tests only: allow a plain-http Okta URL on a loopback address (warns on every run)
+    #[arg(
+        long,
+        env = "ATLANTIS_AUTHZ_OKTA_ALLOW_HTTP",
+        value_parser = FalseyValueParser::new(),
+        global = true
+    )]
+    pub okta_allow_http: bool,
 
     /// Okta API token (sent as SSWS); or use the OAuth client flags
     #[arg(

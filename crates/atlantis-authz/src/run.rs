@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use crate::cache::{self, Cache};
 use crate::cli::{Cli, Command, OktaArgs};
-use crate::okta::{Auth, Okta, OktaError};
+use crate::okta::{self, Auth, Okta, OktaError};
 use crate::policy::{self, Decision, Policy, Request};
 use crate::request::{self, one_line};
 
@@ -99,12 +99,7 @@ pub async fn groups_of(
         .okta_url
         .as_deref()
         .ok_or_else(|| Failure::usage("no Okta org: pass --okta-url (or set OKTA_ORG_URL)"))?;
-    if !(url.starts_with("https://") || url.starts_with("http://")) {
-        return Err(Failure::usage(format!(
-            "--okta-url {:?} is not an http(s) URL",
-            one_line(url)
-        )));
-    }
+    let base = okta::org_url(url, args.okta_allow_http).map_err(Failure::usage)?;
     let auth = match (
         &args.okta_token,
         &args.okta_client_id,
@@ -147,7 +142,7 @@ pub async fn groups_of(
         (None, Some(attr)) => format!("attr:{attr}"),
         (None, None) => String::new(),
     };
-    let key = cache::key(&[url, &credential, &mapping, login]);
+    let key = cache::key(&[base.as_str(), &credential, &mapping, login]);
     let cache = Cache::new(
         &args.cache_dir.clone().unwrap_or_else(default_cache_dir),
         args.cache_ttl,
@@ -155,7 +150,7 @@ pub async fn groups_of(
     if let Some(e) = cache.get(login, &key) {
         return Ok((e.groups, Source::Cache));
     }
-    let mut okta = Okta::new(url, auth, Instant::now() + args.timeout, args.okta_timeout)?;
+    let mut okta = Okta::new(base, auth, Instant::now() + args.timeout, args.okta_timeout)?;
     let id = okta.find_user(&policy.identity, login).await?;
     let groups = okta.groups(&id).await?;
     cache.put(login, &key, &id, &groups);
@@ -312,6 +307,11 @@ fn deny(
 /// Run the parsed command line to its exit code.
 pub async fn run(cli: Cli) -> ExitCode {
     let started = Instant::now();
+    if cli.okta.okta_allow_http {
+        eprintln!(
+            "atlantis-authz: warning: plain http to Okta is allowed (--okta-allow-http or ATLANTIS_AUTHZ_OKTA_ALLOW_HTTP), to a loopback address only: this is for tests, never for production"
+        );
+    }
     match &cli.command {
         None => atlantis(&cli, started).await,
         Some(Command::CheckPolicy { file }) => match load_policy(Some(file)) {

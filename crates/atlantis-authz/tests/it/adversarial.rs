@@ -16,7 +16,7 @@ use atlantis_authz::cli::Cli;
 use clap::CommandFactory;
 use tokio::io::AsyncReadExt;
 
-use crate::atlantis::{people, policy, BIN, PROD};
+use crate::atlantis::{people, policy, BIN, PROD, STAGING};
 use crate::okta::{FakeOkta, TOKEN};
 
 /// The variables Atlantis exports to the team_authz command (its external team allowlist runner).
@@ -416,4 +416,141 @@ async fn team_words_outside_the_allowed_characters_are_refused() {
     ];
     let r = a.run().await;
     assert!(r.allowed(), "{r}");
+}
+
+/// Finding 2: a `Link: rel="next"` to another host was followed with the API token, and the
+/// groups it listed decided.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_next_link_to_another_host_is_not_followed() {
+    let okta = FakeOkta::start(
+        &[(
+            "ana",
+            "ana@example.com",
+            "ACTIVE",
+            &["everyone", "engineering", "readers"],
+        )],
+        2,
+    )
+    .await;
+    let evil = attacker("ana").await;
+    *okta.behaviour.next_base.lock().unwrap() = Some(evil.url.clone());
+    let cache = tempfile::tempdir().unwrap();
+    let r = Atlantis::new(&okta, cache.path(), "ana", "apply", Some(PROD))
+        .run()
+        .await;
+    r.assert_denied(3, &["not on the Okta org"]);
+    assert_eq!(
+        evil.requests.load(Ordering::SeqCst),
+        0,
+        "the attacker was asked; it saw {:?}",
+        evil.behaviour.auth_seen.lock().unwrap()
+    );
+}
+
+/// Finding 2: a redirect to another host was followed and its answer trusted; the OAuth token
+/// request too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_is_not_followed() {
+    let okta = people().await;
+    let evil = attacker("ana").await;
+    *okta.behaviour.redirect_to.lock().unwrap() = Some(evil.url.clone());
+    let cache = tempfile::tempdir().unwrap();
+    let r = Atlantis::new(&okta, cache.path(), "ana", "apply", Some(PROD))
+        .run()
+        .await;
+    r.assert_denied(3, &["redirect", "302"]);
+
+    // The OAuth token request.
+    let key = cache.path().join("key.pem");
+    let made = std::process::Command::new("openssl")
+        .args(["genrsa", "-out"])
+        .arg(&key)
+        .arg("2048")
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let mut a = Atlantis::new(&okta, cache.path(), "ana", "apply", Some(PROD));
+    a.server_env.retain(|(k, _)| k != "OKTA_API_TOKEN");
+    a.server("OKTA_CLIENT_ID", "0oa-test-client");
+    a.server("OKTA_PRIVATE_KEY_FILE", key.as_os_str());
+    let r = a.run().await;
+    r.assert_denied(3, &["redirect"]);
+    assert_eq!(
+        evil.requests.load(Ordering::SeqCst),
+        0,
+        "the attacker was asked"
+    );
+}
+
+/// Finding 2: https only; the opt-out for tests is loud and reaches loopback addresses only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_is_refused_unless_allowed_for_a_loopback_test() {
+    let okta = people().await;
+    let cache = tempfile::tempdir().unwrap();
+    let mut a = Atlantis::new(&okta, cache.path(), "priya", "apply", Some(PROD));
+    a.server_env
+        .retain(|(k, _)| k != "ATLANTIS_AUTHZ_OKTA_ALLOW_HTTP");
+    let r = a.run().await;
+    r.assert_denied(2, &["https"]);
+    assert_eq!(
+        okta.requests.load(Ordering::SeqCst),
+        0,
+        "Okta was asked over http"
+    );
+
+    // Allowed for a loopback address, with a warning on every run.
+    let r = Atlantis::new(&okta, cache.path(), "priya", "apply", Some(PROD))
+        .run()
+        .await;
+    assert!(r.allowed(), "{r}");
+    assert!(r.output.contains("warning: plain http"), "{r}");
+
+    // Not for a name, even one that resolves to loopback.
+    let mut a = Atlantis::new(&okta, cache.path(), "priya", "apply", Some(STAGING));
+    let port = okta.url.rsplit(':').next().unwrap();
+    a.server("OKTA_ORG_URL", format!("http://localhost:{port}"));
+    let r = a.run().await;
+    r.assert_denied(2, &["https", "loopback"]);
+}
+
+/// A host that answers every request with a chunked body that never ends (valid JSON so far:
+/// `[` and then spaces), with no Content-Length to refuse it by.
+async fn endless_answers() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let mut request = [0u8; 4096];
+                let _ = conn.read(&mut request).await;
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n1\r\n[\r\n";
+                if conn.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = format!("{:x}\r\n{}\r\n", 64 << 10, " ".repeat(64 << 10));
+                while conn.write_all(chunk.as_bytes()).await.is_ok() {}
+            });
+        }
+    });
+    url
+}
+
+/// Finding 2: an answer larger than the cap is not read, whether its size is declared or it
+/// just keeps coming.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_answer_is_refused() {
+    let okta = people().await;
+    okta.behaviour.pad_bytes.store(3 << 20, Ordering::SeqCst);
+    let cache = tempfile::tempdir().unwrap();
+    let r = Atlantis::new(&okta, cache.path(), "priya", "apply", Some(PROD))
+        .run()
+        .await;
+    r.assert_denied(3, &["larger than"]);
+
+    let mut a = Atlantis::new(&okta, cache.path(), "priya", "apply", Some(PROD));
+    a.server("OKTA_ORG_URL", endless_answers().await);
+    a.server("ATLANTIS_AUTHZ_OKTA_TIMEOUT", "30s");
+    a.server("ATLANTIS_AUTHZ_TIMEOUT", "30s");
+    a.run().await.assert_denied(3, &["larger than"]);
 }

@@ -137,6 +137,8 @@ async fn an_unknown_command_or_a_malformed_repository_is_refused_before_okta() {
         ))
         .env("USER_NAME", "priya")
         .env("OKTA_API_TOKEN", crate::okta::TOKEN)
+        // The fake Okta speaks plain http on loopback.
+        .env("ATLANTIS_AUTHZ_OKTA_ALLOW_HTTP", "1")
         .output()
         .await
         .unwrap();
@@ -190,6 +192,8 @@ async fn explain_shows_the_candidate_rules_even_without_okta() {
         .args(["explain", "--user", "ana", "--repo", "acme/infra-live"])
         .args(["--path", PROD, "--command", "apply"])
         .env("OKTA_API_TOKEN", crate::okta::TOKEN)
+        // The fake Okta speaks plain http on loopback.
+        .env("ATLANTIS_AUTHZ_OKTA_ALLOW_HTTP", "1")
         .output()
         .await
         .unwrap();
