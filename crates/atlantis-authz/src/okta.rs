@@ -17,7 +17,7 @@ use reqwest::{Client, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use crate::policy::Identity;
+use crate::policy::{Group, Identity};
 use crate::request::shown;
 
 /// The most of one Okta answer that is read (a page of 200 groups is a few hundred KiB).
@@ -108,7 +108,11 @@ struct Profile {
 }
 
 #[derive(Debug, Deserialize)]
-struct Group {
+struct OktaGroup {
+    id: String,
+    /// Okta always sends it; a group without one matches no name.
+    #[serde(rename = "type", default)]
+    kind: String,
     profile: GroupProfile,
 }
 
@@ -462,8 +466,8 @@ impl Okta {
         }
     }
 
-    /// The names of the user's groups, every page.
-    pub async fn groups(&mut self, user_id: &str) -> Result<Vec<String>, OktaError> {
+    /// The user's groups (id, name, type), every page.
+    pub async fn groups(&mut self, user_id: &str) -> Result<Vec<Group>, OktaError> {
         let mut url = Some(self.at(&format!(
             "/api/v1/users/{}/groups?limit=200",
             urlencode(user_id)
@@ -486,8 +490,12 @@ impl Okta {
             url = next_link(resp.headers())
                 .map(|next| self.on_org(&next, "a Link rel=\"next\""))
                 .transpose()?;
-            let page: Vec<Group> = json(resp, "groups").await?;
-            names.extend(page.into_iter().map(|g| g.profile.name));
+            let page: Vec<OktaGroup> = json(resp, "groups").await?;
+            names.extend(page.into_iter().map(|g| Group {
+                id: g.id,
+                name: g.profile.name,
+                kind: g.kind,
+            }));
         }
         Ok(names)
     }

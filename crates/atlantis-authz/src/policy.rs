@@ -6,6 +6,7 @@
 //!   github_attribute: githubUsername   # Okta profile attribute that holds the GitHub login
 //!   users:                             # explicit GitHub login -> Okta login; wins over the attribute
 //!     octocat: octo.cat@example.com
+//!   group_types: [OKTA_GROUP]          # the types whose groups match by name (the default)
 //! default:
 //!   allow_groups: []                   # who may do what no rule matches (empty: nobody)
 //! rules:                               # first match decides
@@ -14,14 +15,19 @@
 //!     paths: ["live/*/*/prod/**"]      # globs over REPO_REL_PATH
 //!     projects: ["*"]                  # globs over PROJECT_NAME
 //!     commands: [apply]                # Atlantis command names
-//!     groups: [infra-prod-admins]      # Okta groups allowed (any of them)
+//!     groups: [infra-prod-admins]      # Okta groups allowed (any of them): by name, or by id
 //! ```
+//!
+//! A group entry that is an Okta group id (`00g` and 17 letters or digits) matches that group
+//! whatever its type; any other entry is a name, and matches only groups of
+//! `identity.group_types` (by default `OKTA_GROUP`: an `APP_GROUP` synced from another directory
+//! under the same name is a different group).
 
 use std::collections::BTreeMap;
 
 use globset::GlobMatcher;
 use serde::de::{self, Deserializer};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The Atlantis commands a rule may name.
 pub const COMMANDS: &[&str] = &[
@@ -88,6 +94,55 @@ impl<'de> Deserialize<'de> for CommandName {
     }
 }
 
+/// The Okta group types (`type` of a group).
+pub const GROUP_TYPES: &[&str] = &["OKTA_GROUP", "APP_GROUP", "BUILT_IN"];
+
+/// One of the user's Okta groups, as Okta lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    /// Okta's id (`00g…`).
+    pub id: String,
+    /// Its name (`profile.name`).
+    pub name: String,
+    /// Its type: `OKTA_GROUP`, `APP_GROUP` (pushed from an app or directory), `BUILT_IN`.
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+impl std::fmt::Display for Group {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (id {}, type {})", self.name, self.id, self.kind)
+    }
+}
+
+/// Whether a policy's group entry is an Okta group id: `00g` and 17 letters or digits.
+pub fn is_group_id(entry: &str) -> bool {
+    entry.len() == 20
+        && entry.starts_with("00g")
+        && entry.chars().all(|c| c.is_ascii_alphanumeric())
+}
+
+/// An Okta group type, checked against [`GROUP_TYPES`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupType(pub String);
+
+impl<'de> Deserialize<'de> for GroupType {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if !GROUP_TYPES.contains(&s.as_str()) {
+            return Err(de::Error::custom(format!(
+                "unknown Okta group type {s:?}; use one of {}",
+                GROUP_TYPES.join(", ")
+            )));
+        }
+        Ok(GroupType(s))
+    }
+}
+
+fn okta_groups_only() -> Vec<GroupType> {
+    vec![GroupType("OKTA_GROUP".into())]
+}
+
 fn nonempty_groups<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     let groups = Vec::<String>::deserialize(d)?;
     if groups.is_empty() {
@@ -101,8 +156,8 @@ fn nonempty_groups<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Er
     Ok(groups)
 }
 
-/// How a GitHub login becomes an Okta user.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// How a GitHub login becomes an Okta user, and which of their groups a name matches.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Identity {
     /// Okta profile attribute holding the GitHub login (searched with `profile.<attr> eq "<login>"`).
@@ -110,6 +165,20 @@ pub struct Identity {
     /// Explicit GitHub login → Okta login (or user id); checked first.
     #[serde(default)]
     pub users: BTreeMap<String, String>,
+    /// The group types whose groups a policy's group *names* match (default: `OKTA_GROUP`);
+    /// group ids match whatever the type.
+    #[serde(default = "okta_groups_only")]
+    pub group_types: Vec<GroupType>,
+}
+
+impl std::default::Default for Identity {
+    fn default() -> Identity {
+        Identity {
+            github_attribute: None,
+            users: BTreeMap::new(),
+            group_types: okta_groups_only(),
+        }
+    }
 }
 
 /// What happens when no rule matches.
@@ -249,6 +318,11 @@ pub fn parse(path: &str, text: &str) -> Result<Policy, PolicyError> {
     if policy.identity.github_attribute.is_none() && policy.identity.users.is_empty() {
         return Err(err("identity: set github_attribute (the Okta profile attribute with the GitHub login) or users (an explicit mapping)".into()));
     }
+    if policy.identity.group_types.is_empty() {
+        return Err(err(
+            "identity.group_types is empty: no group would match by name (leave it out for OKTA_GROUP)".into(),
+        ));
+    }
     if let Some(attr) = &policy.identity.github_attribute {
         if attr.is_empty() || !attr.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(err(format!(
@@ -289,8 +363,73 @@ pub struct Decision {
     pub allowed: bool,
     /// The rule that decided (None: the default).
     pub rule: Option<String>,
+    /// The user's group that allowed (None: denied).
+    pub group: Option<Group>,
     /// One human line.
     pub reason: String,
+}
+
+impl Policy {
+    /// Whether the group entry `entry` (of a rule's or the default's `groups`) names `g`: an id
+    /// matches that group, a name matches a group of that name among `identity.group_types`.
+    pub fn names(&self, entry: &str, g: &Group) -> bool {
+        if is_group_id(entry) {
+            g.id == entry
+        } else {
+            g.name == entry && self.identity.group_types.iter().any(|t| t.0 == g.kind)
+        }
+    }
+
+    /// How a group entry is matched, for `check-policy`: `name (by name, OKTA_GROUP)`.
+    pub fn describe_entry(&self, entry: &str) -> String {
+        if is_group_id(entry) {
+            format!("{entry} (by id)")
+        } else {
+            let types: Vec<&str> = self
+                .identity
+                .group_types
+                .iter()
+                .map(|t| t.0.as_str())
+                .collect();
+            format!("{entry} (by name, {})", types.join(" or "))
+        }
+    }
+
+    /// The first of the user's groups that an entry of `allowed` names (in the policy's order).
+    fn allowing(&self, allowed: &[String], groups: &[Group]) -> Option<Group> {
+        allowed
+            .iter()
+            .find_map(|e| groups.iter().find(|g| self.names(e, g)))
+            .cloned()
+    }
+
+    /// For a denial: the user's groups named like an entry of `allowed` that did not count
+    /// because of their type.
+    fn near_misses(&self, allowed: &[&String], groups: &[Group]) -> String {
+        let near: Vec<String> = groups
+            .iter()
+            .filter(|g| {
+                allowed
+                    .iter()
+                    .any(|e| !is_group_id(e) && g.name == **e && !self.names(e, g))
+            })
+            .map(|g| g.to_string())
+            .collect();
+        if near.is_empty() {
+            return String::new();
+        }
+        let types: Vec<&str> = self
+            .identity
+            .group_types
+            .iter()
+            .map(|t| t.0.as_str())
+            .collect();
+        format!(
+            "; the user's group {} does not count: names match {} groups only (name it by id, or add its type to identity.group_types)",
+            near.join(", "),
+            types.join(" or ")
+        )
+    }
 }
 
 fn any(patterns: &Option<Vec<Pattern>>, value: Option<&str>, ignore: bool) -> bool {
@@ -322,8 +461,8 @@ impl Rule {
 ///
 /// Project level: the first matching rule decides. Command level: allowed when any matching rule
 /// allows one of the user's groups (the project-level checks then narrow it down).
-pub fn decide(policy: &Policy, req: &Request, groups: &[String]) -> Decision {
-    let has = |allowed: &[String]| allowed.iter().find(|g| groups.contains(g)).cloned();
+pub fn decide(policy: &Policy, req: &Request, groups: &[Group]) -> Decision {
+    let has = |allowed: &[String]| policy.allowing(allowed, groups);
     let matching: Vec<&Rule> = policy.rules.iter().filter(|r| r.matches(req)).collect();
     let what = match (&req.path, &req.project) {
         (Some(p), _) => format!("{} on {} path {p}", req.command, req.repo),
@@ -336,9 +475,10 @@ pub fn decide(policy: &Policy, req: &Request, groups: &[String]) -> Decision {
                 allowed: true,
                 rule: Some(rule.name.clone()),
                 reason: format!(
-                    "{} may {what}: rule {:?} allows group {g:?} (each project is checked again)",
+                    "{} may {what}: rule {:?} allows group {g} (each project is checked again)",
                     req.user, rule.name
                 ),
+                group: Some(g),
             };
         }
         if let Some(first) = matching.first() {
@@ -352,9 +492,11 @@ pub fn decide(policy: &Policy, req: &Request, groups: &[String]) -> Decision {
                 allowed: false,
                 rule: Some(first.name.clone()),
                 reason: format!(
-                    "{} may not {what}: not in any of the groups {needed:?} that rules allow",
-                    req.user
+                    "{} may not {what}: not in any of the groups {needed:?} that rules allow{}",
+                    req.user,
+                    policy.near_misses(&needed, groups)
                 ),
+                group: None,
             };
         }
     } else if let Some(rule) = matching.first() {
@@ -363,17 +505,22 @@ pub fn decide(policy: &Policy, req: &Request, groups: &[String]) -> Decision {
                 allowed: true,
                 rule: Some(rule.name.clone()),
                 reason: format!(
-                    "{} may {what}: rule {:?} allows group {g:?}",
+                    "{} may {what}: rule {:?} allows group {g}",
                     req.user, rule.name
                 ),
+                group: Some(g),
             },
             None => Decision {
                 allowed: false,
                 rule: Some(rule.name.clone()),
                 reason: format!(
-                    "{} may not {what}: rule {:?} needs one of the groups {:?}",
-                    req.user, rule.name, rule.groups
+                    "{} may not {what}: rule {:?} needs one of the groups {:?}{}",
+                    req.user,
+                    rule.name,
+                    rule.groups,
+                    policy.near_misses(&rule.groups.iter().collect::<Vec<_>>(), groups)
                 ),
+                group: None,
             },
         };
     }
@@ -382,9 +529,10 @@ pub fn decide(policy: &Policy, req: &Request, groups: &[String]) -> Decision {
             allowed: true,
             rule: None,
             reason: format!(
-                "{} may {what}: no rule matches and the default allows group {g:?}",
+                "{} may {what}: no rule matches and the default allows group {g}",
                 req.user
             ),
+            group: Some(g),
         },
         None => Decision {
             allowed: false,
@@ -393,6 +541,7 @@ pub fn decide(policy: &Policy, req: &Request, groups: &[String]) -> Decision {
                 "{} may not {what}: no rule matches and the default denies",
                 req.user
             ),
+            group: None,
         },
     }
 }
@@ -430,8 +579,82 @@ rules:
         }
     }
 
-    fn groups(g: &[&str]) -> Vec<String> {
-        g.iter().map(|s| s.to_string()).collect()
+    /// `OKTA_GROUP`s named `g`, or `TYPE:name`.
+    fn groups(g: &[&str]) -> Vec<Group> {
+        g.iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let (kind, name) = s.split_once(':').unwrap_or(("OKTA_GROUP", s));
+                Group {
+                    id: format!("00g{i:017}"),
+                    name: name.into(),
+                    kind: kind.into(),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn names_match_okta_groups_and_ids_match_any_group() {
+        let p = parse("policy.yaml", POLICY).unwrap();
+        let prod = req("apply", Some("live/1/eu-west-1/prod/db"));
+        // (the user's groups, allowed)
+        let cases = [
+            (groups(&["infra-prod-admins"]), true),
+            (groups(&["APP_GROUP:infra-prod-admins"]), false),
+            (groups(&["BUILT_IN:infra-prod-admins"]), false),
+            (
+                groups(&["engineering", "APP_GROUP:infra-prod-admins"]),
+                false,
+            ),
+        ];
+        for (g, allowed) in cases {
+            let d = decide(&p, &prod, &g);
+            assert_eq!(d.allowed, allowed, "{g:?}: {}", d.reason);
+        }
+        let d = decide(&p, &prod, &groups(&["APP_GROUP:infra-prod-admins"]));
+        assert!(
+            d.reason.contains("APP_GROUP") && d.reason.contains("by id"),
+            "{}",
+            d.reason
+        );
+
+        // By id: that group, whatever its type; a group *named* like an id does not match.
+        let id = "00g00000000000000001";
+        let by_id = parse(
+            "p.yaml",
+            &POLICY.replace("[infra-prod-admins]", &format!("[{id}]")),
+        )
+        .unwrap();
+        let app = groups(&["engineering", "APP_GROUP:x"]);
+        let d = decide(&by_id, &prod, &app);
+        assert!(d.allowed, "{}", d.reason);
+        assert_eq!(d.group.as_ref().map(|g| g.id.as_str()), Some(id));
+        let named_like_the_id = vec![Group {
+            id: "00gother0000000000000".into(),
+            name: id.into(),
+            kind: "OKTA_GROUP".into(),
+        }];
+        assert!(!decide(&by_id, &prod, &named_like_the_id).allowed);
+
+        // Opting in another type by name.
+        let both = parse(
+            "p.yaml",
+            &POLICY.replace(
+                "github_attribute: githubUsername",
+                "github_attribute: githubUsername\n  group_types: [OKTA_GROUP, APP_GROUP]",
+            ),
+        )
+        .unwrap();
+        assert!(decide(&both, &prod, &groups(&["APP_GROUP:infra-prod-admins"])).allowed);
+        assert!(!decide(&both, &prod, &groups(&["BUILT_IN:infra-prod-admins"])).allowed);
+        for bad in ["group_types: []", "group_types: [GROUP]"] {
+            let text = POLICY.replace(
+                "github_attribute: githubUsername",
+                &format!("github_attribute: githubUsername\n  {bad}"),
+            );
+            assert!(parse("p.yaml", &text).is_err(), "{bad}");
+        }
     }
 
     #[test]

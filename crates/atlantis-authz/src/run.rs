@@ -9,7 +9,7 @@ use std::time::Instant;
 use crate::cache::{self, Cache};
 use crate::cli::{Cli, Command, OktaArgs};
 use crate::okta::{self, Auth, Okta, OktaError};
-use crate::policy::{self, Decision, Policy, Request};
+use crate::policy::{self, Decision, Group, Policy, Request};
 use crate::request::{self, one_line};
 
 /// Exit codes.
@@ -94,7 +94,7 @@ pub async fn groups_of(
     args: &OktaArgs,
     policy: &Policy,
     login: &str,
-) -> Result<(Vec<String>, Source), Failure> {
+) -> Result<(Vec<Group>, Source), Failure> {
     let url = args
         .okta_url
         .as_deref()
@@ -161,28 +161,45 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
+/// One decision as the audit log records it.
+struct Record<'a> {
+    req: Option<&'a Request>,
+    allowed: bool,
+    rule: Option<&'a str>,
+    group: Option<&'a Group>,
+    reason: &'a str,
+    source: Option<Source>,
+}
+
+impl<'a> Record<'a> {
+    /// A denial that is not the policy's verdict.
+    fn failure(req: Option<&'a Request>, reason: &'a str) -> Record<'a> {
+        Record {
+            req,
+            allowed: false,
+            rule: None,
+            group: None,
+            reason,
+            source: None,
+        }
+    }
+}
+
 /// Write one JSON audit line (to `--audit-log`, else stderr), flushed before the verdict is
 /// printed. `Err` when `--audit-log` could not be written: the line went to stderr instead, and
 /// the caller fails closed (an authorization tool must not allow what it cannot record).
-/// `args` are the arguments taken as Atlantis's (each cut to 1 KiB), so a log shows what came.
-#[allow(clippy::too_many_arguments)]
-fn audit(
-    to: Option<&Path>,
-    args: &[String],
-    req: Option<&Request>,
-    verdict: &str,
-    rule: Option<&str>,
-    reason: &str,
-    source: Option<Source>,
-    started: Instant,
-) -> Result<(), String> {
-    let args: Vec<&str> = args
+/// `atlantis_args` are the arguments taken as Atlantis's (each cut to 1 KiB), so the log shows
+/// what came, whatever it held.
+fn audit(cli: &Cli, r: &Record, started: Instant) -> Result<(), String> {
+    let args: Vec<&str> = cli
+        .atlantis
         .iter()
         .map(|a| {
             let cut = a.char_indices().nth(1024).map_or(a.len(), |(i, _)| i);
             &a[..cut]
         })
         .collect();
+    let req = r.req;
     let line = serde_json::json!({
         "ts": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         "atlantis_args": args,
@@ -192,13 +209,15 @@ fn audit(
         "path": req.and_then(|r| r.path.as_deref()),
         "project": req.and_then(|r| r.project.as_deref()),
         "pull": env("PULL_NUM"),
-        "verdict": verdict,
-        "rule": rule,
-        "reason": reason,
-        "groups_from": source.map(|s| match s { Source::Cache => "cache", Source::Okta => "okta" }),
-        "latency_ms": started.elapsed().as_millis() as u64,
+        "verdict": if r.allowed { "allow" } else { "deny" },
+        "rule": r.rule,
+        "group": r.group,
+        "reason": r.reason,
+        "groups_from": r.source.map(|s| match s { Source::Cache => "cache", Source::Okta => "okta" }),
+        "latency_ms": u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     })
     .to_string();
+    let to = cli.audit_log.as_deref();
     let written = to.map(|p| {
         std::fs::OpenOptions::new()
             .create(true)
@@ -238,70 +257,95 @@ async fn atlantis(cli: &Cli, started: Instant) -> ExitCode {
     // The request is checked before anything else: no Okta call for one that can never pass.
     let req = match request::from_atlantis(&cli.atlantis, env) {
         Ok(r) => r,
-        Err(refused) => return deny(cli, None, None, &refused.0, None, started, exit::USAGE),
+        Err(refused) => {
+            return deny(
+                cli,
+                &Record::failure(None, &refused.0),
+                started,
+                exit::USAGE,
+            )
+        }
     };
     let policy = match load_policy(cli.policy.as_deref()) {
         Ok(p) => p,
-        Err(f) => return deny(cli, Some(&req), None, &f.reason, None, started, f.code),
+        Err(f) => {
+            return deny(
+                cli,
+                &Record::failure(Some(&req), &f.reason),
+                started,
+                f.code,
+            )
+        }
     };
     let (groups, source) = match groups_of(&cli.okta, &policy, &req.user).await {
         Ok(g) => g,
-        Err(f) => return deny(cli, Some(&req), None, &f.reason, None, started, f.code),
+        Err(f) => {
+            return deny(
+                cli,
+                &Record::failure(Some(&req), &f.reason),
+                started,
+                f.code,
+            )
+        }
     };
     let d: Decision = policy::decide(&policy, &req, &groups);
-    if d.allowed {
-        if let Err(why) = audit(
-            cli.audit_log.as_deref(),
-            &cli.atlantis,
-            Some(&req),
-            "allow",
-            d.rule.as_deref(),
-            &d.reason,
-            Some(source),
-            started,
-        ) {
-            verdict(false, &why);
-            return ExitCode::from(exit::USAGE);
-        }
-        verdict(true, &d.reason);
-        ExitCode::from(exit::ALLOW)
-    } else {
-        deny(
-            cli,
-            Some(&req),
-            d.rule.as_deref(),
-            &d.reason,
-            Some(source),
-            started,
-            exit::DENY,
-        )
+    let record = Record {
+        req: Some(&req),
+        allowed: d.allowed,
+        rule: d.rule.as_deref(),
+        group: d.group.as_ref(),
+        reason: &d.reason,
+        source: Some(source),
+    };
+    if !d.allowed {
+        return deny(cli, &record, started, exit::DENY);
     }
+    if let Err(why) = audit(cli, &record, started) {
+        verdict(false, &why);
+        return ExitCode::from(exit::USAGE);
+    }
+    verdict(true, &d.reason);
+    ExitCode::from(exit::ALLOW)
 }
 
-fn deny(
-    cli: &Cli,
-    req: Option<&Request>,
-    rule: Option<&str>,
-    reason: &str,
-    source: Option<Source>,
-    started: Instant,
-    code: u8,
-) -> ExitCode {
-    let logged = audit(
-        cli.audit_log.as_deref(),
-        &cli.atlantis,
-        req,
-        "deny",
-        rule,
-        reason,
-        source,
-        started,
-    );
-    match logged {
-        Ok(()) => verdict(false, reason),
-        Err(why) => verdict(false, &format!("{reason} (and {why})")),
+fn deny(cli: &Cli, record: &Record, started: Instant, code: u8) -> ExitCode {
+    match audit(cli, record, started) {
+        Ok(()) => verdict(false, record.reason),
+        Err(why) => verdict(false, &format!("{} (and {why})", record.reason)),
     }
     ExitCode::from(code)
+}
+
+/// `check-policy`: valid or not (with the line), then how each rule's groups are matched and
+/// what looks wrong.
+fn check_policy(file: &Path) -> ExitCode {
+    let p = match load_policy(Some(file)) {
+        Ok(p) => p,
+        Err(f) => {
+            eprintln!("{}", f.reason);
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    println!("{}: OK: {} rules", file.display(), p.rules.len());
+    let entries = |groups: &[String]| {
+        groups
+            .iter()
+            .map(|g| p.describe_entry(g))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for r in &p.rules {
+        println!("  rule {:?}: {}", r.name, entries(&r.groups));
+    }
+    println!(
+        "  default: {}",
+        if p.default.allow_groups.is_empty() {
+            "nobody".to_string()
+        } else {
+            entries(&p.default.allow_groups)
+        }
+    );
+    ExitCode::SUCCESS
 }
 
 /// Run the parsed command line to its exit code.
@@ -314,16 +358,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
     match &cli.command {
         None => atlantis(&cli, started).await,
-        Some(Command::CheckPolicy { file }) => match load_policy(Some(file)) {
-            Ok(p) => {
-                println!("{}: OK: {} rules", file.display(), p.rules.len());
-                ExitCode::SUCCESS
-            }
-            Err(f) => {
-                eprintln!("{}", f.reason);
-                ExitCode::from(exit::USAGE)
-            }
-        },
+        Some(Command::CheckPolicy { file }) => check_policy(file),
         Some(Command::Explain {
             user,
             repo,
@@ -390,12 +425,20 @@ pub async fn run(cli: Cli) -> ExitCode {
                 }
             };
             let d = policy::decide(&policy, &req, &groups);
+            // Names; the type too where it is not an Okta group (names match those only).
+            let listed: Vec<String> = groups
+                .iter()
+                .map(|g| match g.kind.as_str() {
+                    "OKTA_GROUP" => g.name.clone(),
+                    kind => format!("{} ({kind})", g.name),
+                })
+                .collect();
             println!(
                 "groups:  {} (from {})",
                 if groups.is_empty() {
                     "none".to_string()
                 } else {
-                    one_line(&groups.join(", "))
+                    one_line(&listed.join(", "))
                 },
                 if source == Source::Cache {
                     "cache"
@@ -406,6 +449,12 @@ pub async fn run(cli: Cli) -> ExitCode {
             println!(
                 "deciding rule: {}",
                 d.rule.as_deref().unwrap_or("(default)")
+            );
+            println!(
+                "matched group: {}",
+                d.group
+                    .as_ref()
+                    .map_or("none".to_string(), |g| one_line(&g.to_string()))
             );
             println!(
                 "verdict: {} — {}",

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -17,7 +17,7 @@ use clap::CommandFactory;
 use tokio::io::AsyncReadExt;
 
 use crate::atlantis::{people, policy, BIN, PROD, STAGING};
-use crate::okta::{FakeOkta, TOKEN};
+use crate::okta::{group_id, FakeOkta, TOKEN};
 
 /// The variables Atlantis exports to the team_authz command (its external team allowlist runner).
 const ATLANTIS_VARS: &[&str] = &[
@@ -553,4 +553,111 @@ async fn an_oversized_answer_is_refused() {
     a.server("ATLANTIS_AUTHZ_OKTA_TIMEOUT", "30s");
     a.server("ATLANTIS_AUTHZ_TIMEOUT", "30s");
     a.run().await.assert_denied(3, &["larger than"]);
+}
+
+/// A copy of the example policy with `from` replaced by `to`.
+fn policy_with(dir: &Path, from: &str, to: &str) -> PathBuf {
+    let text = std::fs::read_to_string(policy()).unwrap();
+    assert!(text.contains(from), "{from:?} is not in the example policy");
+    let path = dir.join("authz.yaml");
+    std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+    path
+}
+
+fn run_bin(args: &[&str]) -> (Option<i32>, String) {
+    let out = std::process::Command::new(BIN)
+        .args(args)
+        .env("OKTA_API_TOKEN", TOKEN)
+        .env("ATLANTIS_AUTHZ_OKTA_ALLOW_HTTP", "1")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// Finding 3: groups were matched by display name whatever their type, so an `APP_GROUP`
+/// synced from another directory under the protected group's name allowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_okta_groups_match_by_name_and_ids_match_exactly() {
+    let app_group = "APP_GROUP:infra-prod-admins";
+    let okta = FakeOkta::start(
+        &[(
+            "ana",
+            "ana@example.com",
+            "ACTIVE",
+            &["everyone", "engineering", app_group],
+        )],
+        10,
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let r = Atlantis::new(&okta, &cache, "ana", "apply", Some(PROD))
+        .run()
+        .await;
+    r.assert_denied(1, &["prod-apply", "APP_GROUP"]);
+
+    // Named by its id, that group counts; explain and the audit line say which group it was.
+    let id = group_id(app_group);
+    let by_id = policy_with(
+        dir.path(),
+        "groups: [infra-prod-admins]",
+        &format!("groups: [{id}]"),
+    );
+    let mut a = Atlantis::new(&okta, &cache, "ana", "apply", Some(PROD));
+    a.args[1] = by_id.display().to_string();
+    let r = a.run().await;
+    assert!(r.allowed(), "{r}");
+    assert!(
+        r.output.contains(&id) && r.output.contains("APP_GROUP"),
+        "{r}"
+    );
+    let by_id_s = by_id.display().to_string();
+    let cache_s = cache.display().to_string();
+    let (code, text) = run_bin(&[
+        "--policy",
+        &by_id_s,
+        "--okta-url",
+        &okta.url,
+        "--cache-dir",
+        &cache_s,
+        "explain",
+        "--user",
+        "ana",
+        "--repo",
+        "acme/infra-live",
+        "--path",
+        PROD,
+        "--command",
+        "apply",
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains(&format!(
+            "matched group: infra-prod-admins (id {id}, type APP_GROUP)"
+        )),
+        "{text}"
+    );
+    // check-policy says how each rule's groups are matched.
+    let (code, text) = run_bin(&["check-policy", &by_id_s]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains(&format!("{id} (by id)")), "{text}");
+    assert!(text.contains("engineering (by name, OKTA_GROUP)"), "{text}");
+
+    // A policy may opt in other types by name, explicitly.
+    let opted = policy_with(
+        dir.path(),
+        "  github_attribute: githubUsername\n",
+        "  github_attribute: githubUsername\n  group_types: [OKTA_GROUP, APP_GROUP]\n",
+    );
+    let mut a = Atlantis::new(&okta, &cache, "ana", "apply", Some(PROD));
+    a.args[1] = opted.display().to_string();
+    let r = a.run().await;
+    assert!(r.allowed(), "{r}");
 }
