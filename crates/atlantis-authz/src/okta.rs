@@ -37,12 +37,12 @@ pub enum OktaError {
         /// How many matched.
         count: usize,
     },
-    /// The user exists but is not active.
-    #[error("Okta user {login:?} is {status}, not ACTIVE")]
+    /// The user exists but is not active (or Okta gave no status).
+    #[error("Okta user {login:?} is not ACTIVE ({status})")]
     Inactive {
         /// The Okta login.
         login: String,
-        /// Okta's status.
+        /// Okta's status, or `no status`.
         status: String,
     },
     /// A login that cannot safely go into an Okta search expression.
@@ -452,11 +452,12 @@ impl Okta {
         };
         match users.as_slice() {
             [] => Err(OktaError::UnknownUser(login.to_string())),
+            // Only a user Okta says is ACTIVE: no status is not a status.
             [u] => match u.status.as_deref() {
-                None | Some("ACTIVE") => Ok(u.id.clone()),
-                Some(s) => Err(OktaError::Inactive {
+                Some("ACTIVE") => Ok(u.id.clone()),
+                other => Err(OktaError::Inactive {
                     login: u.profile.login.clone().unwrap_or_else(|| login.to_string()),
-                    status: s.to_string(),
+                    status: other.map_or("no status".to_string(), |s| s.to_string()),
                 }),
             },
             many => Err(OktaError::Ambiguous {

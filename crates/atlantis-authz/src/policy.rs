@@ -12,7 +12,7 @@
 //! rules:                               # first match decides
 //!   - name: prod-apply
 //!     repos: ["acme/infra-live"]       # globs over owner/repo
-//!     paths: ["live/*/*/prod/**"]      # globs over REPO_REL_PATH
+//!     paths: ["live/*/*/prod/**"]      # globs over REPO_REL_PATH (`dir/**` covers dir too)
 //!     projects: ["*"]                  # globs over PROJECT_NAME
 //!     commands: [apply]                # Atlantis command names
 //!     groups: [infra-prod-admins]      # Okta groups allowed (any of them): by name, or by id
@@ -41,17 +41,29 @@ pub const COMMANDS: &[&str] = &[
 ];
 
 /// A glob pattern, compiled when the policy is read (a bad one is an error with its line).
+/// `*` stays within a directory; `dir/**` covers everything under `dir` and `dir` itself (a
+/// project at `live/1/us-east-1/prod` is as much prod as one below it).
 #[derive(Debug, Clone)]
 pub struct Pattern {
     source: String,
     matcher: GlobMatcher,
+    /// For `dir/**`: `dir`.
+    dir: Option<GlobMatcher>,
 }
 
 impl Pattern {
     /// Whether `s` matches.
     pub fn is_match(&self, s: &str) -> bool {
-        self.matcher.is_match(s)
+        self.matcher.is_match(s) || self.dir.as_ref().is_some_and(|d| d.is_match(s))
     }
+}
+
+fn compile(source: &str) -> Result<GlobMatcher, String> {
+    globset::GlobBuilder::new(source)
+        .literal_separator(true)
+        .build()
+        .map(|g| g.compile_matcher())
+        .map_err(|e| format!("invalid glob {source:?}: {}", e.kind()))
 }
 
 impl std::fmt::Display for Pattern {
@@ -66,13 +78,15 @@ impl<'de> Deserialize<'de> for Pattern {
         if source.is_empty() {
             return Err(de::Error::custom("empty glob pattern"));
         }
-        let glob = globset::GlobBuilder::new(&source)
-            .literal_separator(true)
-            .build()
-            .map_err(|e| de::Error::custom(format!("invalid glob {source:?}: {}", e.kind())))?;
+        let matcher = compile(&source).map_err(de::Error::custom)?;
+        let dir = match source.strip_suffix("/**") {
+            Some(d) if !d.is_empty() => Some(compile(d).map_err(de::Error::custom)?),
+            _ => None,
+        };
         Ok(Pattern {
             source,
-            matcher: glob.compile_matcher(),
+            matcher,
+            dir,
         })
     }
 }
@@ -369,7 +383,72 @@ pub struct Decision {
     pub reason: String,
 }
 
+/// Whether two optional lists may both apply to one request: either is absent (any), or some
+/// entry of one matches some entry of the other (a heuristic for globs, exact for commands).
+fn overlap(a: &Option<Vec<Pattern>>, b: &Option<Vec<Pattern>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a.iter().any(|x| {
+            b.iter()
+                .any(|y| x.is_match(&y.source) || y.is_match(&x.source))
+        }),
+        _ => true,
+    }
+}
+
 impl Policy {
+    /// What `check-policy` warns about: a path glob of a rule that leaves part of its directory
+    /// (the directory itself, or what lies deeper) to a later rule or the default, for the
+    /// same repositories and commands. E.g. `live/*/*/prod/*` covers `live/1/r/prod/vpc` but
+    /// not `live/1/r/prod` nor `live/1/r/prod/vpc/x`, where a later `live/**` would decide.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (i, a) in self.rules.iter().enumerate() {
+            for g in a.paths.iter().flatten() {
+                let Some((dir, last)) = g.source.rsplit_once('/') else {
+                    continue;
+                };
+                if !last.contains('*') {
+                    continue;
+                }
+                // Paths standing for the directory and for something two levels under it.
+                for (probe, what) in [
+                    (dir.to_string(), format!("the directory {dir} itself")),
+                    (
+                        format!("{dir}/_/_"),
+                        format!("what lies deeper under {dir}"),
+                    ),
+                ] {
+                    if a.paths.iter().flatten().any(|p| p.is_match(&probe)) {
+                        continue;
+                    }
+                    let later = self.rules[i + 1..].iter().find(|b| {
+                        overlap(&a.repos, &b.repos)
+                            && match (&a.commands, &b.commands) {
+                                (Some(x), Some(y)) => x.iter().any(|c| y.contains(c)),
+                                _ => true,
+                            }
+                            && b.paths
+                                .as_ref()
+                                .is_none_or(|ps| ps.iter().any(|p| p.is_match(&probe)))
+                    });
+                    let decider = match later {
+                        Some(b) => format!("rule {:?} decides there", b.name),
+                        None if !self.default.allow_groups.is_empty() => {
+                            "the default (which allows some groups) decides there".to_string()
+                        }
+                        None => continue,
+                    };
+                    out.push(format!(
+                        "rule {:?}: paths glob {:?} does not cover {what}; {decider} (write {dir}/** for the directory and everything under it)",
+                        a.name, g.source
+                    ));
+                }
+            }
+        }
+        out.dedup();
+        out
+    }
+
     /// Whether the group entry `entry` (of a rule's or the default's `groups`) names `g`: an id
     /// matches that group, a name matches a group of that name among `identity.group_types`.
     pub fn names(&self, entry: &str, g: &Group) -> bool {
@@ -736,6 +815,55 @@ rules:
             &groups(&["engineering"]),
         );
         assert_eq!(d.rule.as_deref(), Some("nonprod-apply"), "{}", d.reason);
+    }
+
+    #[test]
+    fn a_directory_glob_covers_the_directory_itself() {
+        let p = parse("policy.yaml", POLICY).unwrap();
+        let eng = groups(&["engineering"]);
+        // (path, deciding rule): the prod directory itself is prod.
+        for (path, rule) in [
+            ("live/1/us-east-1/prod", "prod-apply"),
+            ("live/1/us-east-1/prod/vpc", "prod-apply"),
+            ("live/1/us-east-1/production", "nonprod-apply"),
+            ("live/1/us-east-1/staging", "nonprod-apply"),
+            ("live", "nonprod-apply"),
+        ] {
+            let d = decide(&p, &req("apply", Some(path)), &eng);
+            assert_eq!(d.rule.as_deref(), Some(rule), "{path}: {}", d.reason);
+        }
+    }
+
+    #[test]
+    fn check_policy_warns_when_a_glob_leaves_part_of_its_directory_to_a_later_rule() {
+        assert_eq!(
+            parse("p.yaml", POLICY).unwrap().warnings(),
+            Vec::<String>::new()
+        );
+        let one_level = POLICY.replace("live/*/*/prod/**", "live/*/*/prod/*");
+        let w = parse("p.yaml", &one_level).unwrap().warnings();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].contains("\"prod-apply\"")
+                && w[0].contains("does not cover the directory live/*/*/prod itself;")
+                && w[0].contains("\"nonprod-apply\" decides"),
+            "{w:?}"
+        );
+        // Not when the later rule is for other commands or repositories.
+        let other_commands = one_level.replace("commands: [apply, unlock]", "commands: [unlock]");
+        assert!(parse("p.yaml", &other_commands)
+            .unwrap()
+            .warnings()
+            .is_empty());
+        let other_repos = one_level.replace(
+            "    repos: [\"acme/*\"]\n    paths: [\"live/**\"]",
+            "    repos: [\"other/*\"]\n    paths: [\"live/**\"]",
+        );
+        assert!(parse("p.yaml", &other_repos).unwrap().warnings().is_empty());
+        // The default decides when it allows someone.
+        let by_default = format!("{}default: {{allow_groups: [engineering]}}\n", one_level.replace("  - name: nonprod-apply\n    repos: [\"acme/*\"]\n    paths: [\"live/**\"]\n    commands: [apply, unlock]\n    groups: [engineering]\n", ""));
+        let w = parse("p.yaml", &by_default).unwrap().warnings();
+        assert!(w.iter().any(|w| w.contains("the default")), "{w:?}");
     }
 
     #[test]

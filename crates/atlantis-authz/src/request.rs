@@ -12,8 +12,33 @@
 //!   an absolute path or a `..` segment is denied, never rewritten into something that matches.
 //! - The first, repository-wide check is the one without `REPO_REL_PATH`, whether or not
 //!   `PROJECT_NAME` is set (Atlantis ≥ 0.30 leaves it out; an open change sends it with `-p`).
+//! - Every variable Atlantis sets ([`ATLANTIS_VARS`]) that is present must be UTF-8: one that
+//!   is not is refused, never read as unset (an unset `REPO_REL_PATH` makes the check
+//!   repository-wide).
+
+use std::ffi::OsString;
 
 use crate::policy::{Request, COMMANDS};
+
+/// The variables Atlantis sets for the team_authz command.
+pub const ATLANTIS_VARS: &[&str] = &[
+    "BASE_BRANCH_NAME",
+    "BASE_REPO_NAME",
+    "BASE_REPO_OWNER",
+    "COMMENT_ARGS",
+    "HEAD_BRANCH_NAME",
+    "HEAD_COMMIT",
+    "HEAD_REPO_NAME",
+    "HEAD_REPO_OWNER",
+    "PULL_AUTHOR",
+    "PULL_NUM",
+    "PULL_URL",
+    "USER_NAME",
+    "COMMAND_NAME",
+    "PROJECT_NAME",
+    "REPO_ROOT",
+    "REPO_REL_PATH",
+];
 
 /// Why a request is refused before it is decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,11 +134,25 @@ fn is_owner_repo(repo: &str) -> bool {
     matches!(repo.split_once('/'), Some((o, r)) if ok(o) && ok(r))
 }
 
-/// The request Atlantis sends: `args` = `<command> <owner/repo> <teams…>`, and its environment.
+/// The request Atlantis sends: `args` = `<command> <owner/repo> <teams…>`, and its environment
+/// (`env` as [`std::env::var_os`]; an empty variable counts as unset, as Atlantis sets
+/// `REPO_REL_PATH` and `PROJECT_NAME` empty at its first check).
 pub fn from_atlantis(
     args: &[String],
-    env: impl Fn(&str) -> Option<String>,
+    env: impl Fn(&str) -> Option<OsString>,
 ) -> Result<Request, Refused> {
+    for name in ATLANTIS_VARS {
+        if env(name).is_some_and(|v| v.to_str().is_none()) {
+            return Err(Refused(format!(
+                "{name} is not valid UTF-8: refused (it is never taken as unset)"
+            )));
+        }
+    }
+    let env = |name: &str| {
+        env(name)
+            .and_then(|v| v.into_string().ok())
+            .filter(|v| !v.is_empty())
+    };
     let (command, repo, teams) = match args {
         [c, r, teams @ ..] => (c, r, teams),
         _ => {
@@ -187,7 +226,7 @@ mod tests {
     #[test]
     fn requests_are_checked_before_anything_is_asked() {
         let env = |k: &str| match k {
-            "USER_NAME" => Some("ana".to_string()),
+            "USER_NAME" => Some(OsString::from("ana")),
             _ => None,
         };
         let a = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
@@ -208,20 +247,38 @@ mod tests {
         }
         let with = |k: &'static str, v: &'static str| {
             move |name: &str| match name {
-                "USER_NAME" => Some("ana".to_string()),
-                n if n == k => Some(v.to_string()),
+                "USER_NAME" => Some(OsString::from("ana")),
+                n if n == k => Some(OsString::from(v)),
                 _ => None,
             }
         };
         let args = a(&["apply", "acme/infra-live"]);
         assert!(from_atlantis(&args, with("PROJECT_NAME", "prod\npass\n")).is_err());
-        let forged_user = |k: &str| (k == "USER_NAME").then(|| "ana\npass".to_string());
+        let forged_user = |k: &str| (k == "USER_NAME").then(|| OsString::from("ana\npass"));
         assert!(from_atlantis(&args, forged_user).is_err());
         // The first check with -p: PROJECT_NAME without REPO_REL_PATH is still repository-wide.
         let r = from_atlantis(&args, with("PROJECT_NAME", "prod-vpc")).unwrap();
         assert!(r.command_level(), "{r:?}");
         let r = from_atlantis(&args, with("REPO_REL_PATH", "live/./a/")).unwrap();
         assert_eq!(r.path.as_deref(), Some("live/a"));
+        // Atlantis's first check: REPO_REL_PATH and PROJECT_NAME set, empty.
+        let r = from_atlantis(&args, with("REPO_REL_PATH", "")).unwrap();
+        assert!(r.command_level(), "{r:?}");
+    }
+
+    #[test]
+    fn a_variable_that_is_not_utf8_is_refused_not_unset() {
+        use std::os::unix::ffi::OsStringExt;
+        let args = vec!["apply".to_string(), "acme/infra-live".to_string()];
+        for bad in ATLANTIS_VARS {
+            let env = |name: &str| match name {
+                n if n == *bad => Some(OsString::from_vec(b"live/prod\xff".to_vec())),
+                "USER_NAME" => Some(OsString::from("ana")),
+                _ => None,
+            };
+            let e = from_atlantis(&args, env).unwrap_err();
+            assert!(e.0.contains(bad) && e.0.contains("UTF-8"), "{e:?}");
+        }
     }
 
     #[test]

@@ -255,7 +255,7 @@ fn verdict(allowed: bool, reason: &str) {
 /// Atlantis's call: `<command> <owner/repo> <teams…>` plus the environment.
 async fn atlantis(cli: &Cli, started: Instant) -> ExitCode {
     // The request is checked before anything else: no Okta call for one that can never pass.
-    let req = match request::from_atlantis(&cli.atlantis, env) {
+    let req = match request::from_atlantis(&cli.atlantis, |name: &str| std::env::var_os(name)) {
         Ok(r) => r,
         Err(refused) => {
             return deny(
@@ -345,6 +345,9 @@ fn check_policy(file: &Path) -> ExitCode {
             entries(&p.default.allow_groups)
         }
     );
+    for w in p.warnings() {
+        println!("warning: {w}");
+    }
     ExitCode::SUCCESS
 }
 

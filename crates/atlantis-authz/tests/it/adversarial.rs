@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::Ordering;
@@ -660,4 +661,85 @@ async fn only_okta_groups_match_by_name_and_ids_match_exactly() {
     a.args[1] = opted.display().to_string();
     let r = a.run().await;
     assert!(r.allowed(), "{r}");
+}
+
+/// Finding 4: a non-UTF-8 REPO_REL_PATH counted as unset, so the request fell to the
+/// repository-wide check and was allowed; any Atlantis variable that is not UTF-8 is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_variable_that_is_not_utf8_is_refused() {
+    let okta = people().await;
+    let cache = tempfile::tempdir().unwrap();
+    let mut a = Atlantis::new(&okta, cache.path(), "ana", "apply", Some(PROD));
+    let mut bytes = PROD.as_bytes().to_vec();
+    bytes.push(0xff);
+    a.vars.insert("REPO_REL_PATH", OsString::from_vec(bytes));
+    a.run().await.assert_denied(2, &["REPO_REL_PATH", "UTF-8"]);
+    for var in ATLANTIS_VARS {
+        // priya may apply to prod: only the bad variable can deny.
+        let mut a = Atlantis::new(&okta, cache.path(), "priya", "apply", Some(PROD));
+        let mut bytes = a.vars[var].clone().into_vec();
+        bytes.extend_from_slice(b"\xff\xfe");
+        a.vars.insert(var, OsString::from_vec(bytes));
+        a.run().await.assert_denied(2, &[var, "UTF-8"]);
+    }
+}
+
+/// Finding 4: an Okta user without `status` counted as ACTIVE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_without_a_status_is_not_active() {
+    let okta = FakeOkta::start(
+        &[(
+            "priya",
+            "priya@example.com",
+            "",
+            &["engineering", "infra-prod-admins"],
+        )],
+        10,
+    )
+    .await;
+    let cache = tempfile::tempdir().unwrap();
+    let r = Atlantis::new(&okta, cache.path(), "priya", "apply", Some(PROD))
+        .run()
+        .await;
+    r.assert_denied(1, &["priya", "no status"]);
+}
+
+/// Finding 4: `prod/**` did not cover the `prod` directory itself, so a broader later rule
+/// decided there. Now a trailing `/**` covers the directory too; check-policy warns about the
+/// shapes that still leave part of a directory to a later rule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_glob_covers_the_directory_itself() {
+    let okta = people().await;
+    let dir = tempfile::tempdir().unwrap();
+    let broad = "  - name: live-apply\n    repos: [\"acme/infra-live\"]\n    paths: [\"live/**\"]\n    commands: [apply]\n    groups: [engineering]\n";
+    let text = format!("{}\n{broad}", std::fs::read_to_string(policy()).unwrap());
+    let with_broad = dir.path().join("broad.yaml");
+    std::fs::write(&with_broad, &text).unwrap();
+    let mut a = Atlantis::new(
+        &okta,
+        &dir.path().join("cache"),
+        "ana",
+        "apply",
+        Some("live/111111111111/us-east-1/prod"),
+    );
+    a.args[1] = with_broad.display().to_string();
+    a.run().await.assert_denied(1, &["prod-apply"]);
+
+    // One level only (`prod/*`): check-policy says what the later rule decides.
+    let one_level = dir.path().join("one-level.yaml");
+    std::fs::write(
+        &one_level,
+        text.replace("live/*/*/prod/**", "live/*/*/prod/*"),
+    )
+    .unwrap();
+    let (code, out) = run_bin(&["check-policy", one_level.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("warning: rule \"prod-apply\"") && out.contains("\"live-apply\" decides"),
+        "{out}"
+    );
+    // The example policy has nothing to warn about.
+    let (code, out) = run_bin(&["check-policy", policy().to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!out.contains("warning: rule"), "{out}");
 }
