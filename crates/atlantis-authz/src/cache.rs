@@ -88,7 +88,7 @@ impl Cache {
         if self.ttl.is_zero() {
             return None;
         }
-        let text = std::fs::read_to_string(self.path(login)).ok()?;
+        let text = crate::files::read_regular_text(&self.path(login), 1 << 20).ok()?;
         let e: Entry = serde_json::from_str(&text).ok()?;
         (e.login == login && e.key == key && fresh(e.fetched_at, now(), self.ttl)).then_some(e)
     }

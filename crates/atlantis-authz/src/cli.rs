@@ -96,12 +96,12 @@ pub struct OktaArgs {
     #[arg(long, env = "OKTA_KEY_ID", value_name = "KID", global = true)]
     pub okta_key_id: Option<String>,
 
-    /// Timeout of each Okta call
-    #[arg(long, env = "ATLANTIS_AUTHZ_OKTA_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration, value_name = "DURATION", global = true)]
+    /// Timeout of each Okta call (at most 1h)
+    #[arg(long, env = "ATLANTIS_AUTHZ_OKTA_TIMEOUT", default_value = "5s", value_parser = at_most_an_hour, value_name = "DURATION", global = true)]
     pub okta_timeout: Duration,
 
-    /// Upper bound on the whole decision (waiting out Okta rate limits included)
-    #[arg(long, env = "ATLANTIS_AUTHZ_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration, value_name = "DURATION", global = true)]
+    /// Upper bound on the whole decision, Okta's rate limits waited out included (at most 1h)
+    #[arg(long, env = "ATLANTIS_AUTHZ_TIMEOUT", default_value = "15s", value_parser = at_most_an_hour, value_name = "DURATION", global = true)]
     pub timeout: Duration,
 
     /// Where to cache users' groups [default: $XDG_CACHE_HOME/atlantis-authz or ~/.cache/atlantis-authz]
@@ -116,6 +116,16 @@ pub struct OktaArgs {
     /// How long cached groups are used; 0s disables the cache
     #[arg(long, env = "ATLANTIS_AUTHZ_CACHE_TTL", default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION", global = true)]
     pub cache_ttl: Duration,
+}
+
+/// A duration (`15s`, `2m`) of at most an hour: nobody waits longer for a permission, and any
+/// such duration can be added to the clock.
+fn at_most_an_hour(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d > Duration::from_secs(3600) {
+        return Err("longer than 1h, the most a decision may take".into());
+    }
+    Ok(d)
 }
 
 /// Subcommands for people (Atlantis uses the positional form).

@@ -317,7 +317,7 @@ impl Okta {
                     sub: client_id,
                     aud: token_url.as_str(),
                     iat: now,
-                    exp: now + 300,
+                    exp: now.saturating_add(300),
                     jti: format!("{:032x}", rand::random::<u128>()),
                 };
                 let key = jsonwebtoken::EncodingKey::from_rsa_pem(pem).map_err(|e| {
@@ -387,10 +387,11 @@ impl Okta {
                         .get("x-rate-limit-reset")
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.parse::<u64>().ok())
-                        .unwrap_or_else(|| unix_now() + 1);
+                        .unwrap_or_else(|| unix_now().saturating_add(1));
+                    // Any reset, even u64::MAX: compared with what is left, never added.
                     let wait = Duration::from_secs(reset.saturating_sub(unix_now()))
                         .max(Duration::from_millis(200));
-                    if Instant::now() + wait >= self.deadline {
+                    if wait >= self.deadline.saturating_duration_since(Instant::now()) {
                         return Err(OktaError::RateLimited(wait));
                     }
                     tokio::time::sleep(wait).await;
@@ -398,7 +399,7 @@ impl Okta {
                 s if s.is_server_error() && attempt < 2 => {
                     attempt += 1;
                     let wait = Duration::from_millis(200 * u64::from(attempt));
-                    if Instant::now() + wait >= self.deadline {
+                    if wait >= self.deadline.saturating_duration_since(Instant::now()) {
                         return Err(OktaError::Unavailable(format!("HTTP {s}")));
                     }
                     tokio::time::sleep(wait).await;

@@ -12,6 +12,8 @@
 //!   an absolute path or a `..` segment is denied, never rewritten into something that matches.
 //! - The first, repository-wide check is the one without `REPO_REL_PATH`, whether or not
 //!   `PROJECT_NAME` is set (Atlantis ≥ 0.30 leaves it out; an open change sends it with `-p`).
+//! - `USER_NAME` is a GitHub login ([`check_login`]); no other value may be longer than
+//!   [`MAX_VALUE`] bytes (a path cannot be).
 //! - Every variable Atlantis sets ([`ATLANTIS_VARS`]) that is present must be UTF-8: one that
 //!   is not is refused, never read as unset (an unset `REPO_REL_PATH` makes the check
 //!   repository-wide).
@@ -57,6 +59,40 @@ pub fn one_line(s: &str) -> String {
         .collect()
 }
 
+/// The longest value accepted from Atlantis (an argument, `REPO_REL_PATH`, `PROJECT_NAME`).
+pub const MAX_VALUE: usize = 4096;
+
+/// The longest GitHub login accepted: GitHub's are at most 39 characters, an enterprise
+/// managed user's adds `_<shortcode>`; this leaves room and refuses what no login can be.
+pub const MAX_LOGIN: usize = 100;
+
+/// A GitHub login as it can go into an Okta search: 1 to [`MAX_LOGIN`] ASCII letters, digits,
+/// `-`, `_` or `.` (`what` names it in the refusal: `USER_NAME`, `--user`).
+pub fn check_login(what: &str, login: &str) -> Result<(), Refused> {
+    let ok = !login.is_empty()
+        && login.len() <= MAX_LOGIN
+        && login
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        return Ok(());
+    }
+    Err(Refused(format!(
+        "{what} {} is not a GitHub login (1 to {MAX_LOGIN} letters, digits, -, _ or .)",
+        shown(login)
+    )))
+}
+
+fn not_too_long(what: &str, value: &str) -> Result<(), Refused> {
+    if value.len() > MAX_VALUE {
+        return Err(Refused(format!(
+            "{what} {} is longer than {MAX_VALUE} bytes",
+            shown(value)
+        )));
+    }
+    Ok(())
+}
+
 /// An untrusted value for a message: on one line, and cut short when long.
 pub fn shown(s: &str) -> String {
     const MAX: usize = 80;
@@ -87,10 +123,11 @@ fn check_team_word(word: &str) -> Result<(), Refused> {
 }
 
 fn no_control(what: &str, value: &str) -> Result<(), Refused> {
+    not_too_long(what, value)?;
     if value.chars().any(char::is_control) {
         return Err(Refused(format!(
-            "{what} {:?} holds a control character",
-            one_line(value)
+            "{what} {} holds a control character",
+            shown(value)
         )));
     }
     Ok(())
@@ -175,12 +212,13 @@ pub fn from_atlantis(
         )));
     }
     for t in teams {
+        not_too_long("a team word", t)?;
         check_team_word(t)?;
     }
     let user = env("USER_NAME").ok_or_else(|| {
         Refused("USER_NAME is not set: this must run as Atlantis's team_authz command".into())
     })?;
-    no_control("USER_NAME", &user)?;
+    check_login("USER_NAME", &user)?;
     let path = env("REPO_REL_PATH")
         .map(|p| normalise_path(&p))
         .transpose()?;
@@ -305,6 +343,33 @@ mod tests {
             "`id`",
         ] {
             assert!(check_team_word(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_login_is_what_github_allows() {
+        for ok in [
+            "octocat",
+            "ana",
+            "infra-bot",
+            "jane_acme",
+            "a.b",
+            &"a".repeat(MAX_LOGIN),
+        ] {
+            assert!(check_login("USER_NAME", ok).is_ok(), "{ok:?}");
+        }
+        let long = "a".repeat(100_000);
+        for bad in [
+            "",
+            "ana pass",
+            "ana\"",
+            "renovate[bot]",
+            "ä",
+            &"a".repeat(MAX_LOGIN + 1),
+            &long,
+        ] {
+            let e = check_login("USER_NAME", bad).unwrap_err();
+            assert!(e.0.contains("GitHub login") && e.0.len() < 300, "{e:?}");
         }
     }
 

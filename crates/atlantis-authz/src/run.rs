@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use crate::cache::{self, Cache};
 use crate::cli::{Cli, Command, OktaArgs};
+use crate::files;
 use crate::okta::{self, Auth, Okta, OktaError};
 use crate::policy::{self, Decision, Group, Policy, Request};
 use crate::request::{self, one_line};
@@ -58,12 +59,15 @@ impl From<OktaError> for Failure {
     }
 }
 
-/// Read and parse the policy named by `--policy`.
+/// The largest policy file read.
+const POLICY_LIMIT: u64 = 1 << 20;
+
+/// Read and parse the policy named by `--policy` (a regular file: see [`files`]).
 pub fn load_policy(path: Option<&Path>) -> Result<Policy, Failure> {
     let path = path.ok_or_else(|| {
         Failure::usage("no policy: pass --policy FILE (or set ATLANTIS_AUTHZ_POLICY)")
     })?;
-    let text = std::fs::read_to_string(path)
+    let text = files::read_regular_text(path, POLICY_LIMIT)
         .map_err(|e| Failure::usage(format!("cannot read policy {}: {e}", path.display())))?;
     policy::parse(&path.display().to_string(), &text)
         .map_err(|e| Failure::usage(format!("broken policy: {e}")))
@@ -108,7 +112,7 @@ pub async fn groups_of(
         (Some(t), _, _) if !t.is_empty() => Auth::ApiToken(t.clone()),
         (_, Some(id), Some(key)) => Auth::PrivateKeyJwt {
             client_id: id.clone(),
-            pem: std::fs::read(key).map_err(|e| {
+            pem: files::read_regular(key, 64 << 10).map_err(|e| {
                 Failure::usage(format!(
                     "cannot read --okta-private-key {}: {e}",
                     key.display()
@@ -150,7 +154,10 @@ pub async fn groups_of(
     if let Some(e) = cache.get(login, &key) {
         return Ok((e.groups, Source::Cache));
     }
-    let mut okta = Okta::new(base, auth, Instant::now() + args.timeout, args.okta_timeout)?;
+    let deadline = Instant::now()
+        .checked_add(args.timeout)
+        .ok_or_else(|| Failure::usage("--timeout is too large"))?;
+    let mut okta = Okta::new(base, auth, deadline, args.okta_timeout)?;
     let id = okta.find_user(&policy.identity, login).await?;
     let groups = okta.groups(&id).await?;
     cache.put(login, &key, &id, &groups);
@@ -218,13 +225,7 @@ fn audit(cli: &Cli, r: &Record, started: Instant) -> Result<(), String> {
     })
     .to_string();
     let to = cli.audit_log.as_deref();
-    let written = to.map(|p| {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(p)
-            .and_then(|mut f| writeln!(f, "{line}").and_then(|_| f.sync_data()))
-    });
+    let written = to.map(|p| files::append_line(p, &line));
     if matches!(written, Some(Ok(()))) {
         return Ok(());
     }
@@ -376,6 +377,10 @@ pub async fn run(cli: Cli) -> ExitCode {
                     return ExitCode::from(f.code);
                 }
             };
+            if let Err(refused) = request::check_login("--user", user) {
+                println!("verdict: deny — {}", one_line(&refused.0));
+                return ExitCode::from(exit::USAGE);
+            }
             let path = match path.as_deref().map(request::normalise_path).transpose() {
                 Ok(p) => p,
                 Err(refused) => {

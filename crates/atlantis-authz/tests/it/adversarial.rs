@@ -743,3 +743,104 @@ async fn a_directory_glob_covers_the_directory_itself() {
     assert_eq!(code, Some(0), "{out}");
     assert!(!out.contains("warning: rule"), "{out}");
 }
+
+/// Finding 5: `X-Rate-Limit-Reset: 18446744073709551615` panicked (exit 101, no audit line),
+/// and so did a timeout too large to add to the clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_durations_deny_without_a_panic() {
+    let okta = people().await;
+    okta.behaviour.rate_limited.store(1, Ordering::SeqCst);
+    *okta.behaviour.reset_header.lock().unwrap() = Some(u64::MAX.to_string());
+    let cache = tempfile::tempdir().unwrap();
+    let r = Atlantis::new(&okta, cache.path(), "priya", "apply", Some(PROD))
+        .run()
+        .await;
+    r.assert_denied(3, &["rate limit"]);
+    assert!(
+        r.output.contains("\"verdict\":\"deny\""),
+        "no audit line: {r}"
+    );
+
+    let mut a = Atlantis::new(&okta, cache.path(), "priya", "apply", Some(PROD));
+    a.server("ATLANTIS_AUTHZ_TIMEOUT", format!("{}s", u64::MAX));
+    a.run().await.assert_denied(2, &["timeout"]);
+}
+
+fn mkfifo(path: &Path) {
+    let made = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(made.success());
+}
+
+/// Finding 5: a FIFO as the policy or the audit log blocked forever, though `--timeout` bounds
+/// the whole decision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_as_policy_or_audit_log_denies_within_the_timeout() {
+    let okta = people().await;
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    mkfifo(&fifo);
+    let bound = Duration::from_secs(10);
+
+    let mut a = Atlantis::new(
+        &okta,
+        &dir.path().join("cache"),
+        "priya",
+        "apply",
+        Some(PROD),
+    );
+    a.args[1] = fifo.display().to_string();
+    a.server("ATLANTIS_AUTHZ_TIMEOUT", "2s");
+    let r = a
+        .run_within(bound)
+        .await
+        .expect("a FIFO as the policy hung");
+    r.assert_denied(2, &["policy", "not a regular file"]);
+
+    let mut a = Atlantis::new(
+        &okta,
+        &dir.path().join("cache"),
+        "priya",
+        "apply",
+        Some(PROD),
+    );
+    a.args.push("--audit-log".into());
+    a.args.push(fifo.display().to_string());
+    a.server("ATLANTIS_AUTHZ_TIMEOUT", "2s");
+    let r = a
+        .run_within(bound)
+        .await
+        .expect("a FIFO as the audit log hung");
+    r.assert_denied(2, &["audit log"]);
+}
+
+/// Finding 5: `--audit-log /dev/stderr` denied everything (fsync on a pipe fails).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_log_may_be_stderr() {
+    let okta = people().await;
+    let cache = tempfile::tempdir().unwrap();
+    let mut a = Atlantis::new(&okta, cache.path(), "priya", "apply", Some(PROD));
+    a.args.push("--audit-log".into());
+    a.args.push("/dev/stderr".into());
+    let r = a.run().await;
+    assert!(r.allowed(), "{r}");
+    assert!(r.output.contains("\"verdict\":\"allow\""), "{r}");
+}
+
+/// Finding 5: a 100 KB login was reported as "Okta is unavailable"; it is an input error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_no_github_user_can_have_is_an_input_error() {
+    let okta = people().await;
+    let cache = tempfile::tempdir().unwrap();
+    let mut a = Atlantis::new(&okta, cache.path(), "ana", "plan", Some(STAGING));
+    a.vars.insert("USER_NAME", "a".repeat(100_000).into());
+    let r = a.run().await;
+    r.assert_denied(2, &["USER_NAME", "GitHub login"]);
+    assert!(
+        r.last_line().len() < 400,
+        "the reason repeats the input: {r}"
+    );
+    assert_eq!(okta.requests.load(Ordering::SeqCst), 0, "Okta was asked");
+}
