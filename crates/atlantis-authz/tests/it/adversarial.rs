@@ -844,3 +844,44 @@ async fn a_login_no_github_user_can_have_is_an_input_error() {
     );
     assert_eq!(okta.requests.load(Ordering::SeqCst), 0, "Okta was asked");
 }
+
+/// Finding 5: the README's policy snippet let `nonprod-apply` match any repository. Each rule
+/// of the snippet names its repositories, and with it an engineer cannot apply to another one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_policy_is_scoped_to_its_repository() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .unwrap();
+    let section = &readme[readme
+        .find("## atlantis-authz: who may plan and apply what")
+        .expect("the README's atlantis-authz section")..];
+    let start = section.find("**Policy**").expect("the policy snippet");
+    let block = &section[start..];
+    let yaml = block
+        .split("```yaml\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a yaml block after **Policy**");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("readme-policy.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let parsed: serde_yaml_ng::Value = serde_yaml_ng::from_str(yaml).unwrap();
+    for rule in parsed["rules"].as_sequence().unwrap() {
+        assert!(
+            rule.get("repos").is_some(),
+            "a rule without repos: {rule:?}"
+        );
+    }
+    let okta = people().await;
+    let mut a = Atlantis::new(
+        &okta,
+        &dir.path().join("cache"),
+        "ana",
+        "apply",
+        Some(STAGING),
+    );
+    a.args[1] = path.display().to_string();
+    a.repo = "acme/payments".into();
+    a.vars.insert("BASE_REPO_NAME", "payments".into());
+    a.run().await.assert_denied(1, &["no rule matches"]);
+}
