@@ -167,4 +167,5 @@ Nothing after the Atlantis command name is read as an option; the `--` says so t
 Only an allow prints `pass` as the last line and exits 0. Everything else denies, with one line
 saying why (`deny: …`).
 
-Exit codes: 0 allow; 1 deny; 2 bad usage or a broken policy; 3 Okta unavailable (deny).";
+Exit codes: 0 allow; 1 deny; 2 bad usage, a broken policy, a refused request or an unwritable
+audit log (deny); 3 Okta unavailable, or answering what is not trusted (deny).";

@@ -17,11 +17,13 @@ use crate::request::{self, one_line};
 pub mod exit {
     /// Allowed (and `pass` printed last).
     pub const ALLOW: u8 = 0;
-    /// Denied by the policy (or the user is unknown).
+    /// Denied by the policy (or the user is unknown, or not ACTIVE).
     pub const DENY: u8 = 1;
-    /// Bad usage or a broken policy: denied.
+    /// Bad usage, a broken or unreadable policy, a refused request, an unwritable audit log:
+    /// denied.
     pub const USAGE: u8 = 2;
-    /// Okta could not answer: denied.
+    /// Okta could not answer, or answered what is not trusted (a redirect, a link to another
+    /// host, too large): denied.
     pub const OKTA: u8 = 3;
 }
 
