@@ -10,6 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::policy::Group;
+
 /// The key of an entry: SHA-256 over what decided the answer, so the credential itself is never
 /// written down. `parts` are the Okta org URL, the credential, the identity mapping of this
 /// login, the login.
@@ -32,8 +34,8 @@ pub struct Entry {
     pub login: String,
     /// The Okta user it maps to.
     pub okta_user_id: String,
-    /// Their group names.
-    pub groups: Vec<String>,
+    /// Their groups (an entry from before groups had ids and types does not parse: not used).
+    pub groups: Vec<Group>,
     /// When Okta answered (unix seconds).
     pub fetched_at: u64,
 }
@@ -86,13 +88,13 @@ impl Cache {
         if self.ttl.is_zero() {
             return None;
         }
-        let text = std::fs::read_to_string(self.path(login)).ok()?;
+        let text = crate::files::read_regular_text(&self.path(login), 1 << 20).ok()?;
         let e: Entry = serde_json::from_str(&text).ok()?;
         (e.login == login && e.key == key && fresh(e.fetched_at, now(), self.ttl)).then_some(e)
     }
 
     /// Store an entry (best effort: a cache that can't be written only costs Okta calls).
-    pub fn put(&self, login: &str, key: &str, okta_user_id: &str, groups: &[String]) {
+    pub fn put(&self, login: &str, key: &str, okta_user_id: &str, groups: &[Group]) {
         if self.ttl.is_zero() {
             return;
         }
@@ -136,14 +138,22 @@ mod tests {
         );
     }
 
+    fn group(name: &str) -> Group {
+        Group {
+            id: "00g1".into(),
+            name: name.into(),
+            kind: "OKTA_GROUP".into(),
+        }
+    }
+
     #[test]
     fn expired_entries_are_never_served() {
         let dir = tempfile::tempdir().unwrap();
         let c = Cache::new(dir.path(), Duration::from_secs(60));
-        c.put("octocat", "k", "00u1", &["engineering".into()]);
+        c.put("octocat", "k", "00u1", &[group("engineering")]);
         assert_eq!(
             c.get("octocat", "k").unwrap().groups,
-            vec!["engineering".to_string()]
+            vec![group("engineering")]
         );
         let mut e = c.get("octocat", "k").unwrap();
         e.fetched_at -= 61;
@@ -160,7 +170,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let c = Cache::new(dir.path(), Duration::from_secs(60));
         let k = key(&["https://acme.okta.com", "token-1", "attr:gh", "octocat"]);
-        c.put("octocat", &k, "00u1", &["prod".into()]);
+        c.put("octocat", &k, "00u1", &[group("prod")]);
         assert!(c.get("octocat", &k).is_some());
         // (what changed, key): each change misses.
         for other in [
@@ -172,6 +182,13 @@ mod tests {
         }
         // Parts cannot run into each other.
         assert_ne!(key(&["ab", "c"]), key(&["a", "bc"]));
+        // An entry from before groups had ids and types is not used.
+        let old = r#"{"key":"KEY","login":"octocat","okta_user_id":"00u1","groups":["prod"],"fetched_at":NOW}"#
+            .replace("KEY", &k)
+            .replace("NOW", &now().to_string());
+        std::fs::write(c.path("octocat"), old).unwrap();
+        assert_eq!(c.get("octocat", &k), None);
+        c.put("octocat", &k, "00u1", &[group("prod")]);
         // The credential is not in the file.
         let text = std::fs::read_to_string(c.path("octocat")).unwrap();
         assert!(!text.contains("token-1"), "{text}");

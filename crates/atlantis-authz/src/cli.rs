@@ -1,10 +1,17 @@
 //! The command line. Atlantis runs `sh -c "<command> <args…> <atlantis-command> <owner/repo>
 //! <owner/team>…"` with the request in the environment; the same binary also checks policies
 //! and explains decisions.
+//!
+//! Atlantis appends the user's team names unquoted, so they are untrusted words on our command
+//! line: options are read only before the first of Atlantis's arguments (the Atlantis command
+//! name); from there on every word is one of [`Cli::atlantis`], whatever it looks like — an
+//! option, `--`, `--help`, a subcommand's name. A test generated from this definition checks
+//! that for every option.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::FalseyValueParser;
 use clap::{Args, Parser, Subcommand};
 
 /// Decide Atlantis permissions from Okta groups (team_authz command).
@@ -35,17 +42,32 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
 
-    /// As Atlantis passes them: the Atlantis command, owner/repo, then the user's GitHub teams
-    #[arg(value_name = "ATLANTIS_ARGS")]
+    /// As Atlantis passes them: the Atlantis command, owner/repo, then the user's GitHub teams.
+    /// Everything from the first of them on is taken as it is: never an option, a `--` or a
+    /// subcommand, whatever it holds (Atlantis appends the team names unquoted).
+    #[arg(
+        value_name = "ATLANTIS_ARGS",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
     pub atlantis: Vec<String>,
 }
 
 /// How to reach Okta.
 #[derive(Debug, Args)]
 pub struct OktaArgs {
-    /// Okta org URL, e.g. https://acme.okta.com
+    /// Okta org URL, e.g. https://acme.okta.com; every request goes there and nowhere else
     #[arg(long, env = "OKTA_ORG_URL", value_name = "URL", global = true)]
     pub okta_url: Option<String>,
+
+    /// Tests only: allow a plain-http Okta URL on a loopback address (warns on every run)
+    #[arg(
+        long,
+        env = "ATLANTIS_AUTHZ_OKTA_ALLOW_HTTP",
+        value_parser = FalseyValueParser::new(),
+        global = true
+    )]
+    pub okta_allow_http: bool,
 
     /// Okta API token (sent as SSWS); or use the OAuth client flags
     #[arg(
@@ -74,12 +96,12 @@ pub struct OktaArgs {
     #[arg(long, env = "OKTA_KEY_ID", value_name = "KID", global = true)]
     pub okta_key_id: Option<String>,
 
-    /// Timeout of each Okta call
-    #[arg(long, env = "ATLANTIS_AUTHZ_OKTA_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration, value_name = "DURATION", global = true)]
+    /// Timeout of each Okta call (at most 1h)
+    #[arg(long, env = "ATLANTIS_AUTHZ_OKTA_TIMEOUT", default_value = "5s", value_parser = at_most_an_hour, value_name = "DURATION", global = true)]
     pub okta_timeout: Duration,
 
-    /// Upper bound on the whole decision (waiting out Okta rate limits included)
-    #[arg(long, env = "ATLANTIS_AUTHZ_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration, value_name = "DURATION", global = true)]
+    /// Upper bound on the whole decision, Okta's rate limits waited out included (at most 1h)
+    #[arg(long, env = "ATLANTIS_AUTHZ_TIMEOUT", default_value = "15s", value_parser = at_most_an_hour, value_name = "DURATION", global = true)]
     pub timeout: Duration,
 
     /// Where to cache users' groups [default: $XDG_CACHE_HOME/atlantis-authz or ~/.cache/atlantis-authz]
@@ -94,6 +116,16 @@ pub struct OktaArgs {
     /// How long cached groups are used; 0s disables the cache
     #[arg(long, env = "ATLANTIS_AUTHZ_CACHE_TTL", default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION", global = true)]
     pub cache_ttl: Duration,
+}
+
+/// A duration (`15s`, `2m`) of at most an hour: nobody waits longer for a permission, and any
+/// such duration can be added to the clock.
+fn at_most_an_hour(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d > Duration::from_secs(3600) {
+        return Err("longer than 1h, the most a decision may take".into());
+    }
+    Ok(d)
 }
 
 /// Subcommands for people (Atlantis uses the positional form).
@@ -128,9 +160,12 @@ const AFTER_HELP: &str = "\
 Atlantis (server-side repo config):
   team_authz:
     command: /usr/local/bin/atlantis-authz
-    args: [--policy, /etc/atlantis/authz.yaml]
+    args: [--policy, /etc/atlantis/authz.yaml, --]
+
+Nothing after the Atlantis command name is read as an option; the `--` says so to any version.
 
 Only an allow prints `pass` as the last line and exits 0. Everything else denies, with one line
 saying why (`deny: …`).
 
-Exit codes: 0 allow; 1 deny; 2 bad usage or a broken policy; 3 Okta unavailable (deny).";
+Exit codes: 0 allow; 1 deny; 2 bad usage, a broken policy, a refused request or an unwritable
+audit log (deny); 3 Okta unavailable, or answering what is not trusted (deny).";

@@ -3,11 +3,13 @@
 //!
 //! `request` checks what Atlantis asks before anything else (pure); `policy` parses the rules
 //! and decides (pure); `okta` asks Okta who the user is and which groups they are in; `cache`
-//! keeps those answers briefly on disk, keyed by everything that decides them; `cli` is the
-//! command line; `run` ties them together and fails closed: only an allow prints `pass`.
+//! keeps those answers briefly on disk, keyed by everything that decides them; `files` reads
+//! and appends files without ever blocking; `cli` is the command line; `run` ties them together
+//! and fails closed: only an allow prints `pass`.
 
 pub mod cache;
 pub mod cli;
+pub mod files;
 pub mod okta;
 pub mod policy;
 pub mod request;

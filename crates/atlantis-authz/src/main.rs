@@ -12,8 +12,18 @@ fn main() -> ExitCode {
             let code = if e.use_stderr() { 2 } else { 0 };
             let _ = e.print();
             if code != 0 {
-                // Atlantis reads the last line: make it a clear denial.
-                println!("deny: bad arguments to atlantis-authz (see above)");
+                // Atlantis reads the last line: make it a clear denial, with clap's first line.
+                let text = e.to_string();
+                let first = text.lines().next().unwrap_or("");
+                let first = first.strip_prefix("error: ").unwrap_or(first);
+                let cut = first
+                    .char_indices()
+                    .nth(300)
+                    .map_or(first.len(), |(i, _)| i);
+                println!(
+                    "deny: bad arguments to atlantis-authz: {}",
+                    atlantis_authz::request::one_line(&first[..cut])
+                );
             }
             return ExitCode::from(code);
         }

@@ -2,14 +2,26 @@
 //! `Link: <…>; rel="next"` pagination. Every call has a timeout; a 429 waits for
 //! `X-Rate-Limit-Reset` when that fits in the budget; auth is an API token (`SSWS`) or OAuth 2.0
 //! client credentials with a private-key JWT.
+//!
+//! Only the configured org is trusted: every request (the OAuth token request and every `next`
+//! page included) must go to its scheme, host and port, or it is not sent; redirects are not
+//! followed (a 3xx is an error that names it); the org URL is https (plain http only to a
+//! loopback address, for tests, with [`org_url`]'s `allow_http`); no answer is read past
+//! [`MAX_BODY`].
 
+use std::net::IpAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use reqwest::header::{HeaderMap, AUTHORIZATION, LINK};
-use reqwest::{Client, StatusCode};
+use reqwest::header::{HeaderMap, AUTHORIZATION, CONTENT_LENGTH, LINK, LOCATION};
+use reqwest::{Client, StatusCode, Url};
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use crate::policy::Identity;
+use crate::policy::{Group, Identity};
+use crate::request::shown;
+
+/// The most of one Okta answer that is read (a page of 200 groups is a few hundred KiB).
+pub const MAX_BODY: usize = 2 << 20;
 
 /// Why Okta could not answer; every variant denies.
 #[derive(Debug, thiserror::Error)]
@@ -25,12 +37,12 @@ pub enum OktaError {
         /// How many matched.
         count: usize,
     },
-    /// The user exists but is not active.
-    #[error("Okta user {login:?} is {status}, not ACTIVE")]
+    /// The user exists but is not active (or Okta gave no status).
+    #[error("Okta user {login:?} is not ACTIVE ({status})")]
     Inactive {
         /// The Okta login.
         login: String,
-        /// Okta's status.
+        /// Okta's status, or `no status`.
         status: String,
     },
     /// A login that cannot safely go into an Okta search expression.
@@ -51,6 +63,10 @@ pub enum OktaError {
     /// Okta refused our credentials.
     #[error("Okta refused the credentials (HTTP {0}); check OKTA_API_TOKEN or the OAuth client")]
     Unauthorized(u16),
+    /// An answer that points away from the org (a redirect, a `next` link to another host) or
+    /// is larger than [`MAX_BODY`]: not followed, not read.
+    #[error("Okta's answer is not trusted: {0}")]
+    Untrusted(String),
 }
 
 /// How to authenticate.
@@ -71,7 +87,7 @@ pub enum Auth {
 
 /// An Okta client bound to one org.
 pub struct Okta {
-    base: String,
+    base: Url,
     http: Client,
     auth: Auth,
     bearer: Option<String>,
@@ -92,7 +108,11 @@ struct Profile {
 }
 
 #[derive(Debug, Deserialize)]
-struct Group {
+struct OktaGroup {
+    id: String,
+    /// Okta always sends it; a group without one matches no name.
+    #[serde(rename = "type", default)]
+    kind: String,
     profile: GroupProfile,
 }
 
@@ -137,6 +157,90 @@ pub fn next_link(headers: &HeaderMap) -> Option<String> {
         })
 }
 
+/// The Okta org URL as given (`--okta-url`): `https://<host>[:port]` and nothing more. Plain
+/// `http` only when `allow_http` and only to a loopback address (127.0.0.0/8, `[::1]`): the fake
+/// Okta of a test; a name is not resolved to find out. The `Err` is a line for the user.
+pub fn org_url(url: &str, allow_http: bool) -> Result<Url, String> {
+    let u = Url::parse(url).map_err(|e| format!("--okta-url {} is not a URL: {e}", shown(url)))?;
+    let extra = !u.username().is_empty()
+        || u.password().is_some()
+        || u.query().is_some()
+        || u.fragment().is_some()
+        || !matches!(u.path(), "" | "/");
+    if extra || u.host_str().is_none() {
+        return Err(format!(
+            "--okta-url {} must be the org URL alone, like https://acme.okta.com",
+            shown(url)
+        ));
+    }
+    match u.scheme() {
+        "https" => Ok(u),
+        "http" if allow_http => {
+            let host = u.host_str().unwrap_or("");
+            let ip = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>();
+            if ip.is_ok_and(|ip| ip.is_loopback()) {
+                Ok(u)
+            } else {
+                Err(format!(
+                    "--okta-url {}: Okta is asked over https; --okta-allow-http allows plain http to a loopback address only (127.0.0.0/8 or [::1]), not {host:?}",
+                    shown(url)
+                ))
+            }
+        }
+        "http" => Err(format!(
+            "--okta-url {}: Okta is asked over https only (plain http is for tests against a loopback address, with --okta-allow-http)",
+            shown(url)
+        )),
+        _ => Err(format!(
+            "--okta-url {} is not an https URL",
+            shown(url)
+        )),
+    }
+}
+
+/// Read a whole answer, refusing one larger than [`MAX_BODY`] before or while it arrives.
+async fn body(mut resp: reqwest::Response, what: &str) -> Result<Vec<u8>, OktaError> {
+    let too_big = || {
+        OktaError::Untrusted(format!(
+            "the {what} answer is larger than {} MiB; not read",
+            MAX_BODY >> 20
+        ))
+    };
+    let declared = resp
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(too_big());
+    }
+    let mut bytes = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                if bytes.len().saturating_add(chunk.len()) > MAX_BODY {
+                    return Err(too_big());
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(bytes),
+            Err(e) if e.is_timeout() => {
+                return Err(OktaError::Unavailable(format!(
+                    "the {what} answer did not arrive in time"
+                )))
+            }
+            Err(e) => return Err(OktaError::Unavailable(format!("{what} answer: {e}"))),
+        }
+    }
+}
+
+/// Read and parse a JSON answer (at most [`MAX_BODY`]).
+async fn json<T: DeserializeOwned>(resp: reqwest::Response, what: &str) -> Result<T, OktaError> {
+    let bytes = body(resp, what).await?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| OktaError::Unavailable(format!("{what} answer: {e}")))
+}
+
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -145,10 +249,11 @@ fn unix_now() -> u64 {
 }
 
 impl Okta {
-    /// A client for the org at `base` (e.g. `https://acme.okta.com`), finishing by `deadline`,
-    /// each call bounded by `call_timeout`.
+    /// A client for the org at `base` (from [`org_url`]), finishing by `deadline`, each call
+    /// bounded by `call_timeout`. It follows no redirect, and speaks https only unless `base`
+    /// is plain http (which [`org_url`] allows for a loopback test only).
     pub fn new(
-        base: &str,
+        base: Url,
         auth: Auth,
         deadline: Instant,
         call_timeout: Duration,
@@ -156,17 +261,42 @@ impl Okta {
         let http = Client::builder()
             .connect_timeout(call_timeout)
             .timeout(call_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .https_only(base.scheme() == "https")
             .user_agent(concat!("atlantis-authz/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| OktaError::Unavailable(e.to_string()))?;
         Ok(Okta {
-            base: base.trim_end_matches('/').to_string(),
+            base,
             http,
             auth,
             bearer: None,
             deadline,
             call_timeout,
         })
+    }
+
+    /// `path_and_query` on the org, e.g. `/api/v1/users?search=…`.
+    fn at(&self, path_and_query: &str) -> Result<Url, OktaError> {
+        self.on_org(path_and_query, "a request")
+    }
+
+    /// `url` (absolute, or relative to the org) when it is on the org's scheme, host and port.
+    fn on_org(&self, url: &str, what: &str) -> Result<Url, OktaError> {
+        let u = self.base.join(url).map_err(|e| {
+            OktaError::Untrusted(format!("{what} to {} is not a URL: {e}", shown(url)))
+        })?;
+        let same = u.scheme() == self.base.scheme()
+            && u.host_str() == self.base.host_str()
+            && u.port_or_known_default() == self.base.port_or_known_default();
+        if !same {
+            return Err(OktaError::Untrusted(format!(
+                "{what} to {} is not on the Okta org {}; not followed",
+                shown(url),
+                self.base.as_str().trim_end_matches('/')
+            )));
+        }
+        Ok(u)
     }
 
     async fn authorization(&mut self) -> Result<String, OktaError> {
@@ -180,14 +310,14 @@ impl Okta {
                 if let Some(b) = &self.bearer {
                     return Ok(b.clone());
                 }
-                let token_url = format!("{}/oauth2/v1/token", self.base);
+                let token_url = self.at("/oauth2/v1/token")?;
                 let now = unix_now();
                 let claims = Assertion {
                     iss: client_id,
                     sub: client_id,
-                    aud: &token_url,
+                    aud: token_url.as_str(),
                     iat: now,
-                    exp: now + 300,
+                    exp: now.saturating_add(300),
                     jti: format!("{:032x}", rand::random::<u128>()),
                 };
                 let key = jsonwebtoken::EncodingKey::from_rsa_pem(pem).map_err(|e| {
@@ -209,12 +339,9 @@ impl Okta {
                     ),
                     ("client_assertion", assertion.as_str()),
                 ];
-                let req = self.http.post(&token_url).form(&form);
+                let req = self.http.post(token_url).form(&form);
                 let resp = self.send(req).await?;
-                let token: Token = resp
-                    .json()
-                    .await
-                    .map_err(|e| OktaError::Unavailable(format!("token answer: {e}")))?;
+                let token: Token = json(resp, "token").await?;
                 let bearer = format!("Bearer {}", token.access_token);
                 self.bearer = Some(bearer.clone());
                 Ok(bearer)
@@ -243,16 +370,28 @@ impl Okta {
             };
             match resp.status() {
                 s if s.is_success() => return Ok(resp),
+                s if s.is_redirection() => {
+                    let to = resp
+                        .headers()
+                        .get(LOCATION)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("nowhere");
+                    return Err(OktaError::Untrusted(format!(
+                        "a redirect (HTTP {s} to {}) is not followed",
+                        shown(to)
+                    )));
+                }
                 StatusCode::TOO_MANY_REQUESTS => {
                     let reset = resp
                         .headers()
                         .get("x-rate-limit-reset")
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.parse::<u64>().ok())
-                        .unwrap_or_else(|| unix_now() + 1);
+                        .unwrap_or_else(|| unix_now().saturating_add(1));
+                    // Any reset, even u64::MAX: compared with what is left, never added.
                     let wait = Duration::from_secs(reset.saturating_sub(unix_now()))
                         .max(Duration::from_millis(200));
-                    if Instant::now() + wait >= self.deadline {
+                    if wait >= self.deadline.saturating_duration_since(Instant::now()) {
                         return Err(OktaError::RateLimited(wait));
                     }
                     tokio::time::sleep(wait).await;
@@ -260,7 +399,7 @@ impl Okta {
                 s if s.is_server_error() && attempt < 2 => {
                     attempt += 1;
                     let wait = Duration::from_millis(200 * u64::from(attempt));
-                    if Instant::now() + wait >= self.deadline {
+                    if wait >= self.deadline.saturating_duration_since(Instant::now()) {
                         return Err(OktaError::Unavailable(format!("HTTP {s}")));
                     }
                     tokio::time::sleep(wait).await;
@@ -274,7 +413,7 @@ impl Okta {
         }
     }
 
-    async fn get(&mut self, url: &str) -> Result<reqwest::Response, OktaError> {
+    async fn get(&mut self, url: Url) -> Result<reqwest::Response, OktaError> {
         let auth = self.authorization().await?;
         let req = self
             .http
@@ -298,33 +437,28 @@ impl Okta {
             return Err(OktaError::BadLogin(login.to_string()));
         }
         let users: Vec<User> = if let Some(okta_login) = identity.users.get(login) {
-            let url = format!("{}/api/v1/users/{}", self.base, urlencode(okta_login));
-            match self.get(&url).await {
-                Ok(r) => vec![r
-                    .json()
-                    .await
-                    .map_err(|e| OktaError::Unavailable(format!("user answer: {e}")))?],
+            let url = self.at(&format!("/api/v1/users/{}", urlencode(okta_login)))?;
+            match self.get(url).await {
+                Ok(r) => vec![json(r, "user").await?],
                 Err(OktaError::NotFound) => Vec::new(),
                 Err(e) => return Err(e),
             }
         } else if let Some(attr) = &identity.github_attribute {
             let search = format!("profile.{attr} eq \"{login}\"");
-            let url = format!("{}/api/v1/users?search={}", self.base, urlencode(&search));
-            self.get(&url)
-                .await?
-                .json()
-                .await
-                .map_err(|e| OktaError::Unavailable(format!("user search answer: {e}")))?
+            let url = self.at(&format!("/api/v1/users?search={}", urlencode(&search)))?;
+            let resp = self.get(url).await?;
+            json(resp, "user search").await?
         } else {
             Vec::new()
         };
         match users.as_slice() {
             [] => Err(OktaError::UnknownUser(login.to_string())),
+            // Only a user Okta says is ACTIVE: no status is not a status.
             [u] => match u.status.as_deref() {
-                None | Some("ACTIVE") => Ok(u.id.clone()),
-                Some(s) => Err(OktaError::Inactive {
+                Some("ACTIVE") => Ok(u.id.clone()),
+                other => Err(OktaError::Inactive {
                     login: u.profile.login.clone().unwrap_or_else(|| login.to_string()),
-                    status: s.to_string(),
+                    status: other.map_or("no status".to_string(), |s| s.to_string()),
                 }),
             },
             many => Err(OktaError::Ambiguous {
@@ -334,13 +468,12 @@ impl Okta {
         }
     }
 
-    /// The names of the user's groups, every page.
-    pub async fn groups(&mut self, user_id: &str) -> Result<Vec<String>, OktaError> {
-        let mut url = Some(format!(
-            "{}/api/v1/users/{}/groups?limit=200",
-            self.base,
+    /// The user's groups (id, name, type), every page.
+    pub async fn groups(&mut self, user_id: &str) -> Result<Vec<Group>, OktaError> {
+        let mut url = Some(self.at(&format!(
+            "/api/v1/users/{}/groups?limit=200",
             urlencode(user_id)
-        ));
+        ))?);
         let mut names = Vec::new();
         let mut pages = 0;
         while let Some(u) = url.take() {
@@ -350,18 +483,21 @@ impl Okta {
                     "more than 100 pages of groups".into(),
                 ));
             }
-            let resp = match self.get(&u).await {
+            let resp = match self.get(u).await {
                 Err(OktaError::NotFound) => {
                     return Err(OktaError::UnknownUser(user_id.to_string()))
                 }
                 r => r?,
             };
-            url = next_link(resp.headers());
-            let page: Vec<Group> = resp
-                .json()
-                .await
-                .map_err(|e| OktaError::Unavailable(format!("groups answer: {e}")))?;
-            names.extend(page.into_iter().map(|g| g.profile.name));
+            url = next_link(resp.headers())
+                .map(|next| self.on_org(&next, "a Link rel=\"next\""))
+                .transpose()?;
+            let page: Vec<OktaGroup> = json(resp, "groups").await?;
+            names.extend(page.into_iter().map(|g| Group {
+                id: g.id,
+                name: g.profile.name,
+                kind: g.kind,
+            }));
         }
         Ok(names)
     }
@@ -408,6 +544,63 @@ mod tests {
         );
         assert_eq!(next_link(&one).as_deref(), Some("https://b"));
         assert_eq!(next_link(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn the_org_url_is_https_or_a_loopback_test() {
+        // (url, allow_http, accepted)
+        let cases = [
+            ("https://acme.okta.com", false, true),
+            ("https://acme.okta.com/", false, true),
+            ("https://acme.okta.com:8443", false, true),
+            ("http://acme.okta.com", false, false),
+            ("http://acme.okta.com", true, false),
+            ("http://127.0.0.1:8080", false, false),
+            ("http://127.0.0.1:8080", true, true),
+            ("http://[::1]:8080", true, true),
+            ("http://localhost:8080", true, false),
+            ("https://acme.okta.com/api", false, false),
+            ("https://acme.okta.com/?x=1", false, false),
+            ("https://user:pw@acme.okta.com", false, false),
+            ("ftp://acme.okta.com", true, false),
+            ("acme.okta.com", false, false),
+        ];
+        for (url, allow_http, accepted) in cases {
+            assert_eq!(
+                org_url(url, allow_http).is_ok(),
+                accepted,
+                "{url} (allow_http {allow_http}): {:?}",
+                org_url(url, allow_http)
+            );
+        }
+    }
+
+    #[test]
+    fn only_urls_on_the_org_are_followed() {
+        let okta = Okta::new(
+            org_url("https://acme.okta.com", false).unwrap(),
+            Auth::ApiToken("t".into()),
+            Instant::now(),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        // (url, followed)
+        let cases = [
+            ("https://acme.okta.com/api/v1/users/1/groups?after=x", true),
+            ("https://acme.okta.com:443/api/v1/users/1/groups", true),
+            ("/api/v1/users/1/groups?after=x", true),
+            ("http://acme.okta.com/api/v1/users/1/groups", false),
+            ("https://acme.okta.com:8443/api/v1/users/1/groups", false),
+            ("https://evil.example/api/v1/users/1/groups", false),
+            (
+                "https://acme.okta.com.evil.example/api/v1/users/1/groups",
+                false,
+            ),
+            ("//evil.example/api/v1/users/1/groups", false),
+        ];
+        for (url, followed) in cases {
+            assert_eq!(okta.on_org(url, "a link").is_ok(), followed, "{url}");
+        }
     }
 
     #[test]

@@ -6,22 +6,28 @@
 //!   github_attribute: githubUsername   # Okta profile attribute that holds the GitHub login
 //!   users:                             # explicit GitHub login -> Okta login; wins over the attribute
 //!     octocat: octo.cat@example.com
+//!   group_types: [OKTA_GROUP]          # the types whose groups match by name (the default)
 //! default:
 //!   allow_groups: []                   # who may do what no rule matches (empty: nobody)
 //! rules:                               # first match decides
 //!   - name: prod-apply
 //!     repos: ["acme/infra-live"]       # globs over owner/repo
-//!     paths: ["live/*/*/prod/**"]      # globs over REPO_REL_PATH
+//!     paths: ["live/*/*/prod/**"]      # globs over REPO_REL_PATH (`dir/**` covers dir too)
 //!     projects: ["*"]                  # globs over PROJECT_NAME
 //!     commands: [apply]                # Atlantis command names
-//!     groups: [infra-prod-admins]      # Okta groups allowed (any of them)
+//!     groups: [infra-prod-admins]      # Okta groups allowed (any of them): by name, or by id
 //! ```
+//!
+//! A group entry that is an Okta group id (`00g` and 17 letters or digits) matches that group
+//! whatever its type; any other entry is a name, and matches only groups of
+//! `identity.group_types` (by default `OKTA_GROUP`: an `APP_GROUP` synced from another directory
+//! under the same name is a different group).
 
 use std::collections::BTreeMap;
 
 use globset::GlobMatcher;
 use serde::de::{self, Deserializer};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The Atlantis commands a rule may name.
 pub const COMMANDS: &[&str] = &[
@@ -35,17 +41,29 @@ pub const COMMANDS: &[&str] = &[
 ];
 
 /// A glob pattern, compiled when the policy is read (a bad one is an error with its line).
+/// `*` stays within a directory; `dir/**` covers everything under `dir` and `dir` itself (a
+/// project at `live/1/us-east-1/prod` is as much prod as one below it).
 #[derive(Debug, Clone)]
 pub struct Pattern {
     source: String,
     matcher: GlobMatcher,
+    /// For `dir/**`: `dir`.
+    dir: Option<GlobMatcher>,
 }
 
 impl Pattern {
     /// Whether `s` matches.
     pub fn is_match(&self, s: &str) -> bool {
-        self.matcher.is_match(s)
+        self.matcher.is_match(s) || self.dir.as_ref().is_some_and(|d| d.is_match(s))
     }
+}
+
+fn compile(source: &str) -> Result<GlobMatcher, String> {
+    globset::GlobBuilder::new(source)
+        .literal_separator(true)
+        .build()
+        .map(|g| g.compile_matcher())
+        .map_err(|e| format!("invalid glob {source:?}: {}", e.kind()))
 }
 
 impl std::fmt::Display for Pattern {
@@ -60,13 +78,15 @@ impl<'de> Deserialize<'de> for Pattern {
         if source.is_empty() {
             return Err(de::Error::custom("empty glob pattern"));
         }
-        let glob = globset::GlobBuilder::new(&source)
-            .literal_separator(true)
-            .build()
-            .map_err(|e| de::Error::custom(format!("invalid glob {source:?}: {}", e.kind())))?;
+        let matcher = compile(&source).map_err(de::Error::custom)?;
+        let dir = match source.strip_suffix("/**") {
+            Some(d) if !d.is_empty() => Some(compile(d).map_err(de::Error::custom)?),
+            _ => None,
+        };
         Ok(Pattern {
             source,
-            matcher: glob.compile_matcher(),
+            matcher,
+            dir,
         })
     }
 }
@@ -88,6 +108,55 @@ impl<'de> Deserialize<'de> for CommandName {
     }
 }
 
+/// The Okta group types (`type` of a group).
+pub const GROUP_TYPES: &[&str] = &["OKTA_GROUP", "APP_GROUP", "BUILT_IN"];
+
+/// One of the user's Okta groups, as Okta lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    /// Okta's id (`00g…`).
+    pub id: String,
+    /// Its name (`profile.name`).
+    pub name: String,
+    /// Its type: `OKTA_GROUP`, `APP_GROUP` (pushed from an app or directory), `BUILT_IN`.
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+impl std::fmt::Display for Group {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (id {}, type {})", self.name, self.id, self.kind)
+    }
+}
+
+/// Whether a policy's group entry is an Okta group id: `00g` and 17 letters or digits.
+pub fn is_group_id(entry: &str) -> bool {
+    entry.len() == 20
+        && entry.starts_with("00g")
+        && entry.chars().all(|c| c.is_ascii_alphanumeric())
+}
+
+/// An Okta group type, checked against [`GROUP_TYPES`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupType(pub String);
+
+impl<'de> Deserialize<'de> for GroupType {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if !GROUP_TYPES.contains(&s.as_str()) {
+            return Err(de::Error::custom(format!(
+                "unknown Okta group type {s:?}; use one of {}",
+                GROUP_TYPES.join(", ")
+            )));
+        }
+        Ok(GroupType(s))
+    }
+}
+
+fn okta_groups_only() -> Vec<GroupType> {
+    vec![GroupType("OKTA_GROUP".into())]
+}
+
 fn nonempty_groups<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     let groups = Vec::<String>::deserialize(d)?;
     if groups.is_empty() {
@@ -101,8 +170,8 @@ fn nonempty_groups<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Er
     Ok(groups)
 }
 
-/// How a GitHub login becomes an Okta user.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// How a GitHub login becomes an Okta user, and which of their groups a name matches.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Identity {
     /// Okta profile attribute holding the GitHub login (searched with `profile.<attr> eq "<login>"`).
@@ -110,6 +179,20 @@ pub struct Identity {
     /// Explicit GitHub login → Okta login (or user id); checked first.
     #[serde(default)]
     pub users: BTreeMap<String, String>,
+    /// The group types whose groups a policy's group *names* match (default: `OKTA_GROUP`);
+    /// group ids match whatever the type.
+    #[serde(default = "okta_groups_only")]
+    pub group_types: Vec<GroupType>,
+}
+
+impl std::default::Default for Identity {
+    fn default() -> Identity {
+        Identity {
+            github_attribute: None,
+            users: BTreeMap::new(),
+            group_types: okta_groups_only(),
+        }
+    }
 }
 
 /// What happens when no rule matches.
@@ -249,6 +332,11 @@ pub fn parse(path: &str, text: &str) -> Result<Policy, PolicyError> {
     if policy.identity.github_attribute.is_none() && policy.identity.users.is_empty() {
         return Err(err("identity: set github_attribute (the Okta profile attribute with the GitHub login) or users (an explicit mapping)".into()));
     }
+    if policy.identity.group_types.is_empty() {
+        return Err(err(
+            "identity.group_types is empty: no group would match by name (leave it out for OKTA_GROUP)".into(),
+        ));
+    }
     if let Some(attr) = &policy.identity.github_attribute {
         if attr.is_empty() || !attr.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(err(format!(
@@ -289,8 +377,138 @@ pub struct Decision {
     pub allowed: bool,
     /// The rule that decided (None: the default).
     pub rule: Option<String>,
+    /// The user's group that allowed (None: denied).
+    pub group: Option<Group>,
     /// One human line.
     pub reason: String,
+}
+
+/// Whether two optional lists may both apply to one request: either is absent (any), or some
+/// entry of one matches some entry of the other (a heuristic for globs, exact for commands).
+fn overlap(a: &Option<Vec<Pattern>>, b: &Option<Vec<Pattern>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a.iter().any(|x| {
+            b.iter()
+                .any(|y| x.is_match(&y.source) || y.is_match(&x.source))
+        }),
+        _ => true,
+    }
+}
+
+impl Policy {
+    /// What `check-policy` warns about: a path glob of a rule that leaves part of its directory
+    /// (the directory itself, or what lies deeper) to a later rule or the default, for the
+    /// same repositories and commands. E.g. `live/*/*/prod/*` covers `live/1/r/prod/vpc` but
+    /// not `live/1/r/prod` nor `live/1/r/prod/vpc/x`, where a later `live/**` would decide.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (i, a) in self.rules.iter().enumerate() {
+            for g in a.paths.iter().flatten() {
+                let Some((dir, last)) = g.source.rsplit_once('/') else {
+                    continue;
+                };
+                if !last.contains('*') {
+                    continue;
+                }
+                // Paths standing for the directory and for something two levels under it.
+                for (probe, what) in [
+                    (dir.to_string(), format!("the directory {dir} itself")),
+                    (
+                        format!("{dir}/_/_"),
+                        format!("what lies deeper under {dir}"),
+                    ),
+                ] {
+                    if a.paths.iter().flatten().any(|p| p.is_match(&probe)) {
+                        continue;
+                    }
+                    let later = self.rules[i + 1..].iter().find(|b| {
+                        overlap(&a.repos, &b.repos)
+                            && match (&a.commands, &b.commands) {
+                                (Some(x), Some(y)) => x.iter().any(|c| y.contains(c)),
+                                _ => true,
+                            }
+                            && b.paths
+                                .as_ref()
+                                .is_none_or(|ps| ps.iter().any(|p| p.is_match(&probe)))
+                    });
+                    let decider = match later {
+                        Some(b) => format!("rule {:?} decides there", b.name),
+                        None if !self.default.allow_groups.is_empty() => {
+                            "the default (which allows some groups) decides there".to_string()
+                        }
+                        None => continue,
+                    };
+                    out.push(format!(
+                        "rule {:?}: paths glob {:?} does not cover {what}; {decider} (write {dir}/** for the directory and everything under it)",
+                        a.name, g.source
+                    ));
+                }
+            }
+        }
+        out.dedup();
+        out
+    }
+
+    /// Whether the group entry `entry` (of a rule's or the default's `groups`) names `g`: an id
+    /// matches that group, a name matches a group of that name among `identity.group_types`.
+    pub fn names(&self, entry: &str, g: &Group) -> bool {
+        if is_group_id(entry) {
+            g.id == entry
+        } else {
+            g.name == entry && self.identity.group_types.iter().any(|t| t.0 == g.kind)
+        }
+    }
+
+    /// How a group entry is matched, for `check-policy`: `name (by name, OKTA_GROUP)`.
+    pub fn describe_entry(&self, entry: &str) -> String {
+        if is_group_id(entry) {
+            format!("{entry} (by id)")
+        } else {
+            let types: Vec<&str> = self
+                .identity
+                .group_types
+                .iter()
+                .map(|t| t.0.as_str())
+                .collect();
+            format!("{entry} (by name, {})", types.join(" or "))
+        }
+    }
+
+    /// The first of the user's groups that an entry of `allowed` names (in the policy's order).
+    fn allowing(&self, allowed: &[String], groups: &[Group]) -> Option<Group> {
+        allowed
+            .iter()
+            .find_map(|e| groups.iter().find(|g| self.names(e, g)))
+            .cloned()
+    }
+
+    /// For a denial: the user's groups named like an entry of `allowed` that did not count
+    /// because of their type.
+    fn near_misses(&self, allowed: &[&String], groups: &[Group]) -> String {
+        let near: Vec<String> = groups
+            .iter()
+            .filter(|g| {
+                allowed
+                    .iter()
+                    .any(|e| !is_group_id(e) && g.name == **e && !self.names(e, g))
+            })
+            .map(|g| g.to_string())
+            .collect();
+        if near.is_empty() {
+            return String::new();
+        }
+        let types: Vec<&str> = self
+            .identity
+            .group_types
+            .iter()
+            .map(|t| t.0.as_str())
+            .collect();
+        format!(
+            "; the user's group {} does not count: names match {} groups only (name it by id, or add its type to identity.group_types)",
+            near.join(", "),
+            types.join(" or ")
+        )
+    }
 }
 
 fn any(patterns: &Option<Vec<Pattern>>, value: Option<&str>, ignore: bool) -> bool {
@@ -322,8 +540,8 @@ impl Rule {
 ///
 /// Project level: the first matching rule decides. Command level: allowed when any matching rule
 /// allows one of the user's groups (the project-level checks then narrow it down).
-pub fn decide(policy: &Policy, req: &Request, groups: &[String]) -> Decision {
-    let has = |allowed: &[String]| allowed.iter().find(|g| groups.contains(g)).cloned();
+pub fn decide(policy: &Policy, req: &Request, groups: &[Group]) -> Decision {
+    let has = |allowed: &[String]| policy.allowing(allowed, groups);
     let matching: Vec<&Rule> = policy.rules.iter().filter(|r| r.matches(req)).collect();
     let what = match (&req.path, &req.project) {
         (Some(p), _) => format!("{} on {} path {p}", req.command, req.repo),
@@ -336,9 +554,10 @@ pub fn decide(policy: &Policy, req: &Request, groups: &[String]) -> Decision {
                 allowed: true,
                 rule: Some(rule.name.clone()),
                 reason: format!(
-                    "{} may {what}: rule {:?} allows group {g:?} (each project is checked again)",
+                    "{} may {what}: rule {:?} allows group {g} (each project is checked again)",
                     req.user, rule.name
                 ),
+                group: Some(g),
             };
         }
         if let Some(first) = matching.first() {
@@ -352,9 +571,11 @@ pub fn decide(policy: &Policy, req: &Request, groups: &[String]) -> Decision {
                 allowed: false,
                 rule: Some(first.name.clone()),
                 reason: format!(
-                    "{} may not {what}: not in any of the groups {needed:?} that rules allow",
-                    req.user
+                    "{} may not {what}: not in any of the groups {needed:?} that rules allow{}",
+                    req.user,
+                    policy.near_misses(&needed, groups)
                 ),
+                group: None,
             };
         }
     } else if let Some(rule) = matching.first() {
@@ -363,17 +584,22 @@ pub fn decide(policy: &Policy, req: &Request, groups: &[String]) -> Decision {
                 allowed: true,
                 rule: Some(rule.name.clone()),
                 reason: format!(
-                    "{} may {what}: rule {:?} allows group {g:?}",
+                    "{} may {what}: rule {:?} allows group {g}",
                     req.user, rule.name
                 ),
+                group: Some(g),
             },
             None => Decision {
                 allowed: false,
                 rule: Some(rule.name.clone()),
                 reason: format!(
-                    "{} may not {what}: rule {:?} needs one of the groups {:?}",
-                    req.user, rule.name, rule.groups
+                    "{} may not {what}: rule {:?} needs one of the groups {:?}{}",
+                    req.user,
+                    rule.name,
+                    rule.groups,
+                    policy.near_misses(&rule.groups.iter().collect::<Vec<_>>(), groups)
                 ),
+                group: None,
             },
         };
     }
@@ -382,9 +608,10 @@ pub fn decide(policy: &Policy, req: &Request, groups: &[String]) -> Decision {
             allowed: true,
             rule: None,
             reason: format!(
-                "{} may {what}: no rule matches and the default allows group {g:?}",
+                "{} may {what}: no rule matches and the default allows group {g}",
                 req.user
             ),
+            group: Some(g),
         },
         None => Decision {
             allowed: false,
@@ -393,6 +620,7 @@ pub fn decide(policy: &Policy, req: &Request, groups: &[String]) -> Decision {
                 "{} may not {what}: no rule matches and the default denies",
                 req.user
             ),
+            group: None,
         },
     }
 }
@@ -430,8 +658,82 @@ rules:
         }
     }
 
-    fn groups(g: &[&str]) -> Vec<String> {
-        g.iter().map(|s| s.to_string()).collect()
+    /// `OKTA_GROUP`s named `g`, or `TYPE:name`.
+    fn groups(g: &[&str]) -> Vec<Group> {
+        g.iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let (kind, name) = s.split_once(':').unwrap_or(("OKTA_GROUP", s));
+                Group {
+                    id: format!("00g{i:017}"),
+                    name: name.into(),
+                    kind: kind.into(),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn names_match_okta_groups_and_ids_match_any_group() {
+        let p = parse("policy.yaml", POLICY).unwrap();
+        let prod = req("apply", Some("live/1/eu-west-1/prod/db"));
+        // (the user's groups, allowed)
+        let cases = [
+            (groups(&["infra-prod-admins"]), true),
+            (groups(&["APP_GROUP:infra-prod-admins"]), false),
+            (groups(&["BUILT_IN:infra-prod-admins"]), false),
+            (
+                groups(&["engineering", "APP_GROUP:infra-prod-admins"]),
+                false,
+            ),
+        ];
+        for (g, allowed) in cases {
+            let d = decide(&p, &prod, &g);
+            assert_eq!(d.allowed, allowed, "{g:?}: {}", d.reason);
+        }
+        let d = decide(&p, &prod, &groups(&["APP_GROUP:infra-prod-admins"]));
+        assert!(
+            d.reason.contains("APP_GROUP") && d.reason.contains("by id"),
+            "{}",
+            d.reason
+        );
+
+        // By id: that group, whatever its type; a group *named* like an id does not match.
+        let id = "00g00000000000000001";
+        let by_id = parse(
+            "p.yaml",
+            &POLICY.replace("[infra-prod-admins]", &format!("[{id}]")),
+        )
+        .unwrap();
+        let app = groups(&["engineering", "APP_GROUP:x"]);
+        let d = decide(&by_id, &prod, &app);
+        assert!(d.allowed, "{}", d.reason);
+        assert_eq!(d.group.as_ref().map(|g| g.id.as_str()), Some(id));
+        let named_like_the_id = vec![Group {
+            id: "00gother0000000000000".into(),
+            name: id.into(),
+            kind: "OKTA_GROUP".into(),
+        }];
+        assert!(!decide(&by_id, &prod, &named_like_the_id).allowed);
+
+        // Opting in another type by name.
+        let both = parse(
+            "p.yaml",
+            &POLICY.replace(
+                "github_attribute: githubUsername",
+                "github_attribute: githubUsername\n  group_types: [OKTA_GROUP, APP_GROUP]",
+            ),
+        )
+        .unwrap();
+        assert!(decide(&both, &prod, &groups(&["APP_GROUP:infra-prod-admins"])).allowed);
+        assert!(!decide(&both, &prod, &groups(&["BUILT_IN:infra-prod-admins"])).allowed);
+        for bad in ["group_types: []", "group_types: [GROUP]"] {
+            let text = POLICY.replace(
+                "github_attribute: githubUsername",
+                &format!("github_attribute: githubUsername\n  {bad}"),
+            );
+            assert!(parse("p.yaml", &text).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -513,6 +815,55 @@ rules:
             &groups(&["engineering"]),
         );
         assert_eq!(d.rule.as_deref(), Some("nonprod-apply"), "{}", d.reason);
+    }
+
+    #[test]
+    fn a_directory_glob_covers_the_directory_itself() {
+        let p = parse("policy.yaml", POLICY).unwrap();
+        let eng = groups(&["engineering"]);
+        // (path, deciding rule): the prod directory itself is prod.
+        for (path, rule) in [
+            ("live/1/us-east-1/prod", "prod-apply"),
+            ("live/1/us-east-1/prod/vpc", "prod-apply"),
+            ("live/1/us-east-1/production", "nonprod-apply"),
+            ("live/1/us-east-1/staging", "nonprod-apply"),
+            ("live", "nonprod-apply"),
+        ] {
+            let d = decide(&p, &req("apply", Some(path)), &eng);
+            assert_eq!(d.rule.as_deref(), Some(rule), "{path}: {}", d.reason);
+        }
+    }
+
+    #[test]
+    fn check_policy_warns_when_a_glob_leaves_part_of_its_directory_to_a_later_rule() {
+        assert_eq!(
+            parse("p.yaml", POLICY).unwrap().warnings(),
+            Vec::<String>::new()
+        );
+        let one_level = POLICY.replace("live/*/*/prod/**", "live/*/*/prod/*");
+        let w = parse("p.yaml", &one_level).unwrap().warnings();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].contains("\"prod-apply\"")
+                && w[0].contains("does not cover the directory live/*/*/prod itself;")
+                && w[0].contains("\"nonprod-apply\" decides"),
+            "{w:?}"
+        );
+        // Not when the later rule is for other commands or repositories.
+        let other_commands = one_level.replace("commands: [apply, unlock]", "commands: [unlock]");
+        assert!(parse("p.yaml", &other_commands)
+            .unwrap()
+            .warnings()
+            .is_empty());
+        let other_repos = one_level.replace(
+            "    repos: [\"acme/*\"]\n    paths: [\"live/**\"]",
+            "    repos: [\"other/*\"]\n    paths: [\"live/**\"]",
+        );
+        assert!(parse("p.yaml", &other_repos).unwrap().warnings().is_empty());
+        // The default decides when it allows someone.
+        let by_default = format!("{}default: {{allow_groups: [engineering]}}\n", one_level.replace("  - name: nonprod-apply\n    repos: [\"acme/*\"]\n    paths: [\"live/**\"]\n    commands: [apply, unlock]\n    groups: [engineering]\n", ""));
+        let w = parse("p.yaml", &by_default).unwrap().warnings();
+        assert!(w.iter().any(|w| w.contains("the default")), "{w:?}");
     }
 
     #[test]

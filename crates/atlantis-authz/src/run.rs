@@ -8,19 +8,22 @@ use std::time::Instant;
 
 use crate::cache::{self, Cache};
 use crate::cli::{Cli, Command, OktaArgs};
-use crate::okta::{Auth, Okta, OktaError};
-use crate::policy::{self, Decision, Policy, Request};
+use crate::files;
+use crate::okta::{self, Auth, Okta, OktaError};
+use crate::policy::{self, Decision, Group, Policy, Request};
 use crate::request::{self, one_line};
 
 /// Exit codes.
 pub mod exit {
     /// Allowed (and `pass` printed last).
     pub const ALLOW: u8 = 0;
-    /// Denied by the policy (or the user is unknown).
+    /// Denied by the policy (or the user is unknown, or not ACTIVE).
     pub const DENY: u8 = 1;
-    /// Bad usage or a broken policy: denied.
+    /// Bad usage, a broken or unreadable policy, a refused request, an unwritable audit log:
+    /// denied.
     pub const USAGE: u8 = 2;
-    /// Okta could not answer: denied.
+    /// Okta could not answer, or answered what is not trusted (a redirect, a link to another
+    /// host, too large): denied.
     pub const OKTA: u8 = 3;
 }
 
@@ -58,12 +61,15 @@ impl From<OktaError> for Failure {
     }
 }
 
-/// Read and parse the policy named by `--policy`.
+/// The largest policy file read.
+const POLICY_LIMIT: u64 = 1 << 20;
+
+/// Read and parse the policy named by `--policy` (a regular file: see [`files`]).
 pub fn load_policy(path: Option<&Path>) -> Result<Policy, Failure> {
     let path = path.ok_or_else(|| {
         Failure::usage("no policy: pass --policy FILE (or set ATLANTIS_AUTHZ_POLICY)")
     })?;
-    let text = std::fs::read_to_string(path)
+    let text = files::read_regular_text(path, POLICY_LIMIT)
         .map_err(|e| Failure::usage(format!("cannot read policy {}: {e}", path.display())))?;
     policy::parse(&path.display().to_string(), &text)
         .map_err(|e| Failure::usage(format!("broken policy: {e}")))
@@ -94,17 +100,12 @@ pub async fn groups_of(
     args: &OktaArgs,
     policy: &Policy,
     login: &str,
-) -> Result<(Vec<String>, Source), Failure> {
+) -> Result<(Vec<Group>, Source), Failure> {
     let url = args
         .okta_url
         .as_deref()
         .ok_or_else(|| Failure::usage("no Okta org: pass --okta-url (or set OKTA_ORG_URL)"))?;
-    if !(url.starts_with("https://") || url.starts_with("http://")) {
-        return Err(Failure::usage(format!(
-            "--okta-url {:?} is not an http(s) URL",
-            one_line(url)
-        )));
-    }
+    let base = okta::org_url(url, args.okta_allow_http).map_err(Failure::usage)?;
     let auth = match (
         &args.okta_token,
         &args.okta_client_id,
@@ -113,7 +114,7 @@ pub async fn groups_of(
         (Some(t), _, _) if !t.is_empty() => Auth::ApiToken(t.clone()),
         (_, Some(id), Some(key)) => Auth::PrivateKeyJwt {
             client_id: id.clone(),
-            pem: std::fs::read(key).map_err(|e| {
+            pem: files::read_regular(key, 64 << 10).map_err(|e| {
                 Failure::usage(format!(
                     "cannot read --okta-private-key {}: {e}",
                     key.display()
@@ -147,7 +148,7 @@ pub async fn groups_of(
         (None, Some(attr)) => format!("attr:{attr}"),
         (None, None) => String::new(),
     };
-    let key = cache::key(&[url, &credential, &mapping, login]);
+    let key = cache::key(&[base.as_str(), &credential, &mapping, login]);
     let cache = Cache::new(
         &args.cache_dir.clone().unwrap_or_else(default_cache_dir),
         args.cache_ttl,
@@ -155,7 +156,10 @@ pub async fn groups_of(
     if let Some(e) = cache.get(login, &key) {
         return Ok((e.groups, Source::Cache));
     }
-    let mut okta = Okta::new(url, auth, Instant::now() + args.timeout, args.okta_timeout)?;
+    let deadline = Instant::now()
+        .checked_add(args.timeout)
+        .ok_or_else(|| Failure::usage("--timeout is too large"))?;
+    let mut okta = Okta::new(base, auth, deadline, args.okta_timeout)?;
     let id = okta.find_user(&policy.identity, login).await?;
     let groups = okta.groups(&id).await?;
     cache.put(login, &key, &id, &groups);
@@ -166,40 +170,64 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
+/// One decision as the audit log records it.
+struct Record<'a> {
+    req: Option<&'a Request>,
+    allowed: bool,
+    rule: Option<&'a str>,
+    group: Option<&'a Group>,
+    reason: &'a str,
+    source: Option<Source>,
+}
+
+impl<'a> Record<'a> {
+    /// A denial that is not the policy's verdict.
+    fn failure(req: Option<&'a Request>, reason: &'a str) -> Record<'a> {
+        Record {
+            req,
+            allowed: false,
+            rule: None,
+            group: None,
+            reason,
+            source: None,
+        }
+    }
+}
+
 /// Write one JSON audit line (to `--audit-log`, else stderr), flushed before the verdict is
 /// printed. `Err` when `--audit-log` could not be written: the line went to stderr instead, and
 /// the caller fails closed (an authorization tool must not allow what it cannot record).
-fn audit(
-    to: Option<&Path>,
-    req: Option<&Request>,
-    verdict: &str,
-    rule: Option<&str>,
-    reason: &str,
-    source: Option<Source>,
-    started: Instant,
-) -> Result<(), String> {
+/// `atlantis_args` are the arguments taken as Atlantis's (each cut to 1 KiB), so the log shows
+/// what came, whatever it held.
+fn audit(cli: &Cli, r: &Record, started: Instant) -> Result<(), String> {
+    let args: Vec<&str> = cli
+        .atlantis
+        .iter()
+        .map(|a| {
+            let cut = a.char_indices().nth(1024).map_or(a.len(), |(i, _)| i);
+            &a[..cut]
+        })
+        .collect();
+    let req = r.req;
     let line = serde_json::json!({
         "ts": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        "atlantis_args": args,
         "user": req.map(|r| r.user.as_str()),
         "repo": req.map(|r| r.repo.as_str()),
         "command": req.map(|r| r.command.as_str()),
         "path": req.and_then(|r| r.path.as_deref()),
         "project": req.and_then(|r| r.project.as_deref()),
         "pull": env("PULL_NUM"),
-        "verdict": verdict,
-        "rule": rule,
-        "reason": reason,
-        "groups_from": source.map(|s| match s { Source::Cache => "cache", Source::Okta => "okta" }),
-        "latency_ms": started.elapsed().as_millis() as u64,
+        "verdict": if r.allowed { "allow" } else { "deny" },
+        "rule": r.rule,
+        "group": r.group,
+        "reason": r.reason,
+        "groups_from": r.source.map(|s| match s { Source::Cache => "cache", Source::Okta => "okta" }),
+        "latency_ms": u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     })
     .to_string();
-    let written = to.map(|p| {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(p)
-            .and_then(|mut f| writeln!(f, "{line}").and_then(|_| f.sync_data()))
-    });
+    let to = cli.audit_log.as_deref();
+    let written = to.map(|p| files::append_line(p, &line));
     if matches!(written, Some(Ok(()))) {
         return Ok(());
     }
@@ -230,87 +258,113 @@ fn verdict(allowed: bool, reason: &str) {
 /// Atlantis's call: `<command> <owner/repo> <teams…>` plus the environment.
 async fn atlantis(cli: &Cli, started: Instant) -> ExitCode {
     // The request is checked before anything else: no Okta call for one that can never pass.
-    let req = match request::from_atlantis(&cli.atlantis, env) {
+    let req = match request::from_atlantis(&cli.atlantis, |name: &str| std::env::var_os(name)) {
         Ok(r) => r,
-        Err(refused) => return deny(cli, None, None, &refused.0, None, started, exit::USAGE),
+        Err(refused) => {
+            return deny(
+                cli,
+                &Record::failure(None, &refused.0),
+                started,
+                exit::USAGE,
+            )
+        }
     };
     let policy = match load_policy(cli.policy.as_deref()) {
         Ok(p) => p,
-        Err(f) => return deny(cli, Some(&req), None, &f.reason, None, started, f.code),
+        Err(f) => {
+            return deny(
+                cli,
+                &Record::failure(Some(&req), &f.reason),
+                started,
+                f.code,
+            )
+        }
     };
     let (groups, source) = match groups_of(&cli.okta, &policy, &req.user).await {
         Ok(g) => g,
-        Err(f) => return deny(cli, Some(&req), None, &f.reason, None, started, f.code),
+        Err(f) => {
+            return deny(
+                cli,
+                &Record::failure(Some(&req), &f.reason),
+                started,
+                f.code,
+            )
+        }
     };
     let d: Decision = policy::decide(&policy, &req, &groups);
-    if d.allowed {
-        if let Err(why) = audit(
-            cli.audit_log.as_deref(),
-            Some(&req),
-            "allow",
-            d.rule.as_deref(),
-            &d.reason,
-            Some(source),
-            started,
-        ) {
-            verdict(false, &why);
-            return ExitCode::from(exit::USAGE);
-        }
-        verdict(true, &d.reason);
-        ExitCode::from(exit::ALLOW)
-    } else {
-        deny(
-            cli,
-            Some(&req),
-            d.rule.as_deref(),
-            &d.reason,
-            Some(source),
-            started,
-            exit::DENY,
-        )
+    let record = Record {
+        req: Some(&req),
+        allowed: d.allowed,
+        rule: d.rule.as_deref(),
+        group: d.group.as_ref(),
+        reason: &d.reason,
+        source: Some(source),
+    };
+    if !d.allowed {
+        return deny(cli, &record, started, exit::DENY);
     }
+    if let Err(why) = audit(cli, &record, started) {
+        verdict(false, &why);
+        return ExitCode::from(exit::USAGE);
+    }
+    verdict(true, &d.reason);
+    ExitCode::from(exit::ALLOW)
 }
 
-fn deny(
-    cli: &Cli,
-    req: Option<&Request>,
-    rule: Option<&str>,
-    reason: &str,
-    source: Option<Source>,
-    started: Instant,
-    code: u8,
-) -> ExitCode {
-    let logged = audit(
-        cli.audit_log.as_deref(),
-        req,
-        "deny",
-        rule,
-        reason,
-        source,
-        started,
-    );
-    match logged {
-        Ok(()) => verdict(false, reason),
-        Err(why) => verdict(false, &format!("{reason} (and {why})")),
+fn deny(cli: &Cli, record: &Record, started: Instant, code: u8) -> ExitCode {
+    match audit(cli, record, started) {
+        Ok(()) => verdict(false, record.reason),
+        Err(why) => verdict(false, &format!("{} (and {why})", record.reason)),
     }
     ExitCode::from(code)
+}
+
+/// `check-policy`: valid or not (with the line), then how each rule's groups are matched and
+/// what looks wrong.
+fn check_policy(file: &Path) -> ExitCode {
+    let p = match load_policy(Some(file)) {
+        Ok(p) => p,
+        Err(f) => {
+            eprintln!("{}", f.reason);
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    println!("{}: OK: {} rules", file.display(), p.rules.len());
+    let entries = |groups: &[String]| {
+        groups
+            .iter()
+            .map(|g| p.describe_entry(g))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for r in &p.rules {
+        println!("  rule {:?}: {}", r.name, entries(&r.groups));
+    }
+    println!(
+        "  default: {}",
+        if p.default.allow_groups.is_empty() {
+            "nobody".to_string()
+        } else {
+            entries(&p.default.allow_groups)
+        }
+    );
+    for w in p.warnings() {
+        println!("warning: {w}");
+    }
+    ExitCode::SUCCESS
 }
 
 /// Run the parsed command line to its exit code.
 pub async fn run(cli: Cli) -> ExitCode {
     let started = Instant::now();
+    if cli.okta.okta_allow_http {
+        eprintln!(
+            "atlantis-authz: warning: plain http to Okta is allowed (--okta-allow-http or ATLANTIS_AUTHZ_OKTA_ALLOW_HTTP), to a loopback address only: this is for tests, never for production"
+        );
+    }
     match &cli.command {
         None => atlantis(&cli, started).await,
-        Some(Command::CheckPolicy { file }) => match load_policy(Some(file)) {
-            Ok(p) => {
-                println!("{}: OK: {} rules", file.display(), p.rules.len());
-                ExitCode::SUCCESS
-            }
-            Err(f) => {
-                eprintln!("{}", f.reason);
-                ExitCode::from(exit::USAGE)
-            }
-        },
+        Some(Command::CheckPolicy { file }) => check_policy(file),
         Some(Command::Explain {
             user,
             repo,
@@ -325,6 +379,10 @@ pub async fn run(cli: Cli) -> ExitCode {
                     return ExitCode::from(f.code);
                 }
             };
+            if let Err(refused) = request::check_login("--user", user) {
+                println!("verdict: deny — {}", one_line(&refused.0));
+                return ExitCode::from(exit::USAGE);
+            }
             let path = match path.as_deref().map(request::normalise_path).transpose() {
                 Ok(p) => p,
                 Err(refused) => {
@@ -377,12 +435,20 @@ pub async fn run(cli: Cli) -> ExitCode {
                 }
             };
             let d = policy::decide(&policy, &req, &groups);
+            // Names; the type too where it is not an Okta group (names match those only).
+            let listed: Vec<String> = groups
+                .iter()
+                .map(|g| match g.kind.as_str() {
+                    "OKTA_GROUP" => g.name.clone(),
+                    kind => format!("{} ({kind})", g.name),
+                })
+                .collect();
             println!(
                 "groups:  {} (from {})",
                 if groups.is_empty() {
                     "none".to_string()
                 } else {
-                    one_line(&groups.join(", "))
+                    one_line(&listed.join(", "))
                 },
                 if source == Source::Cache {
                     "cache"
@@ -393,6 +459,12 @@ pub async fn run(cli: Cli) -> ExitCode {
             println!(
                 "deciding rule: {}",
                 d.rule.as_deref().unwrap_or("(default)")
+            );
+            println!(
+                "matched group: {}",
+                d.group
+                    .as_ref()
+                    .map_or("none".to_string(), |g| one_line(&g.to_string()))
             );
             println!(
                 "verdict: {} — {}",

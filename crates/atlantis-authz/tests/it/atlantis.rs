@@ -93,6 +93,8 @@ impl<'a> Call<'a> {
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("OKTA_API_TOKEN", self.token)
+            // The fake Okta speaks plain http on loopback.
+            .env("ATLANTIS_AUTHZ_OKTA_ALLOW_HTTP", "1")
             .env("USER_NAME", self.user)
             .env("COMMAND_NAME", self.command)
             .env("BASE_REPO_OWNER", "acme")
@@ -404,6 +406,8 @@ async fn explain_shows_the_rule_the_groups_and_the_verdict() {
             "apply",
         ])
         .env("OKTA_API_TOKEN", TOKEN)
+        // The fake Okta speaks plain http on loopback.
+        .env("ATLANTIS_AUTHZ_OKTA_ALLOW_HTTP", "1")
         .output()
         .await
         .unwrap();
@@ -441,6 +445,7 @@ async fn oauth_client_credentials_with_a_private_key_jwt() {
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("OKTA_CLIENT_ID", "0oa-test-client")
+        .env("ATLANTIS_AUTHZ_OKTA_ALLOW_HTTP", "1")
         .env("OKTA_PRIVATE_KEY_FILE", &key)
         .env("USER_NAME", "ana")
         .output()

@@ -1,5 +1,7 @@
-//! A fake Okta: users with a GitHub-login profile attribute, their groups served in pages with
-//! `Link` headers, and switches for 429 (with `X-Rate-Limit-Reset`), 5xx and slowness.
+//! A fake Okta: users with a GitHub-login profile attribute, their groups (with ids and types)
+//! served in pages with `Link` headers, and switches for 429 (with `X-Rate-Limit-Reset`), 5xx,
+//! slowness, and the hostile answers an attacker would give: redirects, `next` links to another
+//! host, oversized bodies. A second `FakeOkta` on loopback plays the attacker's host.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -8,11 +10,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 pub const TOKEN: &str = "test-api-token";
@@ -25,6 +28,18 @@ pub struct Behaviour {
     pub down: std::sync::atomic::AtomicBool,
     /// Delay every answer by this many milliseconds.
     pub delay_ms: AtomicU64,
+    /// The `X-Rate-Limit-Reset` of a 429 (default: one second ahead).
+    pub reset_header: Mutex<Option<String>>,
+    /// Where the `rel="next"` links of group pages point (default: this server).
+    pub next_base: Mutex<Option<String>>,
+    /// Answer every request with a 302 to this base URL (same path and query).
+    pub redirect_to: Mutex<Option<String>>,
+    /// Pad each page of groups with this many bytes of whitespace (still valid JSON).
+    pub pad_bytes: AtomicUsize,
+    /// Answer without checking credentials, as an attacker's host would.
+    pub no_auth: std::sync::atomic::AtomicBool,
+    /// Every `Authorization` header received.
+    pub auth_seen: Mutex<Vec<String>>,
 }
 
 pub struct FakeOkta {
@@ -40,7 +55,7 @@ impl Drop for FakeOkta {
     }
 }
 
-/// An Okta user: (id, login, status, group names).
+/// An Okta user: (id, login, status ("" = none in the answer), group specs).
 type OktaUser = (String, String, String, Vec<String>);
 
 #[derive(Clone)]
@@ -54,7 +69,9 @@ struct World {
 }
 
 impl FakeOkta {
-    /// `users`: (github login, okta login, status, groups).
+    /// `users`: (github login, okta login, status, groups). A group is `name` (an `OKTA_GROUP`)
+    /// or `TYPE:name` (e.g. `APP_GROUP:infra-prod-admins`); its id is [`group_id`]. A status
+    /// of `""` leaves `status` out of the user's JSON.
     pub async fn start(users: &[(&str, &str, &str, &[&str])], page_size: usize) -> FakeOkta {
         let map = users
             .iter()
@@ -107,39 +124,83 @@ impl FakeOkta {
     }
 }
 
-/// Common gatekeeping: count, delay, outage, rate limit, auth.
-async fn gate(w: &World, h: &HeaderMap) -> Option<Response> {
+/// The id of a group spec (`name` or `TYPE:name`): `00g` and 17 more characters, like Okta's.
+pub fn group_id(spec: &str) -> String {
+    let spec = if spec.contains(':') {
+        spec.to_string()
+    } else {
+        format!("OKTA_GROUP:{spec}")
+    };
+    let hash: String = Sha256::digest(spec.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("00g{}", &hash[..17])
+}
+
+fn group_json(spec: &str) -> Value {
+    let (kind, name) = spec.split_once(':').unwrap_or(("OKTA_GROUP", spec));
+    json!({"id": group_id(spec), "type": kind, "profile": {"name": name, "description": ""}})
+}
+
+/// A 302 to the same path on `to`.
+fn redirect(to: &str, uri: &Uri) -> Response {
+    let target = format!(
+        "{to}{}",
+        uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
+    );
+    (StatusCode::FOUND, [(header::LOCATION, target)]).into_response()
+}
+
+/// Common gatekeeping: count, delay, redirect, outage, rate limit, auth.
+async fn gate(w: &World, h: &HeaderMap, uri: &Uri) -> Option<Response> {
     w.requests.fetch_add(1, Ordering::SeqCst);
+    if let Some(a) = h.get("authorization").and_then(|v| v.to_str().ok()) {
+        w.behaviour.auth_seen.lock().unwrap().push(a.to_string());
+    }
     let delay = w.behaviour.delay_ms.load(Ordering::SeqCst);
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    if let Some(to) = w.behaviour.redirect_to.lock().unwrap().clone() {
+        return Some(redirect(&to, uri));
     }
     if w.behaviour.down.load(Ordering::SeqCst) {
         return Some((StatusCode::SERVICE_UNAVAILABLE, "down").into_response());
     }
     if w.behaviour.rate_limited.load(Ordering::SeqCst) > 0 {
         w.behaviour.rate_limited.fetch_sub(1, Ordering::SeqCst);
-        let reset = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
+        let reset = w
+            .behaviour
+            .reset_header
+            .lock()
             .unwrap()
-            .as_secs()
-            + 1;
+            .clone()
+            .unwrap_or_else(|| {
+                (SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs()
+                    + 1)
+                .to_string()
+            });
         let mut r = (
             StatusCode::TOO_MANY_REQUESTS,
             Json(json!({"errorCode": "E0000047"})),
         )
             .into_response();
-        r.headers_mut().insert(
-            "x-rate-limit-reset",
-            HeaderValue::from_str(&reset.to_string()).unwrap(),
-        );
+        r.headers_mut()
+            .insert("x-rate-limit-reset", HeaderValue::from_str(&reset).unwrap());
         return Some(r);
     }
     let auth = h
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if auth != format!("SSWS {TOKEN}") && !auth.starts_with("Bearer test-access-token") {
+    if auth != format!("SSWS {TOKEN}")
+        && !auth.starts_with("Bearer test-access-token")
+        && !w.behaviour.no_auth.load(Ordering::SeqCst)
+    {
         return Some(
             (
                 StatusCode::UNAUTHORIZED,
@@ -152,15 +213,20 @@ async fn gate(w: &World, h: &HeaderMap) -> Option<Response> {
 }
 
 fn user_json(gh: &str, u: &OktaUser) -> Value {
-    json!({"id": u.0, "status": u.2, "profile": {"login": u.1, "githubUsername": gh}})
+    let mut user = json!({"id": u.0, "profile": {"login": u.1, "githubUsername": gh}});
+    if !u.2.is_empty() {
+        user["status"] = json!(u.2);
+    }
+    user
 }
 
 async fn search(
     State(w): State<World>,
     h: HeaderMap,
+    uri: Uri,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
-    if let Some(r) = gate(&w, &h).await {
+    if let Some(r) = gate(&w, &h, &uri).await {
         return r;
     }
     // Only the expression atlantis-authz sends: profile.githubUsername eq "<login>".
@@ -180,8 +246,8 @@ async fn search(
     Json(found).into_response()
 }
 
-async fn user(State(w): State<World>, h: HeaderMap, Path(id): Path<String>) -> Response {
-    if let Some(r) = gate(&w, &h).await {
+async fn user(State(w): State<World>, h: HeaderMap, uri: Uri, Path(id): Path<String>) -> Response {
+    if let Some(r) = gate(&w, &h, &uri).await {
         return r;
     }
     match w.users.iter().find(|(_, u)| u.0 == id || u.1 == id) {
@@ -197,10 +263,11 @@ async fn user(State(w): State<World>, h: HeaderMap, Path(id): Path<String>) -> R
 async fn groups(
     State(w): State<World>,
     h: HeaderMap,
+    uri: Uri,
     Path(id): Path<String>,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
-    if let Some(r) = gate(&w, &h).await {
+    if let Some(r) = gate(&w, &h, &uri).await {
         return r;
     }
     let Some((_, u)) = w.users.iter().find(|(_, u)| u.0 == id) else {
@@ -211,10 +278,19 @@ async fn groups(
         u.3.iter()
             .skip(after)
             .take(w.page_size)
-            .map(|g| json!({"id": format!("00g{g}"), "profile": {"name": g}}))
+            .map(|g| group_json(g))
             .collect();
-    let mut r = Json(page).into_response();
+    let pad = " ".repeat(w.behaviour.pad_bytes.load(Ordering::SeqCst));
+    let body = format!("{}{pad}", Value::from(page));
+    let mut r = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
     let base = w.base.lock().unwrap().clone();
+    let next_base = w
+        .behaviour
+        .next_base
+        .lock()
+        .unwrap()
+        .clone()
+        .unwrap_or_else(|| base.clone());
     let self_link = format!(
         "<{base}/api/v1/users/{id}/groups?limit={}>; rel=\"self\"",
         w.page_size
@@ -223,7 +299,7 @@ async fn groups(
         .append("link", HeaderValue::from_str(&self_link).unwrap());
     if after + w.page_size < u.3.len() {
         let next = format!(
-            "<{base}/api/v1/users/{id}/groups?after={}&limit={}>; rel=\"next\"",
+            "<{next_base}/api/v1/users/{id}/groups?after={}&limit={}>; rel=\"next\"",
             after + w.page_size,
             w.page_size
         );
@@ -233,8 +309,11 @@ async fn groups(
     r
 }
 
-async fn token(State(w): State<World>, body: String) -> Response {
+async fn token(State(w): State<World>, uri: Uri, body: String) -> Response {
     w.requests.fetch_add(1, Ordering::SeqCst);
+    if let Some(to) = w.behaviour.redirect_to.lock().unwrap().clone() {
+        return redirect(&to, &uri);
+    }
     let form: BTreeMap<String, String> = url_form(&body);
     let ok = form.get("grant_type").map(String::as_str) == Some("client_credentials")
         && form.get("client_assertion_type").map(String::as_str)

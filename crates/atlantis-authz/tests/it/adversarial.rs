@@ -1,0 +1,887 @@
+//! atlantis-authz attacked the way Atlantis calls it (issue #27). [`Atlantis`] does what
+//! Atlantis's team_authz runner does: it joins the command, the `args` of repos.yaml, the
+//! Atlantis command, `owner/repo` and `owner/<team>` for each of the user's teams with spaces,
+//! unquoted, runs that with `sh -c`, exports every variable Atlantis sets, reads stdout and stderr
+//! together from one pipe, and allows only on exit 0 with `pass` as the last line. An attacker's
+//! host is a second fake Okta on loopback.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use atlantis_authz::cli::Cli;
+use clap::CommandFactory;
+use tokio::io::AsyncReadExt;
+
+use crate::atlantis::{people, policy, BIN, PROD, STAGING};
+use crate::okta::{group_id, FakeOkta, TOKEN};
+
+/// The variables Atlantis exports to the team_authz command (its external team allowlist runner).
+const ATLANTIS_VARS: &[&str] = &[
+    "BASE_BRANCH_NAME",
+    "BASE_REPO_NAME",
+    "BASE_REPO_OWNER",
+    "COMMENT_ARGS",
+    "HEAD_BRANCH_NAME",
+    "HEAD_COMMIT",
+    "HEAD_REPO_NAME",
+    "HEAD_REPO_OWNER",
+    "PULL_AUTHOR",
+    "PULL_NUM",
+    "PULL_URL",
+    "USER_NAME",
+    "COMMAND_NAME",
+    "PROJECT_NAME",
+    "REPO_ROOT",
+    "REPO_REL_PATH",
+];
+
+/// One team_authz call as Atlantis makes it.
+pub(crate) struct Atlantis {
+    /// `team_authz.args` of repos.yaml.
+    pub(crate) args: Vec<String>,
+    /// The Atlantis server's own environment (credentials, the tool's settings).
+    pub(crate) server_env: Vec<(String, OsString)>,
+    /// The Atlantis command.
+    pub(crate) command: String,
+    /// `owner/repo`.
+    pub(crate) repo: String,
+    /// The user's team names; Atlantis writes each as `owner/<name>`.
+    pub(crate) teams: Vec<String>,
+    /// The variables Atlantis exports (each of [`ATLANTIS_VARS`]).
+    pub(crate) vars: BTreeMap<&'static str, OsString>,
+}
+
+/// What Atlantis sees: the exit code and the combined output.
+pub(crate) struct Outcome {
+    pub(crate) code: Option<i32>,
+    pub(crate) output: String,
+}
+
+impl Outcome {
+    /// The line Atlantis judges: the last of the trimmed combined output.
+    pub(crate) fn last_line(&self) -> &str {
+        self.output.trim().lines().last().unwrap_or("")
+    }
+    /// Atlantis's verdict.
+    pub(crate) fn allowed(&self) -> bool {
+        self.code == Some(0) && self.last_line().eq_ignore_ascii_case("pass")
+    }
+    /// A denial with one `deny:` line last, mentioning each of `words`, and the exit code.
+    pub(crate) fn assert_denied(&self, code: i32, words: &[&str]) {
+        assert!(!self.allowed(), "should deny: {self}");
+        assert!(self.last_line().starts_with("deny: "), "{self}");
+        assert_eq!(self.code, Some(code), "{self}");
+        for w in words {
+            assert!(
+                self.last_line().contains(w),
+                "the reason should mention {w:?}: {self}"
+            );
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown: String = self.output.chars().take(4000).collect();
+        write!(f, "exit {:?}, output:\n{shown}", self.code)
+    }
+}
+
+impl Atlantis {
+    /// `user` runs `command` on acme/infra-live; `path` is the project's REPO_REL_PATH (`None`:
+    /// the first, repository-wide check, where Atlantis exports PROJECT_NAME and REPO_REL_PATH
+    /// empty). Set up as the README says: repos.yaml args name the policy, the server's
+    /// environment has the rest.
+    pub(crate) fn new(
+        okta: &FakeOkta,
+        cache: &Path,
+        user: &str,
+        command: &str,
+        path: Option<&str>,
+    ) -> Atlantis {
+        let mut vars: BTreeMap<&'static str, OsString> = BTreeMap::new();
+        for (k, v) in [
+            ("BASE_BRANCH_NAME", "main"),
+            ("BASE_REPO_NAME", "infra-live"),
+            ("BASE_REPO_OWNER", "acme"),
+            ("COMMENT_ARGS", ""),
+            ("HEAD_BRANCH_NAME", "change-vpc"),
+            ("HEAD_COMMIT", "4b825dc642cb6eb9a060e54bf8d69288fbee4904"),
+            ("HEAD_REPO_NAME", "infra-live"),
+            ("HEAD_REPO_OWNER", "acme"),
+            ("PULL_AUTHOR", user),
+            ("PULL_NUM", "42"),
+            ("PULL_URL", "https://github.com/acme/infra-live/pull/42"),
+            ("USER_NAME", user),
+            ("COMMAND_NAME", command),
+            ("PROJECT_NAME", ""),
+            (
+                "REPO_ROOT",
+                "/atlantis-data/repos/acme/infra-live/42/default",
+            ),
+            ("REPO_REL_PATH", path.unwrap_or("")),
+        ] {
+            vars.insert(k, v.into());
+        }
+        if let Some(p) = path {
+            vars.insert("PROJECT_NAME", p.replace('/', "-").into());
+        }
+        assert_eq!(vars.len(), ATLANTIS_VARS.len());
+        Atlantis {
+            args: vec!["--policy".into(), policy().display().to_string()],
+            server_env: vec![
+                ("OKTA_ORG_URL".into(), okta.url.clone().into()),
+                ("OKTA_API_TOKEN".into(), TOKEN.into()),
+                ("ATLANTIS_AUTHZ_CACHE_DIR".into(), cache.as_os_str().into()),
+                // The fake Okta speaks plain http on loopback.
+                ("ATLANTIS_AUTHZ_OKTA_ALLOW_HTTP".into(), "1".into()),
+            ],
+            command: command.into(),
+            repo: "acme/infra-live".into(),
+            teams: vec!["sre".into(), "backend".into()],
+            vars,
+        }
+    }
+
+    /// Set (or replace) a variable of the Atlantis server's environment.
+    pub(crate) fn server(&mut self, name: &str, value: impl Into<OsString>) {
+        self.server_env.retain(|(k, _)| k != name);
+        self.server_env.push((name.into(), value.into()));
+    }
+
+    /// The command line Atlantis builds: "$command $args $atlantis_command $repo $teams".
+    pub(crate) fn command_line(&self) -> String {
+        let owner = self.repo.split('/').next().unwrap_or("");
+        let teams: Vec<String> = self.teams.iter().map(|t| format!("{owner}/{t}")).collect();
+        let mut words = vec![BIN.to_string()];
+        words.extend(self.args.iter().cloned());
+        words.push(self.command.clone());
+        words.push(self.repo.clone());
+        words.push(teams.join(" "));
+        words.join(" ")
+    }
+
+    /// What the tool must take as Atlantis's arguments: the words after the repos.yaml args.
+    pub(crate) fn atlantis_words(&self) -> Vec<String> {
+        let owner = self.repo.split('/').next().unwrap_or("");
+        let mut words = vec![self.command.clone(), self.repo.clone()];
+        for t in &self.teams {
+            words.extend(format!("{owner}/{t}").split(' ').map(str::to_string));
+        }
+        words
+    }
+
+    /// Run it; `None` when it has not finished within `bound` (it is then killed).
+    pub(crate) async fn run_within(&self, bound: Duration) -> Option<Outcome> {
+        let (tx, mut rx) = tokio::net::unix::pipe::pipe().unwrap();
+        let out = tx.into_blocking_fd().unwrap();
+        let err = out.try_clone().unwrap();
+        let mut cmd = tokio::process::Command::new("sh");
+        cmd.arg("-c")
+            .arg(self.command_line())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(self.server_env.iter().map(|(k, v)| (k, v)))
+            .envs(&self.vars)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().unwrap();
+        // Our copies of the write end go, so the read ends when the command's do.
+        drop(cmd);
+        let finished = tokio::time::timeout(bound, async {
+            let mut bytes = Vec::new();
+            rx.read_to_end(&mut bytes).await.unwrap();
+            let status = child.wait().await.unwrap();
+            (status, bytes)
+        })
+        .await;
+        let (status, bytes) = finished.ok()?;
+        Some(Outcome {
+            code: status.code(),
+            output: String::from_utf8_lossy(&bytes).into_owned(),
+        })
+    }
+
+    pub(crate) async fn run(&self) -> Outcome {
+        self.run_within(Duration::from_secs(60))
+            .await
+            .unwrap_or_else(|| panic!("still running after 60 s: {}", self.command_line()))
+    }
+}
+
+/// An attacker's host: a fake Okta that answers without checking credentials, where `user` is
+/// in the production group.
+async fn attacker(user: &str) -> FakeOkta {
+    let evil = FakeOkta::start(
+        &[(
+            user,
+            "attacker@example.com",
+            "ACTIVE",
+            &["everyone", "engineering", "infra-prod-admins"],
+        )],
+        2,
+    )
+    .await;
+    evil.behaviour.no_auth.store(true, Ordering::SeqCst);
+    evil
+}
+
+fn audit_lines(log: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Every way an option or subcommand of the tool's own command line could be written in a
+/// team name, generated from its clap definition (so a new flag is covered when it is added):
+/// each long, short and alias, with its value as a separate word and attached (`--x=v`, `-xv`),
+/// each subcommand name, and `--`. Each team starts with a harmless word, as a real one would
+/// (Atlantis writes it as `owner/<team>`, so only later words can look like options).
+fn hostile_teams(value_for: &dyn Fn(&clap::Arg) -> String) -> Vec<String> {
+    fn walk(cmd: &clap::Command, value_for: &dyn Fn(&clap::Arg) -> String, out: &mut Vec<String>) {
+        for arg in cmd.get_arguments().filter(|a| !a.is_positional()) {
+            let takes_value = arg.get_num_args().is_some_and(|n| n.takes_values());
+            let v = value_for(arg);
+            let longs = arg
+                .get_long()
+                .into_iter()
+                .chain(arg.get_all_aliases().unwrap_or_default());
+            for long in longs {
+                if takes_value {
+                    out.push(format!("x --{long} {v}"));
+                    out.push(format!("x --{long}={v}"));
+                    out.push(format!("x -- --{long} {v}"));
+                } else {
+                    out.push(format!("x --{long}"));
+                    out.push(format!("x --{long}=true"));
+                }
+            }
+            let shorts = arg
+                .get_short()
+                .into_iter()
+                .chain(arg.get_all_short_aliases().unwrap_or_default());
+            for short in shorts {
+                if takes_value {
+                    out.push(format!("x -{short} {v}"));
+                    out.push(format!("x -{short}{v}"));
+                } else {
+                    out.push(format!("x -{short}"));
+                }
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            for name in std::iter::once(sub.get_name()).chain(sub.get_all_aliases()) {
+                out.push(format!("x {name}"));
+                out.push(format!("x {name} --help"));
+            }
+            walk(sub, value_for, out);
+        }
+    }
+    let mut cmd = Cli::command();
+    cmd.build();
+    let mut out = vec!["x --".to_string(), "x -- x".to_string()];
+    walk(&cmd, value_for, &mut out);
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Finding 1 (critical): a team named like `x --okta-url http://attacker` made the tool ask the
+/// attacker for the user's groups (and send it the API token). Nothing after the Atlantis
+/// command name is an option, whatever it holds: with the repos.yaml args as the README showed
+/// them before, and as it shows them now (ending in `--`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_option_or_subcommand_can_be_smuggled_in_through_a_team_name() {
+    let okta = people().await;
+    let evil = attacker("ana").await;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let permissive = dir.path().join("permissive.yaml");
+    std::fs::write(
+        &permissive,
+        "identity: {github_attribute: githubUsername}\ndefault: {allow_groups: [engineering]}\nrules: []\n",
+    )
+    .unwrap();
+    let key = dir.path().join("key.pem");
+    std::fs::write(&key, "not a key").unwrap();
+    let hostile_audit = dir.path().join("hostile-audit.jsonl");
+    let hostile_cache = dir.path().join("hostile-cache");
+    let value_for = |arg: &clap::Arg| -> String {
+        match arg.get_id().as_str() {
+            "okta_url" => evil.url.clone(),
+            "policy" => permissive.display().to_string(),
+            "audit_log" => hostile_audit.display().to_string(),
+            "cache_dir" => hostile_cache.display().to_string(),
+            "okta_private_key" => key.display().to_string(),
+            "okta_token" => TOKEN.to_string(),
+            "user" => "priya".to_string(),
+            "repo" => "acme/infra-live".to_string(),
+            "command" => "apply".to_string(),
+            _ if arg
+                .get_value_names()
+                .is_some_and(|n| n.iter().any(|n| n == "DURATION")) =>
+            {
+                "3650d".to_string()
+            }
+            _ => "x".to_string(),
+        }
+    };
+    let teams = hostile_teams(&value_for);
+    // The generator saw the flags that matter (a sanity check on the generator, not a list).
+    for must in [
+        "--okta-url",
+        "--policy",
+        "--cache-ttl",
+        "--audit-log",
+        "--help",
+        "-h",
+        "--version",
+    ] {
+        assert!(
+            teams.iter().any(|t| t.split(' ').any(|w| w == must)),
+            "{must} not generated: {teams:?}"
+        );
+    }
+    for must in ["x check-policy", "x explain", "x help"] {
+        assert!(teams.iter().any(|t| t == must), "{must} not generated");
+    }
+
+    let audit = dir.path().join("audit.jsonl");
+    let mut failures = Vec::new();
+    for args_end_with_escape in [false, true] {
+        for team in &teams {
+            let mut a = Atlantis::new(&okta, &cache, "ana", "apply", Some(PROD));
+            a.server("ATLANTIS_AUTHZ_AUDIT_LOG", audit.as_os_str());
+            if args_end_with_escape {
+                a.args.push("--".into());
+            }
+            a.teams = vec!["sre".into(), team.clone()];
+            let before = audit_lines(&audit).len();
+            let r = a.run().await;
+            let lines = audit_lines(&audit);
+            let took = (lines.len() == before + 1).then(|| lines[before]["atlantis_args"].clone());
+            let want = serde_json::json!(a.atlantis_words());
+            if r.allowed() || !r.last_line().starts_with("deny: ") || took.as_ref() != Some(&want) {
+                failures.push(format!(
+                    "team {team:?} (args end with --: {args_end_with_escape}): {}; the tool took as Atlantis's arguments {took:?}, not {want}",
+                    r.last_line()
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} hostile team names got through:\n{}",
+        failures.len(),
+        2 * teams.len(),
+        failures.join("\n")
+    );
+    assert_eq!(
+        evil.requests.load(Ordering::SeqCst),
+        0,
+        "the attacker's host was asked; it saw {:?}",
+        evil.behaviour.auth_seen.lock().unwrap()
+    );
+    assert!(!hostile_audit.exists(), "a team chose the audit log");
+    assert!(!hostile_cache.exists(), "a team chose the cache");
+}
+
+/// Finding 1, the guard this tool adds: a team word outside the allowed characters (or one
+/// that starts with `-`) is refused with a line that says which and why, before Okta is asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn team_words_outside_the_allowed_characters_are_refused() {
+    let okta = people().await;
+    let cache = tempfile::tempdir().unwrap();
+    for team in ["x --okta-url=http://127.0.0.1:1", "x -h", "a+b", "ops:eu"] {
+        let mut a = Atlantis::new(&okta, cache.path(), "priya", "apply", Some(PROD));
+        a.teams = vec![team.into()];
+        let r = a.run().await;
+        r.assert_denied(2, &["team", "rename"]);
+    }
+    assert_eq!(okta.requests.load(Ordering::SeqCst), 0, "Okta was asked");
+    // Names with spaces and the usual punctuation still work.
+    let mut a = Atlantis::new(&okta, cache.path(), "priya", "apply", Some(PROD));
+    a.teams = vec![
+        "Platform Team".into(),
+        "infra-prod_admins.eu".into(),
+        "Équipe".into(),
+    ];
+    let r = a.run().await;
+    assert!(r.allowed(), "{r}");
+}
+
+/// Finding 2: a `Link: rel="next"` to another host was followed with the API token, and the
+/// groups it listed decided.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_next_link_to_another_host_is_not_followed() {
+    let okta = FakeOkta::start(
+        &[(
+            "ana",
+            "ana@example.com",
+            "ACTIVE",
+            &["everyone", "engineering", "readers"],
+        )],
+        2,
+    )
+    .await;
+    let evil = attacker("ana").await;
+    *okta.behaviour.next_base.lock().unwrap() = Some(evil.url.clone());
+    let cache = tempfile::tempdir().unwrap();
+    let r = Atlantis::new(&okta, cache.path(), "ana", "apply", Some(PROD))
+        .run()
+        .await;
+    r.assert_denied(3, &["not on the Okta org"]);
+    assert_eq!(
+        evil.requests.load(Ordering::SeqCst),
+        0,
+        "the attacker was asked; it saw {:?}",
+        evil.behaviour.auth_seen.lock().unwrap()
+    );
+}
+
+/// Finding 2: a redirect to another host was followed and its answer trusted; the OAuth token
+/// request too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_is_not_followed() {
+    let okta = people().await;
+    let evil = attacker("ana").await;
+    *okta.behaviour.redirect_to.lock().unwrap() = Some(evil.url.clone());
+    let cache = tempfile::tempdir().unwrap();
+    let r = Atlantis::new(&okta, cache.path(), "ana", "apply", Some(PROD))
+        .run()
+        .await;
+    r.assert_denied(3, &["redirect", "302"]);
+
+    // The OAuth token request.
+    let key = cache.path().join("key.pem");
+    let made = std::process::Command::new("openssl")
+        .args(["genrsa", "-out"])
+        .arg(&key)
+        .arg("2048")
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let mut a = Atlantis::new(&okta, cache.path(), "ana", "apply", Some(PROD));
+    a.server_env.retain(|(k, _)| k != "OKTA_API_TOKEN");
+    a.server("OKTA_CLIENT_ID", "0oa-test-client");
+    a.server("OKTA_PRIVATE_KEY_FILE", key.as_os_str());
+    let r = a.run().await;
+    r.assert_denied(3, &["redirect"]);
+    assert_eq!(
+        evil.requests.load(Ordering::SeqCst),
+        0,
+        "the attacker was asked"
+    );
+}
+
+/// Finding 2: https only; the opt-out for tests is loud and reaches loopback addresses only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_is_refused_unless_allowed_for_a_loopback_test() {
+    let okta = people().await;
+    let cache = tempfile::tempdir().unwrap();
+    let mut a = Atlantis::new(&okta, cache.path(), "priya", "apply", Some(PROD));
+    a.server_env
+        .retain(|(k, _)| k != "ATLANTIS_AUTHZ_OKTA_ALLOW_HTTP");
+    let r = a.run().await;
+    r.assert_denied(2, &["https"]);
+    assert_eq!(
+        okta.requests.load(Ordering::SeqCst),
+        0,
+        "Okta was asked over http"
+    );
+
+    // Allowed for a loopback address, with a warning on every run.
+    let r = Atlantis::new(&okta, cache.path(), "priya", "apply", Some(PROD))
+        .run()
+        .await;
+    assert!(r.allowed(), "{r}");
+    assert!(r.output.contains("warning: plain http"), "{r}");
+
+    // Not for a name, even one that resolves to loopback.
+    let mut a = Atlantis::new(&okta, cache.path(), "priya", "apply", Some(STAGING));
+    let port = okta.url.rsplit(':').next().unwrap();
+    a.server("OKTA_ORG_URL", format!("http://localhost:{port}"));
+    let r = a.run().await;
+    r.assert_denied(2, &["https", "loopback"]);
+}
+
+/// A host that answers every request with a chunked body that never ends (valid JSON so far:
+/// `[` and then spaces), with no Content-Length to refuse it by.
+async fn endless_answers() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let mut request = [0u8; 4096];
+                let _ = conn.read(&mut request).await;
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n1\r\n[\r\n";
+                if conn.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = format!("{:x}\r\n{}\r\n", 64 << 10, " ".repeat(64 << 10));
+                while conn.write_all(chunk.as_bytes()).await.is_ok() {}
+            });
+        }
+    });
+    url
+}
+
+/// Finding 2: an answer larger than the cap is not read, whether its size is declared or it
+/// just keeps coming.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_answer_is_refused() {
+    let okta = people().await;
+    okta.behaviour.pad_bytes.store(3 << 20, Ordering::SeqCst);
+    let cache = tempfile::tempdir().unwrap();
+    let r = Atlantis::new(&okta, cache.path(), "priya", "apply", Some(PROD))
+        .run()
+        .await;
+    r.assert_denied(3, &["larger than"]);
+
+    let mut a = Atlantis::new(&okta, cache.path(), "priya", "apply", Some(PROD));
+    a.server("OKTA_ORG_URL", endless_answers().await);
+    a.server("ATLANTIS_AUTHZ_OKTA_TIMEOUT", "30s");
+    a.server("ATLANTIS_AUTHZ_TIMEOUT", "30s");
+    a.run().await.assert_denied(3, &["larger than"]);
+}
+
+/// A copy of the example policy with `from` replaced by `to`.
+fn policy_with(dir: &Path, from: &str, to: &str) -> PathBuf {
+    let text = std::fs::read_to_string(policy()).unwrap();
+    assert!(text.contains(from), "{from:?} is not in the example policy");
+    let path = dir.join("authz.yaml");
+    std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+    path
+}
+
+fn run_bin(args: &[&str]) -> (Option<i32>, String) {
+    let out = std::process::Command::new(BIN)
+        .args(args)
+        .env("OKTA_API_TOKEN", TOKEN)
+        .env("ATLANTIS_AUTHZ_OKTA_ALLOW_HTTP", "1")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// Finding 3: groups were matched by display name whatever their type, so an `APP_GROUP`
+/// synced from another directory under the protected group's name allowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_okta_groups_match_by_name_and_ids_match_exactly() {
+    let app_group = "APP_GROUP:infra-prod-admins";
+    let okta = FakeOkta::start(
+        &[(
+            "ana",
+            "ana@example.com",
+            "ACTIVE",
+            &["everyone", "engineering", app_group],
+        )],
+        10,
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let r = Atlantis::new(&okta, &cache, "ana", "apply", Some(PROD))
+        .run()
+        .await;
+    r.assert_denied(1, &["prod-apply", "APP_GROUP"]);
+
+    // Named by its id, that group counts; explain and the audit line say which group it was.
+    let id = group_id(app_group);
+    let by_id = policy_with(
+        dir.path(),
+        "groups: [infra-prod-admins]",
+        &format!("groups: [{id}]"),
+    );
+    let mut a = Atlantis::new(&okta, &cache, "ana", "apply", Some(PROD));
+    a.args[1] = by_id.display().to_string();
+    let r = a.run().await;
+    assert!(r.allowed(), "{r}");
+    assert!(
+        r.output.contains(&id) && r.output.contains("APP_GROUP"),
+        "{r}"
+    );
+    let by_id_s = by_id.display().to_string();
+    let cache_s = cache.display().to_string();
+    let (code, text) = run_bin(&[
+        "--policy",
+        &by_id_s,
+        "--okta-url",
+        &okta.url,
+        "--cache-dir",
+        &cache_s,
+        "explain",
+        "--user",
+        "ana",
+        "--repo",
+        "acme/infra-live",
+        "--path",
+        PROD,
+        "--command",
+        "apply",
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains(&format!(
+            "matched group: infra-prod-admins (id {id}, type APP_GROUP)"
+        )),
+        "{text}"
+    );
+    // check-policy says how each rule's groups are matched.
+    let (code, text) = run_bin(&["check-policy", &by_id_s]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains(&format!("{id} (by id)")), "{text}");
+    assert!(text.contains("engineering (by name, OKTA_GROUP)"), "{text}");
+
+    // A policy may opt in other types by name, explicitly.
+    let opted = policy_with(
+        dir.path(),
+        "  github_attribute: githubUsername\n",
+        "  github_attribute: githubUsername\n  group_types: [OKTA_GROUP, APP_GROUP]\n",
+    );
+    let mut a = Atlantis::new(&okta, &cache, "ana", "apply", Some(PROD));
+    a.args[1] = opted.display().to_string();
+    let r = a.run().await;
+    assert!(r.allowed(), "{r}");
+}
+
+/// Finding 4: a non-UTF-8 REPO_REL_PATH counted as unset, so the request fell to the
+/// repository-wide check and was allowed; any Atlantis variable that is not UTF-8 is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_variable_that_is_not_utf8_is_refused() {
+    let okta = people().await;
+    let cache = tempfile::tempdir().unwrap();
+    let mut a = Atlantis::new(&okta, cache.path(), "ana", "apply", Some(PROD));
+    let mut bytes = PROD.as_bytes().to_vec();
+    bytes.push(0xff);
+    a.vars.insert("REPO_REL_PATH", OsString::from_vec(bytes));
+    a.run().await.assert_denied(2, &["REPO_REL_PATH", "UTF-8"]);
+    for var in ATLANTIS_VARS {
+        // priya may apply to prod: only the bad variable can deny.
+        let mut a = Atlantis::new(&okta, cache.path(), "priya", "apply", Some(PROD));
+        let mut bytes = a.vars[var].clone().into_vec();
+        bytes.extend_from_slice(b"\xff\xfe");
+        a.vars.insert(var, OsString::from_vec(bytes));
+        a.run().await.assert_denied(2, &[var, "UTF-8"]);
+    }
+}
+
+/// Finding 4: an Okta user without `status` counted as ACTIVE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_without_a_status_is_not_active() {
+    let okta = FakeOkta::start(
+        &[(
+            "priya",
+            "priya@example.com",
+            "",
+            &["engineering", "infra-prod-admins"],
+        )],
+        10,
+    )
+    .await;
+    let cache = tempfile::tempdir().unwrap();
+    let r = Atlantis::new(&okta, cache.path(), "priya", "apply", Some(PROD))
+        .run()
+        .await;
+    r.assert_denied(1, &["priya", "no status"]);
+}
+
+/// Finding 4: `prod/**` did not cover the `prod` directory itself, so a broader later rule
+/// decided there. Now a trailing `/**` covers the directory too; check-policy warns about the
+/// shapes that still leave part of a directory to a later rule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_glob_covers_the_directory_itself() {
+    let okta = people().await;
+    let dir = tempfile::tempdir().unwrap();
+    let broad = "  - name: live-apply\n    repos: [\"acme/infra-live\"]\n    paths: [\"live/**\"]\n    commands: [apply]\n    groups: [engineering]\n";
+    let text = format!("{}\n{broad}", std::fs::read_to_string(policy()).unwrap());
+    let with_broad = dir.path().join("broad.yaml");
+    std::fs::write(&with_broad, &text).unwrap();
+    let mut a = Atlantis::new(
+        &okta,
+        &dir.path().join("cache"),
+        "ana",
+        "apply",
+        Some("live/111111111111/us-east-1/prod"),
+    );
+    a.args[1] = with_broad.display().to_string();
+    a.run().await.assert_denied(1, &["prod-apply"]);
+
+    // One level only (`prod/*`): check-policy says what the later rule decides.
+    let one_level = dir.path().join("one-level.yaml");
+    std::fs::write(
+        &one_level,
+        text.replace("live/*/*/prod/**", "live/*/*/prod/*"),
+    )
+    .unwrap();
+    let (code, out) = run_bin(&["check-policy", one_level.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("warning: rule \"prod-apply\"") && out.contains("\"live-apply\" decides"),
+        "{out}"
+    );
+    // The example policy has nothing to warn about.
+    let (code, out) = run_bin(&["check-policy", policy().to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!out.contains("warning: rule"), "{out}");
+}
+
+/// Finding 5: `X-Rate-Limit-Reset: 18446744073709551615` panicked (exit 101, no audit line),
+/// and so did a timeout too large to add to the clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_durations_deny_without_a_panic() {
+    let okta = people().await;
+    okta.behaviour.rate_limited.store(1, Ordering::SeqCst);
+    *okta.behaviour.reset_header.lock().unwrap() = Some(u64::MAX.to_string());
+    let cache = tempfile::tempdir().unwrap();
+    let r = Atlantis::new(&okta, cache.path(), "priya", "apply", Some(PROD))
+        .run()
+        .await;
+    r.assert_denied(3, &["rate limit"]);
+    assert!(
+        r.output.contains("\"verdict\":\"deny\""),
+        "no audit line: {r}"
+    );
+
+    let mut a = Atlantis::new(&okta, cache.path(), "priya", "apply", Some(PROD));
+    a.server("ATLANTIS_AUTHZ_TIMEOUT", format!("{}s", u64::MAX));
+    a.run().await.assert_denied(2, &["timeout"]);
+}
+
+fn mkfifo(path: &Path) {
+    let made = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(made.success());
+}
+
+/// Finding 5: a FIFO as the policy or the audit log blocked forever, though `--timeout` bounds
+/// the whole decision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_as_policy_or_audit_log_denies_within_the_timeout() {
+    let okta = people().await;
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    mkfifo(&fifo);
+    let bound = Duration::from_secs(10);
+
+    let mut a = Atlantis::new(
+        &okta,
+        &dir.path().join("cache"),
+        "priya",
+        "apply",
+        Some(PROD),
+    );
+    a.args[1] = fifo.display().to_string();
+    a.server("ATLANTIS_AUTHZ_TIMEOUT", "2s");
+    let r = a
+        .run_within(bound)
+        .await
+        .expect("a FIFO as the policy hung");
+    r.assert_denied(2, &["policy", "not a regular file"]);
+
+    let mut a = Atlantis::new(
+        &okta,
+        &dir.path().join("cache"),
+        "priya",
+        "apply",
+        Some(PROD),
+    );
+    a.args.push("--audit-log".into());
+    a.args.push(fifo.display().to_string());
+    a.server("ATLANTIS_AUTHZ_TIMEOUT", "2s");
+    let r = a
+        .run_within(bound)
+        .await
+        .expect("a FIFO as the audit log hung");
+    r.assert_denied(2, &["audit log"]);
+}
+
+/// Finding 5: `--audit-log /dev/stderr` denied everything (fsync on a pipe fails).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_log_may_be_stderr() {
+    let okta = people().await;
+    let cache = tempfile::tempdir().unwrap();
+    let mut a = Atlantis::new(&okta, cache.path(), "priya", "apply", Some(PROD));
+    a.args.push("--audit-log".into());
+    a.args.push("/dev/stderr".into());
+    let r = a.run().await;
+    assert!(r.allowed(), "{r}");
+    assert!(r.output.contains("\"verdict\":\"allow\""), "{r}");
+}
+
+/// Finding 5: a 100 KB login was reported as "Okta is unavailable"; it is an input error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_no_github_user_can_have_is_an_input_error() {
+    let okta = people().await;
+    let cache = tempfile::tempdir().unwrap();
+    let mut a = Atlantis::new(&okta, cache.path(), "ana", "plan", Some(STAGING));
+    a.vars.insert("USER_NAME", "a".repeat(100_000).into());
+    let r = a.run().await;
+    r.assert_denied(2, &["USER_NAME", "GitHub login"]);
+    assert!(
+        r.last_line().len() < 400,
+        "the reason repeats the input: {r}"
+    );
+    assert_eq!(okta.requests.load(Ordering::SeqCst), 0, "Okta was asked");
+}
+
+/// Finding 5: the README's policy snippet let `nonprod-apply` match any repository. Each rule
+/// of the snippet names its repositories, and with it an engineer cannot apply to another one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_policy_is_scoped_to_its_repository() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .unwrap();
+    let section = &readme[readme
+        .find("## atlantis-authz: who may plan and apply what")
+        .expect("the README's atlantis-authz section")..];
+    let start = section.find("**Policy**").expect("the policy snippet");
+    let block = &section[start..];
+    let yaml = block
+        .split("```yaml\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a yaml block after **Policy**");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("readme-policy.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let parsed: serde_yaml_ng::Value = serde_yaml_ng::from_str(yaml).unwrap();
+    for rule in parsed["rules"].as_sequence().unwrap() {
+        assert!(
+            rule.get("repos").is_some(),
+            "a rule without repos: {rule:?}"
+        );
+    }
+    let okta = people().await;
+    let mut a = Atlantis::new(
+        &okta,
+        &dir.path().join("cache"),
+        "ana",
+        "apply",
+        Some(STAGING),
+    );
+    a.args[1] = path.display().to_string();
+    a.repo = "acme/payments".into();
+    a.vars.insert("BASE_REPO_NAME", "payments".into());
+    a.run().await.assert_denied(1, &["no rule matches"]);
+}
