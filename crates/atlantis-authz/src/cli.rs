@@ -168,4 +168,5 @@ Only an allow prints `pass` as the last line and exits 0. Everything else denies
 saying why (`deny: …`).
 
 Exit codes: 0 allow; 1 deny; 2 bad usage, a broken policy, a refused request or an unwritable
-audit log (deny); 3 Okta unavailable, or answering what is not trusted (deny).";
+audit log (deny); 3 Okta unavailable, or answering what is not trusted (deny); 70 a bug in
+atlantis-authz (deny; please report it).";

@@ -5,7 +5,16 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// Exit code of a panic: a bug, never a verdict (see the README's exit codes).
+const PANIC_EXIT: i32 = 70;
+
 fn main() -> ExitCode {
+    deny_on_panic();
+    #[cfg(debug_assertions)]
+    if std::env::var_os("ATLANTIS_AUTHZ_DEBUG_PANIC").is_some() {
+        // Debug builds only: lets the tests prove the panic path.
+        panic!("panic requested by ATLANTIS_AUTHZ_DEBUG_PANIC");
+    }
     let cli = match atlantis_authz::cli::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -39,4 +48,28 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(atlantis_authz::run::run(cli))
+}
+
+/// A panic is a bug: one line on stderr naming it and asking for a report, then the `deny:`
+/// line Atlantis reads, and exit [`PANIC_EXIT`] at once (no audit line: nothing is decided).
+fn deny_on_panic() {
+    std::panic::set_hook(Box::new(|info| {
+        let what = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into());
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!(
+            "atlantis-authz {}: internal error{at}: {} (a bug: please report it with this line)",
+            env!("CARGO_PKG_VERSION"),
+            atlantis_authz::request::one_line(&what)
+        );
+        println!("deny: atlantis-authz failed unexpectedly (a bug); nothing was allowed");
+        std::process::exit(PANIC_EXIT);
+    }));
 }

@@ -14,31 +14,12 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use atlantis_authz::cli::Cli;
+use atlantis_authz::request::ATLANTIS_VARS;
 use clap::CommandFactory;
 use tokio::io::AsyncReadExt;
 
 use crate::atlantis::{people, policy, BIN, PROD, STAGING};
 use crate::okta::{group_id, FakeOkta, TOKEN};
-
-/// The variables Atlantis exports to the team_authz command (its external team allowlist runner).
-const ATLANTIS_VARS: &[&str] = &[
-    "BASE_BRANCH_NAME",
-    "BASE_REPO_NAME",
-    "BASE_REPO_OWNER",
-    "COMMENT_ARGS",
-    "HEAD_BRANCH_NAME",
-    "HEAD_COMMIT",
-    "HEAD_REPO_NAME",
-    "HEAD_REPO_OWNER",
-    "PULL_AUTHOR",
-    "PULL_NUM",
-    "PULL_URL",
-    "USER_NAME",
-    "COMMAND_NAME",
-    "PROJECT_NAME",
-    "REPO_ROOT",
-    "REPO_REL_PATH",
-];
 
 /// One team_authz call as Atlantis makes it.
 pub(crate) struct Atlantis {

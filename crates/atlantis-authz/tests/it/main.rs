@@ -6,3 +6,4 @@ mod adversarial;
 mod atlantis;
 mod edges;
 mod okta;
+mod properties;

@@ -40,6 +40,32 @@ pub struct Behaviour {
     pub no_auth: std::sync::atomic::AtomicBool,
     /// Every `Authorization` header received.
     pub auth_seen: Mutex<Vec<String>>,
+    /// Answer every request with this, whatever it asks: a hostile or broken Okta.
+    pub canned: Mutex<Option<Canned>>,
+}
+
+/// A whole answer, as a broken or hostile Okta might give it.
+#[derive(Debug, Clone)]
+pub struct Canned {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Canned {
+    fn response(&self) -> Response {
+        let mut r = Response::new(axum::body::Body::from(self.body.clone()));
+        *r.status_mut() = StatusCode::from_u16(self.status).unwrap_or(StatusCode::OK);
+        for (k, v) in &self.headers {
+            if let (Ok(k), Ok(v)) = (
+                header::HeaderName::from_bytes(k.as_bytes()),
+                HeaderValue::from_str(v),
+            ) {
+                r.headers_mut().append(k, v);
+            }
+        }
+        r
+    }
 }
 
 pub struct FakeOkta {
@@ -157,6 +183,9 @@ async fn gate(w: &World, h: &HeaderMap, uri: &Uri) -> Option<Response> {
     w.requests.fetch_add(1, Ordering::SeqCst);
     if let Some(a) = h.get("authorization").and_then(|v| v.to_str().ok()) {
         w.behaviour.auth_seen.lock().unwrap().push(a.to_string());
+    }
+    if let Some(c) = w.behaviour.canned.lock().unwrap().clone() {
+        return Some(c.response());
     }
     let delay = w.behaviour.delay_ms.load(Ordering::SeqCst);
     if delay > 0 {
