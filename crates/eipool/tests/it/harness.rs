@@ -102,6 +102,44 @@ impl Lab {
     pub async fn claim(&self, node: &Node, extra: &[&str]) -> Outcome {
         self.env.run(&self.claim_args(node, extra)).await
     }
+
+    /// `node`'s own IMDSv2 (the lab's stub, answering from EC2's current state), and an
+    /// environment whose binary asks it. The stub stops when dropped.
+    pub async fn node_imds(&self, node: &Node) -> (LabEnv, ImdsStub) {
+        let stub = ImdsStub::start(
+            NodeMeta {
+                instance_id: &node.instance_id,
+                mac: &format!("02:00:00:00:{}", &node.eni[4..9]),
+                eni: &node.eni,
+                local_ipv4: &node.private_ip,
+            },
+            &self.ec2,
+        )
+        .await
+        .expect("start the IMDSv2 stub");
+        let mut env = self.env.clone();
+        env.imds_endpoint = stub.endpoint.clone();
+        (env, stub)
+    }
+
+    /// The key of `what` (e.g. `iface:<eni>/<ip>`) in this lab's pool, as eipool names it.
+    pub fn key(&self, what: &str) -> String {
+        claims(&self.redis.url(), &self.pool, "lab").key(what)
+    }
+
+    /// The key of the herd's pace of `class` calls (`describe`, `mutating`) in the lab's region.
+    pub fn pace_key(&self, class: &str) -> String {
+        claims(&self.redis.url(), &self.pool, "lab").pace_key(class)
+    }
+
+    /// A connection to this lab's Redis, for tests that set up or inspect keys.
+    pub async fn redis_conn(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.redis.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
 }
 
 /// The workspace root.
@@ -246,23 +284,11 @@ impl Agent {
     pub async fn start(lab: &Lab, node: &Node, imds: bool, dir: &Path, extra: &[&str]) -> Agent {
         let listen: SocketAddr = ([127, 0, 0, 1], free_port().unwrap()).into();
         let env_file = dir.join(format!("{}.env", node.eni));
-        let mut env = lab.env.clone();
-        let stub = if imds {
-            let stub = ImdsStub::start(
-                NodeMeta {
-                    instance_id: &node.instance_id,
-                    mac: &format!("02:00:00:00:{}", &node.eni[4..9]),
-                    eni: &node.eni,
-                    local_ipv4: &node.private_ip,
-                },
-                &lab.ec2,
-            )
-            .await
-            .unwrap();
-            env.imds_endpoint = stub.endpoint.clone();
-            Some(stub)
+        let (env, stub) = if imds {
+            let (env, stub) = lab.node_imds(node).await;
+            (env, Some(stub))
         } else {
-            None
+            (lab.env.clone(), None)
         };
         let listen_s = listen.to_string();
         let mut a = vec!["--pool", &lab.pool, "--redis-url"];

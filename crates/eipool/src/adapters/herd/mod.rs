@@ -180,7 +180,7 @@ impl Herd {
         self.key(&format!("iface-lease:{eni}/{ip}"))
     }
     /// The key of the region-wide pace of `class` calls (its own hash slot).
-    fn pace_key(&self, class: &str) -> String {
+    pub fn pace_key(&self, class: &str) -> String {
         format!("eipool:{{pace:{}}}:{class}", self.region)
     }
     fn value(&self, fence: u64) -> String {

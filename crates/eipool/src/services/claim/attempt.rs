@@ -26,6 +26,16 @@ enum Leasing {
     Skip(Attempt),
 }
 
+/// Who holds an address AssociateAddress called `AlreadyAssociated`, per EC2.
+enum Holder {
+    /// Our interface and private IP: an earlier call of ours associated it.
+    Me(Address),
+    /// Someone else (or it is gone).
+    Other,
+    /// Nobody, past EC2's consistency bound: whoever held it let go.
+    Nobody,
+}
+
 /// How an AssociateAddress attempt ended.
 #[derive(Debug)]
 enum Associated {
@@ -81,8 +91,11 @@ impl Claimer {
         match self.validate(cand, &assoc, me).await {
             Ok(Validated::Ours(addr)) => {
                 self.record(&addr, lease.as_ref(), me).await;
-                info!(public_ip = %addr.public_ip, allocation_id = %alloc, association_id = %assoc, fence = lease.as_ref().map(|l| l.fence), "claimed");
-                self.report(&addr, me, Some(assoc), false).map(Attempt::Won)
+                // EC2's word, not AssociateAddress's answer: the env file and the holder tag
+                // must name the association that is there.
+                let seen = addr.association.as_ref().map(|x| &x.id);
+                info!(public_ip = %addr.public_ip, allocation_id = %alloc, association_id = ?seen, fence = lease.as_ref().map(|l| l.fence), "claimed");
+                self.report(&addr, me, None, false).map(Attempt::Won)
             }
             Ok(Validated::Elsewhere) => {
                 // EC2 shows someone else holding it: not ours to keep, nothing of ours to undo
@@ -175,8 +188,11 @@ impl Claimer {
                 Ok(assoc) => return Ok(Associated::New(assoc)),
                 Err(Ec2Error::AlreadyAssociated(_)) => {
                     if maybe_ours {
-                        if let Some(addr) = self.owner_is_me(alloc, me).await? {
-                            return Ok(Associated::Adopted(addr));
+                        match self.holder(alloc, me).await? {
+                            Holder::Me(addr) => return Ok(Associated::Adopted(addr)),
+                            Holder::Other => {}
+                            // Whoever held it let go: it may be free now; try it again later.
+                            Holder::Nobody => return Ok(Associated::GaveUp(Attempt::Transient)),
                         }
                     }
                     debug!(allocation_id = %alloc, "taken (Resource.AlreadyAssociated)");
@@ -200,23 +216,28 @@ impl Claimer {
     }
 
     /// After `Resource.AlreadyAssociated` on an address we may have associated ourselves (an
-    /// answer was lost, or a crashed run did it): poll until EC2 shows the holder.
-    async fn owner_is_me(
-        &mut self,
-        alloc: &AllocationId,
-        me: &Identity,
-    ) -> Result<Option<Address>, Stop> {
+    /// answer was lost, or a crashed run did it): poll, in our slot of the herd's describe rate,
+    /// until EC2 shows the holder, or shows it free past EC2's consistency bound (whoever held
+    /// it let go).
+    async fn holder(&mut self, alloc: &AllocationId, me: &Identity) -> Result<Holder, Stop> {
+        let since = Instant::now();
         let mut poll = 0;
         loop {
+            self.pace("describe", plan::DESCRIBE_PACE, None).await?;
             let ec2 = self.ec2.clone();
             let seen = self
                 .work
                 .retry("find holder", || ec2.describe_address(alloc))
                 .await?;
-            match standing(seen.as_ref(), me) {
-                Standing::Mine => return Ok(seen),
-                Standing::Elsewhere | Standing::Gone => return Ok(None),
-                Standing::Free => {} // stale: not visible yet
+            match (standing(seen.as_ref(), me), seen) {
+                (Standing::Mine, Some(a)) => return Ok(Holder::Me(a)),
+                (Standing::Mine | Standing::Elsewhere | Standing::Gone, _) => {
+                    return Ok(Holder::Other)
+                }
+                (Standing::Free, _) if since.elapsed() >= plan::CONSISTENCY_BOUND => {
+                    return Ok(Holder::Nobody)
+                }
+                (Standing::Free, _) => {} // stale: not visible yet
             }
             self.work.sleep(plan::validation_delay(poll)).await?;
             poll += 1;

@@ -47,7 +47,13 @@ impl Claimer {
         let give_up = Instant::now() + plan::CONSISTENCY_BOUND;
         let mut poll = 0;
         loop {
-            let Ok(Ok(seen)) = self.cleanup.bounded(self.ec2.describe_address(alloc)).await else {
+            // Passing failures (throttling, 5xx) are retried: giving up on the first would leave
+            // an association we perhaps made on the interface.
+            let Ok(seen) = self
+                .cleanup
+                .retry("look for ours", || self.ec2.describe_address(alloc))
+                .await
+            else {
                 return;
             };
             match standing(seen.as_ref(), me) {

@@ -58,7 +58,11 @@ impl Claimer {
     /// The public IPs mapped to the interface's private IPs, with where the answer came from.
     async fn public_mappings(&mut self, me: &Identity) -> Result<Vec<Seen>, Stop> {
         if let Some(mac) = &me.mac {
-            match Imds::new().ipv4_associations(mac).await {
+            match self
+                .work
+                .bounded(Imds::new().ipv4_associations(mac))
+                .await?
+            {
                 Ok(pairs) => {
                     return Ok(pairs
                         .into_iter()
