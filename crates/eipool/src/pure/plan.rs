@@ -1,4 +1,5 @@
-//! Pure decisions of the claim protocol: candidate order, backoff, lease budget, what a pass means.
+//! Pure decisions of the claim protocol, and every constant it runs on: candidate order,
+//! backoff, lease budget, what a pass means, what a Redis marker or a Redis failure means.
 //!
 //! Nothing here does I/O, reads a clock or owns a random generator: time and randomness are
 //! handed in, so every decision is a plain function that the unit tests below drive with tables.
@@ -7,6 +8,9 @@ use std::time::Duration;
 
 use rand::seq::SliceRandom;
 use rand::Rng;
+
+use crate::pure::address::Address;
+use crate::pure::ids::AllocationId;
 
 /// Full-jitter exponential backoff ("Exponential Backoff And Jitter", AWS Architecture Blog):
 /// a uniform wait in `[0, min(cap, base * 2^attempt))`. `unit` is a sample from `[0, 1)`.
@@ -32,6 +36,9 @@ pub fn clamp_wait(want: Duration, remaining: Duration) -> Duration {
 pub fn lease_allows(lease_left: Duration, call_timeout: Duration, margin: Duration) -> bool {
     lease_left >= call_timeout.saturating_add(margin)
 }
+
+/// Margin a lease must keep beyond one EC2 call before that call may be made ([`lease_allows`]).
+pub const LEASE_MARGIN: Duration = Duration::from_secs(1);
 
 /// How long a claim's lease must be so that one extension covers one EC2 call with margin.
 pub fn minimum_lease(call_timeout: Duration, margin: Duration) -> Duration {
@@ -186,6 +193,76 @@ pub fn candidate_order<T: Clone, R: Rng + ?Sized>(free: &[T], rng: &mut R) -> Ve
     order
 }
 
+/// The candidates of one listing in the order to try them: its free addresses shuffled
+/// ([`candidate_order`]); then first the address to `prefer` if it is free (the agent taking back
+/// the address its media server still announces); and before everything the `suspect`, the
+/// address a run of ours may already hold (a crashed run's intent in Redis, or what our private
+/// IP holds), whatever the listing shows: EC2's compare-and-swap tells.
+pub fn claim_order<R: Rng + ?Sized>(
+    listing: &[Address],
+    prefer: Option<&AllocationId>,
+    suspect: Option<&AllocationId>,
+    rng: &mut R,
+) -> Vec<Address> {
+    let free: Vec<Address> = listing
+        .iter()
+        .filter(|a| a.association.is_none())
+        .cloned()
+        .collect();
+    let mut order = candidate_order(&free, rng);
+    if let Some(alloc) = prefer {
+        if let Some(i) = order.iter().position(|c| &c.allocation_id == alloc) {
+            let preferred = order.remove(i);
+            order.insert(0, preferred);
+        }
+    }
+    if let Some(alloc) = suspect {
+        if let Some(a) = listing.iter().find(|a| &a.allocation_id == alloc) {
+            order.retain(|c| &c.allocation_id != alloc);
+            order.insert(0, a.clone());
+        }
+    }
+    order
+}
+
+/// Without Redis, how many addresses found taken (each one a mutating call) before the rest of
+/// a listing is set aside for a fresh one.
+pub const LOCK_FREE_BATCH: usize = 3;
+
+/// Whether a claimer without Redis, having found `taken` addresses of its listing taken, lists
+/// the pool again rather than try the rest: nobody tells it what the others took, and a fresh
+/// listing costs one describe call where each blind try costs a mutating one.
+pub fn relist_without_redis(taken: usize) -> bool {
+    taken >= LOCK_FREE_BATCH
+}
+
+/// After Redis fails (without `--require-lock`), how long to claim without it before trying again.
+pub const REDIS_COOL_DOWN: Duration = Duration::from_secs(5);
+
+/// How often a claim waiting for another claim of the same interface looks again.
+pub const INTERFACE_POLL: Duration = Duration::from_millis(200);
+
+/// What a claim does when Redis fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisFailure {
+    /// Redis answers but can never work (credentials, ACL, a replica, TLS trust): stop. Running
+    /// without locks for good is not an outage to ride out but a deployment to fix.
+    Stop,
+    /// `--require-lock`: wait for Redis.
+    WaitForIt,
+    /// Go on without Redis, on EC2's compare-and-swap alone, for this long; then try it again.
+    WithoutItFor(Duration),
+}
+
+/// See [`RedisFailure`]: a `misconfigured` Redis stops the claim whatever `require_lock` says.
+pub fn after_redis_failure(misconfigured: bool, require_lock: bool) -> RedisFailure {
+    match (misconfigured, require_lock) {
+        (true, _) => RedisFailure::Stop,
+        (false, true) => RedisFailure::WaitForIt,
+        (false, false) => RedisFailure::WithoutItFor(REDIS_COOL_DOWN),
+    }
+}
+
 /// What one pass over the candidates saw, counted by the claimer.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct PassTally {
@@ -299,7 +376,7 @@ mod tests {
     #[test]
     fn lease_budget_table() {
         let call = MS(5_000);
-        let margin = MS(1_000);
+        let margin = LEASE_MARGIN;
         // (lease left, allowed)
         let cases = [
             (MS(10_000), true),
@@ -415,6 +492,98 @@ mod tests {
             firsts.len() >= 10,
             "only {} distinct first choices",
             firsts.len()
+        );
+    }
+
+    fn address(n: u8, held: bool) -> Address {
+        use crate::pure::address::Association;
+        Address {
+            allocation_id: format!("eipalloc-{n:017x}").parse().unwrap(),
+            public_ip: std::net::Ipv4Addr::new(192, 0, 2, n),
+            association: held.then(|| Association {
+                id: format!("eipassoc-{n:017x}").parse().unwrap(),
+                network_interface_id: None,
+                private_ip: None,
+                instance_id: None,
+            }),
+            pool: Some("p".into()),
+            holder: None,
+        }
+    }
+
+    #[test]
+    fn the_suspect_goes_first_then_the_preferred_then_the_free_shuffled() {
+        // 1 and 2 free, 3 held.
+        let listing = [address(1, false), address(2, false), address(3, true)];
+        let id = |n: u8| listing[n as usize - 1].allocation_id.clone();
+        // (prefer, suspect, the first ones, how many in all)
+        type Case = (Option<u8>, Option<u8>, &'static [u8], usize);
+        let cases: [Case; 7] = [
+            (None, None, &[], 2),
+            (Some(2), None, &[2], 2),
+            // A held address is not preferred: it is not a candidate.
+            (Some(3), None, &[], 2),
+            // A suspect is tried whatever the listing shows: it may be ours.
+            (None, Some(3), &[3], 3),
+            (Some(2), Some(1), &[1, 2], 2),
+            (Some(1), Some(1), &[1], 2),
+            // Not in the listing: nothing to try first.
+            (Some(9), Some(9), &[], 2),
+        ];
+        for (prefer, suspect, first, len) in cases {
+            for seed in 0..8 {
+                let order = claim_order(
+                    &listing,
+                    prefer
+                        .map(|n| format!("eipalloc-{n:017x}").parse().unwrap())
+                        .as_ref(),
+                    suspect
+                        .map(|n| format!("eipalloc-{n:017x}").parse().unwrap())
+                        .as_ref(),
+                    &mut StdRng::seed_from_u64(seed),
+                );
+                let got: Vec<AllocationId> =
+                    order.iter().map(|a| a.allocation_id.clone()).collect();
+                let want: Vec<AllocationId> = first.iter().map(|n| id(*n)).collect();
+                assert_eq!(got.len(), len, "prefer {prefer:?}, suspect {suspect:?}");
+                assert_eq!(
+                    &got[..want.len()],
+                    &want[..],
+                    "prefer {prefer:?}, suspect {suspect:?}"
+                );
+                let unique: std::collections::HashSet<_> = got.iter().collect();
+                assert_eq!(unique.len(), got.len(), "a candidate twice: {got:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn without_redis_a_few_blind_takes_buy_a_fresh_listing() {
+        // (addresses found taken, list again)
+        for (taken, relist) in [(0, false), (1, false), (2, false), (3, true), (10, true)] {
+            assert_eq!(relist_without_redis(taken), relist, "taken {taken}");
+        }
+    }
+
+    #[test]
+    fn a_redis_failure_stops_waits_or_cools_down() {
+        // (misconfigured, --require-lock, what the claim does)
+        let cases = [
+            (true, false, RedisFailure::Stop),
+            (true, true, RedisFailure::Stop),
+            (false, true, RedisFailure::WaitForIt),
+            (false, false, RedisFailure::WithoutItFor(REDIS_COOL_DOWN)),
+        ];
+        for (misconfigured, require_lock, want) in cases {
+            assert_eq!(
+                after_redis_failure(misconfigured, require_lock),
+                want,
+                "misconfigured {misconfigured}, require_lock {require_lock}"
+            );
+        }
+        // The cool-down outlasts a few round trips' timeouts and stays short against a claim.
+        assert!(
+            REDIS_COOL_DOWN >= Duration::from_secs(2) && REDIS_COOL_DOWN <= Duration::from_secs(30)
         );
     }
 
