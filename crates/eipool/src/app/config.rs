@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::adapters::herd::{RedisTarget, TlsFiles};
+use crate::adapters::redis::{RedisTarget, TlsFiles};
 use crate::app::cli::{AgentArgs, ClaimArgs, Global, OnDriftArg};
 use crate::pure::error::Error;
 use crate::pure::identity::IdentitySource;

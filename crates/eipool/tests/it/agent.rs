@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use eipool_lab::chaos::{ChaosConfig, ChaosProxy};
-use eipool_lab::services::free_port;
+use eipool_lab::servers::free_port;
 
 use crate::harness::{eventually, moto, Agent, Lab};
 

@@ -11,8 +11,8 @@ use eipool_lab::chaos::{ChaosConfig, ChaosProxy, Stats};
 use eipool_lab::claimer::{ClaimReport, LabEnv, Outcome};
 use eipool_lab::fixture::{Ec2Lab, Node};
 use eipool_lab::imds::{ImdsStub, NodeMeta};
-use eipool_lab::services::free_port;
-use eipool_lab::services::{Moto, RedisServer};
+use eipool_lab::servers::free_port;
+use eipool_lab::servers::{Moto, RedisServer};
 use tokio::process::Child;
 
 static MOTO: OnceLock<Moto> = OnceLock::new();
@@ -233,17 +233,17 @@ pub fn failures(outcomes: &[(String, Outcome)]) -> Vec<String> {
         .collect()
 }
 
-pub use eipool_lab::services::http_get;
+pub use eipool_lab::servers::http_get;
 
 /// The library's Redis claims on `redis_url` for `pool`, as a claimer with token `owner` would
 /// hold them (for tests that set up or inspect Redis directly).
-pub fn claims(redis_url: &str, pool: &str, owner: &str) -> eipool::herd::Herd {
-    eipool::herd::Herd::new(
-        eipool::herd::RedisTarget::parse(redis_url, &Default::default()).unwrap(),
+pub fn claims(redis_url: &str, pool: &str, owner: &str) -> eipool::redis::Redis {
+    eipool::redis::Redis::new(
+        eipool::redis::RedisTarget::parse(redis_url, &Default::default()).unwrap(),
         pool,
         eipool_lab::fixture::REGION,
         owner.into(),
-        eipool::herd::Timing {
+        eipool::redis::Timing {
             lease: Duration::from_secs(10),
             assigned_ttl: Duration::from_secs(60),
             op_timeout: Duration::from_secs(2),

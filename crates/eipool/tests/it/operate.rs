@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use eipool_lab::services::free_port;
+use eipool_lab::servers::free_port;
 
 use crate::harness::{args, serving_pool_metrics, Lab};
 

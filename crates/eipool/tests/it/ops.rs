@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use eipool_lab::claimer::ClaimReport;
-use eipool_lab::services::free_port;
+use eipool_lab::servers::free_port;
 
 use crate::harness::{args, eventually, http_get, serving_pool_metrics, Agent, Lab};
 

@@ -12,7 +12,7 @@ use eipool_lab::check;
 use eipool_lab::claimer::Outcome;
 use eipool_lab::fixture::Node;
 use eipool_lab::redis_setups::{self, Certs, RedisCluster};
-use eipool_lab::services::RedisServer;
+use eipool_lab::servers::RedisServer;
 
 use crate::harness::{args, eventually, failures, heavy, herd, moto, successes, workspace, Lab};
 
@@ -391,7 +391,7 @@ async fn a_password_in_the_url_is_never_printed() {
     let nodes = lab.ec2.nodes(1).await.unwrap();
     lab.ec2.allocate(Some(&lab.pool), 1).await.unwrap();
     let secret = "Sup3r-s3cret";
-    let dead = eipool_lab::services::free_port().unwrap();
+    let dead = eipool_lab::servers::free_port().unwrap();
     let cases = [
         // Refused credentials, a password with a raw '#', a wrong scheme, a Redis that is down.
         format!("redis://default:{secret}@127.0.0.1:{}", lab.redis.port),

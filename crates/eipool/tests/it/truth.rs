@@ -11,7 +11,7 @@ use eipool_lab::check;
 use eipool_lab::claimer::Outcome;
 use eipool_lab::fixture::Node;
 use eipool_lab::imds::{ImdsStub, NodeMeta};
-use eipool_lab::services::free_port;
+use eipool_lab::servers::free_port;
 
 use crate::harness::{args, eventually, heavy, herd, moto, serving_pool_metrics, successes, Lab};
 

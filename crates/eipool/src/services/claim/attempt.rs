@@ -10,7 +10,7 @@ use super::protocol::Claimer;
 use super::validate::Validated;
 use super::Stop;
 use crate::adapters::aws::Ec2Error;
-use crate::adapters::herd::Lease;
+use crate::adapters::redis::Lease;
 use crate::pure::address::Address;
 use crate::pure::classify::{standing, Standing};
 use crate::pure::identity::Identity;

@@ -14,7 +14,7 @@ use tracing::{debug, info, warn};
 
 use super::Stop;
 use crate::adapters::aws::Ec2;
-use crate::adapters::herd::{Acquire, Herd, HerdError, Lease, SharedListing};
+use crate::adapters::redis::{Acquire, Lease, Redis, RedisError, SharedListing};
 use crate::pure::address::Address;
 use crate::pure::identity::Identity;
 use crate::pure::ids::AllocationId;
@@ -25,7 +25,7 @@ use crate::support::output::Claimed;
 /// The claim's coordination with the herd: Redis when configured and not cooling down after a
 /// failure, nothing otherwise.
 pub(super) struct Coordination {
-    redis: Option<Herd>,
+    redis: Option<Redis>,
     /// `--require-lock`: wait for Redis rather than claim without it.
     require_lock: bool,
     /// Until when to claim without Redis, after it failed.
@@ -62,7 +62,7 @@ impl Drop for InterfaceLease {
 }
 
 impl Coordination {
-    pub(super) fn new(redis: Option<Herd>, require_lock: bool, lease: Duration) -> Self {
+    pub(super) fn new(redis: Option<Redis>, require_lock: bool, lease: Duration) -> Self {
         if redis.is_none() {
             warn!("no --redis-url: claiming on EC2's compare-and-swap alone (safe, but a herd will collide more)");
         }
@@ -75,7 +75,7 @@ impl Coordination {
     }
 
     /// Redis, unless it is cooling down after a failure.
-    fn live(&self) -> Option<Herd> {
+    fn live(&self) -> Option<Redis> {
         match self.down_until {
             Some(t) if Instant::now() < t && !self.require_lock => None,
             _ => self.redis.clone(),
@@ -91,9 +91,11 @@ impl Coordination {
     /// Record a Redis failure ([`plan::after_redis_failure`]). `Ok(true)`: the claim must not go
     /// on without Redis (it waits for it, `--require-lock`); `Ok(false)`: it goes on without
     /// Redis for a cool-down. A Redis that answers but can never work stops the claim.
-    fn failed(&mut self, work: &Budget, e: HerdError) -> Result<bool, Stop> {
-        match plan::after_redis_failure(matches!(e, HerdError::Misconfigured(_)), self.require_lock)
-        {
+    fn failed(&mut self, work: &Budget, e: RedisError) -> Result<bool, Stop> {
+        match plan::after_redis_failure(
+            matches!(e, RedisError::Misconfigured(_)),
+            self.require_lock,
+        ) {
             RedisFailure::Stop => Err(Stop::Fatal(e.into())),
             RedisFailure::WaitForIt => {
                 work.note(&e);

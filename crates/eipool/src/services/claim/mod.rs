@@ -26,7 +26,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::adapters::herd::RedisTarget;
+use crate::adapters::redis::RedisTarget;
 use crate::pure::error::Error;
 use crate::pure::identity::{Identity, IdentitySource};
 use crate::pure::ids::AllocationId;

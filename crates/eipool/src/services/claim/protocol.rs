@@ -60,7 +60,7 @@ impl Claimer {
         let deadline = started + cfg.timeout;
         Claimer {
             ec2: ctx.ec2.clone(),
-            coord: Coordination::new(ctx.herd.clone(), cfg.require_lock, cfg.lease),
+            coord: Coordination::new(ctx.redis.clone(), cfg.require_lock, cfg.lease),
             pool: cfg.pool.clone(),
             started,
             work: Budget::new(deadline - plan::cleanup_reserve(cfg.timeout), cancel),

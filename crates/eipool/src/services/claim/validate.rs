@@ -7,7 +7,7 @@ use tracing::{debug, warn};
 use super::protocol::Claimer;
 use super::Stop;
 use crate::adapters::aws::Imds;
-use crate::adapters::herd::Lease;
+use crate::adapters::redis::Lease;
 use crate::pure::address::{Address, Association, HolderTag};
 use crate::pure::classify::{standing, Standing};
 use crate::pure::identity::Identity;

@@ -3,13 +3,13 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use eipool::herd::{Herd, SharedListing};
 use eipool::model::{Address, AllocationId, Association, AssociationId, EniId};
-use eipool_lab::services::RedisServer;
+use eipool::redis::{Redis, SharedListing};
+use eipool_lab::servers::RedisServer;
 
 use crate::harness::eventually;
 
-fn claims(redis: &RedisServer, pool: &str, owner: &str) -> Herd {
+fn claims(redis: &RedisServer, pool: &str, owner: &str) -> Redis {
     crate::harness::claims(&redis.url(), pool, owner)
 }
 
