@@ -18,6 +18,9 @@
 
 // The AWS SDK's futures nest deeply; the claim future needs a deeper layout query.
 #![recursion_limit = "256"]
+// One visibility convention: `pub` only for what this file re-exports (the binary's and the
+// integration tests' API), `pub(crate)` for everything else.
+#![warn(unreachable_pub)]
 
 mod adapters;
 mod app;
@@ -39,6 +42,6 @@ pub mod model {
 /// claimers use it.
 pub mod redis {
     pub use crate::adapters::redis::{
-        Redis, RedisError, RedisTarget, SharedListing, Timing, TlsFiles,
+        key, Redis, RedisError, RedisTarget, SharedListing, Timing, TlsFiles,
     };
 }

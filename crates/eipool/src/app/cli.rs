@@ -29,20 +29,37 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Parse the command line, or exit 2 with clap's message; a value that came from an `EIPOOL_*`
-/// variable (not from the command line) is reported as that variable's.
-pub fn parse() -> Cli {
+/// Parse the command line: the command to run; `None` when there is none because `--help` or
+/// `--version` was asked for (printed here); or the usage error, whose exit code `main` takes
+/// from the exit table like every other error's. A value that came from an `EIPOOL_*` variable
+/// (not from the command line) is reported as that variable's.
+pub fn parse() -> Result<Option<Cli>, crate::pure::error::Error> {
+    use crate::pure::error::Error;
+    use clap::error::ErrorKind;
     use clap::CommandFactory;
-    match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => {
-            if let Some(msg) = blame_the_environment(&e, &Cli::command(), std::env::args()) {
-                eprintln!("eipool: error: {msg}");
-                std::process::exit(2);
-            }
-            e.exit()
-        }
+    let e = match Cli::try_parse() {
+        Ok(cli) => return Ok(Some(cli)),
+        Err(e) => e,
+    };
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        e.print()
+            .map_err(|io| Error::Internal(format!("cannot print: {io}")))?;
+        return Ok(None);
     }
+    if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        e.print()
+            .map_err(|io| Error::Internal(format!("cannot print: {io}")))?;
+        return Err(Error::Usage("no command given: choose one above".into()));
+    }
+    if let Some(msg) = blame_the_environment(&e, &Cli::command(), std::env::args()) {
+        return Err(Error::Usage(msg));
+    }
+    // clap's message, its "error: " left to `main`, which says it once for every error.
+    let text = e.render().to_string();
+    let text = text.trim_end();
+    Err(Error::Usage(
+        text.strip_prefix("error: ").unwrap_or(text).to_string(),
+    ))
 }
 
 /// When `e` is about a value that came from a flag's environment variable, the message naming

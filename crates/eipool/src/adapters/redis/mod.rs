@@ -125,6 +125,12 @@ impl std::fmt::Debug for Redis {
     }
 }
 
+/// The key of `what` (`fence`, `holders`, `claim:<allocation>`, `iface:<eni>/<ip>`, …) in
+/// `pool`: the pool's name is the hash tag, so a pool's keys share one cluster slot.
+pub fn key(pool: &str, what: &str) -> String {
+    format!("eipool:{{{pool}}}:{what}")
+}
+
 fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -164,7 +170,7 @@ impl Redis {
 
     /// The key of `what` in this pool, with the pool's hash tag.
     pub fn key(&self, what: &str) -> String {
-        format!("eipool:{{{}}}:{what}", self.pool)
+        key(&self.pool, what)
     }
 
     fn lease_key(&self, alloc: &AllocationId) -> String {

@@ -12,10 +12,10 @@ use super::Stop;
 use crate::adapters::aws::Ec2Error;
 use crate::adapters::redis::Lease;
 use crate::pure::address::Address;
-use crate::pure::classify::{standing, Standing};
+use crate::pure::classify::standing;
 use crate::pure::identity::Identity;
 use crate::pure::ids::{AllocationId, AssociationId};
-use crate::pure::plan;
+use crate::pure::plan::{self, HolderLook};
 use crate::support::budget::Budget;
 use crate::support::output::Claimed;
 
@@ -227,15 +227,14 @@ impl Claimer {
                 .work
                 .retry("find holder", || ec2.describe_address(alloc))
                 .await?;
-            match (standing(seen.as_ref(), me), seen) {
-                (Standing::Mine, Some(a)) => return Ok(Holder::Me(Box::new(a))),
-                (Standing::Mine | Standing::Elsewhere | Standing::Gone, _) => {
-                    return Ok(Holder::Other)
-                }
-                (Standing::Free, _) if since.elapsed() >= plan::CONSISTENCY_BOUND => {
-                    return Ok(Holder::Nobody)
-                }
-                (Standing::Free, _) => {} // stale: not visible yet
+            match (
+                plan::after_holder_look(standing(seen.as_ref(), me), since.elapsed()),
+                seen,
+            ) {
+                (HolderLook::Ours, Some(a)) => return Ok(Holder::Me(Box::new(a))),
+                (HolderLook::Ours | HolderLook::NotOurs, _) => return Ok(Holder::Other),
+                (HolderLook::NobodysNow, _) => return Ok(Holder::Nobody),
+                (HolderLook::LookAgain, _) => {} // stale: not visible yet
             }
             self.work.sleep(plan::validation_delay(poll)).await?;
             poll += 1;

@@ -8,10 +8,10 @@ use tracing::{info, warn};
 
 use super::coordination::Coordination;
 use crate::adapters::aws::Ec2;
-use crate::pure::classify::{standing, Standing};
+use crate::pure::classify::standing;
 use crate::pure::identity::Identity;
 use crate::pure::ids::{AllocationId, AssociationId};
-use crate::pure::plan;
+use crate::pure::plan::{self, HolderLook};
 use crate::support::budget::{Budget, Stopped};
 use crate::support::output::Claimed;
 
@@ -20,7 +20,7 @@ use crate::support::output::Claimed;
 pub(super) async fn undo_if_ours(ec2: &Ec2, cleanup: &Budget, alloc: &AllocationId, me: &Identity) {
     // An association we made may take a while to show: look until one shows, or until EC2's
     // consistency bound has passed, or the deadline.
-    let give_up = Instant::now() + plan::CONSISTENCY_BOUND;
+    let since = Instant::now();
     let mut poll = 0;
     loop {
         // Passing failures (throttling, 5xx) are retried: giving up on the first would leave
@@ -31,16 +31,15 @@ pub(super) async fn undo_if_ours(ec2: &Ec2, cleanup: &Budget, alloc: &Allocation
         else {
             return;
         };
-        match standing(seen.as_ref(), me) {
-            Standing::Mine => {
+        match plan::after_holder_look(standing(seen.as_ref(), me), since.elapsed()) {
+            HolderLook::Ours => {
                 if let Some(x) = seen.and_then(|a| a.association) {
                     disassociate_quietly(ec2, cleanup, &x.id).await;
                 }
                 return;
             }
-            Standing::Elsewhere | Standing::Gone => return, // someone else's, or released
-            Standing::Free if Instant::now() >= give_up => return,
-            Standing::Free => {}
+            HolderLook::NotOurs | HolderLook::NobodysNow => return,
+            HolderLook::LookAgain => {}
         }
         if cleanup.sleep(plan::validation_delay(poll)).await.is_err() {
             return;
