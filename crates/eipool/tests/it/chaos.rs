@@ -13,7 +13,7 @@ use eipool_lab::fixture::{Eip, Node};
 use eipool_lab::tcp_fault::{Mode, TcpFault};
 use rand::Rng;
 
-use crate::harness::{exits, failures, heavy, herd, moto, report, successes, Lab};
+use crate::harness::{eventually, exits, failures, heavy, herd, moto, report, successes, Lab};
 
 /// Addresses the claimers must never touch: untagged, another pool's, and one of the pool's own
 /// associated by hand to a bystander interface.
@@ -233,25 +233,31 @@ async fn a_claimer_paused_past_its_lease_never_ends_up_sharing_or_leaking() {
         .spawn()
         .unwrap();
     let pid = paused.id().unwrap().to_string();
-    let client = redis::Client::open(lab.redis.url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let pattern = format!("eipool:{{{}}}:claim:*", lab.pool);
-    let until = Instant::now() + Duration::from_secs(30);
-    loop {
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(&pattern)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        if !keys.is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < until,
-            "the claimer never took a Redis claim"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    // The claim it holds in Redis: its key, and its value (owner and fence).
+    let conn = lab.redis_conn().await;
+    let pattern = lab.key("claim:*");
+    let (key, held) = eventually(
+        "the claimer to take a Redis claim",
+        Duration::from_secs(30),
+        || {
+            let (mut conn, pattern) = (conn.clone(), pattern.clone());
+            async move {
+                let keys: Vec<String> = redis::cmd("KEYS")
+                    .arg(&pattern)
+                    .query_async(&mut conn)
+                    .await
+                    .ok()?;
+                let key = keys.into_iter().next()?;
+                let value: Option<String> = redis::cmd("GET")
+                    .arg(&key)
+                    .query_async(&mut conn)
+                    .await
+                    .ok()?;
+                Some((key, value?))
+            }
+        },
+    )
+    .await;
     std::process::Command::new("kill")
         .args(["-STOP", &pid])
         .status()
@@ -261,8 +267,23 @@ async fn a_claimer_paused_past_its_lease_never_ends_up_sharing_or_leaking() {
     // Others proceed while it sleeps past its lease.
     let (mut outcomes, _) =
         herd(&lab.env, runs(&lab, &lab.redis.url(), &nodes[1..3], &lease)).await;
-    let wait = Duration::from_secs(7).saturating_sub(stopped_at.elapsed());
-    tokio::time::sleep(wait).await; // the lease (5 s) must be over; nothing to poll for here
+    // Until its lease (5 s) is over: Redis no longer holds its claim.
+    eventually(
+        "the paused claimer's lease to run out",
+        Duration::from_secs(30),
+        || {
+            let (mut conn, key, held) = (conn.clone(), key.clone(), held.clone());
+            async move {
+                let now: Option<String> = redis::cmd("GET")
+                    .arg(&key)
+                    .query_async(&mut conn)
+                    .await
+                    .ok()?;
+                (now.as_deref() != Some(held.as_str())).then_some(())
+            }
+        },
+    )
+    .await;
     std::process::Command::new("kill")
         .args(["-CONT", &pid])
         .status()
@@ -273,7 +294,7 @@ async fn a_claimer_paused_past_its_lease_never_ends_up_sharing_or_leaking() {
         eipool_lab::claimer::Outcome::from_output(&[], out),
     ));
     report(
-        "SIGSTOP a claimer holding a claim for 7 s (lease 5 s)",
+        "SIGSTOP a claimer holding a claim until its lease (5 s) ran out",
         "400 ms EC2 latency, 1 s stale describes",
         &outcomes,
         Some(&proxy.stats()),
@@ -332,20 +353,16 @@ async fn redis_fault_scenario(name: &str, fault: impl AsyncFnOnce(&mut Lab, &Tcp
 
 /// Wait until EC2 shows at least `n` pool addresses associated (the herd is under way).
 async fn until_associated(lab: &Lab, n: usize) {
-    let until = Instant::now() + Duration::from_secs(60);
-    loop {
-        let state = lab.ec2.pool_state(&lab.pool).await.unwrap();
-        if state
+    eventually("the herd to get going", Duration::from_secs(60), || async {
+        let state = lab.ec2.pool_state(&lab.pool).await.ok()?;
+        (state
             .values()
             .filter(|e| e.association_id.is_some())
             .count()
-            >= n
-        {
-            return;
-        }
-        assert!(Instant::now() < until, "the herd never got going");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+            >= n)
+            .then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -502,7 +519,7 @@ async fn connections_reset_on_a_sixth_of_ec2_calls_still_lets_everyone_claim_in_
 
 /// Poll `probe` until it holds, or panic with `what` after `within` (the proxy's counts).
 async fn until(what: &str, within: Duration, probe: impl Fn() -> bool) {
-    crate::harness::eventually(what, within, || {
+    eventually(what, within, || {
         let held = probe();
         async move { held.then_some(()) }
     })

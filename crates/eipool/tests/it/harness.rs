@@ -124,7 +124,7 @@ impl Lab {
 
     /// The key of `what` (e.g. `iface:<eni>/<ip>`) in this lab's pool, as eipool names it.
     pub fn key(&self, what: &str) -> String {
-        claims(&self.redis.url(), &self.pool, "lab").key(what)
+        eipool::redis::key(&self.pool, what)
     }
 
     /// The key of the herd's pace of `class` calls (`describe`, `mutating`) in the lab's region.
@@ -134,11 +134,7 @@ impl Lab {
 
     /// A connection to this lab's Redis, for tests that set up or inspect keys.
     pub async fn redis_conn(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(self.redis.url())
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap()
+        redis_conn(&self.redis.url()).await
     }
 }
 
@@ -249,6 +245,16 @@ pub fn claims(redis_url: &str, pool: &str, owner: &str) -> eipool::redis::Redis 
             op_timeout: Duration::from_secs(2),
         },
     )
+}
+
+/// A connection to the Redis at `url`, for tests that set up or inspect keys (named by
+/// [`Lab::key`] or `eipool::redis::key`, never by hand).
+pub async fn redis_conn(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
 }
 
 /// Poll `probe` every 50 ms until it returns Some, or panic with `what` after `within`.
