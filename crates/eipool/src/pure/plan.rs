@@ -131,6 +131,16 @@ pub(crate) fn masked_verdict(ec2_free: bool, marker_age: Duration) -> MaskedVerd
     }
 }
 
+/// How long to wait when only young markers stand between a claimer and addresses EC2 shows
+/// free, each marker `left` from being old enough to be outvoted: until the first of them is,
+/// and at least 100 ms, so a claimer never spins on Redis and EC2.
+pub(crate) fn until_a_marker_ages(left: impl IntoIterator<Item = Duration>) -> Duration {
+    left.into_iter()
+        .min()
+        .unwrap_or_default()
+        .max(Duration::from_millis(100))
+}
+
 /// See [`masked_verdict`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum MaskedVerdict {
@@ -467,6 +477,16 @@ mod tests {
         ];
         for (free, age, want) in cases {
             assert_eq!(masked_verdict(free, age), want, "free {free}, age {age:?}");
+        }
+        // Waiting for young markers: until the first is old enough, never a spin.
+        let cases = [
+            (vec![], MS(100)),
+            (vec![MS(0)], MS(100)),
+            (vec![MS(3_000), MS(1_200)], MS(1_200)),
+            (vec![s(4)], s(4)),
+        ];
+        for (left, want) in cases {
+            assert_eq!(until_a_marker_ages(left.clone()), want, "{left:?}");
         }
         // A marker outlives a shared listing plus EC2's consistency window, and no more.
         assert_eq!(ASSIGNED_MARK_TTL, SHARED_LISTING_TTL + CONSISTENCY_BOUND);

@@ -2,8 +2,6 @@
 //! private IP already holds, try the free addresses in random order, back off and try again while
 //! some may still come free, and report exhaustion only when EC2 agrees none can.
 
-use std::time::Duration;
-
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use tokio::time::Instant;
@@ -272,8 +270,7 @@ impl Claimer {
                     if cleared.is_empty() {
                         // Only young markers stand in the way: wait until the first of them is
                         // old enough for EC2's answer to outvote it.
-                        let soonest = waiting.iter().map(|(_, left)| *left).min();
-                        let wait = soonest.unwrap_or_default().max(Duration::from_millis(100));
+                        let wait = plan::until_a_marker_ages(waiting.iter().map(|(_, left)| *left));
                         debug!(
                             ?wait,
                             "EC2 shows masked addresses free; waiting for their markers to age"
