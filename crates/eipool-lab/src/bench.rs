@@ -17,7 +17,7 @@ use crate::check;
 use crate::claimer::{LabEnv, Outcome};
 use crate::fixture::Ec2Lab;
 use crate::imds::{ImdsStub, NodeMeta};
-use crate::services::{Moto, RedisServer};
+use crate::servers::{Moto, RedisServer};
 
 /// The round trip added by the proxy's latency.
 pub const ROUND_TRIP_S: f64 = 0.1;

@@ -4,7 +4,7 @@
 //! EC2 answers from the node's. moto's own IMDS is static, so tests run this instead.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -26,6 +26,10 @@ struct Stub {
     /// Where the node's public addresses are read from (moto, directly).
     ec2: Ec2Lab,
     token_requests: AtomicUsize,
+    /// Lookups of the node's public addresses.
+    public_requests: AtomicUsize,
+    /// While set, lookups of the node's public addresses never answer (a wedged IMDS).
+    wedged: AtomicBool,
 }
 
 /// A running stub; stops when dropped.
@@ -63,6 +67,8 @@ impl ImdsStub {
             local_ipv4: node.local_ipv4.into(),
             ec2: ec2.clone(),
             token_requests: AtomicUsize::new(0),
+            public_requests: AtomicUsize::new(0),
+            wedged: AtomicBool::new(false),
         });
         let macs = "/latest/meta-data/network/interfaces/macs/{mac}";
         let app = Router::new()
@@ -107,6 +113,17 @@ impl ImdsStub {
     /// How many IMDSv2 session tokens were requested.
     pub fn token_requests(&self) -> usize {
         self.stub.token_requests.load(Ordering::SeqCst)
+    }
+
+    /// How many lookups of the node's public addresses arrived (answered or not).
+    pub fn public_requests(&self) -> usize {
+        self.stub.public_requests.load(Ordering::SeqCst)
+    }
+
+    /// While `on`, lookups of the node's public addresses hang instead of answering, as a
+    /// wedged IMDS does; the identity paths still answer.
+    pub fn wedge_public_addresses(&self, on: bool) {
+        self.stub.wedged.store(on, Ordering::SeqCst);
     }
 }
 
@@ -159,6 +176,10 @@ async fn interface_id(State(s): State<Arc<Stub>>, Path(mac): Path<String>, h: He
 
 /// `(public, private)` of every Elastic IP on the node's interface, per moto now.
 async fn mappings(s: &Stub) -> Result<Vec<(String, String)>, Answer> {
+    s.public_requests.fetch_add(1, Ordering::SeqCst);
+    if s.wedged.load(Ordering::SeqCst) {
+        std::future::pending::<()>().await;
+    }
     let held = s
         .ec2
         .addresses_on(&s.eni)

@@ -1,6 +1,6 @@
 //! eipool-lab: the test and demo tooling of eipool (not shipped).
 //!
-//! - [`services`]: start moto (EC2 emulator) and redis-server as real processes on free
+//! - [`servers`]: start moto (EC2 emulator) and redis-server as real processes on free
 //!   loopback ports, and stop them even when the test process dies.
 //! - [`fixture`]: make VPCs, instances and tagged Elastic IP pools in moto; read EC2's state.
 //! - [`claimer`]: run the real `eipool` binary as a process and collect what it reported.
@@ -23,6 +23,6 @@ pub mod iam;
 pub mod imds;
 pub mod profile;
 pub mod redis_setups;
-pub mod services;
+pub mod servers;
 pub mod soak;
 pub mod tcp_fault;

@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use eipool_lab::claimer::LabEnv;
 use eipool_lab::fixture::Ec2Lab;
-use eipool_lab::services::{Moto, RedisServer};
+use eipool_lab::servers::{Moto, RedisServer};
 
 /// Test and demo tooling for eipool (not shipped).
 #[derive(Debug, Parser)]

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use rand::Rng;
 
-use crate::services::{find_tool, Guarded, RedisServer};
+use crate::servers::{find_tool, Guarded, RedisServer};
 
 /// A CA, a server certificate for 127.0.0.1 signed by it, a client certificate signed by it, and
 /// an unrelated CA that signed neither: PEM files in a temporary directory.

@@ -16,7 +16,7 @@ use crate::chaos::{ChaosConfig, ChaosProxy, Stats};
 use crate::claimer::LabEnv;
 use crate::fixture::{Ec2Lab, Node};
 use crate::imds::{ImdsStub, NodeMeta};
-use crate::services::{free_port, http_get, Moto, RedisServer};
+use crate::servers::{free_port, http_get, Moto, RedisServer};
 
 /// How big and how long.
 #[derive(Debug, Clone, Copy)]

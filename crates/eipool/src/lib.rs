@@ -9,15 +9,18 @@
 //!
 //! - `pure` — ids, addresses, identity, every decision (`plan`, `classify`, `cidr`), `Error`.
 //! - `support` — the time budget, metrics, readiness, shutdown, the claim's report.
-//! - `adapters` — `aws` (EC2 calls, IMDSv2, DryRun) and `herd` (Redis: leases, pace, listing).
+//! - `adapters` — `aws` (EC2 calls, IMDSv2, DryRun) and `redis` (leases, pace, the shared listing).
 //! - `services` — identity, the claim protocol, release, the pool view, pool, gc, doctor, agent.
 //! - `app` — clap types, config validation, HTTP endpoints, one file per command.
 //!
 //! The API is small: the command line ([`Cli`], [`run`], [`Error`]) for the binary, and the
-//! model types and the Redis adapter for the integration tests ([`model`], [`herd`]).
+//! model types and the Redis adapter for the integration tests ([`model`], [`redis`]).
 
 // The AWS SDK's futures nest deeply; the claim future needs a deeper layout query.
 #![recursion_limit = "256"]
+// One visibility convention: `pub` only for what this file re-exports (the binary's and the
+// integration tests' API), `pub(crate)` for everything else.
+#![warn(unreachable_pub)]
 
 mod adapters;
 mod app;
@@ -35,9 +38,10 @@ pub mod model {
     pub use crate::pure::ids::{AllocationId, AssociationId, BadId, EniId, InstanceId};
 }
 
-/// The herd's shared state in Redis, as claimers use it.
-pub mod herd {
-    pub use crate::adapters::herd::{
-        Herd, HerdError, RedisTarget, SharedListing, Timing, TlsFiles,
+/// The pool's shared state in Redis (leases, markers, the shared listing, the pace), as the
+/// claimers use it.
+pub mod redis {
+    pub use crate::adapters::redis::{
+        key, Redis, RedisError, RedisTarget, SharedListing, Timing, TlsFiles,
     };
 }

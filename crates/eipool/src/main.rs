@@ -1,4 +1,5 @@
-//! The `eipool` binary: parse flags, set up logging, run the command, map its error to an exit code.
+//! The `eipool` binary: parse flags, set up logging, run the command, map its error to an exit
+//! code. The only place the process exits: every exit code comes from `Error::exit_code`.
 
 // The AWS SDK's futures nest deeply; the claim future needs a deeper layout query.
 #![recursion_limit = "256"]
@@ -10,7 +11,15 @@ use eipool::{Cli, Error, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let cli = eipool::parse_cli();
+    let cli = match eipool::parse_cli() {
+        Ok(Some(cli)) => cli,
+        // --help or --version, printed.
+        Ok(None) => return ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("eipool: error: {e}");
+            return ExitCode::from(e.exit_code());
+        }
+    };
     let format = cli.global.log_format;
     init_logging(format, &cli.global.log);
     match run(cli) {

@@ -3,4 +3,4 @@
 //! cross-cutting layers, never each other, never a service.
 
 pub(crate) mod aws;
-pub(crate) mod herd;
+pub(crate) mod redis;

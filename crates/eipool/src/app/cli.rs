@@ -29,20 +29,37 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Parse the command line, or exit 2 with clap's message; a value that came from an `EIPOOL_*`
-/// variable (not from the command line) is reported as that variable's.
-pub fn parse() -> Cli {
+/// Parse the command line: the command to run; `None` when there is none because `--help` or
+/// `--version` was asked for (printed here); or the usage error, whose exit code `main` takes
+/// from the exit table like every other error's. A value that came from an `EIPOOL_*` variable
+/// (not from the command line) is reported as that variable's.
+pub fn parse() -> Result<Option<Cli>, crate::pure::error::Error> {
+    use crate::pure::error::Error;
+    use clap::error::ErrorKind;
     use clap::CommandFactory;
-    match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => {
-            if let Some(msg) = blame_the_environment(&e, &Cli::command(), std::env::args()) {
-                eprintln!("eipool: error: {msg}");
-                std::process::exit(2);
-            }
-            e.exit()
-        }
+    let e = match Cli::try_parse() {
+        Ok(cli) => return Ok(Some(cli)),
+        Err(e) => e,
+    };
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        e.print()
+            .map_err(|io| Error::Internal(format!("cannot print: {io}")))?;
+        return Ok(None);
     }
+    if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        e.print()
+            .map_err(|io| Error::Internal(format!("cannot print: {io}")))?;
+        return Err(Error::Usage("no command given: choose one above".into()));
+    }
+    if let Some(msg) = blame_the_environment(&e, &Cli::command(), std::env::args()) {
+        return Err(Error::Usage(msg));
+    }
+    // clap's message, its "error: " left to `main`, which says it once for every error.
+    let text = e.render().to_string();
+    let text = text.trim_end();
+    Err(Error::Usage(
+        text.strip_prefix("error: ").unwrap_or(text).to_string(),
+    ))
 }
 
 /// When `e` is about a value that came from a flag's environment variable, the message naming
@@ -63,19 +80,28 @@ fn blame_the_environment(
         return None;
     };
     let long = arg.split_whitespace().next()?.trim_start_matches("--");
-    fn env_of(cmd: &clap::Command, long: &str) -> Option<String> {
-        cmd.get_arguments()
-            .find(|a| a.get_long() == Some(long))
-            .and_then(|a| a.get_env())
-            .map(|e| e.to_string_lossy().into_owned())
-            .or_else(|| cmd.get_subcommands().find_map(|c| env_of(c, long)))
+    let argv: Vec<String> = argv.collect();
+    // The commands named on the command line, outermost first. The flag is the innermost one's
+    // (`status --output` is EIPOOL_STATUS_OUTPUT, `claim --output` EIPOOL_OUTPUT), or an
+    // enclosing command's (the global flags).
+    let mut chain = vec![cmd];
+    for word in argv.iter().skip(1) {
+        if let Some(sub) = chain.last().and_then(|c| c.find_subcommand(word)) {
+            chain.push(sub);
+        }
     }
-    let var = env_of(cmd, long)?;
+    let var = chain
+        .iter()
+        .rev()
+        .find_map(|c| c.get_arguments().find(|a| a.get_long() == Some(long)))?
+        .get_env()?
+        .to_string_lossy()
+        .into_owned();
     let value = std::env::var(&var).ok()?;
     let flag = format!("--{long}");
     let given = argv
-        .into_iter()
-        .any(|a| a == flag || a.starts_with(&format!("{flag}=")));
+        .iter()
+        .any(|a| *a == flag || a.starts_with(&format!("{flag}=")));
     if given {
         return None;
     }
@@ -212,8 +238,8 @@ pub struct ReleaseArgs {
     #[arg(long, env = "EIPOOL_ENV_FILE", value_name = "FILE")]
     pub env_file: Option<PathBuf>,
 
-    /// Upper bound on the whole command
-    #[arg(long, env = "EIPOOL_RELEASE_TIMEOUT", default_value = "30s", value_parser = at_least_1s, value_name = "DURATION")]
+    /// Upper bound on the whole command (1s to 1h)
+    #[arg(long, env = "EIPOOL_RELEASE_TIMEOUT", default_value = "30s", value_parser = one_second_to_an_hour, value_name = "DURATION")]
     pub timeout: Duration,
 }
 
@@ -224,12 +250,12 @@ pub struct ExporterArgs {
     #[arg(long, env = "EIPOOL_LISTEN", default_value = ":9877", value_parser = parse_listen, value_name = "ADDR")]
     pub listen: String,
 
-    /// How often to read the pool (one DescribeAddresses, plus Redis)
-    #[arg(long, env = "EIPOOL_INTERVAL", default_value = "30s", value_parser = at_least_5s, value_name = "DURATION")]
+    /// How often to read the pool (one DescribeAddresses, plus Redis; 5s to 24h)
+    #[arg(long, env = "EIPOOL_INTERVAL", default_value = "30s", value_parser = five_seconds_to_a_day, value_name = "DURATION")]
     pub interval: Duration,
 
-    /// Upper bound on each read of the pool (at most --interval)
-    #[arg(long, env = "EIPOOL_TIMEOUT", default_value = "20s", value_parser = at_least_1s, value_name = "DURATION")]
+    /// Upper bound on each read of the pool (at most --interval; 1s to 1h)
+    #[arg(long, env = "EIPOOL_TIMEOUT", default_value = "20s", value_parser = one_second_to_an_hour, value_name = "DURATION")]
     pub timeout: Duration,
 }
 
@@ -240,12 +266,12 @@ pub struct AgentArgs {
     #[arg(long, env = "EIPOOL_LISTEN", value_parser = parse_listen, value_name = "ADDR")]
     pub listen: Option<String>,
 
-    /// How often to check that the address is still ours: asks the node (IMDSv2), which costs no EC2 call; EC2 only when the node says no or has no answer
-    #[arg(long, env = "EIPOOL_INTERVAL", default_value = "15s", value_parser = at_least_1s, value_name = "DURATION")]
+    /// How often to check that the address is still ours: asks the node (IMDSv2), which costs no EC2 call; EC2 only when the node says no or has no answer (1s to 24h)
+    #[arg(long, env = "EIPOOL_INTERVAL", default_value = "15s", value_parser = one_second_to_a_day, value_name = "DURATION")]
     pub interval: Duration,
 
-    /// How often to ask EC2 anyway (one DescribeAddresses by allocation id), as a backstop to the node's view; the first comes at a random point of the first period
-    #[arg(long, env = "EIPOOL_EC2_CHECK_EVERY", default_value = "1h", value_parser = at_least_1s, value_name = "DURATION")]
+    /// How often to ask EC2 anyway (one DescribeAddresses by allocation id), as a backstop to the node's view; the first comes at a random point of the first period (1s to 7d)
+    #[arg(long, env = "EIPOOL_EC2_CHECK_EVERY", default_value = "1h", value_parser = one_second_to_a_week, value_name = "DURATION")]
     pub ec2_check_every: Duration,
 
     /// What to do when the address is moved or disassociated by someone else
@@ -256,8 +282,8 @@ pub struct AgentArgs {
     #[arg(long, env = "EIPOOL_RELEASE_ON_EXIT", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub release_on_exit: bool,
 
-    /// Bound on the release at exit (keep it under the pod's termination grace period)
-    #[arg(long, env = "EIPOOL_RELEASE_TIMEOUT", default_value = "20s", value_parser = at_least_1s, value_name = "DURATION")]
+    /// Bound on the release at exit (keep it under the pod's termination grace period; 1s to 1h)
+    #[arg(long, env = "EIPOOL_RELEASE_TIMEOUT", default_value = "20s", value_parser = one_second_to_an_hour, value_name = "DURATION")]
     pub release_timeout: Duration,
 
     /// Also list the whole pool every interval and export eipool_pool_addresses{state} (enable on one agent only)
@@ -358,8 +384,8 @@ pub struct ShrinkArgs {
 /// The bound every operations command runs within.
 #[derive(Debug, Args)]
 pub struct OpsArgs {
-    /// Upper bound on the whole command (every EC2 and Redis call within it), e.g. 30s
-    #[arg(long, env = "EIPOOL_TIMEOUT", default_value = "60s", value_parser = at_least_1s, value_name = "DURATION")]
+    /// Upper bound on the whole command (every EC2 and Redis call within it), e.g. 30s (1s to 24h)
+    #[arg(long, env = "EIPOOL_TIMEOUT", default_value = "60s", value_parser = one_second_to_a_day, value_name = "DURATION")]
     pub timeout: Duration,
 }
 
@@ -397,8 +423,8 @@ pub struct GcArgs {
 /// Flags of `eipool claim`.
 #[derive(Debug, Args)]
 pub struct ClaimArgs {
-    /// Upper bound on the whole command, e.g. 90s or 3m
-    #[arg(long, env = "EIPOOL_TIMEOUT", default_value = "180s", value_parser = at_least_1s, value_name = "DURATION")]
+    /// Upper bound on the whole command, e.g. 90s or 3m (1s to 24h)
+    #[arg(long, env = "EIPOOL_TIMEOUT", default_value = "180s", value_parser = one_second_to_a_day, value_name = "DURATION")]
     pub timeout: Duration,
 
     /// Also write EIPOOL_PUBLIC_IP=... etc. to this env file (atomically: temp file + rename)
@@ -409,35 +435,53 @@ pub struct ClaimArgs {
     #[arg(long, env = "EIPOOL_REQUIRE_LOCK", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub require_lock: bool,
 
-    /// Lease of a Redis claim on one address; renewed before every EC2 call made under it
-    #[arg(long, env = "EIPOOL_LEASE", default_value = "15s", value_parser = at_least_1s, value_name = "DURATION")]
+    /// Lease of a Redis claim on one address; renewed before every EC2 call made under it (1s to 1h)
+    #[arg(long, env = "EIPOOL_LEASE", default_value = "15s", value_parser = one_second_to_an_hour, value_name = "DURATION")]
     pub lease: Duration,
 
-    /// Timeout of each single EC2 call
-    #[arg(long, env = "EIPOOL_CALL_TIMEOUT", default_value = "5s", value_parser = at_least_100ms, value_name = "DURATION")]
+    /// Timeout of each single EC2 call (100ms to 5m)
+    #[arg(long, env = "EIPOOL_CALL_TIMEOUT", default_value = "5s", value_parser = a_tenth_of_a_second_to_5_minutes, value_name = "DURATION")]
     pub call_timeout: Duration,
 }
 
-/// A duration of at least `min`.
-fn at_least(s: &str, min: Duration) -> Result<Duration, String> {
+/// A duration from `min` to `max`. Every duration has a ceiling: a deadline past it is a unit
+/// typed wrong, and one past the clock's range (`300000000000y`) cannot even be computed.
+fn within(s: &str, min: Duration, max: Duration) -> Result<Duration, String> {
     let d = parse_duration(s)?;
+    let shown = humantime::format_duration;
     if d < min {
         return Err(format!(
             "{} is too short; use at least {}",
-            humantime::format_duration(d),
-            humantime::format_duration(min)
+            shown(d),
+            shown(min)
+        ));
+    }
+    if d > max {
+        return Err(format!(
+            "{} is too long; use at most {}",
+            shown(d),
+            shown(max)
         ));
     }
     Ok(d)
 }
-fn at_least_100ms(s: &str) -> Result<Duration, String> {
-    at_least(s, Duration::from_millis(100))
+const SECOND: Duration = Duration::from_secs(1);
+const HOUR: Duration = Duration::from_secs(3_600);
+const DAY: Duration = Duration::from_secs(86_400);
+fn a_tenth_of_a_second_to_5_minutes(s: &str) -> Result<Duration, String> {
+    within(s, Duration::from_millis(100), Duration::from_secs(300))
 }
-fn at_least_1s(s: &str) -> Result<Duration, String> {
-    at_least(s, Duration::from_secs(1))
+fn one_second_to_an_hour(s: &str) -> Result<Duration, String> {
+    within(s, SECOND, HOUR)
 }
-fn at_least_5s(s: &str) -> Result<Duration, String> {
-    at_least(s, Duration::from_secs(5))
+fn one_second_to_a_day(s: &str) -> Result<Duration, String> {
+    within(s, SECOND, DAY)
+}
+fn one_second_to_a_week(s: &str) -> Result<Duration, String> {
+    within(s, SECOND, DAY * 7)
+}
+fn five_seconds_to_a_day(s: &str) -> Result<Duration, String> {
+    within(s, SECOND * 5, DAY)
 }
 
 /// `HOST:PORT` (a name or an IP address, `[v6]:PORT` too) or `:PORT` (every interface).
@@ -490,9 +534,18 @@ mod tests {
 
     #[test]
     fn durations_have_floors_and_listen_takes_what_operators_write() {
-        assert!(at_least_100ms("1ns").is_err());
-        assert!(at_least_100ms("100ms").is_ok());
-        assert!(at_least_1s("500ms").unwrap_err().contains("at least 1s"));
+        assert!(a_tenth_of_a_second_to_5_minutes("1ns").is_err());
+        assert!(a_tenth_of_a_second_to_5_minutes("100ms").is_ok());
+        assert!(a_tenth_of_a_second_to_5_minutes("5m").is_ok());
+        assert!(one_second_to_a_day("500ms")
+            .unwrap_err()
+            .contains("at least 1s"));
+        assert!(one_second_to_a_day("25h")
+            .unwrap_err()
+            .contains("at most 1day"));
+        assert!(one_second_to_an_hour("300000000000y")
+            .unwrap_err()
+            .contains("at most 1h"));
         // (--listen, accepted as)
         let cases = [
             (":9877", Some("0.0.0.0:9877")),

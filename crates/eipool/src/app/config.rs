@@ -3,14 +3,14 @@
 
 use std::time::Duration;
 
-use crate::adapters::herd::{RedisTarget, TlsFiles};
+use crate::adapters::redis::{RedisTarget, TlsFiles};
 use crate::app::cli::{AgentArgs, ClaimArgs, Global, OnDriftArg};
 use crate::pure::error::Error;
 use crate::pure::identity::IdentitySource;
 use crate::pure::ids::{AssociationId, EniId, InstanceId};
 use crate::pure::plan;
 use crate::services::agent::{AgentConfig, OnDrift};
-use crate::services::claim::{ClaimConfig, LEASE_MARGIN};
+use crate::services::claim::ClaimConfig;
 
 /// Check a pool name: it becomes a tag value and a Redis hash tag, so no braces, no spaces.
 pub(crate) fn validate_pool(pool: Option<&str>) -> Result<String, Error> {
@@ -81,7 +81,7 @@ pub(crate) fn claim_config(global: &Global, args: &ClaimArgs) -> Result<ClaimCon
             "--require-lock needs --redis-url (or EIPOOL_REDIS_URL)".into(),
         ));
     }
-    let min_lease = plan::minimum_lease(args.call_timeout, LEASE_MARGIN);
+    let min_lease = plan::minimum_lease(args.call_timeout, plan::LEASE_MARGIN);
     if args.lease < min_lease {
         return Err(Error::Usage(format!(
             "--lease {:?} is too short for --call-timeout {:?}; use at least {:?}",

@@ -6,10 +6,10 @@ use super::identity::Identity;
 use super::ids::{AllocationId, AssociationId, EniId, InstanceId};
 
 /// The tag that puts an Elastic IP in a pool: `eipool:pool=<name>`.
-pub const POOL_TAG: &str = "eipool:pool";
+pub(crate) const POOL_TAG: &str = "eipool:pool";
 
 /// The tag on an address that records where eipool put it: `eipool:holder=<HolderTag>`.
-pub const HOLDER_TAG: &str = "eipool:holder";
+pub(crate) const HOLDER_TAG: &str = "eipool:holder";
 
 /// Where eipool put an address, written on the address after validating the claim:
 /// `<eni>/<private ip>/<association id>/<since, RFC 3339>`. The association id makes it exact:
@@ -120,7 +120,7 @@ impl Address {
 
 /// A network interface and the private IPs it carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Interface {
+pub(crate) struct Interface {
     /// `eni-…`.
     pub id: EniId,
     /// Its primary private IPv4 address.
@@ -135,7 +135,7 @@ pub struct Interface {
 
 /// A public IPv4 address mapped to a private IP, as the interface or IMDSv2 shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PublicMapping {
+pub(crate) struct PublicMapping {
     /// The private IP.
     pub private_ip: Ipv4Addr,
     /// The public IP mapped to it.
@@ -164,7 +164,7 @@ impl std::fmt::Display for Occupant {
 /// What holds the private IP a claim would associate an address with. AWS replaces an Elastic IP
 /// already there (it is disassociated, not released), so a claim must look before it associates.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Occupant {
+pub(crate) enum Occupant {
     /// Nothing, or an ephemeral public IP (AWS gives it back when an Elastic IP arrives): go on.
     Free,
     /// An address of our own pool: it is ours; adopt it.
@@ -180,7 +180,7 @@ pub enum Occupant {
 
 /// An interface's status (`in-use`, `available`, …) and attachment.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InterfaceState {
+pub(crate) struct InterfaceState {
     /// `eni-…`.
     pub id: EniId,
     /// EC2's status of the interface.
@@ -191,7 +191,7 @@ pub struct InterfaceState {
 
 /// Where new addresses come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AddressSource {
+pub(crate) enum AddressSource {
     /// Amazon's pool.
     Amazon,
     /// An IPAM pool (`--ipam-pool-id`).

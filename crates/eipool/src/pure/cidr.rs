@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 
 /// A CIDR block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Block {
+pub(crate) struct Block {
     /// The first address.
     pub base: Ipv4Addr,
     /// The prefix length, 0–32.
@@ -19,7 +19,7 @@ impl std::fmt::Display for Block {
 }
 
 /// Merge `ips` into the fewest aligned blocks that contain them and nothing else.
-pub fn minimal_blocks(ips: &[Ipv4Addr]) -> Vec<Block> {
+pub(crate) fn minimal_blocks(ips: &[Ipv4Addr]) -> Vec<Block> {
     let mut v: Vec<u64> = ips.iter().map(|ip| u64::from(u32::from(*ip))).collect();
     v.sort_unstable();
     v.dedup();

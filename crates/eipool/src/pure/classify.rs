@@ -11,7 +11,7 @@ use super::ids::{EniId, InstanceId};
 
 /// Where one address stands relative to a claimer, as one DescribeAddresses showed it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Standing {
+pub(crate) enum Standing {
     /// Associated with the claimer's interface and private IP.
     Mine,
     /// Associated somewhere else.
@@ -24,7 +24,7 @@ pub enum Standing {
 
 /// Where `seen` (EC2's answer for one allocation id; `None`: it no longer exists) stands
 /// relative to `me`.
-pub fn standing(seen: Option<&Address>, me: &Identity) -> Standing {
+pub(crate) fn standing(seen: Option<&Address>, me: &Identity) -> Standing {
     match seen {
         None => Standing::Gone,
         Some(a) if a.held_by_me(me) => Standing::Mine,
@@ -37,7 +37,7 @@ pub fn standing(seen: Option<&Address>, me: &Identity) -> Standing {
 /// with that public IP (from our listing), `eip` the account's Elastic IP with it (`None`: it is
 /// not an Elastic IP, e.g. an ephemeral public IP, which AWS gives back when an Elastic IP
 /// arrives), `pool` our pool's name.
-pub fn occupant(in_pool: Option<&Address>, eip: Option<&Address>, pool: &str) -> Occupant {
+pub(crate) fn occupant(in_pool: Option<&Address>, eip: Option<&Address>, pool: &str) -> Occupant {
     match (in_pool, eip) {
         (Some(a), _) => Occupant::Pool(a.allocation_id.clone()),
         (None, Some(e)) if e.pool.as_deref() == Some(pool) => {
@@ -54,7 +54,7 @@ pub fn occupant(in_pool: Option<&Address>, eip: Option<&Address>, pool: &str) ->
 /// The state of one pool address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum State {
+pub(crate) enum State {
     /// Not associated, nobody claiming it.
     Free,
     /// Associated to the interface eipool assigned it to.
@@ -69,7 +69,7 @@ pub enum State {
 
 impl State {
     /// Every state, in display order.
-    pub const ALL: [State; 4] = [
+    pub(crate) const ALL: [State; 4] = [
         State::Free,
         State::Assigned,
         State::Claiming,
@@ -77,7 +77,7 @@ impl State {
     ];
 
     /// The lowercase name.
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             State::Free => "free",
             State::Assigned => "assigned",
@@ -90,7 +90,7 @@ impl State {
 /// Classify one address from EC2's view (its association and holder tag) and, when there is one,
 /// Redis's. EC2 alone decides assigned or foreign, so the view survives Redis losing its data;
 /// Redis adds `claiming` (a live lease) and vouches for addresses claimed before the holder tag.
-pub fn pool_state(a: &Address, redis: Option<&RedisView>) -> State {
+pub(crate) fn pool_state(a: &Address, redis: Option<&RedisView>) -> State {
     match &a.association {
         None if redis.is_some_and(|v| v.claiming.contains(&a.allocation_id)) => State::Claiming,
         None => State::Free,
@@ -112,7 +112,7 @@ pub fn pool_state(a: &Address, redis: Option<&RedisView>) -> State {
 const DEAD: [&str; 4] = ["stopping", "stopped", "shutting-down", "terminated"];
 
 /// Why an address on `eni` cannot be in use, if it cannot.
-pub fn why_dead(
+pub(crate) fn why_dead(
     eni: &EniId,
     interfaces: &BTreeMap<EniId, InterfaceState>,
     instances: &BTreeMap<InstanceId, String>,

@@ -4,29 +4,29 @@
 use std::time::Duration;
 
 /// Exit codes (sysexits.h where one fits).
-pub mod exit {
+pub(crate) mod exit {
     /// The command did what was asked.
-    pub const OK: u8 = 0;
+    pub(crate) const OK: u8 = 0;
     /// A check failed: `status --min-free` found fewer free addresses, or `doctor` found a problem.
-    pub const CHECK_FAILED: u8 = 1;
+    pub(crate) const CHECK_FAILED: u8 = 1;
     /// `agent --on-drift exit`: the address was moved or disassociated by someone else.
-    pub const DRIFT: u8 = 3;
+    pub(crate) const DRIFT: u8 = 3;
     /// An unexpected internal error (a bug): report it (EX_SOFTWARE).
-    pub const INTERNAL: u8 = 70;
+    pub(crate) const INTERNAL: u8 = 70;
     /// Bad usage or configuration: the message names the flag and what is wrong.
-    pub const USAGE: u8 = 2;
+    pub(crate) const USAGE: u8 = 2;
     /// The pool has no free address (EX_UNAVAILABLE).
-    pub const EXHAUSTED: u8 = 69;
+    pub(crate) const EXHAUSTED: u8 = 69;
     /// A temporary failure (EC2 or Redis unreachable, throttled) lasted until the deadline (EX_TEMPFAIL).
-    pub const TEMPORARY: u8 = 75;
+    pub(crate) const TEMPORARY: u8 = 75;
     /// AWS refused permission for an action (EX_NOPERM).
-    pub const PERMISSION: u8 = 77;
+    pub(crate) const PERMISSION: u8 = 77;
     /// Interrupted by SIGINT/SIGTERM; what was held was released first.
-    pub const INTERRUPTED: u8 = 130;
+    pub(crate) const INTERRUPTED: u8 = 130;
 }
 
 /// Every exit code with its meaning, for `--help` and the README.
-pub const EXIT_CODES: &[(u8, &str)] = &[
+pub(crate) const EXIT_CODES: &[(u8, &str)] = &[
     (exit::OK, "success"),
     (
         exit::CHECK_FAILED,
@@ -60,7 +60,7 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
 ];
 
 /// The exit-code table as `--help` shows it.
-pub fn exit_code_help() -> String {
+pub(crate) fn exit_code_help() -> String {
     let mut s = String::from("Exit codes:\n");
     for (code, meaning) in EXIT_CODES {
         s.push_str(&format!("  {code:>3}  {meaning}\n"));

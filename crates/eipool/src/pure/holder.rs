@@ -10,7 +10,7 @@ use super::ids::{AllocationId, EniId};
 
 /// What Redis knows about a pool's addresses.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct RedisView {
+pub(crate) struct RedisView {
     /// Addresses with a live lease (a claimer is working on them).
     pub claiming: BTreeSet<AllocationId>,
     /// Addresses eipool assigned, to whom and since when.
@@ -19,7 +19,7 @@ pub struct RedisView {
 
 /// Who eipool assigned an address to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Holder {
+pub(crate) struct Holder {
     /// `<eni>/<private ip>`.
     pub at: String,
     /// Unix time in milliseconds.
@@ -27,13 +27,13 @@ pub struct Holder {
 }
 
 /// How a holder record names where an address is: `<eni>/<private ip>`.
-pub fn holder_at(eni: &EniId, ip: Ipv4Addr) -> String {
+pub(crate) fn holder_at(eni: &EniId, ip: Ipv4Addr) -> String {
     format!("{eni}/{ip}")
 }
 
 impl Holder {
     /// Whether EC2's association is where this record says eipool put the address.
-    pub fn matches(&self, x: &Association) -> bool {
+    pub(crate) fn matches(&self, x: &Association) -> bool {
         match (&x.network_interface_id, x.private_ip) {
             (Some(eni), Some(ip)) => self.at == holder_at(eni, ip),
             _ => false,

@@ -20,7 +20,7 @@ pub struct Identity {
 
 /// Where the claimer learns which interface it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IdentitySource {
+pub(crate) enum IdentitySource {
     /// `--network-interface-id`.
     Interface(EniId),
     /// `--instance-id`: its device-index-0 interface.
@@ -32,7 +32,7 @@ pub enum IdentitySource {
 impl IdentitySource {
     /// Whether resolving the identity costs EC2 Describe* calls (from the budget the herd
     /// shares): always with flags; from IMDSv2 only when `--private-ip` must be checked.
-    pub fn calls_ec2(&self, private_ip: Option<Ipv4Addr>) -> bool {
+    pub(crate) fn calls_ec2(&self, private_ip: Option<Ipv4Addr>) -> bool {
         !matches!((self, private_ip), (IdentitySource::Imds, None))
     }
 }

@@ -1,4 +1,5 @@
-//! Pure decisions of the claim protocol: candidate order, backoff, lease budget, what a pass means.
+//! Pure decisions of the claim protocol, and every constant it runs on: candidate order,
+//! backoff, lease budget, what a pass means, what a Redis marker or a Redis failure means.
 //!
 //! Nothing here does I/O, reads a clock or owns a random generator: time and randomness are
 //! handed in, so every decision is a plain function that the unit tests below drive with tables.
@@ -8,12 +9,16 @@ use std::time::Duration;
 use rand::seq::SliceRandom;
 use rand::Rng;
 
+use crate::pure::address::Address;
+use crate::pure::classify::Standing;
+use crate::pure::ids::AllocationId;
+
 /// Full-jitter exponential backoff ("Exponential Backoff And Jitter", AWS Architecture Blog):
 /// a uniform wait in `[0, min(cap, base * 2^attempt))`. `unit` is a sample from `[0, 1)`.
 ///
 /// Full jitter spreads a herd out instead of letting it retry in lock step, which is what keeps
 /// a few hundred claimers under EC2's request-rate buckets.
-pub fn full_jitter(attempt: u32, base: Duration, cap: Duration, unit: f64) -> Duration {
+pub(crate) fn full_jitter(attempt: u32, base: Duration, cap: Duration, unit: f64) -> Duration {
     let ceiling = base
         .checked_mul(2u32.saturating_pow(attempt.min(30)))
         .unwrap_or(cap)
@@ -22,26 +27,29 @@ pub fn full_jitter(attempt: u32, base: Duration, cap: Duration, unit: f64) -> Du
 }
 
 /// A wait clamped so it never runs past what is left before the deadline.
-pub fn clamp_wait(want: Duration, remaining: Duration) -> Duration {
+pub(crate) fn clamp_wait(want: Duration, remaining: Duration) -> Duration {
     want.min(remaining)
 }
 
 /// Whether a claim whose lease has `lease_left` may still make an EC2 call that can take up to
 /// `call_timeout`: the lease must outlive the call by `margin`. A claimer that can't say yes must
 /// stop before associating (someone else may legitimately hold the address by then).
-pub fn lease_allows(lease_left: Duration, call_timeout: Duration, margin: Duration) -> bool {
+pub(crate) fn lease_allows(lease_left: Duration, call_timeout: Duration, margin: Duration) -> bool {
     lease_left >= call_timeout.saturating_add(margin)
 }
 
+/// Margin a lease must keep beyond one EC2 call before that call may be made ([`lease_allows`]).
+pub(crate) const LEASE_MARGIN: Duration = Duration::from_secs(1);
+
 /// How long a claim's lease must be so that one extension covers one EC2 call with margin.
-pub fn minimum_lease(call_timeout: Duration, margin: Duration) -> Duration {
+pub(crate) fn minimum_lease(call_timeout: Duration, margin: Duration) -> Duration {
     call_timeout.saturating_add(margin).saturating_mul(2)
 }
 
 /// The part of the overall deadline set aside for cleanup (disassociating what a failing claim
 /// took, releasing its Redis claim): a fifth of the timeout, between 2 s and 10 s, never more
 /// than half of it.
-pub fn cleanup_reserve(timeout: Duration) -> Duration {
+pub(crate) fn cleanup_reserve(timeout: Duration) -> Duration {
     (timeout / 5)
         .clamp(Duration::from_secs(2), Duration::from_secs(10))
         .min(timeout / 2)
@@ -50,7 +58,33 @@ pub fn cleanup_reserve(timeout: Duration) -> Duration {
 /// How long EC2 may keep showing an address as it was before a mutation. AWS documents
 /// eventual consistency without a number; seconds is what is seen in practice. Used only to
 /// bound how long a claimer looks for an association it is unsure it made.
-pub const CONSISTENCY_BOUND: Duration = Duration::from_secs(5);
+pub(crate) const CONSISTENCY_BOUND: Duration = Duration::from_secs(5);
+
+/// What a look at an address we may have associated ourselves (AssociateAddress's answer was
+/// lost, or a crashed run made it) says, `waited` after the first look: EC2 may take its
+/// consistency bound to show an association, and no longer.
+pub(crate) fn after_holder_look(standing: Standing, waited: Duration) -> HolderLook {
+    match standing {
+        Standing::Mine => HolderLook::Ours,
+        Standing::Elsewhere | Standing::Gone => HolderLook::NotOurs,
+        Standing::Free if waited >= CONSISTENCY_BOUND => HolderLook::NobodysNow,
+        Standing::Free => HolderLook::LookAgain,
+    }
+}
+
+/// See [`after_holder_look`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HolderLook {
+    /// On our interface and private IP: an earlier call of ours associated it.
+    Ours,
+    /// Someone else's, or released.
+    NotOurs,
+    /// Free, past EC2's consistency bound: no association of ours is there (whoever held it
+    /// let go).
+    NobodysNow,
+    /// Free, but an association may not be visible yet: look again.
+    LookAgain,
+}
 
 /// How long a claimer may use a pool listing another claimer of the herd made, instead of
 /// listing the pool itself.
@@ -61,14 +95,14 @@ pub const CONSISTENCY_BOUND: Duration = Duration::from_secs(5);
 /// addresses eipool assigned since are marked in Redis, an address someone else took since costs
 /// one `Resource.AlreadyAssociated`, and a claimer never gives up (exhausted) or adopts an address
 /// on the strength of a shared listing: it lists the pool itself first.
-pub const SHARED_LISTING_TTL: Duration = Duration::from_secs(5);
+pub(crate) const SHARED_LISTING_TTL: Duration = Duration::from_secs(5);
 
 /// Whether a claimer may go on with the herd's shared listing, or must list the pool itself
 /// first: a shared listing may be seconds old, so it may only suggest candidates. It cannot say
 /// that this interface already holds an address (`holds_one`) or that the pool has none
 /// (`empty`), and a re-run (Redis remembers what this interface was taking: `intent`) must see
 /// what it did last, which an older listing does not show.
-pub fn shared_listing_will_do(intent: bool, holds_one: bool, empty: bool) -> bool {
+pub(crate) fn shared_listing_will_do(intent: bool, holds_one: bool, empty: bool) -> bool {
     !(intent || holds_one || empty)
 }
 
@@ -76,12 +110,12 @@ pub fn shared_listing_will_do(intent: bool, holds_one: bool, empty: bool) -> boo
 /// enough to mask it in a listing made before the association (the herd's shared listing lives
 /// [`SHARED_LISTING_TTL`], and EC2 may take [`CONSISTENCY_BOUND`] to show a change), and no
 /// longer: a marker must never keep a claimer off an address EC2 shows free.
-pub const ASSIGNED_MARK_TTL: Duration = Duration::from_secs(10);
+pub(crate) const ASSIGNED_MARK_TTL: Duration = Duration::from_secs(10);
 
 /// How long Redis remembers which address an interface was taking or holds: a re-run after a
 /// crash tries that address first, because a listing made right after may not show the
 /// association yet. After this, EC2's listing shows it.
-pub const INTENT_TTL: Duration = Duration::from_secs(60);
+pub(crate) const INTENT_TTL: Duration = Duration::from_secs(60);
 
 /// What to do with a candidate that our own listing shows free but Redis marks assigned, once
 /// EC2 has been asked about it by allocation id (`ec2_free`). The marker is `marker_age` old.
@@ -89,7 +123,7 @@ pub const INTENT_TTL: Duration = Duration::from_secs(60);
 /// A marker younger than EC2's consistency bound may be right where EC2 is behind: wait for it.
 /// An older one is outvoted by EC2: drop it and claim the address. EC2 showing the address held
 /// settles it: taken.
-pub fn masked_verdict(ec2_free: bool, marker_age: Duration) -> MaskedVerdict {
+pub(crate) fn masked_verdict(ec2_free: bool, marker_age: Duration) -> MaskedVerdict {
     match (ec2_free, marker_age >= CONSISTENCY_BOUND) {
         (false, _) => MaskedVerdict::Taken,
         (true, true) => MaskedVerdict::ClearMarker,
@@ -97,9 +131,19 @@ pub fn masked_verdict(ec2_free: bool, marker_age: Duration) -> MaskedVerdict {
     }
 }
 
+/// How long to wait when only young markers stand between a claimer and addresses EC2 shows
+/// free, each marker `left` from being old enough to be outvoted: until the first of them is,
+/// and at least 100 ms, so a claimer never spins on Redis and EC2.
+pub(crate) fn until_a_marker_ages(left: impl IntoIterator<Item = Duration>) -> Duration {
+    left.into_iter()
+        .min()
+        .unwrap_or_default()
+        .max(Duration::from_millis(100))
+}
+
 /// See [`masked_verdict`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MaskedVerdict {
+pub(crate) enum MaskedVerdict {
     /// EC2 shows it held: skip it.
     Taken,
     /// EC2 shows it free, long after the marker was set: drop the marker, try the address.
@@ -112,7 +156,7 @@ pub enum MaskedVerdict {
 /// after `poll` asks: 20 ms for the first half second (a listing takes about one EC2 round trip,
 /// and a herd must not wait much longer than that for it), then 100 ms. A Redis round trip
 /// costs well under a millisecond, so even a herd of 200 polling at 20 ms is light work.
-pub fn listing_poll(poll: u32) -> Duration {
+pub(crate) fn listing_poll(poll: u32) -> Duration {
     if poll < 25 {
         Duration::from_millis(20)
     } else {
@@ -127,7 +171,7 @@ pub fn listing_poll(poll: u32) -> Duration {
 /// and each look costs a call from the describe budget a herd shares. The answer says the
 /// association exists, so the first look comes soon (250 ms), then after 500 ms, 1 s, and every
 /// 2 s.
-pub fn validation_delay(poll: u32) -> Duration {
+pub(crate) fn validation_delay(poll: u32) -> Duration {
     let ms = 250u64.saturating_mul(2u64.saturating_pow(poll.min(8)));
     Duration::from_millis(ms.min(2_000))
 }
@@ -135,7 +179,7 @@ pub fn validation_delay(poll: u32) -> Duration {
 /// Delay before look number `poll` (0-based) at the node's own view (IMDSv2) of our address,
 /// after AssociateAddress answered success: right away, then quickly (it costs no EC2 call),
 /// 25 ms doubling to 400 ms.
-pub fn node_view_delay(poll: u32) -> Duration {
+pub(crate) fn node_view_delay(poll: u32) -> Duration {
     if poll == 0 {
         return Duration::ZERO;
     }
@@ -145,7 +189,7 @@ pub fn node_view_delay(poll: u32) -> Duration {
 
 /// A shared call rate: `burst` calls at once, then `per_second`.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Rate {
+pub(crate) struct Rate {
     /// Calls allowed back to back.
     pub burst: u32,
     /// Sustained calls per second.
@@ -154,41 +198,111 @@ pub struct Rate {
 
 impl Rate {
     /// The time between two calls at the sustained rate.
-    pub fn interval(&self) -> Duration {
+    pub(crate) fn interval(&self) -> Duration {
         Duration::from_secs_f64(1.0 / self.per_second)
     }
 
     /// How far ahead of the sustained rate a burst may run.
-    pub fn tolerance(&self) -> Duration {
+    pub(crate) fn tolerance(&self) -> Duration {
         self.interval() * self.burst.saturating_sub(1)
     }
 }
 
 /// The herd's pace for AssociateAddress: under EC2's default mutating bucket (burst 50, refill
 /// 5/s) with room for a few other callers in the account.
-pub const MUTATING_PACE: Rate = Rate {
+pub(crate) const MUTATING_PACE: Rate = Rate {
     burst: 40,
     per_second: 5.0,
 };
 /// The herd's pace for DescribeAddresses (listings and validation polls): well under EC2's
 /// describe bucket (burst 100, refill 20/s), which other tools in the account share. Measured:
 /// at N = 200, burst 80 at 18/s still drew 450 throttled answers; 40 at 15/s, about 100.
-pub const DESCRIBE_PACE: Rate = Rate {
+pub(crate) const DESCRIBE_PACE: Rate = Rate {
     burst: 40,
     per_second: 15.0,
 };
 
 /// The candidates of one listing in the order to try them: free addresses (no association),
 /// shuffled so a herd spreads over the pool instead of all racing for the first one.
-pub fn candidate_order<T: Clone, R: Rng + ?Sized>(free: &[T], rng: &mut R) -> Vec<T> {
+pub(crate) fn candidate_order<T: Clone, R: Rng + ?Sized>(free: &[T], rng: &mut R) -> Vec<T> {
     let mut order = free.to_vec();
     order.shuffle(rng);
     order
 }
 
+/// The candidates of one listing in the order to try them: its free addresses shuffled
+/// ([`candidate_order`]); then first the address to `prefer` if it is free (the agent taking back
+/// the address its media server still announces); and before everything the `suspect`, the
+/// address a run of ours may already hold (a crashed run's intent in Redis, or what our private
+/// IP holds), whatever the listing shows: EC2's compare-and-swap tells.
+pub(crate) fn claim_order<R: Rng + ?Sized>(
+    listing: &[Address],
+    prefer: Option<&AllocationId>,
+    suspect: Option<&AllocationId>,
+    rng: &mut R,
+) -> Vec<Address> {
+    let free: Vec<Address> = listing
+        .iter()
+        .filter(|a| a.association.is_none())
+        .cloned()
+        .collect();
+    let mut order = candidate_order(&free, rng);
+    if let Some(alloc) = prefer {
+        if let Some(i) = order.iter().position(|c| &c.allocation_id == alloc) {
+            let preferred = order.remove(i);
+            order.insert(0, preferred);
+        }
+    }
+    if let Some(alloc) = suspect {
+        if let Some(a) = listing.iter().find(|a| &a.allocation_id == alloc) {
+            order.retain(|c| &c.allocation_id != alloc);
+            order.insert(0, a.clone());
+        }
+    }
+    order
+}
+
+/// Without Redis, how many addresses found taken (each one a mutating call) before the rest of
+/// a listing is set aside for a fresh one.
+pub(crate) const LOCK_FREE_BATCH: usize = 3;
+
+/// Whether a claimer without Redis, having found `taken` addresses of its listing taken, lists
+/// the pool again rather than try the rest: nobody tells it what the others took, and a fresh
+/// listing costs one describe call where each blind try costs a mutating one.
+pub(crate) fn relist_without_redis(taken: usize) -> bool {
+    taken >= LOCK_FREE_BATCH
+}
+
+/// After Redis fails (without `--require-lock`), how long to claim without it before trying again.
+pub(crate) const REDIS_COOL_DOWN: Duration = Duration::from_secs(5);
+
+/// How often a claim waiting for another claim of the same interface looks again.
+pub(crate) const INTERFACE_POLL: Duration = Duration::from_millis(200);
+
+/// What a claim does when Redis fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RedisFailure {
+    /// Redis answers but can never work (credentials, ACL, a replica, TLS trust): stop. Running
+    /// without locks for good is not an outage to ride out but a deployment to fix.
+    Stop,
+    /// `--require-lock`: wait for Redis.
+    WaitForIt,
+    /// Go on without Redis, on EC2's compare-and-swap alone, for this long; then try it again.
+    WithoutItFor(Duration),
+}
+
+/// See [`RedisFailure`]: a `misconfigured` Redis stops the claim whatever `require_lock` says.
+pub(crate) fn after_redis_failure(misconfigured: bool, require_lock: bool) -> RedisFailure {
+    match (misconfigured, require_lock) {
+        (true, _) => RedisFailure::Stop,
+        (false, true) => RedisFailure::WaitForIt,
+        (false, false) => RedisFailure::WithoutItFor(REDIS_COOL_DOWN),
+    }
+}
+
 /// What one pass over the candidates saw, counted by the claimer.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct PassTally {
+pub(crate) struct PassTally {
     /// Candidates another claimer holds a live Redis claim on; they may come free again.
     pub busy: usize,
     /// Candidates that failed with a temporary error (throttled, 5xx, timeout, Redis down).
@@ -200,7 +314,7 @@ pub struct PassTally {
 
 /// What to do after a pass over the candidates that won nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AfterPass {
+pub(crate) enum AfterPass {
     /// Every candidate is known taken: the pool is exhausted, say so now rather than at the deadline.
     Exhausted,
     /// Nothing else can come free, but Redis masks addresses our own listing shows free: ask EC2
@@ -215,7 +329,7 @@ pub enum AfterPass {
 /// for a passing reason, and no Redis marker stands between us and an address EC2 may show free,
 /// so a claimer never gives up on an address that another claimer may still hand back, nor on
 /// one a stale marker hides.
-pub fn after_pass(tally: PassTally) -> AfterPass {
+pub(crate) fn after_pass(tally: PassTally) -> AfterPass {
     match tally {
         PassTally {
             busy: 0,
@@ -233,7 +347,7 @@ pub fn after_pass(tally: PassTally) -> AfterPass {
 
 /// Which exit reason a claim that ran out of time reports: exhaustion when the last pass found
 /// only addresses others were holding, a temporary failure when something kept failing.
-pub fn deadline_verdict(last: Option<PassTally>) -> AfterDeadline {
+pub(crate) fn deadline_verdict(last: Option<PassTally>) -> AfterDeadline {
     match last {
         Some(t) if t.transient == 0 && t.masked == 0 => AfterDeadline::Exhausted,
         _ => AfterDeadline::Temporary,
@@ -242,7 +356,7 @@ pub fn deadline_verdict(last: Option<PassTally>) -> AfterDeadline {
 
 /// See [`deadline_verdict`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AfterDeadline {
+pub(crate) enum AfterDeadline {
     /// Exit 69: no address came free in time.
     Exhausted,
     /// Exit 75: EC2 or Redis kept failing until the deadline.
@@ -299,7 +413,7 @@ mod tests {
     #[test]
     fn lease_budget_table() {
         let call = MS(5_000);
-        let margin = MS(1_000);
+        let margin = LEASE_MARGIN;
         // (lease left, allowed)
         let cases = [
             (MS(10_000), true),
@@ -364,8 +478,45 @@ mod tests {
         for (free, age, want) in cases {
             assert_eq!(masked_verdict(free, age), want, "free {free}, age {age:?}");
         }
+        // Waiting for young markers: until the first is old enough, never a spin.
+        let cases = [
+            (vec![], MS(100)),
+            (vec![MS(0)], MS(100)),
+            (vec![MS(3_000), MS(1_200)], MS(1_200)),
+            (vec![s(4)], s(4)),
+        ];
+        for (left, want) in cases {
+            assert_eq!(until_a_marker_ages(left.clone()), want, "{left:?}");
+        }
         // A marker outlives a shared listing plus EC2's consistency window, and no more.
         assert_eq!(ASSIGNED_MARK_TTL, SHARED_LISTING_TTL + CONSISTENCY_BOUND);
+    }
+
+    #[test]
+    fn a_lost_answer_is_looked_for_until_ec2_must_show_it() {
+        let s = Duration::from_secs;
+        // (what EC2 shows, since the first look, verdict)
+        let cases = [
+            (Standing::Mine, s(0), HolderLook::Ours),
+            (Standing::Mine, s(60), HolderLook::Ours),
+            (Standing::Elsewhere, s(0), HolderLook::NotOurs),
+            (Standing::Gone, s(0), HolderLook::NotOurs),
+            (Standing::Free, s(0), HolderLook::LookAgain),
+            (
+                Standing::Free,
+                CONSISTENCY_BOUND - MS(1),
+                HolderLook::LookAgain,
+            ),
+            (Standing::Free, CONSISTENCY_BOUND, HolderLook::NobodysNow),
+            (Standing::Free, s(3_600), HolderLook::NobodysNow),
+        ];
+        for (standing, waited, want) in cases {
+            assert_eq!(
+                after_holder_look(standing, waited),
+                want,
+                "{standing:?} after {waited:?}"
+            );
+        }
     }
 
     #[test]
@@ -415,6 +566,98 @@ mod tests {
             firsts.len() >= 10,
             "only {} distinct first choices",
             firsts.len()
+        );
+    }
+
+    fn address(n: u8, held: bool) -> Address {
+        use crate::pure::address::Association;
+        Address {
+            allocation_id: format!("eipalloc-{n:017x}").parse().unwrap(),
+            public_ip: std::net::Ipv4Addr::new(192, 0, 2, n),
+            association: held.then(|| Association {
+                id: format!("eipassoc-{n:017x}").parse().unwrap(),
+                network_interface_id: None,
+                private_ip: None,
+                instance_id: None,
+            }),
+            pool: Some("p".into()),
+            holder: None,
+        }
+    }
+
+    #[test]
+    fn the_suspect_goes_first_then_the_preferred_then_the_free_shuffled() {
+        // 1 and 2 free, 3 held.
+        let listing = [address(1, false), address(2, false), address(3, true)];
+        let id = |n: u8| listing[n as usize - 1].allocation_id.clone();
+        // (prefer, suspect, the first ones, how many in all)
+        type Case = (Option<u8>, Option<u8>, &'static [u8], usize);
+        let cases: [Case; 7] = [
+            (None, None, &[], 2),
+            (Some(2), None, &[2], 2),
+            // A held address is not preferred: it is not a candidate.
+            (Some(3), None, &[], 2),
+            // A suspect is tried whatever the listing shows: it may be ours.
+            (None, Some(3), &[3], 3),
+            (Some(2), Some(1), &[1, 2], 2),
+            (Some(1), Some(1), &[1], 2),
+            // Not in the listing: nothing to try first.
+            (Some(9), Some(9), &[], 2),
+        ];
+        for (prefer, suspect, first, len) in cases {
+            for seed in 0..8 {
+                let order = claim_order(
+                    &listing,
+                    prefer
+                        .map(|n| format!("eipalloc-{n:017x}").parse().unwrap())
+                        .as_ref(),
+                    suspect
+                        .map(|n| format!("eipalloc-{n:017x}").parse().unwrap())
+                        .as_ref(),
+                    &mut StdRng::seed_from_u64(seed),
+                );
+                let got: Vec<AllocationId> =
+                    order.iter().map(|a| a.allocation_id.clone()).collect();
+                let want: Vec<AllocationId> = first.iter().map(|n| id(*n)).collect();
+                assert_eq!(got.len(), len, "prefer {prefer:?}, suspect {suspect:?}");
+                assert_eq!(
+                    &got[..want.len()],
+                    &want[..],
+                    "prefer {prefer:?}, suspect {suspect:?}"
+                );
+                let unique: std::collections::HashSet<_> = got.iter().collect();
+                assert_eq!(unique.len(), got.len(), "a candidate twice: {got:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn without_redis_a_few_blind_takes_buy_a_fresh_listing() {
+        // (addresses found taken, list again)
+        for (taken, relist) in [(0, false), (1, false), (2, false), (3, true), (10, true)] {
+            assert_eq!(relist_without_redis(taken), relist, "taken {taken}");
+        }
+    }
+
+    #[test]
+    fn a_redis_failure_stops_waits_or_cools_down() {
+        // (misconfigured, --require-lock, what the claim does)
+        let cases = [
+            (true, false, RedisFailure::Stop),
+            (true, true, RedisFailure::Stop),
+            (false, true, RedisFailure::WaitForIt),
+            (false, false, RedisFailure::WithoutItFor(REDIS_COOL_DOWN)),
+        ];
+        for (misconfigured, require_lock, want) in cases {
+            assert_eq!(
+                after_redis_failure(misconfigured, require_lock),
+                want,
+                "misconfigured {misconfigured}, require_lock {require_lock}"
+            );
+        }
+        // The cool-down outlasts a few round trips' timeouts and stays short against a claim.
+        assert!(
+            REDIS_COOL_DOWN >= Duration::from_secs(2) && REDIS_COOL_DOWN <= Duration::from_secs(30)
         );
     }
 

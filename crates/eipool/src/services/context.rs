@@ -7,7 +7,7 @@ use rand::Rng;
 use tracing::warn;
 
 use crate::adapters::aws::{self, Ec2};
-use crate::adapters::herd::{Herd, RedisTarget, Timing};
+use crate::adapters::redis::{Redis, RedisTarget, Timing};
 use crate::pure::error::Error;
 use crate::pure::plan::ASSIGNED_MARK_TTL;
 
@@ -26,7 +26,7 @@ pub(crate) struct Context {
     /// EC2.
     pub(crate) ec2: Ec2,
     /// The pool's shared state in Redis, when `--redis-url` is given.
-    pub(crate) herd: Option<Herd>,
+    pub(crate) redis: Option<Redis>,
 }
 
 /// Connect to EC2 (standard AWS chain) and prepare Redis (lazily: nothing sent yet).
@@ -37,8 +37,8 @@ pub(crate) async fn connect(
     lease: Duration,
 ) -> Result<Context, Error> {
     let ec2 = aws::connect(call_timeout).await.map_err(Error::Usage)?;
-    let herd = redis.map(|target| {
-        Herd::new(
+    let handle = redis.map(|target| {
+        Redis::new(
             target.clone(),
             pool,
             ec2.region(),
@@ -53,7 +53,7 @@ pub(crate) async fn connect(
     Ok(Context {
         pool: pool.to_string(),
         ec2,
-        herd,
+        redis: handle,
     })
 }
 
@@ -66,7 +66,7 @@ fn owner_token() -> String {
 impl Context {
     /// Warn once that Redis is not configured.
     pub(crate) fn warn_without_redis(&self, what: &str) {
-        if self.herd.is_none() {
+        if self.redis.is_none() {
             warn!("no --redis-url: {what}");
         }
     }

@@ -133,10 +133,10 @@ pub(crate) async fn gc(ctx: &Context, budget: &Budget, apply: bool) -> Result<Re
     }
 
     let mut stale_records = Vec::new();
-    if let Some(herd) = &ctx.herd {
+    if let Some(redis) = &ctx.redis {
         let allocs: Vec<AllocationId> = listing.iter().map(|a| a.allocation_id.clone()).collect();
         match budget
-            .bounded(herd.view(&allocs))
+            .bounded(redis.view(&allocs))
             .await
             .map_err(|i| budget.error(i))?
         {
@@ -172,8 +172,8 @@ pub(crate) async fn gc(ctx: &Context, budget: &Budget, apply: bool) -> Result<Re
                 .await?;
             l.freed = true;
             // Claimable at once: no Redis marker keeps claimers off it.
-            if let (Some(herd), Some(ip)) = (&ctx.herd, x.private_ip) {
-                if let Err(e) = herd
+            if let (Some(redis), Some(ip)) = (&ctx.redis, x.private_ip) {
+                if let Err(e) = redis
                     .forget(&l.allocation_id, &l.network_interface_id, ip)
                     .await
                 {
@@ -182,9 +182,9 @@ pub(crate) async fn gc(ctx: &Context, budget: &Budget, apply: bool) -> Result<Re
             }
             info!(public_ip = %l.public_ip, allocation_id = %l.allocation_id, reason = %l.reason, "freed");
         }
-        if let Some(herd) = &ctx.herd {
+        if let Some(redis) = &ctx.redis {
             for r in &stale_records {
-                if let Err(e) = herd.drop_holder(r).await {
+                if let Err(e) = redis.drop_holder(r).await {
                     warn!(error = %e, allocation_id = %r, "could not drop the stale record");
                 }
             }

@@ -140,9 +140,9 @@ pub(crate) async fn resolve_paced(
     source: &IdentitySource,
     private_ip: Option<Ipv4Addr>,
 ) -> Result<Identity, Error> {
-    if let (Some(herd), true) = (&ctx.herd, source.calls_ec2(private_ip)) {
+    if let (Some(redis), true) = (&ctx.redis, source.calls_ec2(private_ip)) {
         match budget
-            .bounded(herd.pace("describe", plan::DESCRIBE_PACE))
+            .bounded(redis.pace("describe", plan::DESCRIBE_PACE))
             .await
         {
             Ok(Ok(wait)) => budget.sleep(wait).await.map_err(|i| budget.error(i))?,

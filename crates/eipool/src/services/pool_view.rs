@@ -104,11 +104,11 @@ pub(crate) async fn collect(ctx: &Context, budget: &Budget) -> Result<PoolStatus
     let listing = budget
         .call("list pool", || ctx.ec2.describe_pool(&ctx.pool))
         .await?;
-    let view = match &ctx.herd {
-        Some(herd) => {
+    let view = match &ctx.redis {
+        Some(redis) => {
             let allocs: Vec<_> = listing.iter().map(|a| a.allocation_id.clone()).collect();
             match budget
-                .bounded(herd.view(&allocs))
+                .bounded(redis.view(&allocs))
                 .await
                 .map_err(|i| budget.error(i))?
             {

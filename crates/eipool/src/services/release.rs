@@ -51,8 +51,8 @@ pub(crate) async fn release(
         budget
             .call("disassociate", || ctx.ec2.disassociate(&x.id))
             .await?;
-        if let Some(herd) = &ctx.herd {
-            if let Err(e) = herd.forget(&a.allocation_id, &me.eni, me.private_ip).await {
+        if let Some(redis) = &ctx.redis {
+            if let Err(e) = redis.forget(&a.allocation_id, &me.eni, me.private_ip).await {
                 warn!(error = %e, "could not clear the Redis records; they expire on their own");
             }
         }

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use eipool_lab::chaos::{ChaosConfig, ChaosProxy};
-use eipool_lab::services::free_port;
+use eipool_lab::servers::free_port;
 
 use crate::harness::{eventually, moto, Agent, Lab};
 
@@ -336,4 +336,41 @@ async fn drift_reaches_a_real_media_server() {
         media.restarts
     );
     assert_eq!(media.restarts, 1);
+}
+
+/// The agent looks its interface up (one DescribeNetworkInterfaces, identity by flag) in its
+/// slot of the herd's describe pace, as a claim does: a herd of agents starting at once must not
+/// spend EC2's describe budget before the pace can spread them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agents_identity_lookup_waits_for_its_slot_of_the_herds_pace() {
+    let lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(1).await.unwrap();
+    lab.ec2.allocate(Some(&lab.pool), 1).await.unwrap();
+    // Other claimers have reserved the herd's describe slots for the next five seconds: the
+    // pace's theoretical arrival time is its burst tolerance (39 × 1/15 s = 2.6 s) plus 5 s ahead.
+    let mut conn = lab.redis_conn().await;
+    let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await.unwrap();
+    let now_ms = secs * 1_000 + micros / 1_000;
+    let _: () = redis::cmd("SET")
+        .arg(lab.pace_key("describe"))
+        .arg(now_ms + 2_600 + 5_000)
+        .arg("PX")
+        .arg(60_000)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let _agent = Agent::start(&lab, &nodes[0], false, dir.path(), &[]).await;
+    eventually(
+        "the agent's interface lookup",
+        Duration::from_secs(30),
+        || async { (lab.proxy.stats().calls("DescribeNetworkInterfaces") > 0).then_some(()) },
+    )
+    .await;
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(4),
+        "the agent looked its interface up after {took:?}, before its slot (5 s)"
+    );
 }

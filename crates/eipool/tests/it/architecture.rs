@@ -1,12 +1,12 @@
 //! The structure ARCHITECTURE.md promises, checked on the source: the layer table there (read
 //! from the document, so it is stated once) against every `use crate::…`, `crate::…` and
-//! `super::…` path outside tests; no import cycle among the modules of any crate of the
-//! workspace; the pure layer does no I/O; no impl block over 300 lines.
+//! `super::…` path outside tests; the adapters know nothing of each other; no import cycle among
+//! the modules of any crate of the workspace; the pure layer does no I/O; the services know
+//! neither the command line nor HTTP; only `main` exits the process; one visibility convention
+//! (`pub` only for what `lib.rs` re-exports), enforced by the `unreachable_pub` lint.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-
-const IMPL_LIMIT: usize = 300;
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -318,27 +318,58 @@ fn the_pure_layer_does_no_io() {
     assert!(found.is_empty(), "{found:#?}");
 }
 
-#[test]
-fn no_impl_block_is_longer_than_300_lines() {
-    let mut long = Vec::new();
-    for krate in ["eipool", "eipool-lab", "atlantis-authz"] {
-        let src = workspace().join("crates").join(krate).join("src");
-        let mut files = Vec::new();
-        rust_files(&src, &mut files);
-        for f in files {
-            let text = std::fs::read_to_string(&f).unwrap();
-            let lines: Vec<&str> = text.lines().collect();
-            for (i, l) in lines.iter().enumerate() {
-                if l.starts_with("impl") && l.ends_with('{') {
-                    let end = lines[i..].iter().position(|l| *l == "}").unwrap_or(0);
-                    if end > IMPL_LIMIT {
-                        long.push(format!("{}:{}: `{l}` runs {end} lines", f.display(), i + 1));
-                    }
-                }
+/// `(module, word)` for every module of eipool under `layers` whose code (tests and comments
+/// left out) contains one of `words`.
+fn uses(layers: &[&str], words: &[&str]) -> Vec<String> {
+    let mut found = Vec::new();
+    for (module, code) in eipool()
+        .modules
+        .iter()
+        .filter(|(m, _)| m.first().is_some_and(|f| layers.contains(&f.as_str())))
+    {
+        for word in words {
+            if code.contains(word) {
+                found.push(format!("{} uses {word}", module.join("::")));
             }
         }
     }
-    assert!(long.is_empty(), "{long:#?}");
+    found
+}
+
+#[test]
+fn the_services_know_neither_the_command_line_nor_http() {
+    let found = uses(
+        &["pure", "support", "adapters", "services"],
+        &["clap", "axum", "hyper::server"],
+    );
+    assert!(found.is_empty(), "{found:#?}");
+}
+
+#[test]
+fn only_main_exits_the_process() {
+    // Every exit code comes from `Error::exit_code`, in `main`: a module that exits by itself
+    // skips the exit table, the JSON log format and the cleanup of what is held.
+    let found = uses(
+        &["pure", "support", "adapters", "services", "app"],
+        &["process::exit", ".exit()", "process::abort"],
+    );
+    assert!(found.is_empty(), "{found:#?}");
+    let main = std::fs::read_to_string(workspace().join("crates/eipool/src/main.rs")).unwrap();
+    assert!(
+        main.contains("ExitCode::from(e.exit_code())"),
+        "main maps errors to exit codes through Error::exit_code"
+    );
+}
+
+#[test]
+fn pub_is_only_for_what_lib_rs_re_exports() {
+    // The convention: `pub` for what the binary and the integration tests use (re-exported from
+    // lib.rs), `pub(crate)` for everything else. The lint enforces it (clippy -D warnings).
+    let lib = std::fs::read_to_string(workspace().join("crates/eipool/src/lib.rs")).unwrap();
+    assert!(
+        lib.contains("#![warn(unreachable_pub)]"),
+        "lib.rs lost the lint"
+    );
 }
 
 #[test]

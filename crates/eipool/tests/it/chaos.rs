@@ -13,7 +13,7 @@ use eipool_lab::fixture::{Eip, Node};
 use eipool_lab::tcp_fault::{Mode, TcpFault};
 use rand::Rng;
 
-use crate::harness::{exits, failures, heavy, herd, moto, report, successes, Lab};
+use crate::harness::{eventually, exits, failures, heavy, herd, moto, report, successes, Lab};
 
 /// Addresses the claimers must never touch: untagged, another pool's, and one of the pool's own
 /// associated by hand to a bystander interface.
@@ -233,25 +233,31 @@ async fn a_claimer_paused_past_its_lease_never_ends_up_sharing_or_leaking() {
         .spawn()
         .unwrap();
     let pid = paused.id().unwrap().to_string();
-    let client = redis::Client::open(lab.redis.url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let pattern = format!("eipool:{{{}}}:claim:*", lab.pool);
-    let until = Instant::now() + Duration::from_secs(30);
-    loop {
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(&pattern)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        if !keys.is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < until,
-            "the claimer never took a Redis claim"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    // The claim it holds in Redis: its key, and its value (owner and fence).
+    let conn = lab.redis_conn().await;
+    let pattern = lab.key("claim:*");
+    let (key, held) = eventually(
+        "the claimer to take a Redis claim",
+        Duration::from_secs(30),
+        || {
+            let (mut conn, pattern) = (conn.clone(), pattern.clone());
+            async move {
+                let keys: Vec<String> = redis::cmd("KEYS")
+                    .arg(&pattern)
+                    .query_async(&mut conn)
+                    .await
+                    .ok()?;
+                let key = keys.into_iter().next()?;
+                let value: Option<String> = redis::cmd("GET")
+                    .arg(&key)
+                    .query_async(&mut conn)
+                    .await
+                    .ok()?;
+                Some((key, value?))
+            }
+        },
+    )
+    .await;
     std::process::Command::new("kill")
         .args(["-STOP", &pid])
         .status()
@@ -261,8 +267,23 @@ async fn a_claimer_paused_past_its_lease_never_ends_up_sharing_or_leaking() {
     // Others proceed while it sleeps past its lease.
     let (mut outcomes, _) =
         herd(&lab.env, runs(&lab, &lab.redis.url(), &nodes[1..3], &lease)).await;
-    let wait = Duration::from_secs(7).saturating_sub(stopped_at.elapsed());
-    tokio::time::sleep(wait).await; // the lease (5 s) must be over; nothing to poll for here
+    // Until its lease (5 s) is over: Redis no longer holds its claim.
+    eventually(
+        "the paused claimer's lease to run out",
+        Duration::from_secs(30),
+        || {
+            let (mut conn, key, held) = (conn.clone(), key.clone(), held.clone());
+            async move {
+                let now: Option<String> = redis::cmd("GET")
+                    .arg(&key)
+                    .query_async(&mut conn)
+                    .await
+                    .ok()?;
+                (now.as_deref() != Some(held.as_str())).then_some(())
+            }
+        },
+    )
+    .await;
     std::process::Command::new("kill")
         .args(["-CONT", &pid])
         .status()
@@ -273,7 +294,7 @@ async fn a_claimer_paused_past_its_lease_never_ends_up_sharing_or_leaking() {
         eipool_lab::claimer::Outcome::from_output(&[], out),
     ));
     report(
-        "SIGSTOP a claimer holding a claim for 7 s (lease 5 s)",
+        "SIGSTOP a claimer holding a claim until its lease (5 s) ran out",
         "400 ms EC2 latency, 1 s stale describes",
         &outcomes,
         Some(&proxy.stats()),
@@ -332,20 +353,16 @@ async fn redis_fault_scenario(name: &str, fault: impl AsyncFnOnce(&mut Lab, &Tcp
 
 /// Wait until EC2 shows at least `n` pool addresses associated (the herd is under way).
 async fn until_associated(lab: &Lab, n: usize) {
-    let until = Instant::now() + Duration::from_secs(60);
-    loop {
-        let state = lab.ec2.pool_state(&lab.pool).await.unwrap();
-        if state
+    eventually("the herd to get going", Duration::from_secs(60), || async {
+        let state = lab.ec2.pool_state(&lab.pool).await.ok()?;
+        (state
             .values()
             .filter(|e| e.association_id.is_some())
             .count()
-            >= n
-        {
-            return;
-        }
-        assert!(Instant::now() < until, "the herd never got going");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+            >= n)
+            .then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -498,4 +515,231 @@ async fn connections_reset_on_a_sixth_of_ec2_calls_still_lets_everyone_claim_in_
         "reset",
     )
     .await;
+}
+
+/// Poll `probe` until it holds, or panic with `what` after `within` (the proxy's counts).
+async fn until(what: &str, within: Duration, probe: impl Fn() -> bool) {
+    eventually(what, within, || {
+        let held = probe();
+        async move { held.then_some(()) }
+    })
+    .await
+}
+
+/// A re-run told by Redis it was taking an address finds it `AlreadyAssociated` (someone else's),
+/// and before it can see who holds it, the holder lets go: EC2 then shows it free for good. The
+/// claim stops looking for itself as the holder after EC2's consistency bound and claims an
+/// address, instead of polling EC2 until its deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_that_lets_go_before_the_claim_looks_does_not_hold_the_claim_up() {
+    let mut lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(2).await.unwrap();
+    let eips = lab.ec2.allocate(Some(&lab.pool), 2).await.unwrap();
+    let first = &eips[0].allocation_id;
+    let other = lab
+        .ec2
+        .associate_external(first, &nodes[1].eni)
+        .await
+        .unwrap();
+    // Every EC2 call takes a second: the holder lets go between the answer and the first look.
+    let proxy = proxied(
+        &mut lab,
+        ChaosConfig {
+            latency: Duration::from_secs(1),
+            ..ChaosConfig::default()
+        },
+    )
+    .await;
+    // A crashed run of ours was taking it.
+    let me = &nodes[0];
+    let _: () = redis::cmd("SET")
+        .arg(lab.key(&format!("iface:{}/{}", me.eni, me.private_ip)))
+        .arg(first)
+        .arg("EX")
+        .arg(60)
+        .query_async(&mut lab.redis_conn().await)
+        .await
+        .unwrap();
+    let (env, _imds) = lab.node_imds(me).await;
+    let claim = {
+        let args = lab.with_redis(&["claim", "--timeout", "40s"]);
+        tokio::spawn(async move { env.run(&args).await })
+    };
+    until(
+        "AlreadyAssociated for the first address",
+        Duration::from_secs(30),
+        || proxy.stats().get("AssociateAddress", "error") > 0,
+    )
+    .await;
+    lab.ec2.disassociate(&other).await.unwrap();
+    let o = claim.await.unwrap();
+    let r = o.report().unwrap_or_else(|| panic!("{o}"));
+    assert_eq!(r.network_interface_id, me.eni, "{o}");
+}
+
+/// A claim whose AssociateAddress answers are all lost runs out of time; the first look at what
+/// it may have associated is throttled. It looks again, and takes the address off its interface.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_look_does_not_leave_a_maybe_made_association_behind() {
+    let mut lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(1).await.unwrap();
+    lab.ec2.allocate(Some(&lab.pool), 1).await.unwrap();
+    let proxy = proxied(
+        &mut lab,
+        ChaosConfig {
+            p_lose_response: 1.0,
+            fault_actions: ["AssociateAddress".to_string()].into(),
+            ..ChaosConfig::default()
+        },
+    )
+    .await;
+    let me = nodes[0].clone();
+    let claim = {
+        let args = lab.claim_args(&me, &["--timeout", "10s"]);
+        let env = lab.env.clone();
+        tokio::spawn(async move { env.run(&args).await })
+    };
+    // The association is made, its answer lost: from now on every AssociateAddress and every
+    // DescribeAddresses is throttled, so the claim retries until its deadline, then looks.
+    until(
+        "an AssociateAddress answer lost",
+        Duration::from_secs(30),
+        || proxy.stats().get("AssociateAddress", "response_lost") > 0,
+    )
+    .await;
+    proxy.reconfigure(|c| {
+        c.p_lose_response = 0.0;
+        c.p_throttle = 1.0;
+        c.fault_actions = ["AssociateAddress", "DescribeAddresses"]
+            .map(String::from)
+            .into();
+    });
+    // Its first look is throttled; EC2 answers again after that.
+    until(
+        "the look after the deadline",
+        Duration::from_secs(30),
+        || proxy.stats().get("DescribeAddresses", "throttled") > 0,
+    )
+    .await;
+    proxy.reconfigure(|c| c.p_throttle = 0.0);
+    let o = claim.await.unwrap();
+    assert_eq!(o.code, Some(75), "{o}");
+    let held = lab.ec2.addresses_on(&me.eni).await.unwrap();
+    assert!(held.is_empty(), "left on the interface: {held:?}\n{o}");
+}
+
+/// A claim looking at what its private IP holds while the node's IMDS hangs still stops at once
+/// on SIGTERM (exit 130), rather than when IMDS's own timeouts run out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_a_claim_waiting_on_a_wedged_imds() {
+    let lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(1).await.unwrap();
+    lab.ec2.allocate(Some(&lab.pool), 1).await.unwrap();
+    let (env, imds) = lab.node_imds(&nodes[0]).await;
+    imds.wedge_public_addresses(true);
+    let child = env
+        .command(&lab.with_redis(&["claim", "--timeout", "60s"]))
+        .spawn()
+        .unwrap();
+    until(
+        "the claim asking IMDS what its private IP holds",
+        Duration::from_secs(30),
+        || imds.public_requests() > 0,
+    )
+    .await;
+    let signalled = Instant::now();
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    let took = signalled.elapsed();
+    let o = eipool_lab::claimer::Outcome::from_output(&[], out);
+    assert_eq!(o.code, Some(130), "{o}");
+    // IMDS's own read timeout is 2 s; a signal must not wait for it.
+    assert!(
+        took < Duration::from_secs(1),
+        "SIGTERM took {took:?} to stop it: {o}"
+    );
+}
+
+/// EC2's answer to AssociateAddress names one association; by the time validation looks, the
+/// address sits on our private IP under another (re-associated by hand). The report, the env
+/// file and the holder tag all name the association EC2 shows, so `release --env-file` works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reported_association_is_the_one_validation_saw() {
+    let mut lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(1).await.unwrap();
+    let eip = lab
+        .ec2
+        .allocate(Some(&lab.pool), 1)
+        .await
+        .unwrap()
+        .remove(0);
+    // Every call takes a second: room to re-associate between the answer and the first look.
+    let _proxy = proxied(
+        &mut lab,
+        ChaosConfig {
+            latency: Duration::from_secs(1),
+            ..ChaosConfig::default()
+        },
+    )
+    .await;
+    let me = nodes[0].clone();
+    let dir = tempfile::tempdir().unwrap();
+    let env_file = dir.path().join("env");
+    let claim = {
+        let args = lab.claim_args(&me, &["--output", env_file.to_str().unwrap()]);
+        let env = lab.env.clone();
+        tokio::spawn(async move { env.run(&args).await })
+    };
+    let ec2 = &lab.ec2;
+    let first = crate::harness::eventually(
+        "the claim's association",
+        Duration::from_secs(30),
+        || async {
+            ec2.addresses(std::slice::from_ref(&eip.allocation_id))
+                .await
+                .ok()?
+                .remove(0)
+                .association_id
+        },
+    )
+    .await;
+    ec2.disassociate(&first).await.unwrap();
+    let second = ec2
+        .associate_external_at(&eip.allocation_id, &me.eni, &me.private_ip)
+        .await
+        .unwrap();
+    let o = claim.await.unwrap();
+    let r = o.report().unwrap_or_else(|| panic!("{o}"));
+    assert_ne!(first, second);
+    assert_eq!(r.association_id, second, "{o}");
+    let written = std::fs::read_to_string(&env_file).unwrap();
+    assert!(
+        written.contains(&format!("EIPOOL_ASSOCIATION_ID={second}")),
+        "{written}"
+    );
+    // The env file's association is the one release finds.
+    let o = lab
+        .env
+        .run(&args_release(&lab, &me, env_file.to_str().unwrap()))
+        .await;
+    assert_eq!(o.code, Some(0), "{o}");
+    let held = ec2.addresses_on(&me.eni).await.unwrap();
+    assert!(
+        held.is_empty(),
+        "release --env-file skipped it: {held:?}\n{o}"
+    );
+}
+
+fn args_release(lab: &Lab, node: &Node, env_file: &str) -> Vec<String> {
+    lab.with_redis(&[
+        "--network-interface-id",
+        &node.eni,
+        "release",
+        "--env-file",
+        env_file,
+    ])
 }

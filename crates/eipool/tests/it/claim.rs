@@ -7,7 +7,7 @@ use eipool_lab::check;
 use eipool_lab::fixture::Node;
 use eipool_lab::imds::{ImdsStub, NodeMeta};
 
-use crate::harness::{args, heavy, Lab};
+use crate::harness::{args, exits, failures, heavy, herd, successes, Lab};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_claim_then_a_rerun_adopts_it_and_changes_nothing() {
@@ -133,23 +133,19 @@ async fn a_herd_of_40_for_25_addresses_gets_25_distinct_addresses_and_15_exhaust
     let nodes = lab.ec2.nodes(40).await.unwrap();
     lab.ec2.allocate(Some(&lab.pool), 25).await.unwrap();
 
-    let runs = nodes.iter().map(|n| {
-        let a = lab.claim_args(n, &[]);
-        let env = lab.env.clone();
-        let eni = n.eni.clone();
-        async move { (eni, env.run(&a).await) }
-    });
-    let outcomes = futures_join_all(runs).await;
+    let runs = nodes
+        .iter()
+        .map(|n| (n.eni.clone(), lab.claim_args(n, &[])))
+        .collect();
+    let (outcomes, _) = herd(&lab.env, runs).await;
 
-    let mut successes = Vec::new();
-    let mut exhausted = 0;
-    for (eni, o) in &outcomes {
-        match o.code {
-            Some(0) => successes.push((eni.clone(), o.report().unwrap_or_else(|| panic!("{o}")))),
-            Some(69) => exhausted += 1,
-            _ => panic!("unexpected outcome: {o}"),
-        }
-    }
+    assert!(
+        failures(&outcomes).is_empty(),
+        "unexpected outcomes: {:#?}",
+        failures(&outcomes)
+    );
+    let successes = successes(&outcomes);
+    let exhausted = exits(&outcomes, 69);
     assert_eq!(successes.len(), 25, "successes");
     assert_eq!(exhausted, 15, "exhausted");
     let state = lab.ec2.pool_state(&lab.pool).await.unwrap();
@@ -392,19 +388,6 @@ async fn without_redis_a_claim_still_succeeds_on_ec2_alone_unless_the_lock_is_re
     );
 }
 
-async fn futures_join_all<F>(futs: impl IntoIterator<Item = F>) -> Vec<F::Output>
-where
-    F: std::future::Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    let handles: Vec<_> = futs.into_iter().map(tokio::spawn).collect();
-    let mut out = Vec::with_capacity(handles.len());
-    for h in handles {
-        out.push(h.await.expect("task panicked"));
-    }
-    out
-}
-
 /// Put a listing in the pool's shared slot, as if another claimer had just made it.
 async fn share_listing(lab: &Lab, listing: &[eipool::model::Address]) {
     let claims = crate::harness::claims(&lab.redis.url(), &lab.pool, "another-claimer");
@@ -518,7 +501,7 @@ async fn a_herd_lists_the_pool_about_once() {
         .iter()
         .map(|node| (node.eni.clone(), lab.claim_args(node, &[])))
         .collect();
-    let (outcomes, _) = crate::harness::herd(&lab.env, runs).await;
+    let (outcomes, _) = herd(&lab.env, runs).await;
     let failures = crate::harness::failures(&outcomes);
     assert!(failures.is_empty(), "{failures:#?}");
     assert_eq!(crate::harness::exits(&outcomes, 0), n);

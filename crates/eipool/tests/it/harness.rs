@@ -11,8 +11,8 @@ use eipool_lab::chaos::{ChaosConfig, ChaosProxy, Stats};
 use eipool_lab::claimer::{ClaimReport, LabEnv, Outcome};
 use eipool_lab::fixture::{Ec2Lab, Node};
 use eipool_lab::imds::{ImdsStub, NodeMeta};
-use eipool_lab::services::free_port;
-use eipool_lab::services::{Moto, RedisServer};
+use eipool_lab::servers::free_port;
+use eipool_lab::servers::{Moto, RedisServer};
 use tokio::process::Child;
 
 static MOTO: OnceLock<Moto> = OnceLock::new();
@@ -101,6 +101,40 @@ impl Lab {
 
     pub async fn claim(&self, node: &Node, extra: &[&str]) -> Outcome {
         self.env.run(&self.claim_args(node, extra)).await
+    }
+
+    /// `node`'s own IMDSv2 (the lab's stub, answering from EC2's current state), and an
+    /// environment whose binary asks it. The stub stops when dropped.
+    pub async fn node_imds(&self, node: &Node) -> (LabEnv, ImdsStub) {
+        let stub = ImdsStub::start(
+            NodeMeta {
+                instance_id: &node.instance_id,
+                mac: &format!("02:00:00:00:{}", &node.eni[4..9]),
+                eni: &node.eni,
+                local_ipv4: &node.private_ip,
+            },
+            &self.ec2,
+        )
+        .await
+        .expect("start the IMDSv2 stub");
+        let mut env = self.env.clone();
+        env.imds_endpoint = stub.endpoint.clone();
+        (env, stub)
+    }
+
+    /// The key of `what` (e.g. `iface:<eni>/<ip>`) in this lab's pool, as eipool names it.
+    pub fn key(&self, what: &str) -> String {
+        eipool::redis::key(&self.pool, what)
+    }
+
+    /// The key of the herd's pace of `class` calls (`describe`, `mutating`) in the lab's region.
+    pub fn pace_key(&self, class: &str) -> String {
+        claims(&self.redis.url(), &self.pool, "lab").pace_key(class)
+    }
+
+    /// A connection to this lab's Redis, for tests that set up or inspect keys.
+    pub async fn redis_conn(&self) -> redis::aio::MultiplexedConnection {
+        redis_conn(&self.redis.url()).await
     }
 }
 
@@ -205,22 +239,32 @@ pub fn failures(outcomes: &[(String, Outcome)]) -> Vec<String> {
         .collect()
 }
 
-pub use eipool_lab::services::http_get;
+pub use eipool_lab::servers::http_get;
 
 /// The library's Redis claims on `redis_url` for `pool`, as a claimer with token `owner` would
 /// hold them (for tests that set up or inspect Redis directly).
-pub fn claims(redis_url: &str, pool: &str, owner: &str) -> eipool::herd::Herd {
-    eipool::herd::Herd::new(
-        eipool::herd::RedisTarget::parse(redis_url, &Default::default()).unwrap(),
+pub fn claims(redis_url: &str, pool: &str, owner: &str) -> eipool::redis::Redis {
+    eipool::redis::Redis::new(
+        eipool::redis::RedisTarget::parse(redis_url, &Default::default()).unwrap(),
         pool,
         eipool_lab::fixture::REGION,
         owner.into(),
-        eipool::herd::Timing {
+        eipool::redis::Timing {
             lease: Duration::from_secs(10),
             assigned_ttl: Duration::from_secs(60),
             op_timeout: Duration::from_secs(2),
         },
     )
+}
+
+/// A connection to the Redis at `url`, for tests that set up or inspect keys (named by
+/// [`Lab::key`] or `eipool::redis::key`, never by hand).
+pub async fn redis_conn(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
 }
 
 /// Poll `probe` every 50 ms until it returns Some, or panic with `what` after `within`.
@@ -256,23 +300,11 @@ impl Agent {
     pub async fn start(lab: &Lab, node: &Node, imds: bool, dir: &Path, extra: &[&str]) -> Agent {
         let listen: SocketAddr = ([127, 0, 0, 1], free_port().unwrap()).into();
         let env_file = dir.join(format!("{}.env", node.eni));
-        let mut env = lab.env.clone();
-        let stub = if imds {
-            let stub = ImdsStub::start(
-                NodeMeta {
-                    instance_id: &node.instance_id,
-                    mac: &format!("02:00:00:00:{}", &node.eni[4..9]),
-                    eni: &node.eni,
-                    local_ipv4: &node.private_ip,
-                },
-                &lab.ec2,
-            )
-            .await
-            .unwrap();
-            env.imds_endpoint = stub.endpoint.clone();
-            Some(stub)
+        let (env, stub) = if imds {
+            let (env, stub) = lab.node_imds(node).await;
+            (env, Some(stub))
         } else {
-            None
+            (lab.env.clone(), None)
         };
         let listen_s = listen.to_string();
         let mut a = vec!["--pool", &lab.pool, "--redis-url"];

@@ -7,7 +7,7 @@
 use eipool_lab::claimer::{LabEnv, Outcome};
 use eipool_lab::fixture::{Ec2Lab, Node, REGION};
 use eipool_lab::iam;
-use eipool_lab::services::{Moto, RedisServer};
+use eipool_lab::servers::{Moto, RedisServer};
 
 use crate::harness::{args, workspace};
 

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use eipool_lab::services::free_port;
+use eipool_lab::servers::free_port;
 
 use crate::harness::{args, serving_pool_metrics, Lab};
 
@@ -272,6 +272,96 @@ async fn switches_take_what_operators_write_and_errors_name_the_variable() {
     assert_eq!(o.code, Some(2), "{o}");
     assert!(
         o.stderr.contains("--call-timeout") && o.stderr.contains("at least 100ms"),
+        "{o}"
+    );
+}
+
+/// An environment for the binary that reaches nothing: for what is refused before any call.
+fn offline() -> eipool_lab::claimer::LabEnv {
+    eipool_lab::claimer::LabEnv::new(
+        std::path::Path::new(env!("CARGO_BIN_EXE_eipool")),
+        "http://127.0.0.1:9",
+    )
+}
+
+/// Run `eipool ARGS` with `vars` set, expecting it to be refused at once.
+async fn refused(argv: &[String], vars: &[(&str, &str)]) -> eipool_lab::claimer::Outcome {
+    let mut cmd = offline().command(argv);
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(20), cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("{argv:?} {vars:?} was not refused: it ran on"))
+        .unwrap();
+    eipool_lab::claimer::Outcome::from_output(argv, out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_absurd_duration_exits_2_naming_the_flag_or_its_variable() {
+    // (the command, its duration flag, that flag's variable)
+    let cases: [(&[&str], &str, &str); 14] = [
+        (&["claim"], "--timeout", "EIPOOL_TIMEOUT"),
+        (&["claim"], "--lease", "EIPOOL_LEASE"),
+        (&["claim"], "--call-timeout", "EIPOOL_CALL_TIMEOUT"),
+        (&["agent"], "--timeout", "EIPOOL_TIMEOUT"),
+        (&["agent"], "--interval", "EIPOOL_INTERVAL"),
+        (&["agent"], "--ec2-check-every", "EIPOOL_EC2_CHECK_EVERY"),
+        (&["agent"], "--release-timeout", "EIPOOL_RELEASE_TIMEOUT"),
+        (&["exporter"], "--interval", "EIPOOL_INTERVAL"),
+        (&["exporter"], "--timeout", "EIPOOL_TIMEOUT"),
+        (&["release"], "--timeout", "EIPOOL_RELEASE_TIMEOUT"),
+        (&["status"], "--timeout", "EIPOOL_TIMEOUT"),
+        (&["gc"], "--timeout", "EIPOOL_TIMEOUT"),
+        (
+            &["pool", "shrink", "--count", "1"],
+            "--timeout",
+            "EIPOOL_TIMEOUT",
+        ),
+        (&["doctor"], "--timeout", "EIPOOL_TIMEOUT"),
+    ];
+    let absurd = "300000000000y";
+    for (command, flag, var) in cases {
+        let mut argv = args(&[
+            "--pool",
+            "p",
+            "--network-interface-id",
+            "eni-0123456789abcdef0",
+        ]);
+        argv.extend(args(command));
+        let mut by_flag = argv.clone();
+        by_flag.extend(args(&[flag, absurd]));
+        let o = refused(&by_flag, &[]).await;
+        assert_eq!(o.code, Some(2), "{command:?} {flag} {absurd}: {o}");
+        assert!(
+            o.stderr.contains(flag) && o.stderr.contains("at most"),
+            "{command:?}: the message does not name {flag} and its ceiling: {o}"
+        );
+        let o = refused(&argv, &[(var, absurd)]).await;
+        assert_eq!(o.code, Some(2), "{command:?} {var}={absurd}: {o}");
+        assert!(
+            o.stderr.contains(&format!("{var}=\"{absurd}\"")),
+            "{command:?}: the message does not name {var}: {o}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_variable_is_blamed_on_itself_not_on_another_commands_namesake() {
+    // `status --output` is EIPOOL_STATUS_OUTPUT; `claim --output` (EIPOOL_OUTPUT) shares its
+    // flag's name, and a media pod's environment may well set it.
+    let argv = args(&["--pool", "p", "status"]);
+    let o = refused(
+        &argv,
+        &[
+            ("EIPOOL_STATUS_OUTPUT", "bogus"),
+            ("EIPOOL_OUTPUT", "/run/eipool/env"),
+        ],
+    )
+    .await;
+    assert_eq!(o.code, Some(2), "{o}");
+    assert!(
+        o.stderr.contains("EIPOOL_STATUS_OUTPUT=\"bogus\"") && !o.stderr.contains("EIPOOL_OUTPUT="),
         "{o}"
     );
 }

@@ -3,16 +3,12 @@
 use std::time::Duration;
 
 use eipool_lab::claimer::ClaimReport;
-use eipool_lab::services::free_port;
+use eipool_lab::servers::free_port;
 
 use crate::harness::{args, eventually, http_get, serving_pool_metrics, Agent, Lab};
 
-fn global<'a>(lab: &'a Lab, redis: &'a str) -> Vec<&'a str> {
-    vec!["--pool", &lab.pool, "--redis-url", redis]
-}
-
-async fn run(lab: &Lab, a: &[&str]) -> eipool_lab::claimer::Outcome {
-    lab.env.run(&args(a)).await
+async fn run(lab: &Lab, a: &[String]) -> eipool_lab::claimer::Outcome {
+    lab.env.run(a).await
 }
 
 fn json(o: &eipool_lab::claimer::Outcome) -> serde_json::Value {
@@ -25,17 +21,16 @@ async fn release_then_claim_again_and_release_twice_is_fine() {
     let lab = Lab::new().await;
     let nodes = lab.ec2.nodes(2).await.unwrap();
     lab.ec2.allocate(Some(&lab.pool), 1).await.unwrap();
-    let redis = lab.redis.url();
     let first = lab.claim(&nodes[0], &[]).await.report().expect("claim");
 
-    let mut a = global(&lab, &redis);
-    a.extend([
+    let mut a = lab.with_redis(&[]);
+    a.extend(args(&[
         "--network-interface-id",
         &nodes[0].eni,
         "release",
         "--association-id",
         &first.association_id,
-    ]);
+    ]));
     let r = json(&run(&lab, &a).await);
     assert_eq!(
         r["released"][0]["allocation_id"],
@@ -66,16 +61,15 @@ async fn release_leaves_a_newer_association_alone() {
     let lab = Lab::new().await;
     let nodes = lab.ec2.nodes(1).await.unwrap();
     lab.ec2.allocate(Some(&lab.pool), 1).await.unwrap();
-    let redis = lab.redis.url();
     let held = lab.claim(&nodes[0], &[]).await.report().expect("claim");
-    let mut a = global(&lab, &redis);
-    a.extend([
+    let mut a = lab.with_redis(&[]);
+    a.extend(args(&[
         "--network-interface-id",
         &nodes[0].eni,
         "release",
         "--association-id",
         "eipassoc-0123456789abcdef0",
-    ]);
+    ]));
     let r = json(&run(&lab, &a).await);
     assert_eq!(r["released"].as_array().map(Vec::len), Some(0), "{r}");
     let state = lab.ec2.pool_state(&lab.pool).await.unwrap();
@@ -90,7 +84,6 @@ async fn status_json_matches_describe_addresses_and_min_free_alerts() {
     let lab = Lab::new().await;
     let nodes = lab.ec2.nodes(2).await.unwrap();
     let eips = lab.ec2.allocate(Some(&lab.pool), 4).await.unwrap();
-    let redis = lab.redis.url();
     let mine = lab.claim(&nodes[0], &[]).await.report().expect("claim");
     let foreign = eips
         .iter()
@@ -101,8 +94,8 @@ async fn status_json_matches_describe_addresses_and_min_free_alerts() {
         .await
         .unwrap();
 
-    let mut a = global(&lab, &redis);
-    a.extend(["status", "--output", "json"]);
+    let mut a = lab.with_redis(&[]);
+    a.extend(args(&["status", "--output", "json"]));
     let st = json(&run(&lab, &a).await);
     let ec2 = lab.ec2.pool_state(&lab.pool).await.unwrap();
     assert_eq!(st["total"], ec2.len());
@@ -143,17 +136,17 @@ async fn status_json_matches_describe_addresses_and_min_free_alerts() {
         "{assigned}"
     );
 
-    let mut a = global(&lab, &redis);
-    a.extend(["status", "--min-free", "3"]);
+    let mut a = lab.with_redis(&[]);
+    a.extend(args(&["status", "--min-free", "3"]));
     let o = run(&lab, &a).await;
     assert_eq!(o.code, Some(1), "2 free < 3: {o}");
     assert!(o.error_line().contains("2 free"), "{}", o.error_line());
-    let mut a = global(&lab, &redis);
-    a.extend(["status", "--min-free", "2"]);
+    let mut a = lab.with_redis(&[]);
+    a.extend(args(&["status", "--min-free", "2"]));
     assert_eq!(run(&lab, &a).await.code, Some(0));
 
-    let mut a = global(&lab, &redis);
-    a.extend(["status", "--cidrs"]);
+    let mut a = lab.with_redis(&[]);
+    a.extend(args(&["status", "--cidrs"]));
     let o = run(&lab, &a).await;
     assert_eq!(o.code, Some(0), "{o}");
     let blocks: Vec<(u32, u32)> = o
@@ -193,16 +186,15 @@ async fn status_json_matches_describe_addresses_and_min_free_alerts() {
 async fn pool_grow_is_idempotent_with_a_token_and_shrink_never_releases_a_used_address() {
     let lab = Lab::new().await;
     let nodes = lab.ec2.nodes(1).await.unwrap();
-    let redis = lab.redis.url();
-    let mut a = global(&lab, &redis);
-    a.extend([
+    let mut a = lab.with_redis(&[]);
+    a.extend(args(&[
         "pool",
         "grow",
         "--count",
         "3",
         "--idempotency-token",
         "change-42",
-    ]);
+    ]));
     let g = json(&run(&lab, &a).await);
     assert_eq!(g["allocated"].as_array().map(Vec::len), Some(3), "{g}");
     let again = json(&run(&lab, &a).await);
@@ -219,8 +211,8 @@ async fn pool_grow_is_idempotent_with_a_token_and_shrink_never_releases_a_used_a
     assert_eq!(lab.ec2.pool_state(&lab.pool).await.unwrap().len(), 3);
 
     let used = lab.claim(&nodes[0], &[]).await.report().expect("claim");
-    let mut a = global(&lab, &redis);
-    a.extend(["pool", "shrink", "--count", "5"]);
+    let mut a = lab.with_redis(&[]);
+    a.extend(args(&["pool", "shrink", "--count", "5"]));
     let s = json(&run(&lab, &a).await);
     assert_eq!(
         s["released"].as_array().map(Vec::len),
@@ -240,7 +232,6 @@ async fn gc_frees_exactly_the_address_of_a_terminated_instance() {
     let lab = Lab::new().await;
     let nodes = lab.ec2.nodes(3).await.unwrap();
     lab.ec2.allocate(Some(&lab.pool), 3).await.unwrap();
-    let redis = lab.redis.url();
     let mut reports = Vec::new();
     for n in &nodes {
         reports.push(lab.claim(n, &[]).await.report().expect("claim"));
@@ -254,8 +245,8 @@ async fn gc_frees_exactly_the_address_of_a_terminated_instance() {
         .unwrap();
     let before = lab.ec2.pool_state(&lab.pool).await.unwrap();
 
-    let mut a = global(&lab, &redis);
-    a.push("gc");
+    let mut a = lab.with_redis(&[]);
+    a.push("gc".into());
     let dry = run(&lab, &a).await;
     assert_eq!(dry.code, Some(0), "{dry}");
     assert!(
@@ -277,7 +268,7 @@ async fn gc_frees_exactly_the_address_of_a_terminated_instance() {
         "a dry run changed EC2"
     );
 
-    a.push("--apply");
+    a.push("--apply".into());
     let applied = run(&lab, &a).await;
     assert_eq!(applied.code, Some(0), "{applied}");
     let after = lab.ec2.pool_state(&lab.pool).await.unwrap();
@@ -302,10 +293,9 @@ async fn gc_frees_exactly_the_address_of_a_terminated_instance() {
 async fn doctor_with_no_pool_and_redis_down_says_exactly_what_is_wrong() {
     let mut lab = Lab::new().await;
     let nodes = lab.ec2.nodes(1).await.unwrap();
-    let redis = lab.redis.url();
     lab.redis.stop();
-    let mut a = global(&lab, &redis);
-    a.extend(["--network-interface-id", &nodes[0].eni, "doctor"]);
+    let mut a = lab.with_redis(&[]);
+    a.extend(args(&["--network-interface-id", &nodes[0].eni, "doctor"]));
     let o = run(&lab, &a).await;
     assert_eq!(o.code, Some(1), "{o}");
     let lines: Vec<&str> = o.stdout.lines().collect();
@@ -338,7 +328,6 @@ async fn the_agent_notices_drift_fails_readyz_reclaims_and_releases_on_exit() {
     let lab = Lab::new().await;
     let nodes = lab.ec2.nodes(3).await.unwrap();
     lab.ec2.allocate(Some(&lab.pool), 2).await.unwrap();
-    let redis = lab.redis.url();
     let dir = tempfile::tempdir().unwrap();
     let agent = Agent::start(&lab, &nodes[0], false, dir.path(), &[]).await;
     let pid = agent.child.id().unwrap().to_string();
@@ -372,8 +361,8 @@ async fn the_agent_notices_drift_fails_readyz_reclaims_and_releases_on_exit() {
     assert!(metrics.contains("eipool_drift_total 1"), "{metrics}");
 
     // Nothing is free: it stays unready. Free one, and it reclaims that one.
-    let mut r = global(&lab, &redis);
-    r.extend(["--network-interface-id", &nodes[1].eni, "release"]);
+    let mut r = lab.with_redis(&[]);
+    r.extend(args(&["--network-interface-id", &nodes[1].eni, "release"]));
     assert_eq!(run(&lab, &r).await.code, Some(0));
     eventually("the agent to reclaim", Duration::from_secs(30), || {
         agent.ready()
@@ -423,11 +412,10 @@ async fn the_agent_with_on_drift_exit_exits_3_when_its_address_is_taken() {
     let lab = Lab::new().await;
     let nodes = lab.ec2.nodes(2).await.unwrap();
     lab.ec2.allocate(Some(&lab.pool), 1).await.unwrap();
-    let redis = lab.redis.url();
     let listen: std::net::SocketAddr = ([127, 0, 0, 1], free_port().unwrap()).into();
     let listen_s = listen.to_string();
-    let mut a = global(&lab, &redis);
-    a.extend([
+    let mut a = lab.with_redis(&[]);
+    a.extend(args(&[
         "--network-interface-id",
         &nodes[0].eni,
         "agent",
@@ -437,8 +425,8 @@ async fn the_agent_with_on_drift_exit_exits_3_when_its_address_is_taken() {
         &listen_s,
         "--on-drift",
         "exit",
-    ]);
-    let agent = lab.env.command(&args(&a)).spawn().unwrap();
+    ]));
+    let agent = lab.env.command(&a).spawn().unwrap();
     eventually(
         "the agent to be ready",
         Duration::from_secs(30),
@@ -474,7 +462,6 @@ async fn release_reads_the_association_from_the_env_file() {
     let lab = Lab::new().await;
     let nodes = lab.ec2.nodes(1).await.unwrap();
     lab.ec2.allocate(Some(&lab.pool), 1).await.unwrap();
-    let redis = lab.redis.url();
     let dir = tempfile::tempdir().unwrap();
     let env_file = dir.path().join("eipool.env");
     let held = lab
@@ -482,14 +469,14 @@ async fn release_reads_the_association_from_the_env_file() {
         .await
         .report()
         .expect("claim");
-    let mut a = global(&lab, &redis);
-    a.extend([
+    let mut a = lab.with_redis(&[]);
+    a.extend(args(&[
         "--network-interface-id",
         &nodes[0].eni,
         "release",
         "--env-file",
         env_file.to_str().unwrap(),
-    ]);
+    ]));
     let r = json(&run(&lab, &a).await);
     assert_eq!(
         r["released"][0]["association_id"],
@@ -503,13 +490,18 @@ async fn the_exporter_serves_the_pool_gauges() {
     let lab = Lab::new().await;
     let nodes = lab.ec2.nodes(1).await.unwrap();
     lab.ec2.allocate(Some(&lab.pool), 3).await.unwrap();
-    let redis = lab.redis.url();
     lab.claim(&nodes[0], &[]).await.report().expect("claim");
     let listen: std::net::SocketAddr = ([127, 0, 0, 1], free_port().unwrap()).into();
     let listen_s = listen.to_string();
-    let mut a = global(&lab, &redis);
-    a.extend(["exporter", "--listen", &listen_s, "--interval", "5s"]);
-    let (_exporter, metrics) = serving_pool_metrics(&lab.env, &args(&a), listen).await;
+    let mut a = lab.with_redis(&[]);
+    a.extend(args(&[
+        "exporter",
+        "--listen",
+        &listen_s,
+        "--interval",
+        "5s",
+    ]));
+    let (_exporter, metrics) = serving_pool_metrics(&lab.env, &a, listen).await;
     assert!(
         metrics.contains(&format!(
             "eipool_pool_addresses{{pool=\"{}\",state=\"free\"}} 2",

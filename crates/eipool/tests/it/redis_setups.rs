@@ -12,7 +12,7 @@ use eipool_lab::check;
 use eipool_lab::claimer::Outcome;
 use eipool_lab::fixture::Node;
 use eipool_lab::redis_setups::{self, Certs, RedisCluster};
-use eipool_lab::services::RedisServer;
+use eipool_lab::servers::RedisServer;
 
 use crate::harness::{args, eventually, failures, heavy, herd, moto, successes, workspace, Lab};
 
@@ -113,10 +113,10 @@ async fn herds_on_a_cluster_hold_their_locks_on_the_primary_of_their_pools_slot(
         }
         assert_distinct(&lab, &pool, &outcomes).await;
         // The locks and records live on the primary of the pool's slot, and only there.
-        let holders = format!("eipool:{{{pool}}}:holders");
+        let holders = eipool::redis::key(&pool, "holders");
         assert_eq!(cluster.hlen_on(primary, &holders).unwrap(), 6);
         let fence = cluster
-            .get_on(primary, &format!("eipool:{{{pool}}}:fence"))
+            .get_on(primary, &eipool::redis::key(&pool, "fence"))
             .unwrap()
             .expect("the fence key is on the pool's primary")
             .expect("a fence was handed out");
@@ -125,7 +125,7 @@ async fn herds_on_a_cluster_hold_their_locks_on_the_primary_of_their_pools_slot(
             "fencing numbers start at Redis's clock in 100 µs: {fence} < {before}"
         );
         let moved = cluster
-            .get_on(entry, &format!("eipool:{{{pool}}}:fence"))
+            .get_on(entry, &eipool::redis::key(&pool, "fence"))
             .unwrap();
         assert!(
             moved
@@ -167,7 +167,7 @@ async fn a_primary_killed_mid_herd_fails_over_and_every_claim_stays_distinct() {
     let env = lab.env.clone();
     let running = tokio::spawn(async move { herd(&env, runs).await });
     // Kill the pool's primary once the herd has started recording claims on it.
-    let holders = format!("eipool:{{{pool}}}:holders");
+    let holders = eipool::redis::key(&pool, "holders");
     eventually(
         "a first claim recorded on the primary",
         Duration::from_secs(60),
@@ -232,7 +232,7 @@ async fn claims_over_tls_with_a_private_ca_and_with_mutual_tls() {
             "-p",
             &tls.port.to_string(),
         ])
-        .args(["HLEN", &format!("eipool:{{{}}}:holders", lab.pool)])
+        .args(["HLEN", &lab.key("holders")])
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&hlen.stdout).trim(), "1");
@@ -397,7 +397,7 @@ async fn a_password_in_the_url_is_never_printed() {
     let nodes = lab.ec2.nodes(1).await.unwrap();
     lab.ec2.allocate(Some(&lab.pool), 1).await.unwrap();
     let secret = "Sup3r-s3cret";
-    let dead = eipool_lab::services::free_port().unwrap();
+    let dead = eipool_lab::servers::free_port().unwrap();
     let cases = [
         // Refused credentials, a password with a raw '#', a wrong scheme, a Redis that is down.
         format!("redis://default:{secret}@127.0.0.1:{}", lab.redis.port),
@@ -466,7 +466,7 @@ async fn fencing_numbers_keep_growing_across_an_empty_restart_and_a_lagging_repl
     let mut lab = Lab::new().await;
     let nodes = lab.ec2.nodes(4).await.unwrap();
     lab.ec2.allocate(Some(&lab.pool), 4).await.unwrap();
-    let fence_key = format!("eipool:{{{}}}:fence", lab.pool);
+    let fence_key = lab.key("fence");
     let fence = |url: String, key: String| -> u64 {
         match redis_setups::command(&url, &["GET", &key]).unwrap() {
             redis::Value::BulkString(b) => String::from_utf8(b).unwrap().parse().unwrap(),

@@ -11,7 +11,7 @@ use eipool_lab::check;
 use eipool_lab::claimer::Outcome;
 use eipool_lab::fixture::Node;
 use eipool_lab::imds::{ImdsStub, NodeMeta};
-use eipool_lab::services::free_port;
+use eipool_lab::servers::free_port;
 
 use crate::harness::{args, eventually, heavy, herd, moto, serving_pool_metrics, successes, Lab};
 
@@ -54,12 +54,11 @@ async fn freed_then_claimed(path: Path) {
                 );
                 async move { env.run(&a).await }
             });
-            let lease = format!(
-                "eipool:{{{}}}:iface-lease:{}/{}",
-                lab.pool, nodes[0].eni, nodes[0].private_ip
-            );
-            let client = redis::Client::open(lab.redis.url()).unwrap();
-            let conn = client.get_multiplexed_async_connection().await.unwrap();
+            let lease = lab.key(&format!(
+                "iface-lease:{}/{}",
+                nodes[0].eni, nodes[0].private_ip
+            ));
+            let conn = lab.redis_conn().await;
             eventually("the claim to start", Duration::from_secs(30), || {
                 let (mut conn, lease) = (conn.clone(), lease.clone());
                 async move {
@@ -469,12 +468,11 @@ async fn a_claim_waits_for_another_claim_of_its_interface() {
     let lab = Lab::new().await;
     let nodes = lab.ec2.nodes(1).await.unwrap();
     lab.ec2.allocate(Some(&lab.pool), 2).await.unwrap();
-    let client = redis::Client::open(lab.redis.url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let key = format!(
-        "eipool:{{{}}}:iface-lease:{}/{}",
-        lab.pool, nodes[0].eni, nodes[0].private_ip
-    );
+    let mut conn = lab.redis_conn().await;
+    let key = lab.key(&format!(
+        "iface-lease:{}/{}",
+        nodes[0].eni, nodes[0].private_ip
+    ));
     let held_for_ms = 3_000;
     let _: () = redis::cmd("SET")
         .arg(&key)
@@ -490,22 +488,31 @@ async fn a_claim_waits_for_another_claim_of_its_interface() {
     });
     // As long as the other claim's lease is there, nothing is associated to the interface.
     // (EC2 is read first: if the other lease is still there after, it was there before.)
-    loop {
-        let held = lab.ec2.addresses_on(&nodes[0].eni).await.unwrap();
-        let owner: Option<String> = redis::cmd("GET")
-            .arg(&key)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        if owner.as_deref() != Some("another-claim") {
-            break;
-        }
-        assert!(
-            held.is_empty(),
-            "associated while another claim held the interface: {held:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        "the other claim's lease to end",
+        Duration::from_secs(30),
+        || {
+            let (mut conn, key) = (conn.clone(), key.clone());
+            let (ec2, eni) = (&lab.ec2, &nodes[0].eni);
+            async move {
+                let held = ec2.addresses_on(eni).await.unwrap();
+                let owner: Option<String> = redis::cmd("GET")
+                    .arg(&key)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                if owner.as_deref() != Some("another-claim") {
+                    return Some(());
+                }
+                assert!(
+                    held.is_empty(),
+                    "associated while another claim held the interface: {held:?}"
+                );
+                None
+            }
+        },
+    )
+    .await;
     let o = claim.await.unwrap();
     let r = o.report().unwrap_or_else(|| panic!("{o}"));
     assert!(

@@ -4,26 +4,48 @@
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use super::cleanup;
+use super::coordination::Leasing;
 use super::protocol::Claimer;
 use super::validate::Validated;
-use super::{Attempt, Stop, LEASE_MARGIN};
+use super::Stop;
 use crate::adapters::aws::Ec2Error;
-use crate::adapters::herd::{Acquire, Lease};
+use crate::adapters::redis::Lease;
 use crate::pure::address::Address;
-use crate::pure::classify::{standing, Standing};
+use crate::pure::classify::standing;
 use crate::pure::identity::Identity;
 use crate::pure::ids::{AllocationId, AssociationId};
-use crate::pure::plan;
+use crate::pure::plan::{self, HolderLook};
 use crate::support::budget::Budget;
+use crate::support::output::Claimed;
 
-/// How taking the lease on a candidate went.
-enum Leasing {
-    /// Ours until it runs out.
-    Got(Lease),
-    /// Go on without one (Redis down, lease not required).
-    WithoutRedis,
-    /// Not this candidate now.
-    Skip(Attempt),
+/// What trying one candidate came to.
+#[derive(Debug)]
+pub(super) enum Attempt {
+    Won(Claimed),
+    /// Someone else holds it (EC2 said so, or Redis knows it was just assigned).
+    Taken,
+    /// Another claimer is working on it: maybe later.
+    Busy,
+    /// A passing failure: try again later.
+    Transient,
+    /// Our own listing shows it free, but Redis marks it assigned, `age` ago: EC2 decides
+    /// (`Coordination::settle_masked`) before the pool may be called exhausted.
+    Masked(std::time::Duration),
+    /// We associated it, then EC2 showed it free again: another association to our private IP
+    /// replaced ours (AWS disassociates the Elastic IP already there). Look at what our private
+    /// IP holds now, and never report this one.
+    Displaced,
+}
+
+/// Who holds an address AssociateAddress called `AlreadyAssociated`, per EC2.
+enum Holder {
+    /// Our interface and private IP: an earlier call of ours associated it.
+    Me(Box<Address>),
+    /// Someone else (or it is gone).
+    Other,
+    /// Nobody, past EC2's consistency bound: whoever held it let go.
+    Nobody,
 }
 
 /// How an AssociateAddress attempt ended.
@@ -52,10 +74,12 @@ impl Claimer {
         let mut lease = if suspect_ours {
             None
         } else {
-            match self.acquire(alloc, me).await? {
+            match self.coord.take_lease(&self.work, alloc, me).await? {
                 Leasing::Got(l) => Some(l),
                 Leasing::WithoutRedis => None,
-                Leasing::Skip(outcome) => return Ok(outcome),
+                Leasing::Busy => return Ok(Attempt::Busy),
+                Leasing::Masked(age) => return Ok(Attempt::Masked(age)),
+                Leasing::Unavailable => return Ok(Attempt::Transient),
             }
         };
 
@@ -67,13 +91,17 @@ impl Claimer {
                 return self.report(&addr, me, None, true).map(Attempt::Won);
             }
             Ok(Associated::GaveUp(outcome)) => {
-                self.release_lease(lease.as_ref(), me, true).await;
+                self.coord
+                    .release_lease(&self.cleanup, lease.as_ref(), me, true)
+                    .await;
                 return Ok(outcome);
             }
             Err(stop) => {
                 // We may or may not have associated (an answer was lost): look, and undo if so.
-                self.undo_if_ours(alloc, me).await;
-                self.release_lease(lease.as_ref(), me, false).await;
+                cleanup::undo_if_ours(&self.ec2, &self.cleanup, alloc, me).await;
+                self.coord
+                    .release_lease(&self.cleanup, lease.as_ref(), me, false)
+                    .await;
                 return Err(stop);
             }
         };
@@ -81,59 +109,40 @@ impl Claimer {
         match self.validate(cand, &assoc, me).await {
             Ok(Validated::Ours(addr)) => {
                 self.record(&addr, lease.as_ref(), me).await;
-                info!(public_ip = %addr.public_ip, allocation_id = %alloc, association_id = %assoc, fence = lease.as_ref().map(|l| l.fence), "claimed");
-                self.report(&addr, me, Some(assoc), false).map(Attempt::Won)
+                // EC2's word, not AssociateAddress's answer: the env file and the holder tag
+                // must name the association that is there.
+                let seen = addr.association.as_ref().map(|x| &x.id);
+                info!(public_ip = %addr.public_ip, allocation_id = %alloc, association_id = ?seen, fence = lease.as_ref().map(|l| l.fence), "claimed");
+                self.report(&addr, me, None, false).map(Attempt::Won)
             }
             Ok(Validated::Elsewhere) => {
                 // EC2 shows someone else holding it: not ours to keep, nothing of ours to undo
                 // beyond our own association id (idempotent if already gone).
                 warn!(allocation_id = %alloc, "validation found the address held elsewhere; moving on");
-                self.disassociate_quietly(&assoc).await;
-                self.release_lease(lease.as_ref(), me, true).await;
+                cleanup::disassociate_quietly(&self.ec2, &self.cleanup, &assoc).await;
+                self.coord
+                    .release_lease(&self.cleanup, lease.as_ref(), me, true)
+                    .await;
                 Ok(Attempt::Taken)
             }
             Ok(Validated::Displaced) => {
                 // Never report it: our private IP holds something else now. Our association is
                 // gone already; disassociating it again is a no-op that makes sure.
                 warn!(allocation_id = %alloc, "our association was replaced by another on this private IP; looking again at what it holds");
-                self.disassociate_quietly(&assoc).await;
-                self.release_lease(lease.as_ref(), me, true).await;
+                cleanup::disassociate_quietly(&self.ec2, &self.cleanup, &assoc).await;
+                self.coord
+                    .release_lease(&self.cleanup, lease.as_ref(), me, true)
+                    .await;
                 Ok(Attempt::Displaced)
             }
             Err(stop) => {
-                self.disassociate_quietly(&assoc).await;
-                self.release_lease(lease.as_ref(), me, true).await;
+                cleanup::disassociate_quietly(&self.ec2, &self.cleanup, &assoc).await;
+                self.coord
+                    .release_lease(&self.cleanup, lease.as_ref(), me, true)
+                    .await;
                 Err(stop)
             }
         }
-    }
-
-    /// Take the lease on `alloc`.
-    async fn acquire(&mut self, alloc: &AllocationId, me: &Identity) -> Result<Leasing, Stop> {
-        let Some(herd) = self.live_herd().cloned() else {
-            return Ok(Leasing::WithoutRedis);
-        };
-        Ok(
-            match self
-                .work
-                .bounded(herd.acquire(alloc, &me.eni, me.private_ip))
-                .await?
-            {
-                Ok(Acquire::Acquired(l)) => {
-                    debug!(allocation_id = %alloc, fence = l.fence, "leased in Redis");
-                    Leasing::Got(l)
-                }
-                Ok(Acquire::Busy) => Leasing::Skip(Attempt::Busy),
-                Ok(Acquire::Assigned { age }) => Leasing::Skip(Attempt::Masked(age)),
-                Err(e) => {
-                    if self.redis_failed(e)? {
-                        Leasing::Skip(Attempt::Transient)
-                    } else {
-                        Leasing::WithoutRedis
-                    }
-                }
-            },
-        )
     }
 
     /// AssociateAddress with `AllowReassociation=false`, retried on passing failures while the
@@ -154,15 +163,19 @@ impl Claimer {
             // learn whether it did: giving up instead could leave the address on our interface
             // with nobody using it.
             let renewing = lease.as_mut().filter(|_| !maybe_ours);
-            if !self.pace("mutating", plan::MUTATING_PACE, renewing).await? {
+            if !self
+                .coord
+                .pace(&self.work, "mutating", plan::MUTATING_PACE, renewing)
+                .await?
+            {
                 return Ok(Associated::GaveUp(Attempt::Busy));
             }
             if let Some(l) = lease.as_mut().filter(|_| !maybe_ours) {
-                if !self.renew(l).await? {
+                if !self.coord.renew(&self.work, l).await? {
                     return Ok(Associated::GaveUp(Attempt::Busy));
                 }
                 let left = l.valid_until.saturating_duration_since(Instant::now());
-                if !plan::lease_allows(left, self.ec2.call_timeout(), LEASE_MARGIN) {
+                if !plan::lease_allows(left, self.ec2.call_timeout(), plan::LEASE_MARGIN) {
                     warn!(allocation_id = %alloc, lease_left_ms = left.as_millis() as u64, "lease too short for another EC2 call; stopping before associating");
                     return Ok(Associated::GaveUp(Attempt::Transient));
                 }
@@ -175,14 +188,15 @@ impl Claimer {
                 Ok(assoc) => return Ok(Associated::New(assoc)),
                 Err(Ec2Error::AlreadyAssociated(_)) => {
                     if maybe_ours {
-                        if let Some(addr) = self.owner_is_me(alloc, me).await? {
-                            return Ok(Associated::Adopted(addr));
+                        match self.holder(alloc, me).await? {
+                            Holder::Me(addr) => return Ok(Associated::Adopted(*addr)),
+                            Holder::Other => {}
+                            // Whoever held it let go: it may be free now; try it again later.
+                            Holder::Nobody => return Ok(Associated::GaveUp(Attempt::Transient)),
                         }
                     }
                     debug!(allocation_id = %alloc, "taken (Resource.AlreadyAssociated)");
-                    if let Some(herd) = self.live_herd() {
-                        let _ = herd.mark_taken(alloc).await;
-                    }
+                    self.coord.mark_taken(alloc).await;
                     return Ok(Associated::GaveUp(Attempt::Taken));
                 }
                 Err(Ec2Error::AllocationNotFound(_)) => {
@@ -200,23 +214,27 @@ impl Claimer {
     }
 
     /// After `Resource.AlreadyAssociated` on an address we may have associated ourselves (an
-    /// answer was lost, or a crashed run did it): poll until EC2 shows the holder.
-    async fn owner_is_me(
-        &mut self,
-        alloc: &AllocationId,
-        me: &Identity,
-    ) -> Result<Option<Address>, Stop> {
+    /// answer was lost, or a crashed run did it): poll, in our slot of the herd's describe rate,
+    /// until EC2 shows the holder, or shows it free past EC2's consistency bound (whoever held
+    /// it let go).
+    async fn holder(&mut self, alloc: &AllocationId, me: &Identity) -> Result<Holder, Stop> {
+        let since = Instant::now();
         let mut poll = 0;
         loop {
+            self.coord.describe_slot(&self.work).await?;
             let ec2 = self.ec2.clone();
             let seen = self
                 .work
                 .retry("find holder", || ec2.describe_address(alloc))
                 .await?;
-            match standing(seen.as_ref(), me) {
-                Standing::Mine => return Ok(seen),
-                Standing::Elsewhere | Standing::Gone => return Ok(None),
-                Standing::Free => {} // stale: not visible yet
+            match (
+                plan::after_holder_look(standing(seen.as_ref(), me), since.elapsed()),
+                seen,
+            ) {
+                (HolderLook::Ours, Some(a)) => return Ok(Holder::Me(Box::new(a))),
+                (HolderLook::Ours | HolderLook::NotOurs, _) => return Ok(Holder::Other),
+                (HolderLook::NobodysNow, _) => return Ok(Holder::Nobody),
+                (HolderLook::LookAgain, _) => {} // stale: not visible yet
             }
             self.work.sleep(plan::validation_delay(poll)).await?;
             poll += 1;

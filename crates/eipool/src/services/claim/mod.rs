@@ -5,14 +5,16 @@
 //! Every await is bounded by the deadline and the cancellation token. Anything taken on the way
 //! (a lease, an association) is given back before an error is returned.
 //!
-//! One concern per file: [`protocol`] (the passes over the candidates), [`listing`] (the pool
-//! listing, shared with the herd), [`occupant`] (what already holds our private IP),
-//! [`attempt`] (one candidate: lease, associate), [`validate`] (confirm and record the win),
-//! [`herd`] (pacing, leases, Redis's markers and cool-down), [`cleanup`] (giving back).
+//! One concept per file: [`protocol`] (the claimer and its passes over the candidates),
+//! [`coordination`] (with or without Redis: leases, the pace, the shared listing, markers, the
+//! cool-down; nothing else asks whether Redis answers), [`listing`] (our own listing or the
+//! herd's), [`occupant`] (what already holds our private IP), [`attempt`] (one candidate:
+//! lease, associate, and what it came to), [`validate`] (confirm and record the win),
+//! [`cleanup`] (giving back on EC2, plain functions).
 
 mod attempt;
 mod cleanup;
-mod herd;
+mod coordination;
 mod listing;
 mod occupant;
 mod protocol;
@@ -24,7 +26,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::adapters::herd::RedisTarget;
+use crate::adapters::redis::RedisTarget;
 use crate::pure::error::Error;
 use crate::pure::identity::{Identity, IdentitySource};
 use crate::pure::ids::AllocationId;
@@ -58,9 +60,6 @@ pub(crate) struct ClaimConfig {
     pub(crate) call_timeout: Duration,
 }
 
-/// Margin a lease must keep beyond one EC2 call before that call may be made.
-pub(crate) const LEASE_MARGIN: Duration = Duration::from_secs(1);
-
 /// Why the protocol stopped early.
 #[derive(Debug)]
 enum Stop {
@@ -83,25 +82,6 @@ impl<E: Into<Error>> From<Stopped<E>> for Stop {
             Stopped::Failed(e) => Stop::Fatal(e.into()),
         }
     }
-}
-
-/// What trying one candidate came to.
-#[derive(Debug)]
-enum Attempt {
-    Won(Claimed),
-    /// Someone else holds it (EC2 said so, or Redis knows it was just assigned).
-    Taken,
-    /// Another claimer is working on it: maybe later.
-    Busy,
-    /// A passing failure: try again later.
-    Transient,
-    /// Our own listing shows it free, but Redis marks it assigned, `age` ago: EC2 decides
-    /// (`plan::masked_verdict`) before the pool may be called exhausted.
-    Masked(std::time::Duration),
-    /// We associated it, then EC2 showed it free again: another association to our private IP
-    /// replaced ours (AWS disassociates the Elastic IP already there). Look at what our private
-    /// IP holds now, and never report this one.
-    Displaced,
 }
 
 /// Claim an address of the pool for `me`, within `cfg.timeout` of `started`: the address, or an
@@ -136,9 +116,6 @@ async fn run_inner(
     if let Some(out) = &cfg.output {
         check_output(out)?;
     }
-    ctx.warn_without_redis(
-        "claiming on EC2's compare-and-swap alone (safe, but a herd will collide more)",
-    );
     let mut claimer = Claimer::new(ctx, cfg, started, cancel);
     claimer.prefer = prefer.cloned();
     let mut claimed = claimer.claim(me).await?;
@@ -147,7 +124,7 @@ async fn run_inner(
         if let Err(e) = output::write_atomically(out, &claimed.env_file()) {
             // The media server would never learn its address: give it back rather than leak it.
             if !claimed.reused {
-                claimer.give_back(&claimed).await;
+                cleanup::give_back(&claimer.ec2, &claimer.cleanup, &claimer.coord, &claimed).await;
             }
             return Err(Error::usage(format!(
                 "--output {}: cannot write the env file: {e}",

@@ -10,7 +10,6 @@ use crate::adapters::aws::Imds;
 use crate::pure::address::{Address, Occupant, PublicMapping};
 use crate::pure::classify;
 use crate::pure::identity::Identity;
-use crate::pure::plan;
 
 impl Claimer {
     /// What holds `me`'s private IP: the node's own view from IMDSv2 when we know our MAC (no
@@ -37,7 +36,7 @@ impl Claimer {
                 }
                 // IMDSv2 does not say whether it is an Elastic IP: ask EC2.
                 None if m.from_imds => {
-                    self.pace("describe", plan::DESCRIBE_PACE, None).await?;
+                    self.coord.describe_slot(&self.work).await?;
                     let (ec2, ip) = (self.ec2.clone(), m.public_ip);
                     self.work
                         .retry("look up occupant", || ec2.describe_public_ip(ip))
@@ -58,7 +57,11 @@ impl Claimer {
     /// The public IPs mapped to the interface's private IPs, with where the answer came from.
     async fn public_mappings(&mut self, me: &Identity) -> Result<Vec<Seen>, Stop> {
         if let Some(mac) = &me.mac {
-            match Imds::new().ipv4_associations(mac).await {
+            match self
+                .work
+                .bounded(Imds::new().ipv4_associations(mac))
+                .await?
+            {
                 Ok(pairs) => {
                     return Ok(pairs
                         .into_iter()
@@ -75,7 +78,7 @@ impl Claimer {
                 }
             }
         }
-        self.pace("describe", plan::DESCRIBE_PACE, None).await?;
+        self.coord.describe_slot(&self.work).await?;
         let ec2 = self.ec2.clone();
         let iface = self
             .work

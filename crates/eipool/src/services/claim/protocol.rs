@@ -2,17 +2,16 @@
 //! private IP already holds, try the free addresses in random order, back off and try again while
 //! some may still come free, and report exhaustion only when EC2 agrees none can.
 
-use std::time::Duration;
-
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::{Attempt, ClaimConfig, Stop};
+use super::attempt::Attempt;
+use super::coordination::Coordination;
+use super::{ClaimConfig, Stop};
 use crate::adapters::aws::Ec2;
-use crate::adapters::herd::Herd;
 use crate::pure::address::{Address, Occupant, POOL_TAG};
 use crate::pure::error::Error;
 use crate::pure::identity::Identity;
@@ -22,14 +21,12 @@ use crate::services::context::Context;
 use crate::support::budget::{Budget, Interrupt};
 use crate::support::output::Claimed;
 
-/// Without Redis: how many addresses found taken before re-listing the pool.
-const LOCK_FREE_BATCH: usize = 3;
-
-/// One claim in progress: its EC2 client and Redis handle, its budgets, and what it has learnt.
+/// One claim in progress: its EC2 client, its coordination with the herd, its budgets, and what
+/// it has learnt.
 pub(super) struct Claimer {
     pub(super) ec2: Ec2,
-    pub(super) herd: Option<Herd>,
-    pub(super) require_lock: bool,
+    /// With or without Redis: the only one that knows which.
+    pub(super) coord: Coordination,
     pub(super) pool: String,
     pub(super) started: Instant,
     /// The budget for claiming: ends before the overall deadline, leaving the rest for cleanup.
@@ -38,11 +35,7 @@ pub(super) struct Claimer {
     /// signals.
     pub(super) cleanup: Budget,
     pub(super) rng: StdRng,
-    /// Until when to claim without Redis, after it failed.
-    pub(super) redis_down_until: Option<Instant>,
     pub(super) pool_size: usize,
-    /// Lease on an address (renewed while waiting for a paced slot).
-    pub(super) lease: Duration,
     /// An address to try first when it is free.
     pub(super) prefer: Option<AllocationId>,
 }
@@ -65,16 +58,13 @@ impl Claimer {
         let deadline = started + cfg.timeout;
         Claimer {
             ec2: ctx.ec2.clone(),
-            herd: ctx.herd.clone(),
-            require_lock: cfg.require_lock,
+            coord: Coordination::new(ctx.redis.clone(), cfg.require_lock, cfg.lease),
             pool: cfg.pool.clone(),
             started,
             work: Budget::new(deadline - plan::cleanup_reserve(cfg.timeout), cancel),
             cleanup: Budget::cleanup(deadline),
             rng: StdRng::from_os_rng(),
-            redis_down_until: None,
             pool_size: 0,
-            lease: cfg.lease,
             prefer: None,
         }
     }
@@ -83,10 +73,10 @@ impl Claimer {
     /// a time (the interface lease, when Redis answers).
     pub(super) async fn claim(&mut self, me: &Identity) -> Result<Claimed, Error> {
         let mut last_tally = None;
-        let result = match self.lock_interface(me).await {
+        let result = match self.coord.lock_interface(&self.work, me).await {
             Ok(guard) => {
                 let result = self.claim_inner(me, &mut last_tally).await;
-                self.unlock_interface(guard, me).await;
+                self.coord.unlock_interface(&self.cleanup, guard, me).await;
                 result
             }
             Err(stop) => Err(stop),
@@ -122,7 +112,7 @@ impl Claimer {
 
         // A re-run after a crash: Redis remembers what this interface was taking, which a stale
         // DescribeAddresses may not show yet. Try that one first, as possibly ours.
-        let mut suspect = self.intent(me).await?;
+        let mut suspect = self.coord.intent(&self.work, me).await?;
         let mut allow_shared = true;
         loop {
             let (listing, shared) = self.list_pool(allow_shared).await?;
@@ -182,19 +172,12 @@ impl Claimer {
                     }
                 }
             }
-            let mut order = plan::candidate_order(&free, &mut self.rng);
-            if let Some(alloc) = &self.prefer {
-                if let Some(i) = order.iter().position(|c| &c.allocation_id == alloc) {
-                    let preferred = order.remove(i);
-                    order.insert(0, preferred);
-                }
-            }
-            if let Some(alloc) = &suspect {
-                if let Some(a) = listing.iter().find(|a| &a.allocation_id == alloc) {
-                    order.retain(|c| &c.allocation_id != alloc);
-                    order.insert(0, a.clone());
-                }
-            }
+            let order = plan::claim_order(
+                &listing,
+                self.prefer.as_ref(),
+                suspect.as_ref(),
+                &mut self.rng,
+            );
             info!(
                 pool_size = listing.len(),
                 free = order.len(),
@@ -232,7 +215,7 @@ impl Claimer {
             let mut tally = PassTally::default();
             let mut again = Vec::new();
             let mut masked = Vec::new();
-            let mut blind_taken = 0;
+            let mut taken_blind = 0;
             let mut rest = order.into_iter();
             while let Some(cand) = rest.next() {
                 let suspect_ours = suspect == Some(&cand.allocation_id);
@@ -249,9 +232,9 @@ impl Claimer {
                     Attempt::Taken => {
                         // Without Redis, each "taken" cost a mutating call. After a few, a fresh
                         // listing (below) is cheaper than trying the rest of a stale one.
-                        if self.live_herd().is_none() {
-                            blind_taken += 1;
-                            if blind_taken >= LOCK_FREE_BATCH {
+                        if !self.coord.knows_what_others_took() {
+                            taken_blind += 1;
+                            if plan::relist_without_redis(taken_blind) {
                                 let unseen: Vec<Address> = rest.collect();
                                 tally.busy += unseen.len();
                                 again.extend(unseen);
@@ -273,7 +256,10 @@ impl Claimer {
             match plan::after_pass(tally) {
                 AfterPass::Exhausted => return Ok(Err(Outcome::Exhausted)),
                 AfterPass::AskEc2 => {
-                    let (cleared, waiting) = self.settle_masked(masked).await?;
+                    let (cleared, waiting) = self
+                        .coord
+                        .settle_masked(&self.work, &self.ec2, masked)
+                        .await?;
                     *last_tally = Some(PassTally {
                         busy: cleared.len() + waiting.len(),
                         ..PassTally::default()
@@ -284,8 +270,7 @@ impl Claimer {
                     if cleared.is_empty() {
                         // Only young markers stand in the way: wait until the first of them is
                         // old enough for EC2's answer to outvote it.
-                        let soonest = waiting.iter().map(|(_, left)| *left).min();
-                        let wait = soonest.unwrap_or_default().max(Duration::from_millis(100));
+                        let wait = plan::until_a_marker_ages(waiting.iter().map(|(_, left)| *left));
                         debug!(
                             ?wait,
                             "EC2 shows masked addresses free; waiting for their markers to age"
@@ -307,7 +292,7 @@ impl Claimer {
                     again.extend(masked.into_iter().map(|(a, _)| a));
                     self.work.sleep(Budget::backoff(pass)).await?;
                     pass += 1;
-                    if self.live_herd().is_none() {
+                    if !self.coord.knows_what_others_took() {
                         // Without Redis nobody tells us what the others took: one fresh listing
                         // beats trying every address blind under EC2's mutating-call budget.
                         let listing = self.list_own().await?;

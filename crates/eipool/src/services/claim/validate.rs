@@ -7,7 +7,7 @@ use tracing::{debug, warn};
 use super::protocol::Claimer;
 use super::Stop;
 use crate::adapters::aws::Imds;
-use crate::adapters::herd::Lease;
+use crate::adapters::redis::Lease;
 use crate::pure::address::{Address, Association, HolderTag};
 use crate::pure::classify::{standing, Standing};
 use crate::pure::identity::Identity;
@@ -46,7 +46,7 @@ impl Claimer {
         let mut poll = 0;
         loop {
             self.work.sleep(plan::validation_delay(poll)).await?;
-            self.pace("describe", plan::DESCRIBE_PACE, None).await?;
+            self.coord.describe_slot(&self.work).await?;
             poll += 1;
             let ec2 = self.ec2.clone();
             let seen = self
@@ -117,22 +117,10 @@ impl Claimer {
     /// with an older listing skip it, and on the address itself (the holder tag), the durable
     /// record status, gc and the exporter read. The two at once: neither waits for the other.
     pub(super) async fn record(&self, addr: &Address, lease: Option<&Lease>, me: &Identity) {
-        let in_redis = async {
-            if let Some(herd) = self.live_herd() {
-                if let Err(e) = herd
-                    .mark_assigned(
-                        &addr.allocation_id,
-                        lease.map(|l| l.fence),
-                        &me.eni,
-                        me.private_ip,
-                    )
-                    .await
-                {
-                    warn!(error = %e, "could not record the assignment in Redis; others will learn it from EC2");
-                }
-            }
-        };
-        tokio::join!(in_redis, self.record_holder(addr, me));
+        tokio::join!(
+            self.coord.record_assigned(addr, lease, me),
+            self.record_holder(addr, me)
+        );
     }
 
     /// Write the holder tag on `addr` (on our interface) unless it already names this

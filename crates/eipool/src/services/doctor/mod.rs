@@ -180,9 +180,9 @@ pub(crate) async fn run(
         ));
     }
 
-    match &ctx.herd {
+    match &ctx.redis {
         None => checks.push(line("Redis", Verdict::Warn, "no --redis-url: claims rely on EC2's compare-and-swap alone (safe; a herd collides more)")),
-        Some(herd) => checks.extend(redis::checks(herd, budget).await),
+        Some(handle) => checks.extend(redis::checks(handle, budget).await),
     }
 
     checks.push(match &listing {

@@ -5,14 +5,14 @@
 use std::time::Instant;
 
 use super::{line, Check, Verdict};
-use crate::adapters::herd::{Herd, HerdError};
+use crate::adapters::redis::{Redis, RedisError};
 use crate::support::budget::Budget;
 
 /// What a failed Redis line says: a misconfiguration's own message (it names the fix), or for
 /// an unreachable Redis what claims do meanwhile.
-fn failure(e: &HerdError) -> String {
+fn failure(e: &RedisError) -> String {
     match e {
-        HerdError::Misconfigured(_) => format!("{e}. Claims stop with exit 2 until it is fixed"),
+        RedisError::Misconfigured(_) => format!("{e}. Claims stop with exit 2 until it is fixed"),
         _ => format!(
             "{e}. Check --redis-url and that Redis is up and reachable from here; meanwhile claims fall back to EC2 alone (or wait, with --require-lock)"
         ),
@@ -20,9 +20,9 @@ fn failure(e: &HerdError) -> String {
 }
 
 /// The Redis lines, in order; later lines are skipped when the connection fails.
-pub(super) async fn checks(herd: &Herd, budget: &Budget) -> Vec<Check> {
+pub(super) async fn checks(redis: &Redis, budget: &Budget) -> Vec<Check> {
     let started = Instant::now();
-    let shape = match budget.bounded(herd.shape()).await {
+    let shape = match budget.bounded(redis.shape()).await {
         Ok(Ok(shape)) => shape,
         Ok(Err(e)) => return vec![line("Redis connection", Verdict::Fail, failure(&e))],
         Err(_) => {
@@ -38,7 +38,7 @@ pub(super) async fn checks(herd: &Herd, budget: &Budget) -> Vec<Check> {
         Verdict::Ok,
         format!(
             "{}: {shape}, first answer after {:.1} ms",
-            herd.target_shown(),
+            redis.target_shown(),
             started.elapsed().as_secs_f64() * 1e3
         ),
     )];
@@ -46,7 +46,7 @@ pub(super) async fn checks(herd: &Herd, budget: &Budget) -> Vec<Check> {
         ("Redis commands (pool's slot)", false),
         ("Redis commands (region's pace slot)", true),
     ] {
-        out.push(match budget.bounded(herd.probe(pace)).await {
+        out.push(match budget.bounded(redis.probe(pace)).await {
             Ok(Ok(())) => line(
                 name,
                 Verdict::Ok,

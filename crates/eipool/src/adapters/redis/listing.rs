@@ -5,7 +5,7 @@ use std::time::Duration;
 use tracing::instrument;
 
 use super::scripts::{LISTING, SHARE};
-use super::{Herd, HerdError};
+use super::{Redis, RedisError};
 use crate::pure::address::Address;
 
 /// What the pool's shared listing slot gave a claimer.
@@ -13,18 +13,18 @@ use crate::pure::address::Address;
 pub enum SharedListing {
     /// A listing another claimer made less than its lifetime ago.
     Recent(Vec<Address>),
-    /// No recent listing: this claimer makes the next one and shares it ([`Herd::share_listing`]).
+    /// No recent listing: this claimer makes the next one and shares it ([`Redis::share_listing`]).
     Lead,
     /// Another claimer is making it right now: ask again shortly.
     Pending,
 }
 
-impl Herd {
+impl Redis {
     /// The herd's recent listing of the pool, or the lead of the next one (lease for at most
     /// `lead_ttl`, so a leader that dies holds nobody up for longer), or word that someone else
     /// is making it. A listing this version cannot read counts as none.
     #[instrument(skip(self), err(level = "debug", Display))]
-    pub async fn shared_listing(&self, lead_ttl: Duration) -> Result<SharedListing, HerdError> {
+    pub async fn shared_listing(&self, lead_ttl: Duration) -> Result<SharedListing, RedisError> {
         let mut inv = LISTING.prepare_invoke();
         inv.key(self.key("listing:v1"))
             .key(self.key("listing:lead"))
@@ -42,7 +42,7 @@ impl Herd {
                 }
             },
             other => {
-                return Err(HerdError::Unavailable(format!(
+                return Err(RedisError::Unavailable(format!(
                     "unexpected answer to the listing script: {other:?}"
                 )))
             }
@@ -56,10 +56,10 @@ impl Herd {
         &self,
         listing: Option<&[Address]>,
         ttl: Duration,
-    ) -> Result<(), HerdError> {
+    ) -> Result<(), RedisError> {
         let json = match listing {
             Some(l) => serde_json::to_string(l)
-                .map_err(|e| HerdError::Unavailable(format!("cannot encode the listing: {e}")))?,
+                .map_err(|e| RedisError::Unavailable(format!("cannot encode the listing: {e}")))?,
             None => String::new(),
         };
         let mut inv = SHARE.prepare_invoke();

@@ -3,14 +3,14 @@
 use redis::AsyncCommands;
 use tracing::instrument;
 
-use super::{Herd, HerdError};
+use super::{Redis, RedisError};
 use crate::pure::holder::{Holder, RedisView};
 use crate::pure::ids::AllocationId;
 
-impl Herd {
+impl Redis {
     /// What Redis knows about these addresses: live claims and holder records.
     #[instrument(skip(self, allocs), err(level = "debug", Display))]
-    pub(crate) async fn view(&self, allocs: &[AllocationId]) -> Result<RedisView, HerdError> {
+    pub(crate) async fn view(&self, allocs: &[AllocationId]) -> Result<RedisView, RedisError> {
         let mut view = RedisView::default();
         if !allocs.is_empty() {
             let keys: Vec<String> = allocs.iter().map(|a| self.lease_key(a)).collect();
@@ -45,7 +45,7 @@ impl Herd {
     }
 
     /// Drop a holder record that no longer matches EC2 (gc).
-    pub(crate) async fn drop_holder(&self, alloc: &AllocationId) -> Result<(), HerdError> {
+    pub(crate) async fn drop_holder(&self, alloc: &AllocationId) -> Result<(), RedisError> {
         let _: i64 = self
             .bounded(|mut c| async move { c.hdel(self.key("holders"), alloc.as_str()).await })
             .await?;

@@ -12,9 +12,11 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::{ClientTlsConfig, ErrorKind, RedisError, ServerErrorKind, TlsCertificates};
+use redis::{
+    ClientTlsConfig, ErrorKind, RedisError as ClientError, ServerErrorKind, TlsCertificates,
+};
 
-use super::HerdError;
+use super::RedisError;
 use crate::pure::secret::{percent_encoding_hint, redact_url};
 
 /// TLS material for a `rediss://` URL, as the files the command line names.
@@ -60,11 +62,11 @@ pub(crate) enum Topology {
     Cluster,
 }
 
-fn read(flag: &str, path: &Path) -> Result<Vec<u8>, HerdError> {
+fn read(flag: &str, path: &Path) -> Result<Vec<u8>, RedisError> {
     let bytes = std::fs::read(path)
-        .map_err(|e| HerdError::BadTls(format!("{flag} {}: {e}", path.display())))?;
+        .map_err(|e| RedisError::BadTls(format!("{flag} {}: {e}", path.display())))?;
     if !String::from_utf8_lossy(&bytes).contains("-----BEGIN ") {
-        return Err(HerdError::BadTls(format!(
+        return Err(RedisError::BadTls(format!(
             "{flag} {}: no PEM block in it; give a PEM file (-----BEGIN ...)",
             path.display()
         )));
@@ -74,33 +76,33 @@ fn read(flag: &str, path: &Path) -> Result<Vec<u8>, HerdError> {
 
 impl RedisTarget {
     /// Parse `--redis-url` and read the TLS files, without connecting. Errors name the flag.
-    pub fn parse(url: &str, tls: &TlsFiles) -> Result<RedisTarget, HerdError> {
+    pub fn parse(url: &str, tls: &TlsFiles) -> Result<RedisTarget, RedisError> {
         let shown = redact_url(url);
         let tls_url = url.starts_with("rediss://");
         if !(url.starts_with("redis://") || tls_url || url.starts_with("redis+unix://")) {
-            return Err(HerdError::BadUrl(format!(
+            return Err(RedisError::BadUrl(format!(
                 "{shown:?} has no redis:// or rediss:// scheme"
             )));
         }
         if url.ends_with("#insecure") {
-            return Err(HerdError::BadUrl(format!(
+            return Err(RedisError::BadUrl(format!(
                 "{shown:?} asks to skip TLS certificate verification (#insecure), which eipool never does; drop it and give the CA that signed Redis's certificate with --redis-ca-file"
             )));
         }
-        let parse_error = |e: RedisError| {
-            HerdError::BadUrl(format!(
+        let parse_error = |e: ClientError| {
+            RedisError::BadUrl(format!(
                 "{shown:?} did not parse ({}); {}",
                 redact_url(&e.to_string()),
                 percent_encoding_hint()
             ))
         };
         if tls.any() && !tls_url {
-            return Err(HerdError::BadTls(format!(
+            return Err(RedisError::BadTls(format!(
                 "--redis-ca-file, --redis-client-cert and --redis-client-key need a rediss:// URL, not {shown:?}"
             )));
         }
         if tls.client_cert.is_some() != tls.client_key.is_some() {
-            return Err(HerdError::BadTls(
+            return Err(RedisError::BadTls(
                 "--redis-client-cert and --redis-client-key go together: give both, or neither"
                     .into(),
             ));
@@ -133,7 +135,7 @@ impl RedisTarget {
         };
         let info = redis::IntoConnectionInfo::into_connection_info(url).map_err(parse_error)?;
         let client = redis::Client::build_with_tls(info, certs.clone()).map_err(|e| {
-            HerdError::BadTls(format!(
+            RedisError::BadTls(format!(
                 "--redis-ca-file/--redis-client-cert/--redis-client-key: {e}"
             ))
         })?;
@@ -206,7 +208,7 @@ impl ConnectionLike for Conn {
 
 /// Connect, ask the server whether it is a cluster, and return the matching connection.
 /// Credentials are checked here (the first round trip), so refused ones surface at once.
-pub(super) async fn connect(target: &RedisTarget, timeout: Duration) -> Result<Conn, HerdError> {
+pub(super) async fn connect(target: &RedisTarget, timeout: Duration) -> Result<Conn, RedisError> {
     let config = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(timeout))
         .set_response_timeout(Some(timeout));
@@ -259,8 +261,8 @@ pub(super) async fn connect(target: &RedisTarget, timeout: Duration) -> Result<C
 /// A connection that got no TLS answer, or that the server dropped at once, may be the URL's
 /// scheme not matching the port: say so (it stays a passing failure: a slow or flaky network
 /// looks the same).
-fn with_scheme_hint(sorted: HerdError, target: &RedisTarget, e: &RedisError) -> HerdError {
-    let HerdError::Unavailable(text) = sorted else {
+fn with_scheme_hint(sorted: RedisError, target: &RedisTarget, e: &ClientError) -> RedisError {
+    let RedisError::Unavailable(text) = sorted else {
         return sorted;
     };
     let hint = if target.tls && (e.is_timeout() || text.contains("timed out")) {
@@ -270,11 +272,11 @@ fn with_scheme_hint(sorted: HerdError, target: &RedisTarget, e: &RedisError) -> 
     } else {
         ""
     };
-    HerdError::Unavailable(format!("{text}{hint}"))
+    RedisError::Unavailable(format!("{text}{hint}"))
 }
 
 /// The role (`master`, `slave`) of the node a fresh connection lands on.
-pub(super) async fn role(target: &RedisTarget) -> Result<String, HerdError> {
+pub(super) async fn role(target: &RedisTarget) -> Result<String, RedisError> {
     let mut c = target
         .client
         .get_multiplexed_async_connection()
@@ -287,12 +289,12 @@ pub(super) async fn role(target: &RedisTarget) -> Result<String, HerdError> {
     match answer.first() {
         Some(redis::Value::BulkString(b)) => Ok(String::from_utf8_lossy(b).into_owned()),
         Some(redis::Value::SimpleString(s)) => Ok(s.clone()),
-        _ => Err(HerdError::Unavailable("ROLE gave no role".into())),
+        _ => Err(RedisError::Unavailable("ROLE gave no role".into())),
     }
 }
 
 /// Whether a failed CLUSTER INFO was Redis saying it is not a cluster (or will not say).
-fn says_single_node(e: &RedisError) -> bool {
+fn says_single_node(e: &ClientError) -> bool {
     if is_auth(e) {
         return false;
     }
@@ -303,7 +305,7 @@ fn says_single_node(e: &RedisError) -> bool {
         || text.contains("unknown subcommand")
 }
 
-fn is_auth(e: &RedisError) -> bool {
+fn is_auth(e: &ClientError) -> bool {
     e.kind() == ErrorKind::AuthenticationFailed
         || matches!(e.code(), Some("NOAUTH") | Some("WRONGPASS"))
 }
@@ -314,9 +316,9 @@ pub(crate) const ACL_RULE: &str = "~eipool:* +evalsha +eval +script|load +get +m
 /// Sort a Redis failure: misconfiguration (it answers but can never work) or unavailability.
 /// `topology` is what the connection is: a READONLY or MOVED answer means a misconfiguration
 /// only on a single-node connection (a cluster connection follows them).
-pub(super) fn sort(e: &RedisError, topology: Topology) -> HerdError {
+pub(super) fn sort(e: &ClientError, topology: Topology) -> RedisError {
     let text = redact_url(&e.to_string());
-    let misconfigured = |what: String| HerdError::Misconfigured(what);
+    let misconfigured = |what: String| RedisError::Misconfigured(what);
     if is_auth(e) {
         return misconfigured(format!(
             "Redis refused the credentials ({text}). Put the user and password in the URL as rediss://USER:PASSWORD@HOST:PORT ({}); ElastiCache: the AUTH token, or the ACL user's password",
@@ -371,14 +373,14 @@ pub(super) fn sort(e: &RedisError, topology: Topology) -> HerdError {
             "TLS failed ({text}): the port does not speak TLS. Use redis:// for a plain port, rediss:// for a TLS one"
         ));
     }
-    HerdError::Unavailable(text)
+    RedisError::Unavailable(text)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn server(code: &str, detail: &str) -> RedisError {
+    fn server(code: &str, detail: &str) -> ClientError {
         redis::RedisError::from((
             ErrorKind::Server(match code {
                 "NOPERM" => ServerErrorKind::NoPerm,
@@ -411,7 +413,7 @@ mod tests {
                 "+cluster|info",
             ),
             (
-                RedisError::from((
+                ClientError::from((
                     ErrorKind::AuthenticationFailed,
                     "Password authentication failed",
                 )),
@@ -424,21 +426,21 @@ mod tests {
                 "Lua scripting",
             ),
             (
-                RedisError::from(std::io::Error::other(
+                ClientError::from(std::io::Error::other(
                     "invalid peer certificate: UnknownIssuer",
                 )),
                 Topology::Single,
                 "--redis-ca-file",
             ),
             (
-                RedisError::from(std::io::Error::other(
+                ClientError::from(std::io::Error::other(
                     "received fatal alert: CertificateRequired",
                 )),
                 Topology::Single,
                 "--redis-client-cert",
             ),
             (
-                RedisError::from(std::io::Error::other(
+                ClientError::from(std::io::Error::other(
                     "received corrupt message of type InvalidContentType",
                 )),
                 Topology::Single,
@@ -446,7 +448,7 @@ mod tests {
             ),
         ] {
             match sort(&e, topology) {
-                HerdError::Misconfigured(m) => assert!(m.contains(says), "{m}"),
+                RedisError::Misconfigured(m) => assert!(m.contains(says), "{m}"),
                 other => panic!("{e} sorted as {other:?}"),
             }
         }
@@ -465,11 +467,11 @@ mod tests {
                 true,
             ),
             (
-                RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut)),
+                ClientError::from(std::io::Error::from(std::io::ErrorKind::TimedOut)),
                 false,
             ),
             (
-                RedisError::from((
+                ClientError::from((
                     ErrorKind::AuthenticationFailed,
                     "Password authentication failed",
                 )),
@@ -484,11 +486,11 @@ mod tests {
     fn passing_trouble_is_unavailability() {
         for (e, topology) in [
             (
-                RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)),
+                ClientError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)),
                 Topology::Single,
             ),
             (
-                RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut)),
+                ClientError::from(std::io::Error::from(std::io::ErrorKind::TimedOut)),
                 Topology::Cluster,
             ),
             // A cluster connection follows these itself; what still surfaces is a failover.
@@ -499,7 +501,7 @@ mod tests {
             (server("MOVED", "3999 127.0.0.1:7001"), Topology::Cluster),
         ] {
             assert!(
-                matches!(sort(&e, topology), HerdError::Unavailable(_)),
+                matches!(sort(&e, topology), RedisError::Unavailable(_)),
                 "{e}"
             );
         }

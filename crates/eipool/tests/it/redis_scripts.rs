@@ -3,15 +3,11 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use eipool::herd::{Herd, SharedListing};
 use eipool::model::{Address, AllocationId, Association, AssociationId, EniId};
-use eipool_lab::services::RedisServer;
+use eipool::redis::SharedListing;
+use eipool_lab::servers::RedisServer;
 
-use crate::harness::eventually;
-
-fn claims(redis: &RedisServer, pool: &str, owner: &str) -> Herd {
-    crate::harness::claims(&redis.url(), pool, owner)
-}
+use crate::harness::{claims, eventually, redis_conn};
 
 fn listing() -> Vec<Address> {
     vec![
@@ -43,9 +39,9 @@ const LEAD: Duration = Duration::from_secs(10);
 async fn one_claimer_leads_the_listing_the_others_wait_then_read_it() {
     let redis = RedisServer::start().unwrap();
     let (a, b, c) = (
-        claims(&redis, "p", "a"),
-        claims(&redis, "p", "b"),
-        claims(&redis, "p", "c"),
+        claims(&redis.url(), "p", "a"),
+        claims(&redis.url(), "p", "b"),
+        claims(&redis.url(), "p", "c"),
     );
     assert_eq!(a.shared_listing(LEAD).await.unwrap(), SharedListing::Lead);
     assert_eq!(
@@ -67,7 +63,7 @@ async fn one_claimer_leads_the_listing_the_others_wait_then_read_it() {
         );
     }
     // Another pool has its own slot.
-    let other = claims(&redis, "q", "b");
+    let other = claims(&redis.url(), "q", "b");
     assert_eq!(
         other.shared_listing(LEAD).await.unwrap(),
         SharedListing::Lead
@@ -77,7 +73,10 @@ async fn one_claimer_leads_the_listing_the_others_wait_then_read_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_whose_listing_failed_hands_the_lead_on_at_once() {
     let redis = RedisServer::start().unwrap();
-    let (a, b) = (claims(&redis, "p", "a"), claims(&redis, "p", "b"));
+    let (a, b) = (
+        claims(&redis.url(), "p", "a"),
+        claims(&redis.url(), "p", "b"),
+    );
     assert_eq!(a.shared_listing(LEAD).await.unwrap(), SharedListing::Lead);
     // Someone else ending "its" lead does not end ours.
     b.share_listing(None, Duration::from_secs(30))
@@ -96,7 +95,10 @@ async fn a_leader_whose_listing_failed_hands_the_lead_on_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_leaders_lead_and_an_old_listing_both_expire() {
     let redis = RedisServer::start().unwrap();
-    let (a, b) = (claims(&redis, "p", "a"), claims(&redis, "p", "b"));
+    let (a, b) = (
+        claims(&redis.url(), "p", "a"),
+        claims(&redis.url(), "p", "b"),
+    );
     let short = Duration::from_millis(300);
     assert_eq!(a.shared_listing(short).await.unwrap(), SharedListing::Lead);
     // `a` dies without a word: `b` leads once the lead runs out.
@@ -130,12 +132,8 @@ async fn a_dead_leaders_lead_and_an_old_listing_both_expire() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreadable_shared_listing_counts_as_none() {
     let redis = RedisServer::start().unwrap();
-    let a = claims(&redis, "p", "a");
-    let mut conn = redis::Client::open(redis.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let a = claims(&redis.url(), "p", "a");
+    let mut conn = redis_conn(&redis.url()).await;
     let _: () = redis::cmd("SET")
         .arg(a.key("listing:v1"))
         .arg("{not a listing")

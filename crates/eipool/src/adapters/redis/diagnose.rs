@@ -6,7 +6,7 @@ use redis::AsyncCommands;
 
 use super::connect::Topology;
 use super::scripts::PROBE;
-use super::{Herd, HerdError};
+use super::{Redis, RedisError};
 
 /// What the server at `--redis-url` is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,9 +80,9 @@ fn primaries(slots: &redis::Value, slot: u16) -> (usize, Option<String>) {
     (seen.len(), serving)
 }
 
-impl Herd {
+impl Redis {
     /// Connect (TLS, credentials) and say what Redis is.
-    pub(crate) async fn shape(&self) -> Result<Shape, HerdError> {
+    pub(crate) async fn shape(&self) -> Result<Shape, RedisError> {
         let topology = self.conn().await?.topology();
         match topology {
             Topology::Single => {
@@ -124,7 +124,7 @@ impl Herd {
 
     /// Run every command eipool runs, inside a script and outside, on probe keys in the pool's
     /// slot (`pace: false`) or the region's pace slot (`pace: true`); the keys are deleted again.
-    pub(crate) async fn probe(&self, pace: bool) -> Result<(), HerdError> {
+    pub(crate) async fn probe(&self, pace: bool) -> Result<(), RedisError> {
         let (one, hash) = if pace {
             (self.pace_key("doctor"), self.pace_key("doctor-h"))
         } else {

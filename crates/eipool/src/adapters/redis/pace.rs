@@ -6,14 +6,14 @@ use std::time::Duration;
 use tracing::instrument;
 
 use super::scripts::PACE;
-use super::{Herd, HerdError};
+use super::{Redis, RedisError};
 use crate::pure::plan::Rate;
 
-impl Herd {
+impl Redis {
     /// Reserve the next slot of the region's shared `rate` for calls of `class` (e.g. EC2's
     /// mutating calls) and return how long to wait for it.
     #[instrument(skip(self), err(level = "debug", Display))]
-    pub(crate) async fn pace(&self, class: &str, rate: Rate) -> Result<Duration, HerdError> {
+    pub(crate) async fn pace(&self, class: &str, rate: Rate) -> Result<Duration, RedisError> {
         let mut inv = PACE.prepare_invoke();
         inv.key(self.pace_key(class))
             .arg(rate.interval().as_millis() as u64)

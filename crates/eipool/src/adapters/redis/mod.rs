@@ -55,7 +55,7 @@ use crate::support::metrics;
 
 /// Errors talking to Redis.
 #[derive(Debug, thiserror::Error)]
-pub enum HerdError {
+pub enum RedisError {
     /// `--redis-url` is not a valid redis:// or rediss:// URL; fix the flag.
     #[error("--redis-url is not a valid Redis URL: {0}; expected redis://[USER:PASSWORD@]HOST:PORT or rediss://...")]
     BadUrl(String),
@@ -71,19 +71,19 @@ pub enum HerdError {
     Unavailable(String),
 }
 
-impl Transient for HerdError {
+impl Transient for RedisError {
     fn is_transient(&self) -> bool {
-        matches!(self, HerdError::Unavailable(_))
+        matches!(self, RedisError::Unavailable(_))
     }
 }
 
-impl From<HerdError> for Error {
-    fn from(e: HerdError) -> Error {
+impl From<RedisError> for Error {
+    fn from(e: RedisError) -> Error {
         match e {
-            e @ (HerdError::BadUrl(_) | HerdError::BadTls(_) | HerdError::Misconfigured(_)) => {
+            e @ (RedisError::BadUrl(_) | RedisError::BadTls(_) | RedisError::Misconfigured(_)) => {
                 Error::usage(e.to_string())
             }
-            e @ HerdError::Unavailable(_) => Error::Temporary {
+            e @ RedisError::Unavailable(_) => Error::Temporary {
                 last: e.to_string(),
                 elapsed: Duration::ZERO,
             },
@@ -104,7 +104,7 @@ pub struct Timing {
 
 /// One process's handle on a pool's shared state in Redis, as one owner (a random token).
 #[derive(Clone)]
-pub struct Herd {
+pub struct Redis {
     target: RedisTarget,
     /// Made on first use: whether Redis is one node or a cluster is asked then.
     conn: Arc<OnceCell<Conn>>,
@@ -115,14 +115,20 @@ pub struct Herd {
     timing: Timing,
 }
 
-impl std::fmt::Debug for Herd {
+impl std::fmt::Debug for Redis {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Herd")
+        f.debug_struct("Redis")
             .field("redis", &self.target)
             .field("pool", &self.pool)
             .field("owner", &self.owner)
             .finish()
     }
+}
+
+/// The key of `what` (`fence`, `holders`, `claim:<allocation>`, `iface:<eni>/<ip>`, …) in
+/// `pool`: the pool's name is the hash tag, so a pool's keys share one cluster slot.
+pub fn key(pool: &str, what: &str) -> String {
+    format!("eipool:{{{pool}}}:{what}")
 }
 
 fn unix_ms() -> u64 {
@@ -132,7 +138,7 @@ fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
-impl Herd {
+impl Redis {
     /// `owner`'s handle on `pool` (in AWS `region`). Nothing is sent until the first call, so a
     /// Redis that is down at start costs nothing more than its first timeout.
     pub fn new(
@@ -142,7 +148,7 @@ impl Herd {
         owner: String,
         timing: Timing,
     ) -> Self {
-        Herd {
+        Redis {
             target,
             conn: Arc::new(OnceCell::new()),
             pool: pool.to_string(),
@@ -164,7 +170,7 @@ impl Herd {
 
     /// The key of `what` in this pool, with the pool's hash tag.
     pub fn key(&self, what: &str) -> String {
-        format!("eipool:{{{}}}:{what}", self.pool)
+        key(&self.pool, what)
     }
 
     fn lease_key(&self, alloc: &AllocationId) -> String {
@@ -180,7 +186,7 @@ impl Herd {
         self.key(&format!("iface-lease:{eni}/{ip}"))
     }
     /// The key of the region-wide pace of `class` calls (its own hash slot).
-    fn pace_key(&self, class: &str) -> String {
+    pub fn pace_key(&self, class: &str) -> String {
         format!("eipool:{{pace:{}}}:{class}", self.region)
     }
     fn value(&self, fence: u64) -> String {
@@ -188,7 +194,7 @@ impl Herd {
     }
 
     /// The connection, made on first use (bounded like a round trip).
-    async fn conn(&self) -> Result<Conn, HerdError> {
+    async fn conn(&self) -> Result<Conn, RedisError> {
         let made = tokio::time::timeout(
             self.timing.op_timeout,
             self.conn
@@ -203,7 +209,7 @@ impl Herd {
             }
             Err(_) => {
                 metrics::global().redis_errors.inc();
-                Err(HerdError::Unavailable(format!(
+                Err(RedisError::Unavailable(format!(
                     "could not connect to {} within {:?}",
                     self.target.shown(),
                     self.timing.op_timeout
@@ -213,7 +219,7 @@ impl Herd {
     }
 
     /// One round trip on the connection, bounded by the op timeout, its failure sorted.
-    async fn bounded<T, F>(&self, call: impl FnOnce(Conn) -> F) -> Result<T, HerdError>
+    async fn bounded<T, F>(&self, call: impl FnOnce(Conn) -> F) -> Result<T, RedisError>
     where
         F: std::future::Future<Output = redis::RedisResult<T>>,
     {
@@ -222,7 +228,7 @@ impl Herd {
         let result = match tokio::time::timeout(self.timing.op_timeout, call(conn)).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(self.sorted(&e, topology).await),
-            Err(_) => Err(HerdError::Unavailable(format!(
+            Err(_) => Err(RedisError::Unavailable(format!(
                 "no answer within {:?}",
                 self.timing.op_timeout
             ))),
@@ -237,7 +243,7 @@ impl Herd {
     async fn eval<T: redis::FromRedisValue>(
         &self,
         inv: redis::ScriptInvocation<'_>,
-    ) -> Result<T, HerdError> {
+    ) -> Result<T, RedisError> {
         self.bounded(|mut c| async move { inv.invoke_async(&mut c).await })
             .await
     }
@@ -245,25 +251,25 @@ impl Herd {
     /// [`connect::sort`], except that READONLY from one node is a replica endpoint only when a
     /// fresh connection lands on a replica too: a connection to a primary demoted by a failover
     /// gets READONLY until it is replaced, and that passes.
-    async fn sorted(&self, e: &redis::RedisError, topology: Topology) -> HerdError {
+    async fn sorted(&self, e: &redis::RedisError, topology: Topology) -> RedisError {
         let sorted = connect::sort(e, topology);
-        if !(matches!(sorted, HerdError::Misconfigured(_))
+        if !(matches!(sorted, RedisError::Misconfigured(_))
             && e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly))
         {
             return sorted;
         }
         match tokio::time::timeout(self.timing.op_timeout, connect::role(&self.target)).await {
-            Ok(Ok(role)) if role == "master" => HerdError::Unavailable(format!(
+            Ok(Ok(role)) if role == "master" => RedisError::Unavailable(format!(
                 "{e} (a stale connection to a primary demoted by a failover; it reconnects)"
             )),
             Ok(Ok(_)) => sorted,
             Ok(Err(fresh)) => fresh,
-            Err(_) => HerdError::Unavailable(e.to_string()),
+            Err(_) => RedisError::Unavailable(e.to_string()),
         }
     }
 
     /// Round trip to Redis (PING), for health checks.
-    pub(crate) async fn ping(&self) -> Result<(), HerdError> {
+    pub(crate) async fn ping(&self) -> Result<(), RedisError> {
         let _: String = self
             .bounded(|mut c| async move { redis::cmd("PING").query_async(&mut c).await })
             .await?;

@@ -12,7 +12,7 @@ use tracing::instrument;
 use super::scripts::{
     ACQUIRE, ASSIGN, CLEAR_MARK, EXTEND, FORGET, LOCK_INTERFACE, MARK_TAKEN, RELEASE, UNLOCK,
 };
-use super::{unix_ms, Herd, HerdError};
+use super::{unix_ms, Redis, RedisError};
 use crate::pure::holder::holder_at;
 use crate::pure::ids::{AllocationId, EniId};
 use crate::pure::plan::INTENT_TTL;
@@ -43,7 +43,7 @@ pub(crate) struct Lease {
     pub(crate) valid_until: Instant,
 }
 
-impl Herd {
+impl Redis {
     /// Take a lease on `alloc` for `eni`/`ip`; records the intent under the interface so that a
     /// re-run after a crash finds what it was taking. Idempotent for the same owner.
     #[instrument(skip(self), fields(owner = %self.owner), err(level = "debug", Display))]
@@ -52,7 +52,7 @@ impl Herd {
         alloc: &AllocationId,
         eni: &EniId,
         ip: Ipv4Addr,
-    ) -> Result<Acquire, HerdError> {
+    ) -> Result<Acquire, RedisError> {
         let sent = Instant::now();
         let mut inv = ACQUIRE.prepare_invoke();
         inv.key(self.lease_key(alloc))
@@ -80,7 +80,7 @@ impl Herd {
     /// Renew `lease`. `Ok(false)`: the lease is no longer ours (expired and maybe
     /// taken by someone with a larger fence); stop working on that address.
     #[instrument(skip(self), fields(alloc = %lease.alloc, fence = lease.fence), err(level = "debug", Display))]
-    pub(crate) async fn extend(&self, lease: &mut Lease) -> Result<bool, HerdError> {
+    pub(crate) async fn extend(&self, lease: &mut Lease) -> Result<bool, RedisError> {
         let sent = Instant::now();
         let mut inv = EXTEND.prepare_invoke();
         inv.key(self.lease_key(&lease.alloc))
@@ -102,7 +102,7 @@ impl Herd {
         eni: &EniId,
         ip: Ipv4Addr,
         forget_intent: bool,
-    ) -> Result<bool, HerdError> {
+    ) -> Result<bool, RedisError> {
         let mut inv = RELEASE.prepare_invoke();
         inv.key(self.lease_key(&lease.alloc))
             .key(self.iface_key(eni, ip))
@@ -122,7 +122,7 @@ impl Herd {
         fence: Option<u64>,
         eni: &EniId,
         ip: Ipv4Addr,
-    ) -> Result<(), HerdError> {
+    ) -> Result<(), RedisError> {
         let mut inv = ASSIGN.prepare_invoke();
         inv.key(self.lease_key(alloc))
             .key(self.assigned_key(alloc))
@@ -140,7 +140,7 @@ impl Herd {
 
     /// Note that EC2 said `alloc` is taken by someone else, so other claimers skip it too.
     #[instrument(skip(self), err(level = "debug", Display))]
-    pub(crate) async fn mark_taken(&self, alloc: &AllocationId) -> Result<(), HerdError> {
+    pub(crate) async fn mark_taken(&self, alloc: &AllocationId) -> Result<(), RedisError> {
         let mut inv = MARK_TAKEN.prepare_invoke();
         inv.key(self.assigned_key(alloc))
             .arg(self.timing.assigned_ttl.as_millis() as u64);
@@ -155,7 +155,7 @@ impl Herd {
         &self,
         alloc: &AllocationId,
         min_age: Duration,
-    ) -> Result<bool, HerdError> {
+    ) -> Result<bool, RedisError> {
         let mut inv = CLEAR_MARK.prepare_invoke();
         inv.key(self.assigned_key(alloc))
             .arg(min_age.as_millis() as u64);
@@ -171,7 +171,7 @@ impl Herd {
         &self,
         eni: &EniId,
         ip: Ipv4Addr,
-    ) -> Result<bool, HerdError> {
+    ) -> Result<bool, RedisError> {
         let mut inv = LOCK_INTERFACE.prepare_invoke();
         inv.key(self.interface_lease_key(eni, ip))
             .arg(&self.owner)
@@ -186,7 +186,7 @@ impl Herd {
         &self,
         eni: &EniId,
         ip: Ipv4Addr,
-    ) -> Result<(), HerdError> {
+    ) -> Result<(), RedisError> {
         let mut inv = UNLOCK.prepare_invoke();
         inv.key(self.interface_lease_key(eni, ip)).arg(&self.owner);
         let _: i64 = self.eval(inv).await?;
@@ -200,7 +200,7 @@ impl Herd {
         &self,
         eni: &EniId,
         ip: Ipv4Addr,
-    ) -> Result<Option<AllocationId>, HerdError> {
+    ) -> Result<Option<AllocationId>, RedisError> {
         let key = self.iface_key(eni, ip);
         let v: Option<String> = self
             .bounded(|mut c| async move { c.get(key).await })
@@ -217,7 +217,7 @@ impl Herd {
         alloc: &AllocationId,
         eni: &EniId,
         ip: Ipv4Addr,
-    ) -> Result<(), HerdError> {
+    ) -> Result<(), RedisError> {
         let mut inv = FORGET.prepare_invoke();
         inv.key(self.assigned_key(alloc))
             .key(self.iface_key(eni, ip))

@@ -1,0 +1,459 @@
+//! With or without Redis: the claim's coordination with the herd, owned here alone. Redis, when
+//! it answers, keeps the herd off each other's toes: the interface lease (one claim per interface
+//! at a time), a lease per address, the shared EC2 pace, the shared listing, what an interface
+//! was taking before a crash, and the markers of what was just assigned. When Redis fails, the
+//! claim goes on without it for a cool-down (or waits for it, `--require-lock`), and every
+//! method here answers as "no coordination" meanwhile: no other file asks whether Redis is live.
+//! The decisions (the cool-down, a marker's verdict) are in [`plan`].
+
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use super::Stop;
+use crate::adapters::aws::Ec2;
+use crate::adapters::redis::{Acquire, Lease, Redis, RedisError, SharedListing};
+use crate::pure::address::Address;
+use crate::pure::identity::Identity;
+use crate::pure::ids::AllocationId;
+use crate::pure::plan::{self, MaskedVerdict, RedisFailure};
+use crate::support::budget::Budget;
+use crate::support::output::Claimed;
+
+/// The claim's coordination with the herd: Redis when configured and not cooling down after a
+/// failure, nothing otherwise.
+pub(super) struct Coordination {
+    redis: Option<Redis>,
+    /// `--require-lock`: wait for Redis rather than claim without it.
+    require_lock: bool,
+    /// Until when to claim without Redis, after it failed.
+    down_until: Option<Instant>,
+    /// Lease on an address (renewed while waiting for a paced slot).
+    lease: Duration,
+}
+
+/// How taking the lease on a candidate went.
+pub(super) enum Leasing {
+    /// Ours until it runs out.
+    Got(Lease),
+    /// Go on without one (no Redis, or Redis down and the lease not required).
+    WithoutRedis,
+    /// Another claimer is working on it.
+    Busy,
+    /// Redis marks it assigned, this long ago: EC2 decides ([`Coordination::settle_masked`]).
+    Masked(Duration),
+    /// Redis is down and `--require-lock` is set: not now.
+    Unavailable,
+}
+
+/// The interface lease, held while the claim runs: a background task renews it.
+pub(super) struct InterfaceLease {
+    renewer: Option<JoinHandle<()>>,
+}
+
+impl Drop for InterfaceLease {
+    fn drop(&mut self) {
+        if let Some(r) = self.renewer.take() {
+            r.abort();
+        }
+    }
+}
+
+impl Coordination {
+    pub(super) fn new(redis: Option<Redis>, require_lock: bool, lease: Duration) -> Self {
+        if redis.is_none() {
+            warn!("no --redis-url: claiming on EC2's compare-and-swap alone (safe, but a herd will collide more)");
+        }
+        Coordination {
+            redis,
+            require_lock,
+            down_until: None,
+            lease,
+        }
+    }
+
+    /// Redis, unless it is cooling down after a failure.
+    fn live(&self) -> Option<Redis> {
+        match self.down_until {
+            Some(t) if Instant::now() < t && !self.require_lock => None,
+            _ => self.redis.clone(),
+        }
+    }
+
+    /// Whether the herd tells this claim what the others took (Redis answers): without it, each
+    /// "taken" costs a mutating call, and a fresh listing beats trying a stale one blind.
+    pub(super) fn knows_what_others_took(&self) -> bool {
+        self.live().is_some()
+    }
+
+    /// Record a Redis failure ([`plan::after_redis_failure`]). `Ok(true)`: the claim must not go
+    /// on without Redis (it waits for it, `--require-lock`); `Ok(false)`: it goes on without
+    /// Redis for a cool-down. A Redis that answers but can never work stops the claim.
+    fn failed(&mut self, work: &Budget, e: RedisError) -> Result<bool, Stop> {
+        match plan::after_redis_failure(
+            matches!(e, RedisError::Misconfigured(_)),
+            self.require_lock,
+        ) {
+            RedisFailure::Stop => Err(Stop::Fatal(e.into())),
+            RedisFailure::WaitForIt => {
+                work.note(&e);
+                warn!(error = %e, "Redis unavailable and --require-lock is set: waiting for it");
+                Ok(true)
+            }
+            RedisFailure::WithoutItFor(cool_down) => {
+                work.note(&e);
+                warn!(error = %e, "Redis unavailable: claiming on EC2's compare-and-swap alone for a while");
+                self.down_until = Some(Instant::now() + cool_down);
+                Ok(false)
+            }
+        }
+    }
+
+    /// Take the interface lease, waiting while another claim for this interface runs: AWS
+    /// replaces an Elastic IP already on a private IP, so two claims for one interface at once
+    /// could each associate an address and leave one of them reporting an address it lost.
+    /// Without Redis (and without `--require-lock`) there is no lease: the occupant check and
+    /// validation still catch a replaced association.
+    pub(super) async fn lock_interface(
+        &mut self,
+        work: &Budget,
+        me: &Identity,
+    ) -> Result<InterfaceLease, Stop> {
+        let mut said = false;
+        let mut failures = 0;
+        let redis = loop {
+            let Some(redis) = self.live() else {
+                return Ok(InterfaceLease { renewer: None });
+            };
+            match work
+                .bounded(redis.lock_interface(&me.eni, me.private_ip))
+                .await?
+            {
+                Ok(true) => break redis,
+                Ok(false) => {
+                    if !said {
+                        info!(eni = %me.eni, private_ip = %me.private_ip, "another claim for this interface is running; waiting for it to finish");
+                        said = true;
+                    }
+                    work.sleep(plan::INTERFACE_POLL).await?;
+                }
+                Err(e) => {
+                    if !self.failed(work, e)? {
+                        return Ok(InterfaceLease { renewer: None });
+                    }
+                    work.sleep(Budget::backoff(failures)).await?;
+                    failures += 1;
+                }
+            }
+        };
+        let (eni, ip, every) = (me.eni.clone(), me.private_ip, self.lease / 3);
+        let renewer = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if let Ok(false) = redis.lock_interface(&eni, ip).await {
+                    warn!(%eni, "lost the interface lease (it ran out); another claim for this interface may start");
+                }
+            }
+        });
+        Ok(InterfaceLease {
+            renewer: Some(renewer),
+        })
+    }
+
+    /// Give the interface lease back (best effort: it expires on its own).
+    pub(super) async fn unlock_interface(
+        &self,
+        cleanup: &Budget,
+        mut lease: InterfaceLease,
+        me: &Identity,
+    ) {
+        let Some(renewer) = lease.renewer.take() else {
+            return;
+        };
+        renewer.abort();
+        if let Some(redis) = &self.redis {
+            if let Ok(Err(e)) = cleanup
+                .bounded(redis.unlock_interface(&me.eni, me.private_ip))
+                .await
+            {
+                debug!(error = %e, "could not give the interface lease back; it will expire");
+            }
+        }
+    }
+
+    /// The address this interface was taking when a run of ours last stopped, per Redis.
+    pub(super) async fn intent(
+        &mut self,
+        work: &Budget,
+        me: &Identity,
+    ) -> Result<Option<AllocationId>, Stop> {
+        let Some(redis) = self.live() else {
+            return Ok(None);
+        };
+        match work.bounded(redis.intent_of(&me.eni, me.private_ip)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                self.failed(work, e)?;
+                Ok(None)
+            }
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Wait for our slot of the herd's shared `rate` for `class` calls (reserved in Redis), so the
+    /// herd reaches EC2 at the rate EC2 allows instead of being throttled. A lease held meanwhile
+    /// is renewed every third of its lifetime. `Ok(false)`: that lease was lost while waiting.
+    /// Without Redis there is no shared pace: backoff on throttling is all there is.
+    pub(super) async fn pace(
+        &mut self,
+        work: &Budget,
+        class: &str,
+        rate: plan::Rate,
+        mut lease: Option<&mut Lease>,
+    ) -> Result<bool, Stop> {
+        let Some(redis) = self.live() else {
+            return Ok(true);
+        };
+        let mut left = match work.bounded(redis.pace(class, rate)).await? {
+            Ok(wait) => wait,
+            Err(e) => {
+                self.failed(work, e)?;
+                return Ok(true);
+            }
+        };
+        if !left.is_zero() {
+            debug!(
+                class,
+                wait_ms = left.as_millis() as u64,
+                "waiting for our slot of the herd's EC2 rate"
+            );
+        }
+        while !left.is_zero() {
+            let step = left.min(self.lease / 3);
+            work.sleep(step).await?;
+            left -= step;
+            if let Some(l) = lease.as_deref_mut() {
+                if !self.renew(work, l).await? {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Wait for our slot of the herd's describe rate, before a Describe* call.
+    pub(super) async fn describe_slot(&mut self, work: &Budget) -> Result<(), Stop> {
+        self.pace(work, "describe", plan::DESCRIBE_PACE, None)
+            .await
+            .map(|_| ())
+    }
+
+    /// Renew the lease before an EC2 call. `Ok(false)`: the lease is gone; stop on this address.
+    pub(super) async fn renew(&mut self, work: &Budget, lease: &mut Lease) -> Result<bool, Stop> {
+        let Some(redis) = self.live() else {
+            return Ok(true);
+        };
+        match work.bounded(redis.extend(lease)).await? {
+            Ok(true) => Ok(true),
+            Ok(false) => {
+                warn!(allocation_id = %lease.alloc, fence = lease.fence, "lost the Redis lease (it ran out); stopping on this address");
+                Ok(false)
+            }
+            // Redis went away mid-claim: keep going on the local lease only while it lasts;
+            // EC2's compare-and-swap still guards the association.
+            Err(e) => Ok(!self.failed(work, e)?),
+        }
+    }
+
+    /// Take the lease on `alloc` for `me`.
+    pub(super) async fn take_lease(
+        &mut self,
+        work: &Budget,
+        alloc: &AllocationId,
+        me: &Identity,
+    ) -> Result<Leasing, Stop> {
+        let Some(redis) = self.live() else {
+            return Ok(Leasing::WithoutRedis);
+        };
+        Ok(
+            match work
+                .bounded(redis.acquire(alloc, &me.eni, me.private_ip))
+                .await?
+            {
+                Ok(Acquire::Acquired(l)) => {
+                    debug!(allocation_id = %alloc, fence = l.fence, "leased in Redis");
+                    Leasing::Got(l)
+                }
+                Ok(Acquire::Busy) => Leasing::Busy,
+                Ok(Acquire::Assigned { age }) => Leasing::Masked(age),
+                Err(e) => {
+                    if self.failed(work, e)? {
+                        Leasing::Unavailable
+                    } else {
+                        Leasing::WithoutRedis
+                    }
+                }
+            },
+        )
+    }
+
+    /// Tell the herd EC2 called `alloc` taken, so claimers with an older listing skip it.
+    pub(super) async fn mark_taken(&self, alloc: &AllocationId) {
+        if let Some(redis) = self.live() {
+            let _ = redis.mark_taken(alloc).await;
+        }
+    }
+
+    /// Give back a lease (best effort, bounded by the overall deadline). With `forget_intent`,
+    /// also drop the interface's record of taking this address.
+    pub(super) async fn release_lease(
+        &self,
+        cleanup: &Budget,
+        lease: Option<&Lease>,
+        me: &Identity,
+        forget_intent: bool,
+    ) {
+        let (Some(l), Some(redis)) = (lease, self.redis.as_ref()) else {
+            return;
+        };
+        match cleanup
+            .bounded(redis.release(l, &me.eni, me.private_ip, forget_intent))
+            .await
+        {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                debug!(error = %e, "could not release the Redis lease; it will expire")
+            }
+            Err(_) => debug!("no time left to release the Redis lease; it will expire"),
+        }
+    }
+
+    /// Record a won address in Redis as assigned to us (dropping our lease), so that claimers
+    /// with an older listing skip it.
+    pub(super) async fn record_assigned(
+        &self,
+        addr: &Address,
+        lease: Option<&Lease>,
+        me: &Identity,
+    ) {
+        let Some(redis) = self.live() else {
+            return;
+        };
+        if let Err(e) = redis
+            .mark_assigned(
+                &addr.allocation_id,
+                lease.map(|l| l.fence),
+                &me.eni,
+                me.private_ip,
+            )
+            .await
+        {
+            warn!(error = %e, "could not record the assignment in Redis; others will learn it from EC2");
+        }
+    }
+
+    /// Clear the Redis records of a claim given back, so that the next claim can take it at once.
+    pub(super) async fn forget(&self, cleanup: &Budget, claimed: &Claimed) {
+        let Some(redis) = &self.redis else {
+            return;
+        };
+        let forget = redis.forget(
+            &claimed.allocation_id,
+            &claimed.network_interface_id,
+            claimed.private_ip,
+        );
+        if let Ok(Err(e)) = cleanup.bounded(forget).await {
+            debug!(error = %e, "could not clear the Redis records; they expire on their own");
+        }
+    }
+
+    /// The herd's recent listing of `pool`, waiting while another claimer makes one. `None`: list
+    /// the pool ourselves (we lead, Redis is down, or there is no Redis), then
+    /// [`share_listing`](Self::share_listing).
+    pub(super) async fn shared_listing(
+        &mut self,
+        work: &Budget,
+        pool: &str,
+        lead_ttl: Duration,
+    ) -> Result<Option<Vec<Address>>, Stop> {
+        let mut poll = 0;
+        while let Some(redis) = self.live() {
+            match work.bounded(redis.shared_listing(lead_ttl)).await? {
+                Ok(SharedListing::Recent(mut listing)) => {
+                    // Whatever Redis holds, only the pool's own addresses are candidates.
+                    listing.retain(|a| a.pool.as_deref() == Some(pool));
+                    return Ok(Some(listing));
+                }
+                Ok(SharedListing::Lead) => break,
+                Ok(SharedListing::Pending) => {
+                    work.sleep(plan::listing_poll(poll)).await?;
+                    poll += 1;
+                }
+                Err(e) => {
+                    // Listing needs no lease, even with --require-lock.
+                    self.failed(work, e)?;
+                    break;
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Share our own listing with the herd, or on failure (`None`) just end our lead so another
+    /// claimer takes over.
+    pub(super) async fn share_listing(&self, cleanup: &Budget, listed: Option<&[Address]>) {
+        let Some(redis) = self.live() else {
+            return;
+        };
+        let shared = cleanup.bounded(redis.share_listing(listed, plan::SHARED_LISTING_TTL));
+        if let Ok(Err(e)) = shared.await {
+            debug!(error = %e, "could not share the listing");
+        }
+    }
+
+    /// Ask EC2 (one DescribeAddresses by allocation id) about addresses our own listing shows
+    /// free but Redis marks assigned: EC2 outvotes a marker older than its consistency bound
+    /// ([`plan::masked_verdict`]), which is then dropped. Returns the candidates to try again
+    /// now, and those to wait for with how long until their marker is old enough to be outvoted.
+    pub(super) async fn settle_masked(
+        &mut self,
+        work: &Budget,
+        ec2: &Ec2,
+        masked: Vec<(Address, Duration)>,
+    ) -> Result<(Vec<Address>, Vec<(Address, Duration)>), Stop> {
+        let allocs: Vec<AllocationId> = masked
+            .iter()
+            .map(|(a, _)| a.allocation_id.clone())
+            .collect();
+        self.describe_slot(work).await?;
+        let seen = work
+            .retry("check masked", || ec2.describe_addresses(&allocs))
+            .await?;
+        let (mut cleared, mut waiting) = (Vec::new(), Vec::new());
+        for (cand, age) in masked {
+            let now = seen.iter().find(|a| a.allocation_id == cand.allocation_id);
+            let free = now.is_some_and(|a| a.association.is_none());
+            match plan::masked_verdict(free, age) {
+                MaskedVerdict::Taken => {}
+                MaskedVerdict::Wait => waiting.push((cand, plan::CONSISTENCY_BOUND - age)),
+                MaskedVerdict::ClearMarker => {
+                    info!(allocation_id = %cand.allocation_id, marker_age_ms = age.as_millis() as u64, "Redis marks it assigned but EC2 shows it free: dropping the marker");
+                    if let Some(redis) = self.live() {
+                        if let Ok(Err(e)) = work
+                            .bounded(
+                                redis.clear_marker(&cand.allocation_id, plan::CONSISTENCY_BOUND),
+                            )
+                            .await
+                        {
+                            self.failed(work, e)?;
+                        }
+                    }
+                    cleared.extend(now.cloned());
+                }
+            }
+        }
+        Ok((cleared, waiting))
+    }
+}
