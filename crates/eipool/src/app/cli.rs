@@ -80,10 +80,25 @@ fn blame_the_environment(
         return None;
     };
     let long = arg.split_whitespace().next()?.trim_start_matches("--");
+    let var = from_the_environment(long, cmd, argv)?;
+    let value = std::env::var(&var).ok()?;
+    let first = e.to_string();
+    let why = first.lines().next()?.trim_start_matches("error: ");
+    Some(format!(
+        "{var}={value:?} (from the environment): {why}. Fix or unset {var}"
+    ))
+}
+
+/// The variable `--long` took its value from, when it did: the flag is not on the command line
+/// and its variable is set. The flag is the innermost named command's (`status --output` is
+/// EIPOOL_STATUS_OUTPUT, `claim --output` EIPOOL_OUTPUT), or an enclosing command's (the global
+/// flags).
+fn from_the_environment(
+    long: &str,
+    cmd: &clap::Command,
+    argv: impl Iterator<Item = String>,
+) -> Option<String> {
     let argv: Vec<String> = argv.collect();
-    // The commands named on the command line, outermost first. The flag is the innermost one's
-    // (`status --output` is EIPOOL_STATUS_OUTPUT, `claim --output` EIPOOL_OUTPUT), or an
-    // enclosing command's (the global flags).
     let mut chain = vec![cmd];
     for word in argv.iter().skip(1) {
         if let Some(sub) = chain.last().and_then(|c| c.find_subcommand(word)) {
@@ -97,18 +112,40 @@ fn blame_the_environment(
         .get_env()?
         .to_string_lossy()
         .into_owned();
-    let value = std::env::var(&var).ok()?;
+    std::env::var_os(&var)?;
     let flag = format!("--{long}");
     let given = argv
         .iter()
         .any(|a| *a == flag || a.starts_with(&format!("{flag}=")));
-    if given {
-        return None;
+    (!given).then_some(var)
+}
+
+/// A usage error found after parsing (a URL, a file, a combination) names flags; for each whose
+/// value came from its variable, say which variable, so the operator fixes the right place.
+/// (The value is not repeated: it may hold a password.)
+pub(crate) fn name_the_variable(e: crate::pure::error::Error) -> crate::pure::error::Error {
+    use crate::pure::error::Error;
+    use clap::CommandFactory;
+    let Error::Usage(msg) = &e else { return e };
+    let cmd = Cli::command();
+    let mut vars: Vec<String> = Vec::new();
+    for long in msg
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        .filter_map(|w| w.strip_prefix("--").filter(|l| !l.is_empty()))
+    {
+        if let Some(var) = from_the_environment(long, &cmd, std::env::args()) {
+            let note = format!("--{long} is {var}");
+            if !vars.contains(&note) {
+                vars.push(note);
+            }
+        }
     }
-    let first = e.to_string();
-    let why = first.lines().next()?.trim_start_matches("error: ");
-    Some(format!(
-        "{var}={value:?} (from the environment): {why}. Fix or unset {var}"
+    if vars.is_empty() {
+        return e;
+    }
+    Error::Usage(format!(
+        "{msg} (from the environment: {}; fix or unset it there)",
+        vars.join(", ")
     ))
 }
 

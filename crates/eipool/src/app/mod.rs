@@ -16,5 +16,7 @@ use crate::support::shutdown;
 pub async fn run(cli: cli::Cli) -> Result<(), Error> {
     let cancel: CancellationToken = shutdown::on_signals()
         .map_err(|e| Error::Internal(format!("cannot install signal handlers: {e}")))?;
-    commands::run(cli, cancel).await
+    commands::run(cli, cancel)
+        .await
+        .map_err(cli::name_the_variable)
 }

@@ -7,6 +7,7 @@ mod chaos;
 mod claim;
 mod harness;
 mod iam;
+mod inputs;
 mod operate;
 mod ops;
 mod redis_scripts;
