@@ -222,6 +222,14 @@ impl RedisServer {
             ])
             .map(|s| s.to_string())
             .collect();
+        // A replica's full sync writes a snapshot even without --save: keep it out of the
+        // working tree.
+        args.extend([
+            "--dir".to_string(),
+            std::env::temp_dir().display().to_string(),
+            "--dbfilename".to_string(),
+            format!("eipool-lab-redis-{port}.rdb"),
+        ]);
         args.extend(self.extra.iter().cloned());
         let mut proc = Guarded::spawn("redis", &self.bin, &args)?;
         proc.wait_for_port(self.port, Duration::from_secs(20))?;

@@ -11,6 +11,12 @@ use eipool::{Cli, Error, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    exit_70_on_panic();
+    #[cfg(debug_assertions)]
+    if std::env::var_os("EIPOOL_DEBUG_PANIC").is_some() {
+        // Debug builds only: lets the tests prove the panic path.
+        panic!("panic requested by EIPOOL_DEBUG_PANIC");
+    }
     let cli = match eipool::parse_cli() {
         Ok(Some(cli)) => cli,
         // --help or --version, printed.
@@ -67,4 +73,34 @@ fn init_logging(format: LogFormat, filter: &str) {
     if let Some(warning) = bad {
         tracing::warn!("{warning}");
     }
+}
+
+/// A panic is a bug: one line naming the command and asking for a report, then exit 70 (the exit
+/// table's internal error) at once, from whichever thread panicked. What the command held is
+/// not given back: a claim's lease expires, and `eipool gc` finds an association left behind.
+fn exit_70_on_panic() {
+    std::panic::set_hook(Box::new(|info| {
+        let what = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into());
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        // The command's name only: its arguments may hold a password.
+        let cli = <Cli as clap::CommandFactory>::command();
+        let command = std::env::args()
+            .skip(1)
+            .find(|a| cli.find_subcommand(a).is_some())
+            .unwrap_or_default();
+        eprintln!(
+            "eipool: error: internal error{at} in `eipool {command}`: {} (a bug: please report it with this line, version {})",
+            what.lines().next().unwrap_or(""),
+            env!("CARGO_PKG_VERSION")
+        );
+        std::process::exit(i32::from(Error::Internal(String::new()).exit_code()));
+    }));
 }

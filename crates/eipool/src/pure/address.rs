@@ -276,4 +276,35 @@ mod tests {
             "associated again: rewrite"
         );
     }
+
+    #[test]
+    fn a_holder_tag_reads_back_what_it_wrote_and_any_other_value_is_none_or_whole() {
+        use proptest::prelude::*;
+        let tag = (
+            "[0-9a-f]{1,17}",
+            any::<u32>(),
+            "[0-9a-f]{1,17}",
+            "\\PC{0,30}",
+        )
+            .prop_map(|(eni, ip, assoc, since)| HolderTag {
+                eni: format!("eni-{eni}").parse().unwrap(),
+                private_ip: ip.into(),
+                association: format!("eipassoc-{assoc}").parse().unwrap(),
+                since,
+            });
+        crate::pure::tests_runner("holder tag", 512)
+            .run(&tag, |t| {
+                prop_assert_eq!(HolderTag::parse(&t.value()), Some(t));
+                Ok(())
+            })
+            .unwrap();
+        crate::pure::tests_runner("holder tag text", 1024)
+            .run(&"(eni-[0-9a-f]{1,4}/)?\\PC{0,60}", |v| {
+                if let Some(t) = HolderTag::parse(&v) {
+                    prop_assert_eq!(t.value(), v);
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
 }

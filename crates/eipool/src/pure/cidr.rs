@@ -151,4 +151,43 @@ mod tests {
             assert_eq!(covered, want, "blocks cover more or less than the input");
         }
     }
+
+    #[test]
+    fn the_blocks_cover_exactly_the_addresses_and_no_two_merge() {
+        use proptest::prelude::*;
+        // Clustered addresses (as an allocated range is), duplicates included, and the edges.
+        let ip = prop_oneof![
+            (0u32..64).prop_map(|o| 0xC633_6400 + o),
+            (0u32..4).prop_map(|o| u32::MAX - o),
+            (0u32..4),
+            any::<u32>(),
+        ];
+        let set = proptest::collection::vec(ip, 0..40);
+        crate::pure::tests_runner("cidr", 512)
+            .run(&set, |raw| {
+                let ips: Vec<Ipv4Addr> = raw.iter().map(|&n| Ipv4Addr::from(n)).collect();
+                let want: std::collections::BTreeSet<u32> = raw.iter().copied().collect();
+                let blocks = minimal_blocks(&ips);
+                let mut got = std::collections::BTreeSet::new();
+                for b in &blocks {
+                    let base = u32::from(b.base);
+                    let size = 1u64 << (32 - u32::from(b.prefix));
+                    prop_assert_eq!(u64::from(base) % size, 0, "{} is not aligned", b);
+                    for n in 0..size {
+                        prop_assert!(got.insert(base + n as u32), "{} overlaps", b);
+                    }
+                }
+                prop_assert_eq!(&got, &want);
+                // Minimal: no two blocks of one size are the two halves of a larger one.
+                for (a, b) in blocks.iter().zip(blocks.iter().skip(1)) {
+                    let size = 1u64 << (32 - u32::from(a.prefix));
+                    let halves = a.prefix == b.prefix
+                        && u64::from(u32::from(b.base)) == u64::from(u32::from(a.base)) + size
+                        && u64::from(u32::from(a.base)) % (2 * size) == 0;
+                    prop_assert!(!halves, "{} and {} make one block", a, b);
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
 }

@@ -11,7 +11,7 @@ pub(crate) mod exit {
     pub(crate) const CHECK_FAILED: u8 = 1;
     /// `agent --on-drift exit`: the address was moved or disassociated by someone else.
     pub(crate) const DRIFT: u8 = 3;
-    /// An unexpected internal error (a bug): report it (EX_SOFTWARE).
+    /// An unexpected internal error or a panic (a bug): report it (EX_SOFTWARE).
     pub(crate) const INTERNAL: u8 = 70;
     /// Bad usage or configuration: the message names the flag and what is wrong.
     pub(crate) const USAGE: u8 = 2;
@@ -44,7 +44,10 @@ pub(crate) const EXIT_CODES: &[(u8, &str)] = &[
         exit::EXHAUSTED,
         "pool exhausted: no free address before the deadline",
     ),
-    (exit::INTERNAL, "internal error (a bug: please report it)"),
+    (
+        exit::INTERNAL,
+        "internal error or a panic (a bug: please report it with its stderr line)",
+    ),
     (
         exit::TEMPORARY,
         "a temporary failure (EC2 or Redis unreachable, throttled) lasted until the deadline",

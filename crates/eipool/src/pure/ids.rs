@@ -141,4 +141,32 @@ mod tests {
         assert!(serde_json::from_str::<AllocationId>("\"\"").is_err());
         assert!(serde_json::from_str::<AllocationId>("\"eni-1f\"").is_err());
     }
+
+    #[test]
+    fn any_string_is_an_id_exactly_when_it_is_the_prefix_and_hex() {
+        use proptest::prelude::*;
+        let s = prop_oneof![
+            "\\PC{0,40}",
+            "(eni-|eipalloc-|eipassoc-|i-|ENI-|eni)[0-9a-fA-Fg]{0,40}",
+        ];
+        crate::pure::tests_runner("ids", 1024)
+            .run(&s, |s| {
+                let hex = |p: &str| {
+                    s.strip_prefix(p).is_some_and(|h| {
+                        (1..=32).contains(&h.len()) && h.chars().all(|c| c.is_ascii_hexdigit())
+                    })
+                };
+                let eni = s.parse::<EniId>();
+                prop_assert_eq!(eni.is_ok(), hex("eni-"));
+                if let Ok(id) = eni {
+                    prop_assert_eq!(id.to_string(), s.clone());
+                } else if let Err(e) = eni {
+                    prop_assert!(!e.to_string().contains('\n') || s.contains('\n'));
+                }
+                prop_assert_eq!(s.parse::<AllocationId>().is_ok(), hex("eipalloc-"));
+                prop_assert_eq!(s.parse::<AssociationId>().is_ok(), hex("eipassoc-"));
+                Ok(())
+            })
+            .unwrap();
+    }
 }

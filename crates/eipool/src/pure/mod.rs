@@ -11,3 +11,7 @@ pub(crate) mod identity;
 pub(crate) mod ids;
 pub(crate) mod plan;
 pub(crate) mod secret;
+
+/// The seeded, bounded runner of the property tests (`eipool_lab::properties::runner`).
+#[cfg(test)]
+pub(crate) use eipool_lab::properties::runner as tests_runner;

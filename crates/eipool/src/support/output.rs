@@ -102,11 +102,26 @@ pub(crate) fn check_writable(path: &Path) -> std::io::Result<()> {
         .map(drop)
 }
 
-/// The value of `KEY=value` line `key` in an env file's `text`, if there is one.
+/// The value of `key` in an env file's `text` as a shell that sources it sees it: the last
+/// `KEY=value` (or `export KEY=value`) line wins, and one pair of quotes around the value goes.
+/// (CRLF line ends and `#` comments are fine.)
 pub(crate) fn env_value<'a>(text: &'a str, key: &str) -> Option<&'a str> {
     text.lines()
-        .find_map(|l| l.trim().strip_prefix(key)?.strip_prefix('='))
-        .map(str::trim)
+        .filter_map(|l| {
+            let l = l.trim();
+            let l = l.strip_prefix("export ").map_or(l, str::trim_start);
+            l.strip_prefix(key)?.strip_prefix('=')
+        })
+        .next_back()
+        .map(|v| unquote(v.trim()))
+}
+
+/// `v` without one pair of surrounding `"` or `'`.
+fn unquote(v: &str) -> &str {
+    ['"', '\'']
+        .iter()
+        .find_map(|q| v.strip_prefix(*q)?.strip_suffix(*q))
+        .unwrap_or(v)
 }
 
 fn parent_dir(path: &Path) -> &Path {
@@ -234,5 +249,83 @@ mod tests {
         // The write checks again (the path may have changed since), and never follows the link.
         assert!(write_atomically(&link, "new").is_err());
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "old");
+    }
+
+    /// The hex part of an EC2 id.
+    fn hex() -> impl proptest::strategy::Strategy<Value = String> {
+        "[0-9a-f]{1,17}"
+    }
+
+    #[test]
+    fn env_file_round_trips_and_reads_as_a_shell_would() {
+        use proptest::prelude::*;
+        let strategy = (hex(), hex(), hex(), any::<u32>(), any::<u32>());
+        crate::pure::tests_runner("env file", 256)
+            .run(&strategy, |(alloc, assoc, eni, ip, private)| {
+                let c = Claimed {
+                    public_ip: ip.into(),
+                    allocation_id: format!("eipalloc-{alloc}").parse().unwrap(),
+                    association_id: format!("eipassoc-{assoc}").parse().unwrap(),
+                    network_interface_id: format!("eni-{eni}").parse().unwrap(),
+                    private_ip: private.into(),
+                    reused: false,
+                    elapsed_ms: 0,
+                };
+                let text = c.env_file();
+                let assoc = c.association_id.to_string();
+                for t in [text.clone(), text.replace('\n', "\r\n")] {
+                    prop_assert_eq!(env_value(&t, "EIPOOL_ASSOCIATION_ID"), Some(assoc.as_str()));
+                    prop_assert_eq!(
+                        env_value(&t, "EIPOOL_PUBLIC_IP").map(str::to_string),
+                        Some(c.public_ip.to_string())
+                    );
+                    prop_assert_eq!(
+                        env_value(&t, "EIPOOL_NETWORK_INTERFACE_ID"),
+                        Some(c.network_interface_id.as_str())
+                    );
+                }
+                // A later line wins, quoted or exported, as in `set -a; . FILE`.
+                for later in [
+                    "EIPOOL_ASSOCIATION_ID=eipassoc-later",
+                    "EIPOOL_ASSOCIATION_ID=\"eipassoc-later\"",
+                    "export EIPOOL_ASSOCIATION_ID='eipassoc-later'",
+                ] {
+                    let t = format!("{text}# edited\n{later}\n");
+                    prop_assert_eq!(
+                        env_value(&t, "EIPOOL_ASSOCIATION_ID"),
+                        Some("eipassoc-later")
+                    );
+                }
+                // A missing key is missing, not another key's value.
+                let without: String = text
+                    .lines()
+                    .filter(|l| !l.starts_with("EIPOOL_ASSOCIATION_ID="))
+                    .map(|l| format!("{l}\n"))
+                    .collect();
+                prop_assert_eq!(env_value(&without, "EIPOOL_ASSOCIATION_ID"), None);
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn any_env_file_text_reads_without_a_panic_and_never_across_lines() {
+        use proptest::prelude::*;
+        let text = prop_oneof![
+            "\\PC{0,200}",
+            "(EIPOOL_ASSOCIATION_ID|export EIPOOL_ASSOCIATION_ID| EIPOOL_ASSOCIATION_ID)=[\"' a-z0-9\\r-]{0,20}(\\r?\\n[A-Z_=\"' a-z]{0,20}){0,4}",
+            proptest::collection::vec(any::<u8>(), 0..200)
+                .prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
+        ];
+        crate::pure::tests_runner("env file text", 512)
+            .run(&text, |t| {
+                if let Some(v) = env_value(&t, "EIPOOL_ASSOCIATION_ID") {
+                    // One line's: a bare CR inside a line is the value's (and fails the
+                    // id's check), as it would be for a shell.
+                    prop_assert!(!v.contains('\n'), "{v:?}");
+                }
+                Ok(())
+            })
+            .unwrap();
     }
 }

@@ -11,26 +11,9 @@ use std::time::Duration;
 
 use clap::CommandFactory;
 use eipool_lab::claimer::{LabEnv, Outcome};
+use eipool_lab::properties::runner;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
-use proptest::test_runner::{Config, RngSeed, TestRunner};
-
-/// A runner for `cases` cases (unless `PROPTEST_CASES` says otherwise), seeded from
-/// `PROPTEST_RNG_SEED` or at random, the seed printed so that a failure can be replayed.
-pub fn runner(name: &str, cases: u32) -> TestRunner {
-    let mut config = Config::with_cases(cases);
-    let seed = match config.rng_seed {
-        RngSeed::Fixed(s) => s,
-        RngSeed::Random => rand::random(),
-    };
-    config.rng_seed = RngSeed::Fixed(seed);
-    config.failure_persistence = None;
-    println!(
-        "property {name}: {} cases, seed {seed} (replay: PROPTEST_RNG_SEED={seed})",
-        config.cases
-    );
-    TestRunner::new(config)
-}
 
 /// One flag that takes a value: the subcommands before it, its long name, its variable.
 #[derive(Debug, Clone)]
@@ -186,4 +169,27 @@ async fn no_flag_or_variable_value_panics_and_a_bad_one_is_named() {
         "  {} flags × {cases} values ({tried} runs); exits: {tally:?}",
         flags.len()
     );
+}
+
+#[tokio::test]
+async fn a_panic_is_one_line_asking_for_a_report_and_exit_70() {
+    let args: Vec<String> = ["claim", "--network-interface-id", "eni-0123456789abcdef0"]
+        .map(String::from)
+        .to_vec();
+    let out = run(
+        &args,
+        &[("EIPOOL_DEBUG_PANIC".into(), "1".into())],
+        Duration::from_secs(30),
+    )
+    .await
+    .expect("a panic ends the process");
+    assert_eq!(out.code, Some(70), "{out}");
+    let line = out.error_line();
+    assert!(
+        line.starts_with("eipool: error: internal error")
+            && line.contains("`eipool claim`")
+            && line.contains("please report it"),
+        "{out}"
+    );
+    assert_eq!(out.stderr.trim().lines().count(), 1, "one line: {out}");
 }

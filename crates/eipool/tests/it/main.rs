@@ -6,6 +6,7 @@ mod architecture;
 mod chaos;
 mod claim;
 mod harness;
+mod hostile;
 mod iam;
 mod inputs;
 mod operate;

@@ -228,6 +228,13 @@ fn classify(action: &'static str, status: u16, code: String, message: String) ->
                 maybe_applied: true,
             }
         }
+        // Not an EC2 error answer at all (a body the SDK could not read, from a proxy or a
+        // broken endpoint): passing, like any unreadable answer.
+        "" => Ec2Error::Transient {
+            action,
+            detail: format!("HTTP {status} without an EC2 error code (an unreadable answer)"),
+            maybe_applied: true,
+        },
         _ if status >= 500 => Ec2Error::Transient {
             action,
             detail: format!("HTTP {status} {code}: {message}"),

@@ -1,0 +1,21 @@
+//! Property tests' runner: seeded and bounded, the seed printed so that a failure replays.
+
+use proptest::test_runner::{Config, RngSeed, TestRunner};
+
+/// A runner for `cases` cases (unless `PROPTEST_CASES` says otherwise), seeded from
+/// `PROPTEST_RNG_SEED` or at random, the seed printed: replay a failure with
+/// `PROPTEST_RNG_SEED=<seed>`.
+pub fn runner(name: &str, cases: u32) -> TestRunner {
+    let mut config = Config::with_cases(cases);
+    let seed = match config.rng_seed {
+        RngSeed::Fixed(s) => s,
+        RngSeed::Random => rand::random(),
+    };
+    config.rng_seed = RngSeed::Fixed(seed);
+    config.failure_persistence = None;
+    println!(
+        "property {name}: {} cases, seed {seed} (replay: PROPTEST_RNG_SEED={seed})",
+        config.cases
+    );
+    TestRunner::new(config)
+}
