@@ -151,6 +151,7 @@ class Image:
         ref = index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"]
         manifest = json.loads((layout / "blobs" / index["manifests"][0]["digest"].replace(":", "/")).read_text())
         self.config = json.loads((layout / "blobs" / manifest["config"]["digest"].replace(":", "/")).read_text())
+        expect(shutil.which("umoci"), "umoci not found: run scripts/bootstrap")
         r = subprocess.run(["umoci", "unpack", "--image", f"{layout}:{ref}", str(self.bundle)], capture_output=True, text=True)
         expect(r.returncode == 0, f"umoci unpack failed: {r.stderr.strip()}")
         self.rootfs = self.bundle / "rootfs"
