@@ -112,6 +112,15 @@ def media_failures(docs, w):
     check(startup.get("periodSeconds", 10) * startup.get("failureThreshold", 3) > timeout,
           f"the startupProbe waits longer than one claim's --timeout ({timeout:.0f} s)")
     check(spec.get("terminationGracePeriodSeconds", 30) >= 60, "the grace period covers drain plus release")
+    anti = spec.get("affinity", {}).get("podAntiAffinity", {}).get("requiredDuringSchedulingIgnoredDuringExecution", [])
+    check(any(t.get("topologyKey") == "kubernetes.io/hostname" and t.get("labelSelector") and selects(t["labelSelector"], labels)
+              for t in anti),
+          "one media pod per node: a required podAntiAffinity on kubernetes.io/hostname selects the media pods "
+          "(two on one node share its address, and the first to stop releases it under the other)")
+    spread = spec.get("topologySpreadConstraints", [])
+    check(any(c.get("topologyKey") == "topology.kubernetes.io/zone" and c.get("labelSelector") and selects(c["labelSelector"], labels)
+              for c in spread),
+          "the media pods spread over the zones (topologySpreadConstraints on topology.kubernetes.io/zone)")
     env = {e["name"]: e for e in agent.get("env", [])}
     check("secretKeyRef" in env.get("EIPOOL_REDIS_URL", {}).get("valueFrom", {}),
           "the agent reads the Redis URL from a Secret")
@@ -180,6 +189,11 @@ def _app(docs):
 
 BREAKS = [
     ("no preStop release", lambda d: _agent(d).pop("lifecycle"), "preStop runs"),
+    ("two media pods allowed on one node",
+     lambda d: _media(d)["spec"]["template"]["spec"].pop("affinity"), "one media pod per node"),
+    ("no zone spread", lambda d: _media(d)["spec"]["template"]["spec"].pop("topologySpreadConstraints"), "spread over the zones"),
+    ("Kubernetes' default grace period",
+     lambda d: _media(d)["spec"]["template"]["spec"].pop("terminationGracePeriodSeconds"), "grace period"),
     ("the media container mounts the env file elsewhere",
      lambda d: [m.update(mountPath="/elsewhere") for m in _app(d)["volumeMounts"] if m["mountPath"] in _agent(d)["args"][2]],
      "same path"),

@@ -9,6 +9,11 @@ chart (alias-free: its values live under `eipool:`), then in your Deployment or 
         {{- include "eipool.podLabels" $eipool | nindent 8 }}
     spec:
       {{- include "eipool.podSpec" $eipool | nindent 6 }}
+      {{- include "eipool.terminationGracePeriod" $eipool | nindent 6 }}
+      affinity:
+        {{- include "eipool.mediaAntiAffinity" $eipool | nindent 8 }}
+      topologySpreadConstraints:
+        {{- include "eipool.mediaZoneSpread" $eipool | nindent 8 }}
       initContainers:
         {{- include "eipool.initContainers" $eipool | nindent 8 }}
       volumes:
@@ -24,11 +29,52 @@ chart (alias-free: its values live under `eipool:`), then in your Deployment or 
             {{- include "eipool.mediaVolumeMounts" $eipool | nindent 12 }}
 
 The example workload (mediaExample.enabled) is built from exactly these templates.
+
+Why one media pod per node (eipool.mediaAntiAffinity): with hostNetwork, every media pod on a
+node maps its address to the node's private IP, so two of them share one Elastic IP, and the
+first to stop releases it from under the other. The grace period (eipool.terminationGracePeriod)
+lets the agent give the address back after the media server drains; the zone spread
+(eipool.mediaZoneSpread) keeps a zone's loss from taking most media servers with it.
+scripts/check-deploy fails a render of your chart without any of them.
 */}}
+
+{{/* The label that marks a pod running the agent: one such pod per node (mediaAntiAffinity). */}}
+{{- define "eipool.agentLabel" -}}
+eipool/agent: "true"
+{{- end -}}
 
 {{/* Labels for the pod template: the PodMonitor scrapes the agent by them. */}}
 {{- define "eipool.podLabels" -}}
 {{ include "eipool.scrapeLabel" . }}
+{{ include "eipool.agentLabel" . }}
+{{- end -}}
+
+{{/* The pod's termination grace period: the media server's drain plus the agent's release
+(agent.terminationGracePeriodSeconds; the default 30 s of Kubernetes is too short). */}}
+{{- define "eipool.terminationGracePeriod" -}}
+terminationGracePeriodSeconds: {{ int .Values.agent.terminationGracePeriodSeconds }}
+{{- end -}}
+
+{{/* Under `affinity:`: at most one pod running the agent per node, of any release or pool (two
+would share the node's address; the first to stop releases it under the other). Add your own
+nodeAffinity beside it. */}}
+{{- define "eipool.mediaAntiAffinity" -}}
+podAntiAffinity:
+  requiredDuringSchedulingIgnoredDuringExecution:
+    - labelSelector:
+        matchLabels:
+          {{- include "eipool.agentLabel" . | nindent 10 }}
+      topologyKey: kubernetes.io/hostname
+{{- end -}}
+
+{{/* Under `topologySpreadConstraints:`: the agent's pods spread over the zones (soft). */}}
+{{- define "eipool.mediaZoneSpread" -}}
+- maxSkew: 1
+  topologyKey: topology.kubernetes.io/zone
+  whenUnsatisfiable: ScheduleAnyway
+  labelSelector:
+    matchLabels:
+      {{- include "eipool.agentLabel" . | nindent 6 }}
 {{- end -}}
 
 {{/* Pod-level fields: the IRSA ServiceAccount, the node's network (the Elastic IP is the node's). */}}

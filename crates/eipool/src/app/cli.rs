@@ -21,7 +21,8 @@ AWS region, credentials and endpoint come from the standard AWS chain
 
 /// Claim and manage Elastic IPs from a fixed, tagged pool.
 #[derive(Debug, Parser)]
-#[command(name = "eipool", version, about, long_about = None, after_help = after_help())]
+#[command(name = "eipool", about, long_about = None, after_help = after_help())]
+#[command(version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("EIPOOL_GIT_REVISION"), ")"))]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
