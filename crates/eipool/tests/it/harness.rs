@@ -298,6 +298,18 @@ pub struct Agent {
 impl Agent {
     /// Start `eipool agent` for `node` (identity from IMDSv2 when `imds`, else by flag).
     pub async fn start(lab: &Lab, node: &Node, imds: bool, dir: &Path, extra: &[&str]) -> Agent {
+        Agent::start_with_redis(lab, &lab.redis.url(), node, imds, dir, extra).await
+    }
+
+    /// The same, with Redis at `redis` (e.g. a hostile one).
+    pub async fn start_with_redis(
+        lab: &Lab,
+        redis: &str,
+        node: &Node,
+        imds: bool,
+        dir: &Path,
+        extra: &[&str],
+    ) -> Agent {
         let listen: SocketAddr = ([127, 0, 0, 1], free_port().unwrap()).into();
         let env_file = dir.join(format!("{}.env", node.eni));
         let (env, stub) = if imds {
@@ -307,9 +319,7 @@ impl Agent {
             (lab.env.clone(), None)
         };
         let listen_s = listen.to_string();
-        let mut a = vec!["--pool", &lab.pool, "--redis-url"];
-        let redis = lab.redis.url();
-        a.push(&redis);
+        let mut a = vec!["--pool", &lab.pool, "--redis-url", redis];
         if !imds {
             a.extend(["--network-interface-id", &node.eni]);
         }

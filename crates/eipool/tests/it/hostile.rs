@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use eipool_lab::claimer::Outcome;
 use eipool_lab::hostile::{Hostile, Misbehaviour};
 
-use crate::harness::{args, Lab};
+use eipool_lab::chaos::{ChaosConfig, ChaosProxy};
+
+use crate::harness::{args, eventually, moto, Agent, Lab};
 
 /// The claim's budget in these scenarios, and how long past it a claim may take to exit.
 const TIMEOUT: Duration = Duration::from_secs(6);
@@ -145,4 +147,86 @@ async fn a_hostile_ec2_ends_the_claim_by_its_deadline_naming_ec2() {
         rows.push(scenario("EC2", &how, out, started.elapsed()));
     }
     println!("--- hostile EC2 (claim)\n{}", rows.join("\n"));
+}
+
+/// The agent's resident memory, from /proc.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// An agent whose Redis talks garbage from the start and whose EC2 then answers 5xx, then
+/// nothing: it claims on EC2 alone, keeps its address, stays ready, and stays small.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_keeps_its_address_and_its_memory_while_its_parties_misbehave() {
+    let mut lab = Lab::new().await;
+    let proxy = ChaosProxy::start(&moto().endpoint, ChaosConfig::aws_like_moto())
+        .await
+        .unwrap();
+    lab.env.ec2_endpoint = proxy.endpoint.clone();
+    let node = lab.ec2.nodes(1).await.unwrap().remove(0);
+    lab.ec2.allocate(Some(&lab.pool), 2).await.unwrap();
+    let redis = Hostile::start(Misbehaviour::answer(
+        "garbage",
+        &b"-ERR \x00\xff\r\n$-7\r\n"[..],
+    ))
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut agent =
+        Agent::start_with_redis(&lab, &redis.url("redis"), &node, false, dir.path(), &[]).await;
+    eventually(
+        "the agent to hold an address",
+        Duration::from_secs(60),
+        || agent.ready(),
+    )
+    .await;
+    let held = agent.public_ip();
+    let pid = agent.child.id().unwrap();
+    let mut peak = rss_kib(pid);
+    type Fault = fn(&mut ChaosConfig);
+    let phases: [(&str, Fault); 2] = [
+        ("5xx", |c| c.p_5xx = 1.0),
+        ("no answer", |c| c.latency = Duration::from_secs(3600)),
+    ];
+    for (name, fault) in phases {
+        proxy.reconfigure(fault);
+        // Five of its 1 s intervals: the length of the fault is what is under test.
+        for _ in 0..5 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            peak = peak.max(rss_kib(pid));
+        }
+        proxy.reconfigure(|c| *c = ChaosConfig::aws_like_moto());
+        println!(
+            "  EC2 {name} for 5 intervals, Redis garbage throughout: peak RSS {} KiB",
+            peak
+        );
+    }
+    assert!(
+        agent.child.try_wait().unwrap().is_none(),
+        "the agent exited"
+    );
+    assert!(
+        agent.ready().await.is_some(),
+        "the agent stopped being ready"
+    );
+    assert_eq!(agent.public_ip(), held, "the address changed");
+    assert_eq!(agent.metric("eipool_drift_total").await, 0.0);
+    assert!(
+        agent.metric("eipool_verify_failures_total").await > 0.0,
+        "the agent never asked EC2 during the faults"
+    );
+    let state = lab.ec2.pool_state(&lab.pool).await.unwrap();
+    assert!(
+        state
+            .values()
+            .any(|e| e.public_ip == held && e.eni.as_deref() == Some(node.eni.as_str())),
+        "EC2 no longer shows {held} on {}: {state:?}",
+        node.eni
+    );
+    assert!(peak > 0 && peak < 50 * 1024, "peak RSS {peak} KiB");
 }
