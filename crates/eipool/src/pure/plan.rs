@@ -23,7 +23,10 @@ pub(crate) fn full_jitter(attempt: u32, base: Duration, cap: Duration, unit: f64
         .checked_mul(2u32.saturating_pow(attempt.min(30)))
         .unwrap_or(cap)
         .min(cap);
-    ceiling.mul_f64(unit.clamp(0.0, 1.0))
+    // A sample outside [0, 1) (NaN included) is taken at its nearest end, never a panic.
+    let unit = if unit.is_nan() { 0.0 } else { unit.clamp(0.0, 1.0) };
+    // (Float rounding may overshoot by a nanosecond: the ceiling is the ceiling.)
+    ceiling.mul_f64(unit).min(ceiling)
 }
 
 /// A wait clamped so it never runs past what is left before the deadline.
@@ -687,5 +690,79 @@ mod tests {
         assert_eq!(deadline_verdict(Some(t(3, 0))), AfterDeadline::Exhausted);
         assert_eq!(deadline_verdict(Some(t(3, 1))), AfterDeadline::Temporary);
         assert_eq!(deadline_verdict(None), AfterDeadline::Temporary);
+    }
+
+    #[test]
+    fn any_plan_input_gives_a_bounded_wait_and_a_whole_candidate_order() {
+        use proptest::prelude::*;
+        let waits = (
+            any::<u32>(),
+            any::<u64>(),
+            any::<u64>(),
+            prop_oneof![
+                any::<f64>(),
+                Just(f64::NAN),
+                Just(f64::INFINITY),
+                Just(-1.0)
+            ],
+            any::<u64>(),
+        );
+        crate::pure::tests_runner("plan waits", 1024)
+            .run(&waits, |(attempt, base, cap, unit, timeout)| {
+                let (base, cap) = (Duration::from_nanos(base), Duration::from_nanos(cap));
+                prop_assert!(full_jitter(attempt, base, cap, unit) <= cap);
+                let timeout = Duration::from_nanos(timeout);
+                let reserve = cleanup_reserve(timeout);
+                prop_assert!(reserve <= timeout / 2 && reserve <= Duration::from_secs(10));
+                let call = base;
+                prop_assert_eq!(
+                    lease_allows(minimum_lease(call, LEASE_MARGIN) / 2, call, LEASE_MARGIN),
+                    true
+                );
+                Ok(())
+            })
+            .unwrap();
+
+        let listing = (
+            proptest::collection::vec(any::<bool>(), 0..12),
+            proptest::option::of(0u8..14),
+            proptest::option::of(0u8..14),
+            any::<u64>(),
+        );
+        crate::pure::tests_runner("claim order", 1024)
+            .run(&listing, |(held, prefer, suspect, seed)| {
+                let listing: Vec<Address> = held
+                    .iter()
+                    .enumerate()
+                    .map(|(n, h)| address(n as u8 + 1, *h))
+                    .collect();
+                let id = |n: u8| address(n, false).allocation_id;
+                let (prefer, suspect) = (prefer.map(id), suspect.map(id));
+                let order = claim_order(
+                    &listing,
+                    prefer.as_ref(),
+                    suspect.as_ref(),
+                    &mut StdRng::seed_from_u64(seed),
+                );
+                let ids: Vec<&AllocationId> = order.iter().map(|a| &a.allocation_id).collect();
+                let distinct: std::collections::BTreeSet<_> = ids.iter().collect();
+                prop_assert_eq!(distinct.len(), ids.len(), "an address twice: {:?}", ids);
+                // Every free address, plus the suspect when the listing has it; nothing else.
+                for a in &listing {
+                    let wanted =
+                        a.association.is_none() || suspect.as_ref() == Some(&a.allocation_id);
+                    prop_assert_eq!(ids.contains(&&a.allocation_id), wanted);
+                }
+                prop_assert!(ids
+                    .iter()
+                    .all(|i| listing.iter().any(|a| &a.allocation_id == *i)));
+                if let Some(s) = suspect.as_ref().filter(|s| ids.contains(s)) {
+                    prop_assert_eq!(ids[0], s);
+                } else if let Some(p) = prefer.as_ref().filter(|p| ids.contains(p)) {
+                    prop_assert_eq!(ids[0], p);
+                }
+                Ok(())
+            })
+            .unwrap();
     }
 }
