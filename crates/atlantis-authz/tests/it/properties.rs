@@ -267,6 +267,22 @@ fn okta_answer() -> impl Strategy<Value = Canned> {
     })
 }
 
+/// `ana`, an engineer never in the production group, asks to apply on a production path.
+fn ana_applies_to_prod(okta: &crate::okta::FakeOkta, cache: &Path) -> Atlantis {
+    Atlantis::new(okta, cache, "ana", "apply", Some(crate::atlantis::PROD))
+}
+
+/// Denied, with one `deny:` line last and a verdict's exit code (never a panic's).
+fn denied_in_one_line(
+    out: &crate::adversarial::Outcome,
+    case: &str,
+) -> Result<(), proptest::test_runner::TestCaseError> {
+    prop_assert!(!out.allowed(), "{case} allowed: {out}");
+    prop_assert!(out.last_line().starts_with("deny: "), "{case}: {out}");
+    prop_assert!(matches!(out.code, Some(1..=3)), "{case}: {out}");
+    Ok(())
+}
+
 #[test]
 fn any_okta_answer_denies_in_one_line_without_a_panic() {
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -277,20 +293,11 @@ fn any_okta_answer_denies_in_one_line_without_a_panic() {
         .run(&okta_answer(), |answer| {
             *okta.behaviour.canned.lock().unwrap() = Some(answer.clone());
             // No cache: every case asks Okta.
-            let mut call = Atlantis::new(
-                &okta,
-                cache.path(),
-                "ana",
-                "apply",
-                Some(crate::atlantis::PROD),
-            );
+            let mut call = ana_applies_to_prod(&okta, cache.path());
             call.server("ATLANTIS_AUTHZ_CACHE_TTL", "0s");
             let out = rt.block_on(call.run());
             *tally.borrow_mut().entry(out.code).or_default() += 1;
-            prop_assert!(!out.allowed(), "{answer:?} allowed: {out}");
-            prop_assert!(out.last_line().starts_with("deny: "), "{answer:?}: {out}");
-            prop_assert!(matches!(out.code, Some(1..=3)), "{answer:?}: {out}");
-            Ok(())
+            denied_in_one_line(&out, &format!("{answer:?}"))
         })
         .unwrap();
     *okta.behaviour.canned.lock().unwrap() = None;
@@ -313,26 +320,14 @@ fn any_value_atlantis_exports_denies_or_decides_in_one_line_without_a_panic() {
             // (unless the variables name someone who is).
             let admins = ["priya", "max", "sam"].map(OsString::from);
             prop_assume!(!vars.get("USER_NAME").is_some_and(|u| admins.contains(u)));
-            let mut call = Atlantis::new(
-                &okta,
-                cache.path(),
-                "ana",
-                "apply",
-                Some(crate::atlantis::PROD),
-            );
+            let mut call = ana_applies_to_prod(&okta, cache.path());
             for (k, v) in vars.clone() {
                 call.vars.insert(k, v);
             }
             call.teams = teams.clone();
             let out = rt.block_on(call.run());
             *tally.borrow_mut().entry(out.code).or_default() += 1;
-            prop_assert!(!out.allowed(), "{vars:?} {teams:?}: {out}");
-            prop_assert!(
-                out.last_line().starts_with("deny: "),
-                "{vars:?} {teams:?}: {out}"
-            );
-            prop_assert!(matches!(out.code, Some(1..=3)), "{vars:?} {teams:?}: {out}");
-            Ok(())
+            denied_in_one_line(&out, &format!("{vars:?} {teams:?}"))
         })
         .unwrap();
     println!("  exits: {:?}", tally.borrow());

@@ -24,7 +24,11 @@ pub(crate) fn full_jitter(attempt: u32, base: Duration, cap: Duration, unit: f64
         .unwrap_or(cap)
         .min(cap);
     // A sample outside [0, 1) (NaN included) is taken at its nearest end, never a panic.
-    let unit = if unit.is_nan() { 0.0 } else { unit.clamp(0.0, 1.0) };
+    let unit = if unit.is_nan() {
+        0.0
+    } else {
+        unit.clamp(0.0, 1.0)
+    };
     // (Float rounding may overshoot by a nanosecond: the ceiling is the ceiling.)
     ceiling.mul_f64(unit).min(ceiling)
 }
