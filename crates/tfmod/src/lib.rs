@@ -1,0 +1,15 @@
+//! tfmod: versioned, immutable, checksummed Terraform modules in S3, pinned per stage.
+//!
+//! - [`names`], [`source`], [`lockfile`], [`hcl`]: pure — names and versions, the go-getter
+//!   `s3::` source string, the lock file's text, the `terraform { source }` edit. No I/O.
+//! - [`archive`]: the deterministic zip of a module tree (reads the tree, nothing else).
+//! - [`error`]: the error enum and its exit codes.
+
+pub mod archive;
+pub mod error;
+pub mod hcl;
+pub mod lockfile;
+pub mod names;
+pub mod source;
+
+pub use error::Error;

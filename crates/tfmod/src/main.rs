@@ -1,0 +1,3 @@
+//! The command line comes with the S3 store (next step).
+
+fn main() {}
