@@ -6,7 +6,7 @@ use std::path::PathBuf;
 pub const EXIT_CODES: &str = "\
 EXIT CODES:
   0  done (publishing bytes that are already published is done, too)
-  1  verify or lock found problems (one line each on stdout)
+  1  verify or lock found problems (one line each on stdout), or show found the archive changed
   2  bad usage: a flag's value, an unreadable or unparsable file, a module tree tfmod refuses
   3  S3 unavailable: unreachable, credentials or permissions refused, bucket missing
   4  the version is already published with different bytes (nothing was overwritten)
@@ -31,7 +31,7 @@ pub enum Error {
     /// The module version is not in the bucket: publish it, or check --bucket and --prefix.
     #[error("{0}")]
     NotFound(String),
-    /// `verify`/`lock` found problems; each was printed on its own line already.
+    /// `verify`/`lock` found problems, or `show` a changed archive; each was printed already.
     #[error("{0} problem(s) found")]
     Problems(usize),
 }
