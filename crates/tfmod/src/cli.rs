@@ -1,0 +1,134 @@
+//! Command-line types. Every flag is also an environment variable (`TFMOD_*`); AWS settings
+//! come from the standard chain (`AWS_PROFILE`, `AWS_REGION`, `AWS_ENDPOINT_URL_S3`, …).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+const AFTER_HELP: &str = "\
+AWS: credentials, region and endpoint come from the standard chain (AWS_PROFILE, AWS_REGION,
+AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL for an S3-compatible store; path-style addressing is then
+forced, and sources are written as s3::http(s)://HOST/BUCKET/KEY?region=R).
+
+EXAMPLES:
+  tfmod publish modules/vpc --name vpc --version 1.3.0 --bucket acme-tf-modules --prefix tf
+  tfmod versions vpc --bucket acme-tf-modules --prefix tf
+  tfmod promote vpc 1.3.0 --stage staging --bucket acme-tf-modules --prefix tf
+  cd live/prod-account/eu-west-1/staging && tfmod lock && tfmod verify
+
+";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tfmod",
+    version,
+    about = "Versioned, immutable, checksummed Terraform modules in S3, pinned per stage",
+    after_help = format!("{AFTER_HELP}{}", crate::error::EXIT_CODES),
+)]
+pub struct Cli {
+    /// More detail on stderr (-v: each S3 call; -vv: the SDK's).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where the modules are kept.
+#[derive(Debug, Args, Clone)]
+pub struct StoreArgs {
+    /// The S3 bucket (no dots in its name).
+    #[arg(long, env = "TFMOD_BUCKET")]
+    pub bucket: String,
+    /// A key prefix inside the bucket: modules are PREFIX/NAME/X.Y.Z.zip (+ .json).
+    #[arg(long, env = "TFMOD_PREFIX", default_value = "")]
+    pub prefix: String,
+}
+
+/// Optional trust anchor for lock and verify.
+#[derive(Debug, Args, Clone)]
+pub struct TrustArgs {
+    /// Only sources in this bucket are accepted; any other s3:: source is a problem.
+    #[arg(long, env = "TFMOD_BUCKET")]
+    pub bucket: Option<String>,
+    /// With --bucket: only sources under this prefix are accepted.
+    #[arg(long, env = "TFMOD_PREFIX", default_value = "")]
+    pub prefix: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Archive DIR deterministically and store it as NAME X.Y.Z, never overwriting; prints the
+    /// source string for terragrunt.hcl.
+    Publish {
+        /// The module's directory (its .tf files at the top).
+        dir: PathBuf,
+        /// The module's name.
+        #[arg(long, env = "TFMOD_NAME")]
+        name: String,
+        /// Its semantic version X.Y.Z (no leading v, no +build).
+        #[arg(long = "version", env = "TFMOD_VERSION", value_name = "X.Y.Z")]
+        module_version: String,
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The git revision recorded (default: `git rev-parse HEAD` in DIR, `-dirty` if it has
+        /// uncommitted changes).
+        #[arg(long, env = "TFMOD_GIT_REVISION")]
+        git_revision: Option<String>,
+        /// Who publishes (default: $USER).
+        #[arg(long, env = "TFMOD_PUBLISHER")]
+        publisher: Option<String>,
+    },
+    /// List a module's published versions, in SemVer order.
+    Versions {
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Show a version's checksum and metadata (NAME@X.Y.Z).
+    Show {
+        #[arg(value_name = "NAME@X.Y.Z")]
+        spec: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Point every terragrunt.hcl below DIR that uses module NAME at version X.Y.Z, and lock.
+    Pin {
+        name: String,
+        #[arg(value_name = "X.Y.Z")]
+        version: String,
+        /// The stage directory.
+        #[arg(long, env = "TFMOD_DIR", default_value = ".")]
+        dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Pin NAME X.Y.Z in every stage directory named STAGE under ROOT (live/*/*/STAGE).
+    Promote {
+        name: String,
+        #[arg(value_name = "X.Y.Z")]
+        version: String,
+        /// The stage's directory name (dev, staging, prod, …).
+        #[arg(long, env = "TFMOD_STAGE")]
+        stage: String,
+        /// Where the live tree starts.
+        #[arg(long, env = "TFMOD_ROOT", default_value = "live")]
+        root: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Write DIR/tfmod.lock: the SHA-256 of each s3:: module source used below DIR.
+    Lock {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        #[command(flatten)]
+        trust: TrustArgs,
+    },
+    /// Check every s3:: source below DIR against the nearest tfmod.lock; one line per problem,
+    /// exit 1 if any (the Atlantis pre-workflow hook).
+    Verify {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        #[command(flatten)]
+        trust: TrustArgs,
+    },
+}

@@ -1,0 +1,58 @@
+//! One error type; every variant maps to one exit code in [`Error::exit_code`].
+
+use std::path::PathBuf;
+
+/// Exit codes, as `--help` and the README state them.
+pub const EXIT_CODES: &str = "\
+EXIT CODES:
+  0  done (publishing bytes that are already published is done, too)
+  1  verify or lock found problems (one line each on stdout), or show found the archive changed
+  2  bad usage: a flag's value, an unreadable or unparsable file, a module tree tfmod refuses
+  3  S3 unavailable: unreachable, credentials or permissions refused, bucket missing
+  4  the version is already published with different bytes (nothing was overwritten)
+  5  not published: the module version asked for is not in the bucket";
+
+/// What went wrong, and what the user does about it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A flag or argument has a value tfmod refuses: fix the value named in the message.
+    #[error("{0}")]
+    Usage(String),
+    /// A file or directory could not be read, written or parsed: fix or restore it.
+    #[error("{}: {msg}", path.display())]
+    File { path: PathBuf, msg: String },
+    /// S3 did not answer or refused the call: check the endpoint, credentials, IAM and bucket.
+    #[error("S3 unavailable: {0}")]
+    S3(String),
+    /// The version exists with other bytes (or was overwritten while publishing): never
+    /// overwritten by tfmod; publish a new version instead.
+    #[error("{0}")]
+    Exists(String),
+    /// The module version is not in the bucket: publish it, or check --bucket and --prefix.
+    #[error("{0}")]
+    NotFound(String),
+    /// `verify`/`lock` found problems, or `show` a changed archive; each was printed already.
+    #[error("{0} problem(s) found")]
+    Problems(usize),
+}
+
+impl Error {
+    /// The process exit code (see [`EXIT_CODES`]).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Problems(_) => 1,
+            Error::Usage(_) | Error::File { .. } => 2,
+            Error::S3(_) => 3,
+            Error::Exists(_) => 4,
+            Error::NotFound(_) => 5,
+        }
+    }
+
+    /// A file error from an I/O error.
+    pub fn file(path: impl Into<PathBuf>, e: impl std::fmt::Display) -> Error {
+        Error::File {
+            path: path.into(),
+            msg: e.to_string(),
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! The `terraform { source = "…" }` of a `terragrunt.hcl`: found with hcl-edit's parser, and
+//! rewritten by splicing only the string's bytes (its span), so every comment, blank line and
+//! alignment stays as written. Pure: text in, text out.
+
+use std::ops::Range;
+
+use hcl_edit::expr::Expression;
+use hcl_edit::Span;
+
+/// The file's module source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceAttr {
+    /// No `terraform { source }`: nothing for tfmod to do.
+    Absent,
+    /// A plain string literal, and where it is (quotes included).
+    Literal { value: String, span: Range<usize> },
+    /// An expression or interpolation: tfmod cannot know or pin its value.
+    Computed,
+}
+
+/// Finds the top-level `terraform` block's `source` attribute. The error is hcl-edit's message
+/// (line and column).
+pub fn find_source(text: &str) -> Result<SourceAttr, String> {
+    let body = hcl_edit::parser::parse_body(text).map_err(|e| e.to_string().trim().to_string())?;
+    let Some(block) = body.get_blocks("terraform").next() else {
+        return Ok(SourceAttr::Absent);
+    };
+    let Some(attr) = block.body.get_attribute("source") else {
+        return Ok(SourceAttr::Absent);
+    };
+    match &attr.value {
+        Expression::String(s) => {
+            let span = s
+                .span()
+                .ok_or_else(|| "the source string has no position".to_string())?;
+            Ok(SourceAttr::Literal {
+                value: s.value().clone(),
+                span,
+            })
+        }
+        _ => Ok(SourceAttr::Computed),
+    }
+}
+
+/// Replaces the literal source with `new`; `Ok(None)` when there is no literal to replace.
+pub fn rewrite_source(text: &str, new: &str) -> Result<Option<String>, String> {
+    let SourceAttr::Literal { span, .. } = find_source(text)? else {
+        return Ok(None);
+    };
+    let mut out = String::with_capacity(text.len() + new.len());
+    out.push_str(&text[..span.start]);
+    out.push_str(&quote(new));
+    out.push_str(&text[span.end..]);
+    Ok(Some(out))
+}
+
+/// An HCL string literal: quotes, `\` and `"` escaped, `${`/`%{` not read as templates.
+fn quote(s: &str) -> String {
+    let escaped = s
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace("${", "$${")
+        .replace("%{", "%%{");
+    format!("\"{escaped}\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OLD: &str = "s3::https://acme-modules.s3.eu-west-1.amazonaws.com/tf/vpc/1.2.0.zip";
+    const NEW: &str = "s3::https://acme-modules.s3.eu-west-1.amazonaws.com/tf/vpc/1.3.0.zip";
+
+    /// Shaped like the terragrunt.hcl files of a live repository: include, locals, comments of
+    /// both kinds, aligned attributes, dependency blocks, a heredoc.
+    const STAGE_VPC: &str = r#"# live/prod-account/eu-west-1/staging/vpc/terragrunt.hcl
+# Owned by the network team. Ask in #infra before changing the CIDRs.
+
+include "root" {
+  path   = find_in_parent_folders("root.hcl")
+  expose = true
+}
+
+locals {
+  env_vars = read_terragrunt_config(find_in_parent_folders("env.hcl"))
+  env      = local.env_vars.locals.environment # "staging"
+}
+
+terraform {
+  # Pinned by `tfmod pin`; promote with `tfmod promote vpc X.Y.Z --stage staging`.
+  source = "s3::https://acme-modules.s3.eu-west-1.amazonaws.com/tf/vpc/1.2.0.zip" // pinned
+
+  extra_arguments "retry_lock" {
+    commands  = get_terraform_commands_that_need_locking()
+    arguments = ["-lock-timeout=20m"]
+  }
+}
+
+dependency "kms" {
+  config_path = "../kms"
+  mock_outputs = {
+    key_arn = "arn:aws:kms:eu-west-1:111111111111:key/mock"
+  }
+}
+
+inputs = {
+  name       = "core-${local.env}"
+  cidr_block = "10.20.0.0/16"   /* a /16 per stage */
+  kms_key    = dependency.kms.outputs.key_arn
+  tags = {
+    Stage = local.env
+  }
+  policy = <<-EOT
+    {"Version": "2012-10-17"}
+  EOT
+}
+"#;
+
+    #[test]
+    fn golden_rewrite_changes_only_the_source_string() {
+        assert_eq!(
+            find_source(STAGE_VPC).unwrap(),
+            SourceAttr::Literal {
+                value: OLD.into(),
+                span: {
+                    let s = STAGE_VPC.find(&format!("\"{OLD}\"")).unwrap();
+                    s..s + OLD.len() + 2
+                }
+            }
+        );
+        let out = rewrite_source(STAGE_VPC, NEW).unwrap().unwrap();
+        assert_eq!(out, STAGE_VPC.replace(OLD, NEW));
+        // And it stays idempotent and parseable.
+        assert_eq!(rewrite_source(&out, NEW).unwrap().unwrap(), out);
+    }
+
+    #[test]
+    fn golden_rewrite_keeps_subdir_layout_and_crlf() {
+        let crlf = "terraform {\r\n  source = \"s3::https://b.s3.eu-west-1.amazonaws.com/app/1.0.0.zip//modules/api\"\r\n}\r\n# end\r\n";
+        let out = rewrite_source(
+            crlf,
+            "s3::https://b.s3.eu-west-1.amazonaws.com/app/1.1.0.zip//modules/api",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(out, crlf.replace("1.0.0", "1.1.0"));
+    }
+
+    #[test]
+    fn absent_computed_and_broken() {
+        assert_eq!(find_source("inputs = {}\n").unwrap(), SourceAttr::Absent);
+        assert_eq!(
+            find_source("terraform {\n  extra_arguments \"x\" {}\n}\n").unwrap(),
+            SourceAttr::Absent
+        );
+        let computed = "locals { v = \"1.0.0\" }\nterraform {\n  source = \"s3::https://b.s3.eu-west-1.amazonaws.com/vpc/${local.v}.zip\"\n}\n";
+        assert_eq!(find_source(computed).unwrap(), SourceAttr::Computed);
+        assert_eq!(rewrite_source(computed, NEW).unwrap(), None);
+        let e = find_source("terraform {\n  source = \n").unwrap_err();
+        assert!(e.contains("line"), "{e}");
+    }
+
+    #[test]
+    fn a_nested_source_is_not_the_module_source() {
+        // `source` inside another block (a generate block's contents, a module call) is not
+        // Terragrunt's module source.
+        let text = "generate \"x\" {\n  source = \"nope\"\n}\n";
+        assert_eq!(find_source(text).unwrap(), SourceAttr::Absent);
+    }
+
+    #[test]
+    fn quoting_escapes_what_hcl_would_read() {
+        assert_eq!(quote(r#"a"b\c${d}%{e}"#), r#""a\"b\\c$${d}%%{e}""#);
+    }
+}

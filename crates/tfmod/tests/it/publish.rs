@@ -1,0 +1,256 @@
+//! Publishing: immutable versions, the same bytes twice is a no-op, exit codes.
+
+use aws_sdk_s3::primitives::ByteStream;
+use sha2::{Digest, Sha256};
+
+use crate::harness::{self, bucket, moto_source, object, tfmod, version_count};
+
+fn sha(b: &[u8]) -> Vec<u8> {
+    Sha256::digest(b).to_vec()
+}
+
+async fn same_bytes_twice_is_a_noop_and_other_bytes_are_refused(versioned: bool) {
+    let b = bucket(versioned).await;
+    let work = tempfile::tempdir().unwrap();
+    let m = work.path().join("vpc");
+    harness::module(&m, "first");
+    let args = [
+        "publish",
+        "vpc",
+        "--name",
+        "vpc",
+        "--version",
+        "1.0.0",
+        "--bucket",
+        &b,
+        "--prefix",
+        "tf",
+    ];
+
+    let first = tfmod(work.path(), &args);
+    assert_eq!(first.code, 0);
+    assert_eq!(first.stdout.trim(), moto_source(&b, "tf/vpc/1.0.0.zip"));
+    let stored = object(&b, "tf/vpc/1.0.0.zip")
+        .await
+        .expect("archive stored");
+    let meta: serde_json::Value =
+        serde_json::from_slice(&object(&b, "tf/vpc/1.0.0.json").await.expect("metadata")).unwrap();
+    assert_eq!(meta["sha256"], tfmod::archive::sha256_hex(&stored));
+    assert_eq!(meta["version"], "1.0.0");
+
+    // Again, and from a second checkout of the same tree: done, nothing written.
+    let again = tfmod(work.path(), &args);
+    assert_eq!(again.code, 0);
+    assert!(again.stderr.contains("nothing to do"), "{}", again.stderr);
+    assert_eq!(again.stdout, first.stdout);
+
+    // Other bytes under the same version: refused with exit 4, the object untouched.
+    std::fs::write(m.join("main.tf"), "# a change\n").unwrap();
+    let other = tfmod(work.path(), &args);
+    assert_eq!(other.code, 4, "{}", other.stderr);
+    assert!(
+        other
+            .stderr
+            .contains("already published with different bytes"),
+        "{}",
+        other.stderr
+    );
+    assert_eq!(other.stderr.trim().lines().count(), 1, "one line");
+    let after = object(&b, "tf/vpc/1.0.0.zip").await.unwrap();
+    assert_eq!(sha(&after), sha(&stored));
+    assert_eq!(
+        version_count(&b, "tf/vpc/1.0.0.zip").await,
+        1,
+        "never a second version"
+    );
+
+    // The change is published as a new version instead.
+    let args2 = [
+        "publish",
+        "vpc",
+        "--name",
+        "vpc",
+        "--version",
+        "1.0.1",
+        "--bucket",
+        &b,
+        "--prefix",
+        "tf",
+    ];
+    assert_eq!(tfmod(work.path(), &args2).code, 0);
+}
+
+#[tokio::test]
+async fn publish_is_immutable_on_an_unversioned_bucket() {
+    same_bytes_twice_is_a_noop_and_other_bytes_are_refused(false).await;
+}
+
+#[tokio::test]
+async fn publish_is_immutable_on_a_versioned_bucket() {
+    same_bytes_twice_is_a_noop_and_other_bytes_are_refused(true).await;
+}
+
+/// What moto 5.2.5 does with `If-None-Match: *` on PutObject (AWS S3 answers 412).
+#[tokio::test]
+async fn moto_honours_if_none_match_on_put_object() {
+    for versioned in [false, true] {
+        let b = bucket(versioned).await;
+        let s3 = harness::s3();
+        let put = |body: &'static str| {
+            s3.put_object()
+                .bucket(&b)
+                .key("k")
+                .if_none_match("*")
+                .body(ByteStream::from_static(body.as_bytes()))
+                .send()
+        };
+        put("one").await.expect("first conditional put");
+        let second = put("two")
+            .await
+            .expect_err("second conditional put is refused");
+        assert_eq!(
+            second.raw_response().map(|r| r.status().as_u16()),
+            Some(412),
+            "{second:?}"
+        );
+        assert_eq!(object(&b, "k").await.unwrap(), b"one");
+    }
+}
+
+#[tokio::test]
+async fn versions_are_listed_in_semver_order_and_show_checks_the_archive() {
+    let b = bucket(false).await;
+    let work = tempfile::tempdir().unwrap();
+    for v in ["1.10.0", "1.2.0", "1.0.0", "2.0.0-rc.1"] {
+        harness::module(&work.path().join(v), v);
+        let r = tfmod(
+            work.path(),
+            &[
+                "publish",
+                v,
+                "--name",
+                "app",
+                "--version",
+                v,
+                "--bucket",
+                &b,
+                "--git-revision",
+                "abc123",
+                "--publisher",
+                "ci",
+            ],
+        );
+        assert_eq!(r.code, 0);
+    }
+    let list = tfmod(work.path(), &["versions", "app", "--bucket", &b]);
+    assert_eq!(list.stdout, "1.0.0\n1.2.0\n1.10.0\n2.0.0-rc.1\n");
+
+    let show = tfmod(work.path(), &["show", "app@1.2.0", "--bucket", &b]);
+    assert_eq!(show.code, 0);
+    for line in [
+        "version: 1.2.0",
+        "git_revision: abc123",
+        "published_by: ci",
+        "archive: intact",
+    ] {
+        assert!(show.stdout.contains(line), "{line} in {}", show.stdout);
+    }
+    assert_eq!(
+        tfmod(work.path(), &["show", "app@9.9.9", "--bucket", &b]).code,
+        5
+    );
+    assert_eq!(
+        tfmod(work.path(), &["versions", "nope", "--bucket", &b]).code,
+        5
+    );
+}
+
+#[tokio::test]
+async fn bad_usage_exits_2_naming_the_value() {
+    let b = bucket(false).await;
+    let work = tempfile::tempdir().unwrap();
+    harness::module(work.path(), "x");
+    for (args, says) in [
+        (
+            vec![
+                "publish",
+                ".",
+                "--name",
+                "vpc",
+                "--version",
+                "v1.0.0",
+                "--bucket",
+                &b,
+            ],
+            "without the 'v'",
+        ),
+        (
+            vec![
+                "publish",
+                ".",
+                "--name",
+                "vpc",
+                "--version",
+                "1.0",
+                "--bucket",
+                &b,
+            ],
+            "not a semantic version",
+        ),
+        (
+            vec![
+                "publish",
+                ".",
+                "--name",
+                "VPC",
+                "--version",
+                "1.0.0",
+                "--bucket",
+                &b,
+            ],
+            "--name",
+        ),
+        (
+            vec![
+                "publish",
+                ".",
+                "--name",
+                "vpc",
+                "--version",
+                "1.0.0",
+                "--bucket",
+                "my.bucket",
+            ],
+            "dots",
+        ),
+        (vec!["show", "vpc", "--bucket", &b], "NAME@X.Y.Z"),
+    ] {
+        let r = tfmod(work.path(), &args);
+        assert_eq!(r.code, 2, "{args:?}");
+        assert!(r.stderr.contains(says), "{says} in {}", r.stderr);
+        assert_eq!(r.stderr.trim().lines().count(), 1, "one line: {}", r.stderr);
+    }
+}
+
+#[tokio::test]
+async fn s3_unreachable_exits_3() {
+    let port = eipool_lab::servers::free_port().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    harness::module(work.path(), "x");
+    let r = harness::tfmod_at(
+        work.path(),
+        &format!("http://127.0.0.1:{port}"),
+        &[
+            "publish",
+            ".",
+            "--name",
+            "vpc",
+            "--version",
+            "1.0.0",
+            "--bucket",
+            "nobody-listens",
+        ],
+    );
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stderr.contains("S3 unavailable"), "{}", r.stderr);
+}
