@@ -6,9 +6,8 @@ use tracing::{debug, info, warn};
 
 use super::cleanup;
 use super::coordination::Leasing;
-use super::protocol::Claimer;
-use super::validate::Validated;
-use super::Stop;
+use super::validate::{self, Validated};
+use super::{Means, Stop};
 use crate::adapters::aws::Ec2Error;
 use crate::adapters::redis::Lease;
 use crate::pure::address::Address;
@@ -59,185 +58,181 @@ enum Associated {
     GaveUp(Attempt),
 }
 
-impl Claimer {
-    /// Try to win one candidate. Returns `Err` only to stop the whole claim (deadline, signal,
-    /// fatal), after giving back anything taken for this candidate.
-    pub(super) async fn attempt(
-        &mut self,
-        cand: &Address,
-        me: &Identity,
-        suspect_ours: bool,
-    ) -> Result<Attempt, Stop> {
-        let alloc = &cand.allocation_id;
-        // The address a crashed run of ours was taking goes straight to EC2's compare-and-swap:
-        // its lease may still belong to the dead run's owner token.
-        let mut lease = if suspect_ours {
-            None
-        } else {
-            match self.coord.take_lease(&self.work, alloc, me).await? {
-                Leasing::Got(l) => Some(l),
-                Leasing::WithoutRedis => None,
-                Leasing::Busy => return Ok(Attempt::Busy),
-                Leasing::Masked(age) => return Ok(Attempt::Masked(age)),
-                Leasing::Unavailable => return Ok(Attempt::Transient),
-            }
-        };
+/// Try to win one candidate. Returns `Err` only to stop the whole claim (deadline, signal,
+/// fatal), after giving back anything taken for this candidate.
+pub(super) async fn attempt(
+    m: &mut Means,
+    cand: &Address,
+    me: &Identity,
+    suspect_ours: bool,
+) -> Result<Attempt, Stop> {
+    let alloc = &cand.allocation_id;
+    // The address a crashed run of ours was taking goes straight to EC2's compare-and-swap:
+    // its lease may still belong to the dead run's owner token.
+    let mut lease = if suspect_ours {
+        None
+    } else {
+        match m.coord.take_lease(&m.work, alloc, me).await? {
+            Leasing::Got(l) => Some(l),
+            Leasing::WithoutRedis => None,
+            Leasing::Busy => return Ok(Attempt::Busy),
+            Leasing::Masked(age) => return Ok(Attempt::Masked(age)),
+            Leasing::Unavailable => return Ok(Attempt::Transient),
+        }
+    };
 
-        let assoc = match self.associate(cand, me, &mut lease, suspect_ours).await {
-            Ok(Associated::New(assoc)) => assoc,
-            Ok(Associated::Adopted(addr)) => {
-                self.record(&addr, lease.as_ref(), me).await;
-                info!(public_ip = %addr.public_ip, allocation_id = %alloc, "an earlier attempt had associated it: adopting");
-                return self.report(&addr, me, None, true).map(Attempt::Won);
-            }
-            Ok(Associated::GaveUp(outcome)) => {
-                self.coord
-                    .release_lease(&self.cleanup, lease.as_ref(), me, true)
-                    .await;
-                return Ok(outcome);
-            }
-            Err(stop) => {
-                // We may or may not have associated (an answer was lost): look, and undo if so.
-                cleanup::undo_if_ours(&self.ec2, &self.cleanup, alloc, me).await;
-                self.coord
-                    .release_lease(&self.cleanup, lease.as_ref(), me, false)
-                    .await;
-                return Err(stop);
-            }
-        };
+    let assoc = match associate(m, cand, me, &mut lease, suspect_ours).await {
+        Ok(Associated::New(assoc)) => assoc,
+        Ok(Associated::Adopted(addr)) => {
+            validate::record(m, &addr, lease.as_ref(), me).await;
+            info!(public_ip = %addr.public_ip, allocation_id = %alloc, "an earlier attempt had associated it: adopting");
+            return validate::report(&addr, me, true).map(Attempt::Won);
+        }
+        Ok(Associated::GaveUp(outcome)) => {
+            m.coord
+                .release_lease(&m.cleanup, lease.as_ref(), me, true)
+                .await;
+            return Ok(outcome);
+        }
+        Err(stop) => {
+            // We may or may not have associated (an answer was lost): look, and undo if so.
+            cleanup::undo_if_ours(&m.ec2, &m.cleanup, alloc, me).await;
+            m.coord
+                .release_lease(&m.cleanup, lease.as_ref(), me, false)
+                .await;
+            return Err(stop);
+        }
+    };
 
-        match self.validate(cand, &assoc, me).await {
-            Ok(Validated::Ours(addr)) => {
-                self.record(&addr, lease.as_ref(), me).await;
-                // EC2's word, not AssociateAddress's answer: the env file and the holder tag
-                // must name the association that is there.
-                let seen = addr.association.as_ref().map(|x| &x.id);
-                info!(public_ip = %addr.public_ip, allocation_id = %alloc, association_id = ?seen, fence = lease.as_ref().map(|l| l.fence), "claimed");
-                self.report(&addr, me, None, false).map(Attempt::Won)
-            }
-            Ok(Validated::Elsewhere) => {
-                // EC2 shows someone else holding it: not ours to keep, nothing of ours to undo
-                // beyond our own association id (idempotent if already gone).
-                warn!(allocation_id = %alloc, "validation found the address held elsewhere; moving on");
-                cleanup::disassociate_quietly(&self.ec2, &self.cleanup, &assoc).await;
-                self.coord
-                    .release_lease(&self.cleanup, lease.as_ref(), me, true)
-                    .await;
-                Ok(Attempt::Taken)
-            }
-            Ok(Validated::Displaced) => {
-                // Never report it: our private IP holds something else now. Our association is
-                // gone already; disassociating it again is a no-op that makes sure.
-                warn!(allocation_id = %alloc, "our association was replaced by another on this private IP; looking again at what it holds");
-                cleanup::disassociate_quietly(&self.ec2, &self.cleanup, &assoc).await;
-                self.coord
-                    .release_lease(&self.cleanup, lease.as_ref(), me, true)
-                    .await;
-                Ok(Attempt::Displaced)
-            }
-            Err(stop) => {
-                cleanup::disassociate_quietly(&self.ec2, &self.cleanup, &assoc).await;
-                self.coord
-                    .release_lease(&self.cleanup, lease.as_ref(), me, true)
-                    .await;
-                Err(stop)
-            }
+    match validate::validate(m, cand, &assoc, me).await {
+        Ok(Validated::Ours(addr)) => {
+            validate::record(m, &addr, lease.as_ref(), me).await;
+            // EC2's word, not AssociateAddress's answer: the env file and the holder tag
+            // must name the association that is there.
+            let seen = addr.association.as_ref().map(|x| &x.id);
+            info!(public_ip = %addr.public_ip, allocation_id = %alloc, association_id = ?seen, fence = lease.as_ref().map(|l| l.fence), "claimed");
+            validate::report(&addr, me, false).map(Attempt::Won)
+        }
+        Ok(Validated::Elsewhere) => {
+            // EC2 shows someone else holding it: not ours to keep, nothing of ours to undo
+            // beyond our own association id (idempotent if already gone).
+            warn!(allocation_id = %alloc, "validation found the address held elsewhere; moving on");
+            cleanup::disassociate_quietly(&m.ec2, &m.cleanup, &assoc).await;
+            m.coord
+                .release_lease(&m.cleanup, lease.as_ref(), me, true)
+                .await;
+            Ok(Attempt::Taken)
+        }
+        Ok(Validated::Displaced) => {
+            // Never report it: our private IP holds something else now. Our association is
+            // gone already; disassociating it again is a no-op that makes sure.
+            warn!(allocation_id = %alloc, "our association was replaced by another on this private IP; looking again at what it holds");
+            cleanup::disassociate_quietly(&m.ec2, &m.cleanup, &assoc).await;
+            m.coord
+                .release_lease(&m.cleanup, lease.as_ref(), me, true)
+                .await;
+            Ok(Attempt::Displaced)
+        }
+        Err(stop) => {
+            cleanup::disassociate_quietly(&m.ec2, &m.cleanup, &assoc).await;
+            m.coord
+                .release_lease(&m.cleanup, lease.as_ref(), me, true)
+                .await;
+            Err(stop)
         }
     }
+}
 
-    /// AssociateAddress with `AllowReassociation=false`, retried on passing failures while the
-    /// lease allows.
-    async fn associate(
-        &mut self,
-        cand: &Address,
-        me: &Identity,
-        lease: &mut Option<Lease>,
-        suspect_ours: bool,
-    ) -> Result<Associated, Stop> {
-        let alloc = &cand.allocation_id;
-        let mut maybe_ours = suspect_ours;
-        let mut attempt = 0u32;
-        loop {
-            // The lease gates *new* associations. Once an attempt may have applied, the retry
-            // (still AllowReassociation=false, so it can take nothing from anyone) is how we
-            // learn whether it did: giving up instead could leave the address on our interface
-            // with nobody using it.
-            let renewing = lease.as_mut().filter(|_| !maybe_ours);
-            if !self
-                .coord
-                .pace(&self.work, "mutating", plan::MUTATING_PACE, renewing)
-                .await?
-            {
+/// AssociateAddress with `AllowReassociation=false`, retried on passing failures while the
+/// lease allows.
+async fn associate(
+    m: &mut Means,
+    cand: &Address,
+    me: &Identity,
+    lease: &mut Option<Lease>,
+    suspect_ours: bool,
+) -> Result<Associated, Stop> {
+    let alloc = &cand.allocation_id;
+    let mut maybe_ours = suspect_ours;
+    let mut attempt = 0u32;
+    loop {
+        // The lease gates *new* associations. Once an attempt may have applied, the retry
+        // (still AllowReassociation=false, so it can take nothing from anyone) is how we
+        // learn whether it did: giving up instead could leave the address on our interface
+        // with nobody using it.
+        let renewing = lease.as_mut().filter(|_| !maybe_ours);
+        if !m
+            .coord
+            .pace(&m.work, "mutating", plan::MUTATING_PACE, renewing)
+            .await?
+        {
+            return Ok(Associated::GaveUp(Attempt::Busy));
+        }
+        if let Some(l) = lease.as_mut().filter(|_| !maybe_ours) {
+            if !m.coord.renew(&m.work, l).await? {
                 return Ok(Associated::GaveUp(Attempt::Busy));
             }
-            if let Some(l) = lease.as_mut().filter(|_| !maybe_ours) {
-                if !self.coord.renew(&self.work, l).await? {
-                    return Ok(Associated::GaveUp(Attempt::Busy));
-                }
-                let left = l.valid_until.saturating_duration_since(Instant::now());
-                if !plan::lease_allows(left, self.ec2.call_timeout(), plan::LEASE_MARGIN) {
-                    warn!(allocation_id = %alloc, lease_left_ms = left.as_millis() as u64, "lease too short for another EC2 call; stopping before associating");
-                    return Ok(Associated::GaveUp(Attempt::Transient));
-                }
+            let left = l.valid_until.saturating_duration_since(Instant::now());
+            if !plan::lease_allows(left, m.ec2.call_timeout(), plan::LEASE_MARGIN) {
+                warn!(allocation_id = %alloc, lease_left_ms = left.as_millis() as u64, "lease too short for another EC2 call; stopping before associating");
+                return Ok(Associated::GaveUp(Attempt::Transient));
             }
-            match self
-                .work
-                .bounded(self.ec2.associate(alloc, &me.eni, me.private_ip))
-                .await?
-            {
-                Ok(assoc) => return Ok(Associated::New(assoc)),
-                Err(Ec2Error::AlreadyAssociated(_)) => {
-                    if maybe_ours {
-                        match self.holder(alloc, me).await? {
-                            Holder::Me(addr) => return Ok(Associated::Adopted(*addr)),
-                            Holder::Other => {}
-                            // Whoever held it let go: it may be free now; try it again later.
-                            Holder::Nobody => return Ok(Associated::GaveUp(Attempt::Transient)),
-                        }
+        }
+        match m
+            .work
+            .bounded(m.ec2.associate(alloc, &me.eni, me.private_ip))
+            .await?
+        {
+            Ok(assoc) => return Ok(Associated::New(assoc)),
+            Err(Ec2Error::AlreadyAssociated(_)) => {
+                if maybe_ours {
+                    match holder(m, alloc, me).await? {
+                        Holder::Me(addr) => return Ok(Associated::Adopted(*addr)),
+                        Holder::Other => {}
+                        // Whoever held it let go: it may be free now; try it again later.
+                        Holder::Nobody => return Ok(Associated::GaveUp(Attempt::Transient)),
                     }
-                    debug!(allocation_id = %alloc, "taken (Resource.AlreadyAssociated)");
-                    self.coord.mark_taken(alloc).await;
-                    return Ok(Associated::GaveUp(Attempt::Taken));
                 }
-                Err(Ec2Error::AllocationNotFound(_)) => {
-                    return Ok(Associated::GaveUp(Attempt::Taken))
-                }
-                Err(e) if e.is_transient() => {
-                    maybe_ours |= e.maybe_applied();
-                    self.work.note(&e);
-                    self.work.sleep(Budget::backoff(attempt)).await?;
-                    attempt += 1;
-                }
-                Err(e) => return Err(Stop::Fatal(e.into())),
+                debug!(allocation_id = %alloc, "taken (Resource.AlreadyAssociated)");
+                m.coord.mark_taken(alloc).await;
+                return Ok(Associated::GaveUp(Attempt::Taken));
             }
+            Err(Ec2Error::AllocationNotFound(_)) => return Ok(Associated::GaveUp(Attempt::Taken)),
+            Err(e) if e.is_transient() => {
+                maybe_ours |= e.maybe_applied();
+                m.work.note(&e);
+                m.work.sleep(Budget::backoff(attempt)).await?;
+                attempt += 1;
+            }
+            Err(e) => return Err(Stop::Fatal(e.into())),
         }
     }
+}
 
-    /// After `Resource.AlreadyAssociated` on an address we may have associated ourselves (an
-    /// answer was lost, or a crashed run did it): poll, in our slot of the herd's describe rate,
-    /// until EC2 shows the holder, or shows it free past EC2's consistency bound (whoever held
-    /// it let go).
-    async fn holder(&mut self, alloc: &AllocationId, me: &Identity) -> Result<Holder, Stop> {
-        let since = Instant::now();
-        let mut poll = 0;
-        loop {
-            self.coord.describe_slot(&self.work).await?;
-            let ec2 = self.ec2.clone();
-            let seen = self
-                .work
-                .retry("find holder", || ec2.describe_address(alloc))
-                .await?;
-            match (
-                plan::after_holder_look(standing(seen.as_ref(), me), since.elapsed()),
-                seen,
-            ) {
-                (HolderLook::Ours, Some(a)) => return Ok(Holder::Me(Box::new(a))),
-                (HolderLook::Ours | HolderLook::NotOurs, _) => return Ok(Holder::Other),
-                (HolderLook::NobodysNow, _) => return Ok(Holder::Nobody),
-                (HolderLook::LookAgain, _) => {} // stale: not visible yet
-            }
-            self.work.sleep(plan::validation_delay(poll)).await?;
-            poll += 1;
+/// After `Resource.AlreadyAssociated` on an address we may have associated ourselves (an
+/// answer was lost, or a crashed run did it): poll, in our slot of the herd's describe rate,
+/// until EC2 shows the holder, or shows it free past EC2's consistency bound (whoever held
+/// it let go).
+async fn holder(m: &mut Means, alloc: &AllocationId, me: &Identity) -> Result<Holder, Stop> {
+    let since = Instant::now();
+    let mut poll = 0;
+    loop {
+        m.coord.describe_slot(&m.work).await?;
+        let ec2 = m.ec2.clone();
+        let seen = m
+            .work
+            .retry("find holder", || ec2.describe_address(alloc))
+            .await?;
+        match (
+            plan::after_holder_look(standing(seen.as_ref(), me), since.elapsed()),
+            seen,
+        ) {
+            (HolderLook::Ours, Some(a)) => return Ok(Holder::Me(Box::new(a))),
+            (HolderLook::Ours | HolderLook::NotOurs, _) => return Ok(Holder::Other),
+            (HolderLook::NobodysNow, _) => return Ok(Holder::Nobody),
+            (HolderLook::LookAgain, _) => {} // stale: not visible yet
         }
+        m.work.sleep(plan::validation_delay(poll)).await?;
+        poll += 1;
     }
 }

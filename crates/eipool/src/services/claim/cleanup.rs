@@ -6,7 +6,7 @@
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use super::coordination::Coordination;
+use super::Means;
 use crate::adapters::aws::Ec2;
 use crate::pure::classify::standing;
 use crate::pure::identity::Identity;
@@ -63,12 +63,7 @@ pub(super) async fn disassociate_quietly(ec2: &Ec2, cleanup: &Budget, assoc: &As
 
 /// Undo a finished claim (used when its result cannot be delivered): disassociate it, and
 /// clear its Redis records so that the next claim can take it at once.
-pub(super) async fn give_back(
-    ec2: &Ec2,
-    cleanup: &Budget,
-    coord: &Coordination,
-    claimed: &Claimed,
-) {
-    disassociate_quietly(ec2, cleanup, &claimed.association_id).await;
-    coord.forget(cleanup, claimed).await;
+pub(super) async fn give_back(m: &Means, claimed: &Claimed) {
+    disassociate_quietly(&m.ec2, &m.cleanup, &claimed.association_id).await;
+    m.coord.forget(&m.cleanup, claimed).await;
 }

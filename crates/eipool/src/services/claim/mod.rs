@@ -5,7 +5,8 @@
 //! Every await is bounded by the deadline and the cancellation token. Anything taken on the way
 //! (a lease, an association) is given back before an error is returned.
 //!
-//! One concept per file: [`protocol`] (the claimer and its passes over the candidates),
+//! One concept per file: [`protocol`] (the claimer and its passes over the candidates: the only
+//! `impl` with state; every step below is a plain function over [`Means`]),
 //! [`coordination`] (with or without Redis: leases, the pace, the shared listing, markers, the
 //! cool-down; nothing else asks whether Redis answers), [`listing`] (our own listing or the
 //! herd's), [`occupant`] (what already holds our private IP), [`attempt`] (one candidate:
@@ -26,15 +27,17 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::adapters::aws::Ec2;
 use crate::adapters::redis::RedisTarget;
 use crate::pure::error::Error;
 use crate::pure::identity::{Identity, IdentitySource};
 use crate::pure::ids::AllocationId;
 use crate::services::context::Context;
-use crate::support::budget::{Interrupt, Stopped};
+use crate::support::budget::{Budget, Interrupt, Stopped};
 use crate::support::metrics;
 use crate::support::output::{self, Claimed};
 
+use coordination::Coordination;
 use protocol::Claimer;
 
 /// Everything a claim needs, validated.
@@ -58,6 +61,22 @@ pub(crate) struct ClaimConfig {
     pub(crate) lease: Duration,
     /// Timeout of each EC2 call.
     pub(crate) call_timeout: Duration,
+}
+
+/// What each step of a claim acts through: EC2, the coordination with the herd, and the two
+/// budgets. [`protocol`]'s claimer owns it and hands it to the steps, which are plain functions:
+/// [`listing`], [`occupant`], [`attempt`], [`validate`], [`cleanup`].
+struct Means {
+    ec2: Ec2,
+    /// With or without Redis: the only one that knows which.
+    coord: Coordination,
+    /// The pool name (value of the `eipool:pool` tag).
+    pool: String,
+    /// The budget for claiming: ends before the overall deadline, leaving the rest for cleanup.
+    work: Budget,
+    /// The budget for giving back what a failing claim took: the overall deadline, deaf to
+    /// signals.
+    cleanup: Budget,
 }
 
 /// Why the protocol stopped early.
@@ -116,15 +135,14 @@ async fn run_inner(
     if let Some(out) = &cfg.output {
         check_output(out)?;
     }
-    let mut claimer = Claimer::new(ctx, cfg, started, cancel);
-    claimer.prefer = prefer.cloned();
+    let mut claimer = Claimer::new(ctx, cfg, prefer.cloned(), started, cancel);
     let mut claimed = claimer.claim(me).await?;
     claimed.elapsed_ms = started.elapsed().as_millis() as u64;
     if let Some(out) = &cfg.output {
         if let Err(e) = output::write_atomically(out, &claimed.env_file()) {
             // The media server would never learn its address: give it back rather than leak it.
             if !claimed.reused {
-                cleanup::give_back(&claimer.ec2, &claimer.cleanup, &claimer.coord, &claimed).await;
+                cleanup::give_back(&claimer.m, &claimed).await;
             }
             return Err(Error::usage(format!(
                 "--output {}: cannot write the env file: {e}",

@@ -4,103 +4,96 @@
 
 use tracing::{debug, warn};
 
-use super::protocol::Claimer;
-use super::Stop;
+use super::{Means, Stop};
 use crate::adapters::aws::Imds;
 use crate::pure::address::{Address, Occupant, PublicMapping};
 use crate::pure::classify;
 use crate::pure::identity::Identity;
 
-impl Claimer {
-    /// What holds `me`'s private IP: the node's own view from IMDSv2 when we know our MAC (no
-    /// EC2 call), else the interface as EC2 describes it. An unknown public IP costs one
-    /// DescribeAddresses by public IP, to tell an Elastic IP from an ephemeral address.
-    pub(super) async fn occupant(
-        &mut self,
-        me: &Identity,
-        listing: &[Address],
-    ) -> Result<Occupant, Stop> {
-        let mappings = self.public_mappings(me).await?;
-        for m in mappings.iter().filter(|m| m.private_ip == me.private_ip) {
-            let in_pool = listing.iter().find(|a| a.public_ip == m.public_ip);
-            if in_pool.is_some() {
-                return Ok(classify::occupant(in_pool, None, &self.pool));
-            }
-            let eip = match &m.allocation_id {
-                // The interface view names it: look it up for its pool tag.
-                Some(alloc) => {
-                    let ec2 = self.ec2.clone();
-                    self.work
-                        .retry("look up occupant", || ec2.describe_address(alloc))
-                        .await?
-                }
-                // IMDSv2 does not say whether it is an Elastic IP: ask EC2.
-                None if m.from_imds => {
-                    self.coord.describe_slot(&self.work).await?;
-                    let (ec2, ip) = (self.ec2.clone(), m.public_ip);
-                    self.work
-                        .retry("look up occupant", || ec2.describe_public_ip(ip))
-                        .await?
-                }
-                // EC2's interface view shows no allocation: an ephemeral public IP.
-                None => None,
-            };
-            let found = classify::occupant(None, eip.as_ref(), &self.pool);
-            debug!(public_ip = %m.public_ip, occupant = %found, "our private IP already has a public IP");
-            if found != Occupant::Free {
-                return Ok(found);
-            }
+/// What holds `me`'s private IP: the node's own view from IMDSv2 when we know our MAC (no EC2
+/// call), else the interface as EC2 describes it. An unknown public IP costs one
+/// DescribeAddresses by public IP, to tell an Elastic IP from an ephemeral address.
+pub(super) async fn occupant(
+    m: &mut Means,
+    me: &Identity,
+    listing: &[Address],
+) -> Result<Occupant, Stop> {
+    let mappings = public_mappings(m, me).await?;
+    for seen in mappings.iter().filter(|s| s.private_ip == me.private_ip) {
+        let in_pool = listing.iter().find(|a| a.public_ip == seen.public_ip);
+        if in_pool.is_some() {
+            return Ok(classify::occupant(in_pool, None, &m.pool));
         }
-        Ok(Occupant::Free)
+        let eip = match &seen.allocation_id {
+            // The interface view names it: look it up for its pool tag.
+            Some(alloc) => {
+                let ec2 = m.ec2.clone();
+                m.work
+                    .retry("look up occupant", || ec2.describe_address(alloc))
+                    .await?
+            }
+            // IMDSv2 does not say whether it is an Elastic IP: ask EC2.
+            None if seen.from_imds => {
+                m.coord.describe_slot(&m.work).await?;
+                let (ec2, ip) = (m.ec2.clone(), seen.public_ip);
+                m.work
+                    .retry("look up occupant", || ec2.describe_public_ip(ip))
+                    .await?
+            }
+            // EC2's interface view shows no allocation: an ephemeral public IP.
+            None => None,
+        };
+        let found = classify::occupant(None, eip.as_ref(), &m.pool);
+        debug!(public_ip = %seen.public_ip, occupant = %found, "our private IP already has a public IP");
+        if found != Occupant::Free {
+            return Ok(found);
+        }
     }
+    Ok(Occupant::Free)
+}
 
-    /// The public IPs mapped to the interface's private IPs, with where the answer came from.
-    async fn public_mappings(&mut self, me: &Identity) -> Result<Vec<Seen>, Stop> {
-        if let Some(mac) = &me.mac {
-            match self
-                .work
-                .bounded(Imds::new().ipv4_associations(mac))
-                .await?
-            {
-                Ok(pairs) => {
-                    return Ok(pairs
-                        .into_iter()
-                        .map(|(public_ip, private_ip)| Seen {
-                            private_ip,
-                            public_ip,
-                            allocation_id: None,
-                            from_imds: true,
-                        })
-                        .collect())
-                }
-                Err(e) => {
-                    warn!(error = %e, "IMDSv2 did not say what our interface holds; asking EC2")
-                }
+/// The public IPs mapped to the interface's private IPs, with where the answer came from.
+async fn public_mappings(m: &mut Means, me: &Identity) -> Result<Vec<Seen>, Stop> {
+    if let Some(mac) = &me.mac {
+        match m.work.bounded(Imds::new().ipv4_associations(mac)).await? {
+            Ok(pairs) => {
+                return Ok(pairs
+                    .into_iter()
+                    .map(|(public_ip, private_ip)| Seen {
+                        private_ip,
+                        public_ip,
+                        allocation_id: None,
+                        from_imds: true,
+                    })
+                    .collect())
+            }
+            Err(e) => {
+                warn!(error = %e, "IMDSv2 did not say what our interface holds; asking EC2")
             }
         }
-        self.coord.describe_slot(&self.work).await?;
-        let ec2 = self.ec2.clone();
-        let iface = self
-            .work
-            .retry("describe interface", || ec2.describe_interface(&me.eni))
-            .await?;
-        Ok(iface
-            .public
-            .into_iter()
-            .map(
-                |PublicMapping {
-                     private_ip,
-                     public_ip,
-                     allocation_id,
-                 }| Seen {
-                    private_ip,
-                    public_ip,
-                    allocation_id,
-                    from_imds: false,
-                },
-            )
-            .collect())
     }
+    m.coord.describe_slot(&m.work).await?;
+    let ec2 = m.ec2.clone();
+    let iface = m
+        .work
+        .retry("describe interface", || ec2.describe_interface(&me.eni))
+        .await?;
+    Ok(iface
+        .public
+        .into_iter()
+        .map(
+            |PublicMapping {
+                 private_ip,
+                 public_ip,
+                 allocation_id,
+             }| Seen {
+                private_ip,
+                public_ip,
+                allocation_id,
+                from_imds: false,
+            },
+        )
+        .collect())
 }
 
 /// A public IP on one of our private IPs.

@@ -8,36 +8,27 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::attempt::Attempt;
+use super::attempt::{self, Attempt};
 use super::coordination::Coordination;
-use super::{ClaimConfig, Stop};
-use crate::adapters::aws::Ec2;
+use super::{listing, occupant, validate, ClaimConfig, Means, Stop};
 use crate::pure::address::{Address, Occupant, POOL_TAG};
 use crate::pure::error::Error;
 use crate::pure::identity::Identity;
-use crate::pure::ids::{AllocationId, AssociationId};
+use crate::pure::ids::AllocationId;
 use crate::pure::plan::{self, AfterDeadline, AfterPass, PassTally};
 use crate::services::context::Context;
 use crate::support::budget::{Budget, Interrupt};
 use crate::support::output::Claimed;
 
-/// One claim in progress: its EC2 client, its coordination with the herd, its budgets, and what
-/// it has learnt.
+/// One claim in progress: what its steps act through, and what it has learnt.
 pub(super) struct Claimer {
-    pub(super) ec2: Ec2,
-    /// With or without Redis: the only one that knows which.
-    pub(super) coord: Coordination,
-    pub(super) pool: String,
-    pub(super) started: Instant,
-    /// The budget for claiming: ends before the overall deadline, leaving the rest for cleanup.
-    pub(super) work: Budget,
-    /// The budget for giving back what a failing claim took: the overall deadline, deaf to
-    /// signals.
-    pub(super) cleanup: Budget,
-    pub(super) rng: StdRng,
-    pub(super) pool_size: usize,
+    /// EC2, the coordination with the herd, the budgets: handed to each step.
+    pub(super) m: Means,
+    started: Instant,
+    rng: StdRng,
+    pool_size: usize,
     /// An address to try first when it is free.
-    pub(super) prefer: Option<AllocationId>,
+    prefer: Option<AllocationId>,
 }
 
 /// How a round of passes over one listing ended without a win.
@@ -52,20 +43,24 @@ impl Claimer {
     pub(super) fn new(
         ctx: &Context,
         cfg: &ClaimConfig,
+        prefer: Option<AllocationId>,
         started: Instant,
         cancel: CancellationToken,
     ) -> Self {
         let deadline = started + cfg.timeout;
         Claimer {
-            ec2: ctx.ec2.clone(),
-            coord: Coordination::new(ctx.redis.clone(), cfg.require_lock, cfg.lease),
-            pool: cfg.pool.clone(),
+            m: Means {
+                ec2: ctx.ec2.clone(),
+                coord: Coordination::new(ctx.redis.clone(), cfg.require_lock, cfg.lease),
+                pool: cfg.pool.clone(),
+                // Claiming ends before the overall deadline, leaving the rest for cleanup.
+                work: Budget::new(deadline - plan::cleanup_reserve(cfg.timeout), cancel),
+                cleanup: Budget::cleanup(deadline),
+            },
             started,
-            work: Budget::new(deadline - plan::cleanup_reserve(cfg.timeout), cancel),
-            cleanup: Budget::cleanup(deadline),
             rng: StdRng::from_os_rng(),
             pool_size: 0,
-            prefer: None,
+            prefer,
         }
     }
 
@@ -73,10 +68,13 @@ impl Claimer {
     /// a time (the interface lease, when Redis answers).
     pub(super) async fn claim(&mut self, me: &Identity) -> Result<Claimed, Error> {
         let mut last_tally = None;
-        let result = match self.coord.lock_interface(&self.work, me).await {
+        let result = match self.m.coord.lock_interface(&self.m.work, me).await {
             Ok(guard) => {
                 let result = self.claim_inner(me, &mut last_tally).await;
-                self.coord.unlock_interface(&self.cleanup, guard, me).await;
+                self.m
+                    .coord
+                    .unlock_interface(&self.m.cleanup, guard, me)
+                    .await;
                 result
             }
             Err(stop) => Err(stop),
@@ -88,7 +86,7 @@ impl Claimer {
             Err(Stop::Interrupted(Interrupt::Deadline)) => {
                 Err(match plan::deadline_verdict(last_tally) {
                     AfterDeadline::Exhausted => self.exhausted(),
-                    AfterDeadline::Temporary => self.work.error(Interrupt::Deadline),
+                    AfterDeadline::Temporary => self.m.work.error(Interrupt::Deadline),
                 })
             }
         }
@@ -96,7 +94,7 @@ impl Claimer {
 
     pub(super) fn exhausted(&self) -> Error {
         Error::Exhausted {
-            pool: self.pool.clone(),
+            pool: self.m.pool.clone(),
             size: self.pool_size,
             elapsed: self.started.elapsed(),
             tag: POOL_TAG,
@@ -108,14 +106,14 @@ impl Claimer {
         me: &Identity,
         last_tally: &mut Option<PassTally>,
     ) -> Result<Claimed, Stop> {
-        info!(eni = %me.eni, private_ip = %me.private_ip, pool = %self.pool, "claiming");
+        info!(eni = %me.eni, private_ip = %me.private_ip, pool = %self.m.pool, "claiming");
 
         // A re-run after a crash: Redis remembers what this interface was taking, which a stale
         // DescribeAddresses may not show yet. Try that one first, as possibly ours.
-        let mut suspect = self.coord.intent(&self.work, me).await?;
+        let mut suspect = self.m.coord.intent(&self.m.work, me).await?;
         let mut allow_shared = true;
         loop {
-            let (listing, shared) = self.list_pool(allow_shared).await?;
+            let (listing, shared) = listing::list_pool(&mut self.m, allow_shared).await?;
             self.pool_size = listing.len();
             let mine: Vec<&Address> = listing.iter().filter(|a| a.held_by_me(me)).collect();
             if shared
@@ -137,8 +135,8 @@ impl Claimer {
                 }
                 info!(public_ip = %a.public_ip, allocation_id = %a.allocation_id, "already held: adopting");
                 let a = (*a).clone();
-                self.record_holder(&a, me).await;
-                return self.report(&a, me, None, true);
+                validate::record_holder(&self.m, &a, me).await;
+                return validate::report(&a, me, true);
             }
             if listing.is_empty() {
                 return Err(Stop::Fatal(self.exhausted()));
@@ -151,7 +149,7 @@ impl Claimer {
                 .collect();
             // AWS replaces an Elastic IP already on our private IP: look before associating.
             if !free.is_empty() {
-                match self.occupant(me, &listing).await? {
+                match occupant::occupant(&mut self.m, me, &listing).await? {
                     Occupant::Free => {}
                     Occupant::Pool(alloc) if shared => {
                         debug!(allocation_id = %alloc, "our private IP holds a pool address; listing the pool ourselves");
@@ -167,7 +165,7 @@ impl Claimer {
                         return Err(Stop::Fatal(Error::usage(format!(
                             "private IP {} of {} already holds Elastic IP {public_ip} ({allocation_id}), which is not in pool {:?}; \
                              eipool never displaces it. Disassociate it if it is not needed, or claim for another --private-ip",
-                            me.private_ip, me.eni, self.pool
+                            me.private_ip, me.eni, self.m.pool
                         ))))
                     }
                 }
@@ -219,7 +217,7 @@ impl Claimer {
             let mut rest = order.into_iter();
             while let Some(cand) = rest.next() {
                 let suspect_ours = suspect == Some(&cand.allocation_id);
-                match self.attempt(&cand, me, suspect_ours).await? {
+                match attempt::attempt(&mut self.m, &cand, me, suspect_ours).await? {
                     Attempt::Won(c) => return Ok(Ok(c)),
                     Attempt::Displaced => return Ok(Err(Outcome::Relist)),
                     // A marker only hides an address from a listing older than it; ours was
@@ -232,7 +230,7 @@ impl Claimer {
                     Attempt::Taken => {
                         // Without Redis, each "taken" cost a mutating call. After a few, a fresh
                         // listing (below) is cheaper than trying the rest of a stale one.
-                        if !self.coord.knows_what_others_took() {
+                        if !self.m.coord.knows_what_others_took() {
                             taken_blind += 1;
                             if plan::relist_without_redis(taken_blind) {
                                 let unseen: Vec<Address> = rest.collect();
@@ -257,8 +255,9 @@ impl Claimer {
                 AfterPass::Exhausted => return Ok(Err(Outcome::Exhausted)),
                 AfterPass::AskEc2 => {
                     let (cleared, waiting) = self
+                        .m
                         .coord
-                        .settle_masked(&self.work, &self.ec2, masked)
+                        .settle_masked(&self.m.work, &self.m.ec2, masked)
                         .await?;
                     *last_tally = Some(PassTally {
                         busy: cleared.len() + waiting.len(),
@@ -275,7 +274,7 @@ impl Claimer {
                             ?wait,
                             "EC2 shows masked addresses free; waiting for their markers to age"
                         );
-                        self.work.sleep(wait).await?;
+                        self.m.work.sleep(wait).await?;
                     }
                     again = cleared;
                     again.extend(waiting.into_iter().map(|(a, _)| a));
@@ -290,17 +289,17 @@ impl Claimer {
                     );
                     // Masked addresses wait for EC2's word like busy ones wait for their lease.
                     again.extend(masked.into_iter().map(|(a, _)| a));
-                    self.work.sleep(Budget::backoff(pass)).await?;
+                    self.m.work.sleep(Budget::backoff(pass)).await?;
                     pass += 1;
-                    if !self.coord.knows_what_others_took() {
+                    if !self.m.coord.knows_what_others_took() {
                         // Without Redis nobody tells us what the others took: one fresh listing
                         // beats trying every address blind under EC2's mutating-call budget.
-                        let listing = self.list_own().await?;
+                        let listing = listing::list_own(&mut self.m).await?;
                         if let Some(a) = listing.iter().find(|a| a.held_by_me(me)) {
                             info!(public_ip = %a.public_ip, allocation_id = %a.allocation_id, "the listing shows an address on this interface: adopting");
                             let a = a.clone();
-                            self.record_holder(&a, me).await;
-                            return self.report(&a, me, None, true).map(Ok);
+                            validate::record_holder(&self.m, &a, me).await;
+                            return validate::report(&a, me, true).map(Ok);
                         }
                         again = listing
                             .into_iter()
@@ -311,32 +310,5 @@ impl Claimer {
             }
             order = plan::candidate_order(&again, &mut self.rng);
         }
-    }
-
-    /// The report of a won address: `a` as EC2 showed it on our interface, under `assoc` (or
-    /// the association EC2 showed).
-    pub(super) fn report(
-        &self,
-        a: &Address,
-        me: &Identity,
-        assoc: Option<AssociationId>,
-        reused: bool,
-    ) -> Result<Claimed, Stop> {
-        let Some(association_id) = assoc.or_else(|| a.association.as_ref().map(|x| x.id.clone()))
-        else {
-            return Err(Stop::Fatal(Error::Internal(format!(
-                "{} was to be reported as ours but shows no association",
-                a.allocation_id
-            ))));
-        };
-        Ok(Claimed {
-            public_ip: a.public_ip,
-            allocation_id: a.allocation_id.clone(),
-            association_id,
-            network_interface_id: me.eni.clone(),
-            private_ip: me.private_ip,
-            reused,
-            elapsed_ms: self.started.elapsed().as_millis() as u64,
-        })
     }
 }
