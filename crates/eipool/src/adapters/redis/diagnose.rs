@@ -4,7 +4,7 @@
 
 use redis::AsyncCommands;
 
-use super::connect::Topology;
+use super::failures::Topology;
 use super::scripts::PROBE;
 use super::{Redis, RedisError};
 

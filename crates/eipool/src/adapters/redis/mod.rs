@@ -29,11 +29,13 @@
 
 mod connect;
 mod diagnose;
+mod failures;
 mod leases;
 mod listing;
 mod pace;
 mod records;
 mod scripts;
+mod target;
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -41,10 +43,10 @@ use std::time::Duration;
 
 use tokio::sync::OnceCell;
 
-pub(crate) use connect::Topology;
-pub use connect::{RedisTarget, TlsFiles};
+pub(crate) use failures::Topology;
 pub(crate) use leases::{Acquire, Lease};
 pub use listing::SharedListing;
+pub use target::{RedisTarget, TlsFiles};
 
 use connect::Conn;
 
@@ -248,11 +250,11 @@ impl Redis {
             .await
     }
 
-    /// [`connect::sort`], except that READONLY from one node is a replica endpoint only when a
+    /// [`failures::sort`], except that READONLY from one node is a replica endpoint only when a
     /// fresh connection lands on a replica too: a connection to a primary demoted by a failover
     /// gets READONLY until it is replaced, and that passes.
     async fn sorted(&self, e: &redis::RedisError, topology: Topology) -> RedisError {
-        let sorted = connect::sort(e, topology);
+        let sorted = failures::sort(e, topology);
         if !(matches!(sorted, RedisError::Misconfigured(_))
             && e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly))
         {

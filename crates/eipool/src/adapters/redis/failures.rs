@@ -1,0 +1,256 @@
+//! Every Redis failure sorted into one of two kinds: Redis *unavailable* (down, slow, failing
+//! over: a claim goes on without it for a while) or Redis *misconfigured* (it answers but can
+//! never work: refused credentials, missing ACL permissions, a read-only replica, an untrusted
+//! certificate — the command stops at once with exit 2 and what to fix). Also what one node
+//! answers when asked whether it is a cluster, and the ACL rule eipool needs.
+
+use redis::{ErrorKind, RedisError as ClientError, ServerErrorKind};
+
+use super::target::RedisTarget;
+use super::RedisError;
+use crate::pure::secret::{percent_encoding_hint, redact_url};
+
+/// What the server at `--redis-url` turned out to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Topology {
+    /// One node (with or without replicas behind it).
+    Single,
+    /// A Redis Cluster: keys are spread over shards by hash slot.
+    Cluster,
+}
+
+/// Whether a failed CLUSTER INFO was Redis saying it is not a cluster (or will not say).
+pub(super) fn says_single_node(e: &ClientError) -> bool {
+    if is_auth(e) {
+        return false;
+    }
+    let text = e.to_string();
+    e.kind() == ErrorKind::Server(ServerErrorKind::NoPerm)
+        || text.contains("cluster support disabled")
+        || text.contains("unknown command")
+        || text.contains("unknown subcommand")
+}
+
+fn is_auth(e: &ClientError) -> bool {
+    e.kind() == ErrorKind::AuthenticationFailed
+        || matches!(e.code(), Some("NOAUTH") | Some("WRONGPASS"))
+}
+
+/// The permissions eipool's Redis user needs, as an ACL rule (README, "Redis").
+pub(crate) const ACL_RULE: &str = "~eipool:* +evalsha +eval +script|load +get +mget +hgetall +hdel +ping +cluster|info +cluster|slots +cluster|keyslot +role +set +pexpire +incr +del +exists +hset +time";
+
+/// Sort a Redis failure: misconfiguration (it answers but can never work) or unavailability.
+/// `topology` is what the connection is: a READONLY or MOVED answer means a misconfiguration
+/// only on a single-node connection (a cluster connection follows them).
+pub(super) fn sort(e: &ClientError, topology: Topology) -> RedisError {
+    let text = redact_url(&e.to_string());
+    let misconfigured = |what: String| RedisError::Misconfigured(what);
+    if is_auth(e) {
+        return misconfigured(format!(
+            "Redis refused the credentials ({text}). Put the user and password in the URL as rediss://USER:PASSWORD@HOST:PORT ({}); ElastiCache: the AUTH token, or the ACL user's password",
+            percent_encoding_hint()
+        ));
+    }
+    match e.kind() {
+        ErrorKind::Server(ServerErrorKind::NoPerm) => {
+            return misconfigured(format!(
+                "the Redis user lacks a permission eipool needs ({text}). Grant it: ACL SETUSER <user> {ACL_RULE}"
+            ))
+        }
+        ErrorKind::Server(ServerErrorKind::ReadOnly) if topology == Topology::Single => {
+            return misconfigured(format!(
+                "--redis-url points at a read-only replica ({text}). Use the primary endpoint (ElastiCache: the primary endpoint, or the configuration endpoint in cluster mode)"
+            ))
+        }
+        ErrorKind::Server(ServerErrorKind::Moved | ServerErrorKind::Ask)
+            if topology == Topology::Single =>
+        {
+            return misconfigured(format!(
+                "Redis is a cluster, but it answered CLUSTER INFO with an error, so eipool took it for one node ({text}). Allow the user +cluster|info and +cluster|slots"
+            ))
+        }
+        ErrorKind::InvalidClientConfig => return misconfigured(text),
+        _ => {}
+    }
+    if text.contains("unknown command") {
+        return misconfigured(format!(
+            "this Redis does not offer a command eipool needs ({text}): eipool needs Lua scripting (EVALSHA, EVAL, SCRIPT LOAD)"
+        ));
+    }
+    if text.contains("invalid peer certificate")
+        || text.contains("UnknownIssuer")
+        || text.contains("NotValidForName")
+    {
+        return misconfigured(format!(
+            "Redis's TLS certificate is not trusted ({text}). Give the CA that signed it with --redis-ca-file (PEM), and connect by a name the certificate holds"
+        ));
+    }
+    if text.contains("CertificateRequired")
+        || text.contains("certificate required")
+        || text.contains("BadCertificate")
+        || text.contains("UnknownCA")
+    {
+        return misconfigured(format!(
+            "Redis refused our TLS client certificate, or needs one ({text}). Give --redis-client-cert and --redis-client-key signed by the CA Redis trusts"
+        ));
+    }
+    if text.contains("corrupt message") || text.contains("InvalidContentType") {
+        return misconfigured(format!(
+            "TLS failed ({text}): the port does not speak TLS. Use redis:// for a plain port, rediss:// for a TLS one"
+        ));
+    }
+    RedisError::Unavailable(text)
+}
+
+/// A connection that got no TLS answer, or that the server dropped at once, may be the URL's
+/// scheme not matching the port: say so (it stays a passing failure: a slow or flaky network
+/// looks the same).
+pub(super) fn with_scheme_hint(
+    sorted: RedisError,
+    target: &RedisTarget,
+    e: &ClientError,
+) -> RedisError {
+    let RedisError::Unavailable(text) = sorted else {
+        return sorted;
+    };
+    let hint = if target.tls && (e.is_timeout() || text.contains("timed out")) {
+        "; no TLS handshake answer: if this port does not speak TLS, use redis://"
+    } else if !target.tls && (e.is_connection_dropped() || text.contains("reset")) {
+        "; the server closed the connection: if this port speaks TLS, use rediss://"
+    } else {
+        ""
+    };
+    RedisError::Unavailable(format!("{text}{hint}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(code: &str, detail: &str) -> ClientError {
+        redis::RedisError::from((
+            ErrorKind::Server(match code {
+                "NOPERM" => ServerErrorKind::NoPerm,
+                "READONLY" => ServerErrorKind::ReadOnly,
+                "MOVED" => ServerErrorKind::Moved,
+                _ => ServerErrorKind::ResponseError,
+            }),
+            "An error was signalled by the server",
+            detail.to_string(),
+        ))
+    }
+
+    #[test]
+    fn answers_that_can_never_work_are_misconfigurations() {
+        for (e, topology, says) in [
+            (
+                server("NOPERM", "no permissions to run the 'evalsha' command"),
+                Topology::Single,
+                "ACL SETUSER",
+            ),
+            (server("NOPERM", "x"), Topology::Cluster, "ACL SETUSER"),
+            (
+                server("READONLY", "You can't write against a read only replica."),
+                Topology::Single,
+                "primary endpoint",
+            ),
+            (
+                server("MOVED", "3999 127.0.0.1:7001"),
+                Topology::Single,
+                "+cluster|info",
+            ),
+            (
+                ClientError::from((
+                    ErrorKind::AuthenticationFailed,
+                    "Password authentication failed",
+                )),
+                Topology::Single,
+                "credentials",
+            ),
+            (
+                server("ERR", "unknown command 'EVALSHA'"),
+                Topology::Single,
+                "Lua scripting",
+            ),
+            (
+                ClientError::from(std::io::Error::other(
+                    "invalid peer certificate: UnknownIssuer",
+                )),
+                Topology::Single,
+                "--redis-ca-file",
+            ),
+            (
+                ClientError::from(std::io::Error::other(
+                    "received fatal alert: CertificateRequired",
+                )),
+                Topology::Single,
+                "--redis-client-cert",
+            ),
+            (
+                ClientError::from(std::io::Error::other(
+                    "received corrupt message of type InvalidContentType",
+                )),
+                Topology::Single,
+                "rediss://",
+            ),
+        ] {
+            match sort(&e, topology) {
+                RedisError::Misconfigured(m) => assert!(m.contains(says), "{m}"),
+                other => panic!("{e} sorted as {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn only_the_servers_own_answer_makes_it_one_node() {
+        for (e, single) in [
+            (
+                server("ERR", "This instance has cluster support disabled"),
+                true,
+            ),
+            (server("ERR", "unknown command 'CLUSTER'"), true),
+            (
+                server("NOPERM", "no permissions to run the 'cluster|info' command"),
+                true,
+            ),
+            (
+                ClientError::from(std::io::Error::from(std::io::ErrorKind::TimedOut)),
+                false,
+            ),
+            (
+                ClientError::from((
+                    ErrorKind::AuthenticationFailed,
+                    "Password authentication failed",
+                )),
+                false,
+            ),
+        ] {
+            assert_eq!(says_single_node(&e), single, "{e}");
+        }
+    }
+
+    #[test]
+    fn passing_trouble_is_unavailability() {
+        for (e, topology) in [
+            (
+                ClientError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)),
+                Topology::Single,
+            ),
+            (
+                ClientError::from(std::io::Error::from(std::io::ErrorKind::TimedOut)),
+                Topology::Cluster,
+            ),
+            // A cluster connection follows these itself; what still surfaces is a failover.
+            (
+                server("READONLY", "You can't write against a read only replica."),
+                Topology::Cluster,
+            ),
+            (server("MOVED", "3999 127.0.0.1:7001"), Topology::Cluster),
+        ] {
+            assert!(
+                matches!(sort(&e, topology), RedisError::Unavailable(_)),
+                "{e}"
+            );
+        }
+    }
+}
