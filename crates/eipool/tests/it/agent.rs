@@ -1,6 +1,7 @@
 //! The agent over a node's life, as shipped: the real binary with `--release-on-exit`, identity
 //! from IMDSv2 (the lab's stub answers from EC2's current state) or by flag. It keeps its
-//! address through an EC2 brownout, and a lost address reaches a real media server (coturn).
+//! address through an EC2 brownout, notices drift (readyz, reclaim, or exit 3 with
+//! `--on-drift exit`), releases on exit, and a lost address reaches a real media server (coturn).
 
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 use eipool_lab::chaos::{ChaosConfig, ChaosProxy};
 use eipool_lab::servers::free_port;
 
-use crate::harness::{eventually, moto, Agent, Lab};
+use crate::harness::{args, eventually, http_get, moto, Agent, Lab};
 
 /// Three agents asking the node (IMDSv2) and three asking EC2 (identity by flag), through 3×
 /// `--interval` each of EC2 answering 5xx, throttling everything, and not answering at all:
@@ -373,4 +374,138 @@ async fn the_agents_identity_lookup_waits_for_its_slot_of_the_herds_pace() {
         took >= Duration::from_secs(4),
         "the agent looked its interface up after {took:?}, before its slot (5 s)"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_notices_drift_fails_readyz_reclaims_and_releases_on_exit() {
+    let lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(3).await.unwrap();
+    lab.ec2.allocate(Some(&lab.pool), 2).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let agent = Agent::start(&lab, &nodes[0], false, dir.path(), &[]).await;
+    let pid = agent.child.id().unwrap().to_string();
+    eventually("the agent to be ready", Duration::from_secs(30), || {
+        agent.ready()
+    })
+    .await;
+    let first_ip = agent.public_ip();
+    let state = lab.ec2.pool_state(&lab.pool).await.unwrap();
+    let held = state
+        .values()
+        .find(|e| e.eni.as_deref() == Some(nodes[0].eni.as_str()))
+        .unwrap()
+        .clone();
+    assert_eq!(held.public_ip, first_ip);
+
+    // The other address goes to another node, then someone steals the agent's address by hand.
+    let other = lab.claim(&nodes[1], &[]).await.report().expect("claim");
+    lab.ec2
+        .associate_external(&held.allocation_id, &nodes[2].eni)
+        .await
+        .unwrap();
+    let why = eventually(
+        "/readyz to fail after the theft",
+        Duration::from_secs(5),
+        || agent.readyz(503),
+    )
+    .await;
+    assert!(why.contains("drift"), "{why}");
+    let (_, metrics) = http_get(agent.listen, "/metrics").await.unwrap();
+    assert!(metrics.contains("eipool_drift_total 1"), "{metrics}");
+
+    // Nothing is free: it stays unready. Free one, and it reclaims that one.
+    let mut r = lab.with_redis(&[]);
+    r.extend(args(&["--network-interface-id", &nodes[1].eni, "release"]));
+    assert_eq!(lab.run(&r).await.code, Some(0));
+    eventually("the agent to reclaim", Duration::from_secs(30), || {
+        agent.ready()
+    })
+    .await;
+    let second_ip = agent.public_ip();
+    assert_eq!(
+        second_ip, other.public_ip,
+        "the env file names the new address"
+    );
+    assert_ne!(second_ip, first_ip);
+    let state = lab.ec2.pool_state(&lab.pool).await.unwrap();
+    assert_eq!(
+        state[&other.allocation_id].eni.as_deref(),
+        Some(nodes[0].eni.as_str())
+    );
+    assert_eq!(
+        state[&held.allocation_id].eni.as_deref(),
+        Some(nodes[2].eni.as_str()),
+        "the thief's address is left alone"
+    );
+
+    // SIGTERM: releases, exits 0.
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(30), agent.child.wait_with_output())
+        .await
+        .expect("exits within the grace period")
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let state = lab.ec2.pool_state(&lab.pool).await.unwrap();
+    assert!(
+        state[&other.allocation_id].association_id.is_none(),
+        "released on exit"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_with_on_drift_exit_exits_3_when_its_address_is_taken() {
+    let lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(2).await.unwrap();
+    lab.ec2.allocate(Some(&lab.pool), 1).await.unwrap();
+    let listen: std::net::SocketAddr = ([127, 0, 0, 1], free_port().unwrap()).into();
+    let listen_s = listen.to_string();
+    let mut a = lab.with_redis(&[]);
+    a.extend(args(&[
+        "--network-interface-id",
+        &nodes[0].eni,
+        "agent",
+        "--interval",
+        "1s",
+        "--listen",
+        &listen_s,
+        "--on-drift",
+        "exit",
+    ]));
+    let agent = lab.env.command(&a).spawn().unwrap();
+    eventually(
+        "the agent to be ready",
+        Duration::from_secs(30),
+        || async move {
+            http_get(listen, "/readyz")
+                .await
+                .ok()
+                .filter(|(c, _)| *c == 200)
+        },
+    )
+    .await;
+    let state = lab.ec2.pool_state(&lab.pool).await.unwrap();
+    let alloc = state.keys().next().unwrap().clone();
+    lab.ec2
+        .associate_external(&alloc, &nodes[1].eni)
+        .await
+        .unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(10), agent.wait_with_output())
+        .await
+        .expect("exits within two intervals")
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("drift"));
 }

@@ -396,3 +396,124 @@ fn the_checker_sees_imports_of_every_shape() {
     edges.insert((v("c"), v("a")), String::new());
     assert_eq!(cycles(&edges), vec![vec!["a", "b", "c"]]);
 }
+
+/// What ARCHITECTURE.md cites in backticks that looks like a file (`protocol.rs`,
+/// `tests/it/chaos.rs`, `deploy/iam/`) or a code name (`plan::masked_verdict`, `Leasing::Masked`,
+/// `settle_masked`, `Claimer`): `(files, names)`. Flags, keys, commands and prose words are not
+/// names (`--timeout`, `claim:<alloc>`, `eipool claim`, `pure`).
+fn cited(doc: &str) -> (BTreeSet<String>, BTreeSet<String>) {
+    let (mut files, mut names) = (BTreeSet::new(), BTreeSet::new());
+    let mut in_code_block = false;
+    for line in doc.lines() {
+        if line.starts_with("```") {
+            in_code_block = !in_code_block;
+            continue;
+        }
+        if in_code_block {
+            continue;
+        }
+        for (i, token) in line.split('`').enumerate() {
+            if i % 2 == 0 || token.is_empty() {
+                continue;
+            }
+            let is_file = [".rs", ".md", ".yaml", ".json", ".py", ".toml", "/"]
+                .iter()
+                .any(|e| token.ends_with(e));
+            let plain = token
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':' || c == '/' || c == '.');
+            if is_file && plain && !token.starts_with('/') {
+                files.insert(token.to_string());
+            } else if plain
+                && !token.contains('/')
+                && !token.contains('.')
+                && (token.contains("::")
+                    || token.contains('_')
+                    || token.starts_with(|c: char| c.is_ascii_uppercase()))
+                && token.chars().any(|c| c.is_ascii_lowercase())
+            {
+                names.insert(token.to_string());
+            }
+        }
+    }
+    (files, names)
+}
+
+#[test]
+fn every_file_and_name_architecture_md_cites_exists() {
+    let root = workspace();
+    let doc = std::fs::read_to_string(root.join("ARCHITECTURE.md")).unwrap();
+    let (files, names) = cited(&doc);
+    assert!(files.len() > 20 && names.len() > 30, "{files:?} {names:?}");
+
+    let mut sources = Vec::new();
+    for krate in ["eipool", "eipool-lab"] {
+        rust_files(&root.join("crates").join(krate), &mut sources);
+    }
+    let all_files: Vec<String> = sources
+        .iter()
+        .map(|p| p.to_string_lossy().replace('\\', "/"))
+        .collect();
+    let text: String = sources
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let bases = [
+        "",
+        "crates/eipool/",
+        "crates/eipool/src/",
+        "crates/eipool/src/services/",
+        "crates/eipool/src/services/claim/",
+        "crates/eipool/src/adapters/",
+        "crates/eipool/src/adapters/aws/",
+        "crates/eipool/src/adapters/redis/",
+        "crates/eipool/src/pure/",
+        "crates/eipool/src/support/",
+        "crates/eipool/src/app/",
+        "crates/eipool/src/services/agent/",
+        "crates/eipool/tests/it/",
+        "crates/eipool-lab/src/",
+    ];
+    let missing_files: Vec<&String> = files
+        .iter()
+        .filter(|f| {
+            !bases.iter().any(|b| root.join(format!("{b}{f}")).exists())
+                && !all_files.iter().any(|p| p.ends_with(&format!("/{f}")))
+        })
+        .collect();
+    let word = |w: &str| {
+        text.match_indices(w).any(|(at, _)| {
+            let before = text[..at].chars().next_back();
+            let after = text[at + w.len()..].chars().next();
+            let ident = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+            !ident(before) && !ident(after)
+        })
+    };
+    // A path such as `plan::masked_verdict` or `Ec2::associate`: its last segment is a name in
+    // the code (a function, type, constant, variant or test).
+    let missing_names: Vec<&String> = names
+        .iter()
+        .filter(|n| !word(n.rsplit("::").next().unwrap()))
+        .collect();
+    assert!(
+        missing_files.is_empty() && missing_names.is_empty(),
+        "ARCHITECTURE.md cites what does not exist: files {missing_files:?}, names {missing_names:?}"
+    );
+}
+
+#[test]
+fn the_citation_reader_tells_names_from_prose() {
+    let (files, names) = cited(
+        "`plan::masked_verdict` and `protocol.rs`, `deploy/iam/`, `--timeout`, `claim:<alloc>`, \
+         `eipool claim`, `pure`, `Claimer`, `EXIT_CODES`, `a_test_name`\n```\n`not_this`\n```",
+    );
+    assert_eq!(
+        files.into_iter().collect::<Vec<_>>(),
+        ["deploy/iam/", "protocol.rs"]
+    );
+    assert_eq!(
+        names.into_iter().collect::<Vec<_>>(),
+        ["Claimer", "a_test_name", "plan::masked_verdict"]
+    );
+}

@@ -123,6 +123,11 @@ impl Lab {
     }
 
     /// The key of `what` (e.g. `iface:<eni>/<ip>`) in this lab's pool, as eipool names it.
+    /// Run `eipool ARGS` against this lab and wait for it.
+    pub async fn run(&self, a: &[String]) -> Outcome {
+        self.env.run(a).await
+    }
+
     pub fn key(&self, what: &str) -> String {
         eipool::redis::key(&self.pool, what)
     }
@@ -141,6 +146,12 @@ impl Lab {
 /// The workspace root.
 pub fn workspace() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The JSON a successful command printed on stdout.
+pub fn json(o: &Outcome) -> serde_json::Value {
+    assert_eq!(o.code, Some(0), "{o}");
+    serde_json::from_str(o.stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {o}"))
 }
 
 pub fn args(list: &[&str]) -> Vec<String> {

@@ -1,7 +1,9 @@
 //! No input makes eipool panic (issue #22): every value-taking flag of every command, generated
 //! from clap's own definition (a new flag is covered without editing this file), given hostile
 //! values on the command line and through its `EIPOOL_*` variable. A bad value is exit 2 naming
-//! exactly that flag or variable; nothing ever exits 101 (a panic) or 70 (a bug).
+//! exactly that flag or variable; nothing ever exits 101 (a panic) or 70 (a bug). And what
+//! operators write: switches and durations from the environment, `--listen` forms, a variable
+//! blamed on itself, logs for machines and people.
 //!
 //! Seeded and bounded: the seed and case count are printed; replay a failure with
 //! `PROPTEST_RNG_SEED=<seed>`, set `PROPTEST_CASES` for more or fewer values per flag.
@@ -12,8 +14,11 @@ use std::time::Duration;
 use clap::CommandFactory;
 use eipool_lab::claimer::{LabEnv, Outcome};
 use eipool_lab::properties::runner;
+use eipool_lab::servers::free_port;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
+
+use crate::harness::{args, serving_pool_metrics, Lab};
 
 /// One flag that takes a value: the subcommands before it, its long name, its variable.
 #[derive(Debug, Clone)]
@@ -192,4 +197,192 @@ async fn a_panic_is_one_line_asking_for_a_report_and_exit_70() {
         "{out}"
     );
     assert_eq!(out.stderr.trim().lines().count(), 1, "one line: {out}");
+}
+
+// Flags, variables and logs as operators write them.
+
+/// An environment for the binary that reaches nothing: for what is refused before any call.
+fn offline() -> eipool_lab::claimer::LabEnv {
+    eipool_lab::claimer::LabEnv::new(
+        std::path::Path::new(env!("CARGO_BIN_EXE_eipool")),
+        "http://127.0.0.1:9",
+    )
+}
+
+/// Run `eipool ARGS` with `vars` set, expecting it to be refused at once.
+async fn refused(argv: &[String], vars: &[(&str, &str)]) -> eipool_lab::claimer::Outcome {
+    let mut cmd = offline().command(argv);
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(20), cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("{argv:?} {vars:?} was not refused: it ran on"))
+        .unwrap();
+    eipool_lab::claimer::Outcome::from_output(argv, out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switches_take_what_operators_write_and_errors_name_the_variable() {
+    let lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(1).await.unwrap();
+    let eni = nodes[0].eni.as_str();
+    let claim = args(&["--pool", &lab.pool, "--network-interface-id", eni, "claim"]);
+    // EIPOOL_REQUIRE_LOCK=1 is understood: it then needs a Redis URL.
+    let out = lab
+        .env
+        .command(&claim)
+        .env("EIPOOL_REQUIRE_LOCK", "1")
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--require-lock needs --redis-url"),
+        "{stderr}"
+    );
+    // A value that is no switch names the variable, not just the flag.
+    let out = lab
+        .env
+        .command(&claim)
+        .env("EIPOOL_REQUIRE_LOCK", "perhaps")
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("EIPOOL_REQUIRE_LOCK=\"perhaps\""),
+        "{stderr}"
+    );
+    // Durations have floors.
+    let mut a = claim.clone();
+    a.extend(["--call-timeout".into(), "1ns".into()]);
+    let o = lab.env.run(&a).await;
+    assert_eq!(o.code, Some(2), "{o}");
+    assert!(
+        o.stderr.contains("--call-timeout") && o.stderr.contains("at least 100ms"),
+        "{o}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_absurd_duration_exits_2_naming_the_flag_or_its_variable() {
+    // (the command, its duration flag, that flag's variable)
+    let cases: [(&[&str], &str, &str); 14] = [
+        (&["claim"], "--timeout", "EIPOOL_TIMEOUT"),
+        (&["claim"], "--lease", "EIPOOL_LEASE"),
+        (&["claim"], "--call-timeout", "EIPOOL_CALL_TIMEOUT"),
+        (&["agent"], "--timeout", "EIPOOL_TIMEOUT"),
+        (&["agent"], "--interval", "EIPOOL_INTERVAL"),
+        (&["agent"], "--ec2-check-every", "EIPOOL_EC2_CHECK_EVERY"),
+        (&["agent"], "--release-timeout", "EIPOOL_RELEASE_TIMEOUT"),
+        (&["exporter"], "--interval", "EIPOOL_INTERVAL"),
+        (&["exporter"], "--timeout", "EIPOOL_TIMEOUT"),
+        (&["release"], "--timeout", "EIPOOL_RELEASE_TIMEOUT"),
+        (&["status"], "--timeout", "EIPOOL_TIMEOUT"),
+        (&["gc"], "--timeout", "EIPOOL_TIMEOUT"),
+        (
+            &["pool", "shrink", "--count", "1"],
+            "--timeout",
+            "EIPOOL_TIMEOUT",
+        ),
+        (&["doctor"], "--timeout", "EIPOOL_TIMEOUT"),
+    ];
+    let absurd = "300000000000y";
+    for (command, flag, var) in cases {
+        let mut argv = args(&[
+            "--pool",
+            "p",
+            "--network-interface-id",
+            "eni-0123456789abcdef0",
+        ]);
+        argv.extend(args(command));
+        let mut by_flag = argv.clone();
+        by_flag.extend(args(&[flag, absurd]));
+        let o = refused(&by_flag, &[]).await;
+        assert_eq!(o.code, Some(2), "{command:?} {flag} {absurd}: {o}");
+        assert!(
+            o.stderr.contains(flag) && o.stderr.contains("at most"),
+            "{command:?}: the message does not name {flag} and its ceiling: {o}"
+        );
+        let o = refused(&argv, &[(var, absurd)]).await;
+        assert_eq!(o.code, Some(2), "{command:?} {var}={absurd}: {o}");
+        assert!(
+            o.stderr.contains(&format!("{var}=\"{absurd}\"")),
+            "{command:?}: the message does not name {var}: {o}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_variable_is_blamed_on_itself_not_on_another_commands_namesake() {
+    // `status --output` is EIPOOL_STATUS_OUTPUT; `claim --output` (EIPOOL_OUTPUT) shares its
+    // flag's name, and a media pod's environment may well set it.
+    let argv = args(&["--pool", "p", "status"]);
+    let o = refused(
+        &argv,
+        &[
+            ("EIPOOL_STATUS_OUTPUT", "bogus"),
+            ("EIPOOL_OUTPUT", "/run/eipool/env"),
+        ],
+    )
+    .await;
+    assert_eq!(o.code, Some(2), "{o}");
+    assert!(
+        o.stderr.contains("EIPOOL_STATUS_OUTPUT=\"bogus\"") && !o.stderr.contains("EIPOOL_OUTPUT="),
+        "{o}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_takes_a_port_alone_or_a_host_name_and_the_exporter_is_not_ready_as_an_agent() {
+    let lab = Lab::new().await;
+    lab.ec2.allocate(Some(&lab.pool), 1).await.unwrap();
+    for listen in [
+        format!(":{}", free_port().unwrap()),
+        format!("localhost:{}", free_port().unwrap()),
+    ] {
+        let port: u16 = listen.rsplit_once(':').unwrap().1.parse().unwrap();
+        let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+        let exporter = lab.with_redis(&["exporter", "--listen", &listen, "--interval", "5s"]);
+        let (_exporter, body) = serving_pool_metrics(&lab.env, &exporter, addr).await;
+        assert!(
+            !body.lines().any(|l| l.trim() == "eipool_ready 1"),
+            "the exporter holds no address: {body}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_have_no_colour_off_a_terminal_say_each_error_once_and_are_all_json_when_asked() {
+    let lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(1).await.unwrap();
+    let eni = nodes[0].eni.as_str();
+    // An empty pool: exit 69 with its message.
+    let text = lab.claim(&nodes[0], &[]).await;
+    assert_eq!(text.code, Some(69), "{text}");
+    assert!(
+        !text.stderr.contains('\u{1b}'),
+        "colour codes off a terminal: {text}"
+    );
+    assert_eq!(text.stderr.matches("has no addresses").count(), 1, "{text}");
+    let mut a = args(&[
+        "--log-format",
+        "json",
+        "--pool",
+        &lab.pool,
+        "--redis-url",
+        &lab.redis.url(),
+    ]);
+    a.extend(args(&["--network-interface-id", eni, "claim"]));
+    let json = lab.env.run(&a).await;
+    assert_eq!(json.code, Some(69), "{json}");
+    for line in json.stderr.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}\n{json}"));
+        assert!(v["fields"]["message"].is_string(), "{line}");
+    }
+    assert_eq!(json.stderr.matches("has no addresses").count(), 1, "{json}");
 }

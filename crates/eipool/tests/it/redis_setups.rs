@@ -295,13 +295,13 @@ async fn claims_over_tls_with_a_private_ca_and_with_mutual_tls() {
     assert_eq!(associated(&lab).await, 2);
 }
 
-/// The ACL rule the README gives for eipool's user (`ACL SETUSER eipool on >PASSWORD …`).
+/// The ACL rule docs/redis.md gives for eipool's user (`ACL SETUSER eipool on >PASSWORD …`).
 fn readme_acl_rule() -> String {
-    let readme = std::fs::read_to_string(workspace().join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(workspace().join("docs/redis.md")).unwrap();
     let line = readme
         .lines()
         .find(|l| l.trim_start().starts_with("ACL SETUSER eipool on >"))
-        .expect("README gives the ACL for eipool's Redis user");
+        .expect("docs/redis.md gives the ACL for eipool's Redis user");
     line.split_once(" >")
         .and_then(|(_, rest)| rest.split_once(' '))
         .map(|(_, rule)| rule.trim().to_string())
