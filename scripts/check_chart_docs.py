@@ -1,9 +1,9 @@
 """The Helm chart's values, documented: every key of charts/eipool/values.yaml has a comment above
-it, and the README's values reference lists exactly the chart's settings with their defaults.
+it, and docs/helm.md's values reference lists exactly the chart's settings with their defaults.
 
     check_chart_docs.py [--self-test]
 
---self-test: a README row with a wrong default, a missing row, a row for a key the chart does not
+--self-test: a docs/helm.md row with a wrong default, a missing row, a row for a key the chart does not
 have, and an undocumented key in values.yaml are each caught.
 """
 import json
@@ -15,7 +15,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 VALUES = ROOT / "charts" / "eipool" / "values.yaml"
-README = ROOT / "README.md"
+README = ROOT / "docs" / "helm.md"  # its "## Values" table
 # Maps given as a whole (their inner keys are Kubernetes', not the chart's).
 WHOLE = {"resources", "annotations", "labels", "extraEnv", "startupProbe"}
 
@@ -48,8 +48,8 @@ def undocumented(text):
 
 
 def readme_rows(text):
-    """(key, default) of the README's values table: rows `| `key` | `default` | meaning |`."""
-    section = text.split("### Helm values", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
+    """(key, default) of docs/helm.md's values table: rows `| `key` | `default` | meaning |`."""
+    section = text.split("## Values", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
     return {m.group(1): m.group(2) for m in re.finditer(r"^\| `([a-zA-Z0-9_.]+)` \| `(.*?)` \|", section, re.M)}
 
 
@@ -63,10 +63,10 @@ def problems(values_text, readme_text):
     out = [f"values.yaml: {k} has no comment above it" for k in undocumented(values_text)]
     for k, v in values.items():
         if k not in rows:
-            out.append(f"README: no row for {k} (default {shown(v)})")
+            out.append(f"docs/helm.md: no row for {k} (default {shown(v)})")
         elif rows[k] != shown(v):
-            out.append(f"README: {k} default is `{rows[k]}`, the chart's is `{shown(v)}`")
-    out += [f"README: row for {k}, which the chart does not have" for k in rows if k not in values]
+            out.append(f"docs/helm.md: {k} default is `{rows[k]}`, the chart's is `{shown(v)}`")
+    out += [f"docs/helm.md: row for {k}, which the chart does not have" for k in rows if k not in values]
     return out
 
 
@@ -77,7 +77,7 @@ def self_test(values_text, readme_text):
         ("a wrong default", values_text, readme_text.replace(f"| `{key}` | `{default}` |", f"| `{key}` | `{default}x` |", 1)),
         ("a missing row", values_text, readme_text.replace(f"| `{key}` | `{default}` |", "| x |", 1)),
         ("a row for no key", values_text, readme_text.replace(f"| `{key}` |", f"| `{key}` | `1` | x |\n| `nosuch.key` |", 1)),
-        # Listed in the README, but without its comment in values.yaml.
+        # Listed in docs/helm.md, but without its comment in values.yaml.
         ("an undocumented key", values_text + "\nundocumentedKey: 1\n",
          readme_text.replace(f"| `{key}` |", f"| `undocumentedKey` | `1` | x |\n| `{key}` |", 1)),
     ]

@@ -830,12 +830,13 @@ async fn a_login_no_github_user_can_have_is_an_input_error() {
 /// of the snippet names its repositories, and with it an engineer cannot apply to another one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readme_policy_is_scoped_to_its_repository() {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
-            .unwrap();
+    let readme = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/atlantis-authz.md"),
+    )
+    .unwrap();
     let section = &readme[readme
-        .find("## atlantis-authz: who may plan and apply what")
-        .expect("the README's atlantis-authz section")..];
+        .find("# atlantis-authz: who may plan and apply what")
+        .expect("docs/atlantis-authz.md's title")..];
     let start = section.find("**Policy**").expect("the policy snippet");
     let block = &section[start..];
     let yaml = block
