@@ -82,21 +82,7 @@ impl Lab {
 
     /// The same, with Redis at `redis_url` (e.g. behind a fault proxy).
     pub fn claim_args_via(&self, redis_url: &str, node: &Node, extra: &[&str]) -> Vec<String> {
-        let mut args: Vec<String> = vec![
-            "--pool".into(),
-            self.pool.clone(),
-            "--redis-url".into(),
-            redis_url.to_string(),
-            "--network-interface-id".into(),
-            node.eni.clone(),
-            "claim".into(),
-        ];
-        if !extra.contains(&"--timeout") {
-            // Generous: a herd on a loaded 2-core machine is slow, and the deadline is not under test.
-            args.extend(["--timeout".into(), "120s".into()]);
-        }
-        args.extend(extra.iter().map(|s| s.to_string()));
-        args
+        claim_command(&self.pool, redis_url, &[], node, extra)
     }
 
     pub async fn claim(&self, node: &Node, extra: &[&str]) -> Outcome {
@@ -152,6 +138,26 @@ pub fn workspace() -> std::path::PathBuf {
 pub fn json(o: &Outcome) -> serde_json::Value {
     assert_eq!(o.code, Some(0), "{o}");
     serde_json::from_str(o.stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {o}"))
+}
+
+/// `eipool --pool POOL --redis-url URL GLOBAL… --network-interface-id ENI claim EXTRA…`, with a
+/// generous `--timeout` unless `extra` gives one: a herd on a loaded 2-core machine is slow, and
+/// the deadline is not under test.
+pub fn claim_command(
+    pool: &str,
+    redis_url: &str,
+    global: &[&str],
+    node: &Node,
+    extra: &[&str],
+) -> Vec<String> {
+    let mut a = args(&["--pool", pool, "--redis-url", redis_url]);
+    a.extend(args(global));
+    a.extend(args(&["--network-interface-id", &node.eni, "claim"]));
+    if !extra.contains(&"--timeout") {
+        a.extend(args(&["--timeout", "120s"]));
+    }
+    a.extend(args(extra));
+    a
 }
 
 pub fn args(list: &[&str]) -> Vec<String> {

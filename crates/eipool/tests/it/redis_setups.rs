@@ -14,21 +14,13 @@ use eipool_lab::fixture::Node;
 use eipool_lab::redis_setups::{self, Certs, RedisCluster};
 use eipool_lab::servers::RedisServer;
 
-use crate::harness::{args, eventually, failures, heavy, herd, moto, successes, workspace, Lab};
+use crate::harness::{
+    args, claim_command, eventually, failures, heavy, herd, moto, successes, workspace, Lab,
+};
 
-/// `eipool --pool POOL --redis-url URL EXTRA_GLOBAL… --network-interface-id ENI claim --require-lock --timeout 120s`
+/// A claim that must take its Redis lease, with `global` flags (e.g. TLS files).
 fn claim_args(pool: &str, url: &str, node: &Node, global: &[&str]) -> Vec<String> {
-    let mut a = args(&["--pool", pool, "--redis-url", url]);
-    a.extend(global.iter().map(|s| s.to_string()));
-    a.extend(args(&[
-        "--network-interface-id",
-        &node.eni,
-        "claim",
-        "--require-lock",
-        "--timeout",
-        "120s",
-    ]));
-    a
+    claim_command(pool, url, global, node, &["--require-lock"])
 }
 
 /// I1 no sharing, I3 no leak, one address each, against EC2 now.
