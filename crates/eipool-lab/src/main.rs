@@ -379,10 +379,19 @@ async fn demo(n_nodes: usize, pool_size: usize, eipool: Option<PathBuf>) -> Resu
     if let Some(o) = outcomes.iter().find(|o| o.code == Some(69)) {
         println!("What an exhausted claimer said:\n  {}", o.error_line());
     }
+    let status_args: Vec<String> = ["--pool", pool, "--redis-url", &redis.url(), "status"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let status = env.run(&status_args).await;
+    println!(
+        "\nThe pool as an operator sees it (`eipool --pool {pool} status`):\n{}",
+        status.stdout.trim_end()
+    );
     println!("\nStopping moto and redis-server.");
     drop(redis);
     drop(moto);
-    if other > 0 || distinct.len() != won || associated != won {
+    if other > 0 || distinct.len() != won || associated != won || status.code != Some(0) {
         bail!("the demo saw something wrong (see above)");
     }
     Ok(())
