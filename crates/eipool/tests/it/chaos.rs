@@ -723,8 +723,7 @@ async fn the_reported_association_is_the_one_validation_saw() {
     );
     // The env file's association is the one release finds.
     let o = lab
-        .env
-        .run(&args_release(&lab, &me, env_file.to_str().unwrap()))
+        .release(&me, &["--env-file", env_file.to_str().unwrap()])
         .await;
     assert_eq!(o.code, Some(0), "{o}");
     let held = ec2.addresses_on(&me.eni).await.unwrap();
@@ -732,14 +731,4 @@ async fn the_reported_association_is_the_one_validation_saw() {
         held.is_empty(),
         "release --env-file skipped it: {held:?}\n{o}"
     );
-}
-
-fn args_release(lab: &Lab, node: &Node, env_file: &str) -> Vec<String> {
-    lab.with_redis(&[
-        "--network-interface-id",
-        &node.eni,
-        "release",
-        "--env-file",
-        env_file,
-    ])
 }

@@ -89,6 +89,18 @@ impl Lab {
         self.env.run(&self.claim_args(node, extra)).await
     }
 
+    /// `eipool --pool P --redis-url R --network-interface-id ENI release EXTRA…`
+    pub fn release_args(&self, node: &Node, extra: &[&str]) -> Vec<String> {
+        let mut a = self.with_redis(&["--network-interface-id", &node.eni, "release"]);
+        a.extend(args(extra));
+        a
+    }
+
+    /// Run [`Lab::release_args`] to the end.
+    pub async fn release(&self, node: &Node, extra: &[&str]) -> Outcome {
+        self.env.run(&self.release_args(node, extra)).await
+    }
+
     /// `node`'s own IMDSv2 (the lab's stub, answering from EC2's current state), and an
     /// environment whose binary asks it. The stub stops when dropped.
     pub async fn node_imds(&self, node: &Node) -> (LabEnv, ImdsStub) {
@@ -108,12 +120,12 @@ impl Lab {
         (env, stub)
     }
 
-    /// The key of `what` (e.g. `iface:<eni>/<ip>`) in this lab's pool, as eipool names it.
     /// Run `eipool ARGS` against this lab and wait for it.
     pub async fn run(&self, a: &[String]) -> Outcome {
         self.env.run(a).await
     }
 
+    /// The key of `what` (e.g. `iface:<eni>/<ip>`) in this lab's pool, as eipool names it.
     pub fn key(&self, what: &str) -> String {
         eipool::redis::key(&self.pool, what)
     }

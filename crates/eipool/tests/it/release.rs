@@ -6,7 +6,7 @@ use std::os::unix::fs::FileTypeExt;
 
 use eipool_lab::claimer::ClaimReport;
 
-use crate::harness::{args, json, Lab};
+use crate::harness::{json, Lab};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn release_then_claim_again_and_release_twice_is_fine() {
@@ -15,14 +15,7 @@ async fn release_then_claim_again_and_release_twice_is_fine() {
     lab.ec2.allocate(Some(&lab.pool), 1).await.unwrap();
     let first = lab.claim(&nodes[0], &[]).await.report().expect("claim");
 
-    let mut a = lab.with_redis(&[]);
-    a.extend(args(&[
-        "--network-interface-id",
-        &nodes[0].eni,
-        "release",
-        "--association-id",
-        &first.association_id,
-    ]));
+    let a = lab.release_args(&nodes[0], &["--association-id", &first.association_id]);
     let r = json(&lab.run(&a).await);
     assert_eq!(
         r["released"][0]["allocation_id"],
@@ -54,14 +47,10 @@ async fn release_leaves_a_newer_association_alone() {
     let nodes = lab.ec2.nodes(1).await.unwrap();
     lab.ec2.allocate(Some(&lab.pool), 1).await.unwrap();
     let held = lab.claim(&nodes[0], &[]).await.report().expect("claim");
-    let mut a = lab.with_redis(&[]);
-    a.extend(args(&[
-        "--network-interface-id",
-        &nodes[0].eni,
-        "release",
-        "--association-id",
-        "eipassoc-0123456789abcdef0",
-    ]));
+    let a = lab.release_args(
+        &nodes[0],
+        &["--association-id", "eipassoc-0123456789abcdef0"],
+    );
     let r = json(&lab.run(&a).await);
     assert_eq!(r["released"].as_array().map(Vec::len), Some(0), "{r}");
     let state = lab.ec2.pool_state(&lab.pool).await.unwrap();
@@ -83,14 +72,7 @@ async fn release_reads_the_association_from_the_env_file() {
         .await
         .report()
         .expect("claim");
-    let mut a = lab.with_redis(&[]);
-    a.extend(args(&[
-        "--network-interface-id",
-        &nodes[0].eni,
-        "release",
-        "--env-file",
-        env_file.to_str().unwrap(),
-    ]));
+    let a = lab.release_args(&nodes[0], &["--env-file", env_file.to_str().unwrap()]);
     let r = json(&lab.run(&a).await);
     assert_eq!(
         r["released"][0]["association_id"],
@@ -113,14 +95,7 @@ async fn release_reads_an_exported_env_file_and_refuses_a_missing_one() {
 
     // A missing file: an error, nothing released.
     let o = lab
-        .env
-        .run(&lab.with_redis(&[
-            "--network-interface-id",
-            &nodes[0].eni,
-            "release",
-            "--env-file",
-            "/nonexistent/eipool.env",
-        ]))
+        .release(&nodes[0], &["--env-file", "/nonexistent/eipool.env"])
         .await;
     assert_eq!(o.code, Some(2), "{o}");
     assert!(
