@@ -130,6 +130,7 @@ mod tests {
                 allocation_id: id.into(),
                 association_id: String::new(),
                 network_interface_id: eni.into(),
+                private_ip: String::new(),
                 reused: false,
                 elapsed_ms: 0,
             },

@@ -81,6 +81,9 @@ pub struct ClaimReport {
     pub association_id: String,
     /// The interface.
     pub network_interface_id: String,
+    /// The private IP of the interface the address maps to.
+    #[serde(default)]
+    pub private_ip: String,
     /// Whether it adopted an address it already held.
     pub reused: bool,
     /// Wall time.

@@ -210,6 +210,35 @@ impl Ec2Lab {
         Ok(out.addresses().iter().map(to_eip).collect())
     }
 
+    /// Give `eni` `n` more (secondary) private IPs; all of its private IPs, the primary first.
+    pub async fn add_private_ips(&self, eni: &str, n: i32) -> Result<Vec<String>> {
+        self.client
+            .assign_private_ip_addresses()
+            .network_interface_id(eni)
+            .secondary_private_ip_address_count(n)
+            .send()
+            .await
+            .context("AssignPrivateIpAddresses")?;
+        let out = self
+            .client
+            .describe_network_interfaces()
+            .network_interface_ids(eni)
+            .send()
+            .await
+            .context("DescribeNetworkInterfaces")?;
+        let iface = out
+            .network_interfaces()
+            .first()
+            .context("no such interface")?;
+        let mut ips: Vec<(bool, String)> = iface
+            .private_ip_addresses()
+            .iter()
+            .filter_map(|p| Some((!p.primary()?, p.private_ip_address()?.to_string())))
+            .collect();
+        ips.sort_by_key(|(secondary, _)| *secondary);
+        Ok(ips.into_iter().map(|(_, ip)| ip).collect())
+    }
+
     /// Associate with a given private IP of `eni` as an outsider would (reassociation allowed).
     pub async fn associate_external_at(
         &self,

@@ -3,7 +3,8 @@
 //! documentation is linked there):
 //! - AssociateAddress replaces the Elastic IP already on the same private IP;
 //! - TerminateInstances disassociates the addresses of the interfaces that die with it;
-//! - DescribeAddresses shows the InstanceId of an association made by interface.
+//! - DescribeAddresses shows the InstanceId of an association made by interface;
+//! - an association made for a secondary private IP is on that private IP ([`private_ips`](super::private_ips)).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -11,6 +12,7 @@ use std::sync::Mutex;
 use bytes::Bytes;
 use tokio::sync::MutexGuard;
 
+use super::private_ips::PrivateIps;
 use super::stats::Stats;
 use super::upstream::Upstream;
 use super::xml;
@@ -21,6 +23,8 @@ pub(super) struct Ec2Rules {
     /// One AssociateAddress (and its displacement) at a time, so the last association to a
     /// private IP wins, as in EC2.
     associating: tokio::sync::Mutex<()>,
+    /// The private IP of each association made for a secondary one.
+    private_ips: PrivateIps,
 }
 
 /// What the emulation did before a call is forwarded, for [`Ec2Rules::after`].
@@ -68,7 +72,9 @@ impl Ec2Rules {
     ) -> Bytes {
         match action {
             "AssociateAddress" => {
-                for _ in 0..displace_others(upstream, headers, params).await {
+                self.private_ips
+                    .associated(params, &String::from_utf8_lossy(&body));
+                for _ in 0..self.displace_others(upstream, headers, params).await {
                     stats.lock().unwrap().count(action, "displaced");
                 }
                 body
@@ -82,70 +88,80 @@ impl Ec2Rules {
                 }
                 body
             }
-            "DescribeAddresses" => with_instance_ids(upstream, headers, body).await,
+            "DescribeAddresses" => {
+                let body = with_instance_ids(upstream, headers, body).await;
+                let text = String::from_utf8_lossy(&body).into_owned();
+                Bytes::from(
+                    self.private_ips
+                        .describe_addresses(upstream, headers, params, text)
+                        .await,
+                )
+            }
+            "DescribeNetworkInterfaces" => {
+                let text = String::from_utf8_lossy(&body).into_owned();
+                Bytes::from(
+                    self.private_ips
+                        .describe_interfaces(upstream, headers, text)
+                        .await,
+                )
+            }
             _ => body,
         }
     }
 }
 
-/// After an AssociateAddress succeeded: every other Elastic IP on the same private IP is
-/// disassociated (it stays allocated); how many were.
-async fn displace_others(
-    upstream: &Upstream,
-    headers: &hyper::HeaderMap,
-    params: &HashMap<String, String>,
-) -> usize {
-    let (Some(alloc), Some(eni)) = (params.get("AllocationId"), params.get("NetworkInterfaceId"))
-    else {
-        return 0;
-    };
-    let private_ip = match params.get("PrivateIpAddress") {
-        Some(ip) => ip.clone(),
-        None => {
-            let Some(x) = upstream
+impl Ec2Rules {
+    /// After an AssociateAddress succeeded: every other Elastic IP on the same private IP (as
+    /// EC2 maps it) is disassociated (it stays allocated); how many were.
+    async fn displace_others(
+        &self,
+        upstream: &Upstream,
+        headers: &hyper::HeaderMap,
+        params: &HashMap<String, String>,
+    ) -> usize {
+        let (Some(alloc), Some(eni)) =
+            (params.get("AllocationId"), params.get("NetworkInterfaceId"))
+        else {
+            return 0;
+        };
+        let private_ip = match params.get("PrivateIpAddress") {
+            Some(ip) => ip.clone(),
+            None => {
+                let Some(x) = upstream
+                    .query(
+                        headers,
+                        "DescribeNetworkInterfaces",
+                        &[("NetworkInterfaceId.1", eni)],
+                    )
+                    .await
+                else {
+                    return 0;
+                };
+                match xml::field(&x, "privateIpAddress") {
+                    Some(ip) => ip.to_string(),
+                    None => return 0,
+                }
+            }
+        };
+        let Some(held) = self.private_ips.on_interface(upstream, headers, eni).await else {
+            return 0;
+        };
+        let mut displaced = 0;
+        for other in held
+            .iter()
+            .filter(|a| a.private_ip == private_ip && a.allocation_id != *alloc)
+        {
+            upstream
                 .query(
                     headers,
-                    "DescribeNetworkInterfaces",
-                    &[("NetworkInterfaceId.1", eni)],
+                    "DisassociateAddress",
+                    &[("AssociationId", &other.association_id)],
                 )
-                .await
-            else {
-                return 0;
-            };
-            match xml::field(&x, "privateIpAddress") {
-                Some(ip) => ip.to_string(),
-                None => return 0,
-            }
-        }
-    };
-    let Some(held) = upstream
-        .query(
-            headers,
-            "DescribeAddresses",
-            &[
-                ("Filter.1.Name", "network-interface-id"),
-                ("Filter.1.Value.1", eni),
-                ("Filter.2.Name", "private-ip-address"),
-                ("Filter.2.Value.1", &private_ip),
-            ],
-        )
-        .await
-    else {
-        return 0;
-    };
-    let mut displaced = 0;
-    for item in xml::items(&held, "addressesSet") {
-        if xml::field(item, "allocationId") == Some(alloc.as_str()) {
-            continue;
-        }
-        if let Some(assoc) = xml::field(item, "associationId") {
-            upstream
-                .query(headers, "DisassociateAddress", &[("AssociationId", assoc)])
                 .await;
             displaced += 1;
         }
+        displaced
     }
-    displaced
 }
 
 /// Before a TerminateInstances: the associations of the Elastic IPs on the interfaces that die

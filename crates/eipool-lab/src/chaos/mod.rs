@@ -15,12 +15,13 @@
 //! 6. with `aws_semantics`, what EC2 does and moto does not (see [`ChaosConfig::aws_semantics`]).
 //!
 //! One concept per file: [`throttle`] (EC2's buckets), [`faults`] (the dice), [`stale`]
-//! (eventual consistency), [`aws`] (EC2's semantics where moto differs), [`stats`] (what
+//! (eventual consistency), [`aws`] (EC2's semantics where moto differs; [`private_ips`] for secondary private IPs), [`stats`] (what
 //! happened), [`xml`] (EC2's query protocol), [`upstream`] (moto). This file holds the
 //! configuration and the order of the steps ([`handle`]).
 
 mod aws;
 mod faults;
+mod private_ips;
 mod stale;
 mod stats;
 mod throttle;
@@ -86,6 +87,10 @@ pub struct ChaosConfig {
     /// - DescribeAddresses shows the InstanceId of an association made by interface
     ///   (<https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_Address.html>); moto
     ///   leaves it empty.
+    /// - AssociateAddress with `PrivateIpAddress` maps the address to that secondary private
+    ///   IP, and DescribeAddresses, DescribeNetworkInterfaces (and an IMDS stand-in reading
+    ///   addresses through the proxy) say so; moto puts every association on the primary
+    ///   (each rule and its AWS documentation: `chaos/private_ips.rs`).
     pub aws_semantics: bool,
 }
 

@@ -339,7 +339,6 @@ impl Agent {
         dir: &Path,
         extra: &[&str],
     ) -> Agent {
-        let listen: SocketAddr = ([127, 0, 0, 1], free_port().unwrap()).into();
         let env_file = dir.join(format!("{}.env", node.eni));
         let (env, stub) = if imds {
             let (env, stub) = lab.node_imds(node).await;
@@ -347,11 +346,42 @@ impl Agent {
         } else {
             (lab.env.clone(), None)
         };
-        let listen_s = listen.to_string();
-        let mut a = vec!["--pool", &lab.pool, "--redis-url", redis];
+        let mut global = vec!["--pool", &lab.pool, "--redis-url", redis];
         if !imds {
-            a.extend(["--network-interface-id", &node.eni]);
+            global.extend(["--network-interface-id", &node.eni]);
         }
+        Agent::spawn(&env, &global, node, env_file, extra, stub)
+    }
+
+    /// `eipool agent` for one private IP of `node`'s interface (identity by flag, through
+    /// `lab.env`'s EC2), its env file `<eni>-<ip>.env` in `dir`.
+    pub fn start_for_private_ip(lab: &Lab, node: &Node, ip: &str, dir: &Path) -> Agent {
+        let redis = lab.redis.url();
+        let global = [
+            "--pool",
+            &lab.pool,
+            "--redis-url",
+            &redis,
+            "--network-interface-id",
+            &node.eni,
+            "--private-ip",
+            ip,
+        ];
+        let env_file = dir.join(format!("{}-{ip}.env", node.eni));
+        Agent::spawn(&lab.env, &global, node, env_file, &[], None)
+    }
+
+    fn spawn(
+        env: &LabEnv,
+        global: &[&str],
+        node: &Node,
+        env_file: PathBuf,
+        extra: &[&str],
+        imds: Option<ImdsStub>,
+    ) -> Agent {
+        let listen: SocketAddr = ([127, 0, 0, 1], free_port().unwrap()).into();
+        let listen_s = listen.to_string();
+        let mut a = global.to_vec();
         a.extend([
             "agent",
             "--interval",
@@ -371,7 +401,7 @@ impl Agent {
             listen,
             env_file,
             node: node.clone(),
-            _imds: stub,
+            _imds: imds,
         }
     }
 

@@ -11,6 +11,7 @@ mod hostile;
 mod iam;
 mod inputs;
 mod pool;
+mod private_ip;
 mod redis_scripts;
 mod redis_setups;
 mod release;
