@@ -14,7 +14,8 @@
 //! - `app` — clap types, config validation, HTTP endpoints, one file per command.
 //!
 //! The API is small: the command line ([`Cli`], [`run`], [`Error`]) for the binary, and the
-//! model types and the Redis adapter for the integration tests ([`model`], [`redis`]).
+//! model types and the Redis adapter for the integration tests ([`model`], [`redis`]), and the
+//! protocol's pure decisions for the model checker ([`decisions`]).
 
 // The AWS SDK's futures nest deeply; the claim future needs a deeper layout query.
 #![recursion_limit = "256"]
@@ -36,6 +37,20 @@ pub use pure::error::Error;
 pub mod model {
     pub use crate::pure::address::{Address, Association};
     pub use crate::pure::ids::{AllocationId, AssociationId, BadId, EniId, InstanceId};
+}
+
+/// The claim protocol's decisions, pure (no I/O, no clock: handed what they need), for the model
+/// checker in `crates/eipool-model`, which calls them to decide each step of its model instead of
+/// re-implementing them: a change to a decision is checked by the model.
+pub mod decisions {
+    pub use crate::pure::address::Occupant;
+    pub use crate::pure::classify::{occupant, standing, Standing};
+    pub use crate::pure::identity::Identity;
+    pub use crate::pure::plan::{
+        after_holder_look, after_pass, candidate_order, claim_order, masked_verdict,
+        relist_without_redis, shared_listing_will_do, AfterPass, HolderLook, MaskedVerdict,
+        PassTally, CONSISTENCY_BOUND, LOCK_FREE_BATCH,
+    };
 }
 
 /// The pool's shared state in Redis (leases, markers, the shared listing, the pace), as the

@@ -11,7 +11,7 @@ use super::ids::{EniId, InstanceId};
 
 /// Where one address stands relative to a claimer, as one DescribeAddresses showed it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Standing {
+pub enum Standing {
     /// Associated with the claimer's interface and private IP.
     Mine,
     /// Associated somewhere else.
@@ -24,7 +24,7 @@ pub(crate) enum Standing {
 
 /// Where `seen` (EC2's answer for one allocation id; `None`: it no longer exists) stands
 /// relative to `me`.
-pub(crate) fn standing(seen: Option<&Address>, me: &Identity) -> Standing {
+pub fn standing(seen: Option<&Address>, me: &Identity) -> Standing {
     match seen {
         None => Standing::Gone,
         Some(a) if a.held_by_me(me) => Standing::Mine,
@@ -37,7 +37,7 @@ pub(crate) fn standing(seen: Option<&Address>, me: &Identity) -> Standing {
 /// with that public IP (from our listing), `eip` the account's Elastic IP with it (`None`: it is
 /// not an Elastic IP, e.g. an ephemeral public IP, which AWS gives back when an Elastic IP
 /// arrives), `pool` our pool's name.
-pub(crate) fn occupant(in_pool: Option<&Address>, eip: Option<&Address>, pool: &str) -> Occupant {
+pub fn occupant(in_pool: Option<&Address>, eip: Option<&Address>, pool: &str) -> Occupant {
     match (in_pool, eip) {
         (Some(a), _) => Occupant::Pool(a.allocation_id.clone()),
         (None, Some(e)) if e.pool.as_deref() == Some(pool) => {

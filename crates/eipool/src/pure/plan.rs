@@ -65,12 +65,12 @@ pub(crate) fn cleanup_reserve(timeout: Duration) -> Duration {
 /// How long EC2 may keep showing an address as it was before a mutation. AWS documents
 /// eventual consistency without a number; seconds is what is seen in practice. Used only to
 /// bound how long a claimer looks for an association it is unsure it made.
-pub(crate) const CONSISTENCY_BOUND: Duration = Duration::from_secs(5);
+pub const CONSISTENCY_BOUND: Duration = Duration::from_secs(5);
 
 /// What a look at an address we may have associated ourselves (AssociateAddress's answer was
 /// lost, or a crashed run made it) says, `waited` after the first look: EC2 may take its
 /// consistency bound to show an association, and no longer.
-pub(crate) fn after_holder_look(standing: Standing, waited: Duration) -> HolderLook {
+pub fn after_holder_look(standing: Standing, waited: Duration) -> HolderLook {
     match standing {
         Standing::Mine => HolderLook::Ours,
         Standing::Elsewhere | Standing::Gone => HolderLook::NotOurs,
@@ -81,7 +81,7 @@ pub(crate) fn after_holder_look(standing: Standing, waited: Duration) -> HolderL
 
 /// See [`after_holder_look`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum HolderLook {
+pub enum HolderLook {
     /// On our interface and private IP: an earlier call of ours associated it.
     Ours,
     /// Someone else's, or released.
@@ -109,7 +109,7 @@ pub(crate) const SHARED_LISTING_TTL: Duration = Duration::from_secs(5);
 /// that this interface already holds an address (`holds_one`) or that the pool has none
 /// (`empty`), and a re-run (Redis remembers what this interface was taking: `intent`) must see
 /// what it did last, which an older listing does not show.
-pub(crate) fn shared_listing_will_do(intent: bool, holds_one: bool, empty: bool) -> bool {
+pub fn shared_listing_will_do(intent: bool, holds_one: bool, empty: bool) -> bool {
     !(intent || holds_one || empty)
 }
 
@@ -130,7 +130,7 @@ pub(crate) const INTENT_TTL: Duration = Duration::from_secs(60);
 /// A marker younger than EC2's consistency bound may be right where EC2 is behind: wait for it.
 /// An older one is outvoted by EC2: drop it and claim the address. EC2 showing the address held
 /// settles it: taken.
-pub(crate) fn masked_verdict(ec2_free: bool, marker_age: Duration) -> MaskedVerdict {
+pub fn masked_verdict(ec2_free: bool, marker_age: Duration) -> MaskedVerdict {
     match (ec2_free, marker_age >= CONSISTENCY_BOUND) {
         (false, _) => MaskedVerdict::Taken,
         (true, true) => MaskedVerdict::ClearMarker,
@@ -150,7 +150,7 @@ pub(crate) fn until_a_marker_ages(left: impl IntoIterator<Item = Duration>) -> D
 
 /// See [`masked_verdict`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum MaskedVerdict {
+pub enum MaskedVerdict {
     /// EC2 shows it held: skip it.
     Taken,
     /// EC2 shows it free, long after the marker was set: drop the marker, try the address.
@@ -231,7 +231,7 @@ pub(crate) const DESCRIBE_PACE: Rate = Rate {
 
 /// The candidates of one listing in the order to try them: free addresses (no association),
 /// shuffled so a herd spreads over the pool instead of all racing for the first one.
-pub(crate) fn candidate_order<T: Clone, R: Rng + ?Sized>(free: &[T], rng: &mut R) -> Vec<T> {
+pub fn candidate_order<T: Clone, R: Rng + ?Sized>(free: &[T], rng: &mut R) -> Vec<T> {
     let mut order = free.to_vec();
     order.shuffle(rng);
     order
@@ -242,7 +242,7 @@ pub(crate) fn candidate_order<T: Clone, R: Rng + ?Sized>(free: &[T], rng: &mut R
 /// the address its media server still announces); and before everything the `suspect`, the
 /// address a run of ours may already hold (a crashed run's intent in Redis, or what our private
 /// IP holds), whatever the listing shows: EC2's compare-and-swap tells.
-pub(crate) fn claim_order<R: Rng + ?Sized>(
+pub fn claim_order<R: Rng + ?Sized>(
     listing: &[Address],
     prefer: Option<&AllocationId>,
     suspect: Option<&AllocationId>,
@@ -271,12 +271,12 @@ pub(crate) fn claim_order<R: Rng + ?Sized>(
 
 /// Without Redis, how many addresses found taken (each one a mutating call) before the rest of
 /// a listing is set aside for a fresh one.
-pub(crate) const LOCK_FREE_BATCH: usize = 3;
+pub const LOCK_FREE_BATCH: usize = 3;
 
 /// Whether a claimer without Redis, having found `taken` addresses of its listing taken, lists
 /// the pool again rather than try the rest: nobody tells it what the others took, and a fresh
 /// listing costs one describe call where each blind try costs a mutating one.
-pub(crate) fn relist_without_redis(taken: usize) -> bool {
+pub fn relist_without_redis(taken: usize) -> bool {
     taken >= LOCK_FREE_BATCH
 }
 
@@ -309,7 +309,7 @@ pub(crate) fn after_redis_failure(misconfigured: bool, require_lock: bool) -> Re
 
 /// What one pass over the candidates saw, counted by the claimer.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct PassTally {
+pub struct PassTally {
     /// Candidates another claimer holds a live Redis claim on; they may come free again.
     pub busy: usize,
     /// Candidates that failed with a temporary error (throttled, 5xx, timeout, Redis down).
@@ -321,7 +321,7 @@ pub(crate) struct PassTally {
 
 /// What to do after a pass over the candidates that won nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum AfterPass {
+pub enum AfterPass {
     /// Every candidate is known taken: the pool is exhausted, say so now rather than at the deadline.
     Exhausted,
     /// Nothing else can come free, but Redis masks addresses our own listing shows free: ask EC2
@@ -336,7 +336,7 @@ pub(crate) enum AfterPass {
 /// for a passing reason, and no Redis marker stands between us and an address EC2 may show free,
 /// so a claimer never gives up on an address that another claimer may still hand back, nor on
 /// one a stale marker hides.
-pub(crate) fn after_pass(tally: PassTally) -> AfterPass {
+pub fn after_pass(tally: PassTally) -> AfterPass {
     match tally {
         PassTally {
             busy: 0,

@@ -180,6 +180,22 @@ impl Redis {
         Ok(ours == 1)
     }
 
+    /// Extend the interface lease only while it is still ours: a lease that ran out is lost to
+    /// this claim (another claim of the interface may have run since), never taken back.
+    #[instrument(skip(self), err(level = "debug", Display))]
+    pub(crate) async fn hold_interface(
+        &self,
+        eni: &EniId,
+        ip: Ipv4Addr,
+    ) -> Result<bool, RedisError> {
+        let mut inv = EXTEND.prepare_invoke();
+        inv.key(self.interface_lease_key(eni, ip))
+            .arg(&self.owner)
+            .arg(self.timing.lease.as_millis() as u64);
+        let ours: i64 = self.eval(inv).await?;
+        Ok(ours == 1)
+    }
+
     /// Give the interface lease back, if it is still ours.
     #[instrument(skip(self), err(level = "debug", Display))]
     pub(crate) async fn unlock_interface(

@@ -178,6 +178,11 @@ async fn associate(
                 return Ok(Associated::GaveUp(Attempt::Transient));
             }
         }
+        // AWS replaces the address already on our private IP: associate only while no other
+        // claim of this interface can be running (the interface lease is still ours).
+        if !m.coord.still_holds_interface(&m.work).await? {
+            return Err(Stop::InterfaceLost);
+        }
         match m
             .work
             .bounded(m.ec2.associate(alloc, &me.eni, me.private_ip))

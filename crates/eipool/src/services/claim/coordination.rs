@@ -6,6 +6,7 @@
 //! method here answers as "no coordination" meanwhile: no other file asks whether Redis is live.
 //! The decisions (the cool-down, a marker's verdict) are in [`plan`].
 
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
@@ -17,7 +18,7 @@ use crate::adapters::aws::Ec2;
 use crate::adapters::redis::{Acquire, Lease, Redis, RedisError, SharedListing};
 use crate::pure::address::Address;
 use crate::pure::identity::Identity;
-use crate::pure::ids::AllocationId;
+use crate::pure::ids::{AllocationId, EniId};
 use crate::pure::plan::{self, MaskedVerdict, RedisFailure};
 use crate::support::budget::Budget;
 use crate::support::output::Claimed;
@@ -32,6 +33,8 @@ pub(super) struct Coordination {
     down_until: Option<Instant>,
     /// Lease on an address (renewed while waiting for a paced slot).
     lease: Duration,
+    /// The interface and private IP whose interface lease this claim holds, while it holds it.
+    interface: Option<(EniId, Ipv4Addr)>,
 }
 
 /// How taking the lease on a candidate went.
@@ -71,6 +74,7 @@ impl Coordination {
             require_lock,
             down_until: None,
             lease,
+            interface: None,
         }
     }
 
@@ -148,12 +152,16 @@ impl Coordination {
                 }
             }
         };
+        self.interface = Some((me.eni.clone(), me.private_ip));
         let (eni, ip, every) = (me.eni.clone(), me.private_ip, self.lease / 3);
         let renewer = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
-                if let Ok(false) = redis.lock_interface(&eni, ip).await {
+                // Extend only: a lease that ran out is never taken back here (another claim of
+                // this interface may have run in between); the claim checks before associating.
+                if let Ok(false) = redis.hold_interface(&eni, ip).await {
                     warn!(%eni, "lost the interface lease (it ran out); another claim for this interface may start");
+                    return;
                 }
             }
         });
@@ -162,13 +170,41 @@ impl Coordination {
         })
     }
 
+    /// Before an association: whether this claim still holds its interface lease (`true` too
+    /// when it has none: no Redis when it started). A lease that ran out (the process was paused
+    /// longer than it, or Redis lost it) is lost: another claim of this interface may have run
+    /// and associated since, so the claim must take the lease again and look again.
+    pub(super) async fn still_holds_interface(&mut self, work: &Budget) -> Result<bool, Stop> {
+        let (Some((eni, ip)), Some(redis)) = (self.interface.clone(), self.live()) else {
+            return Ok(true);
+        };
+        match work.bounded(redis.hold_interface(&eni, ip)).await? {
+            Ok(true) => Ok(true),
+            Ok(false) => {
+                warn!(%eni, private_ip = %ip, "the interface lease ran out; another claim for this interface may have run");
+                self.interface = None;
+                Ok(false)
+            }
+            // Redis went away: as with the address lease, go on without it unless it is
+            // required (then take the lease again once Redis is back).
+            Err(e) => {
+                let wait = self.failed(work, e)?;
+                if wait {
+                    self.interface = None;
+                }
+                Ok(!wait)
+            }
+        }
+    }
+
     /// Give the interface lease back (best effort: it expires on its own).
     pub(super) async fn unlock_interface(
-        &self,
+        &mut self,
         cleanup: &Budget,
         mut lease: InterfaceLease,
         me: &Identity,
     ) {
+        self.interface = None;
         let Some(renewer) = lease.renewer.take() else {
             return;
         };

@@ -86,6 +86,10 @@ enum Stop {
     Interrupted(Interrupt),
     /// A failure no retry will fix.
     Fatal(Error),
+    /// The interface lease ran out before an association (the process was paused longer than
+    /// the lease, or Redis lost it): another claim of this interface may have run since. The
+    /// claim takes the lease again and starts over from the listing.
+    InterfaceLost,
 }
 
 impl From<Interrupt> for Stop {

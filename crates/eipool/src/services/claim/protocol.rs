@@ -68,18 +68,27 @@ impl Claimer {
     /// a time (the interface lease, when Redis answers).
     pub(super) async fn claim(&mut self, me: &Identity) -> Result<Claimed, Error> {
         let mut last_tally = None;
-        let result = match self.m.coord.lock_interface(&self.m.work, me).await {
-            Ok(guard) => {
-                let result = self.claim_inner(me, &mut last_tally).await;
-                self.m
-                    .coord
-                    .unlock_interface(&self.m.cleanup, guard, me)
-                    .await;
-                result
+        let result = loop {
+            let result = match self.m.coord.lock_interface(&self.m.work, me).await {
+                Ok(guard) => {
+                    let result = self.claim_inner(me, &mut last_tally).await;
+                    self.m
+                        .coord
+                        .unlock_interface(&self.m.cleanup, guard, me)
+                        .await;
+                    result
+                }
+                Err(stop) => Err(stop),
+            };
+            match result {
+                Err(Stop::InterfaceLost) => {
+                    warn!(eni = %me.eni, private_ip = %me.private_ip, "the interface lease ran out before associating; taking it again and starting over");
+                }
+                other => break other,
             }
-            Err(stop) => Err(stop),
         };
         match result {
+            Err(Stop::InterfaceLost) => unreachable!("handled in the loop above"),
             Ok(c) => Ok(c),
             Err(Stop::Fatal(e)) => Err(e),
             Err(Stop::Interrupted(Interrupt::Cancelled)) => Err(Error::Interrupted),

@@ -1,0 +1,78 @@
+//! The exhaustive check of the claim protocol's model, and the seeded mutations it must catch.
+//! Each prints how many states it explored and, for a mutation, the counterexample's trace.
+
+use std::time::Instant;
+
+use eipool_model::{ClaimModel, Mutation};
+use stateright::{Checker, HasDiscoveries, Model};
+
+/// Faults one run may suffer in the exhaustive check.
+const FAULTS: u8 = 1;
+
+fn trace(model: &ClaimModel, property: &'static str) -> Option<String> {
+    let checker = model
+        .clone()
+        .checker()
+        .threads(2)
+        .finish_when(HasDiscoveries::AnyOf([property].into()))
+        .spawn_bfs()
+        .join();
+    let path = checker.discovery(property)?;
+    let mut out = format!("counterexample for {property:?}:\n");
+    let states = path.clone().into_states();
+    let actions = path.into_actions();
+    out.push_str(&format!("  start: {}\n", states[0]));
+    for (i, (a, s)) in actions.iter().zip(states.iter().skip(1)).enumerate() {
+        out.push_str(&format!(
+            "  {:>2}. {}\n      → {s}\n",
+            i + 1,
+            model.format_action(a)
+        ));
+    }
+    Some(out)
+}
+
+#[test]
+fn every_property_holds_in_every_interleaving_with_one_fault() {
+    let started = Instant::now();
+    let checker = ClaimModel::new(FAULTS)
+        .checker()
+        .threads(2)
+        .spawn_bfs()
+        .join();
+    println!(
+        "--- model: {} states explored ({} unique) in {:.1} s, {FAULTS} fault per run",
+        checker.state_count(),
+        checker.unique_state_count(),
+        started.elapsed().as_secs_f64()
+    );
+    for (name, path) in checker.discoveries() {
+        let model = ClaimModel::new(FAULTS);
+        println!("{name}: {}", trace(&model, name).unwrap_or_default());
+        let _ = path;
+    }
+    checker.assert_properties();
+}
+
+fn caught(mutation: Mutation, property: &'static str) {
+    let model = ClaimModel::mutated(FAULTS, mutation);
+    let t = trace(&model, property)
+        .unwrap_or_else(|| panic!("{mutation:?} was not caught by {property:?}"));
+    println!("--- {mutation:?}\n{t}");
+}
+
+#[test]
+fn allowing_reassociation_is_caught() {
+    caught(
+        Mutation::AllowReassociation,
+        "no address is reported for two interfaces",
+    );
+}
+
+#[test]
+fn not_checking_the_fence_before_associating_is_caught() {
+    caught(
+        Mutation::NoFenceCheck,
+        "once settled, every guarded report is on its interface in EC2",
+    );
+}
