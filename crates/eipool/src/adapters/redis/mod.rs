@@ -49,7 +49,6 @@ use tokio::sync::OnceCell;
 
 pub(crate) use failures::Topology;
 pub(crate) use leases::{Acquire, Lease};
-pub(crate) use line::LinePlace;
 pub use listing::SharedListing;
 pub use target::{RedisTarget, TlsFiles};
 
