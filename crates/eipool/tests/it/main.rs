@@ -16,3 +16,4 @@ mod redis_setups;
 mod release;
 mod truth;
 mod upgrade;
+mod waiting;

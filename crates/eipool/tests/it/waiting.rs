@@ -1,0 +1,144 @@
+//! The pool's waiting line (#24): agents that find the pool exhausted wait in the order they
+//! came, and each freed address — by `release`, an agent's release on exit, `gc --apply`,
+//! `pool grow` — reaches the longest waiter at once, not at its next `--interval`.
+
+use std::time::{Duration, Instant};
+
+use redis::AsyncCommands;
+
+use crate::harness::{args, eventually, json, Agent, Lab};
+
+/// How many wait in the lab pool's line (Redis's own view).
+async fn line_len(lab: &Lab) -> u64 {
+    let mut c = lab.redis_conn().await;
+    c.zcard(lab.key("line")).await.unwrap()
+}
+
+/// Which of `waiters` (still waiting) is ready first; returns its index.
+async fn first_ready(waiters: &[Option<Agent>], within: Duration) -> usize {
+    eventually("a waiter to become ready", within, || async {
+        for (i, w) in waiters.iter().enumerate() {
+            if let Some(w) = w {
+                if w.ready().await.is_some() {
+                    return Some(i);
+                }
+            }
+        }
+        None
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_pools_waiters_get_freed_addresses_in_order_within_a_second_or_so() {
+    let lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(9).await.unwrap();
+    lab.ec2.allocate(Some(&lab.pool), 4).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+
+    // Four holders, one per way of freeing an address.
+    lab.claim(&nodes[0], &[]).await.report().expect("claim 0");
+    let mut exiting = Agent::start(&lab, &nodes[1], false, dir.path(), &[]).await;
+    eventually("the holding agent to be ready", Duration::from_secs(30), || {
+        exiting.ready()
+    })
+    .await;
+    lab.claim(&nodes[2], &[]).await.report().expect("claim 2");
+    lab.claim(&nodes[3], &[]).await.report().expect("claim 3");
+
+    // Five waiters, one after another; a minute's --interval, so only a wake-up is fast.
+    let mut waiters: Vec<Option<Agent>> = Vec::new();
+    for (i, n) in nodes[4..9].iter().enumerate() {
+        let w = Agent::start(&lab, n, false, dir.path(), &["--interval", "60s"]).await;
+        eventually("the waiter to join the line", Duration::from_secs(30), || async {
+            (line_len(&lab).await == i as u64 + 1).then_some(())
+        })
+        .await;
+        assert!(w.ready().await.is_none(), "a waiter is not ready");
+        waiters.push(Some(w));
+    }
+
+    // The second waiter dies mid-wait: the others drop it from the line.
+    let mut ghost = waiters[1].take().unwrap();
+    ghost.child.kill().await.unwrap();
+    let dropped = Instant::now();
+    eventually("the dead waiter to leave the line", Duration::from_secs(10), || async {
+        (line_len(&lab).await == 4).then_some(())
+    })
+    .await;
+    println!("a killed waiter left the line after {:?}", dropped.elapsed());
+
+    // Free one address at a time, four ways; each goes to the longest waiter.
+    let expected_order = [0, 2, 3, 4];
+    let mut latencies = Vec::new();
+    for (k, want) in expected_order.into_iter().enumerate() {
+        let (how, freed_at) = match k {
+            0 => {
+                let r = lab.release(&nodes[0], &[]).await;
+                assert_eq!(r.code, Some(0), "{r}");
+                ("release", Instant::now())
+            }
+            1 => {
+                let pid = exiting.child.id().unwrap().to_string();
+                std::process::Command::new("kill")
+                    .args(["-TERM", &pid])
+                    .status()
+                    .unwrap();
+                let st = tokio::time::timeout(Duration::from_secs(30), exiting.child.wait())
+                    .await
+                    .expect("the agent exits")
+                    .unwrap();
+                assert_eq!(st.code(), Some(0));
+                ("an agent's release on exit", Instant::now())
+            }
+            2 => {
+                lab.ec2
+                    .client
+                    .terminate_instances()
+                    .instance_ids(&nodes[2].instance_id)
+                    .send()
+                    .await
+                    .unwrap();
+                let mut a = lab.with_redis(&[]);
+                a.extend(args(&["gc", "--apply"]));
+                let g = lab.run(&a).await;
+                assert_eq!(g.code, Some(0), "{g}");
+                ("gc --apply", Instant::now())
+            }
+            _ => {
+                let mut a = lab.with_redis(&[]);
+                a.extend(args(&["pool", "grow", "--count", "1"]));
+                let g = json(&lab.run(&a).await);
+                assert_eq!(g["allocated"].as_array().map(Vec::len), Some(1), "{g}");
+                ("pool grow", Instant::now())
+            }
+        };
+        let got = first_ready(&waiters, Duration::from_secs(30)).await;
+        let took = freed_at.elapsed();
+        println!("freed by {how}: waiter {got} ready after {took:?}");
+        assert_eq!(got, want, "freed by {how}: the longest waiter gets it");
+        latencies.push(took);
+        // It holds it on EC2, and the others still wait.
+        let w = waiters[got].take().unwrap();
+        let state = lab.ec2.pool_state(&lab.pool).await.unwrap();
+        assert!(
+            state
+                .values()
+                .any(|e| e.eni.as_deref() == Some(w.node.eni.as_str())),
+            "EC2 shows waiter {got}'s address"
+        );
+        for (i, o) in waiters.iter().enumerate() {
+            if let Some(o) = o {
+                assert!(o.ready().await.is_none(), "waiter {i} is still waiting");
+            }
+        }
+        drop(w);
+    }
+    latencies.sort();
+    println!("wake-up to ready, freed by each way: {latencies:?}");
+    assert!(
+        latencies.iter().all(|l| *l < Duration::from_millis(1_500)),
+        "each freed address reaches its waiter within 1.5 s, not at the 60 s interval: {latencies:?}"
+    );
+    assert_eq!(line_len(&lab).await, 0, "the line is empty");
+}
