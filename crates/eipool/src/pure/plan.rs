@@ -814,7 +814,11 @@ mod tests {
             (None, false, false, Rejoin),
         ];
         for (place, moved, due, want) in cases {
-            assert_eq!(line_turn(place, moved, due), want, "{place:?} {moved} {due}");
+            assert_eq!(
+                line_turn(place, moved, due),
+                want,
+                "{place:?} {moved} {due}"
+            );
         }
     }
 }

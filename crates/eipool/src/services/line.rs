@@ -63,7 +63,10 @@ impl Waiter {
         let redis = self.redis.clone()?;
         if self.ticket.is_none() {
             let t = self.join(&redis).await?;
-            info!(ticket = t, "the pool is exhausted: waiting in its line for a freed address");
+            info!(
+                ticket = t,
+                "the pool is exhausted: waiting in its line for a freed address"
+            );
         }
         let place = match redis.line_ask().await {
             Ok(p) => p,

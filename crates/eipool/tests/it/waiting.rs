@@ -39,9 +39,11 @@ async fn a_full_pools_waiters_get_freed_addresses_in_order_within_a_second_or_so
     // Four holders, one per way of freeing an address.
     lab.claim(&nodes[0], &[]).await.report().expect("claim 0");
     let mut exiting = Agent::start(&lab, &nodes[1], false, dir.path(), &[]).await;
-    eventually("the holding agent to be ready", Duration::from_secs(30), || {
-        exiting.ready()
-    })
+    eventually(
+        "the holding agent to be ready",
+        Duration::from_secs(30),
+        || exiting.ready(),
+    )
     .await;
     lab.claim(&nodes[2], &[]).await.report().expect("claim 2");
     lab.claim(&nodes[3], &[]).await.report().expect("claim 3");
@@ -50,9 +52,11 @@ async fn a_full_pools_waiters_get_freed_addresses_in_order_within_a_second_or_so
     let mut waiters: Vec<Option<Agent>> = Vec::new();
     for (i, n) in nodes[4..9].iter().enumerate() {
         let w = Agent::start(&lab, n, false, dir.path(), &["--interval", "60s"]).await;
-        eventually("the waiter to join the line", Duration::from_secs(30), || async {
-            (line_len(&lab).await == i as u64 + 1).then_some(())
-        })
+        eventually(
+            "the waiter to join the line",
+            Duration::from_secs(30),
+            || async { (line_len(&lab).await == i as u64 + 1).then_some(()) },
+        )
         .await;
         assert!(w.ready().await.is_none(), "a waiter is not ready");
         waiters.push(Some(w));
@@ -62,11 +66,16 @@ async fn a_full_pools_waiters_get_freed_addresses_in_order_within_a_second_or_so
     let mut ghost = waiters[1].take().unwrap();
     ghost.child.kill().await.unwrap();
     let dropped = Instant::now();
-    eventually("the dead waiter to leave the line", Duration::from_secs(10), || async {
-        (line_len(&lab).await == 4).then_some(())
-    })
+    eventually(
+        "the dead waiter to leave the line",
+        Duration::from_secs(10),
+        || async { (line_len(&lab).await == 4).then_some(()) },
+    )
     .await;
-    println!("a killed waiter left the line after {:?}", dropped.elapsed());
+    println!(
+        "a killed waiter left the line after {:?}",
+        dropped.elapsed()
+    );
 
     // Free one address at a time, four ways; each goes to the longest waiter.
     let expected_order = [0, 2, 3, 4];
@@ -141,4 +150,75 @@ async fn a_full_pools_waiters_get_freed_addresses_in_order_within_a_second_or_so
         "each freed address reaches its waiter within 1.5 s, not at the 60 s interval: {latencies:?}"
     );
     assert_eq!(line_len(&lab).await, 0, "the line is empty");
+}
+
+/// Time to ready, as a media operator feels it: agent process start → the media container's
+/// exec, the kubelet's part simulated as the shipped startupProbe runs it (every `period`, the
+/// first check one period after start: the media container starts at the first check that
+/// finds `/readyz` 200). Measured, not asserted: the figures go to the README.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_from_agent_start_to_media_exec_at_1_and_in_a_herd_of_20() {
+    let _heavy = crate::harness::heavy().await;
+    for n in [1usize, 20] {
+        let lab = Lab::new().await;
+        let nodes = lab.ec2.nodes(n).await.unwrap();
+        lab.ec2.allocate(Some(&lab.pool), n).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut agents = Vec::new();
+        for node in &nodes {
+            agents.push((
+                Instant::now(),
+                Agent::start(&lab, node, false, dir.path(), &[]).await,
+            ));
+        }
+        // Every agent's /readyz, polled in rounds (each round ~ tens of ms at N=20): the time a
+        // round first sees it 200.
+        let mut seen: Vec<Option<Duration>> = vec![None; n];
+        let until = Instant::now() + Duration::from_secs(60);
+        while seen.iter().any(Option::is_none) {
+            assert!(
+                Instant::now() < until,
+                "every agent ready within 60 s: {seen:?}"
+            );
+            for (i, (t0, a)) in agents.iter().enumerate() {
+                if seen[i].is_none() && a.ready().await.is_some() {
+                    seen[i] = Some(t0.elapsed());
+                    // The env file the media container sources is there when /readyz says so.
+                    assert!(!a.public_ip().is_empty());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let ready: Vec<Duration> = seen.into_iter().flatten().collect();
+        let exec = |period: f64| -> Vec<f64> {
+            let mut v: Vec<f64> = ready
+                .iter()
+                .map(|r| (r.as_secs_f64() / period).ceil().max(1.0) * period)
+                .collect();
+            v.sort_by(f64::total_cmp);
+            v
+        };
+        let q = |v: &[f64], p: f64| v[((v.len() as f64 - 1.0) * p).round() as usize];
+        let mut r: Vec<f64> = ready.iter().map(Duration::as_secs_f64).collect();
+        r.sort_by(f64::total_cmp);
+        println!(
+            "N={n}: agent start → /readyz 200: p50 {:.2} s, max {:.2} s (polled in rounds)",
+            q(&r, 0.5),
+            q(&r, 1.0)
+        );
+        for period in [2.0, 1.0] {
+            let e = exec(period);
+            println!(
+                "N={n}: agent start → media exec, startupProbe every {period} s: p50 {:.2} s, max {:.2} s",
+                q(&e, 0.5),
+                q(&e, 1.0)
+            );
+        }
+        let state = lab.ec2.pool_state(&lab.pool).await.unwrap();
+        assert_eq!(
+            state.values().filter(|e| e.eni.is_some()).count(),
+            n,
+            "every agent holds one address"
+        );
+    }
 }
