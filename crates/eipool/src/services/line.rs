@@ -47,9 +47,10 @@ impl Waiter {
             let pause = match self.ask(since.elapsed() >= backstop).await {
                 Some(LineTurn::Claim) => return Woken::Turn,
                 Some(_) => plan::LINE_POLL,
-                // No Redis, or it failed: bounded-rate polling of EC2.
+                // No Redis, or it failed: EC2 at the backstop's bounded rate; Redis asked
+                // again meanwhile, so the line resumes as soon as it answers.
                 None if since.elapsed() >= backstop => return Woken::Turn,
-                None => plan::LINE_POLL.max(backstop.saturating_sub(since.elapsed())),
+                None => plan::LINE_POLL.min(backstop.saturating_sub(since.elapsed())),
             };
             tokio::select! {
                 _ = cancel.cancelled() => return Woken::Cancelled,

@@ -222,3 +222,60 @@ async fn time_from_agent_start_to_media_exec_at_1_and_in_a_herd_of_20() {
         );
     }
 }
+
+/// The line survives Redis restarting empty: the waiters rejoin with their tickets, and the next
+/// freed address still goes to the longest waiter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_line_survives_redis_restarting_empty() {
+    let mut lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(3).await.unwrap();
+    lab.ec2.allocate(Some(&lab.pool), 1).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    lab.claim(&nodes[0], &[]).await.report().expect("claim 0");
+    let mut waiters = Vec::new();
+    for (i, n) in nodes[1..3].iter().enumerate() {
+        let w = Agent::start(&lab, n, false, dir.path(), &["--interval", "60s"]).await;
+        eventually(
+            "the waiter to join the line",
+            Duration::from_secs(30),
+            || async { (line_len(&lab).await == i as u64 + 1).then_some(()) },
+        )
+        .await;
+        waiters.push(Some(w));
+    }
+    let mut c = lab.redis_conn().await;
+    let before: Vec<(String, f64)> = c.zrange_withscores(lab.key("line"), 0, -1).await.unwrap();
+    lab.redis.restart_empty().unwrap();
+    let until = Instant::now() + Duration::from_secs(15);
+    loop {
+        let mut c = crate::harness::redis_conn(&lab.redis.url()).await;
+        let now: Vec<(String, f64)> = c
+            .zrange_withscores(lab.key("line"), 0, -1)
+            .await
+            .unwrap_or_default();
+        if now == before {
+            break;
+        }
+        if Instant::now() > until {
+            let w = waiters[0].take().unwrap();
+            let mut child = w.child;
+            child.start_kill().unwrap();
+            let out = child.wait_with_output().await.unwrap();
+            panic!(
+                "waiters not back in the line: {now:?} vs {before:?}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = lab.release(&nodes[0], &[]).await;
+    assert_eq!(r.code, Some(0), "{r}");
+    let freed_at = Instant::now();
+    let got = first_ready(&waiters, Duration::from_secs(30)).await;
+    println!(
+        "after an empty Redis restart: waiter {got} ready {:?} after the release",
+        freed_at.elapsed()
+    );
+    assert_eq!(got, 0, "the longest waiter gets it");
+    assert!(waiters[1].as_ref().unwrap().ready().await.is_none());
+}
