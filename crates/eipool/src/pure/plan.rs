@@ -370,6 +370,35 @@ pub(crate) enum AfterDeadline {
     Temporary,
 }
 
+/// How often a waiter in the pool's line (an agent that found the pool exhausted) asks Redis
+/// for its place and whether an address was freed; each ask is also its heartbeat.
+pub(crate) const LINE_POLL: Duration = Duration::from_millis(250);
+/// A waiter whose heartbeat is older than this is a ghost (killed, paused, cut off): the next
+/// waiter's ask drops it, so no one waits behind it.
+pub(crate) const LINE_GHOST_AFTER: Duration = Duration::from_secs(3);
+
+/// What a waiter in the line does after one ask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LineTurn {
+    /// Head of the line and something may have come free: claim now.
+    Claim,
+    /// Keep waiting (not the head, or nothing freed since our last try).
+    Wait,
+    /// Redis lost our place (a restart, or we were taken for a ghost): join again.
+    Rejoin,
+}
+
+/// The line's one rule: only the head may take a freed address; it tries when the pool's count
+/// of freed addresses moved since its last try, or when the backstop (`--interval`) is due (an
+/// address freed outside eipool: by hand, by a terminated instance).
+pub(crate) fn line_turn(place: Option<u64>, freed_moved: bool, backstop_due: bool) -> LineTurn {
+    match place {
+        None => LineTurn::Rejoin,
+        Some(0) if freed_moved || backstop_due => LineTurn::Claim,
+        Some(_) => LineTurn::Wait,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -768,5 +797,28 @@ mod tests {
                 Ok(())
             })
             .unwrap();
+    }
+
+    #[test]
+    fn only_the_head_of_the_line_takes_a_freed_address() {
+        use LineTurn::*;
+        let cases = [
+            // place, freed moved, backstop due → turn
+            (Some(0), true, false, Claim),
+            (Some(0), false, true, Claim),
+            (Some(0), false, false, Wait),
+            (Some(1), true, false, Wait),
+            (Some(1), true, true, Wait),
+            (Some(4), false, true, Wait),
+            (None, true, true, Rejoin),
+            (None, false, false, Rejoin),
+        ];
+        for (place, moved, due, want) in cases {
+            assert_eq!(
+                line_turn(place, moved, due),
+                want,
+                "{place:?} {moved} {due}"
+            );
+        }
     }
 }

@@ -98,6 +98,12 @@ pub(crate) async fn grow(
         info!(public_ip = %a.public_ip, allocation_id = %a.allocation_id, pool = %ctx.pool, "allocated");
         allocated.push(Entry::from(&a));
     }
+    if let (Some(redis), false) = (&ctx.redis, allocated.is_empty()) {
+        // Wake the pool's line: the head takes one of these at once.
+        if let Err(e) = redis.line_freed(allocated.len() as u64).await {
+            tracing::warn!(error = %e, "could not wake the pool's line; its waiters find the new addresses at their next --interval");
+        }
+    }
     Ok(Grown {
         pool: ctx.pool.clone(),
         allocated,

@@ -45,6 +45,8 @@ pub(crate) struct PoolStatus {
     pub(crate) counts: BTreeMap<&'static str, usize>,
     /// Whether Redis was consulted (without it, `claiming` can't be told from `free`).
     pub(crate) redis: bool,
+    /// Servers waiting in the pool's line for a freed address (needs Redis; 0 without).
+    pub(crate) waiting: u64,
     /// Every address, by public IP.
     pub(crate) addresses: Vec<Row>,
 }
@@ -95,6 +97,12 @@ impl PoolStatus {
             out.push_str(" (no --redis-url: addresses being claimed show as free)");
         }
         out.push('\n');
+        if self.waiting > 0 {
+            out.push_str(&format!(
+                "{} servers waiting in the pool's line for a freed address\n",
+                self.waiting
+            ));
+        }
         out
     }
 }
@@ -186,11 +194,19 @@ pub(crate) async fn collect(ctx: &Context, budget: &Budget) -> Result<PoolStatus
     for r in &rows {
         *counts.entry(r.state.name()).or_default() += 1;
     }
+    let waiting = match (&ctx.redis, &view) {
+        (Some(redis), Some(_)) => match budget.bounded(redis.line_len()).await {
+            Ok(Ok(n)) => n,
+            _ => 0,
+        },
+        _ => 0,
+    };
     Ok(PoolStatus {
         pool: ctx.pool.clone(),
         total: rows.len(),
         counts,
         redis: view.is_some(),
+        waiting,
         addresses: rows,
     })
 }
@@ -201,6 +217,7 @@ pub(crate) async fn publish_gauges(ctx: &Context, budget: &Budget) -> bool {
     match collect(ctx, budget).await {
         Ok(st) => {
             metrics::global().set_pool(&st.pool, &State::ALL.map(|s| (s.name(), st.count(s))));
+            metrics::global().set_waiting(&st.pool, st.waiting);
             true
         }
         Err(e) => {

@@ -56,6 +56,17 @@ pub(crate) struct Metrics {
     pub last_verified_age: Gauge,
     /// `eipool_pool_addresses{state}` (exporter).
     pub pool_addresses: Family<StateLabel, Gauge>,
+    /// `eipool_line_place`: the agent's place in the pool's waiting line (0 = next), -1 when not waiting.
+    pub line_place: Gauge,
+    /// `eipool_pool_waiting{pool}` (exporter): servers waiting in the pool's line.
+    pub pool_waiting: Family<PoolLabel, Gauge>,
+}
+
+/// One label: `pool`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct PoolLabel {
+    /// The pool's name.
+    pub pool: String,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -120,8 +131,23 @@ impl Metrics {
             "Addresses of the pool by state (exporter only)",
             pool_addresses.clone(),
         );
+        let line_place = Gauge::default();
+        line_place.set(-1);
+        registry.register(
+            "line_place",
+            "The agent's place in the pool's waiting line (0 = next to get a freed address), -1 when not waiting",
+            line_place.clone(),
+        );
+        let pool_waiting = Family::<PoolLabel, Gauge>::default();
+        registry.register(
+            "pool_waiting",
+            "Servers waiting in the pool's line for a freed address (exporter only)",
+            pool_waiting.clone(),
+        );
         Metrics {
             registry,
+            line_place,
+            pool_waiting,
             ec2_calls,
             claim_duration,
             claims,
@@ -166,6 +192,15 @@ impl Metrics {
         }
     }
 
+    /// Set `pool`'s waiting-line gauge.
+    pub(crate) fn set_waiting(&self, pool: &str, n: u64) {
+        self.pool_waiting
+            .get_or_create(&PoolLabel {
+                pool: pool.to_string(),
+            })
+            .set(n as i64);
+    }
+
     /// The registry in the Prometheus/OpenMetrics text format.
     pub(crate) fn render(&self) -> String {
         let mut out = String::new();
@@ -186,6 +221,7 @@ mod tests {
         m.claim_finished("claimed", 0.7);
         m.drift.inc();
         m.set_pool("media", &[("free", 3)]);
+        m.set_waiting("media", 2);
         let text = m.render();
         for name in [
             "eipool_ec2_calls_total{action=\"AssociateAddress\",outcome=\"ok\"} 1",
@@ -197,6 +233,8 @@ mod tests {
             "eipool_verify_failures_total 0",
             "eipool_last_verified_age_seconds 0",
             "eipool_pool_addresses{pool=\"media\",state=\"free\"} 3",
+            "eipool_pool_waiting{pool=\"media\"} 2",
+            "eipool_line_place -1",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }
@@ -211,6 +249,7 @@ mod docs {
         m.ec2_call("DescribeAddresses", "ok");
         m.claim_finished("claimed", 1.0);
         m.set_pool("media", &[("free", 1)]);
+        m.set_waiting("media", 0);
         m.render()
     }
 

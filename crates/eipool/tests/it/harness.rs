@@ -325,7 +325,8 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Start `eipool agent` for `node` (identity from IMDSv2 when `imds`, else by flag).
+    /// Start `eipool agent` for `node` (identity from IMDSv2 when `imds`, else by flag), every
+    /// `--interval 1s` unless `extra` says otherwise.
     pub async fn start(lab: &Lab, node: &Node, imds: bool, dir: &Path, extra: &[&str]) -> Agent {
         Agent::start_with_redis(lab, &lab.redis.url(), node, imds, dir, extra).await
     }
@@ -382,10 +383,11 @@ impl Agent {
         let listen: SocketAddr = ([127, 0, 0, 1], free_port().unwrap()).into();
         let listen_s = listen.to_string();
         let mut a = global.to_vec();
+        a.push("agent");
+        if !extra.contains(&"--interval") {
+            a.extend(["--interval", "1s"]);
+        }
         a.extend([
-            "agent",
-            "--interval",
-            "1s",
             "--listen",
             &listen_s,
             "--release-on-exit",

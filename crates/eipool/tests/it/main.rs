@@ -17,3 +17,4 @@ mod redis_setups;
 mod release;
 mod truth;
 mod upgrade;
+mod waiting;

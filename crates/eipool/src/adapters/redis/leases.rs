@@ -226,7 +226,8 @@ impl Redis {
     }
 
     /// Forget everything about `alloc` held by `eni`/`ip` (after releasing it): the assigned
-    /// mark, the interface's record, the holder record. Others may claim it at once.
+    /// mark, the interface's record, the holder record. Others may claim it at once, and the
+    /// pool's line learns that an address came free (`line:freed`).
     #[instrument(skip(self), err(level = "debug", Display))]
     pub(crate) async fn forget(
         &self,
@@ -238,6 +239,7 @@ impl Redis {
         inv.key(self.assigned_key(alloc))
             .key(self.iface_key(eni, ip))
             .key(self.key("holders"))
+            .key(self.key("line:freed"))
             .arg(alloc.as_str());
         let _: i64 = self.eval(inv).await?;
         Ok(())

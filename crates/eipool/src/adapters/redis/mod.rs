@@ -16,6 +16,9 @@
 //! | `eipool:{pace:<region>}:<class>` | GCRA theoretical arrival time (ms) of the class's shared rate, one per AWS region (EC2's buckets are per account and region) | seconds |
 //! | `eipool:{P}:listing:v1` | the herd's most recent pool listing (JSON) | `plan::SHARED_LISTING_TTL` |
 //! | `eipool:{P}:listing:lead` | owner token of the claimer making the next listing | a few call timeouts |
+//! | `eipool:{P}:line` (sorted set) | owner token of each waiter, scored by its ticket | until it leaves or its heartbeat lapses |
+//! | `eipool:{P}:line:beats` (hash) | owner token → Redis ms of its last ask (heartbeat) | as `line` |
+//! | `eipool:{P}:line:seq`, `line:freed` | the ticket counter; how many addresses came free | forever |
 //! | `eipool:{P}:holders` (hash) | `<alloc>` → `<eni>/<ip>\|<unix ms>` of each claim eipool made | until released |
 //!
 //! Redis speeds the herd up and keeps claimers off each other's toes; it is not what makes the
@@ -31,6 +34,7 @@ mod connect;
 mod diagnose;
 mod failures;
 mod leases;
+mod line;
 mod listing;
 mod pace;
 mod records;

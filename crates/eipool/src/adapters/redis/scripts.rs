@@ -129,12 +129,67 @@ end
 return 1
 "#;
 
+// Forget a released address and tell the line it came free. KEYS: marker, intent, holders,
+// line:freed. ARGV: alloc.
 const FORGET_LUA: &str = r#"
 redis.call('DEL', KEYS[1])
 if redis.call('GET', KEYS[2]) == ARGV[1] then
   redis.call('DEL', KEYS[2])
 end
 redis.call('HDEL', KEYS[3], ARGV[1])
+redis.call('INCR', KEYS[4])
+return 1
+"#;
+
+// Join the pool's line (or rejoin with the ticket we had, after Redis lost the line). KEYS: line
+// (sorted set, owner scored by ticket), beats (hash owner -> Redis ms), seq. ARGV: owner, ticket
+// (0: a new one). A new ticket is above every waiting one, also after an empty restart.
+const LINE_JOIN_LUA: &str = r#"
+local t = tonumber(ARGV[2])
+local had = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if had then
+  t = tonumber(had)
+elseif t == 0 then
+  t = redis.call('INCR', KEYS[3])
+  local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+  if top[2] and tonumber(top[2]) >= t then
+    t = tonumber(top[2]) + 1
+    redis.call('SET', KEYS[3], string.format('%d', t))
+  end
+end
+redis.call('ZADD', KEYS[1], t, ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], now_ms())
+return t
+"#;
+
+// One waiter's ask: heartbeat, drop the ghosts ahead of it (heartbeat older than ARGV[2] ms),
+// and answer {place (0 = head; -1 = not in the line), freed count}. KEYS: line, beats, freed.
+// ARGV: owner, ghost ms.
+const LINE_ASK_LUA: &str = r#"
+local freed = tonumber(redis.call('GET', KEYS[3]) or '0')
+local rank = redis.call('ZRANK', KEYS[1], ARGV[1])
+if not rank then
+  return {-1, freed}
+end
+local now = now_ms()
+redis.call('HSET', KEYS[2], ARGV[1], now)
+local ahead = redis.call('ZRANGE', KEYS[1], 0, rank - 1)
+local dropped = 0
+for _, m in ipairs(ahead) do
+  local beat = tonumber(redis.call('HGET', KEYS[2], m) or '0')
+  if now - beat > tonumber(ARGV[2]) then
+    redis.call('ZREM', KEYS[1], m)
+    redis.call('HDEL', KEYS[2], m)
+    dropped = dropped + 1
+  end
+end
+return {rank - dropped, freed}
+"#;
+
+// Leave the line. KEYS: line, beats. ARGV: owner.
+const LINE_LEAVE_LUA: &str = r#"
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
 return 1
 "#;
 
@@ -210,6 +265,9 @@ pub(super) static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(EXTEND
 pub(super) static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE_LUA));
 pub(super) static ASSIGN: LazyLock<Script> = LazyLock::new(|| with_markers(ASSIGN_LUA));
 pub(super) static FORGET: LazyLock<Script> = LazyLock::new(|| Script::new(FORGET_LUA));
+pub(super) static LINE_JOIN: LazyLock<Script> = LazyLock::new(|| with_markers(LINE_JOIN_LUA));
+pub(super) static LINE_ASK: LazyLock<Script> = LazyLock::new(|| with_markers(LINE_ASK_LUA));
+pub(super) static LINE_LEAVE: LazyLock<Script> = LazyLock::new(|| Script::new(LINE_LEAVE_LUA));
 pub(super) static PACE: LazyLock<Script> = LazyLock::new(|| Script::new(PACE_LUA));
 pub(super) static LISTING: LazyLock<Script> = LazyLock::new(|| Script::new(LISTING_LUA));
 pub(super) static SHARE: LazyLock<Script> = LazyLock::new(|| Script::new(SHARE_LUA));

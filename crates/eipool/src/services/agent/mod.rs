@@ -20,6 +20,7 @@ use crate::pure::identity::Identity;
 use crate::pure::ids::AllocationId;
 use crate::services::claim::{self, ClaimConfig};
 use crate::services::context::Context;
+use crate::services::line::{Waiter, Woken};
 use crate::services::{pool_view, release};
 use crate::support::budget::Budget;
 use crate::support::health::Health;
@@ -97,6 +98,9 @@ async fn watch(
     let mut drifted: Option<String> = None;
     let mut verifier = Verifier::new(cfg.ec2_check_every, rand::rng().random());
     let mut last_verified = Instant::now();
+    // An agent that found the pool exhausted waits in the pool's line for a freed address.
+    let mut waiter = Waiter::new(ctx.redis.clone());
+    let mut waiting = false;
     loop {
         if held.is_none() {
             let started = Instant::now();
@@ -129,13 +133,24 @@ async fn watch(
                     held = Some(c);
                     take_back = None;
                     last_verified = Instant::now();
+                    waiting = false;
+                    waiter.leave().await;
                 }
-                Err(Error::Interrupted) => return Ok(None),
+                Err(Error::Interrupted) => {
+                    waiter.leave().await;
+                    return Ok(None);
+                }
                 Err(e @ (Error::Usage(_) | Error::Permission { .. } | Error::Internal(_))) => {
-                    return Err(e)
+                    waiter.leave().await;
+                    return Err(e);
                 }
                 Err(e) => {
-                    warn!(error = %e, "no address yet; trying again next interval");
+                    waiting = matches!(e, Error::Exhausted { .. });
+                    if waiting {
+                        warn!(error = %e, "no address yet; waiting in the pool's line");
+                    } else {
+                        warn!(error = %e, "no address yet; trying again next interval");
+                    }
                     let after = drifted
                         .as_deref()
                         .map(|d| format!(" (after {d})"))
@@ -143,6 +158,13 @@ async fn watch(
                     health.set(false, format!("no address{after}: {e}"));
                 }
             }
+        }
+        if waiting {
+            if waiter.turn(cfg.interval, cancel).await == Woken::Cancelled {
+                waiter.leave().await;
+                return Ok(held);
+            }
+            continue;
         }
         tokio::select! {
             _ = cancel.cancelled() => return Ok(held),

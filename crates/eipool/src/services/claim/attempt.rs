@@ -100,6 +100,7 @@ pub(super) async fn attempt(
             m.coord
                 .release_lease(&m.cleanup, lease.as_ref(), me, false)
                 .await;
+            m.coord.freed(&m.cleanup).await;
             return Err(stop);
         }
     };
@@ -134,10 +135,12 @@ pub(super) async fn attempt(
             Ok(Attempt::Displaced)
         }
         Err(stop) => {
+            // Rolled back: the address is free again, and the pool's line may be waiting for it.
             cleanup::disassociate_quietly(&m.ec2, &m.cleanup, &assoc).await;
             m.coord
                 .release_lease(&m.cleanup, lease.as_ref(), me, true)
                 .await;
+            m.coord.freed(&m.cleanup).await;
             Err(stop)
         }
     }

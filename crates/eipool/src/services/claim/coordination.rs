@@ -390,6 +390,17 @@ impl Coordination {
         }
     }
 
+    /// Wake the pool's waiting line: a claim rolled back an association it made (or may have
+    /// made), so an address may have come free.
+    pub(super) async fn freed(&self, cleanup: &Budget) {
+        let Some(redis) = &self.redis else {
+            return;
+        };
+        if let Ok(Err(e)) = cleanup.bounded(redis.line_freed(1)).await {
+            debug!(error = %e, "could not wake the pool's line; its head tries again at its --interval");
+        }
+    }
+
     /// Clear the Redis records of a claim given back, so that the next claim can take it at once.
     pub(super) async fn forget(&self, cleanup: &Budget, claimed: &Claimed) {
         let Some(redis) = &self.redis else {
