@@ -331,13 +331,6 @@ impl ClaimModel {
                         masked: masked.clone(),
                         suspect,
                     });
-                    let busy = Phase::Try {
-                        order: order.clone(),
-                        next: next + 1,
-                        tally: (tally.0 + 1, tally.1),
-                        masked: masked.clone(),
-                        suspect,
-                    };
                     if suspect == Some(a) {
                         // A run of ours may hold it: straight to EC2's compare-and-swap.
                         Phase::Associate {
@@ -365,7 +358,7 @@ impl ClaimModel {
                             suspect,
                         }
                     } else if w.redis.lease[a as usize].is_some_and(|(o, _)| o != c) {
-                        busy
+                        busy_after(&rest)
                     } else {
                         // Bounded, so the state space is: a fence is compared only with the
                         // lease's own, and the owner tells a stale one apart.

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use eipool_lab::fixture::Node;
 use redis::AsyncCommands;
 
 use crate::harness::{args, eventually, json, Agent, Lab};
@@ -49,17 +50,9 @@ async fn a_full_pools_waiters_get_freed_addresses_in_order_within_a_second_or_so
     lab.claim(&nodes[3], &[]).await.report().expect("claim 3");
 
     // Five waiters, one after another; a minute's --interval, so only a wake-up is fast.
-    let mut waiters: Vec<Option<Agent>> = Vec::new();
-    for (i, n) in nodes[4..9].iter().enumerate() {
-        let w = Agent::start(&lab, n, false, dir.path(), &["--interval", "60s"]).await;
-        eventually(
-            "the waiter to join the line",
-            Duration::from_secs(30),
-            || async { (line_len(&lab).await == i as u64 + 1).then_some(()) },
-        )
-        .await;
+    let mut waiters = join_the_line(&lab, &nodes[4..9], dir.path()).await;
+    for w in waiters.iter().flatten() {
         assert!(w.ready().await.is_none(), "a waiter is not ready");
-        waiters.push(Some(w));
     }
 
     // The second waiter dies mid-wait: the others drop it from the line.
@@ -234,17 +227,7 @@ async fn the_line_survives_redis_restarting_empty() {
     lab.ec2.allocate(Some(&lab.pool), 1).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     lab.claim(&nodes[0], &[]).await.report().expect("claim 0");
-    let mut waiters = Vec::new();
-    for (i, n) in nodes[1..3].iter().enumerate() {
-        let w = Agent::start(&lab, n, false, dir.path(), &["--interval", "60s"]).await;
-        eventually(
-            "the waiter to join the line",
-            Duration::from_secs(30),
-            || async { (line_len(&lab).await == i as u64 + 1).then_some(()) },
-        )
-        .await;
-        waiters.push(Some(w));
-    }
+    let mut waiters = join_the_line(&lab, &nodes[1..3], dir.path()).await;
     let mut c = lab.redis_conn().await;
     let before: Vec<(String, f64)> = c.zrange_withscores(lab.key("line"), 0, -1).await.unwrap();
     lab.redis.restart_empty().unwrap();
@@ -280,4 +263,21 @@ async fn the_line_survives_redis_restarting_empty() {
     );
     assert_eq!(got, 0, "the longest waiter gets it");
     assert!(waiters[1].as_ref().unwrap().ready().await.is_none());
+}
+
+/// An agent per node, one after another, each with a minute's `--interval` (so only a wake-up
+/// is fast), each in the pool's line before the next starts: the line's order is theirs.
+async fn join_the_line(lab: &Lab, nodes: &[Node], dir: &std::path::Path) -> Vec<Option<Agent>> {
+    let mut waiters = Vec::new();
+    for (i, n) in nodes.iter().enumerate() {
+        let w = Agent::start(lab, n, false, dir, &["--interval", "60s"]).await;
+        eventually(
+            "the waiter to join the line",
+            Duration::from_secs(30),
+            || async { (line_len(lab).await == i as u64 + 1).then_some(()) },
+        )
+        .await;
+        waiters.push(Some(w));
+    }
+    waiters
 }
