@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::builder::FalseyValueParser;
+use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
 
 /// Decide Atlantis permissions from Okta groups (team_authz command).
@@ -60,11 +60,12 @@ pub struct OktaArgs {
     #[arg(long, env = "OKTA_ORG_URL", value_name = "URL", global = true)]
     pub okta_url: Option<String>,
 
-    /// Tests only: allow a plain-http Okta URL on a loopback address (warns on every run)
+    /// Tests only: allow a plain-http Okta URL on a loopback address (warns on every run). The
+    /// variable takes true/false, yes/no, on/off or 1/0; anything else is refused, not guessed
     #[arg(
         long,
         env = "ATLANTIS_AUTHZ_OKTA_ALLOW_HTTP",
-        value_parser = FalseyValueParser::new(),
+        value_parser = BoolishValueParser::new(),
         global = true
     )]
     pub okta_allow_http: bool,
@@ -116,6 +117,49 @@ pub struct OktaArgs {
     /// How long cached groups are used; 0s disables the cache
     #[arg(long, env = "ATLANTIS_AUTHZ_CACHE_TTL", default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION", global = true)]
     pub cache_ttl: Duration,
+}
+
+/// When clap's error `e` is about a value that came from an option's environment variable (the
+/// option is not on the command line, its variable is set), the message naming that variable,
+/// so the operator fixes the Atlantis server's environment, not a flag nobody passed.
+pub fn blame_the_environment(
+    e: &clap::Error,
+    argv: impl Iterator<Item = String>,
+) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    use clap::CommandFactory;
+    if !matches!(
+        e.kind(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation
+    ) {
+        return None;
+    }
+    let ContextValue::String(arg) = e.get(ContextKind::InvalidArg)? else {
+        return None;
+    };
+    let flag = arg.split_whitespace().next()?;
+    let long = flag.strip_prefix("--")?;
+    let cmd = Cli::command();
+    let option = cmd.get_arguments().find(|a| a.get_long() == Some(long))?;
+    let var = option.get_env()?.to_string_lossy().into_owned();
+    let value = std::env::var(&var).ok()?;
+    // A secret's value is not repeated.
+    let value = if option.is_hide_env_values_set() {
+        "…".to_string()
+    } else {
+        format!("{value:?}")
+    };
+    let given = argv
+        .skip(1)
+        .any(|a| a == flag || a.starts_with(&format!("{flag}=")));
+    if given {
+        return None;
+    }
+    let text = e.to_string();
+    let why = text.lines().next()?.trim_start_matches("error: ");
+    Some(format!(
+        "{var}={value} (from the environment): {why}; fix or unset {var}"
+    ))
 }
 
 /// A duration (`15s`, `2m`) of at most an hour: nobody waits longer for a permission, and any

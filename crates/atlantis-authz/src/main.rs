@@ -25,6 +25,11 @@ fn main() -> ExitCode {
                 let text = e.to_string();
                 let first = text.lines().next().unwrap_or("");
                 let first = first.strip_prefix("error: ").unwrap_or(first);
+                let blamed = atlantis_authz::cli::blame_the_environment(&e, std::env::args());
+                if let Some(msg) = &blamed {
+                    eprintln!("{msg}");
+                }
+                let first = blamed.as_deref().unwrap_or(first);
                 let cut = first
                     .char_indices()
                     .nth(300)

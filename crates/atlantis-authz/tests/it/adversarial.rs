@@ -495,6 +495,38 @@ async fn plain_http_is_refused_unless_allowed_for_a_loopback_test() {
     r.assert_denied(2, &["https", "loopback"]);
 }
 
+/// Review finding: the test-only opt-out took any value but a falsey one as "on" (`maybe`,
+/// `please no`); it must be a boolean, or the decision is refused naming the variable. A bad
+/// value from any variable names the variable, not a flag nobody passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_variable_that_is_not_a_clear_value_is_refused_by_name() {
+    let okta = people().await;
+    let cache = tempfile::tempdir().unwrap();
+    for unclear in ["maybe", "please no", "2", ""] {
+        let mut a = Atlantis::new(&okta, cache.path(), "priya", "apply", Some(PROD));
+        a.server("ATLANTIS_AUTHZ_OKTA_ALLOW_HTTP", unclear);
+        let r = a.run().await;
+        r.assert_denied(2, &["ATLANTIS_AUTHZ_OKTA_ALLOW_HTTP", "not a boolean"]);
+    }
+    assert_eq!(okta.requests.load(Ordering::SeqCst), 0, "Okta was asked");
+    // The accepted spellings still work: off refuses http, on allows it for loopback.
+    for (off, on) in [("false", "true"), ("no", "yes"), ("off", "on"), ("0", "1")] {
+        let mut a = Atlantis::new(&okta, cache.path(), "priya", "apply", Some(PROD));
+        a.server("ATLANTIS_AUTHZ_OKTA_ALLOW_HTTP", off);
+        a.run().await.assert_denied(2, &["https"]);
+        let mut a = Atlantis::new(&okta, cache.path(), "priya", "apply", Some(PROD));
+        a.server("ATLANTIS_AUTHZ_OKTA_ALLOW_HTTP", on);
+        let r = a.run().await;
+        assert!(r.allowed(), "{on}: {r}");
+    }
+
+    let mut a = Atlantis::new(&okta, cache.path(), "priya", "apply", Some(PROD));
+    a.server("ATLANTIS_AUTHZ_TIMEOUT", "2h");
+    a.run()
+        .await
+        .assert_denied(2, &["ATLANTIS_AUTHZ_TIMEOUT=\"2h\"", "fix or unset"]);
+}
+
 /// A host that answers every request with a chunked body that never ends (valid JSON so far:
 /// `[` and then spaces), with no Content-Length to refuse it by.
 async fn endless_answers() -> String {
