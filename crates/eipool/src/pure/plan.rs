@@ -124,6 +124,23 @@ pub(crate) const ASSIGNED_MARK_TTL: Duration = Duration::from_secs(10);
 /// association yet. After this, EC2's listing shows it.
 pub(crate) const INTENT_TTL: Duration = Duration::from_secs(60);
 
+/// Whether the look at the interface taken when the identity was resolved (flags mode: the
+/// DescribeNetworkInterfaces that found our private IP, `look_age` ago, before the interface
+/// lease) may stand for the look at what our private IP holds before associating, sparing a
+/// second describe. Only when a claim of ours that associated something here since would
+/// certainly show: we hold the interface lease in Redis (`lease_in_redis`: every claim of this
+/// interface and private IP is serialized by it, and records its intent before associating),
+/// Redis answered that no intent is recorded (`no_intent`), and the look is younger than half
+/// of [`INTENT_TTL`] (an intent recorded after the look has not expired yet). Anything else
+/// (Redis down, a re-run, an old look, the agent's later claims) looks again.
+pub(crate) fn identity_look_will_do(
+    look_age: Duration,
+    lease_in_redis: bool,
+    no_intent: bool,
+) -> bool {
+    lease_in_redis && no_intent && look_age < INTENT_TTL / 2
+}
+
 /// What to do with a candidate that our own listing shows free but Redis marks assigned, once
 /// EC2 has been asked about it by allocation id (`ec2_free`). The marker is `marker_age` old.
 ///

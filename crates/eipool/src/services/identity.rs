@@ -6,13 +6,34 @@ use std::net::Ipv4Addr;
 use tracing::{instrument, warn};
 
 use crate::adapters::aws::{Ec2, Ec2Error, Imds, ImdsError};
-use crate::pure::address::Interface;
+use crate::pure::address::{Interface, PublicMapping};
 use crate::pure::error::Error;
 use crate::pure::identity::{Identity, IdentitySource};
 use crate::pure::ids::EniId;
 use crate::pure::plan;
 use crate::services::context::Context;
 use crate::support::budget::{Budget, Transient};
+
+/// What EC2 showed on the interface when the identity was looked up (flags mode): the public IPs
+/// on its private IPs, and when the request was sent. The claim that follows may take it for
+/// its look at what its private IP holds, sparing a second DescribeNetworkInterfaces, only when
+/// `plan::identity_look_will_do` says nothing of ours can have changed there since.
+#[derive(Debug, Clone)]
+pub(crate) struct InterfaceLook {
+    /// The public IPs mapped to the interface's private IPs.
+    pub(crate) public: Vec<PublicMapping>,
+    /// When the describe was sent.
+    pub(crate) at: tokio::time::Instant,
+}
+
+/// Who we are and, when finding out cost a describe of the interface, what it showed.
+#[derive(Debug, Clone)]
+pub(crate) struct Resolved {
+    /// The identity.
+    pub(crate) me: Identity,
+    /// The interface as described then (`None` when IMDSv2 alone said who we are).
+    pub(crate) look: Option<InterfaceLook>,
+}
 
 /// Errors finding out who we are.
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +87,8 @@ pub(crate) async fn resolve(
     ec2: &Ec2,
     source: &IdentitySource,
     private_ip: Option<Ipv4Addr>,
-) -> Result<Identity, IdentityError> {
+) -> Result<Resolved, IdentityError> {
+    let at = tokio::time::Instant::now();
     let iface: Interface = match source {
         IdentitySource::Interface(eni) => ec2.describe_interface(eni).await?,
         IdentitySource::Instance(id) => ec2.primary_interface_of(id).await?,
@@ -76,18 +98,19 @@ pub(crate) async fn resolve(
             if private_ip.is_none() {
                 // IMDSv2 already knows the primary interface's primary IP: no EC2 call, which
                 // spares the describe budget a whole herd shares.
-                return Ok(Identity {
+                let me = Identity {
                     eni: node.eni,
                     private_ip: imds.local_ipv4().await?,
                     instance_id: Some(node.instance_id),
                     mac: Some(node.mac),
-                });
+                };
+                return Ok(Resolved { me, look: None });
             }
             let iface = ec2.describe_interface(&node.eni).await?;
-            return checked(iface, private_ip, Some(node.mac));
+            return checked(iface, private_ip, Some(node.mac), at);
         }
     };
-    checked(iface, private_ip, None)
+    checked(iface, private_ip, None, at)
 }
 
 /// The identity on `iface`, with `private_ip` (when given) checked against its private IPs.
@@ -95,7 +118,8 @@ fn checked(
     iface: Interface,
     private_ip: Option<Ipv4Addr>,
     mac: Option<String>,
-) -> Result<Identity, IdentityError> {
+    at: tokio::time::Instant,
+) -> Result<Resolved, IdentityError> {
     let ip = match private_ip {
         None => iface.primary_private_ip,
         Some(ip) if iface.private_ips.contains(&ip) => ip,
@@ -112,12 +136,17 @@ fn checked(
             })
         }
     };
-    Ok(Identity {
+    let me = Identity {
         eni: iface.id,
         private_ip: ip,
         instance_id: iface.instance_id,
         mac,
-    })
+    };
+    let look = Some(InterfaceLook {
+        public: iface.public,
+        at,
+    });
+    Ok(Resolved { me, look })
 }
 
 /// [`resolve`], with passing failures retried within `budget`.
@@ -126,7 +155,7 @@ pub(crate) async fn resolve_in(
     budget: &Budget,
     source: &IdentitySource,
     private_ip: Option<Ipv4Addr>,
-) -> Result<Identity, Error> {
+) -> Result<Resolved, Error> {
     budget
         .call("identity", || resolve(ec2, source, private_ip))
         .await
@@ -139,7 +168,7 @@ pub(crate) async fn resolve_paced(
     budget: &Budget,
     source: &IdentitySource,
     private_ip: Option<Ipv4Addr>,
-) -> Result<Identity, Error> {
+) -> Result<Resolved, Error> {
     if let (Some(redis), true) = (&ctx.redis, source.calls_ec2(private_ip)) {
         match budget
             .bounded(redis.pace("describe", plan::DESCRIBE_PACE))

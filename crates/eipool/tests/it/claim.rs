@@ -519,3 +519,76 @@ async fn a_herd_lists_the_pool_about_once() {
         stats.table()
     );
 }
+
+/// Flag mode (`--network-interface-id`) looks its interface up once: the identity's
+/// DescribeNetworkInterfaces also tells what our private IP holds, when no claim of this
+/// interface can have changed that since (the interface lease is held in Redis and Redis recalls
+/// no intent). A re-run that Redis recalls, or a claim without Redis, looks again before
+/// associating (AWS would replace an address already there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flag_mode_describes_its_interface_once_unless_it_may_have_changed_since() {
+    let lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(3).await.unwrap();
+    lab.ec2.allocate(Some(&lab.pool), 3).await.unwrap();
+    let proxy = &lab.proxy;
+    let calls = |action: &'static str| {
+        let stats = proxy.stats();
+        move || proxy.stats().calls(action) - stats.calls(action)
+    };
+
+    let (describes, all) = (calls("DescribeNetworkInterfaces"), lab.proxy.stats());
+    let o = lab.claim(&nodes[0], &[]).await;
+    o.report().unwrap_or_else(|| panic!("{o}"));
+    let stats = lab.proxy.stats();
+    let total: u64 = stats.0.values().sum::<u64>() - all.0.values().sum::<u64>();
+    println!(
+        "--- one flag-mode claim: {total} EC2 calls\n{}",
+        stats.table()
+    );
+    assert_eq!(describes(), 1, "{}", stats.table());
+    // The interface, a listing, AssociateAddress, one validation, the holder tag (in a herd the
+    // listing is shared: about 4 per claim, the benchmark's flag-mode row).
+    assert!(
+        total <= 5,
+        "{total} EC2 calls for one claim:\n{}",
+        stats.table()
+    );
+
+    // Redis recalls what this interface was taking (a re-run after a crash): look again.
+    let state = lab.ec2.pool_state(&lab.pool).await.unwrap();
+    let free = state.iter().find(|(_, e)| e.eni.is_none()).unwrap().0;
+    let mut conn = lab.redis_conn().await;
+    let intent = eipool::redis::key(
+        &lab.pool,
+        &format!("iface:{}/{}", nodes[1].eni, nodes[1].private_ip),
+    );
+    let _: () = redis::cmd("SET")
+        .arg(&intent)
+        .arg(free)
+        .arg("PX")
+        .arg(60_000)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let describes = calls("DescribeNetworkInterfaces");
+    let o = lab.claim(&nodes[1], &[]).await;
+    o.report().unwrap_or_else(|| panic!("{o}"));
+    assert_eq!(describes(), 2, "a recalled intent must look again: {o}");
+
+    // Without Redis, claims of one interface are not serialized: look again.
+    let describes = calls("DescribeNetworkInterfaces");
+    let no_redis = args(&[
+        "--pool",
+        &lab.pool,
+        "--network-interface-id",
+        &nodes[2].eni,
+        "claim",
+    ]);
+    let o = lab.env.run(&no_redis).await;
+    o.report().unwrap_or_else(|| panic!("{o}"));
+    assert_eq!(
+        describes(),
+        2,
+        "without Redis the claim must look again: {o}"
+    );
+}

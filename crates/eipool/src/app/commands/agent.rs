@@ -23,8 +23,8 @@ pub(super) async fn run(
     let c = &cfg.claim;
     let ctx = context::connect(&c.pool, c.redis.as_ref(), c.call_timeout, c.lease).await?;
     let start = Budget::new(Instant::now() + c.timeout, cancel.clone());
-    let me = match identity::resolve_paced(&ctx, &start, &c.identity, c.private_ip).await {
-        Ok(me) => me,
+    let found = match identity::resolve_paced(&ctx, &start, &c.identity, c.private_ip).await {
+        Ok(found) => found,
         Err(Error::Interrupted) => return Ok(()),
         Err(e) => return Err(e),
     };
@@ -33,10 +33,10 @@ pub(super) async fn run(
     let listen = args
         .listen
         .clone()
-        .unwrap_or_else(|| format!("{}:{DEFAULT_PORT}", me.private_ip));
+        .unwrap_or_else(|| format!("{}:{DEFAULT_PORT}", found.me.private_ip));
     let health = Health::starting("starting: no address yet");
     let server = http::serve(&listen, health.clone()).await?;
-    let result = agent::run(&cfg, &ctx, &me, &health, &cancel).await;
+    let result = agent::run(&cfg, &ctx, found, &health, &cancel).await;
     server.stop().await;
     result
 }

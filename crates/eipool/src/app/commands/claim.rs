@@ -27,12 +27,13 @@ pub(super) async fn run(
         started + cfg.timeout - plan::cleanup_reserve(cfg.timeout),
         cancel.clone(),
     );
-    let me = match identity::resolve_paced(&ctx, &work, &cfg.identity, cfg.private_ip).await {
-        Ok(me) => me,
+    let found = match identity::resolve_paced(&ctx, &work, &cfg.identity, cfg.private_ip).await {
+        Ok(found) => found,
         Err(e) => {
             metrics::global().claim_finished(e.label(), started.elapsed().as_secs_f64());
             return Err(e);
         }
     };
-    print_json(&claim::run(&ctx, &me, &cfg, None, started, cancel).await?)
+    let claimed = claim::run(&ctx, &found.me, found.look, &cfg, None, started, cancel).await?;
+    print_json(&claimed)
 }

@@ -38,7 +38,9 @@ pub(super) async fn run(
     let source = config::validate_identity(g)?;
     let ctx = ops_context(g).await?;
     let budget = Budget::new(Instant::now() + args.timeout, cancel);
-    let me = identity::resolve_in(&ctx.ec2, &budget, &source, g.private_ip).await?;
+    let me = identity::resolve_in(&ctx.ec2, &budget, &source, g.private_ip)
+        .await?
+        .me;
     print_json(&release::release(&ctx, &budget, &me, only.as_ref()).await?)
 }
 

@@ -20,6 +20,7 @@ use crate::pure::identity::Identity;
 use crate::pure::ids::AllocationId;
 use crate::services::claim::{self, ClaimConfig};
 use crate::services::context::Context;
+use crate::services::identity::{InterfaceLook, Resolved};
 use crate::services::line::{Waiter, Woken};
 use crate::services::{pool_view, release};
 use crate::support::budget::Budget;
@@ -62,11 +63,12 @@ pub(crate) struct AgentConfig {
 pub(crate) async fn run(
     cfg: &AgentConfig,
     ctx: &Context,
-    me: &Identity,
+    found: Resolved,
     health: &Health,
     cancel: &CancellationToken,
 ) -> Result<(), Error> {
-    let result = watch(cfg, ctx, me, health, cancel).await;
+    let me = &found.me;
+    let result = watch(cfg, ctx, me, found.look, health, cancel).await;
     health.set(false, "shutting down".into());
     if let Ok(held) = &result {
         if cfg.release_on_exit {
@@ -83,11 +85,13 @@ pub(crate) async fn run(
     result.map(drop)
 }
 
-/// Hold and watch the address until cancelled; returns what is held at the end.
+/// Hold and watch the address until cancelled; returns what is held at the end. `look` (what
+/// the identity's lookup saw on the interface) serves the first claim only.
 async fn watch(
     cfg: &AgentConfig,
     ctx: &Context,
     me: &Identity,
+    mut look: Option<InterfaceLook>,
     health: &Health,
     cancel: &CancellationToken,
 ) -> Result<Option<Claimed>, Error> {
@@ -107,6 +111,7 @@ async fn watch(
             match claim::run(
                 ctx,
                 me,
+                look.take(),
                 &cfg.claim,
                 take_back.as_ref(),
                 started,

@@ -56,6 +56,25 @@ pub(super) struct InterfaceLease {
     renewer: Option<JoinHandle<()>>,
 }
 
+impl InterfaceLease {
+    /// Whether Redis holds it (claims of this interface are serialized), not the fallback
+    /// without Redis.
+    pub(super) fn in_redis(&self) -> bool {
+        self.renewer.is_some()
+    }
+}
+
+/// What Redis recalls of this interface's last claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Recalled {
+    /// It was taking, or holds, this address.
+    Taking(AllocationId),
+    /// Redis answered: nothing recorded.
+    Nothing,
+    /// Redis did not answer (or is not used).
+    Unknown,
+}
+
 impl Drop for InterfaceLease {
     fn drop(&mut self) {
         if let Some(r) = self.renewer.take() {
@@ -220,21 +239,18 @@ impl Coordination {
     }
 
     /// The address this interface was taking when a run of ours last stopped, per Redis.
-    pub(super) async fn intent(
-        &mut self,
-        work: &Budget,
-        me: &Identity,
-    ) -> Result<Option<AllocationId>, Stop> {
+    pub(super) async fn intent(&mut self, work: &Budget, me: &Identity) -> Result<Recalled, Stop> {
         let Some(redis) = self.live() else {
-            return Ok(None);
+            return Ok(Recalled::Unknown);
         };
         match work.bounded(redis.intent_of(&me.eni, me.private_ip)).await {
-            Ok(Ok(v)) => Ok(v),
+            Ok(Ok(Some(alloc))) => Ok(Recalled::Taking(alloc)),
+            Ok(Ok(None)) => Ok(Recalled::Nothing),
             Ok(Err(e)) => {
                 self.failed(work, e)?;
-                Ok(None)
+                Ok(Recalled::Unknown)
             }
-            Err(_) => Ok(None),
+            Err(_) => Ok(Recalled::Unknown),
         }
     }
 

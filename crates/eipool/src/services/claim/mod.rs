@@ -33,6 +33,7 @@ use crate::pure::error::Error;
 use crate::pure::identity::{Identity, IdentitySource};
 use crate::pure::ids::AllocationId;
 use crate::services::context::Context;
+use crate::services::identity::InterfaceLook;
 use crate::support::budget::{Budget, Interrupt, Stopped};
 use crate::support::metrics;
 use crate::support::output::{self, Claimed};
@@ -109,16 +110,18 @@ impl<E: Into<Error>> From<Stopped<E>> for Stop {
 
 /// Claim an address of the pool for `me`, within `cfg.timeout` of `started`: the address, or an
 /// error after cleaning up. Counts the outcome in the metrics. `prefer` is tried first when it
-/// is free (the agent taking back the address its media server still announces).
+/// is free (the agent taking back the address its media server still announces). `look` is
+/// what EC2 showed on the interface when the identity was looked up just before, if it was.
 pub(crate) async fn run(
     ctx: &Context,
     me: &Identity,
+    look: Option<InterfaceLook>,
     cfg: &ClaimConfig,
     prefer: Option<&AllocationId>,
     started: Instant,
     cancel: CancellationToken,
 ) -> Result<Claimed, Error> {
-    let result = run_inner(ctx, me, cfg, prefer, started, cancel).await;
+    let result = run_inner(ctx, me, look, cfg, prefer, started, cancel).await;
     let outcome = match &result {
         Ok(c) if c.reused => "reused",
         Ok(_) => "claimed",
@@ -131,6 +134,7 @@ pub(crate) async fn run(
 async fn run_inner(
     ctx: &Context,
     me: &Identity,
+    look: Option<InterfaceLook>,
     cfg: &ClaimConfig,
     prefer: Option<&AllocationId>,
     started: Instant,
@@ -139,7 +143,7 @@ async fn run_inner(
     if let Some(out) = &cfg.output {
         check_output(out)?;
     }
-    let mut claimer = Claimer::new(ctx, cfg, prefer.cloned(), started, cancel);
+    let mut claimer = Claimer::new(ctx, cfg, prefer.cloned(), look, started, cancel);
     let mut claimed = claimer.claim(me).await?;
     claimed.elapsed_ms = started.elapsed().as_millis() as u64;
     if let Some(out) = &cfg.output {

@@ -9,16 +9,19 @@ use crate::adapters::aws::Imds;
 use crate::pure::address::{Address, Occupant, PublicMapping};
 use crate::pure::classify;
 use crate::pure::identity::Identity;
+use crate::services::identity::InterfaceLook;
 
 /// What holds `me`'s private IP: the node's own view from IMDSv2 when we know our MAC (no EC2
-/// call), else the interface as EC2 describes it. An unknown public IP costs one
-/// DescribeAddresses by public IP, to tell an Elastic IP from an ephemeral address.
+/// call), else `look` (the identity's describe, when the protocol found it still stands), else
+/// the interface as EC2 describes it. An unknown public IP costs one DescribeAddresses by
+/// public IP, to tell an Elastic IP from an ephemeral address.
 pub(super) async fn occupant(
     m: &mut Means,
     me: &Identity,
     listing: &[Address],
+    look: Option<InterfaceLook>,
 ) -> Result<Occupant, Stop> {
-    let mappings = public_mappings(m, me).await?;
+    let mappings = public_mappings(m, me, look).await?;
     for seen in mappings.iter().filter(|s| s.private_ip == me.private_ip) {
         let in_pool = listing.iter().find(|a| a.public_ip == seen.public_ip);
         if in_pool.is_some() {
@@ -53,7 +56,11 @@ pub(super) async fn occupant(
 }
 
 /// The public IPs mapped to the interface's private IPs, with where the answer came from.
-async fn public_mappings(m: &mut Means, me: &Identity) -> Result<Vec<Seen>, Stop> {
+async fn public_mappings(
+    m: &mut Means,
+    me: &Identity,
+    look: Option<InterfaceLook>,
+) -> Result<Vec<Seen>, Stop> {
     if let Some(mac) = &me.mac {
         match m.work.bounded(Imds::new().ipv4_associations(mac)).await? {
             Ok(pairs) => {
@@ -72,14 +79,23 @@ async fn public_mappings(m: &mut Means, me: &Identity) -> Result<Vec<Seen>, Stop
             }
         }
     }
-    m.coord.describe_slot(&m.work).await?;
-    let ec2 = m.ec2.clone();
-    let iface = m
-        .work
-        .retry("describe interface", || ec2.describe_interface(&me.eni))
-        .await?;
-    Ok(iface
-        .public
+    let public = match look {
+        Some(look) => {
+            debug!(
+                "what our private IP holds: as the identity's lookup of the interface showed it"
+            );
+            look.public
+        }
+        None => {
+            m.coord.describe_slot(&m.work).await?;
+            let ec2 = m.ec2.clone();
+            m.work
+                .retry("describe interface", || ec2.describe_interface(&me.eni))
+                .await?
+                .public
+        }
+    };
+    Ok(public
         .into_iter()
         .map(
             |PublicMapping {

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::attempt::{self, Attempt};
-use super::coordination::Coordination;
+use super::coordination::{Coordination, Recalled};
 use super::{listing, occupant, validate, ClaimConfig, Means, Stop};
 use crate::pure::address::{Address, Occupant, POOL_TAG};
 use crate::pure::error::Error;
@@ -17,6 +17,7 @@ use crate::pure::identity::Identity;
 use crate::pure::ids::AllocationId;
 use crate::pure::plan::{self, AfterDeadline, AfterPass, PassTally};
 use crate::services::context::Context;
+use crate::services::identity::InterfaceLook;
 use crate::support::budget::{Budget, Interrupt};
 use crate::support::output::Claimed;
 
@@ -29,6 +30,8 @@ pub(super) struct Claimer {
     pool_size: usize,
     /// An address to try first when it is free.
     prefer: Option<AllocationId>,
+    /// What the identity's lookup saw on the interface; used once, if at all.
+    look: Option<InterfaceLook>,
 }
 
 /// How a round of passes over one listing ended without a win.
@@ -44,6 +47,7 @@ impl Claimer {
         ctx: &Context,
         cfg: &ClaimConfig,
         prefer: Option<AllocationId>,
+        look: Option<InterfaceLook>,
         started: Instant,
         cancel: CancellationToken,
     ) -> Self {
@@ -61,6 +65,7 @@ impl Claimer {
             rng: StdRng::from_os_rng(),
             pool_size: 0,
             prefer,
+            look,
         }
     }
 
@@ -71,7 +76,9 @@ impl Claimer {
         let result = loop {
             let result = match self.m.coord.lock_interface(&self.m.work, me).await {
                 Ok(guard) => {
-                    let result = self.claim_inner(me, &mut last_tally).await;
+                    let result = self
+                        .claim_inner(me, guard.in_redis(), &mut last_tally)
+                        .await;
                     self.m
                         .coord
                         .unlock_interface(&self.m.cleanup, guard, me)
@@ -110,16 +117,30 @@ impl Claimer {
         }
     }
 
+    /// The claim, under the interface lease (held in Redis when `lease_in_redis`).
     async fn claim_inner(
         &mut self,
         me: &Identity,
+        lease_in_redis: bool,
         last_tally: &mut Option<PassTally>,
     ) -> Result<Claimed, Stop> {
         info!(eni = %me.eni, private_ip = %me.private_ip, pool = %self.m.pool, "claiming");
 
         // A re-run after a crash: Redis remembers what this interface was taking, which a stale
         // DescribeAddresses may not show yet. Try that one first, as possibly ours.
-        let mut suspect = self.m.coord.intent(&self.m.work, me).await?;
+        let recalled = self.m.coord.intent(&self.m.work, me).await?;
+        // The identity's look at the interface may spare the first look at our private IP.
+        let mut look = self.look.take().filter(|l| {
+            plan::identity_look_will_do(
+                l.at.elapsed(),
+                lease_in_redis,
+                recalled == Recalled::Nothing,
+            )
+        });
+        let mut suspect = match recalled {
+            Recalled::Taking(alloc) => Some(alloc),
+            Recalled::Nothing | Recalled::Unknown => None,
+        };
         let mut allow_shared = true;
         loop {
             let (listing, shared) = listing::list_pool(&mut self.m, allow_shared).await?;
@@ -158,7 +179,7 @@ impl Claimer {
                 .collect();
             // AWS replaces an Elastic IP already on our private IP: look before associating.
             if !free.is_empty() {
-                match occupant::occupant(&mut self.m, me, &listing).await? {
+                match occupant::occupant(&mut self.m, me, &listing, look.take()).await? {
                     Occupant::Free => {}
                     Occupant::Pool(alloc) if shared => {
                         debug!(allocation_id = %alloc, "our private IP holds a pool address; listing the pool ourselves");

@@ -251,7 +251,7 @@ async fn node_checks(
         return None;
     }
     match identity::resolve_in(&ctx.ec2, budget, source, private_ip).await {
-        Ok(me) => {
+        Ok(identity::Resolved { me, .. }) => {
             checks.push(line(
                 "identity",
                 Verdict::Ok,
