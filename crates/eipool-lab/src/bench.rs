@@ -25,25 +25,35 @@ pub const ROUND_TRIP_S: f64 = 0.1;
 /// Who claims.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Contender {
-    /// The product: `eipool claim`, unchanged.
+    /// The product: `eipool claim`, unchanged, as deployed (identity from IMDSv2).
     Eipool,
+    /// The product with identity flags (`--network-interface-id`, as off-node and the demo):
+    /// one DescribeNetworkInterfaces to learn the private IP, validation by DescribeAddresses.
+    EipoolFlags,
     /// A baseline from the lab.
     Baseline(Strategy),
 }
 
 impl Contender {
     /// Every contender, in table order.
-    pub const ALL: [Contender; 4] = [
+    pub const ALL: [Contender; 5] = [
         Contender::Baseline(Strategy::GlobalSpinLock),
         Contender::Baseline(Strategy::UnlockedSteal),
         Contender::Baseline(Strategy::CasOnly),
         Contender::Eipool,
+        Contender::EipoolFlags,
     ];
+
+    /// Whether this is the product (either identity mode).
+    pub fn is_eipool(&self) -> bool {
+        matches!(self, Contender::Eipool | Contender::EipoolFlags)
+    }
 
     /// The name in tables.
     pub fn name(&self) -> &'static str {
         match self {
             Contender::Eipool => "eipool",
+            Contender::EipoolFlags => "eipool-flags",
             Contender::Baseline(Strategy::GlobalSpinLock) => "global-spin-lock",
             Contender::Baseline(Strategy::UnlockedSteal) => "unlocked-steal",
             Contender::Baseline(Strategy::CasOnly) => "cas-only",
@@ -139,8 +149,8 @@ pub async fn run_case(
     env.region = region.to_string();
 
     // The product runs as deployed: identity from IMDSv2 (one stub per node), which also gives
-    // the private IP, so it makes no DescribeNetworkInterfaces call. Baselines take the interface
-    // by flag and make no identity call at all.
+    // the private IP, so it makes no DescribeNetworkInterfaces call; in its flags row it takes
+    // the interface by flag. Baselines take the interface by flag and make no identity call.
     let mut stubs = Vec::new();
     if who == Contender::Eipool {
         for (i, n) in nodes.iter().enumerate() {
@@ -155,7 +165,7 @@ pub async fn run_case(
     }
 
     let trace_dir = match trace {
-        Some(t) if who == Contender::Eipool => {
+        Some(t) if who.is_eipool() => {
             let d = t.join(format!("{}-{claimers}-{pool_size}", who.name()));
             // Logs of an earlier run of this case would mix with this one's.
             let _ = std::fs::remove_dir_all(&d);
@@ -169,8 +179,10 @@ pub async fn run_case(
     for (i, n) in nodes.iter().enumerate() {
         let mut env = env.clone();
         let (program, args): (&Path, Vec<String>) = match who {
-            Contender::Eipool => {
-                env.imds_endpoint = stubs[i].endpoint.clone();
+            Contender::Eipool | Contender::EipoolFlags => {
+                if let Some(stub) = stubs.get(i) {
+                    env.imds_endpoint = stub.endpoint.clone();
+                }
                 let mut args: Vec<String> = if trace_dir.is_some() {
                     ["--log-format", "json", "--log", "eipool=debug"]
                         .map(String::from)
@@ -178,6 +190,9 @@ pub async fn run_case(
                 } else {
                     Vec::new()
                 };
+                if who == Contender::EipoolFlags {
+                    args.extend(["--network-interface-id".into(), n.eni.clone()]);
+                }
                 args.extend([
                     "--pool".into(),
                     pool.clone(),
@@ -337,21 +352,72 @@ pub fn small_herds(rows: &[Row]) -> String {
     s
 }
 
+/// EC2 calls per claim by action, and the makespan against the floor, for the product's two
+/// identity modes (IMDSv2 as deployed, and flags), as Markdown.
+pub fn calls_by_action(rows: &[Row]) -> String {
+    const ACTIONS: [&str; 5] = [
+        "DescribeAddresses",
+        "DescribeNetworkInterfaces",
+        "AssociateAddress",
+        "CreateTags",
+        "DisassociateAddress",
+    ];
+    let mut s = String::from("| mode | claimers | pool | calls/claim |");
+    for a in ACTIONS {
+        s.push_str(&format!(" {a} |"));
+    }
+    s.push_str(" other | makespan ÷ floor |\n|---|---|---|---|");
+    s.push_str(&"---|".repeat(ACTIONS.len() + 2));
+    s.push('\n');
+    for r in rows.iter().filter(|r| r.strategy.starts_with("eipool")) {
+        let mode = if r.strategy == "eipool" {
+            "IMDSv2"
+        } else {
+            "flags"
+        };
+        s.push_str(&format!(
+            "| {mode} | {} | {} | {:.2} |",
+            r.claimers, r.pool_size, r.ec2_calls_per_claim
+        ));
+        for a in ACTIONS {
+            let n = r
+                .ec2_calls_per_claim_by_action
+                .get(a)
+                .copied()
+                .unwrap_or(0.0);
+            s.push_str(&format!(" {n:.2} |"));
+        }
+        let other: f64 = r
+            .ec2_calls_per_claim_by_action
+            .iter()
+            .filter(|(a, _)| !ACTIONS.contains(&a.as_str()))
+            .map(|(_, n)| n)
+            .sum();
+        s.push_str(&format!(
+            " {other:.2} | {:.2} |\n",
+            r.makespan_s / r.floor_s
+        ));
+    }
+    s
+}
+
 /// What must hold in every run, quick or full: eipool never double-assigns, leaks or fails
 /// otherwise than by exhaustion; the unprotected variant shows the bug at N ≥ 50 (proof the
 /// benchmark can see it).
 pub fn safety_violations(rows: &[Row]) -> Vec<String> {
     let mut v = Vec::new();
     for r in rows {
-        if r.strategy == "eipool" && (r.double_assignments > 0 || r.leaked > 0 || r.failed > 0) {
+        let eipool = r.strategy.starts_with("eipool");
+        if eipool && (r.double_assignments > 0 || r.leaked > 0 || r.failed > 0) {
             v.push(format!(
-                "eipool at N={} pool={}: {} double assignments, {} leaked, {} failed",
-                r.claimers, r.pool_size, r.double_assignments, r.leaked, r.failed
+                "{} at N={} pool={}: {} double assignments, {} leaked, {} failed",
+                r.strategy, r.claimers, r.pool_size, r.double_assignments, r.leaked, r.failed
             ));
         }
-        if r.strategy == "eipool" && r.successes != r.claimers.min(r.pool_size) {
+        if eipool && r.successes != r.claimers.min(r.pool_size) {
             v.push(format!(
-                "eipool at N={} pool={}: {} successes, expected {}",
+                "{} at N={} pool={}: {} successes, expected {}",
+                r.strategy,
                 r.claimers,
                 r.pool_size,
                 r.successes,

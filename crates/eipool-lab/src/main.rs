@@ -45,7 +45,8 @@ enum Command {
         /// Only this case, as CLAIMERS:POOL (e.g. 200:200), to re-run one row
         #[arg(long, value_name = "N:POOL")]
         only: Option<String>,
-        /// Only these strategies (global-spin-lock, unlocked-steal, cas-only, eipool)
+        /// Only these strategies (global-spin-lock, unlocked-steal, cas-only, eipool,
+        /// eipool-flags)
         #[arg(long, value_delimiter = ',')]
         strategy: Vec<String>,
         /// The eipool binary [default: next to this one]
@@ -209,7 +210,7 @@ async fn bench(
             eprintln!("bench: {} with N={n}, pool={size} ...", who.name());
             let trace_dir = trace.then(|| out.join("trace"));
             let row = bench::run_case(&moto, &bins, who, n, size, r, trace_dir.as_deref()).await?;
-            if let (Some(dir), Contender::Eipool) = (&trace_dir, who) {
+            if let (Some(dir), true) = (&trace_dir, who.is_eipool()) {
                 let logs = dir.join(format!("{}-{n}-{size}", who.name()));
                 let claimers = eipool_lab::profile::read_dir(&logs)?;
                 profiles.push(format!(
@@ -238,6 +239,10 @@ async fn bench(
     println!(
         "Floor from EC2's mutating bucket (burst 50, 5/s), max(0, N - 50) / 5 + one round trip: {}",
         floors.join("; ")
+    );
+    println!(
+        "\nEC2 calls per claim by action (each action in its own bucket, as AWS throttles), for eipool's two identity modes:\n\n{}",
+        bench::calls_by_action(&rows)
     );
     for p in &profiles {
         println!("\n{p}");

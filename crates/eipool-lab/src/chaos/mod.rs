@@ -3,8 +3,9 @@
 //!
 //! Point a claimer's `AWS_ENDPOINT_URL` at [`ChaosProxy::endpoint`]. Per request, in order:
 //! 1. count it (by action);
-//! 2. throttle: token buckets per API class (AWS's documented defaults: mutating actions burst 50,
-//!    refill 5/s; non-mutating burst 100, refill 20/s); an empty bucket answers
+//! 2. throttle: a token bucket per action, sized by its class (AWS's documented defaults:
+//!    mutating actions burst 50, refill 5/s; non-mutating burst 100, refill 20/s; CreateTags
+//!    100, 10/s); an empty bucket answers
 //!    `RequestLimitExceeded` with HTTP 503 in EC2's XML error shape;
 //! 3. wait `latency ± jitter`;
 //! 4. faults, each with its probability: a 5xx answer, a connection reset (nothing forwarded),
@@ -50,9 +51,9 @@ pub use throttle::{Bucket, AWS_CREATE_TAGS, AWS_MUTATING, AWS_NON_MUTATING};
 /// What the proxy does; every knob off by default.
 #[derive(Debug, Clone, Default)]
 pub struct ChaosConfig {
-    /// Throttling of mutating actions (AssociateAddress, DisassociateAddress, …).
+    /// The bucket of each mutating action (AssociateAddress, DisassociateAddress, …: one each).
     pub mutating: Option<Bucket>,
-    /// Throttling of non-mutating actions (Describe*).
+    /// The bucket of each non-mutating action (Describe*: one each).
     pub non_mutating: Option<Bucket>,
     /// Base latency added to every call.
     pub latency: Duration,

@@ -1,6 +1,9 @@
-//! EC2's request-rate limits: one token bucket per API class, as AWS documents them
-//! (<https://docs.aws.amazon.com/ec2/latest/devguide/ec2-api-throttling.html>).
+//! EC2's request-rate limits, as AWS documents them
+//! (<https://docs.aws.amazon.com/ec2/latest/devguide/ec2-api-throttling.html>): "each API is
+//! evaluated individually" — every action has a bucket of its own, sized by its class
+//! (mutating, non-mutating, CreateTags); running one action's bucket dry never throttles another.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use super::ChaosConfig;
@@ -66,33 +69,46 @@ impl TokenBucket {
     }
 }
 
-/// The proxy's buckets, filled at start; an API class without a bucket is never throttled.
+/// The proxy's buckets, one per action, each full when the action is first called; an action
+/// whose class has no bucket configured is never throttled.
 #[derive(Debug)]
 pub(super) struct Buckets {
-    mutating: Option<TokenBucket>,
-    non_mutating: Option<TokenBucket>,
-    create_tags: Option<TokenBucket>,
+    mutating: Option<Bucket>,
+    non_mutating: Option<Bucket>,
+    create_tags: Option<Bucket>,
+    by_action: HashMap<String, TokenBucket>,
 }
 
 impl Buckets {
     pub(super) fn new(config: &ChaosConfig) -> Self {
         Buckets {
-            mutating: config.mutating.map(TokenBucket::new),
-            non_mutating: config.non_mutating.map(TokenBucket::new),
-            create_tags: config.create_tags.map(TokenBucket::new),
+            mutating: config.mutating,
+            non_mutating: config.non_mutating,
+            create_tags: config.create_tags,
+            by_action: HashMap::new(),
         }
     }
 
-    /// Take a token for `action` from its bucket; false when that bucket is empty.
-    pub(super) fn admit(&mut self, action: &str) -> bool {
-        let bucket = if action == "CreateTags" && self.create_tags.is_some() {
-            self.create_tags.as_mut()
+    /// The size of `action`'s bucket, by its class.
+    fn spec(&self, action: &str) -> Option<Bucket> {
+        if action == "CreateTags" && self.create_tags.is_some() {
+            self.create_tags
         } else if is_mutating(action) {
-            self.mutating.as_mut()
+            self.mutating
         } else {
-            self.non_mutating.as_mut()
+            self.non_mutating
+        }
+    }
+
+    /// Take a token from `action`'s own bucket; false when it is empty.
+    pub(super) fn admit(&mut self, action: &str) -> bool {
+        let Some(spec) = self.spec(action) else {
+            return true;
         };
-        bucket.is_none_or(|b| b.take())
+        self.by_action
+            .entry(action.to_string())
+            .or_insert_with(|| TokenBucket::new(spec))
+            .take()
     }
 }
 
@@ -135,6 +151,28 @@ mod tests {
         assert!(
             b.admit("DescribeAddresses"),
             "no Describe bucket: never throttled"
+        );
+    }
+
+    #[test]
+    fn each_action_has_a_bucket_of_its_own() {
+        let one = Bucket {
+            burst: 1.0,
+            per_second: 0.001,
+        };
+        let mut b = Buckets::new(&ChaosConfig {
+            mutating: Some(one),
+            non_mutating: Some(one),
+            ..ChaosConfig::default()
+        });
+        assert!(b.admit("AssociateAddress"));
+        assert!(!b.admit("AssociateAddress"));
+        assert!(b.admit("DisassociateAddress"), "another mutating action");
+        assert!(b.admit("DescribeAddresses"));
+        assert!(!b.admit("DescribeAddresses"));
+        assert!(
+            b.admit("DescribeNetworkInterfaces"),
+            "another Describe action"
         );
     }
 }
