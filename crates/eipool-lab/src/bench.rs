@@ -391,8 +391,7 @@ pub fn calls_by_action(rows: &[Row]) -> String {
             .ec2_calls_per_claim_by_action
             .iter()
             .filter(|(a, _)| !ACTIONS.contains(&a.as_str()))
-            .map(|(_, n)| n)
-            .sum();
+            .fold(0.0, |sum, (_, n)| sum + n);
         s.push_str(&format!(
             " {other:.2} | {:.2} |\n",
             r.makespan_s / r.floor_s

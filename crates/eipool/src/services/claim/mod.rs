@@ -73,6 +73,9 @@ struct Means {
     coord: Coordination,
     /// The pool name (value of the `eipool:pool` tag).
     pool: String,
+    /// Whether this claim is one of a herd (it was handed the herd's shared listing): EC2's
+    /// describe budget is then shared, and validation looks once, a little later.
+    herd: bool,
     /// The budget for claiming: ends before the overall deadline, leaving the rest for cleanup.
     work: Budget,
     /// The budget for giving back what a failing claim took: the overall deadline, deaf to

@@ -57,6 +57,7 @@ impl Claimer {
                 ec2: ctx.ec2.clone(),
                 coord: Coordination::new(ctx.redis.clone(), cfg.require_lock, cfg.lease),
                 pool: cfg.pool.clone(),
+                herd: false,
                 // Claiming ends before the overall deadline, leaving the rest for cleanup.
                 work: Budget::new(deadline - plan::cleanup_reserve(cfg.timeout), cancel),
                 cleanup: Budget::cleanup(deadline),
@@ -144,6 +145,7 @@ impl Claimer {
         let mut allow_shared = true;
         loop {
             let (listing, shared) = listing::list_pool(&mut self.m, allow_shared).await?;
+            self.m.herd |= shared;
             self.pool_size = listing.len();
             let mine: Vec<&Address> = listing.iter().filter(|a| a.held_by_me(me)).collect();
             if shared

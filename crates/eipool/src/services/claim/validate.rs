@@ -45,7 +45,7 @@ pub(super) async fn validate(
     let alloc = &cand.allocation_id;
     let mut poll = 0;
     loop {
-        m.work.sleep(plan::validation_delay(poll)).await?;
+        m.work.sleep(plan::validation_wait(poll, m.herd)).await?;
         m.coord.describe_slot(&m.work).await?;
         poll += 1;
         let ec2 = m.ec2.clone();
