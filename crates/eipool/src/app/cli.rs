@@ -473,6 +473,12 @@ pub struct ClaimArgs {
     #[arg(long, env = "EIPOOL_REQUIRE_LOCK", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub require_lock: bool,
 
+    /// When the pool is exhausted, wait in its line for a freed address (first come, first
+    /// served; woken within about a second of a release) until --timeout, instead of exiting 69
+    /// at once. Without Redis, look again every 5s
+    #[arg(long, env = "EIPOOL_WAIT", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
+    pub wait: bool,
+
     /// Lease of a Redis claim on one address; renewed before every EC2 call made under it (1s to 1h)
     #[arg(long, env = "EIPOOL_LEASE", default_value = "15s", value_parser = one_second_to_an_hour, value_name = "DURATION")]
     pub lease: Duration,

@@ -406,6 +406,14 @@ pub(crate) enum AfterDeadline {
 /// How often a waiter in the pool's line (an agent that found the pool exhausted) asks Redis
 /// for its place and whether an address was freed; each ask is also its heartbeat.
 pub(crate) const LINE_POLL: Duration = Duration::from_millis(250);
+
+/// `claim --wait` without Redis (or while it fails): how often it looks at EC2 again.
+pub(crate) const CLAIM_LINE_BACKSTOP: Duration = Duration::from_secs(5);
+
+/// `claim --wait` stops waiting this long before its work deadline: a claim woken later would
+/// rarely finish, and would then report a passing failure (75) instead of the exhaustion (69).
+pub(crate) const LINE_LAST_TRY: Duration = Duration::from_secs(2);
+
 /// A waiter whose heartbeat is older than this is a ghost (killed, paused, cut off): the next
 /// waiter's ask drops it, so no one waits behind it.
 pub(crate) const LINE_GHOST_AFTER: Duration = Duration::from_secs(3);

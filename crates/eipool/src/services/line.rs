@@ -1,7 +1,7 @@
-//! The pool's waiting line, as an agent uses it: an agent that found the pool exhausted joins
-//! it and waits for its turn (`plan::line_turn`: only the head claims, when an address came
-//! free or the backstop interval is due) instead of retrying every `--interval`. Without Redis,
-//! or while Redis fails, it waits `--interval` between tries: polling at a bounded rate.
+//! The pool's waiting line: an agent (or `claim --wait`) that found the pool exhausted joins it
+//! and waits for its turn (`plan::line_turn`: only the head claims, when an address came free
+//! or the backstop interval is due) instead of retrying every `--interval`. Without Redis, or
+//! while Redis fails, it waits the backstop between tries: polling at a bounded rate.
 
 use std::time::Duration;
 
@@ -10,8 +10,61 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::adapters::redis::Redis;
+use crate::pure::error::Error;
 use crate::pure::plan::{self, LineTurn};
+use crate::services::claim::{self, ClaimConfig};
+use crate::services::context::Context;
+use crate::services::identity::Resolved;
 use crate::support::metrics;
+use crate::support::output::Claimed;
+
+/// `eipool claim --wait`: claim; while the pool is exhausted, wait in its line for a freed
+/// address and claim again, until the claim's deadline leaves no time for another try (then the
+/// exhaustion stands: exit 69). The line is left however it ends.
+pub(crate) async fn claim_waiting(
+    ctx: &Context,
+    found: Resolved,
+    cfg: &ClaimConfig,
+    started: Instant,
+    cancel: CancellationToken,
+) -> Result<Claimed, Error> {
+    let window = cfg
+        .timeout
+        .saturating_sub(plan::cleanup_reserve(cfg.timeout))
+        .saturating_sub(plan::LINE_LAST_TRY);
+    let stop_waiting = started + window;
+    let mut waiter = Waiter::new(ctx.redis.clone());
+    let mut look = found.look;
+    let result = loop {
+        let tried = claim::run(
+            ctx,
+            &found.me,
+            look.take(),
+            cfg,
+            None,
+            started,
+            cancel.clone(),
+        )
+        .await;
+        let Err(exhausted @ Error::Exhausted { .. }) = tried else {
+            break tried;
+        };
+        if Instant::now() >= stop_waiting {
+            break Err(exhausted);
+        }
+        let turn = waiter.turn(plan::CLAIM_LINE_BACKSTOP, &cancel);
+        match tokio::time::timeout_at(stop_waiting, turn).await {
+            Ok(Woken::Turn) => {}
+            Ok(Woken::Cancelled) => break Err(Error::Interrupted),
+            Err(_) => {
+                info!("no address was freed in time: giving up the wait");
+                break Err(exhausted);
+            }
+        }
+    };
+    waiter.leave().await;
+    result
+}
 
 /// Why the wait ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -60,6 +60,8 @@ pub(crate) struct Metrics {
     pub line_place: Gauge,
     /// `eipool_pool_waiting{pool}` (exporter): servers waiting in the pool's line.
     pub pool_waiting: Family<PoolLabel, Gauge>,
+    /// `eipool_line_wait_seconds`: from finding the pool exhausted to holding a freed address.
+    pub line_wait: Histogram,
 }
 
 /// One label: `pool`.
@@ -144,9 +146,18 @@ impl Metrics {
             "Servers waiting in the pool's line for a freed address (exporter only)",
             pool_waiting.clone(),
         );
+        let line_wait = Histogram::new([
+            1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 900.0, 1800.0, 3600.0,
+        ]);
+        registry.register(
+            "line_wait_seconds",
+            "Time the agent waited in the pool's line, from finding the pool exhausted to holding a freed address (its claim then counts as outcome=\"waited\")",
+            line_wait.clone(),
+        );
         Metrics {
             registry,
             line_place,
+            line_wait,
             pool_waiting,
             ec2_calls,
             claim_duration,
@@ -178,6 +189,17 @@ impl Metrics {
             })
             .inc();
         self.claim_duration.observe(seconds);
+    }
+
+    /// A claim won after waiting `seconds` in the pool's line: `eipool_line_wait_seconds`, and
+    /// `eipool_claims_total{outcome="waited"}` (the claim itself was counted as it ended).
+    pub(crate) fn waited(&self, seconds: f64) {
+        self.line_wait.observe(seconds);
+        self.claims
+            .get_or_create(&OutcomeLabel {
+                outcome: "waited".to_string(),
+            })
+            .inc();
     }
 
     /// Set `pool`'s gauges.

@@ -122,6 +122,17 @@ async fn a_full_pools_waiters_get_freed_addresses_in_order_within_a_second_or_so
         latencies.push(took);
         // It holds it on EC2, and the others still wait.
         let w = waiters[got].take().unwrap();
+        // Its wait is measured: one claim won after waiting, at least as long as it waited.
+        assert_eq!(
+            w.metric("eipool_claims_total{outcome=\"waited\"}").await,
+            1.0
+        );
+        assert_eq!(w.metric("eipool_line_wait_seconds_count").await, 1.0);
+        let waited = w.metric("eipool_line_wait_seconds_sum").await;
+        assert!(
+            waited >= took.as_secs_f64(),
+            "waited {waited} s, freed {took:?} ago"
+        );
         let state = lab.ec2.pool_state(&lab.pool).await.unwrap();
         assert!(
             state
@@ -280,4 +291,89 @@ async fn join_the_line(lab: &Lab, nodes: &[Node], dir: &std::path::Path) -> Vec<
         waiters.push(Some(w));
     }
     waiters
+}
+
+/// `claim --wait` (an initContainer, or a script) waits in the same line as the agents: a freed
+/// address reaches the longest waiter at once; a waiter whose --timeout runs out leaves the line
+/// with exit 69; one stopped by SIGTERM leaves it too. Without --wait a claim still exits 69 at
+/// once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claim_wait_takes_its_turn_in_the_line_and_leaves_it_however_it_ends() {
+    let lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(5).await.unwrap();
+    lab.ec2.allocate(Some(&lab.pool), 1).await.unwrap();
+    lab.claim(&nodes[0], &[]).await.report().expect("claim 0");
+    let o = lab.claim(&nodes[1], &[]).await;
+    assert_eq!(o.code, Some(69), "without --wait: exhausted at once: {o}");
+    assert_eq!(
+        line_len(&lab).await,
+        0,
+        "a claim without --wait never joins"
+    );
+
+    // Two waiters, one after the other, and one with too short a timeout to be served.
+    let spawn = |node: &Node, timeout: &str| {
+        lab.env
+            .command(&lab.claim_args(node, &["--wait", "--timeout", timeout]))
+            .spawn()
+            .expect("spawn eipool claim --wait")
+    };
+    let first = spawn(&nodes[1], "120s");
+    eventually("the first to join", Duration::from_secs(30), || async {
+        (line_len(&lab).await == 1).then_some(())
+    })
+    .await;
+    let second = spawn(&nodes[2], "120s");
+    eventually("the second to join", Duration::from_secs(30), || async {
+        (line_len(&lab).await == 2).then_some(())
+    })
+    .await;
+    let started = Instant::now();
+    let short = lab.claim(&nodes[3], &["--wait", "--timeout", "8s"]).await;
+    assert_eq!(short.code, Some(69), "its wait ran out: exhausted: {short}");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "within its --timeout: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        line_len(&lab).await,
+        2,
+        "the timed-out waiter left the line"
+    );
+
+    let r = lab.release(&nodes[0], &[]).await;
+    assert_eq!(r.code, Some(0), "{r}");
+    let freed_at = Instant::now();
+    let out = tokio::time::timeout(Duration::from_secs(30), first.wait_with_output())
+        .await
+        .expect("the first waiter ends")
+        .unwrap();
+    let first = eipool_lab::claimer::Outcome::from_output(&[], out);
+    println!(
+        "claim --wait: the first waiter claimed {:?} after the release",
+        freed_at.elapsed()
+    );
+    let got = first.report().unwrap_or_else(|| panic!("{first}"));
+    let state = lab.ec2.pool_state(&lab.pool).await.unwrap();
+    assert_eq!(
+        state[&got.allocation_id].eni.as_deref(),
+        Some(nodes[1].eni.as_str()),
+        "EC2 shows the first waiter's address"
+    );
+    assert_eq!(line_len(&lab).await, 1, "the second still waits");
+
+    // SIGTERM: the second stops waiting, leaves the line, claims nothing.
+    let pid = second.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(30), second.wait_with_output())
+        .await
+        .expect("the second waiter stops")
+        .unwrap();
+    let second = eipool_lab::claimer::Outcome::from_output(&[], out);
+    assert!(second.report().is_none(), "{second}");
+    assert_eq!(line_len(&lab).await, 0, "the line is empty");
 }

@@ -8,7 +8,7 @@ use crate::app::cli::{ClaimArgs, Global};
 use crate::app::config;
 use crate::pure::error::Error;
 use crate::pure::plan;
-use crate::services::{claim, context, identity};
+use crate::services::{claim, context, identity, line};
 use crate::support::budget::Budget;
 use crate::support::metrics;
 
@@ -34,6 +34,10 @@ pub(super) async fn run(
             return Err(e);
         }
     };
-    let claimed = claim::run(&ctx, &found.me, found.look, &cfg, None, started, cancel).await?;
+    let claimed = if args.wait {
+        line::claim_waiting(&ctx, found, &cfg, started, cancel).await?
+    } else {
+        claim::run(&ctx, &found.me, found.look, &cfg, None, started, cancel).await?
+    };
     print_json(&claimed)
 }

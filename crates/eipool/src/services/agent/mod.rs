@@ -105,6 +105,8 @@ async fn watch(
     // An agent that found the pool exhausted waits in the pool's line for a freed address.
     let mut waiter = Waiter::new(ctx.redis.clone());
     let mut waiting = false;
+    // Since when the agent has waited in the line, to measure the wait once an address is held.
+    let mut waiting_since: Option<Instant> = None;
     loop {
         if held.is_none() {
             let started = Instant::now();
@@ -139,6 +141,14 @@ async fn watch(
                     take_back = None;
                     last_verified = Instant::now();
                     waiting = false;
+                    if let Some(since) = waiting_since.take() {
+                        let waited = since.elapsed();
+                        info!(
+                            waited_s = waited.as_secs_f64(),
+                            "a freed address reached us after waiting in the pool's line"
+                        );
+                        metrics::global().waited(waited.as_secs_f64());
+                    }
                     waiter.leave().await;
                 }
                 Err(Error::Interrupted) => {
@@ -152,6 +162,7 @@ async fn watch(
                 Err(e) => {
                     waiting = matches!(e, Error::Exhausted { .. });
                     if waiting {
+                        waiting_since.get_or_insert(started);
                         warn!(error = %e, "no address yet; waiting in the pool's line");
                     } else {
                         warn!(error = %e, "no address yet; trying again next interval");
