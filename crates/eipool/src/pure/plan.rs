@@ -418,6 +418,15 @@ pub(crate) const LINE_LAST_TRY: Duration = Duration::from_secs(2);
 /// waiter's ask drops it, so no one waits behind it.
 pub(crate) const LINE_GHOST_AFTER: Duration = Duration::from_secs(3);
 
+/// Whether a claimer that would wait in the line if the pool were full (an agent, `claim
+/// --wait`), and is not in it yet, must leave the `free` addresses it sees to the `waiting`
+/// servers already in the line, and join it behind them: first come, first served, also
+/// against newcomers. Only when there are not more free addresses than waiters; a claimer
+/// that would not wait (`claim` alone) never yields.
+pub(crate) fn leave_to_the_line(free: usize, waiting: u64) -> bool {
+    waiting > 0 && free as u64 <= waiting
+}
+
 /// What a waiter in the line does after one ask.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum LineTurn {
@@ -863,6 +872,25 @@ mod tests {
                 line_turn(place, moved, due),
                 want,
                 "{place:?} {moved} {due}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_newcomer_leaves_free_addresses_to_those_already_waiting() {
+        // (free, waiting, leave them)
+        let cases = [
+            (1, 0, false),
+            (0, 0, false),
+            (1, 1, true),
+            (2, 3, true),
+            (3, 2, false),
+        ];
+        for (free, waiting, want) in cases {
+            assert_eq!(
+                leave_to_the_line(free, waiting),
+                want,
+                "{free} free, {waiting} waiting"
             );
         }
     }

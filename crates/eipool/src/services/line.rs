@@ -12,7 +12,7 @@ use tracing::{debug, info, warn};
 use crate::adapters::redis::Redis;
 use crate::pure::error::Error;
 use crate::pure::plan::{self, LineTurn};
-use crate::services::claim::{self, ClaimConfig};
+use crate::services::claim::{self, ClaimConfig, Prior};
 use crate::services::context::Context;
 use crate::services::identity::Resolved;
 use crate::support::metrics;
@@ -36,16 +36,12 @@ pub(crate) async fn claim_waiting(
     let mut waiter = Waiter::new(ctx.redis.clone());
     let mut look = found.look;
     let result = loop {
-        let tried = claim::run(
-            ctx,
-            &found.me,
-            look.take(),
-            cfg,
-            None,
-            started,
-            cancel.clone(),
-        )
-        .await;
+        let prior = Prior {
+            prefer: None,
+            look: look.take(),
+            behind_the_line: !waiter.in_line(),
+        };
+        let tried = claim::run(ctx, &found.me, cfg, prior, started, cancel.clone()).await;
         let Err(exhausted @ Error::Exhausted { .. }) = tried else {
             break tried;
         };
@@ -156,6 +152,11 @@ impl Waiter {
                 None
             }
         }
+    }
+
+    /// Whether we hold a place in the line (joined, not left).
+    pub(crate) fn in_line(&self) -> bool {
+        self.ticket.is_some()
     }
 
     /// Leave the line (an address is held, or we stop).

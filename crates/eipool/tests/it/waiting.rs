@@ -377,3 +377,56 @@ async fn claim_wait_takes_its_turn_in_the_line_and_leaves_it_however_it_ends() {
     assert!(second.report().is_none(), "{second}");
     assert_eq!(line_len(&lab).await, 0, "the line is empty");
 }
+
+/// First come, first served, also against newcomers: an address that comes free while servers
+/// wait (here by hand, so the line is not woken and its head only looks at its next minute's
+/// `--interval`) is left to them by a new agent and by a new `claim --wait`, which join the line
+/// behind them. A `claim` without `--wait` would not wait, so it does not yield.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn newcomers_that_would_wait_leave_a_free_address_to_those_already_waiting() {
+    let lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(5).await.unwrap();
+    lab.ec2.allocate(Some(&lab.pool), 1).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let held = lab.claim(&nodes[0], &[]).await.report().expect("claim 0");
+    let waiters = join_the_line(&lab, &nodes[1..2], dir.path()).await;
+
+    lab.ec2
+        .client
+        .disassociate_address()
+        .association_id(&held.association_id)
+        .send()
+        .await
+        .unwrap();
+    let free = || async {
+        let state = lab.ec2.pool_state(&lab.pool).await.unwrap();
+        state[&held.allocation_id].eni.is_none()
+    };
+    assert!(free().await, "the address is free on EC2");
+
+    let newcomer = Agent::start(&lab, &nodes[2], false, dir.path(), &["--interval", "60s"]).await;
+    eventually(
+        "the new agent to join the line",
+        Duration::from_secs(30),
+        || async { (line_len(&lab).await == 2).then_some(()) },
+    )
+    .await;
+    let o = lab.claim(&nodes[3], &["--wait", "--timeout", "8s"]).await;
+    assert_eq!(
+        o.code,
+        Some(69),
+        "a new claim --wait waits behind them: {o}"
+    );
+    assert!(
+        free().await,
+        "no newcomer took the address from those waiting"
+    );
+    assert!(newcomer.ready().await.is_none());
+    assert!(waiters[0].as_ref().unwrap().ready().await.is_none());
+
+    let o = lab.claim(&nodes[4], &[]).await;
+    let r = o
+        .report()
+        .unwrap_or_else(|| panic!("claim without --wait: {o}"));
+    assert_eq!(r.allocation_id, held.allocation_id);
+}

@@ -37,7 +37,11 @@ pub(super) async fn run(
     let claimed = if args.wait {
         line::claim_waiting(&ctx, found, &cfg, started, cancel).await?
     } else {
-        claim::run(&ctx, &found.me, found.look, &cfg, None, started, cancel).await?
+        let prior = claim::Prior {
+            look: found.look,
+            ..Default::default()
+        };
+        claim::run(&ctx, &found.me, &cfg, prior, started, cancel).await?
     };
     print_json(&claimed)
 }

@@ -18,7 +18,7 @@ use crate::pure::classify::Standing;
 use crate::pure::error::Error;
 use crate::pure::identity::Identity;
 use crate::pure::ids::AllocationId;
-use crate::services::claim::{self, ClaimConfig};
+use crate::services::claim::{self, ClaimConfig, Prior};
 use crate::services::context::Context;
 use crate::services::identity::{InterfaceLook, Resolved};
 use crate::services::line::{Waiter, Woken};
@@ -110,17 +110,14 @@ async fn watch(
     loop {
         if held.is_none() {
             let started = Instant::now();
-            match claim::run(
-                ctx,
-                me,
-                look.take(),
-                &cfg.claim,
-                take_back.as_ref(),
-                started,
-                cancel.child_token(),
-            )
-            .await
-            {
+            let prior = Prior {
+                prefer: take_back.clone(),
+                look: look.take(),
+                // A newcomer leaves what is free to the servers already waiting; one in the
+                // line claims at its turn, and one taking its own address back does not wait.
+                behind_the_line: !waiter.in_line() && take_back.is_none(),
+            };
+            match claim::run(ctx, me, &cfg.claim, prior, started, cancel.child_token()).await {
                 Ok(c) => {
                     match &take_back {
                         Some(a) if *a == c.allocation_id => {

@@ -295,6 +295,21 @@ impl Coordination {
         Ok(true)
     }
 
+    /// How many wait in the pool's line for a freed address (0 without Redis, or when it does
+    /// not answer: fairness is not worth a failed claim).
+    pub(super) async fn waiting(&mut self, work: &Budget) -> Result<u64, Stop> {
+        let Some(redis) = self.live() else {
+            return Ok(0);
+        };
+        match work.bounded(redis.line_len()).await? {
+            Ok(n) => Ok(n),
+            Err(e) => {
+                debug!(error = %e, "could not see the pool's line; claiming as if it were empty");
+                Ok(0)
+            }
+        }
+    }
+
     /// Wait for our slot of the herd's describe rate, before a Describe* call.
     pub(super) async fn describe_slot(&mut self, work: &Budget) -> Result<(), Stop> {
         self.pace(work, "describe", plan::DESCRIBE_PACE, None)

@@ -111,20 +111,30 @@ impl<E: Into<Error>> From<Stopped<E>> for Stop {
     }
 }
 
+/// What a claim knows or owes before it starts.
+#[derive(Debug, Default)]
+pub(crate) struct Prior {
+    /// An address to try first when it is free (the agent taking back the address its media
+    /// server still announces).
+    pub(crate) prefer: Option<AllocationId>,
+    /// What EC2 showed on the interface when the identity was looked up just before, if it was.
+    pub(crate) look: Option<InterfaceLook>,
+    /// This claimer would wait in the pool's line if the pool were full, and is not in it yet:
+    /// it leaves free addresses to the servers already waiting (`plan::leave_to_the_line`).
+    pub(crate) behind_the_line: bool,
+}
+
 /// Claim an address of the pool for `me`, within `cfg.timeout` of `started`: the address, or an
-/// error after cleaning up. Counts the outcome in the metrics. `prefer` is tried first when it
-/// is free (the agent taking back the address its media server still announces). `look` is
-/// what EC2 showed on the interface when the identity was looked up just before, if it was.
+/// error after cleaning up. Counts the outcome in the metrics.
 pub(crate) async fn run(
     ctx: &Context,
     me: &Identity,
-    look: Option<InterfaceLook>,
     cfg: &ClaimConfig,
-    prefer: Option<&AllocationId>,
+    prior: Prior,
     started: Instant,
     cancel: CancellationToken,
 ) -> Result<Claimed, Error> {
-    let result = run_inner(ctx, me, look, cfg, prefer, started, cancel).await;
+    let result = run_inner(ctx, me, cfg, prior, started, cancel).await;
     let outcome = match &result {
         Ok(c) if c.reused => "reused",
         Ok(_) => "claimed",
@@ -137,16 +147,15 @@ pub(crate) async fn run(
 async fn run_inner(
     ctx: &Context,
     me: &Identity,
-    look: Option<InterfaceLook>,
     cfg: &ClaimConfig,
-    prefer: Option<&AllocationId>,
+    prior: Prior,
     started: Instant,
     cancel: CancellationToken,
 ) -> Result<Claimed, Error> {
     if let Some(out) = &cfg.output {
         check_output(out)?;
     }
-    let mut claimer = Claimer::new(ctx, cfg, prefer.cloned(), look, started, cancel);
+    let mut claimer = Claimer::new(ctx, cfg, prior, started, cancel);
     let mut claimed = claimer.claim(me).await?;
     claimed.elapsed_ms = started.elapsed().as_millis() as u64;
     if let Some(out) = &cfg.output {

@@ -10,7 +10,7 @@ use tracing::{debug, info, warn};
 
 use super::attempt::{self, Attempt};
 use super::coordination::{Coordination, Recalled};
-use super::{listing, occupant, validate, ClaimConfig, Means, Stop};
+use super::{listing, occupant, validate, ClaimConfig, Means, Prior, Stop};
 use crate::pure::address::{Address, Occupant, POOL_TAG};
 use crate::pure::error::Error;
 use crate::pure::identity::Identity;
@@ -32,6 +32,8 @@ pub(super) struct Claimer {
     prefer: Option<AllocationId>,
     /// What the identity's lookup saw on the interface; used once, if at all.
     look: Option<InterfaceLook>,
+    /// Leave free addresses to the servers already waiting in the pool's line.
+    behind_the_line: bool,
 }
 
 /// How a round of passes over one listing ended without a win.
@@ -46,8 +48,7 @@ impl Claimer {
     pub(super) fn new(
         ctx: &Context,
         cfg: &ClaimConfig,
-        prefer: Option<AllocationId>,
-        look: Option<InterfaceLook>,
+        prior: Prior,
         started: Instant,
         cancel: CancellationToken,
     ) -> Self {
@@ -65,8 +66,9 @@ impl Claimer {
             started,
             rng: StdRng::from_os_rng(),
             pool_size: 0,
-            prefer,
-            look,
+            prefer: prior.prefer,
+            look: prior.look,
+            behind_the_line: prior.behind_the_line,
         }
     }
 
@@ -179,6 +181,14 @@ impl Claimer {
                 .filter(|a| a.association.is_none())
                 .cloned()
                 .collect();
+            // First come, first served: what is free goes to the servers already waiting.
+            if self.behind_the_line && !free.is_empty() {
+                let waiting = self.m.coord.waiting(&self.m.work).await?;
+                if plan::leave_to_the_line(free.len(), waiting) {
+                    info!(free = free.len(), waiting, "servers are waiting in the pool's line for these addresses: joining it behind them");
+                    return Err(Stop::Fatal(self.exhausted()));
+                }
+            }
             // AWS replaces an Elastic IP already on our private IP: look before associating.
             if !free.is_empty() {
                 match occupant::occupant(&mut self.m, me, &listing, look.take()).await? {
