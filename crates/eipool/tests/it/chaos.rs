@@ -732,3 +732,97 @@ async fn the_reported_association_is_the_one_validation_saw() {
         "release --env-file skipped it: {held:?}\n{o}"
     );
 }
+
+/// The model's counterexample (docs/model.md, "What it found"), in the lab: a claim paused past
+/// its interface lease while it waits for its AssociateAddress slot; meanwhile a re-run of the
+/// same interface takes the lapsed lease, claims and reports an address. Resumed, the paused
+/// claim must not associate another address to the private IP (AWS's replace rule would take
+/// the re-run's away): it finds the interface lease lost, takes it again and adopts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_paused_past_its_interface_lease_never_displaces_the_reruns_address() {
+    let lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(1).await.unwrap();
+    lab.ec2.allocate(Some(&lab.pool), 2).await.unwrap();
+    let lease = ["--lease", "5s", "--call-timeout", "1500ms"];
+    // The herd's AssociateAddress slots are taken for the next 4 s (TAT = now + the pace's burst
+    // tolerance, 39 × 200 ms, + 4 s): the first claim waits there, holding its leases.
+    let mut conn = lab.redis_conn().await;
+    let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await.unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(lab.pace_key("mutating"))
+        .arg(secs * 1_000 + micros / 1_000 + 7_800 + 4_000)
+        .arg("PX")
+        .arg(60_000)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let paused = lab
+        .env
+        .command(&lab.claim_args(&nodes[0], &lease))
+        .spawn()
+        .unwrap();
+    let pid = paused.id().unwrap().to_string();
+    let iface_lease = lab.key(&format!(
+        "iface-lease:{}/{}",
+        nodes[0].eni, nodes[0].private_ip
+    ));
+    let pattern = lab.key("claim:*");
+    let has = |pattern: String| {
+        let mut conn = conn.clone();
+        async move {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(&pattern)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            !keys.is_empty()
+        }
+    };
+    eventually(
+        "the first claim to hold its leases, waiting for its slot",
+        Duration::from_secs(30),
+        || async { (has(pattern.clone()).await && has(iface_lease.clone()).await).then_some(()) },
+    )
+    .await;
+    std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap();
+    eventually(
+        "the paused claim's interface lease to run out",
+        Duration::from_secs(30),
+        || async { (!has(iface_lease.clone()).await).then_some(()) },
+    )
+    .await;
+
+    // The re-run claims and reports an address.
+    let rerun = lab.claim(&nodes[0], &lease).await;
+    let theirs = rerun.report().unwrap_or_else(|| panic!("re-run: {rerun}"));
+
+    std::process::Command::new("kill")
+        .args(["-CONT", &pid])
+        .status()
+        .unwrap();
+    let out = paused.wait_with_output().await.unwrap();
+    let resumed = eipool_lab::claimer::Outcome::from_output(&[], out);
+    println!("--- resumed: {}", resumed.stderr);
+
+    let state = lab.ec2.pool_state(&lab.pool).await.unwrap();
+    let on_node: Vec<&String> = state
+        .iter()
+        .filter(|(_, e)| e.eni.as_deref() == Some(nodes[0].eni.as_str()))
+        .map(|(a, _)| a)
+        .collect();
+    assert_eq!(
+        on_node,
+        vec![&theirs.allocation_id],
+        "the re-run's address stays on the interface, alone: {state:#?}"
+    );
+    let ours = resumed
+        .report()
+        .unwrap_or_else(|| panic!("resumed: {resumed}"));
+    assert_eq!(
+        ours.allocation_id, theirs.allocation_id,
+        "it adopts: {resumed}"
+    );
+}
