@@ -111,6 +111,30 @@ async fn status_json_matches_describe_addresses_and_min_free_alerts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_with_redis_down_says_so_rather_than_no_redis_url() {
+    let lab = Lab::new().await;
+    lab.ec2.allocate(Some(&lab.pool), 1).await.unwrap();
+    let down = format!("redis://default:pw-1@127.0.0.1:{}", free_port().unwrap());
+    let o = lab
+        .env
+        .run(&args(&[
+            "--pool",
+            &lab.pool,
+            "--redis-url",
+            &down,
+            "status",
+        ]))
+        .await;
+    assert_eq!(o.code, Some(0), "{o}");
+    assert!(
+        o.stdout.contains("Redis at redis://default:***@127.0.0.1:")
+            && o.stdout.contains("did not answer")
+            && !o.stdout.contains("no --redis-url"),
+        "{o}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_pool_never_yields_an_empty_allow_list() {
     let lab = Lab::new().await;
     let misspelled = format!("{}-typo", lab.pool);
