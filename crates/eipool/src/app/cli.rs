@@ -43,13 +43,11 @@ pub fn parse() -> Result<Option<Cli>, crate::pure::error::Error> {
         Err(e) => e,
     };
     if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
-        e.print()
-            .map_err(|io| Error::Internal(format!("cannot print: {io}")))?;
+        print(&e)?;
         return Ok(None);
     }
     if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-        e.print()
-            .map_err(|io| Error::Internal(format!("cannot print: {io}")))?;
+        print(&e)?;
         return Err(Error::Usage("no command given: choose one above".into()));
     }
     if let Some(msg) = blame_the_environment(&e, &Cli::command(), std::env::args()) {
@@ -61,6 +59,17 @@ pub fn parse() -> Result<Option<Cli>, crate::pure::error::Error> {
     Err(Error::Usage(
         text.strip_prefix("error: ").unwrap_or(text).to_string(),
     ))
+}
+
+/// Print clap's help or version. A reader that left early (`eipool claim --help | head -1`) is
+/// not an error: what it wanted, it read.
+fn print(e: &clap::Error) -> Result<(), crate::pure::error::Error> {
+    match e.print() {
+        Err(io) if io.kind() != std::io::ErrorKind::BrokenPipe => Err(
+            crate::pure::error::Error::Internal(format!("cannot print: {io}")),
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// When `e` is about a value that came from a flag's environment variable, the message naming

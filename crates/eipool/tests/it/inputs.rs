@@ -223,6 +223,31 @@ async fn refused(argv: &[String], vars: &[(&str, &str)]) -> eipool_lab::claimer:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn help_or_version_into_a_closed_pipe_exits_0_quietly() {
+    // `eipool claim --help | head -1`: the reader is gone before eipool writes.
+    for argv in [
+        args(&["claim", "--help"]),
+        args(&["--help"]),
+        args(&["--version"]),
+    ] {
+        let mut child = offline()
+            .command(&argv)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+            .await
+            .expect("help ends")
+            .unwrap();
+        let o = eipool_lab::claimer::Outcome::from_output(&argv, out);
+        assert_eq!(o.code, Some(0), "{o}");
+        assert!(o.stderr.trim().is_empty(), "{o}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switches_take_what_operators_write_and_errors_name_the_variable() {
     let lab = Lab::new().await;
     let nodes = lab.ec2.nodes(1).await.unwrap();
