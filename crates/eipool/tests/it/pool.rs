@@ -271,7 +271,7 @@ async fn the_exporter_serves_the_pool_gauges() {
         "--interval",
         "5s",
     ]));
-    let (_exporter, metrics) = serving_pool_metrics(&lab.env, &a, listen).await;
+    let (exporter, metrics) = serving_pool_metrics(&lab.env, &a, listen).await;
     assert!(
         metrics.contains(&format!(
             "eipool_pool_addresses{{pool=\"{}\",state=\"free\"}} 2",
@@ -295,6 +295,22 @@ async fn the_exporter_serves_the_pool_gauges() {
     );
     let (code, _) = http_get(listen, "/readyz").await.unwrap();
     assert_eq!(code, 200);
+
+    // SIGTERM: it stops, and says so without claiming to release what it never held.
+    std::process::Command::new("kill")
+        .args(["-TERM", &exporter.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(10), exporter.wait_with_output())
+        .await
+        .expect("stops at once")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("shutting down") && !stderr.contains("releasing"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
