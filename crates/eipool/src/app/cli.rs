@@ -231,7 +231,8 @@ pub struct Global {
         global = true,
         env = "EIPOOL_LOG",
         default_value = "info",
-        value_name = "FILTER"
+        value_name = "FILTER",
+        value_parser = log_filter
     )]
     pub log: String,
 }
@@ -325,7 +326,7 @@ pub struct AgentArgs {
     #[arg(long, env = "EIPOOL_ON_DRIFT", value_enum, default_value_t = OnDriftArg::Reclaim)]
     pub on_drift: OnDriftArg,
 
-    /// On SIGTERM/SIGINT, give the address back before exiting
+    /// On SIGTERM/SIGINT, give the address back before exiting (its variable takes 1/0, true/false, yes/no, on/off)
     #[arg(long, env = "EIPOOL_RELEASE_ON_EXIT", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub release_on_exit: bool,
 
@@ -333,7 +334,7 @@ pub struct AgentArgs {
     #[arg(long, env = "EIPOOL_RELEASE_TIMEOUT", default_value = "20s", value_parser = one_second_to_an_hour, value_name = "DURATION")]
     pub release_timeout: Duration,
 
-    /// Also list the whole pool every interval and export eipool_pool_addresses{state} (enable on one agent only)
+    /// Also list the whole pool every interval and export eipool_pool_addresses{state} (enable on one agent only; its variable takes 1/0, true/false, yes/no, on/off)
     #[arg(long, env = "EIPOOL_POOL_METRICS", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub pool_metrics: bool,
 
@@ -370,7 +371,7 @@ pub struct StatusArgs {
     #[arg(long, env = "EIPOOL_MIN_FREE", value_name = "N")]
     pub min_free: Option<usize>,
 
-    /// Print only the minimal CIDR blocks covering the pool: the list for customers' firewall admins
+    /// Print only the minimal CIDR blocks covering the pool: the list for customers' firewall admins (its variable takes 1/0, true/false, yes/no, on/off)
     #[arg(long, env = "EIPOOL_CIDRS", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub cidrs: bool,
 
@@ -459,7 +460,7 @@ pub struct DoctorArgs {
 /// Flags of `eipool gc`.
 #[derive(Debug, Args)]
 pub struct GcArgs {
-    /// Do it (without: print what would be done)
+    /// Do it, rather than print what would be done (its variable takes 1/0, true/false, yes/no, on/off)
     #[arg(long, env = "EIPOOL_GC_APPLY", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub apply: bool,
 
@@ -478,7 +479,7 @@ pub struct ClaimArgs {
     #[arg(long, env = "EIPOOL_OUTPUT", value_name = "FILE")]
     pub output: Option<PathBuf>,
 
-    /// Fail (exit 75 at the deadline) rather than claim without Redis when Redis is unreachable
+    /// Fail (exit 75 at the deadline) rather than claim without Redis when Redis is unreachable (its variable takes 1/0, true/false, yes/no, on/off)
     #[arg(long, env = "EIPOOL_REQUIRE_LOCK", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub require_lock: bool,
 
@@ -549,6 +550,16 @@ pub(crate) fn parse_listen(s: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
+/// A log filter `tracing` understands: a bad one is refused, not replaced by `info` with a
+/// warning an operator may never read.
+fn log_filter(s: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::try_new(s)
+        .map(|_| s.to_string())
+        .map_err(|e| {
+            format!("{e}; use a level, optionally with TARGET=LEVEL pairs after commas, e.g. info, debug or info,eipool=debug")
+        })
+}
+
 /// A positive duration such as `90s`, `3m` or `1500ms`.
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s.trim())
@@ -607,6 +618,48 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(parse_listen(input).ok().as_deref(), want, "{input:?}");
         }
+    }
+
+    #[test]
+    fn a_log_filter_is_checked() {
+        for good in [
+            "info",
+            "debug",
+            "info,eipool=debug",
+            "eipool::adapters=trace",
+            "off",
+        ] {
+            assert_eq!(log_filter(good).as_deref(), Ok(good), "{good}");
+        }
+        for bad in ["info,eipool=loud", "[{", "=debug=x"] {
+            let e = log_filter(bad).unwrap_err();
+            assert!(e.contains("e.g. info"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn every_switch_says_what_its_variable_takes() {
+        fn walk(cmd: &clap::Command, silent: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let switch = matches!(arg.get_action(), ArgAction::SetTrue);
+                let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+                if switch
+                    && arg.get_env().is_some()
+                    && !help.contains("1/0, true/false, yes/no, on/off")
+                {
+                    silent.push(format!("{} --{}", cmd.get_name(), arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, silent);
+            }
+        }
+        let mut silent = Vec::new();
+        walk(&Cli::command(), &mut silent);
+        assert!(
+            silent.is_empty(),
+            "switches whose help does not list their variable's values: {silent:?}"
+        );
     }
 
     #[test]

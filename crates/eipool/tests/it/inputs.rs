@@ -342,6 +342,27 @@ async fn an_absurd_duration_exits_2_naming_the_flag_or_its_variable() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_log_filter_exits_2_naming_log_or_eipool_log() {
+    let argv = args(&["--pool", "p", "status"]);
+    let bad = "info,eipool=loud";
+    let o = refused(&argv, &[("EIPOOL_LOG", bad)]).await;
+    assert_eq!(o.code, Some(2), "{o}");
+    assert!(
+        o.error_line().contains(&format!("EIPOOL_LOG=\"{bad}\""))
+            && o.error_line().contains("e.g. info"),
+        "{o}"
+    );
+    let mut by_flag = args(&["--log", bad]);
+    by_flag.extend(argv);
+    let o = refused(&by_flag, &[]).await;
+    assert_eq!(o.code, Some(2), "{o}");
+    assert!(
+        o.stderr.contains("--log") && !o.stderr.contains("EIPOOL_LOG"),
+        "{o}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_variable_is_blamed_on_itself_not_on_another_commands_namesake() {
     // `status --output` is EIPOOL_STATUS_OUTPUT; `claim --output` (EIPOOL_OUTPUT) shares its
     // flag's name, and a media pod's environment may well set it.
