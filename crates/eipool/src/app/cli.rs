@@ -302,9 +302,9 @@ pub struct ExporterArgs {
     #[arg(long, env = "EIPOOL_INTERVAL", default_value = "30s", value_parser = five_seconds_to_a_day, value_name = "DURATION")]
     pub interval: Duration,
 
-    /// Upper bound on each read of the pool (at most --interval; 1s to 1h)
-    #[arg(long, env = "EIPOOL_TIMEOUT", default_value = "20s", value_parser = one_second_to_an_hour, value_name = "DURATION")]
-    pub timeout: Duration,
+    /// Upper bound on each read of the pool (at most --interval; 1s to 1h) [default: 20s, or --interval if shorter]
+    #[arg(long, env = "EIPOOL_TIMEOUT", value_parser = one_second_to_an_hour, value_name = "DURATION")]
+    pub timeout: Option<Duration>,
 }
 
 /// Flags of `eipool agent`.

@@ -163,6 +163,27 @@ pub(crate) fn validate_token(token: Option<&str>) -> Result<Option<String>, Erro
     }
 }
 
+/// The exporter's bound on each read of the pool when `--timeout` is not given.
+const EXPORTER_READ_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The bound on each of the exporter's reads: `--timeout`, which must fit in `--interval` (a
+/// longer one would be cut short to the interval, so it would not mean what it says); without
+/// it, 20 s or the interval if shorter.
+pub(crate) fn exporter_read_timeout(
+    interval: Duration,
+    timeout: Option<Duration>,
+) -> Result<Duration, Error> {
+    match timeout {
+        None => Ok(EXPORTER_READ_TIMEOUT.min(interval)),
+        Some(t) if t > interval => Err(Error::Usage(format!(
+            "--timeout {} is longer than --interval {}: each read of the pool must end before the next one starts. Lower --timeout or raise --interval",
+            humantime::format_duration(t),
+            humantime::format_duration(interval)
+        ))),
+        Some(t) => Ok(t),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,5 +266,20 @@ mod tests {
                 "{args:?}: message {err:?} does not name {flag}"
             );
         }
+    }
+
+    #[test]
+    fn the_exporters_read_fits_in_its_interval() {
+        let s = Duration::from_secs;
+        assert_eq!(exporter_read_timeout(s(30), None).unwrap(), s(20));
+        assert_eq!(exporter_read_timeout(s(10), None).unwrap(), s(10));
+        assert_eq!(exporter_read_timeout(s(30), Some(s(30))).unwrap(), s(30));
+        let e = exporter_read_timeout(s(10), Some(s(20))).unwrap_err();
+        assert!(matches!(e, Error::Usage(_)), "{e:?}");
+        let e = e.to_string();
+        assert!(
+            e.contains("--timeout 20s") && e.contains("--interval 10s"),
+            "{e}"
+        );
     }
 }

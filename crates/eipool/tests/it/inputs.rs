@@ -363,6 +363,25 @@ async fn a_bad_log_filter_exits_2_naming_log_or_eipool_log() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exporter_timeout_longer_than_its_interval_exits_2_naming_both() {
+    let argv = args(&[
+        "--pool",
+        "p",
+        "exporter",
+        "--interval",
+        "10s",
+        "--timeout",
+        "20s",
+    ]);
+    let o = refused(&argv, &[]).await;
+    assert_eq!(o.code, Some(2), "{o}");
+    assert!(
+        o.error_line().contains("--timeout 20s") && o.error_line().contains("--interval 10s"),
+        "{o}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_variable_is_blamed_on_itself_not_on_another_commands_namesake() {
     // `status --output` is EIPOOL_STATUS_OUTPUT; `claim --output` (EIPOOL_OUTPUT) shares its
     // flag's name, and a media pod's environment may well set it.

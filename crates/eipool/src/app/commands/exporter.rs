@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::ops_context;
 use crate::app::cli::{ExporterArgs, Global};
-use crate::app::http;
+use crate::app::{config, http};
 use crate::pure::error::Error;
 use crate::services::pool_view;
 use crate::support::budget::Budget;
@@ -25,11 +25,11 @@ pub(super) async fn run(
             args.interval
         )));
     }
+    let per_read = config::exporter_read_timeout(args.interval, args.timeout)?;
     let ctx = ops_context(g).await?;
     // The exporter holds no address: its readiness is not eipool_ready's.
     let health = Health::starting_untracked("starting: pool not read yet");
     let server = http::serve(&args.listen, health.clone()).await?;
-    let per_read = args.timeout.min(args.interval);
     loop {
         let budget = Budget::new(Instant::now() + per_read, cancel.clone());
         if pool_view::publish_gauges(&ctx, &budget).await {
