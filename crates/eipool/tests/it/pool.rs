@@ -293,6 +293,17 @@ async fn the_exporter_serves_the_pool_gauges() {
         )),
         "{metrics}"
     );
+    // Only what the exporter keeps: none of an agent's series (it holds no address).
+    for agents in [
+        "eipool_ready",
+        "eipool_claims_total",
+        "eipool_drift_total",
+        "eipool_line_place",
+        "eipool_last_verified_age_seconds",
+    ] {
+        assert!(!metrics.contains(agents), "{agents} in {metrics}");
+    }
+    assert!(metrics.contains("eipool_ec2_calls_total{"), "{metrics}");
     let (code, _) = http_get(listen, "/readyz").await.unwrap();
     assert_eq!(code, 200);
 

@@ -10,6 +10,7 @@ use crate::pure::error::Error;
 use crate::services::{agent, context, identity};
 use crate::support::budget::Budget;
 use crate::support::health::Health;
+use crate::support::metrics::Served;
 
 /// The agent's port when `--listen` is not given.
 const DEFAULT_PORT: u16 = 9877;
@@ -35,7 +36,7 @@ pub(super) async fn run(
         .clone()
         .unwrap_or_else(|| format!("{}:{DEFAULT_PORT}", me.private_ip));
     let health = Health::starting("starting: no address yet");
-    let server = http::serve(&listen, health.clone()).await?;
+    let server = http::serve(&listen, health.clone(), Served::ByAgent).await?;
     let result = agent::run(&cfg, &ctx, &me, &health, &cancel).await;
     server.stop().await;
     result

@@ -13,6 +13,7 @@ use crate::pure::error::Error;
 use crate::services::pool_view;
 use crate::support::budget::Budget;
 use crate::support::health::Health;
+use crate::support::metrics::Served;
 
 pub(super) async fn run(
     g: &Global,
@@ -29,7 +30,7 @@ pub(super) async fn run(
     let ctx = ops_context(g).await?;
     // The exporter holds no address: its readiness is not eipool_ready's.
     let health = Health::starting_untracked("starting: pool not read yet");
-    let server = http::serve(&args.listen, health.clone()).await?;
+    let server = http::serve(&args.listen, health.clone(), Served::ByExporter).await?;
     loop {
         let budget = Budget::new(Instant::now() + per_read, cancel.clone());
         if pool_view::publish_gauges(&ctx, &budget).await {
