@@ -496,20 +496,13 @@ pub struct ClaimArgs {
 /// typed wrong, and one past the clock's range (`300000000000y`) cannot even be computed.
 fn within(s: &str, min: Duration, max: Duration) -> Result<Duration, String> {
     let d = parse_duration(s)?;
-    let shown = humantime::format_duration;
+    // The value as the operator wrote it; the bound in its largest whole unit (24h, not 1day).
+    let (given, shown) = (s.trim(), crate::pure::error::shown);
     if d < min {
-        return Err(format!(
-            "{} is too short; use at least {}",
-            shown(d),
-            shown(min)
-        ));
+        return Err(format!("{given} is too short; use at least {}", shown(min)));
     }
     if d > max {
-        return Err(format!(
-            "{} is too long; use at most {}",
-            shown(d),
-            shown(max)
-        ));
+        return Err(format!("{given} is too long; use at most {}", shown(max)));
     }
     Ok(d)
 }
@@ -598,9 +591,14 @@ mod tests {
         assert!(one_second_to_a_day("500ms")
             .unwrap_err()
             .contains("at least 1s"));
-        assert!(one_second_to_a_day("25h")
-            .unwrap_err()
-            .contains("at most 1day"));
+        assert_eq!(
+            one_second_to_a_day("25h").unwrap_err(),
+            "25h is too long; use at most 24h"
+        );
+        assert_eq!(
+            one_second_to_a_week("200h").unwrap_err(),
+            "200h is too long; use at most 168h"
+        );
         assert!(one_second_to_an_hour("300000000000y")
             .unwrap_err()
             .contains("at most 1h"));

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::adapters::redis::{RedisTarget, TlsFiles};
 use crate::app::cli::{AgentArgs, ClaimArgs, Global, OnDriftArg};
-use crate::pure::error::Error;
+use crate::pure::error::{shown, Error};
 use crate::pure::identity::IdentitySource;
 use crate::pure::ids::{AssociationId, EniId, InstanceId};
 use crate::pure::plan;
@@ -84,14 +84,17 @@ pub(crate) fn claim_config(global: &Global, args: &ClaimArgs) -> Result<ClaimCon
     let min_lease = plan::minimum_lease(args.call_timeout, plan::LEASE_MARGIN);
     if args.lease < min_lease {
         return Err(Error::Usage(format!(
-            "--lease {:?} is too short for --call-timeout {:?}; use at least {:?}",
-            args.lease, args.call_timeout, min_lease
+            "--lease {} is too short for --call-timeout {}; use at least {}",
+            shown(args.lease),
+            shown(args.call_timeout),
+            shown(min_lease)
         )));
     }
     if args.call_timeout >= args.timeout {
         return Err(Error::Usage(format!(
-            "--timeout {:?} must be longer than --call-timeout {:?}",
-            args.timeout, args.call_timeout
+            "--timeout {} must be longer than --call-timeout {}",
+            shown(args.timeout),
+            shown(args.call_timeout)
         )));
     }
     if let Some(out) = &args.output {
@@ -117,14 +120,15 @@ pub(crate) fn agent_config(global: &Global, args: &AgentArgs) -> Result<AgentCon
     let claim = claim_config(global, &args.claim)?;
     if args.interval < Duration::from_secs(1) {
         return Err(Error::Usage(format!(
-            "--interval {:?} is too short; use at least 1s (each check is an EC2 call)",
-            args.interval
+            "--interval {} is too short; use at least 1s (each check is an EC2 call)",
+            shown(args.interval)
         )));
     }
     if args.ec2_check_every < args.interval {
         return Err(Error::usage(format!(
-            "--ec2-check-every {:?} is shorter than --interval {:?}; EC2 is asked at most once per interval",
-            args.ec2_check_every, args.interval
+            "--ec2-check-every {} is shorter than --interval {}; EC2 is asked at most once per interval",
+            shown(args.ec2_check_every),
+            shown(args.interval)
         )));
     }
     Ok(AgentConfig {
@@ -177,8 +181,8 @@ pub(crate) fn exporter_read_timeout(
         None => Ok(EXPORTER_READ_TIMEOUT.min(interval)),
         Some(t) if t > interval => Err(Error::Usage(format!(
             "--timeout {} is longer than --interval {}: each read of the pool must end before the next one starts. Lower --timeout or raise --interval",
-            humantime::format_duration(t),
-            humantime::format_duration(interval)
+            shown(t),
+            shown(interval)
         ))),
         Some(t) => Ok(t),
     }

@@ -23,7 +23,7 @@ pub(super) async fn run(
     let cfg = config::agent_config(g, args)?;
     let c = &cfg.claim;
     let ctx = context::connect(&c.pool, c.redis.as_ref(), c.call_timeout, c.lease).await?;
-    let start = Budget::new(Instant::now() + c.timeout, cancel.clone());
+    let start = Budget::new(Instant::now() + c.timeout, cancel.clone()).of_timeout(c.timeout);
     let me = match identity::resolve_paced(&ctx, &start, &c.identity, c.private_ip).await {
         Ok(me) => me,
         Err(Error::Interrupted) => return Ok(()),

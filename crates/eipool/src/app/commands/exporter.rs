@@ -22,8 +22,8 @@ pub(super) async fn run(
 ) -> Result<(), Error> {
     if args.interval < Duration::from_secs(5) {
         return Err(Error::usage(format!(
-            "--interval {:?} is too short for reading a whole pool; use at least 5s",
-            args.interval
+            "--interval {} is too short for reading a whole pool; use at least 5s",
+            crate::pure::error::shown(args.interval)
         )));
     }
     let per_read = config::exporter_read_timeout(args.interval, args.timeout)?;

@@ -54,7 +54,8 @@ impl Claimer {
                 coord: Coordination::new(ctx.redis.clone(), cfg.require_lock, cfg.lease),
                 pool: cfg.pool.clone(),
                 // Claiming ends before the overall deadline, leaving the rest for cleanup.
-                work: Budget::new(deadline - plan::cleanup_reserve(cfg.timeout), cancel),
+                work: Budget::new(deadline - plan::cleanup_reserve(cfg.timeout), cancel)
+                    .of_timeout(cfg.timeout),
                 cleanup: Budget::cleanup(deadline),
             },
             started,
