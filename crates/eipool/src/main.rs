@@ -50,28 +50,17 @@ fn run(cli: Cli) -> Result<(), Error> {
     runtime.block_on(eipool::run(cli))
 }
 
-/// Logs on stderr: colour only on a terminal, and never with `NO_COLOR` set.
+/// Logs on stderr: colour only on a terminal, and never with `NO_COLOR` set. The filter was
+/// checked as the command line was parsed (a bad `--log` or `EIPOOL_LOG` is a usage error).
 fn init_logging(format: LogFormat, filter: &str) {
-    let (filter, bad) = match EnvFilter::try_new(filter) {
-        Ok(f) => (f, None),
-        Err(e) => (
-            EnvFilter::new("info"),
-            Some(format!(
-                "--log {filter:?} is not a valid filter ({e}); using info"
-            )),
-        ),
-    };
     let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(EnvFilter::new(filter))
         .with_ansi(colour)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
-    }
-    if let Some(warning) = bad {
-        tracing::warn!("{warning}");
     }
 }
 

@@ -132,3 +132,52 @@ pub enum Command {
         trust: TrustArgs,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Each `tfmod SUB …` form docs/tfmod.md gives names every flag SUB requires.
+    #[test]
+    fn the_docs_give_every_required_flag() {
+        let docs = include_str!("../../../docs/tfmod.md");
+        // The command table's first cells: `tfmod pin vpc 1.3.0 --bucket B …` / `tfmod …`.
+        let forms: Vec<&str> = docs
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `tfmod "))
+            .filter_map(|l| l.split(" | ").next())
+            .flat_map(|cell| cell.split('`').step_by(2))
+            .map(str::trim)
+            .filter(|f| !f.is_empty() && *f != "/")
+            .collect();
+        let cli = Cli::command();
+        let mut missing = Vec::new();
+        for sub in cli.get_subcommands() {
+            let name = sub.get_name();
+            let given: Vec<String> = forms
+                .iter()
+                .map(|f| {
+                    if f.starts_with("tfmod ") {
+                        f.to_string()
+                    } else {
+                        format!("tfmod {f}")
+                    }
+                })
+                .filter(|f| f.split_whitespace().nth(1) == Some(name))
+                .collect();
+            assert!(!given.is_empty(), "docs/tfmod.md has no `tfmod {name} …`");
+            for arg in sub.get_arguments().filter(|a| a.is_required_set()) {
+                let Some(long) = arg.get_long() else { continue };
+                let flag = format!("--{long}");
+                for form in &given {
+                    if !form.split_whitespace().any(|w| w == flag) {
+                        missing.push(format!("`{form}` lacks {flag}"));
+                    }
+                }
+            }
+        }
+        assert!(missing.is_empty(), "{missing:#?}");
+    }
+}

@@ -29,16 +29,24 @@ impl ModuleName {
 }
 
 /// A semantic version `MAJOR.MINOR.PATCH[-PRE]`; build metadata (`+…`) is refused, because
-/// SemVer ignores it for precedence and `+` is unsafe in an S3 URL.
+/// SemVer ignores it for precedence and `+` is unsafe in an S3 URL. A refused version comes with
+/// the one to write instead when there is one (`v1.2` → `1.2.0`), and only one this accepts.
 pub fn parse_version(s: &str) -> Result<semver::Version, Error> {
-    if let Some(rest) = s.strip_prefix('v') {
+    let instead = || {
+        accepted(s)
+            .map(|v| format!("; write {v}"))
+            .unwrap_or_default()
+    };
+    if s.starts_with('v') {
         return Err(Error::Usage(format!(
-            "version {s:?} is refused: write it without the 'v' ({rest})"
+            "version {s:?} is refused: no leading 'v'{}",
+            instead()
         )));
     }
     let v = semver::Version::parse(s).map_err(|e| {
         Error::Usage(format!(
-            "version {s:?} is not a semantic version MAJOR.MINOR.PATCH ({e})"
+            "version {s:?} is not a semantic version MAJOR.MINOR.PATCH ({e}){}",
+            instead()
         ))
     })?;
     if !v.build.is_empty() {
@@ -47,6 +55,30 @@ pub fn parse_version(s: &str) -> Result<semver::Version, Error> {
         )));
     }
     Ok(v)
+}
+
+/// The version `s` most likely means, if `parse_version` accepts it: without a leading `v`,
+/// and with a missing minor or patch number as 0 (`1.2` → `1.2.0`).
+fn accepted(s: &str) -> Option<semver::Version> {
+    let s = s.strip_prefix('v').unwrap_or(s);
+    let (core, pre) = match s.split_once('-') {
+        Some((core, pre)) => (core, Some(pre)),
+        None => (s, None),
+    };
+    let parts = core.split('.').count();
+    if !(1..=3).contains(&parts) {
+        return None;
+    }
+    let mut candidate = core.to_string();
+    for _ in parts..3 {
+        candidate.push_str(".0");
+    }
+    if let Some(pre) = pre {
+        candidate = format!("{candidate}-{pre}");
+    }
+    semver::Version::parse(&candidate)
+        .ok()
+        .filter(|v| v.build.is_empty())
 }
 
 /// A bucket name S3 accepts and go-getter can address: 3–63 of `a-z 0-9 -`, no dots (a dotted
@@ -134,6 +166,28 @@ mod tests {
             "latest",
         ] {
             assert_eq!(parse_version(bad).unwrap_err().exit_code(), 2, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_refused_version_suggests_only_one_that_is_accepted() {
+        for (bad, suggested) in [
+            ("v1.2.3", Some("1.2.3")),
+            ("v1.2", Some("1.2.0")),
+            ("1.2", Some("1.2.0")),
+            ("v1", Some("1.0.0")),
+            ("1.0-rc.1", Some("1.0.0-rc.1")),
+            ("latest", None),
+            ("1.2.3+build", None),
+            ("01.2.3", None),
+            ("v", None),
+        ] {
+            let e = parse_version(bad).unwrap_err().to_string();
+            let said = e.split("; write ").nth(1);
+            assert_eq!(said, suggested, "{bad}: {e}");
+            if let Some(v) = said {
+                assert!(parse_version(v).is_ok(), "{bad}: suggested {v}, refused");
+            }
         }
     }
 

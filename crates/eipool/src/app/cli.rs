@@ -43,13 +43,11 @@ pub fn parse() -> Result<Option<Cli>, crate::pure::error::Error> {
         Err(e) => e,
     };
     if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
-        e.print()
-            .map_err(|io| Error::Internal(format!("cannot print: {io}")))?;
+        print(&e)?;
         return Ok(None);
     }
     if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-        e.print()
-            .map_err(|io| Error::Internal(format!("cannot print: {io}")))?;
+        print(&e)?;
         return Err(Error::Usage("no command given: choose one above".into()));
     }
     if let Some(msg) = blame_the_environment(&e, &Cli::command(), std::env::args()) {
@@ -61,6 +59,17 @@ pub fn parse() -> Result<Option<Cli>, crate::pure::error::Error> {
     Err(Error::Usage(
         text.strip_prefix("error: ").unwrap_or(text).to_string(),
     ))
+}
+
+/// Print clap's help or version. A reader that left early (`eipool claim --help | head -1`) is
+/// not an error: what it wanted, it read.
+fn print(e: &clap::Error) -> Result<(), crate::pure::error::Error> {
+    match e.print() {
+        Err(io) if io.kind() != std::io::ErrorKind::BrokenPipe => Err(
+            crate::pure::error::Error::Internal(format!("cannot print: {io}")),
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// When `e` is about a value that came from a flag's environment variable, the message naming
@@ -222,7 +231,8 @@ pub struct Global {
         global = true,
         env = "EIPOOL_LOG",
         default_value = "info",
-        value_name = "FILTER"
+        value_name = "FILTER",
+        value_parser = log_filter
     )]
     pub log: String,
 }
@@ -292,9 +302,9 @@ pub struct ExporterArgs {
     #[arg(long, env = "EIPOOL_INTERVAL", default_value = "30s", value_parser = five_seconds_to_a_day, value_name = "DURATION")]
     pub interval: Duration,
 
-    /// Upper bound on each read of the pool (at most --interval; 1s to 1h)
-    #[arg(long, env = "EIPOOL_TIMEOUT", default_value = "20s", value_parser = one_second_to_an_hour, value_name = "DURATION")]
-    pub timeout: Duration,
+    /// Upper bound on each read of the pool (at most --interval; 1s to 1h) [default: 20s, or --interval if shorter]
+    #[arg(long, env = "EIPOOL_TIMEOUT", value_parser = one_second_to_an_hour, value_name = "DURATION")]
+    pub timeout: Option<Duration>,
 }
 
 /// Flags of `eipool agent`.
@@ -316,7 +326,7 @@ pub struct AgentArgs {
     #[arg(long, env = "EIPOOL_ON_DRIFT", value_enum, default_value_t = OnDriftArg::Reclaim)]
     pub on_drift: OnDriftArg,
 
-    /// On SIGTERM/SIGINT, give the address back before exiting
+    /// On SIGTERM/SIGINT, give the address back before exiting (its variable takes 1/0, true/false, yes/no, on/off)
     #[arg(long, env = "EIPOOL_RELEASE_ON_EXIT", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub release_on_exit: bool,
 
@@ -324,7 +334,7 @@ pub struct AgentArgs {
     #[arg(long, env = "EIPOOL_RELEASE_TIMEOUT", default_value = "20s", value_parser = one_second_to_an_hour, value_name = "DURATION")]
     pub release_timeout: Duration,
 
-    /// Also list the whole pool every interval and export eipool_pool_addresses{state} (enable on one agent only)
+    /// Also list the whole pool every interval and export eipool_pool_addresses{state} (enable on one agent only; its variable takes 1/0, true/false, yes/no, on/off)
     #[arg(long, env = "EIPOOL_POOL_METRICS", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub pool_metrics: bool,
 
@@ -361,7 +371,7 @@ pub struct StatusArgs {
     #[arg(long, env = "EIPOOL_MIN_FREE", value_name = "N")]
     pub min_free: Option<usize>,
 
-    /// Print only the minimal CIDR blocks covering the pool: the list for customers' firewall admins
+    /// Print only the minimal CIDR blocks covering the pool: the list for customers' firewall admins (its variable takes 1/0, true/false, yes/no, on/off)
     #[arg(long, env = "EIPOOL_CIDRS", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub cidrs: bool,
 
@@ -450,7 +460,7 @@ pub struct DoctorArgs {
 /// Flags of `eipool gc`.
 #[derive(Debug, Args)]
 pub struct GcArgs {
-    /// Do it (without: print what would be done)
+    /// Do it, rather than print what would be done (its variable takes 1/0, true/false, yes/no, on/off)
     #[arg(long, env = "EIPOOL_GC_APPLY", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub apply: bool,
 
@@ -469,7 +479,7 @@ pub struct ClaimArgs {
     #[arg(long, env = "EIPOOL_OUTPUT", value_name = "FILE")]
     pub output: Option<PathBuf>,
 
-    /// Fail (exit 75 at the deadline) rather than claim without Redis when Redis is unreachable
+    /// Fail (exit 75 at the deadline) rather than claim without Redis when Redis is unreachable (its variable takes 1/0, true/false, yes/no, on/off)
     #[arg(long, env = "EIPOOL_REQUIRE_LOCK", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub require_lock: bool,
 
@@ -492,20 +502,13 @@ pub struct ClaimArgs {
 /// typed wrong, and one past the clock's range (`300000000000y`) cannot even be computed.
 fn within(s: &str, min: Duration, max: Duration) -> Result<Duration, String> {
     let d = parse_duration(s)?;
-    let shown = humantime::format_duration;
+    // The value as the operator wrote it; the bound in its largest whole unit (24h, not 1day).
+    let (given, shown) = (s.trim(), crate::pure::error::shown);
     if d < min {
-        return Err(format!(
-            "{} is too short; use at least {}",
-            shown(d),
-            shown(min)
-        ));
+        return Err(format!("{given} is too short; use at least {}", shown(min)));
     }
     if d > max {
-        return Err(format!(
-            "{} is too long; use at most {}",
-            shown(d),
-            shown(max)
-        ));
+        return Err(format!("{given} is too long; use at most {}", shown(max)));
     }
     Ok(d)
 }
@@ -546,6 +549,16 @@ pub(crate) fn parse_listen(s: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
+/// A log filter `tracing` understands: a bad one is refused, not replaced by `info` with a
+/// warning an operator may never read.
+fn log_filter(s: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::try_new(s)
+        .map(|_| s.to_string())
+        .map_err(|e| {
+            format!("{e}; use a level, optionally with TARGET=LEVEL pairs after commas, e.g. info, debug or info,eipool=debug")
+        })
+}
+
 /// A positive duration such as `90s`, `3m` or `1500ms`.
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s.trim())
@@ -584,9 +597,14 @@ mod tests {
         assert!(one_second_to_a_day("500ms")
             .unwrap_err()
             .contains("at least 1s"));
-        assert!(one_second_to_a_day("25h")
-            .unwrap_err()
-            .contains("at most 1day"));
+        assert_eq!(
+            one_second_to_a_day("25h").unwrap_err(),
+            "25h is too long; use at most 24h"
+        );
+        assert_eq!(
+            one_second_to_a_week("200h").unwrap_err(),
+            "200h is too long; use at most 168h"
+        );
         assert!(one_second_to_an_hour("300000000000y")
             .unwrap_err()
             .contains("at most 1h"));
@@ -604,6 +622,48 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(parse_listen(input).ok().as_deref(), want, "{input:?}");
         }
+    }
+
+    #[test]
+    fn a_log_filter_is_checked() {
+        for good in [
+            "info",
+            "debug",
+            "info,eipool=debug",
+            "eipool::adapters=trace",
+            "off",
+        ] {
+            assert_eq!(log_filter(good).as_deref(), Ok(good), "{good}");
+        }
+        for bad in ["info,eipool=loud", "[{", "=debug=x"] {
+            let e = log_filter(bad).unwrap_err();
+            assert!(e.contains("e.g. info"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn every_switch_says_what_its_variable_takes() {
+        fn walk(cmd: &clap::Command, silent: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let switch = matches!(arg.get_action(), ArgAction::SetTrue);
+                let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+                if switch
+                    && arg.get_env().is_some()
+                    && !help.contains("1/0, true/false, yes/no, on/off")
+                {
+                    silent.push(format!("{} --{}", cmd.get_name(), arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, silent);
+            }
+        }
+        let mut silent = Vec::new();
+        walk(&Cli::command(), &mut silent);
+        assert!(
+            silent.is_empty(),
+            "switches whose help does not list their variable's values: {silent:?}"
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::adapters::redis::{RedisTarget, TlsFiles};
 use crate::app::cli::{AgentArgs, ClaimArgs, Global, OnDriftArg};
-use crate::pure::error::Error;
+use crate::pure::error::{shown, Error};
 use crate::pure::identity::IdentitySource;
 use crate::pure::ids::{AssociationId, EniId, InstanceId};
 use crate::pure::plan;
@@ -84,14 +84,17 @@ pub(crate) fn claim_config(global: &Global, args: &ClaimArgs) -> Result<ClaimCon
     let min_lease = plan::minimum_lease(args.call_timeout, plan::LEASE_MARGIN);
     if args.lease < min_lease {
         return Err(Error::Usage(format!(
-            "--lease {:?} is too short for --call-timeout {:?}; use at least {:?}",
-            args.lease, args.call_timeout, min_lease
+            "--lease {} is too short for --call-timeout {}; use at least {}",
+            shown(args.lease),
+            shown(args.call_timeout),
+            shown(min_lease)
         )));
     }
     if args.call_timeout >= args.timeout {
         return Err(Error::Usage(format!(
-            "--timeout {:?} must be longer than --call-timeout {:?}",
-            args.timeout, args.call_timeout
+            "--timeout {} must be longer than --call-timeout {}",
+            shown(args.timeout),
+            shown(args.call_timeout)
         )));
     }
     if let Some(out) = &args.output {
@@ -117,14 +120,15 @@ pub(crate) fn agent_config(global: &Global, args: &AgentArgs) -> Result<AgentCon
     let claim = claim_config(global, &args.claim)?;
     if args.interval < Duration::from_secs(1) {
         return Err(Error::Usage(format!(
-            "--interval {:?} is too short; use at least 1s (each check is an EC2 call)",
-            args.interval
+            "--interval {} is too short; use at least 1s (each check is an EC2 call)",
+            shown(args.interval)
         )));
     }
     if args.ec2_check_every < args.interval {
         return Err(Error::usage(format!(
-            "--ec2-check-every {:?} is shorter than --interval {:?}; EC2 is asked at most once per interval",
-            args.ec2_check_every, args.interval
+            "--ec2-check-every {} is shorter than --interval {}; EC2 is asked at most once per interval",
+            shown(args.ec2_check_every),
+            shown(args.interval)
         )));
     }
     Ok(AgentConfig {
@@ -160,6 +164,27 @@ pub(crate) fn validate_token(token: Option<&str>) -> Result<Option<String>, Erro
             "--idempotency-token is longer than 256 characters".into(),
         )),
         other => Ok(other.map(str::to_string)),
+    }
+}
+
+/// The exporter's bound on each read of the pool when `--timeout` is not given.
+const EXPORTER_READ_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The bound on each of the exporter's reads: `--timeout`, which must fit in `--interval` (a
+/// longer one would be cut short to the interval, so it would not mean what it says); without
+/// it, 20 s or the interval if shorter.
+pub(crate) fn exporter_read_timeout(
+    interval: Duration,
+    timeout: Option<Duration>,
+) -> Result<Duration, Error> {
+    match timeout {
+        None => Ok(EXPORTER_READ_TIMEOUT.min(interval)),
+        Some(t) if t > interval => Err(Error::Usage(format!(
+            "--timeout {} is longer than --interval {}: each read of the pool must end before the next one starts. Lower --timeout or raise --interval",
+            shown(t),
+            shown(interval)
+        ))),
+        Some(t) => Ok(t),
     }
 }
 
@@ -245,5 +270,20 @@ mod tests {
                 "{args:?}: message {err:?} does not name {flag}"
             );
         }
+    }
+
+    #[test]
+    fn the_exporters_read_fits_in_its_interval() {
+        let s = Duration::from_secs;
+        assert_eq!(exporter_read_timeout(s(30), None).unwrap(), s(20));
+        assert_eq!(exporter_read_timeout(s(10), None).unwrap(), s(10));
+        assert_eq!(exporter_read_timeout(s(30), Some(s(30))).unwrap(), s(30));
+        let e = exporter_read_timeout(s(10), Some(s(20))).unwrap_err();
+        assert!(matches!(e, Error::Usage(_)), "{e:?}");
+        let e = e.to_string();
+        assert!(
+            e.contains("--timeout 20s") && e.contains("--interval 10s"),
+            "{e}"
+        );
     }
 }

@@ -11,7 +11,7 @@ use tracing::info;
 
 use crate::pure::error::Error;
 use crate::support::health::Health;
-use crate::support::metrics;
+use crate::support::metrics::{self, Served};
 
 /// A running server; [`Server::stop`] ends it gracefully.
 pub(crate) struct Server {
@@ -27,19 +27,19 @@ impl Server {
     }
 }
 
-/// Serve `/metrics`, `/healthz` and `/readyz` on `listen` (`HOST:PORT`; a host name is
-/// resolved here).
-pub(crate) async fn serve(listen: &str, health: Health) -> Result<Server, Error> {
+/// Serve `/metrics` (what `by` keeps), `/healthz` and `/readyz` on `listen` (`HOST:PORT`; a
+/// host name is resolved here).
+pub(crate) async fn serve(listen: &str, health: Health, by: Served) -> Result<Server, Error> {
     let app = Router::new()
         .route(
             "/metrics",
-            get(|| async {
+            get(move || async move {
                 (
                     [(
                         header::CONTENT_TYPE,
                         "application/openmetrics-text; version=1.0.0; charset=utf-8",
                     )],
-                    metrics::global().render(),
+                    metrics::global().render(by),
                 )
             }),
         )

@@ -14,7 +14,7 @@ use crate::support::shutdown;
 
 /// Run the parsed command to the end, with SIGTERM/SIGINT as the only cancellation.
 pub async fn run(cli: cli::Cli) -> Result<(), Error> {
-    let cancel: CancellationToken = shutdown::on_signals()
+    let cancel: CancellationToken = shutdown::on_signals(commands::on_signal(&cli.command))
         .map_err(|e| Error::Internal(format!("cannot install signal handlers: {e}")))?;
     commands::run(cli, cancel)
         .await

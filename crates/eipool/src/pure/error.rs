@@ -89,13 +89,15 @@ pub enum Error {
         /// The pool tag key.
         tag: &'static str,
     },
-    /// EC2 or Redis kept failing until the deadline; the message has the last failure.
-    #[error("gave up at the deadline ({elapsed:.1?}): {last}. Check connectivity to EC2/Redis and rate limits, or raise --timeout")]
+    /// EC2 or Redis kept failing until the deadline (or failed once, for a call that is not
+    /// retried); the message has the last failure.
+    #[error("{}", temporary_message(last, *timeout))]
     Temporary {
         /// The last failure seen.
         last: String,
-        /// Time since the command started.
-        elapsed: Duration,
+        /// The `--timeout` the command gave up within, as configured; `None` when the failure
+        /// did not wait for it.
+        timeout: Option<Duration>,
     },
     /// AWS refused permission for an EC2 action.
     #[error("AWS refused permission for ec2:{action}: {message}. Allow ec2:{action} for this IAM identity: media nodes use deploy/iam/node.json, operators deploy/iam/operator.json")]
@@ -117,6 +119,33 @@ pub enum Error {
     /// The agent's address drifted away and `--on-drift exit` was set.
     #[error("{0}")]
     Drift(String),
+}
+
+fn temporary_message(last: &str, timeout: Option<Duration>) -> String {
+    match timeout {
+        Some(t) => format!(
+            "gave up within --timeout {}: {last}. Check connectivity to EC2/Redis and rate limits, or raise --timeout",
+            shown(t)
+        ),
+        None => format!(
+            "temporary failure: {last}. Check connectivity to EC2/Redis and rate limits, then try again"
+        ),
+    }
+}
+
+/// A duration as an operator writes one, in its largest whole unit: `24h`, `90s`, `1500ms`
+/// (humantime would say `1day`, `1m 30s`). Each form parses back as the same duration.
+pub(crate) fn shown(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 || d.subsec_nanos() % 1_000_000 != 0 {
+        return humantime::format_duration(d).to_string();
+    }
+    for (unit, per) in [("h", 3_600_000), ("m", 60_000), ("s", 1_000)] {
+        if ms % per == 0 {
+            return format!("{}{unit}", ms / per);
+        }
+    }
+    format!("{ms}ms")
 }
 
 fn exhausted_message(pool: &str, size: usize, elapsed: Duration, tag: &str) -> String {
@@ -184,7 +213,7 @@ mod tests {
             },
             Error::Temporary {
                 last: String::new(),
-                elapsed: Duration::ZERO,
+                timeout: None,
             },
             Error::Permission {
                 action: "AssociateAddress",
@@ -216,6 +245,44 @@ mod tests {
         assert!(msg.contains("all 12 of its addresses"), "{msg}");
         assert!(msg.contains("eipool:pool=media"), "{msg}");
         assert!(msg.contains("pool grow --count"), "{msg}");
+    }
+
+    #[test]
+    fn durations_read_as_an_operator_writes_them() {
+        let s = Duration::from_secs;
+        for (d, want) in [
+            (s(10), "10s"),
+            (s(90), "90s"),
+            (s(180), "3m"),
+            (s(3600), "1h"),
+            (s(86_400), "24h"),
+            (s(90_000), "25h"),
+            (s(7 * 86_400), "168h"),
+            (Duration::from_millis(1500), "1500ms"),
+            (Duration::from_millis(100), "100ms"),
+        ] {
+            assert_eq!(shown(d), want);
+            assert_eq!(humantime::parse_duration(want).unwrap(), d, "{want}");
+        }
+    }
+
+    #[test]
+    fn a_deadline_message_names_the_timeout_given_not_what_was_left() {
+        let e = Error::Temporary {
+            last: "ec2:DescribeAddresses failed temporarily".into(),
+            timeout: Some(Duration::from_secs(10)),
+        };
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("gave up within --timeout 10s: ec2:"),
+            "{msg}"
+        );
+        let e = Error::Temporary {
+            last: "Redis is unavailable".into(),
+            timeout: None,
+        };
+        let msg = e.to_string();
+        assert!(!msg.contains("deadline") && !msg.contains("ns)"), "{msg}");
     }
 }
 

@@ -91,7 +91,7 @@ pub(crate) async fn grow(
                         "{e}; allocated {} of {count} so far. Re-run with --idempotency-token to allocate only the rest",
                         allocated.len() + already.len()
                     ),
-                    elapsed: std::time::Duration::ZERO,
+                    timeout: None,
                 },
                 e => e.into(),
             })?;

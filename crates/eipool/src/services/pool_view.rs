@@ -45,6 +45,9 @@ pub(crate) struct PoolStatus {
     pub(crate) counts: BTreeMap<&'static str, usize>,
     /// Whether Redis was consulted (without it, `claiming` can't be told from `free`).
     pub(crate) redis: bool,
+    /// `--redis-url` (its password redacted) when it was given but Redis did not answer.
+    #[serde(skip)]
+    pub(crate) redis_unanswered: Option<String>,
     /// Servers waiting in the pool's line for a freed address (needs Redis; 0 without).
     pub(crate) waiting: u64,
     /// Every address, by public IP.
@@ -93,8 +96,14 @@ impl PoolStatus {
             self.total,
             counts.join(", ")
         ));
-        if !self.redis {
-            out.push_str(" (no --redis-url: addresses being claimed show as free)");
+        match (&self.redis_unanswered, self.redis) {
+            (_, true) => {}
+            (Some(url), false) => out.push_str(&format!(
+                " (Redis at {url} did not answer: this is EC2's view alone, where addresses being claimed show as free and the waiting line is not counted)"
+            )),
+            (None, false) => {
+                out.push_str(" (no --redis-url: addresses being claimed show as free)")
+            }
         }
         out.push('\n');
         if self.waiting > 0 {
@@ -206,6 +215,10 @@ pub(crate) async fn collect(ctx: &Context, budget: &Budget) -> Result<PoolStatus
         total: rows.len(),
         counts,
         redis: view.is_some(),
+        redis_unanswered: match (&ctx.redis, &view) {
+            (Some(redis), None) => Some(redis.target_shown().to_string()),
+            _ => None,
+        },
         waiting,
         addresses: rows,
     })
@@ -224,5 +237,37 @@ pub(crate) async fn publish_gauges(ctx: &Context, budget: &Budget) -> bool {
             tracing::warn!(error = %e, "could not read the pool for its metrics");
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(redis: bool, redis_unanswered: Option<&str>) -> PoolStatus {
+        PoolStatus {
+            pool: "media".into(),
+            total: 0,
+            counts: State::ALL.iter().map(|s| (s.name(), 0)).collect(),
+            redis,
+            redis_unanswered: redis_unanswered.map(String::from),
+            waiting: 0,
+            addresses: vec![],
+        }
+    }
+
+    #[test]
+    fn the_table_tells_a_redis_that_did_not_answer_from_none_configured() {
+        let down = status(false, Some("redis://eipool:***@redis:6379")).table();
+        assert!(
+            down.contains("Redis at redis://eipool:***@redis:6379 did not answer")
+                && down.contains("EC2's view alone")
+                && !down.contains("no --redis-url"),
+            "{down}"
+        );
+        let none = status(false, None).table();
+        assert!(none.contains("no --redis-url"), "{none}");
+        let up = status(true, None).table();
+        assert!(!up.contains("Redis") && !up.contains("redis"), "{up}");
     }
 }

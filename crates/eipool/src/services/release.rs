@@ -42,10 +42,12 @@ pub(crate) async fn release(
         .call("list ours", || ctx.ec2.describe_pool_on(&ctx.pool, &me.eni))
         .await?;
     let mut released = Vec::new();
+    let mut kept = 0;
     for a in held.iter().filter(|a| a.held_by_me(me)) {
         let Some(x) = &a.association else { continue };
         if only.is_some_and(|o| *o != x.id) {
             warn!(allocation_id = %a.allocation_id, held = %x.id, asked = %only.map(|a| a.to_string()).unwrap_or_default(), "this interface holds the address under another association id (a newer claim?): leaving it");
+            kept += 1;
             continue;
         }
         budget
@@ -63,7 +65,9 @@ pub(crate) async fn release(
             association_id: x.id.clone(),
         });
     }
-    if released.is_empty() {
+    if released.is_empty() && kept > 0 {
+        info!(eni = %me.eni, "nothing released: what this interface holds is under another association id than the one asked for");
+    } else if released.is_empty() {
         info!(eni = %me.eni, "nothing of the pool is held by this interface: nothing to release");
     }
     Ok(Released {

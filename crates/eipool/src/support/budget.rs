@@ -74,8 +74,9 @@ impl<E> From<Interrupt> for Stopped<E> {
 /// A deadline plus a cancellation token, and the last passing failure seen under them.
 #[derive(Debug)]
 pub(crate) struct Budget {
-    started: Instant,
     deadline: Instant,
+    /// The `--timeout` this budget enforces, as configured, for the message at its deadline.
+    timeout: Option<Duration>,
     cancel: CancellationToken,
     last_error: Mutex<Option<String>>,
 }
@@ -84,11 +85,18 @@ impl Budget {
     /// A budget that ends at `deadline` or when `cancel` fires.
     pub(crate) fn new(deadline: Instant, cancel: CancellationToken) -> Budget {
         Budget {
-            started: Instant::now(),
             deadline,
+            timeout: None,
             cancel,
             last_error: Mutex::new(None),
         }
+    }
+
+    /// This budget is the command's `--timeout` of `timeout` (its deadline may come earlier, to
+    /// keep time for cleaning up): the message at the deadline names `timeout` as given.
+    pub(crate) fn of_timeout(mut self, timeout: Duration) -> Budget {
+        self.timeout = Some(timeout);
+        self
     }
 
     /// A budget for cleaning up until `deadline`: it ignores signals, because cleaning up is
@@ -182,7 +190,7 @@ impl Budget {
                 last: self
                     .last_error()
                     .unwrap_or_else(|| "no answer in time".into()),
-                elapsed: self.started.elapsed(),
+                timeout: self.timeout,
             },
             Interrupt::Cancelled => Error::Interrupted,
         }
@@ -210,5 +218,17 @@ mod tests {
     fn retries_get_more_time_up_to_eight_times() {
         let scales: Vec<u32> = (0..6).map(timeout_scale).collect();
         assert_eq!(scales, vec![1, 2, 4, 8, 8, 8]);
+    }
+
+    #[tokio::test]
+    async fn at_its_deadline_a_budget_names_the_timeout_it_was_given() {
+        // A claim's work ends before its --timeout, keeping the rest for cleanup.
+        let work = Budget::new(
+            Instant::now() + Duration::from_secs(8),
+            CancellationToken::new(),
+        )
+        .of_timeout(Duration::from_secs(10));
+        let msg = work.error(Interrupt::Deadline).to_string();
+        assert!(msg.contains("within --timeout 10s"), "{msg}");
     }
 }

@@ -1,5 +1,7 @@
-//! Prometheus metrics (prometheus-client), one registry per process. The agent and exporter
-//! serve them on `/metrics`; every metric is listed in the README.
+//! Prometheus metrics (prometheus-client), one set per process. The agent serves all of them on
+//! `/metrics`; the exporter only those it keeps (EC2 and Redis calls, the pool's gauges), so
+//! no agent-only series (`eipool_ready 0`, …) comes from a process that holds no address. Every
+//! metric is listed in the README.
 
 use std::sync::LazyLock;
 
@@ -35,9 +37,21 @@ pub(crate) struct StateLabel {
     pub state: String,
 }
 
+/// Which process serves `/metrics`, and so which series it exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Served {
+    /// `eipool agent`: every series.
+    ByAgent,
+    /// `eipool exporter`: EC2 and Redis calls, the pool's gauges.
+    ByExporter,
+}
+
 /// Every metric eipool exports.
 pub(crate) struct Metrics {
+    /// Every metric (the agent's `/metrics`).
     registry: Registry,
+    /// The ones the exporter keeps (the same metrics, registered twice).
+    exporter: Registry,
     /// `eipool_ec2_calls_total{action,outcome}`.
     pub ec2_calls: Family<CallLabels, Counter>,
     /// `eipool_claim_duration_seconds`.
@@ -81,12 +95,15 @@ pub(crate) fn global() -> &'static Metrics {
 impl Metrics {
     fn new() -> Metrics {
         let mut registry = Registry::with_prefix("eipool");
+        let mut exporter = Registry::with_prefix("eipool");
         let ec2_calls = Family::<CallLabels, Counter>::default();
-        registry.register(
-            "ec2_calls",
-            "EC2 API calls by action and outcome (throttled = RequestLimitExceeded)",
-            ec2_calls.clone(),
-        );
+        for r in [&mut registry, &mut exporter] {
+            r.register(
+                "ec2_calls",
+                "EC2 API calls by action and outcome (throttled = RequestLimitExceeded)",
+                ec2_calls.clone(),
+            );
+        }
         let claim_duration = Histogram::new([
             0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
         ]);
@@ -104,11 +121,13 @@ impl Metrics {
             drift.clone(),
         );
         let redis_errors = Counter::default();
-        registry.register(
-            "redis_errors",
-            "Redis round trips that failed or timed out",
-            redis_errors.clone(),
-        );
+        for r in [&mut registry, &mut exporter] {
+            r.register(
+                "redis_errors",
+                "Redis round trips that failed or timed out",
+                redis_errors.clone(),
+            );
+        }
         let ready = Gauge::default();
         registry.register(
             "ready",
@@ -128,11 +147,13 @@ impl Metrics {
             last_verified_age.clone(),
         );
         let pool_addresses = Family::<StateLabel, Gauge>::default();
-        registry.register(
-            "pool_addresses",
-            "Addresses of the pool by state (exporter only)",
-            pool_addresses.clone(),
-        );
+        for r in [&mut registry, &mut exporter] {
+            r.register(
+                "pool_addresses",
+                "Addresses of the pool by state (exporter, or agent --pool-metrics)",
+                pool_addresses.clone(),
+            );
+        }
         let line_place = Gauge::default();
         line_place.set(-1);
         registry.register(
@@ -141,11 +162,13 @@ impl Metrics {
             line_place.clone(),
         );
         let pool_waiting = Family::<PoolLabel, Gauge>::default();
-        registry.register(
-            "pool_waiting",
-            "Servers waiting in the pool's line for a freed address (exporter only)",
-            pool_waiting.clone(),
-        );
+        for r in [&mut registry, &mut exporter] {
+            r.register(
+                "pool_waiting",
+                "Servers waiting in the pool's line for a freed address (exporter, or agent --pool-metrics)",
+                pool_waiting.clone(),
+            );
+        }
         let line_wait = Histogram::new([
             1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 900.0, 1800.0, 3600.0,
         ]);
@@ -156,6 +179,7 @@ impl Metrics {
         );
         Metrics {
             registry,
+            exporter,
             line_place,
             line_wait,
             pool_waiting,
@@ -223,10 +247,14 @@ impl Metrics {
             .set(n as i64);
     }
 
-    /// The registry in the Prometheus/OpenMetrics text format.
-    pub(crate) fn render(&self) -> String {
+    /// What `by` serves, in the Prometheus/OpenMetrics text format.
+    pub(crate) fn render(&self, by: Served) -> String {
+        let registry = match by {
+            Served::ByAgent => &self.registry,
+            Served::ByExporter => &self.exporter,
+        };
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+        prometheus_client::encoding::text::encode(&mut out, registry)
             .expect("writing to a String cannot fail");
         out
     }
@@ -244,7 +272,7 @@ mod tests {
         m.drift.inc();
         m.set_pool("media", &[("free", 3)]);
         m.set_waiting("media", 2);
-        let text = m.render();
+        let text = m.render(Served::ByAgent);
         for name in [
             "eipool_ec2_calls_total{action=\"AssociateAddress\",outcome=\"ok\"} 1",
             "eipool_claims_total{outcome=\"claimed\"} 1",
@@ -261,6 +289,34 @@ mod tests {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }
     }
+
+    #[test]
+    fn the_exporter_serves_only_what_it_keeps() {
+        let m = Metrics::new();
+        m.ec2_call("DescribeAddresses", "ok");
+        m.set_pool("media", &[("free", 3)]);
+        m.set_waiting("media", 0);
+        let text = m.render(Served::ByExporter);
+        let families: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        assert_eq!(
+            families,
+            [
+                "eipool_ec2_calls",
+                "eipool_redis_errors",
+                "eipool_pool_addresses",
+                "eipool_pool_waiting"
+            ],
+            "{text}"
+        );
+        assert!(
+            text.contains("eipool_pool_addresses{pool=\"media\",state=\"free\"} 3"),
+            "{text}"
+        );
+    }
 }
 
 #[cfg(test)]
@@ -272,7 +328,7 @@ mod docs {
         m.claim_finished("claimed", 1.0);
         m.set_pool("media", &[("free", 1)]);
         m.set_waiting("media", 0);
-        m.render()
+        m.render(super::Served::ByAgent)
     }
 
     /// The alerts use only metrics that exist and link only to runbook sections that exist.

@@ -5,8 +5,9 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-/// A token cancelled when the process receives SIGTERM or SIGINT.
-pub(crate) fn on_signals() -> std::io::Result<CancellationToken> {
+/// A token cancelled when the process receives SIGTERM or SIGINT, which logs `then`: what the
+/// command does next (it gives back what it holds, keeps its address, or just stops).
+pub(crate) fn on_signals(then: &'static str) -> std::io::Result<CancellationToken> {
     let token = CancellationToken::new();
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -16,7 +17,7 @@ pub(crate) fn on_signals() -> std::io::Result<CancellationToken> {
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",
         };
-        warn!(signal = name, "shutting down: releasing what is held");
+        warn!(signal = name, "shutting down: {then}");
         t.cancel();
     });
     Ok(token)

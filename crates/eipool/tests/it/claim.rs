@@ -372,6 +372,12 @@ async fn without_redis_a_claim_still_succeeds_on_ec2_alone_unless_the_lock_is_re
         .await;
     assert_eq!(o.code, Some(75), "{o}");
     assert!(o.error_line().contains("Redis"), "{}", o.error_line());
+    // The timeout as given, not the part of it left before cleanup (4.8s).
+    assert!(
+        o.error_line().contains("within --timeout 6s"),
+        "{}",
+        o.error_line()
+    );
     assert!(
         started.elapsed() < Duration::from_secs(20),
         "overran its 6 s deadline: {:?}",

@@ -126,7 +126,7 @@ async fn every_command_works_with_its_role_and_nothing_outside_it() {
     assert!(
         doctor
             .stdout
-            .contains("[ ok ] no permission ec2:AllocateAddress: denied, as it should be"),
+            .contains("[ ok ] ec2:AllocateAddress should be denied: it is (DryRun)"),
         "{doctor}"
     );
     assert!(
@@ -136,6 +136,22 @@ async fn every_command_works_with_its_role_and_nothing_outside_it() {
         "{doctor}"
     );
     assert!(!doctor.stdout.contains("[FAIL]"), "{doctor}");
+    // A media node with more than its role (here everything): doctor warns, in a sentence that
+    // reads right.
+    let doctor = w
+        .run(&admin, &["--network-interface-id", eni0, "doctor"])
+        .await;
+    let warning = doctor
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("[warn]") && l.contains("ec2:AllocateAddress"))
+        .unwrap_or_else(|| panic!("no warning about ec2:AllocateAddress: {doctor}"));
+    println!("  {warning}");
+    assert!(
+        warning.starts_with("[warn] ec2:AllocateAddress should be denied: it is allowed (DryRun)")
+            && warning.contains("deploy/iam/node.json"),
+        "{warning}"
+    );
     denied(
         &w.run(&node, &["pool", "grow", "--count", "1"]).await,
         "AllocateAddress",

@@ -223,6 +223,31 @@ async fn refused(argv: &[String], vars: &[(&str, &str)]) -> eipool_lab::claimer:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn help_or_version_into_a_closed_pipe_exits_0_quietly() {
+    // `eipool claim --help | head -1`: the reader is gone before eipool writes.
+    for argv in [
+        args(&["claim", "--help"]),
+        args(&["--help"]),
+        args(&["--version"]),
+    ] {
+        let mut child = offline()
+            .command(&argv)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+            .await
+            .expect("help ends")
+            .unwrap();
+        let o = eipool_lab::claimer::Outcome::from_output(&argv, out);
+        assert_eq!(o.code, Some(0), "{o}");
+        assert!(o.stderr.trim().is_empty(), "{o}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switches_take_what_operators_write_and_errors_name_the_variable() {
     let lab = Lab::new().await;
     let nodes = lab.ec2.nodes(1).await.unwrap();
@@ -314,6 +339,46 @@ async fn an_absurd_duration_exits_2_naming_the_flag_or_its_variable() {
             "{command:?}: the message does not name {var}: {o}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_log_filter_exits_2_naming_log_or_eipool_log() {
+    let argv = args(&["--pool", "p", "status"]);
+    let bad = "info,eipool=loud";
+    let o = refused(&argv, &[("EIPOOL_LOG", bad)]).await;
+    assert_eq!(o.code, Some(2), "{o}");
+    assert!(
+        o.error_line().contains(&format!("EIPOOL_LOG=\"{bad}\""))
+            && o.error_line().contains("e.g. info"),
+        "{o}"
+    );
+    let mut by_flag = args(&["--log", bad]);
+    by_flag.extend(argv);
+    let o = refused(&by_flag, &[]).await;
+    assert_eq!(o.code, Some(2), "{o}");
+    assert!(
+        o.stderr.contains("--log") && !o.stderr.contains("EIPOOL_LOG"),
+        "{o}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exporter_timeout_longer_than_its_interval_exits_2_naming_both() {
+    let argv = args(&[
+        "--pool",
+        "p",
+        "exporter",
+        "--interval",
+        "10s",
+        "--timeout",
+        "20s",
+    ]);
+    let o = refused(&argv, &[]).await;
+    assert_eq!(o.code, Some(2), "{o}");
+    assert!(
+        o.error_line().contains("--timeout 20s") && o.error_line().contains("--interval 10s"),
+        "{o}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

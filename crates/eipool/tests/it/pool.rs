@@ -111,6 +111,30 @@ async fn status_json_matches_describe_addresses_and_min_free_alerts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_with_redis_down_says_so_rather_than_no_redis_url() {
+    let lab = Lab::new().await;
+    lab.ec2.allocate(Some(&lab.pool), 1).await.unwrap();
+    let down = format!("redis://default:pw-1@127.0.0.1:{}", free_port().unwrap());
+    let o = lab
+        .env
+        .run(&args(&[
+            "--pool",
+            &lab.pool,
+            "--redis-url",
+            &down,
+            "status",
+        ]))
+        .await;
+    assert_eq!(o.code, Some(0), "{o}");
+    assert!(
+        o.stdout.contains("Redis at redis://default:***@127.0.0.1:")
+            && o.stdout.contains("did not answer")
+            && !o.stdout.contains("no --redis-url"),
+        "{o}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_pool_never_yields_an_empty_allow_list() {
     let lab = Lab::new().await;
     let misspelled = format!("{}-typo", lab.pool);
@@ -247,7 +271,7 @@ async fn the_exporter_serves_the_pool_gauges() {
         "--interval",
         "5s",
     ]));
-    let (_exporter, metrics) = serving_pool_metrics(&lab.env, &a, listen).await;
+    let (exporter, metrics) = serving_pool_metrics(&lab.env, &a, listen).await;
     assert!(
         metrics.contains(&format!(
             "eipool_pool_addresses{{pool=\"{}\",state=\"free\"}} 2",
@@ -269,8 +293,35 @@ async fn the_exporter_serves_the_pool_gauges() {
         )),
         "{metrics}"
     );
+    // Only what the exporter keeps: none of an agent's series (it holds no address).
+    for agents in [
+        "eipool_ready",
+        "eipool_claims_total",
+        "eipool_drift_total",
+        "eipool_line_place",
+        "eipool_last_verified_age_seconds",
+    ] {
+        assert!(!metrics.contains(agents), "{agents} in {metrics}");
+    }
+    assert!(metrics.contains("eipool_ec2_calls_total{"), "{metrics}");
     let (code, _) = http_get(listen, "/readyz").await.unwrap();
     assert_eq!(code, 200);
+
+    // SIGTERM: it stops, and says so without claiming to release what it never held.
+    std::process::Command::new("kill")
+        .args(["-TERM", &exporter.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(10), exporter.wait_with_output())
+        .await
+        .expect("stops at once")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("shutting down") && !stderr.contains("releasing"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -51,8 +51,15 @@ async fn release_leaves_a_newer_association_alone() {
         &nodes[0],
         &["--association-id", "eipassoc-0123456789abcdef0"],
     );
-    let r = json(&lab.run(&a).await);
+    let o = lab.run(&a).await;
+    let r = json(&o);
     assert_eq!(r["released"].as_array().map(Vec::len), Some(0), "{r}");
+    // It says why, once: held under another association id, not "nothing held".
+    assert!(
+        o.stderr.contains("another association id")
+            && !o.stderr.contains("nothing of the pool is held"),
+        "{o}"
+    );
     let state = lab.ec2.pool_state(&lab.pool).await.unwrap();
     assert_eq!(
         state[&held.allocation_id].association_id.as_deref(),

@@ -182,7 +182,7 @@ async fn bad_usage_exits_2_naming_the_value() {
                 "--bucket",
                 &b,
             ],
-            "without the 'v'",
+            "no leading 'v'; write 1.0.0",
         ),
         (
             vec![
@@ -195,7 +195,21 @@ async fn bad_usage_exits_2_naming_the_value() {
                 "--bucket",
                 &b,
             ],
-            "not a semantic version",
+            "is not a semantic version MAJOR.MINOR.PATCH (",
+        ),
+        // The version suggested instead is one tfmod accepts.
+        (
+            vec![
+                "publish",
+                ".",
+                "--name",
+                "vpc",
+                "--version",
+                "v1.2",
+                "--bucket",
+                &b,
+            ],
+            "; write 1.2.0",
         ),
         (
             vec![

@@ -138,7 +138,7 @@ impl From<Ec2Error> for Error {
             }
             e @ (Ec2Error::Throttled { .. } | Ec2Error::Transient { .. }) => Error::Temporary {
                 last: e.to_string(),
-                elapsed: std::time::Duration::ZERO,
+                timeout: None,
             },
             other => Error::Internal(other.to_string()),
         }

@@ -43,7 +43,13 @@ pub(crate) const ACL_RULE: &str = "~eipool:* +evalsha +eval +script|load +get +m
 /// `topology` is what the connection is: a READONLY or MOVED answer means a misconfiguration
 /// only on a single-node connection (a cluster connection follows them).
 pub(super) fn sort(e: &ClientError, topology: Topology) -> RedisError {
-    let text = redact_url(&e.to_string());
+    // One line: a parse error's text spans two.
+    let text = redact_url(&e.to_string())
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(": ");
     let misconfigured = |what: String| RedisError::Misconfigured(what);
     if is_auth(e) {
         return misconfigured(format!(
@@ -102,9 +108,10 @@ pub(super) fn sort(e: &ClientError, topology: Topology) -> RedisError {
     RedisError::Unavailable(text)
 }
 
-/// A connection that got no TLS answer, or that the server dropped at once, may be the URL's
-/// scheme not matching the port: say so (it stays a passing failure: a slow or flaky network
-/// looks the same).
+/// A connection that got no TLS answer, or that the server dropped right after it was made, or
+/// that received what is not Redis's protocol, may be the URL's scheme not matching the port:
+/// say so (it stays a passing failure: a slow or flaky network looks the same). A refused
+/// connection, or a plain one that timed out, says nothing about the scheme: no hint.
 pub(super) fn with_scheme_hint(
     sorted: RedisError,
     target: &RedisTarget,
@@ -113,14 +120,30 @@ pub(super) fn with_scheme_hint(
     let RedisError::Unavailable(text) = sorted else {
         return sorted;
     };
-    let hint = if target.tls && (e.is_timeout() || text.contains("timed out")) {
-        "; no TLS handshake answer: if this port does not speak TLS, use redis://"
-    } else if !target.tls && (e.is_connection_dropped() || text.contains("reset")) {
-        "; the server closed the connection: if this port speaks TLS, use rediss://"
+    let hint = scheme_hint(target.tls, e, &text);
+    RedisError::Unavailable(format!("{text}{hint}"))
+}
+
+/// The hint for a failed first connection: only what looks like a protocol mismatch gets one.
+fn scheme_hint(tls: bool, e: &ClientError, text: &str) -> &'static str {
+    if e.is_connection_refusal() {
+        return "";
+    }
+    if tls {
+        if e.is_timeout() || text.contains("timed out") {
+            return "; no TLS handshake answer: if this port does not speak TLS, use redis://";
+        }
+        return "";
+    }
+    // Reset, aborted, end of file, broken pipe (a refusal was answered above).
+    let closed = (e.is_connection_dropped() && !e.is_timeout()) || text.contains("reset by peer");
+    if closed {
+        "; the server closed the connection right away: if this port speaks TLS, use rediss://"
+    } else if e.kind() == ErrorKind::Parse {
+        "; the server's answer is not Redis's protocol: if this port speaks TLS, use rediss://"
     } else {
         ""
-    };
-    RedisError::Unavailable(format!("{text}{hint}"))
+    }
 }
 
 #[cfg(test)]
@@ -251,6 +274,37 @@ mod tests {
                 matches!(sort(&e, topology), RedisError::Unavailable(_)),
                 "{e}"
             );
+        }
+    }
+
+    #[test]
+    fn only_a_protocol_mismatch_gets_the_scheme_hint() {
+        let io = |kind| ClientError::from(std::io::Error::from(kind));
+        let parse = ClientError::from((ErrorKind::Parse, "Incompatible type - Parse error at 1"));
+        use std::io::ErrorKind::*;
+        for (tls, e, says) in [
+            // Nobody listens, or nothing answers: the scheme is not the question.
+            (false, io(ConnectionRefused), None),
+            (true, io(ConnectionRefused), None),
+            (false, io(TimedOut), None),
+            // A plain client at a TLS port: dropped at once, or TLS's bytes come back.
+            (false, io(ConnectionReset), Some("use rediss://")),
+            (false, io(UnexpectedEof), Some("use rediss://")),
+            (false, parse, Some("use rediss://")),
+            // A TLS client at a plain port: no handshake answer.
+            (true, io(TimedOut), Some("use redis://")),
+        ] {
+            let hint = scheme_hint(tls, &e, &e.to_string());
+            match says {
+                Some(says) => assert!(hint.contains(says), "{e} (tls: {tls}): {hint:?}"),
+                None => assert_eq!(hint, "", "{e} (tls: {tls})"),
+            }
+        }
+        // A parse error's two lines become one.
+        let garbage = ClientError::from((ErrorKind::Parse, "Parse error at 1\nUnexpected `21`"));
+        match sort(&garbage, Topology::Single) {
+            RedisError::Unavailable(text) => assert!(!text.contains('\n'), "{text:?}"),
+            other => panic!("{other:?}"),
         }
     }
 }

@@ -91,7 +91,7 @@ impl From<RedisError> for Error {
             }
             e @ RedisError::Unavailable(_) => Error::Temporary {
                 last: e.to_string(),
-                elapsed: Duration::ZERO,
+                timeout: None,
             },
         }
     }

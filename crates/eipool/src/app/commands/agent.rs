@@ -10,6 +10,7 @@ use crate::pure::error::Error;
 use crate::services::{agent, context, identity};
 use crate::support::budget::Budget;
 use crate::support::health::Health;
+use crate::support::metrics::Served;
 
 /// The agent's port when `--listen` is not given.
 const DEFAULT_PORT: u16 = 9877;
@@ -22,7 +23,7 @@ pub(super) async fn run(
     let cfg = config::agent_config(g, args)?;
     let c = &cfg.claim;
     let ctx = context::connect(&c.pool, c.redis.as_ref(), c.call_timeout, c.lease).await?;
-    let start = Budget::new(Instant::now() + c.timeout, cancel.clone());
+    let start = Budget::new(Instant::now() + c.timeout, cancel.clone()).of_timeout(c.timeout);
     let found = match identity::resolve_paced(&ctx, &start, &c.identity, c.private_ip).await {
         Ok(found) => found,
         Err(Error::Interrupted) => return Ok(()),
@@ -35,7 +36,7 @@ pub(super) async fn run(
         .clone()
         .unwrap_or_else(|| format!("{}:{DEFAULT_PORT}", found.me.private_ip));
     let health = Health::starting("starting: no address yet");
-    let server = http::serve(&listen, health.clone()).await?;
+    let server = http::serve(&listen, health.clone(), Served::ByAgent).await?;
     let result = agent::run(&cfg, &ctx, found, &health, &cancel).await;
     server.stop().await;
     result

@@ -26,7 +26,8 @@ pub(super) async fn run(
     let work = Budget::new(
         started + cfg.timeout - plan::cleanup_reserve(cfg.timeout),
         cancel.clone(),
-    );
+    )
+    .of_timeout(cfg.timeout);
     let found = match identity::resolve_paced(&ctx, &work, &cfg.identity, cfg.private_ip).await {
         Ok(found) => found,
         Err(e) => {

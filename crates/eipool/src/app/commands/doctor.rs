@@ -17,7 +17,8 @@ pub(super) async fn run(
 ) -> Result<(), Error> {
     let source = config::validate_identity(g)?;
     let ctx = ops_context(g).await?;
-    let budget = Budget::new(Instant::now() + args.ops.timeout, cancel);
+    let budget =
+        Budget::new(Instant::now() + args.ops.timeout, cancel).of_timeout(args.ops.timeout);
     let role = match args.role {
         RoleArg::Node => Role::Node,
         RoleArg::Operator => Role::Operator,

@@ -11,6 +11,7 @@ use crate::support::budget::Budget;
 
 pub(super) async fn run(g: &Global, args: &GcArgs, cancel: CancellationToken) -> Result<(), Error> {
     let ctx = ops_context(g).await?;
-    let budget = Budget::new(Instant::now() + args.ops.timeout, cancel);
+    let budget =
+        Budget::new(Instant::now() + args.ops.timeout, cancel).of_timeout(args.ops.timeout);
     print_text(&gc::gc(&ctx, &budget, args.apply).await?.text())
 }

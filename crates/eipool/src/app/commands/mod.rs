@@ -35,6 +35,18 @@ pub(crate) async fn run(cli: Cli, cancel: CancellationToken) -> Result<(), Error
     }
 }
 
+/// What `command` does on SIGTERM/SIGINT, for the log line that says it is shutting down.
+pub(crate) fn on_signal(command: &Command) -> &'static str {
+    match command {
+        Command::Claim(_) => "giving back what the claim took",
+        Command::Agent(a) if a.release_on_exit => "releasing the address (--release-on-exit)",
+        Command::Agent(_) => "keeping the address (no --release-on-exit)",
+        Command::Exporter(_) => "stopping (the exporter holds no address)",
+        Command::Release(_) => "stopping (what is not released yet stays associated)",
+        Command::Status(_) | Command::Pool(_) | Command::Gc(_) | Command::Doctor(_) => "stopping",
+    }
+}
+
 /// The pool, EC2 and Redis for the operations commands.
 async fn ops_context(g: &Global) -> Result<Context, Error> {
     let pool = config::validate_pool(g.pool.as_deref())?;
@@ -52,4 +64,24 @@ fn print_text(text: &str) -> Result<(), Error> {
     out.write_all(text.as_bytes())
         .and_then(|_| out.flush())
         .map_err(|e| Error::Internal(format!("cannot write to stdout: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn the_shutdown_line_says_what_the_command_does_with_its_address() {
+        let said = |argv: &[&str]| {
+            let cli = Cli::try_parse_from(["eipool", "--pool", "p"].iter().chain(argv)).unwrap();
+            on_signal(&cli.command)
+        };
+        assert!(said(&["agent"]).contains("keeping the address"));
+        assert!(said(&["agent", "--release-on-exit"]).contains("releasing the address"));
+        assert!(!said(&["exporter"]).contains("releas"));
+        assert!(said(&["claim"]).contains("giving back"));
+        assert!(!said(&["status"]).contains("releas"));
+    }
 }

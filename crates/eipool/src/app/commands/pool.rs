@@ -23,7 +23,8 @@ pub(super) async fn grow(
         (None, None) => AddressSource::Amazon,
     };
     let ctx = ops_context(g).await?;
-    let budget = Budget::new(Instant::now() + args.ops.timeout, cancel);
+    let budget =
+        Budget::new(Instant::now() + args.ops.timeout, cancel).of_timeout(args.ops.timeout);
     let count = usize::from(args.count);
     print_json(&pool::grow(&ctx, &budget, count, token.as_deref(), &source).await?)
 }
@@ -34,6 +35,7 @@ pub(super) async fn shrink(
     cancel: CancellationToken,
 ) -> Result<(), Error> {
     let ctx = ops_context(g).await?;
-    let budget = Budget::new(Instant::now() + args.ops.timeout, cancel);
+    let budget =
+        Budget::new(Instant::now() + args.ops.timeout, cancel).of_timeout(args.ops.timeout);
     print_json(&pool::shrink(&ctx, &budget, usize::from(args.count)).await?)
 }

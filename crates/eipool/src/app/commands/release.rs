@@ -37,7 +37,7 @@ pub(super) async fn run(
     };
     let source = config::validate_identity(g)?;
     let ctx = ops_context(g).await?;
-    let budget = Budget::new(Instant::now() + args.timeout, cancel);
+    let budget = Budget::new(Instant::now() + args.timeout, cancel).of_timeout(args.timeout);
     let me = identity::resolve_in(&ctx.ec2, &budget, &source, g.private_ip)
         .await?
         .me;

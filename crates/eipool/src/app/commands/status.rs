@@ -19,7 +19,8 @@ pub(super) async fn run(
 ) -> Result<(), Error> {
     let ctx = ops_context(g).await?;
     ctx.warn_without_redis("states come from EC2 alone");
-    let budget = Budget::new(Instant::now() + args.ops.timeout, cancel);
+    let budget =
+        Budget::new(Instant::now() + args.ops.timeout, cancel).of_timeout(args.ops.timeout);
     let st = pool_view::collect(&ctx, &budget).await?;
     if st.total == 0 {
         // An empty allow-list must never reach customers; a misspelled pool is not "all free".

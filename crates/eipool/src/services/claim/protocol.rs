@@ -60,7 +60,8 @@ impl Claimer {
                 pool: cfg.pool.clone(),
                 herd: false,
                 // Claiming ends before the overall deadline, leaving the rest for cleanup.
-                work: Budget::new(deadline - plan::cleanup_reserve(cfg.timeout), cancel),
+                work: Budget::new(deadline - plan::cleanup_reserve(cfg.timeout), cancel)
+                    .of_timeout(cfg.timeout),
                 cleanup: Budget::cleanup(deadline),
             },
             started,

@@ -337,10 +337,11 @@ async fn permission_checks(
         });
     }
     for action in forbidden.into_iter().flatten() {
-        let name = format!("no permission ec2:{}", action.name());
+        // The line reads as a sentence either way: "ec2:X should be denied: it is allowed …".
+        let name = format!("ec2:{} should be denied", action.name());
         checks.push(match budget.bounded(ctx.ec2.may_call(action)).await {
-            Ok(Permission::Denied(_)) => line(name, Verdict::Ok, "denied, as it should be: media nodes never allocate or release published addresses"),
-            Ok(Permission::Allowed) => line(name, Verdict::Warn, format!("allowed: this role can allocate or release pool addresses, and a released published address is lost for good. Give media nodes {policy} and operators deploy/iam/operator.json")),
+            Ok(Permission::Denied(_)) => line(name, Verdict::Ok, "it is (DryRun): media nodes never allocate or release published addresses"),
+            Ok(Permission::Allowed) => line(name, Verdict::Warn, format!("it is allowed (DryRun), so this role can allocate or release pool addresses, and a released published address is lost for good. Give media nodes {policy} and operators deploy/iam/operator.json")),
             Ok(other) => line(name, Verdict::Warn, format!("could not tell: {other}")),
             Err(_) => line(name, Verdict::Warn, "no answer in time"),
         });
