@@ -485,7 +485,8 @@ pub struct ClaimArgs {
 
     /// When the pool is exhausted, wait in its line for a freed address (first come, first
     /// served; woken within about a second of a release) until --timeout, instead of exiting 69
-    /// at once. Without Redis, look again every 5s
+    /// at once. Without Redis, look again every 5s (its variable takes 1/0, true/false, yes/no,
+    /// on/off)
     #[arg(long, env = "EIPOOL_WAIT", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub wait: bool,
 
