@@ -67,15 +67,20 @@ pub(crate) fn cleanup_reserve(timeout: Duration) -> Duration {
 /// bound how long a claimer looks for an association it is unsure it made.
 pub const CONSISTENCY_BOUND: Duration = Duration::from_secs(5);
 
-/// What a look at an address we may have associated ourselves (AssociateAddress's answer was
-/// lost, or a crashed run made it) says, `waited` after the first look: EC2 may take its
-/// consistency bound to show an association, and no longer.
+/// What a look at an address we associated, or may have (validating after AssociateAddress
+/// answered; or its answer was lost, or a crashed run made it), says, `waited` after the first look: EC2 may take its
+/// consistency bound to show an association, and no longer. Until then a look may show the
+/// address as it was before, free or on its previous holder's interface: neither is an answer
+/// yet (a claim that took "elsewhere" at its word would move on and associate another address
+/// to our private IP, displacing ours).
 pub fn after_holder_look(standing: Standing, waited: Duration) -> HolderLook {
+    let settled = waited >= CONSISTENCY_BOUND;
     match standing {
         Standing::Mine => HolderLook::Ours,
-        Standing::Elsewhere | Standing::Gone => HolderLook::NotOurs,
-        Standing::Free if waited >= CONSISTENCY_BOUND => HolderLook::NobodysNow,
-        Standing::Free => HolderLook::LookAgain,
+        Standing::Gone => HolderLook::NotOurs,
+        Standing::Elsewhere if settled => HolderLook::NotOurs,
+        Standing::Free if settled => HolderLook::NobodysNow,
+        Standing::Elsewhere | Standing::Free => HolderLook::LookAgain,
     }
 }
 
@@ -535,7 +540,14 @@ mod tests {
         let cases = [
             (Standing::Mine, s(0), HolderLook::Ours),
             (Standing::Mine, s(60), HolderLook::Ours),
-            (Standing::Elsewhere, s(0), HolderLook::NotOurs),
+            // A look before the bound may show the previous holder: not an answer yet.
+            (Standing::Elsewhere, s(0), HolderLook::LookAgain),
+            (
+                Standing::Elsewhere,
+                CONSISTENCY_BOUND - MS(1),
+                HolderLook::LookAgain,
+            ),
+            (Standing::Elsewhere, CONSISTENCY_BOUND, HolderLook::NotOurs),
             (Standing::Gone, s(0), HolderLook::NotOurs),
             (Standing::Free, s(0), HolderLook::LookAgain),
             (
