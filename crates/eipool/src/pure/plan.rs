@@ -357,6 +357,15 @@ pub fn after_pass(tally: PassTally) -> AfterPass {
     }
 }
 
+/// Whether a claim may say "exhausted" after passes over a listing made `listing_age` ago
+/// (`shared`: the herd's, not its own). Only on its own listing, and only on one younger than
+/// EC2's consistency bound: passes may take long (busy candidates, the herd's pace), and an
+/// address freed after an older listing, by now visible to every DescribeAddresses, would be
+/// missed; list the pool again first.
+pub fn exhaustion_stands(shared: bool, listing_age: Duration) -> bool {
+    !shared && listing_age < CONSISTENCY_BOUND
+}
+
 /// Which exit reason a claim that ran out of time reports: exhaustion when the last pass found
 /// only addresses others were holding, a temporary failure when something kept failing.
 pub(crate) fn deadline_verdict(last: Option<PassTally>) -> AfterDeadline {
@@ -732,6 +741,21 @@ mod tests {
             }),
             AfterPass::TryAgain
         );
+        // Only on a listing of our own, younger than EC2's consistency bound.
+        let cases = [
+            (false, MS(0), true),
+            (false, CONSISTENCY_BOUND - MS(1), true),
+            (false, CONSISTENCY_BOUND, false),
+            (false, Duration::from_secs(60), false),
+            (true, MS(0), false),
+        ];
+        for (shared, age, stands) in cases {
+            assert_eq!(
+                exhaustion_stands(shared, age),
+                stands,
+                "shared {shared}, age {age:?}"
+            );
+        }
         assert_eq!(deadline_verdict(Some(t(3, 0))), AfterDeadline::Exhausted);
         assert_eq!(deadline_verdict(Some(t(3, 1))), AfterDeadline::Temporary);
         assert_eq!(deadline_verdict(None), AfterDeadline::Temporary);

@@ -122,6 +122,7 @@ impl Claimer {
         let mut suspect = self.m.coord.intent(&self.m.work, me).await?;
         let mut allow_shared = true;
         loop {
+            let listed_at = Instant::now();
             let (listing, shared) = listing::list_pool(&mut self.m, allow_shared).await?;
             self.pool_size = listing.len();
             let mine: Vec<&Address> = listing.iter().filter(|a| a.held_by_me(me)).collect();
@@ -197,8 +198,10 @@ impl Claimer {
             {
                 Ok(claimed) => return Ok(claimed),
                 Err(Outcome::Relist) => allow_shared = false,
-                Err(Outcome::Exhausted) if shared => {
-                    debug!("every candidate of the herd's listing is taken; listing the pool before giving up");
+                Err(Outcome::Exhausted)
+                    if !plan::exhaustion_stands(shared, listed_at.elapsed()) =>
+                {
+                    debug!(shared, listing_age_ms = listed_at.elapsed().as_millis() as u64, "every candidate of the listing is taken; listing the pool again before giving up");
                     allow_shared = false;
                 }
                 Err(Outcome::Exhausted) => return Err(Stop::Fatal(self.exhausted())),
