@@ -5,14 +5,17 @@
 //! would be), [`ADDRESSES`] pool addresses, two interfaces; Redis with leases, fences, assigned
 //! markers and the interface lease; EC2 with `AllowReassociation=false`, the replace rule (an
 //! association displaces the address already on that private IP), answers stale for up to the
-//! consistency bound, and lost answers; and faults: Redis flushed, Redis down, a claimer paused
-//! past its leases, a claimer killed. Time is not modelled as a clock: leases expire and stale
-//! windows close as steps of their own, in any order with the rest.
+//! consistency bound, and lost answers; the world outside the claim: an address associated by hand
+//! to a private IP that is not eipool's (from the start, in one of the two initial worlds), a
+//! release (an agent's exit), a hand association or disassociation; and faults: Redis flushed,
+//! Redis down, a claimer paused past its leases, a claimer killed. One fault or outside event per
+//! run. Time is not modelled as a clock: leases expire and stale windows close as steps of their
+//! own, in any order with the rest.
 //!
 //! **Every decision is eipool's own**: the model calls `eipool::decisions` (`claim_order`,
-//! `standing`, `after_holder_look`, `after_pass`, `masked_verdict`, `occupant`,
-//! `Address::held_by_me`) to decide each step; it models only what eipool asks Redis and EC2
-//! and what they answer. A change to a decision is checked here.
+//! `candidate_order`, `standing`, `after_holder_look`, `after_pass`, `masked_verdict`,
+//! `exhaustion_stands`, `occupant`, `Address::held_by_me`) to decide each step; it models only
+//! what eipool asks Redis and EC2 and what they answer. A change to a decision is checked here.
 //!
 //! Seeded [`Mutation`]s break the protocol on purpose; each must be caught (tests/model.rs).
 
@@ -21,8 +24,9 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use eipool::decisions::{
-    after_holder_look, after_pass, claim_order, masked_verdict, occupant, standing, AfterPass,
-    HolderLook, Identity, MaskedVerdict, Occupant, PassTally, Standing, CONSISTENCY_BOUND,
+    after_holder_look, after_pass, candidate_order, claim_order, exhaustion_stands, masked_verdict,
+    occupant, standing, AfterPass, HolderLook, Identity, MaskedVerdict, Occupant, PassTally,
+    CONSISTENCY_BOUND,
 };
 use eipool::model::{Address, AllocationId, Association, EniId};
 use rand::rngs::StdRng;
@@ -31,8 +35,12 @@ use stateright::{Model, Property};
 
 /// Pool addresses in the model.
 pub const ADDRESSES: usize = 2;
-/// Interfaces in the model (one private IP each).
+/// Interfaces eipool claims for in the model (one private IP each).
 pub const INTERFACES: usize = 2;
+/// A private IP outside eipool (someone's instance): where hand associations go.
+pub const OUTSIDE: u8 = INTERFACES as u8;
+/// The association number of a hand association (claimers' are their index).
+const BY_HAND: u8 = CLAIMERS.len() as u8;
 /// Claimers in the model, and the interface each claims for: two share interface 0.
 pub const CLAIMERS: [u8; 3] = [0, 1, 0];
 /// The pool's name (the `eipool:pool` tag).
@@ -46,13 +54,19 @@ pub enum Mutation {
     /// Associate without first checking that our leases (the address lease's fence, and the
     /// interface lease) still hold.
     NoFenceCheck,
+    /// Report after AssociateAddress answered, without looking at EC2 again (`validate`).
+    SkipValidation,
+    /// Believe a Redis "assigned" marker over EC2: a masked address is taken without asking EC2
+    /// (`Coordination::settle_masked` not weighing EC2's answer with `masked_verdict`).
+    TrustMarker,
 }
 
 /// What the checker explores.
 #[derive(Debug, Clone)]
 pub struct ClaimModel {
-    /// How many faults (Redis flushed, Redis down, a pause past the leases, a kill, a lost
-    /// answer) one run may suffer.
+    /// How many faults and outside events (Redis flushed, Redis down, a pause past the leases,
+    /// a kill, a lost answer, a release, a hand association or disassociation) one run may
+    /// suffer.
     pub faults: u8,
     /// A protocol step broken on purpose, if any.
     pub mutation: Option<Mutation>,
@@ -67,6 +81,9 @@ pub struct Ec2Address {
     pub before: Option<Option<(u8, u8)>>,
     /// The holder tag (the interface eipool recorded).
     pub holder: Option<u8>,
+    /// The open stale window hides a change made outside the claim protocol (by hand, or a
+    /// release): a claimer that reads the state from before it cannot know.
+    pub outside_change: bool,
 }
 
 /// Redis, as the claimers share it.
@@ -91,12 +108,14 @@ pub enum Phase {
     Start,
     /// About to list the pool.
     List,
-    /// Trying candidates in order.
+    /// Trying candidates in order: `tally` is (busy, transient), `again` what to try in the
+    /// next pass (busy, transient), `masked` what Redis marks assigned.
     Try {
         order: Vec<u8>,
         next: usize,
         tally: (u8, u8),
         masked: Vec<u8>,
+        again: Vec<u8>,
         suspect: Option<u8>,
     },
     /// About to AssociateAddress `addr` (with the fence of its lease, if any).
@@ -122,11 +141,16 @@ pub enum Phase {
     Exhausted,
     /// Killed.
     Killed,
+    /// Reported, then gave the address back (the agent's exit: `eipool release`).
+    Released,
 }
 
 impl Phase {
     fn ended(&self) -> bool {
-        matches!(self, Phase::Reported(_) | Phase::Exhausted | Phase::Killed)
+        matches!(
+            self,
+            Phase::Reported(_) | Phase::Exhausted | Phase::Killed | Phase::Released
+        )
     }
 }
 
@@ -140,6 +164,15 @@ pub struct Claimer {
     /// data: two claims of one interface may then displace each other, which eipool documents
     /// and the agent repairs. (A pause past the lease is not an excuse: Redis answered.)
     pub unguarded: bool,
+    /// Whether its report may be wrong through no fault of the protocol: an outside change (by
+    /// hand, or a release) touched its address after its last look at EC2, or hid from that
+    /// look in a stale answer.
+    pub excused: bool,
+    /// Whether time beyond EC2's consistency bound passed since its last listing.
+    pub listing_old: bool,
+    /// Whether, when it said "exhausted", EC2 had an address free for longer than the
+    /// consistency bound (free, its stale window closed).
+    pub exhausted_past_free: bool,
 }
 
 /// The whole world.
@@ -169,6 +202,14 @@ pub enum Action {
     ToggleRedis,
     /// Claimer `c` is killed.
     Kill { c: u8 },
+    /// Claimer `c`, having reported, gives its address back (its agent exits: `eipool release`
+    /// disassociates it and forgets it in Redis; with Redis down the marker stays).
+    Release { c: u8 },
+    /// Someone associates free pool address `a` by hand, outside eipool, to a private IP that is
+    /// not eipool's.
+    HandAssociate { a: u8 },
+    /// Someone disassociates pool address `a` by hand, outside eipool.
+    HandDisassociate { a: u8 },
 }
 
 fn alloc(a: u8) -> AllocationId {
@@ -228,10 +269,47 @@ impl World {
         e.assoc = to;
     }
 
+    /// AssociateAddress of `a` to interface `i`'s private IP, association number `n`: EC2's
+    /// replace rule takes the address already there off. Returns the one it took off.
+    fn associate(&mut self, a: u8, i: u8, n: u8) -> Option<u8> {
+        let there = (0..ADDRESSES as u8)
+            .find(|o| *o != a && self.ec2[*o as usize].assoc.is_some_and(|(j, _)| j == i));
+        if let Some(o) = there {
+            self.set_assoc(o, None);
+        }
+        self.set_assoc(a, Some((i, n)));
+        there
+    }
+
     /// Whether claimer `c` still holds its interface lease (always "yes" without Redis: there
     /// is none to hold, which `unguarded` records).
     fn holds_interface(&self, c: u8) -> bool {
         self.redis.iface[CLAIMERS[c as usize] as usize] == Some(c)
+    }
+
+    /// `a` was just changed outside the claim protocol (by hand, or a release): a claimer that
+    /// already looked at `a` and is reporting it (or reported it) is excused, and a stale
+    /// answer hides the change.
+    fn changed_outside(&mut self, a: u8) {
+        for cl in &mut self.claimers {
+            if matches!(cl.phase, Phase::Record { addr } | Phase::Reported(addr) if addr == a) {
+                cl.excused = true;
+            }
+        }
+        self.ec2[a as usize].outside_change = true;
+    }
+
+    /// Whether a read of `a` through `stale` shows the state from before an outside change.
+    fn hides_outside_change(&self, a: u8, stale: u8) -> bool {
+        let e = &self.ec2[a as usize];
+        e.outside_change && e.before.is_some() && stale & (1 << a) != 0
+    }
+
+    /// Whether EC2 has an address free for longer than its consistency bound.
+    fn free_past_bound(&self) -> bool {
+        self.ec2
+            .iter()
+            .any(|e| e.assoc.is_none() && e.before.is_none())
     }
 }
 
@@ -247,8 +325,8 @@ impl ClaimModel {
     /// The same, with `mutation`.
     pub fn mutated(faults: u8, mutation: Mutation) -> Self {
         ClaimModel {
-            faults,
             mutation: Some(mutation),
+            ..ClaimModel::new(faults)
         }
     }
 
@@ -281,14 +359,17 @@ impl ClaimModel {
                 }
             }
             Phase::List => {
+                w.claimers[c as usize].listing_old = false;
                 let listing: Vec<Address> = (0..ADDRESSES as u8)
                     .map(|a| address(a, w.seen(a, stale)))
                     .collect();
                 if let Some(a) = listing.iter().find(|a| a.held_by_me(&me)) {
                     // Adopt what the listing shows on our interface.
-                    Phase::Record {
-                        addr: index_of(&a.allocation_id),
+                    let addr = index_of(&a.allocation_id);
+                    if w.hides_outside_change(addr, stale) {
+                        w.claimers[c as usize].excused = true;
                     }
+                    Phase::Record { addr }
                 } else {
                     // What our private IP holds (the node's own view: never stale).
                     let held = (0..ADDRESSES as u8)
@@ -309,6 +390,7 @@ impl ClaimModel {
                         next: 0,
                         tally: (0, 0),
                         masked: Vec::new(),
+                        again: Vec::new(),
                         suspect,
                     }
                 }
@@ -318,10 +400,11 @@ impl ClaimModel {
                 next,
                 tally,
                 masked,
+                again,
                 suspect,
             } => {
                 if next == order.len() {
-                    self.after_pass(w, tally, masked)
+                    self.after_pass(w, c, tally, masked, again, suspect)
                 } else {
                     let a = order[next];
                     let rest = Box::new(Phase::Try {
@@ -329,6 +412,7 @@ impl ClaimModel {
                         next: next + 1,
                         tally,
                         masked: masked.clone(),
+                        again: again.clone(),
                         suspect,
                     });
                     if suspect == Some(a) {
@@ -355,10 +439,11 @@ impl ClaimModel {
                             next: next + 1,
                             tally,
                             masked,
+                            again: again.clone(),
                             suspect,
                         }
                     } else if w.redis.lease[a as usize].is_some_and(|(o, _)| o != c) {
-                        busy_after(&rest)
+                        try_later(&rest, a, false)
                     } else {
                         // Bounded, so the state space is: a fence is compared only with the
                         // lease's own, and the owner tells a stale one apart.
@@ -389,7 +474,7 @@ impl ClaimModel {
                         if w.redis.lease[addr as usize].is_some_and(|(o, _)| o == c) {
                             w.redis.lease[addr as usize] = None;
                         }
-                        w.claimers[c as usize].phase = busy_after(&rest);
+                        w.claimers[c as usize].phase = try_later(&rest, addr, false);
                         return;
                     }
                 }
@@ -412,33 +497,19 @@ impl ClaimModel {
                     if maybe_ours {
                         Phase::HolderLook { addr, rest }
                     } else {
-                        if w.redis.up {
-                            w.redis.marker[addr as usize] = true;
-                            release(w, c, addr);
-                        }
+                        taken(w, c, addr);
                         *rest
                     }
                 } else {
                     // The association's number is the claimer's: all it needs to tell is
                     // whether the association there is still this claimer's own.
-                    let n = c;
-                    // EC2's replace rule: the address already on this private IP goes.
-                    for other in 0..ADDRESSES as u8 {
-                        if other != addr
-                            && w.ec2[other as usize]
-                                .assoc
-                                .is_some_and(|(i, _)| i == my_iface)
-                        {
-                            w.set_assoc(other, None);
-                        }
-                    }
-                    w.set_assoc(addr, Some((my_iface, n)));
+                    w.associate(addr, my_iface, c);
                     if lose_answer {
                         Phase::HolderLook { addr, rest }
                     } else {
                         Phase::Validate {
                             addr,
-                            assoc: n,
+                            assoc: c,
                             rest,
                         }
                     }
@@ -446,31 +517,39 @@ impl ClaimModel {
             }
             Phase::HolderLook { addr, rest } => {
                 let seen = address(addr, w.seen(addr, stale));
-                let settled = w.ec2[addr as usize].before.is_none() || stale & (1 << addr) == 0;
-                let waited = if settled {
-                    CONSISTENCY_BOUND
-                } else {
-                    Duration::ZERO
-                };
-                match after_holder_look(standing(Some(&seen), &me), waited) {
-                    HolderLook::Ours => Phase::Record { addr },
+                match after_holder_look(standing(Some(&seen), &me), waited(w, addr, stale)) {
+                    HolderLook::Ours => {
+                        if w.hides_outside_change(addr, stale) {
+                            w.claimers[c as usize].excused = true;
+                        }
+                        Phase::Record { addr }
+                    }
+                    // `Holder::Other`: taken, as if AssociateAddress had said so.
                     HolderLook::NotOurs => {
-                        release(w, c, addr);
+                        taken(w, c, addr);
                         *rest
                     }
+                    // `Holder::Nobody`: it may be free now; try it again later.
                     HolderLook::NobodysNow => {
                         release(w, c, addr);
-                        busy_after(&rest)
+                        try_later(&rest, addr, true)
                     }
                     HolderLook::LookAgain => Phase::HolderLook { addr, rest },
                 }
             }
+            Phase::Validate { addr, .. } if self.is(Mutation::SkipValidation) => {
+                Phase::Record { addr }
+            }
             Phase::Validate { addr, assoc, rest } => {
                 let seen = address(addr, w.seen(addr, stale));
-                let fresh = w.ec2[addr as usize].before.is_none() || stale & (1 << addr) == 0;
-                match standing(Some(&seen), &me) {
-                    Standing::Mine => Phase::Record { addr },
-                    Standing::Elsewhere => {
+                match after_holder_look(standing(Some(&seen), &me), waited(w, addr, stale)) {
+                    HolderLook::Ours => {
+                        if w.hides_outside_change(addr, stale) {
+                            w.claimers[c as usize].excused = true;
+                        }
+                        Phase::Record { addr }
+                    }
+                    HolderLook::NotOurs => {
                         // Not ours: give back our own association if it is still there.
                         if w.ec2[addr as usize].assoc == Some((my_iface, assoc)) {
                             w.set_assoc(addr, None);
@@ -478,15 +557,13 @@ impl ClaimModel {
                         release(w, c, addr);
                         *rest
                     }
-                    // Not visible yet: look again.
-                    Standing::Free | Standing::Gone if !fresh => {
-                        Phase::Validate { addr, assoc, rest }
-                    }
                     // Displaced by another association to our private IP: never report it.
-                    Standing::Free | Standing::Gone => {
+                    HolderLook::NobodysNow => {
                         release(w, c, addr);
                         Phase::List
                     }
+                    // Not visible yet: look again.
+                    HolderLook::LookAgain => Phase::Validate { addr, assoc, rest },
                 }
             }
             Phase::Record { addr } => {
@@ -506,59 +583,140 @@ impl ClaimModel {
         w.claimers[c as usize].phase = next;
     }
 
-    /// After a pass over the candidates that won nothing: eipool's `after_pass`, and for masked
-    /// candidates EC2's word weighed by `masked_verdict`.
-    fn after_pass(&self, w: &mut World, tally: (u8, u8), masked: Vec<u8>) -> Phase {
+    /// After a pass over the candidates that won nothing (`Claimer::passes`): eipool's
+    /// `after_pass`; for masked candidates EC2's word weighed by `masked_verdict`; the next pass
+    /// over what may still come free, from the same listing while Redis answers (without it, a
+    /// fresh listing).
+    fn after_pass(
+        &self,
+        w: &mut World,
+        c: u8,
+        tally: (u8, u8),
+        masked: Vec<u8>,
+        mut again: Vec<u8>,
+        suspect: Option<u8>,
+    ) -> Phase {
         let tally = PassTally {
             busy: usize::from(tally.0),
             transient: usize::from(tally.1),
             masked: masked.len(),
         };
         match after_pass(tally) {
-            AfterPass::Exhausted => Phase::Exhausted,
-            AfterPass::TryAgain => Phase::List,
+            AfterPass::Exhausted => self.exhausted(w, c),
+            AfterPass::TryAgain if !w.redis.up => Phase::List,
+            AfterPass::TryAgain => {
+                // Masked addresses wait for EC2's word like busy ones wait for their lease.
+                again.extend(masked);
+                next_pass(c, &again, suspect)
+            }
             AfterPass::AskEc2 => {
-                let mut any = false;
+                let mut cleared = Vec::new();
                 for a in masked {
                     let free = w.ec2[a as usize].assoc.is_none();
                     // A marker outlives EC2's consistency bound only by being wrong: the model's
                     // markers are as old as it takes (a step of time may pass first).
-                    match masked_verdict(free, CONSISTENCY_BOUND) {
+                    let verdict = if self.is(Mutation::TrustMarker) {
+                        MaskedVerdict::Taken
+                    } else {
+                        masked_verdict(free, CONSISTENCY_BOUND)
+                    };
+                    match verdict {
                         MaskedVerdict::Taken => {}
                         MaskedVerdict::ClearMarker => {
-                            w.redis.marker[a as usize] = false;
-                            any = true;
+                            if w.redis.up {
+                                w.redis.marker[a as usize] = false;
+                            }
+                            cleared.push(a);
                         }
-                        MaskedVerdict::Wait => any = true,
+                        MaskedVerdict::Wait => cleared.push(a),
                     }
                 }
-                if any {
-                    Phase::List
+                if cleared.is_empty() {
+                    self.exhausted(w, c)
                 } else {
-                    Phase::Exhausted
+                    next_pass(c, &cleared, suspect)
                 }
             }
         }
     }
+
+    /// Every candidate is taken: the claim says "exhausted" if its listing is recent enough
+    /// (`exhaustion_stands`), else lists again. The model notes whether EC2 had an address free
+    /// for longer than its consistency bound when it said so.
+    fn exhausted(&self, w: &mut World, c: u8) -> Phase {
+        let age = if w.claimers[c as usize].listing_old {
+            CONSISTENCY_BOUND
+        } else {
+            Duration::ZERO
+        };
+        if !exhaustion_stands(false, age) {
+            return Phase::List;
+        }
+        w.claimers[c as usize].exhausted_past_free = w.free_past_bound();
+        Phase::Exhausted
+    }
 }
 
-/// The pass goes on after a candidate that another claimer may still hand back.
-fn busy_after(rest: &Phase) -> Phase {
+/// How long a claimer has been looking at `a`, as far as a look through `stale` tells: a look
+/// that shows EC2's state now counts as one made past the consistency bound (the model has no
+/// clock; a look at the state from before a change is one made within the bound).
+fn waited(w: &World, a: u8, stale: u8) -> Duration {
+    if w.ec2[a as usize].before.is_none() || stale & (1 << a) == 0 {
+        CONSISTENCY_BOUND
+    } else {
+        Duration::ZERO
+    }
+}
+
+/// A new pass over `candidates`, in eipool's order.
+fn next_pass(c: u8, candidates: &[u8], suspect: Option<u8>) -> Phase {
+    let mut rng = StdRng::seed_from_u64(u64::from(c));
+    Phase::Try {
+        order: candidate_order(candidates, &mut rng),
+        next: 0,
+        tally: (0, 0),
+        masked: Vec::new(),
+        again: Vec::new(),
+        suspect,
+    }
+}
+
+/// The pass goes on after candidate `a`, to be tried again in the next pass: another claimer
+/// may still hand it back (busy), or it failed for a passing reason (`transient`).
+fn try_later(rest: &Phase, a: u8, transient: bool) -> Phase {
     match rest.clone() {
         Phase::Try {
             order,
             next,
             tally,
             masked,
+            mut again,
             suspect,
-        } => Phase::Try {
-            order,
-            next,
-            tally: (tally.0 + 1, tally.1),
-            masked,
-            suspect,
-        },
+        } => {
+            again.push(a);
+            Phase::Try {
+                order,
+                next,
+                tally: if transient {
+                    (tally.0, tally.1 + 1)
+                } else {
+                    (tally.0 + 1, tally.1)
+                },
+                masked,
+                again,
+                suspect,
+            }
+        }
         other => other,
+    }
+}
+
+/// EC2 says `a` is taken (`Resource.AlreadyAssociated`): tell the herd (`mark_taken`), give
+/// the lease back.
+fn taken(w: &mut World, c: u8, a: u8) {
+    if w.redis.up {
+        w.redis.marker[a as usize] = true;
+        release(w, c, a);
     }
 }
 
@@ -573,8 +731,10 @@ impl Model for ClaimModel {
     type State = World;
     type Action = Action;
 
+    /// Two worlds: every address free; and the last one associated by hand outside eipool
+    /// (one address for two interfaces: one claim must say "exhausted", unless it comes free).
     fn init_states(&self) -> Vec<World> {
-        vec![World {
+        let free = World {
             ec2: [Ec2Address::default(); ADDRESSES],
             redis: Redis {
                 up: true,
@@ -586,10 +746,16 @@ impl Model for ClaimModel {
                     phase: Phase::Start,
                     locked: false,
                     unguarded: false,
+                    excused: false,
+                    listing_old: false,
+                    exhausted_past_free: false,
                 })
                 .collect(),
             faults_left: self.faults,
-        }]
+        };
+        let mut held = free.clone();
+        held.ec2[ADDRESSES - 1].assoc = Some((OUTSIDE, BY_HAND));
+        vec![free, held]
     }
 
     fn actions(&self, w: &World, actions: &mut Vec<Action>) {
@@ -627,12 +793,23 @@ impl Model for ClaimModel {
                 actions.push(Action::ExpireLeases { c });
             }
         }
+        for c in 0..CLAIMERS.len() as u8 {
+            if w.faults_left > 0 && matches!(w.claimers[c as usize].phase, Phase::Reported(_)) {
+                actions.push(Action::Release { c });
+            }
+        }
         if stale_mask != 0 {
             actions.push(Action::Settle);
         }
         if w.faults_left > 0 {
             actions.push(Action::FlushRedis);
             actions.push(Action::ToggleRedis);
+            for a in 0..ADDRESSES as u8 {
+                match w.ec2[a as usize].assoc {
+                    None => actions.push(Action::HandAssociate { a }),
+                    Some(_) => actions.push(Action::HandDisassociate { a }),
+                }
+            }
         } else if !w.redis.up {
             // Faults stop: Redis comes back.
             actions.push(Action::ToggleRedis);
@@ -650,7 +827,44 @@ impl Model for ClaimModel {
             Action::Settle => {
                 for e in &mut w.ec2 {
                     e.before = None;
+                    e.outside_change = false;
                 }
+                for cl in &mut w.claimers {
+                    if !cl.phase.ended() {
+                        cl.listing_old = true;
+                    }
+                }
+            }
+            Action::Release { c } => {
+                let Phase::Reported(a) = w.claimers[c as usize].phase else {
+                    return None;
+                };
+                w.faults_left -= 1;
+                // `eipool release`: what EC2 shows on our interface is disassociated, and
+                // forgotten in Redis (the marker, so others may claim it at once).
+                if w.ec2[a as usize]
+                    .assoc
+                    .is_some_and(|(i, _)| i == CLAIMERS[c as usize])
+                {
+                    w.set_assoc(a, None);
+                    w.changed_outside(a);
+                }
+                if w.redis.up {
+                    w.redis.marker[a as usize] = false;
+                }
+                w.claimers[c as usize].phase = Phase::Released;
+            }
+            Action::HandAssociate { a } => {
+                w.faults_left -= 1;
+                let there = w.associate(a, OUTSIDE, BY_HAND);
+                for x in std::iter::once(a).chain(there) {
+                    w.changed_outside(x);
+                }
+            }
+            Action::HandDisassociate { a } => {
+                w.faults_left -= 1;
+                w.set_assoc(a, None);
+                w.changed_outside(a);
             }
             Action::ExpireLeases { c } => {
                 if !w.claimers[c as usize].phase.ended() {
@@ -707,8 +921,8 @@ impl Model for ClaimModel {
                 |_, w: &World| !report_not_on_interface(w),
             ),
             Property::always(
-                "no exhausted while EC2 shows an address free and faults are over",
-                |_, w: &World| !exhausted_with_a_free_address(w),
+                "no exhausted while an address is free past the consistency bound",
+                |_, w: &World| !exhausted_past_a_free_address(w),
             ),
             Property::eventually("every claim ends", |_, w: &World| {
                 w.claimers.iter().all(|c| c.phase.ended())
@@ -745,7 +959,7 @@ pub fn reported_twice(w: &World) -> bool {
         .iter()
         .zip(CLAIMERS)
         .filter_map(|(c, i)| match c.phase {
-            Phase::Reported(a) if guarded(w, i) => Some((a, i)),
+            Phase::Reported(a) if guarded(w, i) && !c.excused => Some((a, i)),
             _ => None,
         })
         .collect();
@@ -774,23 +988,17 @@ pub fn report_not_on_interface(w: &World) -> bool {
         }
     }
     w.claimers.iter().zip(CLAIMERS).any(|(c, i)| match c.phase {
-        Phase::Reported(a) if guarded(w, i) => w.ec2[a as usize].assoc.is_none_or(|(j, _)| j != i),
+        Phase::Reported(a) if guarded(w, i) && !c.excused => {
+            w.ec2[a as usize].assoc.is_none_or(|(j, _)| j != i)
+        }
         _ => false,
     })
 }
 
-/// A claimer said "exhausted" while EC2 shows an address free, in a run without faults.
-pub fn exhausted_with_a_free_address(w: &World) -> bool {
-    let faultless = w
-        .claimers
-        .iter()
-        .all(|c| !c.unguarded && c.phase != Phase::Killed)
-        && w.redis.up;
-    faultless
-        && w.claimers.iter().all(|c| c.phase.ended())
-        && w.ec2.iter().all(|e| e.before.is_none())
-        && w.claimers.iter().any(|c| c.phase == Phase::Exhausted)
-        && w.ec2.iter().any(|e| e.assoc.is_none())
+/// A claimer said "exhausted" while EC2 had an address free for longer than its consistency
+/// bound (free, its stale window closed).
+pub fn exhausted_past_a_free_address(w: &World) -> bool {
+    w.claimers.iter().any(|c| c.exhausted_past_free)
 }
 
 impl fmt::Display for World {
@@ -799,22 +1007,31 @@ impl fmt::Display for World {
             .ec2
             .iter()
             .enumerate()
-            .map(|(a, e)| match (e.assoc, e.before) {
-                (Some((i, n)), b) => format!(
-                    "addr{a}→iface{i}#{n}{}",
-                    if b.is_some() { " (stale window)" } else { "" }
-                ),
-                (None, b) => format!(
-                    "addr{a} free{}",
-                    if b.is_some() { " (stale window)" } else { "" }
-                ),
+            .map(|(a, e)| {
+                let window = match (e.before, e.outside_change) {
+                    (None, _) => "",
+                    (Some(_), false) => " (stale window)",
+                    (Some(_), true) => " (stale window, outside change)",
+                };
+                match e.assoc {
+                    Some((OUTSIDE, _)) => format!("addr{a}→outside (by hand){window}"),
+                    Some((i, n)) => format!("addr{a}→iface{i}#{n}{window}"),
+                    None => format!("addr{a} free{window}"),
+                }
             })
             .collect();
         let claimers: Vec<String> = self
             .claimers
             .iter()
             .enumerate()
-            .map(|(c, cl)| format!("c{c}@iface{}: {}", CLAIMERS[c], short(&cl.phase)))
+            .map(|(c, cl)| {
+                format!(
+                    "c{c}@iface{}: {}{}",
+                    CLAIMERS[c],
+                    short(&cl.phase),
+                    if cl.excused { " (excused)" } else { "" }
+                )
+            })
             .collect();
         write!(
             f,
@@ -837,6 +1054,7 @@ fn short(p: &Phase) -> String {
         Phase::Validate { addr, .. } => format!("validate addr{addr}"),
         Phase::Record { addr } => format!("record addr{addr}"),
         Phase::Reported(a) => format!("REPORTED addr{a}"),
+        Phase::Exhausted => "EXHAUSTED".into(),
         other => format!("{other:?}"),
     }
 }

@@ -76,3 +76,19 @@ fn not_checking_the_fence_before_associating_is_caught() {
         "once settled, every guarded report is on its interface in EC2",
     );
 }
+
+#[test]
+fn skipping_validation_is_caught() {
+    caught(
+        Mutation::SkipValidation,
+        "once settled, every guarded report is on its interface in EC2",
+    );
+}
+
+#[test]
+fn trusting_a_redis_marker_over_ec2_is_caught() {
+    caught(
+        Mutation::TrustMarker,
+        "no exhausted while an address is free past the consistency bound",
+    );
+}

@@ -47,9 +47,9 @@ pub mod decisions {
     pub use crate::pure::classify::{occupant, standing, Standing};
     pub use crate::pure::identity::Identity;
     pub use crate::pure::plan::{
-        after_holder_look, after_pass, candidate_order, claim_order, masked_verdict,
-        relist_without_redis, shared_listing_will_do, AfterPass, HolderLook, MaskedVerdict,
-        PassTally, CONSISTENCY_BOUND, LOCK_FREE_BATCH,
+        after_holder_look, after_pass, candidate_order, claim_order, exhaustion_stands,
+        masked_verdict, relist_without_redis, shared_listing_will_do, AfterPass, HolderLook,
+        MaskedVerdict, PassTally, CONSISTENCY_BOUND, LOCK_FREE_BATCH,
     };
 }
 

@@ -67,15 +67,20 @@ pub(crate) fn cleanup_reserve(timeout: Duration) -> Duration {
 /// bound how long a claimer looks for an association it is unsure it made.
 pub const CONSISTENCY_BOUND: Duration = Duration::from_secs(5);
 
-/// What a look at an address we may have associated ourselves (AssociateAddress's answer was
-/// lost, or a crashed run made it) says, `waited` after the first look: EC2 may take its
-/// consistency bound to show an association, and no longer.
+/// What a look at an address we associated, or may have (validating after AssociateAddress
+/// answered; or its answer was lost, or a crashed run made it), says, `waited` after the first look: EC2 may take its
+/// consistency bound to show an association, and no longer. Until then a look may show the
+/// address as it was before, free or on its previous holder's interface: neither is an answer
+/// yet (a claim that took "elsewhere" at its word would move on and associate another address
+/// to our private IP, displacing ours).
 pub fn after_holder_look(standing: Standing, waited: Duration) -> HolderLook {
+    let settled = waited >= CONSISTENCY_BOUND;
     match standing {
         Standing::Mine => HolderLook::Ours,
-        Standing::Elsewhere | Standing::Gone => HolderLook::NotOurs,
-        Standing::Free if waited >= CONSISTENCY_BOUND => HolderLook::NobodysNow,
-        Standing::Free => HolderLook::LookAgain,
+        Standing::Gone => HolderLook::NotOurs,
+        Standing::Elsewhere if settled => HolderLook::NotOurs,
+        Standing::Free if settled => HolderLook::NobodysNow,
+        Standing::Elsewhere | Standing::Free => HolderLook::LookAgain,
     }
 }
 
@@ -387,6 +392,15 @@ pub fn after_pass(tally: PassTally) -> AfterPass {
     }
 }
 
+/// Whether a claim may say "exhausted" after passes over a listing made `listing_age` ago
+/// (`shared`: the herd's, not its own). Only on its own listing, and only on one younger than
+/// EC2's consistency bound: passes may take long (busy candidates, the herd's pace), and an
+/// address freed after an older listing, by now visible to every DescribeAddresses, would be
+/// missed; list the pool again first.
+pub fn exhaustion_stands(shared: bool, listing_age: Duration) -> bool {
+    !shared && listing_age < CONSISTENCY_BOUND
+}
+
 /// Which exit reason a claim that ran out of time reports: exhaustion when the last pass found
 /// only addresses others were holding, a temporary failure when something kept failing.
 pub(crate) fn deadline_verdict(last: Option<PassTally>) -> AfterDeadline {
@@ -587,7 +601,14 @@ mod tests {
         let cases = [
             (Standing::Mine, s(0), HolderLook::Ours),
             (Standing::Mine, s(60), HolderLook::Ours),
-            (Standing::Elsewhere, s(0), HolderLook::NotOurs),
+            // A look before the bound may show the previous holder: not an answer yet.
+            (Standing::Elsewhere, s(0), HolderLook::LookAgain),
+            (
+                Standing::Elsewhere,
+                CONSISTENCY_BOUND - MS(1),
+                HolderLook::LookAgain,
+            ),
+            (Standing::Elsewhere, CONSISTENCY_BOUND, HolderLook::NotOurs),
             (Standing::Gone, s(0), HolderLook::NotOurs),
             (Standing::Free, s(0), HolderLook::LookAgain),
             (
@@ -776,6 +797,21 @@ mod tests {
             }),
             AfterPass::TryAgain
         );
+        // Only on a listing of our own, younger than EC2's consistency bound.
+        let cases = [
+            (false, MS(0), true),
+            (false, CONSISTENCY_BOUND - MS(1), true),
+            (false, CONSISTENCY_BOUND, false),
+            (false, Duration::from_secs(60), false),
+            (true, MS(0), false),
+        ];
+        for (shared, age, stands) in cases {
+            assert_eq!(
+                exhaustion_stands(shared, age),
+                stands,
+                "shared {shared}, age {age:?}"
+            );
+        }
         assert_eq!(deadline_verdict(Some(t(3, 0))), AfterDeadline::Exhausted);
         assert_eq!(deadline_verdict(Some(t(3, 1))), AfterDeadline::Temporary);
         assert_eq!(deadline_verdict(None), AfterDeadline::Temporary);

@@ -147,6 +147,7 @@ impl Claimer {
         };
         let mut allow_shared = true;
         loop {
+            let listed_at = Instant::now();
             let (listing, shared) = listing::list_pool(&mut self.m, allow_shared).await?;
             self.m.herd |= shared;
             self.pool_size = listing.len();
@@ -231,8 +232,10 @@ impl Claimer {
             {
                 Ok(claimed) => return Ok(claimed),
                 Err(Outcome::Relist) => allow_shared = false,
-                Err(Outcome::Exhausted) if shared => {
-                    debug!("every candidate of the herd's listing is taken; listing the pool before giving up");
+                Err(Outcome::Exhausted)
+                    if !plan::exhaustion_stands(shared, listed_at.elapsed()) =>
+                {
+                    debug!(shared, listing_age_ms = listed_at.elapsed().as_millis() as u64, "every candidate of the listing is taken; listing the pool again before giving up");
                     allow_shared = false;
                 }
                 Err(Outcome::Exhausted) => return Err(Stop::Fatal(self.exhausted())),

@@ -8,18 +8,18 @@ use super::{Means, Stop};
 use crate::adapters::aws::Imds;
 use crate::adapters::redis::Lease;
 use crate::pure::address::{Address, Association, HolderTag};
-use crate::pure::classify::{standing, Standing};
+use crate::pure::classify::standing;
 use crate::pure::error::Error;
 use crate::pure::identity::Identity;
 use crate::pure::ids::AssociationId;
-use crate::pure::plan;
+use crate::pure::plan::{self, HolderLook};
 use crate::support::output::Claimed;
 
 /// What validating our association found.
 pub(super) enum Validated {
     /// EC2 shows it on our interface and private IP.
     Ours(Box<Address>),
-    /// EC2 shows it held by someone else (or it is gone).
+    /// EC2 shows it held by someone else past its consistency bound (or it is gone).
     Elsewhere,
     /// EC2 shows it free well after we associated it: another association to our private IP
     /// replaced ours.
@@ -28,8 +28,8 @@ pub(super) enum Validated {
 
 /// Confirm our association stands: first from the node (IMDSv2 maps the address to our
 /// private IP: no EC2 call, no fixed wait), else by polling DescribeAddresses by allocation
-/// id until it shows our association, someone else's, or, past EC2's consistency bound,
-/// none (ours was replaced).
+/// id until it shows our association, or, past EC2's consistency bound, someone else's or
+/// none (ours was replaced): [`plan::after_holder_look`].
 pub(super) async fn validate(
     m: &mut Means,
     cand: &Address,
@@ -53,22 +53,23 @@ pub(super) async fn validate(
             .work
             .retry("validate", || ec2.describe_address(alloc))
             .await?;
-        match (standing(seen.as_ref(), me), seen) {
-            (Standing::Mine, Some(a)) => {
+        // Before EC2's consistency bound, a look may show the address as it was before we
+        // associated it: free, or on its previous holder (who let go just before).
+        match (
+            plan::after_holder_look(standing(seen.as_ref(), me), associated_at.elapsed()),
+            seen,
+        ) {
+            (HolderLook::Ours, Some(a)) => {
                 if a.association.as_ref().map(|x| &x.id) != Some(assoc) {
                     warn!(allocation_id = %alloc, "validated with a different association id than AssociateAddress returned");
                 }
                 return Ok(Validated::Ours(Box::new(a)));
             }
-            // Either a stale view from before a previous holder let go, or someone took it
-            // after us. Disassociating our own association id is safe either way.
-            (Standing::Elsewhere | Standing::Gone | Standing::Mine, _) => {
-                return Ok(Validated::Elsewhere)
-            }
-            (Standing::Free, _) if associated_at.elapsed() >= plan::CONSISTENCY_BOUND => {
-                return Ok(Validated::Displaced)
-            }
-            (Standing::Free, _) => {
+            // Someone took it after us, past the bound (or it was released). Disassociating
+            // our own association id is safe either way.
+            (HolderLook::Ours | HolderLook::NotOurs, _) => return Ok(Validated::Elsewhere),
+            (HolderLook::NobodysNow, _) => return Ok(Validated::Displaced),
+            (HolderLook::LookAgain, _) => {
                 debug!(allocation_id = %alloc, poll, "not visible yet (eventual consistency)")
             }
         }
