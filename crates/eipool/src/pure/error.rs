@@ -107,8 +107,9 @@ pub enum Error {
         /// AWS's message.
         message: String,
     },
-    /// SIGINT or SIGTERM arrived; what the command held was released.
-    #[error("interrupted by a signal; released what was held")]
+    /// SIGINT or SIGTERM arrived. What the command does with what it holds on the way out is
+    /// said when the signal arrives (`commands::on_signal`): a claim gives back what it took.
+    #[error("interrupted by a signal (SIGTERM or SIGINT)")]
     Interrupted,
     /// Something that should not happen.
     #[error("internal error: {0}")]

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use eipool_lab::fixture::Node;
 use redis::AsyncCommands;
 
-use crate::harness::{args, eventually, json, Agent, Lab};
+use crate::harness::{args, eventually, heavy, json, Agent, Lab};
 
 /// How many wait in the lab pool's line (Redis's own view).
 async fn line_len(lab: &Lab) -> u64 {
@@ -299,6 +299,8 @@ async fn join_the_line(lab: &Lab, nodes: &[Node], dir: &std::path::Path) -> Vec<
 /// once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claim_wait_takes_its_turn_in_the_line_and_leaves_it_however_it_ends() {
+    // Timing matters (a waiter starved of CPU for 3 s counts as a ghost): no herd alongside.
+    let _turn = heavy().await;
     let lab = Lab::new().await;
     let nodes = lab.ec2.nodes(5).await.unwrap();
     lab.ec2.allocate(Some(&lab.pool), 1).await.unwrap();
@@ -384,6 +386,8 @@ async fn claim_wait_takes_its_turn_in_the_line_and_leaves_it_however_it_ends() {
 /// behind them. A `claim` without `--wait` would not wait, so it does not yield.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn newcomers_that_would_wait_leave_a_free_address_to_those_already_waiting() {
+    // Timing matters (a waiter starved of CPU for 3 s counts as a ghost): no herd alongside.
+    let _turn = heavy().await;
     let lab = Lab::new().await;
     let nodes = lab.ec2.nodes(5).await.unwrap();
     lab.ec2.allocate(Some(&lab.pool), 1).await.unwrap();
