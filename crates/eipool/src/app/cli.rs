@@ -483,9 +483,10 @@ pub struct ClaimArgs {
     #[arg(long, env = "EIPOOL_REQUIRE_LOCK", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub require_lock: bool,
 
-    /// When the pool is exhausted, wait in its line for a freed address (first come, first
-    /// served; woken within about a second of a release) until --timeout, instead of exiting 69
-    /// at once. Without Redis, look again every 5s (its variable takes 1/0, true/false, yes/no,
+    /// claim: when the pool is exhausted, wait in its line for a freed address (first come,
+    /// first served; woken within about a second of a release) until shortly before --timeout
+    /// (its cleanup reserve and 2s earlier), instead of exiting 69 at once. Without Redis, look
+    /// again every 5s. The agent always waits (its variable takes 1/0, true/false, yes/no,
     /// on/off)
     #[arg(long, env = "EIPOOL_WAIT", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub wait: bool,

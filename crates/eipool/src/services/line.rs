@@ -35,22 +35,31 @@ pub(crate) async fn claim_waiting(
     let stop_waiting = started + window;
     let mut waiter = Waiter::new(ctx.redis.clone());
     let mut look = found.look;
+    let mut exhausted_before: Option<Error> = None;
     let result = loop {
         let prior = Prior {
             prefer: None,
             look: look.take(),
-            behind_the_line: !waiter.in_line(),
+            // Queue behind those waiting only when there is time left to wait: with none, a
+            // free address is better taken than left (a plain claim would take it).
+            behind_the_line: !waiter.in_line() && Instant::now() < stop_waiting,
         };
         let tried = claim::run(ctx, &found.me, cfg, prior, started, cancel.clone()).await;
-        let Err(exhausted @ Error::Exhausted { .. }) = tried else {
-            break tried;
+        let exhausted = match (tried, exhausted_before.take()) {
+            (Err(e @ Error::Exhausted { .. }), _) => e,
+            // Woken near the end, the last try ran out of time: the pool was and is full, which
+            // is what the wait ends on (69), not a passing failure (75).
+            (Err(Error::Temporary { .. }), Some(before)) if Instant::now() >= stop_waiting => {
+                break Err(before)
+            }
+            (other, _) => break other,
         };
         if Instant::now() >= stop_waiting {
             break Err(exhausted);
         }
         let turn = waiter.turn(plan::CLAIM_LINE_BACKSTOP, &cancel);
         match tokio::time::timeout_at(stop_waiting, turn).await {
-            Ok(Woken::Turn) => {}
+            Ok(Woken::Turn) => exhausted_before = Some(exhausted),
             Ok(Woken::Cancelled) => break Err(Error::Interrupted),
             Err(_) => {
                 info!("no address was freed in time: giving up the wait");

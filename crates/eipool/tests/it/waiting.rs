@@ -331,7 +331,12 @@ async fn claim_wait_takes_its_turn_in_the_line_and_leaves_it_however_it_ends() {
     })
     .await;
     let started = Instant::now();
-    let short = lab.claim(&nodes[3], &["--wait", "--timeout", "8s"]).await;
+    let (short, ()) = tokio::join!(
+        lab.claim(&nodes[3], &["--wait", "--timeout", "8s"]),
+        eventually("the third to join", Duration::from_secs(8), || async {
+            (line_len(&lab).await == 3).then_some(())
+        }),
+    );
     assert_eq!(short.code, Some(69), "its wait ran out: exhausted: {short}");
     assert!(
         started.elapsed() < Duration::from_secs(8),
@@ -377,6 +382,7 @@ async fn claim_wait_takes_its_turn_in_the_line_and_leaves_it_however_it_ends() {
         .unwrap();
     let second = eipool_lab::claimer::Outcome::from_output(&[], out);
     assert!(second.report().is_none(), "{second}");
+    assert_eq!(second.code, Some(130), "interrupted: {second}");
     assert_eq!(line_len(&lab).await, 0, "the line is empty");
 }
 

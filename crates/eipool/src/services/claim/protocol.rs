@@ -147,8 +147,8 @@ impl Claimer {
         };
         let mut allow_shared = true;
         loop {
-            let listed_at = Instant::now();
-            let (listing, shared) = listing::list_pool(&mut self.m, allow_shared).await?;
+            let (listing, shared, listed_at) =
+                listing::list_pool(&mut self.m, allow_shared).await?;
             self.m.herd |= shared;
             self.pool_size = listing.len();
             let mine: Vec<&Address> = listing.iter().filter(|a| a.held_by_me(me)).collect();
@@ -183,14 +183,6 @@ impl Claimer {
                 .filter(|a| a.association.is_none())
                 .cloned()
                 .collect();
-            // First come, first served: what is free goes to the servers already waiting.
-            if self.behind_the_line && !free.is_empty() {
-                let waiting = self.m.coord.waiting(&self.m.work).await?;
-                if plan::leave_to_the_line(free.len(), waiting) {
-                    info!(free = free.len(), waiting, "servers are waiting in the pool's line for these addresses: joining it behind them");
-                    return Err(Stop::Fatal(self.exhausted()));
-                }
-            }
             // AWS replaces an Elastic IP already on our private IP: look before associating.
             if !free.is_empty() {
                 match occupant::occupant(&mut self.m, me, &listing, look.take()).await? {
@@ -212,6 +204,20 @@ impl Claimer {
                             me.private_ip, me.eni, self.m.pool
                         ))))
                     }
+                }
+            }
+            // First come, first served: what is free goes to the servers already waiting. Not
+            // for a claim that may already hold its address (a suspect: Redis's intent, or what
+            // its private IP shows), and only on a listing of our own, as "exhausted" always is.
+            if self.behind_the_line && suspect.is_none() && !free.is_empty() {
+                let waiting = self.m.coord.waiting(&self.m.work).await?;
+                if plan::leave_to_the_line(free.len(), waiting) {
+                    if shared {
+                        allow_shared = false;
+                        continue;
+                    }
+                    info!(free = free.len(), waiting, "servers are waiting in the pool's line for these addresses: joining it behind them");
+                    return Err(Stop::Fatal(self.exhausted()));
                 }
             }
             let order = plan::claim_order(
@@ -340,7 +346,7 @@ impl Claimer {
                     if !self.m.coord.knows_what_others_took() {
                         // Without Redis nobody tells us what the others took: one fresh listing
                         // beats trying every address blind under EC2's mutating-call budget.
-                        let listing = listing::list_own(&mut self.m).await?;
+                        let (listing, _) = listing::list_own(&mut self.m).await?;
                         if let Some(a) = listing.iter().find(|a| a.held_by_me(me)) {
                             info!(public_ip = %a.public_ip, allocation_id = %a.allocation_id, "the listing shows an address on this interface: adopting");
                             let a = a.clone();
