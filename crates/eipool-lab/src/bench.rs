@@ -504,7 +504,7 @@ pub fn cases(quick: bool) -> Vec<(usize, usize)> {
 }
 
 /// Regions moto serves, one per run so each run starts from an empty account.
-pub const REGIONS: [&str; 24] = [
+pub const REGIONS: [&str; 28] = [
     "us-east-1",
     "us-east-2",
     "us-west-1",
@@ -529,6 +529,10 @@ pub const REGIONS: [&str; 24] = [
     "eu-central-2",
     "me-south-1",
     "af-south-1",
+    "me-central-1",
+    "il-central-1",
+    "eu-south-2",
+    "ap-southeast-4",
 ];
 
 #[cfg(test)]
