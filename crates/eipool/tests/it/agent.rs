@@ -349,17 +349,7 @@ async fn the_agents_identity_lookup_waits_for_its_slot_of_the_herds_pace() {
     lab.ec2.allocate(Some(&lab.pool), 1).await.unwrap();
     // Other claimers have reserved the herd's describe slots for the next five seconds: the
     // pace's theoretical arrival time is its burst tolerance (39 × 1/15 s = 2.6 s) plus 5 s ahead.
-    let mut conn = lab.redis_conn().await;
-    let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await.unwrap();
-    let now_ms = secs * 1_000 + micros / 1_000;
-    let _: () = redis::cmd("SET")
-        .arg(lab.pace_key("describe"))
-        .arg(now_ms + 2_600 + 5_000)
-        .arg("PX")
-        .arg(60_000)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    lab.reserve_pace("describe", 2_600 + 5_000).await;
     let started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
     let _agent = Agent::start(&lab, &nodes[0], false, dir.path(), &[]).await;

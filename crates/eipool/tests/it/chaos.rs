@@ -746,16 +746,8 @@ async fn a_claim_paused_past_its_interface_lease_never_displaces_the_reruns_addr
     let lease = ["--lease", "5s", "--call-timeout", "1500ms"];
     // The herd's AssociateAddress slots are taken for the next 4 s (TAT = now + the pace's burst
     // tolerance, 44 × 200 ms, + 4 s): the first claim waits there, holding its leases.
-    let mut conn = lab.redis_conn().await;
-    let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await.unwrap();
-    let _: () = redis::cmd("SET")
-        .arg(lab.pace_key("mutating"))
-        .arg(secs * 1_000 + micros / 1_000 + 8_800 + 4_000)
-        .arg("PX")
-        .arg(60_000)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    lab.reserve_pace("mutating", 8_800 + 4_000).await;
+    let conn = lab.redis_conn().await;
     let paused = lab
         .env
         .command(&lab.claim_args(&nodes[0], &lease))

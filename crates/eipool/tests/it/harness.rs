@@ -135,6 +135,22 @@ impl Lab {
         claims(&self.redis.url(), &self.pool, "lab").pace_key(class)
     }
 
+    /// Reserve the herd's `class` pace (`describe`, `mutating`) as if other claimers had taken
+    /// its slots: its theoretical arrival time set `ahead_ms` past Redis's clock (a pace's burst
+    /// tolerance plus how long the next claimer must wait).
+    pub async fn reserve_pace(&self, class: &str, ahead_ms: u64) {
+        let mut conn = self.redis_conn().await;
+        let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await.unwrap();
+        let _: () = redis::cmd("SET")
+            .arg(self.pace_key(class))
+            .arg(secs * 1_000 + micros / 1_000 + ahead_ms)
+            .arg("PX")
+            .arg(60_000)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+
     /// A connection to this lab's Redis, for tests that set up or inspect keys.
     pub async fn redis_conn(&self) -> redis::aio::MultiplexedConnection {
         redis_conn(&self.redis.url()).await
