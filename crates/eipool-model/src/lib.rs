@@ -924,6 +924,10 @@ impl Model for ClaimModel {
                 "no exhausted while an address is free past the consistency bound",
                 |_, w: &World| !exhausted_past_a_free_address(w),
             ),
+            Property::always(
+                "once settled, every address a claim associated is reported on its interface",
+                |_, w: &World| !orphaned(w),
+            ),
             Property::eventually("every claim ends", |_, w: &World| {
                 w.claimers.iter().all(|c| c.phase.ended())
             }),
@@ -990,6 +994,30 @@ pub fn report_not_on_interface(w: &World) -> bool {
     w.claimers.iter().zip(CLAIMERS).any(|(c, i)| match c.phase {
         Phase::Reported(a) if guarded(w, i) && !c.excused => {
             w.ec2[a as usize].assoc.is_none_or(|(j, _)| j != i)
+        }
+        _ => false,
+    })
+}
+
+/// Everything settled, and a pool address is associated to an interface by a claim, yet no claim
+/// of that interface reports it: a failing claim left behind an association no one uses. Exempt:
+/// a killed claim's (the agent and `gc` repair those), an interface whose claims ran without
+/// Redis's guard, and a claim excused by an outside change.
+pub fn orphaned(w: &World) -> bool {
+    let settled =
+        w.claimers.iter().all(|c| c.phase.ended()) && w.ec2.iter().all(|e| e.before.is_none());
+    if !settled {
+        return false;
+    }
+    w.ec2.iter().enumerate().any(|(a, e)| match e.assoc {
+        Some((i, n)) if i != OUTSIDE => {
+            let by = &w.claimers[n as usize];
+            let reported = w
+                .claimers
+                .iter()
+                .zip(CLAIMERS)
+                .any(|(c, j)| j == i && c.phase == Phase::Reported(a as u8));
+            !reported && by.phase != Phase::Killed && !by.excused && guarded(w, i)
         }
         _ => false,
     })
