@@ -972,13 +972,16 @@ pub fn reported_twice(w: &World) -> bool {
         .any(|(a, i)| reports.iter().any(|(b, j)| a == b && i != j))
 }
 
+/// Every claim ended and no stale window is open: what the report properties judge.
+fn settled(w: &World) -> bool {
+    w.claimers.iter().all(|c| c.phase.ended()) && w.ec2.iter().all(|e| e.before.is_none())
+}
+
 /// Everything settled (every claim ended, no stale window), and a claimer whose interface's
 /// claims all ran under the interface lease reported an address EC2 does not show on its
 /// interface, or an interface holds two pool addresses.
 pub fn report_not_on_interface(w: &World) -> bool {
-    let settled =
-        w.claimers.iter().all(|c| c.phase.ended()) && w.ec2.iter().all(|e| e.before.is_none());
-    if !settled {
+    if !settled(w) {
         return false;
     }
     for i in 0..INTERFACES as u8 {
@@ -1004,9 +1007,7 @@ pub fn report_not_on_interface(w: &World) -> bool {
 /// a killed claim's (the agent and `gc` repair those), an interface whose claims ran without
 /// Redis's guard, and a claim excused by an outside change.
 pub fn orphaned(w: &World) -> bool {
-    let settled =
-        w.claimers.iter().all(|c| c.phase.ended()) && w.ec2.iter().all(|e| e.before.is_none());
-    if !settled {
+    if !settled(w) {
         return false;
     }
     w.ec2.iter().enumerate().any(|(a, e)| match e.assoc {
