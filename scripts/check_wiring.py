@@ -17,6 +17,8 @@ import yaml
 
 RUNBOOK = Path(__file__).resolve().parent.parent / "docs" / "runbook.md"
 WORKLOADS = ("Deployment", "DaemonSet", "StatefulSet")
+# An agent may wait in a full pool's line this long without its startupProbe restarting it.
+DAY = 24 * 3600
 
 
 def flag(args, name):
@@ -111,6 +113,8 @@ def media_failures(docs, w):
     timeout = seconds(flag(args, "--timeout") or "180s")
     check(startup.get("periodSeconds", 10) * startup.get("failureThreshold", 3) > timeout,
           f"the startupProbe waits longer than one claim's --timeout ({timeout:.0f} s)")
+    check(startup.get("periodSeconds", 10) * startup.get("failureThreshold", 3) >= DAY,
+          "the startupProbe does not restart an agent waiting in a full pool's line (it covers a day)")
     check(spec.get("terminationGracePeriodSeconds", 30) >= 60, "the grace period covers drain plus release")
     anti = spec.get("affinity", {}).get("podAntiAffinity", {}).get("requiredDuringSchedulingIgnoredDuringExecution", [])
     check(any(t.get("topologyKey") == "kubernetes.io/hostname" and t.get("labelSelector") and selects(t["labelSelector"], labels)
@@ -202,6 +206,7 @@ BREAKS = [
      lambda d: _media(d)["spec"]["template"]["spec"]["initContainers"].insert(0, {"name": "setup", "image": "busybox"}),
      "first initContainer"),
     ("a startupProbe shorter than a claim", lambda d: _agent(d)["startupProbe"].update(failureThreshold=10), "startupProbe waits"),
+    ("a startupProbe that restarts a waiting agent", lambda d: _agent(d)["startupProbe"].update(failureThreshold=300), "waiting in a full pool's line"),
     ("no liveness restart of the media container", lambda d: _app(d).pop("livenessProbe"), "livenessProbe compares"),
     ("no --release-on-exit", lambda d: _agent(d)["args"].remove("--release-on-exit"), "--release-on-exit"),
     ("the agent on every interface", lambda d: _agent(d)["args"].extend(["--listen", "0.0.0.0:9877"]), "wildcard"),

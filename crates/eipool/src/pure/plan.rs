@@ -420,7 +420,8 @@ pub(crate) enum AfterDeadline {
 }
 
 /// How often a waiter in the pool's line (an agent that found the pool exhausted) asks Redis
-/// for its place and whether an address was freed; each ask is also its heartbeat.
+/// for its place and whether an address was freed; each ask is also its heartbeat (and the
+/// head's while it claims).
 pub(crate) const LINE_POLL: Duration = Duration::from_millis(250);
 
 /// `claim --wait` without Redis (or while it fails): how often it looks at EC2 again.
@@ -430,9 +431,26 @@ pub(crate) const CLAIM_LINE_BACKSTOP: Duration = Duration::from_secs(5);
 /// rarely finish, and would then report a passing failure (75) instead of the exhaustion (69).
 pub(crate) const LINE_LAST_TRY: Duration = Duration::from_secs(2);
 
-/// A waiter whose heartbeat is older than this is a ghost (killed, paused, cut off): the next
-/// waiter's ask drops it, so no one waits behind it.
+/// A waiter whose heartbeat is older than this is dead (killed, paused, cut off): every ask and
+/// every count of the line drops it, wherever it stands. A live one taken for dead (starved of
+/// CPU) rejoins with its ticket, so it loses nothing.
 pub(crate) const LINE_GHOST_AFTER: Duration = Duration::from_secs(3);
+
+/// How long a waiter stopped by SIGTERM/SIGINT (the kubelet restarting it) keeps its place: the
+/// place belongs to the server, and a restart within this grace finds its ticket where it was.
+/// Meanwhile the waiters behind it take the turns, and it counts as waiting.
+pub(crate) const LINE_RESTART_GRACE: Duration = Duration::from_secs(120);
+
+/// How often the head of the line, while it waits, looks at the pool itself (one
+/// DescribeAddresses in the herd's describe pace): an address freed outside eipool (by hand, by
+/// an instance terminated without a preStop) wakes no one else. One look per pool per period,
+/// by one process, and none when no one waits.
+pub(crate) const LINE_WATCH: Duration = Duration::from_secs(2);
+
+/// How often the exporter counts the pool's waiting line (one Redis script, which also drops the
+/// dead): `eipool_pool_waiting` follows a waiter's death within seconds, also when no one else
+/// waits, at a cost Redis does not notice.
+pub(crate) const LINE_COUNT_EVERY: Duration = Duration::from_secs(1);
 
 /// Whether a claimer that would wait in the line if the pool were full (an agent, `claim
 /// --wait`), and is not in it yet, must leave the `free` addresses it sees to the `waiting`
@@ -446,21 +464,25 @@ pub(crate) fn leave_to_the_line(free: usize, waiting: u64) -> bool {
 /// What a waiter in the line does after one ask.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum LineTurn {
-    /// Head of the line and something may have come free: claim now.
+    /// Head of the line and an address was freed: claim now.
     Claim,
-    /// Keep waiting (not the head, or nothing freed since our last try).
+    /// Head of the line and its watch is due: look at the pool (an address freed outside
+    /// eipool), and claim if it shows one free.
+    Look,
+    /// Keep waiting (not the head, or nothing freed and no look due).
     Wait,
-    /// Redis lost our place (a restart, or we were taken for a ghost): join again.
+    /// Redis lost our place (a restart, or we were taken for dead): join again with our ticket.
     Rejoin,
 }
 
-/// The line's one rule: only the head may take a freed address; it tries when the pool's count
-/// of freed addresses moved since its last try, or when the backstop (`--interval`) is due (an
-/// address freed outside eipool: by hand, by a terminated instance).
-pub(crate) fn line_turn(place: Option<u64>, freed_moved: bool, backstop_due: bool) -> LineTurn {
+/// The line's one rule: only the head (the first waiter present) may take a freed address; it
+/// claims when the pool's count of freed addresses moved since its last try, and looks at the
+/// pool itself when `look_due` (`LINE_WATCH` since its last try or look).
+pub(crate) fn line_turn(place: Option<u64>, freed_moved: bool, look_due: bool) -> LineTurn {
     match place {
         None => LineTurn::Rejoin,
-        Some(0) if freed_moved || backstop_due => LineTurn::Claim,
+        Some(0) if freed_moved => LineTurn::Claim,
+        Some(0) if look_due => LineTurn::Look,
         Some(_) => LineTurn::Wait,
     }
 }
@@ -895,9 +917,10 @@ mod tests {
     fn only_the_head_of_the_line_takes_a_freed_address() {
         use LineTurn::*;
         let cases = [
-            // place, freed moved, backstop due → turn
+            // place, freed moved, the head's look due → turn
             (Some(0), true, false, Claim),
-            (Some(0), false, true, Claim),
+            (Some(0), true, true, Claim),
+            (Some(0), false, true, Look),
             (Some(0), false, false, Wait),
             (Some(1), true, false, Wait),
             (Some(1), true, true, Wait),

@@ -1,16 +1,24 @@
 //! The pool's waiting line: an agent (or `claim --wait`) that found the pool exhausted joins it
-//! and waits for its turn (`plan::line_turn`: only the head claims, when an address came free
-//! or the backstop interval is due) instead of retrying every `--interval`. Without Redis, or
-//! while Redis fails, it waits the backstop between tries: polling at a bounded rate.
+//! and waits for its turn (`plan::line_turn`: only the head claims, when an address came free,
+//! and the head alone looks at the pool every `plan::LINE_WATCH` for an address freed outside
+//! eipool) instead of retrying every `--interval`. The place belongs to the server (its
+//! interface and private IP): a waiter stopped by a signal steps away and keeps it for
+//! `plan::LINE_RESTART_GRACE`. While the head claims, it keeps sending its heartbeat. Without
+//! Redis, or while Redis fails, it waits the backstop between tries: polling at a bounded rate.
+//! A Redis that refuses the line's commands (ACL) stops the wait with the command to grant.
 
+use std::future::Future;
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::adapters::redis::Redis;
+use crate::adapters::redis::{Redis, RedisError};
 use crate::pure::error::Error;
+use crate::pure::identity::Identity;
+use crate::pure::ids::EniId;
 use crate::pure::plan::{self, LineTurn};
 use crate::services::claim::{self, ClaimConfig, Prior};
 use crate::services::context::Context;
@@ -20,7 +28,8 @@ use crate::support::output::Claimed;
 
 /// `eipool claim --wait`: claim; while the pool is exhausted, wait in its line for a freed
 /// address and claim again, until the claim's deadline leaves no time for another try (then the
-/// exhaustion stands: exit 69). The line is left however it ends.
+/// exhaustion stands: exit 69). The line is left however it ends: a person or a script that
+/// stops `claim --wait` gives its place up (the agent, restarted by the kubelet, keeps its own).
 pub(crate) async fn claim_waiting(
     ctx: &Context,
     found: Resolved,
@@ -33,9 +42,10 @@ pub(crate) async fn claim_waiting(
         .saturating_sub(plan::cleanup_reserve(cfg.timeout))
         .saturating_sub(plan::LINE_LAST_TRY);
     let stop_waiting = started + window;
-    let mut waiter = Waiter::new(ctx.redis.clone());
+    let mut waiter = Waiter::new(ctx, &found.me);
     let mut look = found.look;
     let mut exhausted_before: Option<Error> = None;
+    let mut waiting_since: Option<Instant> = None;
     let result = loop {
         let prior = Prior {
             prefer: None,
@@ -43,8 +53,18 @@ pub(crate) async fn claim_waiting(
             // Queue behind those waiting only when there is time left to wait: with none, a
             // free address is better taken than left (a plain claim would take it).
             behind_the_line: !waiter.in_line() && Instant::now() < stop_waiting,
+            waited_since: waiting_since,
         };
-        let tried = claim::run(ctx, &found.me, cfg, prior, started, cancel.clone()).await;
+        let tried = waiter
+            .beating(claim::run(
+                ctx,
+                &found.me,
+                cfg,
+                prior,
+                started,
+                cancel.clone(),
+            ))
+            .await;
         let exhausted = match (tried, exhausted_before.take()) {
             (Err(e @ Error::Exhausted { .. }), _) => e,
             // Woken near the end, the last try ran out of time: the pool was and is full, which
@@ -57,10 +77,12 @@ pub(crate) async fn claim_waiting(
         if Instant::now() >= stop_waiting {
             break Err(exhausted);
         }
+        waiting_since.get_or_insert_with(Instant::now);
         let turn = waiter.turn(plan::CLAIM_LINE_BACKSTOP, &cancel);
         match tokio::time::timeout_at(stop_waiting, turn).await {
-            Ok(Woken::Turn) => exhausted_before = Some(exhausted),
-            Ok(Woken::Cancelled) => break Err(Error::Interrupted),
+            Ok(Ok(Woken::Turn)) => exhausted_before = Some(exhausted),
+            Ok(Ok(Woken::Cancelled)) => break Err(Error::Interrupted),
+            Ok(Err(e)) => break Err(e),
             Err(_) => {
                 info!("no address was freed in time: giving up the wait");
                 break Err(exhausted);
@@ -80,87 +102,162 @@ pub(crate) enum Woken {
     Cancelled,
 }
 
-/// One agent's place in the line.
+/// One server's place in the line.
 #[derive(Debug)]
 pub(crate) struct Waiter {
-    redis: Option<Redis>,
+    ctx: Context,
+    eni: EniId,
+    ip: Ipv4Addr,
     ticket: Option<u64>,
     /// The freed count at our last try: a new try only when it moved.
     tried_at: Option<u64>,
 }
 
 impl Waiter {
-    pub(crate) fn new(redis: Option<Redis>) -> Waiter {
+    /// `me`'s place in `ctx`'s pool's line (joined on first wait).
+    pub(crate) fn new(ctx: &Context, me: &Identity) -> Waiter {
         Waiter {
-            redis,
+            ctx: ctx.clone(),
+            eni: me.eni.clone(),
+            ip: me.private_ip,
             ticket: None,
             tried_at: None,
         }
     }
 
     /// Wait for our turn: with Redis, in the line (joined on first use); without, `backstop`.
-    pub(crate) async fn turn(&mut self, backstop: Duration, cancel: &CancellationToken) -> Woken {
+    /// `Err`: Redis refuses the line's commands (a misconfiguration: exit 2, naming what to
+    /// grant).
+    pub(crate) async fn turn(
+        &mut self,
+        backstop: Duration,
+        cancel: &CancellationToken,
+    ) -> Result<Woken, Error> {
         let since = Instant::now();
+        let mut looked = Instant::now();
         loop {
-            let pause = match self.ask(since.elapsed() >= backstop).await {
-                Some(LineTurn::Claim) => return Woken::Turn,
+            let pause = match self.ask(looked.elapsed() >= plan::LINE_WATCH).await? {
+                Some(LineTurn::Claim) => return Ok(Woken::Turn),
+                Some(LineTurn::Look) => {
+                    let free = tokio::select! {
+                        _ = cancel.cancelled() => return Ok(Woken::Cancelled),
+                        free = self.look() => free,
+                    };
+                    looked = Instant::now();
+                    if free {
+                        return Ok(Woken::Turn);
+                    }
+                    plan::LINE_POLL
+                }
                 Some(_) => plan::LINE_POLL,
                 // No Redis, or it failed: EC2 at the backstop's bounded rate; Redis asked
                 // again meanwhile, so the line resumes as soon as it answers.
-                None if since.elapsed() >= backstop => return Woken::Turn,
+                None if since.elapsed() >= backstop => return Ok(Woken::Turn),
                 None => plan::LINE_POLL.min(backstop.saturating_sub(since.elapsed())),
             };
             tokio::select! {
-                _ = cancel.cancelled() => return Woken::Cancelled,
+                _ = cancel.cancelled() => return Ok(Woken::Cancelled),
                 _ = tokio::time::sleep(pause) => {}
             }
         }
     }
 
-    /// One ask of the line: the turn, or `None` without Redis or when it failed.
-    async fn ask(&mut self, backstop_due: bool) -> Option<LineTurn> {
-        let redis = self.redis.clone()?;
+    /// One ask of the line: the turn, or `None` without Redis or when it is unavailable.
+    async fn ask(&mut self, look_due: bool) -> Result<Option<LineTurn>, Error> {
+        let Some(redis) = self.ctx.redis.clone() else {
+            return Ok(None);
+        };
         if self.ticket.is_none() {
-            let t = self.join(&redis).await?;
+            let Some(t) = self.join(&redis).await? else {
+                return Ok(None);
+            };
             info!(
                 ticket = t,
                 "the pool is exhausted: waiting in its line for a freed address"
             );
         }
-        let place = match redis.line_ask().await {
+        let place = match redis.line_ask(&self.eni, self.ip).await {
             Ok(p) => p,
             Err(e) => {
-                debug!(error = %e, "could not ask the line; polling EC2 at --interval meanwhile");
-                return None;
+                loud(e, "ask the line")?;
+                return Ok(None);
             }
         };
         metrics::global()
             .line_place
             .set(place.place.map(|p| p as i64).unwrap_or(-1));
         let moved = self.tried_at != Some(place.freed);
-        let turn = plan::line_turn(place.place, moved, backstop_due);
+        let turn = plan::line_turn(place.place, moved, look_due);
         match turn {
-            LineTurn::Claim => self.tried_at = Some(place.freed),
+            LineTurn::Claim | LineTurn::Look => self.tried_at = Some(place.freed),
             LineTurn::Rejoin => {
-                warn!(ticket = ?self.ticket, "Redis lost our place in the line (a restart?): joining again with our ticket");
+                warn!(ticket = ?self.ticket, "Redis lost our place in the line (a restart, or we were silent too long): joining again with our ticket");
                 self.join(&redis).await?;
             }
             LineTurn::Wait => {}
         }
-        Some(turn)
+        Ok(Some(turn))
     }
 
-    async fn join(&mut self, redis: &Redis) -> Option<u64> {
-        match redis.line_join(self.ticket).await {
+    async fn join(&mut self, redis: &Redis) -> Result<Option<u64>, Error> {
+        match redis.line_join(&self.eni, self.ip, self.ticket).await {
             Ok(t) => {
+                if self.ticket.is_some_and(|had| had != t) {
+                    info!(ticket = t, "rejoined the line");
+                }
                 self.ticket = Some(t);
-                Some(t)
+                Ok(Some(t))
             }
             Err(e) => {
-                debug!(error = %e, "could not join the line");
-                None
+                loud(e, "join the line")?;
+                Ok(None)
             }
         }
+    }
+
+    /// The head's look at the pool (one DescribeAddresses in the herd's describe pace): whether
+    /// it shows an address free, which an address freed outside eipool (by hand, by an instance
+    /// terminated without a preStop) wakes no one else to.
+    async fn look(&self) -> bool {
+        if let Some(redis) = &self.ctx.redis {
+            match redis.pace("describe", plan::DESCRIBE_PACE).await {
+                Ok(wait) => tokio::time::sleep(wait).await,
+                Err(e) => debug!(error = %e, "no describe slot from Redis; looking anyway"),
+            }
+        }
+        match self.ctx.ec2.describe_pool(&self.ctx.pool).await {
+            Ok(listing) => {
+                let free = listing.iter().any(|a| a.association.is_none());
+                if free {
+                    info!("the pool shows a free address (freed outside eipool?): our turn");
+                }
+                free
+            }
+            Err(e) => {
+                debug!(error = %e, "could not look at the pool; the line's wake-up still counts");
+                false
+            }
+        }
+    }
+
+    /// Run `claim` while keeping our place: the head's heartbeat goes on while it claims, so a
+    /// claim slower than `plan::LINE_GHOST_AFTER` (EC2 throttling, a slow validation) is not
+    /// taken for a dead waiter, which would let the waiter behind claim too.
+    pub(crate) async fn beating<F: Future>(&self, claim: F) -> F::Output {
+        let Some(redis) = self.ctx.redis.clone().filter(|_| self.in_line()) else {
+            return claim.await;
+        };
+        let (eni, ip) = (self.eni.clone(), self.ip);
+        let beat = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(plan::LINE_POLL).await;
+                if let Err(e) = redis.line_ask(&eni, ip).await {
+                    debug!(error = %e, "could not send the line our heartbeat while claiming");
+                }
+            }
+        });
+        let _stop = AbortOnDrop(beat);
+        claim.await
     }
 
     /// Whether we hold a place in the line (joined, not left).
@@ -168,17 +265,68 @@ impl Waiter {
         self.ticket.is_some()
     }
 
-    /// Leave the line (an address is held, or we stop).
+    /// Leave the line (an address is held, or we give up).
     pub(crate) async fn leave(&mut self) {
         if self.ticket.take().is_none() {
             return;
         }
         self.tried_at = None;
         metrics::global().line_place.set(-1);
-        if let Some(redis) = &self.redis {
-            if let Err(e) = redis.line_leave().await {
-                debug!(error = %e, "could not leave the line; the next waiter drops us as a ghost");
+        if let Some(redis) = &self.ctx.redis {
+            if let Err(e) = redis.line_leave(&self.eni, self.ip).await {
+                quiet(e, "leave the line; the sweep drops us within seconds");
             }
         }
+    }
+
+    /// Step away to restart (SIGTERM/SIGINT while waiting: the kubelet restarting the agent):
+    /// the place stays ours for `plan::LINE_RESTART_GRACE`.
+    pub(crate) async fn step_away(&mut self) {
+        if self.ticket.take().is_none() {
+            return;
+        }
+        self.tried_at = None;
+        metrics::global().line_place.set(-1);
+        if let Some(redis) = &self.ctx.redis {
+            match redis
+                .line_step_away(&self.eni, self.ip, plan::LINE_RESTART_GRACE)
+                .await
+            {
+                Ok(()) => info!(
+                    grace_s = plan::LINE_RESTART_GRACE.as_secs(),
+                    "stepped away from the pool's line: a restart within the grace keeps our place"
+                ),
+                Err(e) => quiet(e, "keep our place in the line"),
+            }
+        }
+    }
+}
+
+/// A Redis failure while waiting: a misconfiguration (the ACL refuses a command of the line)
+/// stops the wait, naming what to grant; unavailability is ridden out (`Ok`).
+fn loud(e: RedisError, what: &str) -> Result<(), Error> {
+    match e {
+        e @ RedisError::Misconfigured(_) => Err(e.into()),
+        e => {
+            debug!(error = %e, "could not {what}; polling EC2 at the backstop meanwhile");
+            Ok(())
+        }
+    }
+}
+
+/// A Redis failure on the way out: warned when Redis refuses (an ACL to fix), else noted.
+fn quiet(e: RedisError, what: &str) {
+    match e {
+        e @ RedisError::Misconfigured(_) => warn!(error = %e, "could not {what}"),
+        e => debug!(error = %e, "could not {what}"),
+    }
+}
+
+/// Stops the heartbeat when the claim ends (or is dropped).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

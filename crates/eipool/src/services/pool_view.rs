@@ -50,6 +50,9 @@ pub(crate) struct PoolStatus {
     pub(crate) redis_unanswered: Option<String>,
     /// Servers waiting in the pool's line for a freed address (needs Redis; 0 without).
     pub(crate) waiting: u64,
+    /// Why the line could not be counted, when Redis answered the rest but not that.
+    #[serde(skip)]
+    pub(crate) waiting_unknown: Option<String>,
     /// Every address, by public IP.
     pub(crate) addresses: Vec<Row>,
 }
@@ -106,7 +109,11 @@ impl PoolStatus {
             }
         }
         out.push('\n');
-        if self.waiting > 0 {
+        if let Some(why) = &self.waiting_unknown {
+            out.push_str(&format!(
+                "the pool's waiting line could not be counted: {why}\n"
+            ));
+        } else if self.waiting > 0 {
             out.push_str(&format!(
                 "{} servers waiting in the pool's line for a freed address\n",
                 self.waiting
@@ -203,12 +210,16 @@ pub(crate) async fn collect(ctx: &Context, budget: &Budget) -> Result<PoolStatus
     for r in &rows {
         *counts.entry(r.state.name()).or_default() += 1;
     }
-    let waiting = match (&ctx.redis, &view) {
+    let (waiting, waiting_unknown) = match (&ctx.redis, &view) {
         (Some(redis), Some(_)) => match budget.bounded(redis.line_len()).await {
-            Ok(Ok(n)) => n,
-            _ => 0,
+            Ok(Ok(n)) => (n, None),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "could not count the pool's waiting line");
+                (0, Some(e.to_string()))
+            }
+            Err(_) => (0, Some("no time left to ask Redis".to_string())),
         },
-        _ => 0,
+        _ => (0, None),
     };
     Ok(PoolStatus {
         pool: ctx.pool.clone(),
@@ -220,6 +231,7 @@ pub(crate) async fn collect(ctx: &Context, budget: &Budget) -> Result<PoolStatus
             _ => None,
         },
         waiting,
+        waiting_unknown,
         addresses: rows,
     })
 }
@@ -230,12 +242,34 @@ pub(crate) async fn publish_gauges(ctx: &Context, budget: &Budget) -> bool {
     match collect(ctx, budget).await {
         Ok(st) => {
             metrics::global().set_pool(&st.pool, &State::ALL.map(|s| (s.name(), st.count(s))));
-            metrics::global().set_waiting(&st.pool, st.waiting);
+            match st.waiting_unknown {
+                None => metrics::global().set_waiting(&st.pool, Some(st.waiting)),
+                Some(_) => metrics::global().set_waiting(&st.pool, None),
+            }
             true
         }
         Err(e) => {
             tracing::warn!(error = %e, "could not read the pool for its metrics");
             false
+        }
+    }
+}
+
+/// Count the pool's waiting line (the dead dropped first) and set `eipool_pool_waiting`: the
+/// exporter does it every `plan::LINE_COUNT_EVERY`, so the gauge follows a waiter's death within
+/// seconds also when no one else waits. `Err`: why it could not (the gauge is then absent).
+pub(crate) async fn publish_waiting(ctx: &Context) -> Result<u64, String> {
+    let Some(redis) = &ctx.redis else {
+        return Err("no --redis-url".into());
+    };
+    match redis.line_len().await {
+        Ok(n) => {
+            metrics::global().set_waiting(&ctx.pool, Some(n));
+            Ok(n)
+        }
+        Err(e) => {
+            metrics::global().set_waiting(&ctx.pool, None);
+            Err(e.to_string())
         }
     }
 }
@@ -252,6 +286,7 @@ mod tests {
             redis,
             redis_unanswered: redis_unanswered.map(String::from),
             waiting: 0,
+            waiting_unknown: None,
             addresses: vec![],
         }
     }

@@ -215,15 +215,10 @@ impl Metrics {
         self.claim_duration.observe(seconds);
     }
 
-    /// A claim won after waiting `seconds` in the pool's line: `eipool_line_wait_seconds`, and
-    /// `eipool_claims_total{outcome="waited"}` (the claim itself was counted as it ended).
+    /// A claim won after waiting `seconds` in the pool's line: `eipool_line_wait_seconds` (the
+    /// claim itself counts once, as `outcome="waited"`, in [`Metrics::claim_finished`]).
     pub(crate) fn waited(&self, seconds: f64) {
         self.line_wait.observe(seconds);
-        self.claims
-            .get_or_create(&OutcomeLabel {
-                outcome: "waited".to_string(),
-            })
-            .inc();
     }
 
     /// Set `pool`'s gauges.
@@ -239,12 +234,19 @@ impl Metrics {
     }
 
     /// Set `pool`'s waiting-line gauge.
-    pub(crate) fn set_waiting(&self, pool: &str, n: u64) {
-        self.pool_waiting
-            .get_or_create(&PoolLabel {
-                pool: pool.to_string(),
-            })
-            .set(n as i64);
+    pub(crate) fn set_waiting(&self, pool: &str, n: Option<u64>) {
+        let label = PoolLabel {
+            pool: pool.to_string(),
+        };
+        match n {
+            Some(n) => {
+                self.pool_waiting.get_or_create(&label).set(n as i64);
+            }
+            // Unknown (Redis refused or failed): no series rather than a 0 that reads "no one".
+            None => {
+                self.pool_waiting.remove(&label);
+            }
+        }
     }
 
     /// What `by` serves, in the Prometheus/OpenMetrics text format.
@@ -271,7 +273,7 @@ mod tests {
         m.claim_finished("claimed", 0.7);
         m.drift.inc();
         m.set_pool("media", &[("free", 3)]);
-        m.set_waiting("media", 2);
+        m.set_waiting("media", Some(2));
         let text = m.render(Served::ByAgent);
         for name in [
             "eipool_ec2_calls_total{action=\"AssociateAddress\",outcome=\"ok\"} 1",
@@ -295,7 +297,7 @@ mod tests {
         let m = Metrics::new();
         m.ec2_call("DescribeAddresses", "ok");
         m.set_pool("media", &[("free", 3)]);
-        m.set_waiting("media", 0);
+        m.set_waiting("media", Some(0));
         let text = m.render(Served::ByExporter);
         let families: Vec<&str> = text
             .lines()
@@ -327,7 +329,7 @@ mod docs {
         m.ec2_call("DescribeAddresses", "ok");
         m.claim_finished("claimed", 1.0);
         m.set_pool("media", &[("free", 1)]);
-        m.set_waiting("media", 0);
+        m.set_waiting("media", Some(0));
         m.render(super::Served::ByAgent)
     }
 

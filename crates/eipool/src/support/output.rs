@@ -26,6 +26,10 @@ pub(crate) struct Claimed {
     pub reused: bool,
     /// Wall time of the whole command, in milliseconds.
     pub elapsed_ms: u64,
+    /// How long it waited in the pool's line before this address reached it, in milliseconds
+    /// (only when it waited: an agent, or `claim --wait`, that found the pool full).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waited_ms: Option<u64>,
 }
 
 impl Claimed {
@@ -157,6 +161,7 @@ mod tests {
             private_ip: "10.0.1.4".parse().unwrap(),
             reused: false,
             elapsed_ms: 12,
+            waited_ms: None,
         }
     }
 
@@ -270,6 +275,7 @@ mod tests {
                     private_ip: private.into(),
                     reused: false,
                     elapsed_ms: 0,
+                    waited_ms: None,
                 };
                 let text = c.env_file();
                 let assoc = c.association_id.to_string();

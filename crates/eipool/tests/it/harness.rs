@@ -157,6 +157,31 @@ impl Lab {
     }
 }
 
+/// The ACL rule docs/redis.md gives for eipool's user (`ACL SETUSER eipool on >PASSWORD …`).
+pub fn documented_acl_rule() -> String {
+    let doc = std::fs::read_to_string(workspace().join("docs/redis.md")).unwrap();
+    let line = doc
+        .lines()
+        .find(|l| l.trim_start().starts_with("ACL SETUSER eipool on >"))
+        .expect("docs/redis.md gives the ACL for eipool's Redis user");
+    line.split_once(" >")
+        .and_then(|(_, rest)| rest.split_once(' '))
+        .map(|(_, rule)| rule.trim().to_string())
+        .unwrap()
+}
+
+/// Make `user` (password `pw`) on the lab's Redis with exactly `rule`, and return the URL that
+/// logs in as it.
+pub fn acl_user(lab: &Lab, user: &str, pw: &str, rule: &str) -> String {
+    let url = lab.redis.url();
+    let mut setuser = vec!["ACL", "SETUSER", user, "reset", "on"];
+    let pass = format!(">{pw}");
+    setuser.push(&pass);
+    setuser.extend(rule.split_whitespace());
+    eipool_lab::redis_setups::command(&url, &setuser).unwrap();
+    url.replacen("redis://", &format!("redis://{user}:{pw}@"), 1)
+}
+
 /// The workspace root.
 pub fn workspace() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")

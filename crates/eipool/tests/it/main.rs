@@ -10,6 +10,7 @@ mod harness;
 mod hostile;
 mod iam;
 mod inputs;
+mod line;
 mod pool;
 mod private_ip;
 mod redis_scripts;

@@ -15,7 +15,7 @@ use eipool_lab::redis_setups::{self, Certs, RedisCluster};
 use eipool_lab::servers::RedisServer;
 
 use crate::harness::{
-    args, claim_command, eventually, failures, heavy, herd, moto, successes, workspace, Lab,
+    args, claim_command, eventually, failures, heavy, herd, moto, successes, Lab,
 };
 
 /// A claim that must take its Redis lease, with `global` flags (e.g. TLS files).
@@ -287,24 +287,11 @@ async fn claims_over_tls_with_a_private_ca_and_with_mutual_tls() {
     assert_eq!(associated(&lab).await, 2);
 }
 
-/// The ACL rule docs/redis.md gives for eipool's user (`ACL SETUSER eipool on >PASSWORD …`).
-fn readme_acl_rule() -> String {
-    let readme = std::fs::read_to_string(workspace().join("docs/redis.md")).unwrap();
-    let line = readme
-        .lines()
-        .find(|l| l.trim_start().starts_with("ACL SETUSER eipool on >"))
-        .expect("docs/redis.md gives the ACL for eipool's Redis user");
-    line.split_once(" >")
-        .and_then(|(_, rest)| rest.split_once(' '))
-        .map(|(_, rule)| rule.trim().to_string())
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acl_users_the_right_one_works_the_wrong_ones_exit_2_at_once_and_doctor_names_each() {
     let lab = Lab::new().await;
     let url = lab.redis.url();
-    let rule = readme_acl_rule();
+    let rule = crate::harness::documented_acl_rule();
     let mut setuser = vec!["ACL", "SETUSER", "eipool", "on", ">right-pw-1"];
     setuser.extend(rule.split_whitespace());
     redis_setups::command(&url, &setuser).unwrap();

@@ -2,8 +2,6 @@
 //! and whether every command eipool's scripts run works in the pool's slot and in the region's
 //! pace slot (credentials, ACL, scripting, a writable primary).
 
-use redis::AsyncCommands;
-
 use super::failures::Topology;
 use super::scripts::PROBE;
 use super::{Redis, RedisError};
@@ -122,30 +120,29 @@ impl Redis {
         }
     }
 
-    /// Run every command eipool runs, inside a script and outside, on probe keys in the pool's
-    /// slot (`pace: false`) or the region's pace slot (`pace: true`); the keys are deleted again.
+    /// Run every command eipool runs on the pool's keys ([`super::commands::COMMANDS`], in one
+    /// script: Redis checks a script's calls against the ACL as it checks the user's own), on
+    /// probe keys in the pool's slot (`pace: false`) or the region's pace slot (`pace: true`);
+    /// the keys are deleted again. Connecting and PING run the rest.
     pub(crate) async fn probe(&self, pace: bool) -> Result<(), RedisError> {
-        let (one, hash) = if pace {
-            (self.pace_key("doctor"), self.pace_key("doctor-h"))
-        } else {
-            (self.key("doctor"), self.key("doctor-h"))
-        };
+        let keys = ["doctor", "doctor-h", "doctor-z"].map(|k| {
+            if pace {
+                self.pace_key(k)
+            } else {
+                self.key(k)
+            }
+        });
         let mut inv = PROBE.prepare_invoke();
-        inv.key(&one).key(&hash);
-        let _: i64 = self.eval(inv).await?;
-        let (a, b) = (one.clone(), hash.clone());
-        let _: Vec<Option<String>> = self
-            .bounded(|mut c| async move { redis::cmd("MGET").arg(&a).query_async(&mut c).await })
-            .await?;
-        let _: Option<String> = self
-            .bounded(|mut c| async move { c.get(one).await })
-            .await?;
-        let _: std::collections::HashMap<String, String> = self
-            .bounded(|mut c| async move { c.hgetall(&b).await })
-            .await?;
-        let _: i64 = self
-            .bounded(|mut c| async move { c.hdel(&hash, "k").await })
-            .await?;
+        for k in &keys {
+            inv.key(k);
+        }
+        let answer: String = self.eval(inv).await?;
+        if answer != "ok" {
+            return Err(super::failures::refused(
+                &format!("the {} command", answer.to_uppercase()),
+                "refused inside a script",
+            ));
+        }
         self.ping().await
     }
 }

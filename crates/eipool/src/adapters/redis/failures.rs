@@ -36,15 +36,32 @@ fn is_auth(e: &ClientError) -> bool {
         || matches!(e.code(), Some("NOAUTH") | Some("WRONGPASS"))
 }
 
-/// The permissions eipool's Redis user needs, as an ACL rule (README, "Redis").
-pub(crate) const ACL_RULE: &str = "~eipool:* +evalsha +eval +script|load +get +mget +hgetall +hdel +ping +cluster|info +cluster|slots +cluster|keyslot +role +set +pexpire +incr +del +exists +hset +time";
+/// The command a NOPERM answer names (`... to run the 'zadd' command`), if it names one.
+fn refused_command(text: &str) -> Option<&str> {
+    let (_, after) = text.split_once("to run the '")?;
+    let (name, _) = after.split_once('\'')?;
+    Some(name)
+}
+
+/// What Redis answers when a script runs a command the user's ACL refuses. It does not say
+/// which: `eipool doctor` does.
+pub(super) const REFUSED_IN_A_SCRIPT: &str = "can't run this command";
+
+/// The Redis user may not run `what` (e.g. "the ZADD command"): grant eipool's whole rule.
+pub(super) fn refused(what: &str, detail: &str) -> RedisError {
+    RedisError::Misconfigured(format!(
+        "the Redis user lacks {what}, which eipool needs ({detail}). Grant eipool's whole rule (docs/redis.md): ACL SETUSER <user> {}",
+        super::commands::acl_rule()
+    ))
+}
 
 /// Sort a Redis failure: misconfiguration (it answers but can never work) or unavailability.
 /// `topology` is what the connection is: a READONLY or MOVED answer means a misconfiguration
 /// only on a single-node connection (a cluster connection follows them).
 pub(super) fn sort(e: &ClientError, topology: Topology) -> RedisError {
-    // One line: a parse error's text spans two.
-    let text = redact_url(&e.to_string())
+    // One line: a parse error's text spans two. A script's error names where it failed as
+    // `@user_script:N`, which is not a URL's userinfo.
+    let text = redact_url(&e.to_string().replace("@user_script", "user_script"))
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
@@ -59,9 +76,16 @@ pub(super) fn sort(e: &ClientError, topology: Topology) -> RedisError {
     }
     match e.kind() {
         ErrorKind::Server(ServerErrorKind::NoPerm) => {
-            return misconfigured(format!(
-                "the Redis user lacks a permission eipool needs ({text}). Grant it: ACL SETUSER <user> {ACL_RULE}"
-            ))
+            let what = refused_command(&text)
+                .map(|c| format!("the {} command", c.to_uppercase()))
+                .unwrap_or_else(|| "a permission".into());
+            return refused(&what, &text);
+        }
+        _ if text.contains(REFUSED_IN_A_SCRIPT) => {
+            return refused(
+                "a command of eipool's scripts (`eipool doctor` names it)",
+                &text,
+            );
         }
         ErrorKind::Server(ServerErrorKind::ReadOnly) if topology == Topology::Single => {
             return misconfigured(format!(
@@ -80,7 +104,7 @@ pub(super) fn sort(e: &ClientError, topology: Topology) -> RedisError {
     }
     if text.contains("unknown command") {
         return misconfigured(format!(
-            "this Redis does not offer a command eipool needs ({text}): eipool needs Lua scripting (EVALSHA, EVAL, SCRIPT LOAD)"
+            "this Redis does not offer a command eipool needs ({text}): eipool needs Lua scripting (EVALSHA, SCRIPT LOAD)"
         ));
     }
     if text.contains("invalid peer certificate")
@@ -161,6 +185,38 @@ mod tests {
             "An error was signalled by the server",
             detail.to_string(),
         ))
+    }
+
+    #[test]
+    fn a_refused_command_is_named_with_the_whole_rule_to_grant() {
+        let e = server(
+            "NOPERM",
+            "User eipool has no permissions to run the 'zadd' command",
+        );
+        let RedisError::Misconfigured(m) = sort(&e, Topology::Single) else {
+            panic!("NOPERM is a misconfiguration");
+        };
+        assert!(m.contains("lacks the ZADD command"), "{m}");
+        assert!(m.contains(&super::super::commands::acl_rule()), "{m}");
+        assert!(m.contains("docs/redis.md"), "{m}");
+    }
+
+    #[test]
+    fn a_command_refused_inside_a_script_is_a_misconfiguration_not_an_outage() {
+        // What Redis 7 answers: an ERR without the command's name.
+        let e = server(
+            "ERR",
+            "The user executing the script can't run this command or subcommand script: ef34f9e47d97491e4a7b4f5826627cef07a27f3c, on @user_script:1.",
+        );
+        let RedisError::Misconfigured(m) = sort(&e, Topology::Single) else {
+            panic!("refused in a script is a misconfiguration");
+        };
+        assert!(m.contains("ACL SETUSER <user> ~eipool:*"), "{m}");
+        assert!(m.contains("eipool doctor"), "{m}");
+        assert!(
+            m.contains("user_script:1"),
+            "the server's words, not redacted: {m}"
+        );
     }
 
     #[test]

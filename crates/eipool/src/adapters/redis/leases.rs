@@ -5,7 +5,6 @@ use std::net::Ipv4Addr;
 
 use std::time::Duration;
 
-use redis::AsyncCommands;
 use tokio::time::Instant;
 use tracing::instrument;
 
@@ -219,7 +218,7 @@ impl Redis {
     ) -> Result<Option<AllocationId>, RedisError> {
         let key = self.iface_key(eni, ip);
         let v: Option<String> = self
-            .bounded(|mut c| async move { c.get(key).await })
+            .bounded(|mut c| async move { redis::cmd("GET").arg(key).query_async(&mut c).await })
             .await?;
         // A value this version cannot read counts as none.
         Ok(v.and_then(|s| s.parse().ok()))

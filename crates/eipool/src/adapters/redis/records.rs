@@ -1,6 +1,5 @@
 //! What Redis recorded about the pool: live leases and holder records, for status and gc.
 
-use redis::AsyncCommands;
 use tracing::instrument;
 
 use super::{Redis, RedisError};
@@ -26,7 +25,12 @@ impl Redis {
             }
         }
         let holders: std::collections::HashMap<String, String> = self
-            .bounded(|mut c| async move { c.hgetall(self.key("holders")).await })
+            .bounded(|mut c| async move {
+                redis::cmd("HGETALL")
+                    .arg(self.key("holders"))
+                    .query_async(&mut c)
+                    .await
+            })
             .await?;
         for (alloc, v) in holders {
             let Ok(alloc) = alloc.parse::<AllocationId>() else {
@@ -47,7 +51,13 @@ impl Redis {
     /// Drop a holder record that no longer matches EC2 (gc).
     pub(crate) async fn drop_holder(&self, alloc: &AllocationId) -> Result<(), RedisError> {
         let _: i64 = self
-            .bounded(|mut c| async move { c.hdel(self.key("holders"), alloc.as_str()).await })
+            .bounded(|mut c| async move {
+                redis::cmd("HDEL")
+                    .arg(self.key("holders"))
+                    .arg(alloc.as_str())
+                    .query_async(&mut c)
+                    .await
+            })
             .await?;
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! The Lua scripts: each is one atomic step on keys of one hash slot (the pool's `{P}`, or the
-//! pace's own), so they also run on Redis Cluster. Compiled once per process; EVALSHA with a
-//! transparent fallback to EVAL (redis-rs `Script`).
+//! pace's own), so they also run on Redis Cluster. Compiled once per process; EVALSHA, loading
+//! the script on NOSCRIPT (redis-rs `Script`). Every command they run is in [`super::commands`].
 
 use std::sync::LazyLock;
 
@@ -141,56 +141,124 @@ redis.call('INCR', KEYS[4])
 return 1
 "#;
 
-// Join the pool's line (or rejoin with the ticket we had, after Redis lost the line). KEYS: line
-// (sorted set, owner scored by ticket), beats (hash owner -> Redis ms), seq. ARGV: owner, ticket
-// (0: a new one). A new ticket is above every waiting one, also after an empty restart.
+// The pool's waiting line. KEYS[1] line (sorted set: each waiting server, `<eni>/<ip>`, scored
+// by its ticket), KEYS[2] beats (hash: server -> Redis ms of its last sign of life), KEYS[3] away
+// (hash: server -> Redis ms until which it keeps its place while it restarts). A waiter is dead
+// when it has been silent for ARGV ghost ms, or, stepped away, when its grace has ended. Dead
+// waiters are dropped from the front at every ask (so none ever holds the turn: one stepped away
+// is skipped), and from anywhere by the head's ask and by every count of the line.
+const LINE_SWEEP: &str = r#"
+local function line_dead(m, now, ghost)
+  local away = redis.call('HGET', KEYS[3], m)
+  if away then
+    return now > tonumber(away)
+  end
+  return now - tonumber(redis.call('HGET', KEYS[2], m) or '0') > ghost
+end
+local function line_drop(m)
+  redis.call('ZREM', KEYS[1], m)
+  redis.call('HDEL', KEYS[2], m)
+  redis.call('HDEL', KEYS[3], m)
+end
+local function sweep_front(now, ghost)
+  local i = 0
+  while true do
+    local m = redis.call('ZRANGE', KEYS[1], i, i)[1]
+    if not m then
+      return
+    end
+    if line_dead(m, now, ghost) then
+      line_drop(m)
+    elseif redis.call('HEXISTS', KEYS[3], m) == 1 then
+      i = i + 1
+    else
+      return
+    end
+  end
+end
+local function sweep_all(now, ghost)
+  for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+    if line_dead(m, now, ghost) then
+      line_drop(m)
+    end
+  end
+end
+"#;
+
+// Join the line, or rejoin it: a server still in it (restarted within its grace, or a second
+// process of the same server) keeps its ticket; one that Redis lost (an empty restart) comes
+// back with the ticket it had (ARGV[2]; 0: a new one). A new ticket is above every waiting one,
+// also after an empty restart. KEYS: line, beats, away, seq. ARGV: server, ticket. Returns the
+// ticket.
 const LINE_JOIN_LUA: &str = r#"
 local t = tonumber(ARGV[2])
 local had = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if had then
   t = tonumber(had)
 elseif t == 0 then
-  t = redis.call('INCR', KEYS[3])
+  t = redis.call('INCR', KEYS[4])
   local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
   if top[2] and tonumber(top[2]) >= t then
     t = tonumber(top[2]) + 1
-    redis.call('SET', KEYS[3], string.format('%d', t))
+    redis.call('SET', KEYS[4], string.format('%d', t))
   end
 end
 redis.call('ZADD', KEYS[1], t, ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], now_ms())
+redis.call('HDEL', KEYS[3], ARGV[1])
 return t
 "#;
 
-// One waiter's ask: heartbeat, drop the ghosts ahead of it (heartbeat older than ARGV[2] ms),
-// and answer {place (0 = head; -1 = not in the line), freed count}. KEYS: line, beats, freed.
-// ARGV: owner, ghost ms.
+// One waiter's ask (also its heartbeat, and the head's while it claims): drop the dead, and
+// answer {place, freed count}: the place counts the waiters ahead that are present (one stepped
+// away to restart keeps its ticket, not the turn); 0 is the head, -1 not in the line. KEYS: line,
+// beats, away, freed. ARGV: server, ghost ms.
 const LINE_ASK_LUA: &str = r#"
-local freed = tonumber(redis.call('GET', KEYS[3]) or '0')
-local rank = redis.call('ZRANK', KEYS[1], ARGV[1])
-if not rank then
+local now = now_ms()
+local ghost = tonumber(ARGV[2])
+local freed = tonumber(redis.call('GET', KEYS[4]) or '0')
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
   return {-1, freed}
 end
-local now = now_ms()
 redis.call('HSET', KEYS[2], ARGV[1], now)
-local ahead = redis.call('ZRANGE', KEYS[1], 0, rank - 1)
-local dropped = 0
-for _, m in ipairs(ahead) do
-  local beat = tonumber(redis.call('HGET', KEYS[2], m) or '0')
-  if now - beat > tonumber(ARGV[2]) then
-    redis.call('ZREM', KEYS[1], m)
-    redis.call('HDEL', KEYS[2], m)
-    dropped = dropped + 1
+redis.call('HDEL', KEYS[3], ARGV[1])
+sweep_front(now, ghost)
+local ticket = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]))
+local place = redis.call('ZRANK', KEYS[1], ARGV[1])
+for _, m in ipairs(redis.call('HKEYS', KEYS[3])) do
+  local t = redis.call('ZSCORE', KEYS[1], m)
+  if t and tonumber(t) < ticket then
+    place = place - 1
   end
 end
-return {rank - dropped, freed}
+if place == 0 then
+  sweep_all(now, ghost)
+end
+return {place, freed}
 "#;
 
-// Leave the line. KEYS: line, beats. ARGV: owner.
+// Step away from the line to restart, keeping the place for ARGV[2] ms. KEYS: line, beats, away.
+// ARGV: server, grace ms.
+const LINE_AWAY_LUA: &str = r#"
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  redis.call('HSET', KEYS[3], ARGV[1], now_ms() + tonumber(ARGV[2]))
+end
+return 1
+"#;
+
+// Leave the line. KEYS: line, beats, away. ARGV: server.
 const LINE_LEAVE_LUA: &str = r#"
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
 return 1
+"#;
+
+// How many servers wait (those stepped away to restart included), the dead dropped first.
+// KEYS: line, beats, away. ARGV: ghost ms.
+const LINE_LEN_LUA: &str = r#"
+sweep_all(now_ms(), tonumber(ARGV[1]))
+return redis.call('ZCARD', KEYS[1])
 "#;
 
 // The herd's listing: a recent one if there is one, else the lead of the next (SET NX), else 0
@@ -234,25 +302,15 @@ redis.call('SET', KEYS[1], tat + interval, 'PX', math.floor(tat + interval - now
 return wait
 "#;
 
-// doctor: every command the scripts above run, on probe keys of one slot, deleted again.
-// KEYS: a string key, a hash key.
-const PROBE_LUA: &str = r#"
-redis.call('SET', KEYS[1], '1', 'PX', 10000)
-redis.call('GET', KEYS[1])
-redis.call('PEXPIRE', KEYS[1], 10000)
-redis.call('INCR', KEYS[1])
-redis.call('EXISTS', KEYS[1])
-redis.call('TIME')
-redis.call('HSET', KEYS[2], 'k', '1')
-redis.call('HDEL', KEYS[2], 'k')
-redis.call('DEL', KEYS[1], KEYS[2])
-return 1
-"#;
-
-// Compiled once per process; EVALSHA with a transparent fallback to EVAL (redis-rs `Script`).
+// Compiled once per process; EVALSHA, loading the script on NOSCRIPT (redis-rs `Script`).
 /// A script with the marker helpers in front.
 fn with_markers(body: &str) -> Script {
     Script::new(&format!("{MARKER_AGE}{body}"))
+}
+
+/// A script of the waiting line: the clock and the sweep in front.
+fn in_line(body: &str) -> Script {
+    Script::new(&format!("{MARKER_AGE}{LINE_SWEEP}{body}"))
 }
 
 pub(super) static ACQUIRE: LazyLock<Script> = LazyLock::new(|| with_markers(ACQUIRE_LUA));
@@ -266,9 +324,12 @@ pub(super) static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(RELEA
 pub(super) static ASSIGN: LazyLock<Script> = LazyLock::new(|| with_markers(ASSIGN_LUA));
 pub(super) static FORGET: LazyLock<Script> = LazyLock::new(|| Script::new(FORGET_LUA));
 pub(super) static LINE_JOIN: LazyLock<Script> = LazyLock::new(|| with_markers(LINE_JOIN_LUA));
-pub(super) static LINE_ASK: LazyLock<Script> = LazyLock::new(|| with_markers(LINE_ASK_LUA));
+pub(super) static LINE_ASK: LazyLock<Script> = LazyLock::new(|| in_line(LINE_ASK_LUA));
+pub(super) static LINE_AWAY: LazyLock<Script> = LazyLock::new(|| with_markers(LINE_AWAY_LUA));
 pub(super) static LINE_LEAVE: LazyLock<Script> = LazyLock::new(|| Script::new(LINE_LEAVE_LUA));
+pub(super) static LINE_LEN: LazyLock<Script> = LazyLock::new(|| in_line(LINE_LEN_LUA));
 pub(super) static PACE: LazyLock<Script> = LazyLock::new(|| Script::new(PACE_LUA));
 pub(super) static LISTING: LazyLock<Script> = LazyLock::new(|| Script::new(LISTING_LUA));
 pub(super) static SHARE: LazyLock<Script> = LazyLock::new(|| Script::new(SHARE_LUA));
-pub(super) static PROBE: LazyLock<Script> = LazyLock::new(|| Script::new(PROBE_LUA));
+pub(super) static PROBE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&super::commands::probe_script()));

@@ -10,6 +10,8 @@ use super::ops_context;
 use crate::app::cli::{ExporterArgs, Global};
 use crate::app::{config, http};
 use crate::pure::error::Error;
+use crate::pure::plan;
+use crate::services::context::Context;
 use crate::services::pool_view;
 use crate::support::budget::Budget;
 use crate::support::health::Health;
@@ -31,6 +33,9 @@ pub(super) async fn run(
     // The exporter holds no address: its readiness is not eipool_ready's.
     let health = Health::starting_untracked("starting: pool not read yet");
     let server = http::serve(&args.listen, health.clone(), Served::ByExporter).await?;
+    // The line's count is one cheap Redis call: kept fresh apart from the pool's read.
+    let line =
+        (ctx.redis.is_some()).then(|| tokio::spawn(count_the_line(ctx.clone(), cancel.clone())));
     loop {
         let budget = Budget::new(Instant::now() + per_read, cancel.clone());
         if pool_view::publish_gauges(&ctx, &budget).await {
@@ -44,5 +49,33 @@ pub(super) async fn run(
         }
     }
     server.stop().await;
+    if let Some(line) = line {
+        line.abort();
+    }
     Ok(())
+}
+
+/// Count the pool's waiting line every `plan::LINE_COUNT_EVERY` until cancelled; a failure is
+/// warned once (the error names what to fix: a Redis that refuses the command is an ACL to fix),
+/// then noted until it is counted again.
+async fn count_the_line(ctx: Context, cancel: CancellationToken) {
+    let mut failing = false;
+    loop {
+        match pool_view::publish_waiting(&ctx).await {
+            Ok(_) if failing => {
+                tracing::info!("the pool's waiting line is counted again");
+                failing = false;
+            }
+            Ok(_) => {}
+            Err(e) if !failing => {
+                tracing::warn!(error = %e, "could not count the pool's waiting line: eipool_pool_waiting is absent until it can");
+                failing = true;
+            }
+            Err(e) => tracing::debug!(error = %e, "could not count the pool's waiting line"),
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(plan::LINE_COUNT_EVERY) => {}
+        }
+    }
 }

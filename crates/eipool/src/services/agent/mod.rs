@@ -103,7 +103,7 @@ async fn watch(
     let mut verifier = Verifier::new(cfg.ec2_check_every, rand::rng().random());
     let mut last_verified = Instant::now();
     // An agent that found the pool exhausted waits in the pool's line for a freed address.
-    let mut waiter = Waiter::new(ctx.redis.clone());
+    let mut waiter = Waiter::new(ctx, me);
     let mut waiting = false;
     // Since when the agent has waited in the line, to measure the wait once an address is held.
     let mut waiting_since: Option<Instant> = None;
@@ -116,8 +116,10 @@ async fn watch(
                 // A newcomer leaves what is free to the servers already waiting; one in the
                 // line claims at its turn, and one taking its own address back does not wait.
                 behind_the_line: !waiter.in_line() && take_back.is_none(),
+                waited_since: waiting_since,
             };
-            match claim::run(ctx, me, &cfg.claim, prior, started, cancel.child_token()).await {
+            let claim = claim::run(ctx, me, &cfg.claim, prior, started, cancel.child_token());
+            match waiter.beating(claim).await {
                 Ok(c) => {
                     match &take_back {
                         Some(a) if *a == c.allocation_id => {
@@ -138,18 +140,12 @@ async fn watch(
                     take_back = None;
                     last_verified = Instant::now();
                     waiting = false;
-                    if let Some(since) = waiting_since.take() {
-                        let waited = since.elapsed();
-                        info!(
-                            waited_s = waited.as_secs_f64(),
-                            "a freed address reached us after waiting in the pool's line"
-                        );
-                        metrics::global().waited(waited.as_secs_f64());
-                    }
+                    waiting_since = None;
                     waiter.leave().await;
                 }
                 Err(Error::Interrupted) => {
-                    waiter.leave().await;
+                    // Stopped while waiting (the kubelet restarting us): keep the server's place.
+                    waiter.step_away().await;
                     return Ok(None);
                 }
                 Err(e @ (Error::Usage(_) | Error::Permission { .. } | Error::Internal(_))) => {
@@ -173,9 +169,16 @@ async fn watch(
             }
         }
         if waiting {
-            if waiter.turn(cfg.interval, cancel).await == Woken::Cancelled {
-                waiter.leave().await;
-                return Ok(held);
+            match waiter.turn(cfg.interval, cancel).await {
+                Ok(Woken::Turn) => {}
+                Ok(Woken::Cancelled) => {
+                    waiter.step_away().await;
+                    return Ok(held);
+                }
+                Err(e) => {
+                    waiter.leave().await;
+                    return Err(e);
+                }
             }
             continue;
         }

@@ -296,7 +296,8 @@ impl Coordination {
     }
 
     /// How many wait in the pool's line for a freed address (0 without Redis, or when it does
-    /// not answer: fairness is not worth a failed claim).
+    /// not answer: fairness is not worth a failed claim). A Redis that refuses to count it (the
+    /// ACL) stops the claim, as every misconfiguration does.
     pub(super) async fn waiting(&mut self, work: &Budget) -> Result<u64, Stop> {
         let Some(redis) = self.live() else {
             return Ok(0);
@@ -305,6 +306,7 @@ impl Coordination {
             Ok(n) => Ok(n),
             Err(e) => {
                 debug!(error = %e, "could not see the pool's line; claiming as if it were empty");
+                self.failed(work, e)?;
                 Ok(0)
             }
         }

@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::info;
 
 use crate::adapters::aws::Ec2;
 use crate::adapters::redis::RedisTarget;
@@ -122,6 +123,10 @@ pub(crate) struct Prior {
     /// This claimer would wait in the pool's line if the pool were full, and is not in it yet:
     /// it leaves free addresses to the servers already waiting (`plan::leave_to_the_line`).
     pub(crate) behind_the_line: bool,
+    /// Since when this claimer has waited in the pool's line, if it has: a win is then counted
+    /// once, as `outcome="waited"`, and its wait measured (`eipool_line_wait_seconds`, the
+    /// report's `waited_ms`).
+    pub(crate) waited_since: Option<Instant>,
 }
 
 /// Claim an address of the pool for `me`, within `cfg.timeout` of `started`: the address, or an
@@ -134,11 +139,22 @@ pub(crate) async fn run(
     started: Instant,
     cancel: CancellationToken,
 ) -> Result<Claimed, Error> {
-    let result = run_inner(ctx, me, cfg, prior, started, cancel).await;
-    let outcome = match &result {
-        Ok(c) if c.reused => "reused",
-        Ok(_) => "claimed",
-        Err(e) => e.label(),
+    let waited_since = prior.waited_since;
+    let mut result = run_inner(ctx, me, cfg, prior, started, cancel).await;
+    let outcome = match (&mut result, waited_since) {
+        (Ok(c), Some(since)) => {
+            let waited = since.elapsed();
+            c.waited_ms = Some(waited.as_millis() as u64);
+            info!(
+                waited_s = waited.as_secs_f64(),
+                "a freed address reached us after waiting in the pool's line"
+            );
+            metrics::global().waited(waited.as_secs_f64());
+            "waited"
+        }
+        (Ok(c), None) if c.reused => "reused",
+        (Ok(_), None) => "claimed",
+        (Err(e), _) => e.label(),
     };
     metrics::global().claim_finished(outcome, started.elapsed().as_secs_f64());
     result

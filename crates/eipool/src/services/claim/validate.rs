@@ -163,5 +163,6 @@ pub(super) fn report(a: &Address, me: &Identity, reused: bool) -> Result<Claimed
         private_ip: me.private_ip,
         reused,
         elapsed_ms: 0,
+        waited_ms: None,
     })
 }
