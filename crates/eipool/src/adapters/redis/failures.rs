@@ -50,7 +50,7 @@ pub(super) const REFUSED_IN_A_SCRIPT: &str = "can't run this command";
 /// The Redis user may not run `what` (e.g. "the ZADD command"): grant eipool's whole rule.
 pub(super) fn refused(what: &str, detail: &str) -> RedisError {
     RedisError::Misconfigured(format!(
-        "the Redis user lacks {what}, which eipool needs ({detail}). Grant eipool's whole rule (docs/redis.md): ACL SETUSER <user> {}",
+        "the Redis user lacks a permission eipool needs: {what} ({detail}). Grant eipool's whole rule (docs/redis.md): ACL SETUSER <user> {}",
         super::commands::acl_rule()
     ))
 }
@@ -78,7 +78,7 @@ pub(super) fn sort(e: &ClientError, topology: Topology) -> RedisError {
         ErrorKind::Server(ServerErrorKind::NoPerm) => {
             let what = refused_command(&text)
                 .map(|c| format!("the {} command", c.to_uppercase()))
-                .unwrap_or_else(|| "a permission".into());
+                .unwrap_or_else(|| "a command".into());
             return refused(&what, &text);
         }
         _ if text.contains(REFUSED_IN_A_SCRIPT) => {
@@ -196,7 +196,10 @@ mod tests {
         let RedisError::Misconfigured(m) = sort(&e, Topology::Single) else {
             panic!("NOPERM is a misconfiguration");
         };
-        assert!(m.contains("lacks the ZADD command"), "{m}");
+        assert!(
+            m.contains("lacks a permission eipool needs: the ZADD command"),
+            "{m}"
+        );
         assert!(m.contains(&super::super::commands::acl_rule()), "{m}");
         assert!(m.contains("docs/redis.md"), "{m}");
     }
