@@ -334,7 +334,7 @@ mod docs {
     /// The alerts use only metrics that exist and link only to runbook sections that exist.
     #[test]
     fn alerts_use_real_metrics_and_link_real_runbook_sections() {
-        let rules = include_str!("../../../../deploy/base/prometheus-rule.yaml");
+        let rules = include_str!("../../../../deploy/prometheus/eipool-rules.yaml");
         let runbook = include_str!("../../../../docs/runbook.md");
         let exported = exported();
         for word in rules.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
