@@ -85,6 +85,21 @@ pub(crate) struct PoolLabel {
     pub pool: String,
 }
 
+/// Every way a claim ends (`eipool_claims_total{outcome}`), exported at 0 from the start: a series
+/// Prometheus first sees at 1 counts no increase, so without them `increase()` and `rate()` (the
+/// dashboard, the claim alerts) would miss the one claim most agents ever make.
+const CLAIM_OUTCOMES: [&str; 9] = [
+    "claimed",
+    "reused",
+    "exhausted",
+    "temporary",
+    "permission",
+    "usage",
+    "interrupted",
+    "internal",
+    "waited",
+];
+
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
 
 /// The process's metrics.
@@ -113,6 +128,11 @@ impl Metrics {
             claim_duration.clone(),
         );
         let claims = Family::<OutcomeLabel, Counter>::default();
+        for outcome in CLAIM_OUTCOMES {
+            drop(claims.get_or_create(&OutcomeLabel {
+                outcome: outcome.to_string(),
+            }));
+        }
         registry.register("claims", "Claims by how they ended", claims.clone());
         let drift = Counter::default();
         registry.register(
@@ -195,8 +215,13 @@ impl Metrics {
         }
     }
 
-    /// Count one EC2 call.
+    /// Count one EC2 call. An action's `throttled` series exists (at 0) from its first call, so
+    /// that `rate()` sees its throttles after that one.
     pub(crate) fn ec2_call(&self, action: &str, outcome: &str) {
+        drop(self.ec2_calls.get_or_create(&CallLabels {
+            action: action.to_string(),
+            outcome: "throttled".to_string(),
+        }));
         self.ec2_calls
             .get_or_create(&CallLabels {
                 action: action.to_string(),
@@ -288,6 +313,30 @@ mod tests {
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }
+    }
+
+    #[test]
+    fn every_claim_outcome_is_exported_at_zero_before_any_claim() {
+        let m = Metrics::new();
+        m.ec2_call("DescribeAddresses", "ok");
+        let text = m.render(Served::ByAgent);
+        for outcome in [
+            "claimed",
+            "reused",
+            "exhausted",
+            "temporary",
+            "permission",
+            "usage",
+            "interrupted",
+            "internal",
+            "waited",
+        ] {
+            let line = format!("eipool_claims_total{{outcome=\"{outcome}\"}} 0");
+            assert!(text.contains(&line), "missing {line} in\n{text}");
+        }
+        let throttled =
+            "eipool_ec2_calls_total{action=\"DescribeAddresses\",outcome=\"throttled\"} 0";
+        assert!(text.contains(throttled), "missing {throttled} in\n{text}");
     }
 
     #[test]
