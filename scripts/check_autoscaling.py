@@ -25,7 +25,9 @@ if keda["spec"]["scaleTargetRef"]["name"] != media:
     errors.append(f"keda-scaledobject.yaml: scaleTargetRef is not {media!r}")
 trigger = keda["spec"]["triggers"][0]["metadata"]
 query = trigger["query"]
-pool = next(p["patch"].split("value:")[1].strip() for p in yaml.safe_load(open("deploy/overlays/example/kustomization.yaml"))["patches"]
+overlay = yaml.safe_load(open("deploy/overlays/example/kustomization.yaml"))
+# The example overlay's EIPOOL_POOL (its JSON patch of the ConfigMap eipool).
+pool = next(p["patch"].split("value:")[1].strip() for p in overlay["patches"]
             if p["target"].get("name") == "eipool" and p["target"]["kind"] == "ConfigMap")
 pools = set(re.findall(r'eipool_pool_addresses\{pool="([^"]*)"', query))
 if pools != {pool}:
