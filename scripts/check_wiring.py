@@ -170,7 +170,7 @@ def media_failures(docs, w):
           f"is {period * threshold + probe_timeout})")
     listen = flag(args, "--listen")
     listen_port = int(listen.rsplit(":", 1)[1]) if listen else 9877  # the agent's default port
-    check(listen is None or not listen.startswith(("0.0.0.0:", "[::]:")),
+    check(listen is None or not listen.startswith(("0.0.0.0:", "[::]:", ":")),
           "the agent does not listen on a wildcard address of the host-network node (default: its private IP)")
     # The kubelet probes (and Prometheus scrapes) the pod's IP: on IPv4 the node's private IPv4,
     # the agent's default; on IPv6 the node's IPv6, which the agent must be told from the
@@ -179,7 +179,7 @@ def media_failures(docs, w):
     env_of = {e["name"]: e for e in agent.get("env", [])}
     from_pod_ip = bool(var) and (env_of.get(var[2], {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
                                  == "status.podIP") and bool(var[1]) == bool(var[3])
-    check(listen is None or listen.startswith(":") or from_pod_ip,
+    check(listen is None or from_pod_ip,
           "the agent listens where the kubelet probes: its default (the node's private IPv4, the pod's IP on IPv4) or "
           "the pod's IP from the downward API (status.podIP; [$(VAR)]:PORT on IPv6)")
     for probe_name in ("livenessProbe", "readinessProbe", "startupProbe"):
@@ -349,6 +349,7 @@ BREAKS = [
      lambda d: _app(d)["livenessProbe"].update(periodSeconds=60), "within 30 s", None),
     ("no --release-on-exit", lambda d: _agent(d)["args"].remove("--release-on-exit"), "--release-on-exit", None),
     ("the agent on every interface", lambda d: _agent(d)["args"].extend(["--listen", "0.0.0.0:9877"]), "wildcard", None),
+    ("the agent on every interface (:PORT)", lambda d: _agent(d)["args"].extend(["--listen", ":9877"]), "wildcard", None),
     ("the agent on an address the kubelet does not probe",
      lambda d: _agent(d)["args"].extend(["--listen", "[$(NOT_THE_POD_IP)]:9877"]), "where the kubelet probes", None),
     ("no IRSA annotation",

@@ -135,7 +135,7 @@ holds an address (startupProbe), verifies the address, and gives it back when th
     - {{ printf "[$(EIPOOL_POD_IP)]:%d" $port | quote }}
     {{- else if ne $port 9877 }}
     - --listen
-    - {{ printf ":%d" $port | quote }}
+    - {{ printf "$(EIPOOL_POD_IP):%d" $port | quote }}
     {{- end }}
     {{- if .Values.agent.releaseOnExit }}
     - --release-on-exit
@@ -143,9 +143,10 @@ holds an address (startupProbe), verifies the address, and gives it back when th
     - {{ .Values.agent.releaseTimeout }}
     {{- end }}
   {{- $podIP := "" }}
-  {{- if eq .Values.agent.ipFamily "IPv6" }}
-  {{- /* The address the kubelet probes and Prometheus scrapes: on an IPv6 cluster the node's IPv6
-  address (a host-network pod's IP), not the private IPv4 the agent listens on by default. */}}
+  {{- if or (eq .Values.agent.ipFamily "IPv6") (ne $port 9877) }}
+  {{- /* The address the kubelet probes and Prometheus scrapes, the pod's IP: on IPv4 the node's
+  private IPv4 (the agent's default, which --listen cannot keep with another port: ":PORT" would
+  be every interface of the node), on an IPv6 cluster the node's IPv6 address. */}}
   {{- $podIP = "- name: EIPOOL_POD_IP\n  valueFrom:\n    fieldRef:\n      fieldPath: status.podIP" }}
   {{- end }}
   {{- include "eipool.envWith" (dict "ctx" . "extra" $podIP) | nindent 2 }}
