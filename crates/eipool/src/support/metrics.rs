@@ -320,17 +320,15 @@ mod tests {
         let m = Metrics::new();
         m.ec2_call("DescribeAddresses", "ok");
         let text = m.render(Served::ByAgent);
-        for outcome in [
-            "claimed",
-            "reused",
-            "exhausted",
-            "temporary",
-            "permission",
-            "usage",
-            "interrupted",
-            "internal",
-            "waited",
-        ] {
+        // Each outcome the README's metrics table lists for eipool_claims_total.
+        let readme = include_str!("../../../../README.md");
+        let row = readme
+            .lines()
+            .find(|l| l.starts_with("| `eipool_claims_total`"))
+            .expect("the README's row of eipool_claims_total");
+        let documented: Vec<&str> = row.split('`').skip(5).step_by(2).collect();
+        assert_eq!(documented, CLAIM_OUTCOMES, "{row}");
+        for outcome in CLAIM_OUTCOMES {
             let line = format!("eipool_claims_total{{outcome=\"{outcome}\"}} 0");
             assert!(text.contains(&line), "missing {line} in\n{text}");
         }

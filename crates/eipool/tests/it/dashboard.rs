@@ -481,16 +481,8 @@ async fn every_dashboard_panel_shows_its_series_from_a_real_prometheus() {
 
     // An agent stops and gives its address back: the longest waiter takes it. Then the pool
     // grows by one, and the other waiter takes that.
-    let mut leaving = agents[ready[0]].take().unwrap();
-    let pid = leaving.child.id().unwrap().to_string();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    let st = tokio::time::timeout(Duration::from_secs(30), leaving.child.wait())
-        .await
-        .expect("the agent exits")
-        .unwrap();
+    let leaving = agents[ready[0]].take().unwrap();
+    let st = leaving.terminate(Duration::from_secs(30)).await;
     assert_eq!(st.code(), Some(0));
     let mut grow = lab.with_redis(&[]);
     grow.extend(args(&["pool", "grow", "--count", "1"]));
