@@ -3,22 +3,35 @@ overlays and the Helm chart (its example workload, and a media chart of your own
 named templates) go through the same checks, so they cannot drift apart. Each WHY is one
 assertion.
 
-    check_wiring.py RENDER.yaml...              check each render
-    check_wiring.py --self-test RENDER.yaml...  break each render in known ways and show that
-                                                every break is caught (the checks can fail)
-    check_wiring.py --same-rules A.yaml B.yaml  the two renders carry the same alert rules
+    check_wiring.py --operator RENDER.yaml...     check each render of a cluster with the Prometheus
+                                                  Operator: its PodMonitor and alert rules are there
+    check_wiring.py --no-operator RENDER.yaml...  check each render of a cluster without it: none of
+                                                  the Operator's kinds (the install would fail)
+    check_wiring.py --self-test --operator|--no-operator RENDER.yaml...
+                                                  break each render in known ways and show that
+                                                  every break is caught (the checks can fail)
+    check_wiring.py --same-rules A.yaml B.yaml... the renders (or plain rules files) carry the same
+                                                  alert rules
 """
 import copy
+import csv
+import json
 import re
 import sys
 from pathlib import Path
 
 import yaml
 
-RUNBOOK = Path(__file__).resolve().parent.parent / "docs" / "runbook.md"
+ROOT = Path(__file__).resolve().parent.parent
+RUNBOOK = ROOT / "docs" / "runbook.md"
+DASHBOARD = ROOT / "charts" / "eipool" / "dashboards" / "eipool.json"
+SCRAPE_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 WORKLOADS = ("Deployment", "DaemonSet", "StatefulSet")
 # An agent may wait in a full pool's line this long without its startupProbe restarting it.
 DAY = 24 * 3600
+OPERATOR_GROUP = "monitoring.coreos.com/"
+SKIP_CONTAINERS = "eks.amazonaws.com/skip-containers"
+AGENT_LABEL = {"eipool/agent": "true"}
 
 
 def flag(args, name):
@@ -48,6 +61,57 @@ def selects(selector, labels):
     return True
 
 
+def meta_label(name):
+    """A Kubernetes label name as Prometheus's service discovery writes it in a meta label."""
+    return re.sub(r"[^a-zA-Z0-9_]", "_", name)
+
+
+def scraped_ports(template, namespace="media", pod="pod-0"):
+    """The container ports of a pod template that deploy/prometheus/prometheus.yml's eipool job
+    keeps, its relabel_configs applied to the meta labels Prometheus's pod discovery gives each
+    port (Debian's Prometheus lacks Kubernetes discovery, so this applies them as Prometheus does:
+    keep, drop and replace, the regex anchored)."""
+    job = next(j for j in yaml.safe_load(SCRAPE_CONFIG.read_text())["scrape_configs"] if j["job_name"] == "eipool")
+    spec, labels = template["spec"], template["metadata"].get("labels", {})
+    kept = []
+    for init, containers in ((True, spec.get("initContainers", [])), (False, spec.get("containers", []))):
+        for c in containers:
+            for port in c.get("ports", []):
+                meta = {"__meta_kubernetes_namespace": namespace, "__meta_kubernetes_pod_name": pod,
+                        "__meta_kubernetes_pod_container_name": c["name"],
+                        "__meta_kubernetes_pod_container_init": str(init).lower(),
+                        "__meta_kubernetes_pod_container_port_name": port.get("name", ""),
+                        "__meta_kubernetes_pod_container_port_number": str(port["containerPort"])}
+                for k, v in labels.items():
+                    meta[f"__meta_kubernetes_pod_label_{meta_label(k)}"] = str(v)
+                    meta[f"__meta_kubernetes_pod_labelpresent_{meta_label(k)}"] = "true"
+                keep = True
+                for rule in job.get("relabel_configs", []):
+                    value = rule.get("separator", ";").join(meta.get(l, "") for l in rule.get("source_labels", []))
+                    match = re.fullmatch(rule.get("regex", "(.*)"), value)
+                    action = rule.get("action", "replace")
+                    if action == "keep" and not match or action == "drop" and match:
+                        keep = False
+                        break
+                    if action == "replace" and match:
+                        meta[rule["target_label"]] = match.expand(rule.get("replacement", "$1").replace("$1", r"\1"))
+                if keep:
+                    kept.append((c["name"], port["containerPort"]))
+    return kept
+
+
+def skipped_containers(template):
+    """The container names the pod identity webhook skips: it reads the annotation as one CSV
+    record (an unparsable one skips none)."""
+    value = (template["metadata"].get("annotations") or {}).get(SKIP_CONTAINERS)
+    if value is None:
+        return None
+    try:
+        return next(csv.reader([value]))
+    except (csv.Error, StopIteration):
+        return []
+
+
 def anchors():
     """The anchors of docs/runbook.md's headings, as GitHub makes them."""
     out = set()
@@ -66,8 +130,9 @@ def media_failures(docs, w):
         if not ok:
             failures.append(f"{w['kind']}/{w['metadata']['name']}: {why}")
 
-    spec = w["spec"]["template"]["spec"]
-    labels = w["spec"]["template"]["metadata"].get("labels", {})
+    template = w["spec"]["template"]
+    spec = template["spec"]
+    labels = template["metadata"].get("labels", {})
     inits = spec.get("initContainers", [])
     agent = next(c for c in inits if c["name"] == "eipool-agent")
     app = next((c for c in spec["containers"] if c["name"] != "eipool-agent"), None)
@@ -96,11 +161,32 @@ def media_failures(docs, w):
     check(any(mount_dir(app, v["name"]) and remembered and remembered[0].startswith(mount_dir(app, v["name"]) + "/")
               for v in spec.get("volumes", []) if "emptyDir" in v),
           "that file is on a volume of the media container (it survives a restart of the container, not of the pod)")
-    check(app.get("livenessProbe", {}).get("failureThreshold", 3) == 1, "one failed liveness check restarts the media container")
+    probe = app.get("livenessProbe", {})
+    period, threshold, probe_timeout = (probe.get("periodSeconds", 10), probe.get("failureThreshold", 3),
+                                        probe.get("timeoutSeconds", 1))
+    check(threshold >= 2 and probe_timeout >= 3,
+          "one slow or failed check of the media container's livenessProbe does not restart it (a restart drops its "
+          f"calls): failureThreshold >= 2 and timeoutSeconds >= 3 (has {threshold} and {probe_timeout})")
+    check(period * threshold + probe_timeout <= 30,
+          f"a drift still restarts the media container within 30 s (periodSeconds x failureThreshold + timeoutSeconds "
+          f"is {period * threshold + probe_timeout})")
     listen = flag(args, "--listen")
     listen_port = int(listen.rsplit(":", 1)[1]) if listen else 9877  # the agent's default port
-    check(listen is None or not listen.startswith(("0.0.0.0:", "[::]:")),
+    check(listen is None or not listen.startswith(("0.0.0.0:", "[::]:", ":")),
           "the agent does not listen on a wildcard address of the host-network node (default: its private IP)")
+    # The kubelet probes (and Prometheus scrapes) the pod's IP: on IPv4 the node's private IPv4,
+    # the agent's default; on IPv6 the node's IPv6, which the agent must be told from the
+    # downward API. Any other address fails every probe.
+    var = re.fullmatch(r"(\[)?\$\((\w+)\)(\])?:\d+", listen or "")
+    env_of = {e["name"]: e for e in agent.get("env", [])}
+    from_pod_ip = bool(var) and (env_of.get(var[2], {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+                                 == "status.podIP") and bool(var[1]) == bool(var[3])
+    check(listen is None or from_pod_ip,
+          "the agent listens where the kubelet probes: its default (the node's private IPv4, the pod's IP on IPv4) or "
+          "the pod's IP from the downward API (status.podIP; [$(VAR)]:PORT on IPv6)")
+    for probe_name in ("livenessProbe", "readinessProbe", "startupProbe"):
+        check("host" not in agent.get(probe_name, {}).get("httpGet", {}),
+              f"the agent's {probe_name} goes to the pod's IP (no httpGet.host)")
     check(any(p["containerPort"] == listen_port for p in agent.get("ports", [])), "the agent exposes its --listen port")
     for probe, path in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz"), ("startupProbe", "/readyz")]:
         get = agent.get(probe, {}).get("httpGet", {})
@@ -117,10 +203,16 @@ def media_failures(docs, w):
           "the startupProbe does not restart an agent waiting in a full pool's line (it covers a day)")
     check(spec.get("terminationGracePeriodSeconds", 30) >= 60, "the grace period covers drain plus release")
     anti = spec.get("affinity", {}).get("podAntiAffinity", {}).get("requiredDuringSchedulingIgnoredDuringExecution", [])
-    check(any(t.get("topologyKey") == "kubernetes.io/hostname" and t.get("labelSelector") and selects(t["labelSelector"], labels)
-              for t in anti),
+    per_node = [t for t in anti if t.get("topologyKey") == "kubernetes.io/hostname" and t.get("labelSelector")
+                and selects(t["labelSelector"], labels)]
+    check(bool(per_node),
           "one media pod per node: a required podAntiAffinity on kubernetes.io/hostname selects the media pods "
           "(two on one node share its address, and the first to stop releases it under the other)")
+    check(all(labels.get(k) == v for k, v in AGENT_LABEL.items()),
+          'the media pods carry the label eipool/agent: "true" that every pod running the agent carries')
+    check(any(selects(t["labelSelector"], AGENT_LABEL) and t.get("namespaceSelector") == {} for t in per_node),
+          'one pod running the agent per node of any workload or namespace: the anti-affinity selects eipool/agent: "true" '
+          "with an empty namespaceSelector (without it, only the pod's own namespace)")
     spread = spec.get("topologySpreadConstraints", [])
     check(any(c.get("topologyKey") == "topology.kubernetes.io/zone" and c.get("labelSelector") and selects(c["labelSelector"], labels)
               for c in spread),
@@ -135,12 +227,23 @@ def media_failures(docs, w):
           "the ServiceAccount is annotated for IRSA")
     check(any(d["kind"] == "PodDisruptionBudget" and selects(d["spec"]["selector"], labels) for d in docs),
           "a PodDisruptionBudget covers the media pods")
-    monitors = [d for d in docs if d["kind"] == "PodMonitor"]
-    check(any(selects(m["spec"]["selector"], labels) for m in monitors), "a PodMonitor scrapes the agents")
+    # Least privilege inside the pod: the node role reaches the agent only.
+    names = [c["name"] for c in inits + spec["containers"]]
+    skipped = skipped_containers(template)
+    check(skipped is not None and sorted(skipped) == sorted(n for n in names if n != "eipool-agent"),
+          f"only the agent gets the node role: the pod annotation {SKIP_CONTAINERS} names every container but "
+          f"eipool-agent ({sorted(n for n in names if n != 'eipool-agent')}; has {skipped!r})")
+    check(spec.get("automountServiceAccountToken") is False,
+          "no Kubernetes API token in the media pod (automountServiceAccountToken: false): nothing in it calls the API")
+    check(scraped_ports(template) == [("eipool-agent", listen_port)],
+          "deploy/prometheus/prometheus.yml's scrape config keeps the agent's metrics port of the media pods, and only it "
+          f"(keeps {scraped_ports(template)})")
     return failures
 
 
-def failures_of(docs):
+def failures_of(docs, operator):
+    """Every failure of a render; `operator`: rendered for a cluster with the Prometheus Operator
+    (its PodMonitor and alert rules must be there), else for one without (none of its kinds)."""
     failures = []
 
     def check(ok, why):
@@ -155,7 +258,28 @@ def failures_of(docs):
     exporters = [d for d in docs if d["kind"] == "Deployment"
                  and any(c.get("args", [])[:1] == ["exporter"] for c in d["spec"]["template"]["spec"]["containers"])]
     check(len(exporters) == 1 and exporters[0]["spec"].get("replicas", 1) == 1, "one exporter serves the pool gauges")
+    for e in exporters:
+        template = e["spec"]["template"]
+        check(len(scraped_ports(template)) == 1, "deploy/prometheus/prometheus.yml's scrape config keeps the exporter's metrics port")
+        check(template["spec"].get("automountServiceAccountToken") is False, "no Kubernetes API token in the exporter's pod")
+    # Every namespaced object in one namespace: an object without one lands in kubectl's current
+    # namespace, away from the rest (the dashboard may be put beside Grafana on purpose).
+    spaces = {d["metadata"].get("namespace") for d in docs if d["kind"] != "Namespace"
+              and "grafana_dashboard" not in (d["metadata"].get("labels") or {})}
+    check(len(spaces) == 1, f"every object is in the same namespace (found {sorted(map(str, spaces))})")
+    # The Grafana dashboard, as committed.
+    boards = [d for d in docs if d["kind"] == "ConfigMap" and "grafana_dashboard" in (d["metadata"].get("labels") or {})]
+    check(len(boards) == 1 and json.loads(next(iter(boards[0]["data"].values()))) == json.loads(DASHBOARD.read_text()),
+          "a ConfigMap labelled for Grafana's sidecar (grafana_dashboard) carries charts/eipool/dashboards/eipool.json")
+    operator_kinds = sorted(f"{d['kind']}/{d['metadata']['name']}" for d in docs if d["apiVersion"].startswith(OPERATOR_GROUP))
+    if not operator:
+        check(not operator_kinds, "rendered for a cluster without the Prometheus Operator: none of its kinds (monitoring.coreos.com), "
+                                  f"whose install would fail there (found {operator_kinds})")
+        return failures
     monitors = [d for d in docs if d["kind"] == "PodMonitor"]
+    for w in media:
+        check(any(selects(m["spec"]["selector"], w["spec"]["template"]["metadata"].get("labels", {})) for m in monitors),
+              "a PodMonitor scrapes the agents")
     for e in exporters:
         labels = e["spec"]["template"]["metadata"].get("labels", {})
         check(any(selects(m["spec"]["selector"], labels) for m in monitors), "a PodMonitor scrapes the exporter")
@@ -191,83 +315,145 @@ def _app(docs):
     return next(c for c in _media(docs)["spec"]["template"]["spec"]["containers"] if c["name"] != "eipool-agent")
 
 
+def _template(docs):
+    return _media(docs)["spec"]["template"]
+
+
+def _anti(docs):
+    return _template(docs)["spec"]["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+
+
+# Known ways to break the wiring, each with (part of) the check that must catch it, and whether it
+# applies to renders with the Operator's objects (True), without (False), or both (None).
 BREAKS = [
-    ("no preStop release", lambda d: _agent(d).pop("lifecycle"), "preStop runs"),
+    ("no preStop release", lambda d: _agent(d).pop("lifecycle"), "preStop runs", None),
     ("two media pods allowed on one node",
-     lambda d: _media(d)["spec"]["template"]["spec"].pop("affinity"), "one media pod per node"),
-    ("no zone spread", lambda d: _media(d)["spec"]["template"]["spec"].pop("topologySpreadConstraints"), "spread over the zones"),
+     lambda d: _media(d)["spec"]["template"]["spec"].pop("affinity"), "one media pod per node", None),
+    ("one agent per node of this namespace only (no namespaceSelector)",
+     lambda d: [t.pop("namespaceSelector", None) for t in _anti(d)], "any workload or namespace", None),
+    ("one agent per node of this workload only (its own labels)",
+     lambda d: [t.update(labelSelector={"matchLabels": {"x": "y"}}) for t in _anti(d)]
+     and _template(d)["metadata"]["labels"].update(x="y"), "any workload or namespace", None),
+    ("no zone spread", lambda d: _media(d)["spec"]["template"]["spec"].pop("topologySpreadConstraints"), "spread over the zones", None),
     ("Kubernetes' default grace period",
-     lambda d: _media(d)["spec"]["template"]["spec"].pop("terminationGracePeriodSeconds"), "grace period"),
+     lambda d: _media(d)["spec"]["template"]["spec"].pop("terminationGracePeriodSeconds"), "grace period", None),
     ("the media container mounts the env file elsewhere",
      lambda d: [m.update(mountPath="/elsewhere") for m in _app(d)["volumeMounts"] if m["mountPath"] in _agent(d)["args"][2]],
-     "same path"),
-    ("no hostNetwork", lambda d: _media(d)["spec"]["template"]["spec"].pop("hostNetwork"), "hostNetwork"),
+     "same path", None),
+    ("no hostNetwork", lambda d: _media(d)["spec"]["template"]["spec"].pop("hostNetwork"), "hostNetwork", None),
     ("the agent is not the first initContainer",
      lambda d: _media(d)["spec"]["template"]["spec"]["initContainers"].insert(0, {"name": "setup", "image": "busybox"}),
-     "first initContainer"),
-    ("a startupProbe shorter than a claim", lambda d: _agent(d)["startupProbe"].update(failureThreshold=10), "startupProbe waits"),
-    ("a startupProbe that restarts a waiting agent", lambda d: _agent(d)["startupProbe"].update(failureThreshold=300), "waiting in a full pool's line"),
-    ("no liveness restart of the media container", lambda d: _app(d).pop("livenessProbe"), "livenessProbe compares"),
-    ("no --release-on-exit", lambda d: _agent(d)["args"].remove("--release-on-exit"), "--release-on-exit"),
-    ("the agent on every interface", lambda d: _agent(d)["args"].extend(["--listen", "0.0.0.0:9877"]), "wildcard"),
+     "first initContainer", None),
+    ("a startupProbe shorter than a claim", lambda d: _agent(d)["startupProbe"].update(failureThreshold=10), "startupProbe waits", None),
+    ("a startupProbe that restarts a waiting agent", lambda d: _agent(d)["startupProbe"].update(failureThreshold=300), "waiting in a full pool's line", None),
+    ("no liveness restart of the media container", lambda d: _app(d).pop("livenessProbe"), "livenessProbe compares", None),
+    ("a drift probe that restarts the media server on one failed check",
+     lambda d: _app(d)["livenessProbe"].update(failureThreshold=1), "one slow or failed check", None),
+    ("a drift probe with the default 1 s timeout", lambda d: _app(d)["livenessProbe"].pop("timeoutSeconds"), "one slow or failed check", None),
+    ("a drift probe too slow to restart on a drift",
+     lambda d: _app(d)["livenessProbe"].update(periodSeconds=60), "within 30 s", None),
+    ("no --release-on-exit", lambda d: _agent(d)["args"].remove("--release-on-exit"), "--release-on-exit", None),
+    ("the agent on every interface", lambda d: _agent(d)["args"].extend(["--listen", "0.0.0.0:9877"]), "wildcard", None),
+    ("the agent on every interface (:PORT)", lambda d: _agent(d)["args"].extend(["--listen", ":9877"]), "wildcard", None),
+    ("the agent on an address the kubelet does not probe",
+     lambda d: _agent(d)["args"].extend(["--listen", "[$(NOT_THE_POD_IP)]:9877"]), "where the kubelet probes", None),
     ("no IRSA annotation",
-     lambda d: [s["metadata"].pop("annotations", None) for s in d if s["kind"] == "ServiceAccount"], "IRSA"),
+     lambda d: [s["metadata"].pop("annotations", None) for s in d if s["kind"] == "ServiceAccount"], "IRSA", None),
+    ("the media container given the node role (no skip-containers)",
+     lambda d: _template(d)["metadata"].pop("annotations"), "only the agent gets the node role", None),
+    ("skip-containers naming a container that is not there",
+     lambda d: _template(d)["metadata"]["annotations"].update({SKIP_CONTAINERS: "media-server"}), "only the agent gets", None),
+    ("skip-containers naming the agent too",
+     lambda d: _template(d)["metadata"]["annotations"].update(
+         {SKIP_CONTAINERS: _template(d)["metadata"]["annotations"][SKIP_CONTAINERS] + ",eipool-agent"}), "only the agent gets", None),
+    ("skip-containers with a space the webhook keeps in the name",
+     lambda d: _template(d)["metadata"]["annotations"].update(
+         {SKIP_CONTAINERS: " " + _template(d)["metadata"]["annotations"][SKIP_CONTAINERS]}), "only the agent gets", None),
+    ("a Kubernetes API token in the media pod",
+     lambda d: _template(d)["spec"].update(automountServiceAccountToken=True), "API token", None),
+    ("media pods a plain Prometheus does not scrape",
+     lambda d: _template(d)["metadata"]["labels"].pop("eipool/metrics"), "scrape config keeps the agent", None),
+    ("an object outside the others' namespace",
+     lambda d: _media(d)["metadata"].update(namespace="elsewhere"), "same namespace", None),
+    ("no dashboard", lambda d: d.remove(next(c for c in d if "grafana_dashboard" in (c["metadata"].get("labels") or {}))),
+     "grafana_dashboard", None),
+    ("a dashboard that is not the committed one",
+     lambda d: [c["data"].update({k: "{}" for k in c["data"]}) for c in d
+                if "grafana_dashboard" in (c["metadata"].get("labels") or {})], "grafana_dashboard", None),
+    ("a PodMonitor on a cluster without the Operator",
+     lambda d: d.append({"apiVersion": "monitoring.coreos.com/v1", "kind": "PodMonitor", "metadata": {"name": "x"},
+                         "spec": {"selector": {}}}), "without the Prometheus Operator", False),
     ("the PodMonitor selects other pods",
      lambda d: [m["spec"].update(selector={"matchLabels": {"app": "other"}}) for m in d if m["kind"] == "PodMonitor"],
-     "PodMonitor scrapes the agents"),
+     "PodMonitor scrapes the agents", True),
     ("a runbook link to a home eipool does not have",
      lambda d: [r.setdefault("annotations", {}).update(runbook_url="https://github.com/eipool/eipool/blob/main/docs/runbook.md#drift")
                 for p in d if p["kind"] == "PrometheusRule" for g in p["spec"]["groups"] for r in g["rules"]],
-     "runbook base URL"),
+     "runbook base URL", True),
     ("a runbook anchor that is not in docs/runbook.md",
      lambda d: [r["annotations"].update(runbook_url=r["annotations"]["runbook_url"].split("#")[0] + "#nowhere")
                 for p in d if p["kind"] == "PrometheusRule" for g in p["spec"]["groups"] for r in g["rules"]],
-     "is a heading"),
+     "is a heading", True),
 ]
 
 
-def self_test(path):
+def self_test(path, operator):
     docs = load(path)
-    assert not failures_of(docs), f"{path} must pass before it is broken: {failures_of(docs)}"
+    assert not failures_of(docs, operator), f"{path} must pass before it is broken: {failures_of(docs, operator)}"
     missed = []
-    for what, brk, caught_by in BREAKS:
+    for what, brk, caught_by, applies in BREAKS:
+        if applies is not None and applies != operator:
+            continue
         broken = copy.deepcopy(docs)
         brk(broken)
-        if not any(caught_by in f for f in failures_of(broken)):
+        if not any(caught_by in f for f in failures_of(broken, operator)):
             missed.append(f"{what}: not caught (expected a failure mentioning {caught_by!r})")
     return missed
 
 
 def rules_of(path):
-    """The alert rules of a render, runbook links reduced to their anchors."""
+    """The alert rules of a render (its PrometheusRules) or of a plain rules file (`groups:`),
+    runbook links reduced to their anchors."""
+    docs = load(path)
+    groups = [g for d in docs if d.get("kind") == "PrometheusRule" for g in d["spec"]["groups"]]
+    groups += [g for d in docs if "groups" in d for g in d["groups"]]
     out = []
-    for d in load(path):
-        if d["kind"] == "PrometheusRule":
-            for g in d["spec"]["groups"]:
-                for r in g["rules"]:
-                    r = copy.deepcopy(r)
-                    if "runbook_url" in r.get("annotations", {}):
-                        r["annotations"]["runbook_url"] = "#" + r["annotations"]["runbook_url"].partition("#")[2]
-                    out.append(r)
+    for g in groups:
+        for r in g["rules"]:
+            r = copy.deepcopy(r)
+            if "runbook_url" in r.get("annotations", {}):
+                r["annotations"]["runbook_url"] = "#" + r["annotations"]["runbook_url"].partition("#")[2]
+            out.append(r)
     return out
 
 
 def main(argv):
-    if argv[:1] == ["--self-test"]:
-        bad = {p: self_test(p) for p in argv[1:]}
-        for p, missed in bad.items():
-            if missed:
-                print(f"check_wiring --self-test: {p}:", *missed, sep="\n  - ", file=sys.stderr)
-        return 1 if any(bad.values()) else 0
+    self_testing = argv[:1] == ["--self-test"]
+    if self_testing:
+        argv = argv[1:]
     if argv[:1] == ["--same-rules"]:
-        a, b = argv[1:3]
-        if rules_of(a) != rules_of(b):
-            print(f"check_wiring: the alert rules of {a} and {b} differ", file=sys.stderr)
+        first, *rest = argv[1:]
+        if not rules_of(first):
+            print(f"check_wiring: {first} has no alert rules", file=sys.stderr)
             return 1
-        return 0
+        differ = [p for p in rest if rules_of(p) != rules_of(first)]
+        for p in differ:
+            print(f"check_wiring: the alert rules of {first} and {p} differ", file=sys.stderr)
+        return 1 if differ else 0
+    if argv[:1] not in (["--operator"], ["--no-operator"]) or len(argv) < 2:
+        print("usage: check_wiring.py [--self-test] --operator|--no-operator RENDER.yaml... | --same-rules A B...",
+              file=sys.stderr)
+        return 2
+    operator, paths = argv[0] == "--operator", argv[1:]
     status = 0
-    for path in argv:
-        failures = failures_of(load(path))
+    for path in paths:
+        if self_testing:
+            missed = self_test(path, operator)
+            if missed:
+                print(f"check_wiring --self-test: {path}:", *missed, sep="\n  - ", file=sys.stderr)
+                status = 1
+            continue
+        failures = failures_of(load(path), operator)
         if failures:
             print(f"check_wiring: {path}:", *failures, sep="\n  - ", file=sys.stderr)
             status = 1

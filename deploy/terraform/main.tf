@@ -1,7 +1,9 @@
 # eipool's AWS side: the pool (tagged Elastic IPs), the node role the media pods use (IRSA or EKS
-# Pod Identity) and the operator role. The roles' permissions are deploy/iam/node.json and
-# deploy/iam/operator.json, read from those files (one source; scripts/check_terraform.py proves
-# it), with the pool's name put in place of `media-prod`.
+# Pod Identity) and the operator role. The roles' permissions are policies/node.json and
+# policies/operator.json in this folder, byte-for-byte copies of deploy/iam/*.json (one source:
+# scripts/check_terraform.py fails on any difference), with the pool's name put in place of
+# `media-prod`. The module reads nothing outside its folder, so it works wherever it is packed
+# alone (tfmod, a registry, a copy).
 
 locals {
   prefix = coalesce(var.name_prefix, "eipool-${var.pool_name}")
@@ -9,8 +11,8 @@ locals {
 
   # The only change made to the policies: the example pool name becomes this pool's (it appears
   # in them only as the value of the eipool:pool tag conditions).
-  node_policy     = replace(file("${path.module}/../iam/node.json"), "\"media-prod\"", jsonencode(var.pool_name))
-  operator_policy = replace(file("${path.module}/../iam/operator.json"), "\"media-prod\"", jsonencode(var.pool_name))
+  node_policy     = replace(file("${path.module}/policies/node.json"), "\"media-prod\"", jsonencode(var.pool_name))
+  operator_policy = replace(file("${path.module}/policies/operator.json"), "\"media-prod\"", jsonencode(var.pool_name))
 
   oidc_host = var.oidc_provider_arn == null ? "" : element(split("oidc-provider/", var.oidc_provider_arn), 1)
   node_trust = {

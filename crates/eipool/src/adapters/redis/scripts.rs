@@ -40,9 +40,9 @@ if mark then
 end
 -- Fencing numbers only grow, across a failover to a replica that missed the last ones and an
 -- empty restart too: never below Redis's clock in units of 100 us. They stay below 10^14 (until
--- the year 2286), because the previous release (v0.1.0 and before) builds its lease value with
--- Lua's `..`, which prints a larger number in exponent form: a lease it could then never renew
--- or give back. A fence of 10^14 or more was written by a build that counted microseconds; it
+-- the year 2286), because the previous release (the commit scripts/previous-release pins; no
+-- release is tagged yet) builds its lease value with Lua's `..`, which prints a larger number in
+-- exponent form: a lease it could then never renew or give back. A fence of 10^14 or more was written by a build that counted microseconds; it
 -- starts again from the floor (a fence is a lease's identity beside its owner's random token,
 -- never compared across leases). (Formatted with %d, like Lua prints it.)
 local fence = redis.call('INCR', KEYS[2])

@@ -1,0 +1,187 @@
+"""One ServiceAccount and one namespace wherever a first deploy takes them from: the Terraform
+module's defaults (its IRSA trust and its Pod Identity association name them), the chart's default
+render under any release name, the kustomize base and example overlay, the README's `helm install`
+as written, and the module's own examples. A media pod whose ServiceAccount is not the one the
+role trusts cannot assume the role: every claim exits 77.
+
+    check_defaults.py              check
+    check_defaults.py --self-test  break a copy in known ways and show each break caught
+"""
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import hcl2
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+HELM = ROOT / ".venv" / "bin" / "helm"
+WORKLOADS = ("Deployment", "DaemonSet", "StatefulSet")
+
+
+def unq(s):
+    return s[1:-1] if isinstance(s, str) and len(s) >= 2 and s[0] == s[-1] == '"' else s
+
+
+def module_defaults(root):
+    """The module's `service_account` and `namespace` defaults (variables.tf)."""
+    doc = hcl2.loads((root / "deploy/terraform/variables.tf").read_text())
+    out = {}
+    for entry in doc["variable"]:
+        for name, body in entry.items():
+            if unq(name) in ("service_account", "namespace"):
+                out[unq(name)] = unq(body.get("default"))
+    return out
+
+
+def readme_helm_install(root):
+    """The README's `helm install` command, as argv for `helm template` (comments dropped)."""
+    text = (root / "README.md").read_text()
+    block = next((b for b in re.findall(r"```sh\n(.*?)```", text, re.S) if "helm install" in b), None)
+    if block is None:
+        return None
+    lines = [re.sub(r"\s+#.*$", "", line) for line in block.splitlines()]
+    joined = " ".join(line.rstrip("\\").strip() for line in lines)
+    command = joined[joined.index("helm install"):]
+    argv = shlex.split(command)
+    return ["template"] + argv[2:]
+
+
+def render(root, argv):
+    out = subprocess.run([str(HELM), *argv], cwd=root, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"helm {' '.join(argv)}: {out.stderr.strip()}")
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+def service_accounts(docs):
+    """The ServiceAccounts a render creates, and those its workloads run as."""
+    made = {d["metadata"]["name"] for d in docs if d["kind"] == "ServiceAccount"}
+    used = {d["spec"]["template"]["spec"].get("serviceAccountName") for d in docs if d["kind"] in WORKLOADS}
+    return made, used
+
+
+def flag(argv, *names):
+    for i, a in enumerate(argv):
+        if a in names and i + 1 < len(argv):
+            return argv[i + 1]
+        for n in names:
+            if a.startswith(n + "="):
+                return a.split("=", 1)[1]
+    return None
+
+
+def failures_of(root):
+    failures = []
+
+    def check(ok, why):
+        if not ok:
+            failures.append(why)
+
+    want = module_defaults(root)
+    sa, ns = want.get("service_account"), want.get("namespace")
+    check(bool(sa) and bool(ns), f"deploy/terraform/variables.tf gives service_account and namespace defaults (has {want})")
+
+    # The chart: its value, and what it renders under the README's release name and another.
+    values = yaml.safe_load((root / "charts/eipool/values.yaml").read_text())
+    check(values["serviceAccount"]["name"] == sa,
+          f"charts/eipool/values.yaml serviceAccount.name is the module's service_account {sa!r} "
+          f"(has {values['serviceAccount']['name']!r})")
+    for release in ("eipool", "media"):
+        made, used = service_accounts(render(root, ["template", release, "charts/eipool", "--set", "mediaExample.enabled=true"]))
+        check(made == {sa} and used == {sa},
+              f"the chart's default render as release {release!r} makes and uses ServiceAccount {sa!r} "
+              f"(makes {sorted(made)}, uses {sorted(map(str, used))})")
+
+    # The README's helm install, as written.
+    argv = readme_helm_install(root)
+    check(argv is not None, "README.md has a ```sh block with the `helm install` of a first deploy")
+    if argv is not None:
+        made, used = service_accounts(render(root, argv))
+        check(made == {sa} and used == {sa},
+              f"the README's helm install makes and uses ServiceAccount {sa!r}, the module's default "
+              f"(makes {sorted(made)}, uses {sorted(map(str, used))})")
+        check(flag(argv, "-n", "--namespace") == ns,
+              f"the README's helm install goes to the module's namespace {ns!r} (has {flag(argv, '-n', '--namespace')!r})")
+
+    # kustomize: the base's ServiceAccount and what its workloads run as; the overlay's namespace.
+    base = root / "deploy/base"
+    made = {d["metadata"]["name"] for d in yaml.safe_load_all((base / "serviceaccount.yaml").read_text()) if d}
+    used = {d["spec"]["template"]["spec"].get("serviceAccountName")
+            for f in sorted(base.glob("*.yaml")) for d in yaml.safe_load_all(f.read_text()) if d and d.get("kind") in WORKLOADS}
+    check(made == {sa} and used == {sa},
+          f"deploy/base makes and uses ServiceAccount {sa!r} (makes {sorted(made)}, uses {sorted(map(str, used))})")
+    overlay = yaml.safe_load((root / "deploy/overlays/example/kustomization.yaml").read_text())
+    check(overlay.get("namespace") == ns, f"deploy/overlays/example's namespace is the module's {ns!r} (has {overlay.get('namespace')!r})")
+
+    # The module's examples pass the same (or leave the defaults).
+    tg = hcl2.loads((root / "deploy/terraform/examples/terragrunt/terragrunt.hcl").read_text())
+    inputs = {unq(k): unq(v) for k, v in (tg.get("inputs") or {}).items()}
+    readme = (root / "deploy/terraform/README.md").read_text()
+    for where, got in [("the Terragrunt example", inputs),
+                       ("deploy/terraform/README.md's example",
+                        {k: v for k, v in re.findall(r'^\s*(service_account|namespace)\s*=\s*"([^"]*)"', readme, re.M)})]:
+        for key, default in (("service_account", sa), ("namespace", ns)):
+            check(got.get(key, default) == default, f"{where} passes {key} = {got.get(key)!r}, not the default {default!r}")
+    return failures
+
+
+# Known ways the defaults drift apart: (file, old, new), each caught by a failure mentioning the
+# last string.
+BREAKS = [
+    ("the chart's ServiceAccount back to the release's full name",
+     ("charts/eipool/values.yaml", "  name: eipool\n", '  name: ""\n'), "serviceAccount.name"),
+    ("the module's default changed alone",
+     ("deploy/terraform/variables.tf", 'default     = "eipool"', 'default     = "eipool-media"'), "serviceAccount.name"),
+    ("the README's helm install naming another ServiceAccount",
+     ("README.md", "helm install eipool charts/eipool -n media \\\n",
+      "helm install eipool charts/eipool -n media \\\n  --set serviceAccount.name=media \\\n"), "the README's helm install makes"),
+    ("the README's helm install in another namespace",
+     ("README.md", "helm install eipool charts/eipool -n media \\\n", "helm install eipool charts/eipool -n streaming \\\n"),
+     "the module's namespace"),
+    ("the kustomize base's ServiceAccount renamed",
+     ("deploy/base/serviceaccount.yaml", "  name: eipool\n", "  name: eipool-media\n"), "deploy/base makes"),
+    ("the Terragrunt example passing another ServiceAccount",
+     ("deploy/terraform/examples/terragrunt/terragrunt.hcl", 'service_account   = "eipool"', 'service_account   = "media"'),
+     "the Terragrunt example"),
+]
+
+
+def self_test():
+    assert not failures_of(ROOT), f"the repository must pass before it is broken: {failures_of(ROOT)}"
+    missed = []
+    for what, (rel, old, new), caught_by in BREAKS:
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            shutil.copy(ROOT / "README.md", root / "README.md")
+            shutil.copytree(ROOT / "charts", root / "charts")
+            shutil.copytree(ROOT / "deploy", root / "deploy")
+            path = root / rel
+            text = path.read_text()
+            assert old in text, f"self-test break {what!r}: {old!r} is no longer in {rel}; update BREAKS"
+            path.write_text(text.replace(old, new, 1))
+            found = failures_of(root)
+            if not any(caught_by in f for f in found):
+                missed.append(f"{what}: not caught (expected a failure mentioning {caught_by!r}; got {found})")
+    return missed
+
+
+def main(argv):
+    if argv[:1] == ["--self-test"]:
+        missed = self_test()
+        if missed:
+            print("check_defaults --self-test:", *missed, sep="\n  - ", file=sys.stderr)
+        return 1 if missed else 0
+    failures = failures_of(ROOT)
+    if failures:
+        print("check_defaults: one ServiceAccount and namespace everywhere:", *failures, sep="\n  - ", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
