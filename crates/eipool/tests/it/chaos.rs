@@ -818,3 +818,72 @@ async fn a_claim_paused_past_its_interface_lease_never_displaces_the_reruns_addr
         "it adopts: {resumed}"
     );
 }
+
+/// AWS replaces the Elastic IP on a private IP that another association targets: a claim whose
+/// fresh association is replaced before validation sees it finds the address free again
+/// (`Validated::Displaced`). That address came free: the pool's line learns it (`line:freed`),
+/// as from every other path that gives one back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_association_displaced_during_validation_wakes_the_pools_line() {
+    let mut lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(1).await.unwrap();
+    let ours = lab
+        .ec2
+        .allocate(Some(&lab.pool), 1)
+        .await
+        .unwrap()
+        .remove(0);
+    let theirs = lab.ec2.allocate(None, 1).await.unwrap().remove(0);
+    // Describes by allocation id answer from before the claim's association for 4 s: time to
+    // replace it before validation can see it.
+    let _proxy = proxied(
+        &mut lab,
+        ChaosConfig {
+            stale_window: Duration::from_secs(4),
+            ..ChaosConfig::default()
+        },
+    )
+    .await;
+    let me = nodes[0].clone();
+    let claim = {
+        let args = lab.claim_args(&me, &[]);
+        let env = lab.env.clone();
+        tokio::spawn(async move { env.run(&args).await })
+    };
+    let ec2 = &lab.ec2;
+    eventually(
+        "the claim's association",
+        Duration::from_secs(30),
+        || async {
+            ec2.addresses(std::slice::from_ref(&ours.allocation_id))
+                .await
+                .ok()?
+                .remove(0)
+                .association_id
+        },
+    )
+    .await;
+    // Someone associates another Elastic IP to the same private IP, as AWS does it (through the
+    // lab's proxy): ours is disassociated.
+    lab.aws
+        .associate_external_at(&theirs.allocation_id, &me.eni, &me.private_ip)
+        .await
+        .unwrap();
+    let o = claim.await.unwrap();
+    assert!(
+        o.stderr.contains("our association was replaced"),
+        "validation did not see the replacement: {o}"
+    );
+    assert_ne!(
+        o.report().map(|r| r.allocation_id),
+        Some(ours.allocation_id.clone()),
+        "reported a replaced address: {o}"
+    );
+    let mut conn = lab.redis_conn().await;
+    let freed: Option<u64> = redis::cmd("GET")
+        .arg(lab.key("line:freed"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(freed >= Some(1), "the line was not woken: {freed:?}\n{o}");
+}

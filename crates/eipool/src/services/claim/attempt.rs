@@ -95,12 +95,12 @@ pub(super) async fn attempt(
             return Ok(outcome);
         }
         Err(stop) => {
-            // We may or may not have associated (an answer was lost): look, and undo if so.
-            cleanup::undo_if_ours(&m.ec2, &m.cleanup, alloc, me).await;
+            // We may or may not have associated (an answer was lost): look, and undo if so
+            // (which wakes the pool's line).
+            cleanup::undo_if_ours(m, alloc, me).await;
             m.coord
                 .release_lease(&m.cleanup, lease.as_ref(), me, false)
                 .await;
-            m.coord.freed(&m.cleanup).await;
             return Err(stop);
         }
     };
@@ -118,7 +118,7 @@ pub(super) async fn attempt(
             // EC2 shows someone else holding it: not ours to keep, nothing of ours to undo
             // beyond our own association id (idempotent if already gone).
             warn!(allocation_id = %alloc, "validation found the address held elsewhere; moving on");
-            cleanup::disassociate_quietly(&m.ec2, &m.cleanup, &assoc).await;
+            cleanup::disassociate_quietly(m, &assoc).await;
             m.coord
                 .release_lease(&m.cleanup, lease.as_ref(), me, true)
                 .await;
@@ -126,21 +126,21 @@ pub(super) async fn attempt(
         }
         Ok(Validated::Displaced) => {
             // Never report it: our private IP holds something else now. Our association is
-            // gone already; disassociating it again is a no-op that makes sure.
+            // gone already; disassociating it again is a no-op that makes sure, and wakes the
+            // pool's line for the address that came free.
             warn!(allocation_id = %alloc, "our association was replaced by another on this private IP; looking again at what it holds");
-            cleanup::disassociate_quietly(&m.ec2, &m.cleanup, &assoc).await;
+            cleanup::disassociate_quietly(m, &assoc).await;
             m.coord
                 .release_lease(&m.cleanup, lease.as_ref(), me, true)
                 .await;
             Ok(Attempt::Displaced)
         }
         Err(stop) => {
-            // Rolled back: the address is free again, and the pool's line may be waiting for it.
-            cleanup::disassociate_quietly(&m.ec2, &m.cleanup, &assoc).await;
+            // Rolled back: the address is free again (which wakes the pool's line).
+            cleanup::disassociate_quietly(m, &assoc).await;
             m.coord
                 .release_lease(&m.cleanup, lease.as_ref(), me, true)
                 .await;
-            m.coord.freed(&m.cleanup).await;
             Err(stop)
         }
     }
