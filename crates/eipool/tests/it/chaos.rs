@@ -819,6 +819,70 @@ async fn a_claim_paused_past_its_interface_lease_never_displaces_the_reruns_addr
     );
 }
 
+/// A herd that reaches its deadline while waiting for its AssociateAddress slots sent no
+/// AssociateAddress: nothing of it can be on any interface, so it stops without looking
+/// (issue 35: each claim made about five unpaced DescribeAddresses, a burst on EC2's describe
+/// bucket exactly when a herd gives up at once). It gives its leases back and exits 75.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_out_of_time_before_associating_spend_no_describe_calls_on_cleanup() {
+    let lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(3).await.unwrap();
+    lab.ec2.allocate(Some(&lab.pool), 3).await.unwrap();
+    // The herd's AssociateAddress slots are taken for the next minute (TAT = now + the pace's
+    // burst tolerance, 44 × 200 ms, + 60 s): the claims wait there, a lease each, until the end.
+    lab.reserve_pace("mutating", 8_800 + 60_000).await;
+    let runs: Vec<(String, Vec<String>)> = nodes
+        .iter()
+        .map(|n| (n.eni.clone(), lab.claim_args(n, &["--timeout", "20s"])))
+        .collect();
+    let env = lab.env.clone();
+    let claims = tokio::spawn(async move { herd(&env, runs).await });
+    let conn = lab.redis_conn().await;
+    let pattern = lab.key("claim:*");
+    let n = nodes.len();
+    eventually(
+        "every claim to hold a lease, waiting for its slot",
+        Duration::from_secs(30),
+        || {
+            let (mut conn, pattern) = (conn.clone(), pattern.clone());
+            async move {
+                let keys: Vec<String> = redis::cmd("KEYS")
+                    .arg(&pattern)
+                    .query_async(&mut conn)
+                    .await
+                    .ok()?;
+                (keys.len() == n).then_some(())
+            }
+        },
+    )
+    .await;
+    let before = lab.proxy.stats();
+    let (outcomes, _) = claims.await.unwrap();
+    let after = lab.proxy.stats();
+    for (eni, o) in &outcomes {
+        assert_eq!(o.code, Some(75), "{eni}: {o}");
+    }
+    assert_eq!(after.calls("AssociateAddress"), 0, "{}", after.table());
+    assert_eq!(
+        after.calls("DescribeAddresses"),
+        before.calls("DescribeAddresses"),
+        "describe calls after the claims stopped waiting:\n{}",
+        after.table()
+    );
+    let mut conn = conn.clone();
+    let left: Vec<String> = redis::cmd("KEYS")
+        .arg(&pattern)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "leases left: {left:?}");
+    let state = lab.ec2.pool_state(&lab.pool).await.unwrap();
+    assert!(
+        state.values().all(|e| e.association_id.is_none()),
+        "{state:?}"
+    );
+}
+
 /// AWS replaces the Elastic IP on a private IP that another association targets: a claim whose
 /// fresh association is replaced before validation sees it finds the address free again
 /// (`Validated::Displaced`). That address came free: the pool's line learns it (`line:freed`),

@@ -14,14 +14,19 @@ use crate::pure::plan::{self, HolderLook};
 use crate::support::budget::Stopped;
 use crate::support::output::Claimed;
 
-/// After an interrupted AssociateAddress: if EC2 shows the address on our interface, take it
-/// off again. Polls through eventual consistency until the cleanup budget runs out.
-pub(super) async fn undo_if_ours(m: &Means, alloc: &AllocationId, me: &Identity) {
+/// After an AssociateAddress that may have applied (its answer lost, or cut off in flight): if
+/// EC2 shows the address on our interface, take it off again. Polls through eventual
+/// consistency until the cleanup budget runs out, each look in our slot of the herd's describe
+/// pace (a herd stopping at once must not burst EC2's describe bucket), but never waiting so
+/// long for a slot that the look no longer fits before the deadline.
+pub(super) async fn undo_if_ours(m: &mut Means, alloc: &AllocationId, me: &Identity) {
     // An association we made may take a while to show: look until one shows, or until EC2's
     // consistency bound has passed, or the deadline.
     let since = Instant::now();
     let mut poll = 0;
     loop {
+        let latest = m.cleanup.left().saturating_sub(m.ec2.call_timeout());
+        m.coord.describe_slot_within(&m.cleanup, latest).await;
         // Passing failures (throttling, 5xx) are retried: giving up on the first would leave
         // an association we perhaps made on the interface.
         let ec2 = &m.ec2;
