@@ -3,9 +3,10 @@
 
 use std::time::{Duration, Instant};
 
+use eipool_lab::chaos::{Bucket, ChaosConfig, ChaosProxy};
 use eipool_lab::servers::free_port;
 
-use crate::harness::{args, http_get, json, serving_pool_metrics, Lab};
+use crate::harness::{args, http_get, json, moto, serving_pool_metrics, Lab};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_json_matches_describe_addresses_and_min_free_alerts() {
@@ -253,6 +254,44 @@ async fn gc_frees_exactly_the_address_of_a_terminated_instance() {
             );
         }
     }
+}
+
+/// `pool grow` that fails part way (EC2 throttles the third AllocateAddress) still wakes the
+/// pool's line for the two it allocated: a waiting server takes one at once, not at its next
+/// `--interval`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_grow_that_fails_part_way_wakes_the_line_for_what_it_allocated() {
+    let mut lab = Lab::new().await;
+    // moto loads its EC2 backend on the first call (seconds): not within grow's call timeout.
+    assert!(lab.ec2.pool_state(&lab.pool).await.unwrap().is_empty());
+    // Two AllocateAddress calls, then EC2 throttles.
+    lab.proxy = ChaosProxy::start(
+        &moto().endpoint,
+        ChaosConfig {
+            mutating: Some(Bucket {
+                burst: 2.0,
+                per_second: 0.001,
+            }),
+            aws_semantics: true,
+            ..ChaosConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    lab.env.ec2_endpoint = lab.proxy.endpoint.clone();
+    let o = lab
+        .run(&lab.with_redis(&["pool", "grow", "--count", "3"]))
+        .await;
+    assert_eq!(o.code, Some(75), "{o}");
+    assert!(o.error_line().contains("allocated 2 of 3"), "{o}");
+    assert_eq!(lab.ec2.pool_state(&lab.pool).await.unwrap().len(), 2);
+    let mut conn = lab.redis_conn().await;
+    let freed: Option<u64> = redis::cmd("GET")
+        .arg(lab.key("line:freed"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(freed, Some(2), "the line was not woken for them: {o}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
