@@ -167,6 +167,7 @@ mod tests {
                 Holder {
                     at: "eni-1/10.0.0.5".into(),
                     since_ms: 1,
+                    record: "eni-1/10.0.0.5|1".into(),
                 },
             );
         }

@@ -132,7 +132,8 @@ pub(crate) async fn gc(ctx: &Context, budget: &Budget, apply: bool) -> Result<Re
         }
     }
 
-    let mut stale_records = Vec::new();
+    // Each with the record as gc read it: dropped only if it still says that.
+    let mut stale: Vec<(AllocationId, String)> = Vec::new();
     if let Some(redis) = &ctx.redis {
         let allocs: Vec<AllocationId> = listing.iter().map(|a| a.allocation_id.clone()).collect();
         match budget
@@ -147,7 +148,7 @@ pub(crate) async fn gc(ctx: &Context, budget: &Budget, apply: bool) -> Result<Re
                         .find(|a| &a.allocation_id == alloc)
                         .and_then(|a| a.association.as_ref());
                     if !current.is_some_and(|x| holder.matches(x)) {
-                        stale_records.push(alloc.clone());
+                        stale.push((alloc.clone(), holder.record.clone()));
                     }
                 }
             }
@@ -183,16 +184,22 @@ pub(crate) async fn gc(ctx: &Context, budget: &Budget, apply: bool) -> Result<Re
             info!(public_ip = %l.public_ip, allocation_id = %l.allocation_id, reason = %l.reason, "freed");
         }
         if let Some(redis) = &ctx.redis {
-            for r in &stale_records {
-                if let Err(e) = redis.drop_holder(r).await {
-                    warn!(error = %e, allocation_id = %r, "could not drop the stale record");
+            for (r, seen) in &stale {
+                match redis.drop_holder(r, seen).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        info!(allocation_id = %r, "its holder record changed since gc read it (a fresh claim): kept")
+                    }
+                    Err(e) => {
+                        warn!(error = %e, allocation_id = %r, "could not drop the stale record")
+                    }
                 }
             }
         }
     }
     Ok(Report {
         leaks,
-        stale_records,
+        stale_records: stale.into_iter().map(|(a, _)| a).collect(),
         applied: apply,
     })
 }

@@ -141,6 +141,15 @@ redis.call('INCR', KEYS[4])
 return 1
 "#;
 
+// Drop a holder record gc found stale, only if it still has the value gc saw: a claim may have
+// recorded a fresh assignment of the address since. KEYS: holders. ARGV: alloc, the value seen.
+const DROP_HOLDER_LUA: &str = r#"
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  return redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 0
+"#;
+
 // Join the pool's line (or rejoin with the ticket we had, after Redis lost the line). KEYS: line
 // (sorted set, owner scored by ticket), beats (hash owner -> Redis ms), seq. ARGV: owner, ticket
 // (0: a new one). A new ticket is above every waiting one, also after an empty restart.
@@ -265,6 +274,7 @@ pub(super) static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(EXTEND
 pub(super) static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE_LUA));
 pub(super) static ASSIGN: LazyLock<Script> = LazyLock::new(|| with_markers(ASSIGN_LUA));
 pub(super) static FORGET: LazyLock<Script> = LazyLock::new(|| Script::new(FORGET_LUA));
+pub(super) static DROP_HOLDER: LazyLock<Script> = LazyLock::new(|| Script::new(DROP_HOLDER_LUA));
 pub(super) static LINE_JOIN: LazyLock<Script> = LazyLock::new(|| with_markers(LINE_JOIN_LUA));
 pub(super) static LINE_ASK: LazyLock<Script> = LazyLock::new(|| with_markers(LINE_ASK_LUA));
 pub(super) static LINE_LEAVE: LazyLock<Script> = LazyLock::new(|| Script::new(LINE_LEAVE_LUA));
