@@ -256,6 +256,85 @@ async fn gc_frees_exactly_the_address_of_a_terminated_instance() {
     }
 }
 
+/// A pool address someone associated by hand to an interface no instance is attached to (one
+/// they keep for later, a NAT gateway's): gc cannot see who uses it, and eipool did not put it
+/// there (no `eipool:holder` tag). `gc --apply` leaves it associated and says why and what to do,
+/// in text and JSON (issue 35: it was freed as "not attached to any instance").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_never_frees_an_address_associated_by_hand_to_an_unattached_interface() {
+    let lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(1).await.unwrap();
+    let eip = lab
+        .ec2
+        .allocate(Some(&lab.pool), 1)
+        .await
+        .unwrap()
+        .remove(0);
+    let subnet = lab
+        .ec2
+        .client
+        .describe_network_interfaces()
+        .network_interface_ids(&nodes[0].eni)
+        .send()
+        .await
+        .unwrap()
+        .network_interfaces()[0]
+        .subnet_id()
+        .unwrap()
+        .to_string();
+    let kept = lab
+        .ec2
+        .client
+        .create_network_interface()
+        .subnet_id(subnet)
+        .send()
+        .await
+        .unwrap()
+        .network_interface()
+        .and_then(|n| n.network_interface_id())
+        .unwrap()
+        .to_string();
+    let assoc = lab
+        .ec2
+        .associate_external(&eip.allocation_id, &kept)
+        .await
+        .unwrap();
+
+    let mut a = lab.with_redis(&["gc", "--apply"]);
+    let o = lab.run(&a).await;
+    assert_eq!(o.code, Some(0), "{o}");
+    let after = lab.ec2.pool_state(&lab.pool).await.unwrap();
+    assert_eq!(
+        after[&eip.allocation_id].association_id.as_deref(),
+        Some(assoc.as_str()),
+        "gc freed an address eipool did not put there: {o}"
+    );
+    let line = o
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("left alone {}", eip.public_ip)))
+        .unwrap_or_else(|| panic!("not reported: {o}"));
+    for says in ["not attached to any instance", "eipool:holder", &assoc] {
+        assert!(line.contains(says), "{says}: {line}");
+    }
+    assert!(!o.stdout.contains("freed"), "{o}");
+
+    a.extend(args(&["--output", "json"]));
+    let j = json(&lab.run(&a).await);
+    assert_eq!(j["leaks"].as_array().map(Vec::len), Some(0), "{j}");
+    assert_eq!(
+        j["left_alone"][0]["allocation_id"].as_str(),
+        Some(eip.allocation_id.as_str()),
+        "{j}"
+    );
+    assert!(
+        j["left_alone"][0]["hint"]
+            .as_str()
+            .is_some_and(|h| h.contains(&assoc)),
+        "{j}"
+    );
+}
+
 /// `pool grow` that fails part way (EC2 throttles the third AllocateAddress) still wakes the
 /// pool's line for the two it allocated: a waiting server takes one at once, not at its next
 /// `--interval`.
