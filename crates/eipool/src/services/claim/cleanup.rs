@@ -11,7 +11,7 @@ use crate::pure::classify::standing;
 use crate::pure::identity::Identity;
 use crate::pure::ids::{AllocationId, AssociationId};
 use crate::pure::plan::{self, HolderLook};
-use crate::support::budget::Stopped;
+use crate::support::budget::{Budget, Stopped};
 use crate::support::output::Claimed;
 
 /// After an AssociateAddress that may have applied (its answer lost, or cut off in flight): if
@@ -25,8 +25,13 @@ pub(super) async fn undo_if_ours(m: &mut Means, alloc: &AllocationId, me: &Ident
     let since = Instant::now();
     let mut poll = 0;
     loop {
+        // Our slot, waited for no later than leaves the look time before the deadline (a look
+        // that may give back an address is worth more than the pace): the wait, cut short, ends.
         let latest = m.cleanup.left().saturating_sub(m.ec2.call_timeout());
-        m.coord.describe_slot_within(&m.cleanup, latest).await;
+        let _ = m
+            .coord
+            .describe_slot(&Budget::cleanup(Instant::now() + latest))
+            .await;
         // Passing failures (throttling, 5xx) are retried: giving up on the first would leave
         // an association we perhaps made on the interface.
         let ec2 = &m.ec2;

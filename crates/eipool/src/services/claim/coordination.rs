@@ -317,25 +317,6 @@ impl Coordination {
             .map(|_| ())
     }
 
-    /// While cleaning up: wait for our slot of the herd's describe rate, but no longer than
-    /// `at_most` (a look that may give back an address is worth more than the pace). Redis failing
-    /// here only skips the wait.
-    pub(super) async fn describe_slot_within(&self, cleanup: &Budget, at_most: Duration) {
-        let Some(redis) = self.live() else {
-            return;
-        };
-        match cleanup
-            .bounded(redis.pace("describe", plan::DESCRIBE_PACE))
-            .await
-        {
-            Ok(Ok(wait)) => {
-                let _ = cleanup.sleep(wait.min(at_most)).await;
-            }
-            Ok(Err(e)) => debug!(error = %e, "no describe slot from Redis; looking anyway"),
-            Err(_) => {}
-        }
-    }
-
     /// Renew the lease before an EC2 call. `Ok(false)`: the lease is gone; stop on this address.
     pub(super) async fn renew(&mut self, work: &Budget, lease: &mut Lease) -> Result<bool, Stop> {
         let Some(redis) = self.live() else {
