@@ -135,6 +135,51 @@ pub(crate) fn why_dead(
     }
 }
 
+/// What gc does with one associated pool address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Collect {
+    /// Someone alive may be using it: nothing to do.
+    InUse,
+    /// Nobody alive can be using it (`reason`), and eipool put it there: its holder tag names
+    /// this very association. Free it.
+    Free {
+        /// Why nobody can be using it.
+        reason: String,
+    },
+    /// Nobody alive seems to use it (`reason`), but eipool did not put it there (`why`): someone
+    /// associated it by hand, e.g. to an interface they keep unattached or a NAT gateway's,
+    /// whose use gc cannot see. Reported, never freed.
+    LeaveAlone {
+        /// Why it looks unused.
+        reason: String,
+        /// Why gc leaves it alone.
+        why: String,
+    },
+}
+
+/// gc's rule: free only what eipool claimed. `dead` is [`why_dead`]'s answer for the address's
+/// interface; the address is freed only when its `eipool:holder` tag matches its current
+/// association (`HolderTag::matches`), whatever the interface looks like.
+pub(crate) fn collect(a: &Address, dead: Option<String>) -> Collect {
+    let (Some(x), Some(reason)) = (&a.association, dead) else {
+        return Collect::InUse;
+    };
+    match &a.holder {
+        Some(t) if t.matches(x) => Collect::Free { reason },
+        Some(t) => Collect::LeaveAlone {
+            reason,
+            why: format!(
+                "its eipool:holder tag names association {} on {}/{}, not this one: it was associated again after eipool put it there",
+                t.association, t.eni, t.private_ip
+            ),
+        },
+        None => Collect::LeaveAlone {
+            reason,
+            why: "it carries no eipool:holder tag: eipool did not put it there (someone associated it by hand), or the claim could not tag it".into(),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,6 +212,7 @@ mod tests {
                 Holder {
                     at: "eni-1/10.0.0.5".into(),
                     since_ms: 1,
+                    record: "eni-1/10.0.0.5|1".into(),
                 },
             );
         }
@@ -281,6 +327,44 @@ mod tests {
         ];
         for (seen, want) in cases {
             assert_eq!(standing(seen.as_ref(), &me), want, "{seen:?}");
+        }
+    }
+
+    #[test]
+    fn gc_frees_only_what_eipool_put_there() {
+        let dead = || Some("interface eni-1 is not attached to any instance".to_string());
+        let mut tagged = addr("eipalloc-a", Some("eni-1"));
+        tagged.holder = Some(HolderTag {
+            eni: "eni-1".parse().unwrap(),
+            private_ip: "10.0.0.5".parse().unwrap(),
+            association: tagged.association.as_ref().unwrap().id.clone(),
+            since: "2026-11-27T00:00:00Z".into(),
+        });
+        // Tagged by a claim, then associated again by hand (another association id).
+        let mut again = tagged.clone();
+        again.association.as_mut().unwrap().id = "eipassoc-0ba4d".parse().unwrap();
+        let by_hand = addr("eipalloc-b", Some("eni-1"));
+        let free = addr("eipalloc-c", None);
+        // (address, looks dead, verdict: 'f' free, 'l' left alone, 'u' in use)
+        let cases = [
+            (&tagged, true, 'f'),
+            (&tagged, false, 'u'),
+            (&again, true, 'l'),
+            (&by_hand, true, 'l'),
+            (&by_hand, false, 'u'),
+            (&free, true, 'u'),
+        ];
+        for (a, looks_dead, want) in cases {
+            let got = match collect(a, looks_dead.then(dead).flatten()) {
+                Collect::Free { .. } => 'f',
+                Collect::LeaveAlone { reason, why } => {
+                    assert!(reason.contains("not attached"), "{reason}");
+                    assert!(why.contains("eipool:holder"), "{why}");
+                    'l'
+                }
+                Collect::InUse => 'u',
+            };
+            assert_eq!(got, want, "{a:?}, looks dead {looks_dead}");
         }
     }
 

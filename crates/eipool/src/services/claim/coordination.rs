@@ -423,8 +423,9 @@ impl Coordination {
         }
     }
 
-    /// Wake the pool's waiting line: a claim rolled back an association it made (or may have
-    /// made), so an address may have come free.
+    /// Wake the pool's waiting line: an association of this claim is gone (given back, or
+    /// replaced by another on our private IP), so an address came free. Called by
+    /// `cleanup::disassociate_quietly`, the one way a claim gives an address back.
     pub(super) async fn freed(&self, cleanup: &Budget) {
         let Some(redis) = &self.redis else {
             return;
