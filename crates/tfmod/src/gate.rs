@@ -90,6 +90,9 @@ pub fn scan(dir: &Path, trust: Option<&Trust>) -> Result<Scan, Error> {
         let shown = unit.display();
         let at = match reader.unit_source(&unit) {
             Err(why) => {
+                // The unit's own parse error names it already.
+                let own = format!("{}: ", normalize(&unit).display());
+                let why = why.strip_prefix(&own).unwrap_or(&why);
                 out.problems.push(format!("{shown}: {why}"));
                 continue;
             }

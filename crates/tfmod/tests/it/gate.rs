@@ -218,7 +218,7 @@ async fn secrets_in_sources_are_never_echoed() {
         let r = tfmod(&stage, &args);
         assert_eq!(r.code, 1, "{args:?}");
         let all = format!("{}{}", r.stdout, r.stderr);
-        assert_eq!(all.matches("terragrunt.hcl").count() >= 3, true, "{all}");
+        assert!(all.matches("terragrunt.hcl").count() >= 3, "{all}");
         assert!(
             !all.contains("SuperSecret") && !all.contains("AKIASECRETKEYID"),
             "{args:?} echoed a secret: {all}"

@@ -178,3 +178,45 @@ async fn pin_on_a_unit_updates_its_stages_lock() {
     let v = tfmod(&live.stage("dev"), &["verify", "--bucket", &live.b]);
     assert_eq!(v.code, 0, "{}", v.stdout);
 }
+
+/// A source written in a file every stage includes is not rewritten for one stage: pin refuses
+/// and writes nothing (the unit's own `terraform { source }` would override the include).
+#[tokio::test]
+async fn pin_refuses_to_rewrite_a_source_shared_by_every_stage() {
+    let b = bucket(false).await;
+    let repo = tempfile::tempdir().unwrap();
+    let v1 = publish(repo.path(), &b, "vpc", "1.0.0", "1.0.0");
+    publish(repo.path(), &b, "vpc", "1.1.0", "1.1.0");
+    let live = repo.path().join("live");
+    write(&live.join("root.hcl"), "# remote_state …\n");
+    write(
+        &live.join("_envcommon/vpc.hcl"),
+        &format!("terraform {{\n  source = \"{v1}\"\n}}\n"),
+    );
+    for s in ["dev", "prod"] {
+        write(
+            &live.join("acme/eu-west-1").join(s).join("vpc/terragrunt.hcl"),
+            "include \"envcommon\" {\n  path = \"${get_terragrunt_dir()}/../../../../_envcommon/vpc.hcl\"\n}\n",
+        );
+        assert_eq!(
+            tfmod(&live.join("acme/eu-west-1").join(s), &["lock"]).code,
+            0
+        );
+    }
+    let before = snapshot(&live);
+    let p = tfmod(
+        repo.path(),
+        &[
+            "pin",
+            "vpc",
+            "1.1.0",
+            "--dir",
+            "live/acme/eu-west-1/dev",
+            "--bucket",
+            &b,
+        ],
+    );
+    assert_eq!(p.code, 2, "{}", p.stderr);
+    assert!(p.stderr.contains("_envcommon/vpc.hcl"), "{}", p.stderr);
+    assert_eq!(snapshot(&live), before, "nothing written");
+}
