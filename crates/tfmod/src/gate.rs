@@ -354,9 +354,3 @@ impl AsyncStore for Connect {
         Ok(Store::connect(self.0).await?)
     }
 }
-
-impl AsyncStore for &Store {
-    async fn get(self) -> Result<Store, Error> {
-        Ok(self.clone())
-    }
-}
