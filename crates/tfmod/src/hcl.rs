@@ -1,10 +1,14 @@
 //! The `terraform { source = "…" }` of a `terragrunt.hcl`: found with hcl-edit's parser, and
 //! rewritten by splicing only the string's bytes (its span), so every comment, blank line and
-//! alignment stays as written. Pure: text in, text out.
+//! alignment stays as written. [`read_file`] reads what tfmod follows of a Terragrunt file: its
+//! `include` blocks, its `locals`, and its `terraform { source }` as a small expression tree
+//! ([`Expr`]) for the caller to evaluate. Pure: text in, text out.
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 
-use hcl_edit::expr::Expression;
+use hcl_edit::expr::{Expression, TraversalOperator};
+use hcl_edit::template::Element;
 use hcl_edit::Span;
 
 /// The file's module source.
@@ -40,6 +44,127 @@ pub fn find_source(text: &str) -> Result<SourceAttr, String> {
         }
         _ => Ok(SourceAttr::Computed),
     }
+}
+
+/// The part of an HCL expression tfmod can follow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expr {
+    /// A string literal, and where it is when it is the whole expression (quotes included).
+    Str(String, Option<Range<usize>>),
+    /// A template: its parts, concatenated.
+    Template(Vec<Expr>),
+    /// A function call (no namespace).
+    Call(String, Vec<Expr>),
+    /// A variable and its attributes: `local.common.locals.source`.
+    Path(Vec<String>),
+    /// Anything else (conditionals, operators, for-expressions, directives…).
+    Other,
+}
+
+/// An `include` block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Include {
+    /// Its label (`include "root"`), empty for the bare `include {}`.
+    pub name: String,
+    pub path: Expr,
+    /// `merge_strategy = "no_merge"` keeps the included file's blocks out of the unit.
+    pub merged: bool,
+}
+
+/// What tfmod follows of a Terragrunt file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct File {
+    /// `terraform { source }`, or `None` when absent.
+    pub source: Option<Expr>,
+    pub includes: Vec<Include>,
+    pub locals: BTreeMap<String, Expr>,
+}
+
+/// Parses a Terragrunt file; the error is hcl-edit's message (line and column).
+pub fn read_file(text: &str) -> Result<File, String> {
+    let body = hcl_edit::parser::parse_body(text).map_err(|e| one_line(&e.to_string()))?;
+    let source = body
+        .get_blocks("terraform")
+        .find_map(|b| b.body.get_attribute("source"))
+        .map(|a| expr(&a.value));
+    let includes = body
+        .get_blocks("include")
+        .map(|b| Include {
+            name: b
+                .labels
+                .first()
+                .map(|l| l.as_str().to_string())
+                .unwrap_or_default(),
+            path: b
+                .body
+                .get_attribute("path")
+                .map(|a| expr(&a.value))
+                .unwrap_or(Expr::Other),
+            merged: !matches!(
+                b.body.get_attribute("merge_strategy").map(|a| expr(&a.value)),
+                Some(Expr::Str(s, _)) if s == "no_merge"
+            ),
+        })
+        .collect();
+    let mut locals = BTreeMap::new();
+    for block in body.get_blocks("locals") {
+        for attr in block.body.attributes() {
+            locals.insert(attr.key.as_str().to_string(), expr(&attr.value));
+        }
+    }
+    Ok(File {
+        source,
+        includes,
+        locals,
+    })
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn expr(e: &Expression) -> Expr {
+    match e {
+        Expression::String(s) => Expr::Str(s.value().clone(), s.span()),
+        Expression::StringTemplate(t) => Expr::Template(
+            t.iter()
+                .map(|el| match el {
+                    Element::Literal(l) => Expr::Str(l.value().clone(), None),
+                    Element::Interpolation(i) => expr(&i.expr),
+                    Element::Directive(_) => Expr::Other,
+                })
+                .collect(),
+        ),
+        Expression::Parenthesis(p) => expr(p.inner()),
+        Expression::FuncCall(c) if c.name.namespace.is_empty() => Expr::Call(
+            c.name.name.as_str().to_string(),
+            c.args.iter().map(expr).collect(),
+        ),
+        Expression::Variable(v) => Expr::Path(vec![v.as_str().to_string()]),
+        Expression::Traversal(t) => {
+            let Expr::Path(mut path) = expr(&t.expr) else {
+                return Expr::Other;
+            };
+            for op in &t.operators {
+                match op.value() {
+                    TraversalOperator::GetAttr(id) => path.push(id.as_str().to_string()),
+                    TraversalOperator::Index(Expression::String(s)) => path.push(s.value().clone()),
+                    _ => return Expr::Other,
+                }
+            }
+            Expr::Path(path)
+        }
+        _ => Expr::Other,
+    }
+}
+
+/// Replaces the string literal at `span` (quotes included) with `new`, quoted.
+pub fn splice(text: &str, span: Range<usize>, new: &str) -> String {
+    let mut out = String::with_capacity(text.len() + new.len());
+    out.push_str(&text[..span.start]);
+    out.push_str(&quote(new));
+    out.push_str(&text[span.end..]);
+    out
 }
 
 /// Replaces the literal source with `new`; `Ok(None)` when there is no literal to replace.
@@ -87,7 +212,7 @@ locals {
 }
 
 terraform {
-  # Pinned by `tfmod pin`; promote with `tfmod promote vpc X.Y.Z --stage staging`.
+  # Pinned by `tfmod pin`; promote with `tfmod promote vpc X.Y.Z --from dev --to staging`.
   source = "s3::https://acme-modules.s3.eu-west-1.amazonaws.com/tf/vpc/1.2.0.zip" // pinned
 
   extra_arguments "retry_lock" {
@@ -166,6 +291,29 @@ inputs = {
         // Terragrunt's module source.
         let text = "generate \"x\" {\n  source = \"nope\"\n}\n";
         assert_eq!(find_source(text).unwrap(), SourceAttr::Absent);
+    }
+
+    #[test]
+    fn includes_locals_and_source_expressions_are_read() {
+        let f = read_file(
+            "include \"root\" {\n  path = find_in_parent_folders(\"root.hcl\")\n}\ninclude \"env\" {\n  path = \"${dirname(find_in_parent_folders(\"root.hcl\"))}/_envcommon/vpc.hcl\"\n  merge_strategy = \"no_merge\"\n}\nlocals {\n  common = read_terragrunt_config(\"../c.hcl\")\n  v = \"x\"\n}\nterraform {\n  source = local.common.locals[\"source\"]\n}\n",
+        )
+        .unwrap();
+        assert_eq!(f.includes.len(), 2);
+        assert_eq!(f.includes[0].name, "root");
+        assert!(f.includes[0].merged && !f.includes[1].merged);
+        assert!(matches!(&f.includes[0].path, Expr::Call(n, a)
+            if n == "find_in_parent_folders" && matches!(&a[..], [Expr::Str(s, _)] if s == "root.hcl")));
+        assert!(matches!(&f.includes[1].path, Expr::Template(p) if p.len() == 2));
+        assert_eq!(
+            f.source,
+            Some(Expr::Path(
+                ["local", "common", "locals", "source"]
+                    .map(String::from)
+                    .to_vec()
+            ))
+        );
+        assert!(matches!(&f.locals["v"], Expr::Str(v, Some(_)) if v == "x"));
     }
 
     #[test]

@@ -29,10 +29,18 @@ async fn same_bytes_twice_is_a_noop_and_other_bytes_are_refused(versioned: bool)
 
     let first = tfmod(work.path(), &args);
     assert_eq!(first.code, 0);
-    assert_eq!(first.stdout.trim(), moto_source(&b, "tf/vpc/1.0.0.zip"));
     let stored = object(&b, "tf/vpc/1.0.0.zip")
         .await
         .expect("archive stored");
+    let source = first.stdout.trim();
+    assert!(
+        source.starts_with(&moto_source(&b, "tf/vpc/1.0.0.zip"))
+            && source.ends_with(&format!(
+                "checksum=sha256:{}",
+                tfmod::archive::sha256_hex(&stored)
+            )),
+        "{source}"
+    );
     let meta: serde_json::Value =
         serde_json::from_slice(&object(&b, "tf/vpc/1.0.0.json").await.expect("metadata")).unwrap();
     assert_eq!(meta["sha256"], tfmod::archive::sha256_hex(&stored));
@@ -55,7 +63,15 @@ async fn same_bytes_twice_is_a_noop_and_other_bytes_are_refused(versioned: bool)
         "{}",
         other.stderr
     );
-    assert_eq!(other.stderr.trim().lines().count(), 1, "one line");
+    assert_eq!(
+        other
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("tfmod: error"))
+            .count(),
+        1,
+        "one line"
+    );
     let after = object(&b, "tf/vpc/1.0.0.zip").await.unwrap();
     assert_eq!(sha(&after), sha(&stored));
     assert_eq!(
@@ -267,4 +283,100 @@ async fn s3_unreachable_exits_3() {
     );
     assert_eq!(r.code, 3, "{}", r.stderr);
     assert!(r.stderr.contains("S3 unavailable"), "{}", r.stderr);
+}
+
+/// Only the module is published: what .gitignore names, state, plans, override files, crash
+/// logs and auto-loaded variable files stay local; a tree with changes is recorded as dirty.
+#[tokio::test]
+async fn publish_packs_only_the_module_and_records_a_dirty_tree() {
+    let b = bucket(false).await;
+    let work = tempfile::tempdir().unwrap();
+    let m = work.path().join("vpc");
+    harness::module(&m, "x");
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&m)
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    git(&["init", "-q"]);
+    std::fs::write(m.join(".gitignore"), "secrets.auto.tfvars\nlocal/\n").unwrap();
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "vpc"]);
+    let head = git(&["rev-parse", "HEAD"]);
+    for f in [
+        "secrets.auto.tfvars",
+        "local/notes.tf",
+        "override.tf",
+        "dev_override.tf.json",
+        "terraform.tfstate.1700000000.backup",
+        "plan.tfplan",
+        "crash.log",
+        "prod.auto.tfvars.json",
+        "terraform.tfvars",
+    ] {
+        std::fs::create_dir_all(m.join(f).parent().unwrap()).unwrap();
+        std::fs::write(m.join(f), "password = \"hunter2\"\n").unwrap();
+    }
+    let r = tfmod(
+        work.path(),
+        &[
+            "publish",
+            "vpc",
+            "--name",
+            "vpc",
+            "--version",
+            "1.0.0",
+            "--bucket",
+            &b,
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let meta: serde_json::Value =
+        serde_json::from_slice(&object(&b, "vpc/1.0.0.json").await.unwrap()).unwrap();
+    let files: Vec<&str> = meta["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        files,
+        [
+            ".gitignore",
+            "main.tf",
+            "modules/subnets/main.tf",
+            "outputs.tf",
+            "variables.tf"
+        ]
+    );
+    assert_eq!(
+        meta["git_revision"], head,
+        "nothing packed differs from HEAD"
+    );
+
+    // A tracked file changed: the revision says so.
+    std::fs::write(m.join("main.tf"), "# changed\n").unwrap();
+    let r = tfmod(
+        work.path(),
+        &[
+            "publish",
+            "vpc",
+            "--name",
+            "vpc",
+            "--version",
+            "1.0.1",
+            "--bucket",
+            &b,
+        ],
+    );
+    assert_eq!(r.code, 0);
+    let meta: serde_json::Value =
+        serde_json::from_slice(&object(&b, "vpc/1.0.1.json").await.unwrap()).unwrap();
+    assert_eq!(meta["git_revision"], format!("{head}-dirty"));
 }

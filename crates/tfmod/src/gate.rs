@@ -1,0 +1,356 @@
+//! The gate: `lock` and `verify`, and the scan of a live tree they share with `pin` and
+//! `promote`. Orchestration over [`crate::terragrunt`] (which source each unit uses, where it is
+//! written), [`crate::source`] (what go-getter reads it as) and [`crate::store`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use crate::lockfile::{self, Lock, LOCK_FILE};
+use crate::source::{self, redact, Endpoint, Parsed, S3Source};
+use crate::store::Store;
+use crate::terragrunt::{normalize, Located, Reader};
+use crate::Error;
+
+/// The file Terragrunt reads in each unit directory.
+pub const TERRAGRUNT_FILE: &str = "terragrunt.hcl";
+
+/// One unit's S3 module source.
+#[derive(Debug, Clone)]
+pub struct Use {
+    /// The unit's `terragrunt.hcl`, as found below the directory scanned.
+    pub unit: PathBuf,
+    /// Where the source string is written (the unit, or a file it includes or reads).
+    pub at: Located,
+    pub source: S3Source,
+}
+
+impl Use {
+    /// ` (written in FILE)` when the string is not in the unit itself.
+    pub fn written_in(&self) -> String {
+        if self.at.file == normalize(&self.unit) {
+            String::new()
+        } else {
+            format!(" (written in {})", self.at.file.display())
+        }
+    }
+}
+
+/// The trusted store, when `--bucket` is given.
+#[derive(Debug, Clone)]
+pub struct Trust {
+    pub bucket: String,
+    pub prefix: String,
+}
+
+/// What a scan found: the S3 sources, and one line per problem.
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub uses: Vec<Use>,
+    pub problems: Vec<String>,
+}
+
+/// Every `terragrunt.hcl` below `dir`, sorted; hidden directories (`.terragrunt-cache`,
+/// `.terraform`, `.git`) are skipped.
+pub fn terragrunt_files(dir: &Path) -> Result<Vec<PathBuf>, Error> {
+    let mut out = Vec::new();
+    walk_dirs(dir, &mut |d| {
+        let f = d.join(TERRAGRUNT_FILE);
+        if f.is_file() {
+            out.push(f);
+        }
+    })?;
+    out.sort();
+    Ok(out)
+}
+
+/// Calls `f` on `dir` and every non-hidden directory below it (not following symlinks).
+fn walk_dirs(dir: &Path, f: &mut dyn FnMut(&Path)) -> Result<(), Error> {
+    f(dir);
+    let mut subdirs = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::file(dir, e))? {
+        let entry = entry.map_err(|e| Error::file(dir, e))?;
+        let hidden = entry.file_name().to_string_lossy().starts_with('.');
+        if !hidden && entry.file_type().map_err(|e| Error::file(dir, e))?.is_dir() {
+            subdirs.push(entry.path());
+        }
+    }
+    subdirs.sort();
+    for d in subdirs {
+        walk_dirs(&d, f)?;
+    }
+    Ok(())
+}
+
+/// Reads every unit below `dir` as Terragrunt would. With `trust`, every source that is not an
+/// object of that store is a problem (git, registry, local paths, other buckets).
+pub fn scan(dir: &Path, trust: Option<&Trust>) -> Result<Scan, Error> {
+    let mut reader = Reader::default();
+    let mut out = Scan::default();
+    for unit in terragrunt_files(dir)? {
+        let shown = unit.display();
+        let at = match reader.unit_source(&unit) {
+            Err(why) => {
+                // The unit's own parse error names it already.
+                let own = format!("{}: ", normalize(&unit).display());
+                let why = why.strip_prefix(&own).unwrap_or(&why);
+                out.problems.push(format!("{shown}: {why}"));
+                continue;
+            }
+            Ok(None) => continue,
+            Ok(Some(at)) => at,
+        };
+        let from = if at.file == normalize(&unit) {
+            String::new()
+        } else {
+            format!(" (written in {})", at.file.display())
+        };
+        let not_trusted = |t: &Trust| {
+            format!(
+                "{shown}: source {} is not from the trusted store s3://{}/{}{from}: only modules published there may run",
+                redact(&at.value),
+                t.bucket,
+                t.prefix
+            )
+        };
+        match source::parse(&at.value) {
+            Err(e) => out.problems.push(format!("{shown}: {e}{from}")),
+            Ok(Parsed::Other) => {
+                if let Some(t) = trust {
+                    out.problems.push(not_trusted(t));
+                }
+            }
+            Ok(Parsed::S3(source)) => {
+                if let Some(t) = trust.filter(|t| !source.is_in(&t.bucket, &t.prefix)) {
+                    out.problems.push(not_trusted(t));
+                    continue;
+                }
+                out.uses.push(Use { unit, at, source });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The client for a source, or a problem line when tfmod would read another place than
+/// go-getter will.
+pub fn store_for(store: &Store, src: &S3Source) -> Result<Store, String> {
+    match (&src.endpoint, &store.endpoint) {
+        (Endpoint::Aws { region }, Endpoint::Aws { .. }) => Ok(store.with_region(region)),
+        (Endpoint::Custom { base, .. }, Endpoint::Custom { base: ours, .. }) if base == ours => {
+            Ok(store.clone())
+        }
+        (Endpoint::Custom { base, .. }, _) => Err(format!(
+            "{src}: its endpoint {} is not the one tfmod reads (set AWS_ENDPOINT_URL_S3 to it)",
+            redact(base)
+        )),
+        (Endpoint::Aws { .. }, Endpoint::Custom { base, .. }) => Err(format!(
+            "{src}: an AWS S3 source, but AWS_ENDPOINT_URL_S3/AWS_ENDPOINT_URL points tfmod at {base}: unset it"
+        )),
+    }
+}
+
+/// The metadata key beside an archive key (`….zip` → `….json`).
+pub fn metadata_key(zip_key: &str) -> Option<String> {
+    zip_key.strip_suffix(".zip").map(|k| format!("{k}.json"))
+}
+
+/// The SHA-256 of an object as S3 serves it now, checked against the checksum recorded when it
+/// was published (when there is a record); a problem line otherwise.
+pub async fn checked_sha(
+    store: &Store,
+    object: &S3Source,
+) -> Result<Result<String, String>, Error> {
+    let s = match store_for(store, object) {
+        Ok(s) => s,
+        Err(p) => return Ok(Err(p)),
+    };
+    let Some(got) = s
+        .fetch(&object.bucket, &object.key, object.version_id.as_deref())
+        .await?
+    else {
+        return Ok(Err(format!(
+            "{object}: not in S3: publish it, or fix the source"
+        )));
+    };
+    if let Some(meta_key) = metadata_key(&object.key) {
+        match crate::catalog::read_metadata(&s, &object.bucket, &meta_key).await {
+            Ok(Some(meta)) if meta.sha256 != got.sha256 => {
+                return Ok(Err(format!(
+                    "{object}: sha256 {} differs from {} recorded when it was published: the object was changed; do not lock it",
+                    got.sha256, meta.sha256
+                )))
+            }
+            Ok(_) => {}
+            Err(Error::Exists(damaged)) => return Ok(Err(damaged)),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Ok(got.sha256))
+}
+
+/// Prints each problem on stdout; `Problems` when there was any.
+pub fn report(problems: &[String]) -> Result<(), Error> {
+    if problems.is_empty() {
+        return Ok(());
+    }
+    for p in problems {
+        println!("{p}");
+    }
+    Err(Error::Problems(problems.len()))
+}
+
+pub async fn lock(dir: &Path, trust: Option<&Trust>, store: impl AsyncStore) -> Result<(), Error> {
+    let Scan { uses, mut problems } = scan(dir, trust)?;
+    let objects: BTreeMap<String, S3Source> = uses
+        .iter()
+        .map(|u| (u.source.object().to_string(), u.source.object()))
+        .collect();
+    let mut lock = Lock::new();
+    if !objects.is_empty() {
+        let store = store.get().await?;
+        for (text, object) in &objects {
+            match checked_sha(&store, object).await? {
+                Err(p) => problems.push(p),
+                Ok(sha) => {
+                    for u in uses
+                        .iter()
+                        .filter(|u| &u.source.object().to_string() == text)
+                    {
+                        if let Some(c) = u.source.checksum.as_ref().filter(|c| **c != sha) {
+                            problems.push(format!(
+                                "{}: its ?checksum=sha256:{c} is not the sha256 {sha} S3 serves{}: terraform init would refuse it; pin it again",
+                                u.unit.display(),
+                                u.written_in()
+                            ));
+                        }
+                    }
+                    lock.insert(text.clone(), sha);
+                }
+            }
+        }
+    }
+    report(&problems)?;
+    let path = dir.join(LOCK_FILE);
+    std::fs::write(&path, lockfile::render(&lock)).map_err(|e| Error::file(&path, e))?;
+    eprintln!("locked {} source(s) in {}", lock.len(), path.display());
+    Ok(())
+}
+
+/// The nearest `tfmod.lock` in `dir` or above.
+pub fn nearest_lock(dir: &Path) -> Option<PathBuf> {
+    dir.ancestors()
+        .map(|d| d.join(LOCK_FILE))
+        .find(|p| p.is_file())
+}
+
+/// Reads a lock file.
+pub fn read_lock(path: &Path) -> Result<Lock, Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, e))?;
+    lockfile::parse(&text).map_err(|e| Error::file(path, e))
+}
+
+pub async fn verify(
+    dir: &Path,
+    trust: Option<&Trust>,
+    store: impl AsyncStore,
+) -> Result<(), Error> {
+    let Scan { uses, mut problems } = scan(dir, trust)?;
+    let mut locks: BTreeMap<PathBuf, Lock> = BTreeMap::new();
+    let mut used: BTreeSet<(PathBuf, String)> = BTreeSet::new();
+    // Object → (object, locked sha); one download per object even if many units use it.
+    let mut to_check: BTreeMap<(String, String), S3Source> = BTreeMap::new();
+    for u in &uses {
+        let shown = u.unit.display();
+        let from = u.written_in();
+        let Some(lock_path) = nearest_lock(u.unit.parent().unwrap_or(Path::new("."))) else {
+            problems.push(format!(
+                "{shown}: no {LOCK_FILE} in its directory or above: run tfmod lock in the stage directory"
+            ));
+            continue;
+        };
+        if !locks.contains_key(&lock_path) {
+            locks.insert(lock_path.clone(), read_lock(&lock_path)?);
+        }
+        let key = u.source.object().to_string();
+        let Some(locked) = locks[&lock_path].get(&key) else {
+            problems.push(format!(
+                "{shown}: source {key} is not in {}{from}: run tfmod lock there and review the change",
+                lock_path.display()
+            ));
+            continue;
+        };
+        used.insert((lock_path.clone(), key.clone()));
+        match &u.source.checksum {
+            None => problems.push(format!(
+                "{shown}: its source has no ?checksum=, so terraform init would not check the bytes{from}: pin it again (tfmod pin NAME X.Y.Z --dir STAGE)"
+            )),
+            Some(c) if c != locked => problems.push(format!(
+                "{shown}: its ?checksum=sha256:{c} differs from the locked {locked}{from}: pin it again, or review the change"
+            )),
+            Some(_) => {}
+        }
+        to_check.insert((key, locked.clone()), u.source.object());
+    }
+    // Entries no unit below uses (only for locks whose whole directory was scanned).
+    let root = normalize(dir);
+    for (lock_path, lock) in &locks {
+        let lock_dir = normalize(lock_path.parent().unwrap_or(Path::new(".")));
+        if !lock_dir.starts_with(&root) {
+            continue;
+        }
+        for src in lock.keys() {
+            if !used.contains(&(lock_path.clone(), src.clone())) {
+                problems.push(format!(
+                    "{}: {src} is locked but no terragrunt.hcl below uses it: run tfmod lock there",
+                    lock_path.display()
+                ));
+            }
+        }
+    }
+    if !to_check.is_empty() {
+        let store = store.get().await?;
+        for ((text, locked), object) in &to_check {
+            let s = match store_for(&store, object) {
+                Ok(s) => s,
+                Err(p) => {
+                    problems.push(p);
+                    continue;
+                }
+            };
+            match s
+                .fetch(&object.bucket, &object.key, object.version_id.as_deref())
+                .await?
+            {
+                None => problems.push(format!(
+                    "{text}: not in S3 any more (locked sha256 {locked})"
+                )),
+                Some(got) if &got.sha256 != locked => problems.push(format!(
+                    "{text}: sha256 {} differs from the locked {locked}: the object was changed after locking; do not apply",
+                    got.sha256
+                )),
+                Some(_) => {}
+            }
+        }
+    }
+    report(&problems)?;
+    println!(
+        "ok: {} unit(s), {} archive(s) match their locks and checksums",
+        uses.len(),
+        to_check.len()
+    );
+    Ok(())
+}
+
+/// A store connected on first use (commands that find nothing to check never connect).
+pub trait AsyncStore {
+    fn get(self) -> impl std::future::Future<Output = Result<Store, Error>>;
+}
+
+/// Connects with this timeout when asked.
+pub struct Connect(pub std::time::Duration);
+
+impl AsyncStore for Connect {
+    async fn get(self) -> Result<Store, Error> {
+        Ok(Store::connect(self.0).await?)
+    }
+}

@@ -1,0 +1,227 @@
+//! The gate reads what Terraform and Terragrunt will read: sources from included files, the key
+//! go-getter fetches, every source that is not from the trusted store, go-getter's own
+//! `?checksum=` and `?version=`; and it never echoes a secret.
+
+use crate::harness::{self, bucket, publish, replace, tfmod, unit, write};
+
+/// Terragrunt's shared layout: the unit includes `_envcommon/vpc.hcl`, which holds the source;
+/// another reads it with `read_terragrunt_config`. Both are locked, and a replaced object fails.
+#[tokio::test]
+async fn a_source_from_an_included_file_is_locked_and_checked() {
+    let b = bucket(false).await;
+    let repo = tempfile::tempdir().unwrap();
+    let vpc = publish(repo.path(), &b, "vpc", "1.0.0", "vpc");
+    let app = publish(repo.path(), &b, "app", "2.0.0", "app");
+    let live = repo.path().join("live");
+    write(&live.join("root.hcl"), "# remote_state …\n");
+    write(
+        &live.join("_envcommon/vpc.hcl"),
+        &format!("terraform {{\n  source = \"{vpc}\"\n}}\n"),
+    );
+    write(
+        &live.join("_envcommon/app.hcl"),
+        &format!("locals {{\n  source = \"{app}\"\n}}\n"),
+    );
+    let stage = live.join("acme/us-east-1/staging");
+    write(
+        &stage.join("vpc/terragrunt.hcl"),
+        "include \"root\" {\n  path = find_in_parent_folders(\"root.hcl\")\n}\n\ninclude \"envcommon\" {\n  path   = \"${dirname(find_in_parent_folders(\"root.hcl\"))}/_envcommon/vpc.hcl\"\n  expose = true\n}\n\ninputs = {}\n",
+    );
+    write(
+        &stage.join("app/terragrunt.hcl"),
+        "locals {\n  common = read_terragrunt_config(find_in_parent_folders(\"_envcommon/app.hcl\"))\n}\n\nterraform {\n  source = local.common.locals.source\n}\n",
+    );
+    let l = tfmod(&stage, &["lock"]);
+    assert_eq!(l.code, 0, "{}", l.stdout);
+    assert!(l.stderr.contains("locked 2 source(s)"), "{}", l.stderr);
+    assert_eq!(tfmod(&stage, &["verify", "--bucket", &b]).code, 0);
+
+    replace(&b, "vpc/1.0.0.zip", b"PK not the module").await;
+    let v = tfmod(&stage, &["verify", "--bucket", &b]);
+    assert_eq!(v.code, 1, "{}", v.stdout);
+    assert!(
+        v.stdout.contains("vpc/1.0.0.zip") && v.stdout.contains("differs"),
+        "{}",
+        v.stdout
+    );
+
+    // An include tfmod cannot follow is a problem, not a pass.
+    write(
+        &stage.join("dns/terragrunt.hcl"),
+        "include \"x\" {\n  path = local.somewhere\n}\n",
+    );
+    let v = tfmod(&stage, &["verify"]);
+    assert_eq!(v.code, 1);
+    assert!(
+        v.stdout.contains("dns/terragrunt.hcl") && v.stdout.contains("include"),
+        "{}",
+        v.stdout
+    );
+}
+
+/// go-getter percent-decodes the path: `tf%2Fvpc%2F1.0.0.zip` is the object `tf/vpc/1.0.0.zip`.
+#[tokio::test]
+async fn verify_checks_the_object_go_getter_downloads() {
+    let b = bucket(false).await;
+    let repo = tempfile::tempdir().unwrap();
+    harness::module(&repo.path().join("m"), "vpc");
+    let r = tfmod(
+        repo.path(),
+        &[
+            "publish",
+            "m",
+            "--name",
+            "vpc",
+            "--version",
+            "1.0.0",
+            "--bucket",
+            &b,
+            "--prefix",
+            "tf",
+        ],
+    );
+    assert_eq!(r.code, 0);
+    let encoded = r
+        .stdout
+        .trim()
+        .replace("tf/vpc/1.0.0.zip", "tf%2Fvpc%2F1.0.0.zip");
+    let stage = repo.path().join("live/acme/us-east-1/dev");
+    write(&stage.join("vpc/terragrunt.hcl"), &unit(&encoded));
+    let l = tfmod(&stage, &["lock"]);
+    assert_eq!(l.code, 0, "{}", l.stdout);
+    assert!(
+        std::fs::read_to_string(stage.join("tfmod.lock"))
+            .unwrap()
+            .contains("/tf/vpc/1.0.0.zip"),
+        "the lock names the object go-getter fetches"
+    );
+    replace(&b, "tf/vpc/1.0.0.zip", b"PK other bytes").await;
+    let v = tfmod(&stage, &["verify"]);
+    assert_eq!(v.code, 1, "{}", v.stdout);
+}
+
+/// With --bucket, every module source that is not from that store is a problem, named.
+#[tokio::test]
+async fn verify_with_bucket_names_every_source_from_elsewhere() {
+    let b = bucket(false).await;
+    let repo = tempfile::tempdir().unwrap();
+    let vpc = publish(repo.path(), &b, "vpc", "1.0.0", "vpc");
+    let stage = repo.path().join("live/acme/us-east-1/prod");
+    write(&stage.join("vpc/terragrunt.hcl"), &unit(&vpc));
+    for (name, source) in [
+        ("git", "git::https://example.com/acme/net.git?ref=main"),
+        (
+            "vhost",
+            "https://other-bucket.s3.eu-west-1.amazonaws.com/vpc/1.0.0.zip",
+        ),
+        ("local", "../../../../../modules/vpc-1.0.0"),
+        (
+            "registry",
+            "tfr:///terraform-aws-modules/vpc/aws?version=5.0.0",
+        ),
+    ] {
+        write(&stage.join(name).join("terragrunt.hcl"), &unit(source));
+    }
+    // lock refuses them as well (and so writes nothing).
+    assert_eq!(tfmod(&stage, &["lock", "--bucket", &b]).code, 1);
+    assert!(!stage.join("tfmod.lock").exists());
+    let v = tfmod(&stage, &["verify", "--bucket", &b]);
+    assert_eq!(v.code, 1, "{}", v.stdout);
+    for name in ["git", "vhost", "local", "registry"] {
+        assert!(
+            v.stdout
+                .lines()
+                .any(|l| l.contains(&format!("{name}/terragrunt.hcl")) && l.contains("not from")),
+            "{name} in {}",
+            v.stdout
+        );
+    }
+}
+
+/// Sources carry go-getter's `?checksum=sha256:` (and `?version=` on a versioned bucket), so
+/// `terraform init` checks the bytes itself; verify checks the parameter against lock and S3.
+#[tokio::test]
+async fn sources_carry_the_checksum_terraform_checks_and_verify_holds_it_to_the_lock() {
+    for versioned in [false, true] {
+        let b = bucket(versioned).await;
+        let repo = tempfile::tempdir().unwrap();
+        let vpc = publish(repo.path(), &b, "vpc", "1.0.0", "vpc");
+        let stored = harness::object(&b, "vpc/1.0.0.zip").await.unwrap();
+        let sha = tfmod::archive::sha256_hex(&stored);
+        assert!(vpc.contains(&format!("checksum=sha256:{sha}")), "{vpc}");
+        let head = harness::s3()
+            .head_object()
+            .bucket(&b)
+            .key("vpc/1.0.0.zip")
+            .send()
+            .await
+            .unwrap();
+        match head.version_id().filter(|v| *v != "null") {
+            Some(v) if versioned => assert!(vpc.contains(&format!("version={v}")), "{vpc}"),
+            _ => assert!(!vpc.contains("version="), "{vpc}"),
+        }
+        let stage = repo.path().join("live/acme/us-east-1/dev");
+        write(&stage.join("vpc/terragrunt.hcl"), &unit(&vpc));
+        assert_eq!(tfmod(&stage, &["lock"]).code, 0);
+        assert_eq!(tfmod(&stage, &["verify", "--bucket", &b]).code, 0);
+
+        // A checksum parameter other than the lock's is a problem (Terraform would refuse it).
+        let wrong = vpc.replace(&sha, &"0".repeat(64));
+        write(&stage.join("vpc/terragrunt.hcl"), &unit(&wrong));
+        let v = tfmod(&stage, &["verify", "--bucket", &b]);
+        assert_eq!(v.code, 1, "{}", v.stdout);
+        assert!(v.stdout.contains("checksum"), "{}", v.stdout);
+
+        // No checksum parameter: init would not check the bytes.
+        let bare = vpc
+            .split("checksum=")
+            .next()
+            .unwrap()
+            .trim_end_matches(['&', '?']);
+        write(&stage.join("vpc/terragrunt.hcl"), &unit(bare));
+        let v = tfmod(&stage, &["verify", "--bucket", &b]);
+        assert_eq!(v.code, 1, "{}", v.stdout);
+        assert!(v.stdout.contains("?checksum="), "{}", v.stdout);
+    }
+}
+
+/// A secret in a source (userinfo, go-getter's credential parameters) is never printed.
+#[tokio::test]
+async fn secrets_in_sources_are_never_echoed() {
+    let b = bucket(false).await;
+    let repo = tempfile::tempdir().unwrap();
+    let vpc = publish(repo.path(), &b, "vpc", "1.0.0", "vpc");
+    let stage = repo.path().join("live/acme/us-east-1/dev");
+    let with_query =
+        format!("{vpc}&aws_access_key_id=AKIASECRETKEYID&aws_access_key_secret=SuperSecret1");
+    let endpoint = harness::moto().endpoint.clone();
+    let with_userinfo = vpc.replacen(
+        &endpoint,
+        &endpoint.replace("http://", "http://AKIASECRETKEYID:SuperSecret2@"),
+        1,
+    );
+    for (name, source) in [
+        ("query", with_query.as_str()),
+        ("userinfo", with_userinfo.as_str()),
+        (
+            "vhost",
+            "s3::https://AKIASECRETKEYID:SuperSecret3@b.s3.eu-west-1.amazonaws.com/vpc/1.0.0.zip",
+        ),
+        (
+            "git",
+            "git::https://deploy:SuperSecret4@example.com/net.git?ref=main",
+        ),
+    ] {
+        write(&stage.join(name).join("terragrunt.hcl"), &unit(source));
+    }
+    for args in [vec!["lock"], vec!["verify", "--bucket", &b]] {
+        let r = tfmod(&stage, &args);
+        assert_eq!(r.code, 1, "{args:?}");
+        let all = format!("{}{}", r.stdout, r.stderr);
+        assert!(all.matches("terragrunt.hcl").count() >= 3, "{all}");
+        assert!(
+            !all.contains("SuperSecret") && !all.contains("AKIASECRETKEYID"),
+            "{args:?} echoed a secret: {all}"
+        );
+    }
+}
