@@ -29,9 +29,12 @@ use globset::GlobMatcher;
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
 
-/// The Atlantis commands a rule may name.
+/// The Atlantis commands a rule may name. `policy_check` is not typed by anyone: with policy
+/// checks on, a comment's `plan` adds one such entry per project, checked like the plan's
+/// (see [`covers`]).
 pub const COMMANDS: &[&str] = &[
     "plan",
+    "policy_check",
     "apply",
     "unlock",
     "approve_policies",
@@ -423,10 +426,7 @@ impl Policy {
                     }
                     let later = self.rules[i + 1..].iter().find(|b| {
                         overlap(&a.repos, &b.repos)
-                            && match (&a.commands, &b.commands) {
-                                (Some(x), Some(y)) => x.iter().any(|c| y.contains(c)),
-                                _ => true,
-                            }
+                            && commands_overlap(&a.commands, &b.commands)
                             && b.paths
                                 .as_ref()
                                 .is_none_or(|ps| ps.iter().any(|p| p.is_match(&probe)))
@@ -529,11 +529,23 @@ impl Rule {
             && any(&self.paths, req.path.as_deref(), cl)
             // A project named at the first check narrows it; none named: checked per project.
             && any(&self.projects, req.project.as_deref(), cl && req.project.is_none())
-            && self
-                .commands
-                .as_ref()
-                .is_none_or(|cs| cs.iter().any(|c| c.0 == req.command))
+            && covers(&self.commands, &req.command)
     }
+}
+
+/// Whether a rule's `commands` (absent: any) cover `command`. `plan` covers `policy_check`:
+/// Atlantis drops a denied `policy_check` entry, so conftest would not run on a plan the user
+/// was allowed to make and apply's `policies_passed` requirement would count it as passed.
+pub fn covers(commands: &Option<Vec<CommandName>>, command: &str) -> bool {
+    commands.as_ref().is_none_or(|cs| {
+        cs.iter()
+            .any(|c| c.0 == command || (command == "policy_check" && c.0 == "plan"))
+    })
+}
+
+/// Whether some command is covered by both lists.
+fn commands_overlap(a: &Option<Vec<CommandName>>, b: &Option<Vec<CommandName>>) -> bool {
+    COMMANDS.iter().any(|c| covers(a, c) && covers(b, c))
 }
 
 /// Decide, given the user's Okta groups.
@@ -541,6 +553,16 @@ impl Rule {
 /// Project level: the first matching rule decides. Command level: allowed when any matching rule
 /// allows one of the user's groups (the project-level checks then narrow it down).
 pub fn decide(policy: &Policy, req: &Request, groups: &[Group]) -> Decision {
+    let mut d = judge(policy, req, groups);
+    if !d.allowed && req.command == "policy_check" {
+        d.reason.push_str(
+            "; Atlantis drops a denied policy_check: conftest does not run on this project's plan (a rule that allows plan allows policy_check)",
+        );
+    }
+    d
+}
+
+fn judge(policy: &Policy, req: &Request, groups: &[Group]) -> Decision {
     let has = |allowed: &[String]| policy.allowing(allowed, groups);
     let matching: Vec<&Rule> = policy.rules.iter().filter(|r| r.matches(req)).collect();
     let what = match (&req.path, &req.project) {

@@ -899,3 +899,45 @@ async fn the_readme_policy_is_scoped_to_its_repository() {
     a.vars.insert("BASE_REPO_NAME", "payments".into());
     a.run().await.assert_denied(1, &["no rule matches"]);
 }
+
+// Round 4 (issue #37): a new user's mistakes and Atlantis's behaviour read from its sources
+// (v0.30 to current).
+
+/// Finding 1 (high): with policy checks on, a comment's `plan` makes a second entry per project
+/// with the command `policy_check`, checked like any other; Atlantis drops a denied entry, so
+/// conftest never ran and apply's `policies_passed` requirement passed. The tool refused the
+/// command (exit 2) and no policy could name it. A rule that allows `plan` allows
+/// `policy_check` too, and a policy may name it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_check_is_allowed_wherever_plan_is() {
+    let okta = people().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    // ana may plan anywhere (rule plan-everything), prod included: so she may policy_check.
+    for path in [PROD, STAGING] {
+        let r = Atlantis::new(&okta, &cache, "ana", "policy_check", Some(path))
+            .run()
+            .await;
+        assert!(r.allowed(), "{path}: {r}");
+        assert!(r.output.contains("plan-everything"), "{r}");
+    }
+    // Where she may not plan, she may not policy_check, and the denial says what follows.
+    let no_plan = policy_with(dir.path(), "commands: [plan, unlock]", "commands: [unlock]");
+    let mut a = Atlantis::new(&okta, &cache, "ana", "policy_check", Some(STAGING));
+    a.args[1] = no_plan.display().to_string();
+    a.run()
+        .await
+        .assert_denied(1, &["policy_check", "conftest does not run"]);
+    // A policy may name it; check-policy accepts it.
+    let named = policy_with(
+        dir.path(),
+        "commands: [plan, unlock]",
+        "commands: [policy_check, unlock]",
+    );
+    let (code, out) = run_bin(&["check-policy", named.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}");
+    let mut a = Atlantis::new(&okta, &cache, "ana", "policy_check", Some(STAGING));
+    a.args[1] = named.display().to_string();
+    let r = a.run().await;
+    assert!(r.allowed(), "{r}");
+}
