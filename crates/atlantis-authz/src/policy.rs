@@ -31,7 +31,8 @@ use serde::{Deserialize, Serialize};
 
 /// The Atlantis commands a rule may name. `policy_check` is not typed by anyone: with policy
 /// checks on, a comment's `plan` adds one such entry per project, checked like the plan's
-/// (see [`covers`]).
+/// (see [`covers`]). `cancel` (Atlantis ≥ 0.39), like `unlock`, is asked about at the first,
+/// repository-wide check only.
 pub const COMMANDS: &[&str] = &[
     "plan",
     "policy_check",
@@ -41,6 +42,7 @@ pub const COMMANDS: &[&str] = &[
     "import",
     "state",
     "version",
+    "cancel",
 ];
 
 /// A glob pattern, compiled when the policy is read (a bad one is an error with its line).

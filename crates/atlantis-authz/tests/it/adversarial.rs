@@ -941,3 +941,29 @@ async fn policy_check_is_allowed_wherever_plan_is() {
     let r = a.run().await;
     assert!(r.allowed(), "{r}");
 }
+
+/// Finding 9: Atlantis ≥ 0.39 has `cancel` (it cancels the pull request's queued operations)
+/// and asks about it at the first, repository-wide check only. The tool refused the command and
+/// no policy could allow it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_is_a_command_a_policy_can_allow() {
+    let okta = people().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    // The example policy does not name it: denied by the policy, not refused as unknown.
+    Atlantis::new(&okta, &cache, "ana", "cancel", None)
+        .run()
+        .await
+        .assert_denied(1, &["cancel", "no rule matches"]);
+    let allowing = policy_with(
+        dir.path(),
+        "commands: [plan, unlock]",
+        "commands: [plan, unlock, cancel]",
+    );
+    let (code, out) = run_bin(&["check-policy", allowing.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}");
+    let mut a = Atlantis::new(&okta, &cache, "ana", "cancel", None);
+    a.args[1] = allowing.display().to_string();
+    let r = a.run().await;
+    assert!(r.allowed(), "{r}");
+}
