@@ -191,7 +191,7 @@ pub enum Command {
         /// Project path (REPO_REL_PATH); omit for the command-level check
         #[arg(long)]
         path: Option<String>,
-        /// Project name (PROJECT_NAME)
+        /// Project name (PROJECT_NAME); with --path and without it, an unnamed project
         #[arg(long)]
         project: Option<String>,
         /// Atlantis command

@@ -46,8 +46,10 @@ pub const COMMANDS: &[&str] = &[
 ];
 
 /// A glob pattern, compiled when the policy is read (a bad one is an error with its line).
-/// `*` stays within a directory; `dir/**` covers everything under `dir` and `dir` itself (a
-/// project at `live/1/us-east-1/prod` is as much prod as one below it).
+/// In `repos` and `paths`, `*` stays within a directory; `dir/**` covers everything under `dir`
+/// and `dir` itself (a project at `live/1/us-east-1/prod` is as much prod as one below it). In
+/// `projects`, `*` matches any name: Atlantis allows `/` in one, and the empty name is that of
+/// an unnamed project.
 #[derive(Debug, Clone)]
 pub struct Pattern {
     source: String,
@@ -61,14 +63,58 @@ impl Pattern {
     pub fn is_match(&self, s: &str) -> bool {
         self.matcher.is_match(s) || self.dir.as_ref().is_some_and(|d| d.is_match(s))
     }
+
+    /// Whether it matches every value (`*` or `**` in `projects`).
+    fn matches_anything(&self) -> bool {
+        self.source == "**" || (self.source == "*" && self.is_match("a/b"))
+    }
 }
 
-fn compile(source: &str) -> Result<GlobMatcher, String> {
+/// What a glob is matched against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GlobKind {
+    /// `owner/repo` and `REPO_REL_PATH`: `*` stays within a directory.
+    Slashed,
+    /// `PROJECT_NAME`: a name, where `*` matches anything (`/` included).
+    Name,
+}
+
+fn compile(source: &str, kind: GlobKind) -> Result<GlobMatcher, String> {
     globset::GlobBuilder::new(source)
-        .literal_separator(true)
+        .literal_separator(kind == GlobKind::Slashed)
         .build()
         .map(|g| g.compile_matcher())
         .map_err(|e| format!("invalid glob {source:?}: {}", e.kind()))
+}
+
+impl Pattern {
+    fn new(source: String, kind: GlobKind) -> Result<Pattern, String> {
+        if source.is_empty() {
+            return Err("empty glob pattern".into());
+        }
+        let matcher = compile(&source, kind)?;
+        let dir = match source.strip_suffix("/**") {
+            Some(d) if !d.is_empty() && kind == GlobKind::Slashed => Some(compile(d, kind)?),
+            _ => None,
+        };
+        Ok(Pattern {
+            source,
+            matcher,
+            dir,
+        })
+    }
+}
+
+/// `projects`: globs over names (see [`Pattern`]).
+fn project_globs<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Pattern>>, D::Error> {
+    let Some(sources) = Option::<Vec<String>>::deserialize(d)? else {
+        return Ok(None);
+    };
+    sources
+        .into_iter()
+        .map(|s| Pattern::new(s, GlobKind::Name).map_err(de::Error::custom))
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
 }
 
 impl std::fmt::Display for Pattern {
@@ -79,20 +125,7 @@ impl std::fmt::Display for Pattern {
 
 impl<'de> Deserialize<'de> for Pattern {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let source = String::deserialize(d)?;
-        if source.is_empty() {
-            return Err(de::Error::custom("empty glob pattern"));
-        }
-        let matcher = compile(&source).map_err(de::Error::custom)?;
-        let dir = match source.strip_suffix("/**") {
-            Some(d) if !d.is_empty() => Some(compile(d).map_err(de::Error::custom)?),
-            _ => None,
-        };
-        Ok(Pattern {
-            source,
-            matcher,
-            dir,
-        })
+        Pattern::new(String::deserialize(d)?, GlobKind::Slashed).map_err(de::Error::custom)
     }
 }
 
@@ -219,7 +252,9 @@ pub struct Rule {
     pub repos: Option<Vec<Pattern>>,
     /// `REPO_REL_PATH` globs; absent: any path.
     pub paths: Option<Vec<Pattern>>,
-    /// `PROJECT_NAME` globs; absent: any project.
+    /// `PROJECT_NAME` globs; absent: any project. At the per-project check an unnamed project
+    /// has the empty name, which `*` matches.
+    #[serde(default, deserialize_with = "project_globs")]
     pub projects: Option<Vec<Pattern>>,
     /// Atlantis commands; absent: any command.
     pub commands: Option<Vec<CommandName>>,
@@ -446,6 +481,17 @@ impl Policy {
                     ));
                 }
             }
+        }
+        for r in &self.rules {
+            let Some(ps) = &r.projects else { continue };
+            if ps.iter().any(Pattern::matches_anything) {
+                continue;
+            }
+            let globs: Vec<&str> = ps.iter().map(|p| p.source.as_str()).collect();
+            out.push(format!(
+                "rule {:?} selects by project name ({globs:?}): PROJECT_NAME comes from the pull request's own atlantis.yaml, so its author can name a project to match this rule or to dodge it (an unnamed project's name is empty); select what must be protected by paths",
+                r.name
+            ));
         }
         out.dedup();
         out

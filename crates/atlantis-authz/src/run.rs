@@ -390,12 +390,16 @@ pub async fn run(cli: Cli) -> ExitCode {
                     return ExitCode::from(exit::USAGE);
                 }
             };
+            // With a path and no --project: an unnamed project, as Atlantis asks about it.
+            let project = project
+                .clone()
+                .or_else(|| path.as_ref().map(|_| String::new()));
             let req = Request {
                 user: user.clone(),
                 repo: repo.clone(),
                 command: command.clone(),
                 path,
-                project: project.clone(),
+                project,
             };
             // What the policy says before anyone is asked: the rules that apply to the request.
             let matching: Vec<&str> = policy

@@ -967,3 +967,95 @@ async fn cancel_is_a_command_a_policy_can_allow() {
     let r = a.run().await;
     assert!(r.allowed(), "{r}");
 }
+
+/// Write `text` as a policy file in `dir` and return its path.
+fn policy_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A policy whose prod rule also names `projects`, before a catch-all for engineers.
+const PROD_BY_PATH_AND_PROJECT: &str = r#"identity: {github_attribute: githubUsername}
+rules:
+  - name: prod-apply
+    repos: ["acme/infra-live"]
+    paths: ["live/*/*/prod/**"]
+    projects: ["*"]
+    commands: [apply]
+    groups: [infra-prod-admins]
+  - name: anything-else
+    repos: ["acme/infra-live"]
+    paths: ["**"]
+    commands: [apply]
+    groups: [engineering]
+"#;
+
+/// Finding 2: Atlantis sends `PROJECT_NAME=""` for a project without a name (no atlantis.yaml,
+/// `-d`, or a pull request that drops `name:`); the tool took it for "no project", so a rule
+/// with `projects: ["*"]` never matched and a later catch-all let an engineer apply prod. At the
+/// per-project check the empty name is a name, and `*` matches it; check-policy warns where a
+/// rule depends on the project name, which the pull request's author chooses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unnamed_project_does_not_escape_a_star_projects_rule() {
+    let okta = people().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let policy = policy_file(dir.path(), "p.yaml", PROD_BY_PATH_AND_PROJECT);
+    let mut a = Atlantis::new(&okta, &cache, "ana", "apply", Some(PROD));
+    a.args[1] = policy.display().to_string();
+    a.vars.insert("PROJECT_NAME", "".into());
+    a.run().await.assert_denied(1, &["prod-apply"]);
+    // A prod admin still may; a named project is judged the same way.
+    let mut a = Atlantis::new(&okta, &cache, "priya", "apply", Some(PROD));
+    a.args[1] = policy.display().to_string();
+    a.vars.insert("PROJECT_NAME", "".into());
+    assert!(a.run().await.allowed());
+    for named in ["prod-vpc", "live/111111111111/us-east-1/prod/vpc"] {
+        // Atlantis allows `/` in a project name ("to match the directory it's in").
+        let mut a = Atlantis::new(&okta, &cache, "ana", "apply", Some(PROD));
+        a.args[1] = policy.display().to_string();
+        a.vars.insert("PROJECT_NAME", named.into());
+        a.run().await.assert_denied(1, &["prod-apply"]);
+    }
+    // explain with --path and no --project asks about an unnamed project, as Atlantis would.
+    let policy_s = policy.display().to_string();
+    let cache_s = cache.display().to_string();
+    let (code, out) = run_bin(&[
+        "--policy",
+        &policy_s,
+        "--okta-url",
+        &okta.url,
+        "--cache-dir",
+        &cache_s,
+        "explain",
+        "--user",
+        "ana",
+        "--repo",
+        "acme/infra-live",
+        "--path",
+        PROD,
+        "--command",
+        "apply",
+    ]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("deciding rule: prod-apply"), "{out}");
+
+    // check-policy: `*` depends on nothing; a narrower glob depends on what the author wrote.
+    let (code, out) = run_bin(&["check-policy", &policy_s]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!out.contains("warning: rule"), "{out}");
+    let by_name = policy_file(
+        dir.path(),
+        "by-name.yaml",
+        &PROD_BY_PATH_AND_PROJECT.replace("projects: [\"*\"]", "projects: [\"prod-*\"]"),
+    );
+    let (code, out) = run_bin(&["check-policy", by_name.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("warning: rule \"prod-apply\"")
+            && out.contains("PROJECT_NAME")
+            && out.contains("atlantis.yaml"),
+        "{out}"
+    );
+}
