@@ -351,6 +351,13 @@ pub fn parse(path: &str, text: &str) -> Result<Policy, PolicyError> {
                     "repositories are owner/repo (e.g. acme/infra-live, or acme/*)",
                 ));
             }
+            if p.source.starts_with('/') || p.source.ends_with('/') || p.source.contains("//") {
+                return Err(never(
+                    "repos",
+                    p,
+                    "repositories are owner/repo, with no empty part (e.g. acme/infra-live)",
+                ));
+            }
         }
         for p in r.paths.iter().flatten() {
             if p.source.starts_with('/') {
@@ -365,6 +372,20 @@ pub fn parse(path: &str, text: &str) -> Result<Policy, PolicyError> {
                     "paths",
                     p,
                     "paths are matched normalised, without . or .. segments",
+                ));
+            }
+            if p.source.ends_with('/') {
+                return Err(never(
+                    "paths",
+                    p,
+                    "paths are matched normalised, without a trailing / (write dir/** for a directory and everything under it)",
+                ));
+            }
+            if p.source.contains("//") {
+                return Err(never(
+                    "paths",
+                    p,
+                    "paths are matched normalised, without empty segments (//)",
                 ));
             }
         }

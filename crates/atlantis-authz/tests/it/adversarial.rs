@@ -1059,3 +1059,48 @@ async fn an_unnamed_project_does_not_escape_a_star_projects_rule() {
         "{out}"
     );
 }
+
+/// Finding 3: paths are normalised before matching (no trailing `/`, no empty segment), so a
+/// glob with either can never match; check-policy said OK, the prod rule was dead and a
+/// catch-all decided. Such a glob is refused with its line, and so is a policy holding one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn globs_that_can_never_match_after_normalisation_are_refused() {
+    let okta = people().await;
+    let dir = tempfile::tempdir().unwrap();
+    let example = std::fs::read_to_string(policy()).unwrap();
+    let line = 1 + example
+        .lines()
+        .position(|l| l.contains("live/*/*/prod/**"))
+        .unwrap();
+    for dead in [
+        "live/*/*/prod/",
+        "live//*/*/prod/**",
+        "live/*/*//prod/**",
+        "live/*/*/prod//",
+    ] {
+        let p = policy_with(dir.path(), "live/*/*/prod/**", dead);
+        let (code, out) = run_bin(&["check-policy", p.to_str().unwrap()]);
+        assert_eq!(code, Some(2), "{dead}: {out}");
+        assert!(
+            out.contains(&format!("line {line}:"))
+                && out.contains("never match")
+                && out.contains(dead),
+            "{dead}: {out}"
+        );
+        let mut a = Atlantis::new(&okta, &dir.path().join("cache"), "ana", "apply", Some(PROD));
+        a.args[1] = p.display().to_string();
+        a.run()
+            .await
+            .assert_denied(2, &["broken policy", "never match"]);
+    }
+    for dead in ["acme/infra-live/", "acme//infra-live"] {
+        let p = policy_with(
+            dir.path(),
+            "repos: [\"acme/infra-live\"]",
+            &format!("repos: [\"{dead}\"]"),
+        );
+        let (code, out) = run_bin(&["check-policy", p.to_str().unwrap()]);
+        assert_eq!(code, Some(2), "{dead}: {out}");
+        assert!(out.contains("never match"), "{dead}: {out}");
+    }
+}
