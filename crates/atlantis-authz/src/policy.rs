@@ -460,15 +460,53 @@ impl Policy {
     /// What `check-policy` warns about: a path glob of a rule that leaves part of its directory
     /// (the directory itself, or what lies deeper) to a later rule or the default, for the
     /// same repositories and commands. E.g. `live/*/*/prod/*` covers `live/1/r/prod/vpc` but
-    /// not `live/1/r/prod` nor `live/1/r/prod/vpc/x`, where a later `live/**` would decide.
+    /// not `live/1/r/prod` nor `live/1/r/prod/vpc/x`, where a later `live/**` would decide; and
+    /// `live/*/*/prod` covers nothing below `prod` (warned even when nothing decides there: a
+    /// pattern ending in a plain name is a directory tree written without `/**`). And each rule
+    /// that selects by project name, which the pull request's author chooses.
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
         for (i, a) in self.rules.iter().enumerate() {
+            // What decides at `probe` when rule `a` does not: a later rule, the default.
+            let decider = |probe: &str| {
+                let later = self.rules[i + 1..].iter().find(|b| {
+                    overlap(&a.repos, &b.repos)
+                        && commands_overlap(&a.commands, &b.commands)
+                        && b.paths
+                            .as_ref()
+                            .is_none_or(|ps| ps.iter().any(|p| p.is_match(probe)))
+                });
+                match later {
+                    Some(b) => Some(format!("rule {:?} decides there", b.name)),
+                    None if !self.default.allow_groups.is_empty() => {
+                        Some("the default (which allows some groups) decides there".to_string())
+                    }
+                    None => None,
+                }
+            };
+            let covered = |probe: &str| a.paths.iter().flatten().any(|p| p.is_match(probe));
             for g in a.paths.iter().flatten() {
-                let Some((dir, last)) = g.source.rsplit_once('/') else {
-                    continue;
-                };
+                let (dir, last) = g.source.rsplit_once('/').unwrap_or(("", &g.source));
                 if !last.contains('*') {
+                    // A plain name last: the directory itself only.
+                    let below = format!("{}/_", g.source);
+                    if covered(&below) {
+                        continue;
+                    }
+                    let decider = match decider(&below) {
+                        Some(d) => d,
+                        None if g.source.contains(['*', '?', '[', '{']) => {
+                            "no rule covers it, so the default denies there".to_string()
+                        }
+                        None => continue,
+                    };
+                    out.push(format!(
+                        "rule {:?}: paths glob {:?} covers nothing below it; {decider} (write {}/** for the directory and everything under it)",
+                        a.name, g.source, g.source
+                    ));
+                    continue;
+                }
+                if dir.is_empty() {
                     continue;
                 }
                 // Paths standing for the directory and for something two levels under it.
@@ -479,22 +517,11 @@ impl Policy {
                         format!("what lies deeper under {dir}"),
                     ),
                 ] {
-                    if a.paths.iter().flatten().any(|p| p.is_match(&probe)) {
+                    if covered(&probe) {
                         continue;
                     }
-                    let later = self.rules[i + 1..].iter().find(|b| {
-                        overlap(&a.repos, &b.repos)
-                            && commands_overlap(&a.commands, &b.commands)
-                            && b.paths
-                                .as_ref()
-                                .is_none_or(|ps| ps.iter().any(|p| p.is_match(&probe)))
-                    });
-                    let decider = match later {
-                        Some(b) => format!("rule {:?} decides there", b.name),
-                        None if !self.default.allow_groups.is_empty() => {
-                            "the default (which allows some groups) decides there".to_string()
-                        }
-                        None => continue,
+                    let Some(decider) = decider(&probe) else {
+                        continue;
                     };
                     out.push(format!(
                         "rule {:?}: paths glob {:?} does not cover {what}; {decider} (write {dir}/** for the directory and everything under it)",

@@ -1104,3 +1104,48 @@ async fn globs_that_can_never_match_after_normalisation_are_refused() {
         assert!(out.contains("never match"), "{dead}: {out}");
     }
 }
+
+/// Finding 4: a prod glob without `/**` (`live/*/*/prod`) covers the prod directory itself and
+/// nothing under it, with no warning (there was one for `prod/*`). check-policy warns, naming
+/// what decides below it: a later rule, the default, or nobody.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prod_glob_without_a_double_star_is_warned_about() {
+    let okta = people().await;
+    let dir = tempfile::tempdir().unwrap();
+    let leaf = policy_with(dir.path(), "live/*/*/prod/**", "live/*/*/prod");
+    let (code, out) = run_bin(&["check-policy", leaf.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains(
+            "warning: rule \"prod-apply\": paths glob \"live/*/*/prod\" covers nothing below"
+        ) && out.contains("the default denies there")
+            && out.contains("live/*/*/prod/**"),
+        "{out}"
+    );
+    // With a catch-all after it, the warning names the rule that decides below prod, and that
+    // rule does decide there.
+    let broad = "  - name: live-apply\n    repos: [\"acme/infra-live\"]\n    paths: [\"live/**\"]\n    commands: [apply]\n    groups: [engineering]\n";
+    let text = format!("{}\n{broad}", std::fs::read_to_string(&leaf).unwrap());
+    let with_broad = policy_file(dir.path(), "broad.yaml", &text);
+    let (code, out) = run_bin(&["check-policy", with_broad.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("covers nothing below it; rule \"live-apply\" decides there"),
+        "{out}"
+    );
+    let mut a = Atlantis::new(&okta, &dir.path().join("cache"), "ana", "apply", Some(PROD));
+    a.args[1] = with_broad.display().to_string();
+    let r = a.run().await;
+    assert!(
+        r.allowed() && r.output.contains("live-apply"),
+        "what the warning says: {r}"
+    );
+    // An exact project path with nothing deciding below it is not warned about.
+    let exact = policy_with(
+        dir.path(),
+        "live/*/*/prod/**",
+        "live/111111111111/us-east-1/prod/vpc",
+    );
+    let (_, out) = run_bin(&["check-policy", exact.to_str().unwrap()]);
+    assert!(!out.contains("warning: rule"), "{out}");
+}
