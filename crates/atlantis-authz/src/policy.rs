@@ -105,9 +105,46 @@ impl Pattern {
     }
 }
 
+/// A key that is present has a value: YAML reads `key:` with every entry commented out as
+/// null, which must not pass for "any" (a rule's list) or for an empty list.
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D, key: &str) -> Result<T, D::Error> {
+    Option::<T>::deserialize(d)?.ok_or_else(|| {
+        de::Error::custom(format!(
+            "`{key}` has no value (are all its entries commented out?): write its entries, or leave `{key}` out"
+        ))
+    })
+}
+
+/// A rule's list, when present: at least one entry (absent means any; empty would be read as
+/// nothing, or as any at the first check).
+fn listed<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+    key: &str,
+) -> Result<Option<Vec<T>>, D::Error> {
+    let list: Vec<T> = present(d, key)?;
+    if list.is_empty() {
+        return Err(de::Error::custom(format!(
+            "`{key}` is empty: name at least one, or leave `{key}` out to mean any"
+        )));
+    }
+    Ok(Some(list))
+}
+
+fn repo_globs<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Pattern>>, D::Error> {
+    listed(d, "repos")
+}
+
+fn path_globs<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Pattern>>, D::Error> {
+    listed(d, "paths")
+}
+
+fn command_names<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<CommandName>>, D::Error> {
+    listed(d, "commands")
+}
+
 /// `projects`: globs over names (see [`Pattern`]).
 fn project_globs<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Pattern>>, D::Error> {
-    let Some(sources) = Option::<Vec<String>>::deserialize(d)? else {
+    let Some(sources) = listed::<_, String>(d, "projects")? else {
         return Ok(None);
     };
     sources
@@ -115,6 +152,26 @@ fn project_globs<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Pattern>>
         .map(|s| Pattern::new(s, GlobKind::Name).map_err(de::Error::custom))
         .collect::<Result<Vec<_>, _>>()
         .map(Some)
+}
+
+fn allow_groups<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    present(d, "allow_groups")
+}
+
+fn users<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    present(d, "users")
+}
+
+fn group_types<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<GroupType>, D::Error> {
+    present(d, "group_types")
+}
+
+fn rules<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Rule>, D::Error> {
+    Option::<Vec<Rule>>::deserialize(d)?.ok_or_else(|| {
+        de::Error::custom(
+            "`rules` has no value (are all its rules commented out?): write them, or `rules: []` for none",
+        )
+    })
 }
 
 impl std::fmt::Display for Pattern {
@@ -196,7 +253,7 @@ fn okta_groups_only() -> Vec<GroupType> {
 }
 
 fn nonempty_groups<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    let groups = Vec::<String>::deserialize(d)?;
+    let groups: Vec<String> = present(d, "groups")?;
     if groups.is_empty() {
         return Err(de::Error::custom(
             "a rule needs at least one group in `groups`",
@@ -215,11 +272,11 @@ pub struct Identity {
     /// Okta profile attribute holding the GitHub login (searched with `profile.<attr> eq "<login>"`).
     pub github_attribute: Option<String>,
     /// Explicit GitHub login → Okta login (or user id); checked first.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "users")]
     pub users: BTreeMap<String, String>,
     /// The group types whose groups a policy's group *names* match (default: `OKTA_GROUP`);
     /// group ids match whatever the type.
-    #[serde(default = "okta_groups_only")]
+    #[serde(default = "okta_groups_only", deserialize_with = "group_types")]
     pub group_types: Vec<GroupType>,
 }
 
@@ -238,7 +295,7 @@ impl std::default::Default for Identity {
 #[serde(deny_unknown_fields)]
 pub struct Default {
     /// Groups allowed anything no rule covers; empty: deny.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "allow_groups")]
     pub allow_groups: Vec<String>,
 }
 
@@ -249,14 +306,17 @@ pub struct Rule {
     /// A name for messages and the audit log.
     pub name: String,
     /// `owner/repo` globs; absent: any repository.
+    #[serde(default, deserialize_with = "repo_globs")]
     pub repos: Option<Vec<Pattern>>,
     /// `REPO_REL_PATH` globs; absent: any path.
+    #[serde(default, deserialize_with = "path_globs")]
     pub paths: Option<Vec<Pattern>>,
     /// `PROJECT_NAME` globs; absent: any project. At the per-project check an unnamed project
     /// has the empty name, which `*` matches.
     #[serde(default, deserialize_with = "project_globs")]
     pub projects: Option<Vec<Pattern>>,
     /// Atlantis commands; absent: any command.
+    #[serde(default, deserialize_with = "command_names")]
     pub commands: Option<Vec<CommandName>>,
     /// Okta groups allowed (membership in any one suffices).
     #[serde(deserialize_with = "nonempty_groups")]
@@ -274,6 +334,7 @@ pub struct Policy {
     #[serde(default)]
     pub default: Default,
     /// Ordered rules; the first that matches decides.
+    #[serde(deserialize_with = "rules")]
     pub rules: Vec<Rule>,
 }
 

@@ -1149,3 +1149,69 @@ async fn a_prod_glob_without_a_double_star_is_warned_about() {
     let (_, out) = run_bin(&["check-policy", exact.to_str().unwrap()]);
     assert!(!out.contains("warning: rule"), "{out}");
 }
+
+/// Finding 5: a list with every entry commented out is YAML null, which was read as "any":
+/// `paths:` so emptied let the rule match everywhere, and check-policy said OK. A list that is
+/// present must name something (null or `[]` is refused with its line); leave the key out to
+/// mean any.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emptied_list_is_refused_not_read_as_any() {
+    let okta = people().await;
+    let dir = tempfile::tempdir().unwrap();
+    let nonprod = "    paths: [\"live/*/*/staging/**\", \"live/*/*/dev/**\"]\n";
+    let emptied = "    paths:\n      # - \"live/*/*/staging/**\"\n      # - \"live/*/*/dev/**\"\n";
+    let p = policy_with(dir.path(), nonprod, emptied);
+    // Read as any path, the engineers' rule allowed ana where no rule was meant to.
+    let mut a = Atlantis::new(
+        &okta,
+        &dir.path().join("cache"),
+        "ana",
+        "apply",
+        Some("modules/vpc"),
+    );
+    a.args[1] = p.display().to_string();
+    a.run().await.assert_denied(2, &["broken policy", "paths"]);
+    let (code, out) = run_bin(&["check-policy", p.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("line ") && out.contains("paths"), "{out}");
+    // Every list a rule or the policy holds, emptied either way.
+    let rule = "  - name: prod-apply\n    repos: [\"acme/infra-live\"]\n    paths: [\"live/*/*/prod/**\"]\n    commands: [apply, import, state]\n    groups: [infra-prod-admins]\n";
+    for (key, line) in [
+        ("repos", "    repos: [\"acme/infra-live\"]\n"),
+        ("paths", "    paths: [\"live/*/*/prod/**\"]\n"),
+        ("commands", "    commands: [apply, import, state]\n"),
+        ("groups", "    groups: [infra-prod-admins]\n"),
+    ] {
+        for empty in [
+            format!("    {key}:\n      # nothing\n"),
+            format!("    {key}: []\n"),
+        ] {
+            let p = policy_with(dir.path(), rule, &rule.replace(line, &empty));
+            let (code, out) = run_bin(&["check-policy", p.to_str().unwrap()]);
+            assert_eq!(code, Some(2), "{key} {empty:?}: {out}");
+            assert!(
+                out.contains(key) && out.contains("line "),
+                "{key} {empty:?}: {out}"
+            );
+        }
+    }
+    let projects = format!(
+        "{}    projects:\n    # - \"*\"\n",
+        rule.trim_end_matches("    groups: [infra-prod-admins]\n")
+    ) + "    groups: [infra-prod-admins]\n";
+    let p = policy_with(dir.path(), rule, &projects);
+    let (code, out) = run_bin(&["check-policy", p.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("projects"), "{out}");
+    for (from, to) in [
+        ("  allow_groups: []\n", "  allow_groups:\n"),
+        (
+            "  users:\n    infra-bot: svc-infra-bot@example.com\n",
+            "  users:\n",
+        ),
+    ] {
+        let p = policy_with(dir.path(), from, to);
+        let (code, out) = run_bin(&["check-policy", p.to_str().unwrap()]);
+        assert_eq!(code, Some(2), "{to:?}: {out}");
+    }
+}
