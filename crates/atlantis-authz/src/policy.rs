@@ -688,6 +688,17 @@ impl Rule {
             && any(&self.projects, req.project.as_deref(), cl && req.project.is_none())
             && covers(&self.commands, &req.command)
     }
+
+    /// At the first check, where it [`matches`](Rule::matches): whether it decides every
+    /// project of the request's repository (no path constraint but `**`, and no project
+    /// constraint but `*`, or the one project named), so that the default never does.
+    fn covers_every_project(&self, req: &Request) -> bool {
+        let all = |ps: &Option<Vec<Pattern>>| {
+            ps.as_ref()
+                .is_none_or(|ps| ps.iter().any(Pattern::matches_anything))
+        };
+        all(&self.paths) && (all(&self.projects) || req.project.is_some())
+    }
 }
 
 /// Whether a rule's `commands` (absent: any) cover `command`. `plan` covers `policy_check`:
@@ -708,7 +719,8 @@ fn commands_overlap(a: &Option<Vec<CommandName>>, b: &Option<Vec<CommandName>>) 
 /// Decide, given the user's Okta groups.
 ///
 /// Project level: the first matching rule decides. Command level: allowed when any matching rule
-/// allows one of the user's groups (the project-level checks then narrow it down).
+/// allows one of the user's groups, or when the default does and some project can be left to it
+/// (no matching rule covers every project); the project-level checks then narrow it down.
 pub fn decide(policy: &Policy, req: &Request, groups: &[Group]) -> Decision {
     let mut d = judge(policy, req, groups);
     if !d.allowed && req.command == "policy_check" {
@@ -740,17 +752,39 @@ fn judge(policy: &Policy, req: &Request, groups: &[Group]) -> Decision {
             };
         }
         if let Some(first) = matching.first() {
+            // The default decides the projects no rule covers; it counts here unless a rule
+            // covers them all.
+            let covering = matching.iter().find(|r| r.covers_every_project(req));
+            let by_default = has(&policy.default.allow_groups);
+            if let (None, Some(g)) = (covering, &by_default) {
+                return Decision {
+                    allowed: true,
+                    rule: None,
+                    reason: format!(
+                        "{} may {what}: no rule for it allows the user's groups, but the default allows group {g} wherever no rule decides (each project is checked again)",
+                        req.user
+                    ),
+                    group: by_default,
+                };
+            }
             let mut needed: Vec<&String> = Vec::new();
             for g in matching.iter().flat_map(|r| &r.groups) {
                 if !needed.contains(&g) {
                     needed.push(g);
                 }
             }
+            let unreached = match (covering, by_default) {
+                (Some(r), Some(_)) => format!(
+                    " (the default, which allows one of them, never decides here: rule {:?} covers every project)",
+                    r.name
+                ),
+                _ => String::new(),
+            };
             return Decision {
                 allowed: false,
                 rule: Some(first.name.clone()),
                 reason: format!(
-                    "{} may not {what}: not in any of the groups {needed:?} that rules allow{}",
+                    "{} may not {what}: not in any of the groups {needed:?} that rules allow{unreached}{}",
                     req.user,
                     policy.near_misses(&needed, groups)
                 ),

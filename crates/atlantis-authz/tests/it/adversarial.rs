@@ -1215,3 +1215,61 @@ async fn an_emptied_list_is_refused_not_read_as_any() {
         assert_eq!(code, Some(2), "{to:?}: {out}");
     }
 }
+
+/// Finding 6: at the first, repository-wide check a rule naming the command that did not allow
+/// the user denied, though the default allows the user on every path no rule covers. The first
+/// check now also passes when the default allows one of the user's groups and some project of
+/// the repository can be left to it (no rule for that command covers every path and project);
+/// each project is then checked with its path. Where a rule covers every project, the default
+/// can never decide and does not count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_check_counts_the_default_where_it_can_decide() {
+    let okta = people().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let text = r#"identity: {github_attribute: githubUsername}
+default: {allow_groups: [engineering]}
+rules:
+  - name: prod-apply
+    repos: ["acme/infra-live"]
+    paths: ["live/*/*/prod/**"]
+    commands: [apply]
+    groups: [infra-prod-admins]
+"#;
+    let policy = policy_file(dir.path(), "p.yaml", text);
+    let run = |path: Option<&'static str>, policy: &Path| {
+        let mut a = Atlantis::new(&okta, &cache, "ana", "apply", path);
+        a.args[1] = policy.display().to_string();
+        a
+    };
+    let r = run(None, &policy).run().await;
+    assert!(r.allowed(), "the first check: {r}");
+    assert!(r.output.contains("the default"), "{r}");
+    // Then each project: staging by the default, prod denied by its rule.
+    assert!(run(Some(STAGING), &policy).run().await.allowed());
+    run(Some(PROD), &policy)
+        .run()
+        .await
+        .assert_denied(1, &["prod-apply"]);
+
+    // A rule that covers every path and project for apply leaves the default nothing: denied.
+    let covered = policy_file(
+        dir.path(),
+        "covered.yaml",
+        &format!("{text}  - name: all-apply\n    repos: [\"acme/infra-live\"]\n    commands: [apply]\n    groups: [infra-prod-admins]\n"),
+    );
+    run(None, &covered)
+        .run()
+        .await
+        .assert_denied(1, &["infra-prod-admins"]);
+    // A default that does not allow the user changes nothing.
+    let other_default = policy_file(
+        dir.path(),
+        "other.yaml",
+        &text.replace("allow_groups: [engineering]", "allow_groups: [sales]"),
+    );
+    run(None, &other_default)
+        .run()
+        .await
+        .assert_denied(1, &["infra-prod-admins"]);
+}
