@@ -203,6 +203,10 @@ impl<'de> Deserialize<'de> for CommandName {
     }
 }
 
+/// The commands Atlantis asks about at its first check only: they act on the whole pull
+/// request (its locks, its queue), with no project for a rule's paths or the default to decide.
+pub const PULL_REQUEST_WIDE: &[&str] = &["unlock", "cancel"];
+
 /// The Okta group types (`type` of a group).
 pub const GROUP_TYPES: &[&str] = &["OKTA_GROUP", "APP_GROUP", "BUILT_IN"];
 
@@ -720,7 +724,8 @@ fn commands_overlap(a: &Option<Vec<CommandName>>, b: &Option<Vec<CommandName>>) 
 ///
 /// Project level: the first matching rule decides. Command level: allowed when any matching rule
 /// allows one of the user's groups, or when the default does and some project can be left to it
-/// (no matching rule covers every project); the project-level checks then narrow it down.
+/// (no matching rule covers every project; not for [`PULL_REQUEST_WIDE`] commands, which have
+/// no projects); the project-level checks then narrow it down.
 pub fn decide(policy: &Policy, req: &Request, groups: &[Group]) -> Decision {
     let mut d = judge(policy, req, groups);
     if !d.allowed && req.command == "policy_check" {
@@ -756,7 +761,8 @@ fn judge(policy: &Policy, req: &Request, groups: &[Group]) -> Decision {
             // covers them all.
             let covering = matching.iter().find(|r| r.covers_every_project(req));
             let by_default = has(&policy.default.allow_groups);
-            if let (None, Some(g)) = (covering, &by_default) {
+            let per_project = !PULL_REQUEST_WIDE.contains(&req.command.as_str());
+            if let (None, Some(g), true) = (covering, &by_default, per_project) {
                 return Decision {
                     allowed: true,
                     rule: None,

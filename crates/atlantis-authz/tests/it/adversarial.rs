@@ -1272,4 +1272,14 @@ rules:
         .run()
         .await
         .assert_denied(1, &["infra-prod-admins"]);
+    // unlock and cancel act on the whole pull request and are checked at the first check only:
+    // there is no project for the default to decide, so a rule naming them still decides.
+    let pr_wide = policy_file(
+        dir.path(),
+        "pr-wide.yaml",
+        &text.replace("commands: [apply]", "commands: [apply, cancel]"),
+    );
+    let mut a = Atlantis::new(&okta, &cache, "ana", "cancel", None);
+    a.args[1] = pr_wide.display().to_string();
+    a.run().await.assert_denied(1, &["infra-prod-admins"]);
 }
