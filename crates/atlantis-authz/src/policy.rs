@@ -73,15 +73,19 @@ impl Pattern {
 /// What a glob is matched against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum GlobKind {
-    /// `owner/repo` and `REPO_REL_PATH`: `*` stays within a directory.
-    Slashed,
+    /// `owner/repo`: `*` stays within the owner or the name, and case does not matter (GitHub's
+    /// repository names are case-insensitive).
+    Repo,
+    /// `REPO_REL_PATH`: `*` stays within a directory.
+    Path,
     /// `PROJECT_NAME`: a name, where `*` matches anything (`/` included).
     Name,
 }
 
 fn compile(source: &str, kind: GlobKind) -> Result<GlobMatcher, String> {
     globset::GlobBuilder::new(source)
-        .literal_separator(kind == GlobKind::Slashed)
+        .literal_separator(kind != GlobKind::Name)
+        .case_insensitive(kind == GlobKind::Repo)
         .build()
         .map(|g| g.compile_matcher())
         .map_err(|e| format!("invalid glob {source:?}: {}", e.kind()))
@@ -94,7 +98,7 @@ impl Pattern {
         }
         let matcher = compile(&source, kind)?;
         let dir = match source.strip_suffix("/**") {
-            Some(d) if !d.is_empty() && kind == GlobKind::Slashed => Some(compile(d, kind)?),
+            Some(d) if !d.is_empty() && kind != GlobKind::Name => Some(compile(d, kind)?),
             _ => None,
         };
         Ok(Pattern {
@@ -130,12 +134,41 @@ fn listed<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     Ok(Some(list))
 }
 
+/// One glob of a list, compiled as it is read (so that an error points at its line).
+struct Glob<const KIND: u8>(Pattern);
+
+const REPO: u8 = 0;
+const PATH: u8 = 1;
+const NAME: u8 = 2;
+
+impl<'de, const KIND: u8> Deserialize<'de> for Glob<KIND> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let kind = match KIND {
+            REPO => GlobKind::Repo,
+            PATH => GlobKind::Path,
+            _ => GlobKind::Name,
+        };
+        Pattern::new(String::deserialize(d)?, kind)
+            .map(Glob)
+            .map_err(de::Error::custom)
+    }
+}
+
+/// A rule's list of globs, when present.
+fn globs<'de, D: Deserializer<'de>, const KIND: u8>(
+    d: D,
+    key: &str,
+) -> Result<Option<Vec<Pattern>>, D::Error> {
+    let list = listed::<_, Glob<KIND>>(d, key)?;
+    Ok(list.map(|l| l.into_iter().map(|g| g.0).collect()))
+}
+
 fn repo_globs<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Pattern>>, D::Error> {
-    listed(d, "repos")
+    globs::<_, REPO>(d, "repos")
 }
 
 fn path_globs<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Pattern>>, D::Error> {
-    listed(d, "paths")
+    globs::<_, PATH>(d, "paths")
 }
 
 fn command_names<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<CommandName>>, D::Error> {
@@ -144,14 +177,7 @@ fn command_names<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<CommandNa
 
 /// `projects`: globs over names (see [`Pattern`]).
 fn project_globs<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Pattern>>, D::Error> {
-    let Some(sources) = listed::<_, String>(d, "projects")? else {
-        return Ok(None);
-    };
-    sources
-        .into_iter()
-        .map(|s| Pattern::new(s, GlobKind::Name).map_err(de::Error::custom))
-        .collect::<Result<Vec<_>, _>>()
-        .map(Some)
+    globs::<_, NAME>(d, "projects")
 }
 
 fn allow_groups<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
@@ -177,12 +203,6 @@ fn rules<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Rule>, D::Error> {
 impl std::fmt::Display for Pattern {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.source)
-    }
-}
-
-impl<'de> Deserialize<'de> for Pattern {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Pattern::new(String::deserialize(d)?, GlobKind::Slashed).map_err(de::Error::custom)
     }
 }
 
@@ -309,7 +329,7 @@ pub struct Default {
 pub struct Rule {
     /// A name for messages and the audit log.
     pub name: String,
-    /// `owner/repo` globs; absent: any repository.
+    /// `owner/repo` globs, case-insensitive as GitHub's names; absent: any repository.
     #[serde(default, deserialize_with = "repo_globs")]
     pub repos: Option<Vec<Pattern>>,
     /// `REPO_REL_PATH` globs; absent: any path.

@@ -1283,3 +1283,53 @@ rules:
     a.args[1] = pr_wide.display().to_string();
     a.run().await.assert_denied(1, &["infra-prod-admins"]);
 }
+
+/// Finding 7: GitHub's repository names are case-insensitive, the tool's comparison was not:
+/// `Acme/Infra-Live` skipped an `acme/infra-live` prod rule and a later rule decided.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repository_names_compare_as_github_does() {
+    let okta = people().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let policy = policy_file(
+        dir.path(),
+        "p.yaml",
+        r#"identity: {github_attribute: githubUsername}
+rules:
+  - name: prod-apply
+    repos: ["acme/infra-live"]
+    paths: ["live/*/*/prod/**"]
+    commands: [apply]
+    groups: [infra-prod-admins]
+  - name: payments-prod
+    repos: ["Acme/Payments-*"]
+    paths: ["live/*/*/prod/**"]
+    commands: [apply]
+    groups: [infra-prod-admins]
+  - name: anything-else
+    paths: ["**"]
+    commands: [apply]
+    groups: [engineering]
+"#,
+    );
+    let on = |user: &str, owner: &str, name: &str| {
+        let mut a = Atlantis::new(&okta, &cache, user, "apply", Some(PROD));
+        a.args[1] = policy.display().to_string();
+        a.repo = format!("{owner}/{name}");
+        a.vars.insert("BASE_REPO_OWNER", owner.into());
+        a.vars.insert("BASE_REPO_NAME", name.into());
+        a
+    };
+    for (owner, name, rule) in [
+        ("Acme", "Infra-Live", "prod-apply"),
+        ("ACME", "INFRA-LIVE", "prod-apply"),
+        ("acme", "payments-api", "payments-prod"),
+    ] {
+        on("ana", owner, name).run().await.assert_denied(1, &[rule]);
+        let r = on("priya", owner, name).run().await;
+        assert!(
+            r.allowed() && r.output.contains(rule),
+            "{owner}/{name}: {r}"
+        );
+    }
+}
