@@ -436,7 +436,7 @@ impl Okta {
         {
             return Err(OktaError::BadLogin(login.to_string()));
         }
-        let users: Vec<User> = if let Some(okta_login) = identity.users.get(login) {
+        let users: Vec<User> = if let Some(okta_login) = identity.okta_login(login) {
             let url = self.at(&format!("/api/v1/users/{}", urlencode(okta_login)))?;
             match self.get(url).await {
                 Ok(r) => vec![json(r, "user").await?],

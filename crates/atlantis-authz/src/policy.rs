@@ -23,8 +23,6 @@
 //! `identity.group_types` (by default `OKTA_GROUP`: an `APP_GROUP` synced from another directory
 //! under the same name is a different group).
 
-use std::collections::BTreeMap;
-
 use globset::GlobMatcher;
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
@@ -184,8 +182,29 @@ fn allow_groups<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error
     present(d, "allow_groups")
 }
 
-fn users<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
-    present(d, "users")
+/// `identity.users` in the file's order, every mapping kept: [`parse`] refuses a login mapped
+/// twice (GitHub logins ignore case), which a map would have settled by keeping the last.
+fn users<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, String)>, D::Error> {
+    struct Mappings;
+    impl<'de> de::Visitor<'de> for Mappings {
+        type Value = Vec<(String, String)>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a map of GitHub login to Okta login")
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Err(E::custom(
+                "`users` has no value (are all its entries commented out?): write its entries, or leave `users` out",
+            ))
+        }
+        fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(entry) = map.next_entry::<String, String>()? {
+                out.push(entry);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_any(Mappings)
 }
 
 fn group_types<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<GroupType>, D::Error> {
@@ -295,20 +314,31 @@ fn nonempty_groups<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Er
 pub struct Identity {
     /// Okta profile attribute holding the GitHub login (searched with `profile.<attr> eq "<login>"`).
     pub github_attribute: Option<String>,
-    /// Explicit GitHub login → Okta login (or user id); checked first.
+    /// Explicit GitHub login → Okta login (or user id), in the file's order; checked first
+    /// ([`Identity::okta_login`]).
     #[serde(default, deserialize_with = "users")]
-    pub users: BTreeMap<String, String>,
+    pub users: Vec<(String, String)>,
     /// The group types whose groups a policy's group *names* match (default: `OKTA_GROUP`);
     /// group ids match whatever the type.
     #[serde(default = "okta_groups_only", deserialize_with = "group_types")]
     pub group_types: Vec<GroupType>,
 }
 
+impl Identity {
+    /// The Okta login explicitly mapped to a GitHub login, whatever its case.
+    pub fn okta_login(&self, github_login: &str) -> Option<&String> {
+        self.users
+            .iter()
+            .find(|(gh, _)| gh.eq_ignore_ascii_case(github_login))
+            .map(|(_, okta)| okta)
+    }
+}
+
 impl std::default::Default for Identity {
     fn default() -> Identity {
         Identity {
             github_attribute: None,
-            users: BTreeMap::new(),
+            users: Vec::new(),
             group_types: okta_groups_only(),
         }
     }
@@ -474,6 +504,36 @@ pub fn parse(path: &str, text: &str) -> Result<Policy, PolicyError> {
                 ));
             }
         }
+    }
+    let users = &policy.identity.users;
+    for (i, (login, okta)) in users.iter().enumerate() {
+        let Some((_, first)) = users[..i]
+            .iter()
+            .find(|(earlier, _)| earlier.eq_ignore_ascii_case(login))
+        else {
+            continue;
+        };
+        // Point at the second mapping: the line, after `users:`, whose key is that login.
+        let from = text
+            .lines()
+            .position(|l| l.trim_start().starts_with("users:"))
+            .unwrap_or(0);
+        let line = text
+            .lines()
+            .enumerate()
+            .skip(from)
+            .filter(|(_, l)| {
+                l.split_once(':').is_some_and(|(k, _)| {
+                    k.trim()
+                        .trim_matches(['"', '\''])
+                        .eq_ignore_ascii_case(login)
+                })
+            })
+            .nth(1)
+            .map_or(0, |(n, _)| n + 1);
+        return Err(err(format!(
+            "line {line}: GitHub login {login:?} is mapped twice in identity.users (to {first:?}, then to {okta:?}; GitHub logins ignore case): keep one mapping"
+        )));
     }
     if policy.identity.github_attribute.is_none() && policy.identity.users.is_empty() {
         return Err(err("identity: set github_attribute (the Okta profile attribute with the GitHub login) or users (an explicit mapping)".into()));

@@ -141,7 +141,7 @@ pub async fn groups_of(
         ),
     };
     let mapping = match (
-        policy.identity.users.get(login),
+        policy.identity.okta_login(login),
         &policy.identity.github_attribute,
     ) {
         (Some(okta_login), _) => format!("user:{okta_login}"),

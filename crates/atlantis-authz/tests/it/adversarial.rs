@@ -1333,3 +1333,51 @@ rules:
         );
     }
 }
+
+/// Finding 8: a GitHub login mapped twice in `identity.users` was accepted and the last
+/// mapping won silently. It is refused with the line of the second mapping, a mapping spelled
+/// in another case included: GitHub logins ignore case, and so does the lookup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_mapped_twice_is_refused() {
+    let okta = FakeOkta::start(
+        &[(
+            "svc-bot",
+            "svc-infra-bot@example.com",
+            "ACTIVE",
+            &["engineering"],
+        )],
+        10,
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let mapped = "    infra-bot: svc-infra-bot@example.com\n";
+    let example = std::fs::read_to_string(policy()).unwrap();
+    let line = 2 + example
+        .lines()
+        .position(|l| format!("{l}\n") == mapped)
+        .unwrap();
+    for second in ["infra-bot", "Infra-Bot"] {
+        let twice = policy_with(
+            dir.path(),
+            mapped,
+            &format!("{mapped}    {second}: priya@example.com\n"),
+        );
+        let (code, out) = run_bin(&["check-policy", twice.to_str().unwrap()]);
+        assert_eq!(code, Some(2), "{second}: {out}");
+        assert!(
+            out.contains(&format!("line {line}")) && out.contains("mapped twice"),
+            "{second}: {out}"
+        );
+        let mut a = Atlantis::new(&okta, &cache, "infra-bot", "plan", Some(STAGING));
+        a.args[1] = twice.display().to_string();
+        a.run().await.assert_denied(2, &["mapped twice"]);
+    }
+    // The one mapping applies whatever the case GitHub spells the login in.
+    for login in ["infra-bot", "Infra-Bot"] {
+        let r = Atlantis::new(&okta, &cache, login, "plan", Some(STAGING))
+            .run()
+            .await;
+        assert!(r.allowed(), "{login}: {r}");
+    }
+}
