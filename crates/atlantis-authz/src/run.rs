@@ -13,6 +13,28 @@ use crate::okta::{self, Auth, Okta, OktaError};
 use crate::policy::{self, Decision, Group, Policy, Request};
 use crate::request::{self, one_line};
 
+/// One line to stdout, never a panic: a reader that went away (`| head`) is not this tool's
+/// failure, so the command goes on to the exit code it reaches (`println!` would panic, and the
+/// panic hook's own print then abort). What Atlantis reads is written by [`verdict`].
+pub fn say(line: std::fmt::Arguments) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_fmt(line).and_then(|()| out.write_all(b"\n"));
+}
+
+/// [`say`] to stderr.
+pub fn tell(line: std::fmt::Arguments) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_fmt(line).and_then(|()| err.write_all(b"\n"));
+}
+
+macro_rules! say {
+    ($($arg:tt)*) => { say(format_args!($($arg)*)) };
+}
+
+macro_rules! tell {
+    ($($arg:tt)*) => { tell(format_args!($($arg)*)) };
+}
+
 /// Exit codes.
 pub mod exit {
     /// Allowed (and `pass` printed last).
@@ -325,11 +347,11 @@ fn check_policy(file: &Path) -> ExitCode {
     let p = match load_policy(Some(file)) {
         Ok(p) => p,
         Err(f) => {
-            eprintln!("{}", f.reason);
+            tell!("{}", f.reason);
             return ExitCode::from(exit::USAGE);
         }
     };
-    println!("{}: OK: {} rules", file.display(), p.rules.len());
+    say!("{}: OK: {} rules", file.display(), p.rules.len());
     let entries = |groups: &[String]| {
         groups
             .iter()
@@ -338,9 +360,9 @@ fn check_policy(file: &Path) -> ExitCode {
             .join(", ")
     };
     for r in &p.rules {
-        println!("  rule {:?}: {}", r.name, entries(&r.groups));
+        say!("  rule {:?}: {}", r.name, entries(&r.groups));
     }
-    println!(
+    say!(
         "  default: {}",
         if p.default.allow_groups.is_empty() {
             "nobody".to_string()
@@ -349,7 +371,7 @@ fn check_policy(file: &Path) -> ExitCode {
         }
     );
     for w in p.warnings() {
-        println!("warning: {w}");
+        say!("warning: {w}");
     }
     ExitCode::SUCCESS
 }
@@ -358,7 +380,7 @@ fn check_policy(file: &Path) -> ExitCode {
 pub async fn run(cli: Cli) -> ExitCode {
     let started = Instant::now();
     if cli.okta.okta_allow_http {
-        eprintln!(
+        tell!(
             "atlantis-authz: warning: plain http to Okta is allowed (--okta-allow-http or ATLANTIS_AUTHZ_OKTA_ALLOW_HTTP), to a loopback address only: this is for tests, never for production"
         );
     }
@@ -375,18 +397,18 @@ pub async fn run(cli: Cli) -> ExitCode {
             let policy = match load_policy(cli.policy.as_deref()) {
                 Ok(p) => p,
                 Err(f) => {
-                    eprintln!("{}", f.reason);
+                    tell!("{}", f.reason);
                     return ExitCode::from(f.code);
                 }
             };
             if let Err(refused) = request::check_login("--user", user) {
-                println!("verdict: deny — {}", one_line(&refused.0));
+                say!("verdict: deny — {}", one_line(&refused.0));
                 return ExitCode::from(exit::USAGE);
             }
             let path = match path.as_deref().map(request::normalise_path).transpose() {
                 Ok(p) => p,
                 Err(refused) => {
-                    println!("verdict: deny — {}", one_line(&refused.0));
+                    say!("verdict: deny — {}", one_line(&refused.0));
                     return ExitCode::from(exit::USAGE);
                 }
             };
@@ -408,7 +430,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                 .filter(|r| r.matches(&req))
                 .map(|r| r.name.as_str())
                 .collect();
-            println!(
+            say!(
                 "request: {} {} {}",
                 one_line(&req.command),
                 one_line(&req.repo),
@@ -419,8 +441,8 @@ pub async fn run(cli: Cli) -> ExitCode {
                         .unwrap_or("(command level)")
                 )
             );
-            println!("user:    {}", one_line(user));
-            println!(
+            say!("user:    {}", one_line(user));
+            say!(
                 "rules that match, in order: {}",
                 if matching.is_empty() {
                     "none".to_string()
@@ -431,7 +453,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             let (groups, source) = match groups_of(&cli.okta, &policy, user).await {
                 Ok(g) => g,
                 Err(f) => {
-                    println!(
+                    say!(
                         "groups:  unknown ({})\nverdict: deny (the user's groups are unknown)",
                         one_line(&f.reason)
                     );
@@ -447,7 +469,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                     kind => format!("{} ({kind})", g.name),
                 })
                 .collect();
-            println!(
+            say!(
                 "groups:  {} (from {})",
                 if groups.is_empty() {
                     "none".to_string()
@@ -460,17 +482,17 @@ pub async fn run(cli: Cli) -> ExitCode {
                     "okta"
                 }
             );
-            println!(
+            say!(
                 "deciding rule: {}",
                 d.rule.as_deref().unwrap_or("(default)")
             );
-            println!(
+            say!(
                 "matched group: {}",
                 d.group
                     .as_ref()
                     .map_or("none".to_string(), |g| one_line(&g.to_string()))
             );
-            println!(
+            say!(
                 "verdict: {} — {}",
                 if d.allowed { "allow" } else { "deny" },
                 one_line(&d.reason)

@@ -1381,3 +1381,74 @@ async fn a_login_mapped_twice_is_refused() {
         assert!(r.allowed(), "{login}: {r}");
     }
 }
+
+/// Run the binary with `args` and stdout a pipe whose reader is gone (`… | head` once head has
+/// exited); stderr is kept. (The exit code, or the signal that ended it, and stderr.)
+async fn into_a_closed_pipe(args: &[&str]) -> (Option<i32>, Option<i32>, String) {
+    use std::os::unix::process::ExitStatusExt;
+    let (tx, rx) = tokio::net::unix::pipe::pipe().unwrap();
+    drop(rx);
+    let out = std::process::Command::new(BIN)
+        .args(args)
+        .env("OKTA_API_TOKEN", TOKEN)
+        .env("ATLANTIS_AUTHZ_OKTA_ALLOW_HTTP", "1")
+        .stdout(Stdio::from(tx.into_blocking_fd().unwrap()))
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        out.status.signal(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Finding 10: `check-policy` and `explain` into a closed pipe (`| head`) panicked on the
+/// failed write, the panic hook's own print panicked again, and the process aborted. They now
+/// stop writing and exit with the code they reached, quietly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_into_a_closed_pipe_ends_quietly() {
+    let okta = people().await;
+    let cache = tempfile::tempdir().unwrap();
+    let example = policy().display().to_string();
+    let cache_s = cache.path().display().to_string();
+    let explain = |user: &'static str| {
+        vec![
+            "--policy".to_string(),
+            example.clone(),
+            "--okta-url".into(),
+            okta.url.clone(),
+            "--cache-dir".into(),
+            cache_s.clone(),
+            "explain".into(),
+            "--user".into(),
+            user.into(),
+            "--repo".into(),
+            "acme/infra-live".into(),
+            "--path".into(),
+            PROD.into(),
+            "--command".into(),
+            "apply".into(),
+        ]
+    };
+    let (priya, ana) = (explain("priya"), explain("ana"));
+    let cases: Vec<(Vec<&str>, i32)> = vec![
+        (vec!["check-policy", &example], 0),
+        (vec!["check-policy", "/nonexistent/policy.yaml"], 2),
+        (priya.iter().map(String::as_str).collect(), 0),
+        (ana.iter().map(String::as_str).collect(), 1),
+        (vec!["--help"], 0),
+    ];
+    for (args, want) in cases {
+        let (code, signal, stderr) = into_a_closed_pipe(&args).await;
+        assert_eq!(
+            (code, signal),
+            (Some(want), None),
+            "{args:?}: stderr:\n{stderr}"
+        );
+        assert!(
+            !stderr.contains("internal error") && !stderr.contains("panicked"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
