@@ -1452,3 +1452,77 @@ async fn output_into_a_closed_pipe_ends_quietly() {
         );
     }
 }
+
+/// Finding 11: serde expands every YAML alias in full, so a policy under the 1 MiB cap with a
+/// 400 KB anchored name and 120,000 aliases to it stands for ~48 GB: the process died (rc 134)
+/// without a `deny:` line. Aliases are refused, with their line, before anything is expanded.
+/// (The tool runs here with its address space capped at 1 GiB, so that the bomb cannot take the
+/// machine's memory while the test fails.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_yaml_alias_bomb_is_refused_not_expanded() {
+    let okta = people().await;
+    let dir = tempfile::tempdir().unwrap();
+    let aliases = vec!["*a"; 120_000].join(", ");
+    let bomb = format!(
+        "identity: {{github_attribute: githubUsername}}\nrules:\n  - name: &a \"{}\"\n    groups: [{aliases}]\n",
+        "x".repeat(400_000)
+    );
+    assert!(bomb.len() < 1 << 20, "under the size cap: {}", bomb.len());
+    let bomb = policy_file(dir.path(), "bomb.yaml", &bomb);
+    // A small alias, as someone might write to avoid repeating a list, is refused as well.
+    let small = policy_with(
+        dir.path(),
+        "    groups: [infra-prod-admins]\n",
+        "    groups: &admins [infra-prod-admins]\n",
+    );
+    let text = std::fs::read_to_string(&small).unwrap();
+    let small = policy_file(
+        dir.path(),
+        "small.yaml",
+        &text.replace("    groups: [platform]\n", "    groups: *admins\n"),
+    );
+    let line = 1 + text
+        .lines()
+        .position(|l| l == "    groups: [platform]")
+        .unwrap();
+    for (policy, at) in [(&bomb, 4), (&small, line)] {
+        let mut sh = tokio::process::Command::new("sh");
+        sh.arg("-c")
+            .arg(format!(
+                "ulimit -v 1048576 && exec {BIN} --policy {} -- apply acme/infra-live acme/sre",
+                policy.display()
+            ))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("OKTA_ORG_URL", &okta.url)
+            .env("OKTA_API_TOKEN", TOKEN)
+            .env("ATLANTIS_AUTHZ_OKTA_ALLOW_HTTP", "1")
+            .env("ATLANTIS_AUTHZ_CACHE_DIR", dir.path().join("cache"))
+            .env("USER_NAME", "ana")
+            .env("REPO_REL_PATH", PROD)
+            .env("PROJECT_NAME", "")
+            .kill_on_drop(true);
+        let out = tokio::time::timeout(Duration::from_secs(60), sh.output())
+            .await
+            .expect("still expanding after 60 s")
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let last = stdout.trim().lines().last().unwrap_or("");
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{}: {stdout}{}",
+            policy.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            last.starts_with("deny: broken policy")
+                && last.contains("alias")
+                && last.contains(&format!("line {at} ")),
+            "{last}"
+        );
+        let (code, text) = run_bin(&["check-policy", policy.to_str().unwrap()]);
+        assert_eq!(code, Some(2), "{text}");
+    }
+    assert_eq!(okta.requests.load(Ordering::SeqCst), 0, "Okta was asked");
+}
