@@ -133,7 +133,7 @@ pub async fn groups_of(
         &args.okta_client_id,
         &args.okta_private_key,
     ) {
-        (Some(t), _, _) if !t.is_empty() => Auth::ApiToken(t.clone()),
+        (Some(t), _, _) if !t.trim().is_empty() => Auth::ApiToken(api_token(t)?),
         (_, Some(id), Some(key)) => Auth::PrivateKeyJwt {
             client_id: id.clone(),
             pem: files::read_regular(key, 64 << 10).map_err(|e| {
@@ -186,6 +186,19 @@ pub async fn groups_of(
     let groups = okta.groups(&id).await?;
     cache.put(login, &key, &id, &groups);
     Ok((groups, Source::Okta))
+}
+
+/// The API token as Okta issued it: surrounding whitespace goes (a secret made with `echo`
+/// ends in a newline); anything inside that is not printable ASCII (a control character, a
+/// space) cannot be part of a token, and is a configuration error that never shows the token.
+fn api_token(raw: &str) -> Result<String, Failure> {
+    let token = raw.trim();
+    if token.chars().all(|c| c.is_ascii_graphic()) {
+        return Ok(token.to_string());
+    }
+    Err(Failure::usage(
+        "--okta-token (OKTA_API_TOKEN) holds a control character, a space or a non-ASCII character inside it (surrounding whitespace is ignored): an Okta API token is one word of printable ASCII; recreate the secret",
+    ))
 }
 
 fn env(name: &str) -> Option<String> {

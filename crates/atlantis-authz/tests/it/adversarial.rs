@@ -1526,3 +1526,88 @@ async fn a_yaml_alias_bomb_is_refused_not_expanded() {
     }
     assert_eq!(okta.requests.load(Ordering::SeqCst), 0, "Okta was asked");
 }
+
+/// Finding 12: a token with a trailing newline (a Kubernetes secret made with `echo`) or a
+/// control character inside made every call panic (exit 70, no audit line): the header could
+/// not be built. Surrounding whitespace is trimmed; a control character or space inside is a
+/// configuration error that names the variable (exit 2, audited, the token never shown).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_with_a_newline_is_trimmed_and_one_with_a_control_character_is_refused() {
+    let okta = people().await;
+    let dir = tempfile::tempdir().unwrap();
+    for (i, token) in [
+        format!("{TOKEN}\n"),
+        format!("{TOKEN}\r\n"),
+        format!(" \t{TOKEN} \n"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // A cache of its own each time: the token must reach Okta and be accepted.
+        let mut a = Atlantis::new(
+            &okta,
+            &dir.path().join(format!("c{i}")),
+            "priya",
+            "apply",
+            Some(PROD),
+        );
+        a.server("OKTA_API_TOKEN", token.clone());
+        let r = a.run().await;
+        assert!(r.allowed(), "{token:?}: {r}");
+    }
+    let asked = okta.requests.load(Ordering::SeqCst);
+    for token in [
+        format!("{TOKEN}\u{1}"),
+        "test-api\ntoken".to_string(),
+        "test-api\u{7f}token".to_string(),
+        "test-api token".to_string(),
+    ] {
+        let mut a = Atlantis::new(
+            &okta,
+            &dir.path().join("cache"),
+            "priya",
+            "apply",
+            Some(PROD),
+        );
+        a.server("OKTA_API_TOKEN", token.clone());
+        let r = a.run().await;
+        r.assert_denied(2, &["OKTA_API_TOKEN"]);
+        assert!(
+            r.output.contains("\"verdict\":\"deny\"") && !r.output.contains("test-api"),
+            "{token:?}: an audit line, and the token not shown: {r}"
+        );
+    }
+    assert_eq!(
+        okta.requests.load(Ordering::SeqCst),
+        asked,
+        "Okta was asked"
+    );
+
+    // The same for an access token Okta hands out: an error (Okta's answer), not a panic.
+    let key = dir.path().join("key.pem");
+    let made = std::process::Command::new("openssl")
+        .args(["genrsa", "-out"])
+        .arg(&key)
+        .arg("2048")
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    *okta.behaviour.canned.lock().unwrap() = Some(crate::okta::Canned {
+        status: 200,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: br#"{"access_token": "abc\u0001def", "token_type": "Bearer"}"#.to_vec(),
+    });
+    let mut a = Atlantis::new(
+        &okta,
+        &dir.path().join("oauth"),
+        "priya",
+        "apply",
+        Some(PROD),
+    );
+    a.server_env.retain(|(k, _)| k != "OKTA_API_TOKEN");
+    a.server("OKTA_CLIENT_ID", "0oa-test-client");
+    a.server("OKTA_PRIVATE_KEY_FILE", key.as_os_str());
+    let r = a.run().await;
+    r.assert_denied(3, &["could not be built"]);
+    assert!(!r.output.contains("abc"), "the token not shown: {r}");
+}
