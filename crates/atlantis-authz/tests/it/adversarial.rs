@@ -1611,3 +1611,42 @@ async fn a_token_with_a_newline_is_trimmed_and_one_with_a_control_character_is_r
     r.assert_denied(3, &["could not be built"]);
     assert!(!r.output.contains("abc"), "the token not shown: {r}");
 }
+
+/// The documentation points of #37: what Atlantis does around the tool, read from its sources,
+/// that the docs got wrong or left out. The threat model must say each, since the tool cannot
+/// stop any of them: autoplan makes no per-project check; `PROJECT_NAME` comes from the pull
+/// request's own atlantis.yaml; plan-time Terraform code runs with the server's environment
+/// (the Okta token) and can write the cache.
+#[test]
+fn the_docs_say_what_the_tool_cannot_stop() {
+    let docs = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/atlantis-authz.md"),
+    )
+    .unwrap();
+    let flat = docs.split_whitespace().collect::<Vec<_>>().join(" ");
+    let start = flat
+        .find("**What it guards, and what it cannot.**")
+        .expect("the threat model's heading");
+    let end = flat[start..]
+        .find("More rules:")
+        .map_or(flat.len(), |e| start + e);
+    let threat_model = &flat[start..end];
+    for must in [
+        "Autoplan makes no per-project check",
+        "PROJECT_NAME comes from the pull request's own atlantis.yaml",
+        "Plan-time code runs as the Atlantis server",
+        "OKTA_API_TOKEN",
+        "write the cache",
+        "policy_check",
+    ] {
+        assert!(
+            threat_model.contains(must),
+            "the threat model does not say {must:?}"
+        );
+    }
+    // The overview no longer says every command is checked twice.
+    assert!(
+        !flat.contains("It checks twice: once per command for the repository as a whole (no project yet), then once per project."),
+        "the overview still says it checks twice, autoplan included"
+    );
+}
