@@ -129,6 +129,12 @@ impl Atlantis {
         }
     }
 
+    /// With `policy` as repos.yaml's `--policy`.
+    pub(crate) fn with_policy(mut self, policy: &Path) -> Atlantis {
+        self.args[1] = policy.display().to_string();
+        self
+    }
+
     /// Set (or replace) a variable of the Atlantis server's environment.
     pub(crate) fn server(&mut self, name: &str, value: impl Into<OsString>) {
         self.server_env.retain(|(k, _)| k != name);
@@ -195,6 +201,23 @@ impl Atlantis {
             .await
             .unwrap_or_else(|| panic!("still running after 60 s: {}", self.command_line()))
     }
+}
+
+/// A new RSA private key (PEM) in `dir`, for the OAuth client.
+fn rsa_key(dir: &Path) -> PathBuf {
+    let key = dir.join("key.pem");
+    let made = std::process::Command::new("openssl")
+        .args(["genrsa", "-out"])
+        .arg(&key)
+        .arg("2048")
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "openssl genrsa: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    key
 }
 
 /// An attacker's host: a fake Okta that answers without checking credentials, where `user` is
@@ -443,14 +466,7 @@ async fn a_redirect_is_not_followed() {
     r.assert_denied(3, &["redirect", "302"]);
 
     // The OAuth token request.
-    let key = cache.path().join("key.pem");
-    let made = std::process::Command::new("openssl")
-        .args(["genrsa", "-out"])
-        .arg(&key)
-        .arg("2048")
-        .output()
-        .unwrap();
-    assert!(made.status.success());
+    let key = rsa_key(cache.path());
     let mut a = Atlantis::new(&okta, cache.path(), "ana", "apply", Some(PROD));
     a.server_env.retain(|(k, _)| k != "OKTA_API_TOKEN");
     a.server("OKTA_CLIENT_ID", "0oa-test-client");
@@ -595,6 +611,29 @@ fn run_bin(args: &[&str]) -> (Option<i32>, String) {
     )
 }
 
+/// `explain` of `user` applying to PROD on acme/infra-live, as `run_bin`'s arguments.
+fn explain_args(policy: &Path, okta: &FakeOkta, cache: &Path, user: &str) -> Vec<String> {
+    [
+        "--policy",
+        &policy.display().to_string(),
+        "--okta-url",
+        &okta.url,
+        "--cache-dir",
+        &cache.display().to_string(),
+        "explain",
+        "--user",
+        user,
+        "--repo",
+        "acme/infra-live",
+        "--path",
+        PROD,
+        "--command",
+        "apply",
+    ]
+    .map(str::to_string)
+    .to_vec()
+}
+
 /// Finding 3: groups were matched by display name whatever their type, so an `APP_GROUP`
 /// synced from another directory under the protected group's name allowed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -633,24 +672,8 @@ async fn only_okta_groups_match_by_name_and_ids_match_exactly() {
         "{r}"
     );
     let by_id_s = by_id.display().to_string();
-    let cache_s = cache.display().to_string();
-    let (code, text) = run_bin(&[
-        "--policy",
-        &by_id_s,
-        "--okta-url",
-        &okta.url,
-        "--cache-dir",
-        &cache_s,
-        "explain",
-        "--user",
-        "ana",
-        "--repo",
-        "acme/infra-live",
-        "--path",
-        PROD,
-        "--command",
-        "apply",
-    ]);
+    let explain = explain_args(&by_id, &okta, &cache, "ana");
+    let (code, text) = run_bin(&explain.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(code, Some(0), "{text}");
     assert!(
         text.contains(&format!(
@@ -923,8 +946,8 @@ async fn policy_check_is_allowed_wherever_plan_is() {
     }
     // Where she may not plan, she may not policy_check, and the denial says what follows.
     let no_plan = policy_with(dir.path(), "commands: [plan, unlock]", "commands: [unlock]");
-    let mut a = Atlantis::new(&okta, &cache, "ana", "policy_check", Some(STAGING));
-    a.args[1] = no_plan.display().to_string();
+    let a =
+        Atlantis::new(&okta, &cache, "ana", "policy_check", Some(STAGING)).with_policy(&no_plan);
     a.run()
         .await
         .assert_denied(1, &["policy_check", "conftest does not run"]);
@@ -936,8 +959,7 @@ async fn policy_check_is_allowed_wherever_plan_is() {
     );
     let (code, out) = run_bin(&["check-policy", named.to_str().unwrap()]);
     assert_eq!(code, Some(0), "{out}");
-    let mut a = Atlantis::new(&okta, &cache, "ana", "policy_check", Some(STAGING));
-    a.args[1] = named.display().to_string();
+    let a = Atlantis::new(&okta, &cache, "ana", "policy_check", Some(STAGING)).with_policy(&named);
     let r = a.run().await;
     assert!(r.allowed(), "{r}");
 }
@@ -962,8 +984,7 @@ async fn cancel_is_a_command_a_policy_can_allow() {
     );
     let (code, out) = run_bin(&["check-policy", allowing.to_str().unwrap()]);
     assert_eq!(code, Some(0), "{out}");
-    let mut a = Atlantis::new(&okta, &cache, "ana", "cancel", None);
-    a.args[1] = allowing.display().to_string();
+    let a = Atlantis::new(&okta, &cache, "ana", "cancel", None).with_policy(&allowing);
     let r = a.run().await;
     assert!(r.allowed(), "{r}");
 }
@@ -1002,42 +1023,23 @@ async fn an_unnamed_project_does_not_escape_a_star_projects_rule() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     let policy = policy_file(dir.path(), "p.yaml", PROD_BY_PATH_AND_PROJECT);
-    let mut a = Atlantis::new(&okta, &cache, "ana", "apply", Some(PROD));
-    a.args[1] = policy.display().to_string();
+    let mut a = Atlantis::new(&okta, &cache, "ana", "apply", Some(PROD)).with_policy(&policy);
     a.vars.insert("PROJECT_NAME", "".into());
     a.run().await.assert_denied(1, &["prod-apply"]);
     // A prod admin still may; a named project is judged the same way.
-    let mut a = Atlantis::new(&okta, &cache, "priya", "apply", Some(PROD));
-    a.args[1] = policy.display().to_string();
+    let mut a = Atlantis::new(&okta, &cache, "priya", "apply", Some(PROD)).with_policy(&policy);
     a.vars.insert("PROJECT_NAME", "".into());
     assert!(a.run().await.allowed());
     for named in ["prod-vpc", "live/111111111111/us-east-1/prod/vpc"] {
         // Atlantis allows `/` in a project name ("to match the directory it's in").
-        let mut a = Atlantis::new(&okta, &cache, "ana", "apply", Some(PROD));
-        a.args[1] = policy.display().to_string();
+        let mut a = Atlantis::new(&okta, &cache, "ana", "apply", Some(PROD)).with_policy(&policy);
         a.vars.insert("PROJECT_NAME", named.into());
         a.run().await.assert_denied(1, &["prod-apply"]);
     }
     // explain with --path and no --project asks about an unnamed project, as Atlantis would.
     let policy_s = policy.display().to_string();
-    let cache_s = cache.display().to_string();
-    let (code, out) = run_bin(&[
-        "--policy",
-        &policy_s,
-        "--okta-url",
-        &okta.url,
-        "--cache-dir",
-        &cache_s,
-        "explain",
-        "--user",
-        "ana",
-        "--repo",
-        "acme/infra-live",
-        "--path",
-        PROD,
-        "--command",
-        "apply",
-    ]);
+    let explain = explain_args(&policy, &okta, &cache, "ana");
+    let (code, out) = run_bin(&explain.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("deciding rule: prod-apply"), "{out}");
 
@@ -1087,8 +1089,8 @@ async fn globs_that_can_never_match_after_normalisation_are_refused() {
                 && out.contains(dead),
             "{dead}: {out}"
         );
-        let mut a = Atlantis::new(&okta, &dir.path().join("cache"), "ana", "apply", Some(PROD));
-        a.args[1] = p.display().to_string();
+        let a = Atlantis::new(&okta, &dir.path().join("cache"), "ana", "apply", Some(PROD))
+            .with_policy(&p);
         a.run()
             .await
             .assert_denied(2, &["broken policy", "never match"]);
@@ -1133,8 +1135,8 @@ async fn a_prod_glob_without_a_double_star_is_warned_about() {
         out.contains("covers nothing below it; rule \"live-apply\" decides there"),
         "{out}"
     );
-    let mut a = Atlantis::new(&okta, &dir.path().join("cache"), "ana", "apply", Some(PROD));
-    a.args[1] = with_broad.display().to_string();
+    let a = Atlantis::new(&okta, &dir.path().join("cache"), "ana", "apply", Some(PROD))
+        .with_policy(&with_broad);
     let r = a.run().await;
     assert!(
         r.allowed() && r.output.contains("live-apply"),
@@ -1162,14 +1164,14 @@ async fn an_emptied_list_is_refused_not_read_as_any() {
     let emptied = "    paths:\n      # - \"live/*/*/staging/**\"\n      # - \"live/*/*/dev/**\"\n";
     let p = policy_with(dir.path(), nonprod, emptied);
     // Read as any path, the engineers' rule allowed ana where no rule was meant to.
-    let mut a = Atlantis::new(
+    let a = Atlantis::new(
         &okta,
         &dir.path().join("cache"),
         "ana",
         "apply",
         Some("modules/vpc"),
-    );
-    a.args[1] = p.display().to_string();
+    )
+    .with_policy(&p);
     a.run().await.assert_denied(2, &["broken policy", "paths"]);
     let (code, out) = run_bin(&["check-policy", p.to_str().unwrap()]);
     assert_eq!(code, Some(2), "{out}");
@@ -1238,9 +1240,7 @@ rules:
 "#;
     let policy = policy_file(dir.path(), "p.yaml", text);
     let run = |path: Option<&'static str>, policy: &Path| {
-        let mut a = Atlantis::new(&okta, &cache, "ana", "apply", path);
-        a.args[1] = policy.display().to_string();
-        a
+        Atlantis::new(&okta, &cache, "ana", "apply", path).with_policy(policy)
     };
     let r = run(None, &policy).run().await;
     assert!(r.allowed(), "the first check: {r}");
@@ -1279,8 +1279,7 @@ rules:
         "pr-wide.yaml",
         &text.replace("commands: [apply]", "commands: [apply, cancel]"),
     );
-    let mut a = Atlantis::new(&okta, &cache, "ana", "cancel", None);
-    a.args[1] = pr_wide.display().to_string();
+    let a = Atlantis::new(&okta, &cache, "ana", "cancel", None).with_policy(&pr_wide);
     a.run().await.assert_denied(1, &["infra-prod-admins"]);
 }
 
@@ -1313,8 +1312,7 @@ rules:
 "#,
     );
     let on = |user: &str, owner: &str, name: &str| {
-        let mut a = Atlantis::new(&okta, &cache, user, "apply", Some(PROD));
-        a.args[1] = policy.display().to_string();
+        let mut a = Atlantis::new(&okta, &cache, user, "apply", Some(PROD)).with_policy(&policy);
         a.repo = format!("{owner}/{name}");
         a.vars.insert("BASE_REPO_OWNER", owner.into());
         a.vars.insert("BASE_REPO_NAME", name.into());
@@ -1369,8 +1367,8 @@ async fn a_login_mapped_twice_is_refused() {
             out.contains(&format!("line {line}")) && out.contains("mapped twice"),
             "{second}: {out}"
         );
-        let mut a = Atlantis::new(&okta, &cache, "infra-bot", "plan", Some(STAGING));
-        a.args[1] = twice.display().to_string();
+        let a =
+            Atlantis::new(&okta, &cache, "infra-bot", "plan", Some(STAGING)).with_policy(&twice);
         a.run().await.assert_denied(2, &["mapped twice"]);
     }
     // The one mapping applies whatever the case GitHub spells the login in.
@@ -1411,26 +1409,7 @@ async fn output_into_a_closed_pipe_ends_quietly() {
     let okta = people().await;
     let cache = tempfile::tempdir().unwrap();
     let example = policy().display().to_string();
-    let cache_s = cache.path().display().to_string();
-    let explain = |user: &'static str| {
-        vec![
-            "--policy".to_string(),
-            example.clone(),
-            "--okta-url".into(),
-            okta.url.clone(),
-            "--cache-dir".into(),
-            cache_s.clone(),
-            "explain".into(),
-            "--user".into(),
-            user.into(),
-            "--repo".into(),
-            "acme/infra-live".into(),
-            "--path".into(),
-            PROD.into(),
-            "--command".into(),
-            "apply".into(),
-        ]
-    };
+    let explain = |user| explain_args(&policy(), &okta, cache.path(), user);
     let (priya, ana) = (explain("priya"), explain("ana"));
     let cases: Vec<(Vec<&str>, i32)> = vec![
         (vec!["check-policy", &example], 0),
@@ -1584,14 +1563,7 @@ async fn a_token_with_a_newline_is_trimmed_and_one_with_a_control_character_is_r
     );
 
     // The same for an access token Okta hands out: an error (Okta's answer), not a panic.
-    let key = dir.path().join("key.pem");
-    let made = std::process::Command::new("openssl")
-        .args(["genrsa", "-out"])
-        .arg(&key)
-        .arg("2048")
-        .output()
-        .unwrap();
-    assert!(made.status.success());
+    let key = rsa_key(dir.path());
     *okta.behaviour.canned.lock().unwrap() = Some(crate::okta::Canned {
         status: 200,
         headers: vec![("content-type".into(), "application/json".into())],
