@@ -28,8 +28,8 @@ use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
 
 /// The Atlantis commands a rule may name. `policy_check` is not typed by anyone: with policy
-/// checks on, a comment's `plan` adds one such entry per project, checked like the plan's
-/// (see [`covers`]). `cancel` (Atlantis ≥ 0.39), like `unlock`, is asked about at the first,
+/// checks on, a comment's `plan` adds one such entry per project, judged exactly as `plan`
+/// (see [`judged_as`]). `cancel` (Atlantis ≥ 0.39), like `unlock`, is asked about at the first,
 /// repository-wide check only.
 pub const COMMANDS: &[&str] = &[
     "plan",
@@ -440,26 +440,21 @@ pub fn parse(path: &str, text: &str) -> Result<Policy, PolicyError> {
     }
     for r in &policy.rules {
         let never = |kind: &str, p: &Pattern, why: &str| {
-            // The first line naming the glob after the rule's name.
-            let name_line = text
-                .lines()
-                .position(|l| {
-                    l.trim_start().trim_start_matches("- ").trim_end()
-                        == format!("name: {}", r.name)
-                })
-                .unwrap_or(0);
-            let line = text
-                .lines()
-                .enumerate()
-                .skip(name_line)
-                .find(|(_, l)| l.contains(&p.source))
-                .map(|(i, _)| i + 1)
-                .unwrap_or(0);
             err(format!(
-                "line {line}: rule {:?}: {kind} glob {:?} can never match: {why}",
-                r.name, p.source
+                "line {}: rule {:?}: {kind} glob {:?} can never match: {why}",
+                rule_line(text, &r.name, &p.source),
+                r.name,
+                p.source
             ))
         };
+        let named = |c: &str| r.commands.iter().flatten().any(|n| n.0 == c);
+        if named("policy_check") && !named("plan") {
+            return Err(err(format!(
+                "line {}: rule {:?} names policy_check without plan: policy_check is judged exactly as plan (Atlantis drops a denied policy_check, so conftest would not run on a plan someone was allowed to make), so this rule could never decide it alone; add plan to its commands, or remove policy_check",
+                rule_line(text, &r.name, "policy_check"),
+                r.name
+            )));
+        }
         for p in r.repos.iter().flatten() {
             if !p.source.contains('/') && !p.source.contains("**") {
                 return Err(never(
@@ -553,6 +548,20 @@ pub fn parse(path: &str, text: &str) -> Result<Policy, PolicyError> {
         }
     }
     Ok(policy)
+}
+
+/// The line (from 1) of the first line holding `needle` from rule `name`'s `name:` line on; 0
+/// when not found.
+fn rule_line(text: &str, name: &str, needle: &str) -> usize {
+    let name_line = text
+        .lines()
+        .position(|l| l.trim_start().trim_start_matches("- ").trim_end() == format!("name: {name}"))
+        .unwrap_or(0);
+    text.lines()
+        .enumerate()
+        .skip(name_line)
+        .find(|(_, l)| l.contains(needle))
+        .map_or(0, |(i, _)| i + 1)
 }
 
 /// What Atlantis asks about.
@@ -787,14 +796,25 @@ impl Rule {
     }
 }
 
-/// Whether a rule's `commands` (absent: any) cover `command`. `plan` covers `policy_check`:
-/// Atlantis drops a denied `policy_check` entry, so conftest would not run on a plan the user
-/// was allowed to make and apply's `policies_passed` requirement would count it as passed.
+/// The command a request is judged as: `policy_check` as `plan`. Atlantis drops a denied
+/// `policy_check` entry, so conftest would not run on a plan the user was allowed to make and
+/// apply's `policies_passed` requirement would count it as passed: whoever may plan a project
+/// may have it checked, and nobody else ([`parse`] refuses a rule naming `policy_check`
+/// without `plan`, which could never decide it alone).
+pub fn judged_as(command: &str) -> &str {
+    if command == "policy_check" {
+        "plan"
+    } else {
+        command
+    }
+}
+
+/// Whether a rule's `commands` (absent: any) cover `command`, judged as [`judged_as`] says.
 pub fn covers(commands: &Option<Vec<CommandName>>, command: &str) -> bool {
-    commands.as_ref().is_none_or(|cs| {
-        cs.iter()
-            .any(|c| c.0 == command || (command == "policy_check" && c.0 == "plan"))
-    })
+    let judged = judged_as(command);
+    commands
+        .as_ref()
+        .is_none_or(|cs| cs.iter().any(|c| c.0 == judged))
 }
 
 /// Whether some command is covered by both lists.
@@ -812,7 +832,7 @@ pub fn decide(policy: &Policy, req: &Request, groups: &[Group]) -> Decision {
     let mut d = judge(policy, req, groups);
     if !d.allowed && req.command == "policy_check" {
         d.reason.push_str(
-            "; Atlantis drops a denied policy_check: conftest does not run on this project's plan (a rule that allows plan allows policy_check)",
+            "; Atlantis drops a denied policy_check: conftest does not run on this project's plan (policy_check is judged as plan: whoever may plan here may have it checked)",
         );
     }
     d
@@ -1178,6 +1198,7 @@ rules:
             ("identity: {github_attribute: gh}\nrules:\n  - name: a\n    group: [x]\n", 4, "unknown field"),
             ("identity: {github_attribute: gh}\nrules:\n  - name: a\n    groups: [x]\n  - name: a\n    groups: [y]\n", 5, "named"),
             ("identity: {github_attribute: gh}\nrules: [\n", 3, ""),
+            ("identity: {github_attribute: gh}\nrules:\n  - name: a\n    commands: [approve_policies,\n      policy_check]\n    groups: [x]\n", 5, "without plan"),
         ];
         for (text, line, words) in cases {
             let e = parse("p.yaml", text).expect_err(text).to_string();

@@ -930,7 +930,8 @@ async fn the_readme_policy_is_scoped_to_its_repository() {
 /// with the command `policy_check`, checked like any other; Atlantis drops a denied entry, so
 /// conftest never ran and apply's `policies_passed` requirement passed. The tool refused the
 /// command (exit 2) and no policy could name it. A rule that allows `plan` allows
-/// `policy_check` too, and a policy may name it.
+/// `policy_check` too, and a policy may name it beside `plan` (see
+/// [`policy_check_is_judged_exactly_as_plan`]).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policy_check_is_allowed_wherever_plan_is() {
     let okta = people().await;
@@ -951,11 +952,11 @@ async fn policy_check_is_allowed_wherever_plan_is() {
     a.run()
         .await
         .assert_denied(1, &["policy_check", "conftest does not run"]);
-    // A policy may name it; check-policy accepts it.
+    // A policy may name it beside plan (as Atlantis's docs have it); check-policy accepts it.
     let named = policy_with(
         dir.path(),
         "commands: [plan, unlock]",
-        "commands: [policy_check, unlock]",
+        "commands: [plan, policy_check, unlock]",
     );
     let (code, out) = run_bin(&["check-policy", named.to_str().unwrap()]);
     assert_eq!(code, Some(0), "{out}");
@@ -1621,4 +1622,75 @@ fn the_docs_say_what_the_tool_cannot_stop() {
         !flat.contains("It checks twice: once per command for the repository as a whole (no project yet), then once per project."),
         "the overview still says it checks twice, autoplan included"
     );
+}
+
+// Round 5: a hostile review of round 4's fixes.
+
+/// Review finding 1 (high): a rule naming `policy_check` without `plan` (`[approve_policies,
+/// policy_check]` for security) came first for an engineer's `policy_check` and denied it, while
+/// a later rule allowed the plan: Atlantis dropped the entry, conftest never ran and apply's
+/// `policies_passed` passed, with check-policy saying OK. `policy_check` is judged exactly as
+/// `plan` (a rule grants or denies both), and a rule naming `policy_check` without `plan` is
+/// refused, since it could never decide alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_check_is_judged_exactly_as_plan() {
+    let okta = people().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let text = |owners: &str| {
+        format!(
+            r#"identity: {{github_attribute: githubUsername}}
+rules:
+  - name: policy-owners
+    repos: ["acme/infra-live"]
+    commands: {owners}
+    groups: [infra-prod-admins]
+  - name: plan-everything
+    repos: ["acme/infra-live"]
+    commands: [plan]
+    groups: [engineering]
+"#
+        )
+    };
+    let alone = policy_file(
+        dir.path(),
+        "alone.yaml",
+        &text("[approve_policies, policy_check]"),
+    );
+    let (code, out) = run_bin(&["check-policy", alone.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("line 5") && out.contains("policy_check") && out.contains("plan"),
+        "{out}"
+    );
+    for command in ["plan", "policy_check"] {
+        let a = Atlantis::new(&okta, &cache, "ana", command, Some(STAGING)).with_policy(&alone);
+        a.run()
+            .await
+            .assert_denied(2, &["broken policy", "policy_check"]);
+    }
+    // Named beside plan, the rule decides both the same way: for each user and path, the
+    // verdict on policy_check is the verdict on plan (the example policy, and this one).
+    let beside = policy_file(
+        dir.path(),
+        "beside.yaml",
+        &text("[approve_policies, policy_check, plan]"),
+    );
+    for p in [policy(), beside] {
+        for user in ["ana", "priya", "max"] {
+            for path in [PROD, STAGING, "modules/vpc"] {
+                let run = |command| {
+                    Atlantis::new(&okta, &cache, user, command, Some(path)).with_policy(&p)
+                };
+                let plan = run("plan").run().await;
+                let check = run("policy_check").run().await;
+                assert_eq!(
+                    plan.allowed(),
+                    check.allowed(),
+                    "{} {user} {path}: plan {plan}\npolicy_check {check}",
+                    p.display()
+                );
+            }
+        }
+    }
 }
