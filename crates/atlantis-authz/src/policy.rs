@@ -24,6 +24,8 @@
 //! under the same name is a different group).
 
 use globset::GlobMatcher;
+
+use crate::glob;
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
 
@@ -618,8 +620,10 @@ impl Policy {
     /// same repositories and commands. E.g. `live/*/*/prod/*` covers `live/1/r/prod/vpc` but
     /// not `live/1/r/prod` nor `live/1/r/prod/vpc/x`, where a later `live/**` would decide; and
     /// `live/*/*/prod` covers nothing below `prod` (warned even when nothing decides there: a
-    /// pattern ending in a plain name is a directory tree written without `/**`). And each rule
-    /// that selects by project name, which the pull request's author chooses.
+    /// pattern ending in a plain name is a directory tree written without `/**`). Judged on
+    /// concrete paths (`glob::sample`: `live/*/*/prod/**/*` is tried on `live/x/x/prod`), never
+    /// on the glob's own text, which it matches literally. And each rule that selects by project
+    /// name, which the pull request's author chooses.
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
         for (i, a) in self.rules.iter().enumerate() {
@@ -642,47 +646,118 @@ impl Policy {
             };
             let covered = |probe: &str| a.paths.iter().flatten().any(|p| p.is_match(probe));
             for g in a.paths.iter().flatten() {
-                let (dir, last) = g.source.rsplit_once('/').unwrap_or(("", &g.source));
-                if !last.contains('*') {
-                    // A plain name last: the directory itself only.
-                    let below = format!("{}/_", g.source);
-                    if covered(&below) {
-                        continue;
-                    }
-                    let decider = match decider(&below) {
-                        Some(d) => d,
-                        None if g.source.contains(['*', '?', '[', '{']) => {
-                            "no rule covers it, so the default denies there".to_string()
+                // Judged on concrete paths: each alternative's parts written as literals (a
+                // glob matches its own text, so the text proves nothing).
+                let Some(alternatives) = glob::alternatives(&g.source) else {
+                    out.push(format!(
+                        "rule {:?}: paths glob {:?} has more than {} alternatives: what it leaves to later rules is not checked",
+                        a.name, g.source, glob::MAX_ALTERNATIVES
+                    ));
+                    continue;
+                };
+                for alt in alternatives {
+                    let parts = glob::parts(&alt);
+                    let (last, dir) = parts.split_last().expect("split yields a part");
+                    // The directory as written, less a trailing `**` (its sample drops it: `**`
+                    // may match no directory at all).
+                    let mut shown = dir;
+                    while let Some((l, rest)) = shown.split_last() {
+                        if l != "**" {
+                            break;
                         }
-                        None => continue,
+                        shown = rest;
+                    }
+                    let dir_text = shown.join("/");
+                    let unchecked = || {
+                        format!(
+                            "rule {:?}: paths glob {:?}: no path it matches could be written out (a class that takes none of {:?}?), so what it leaves to later rules is not checked",
+                            a.name, g.source, "xa0_-.Az9"
+                        )
                     };
-                    out.push(format!(
-                        "rule {:?}: paths glob {:?} covers nothing below it; {decider} (write {}/** for the directory and everything under it)",
-                        a.name, g.source, g.source
-                    ));
-                    continue;
-                }
-                if dir.is_empty() {
-                    continue;
-                }
-                // Paths standing for the directory and for something two levels under it.
-                for (probe, what) in [
-                    (dir.to_string(), format!("the directory {dir} itself")),
-                    (
-                        format!("{dir}/_/_"),
-                        format!("what lies deeper under {dir}"),
-                    ),
-                ] {
-                    if covered(&probe) {
+                    // A path it matches, and one below that.
+                    let (Some(whole), Some(dir_path)) = (glob::sample(&parts), glob::sample(dir))
+                    else {
+                        out.push(unchecked());
+                        continue;
+                    };
+                    let below = match whole.as_str() {
+                        "" | "." => "x".to_string(),
+                        w => format!("{w}/x"),
+                    };
+                    if last == "**" {
+                        // The directory itself (everything below it is covered).
+                        if dir_path.is_empty() {
+                            continue;
+                        }
+                        if !g.is_match(&below) {
+                            out.push(unchecked());
+                            continue;
+                        }
+                        if covered(&dir_path) {
+                            continue;
+                        }
+                        if let Some(decider) = decider(&dir_path) {
+                            out.push(format!(
+                                "rule {:?}: paths glob {:?} does not cover the directory {dir_text} itself; {decider} (write {dir_text}/** for the directory and everything under it)",
+                                a.name, g.source
+                            ));
+                        }
                         continue;
                     }
-                    let Some(decider) = decider(&probe) else {
+                    if !g.is_match(&whole) {
+                        out.push(unchecked());
                         continue;
+                    }
+                    if !glob::is_pattern(last) {
+                        // A plain name last: that directory only.
+                        if covered(&below) {
+                            continue;
+                        }
+                        let decider = match decider(&below) {
+                            Some(d) => d,
+                            None if alt.split('/').any(glob::is_pattern) => {
+                                "no rule covers it, so the default denies there".to_string()
+                            }
+                            None => continue,
+                        };
+                        out.push(format!(
+                            "rule {:?}: paths glob {:?} covers nothing below {}; {decider} (write {alt}/** for the directory and everything under it)",
+                            a.name,
+                            g.source,
+                            if alt == g.source { "it".to_string() } else { alt.clone() }
+                        ));
+                        continue;
+                    }
+                    // A pattern last: neither the directory itself nor what lies deeper.
+                    let (deeper, advice) = if dir_text.is_empty() {
+                        (
+                            "what lies deeper than the repository's top level".to_string(),
+                            "write ** for everything".to_string(),
+                        )
+                    } else {
+                        (
+                            format!("what lies deeper under {dir_text}"),
+                            format!(
+                                "write {dir_text}/** for the directory and everything under it"
+                            ),
+                        )
                     };
-                    out.push(format!(
-                        "rule {:?}: paths glob {:?} does not cover {what}; {decider} (write {dir}/** for the directory and everything under it)",
-                        a.name, g.source
-                    ));
+                    let mut probes = vec![(below, deeper)];
+                    if !dir_path.is_empty() {
+                        probes.insert(0, (dir_path, format!("the directory {dir_text} itself")));
+                    }
+                    for (probe, what) in probes {
+                        if covered(&probe) {
+                            continue;
+                        }
+                        let Some(decider) = decider(&probe) else {
+                            continue;
+                        };
+                        out.push(format!(
+                            "rule {:?}: paths glob {:?} does not cover {what}; {decider} ({advice})",
+                            a.name, g.source
+                        ));
+                    }
                 }
             }
         }

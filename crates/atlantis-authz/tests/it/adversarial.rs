@@ -1694,3 +1694,62 @@ rules:
         }
     }
 }
+
+/// Review finding 2 (high): `live/*/*/prod/**/*` (or `…/**/?`) leaves the prod directory itself
+/// to a later rule, and check-policy did not warn: it tested the glob against its own text,
+/// which the glob matches literally. Coverage is tested with concrete paths (each part of the
+/// glob written as a literal), and a warning names the directory as the glob spells it, braces
+/// expanded (`live/*/*/prod/{*,*/*}` was cut inside its braces).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_glob_that_leaves_its_directory_to_a_later_rule_is_warned_about() {
+    let okta = people().await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = |prod: &str| {
+        format!(
+            r#"identity: {{github_attribute: githubUsername}}
+rules:
+  - name: prod-apply
+    repos: ["acme/infra-live"]
+    paths: ["{prod}"]
+    commands: [apply]
+    groups: [infra-prod-admins]
+  - name: nonprod-apply
+    repos: ["acme/infra-live"]
+    paths: ["live/**"]
+    commands: [apply]
+    groups: [engineering]
+"#
+        )
+    };
+    for prod in [
+        "live/*/*/prod/**/*",
+        "live/*/*/prod/**/?",
+        "live/*/*/prod/{*,*/*}",
+    ] {
+        let p = policy_file(dir.path(), "p.yaml", &text(prod));
+        let (code, out) = run_bin(&["check-policy", p.to_str().unwrap()]);
+        assert_eq!(code, Some(0), "{prod}: {out}");
+        assert!(
+            out.contains(&format!(
+                "warning: rule \"prod-apply\": paths glob \"{prod}\" does not cover the directory live/*/*/prod itself;"
+            )) && out.contains("rule \"nonprod-apply\" decides there"),
+            "{prod}: {out}"
+        );
+        // What the warning says: an engineer may apply to the prod directory itself.
+        let a = Atlantis::new(
+            &okta,
+            &dir.path().join("cache"),
+            "ana",
+            "apply",
+            Some("live/111111111111/us-east-1/prod"),
+        )
+        .with_policy(&p);
+        let r = a.run().await;
+        assert!(r.allowed() && r.output.contains("nonprod-apply"), "{r}");
+    }
+    // With `/**` nothing is left to the later rule, and nothing is warned about.
+    let p = policy_file(dir.path(), "p.yaml", &text("live/*/*/prod/**"));
+    let (code, out) = run_bin(&["check-policy", p.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!out.contains("warning: rule"), "{out}");
+}
