@@ -110,6 +110,31 @@ pub(crate) fn parts(alternative: &str) -> Vec<String> {
     out
 }
 
+/// The alternative with each class (`[…]`) written as `?`: what is left outside them.
+pub(crate) fn classes_as_any(alternative: &str) -> String {
+    let s: Vec<char> = alternative.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < s.len() {
+        match s[i] {
+            '\\' => {
+                out.extend(&s[i..(i + 2).min(s.len())]);
+                i += 2;
+            }
+            '[' => {
+                let end = class_end(&s, i).unwrap_or(s.len());
+                out.push('?');
+                i = end;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
 /// Whether a part (of [`parts`]) holds anything but literal characters.
 pub(crate) fn is_pattern(part: &str) -> bool {
     part.contains(['*', '?', '[', '\\'])
@@ -234,5 +259,6 @@ mod tests {
         // A class holding `/` stays within its part; no path matches it.
         assert_eq!(parts("a/[/]x"), ["a", "[/]x"]);
         assert_eq!(sample(&parts("a/[/]x")), None);
+        assert_eq!(classes_as_any("a[!b]c/[]x]"), "a?c/?");
     }
 }

@@ -458,19 +458,8 @@ pub fn parse(path: &str, text: &str) -> Result<Policy, PolicyError> {
             )));
         }
         for p in r.repos.iter().flatten() {
-            if !p.source.contains('/') && !p.source.contains("**") {
-                return Err(never(
-                    "repos",
-                    p,
-                    "repositories are owner/repo (e.g. acme/infra-live, or acme/*)",
-                ));
-            }
-            if p.source.starts_with('/') || p.source.ends_with('/') || p.source.contains("//") {
-                return Err(never(
-                    "repos",
-                    p,
-                    "repositories are owner/repo, with no empty part (e.g. acme/infra-live)",
-                ));
+            if let Some(why) = dead_repo_glob(&p.source) {
+                return Err(never("repos", p, &why));
             }
         }
         for p in r.paths.iter().flatten() {
@@ -550,6 +539,45 @@ pub fn parse(path: &str, text: &str) -> Result<Policy, PolicyError> {
         }
     }
     Ok(policy)
+}
+
+/// Why a repository glob can never match `owner/name` as GitHub spells them, if it cannot:
+/// each alternative of its braces must be `**` or two `/`-separated parts of GitHub's name
+/// characters (letters, digits, `-` `_` `.`) and glob characters.
+fn dead_repo_glob(source: &str) -> Option<String> {
+    let Some(alternatives) = glob::alternatives(source) else {
+        return Some(format!(
+            "it has more than {} alternatives, which are not checked: write several globs",
+            glob::MAX_ALTERNATIVES
+        ));
+    };
+    let name = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    for alt in alternatives {
+        if alt == "**" {
+            continue;
+        }
+        let outside = glob::classes_as_any(&alt);
+        if let Some(c) = alt
+            .chars()
+            .find(|&c| !name(c) && !matches!(c, '*' | '?' | '[' | ']' | '!' | '^' | '/'))
+            .or_else(|| {
+                outside
+                    .chars()
+                    .find(|&c| !name(c) && !matches!(c, '*' | '?' | '/'))
+            })
+        {
+            return Some(format!(
+                "{c:?} is in no GitHub owner or repository name (letters, digits, - _ . and glob characters only)"
+            ));
+        }
+        let parts = glob::parts(&alt);
+        if parts.len() != 2 || parts.iter().any(String::is_empty) {
+            return Some(format!(
+                "repositories are owner/name, two parts with none empty (e.g. acme/infra-live, acme/*, or ** for any), and {alt:?} is not"
+            ));
+        }
+    }
+    None
 }
 
 /// The line (from 1) of the first line holding `needle` from rule `name`'s `name:` line on; 0

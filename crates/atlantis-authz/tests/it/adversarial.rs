@@ -1753,3 +1753,70 @@ rules:
     assert_eq!(code, Some(0), "{out}");
     assert!(!out.contains("warning: rule"), "{out}");
 }
+
+/// Review finding 3 (medium): repository globs that can never match were accepted, and the
+/// restrictive rule was silently skipped: a host in front (`github.com/acme/infra-live`), a
+/// space inside or after the name, a `.git/x` tail, three parts (`*/*/*`). A repository glob
+/// is `owner/name` (each alternative of its braces: two `/`-separated parts, or `**`), of
+/// GitHub's name characters and glob characters only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repository_globs_that_can_never_match_are_refused() {
+    let okta = people().await;
+    let dir = tempfile::tempdir().unwrap();
+    let example = std::fs::read_to_string(policy()).unwrap();
+    let line = 1 + example
+        .lines()
+        .position(|l| l.contains("repos: [\"acme/infra-live\"]"))
+        .unwrap();
+    let with = |glob: &str| {
+        policy_with(
+            dir.path(),
+            "repos: [\"acme/infra-live\"]",
+            &format!("repos: [\"{glob}\"]"),
+        )
+    };
+    for dead in [
+        "github.com/acme/infra-live",
+        "acme/infra live",
+        "acme/infra-live ",
+        "acme/infra-live.git/x",
+        "*/*/*",
+        "acme/{infra-live,x/y}",
+        "acme/infra-live\t",
+        "acme/\u{a0}infra-live",
+    ] {
+        let p = with(dead);
+        let (code, out) = run_bin(&["check-policy", p.to_str().unwrap()]);
+        assert_eq!(code, Some(2), "{dead:?}: {out}");
+        assert!(
+            out.contains(&format!("line {line}:")) && out.contains("never match"),
+            "{dead:?}: {out}"
+        );
+        let a = Atlantis::new(
+            &okta,
+            &dir.path().join("cache"),
+            "ana",
+            "plan",
+            Some(STAGING),
+        )
+        .with_policy(&p);
+        a.run()
+            .await
+            .assert_denied(2, &["broken policy", "never match"]);
+    }
+    for live in [
+        "acme/infra-live",
+        "Acme/Infra-*",
+        "*/infra-live",
+        "**",
+        "**/infra-live",
+        "{acme,other}/infra-live",
+        "{acme/infra-live,other/x}",
+        "acme/infra-[a-z]*",
+        "acme/infra.live_2",
+    ] {
+        let p = with(live);
+        let (code, out) = run_bin(&["check-policy", p.to_str().unwrap()]);
+        assert_eq!(code, Some(0), "{live:?}: {out}");
+    }
+}
