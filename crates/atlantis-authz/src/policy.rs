@@ -64,9 +64,13 @@ impl Pattern {
         self.matcher.is_match(s) || self.dir.as_ref().is_some_and(|d| d.is_match(s))
     }
 
-    /// Whether it matches every value (`*` or `**` in `projects`).
-    fn matches_anything(&self) -> bool {
-        self.source == "**" || (self.source == "*" && self.is_match("a/b"))
+    /// Whether it matches every project name, judged by what it matches (the empty name, with
+    /// `/`, …), not by its spelling: `*`, `**`, `*{,}` all do.
+    fn matches_every_name(&self) -> bool {
+        SAMPLE_NAMES
+            .iter()
+            .chain(&["prod-vpc", "live/1/us-east-1/prod/vpc", "a.b_c-d"])
+            .all(|n| self.is_match(n))
     }
 }
 
@@ -791,7 +795,7 @@ impl Policy {
         }
         for r in &self.rules {
             let Some(ps) = &r.projects else { continue };
-            if ps.iter().any(Pattern::matches_anything) {
+            if ps.iter().any(Pattern::matches_every_name) {
                 continue;
             }
             let globs: Vec<&str> = ps.iter().map(|p| p.source.as_str()).collect();
@@ -886,17 +890,34 @@ impl Rule {
             && any(&self.projects, req.project.as_deref(), cl && req.project.is_none())
             && covers(&self.commands, &req.command)
     }
+}
 
-    /// At the first check, where it [`matches`](Rule::matches): whether it decides every
-    /// project of the request's repository (no path constraint but `**`, and no project
-    /// constraint but `*`, or the one project named), so that the default never does.
-    fn covers_every_project(&self, req: &Request) -> bool {
-        let all = |ps: &Option<Vec<Pattern>>| {
-            ps.as_ref()
-                .is_none_or(|ps| ps.iter().any(Pattern::matches_anything))
-        };
-        all(&self.paths) && (all(&self.projects) || req.project.is_some())
+/// Project paths (`REPO_REL_PATH`, normalised) tried at the first check to show that a project
+/// can be left to the default: the root and a few depths.
+const SAMPLE_PATHS: &[&str] = &[".", "x", "x/x", "x/x/x"];
+
+/// Project names tried likewise: the unnamed project's, a name, one with `/`.
+const SAMPLE_NAMES: &[&str] = &["", "x", "x/x"];
+
+/// At the first check: a project (a path and a name; the name named at the check, if any)
+/// that none of the `matching` rules would match at its own check, so that the default would
+/// decide it. `None` when the rules cover every sample: the default is then not counted (it
+/// might be counted wrongly only the other way, denying, never allowing, at the first check).
+fn left_to_default(matching: &[&Rule], req: &Request) -> Option<Request> {
+    let named = req.project.as_deref().map(|n| vec![n]);
+    for path in SAMPLE_PATHS {
+        for name in named.as_deref().unwrap_or(SAMPLE_NAMES) {
+            let project = Request {
+                path: Some(path.to_string()),
+                project: Some(name.to_string()),
+                ..req.clone()
+            };
+            if !matching.iter().any(|r| r.matches(&project)) {
+                return Some(project);
+            }
+        }
     }
+    None
 }
 
 /// The command a request is judged as: `policy_check` as `plan`. Atlantis drops a denied
@@ -928,9 +949,9 @@ fn commands_overlap(a: &Option<Vec<CommandName>>, b: &Option<Vec<CommandName>>) 
 /// Decide, given the user's Okta groups.
 ///
 /// Project level: the first matching rule decides. Command level: allowed when any matching rule
-/// allows one of the user's groups, or when the default does and some project can be left to it
-/// (no matching rule covers every project; not for [`PULL_REQUEST_WIDE`] commands, which have
-/// no projects); the project-level checks then narrow it down.
+/// allows one of the user's groups, or when the default does and a project is shown to be left
+/// to it (a sample path and name no matching rule matches; not for [`PULL_REQUEST_WIDE`]
+/// commands, which have no projects); the project-level checks then narrow it down.
 pub fn decide(policy: &Policy, req: &Request, groups: &[Group]) -> Decision {
     let mut d = judge(policy, req, groups);
     if !d.allowed && req.command == "policy_check" {
@@ -962,12 +983,12 @@ fn judge(policy: &Policy, req: &Request, groups: &[Group]) -> Decision {
             };
         }
         if let Some(first) = matching.first() {
-            // The default decides the projects no rule covers; it counts here unless a rule
-            // covers them all.
-            let covering = matching.iter().find(|r| r.covers_every_project(req));
+            // The default decides the projects no rule covers; it counts here only where a
+            // project is shown to be left to it.
+            let left = left_to_default(&matching, req);
             let by_default = has(&policy.default.allow_groups);
             let per_project = !PULL_REQUEST_WIDE.contains(&req.command.as_str());
-            if let (None, Some(g), true) = (covering, &by_default, per_project) {
+            if let (Some(_), Some(g), true) = (&left, &by_default, per_project) {
                 return Decision {
                     allowed: true,
                     rule: None,
@@ -984,10 +1005,10 @@ fn judge(policy: &Policy, req: &Request, groups: &[Group]) -> Decision {
                     needed.push(g);
                 }
             }
-            let unreached = match (covering, by_default) {
-                (Some(r), Some(_)) => format!(
-                    " (the default, which allows one of them, never decides here: rule {:?} covers every project)",
-                    r.name
+            let unreached = match (left, by_default, per_project) {
+                (None, Some(_), true) => format!(
+                    " (the default, which allows one of them, never decides here: the rules for {} cover every project)",
+                    req.command
                 ),
                 _ => String::new(),
             };

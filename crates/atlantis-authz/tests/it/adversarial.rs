@@ -1820,3 +1820,51 @@ async fn repository_globs_that_can_never_match_are_refused() {
         assert_eq!(code, Some(0), "{live:?}: {out}");
     }
 }
+
+/// Review finding 4 (medium/low): at the first check the default counted unless a rule's paths
+/// were spelled `**`: `paths: ["**/*"]` (or `["**/**"]`, or `["*", "*/**"]` together) covers every
+/// project, yet the default let a user whom only it allows through, which is all autoplan asks.
+/// The default counts only where a project is shown to be left to it: a concrete path and name
+/// that no rule for the command and repository matches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_counts_at_the_first_check_only_where_a_project_is_left_to_it() {
+    let okta = people().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    // max is in g1 (the default's group), not in engineering.
+    let text = |paths: &str| {
+        format!(
+            r#"identity: {{github_attribute: githubUsername}}
+default: {{allow_groups: [g1]}}
+rules:
+  - name: plan-eng
+    repos: ["acme/infra-live"]
+    paths: {paths}
+    commands: [plan]
+    groups: [engineering]
+"#
+        )
+    };
+    for every in [
+        r#"["**/*"]"#,
+        r#"["**/**"]"#,
+        r#"["*", "*/**"]"#,
+        r#"["{**/*,x}"]"#,
+    ] {
+        let p = policy_file(dir.path(), "p.yaml", &text(every));
+        let a = Atlantis::new(&okta, &cache, "max", "plan", None).with_policy(&p);
+        a.run()
+            .await
+            .assert_denied(1, &["engineering", "the default"]);
+        // An engineer still passes.
+        let a = Atlantis::new(&okta, &cache, "ana", "plan", None).with_policy(&p);
+        assert!(a.run().await.allowed(), "{every}");
+    }
+    // Where a project is left to the default, it counts.
+    let p = policy_file(dir.path(), "p.yaml", &text(r#"["live/**"]"#));
+    let r = Atlantis::new(&okta, &cache, "max", "plan", None)
+        .with_policy(&p)
+        .run()
+        .await;
+    assert!(r.allowed() && r.output.contains("the default"), "{r}");
+}
