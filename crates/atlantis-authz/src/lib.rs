@@ -2,7 +2,7 @@
 //! whether a user may run a command on a project, from Okta group membership.
 //!
 //! `request` checks what Atlantis asks before anything else (pure); `yaml` refuses a policy
-//! holding YAML aliases (pure); `glob` takes a glob's text apart, so that the policy's checks
+//! holding YAML aliases or deep nesting (pure); `glob` takes a glob's text apart, so that the policy's checks
 //! judge globs by what they match (pure); `policy` parses the rules and decides (pure); `okta`
 //! asks Okta who the user is and which groups they are in; `cache` keeps those answers briefly
 //! on disk, keyed by everything that decides them; `files` reads and appends files without

@@ -415,7 +415,7 @@ pub fn parse(path: &str, text: &str) -> Result<Policy, PolicyError> {
         message,
     };
     // Before serde_yaml_ng sees it: it would expand every alias in full.
-    crate::yaml::refuse_aliases(text).map_err(err)?;
+    crate::yaml::refuse_aliases_and_depth(text).map_err(err)?;
     let policy: Policy = serde_yaml_ng::from_str(text).map_err(|e| {
         let at = e
             .location()

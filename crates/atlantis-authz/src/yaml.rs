@@ -1,30 +1,50 @@
-//! The policy's YAML checked before it is deserialized: no alias. serde_yaml_ng expands every
-//! alias (`*name`, `<<: *name`) in full, so a file far under the size cap can stand for tens of
-//! gigabytes (a large anchored value and many aliases to it). The check runs the very parser
-//! serde_yaml_ng reads with (libyaml, `unsafe-libyaml`), so the two cannot disagree about what
-//! is an alias. Pure: no I/O.
+//! The policy's YAML checked before it is deserialized: no alias, no deep nesting.
+//! serde_yaml_ng expands every alias (`*name`, `<<: *name`) in full, so a file far under the
+//! size cap can stand for tens of gigabytes (a large anchored value and many aliases to it);
+//! and libyaml's scanner takes time in proportion to the nesting for each token, so 100,000
+//! levels (`[[[…]]]`, 200 KB) take minutes, and the size cap allows about an hour. The check
+//! runs the very parser serde_yaml_ng reads with (libyaml, `unsafe-libyaml`), so the two cannot
+//! disagree about what is an alias, and it stops at the first value nested deeper than
+//! [`MAX_DEPTH`], before the cost grows. Pure: no I/O.
 
 use std::mem::MaybeUninit;
 
 use unsafe_libyaml as unsafe_yaml;
 
-/// Refuse `text` if it holds an alias: `Err` says where (`line N column M`) and what to do.
+/// The deepest nesting of sequences and mappings accepted. A policy needs five levels (the
+/// document, `rules`, a rule, its `paths`); 64 leaves room and keeps the scan linear.
+pub const MAX_DEPTH: usize = 64;
+
+/// What the scan found first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Found {
+    /// An alias, at this line and column (from 1).
+    Alias(u64, u64),
+    /// A sequence or mapping nested deeper than [`MAX_DEPTH`], starting here.
+    TooDeep(u64, u64),
+}
+
+/// Refuse `text` if it holds an alias or nests deeper than [`MAX_DEPTH`]: `Err` says where
+/// (`line N column M`) and what to do.
 ///
 /// A document libyaml cannot parse is scanned up to its error: serde_yaml_ng, reading with the
 /// same parser, sees no event past it either, and then refuses the document.
-pub fn refuse_aliases(text: &str) -> Result<(), String> {
-    match first_alias(text) {
+pub fn refuse_aliases_and_depth(text: &str) -> Result<(), String> {
+    match first_refused(text) {
         Some(None) => Ok(()),
-        Some(Some((line, column))) => Err(format!(
+        Some(Some(Found::Alias(line, column))) => Err(format!(
             "line {line} column {column}: YAML aliases (*name, <<: *name) are not accepted in a policy: write the value out (each alias is expanded in full, so a few can stand for gigabytes)"
+        )),
+        Some(Some(Found::TooDeep(line, column))) => Err(format!(
+            "line {line} column {column}: lists and maps nested deeper than {MAX_DEPTH} are not accepted in a policy (one needs five levels; reading deeper nesting takes time that grows with its square)"
         )),
         None => Err("the policy could not be checked for YAML aliases (libyaml did not start)".into()),
     }
 }
 
-/// Line and column (from 1) of the first alias event, if any; `None` if the parser could not
-/// start.
-fn first_alias(text: &str) -> Option<Option<(u64, u64)>> {
+/// The first alias, or value nested deeper than [`MAX_DEPTH`], if any; `None` if the parser
+/// could not start.
+fn first_refused(text: &str) -> Option<Option<Found>> {
     // libyaml's parser keeps pointers into itself and into `text`: it lives on the heap, is
     // not moved while in use, and is deleted before `text` can go.
     let mut parser = Box::new(MaybeUninit::<unsafe_yaml::yaml_parser_t>::uninit());
@@ -40,6 +60,7 @@ fn first_alias(text: &str) -> Option<Option<(u64, u64)>> {
         unsafe_yaml::yaml_parser_set_encoding(parser, unsafe_yaml::YAML_UTF8_ENCODING);
         unsafe_yaml::yaml_parser_set_input_string(parser, text.as_ptr(), text.len() as u64);
         let mut found = None;
+        let mut depth = 0usize;
         loop {
             let mut event = MaybeUninit::<unsafe_yaml::yaml_event_t>::uninit();
             if unsafe_yaml::yaml_parser_parse(parser, event.as_mut_ptr()).fail {
@@ -49,9 +70,24 @@ fn first_alias(text: &str) -> Option<Option<(u64, u64)>> {
             let kind = (*event).type_;
             let mark = (*event).start_mark;
             unsafe_yaml::yaml_event_delete(event);
+            let at = (mark.line + 1, mark.column + 1);
             if kind == unsafe_yaml::YAML_ALIAS_EVENT {
-                found = Some((mark.line + 1, mark.column + 1));
+                found = Some(Found::Alias(at.0, at.1));
                 break;
+            }
+            if kind == unsafe_yaml::YAML_SEQUENCE_START_EVENT
+                || kind == unsafe_yaml::YAML_MAPPING_START_EVENT
+            {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    found = Some(Found::TooDeep(at.0, at.1));
+                    break;
+                }
+            }
+            if kind == unsafe_yaml::YAML_SEQUENCE_END_EVENT
+                || kind == unsafe_yaml::YAML_MAPPING_END_EVENT
+            {
+                depth = depth.saturating_sub(1);
             }
             if kind == unsafe_yaml::YAML_STREAM_END_EVENT {
                 break;
@@ -70,6 +106,7 @@ mod tests {
     fn aliases_are_found_where_libyaml_sees_them() {
         // (text, the first alias's line and column)
         let cases: &[(&str, Option<(u64, u64)>)] = &[
+            // (line, column) of an alias
             ("a: 1\n", None),
             ("a: &x [1]\n", None),
             ("a: &x [1]\nb: *x\n", Some((2, 4))),
@@ -83,7 +120,27 @@ mod tests {
             ("a: 1\n---\nb: &y 2\nc: *y\n", Some((4, 4))),
         ];
         for (text, want) in cases {
-            assert_eq!(first_alias(text), Some(*want), "{text:?}");
+            let want = want.map(|(l, c)| Found::Alias(l, c));
+            assert_eq!(first_refused(text), Some(want), "{text:?}");
         }
+    }
+
+    #[test]
+    fn nesting_deeper_than_the_limit_is_found_where_it_starts() {
+        let nested = |n: usize| format!("a: {}{}\n", "[".repeat(n), "]".repeat(n));
+        // The document's mapping is one level: `a`'s value may nest MAX_DEPTH - 1 deep.
+        assert_eq!(first_refused(&nested(MAX_DEPTH - 1)), Some(None));
+        assert_eq!(
+            first_refused(&nested(MAX_DEPTH)),
+            Some(Some(Found::TooDeep(1, 4 + MAX_DEPTH as u64 - 1)))
+        );
+        let block = format!("a:\n{}x\n", "- ".repeat(MAX_DEPTH));
+        assert_eq!(
+            first_refused(&block),
+            Some(Some(Found::TooDeep(2, 1 + 2 * (MAX_DEPTH as u64 - 1))))
+        );
+        // Siblings do not add up.
+        let wide = format!("a: [{}]\n", vec!["[[1]]"; 1000].join(", "));
+        assert_eq!(first_refused(&wide), Some(None));
     }
 }

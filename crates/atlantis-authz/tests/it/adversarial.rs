@@ -1868,3 +1868,60 @@ rules:
         .await;
     assert!(r.allowed() && r.output.contains("the default"), "{r}");
 }
+
+/// Review finding 5 (medium/low, a denial of service): deeply nested YAML (`rules: [[[…]]]`)
+/// made the alias scan, and serde_yaml_ng after it, quadratic: 100,000 levels (200 KB) took
+/// about three minutes, and the 1 MiB cap allowed about an hour, with Atlantis waiting. Nesting
+/// deeper than 64 is refused while scanning, with its line, before anything is deserialized.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deeply_nested_yaml_is_refused_at_once() {
+    let okta = people().await;
+    let dir = tempfile::tempdir().unwrap();
+    let n = 100_000;
+    let flow = format!(
+        "identity: {{github_attribute: githubUsername}}\nrules: {}{}\n",
+        "[".repeat(n),
+        "]".repeat(n)
+    );
+    let block = format!(
+        "identity: {{github_attribute: githubUsername}}\nrules:\n{}x\n",
+        "- ".repeat(n)
+    );
+    let maps = format!(
+        "identity: {{github_attribute: githubUsername}}\nrules: {}{}\n",
+        "{a: ".repeat(n),
+        "}".repeat(n)
+    );
+    for (name, text, line) in [("flow", flow, 2), ("block", block, 3), ("maps", maps, 2)] {
+        assert!(text.len() < 1 << 20, "under the size cap");
+        let p = policy_file(dir.path(), &format!("{name}.yaml"), &text);
+        let a = Atlantis::new(
+            &okta,
+            &dir.path().join("cache"),
+            "priya",
+            "plan",
+            Some(STAGING),
+        )
+        .with_policy(&p);
+        // Bounded, so that the quadratic scan fails the test rather than hangs it.
+        let r = a
+            .run_within(Duration::from_secs(60))
+            .await
+            .unwrap_or_else(|| panic!("{name}: still reading the policy after 60 s"));
+        r.assert_denied(
+            2,
+            &[
+                "broken policy",
+                &format!("line {line} "),
+                "nested deeper than 64",
+            ],
+        );
+        let (code, out) = run_bin(&["check-policy", p.to_str().unwrap()]);
+        assert_eq!(code, Some(2), "{name}: {out}");
+        assert!(out.contains("nested deeper than 64"), "{name}: {out}");
+    }
+    // A policy's own nesting is far from it: the example policy reads.
+    let (code, out) = run_bin(&["check-policy", policy().to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(okta.requests.load(Ordering::SeqCst), 0, "Okta was asked");
+}
