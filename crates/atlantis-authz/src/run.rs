@@ -93,8 +93,48 @@ pub fn load_policy(path: Option<&Path>) -> Result<Policy, Failure> {
     })?;
     let text = files::read_regular_text(path, POLICY_LIMIT)
         .map_err(|e| Failure::usage(format!("cannot read policy {}: {e}", path.display())))?;
+    #[cfg(debug_assertions)]
+    if std::env::var_os("ATLANTIS_AUTHZ_DEBUG_STALL_POLICY").is_some() {
+        // Debug builds only: a policy that takes longer than any --timeout to read, for the
+        // tests of the deadline (no such policy is known once nesting is limited).
+        loop {
+            std::thread::park();
+        }
+    }
     policy::parse(&path.display().to_string(), &text)
         .map_err(|e| Failure::usage(format!("broken policy: {e}")))
+}
+
+/// The decision's deadline: `--timeout` from `started`.
+fn deadline(args: &OktaArgs, started: Instant) -> Result<Instant, Failure> {
+    started
+        .checked_add(args.timeout)
+        .ok_or_else(|| Failure::usage("--timeout is too large"))
+}
+
+/// [`load_policy`] on a thread of its own, given until `deadline`: however the policy is
+/// written, reading it cannot hold Atlantis past `--timeout`. Past it, a denial; the reading is
+/// left behind, and ends with the process.
+pub fn load_policy_until(path: Option<&Path>, deadline: Instant) -> Result<Policy, Failure> {
+    let owned = path.map(Path::to_path_buf);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("policy".into())
+        .spawn(move || {
+            let _ = tx.send(load_policy(owned.as_deref()));
+        })
+        .map_err(|e| Failure::usage(format!("cannot start reading the policy: {e}")))?;
+    match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        Ok(loaded) => loaded,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(Failure::usage(format!(
+            "the policy {} was not read within --timeout (ATLANTIS_AUTHZ_TIMEOUT): make it smaller or simpler",
+            path.map_or("(none)".into(), |p| p.display().to_string())
+        ))),
+        // A panic there ends the process through the panic hook; this is only in case.
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(Failure::usage(
+            "reading the policy failed unexpectedly",
+        )),
+    }
 }
 
 fn default_cache_dir() -> PathBuf {
@@ -117,11 +157,12 @@ pub enum Source {
 }
 
 /// The user's Okta groups: from a fresh cache entry made under the same org, credential and
-/// identity mapping, else from Okta (then cached).
+/// identity mapping, else from Okta (then cached), by `deadline`.
 pub async fn groups_of(
     args: &OktaArgs,
     policy: &Policy,
     login: &str,
+    deadline: Instant,
 ) -> Result<(Vec<Group>, Source), Failure> {
     let url = args
         .okta_url
@@ -178,9 +219,6 @@ pub async fn groups_of(
     if let Some(e) = cache.get(login, &key) {
         return Ok((e.groups, Source::Cache));
     }
-    let deadline = Instant::now()
-        .checked_add(args.timeout)
-        .ok_or_else(|| Failure::usage("--timeout is too large"))?;
     let mut okta = Okta::new(base, auth, deadline, args.okta_timeout)?;
     let id = okta.find_user(&policy.identity, login).await?;
     let groups = okta.groups(&id).await?;
@@ -304,7 +342,10 @@ async fn atlantis(cli: &Cli, started: Instant) -> ExitCode {
             )
         }
     };
-    let policy = match load_policy(cli.policy.as_deref()) {
+    // One deadline for the whole decision: reading the policy, then Okta.
+    let policy = match deadline(&cli.okta, started)
+        .and_then(|d| load_policy_until(cli.policy.as_deref(), d).map(|p| (p, d)))
+    {
         Ok(p) => p,
         Err(f) => {
             return deny(
@@ -315,7 +356,8 @@ async fn atlantis(cli: &Cli, started: Instant) -> ExitCode {
             )
         }
     };
-    let (groups, source) = match groups_of(&cli.okta, &policy, &req.user).await {
+    let (policy, deadline) = policy;
+    let (groups, source) = match groups_of(&cli.okta, &policy, &req.user, deadline).await {
         Ok(g) => g,
         Err(f) => {
             return deny(
@@ -407,7 +449,9 @@ pub async fn run(cli: Cli) -> ExitCode {
             project,
             command,
         }) => {
-            let policy = match load_policy(cli.policy.as_deref()) {
+            let loaded = deadline(&cli.okta, started)
+                .and_then(|d| load_policy_until(cli.policy.as_deref(), d).map(|p| (p, d)));
+            let (policy, deadline) = match loaded {
                 Ok(p) => p,
                 Err(f) => {
                     tell!("{}", f.reason);
@@ -463,7 +507,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                     matching.join(", ")
                 }
             );
-            let (groups, source) = match groups_of(&cli.okta, &policy, user).await {
+            let (groups, source) = match groups_of(&cli.okta, &policy, user, deadline).await {
                 Ok(g) => g,
                 Err(f) => {
                     say!(

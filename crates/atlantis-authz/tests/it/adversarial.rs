@@ -1925,3 +1925,49 @@ async fn deeply_nested_yaml_is_refused_at_once() {
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(okta.requests.load(Ordering::SeqCst), 0, "Okta was asked");
 }
+
+/// Review finding 5, the other half: `--timeout` did not bound reading the policy, so a policy
+/// slow to read (deep nesting before it was limited; whatever else may be found) held Atlantis
+/// for as long as it took. Reading the policy is under the decision's deadline: past it, the
+/// call denies (exit 2, audited) and exits, whatever the reading is doing. A debug build's
+/// `ATLANTIS_AUTHZ_DEBUG_STALL_POLICY` stands for such a policy: its reading never ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_not_read_within_the_timeout_denies() {
+    let okta = people().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = Atlantis::new(
+        &okta,
+        &dir.path().join("cache"),
+        "priya",
+        "apply",
+        Some(PROD),
+    );
+    a.server("ATLANTIS_AUTHZ_TIMEOUT", "2s");
+    a.server("ATLANTIS_AUTHZ_DEBUG_STALL_POLICY", "1");
+    let r = a
+        .run_within(Duration::from_secs(30))
+        .await
+        .expect("still reading the policy 30 s on, with --timeout 2s");
+    r.assert_denied(2, &["policy", "--timeout"]);
+    assert!(
+        r.output.contains("\"verdict\":\"deny\""),
+        "no audit line: {r}"
+    );
+    assert_eq!(okta.requests.load(Ordering::SeqCst), 0, "Okta was asked");
+    // explain is bounded the same way.
+    let mut args = explain_args(&policy(), &okta, &dir.path().join("cache"), "priya");
+    args.splice(0..0, ["--timeout".to_string(), "2s".to_string()]);
+    let mut cmd = tokio::process::Command::new(BIN);
+    cmd.args(&args)
+        .env("OKTA_API_TOKEN", TOKEN)
+        .env("ATLANTIS_AUTHZ_OKTA_ALLOW_HTTP", "1")
+        .env("ATLANTIS_AUTHZ_DEBUG_STALL_POLICY", "1")
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
+        .await
+        .expect("explain still reading the policy 30 s on, with --timeout 2s")
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("--timeout"), "{text}");
+}
