@@ -1971,3 +1971,39 @@ async fn a_policy_not_read_within_the_timeout_denies() {
     assert_eq!(out.status.code(), Some(2), "{text}");
     assert!(text.contains("--timeout"), "{text}");
 }
+
+/// Review finding 6 (low): the check for a login mapped twice compared each mapping with every
+/// earlier one: 72,000 logins (780 KB, under the size cap) took minutes (62 s for the reviewer,
+/// 154 s on this machine's debug build). A set keyed by the lowercased login makes it linear;
+/// a login mapped twice is still refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_mapped_logins_are_checked_in_linear_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 72_000;
+    let users = |extra: &str| {
+        let mut m: Vec<String> = (0..n).map(|i| format!("u{i}: a")).collect();
+        m.push(extra.to_string());
+        format!(
+            "identity:\n  github_attribute: githubUsername\n  users: {{{}}}\nrules:\n  - name: r\n    groups: [engineering]\n",
+            m.join(", ")
+        )
+    };
+    for (extra, code) in [("v: a", 0), ("U71999: b", 2)] {
+        let p = policy_file(dir.path(), "users.yaml", &users(extra));
+        let mut cmd = tokio::process::Command::new(BIN);
+        cmd.arg("check-policy").arg(&p).kill_on_drop(true);
+        // Bounded, so that the quadratic check fails the test rather than holds it.
+        let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
+            .await
+            .unwrap_or_else(|_| panic!("{extra}: still checking 72,000 logins after 60 s"))
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{extra}: {text}");
+        if code == 2 {
+            assert!(
+                text.contains("\"U71999\" is mapped twice") && text.contains("line 3"),
+                "{text}"
+            );
+        }
+    }
+}
