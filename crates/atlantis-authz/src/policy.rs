@@ -474,11 +474,12 @@ pub fn parse(path: &str, text: &str) -> Result<Policy, PolicyError> {
                     "REPO_REL_PATH is relative to the repository; drop the leading /",
                 ));
             }
-            if p.source.split('/').any(|s| s == ".." || s == ".") {
+            // Exactly `.` is the repository's root, as REPO_REL_PATH normalises it.
+            if p.source != "." && p.source.split('/').any(|s| s == ".." || s == ".") {
                 return Err(never(
                     "paths",
                     p,
-                    "paths are matched normalised, without . or .. segments",
+                    "paths are matched normalised, without . or .. segments (exactly \".\" is the repository's root)",
                 ));
             }
             if p.source.ends_with('/') {
@@ -1351,6 +1352,7 @@ rules:
             ("paths", "/live/prod/**", true),
             ("paths", "live/../prod/**", true),
             ("paths", "./live/**", true),
+            ("paths", ".", false),
             ("paths", "live/*/prod/**", false),
         ];
         for (field, glob, refused) in cases {

@@ -2007,3 +2007,35 @@ async fn many_mapped_logins_are_checked_in_linear_time() {
         }
     }
 }
+
+/// Review finding 7 (low): `paths: ["."]` was refused as "can never match", but the repository
+/// root normalises to `.` (a project at the root: `dir: .`). Exactly `.` is accepted; a `.`
+/// segment in a longer glob is still refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_repository_root_can_be_named_as_dot() {
+    let okta = people().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let root = policy_with(dir.path(), "live/*/*/prod/**", ".");
+    let (code, out) = run_bin(&["check-policy", root.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}");
+    for path in [".", "./"] {
+        let a = Atlantis::new(&okta, &cache, "ana", "apply", Some(path)).with_policy(&root);
+        a.run().await.assert_denied(1, &["prod-apply"]);
+        let a = Atlantis::new(&okta, &cache, "priya", "apply", Some(path)).with_policy(&root);
+        let r = a.run().await;
+        assert!(
+            r.allowed() && r.output.contains("prod-apply"),
+            "{path}: {r}"
+        );
+    }
+    // Only the root: an engineer's staging project is decided by its own rule.
+    let a = Atlantis::new(&okta, &cache, "ana", "apply", Some(STAGING)).with_policy(&root);
+    assert!(a.run().await.allowed());
+    for dead in ["./live/**", "live/./prod/**", "./"] {
+        let p = policy_with(dir.path(), "live/*/*/prod/**", dead);
+        let (code, out) = run_bin(&["check-policy", p.to_str().unwrap()]);
+        assert_eq!(code, Some(2), "{dead}: {out}");
+        assert!(out.contains("never match"), "{dead}: {out}");
+    }
+}
