@@ -454,6 +454,13 @@ pub fn parse(path: &str, text: &str) -> Result<Policy, PolicyError> {
             ))
         };
         let named = |c: &str| r.commands.iter().flatten().any(|n| n.0 == c);
+        if let Some(c) = PULL_REQUEST_WIDE.iter().find(|c| r.scoped() && named(c)) {
+            return Err(err(format!(
+                "line {}: rule {:?} names {c} but selects projects (paths or projects): {c} acts on the whole pull request, with no path or project, so this rule could never decide it; move {c} to a rule without paths and projects",
+                rule_line(text, &r.name, c),
+                r.name
+            )));
+        }
         if named("policy_check") && !named("plan") {
             return Err(err(format!(
                 "line {}: rule {:?} names policy_check without plan: policy_check is judged exactly as plan (Atlantis drops a denied policy_check, so conftest would not run on a plan someone was allowed to make), so this rule could never decide it alone; add plan to its commands, or remove policy_check",
@@ -887,13 +894,27 @@ fn any(patterns: &Option<Vec<Pattern>>, value: Option<&str>, ignore: bool) -> bo
 impl Rule {
     /// Whether the rule applies. At command level (no path/project known yet) path and project
     /// constraints are not checked: Atlantis checks each project again with them.
+    ///
+    /// A rule with `paths` or `projects` never matches a [`PULL_REQUEST_WIDE`] command: those
+    /// act on the whole pull request, with no path or project for it to judge ([`parse`]
+    /// refuses such a rule that names one).
     pub fn matches(&self, req: &Request) -> bool {
+        if self.scoped() && PULL_REQUEST_WIDE.contains(&req.command.as_str()) {
+            return false;
+        }
         let cl = req.command_level();
         any(&self.repos, Some(&req.repo), false)
             && any(&self.paths, req.path.as_deref(), cl)
             // A project named at the first check narrows it; none named: checked per project.
             && any(&self.projects, req.project.as_deref(), cl && req.project.is_none())
             && covers(&self.commands, &req.command)
+    }
+}
+
+impl Rule {
+    /// Whether it selects projects (by `paths` or `projects`).
+    fn scoped(&self) -> bool {
+        self.paths.is_some() || self.projects.is_some()
     }
 }
 
@@ -946,9 +967,13 @@ pub fn covers(commands: &Option<Vec<CommandName>>, command: &str) -> bool {
         .is_none_or(|cs| cs.iter().any(|c| c.0 == judged))
 }
 
-/// Whether some command is covered by both lists.
+/// Whether some command asked about per project is covered by both lists ([`PULL_REQUEST_WIDE`]
+/// ones have no path for a rule's `paths` to decide).
 fn commands_overlap(a: &Option<Vec<CommandName>>, b: &Option<Vec<CommandName>>) -> bool {
-    COMMANDS.iter().any(|c| covers(a, c) && covers(b, c))
+    COMMANDS
+        .iter()
+        .filter(|c| !PULL_REQUEST_WIDE.contains(c))
+        .any(|c| covers(a, c) && covers(b, c))
 }
 
 /// Decide, given the user's Okta groups.
@@ -976,13 +1001,19 @@ fn judge(policy: &Policy, req: &Request, groups: &[Group]) -> Decision {
         (None, None) => format!("{} on {}", req.command, req.repo),
     };
     if req.command_level() {
+        let per_project = !PULL_REQUEST_WIDE.contains(&req.command.as_str());
+        let again = if per_project {
+            " (each project is checked again)"
+        } else {
+            ""
+        };
         if let Some((rule, g)) = matching.iter().find_map(|r| has(&r.groups).map(|g| (r, g))) {
             return Decision {
                 allowed: true,
                 rule: Some(rule.name.clone()),
                 reason: format!(
-                    "{} may {what}: rule {:?} allows group {g} (each project is checked again)",
-                    req.user, rule.name
+                    "{} may {what}: rule {:?} allows group {g}{}",
+                    req.user, rule.name, again
                 ),
                 group: Some(g),
             };
@@ -992,13 +1023,12 @@ fn judge(policy: &Policy, req: &Request, groups: &[Group]) -> Decision {
             // project is shown to be left to it.
             let left = left_to_default(&matching, req);
             let by_default = has(&policy.default.allow_groups);
-            let per_project = !PULL_REQUEST_WIDE.contains(&req.command.as_str());
             if let (Some(_), Some(g), true) = (&left, &by_default, per_project) {
                 return Decision {
                     allowed: true,
                     rule: None,
                     reason: format!(
-                        "{} may {what}: no rule for it allows the user's groups, but the default allows group {g} wherever no rule decides (each project is checked again)",
+                        "{} may {what}: no rule for it allows the user's groups, but the default allows group {g} wherever no rule decides{again}",
                         req.user
                     ),
                     group: by_default,
@@ -1094,7 +1124,7 @@ rules:
   - name: nonprod-apply
     repos: ["acme/*"]
     paths: ["live/**"]
-    commands: [apply, unlock]
+    commands: [apply, state]
     groups: [engineering]
 "#;
 
@@ -1300,7 +1330,7 @@ rules:
             "{w:?}"
         );
         // Not when the later rule is for other commands or repositories.
-        let other_commands = one_level.replace("commands: [apply, unlock]", "commands: [unlock]");
+        let other_commands = one_level.replace("commands: [apply, state]", "commands: [state]");
         assert!(parse("p.yaml", &other_commands)
             .unwrap()
             .warnings()
@@ -1311,7 +1341,7 @@ rules:
         );
         assert!(parse("p.yaml", &other_repos).unwrap().warnings().is_empty());
         // The default decides when it allows someone.
-        let by_default = format!("{}default: {{allow_groups: [engineering]}}\n", one_level.replace("  - name: nonprod-apply\n    repos: [\"acme/*\"]\n    paths: [\"live/**\"]\n    commands: [apply, unlock]\n    groups: [engineering]\n", ""));
+        let by_default = format!("{}default: {{allow_groups: [engineering]}}\n", one_level.replace("  - name: nonprod-apply\n    repos: [\"acme/*\"]\n    paths: [\"live/**\"]\n    commands: [apply, state]\n    groups: [engineering]\n", ""));
         let w = parse("p.yaml", &by_default).unwrap().warnings();
         assert!(w.iter().any(|w| w.contains("the default")), "{w:?}");
     }

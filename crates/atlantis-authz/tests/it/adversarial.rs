@@ -1274,11 +1274,12 @@ rules:
         .await
         .assert_denied(1, &["infra-prod-admins"]);
     // unlock and cancel act on the whole pull request and are checked at the first check only:
-    // there is no project for the default to decide, so a rule naming them still decides.
+    // there is no project for the default to decide, so a rule for them still decides (one
+    // without paths: see a_rule_with_paths_does_not_grant_pull_request_wide_commands).
     let pr_wide = policy_file(
         dir.path(),
         "pr-wide.yaml",
-        &text.replace("commands: [apply]", "commands: [apply, cancel]"),
+        &format!("{text}  - name: pr-wide\n    repos: [\"acme/infra-live\"]\n    commands: [cancel]\n    groups: [infra-prod-admins]\n"),
     );
     let a = Atlantis::new(&okta, &cache, "ana", "cancel", None).with_policy(&pr_wide);
     a.run().await.assert_denied(1, &["infra-prod-admins"]);
@@ -2037,5 +2038,70 @@ async fn the_repository_root_can_be_named_as_dot() {
         let (code, out) = run_bin(&["check-policy", p.to_str().unwrap()]);
         assert_eq!(code, Some(2), "{dead}: {out}");
         assert!(out.contains("never match"), "{dead}: {out}");
+    }
+}
+
+/// Review finding 8 (low): `unlock` and `cancel` act on the whole pull request, with no path or
+/// project, yet a rule with `paths` (contractors on `dev/**`, any command) granted them on every
+/// pull request, prod's included, with no warning. A rule with `paths` or `projects` does not
+/// match them; one that names them is refused, since it could never decide them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_with_paths_does_not_grant_pull_request_wide_commands() {
+    let okta = people().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    // max is in g1 (the contractors), not in engineering.
+    let text = r#"identity: {github_attribute: githubUsername}
+rules:
+  - name: contractors-dev
+    repos: ["acme/infra-live"]
+    paths: ["live/*/*/dev/**"]
+    groups: [g1]
+  - name: eng
+    repos: ["acme/infra-live"]
+    commands: [plan, unlock, cancel]
+    groups: [engineering]
+"#;
+    let p = policy_file(dir.path(), "p.yaml", text);
+    for command in ["unlock", "cancel"] {
+        let a = Atlantis::new(&okta, &cache, "max", command, None).with_policy(&p);
+        a.run().await.assert_denied(1, &["eng", "engineering"]);
+        let a = Atlantis::new(&okta, &cache, "ana", command, None).with_policy(&p);
+        assert!(a.run().await.allowed(), "{command}");
+    }
+    // The contractors still plan and apply in dev.
+    let dev = "live/333333333333/us-east-1/dev/vpc";
+    for command in ["plan", "apply"] {
+        let a = Atlantis::new(&okta, &cache, "max", command, Some(dev)).with_policy(&p);
+        assert!(a.run().await.allowed(), "{command}");
+    }
+    // Without a rule for them, the default decides unlock and cancel.
+    let by_default = policy_file(
+        dir.path(),
+        "default.yaml",
+        &format!(
+            "{}default: {{allow_groups: [engineering]}}\n",
+            text.split("  - name: eng").next().unwrap()
+        ),
+    );
+    let a = Atlantis::new(&okta, &cache, "max", "unlock", None).with_policy(&by_default);
+    a.run().await.assert_denied(1, &["no rule matches"]);
+    let a = Atlantis::new(&okta, &cache, "ana", "unlock", None).with_policy(&by_default);
+    assert!(a.run().await.allowed());
+    // Naming them in a rule with paths or projects is refused, with the line.
+    for (scope, command) in [
+        ("    paths: [\"live/*/*/dev/**\"]\n", "unlock"),
+        ("    projects: [\"dev-*\"]\n", "cancel"),
+    ] {
+        let named = format!(
+            "identity: {{github_attribute: githubUsername}}\nrules:\n  - name: contractors-dev\n{scope}    commands: [apply, {command}]\n    groups: [g1]\n"
+        );
+        let p = policy_file(dir.path(), "named.yaml", &named);
+        let (code, out) = run_bin(&["check-policy", p.to_str().unwrap()]);
+        assert_eq!(code, Some(2), "{out}");
+        assert!(
+            out.contains("line 5") && out.contains(command) && out.contains("whole pull request"),
+            "{out}"
+        );
     }
 }
