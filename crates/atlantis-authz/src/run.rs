@@ -174,7 +174,7 @@ pub async fn groups_of(
         &args.okta_client_id,
         &args.okta_private_key,
     ) {
-        (Some(t), _, _) if !t.trim().is_empty() => Auth::ApiToken(api_token(t)?),
+        (Some(t), _, _) if !around_trimmed(t).is_empty() => Auth::ApiToken(api_token(t)?),
         (_, Some(id), Some(key)) => Auth::PrivateKeyJwt {
             client_id: id.clone(),
             pem: files::read_regular(key, 64 << 10).map_err(|e| {
@@ -226,16 +226,23 @@ pub async fn groups_of(
     Ok((groups, Source::Okta))
 }
 
-/// The API token as Okta issued it: surrounding whitespace goes (a secret made with `echo`
-/// ends in a newline); anything inside that is not printable ASCII (a control character, a
-/// space) cannot be part of a token, and is a configuration error that never shows the token.
+/// `s` without the space, tab, CR and LF around it: only what `echo` or an editor adds. Any
+/// other character (a C1 control such as U+0085, a no-break space) stays, to be refused.
+fn around_trimmed(s: &str) -> &str {
+    s.trim_matches([' ', '\t', '\r', '\n'])
+}
+
+/// The API token as Okta issued it: surrounding space, tab, CR and LF go (a secret made with
+/// `echo` ends in a newline); anything else that is not printable ASCII (a control character,
+/// a space inside, U+0085 at either end) cannot be part of a token, and is a configuration
+/// error that never shows the token.
 fn api_token(raw: &str) -> Result<String, Failure> {
-    let token = raw.trim();
+    let token = around_trimmed(raw);
     if token.chars().all(|c| c.is_ascii_graphic()) {
         return Ok(token.to_string());
     }
     Err(Failure::usage(
-        "--okta-token (OKTA_API_TOKEN) holds a control character, a space or a non-ASCII character inside it (surrounding whitespace is ignored): an Okta API token is one word of printable ASCII; recreate the secret",
+        "--okta-token (OKTA_API_TOKEN) holds a control character, a space or a non-ASCII character (only space, tab, CR and LF around it are ignored): an Okta API token is one word of printable ASCII; recreate the secret",
     ))
 }
 

@@ -2105,3 +2105,34 @@ rules:
         );
     }
 }
+
+/// Review finding 9 (trivial): the token was trimmed of any Unicode whitespace, so a C1 control
+/// character (U+0085) at either end was dropped rather than refused. Only space, tab, CR and LF
+/// are trimmed; anything else that cannot be in a token is refused wherever it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_ascii_whitespace_is_trimmed_from_the_token() {
+    let okta = people().await;
+    let dir = tempfile::tempdir().unwrap();
+    for token in [
+        format!("\u{85}{TOKEN}"),
+        format!("{TOKEN}\u{85}"),
+        format!("\u{a0}{TOKEN}"),
+        format!("{TOKEN}\u{2028}"),
+        format!("{TOKEN}\u{b}"),
+        format!("\u{c}{TOKEN}"),
+        "\u{85}".to_string(),
+    ] {
+        let mut a = Atlantis::new(
+            &okta,
+            &dir.path().join("cache"),
+            "priya",
+            "apply",
+            Some(PROD),
+        );
+        a.server("OKTA_API_TOKEN", token.clone());
+        let r = a.run().await;
+        r.assert_denied(2, &["OKTA_API_TOKEN"]);
+        assert!(!r.output.contains(TOKEN), "{token:?}: the token shown: {r}");
+    }
+    assert_eq!(okta.requests.load(Ordering::SeqCst), 0, "Okta was asked");
+}
