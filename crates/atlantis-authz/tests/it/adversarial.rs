@@ -178,8 +178,12 @@ impl Atlantis {
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))
+            // A group of its own, so that a run past `bound` is ended whole: killing `sh` alone
+            // would leave the tool running (and holding a core) after the test has failed.
+            .process_group(0)
             .kill_on_drop(true);
         let mut child = cmd.spawn().unwrap();
+        let group = child.id().expect("a pid before it is waited for");
         // Our copies of the write end go, so the read ends when the command's do.
         drop(cmd);
         let finished = tokio::time::timeout(bound, async {
@@ -189,7 +193,13 @@ impl Atlantis {
             (status, bytes)
         })
         .await;
-        let (status, bytes) = finished.ok()?;
+        let Ok((status, bytes)) = finished else {
+            // Not reaped yet, so the group id is still this run's.
+            let _ = std::process::Command::new("kill")
+                .args(["-s", "KILL", "--", &format!("-{group}")])
+                .status();
+            return None;
+        };
         Some(Outcome {
             code: status.code(),
             output: String::from_utf8_lossy(&bytes).into_owned(),
