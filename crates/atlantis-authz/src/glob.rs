@@ -141,7 +141,7 @@ pub(crate) fn is_pattern(part: &str) -> bool {
 }
 
 /// Characters tried for `?` and a class, in order.
-const CANDIDATES: &str = "xa0_-.Az9";
+pub(crate) const CANDIDATES: &str = "xa0_-.Az9";
 
 /// A literal that `part` matches: `*` is written `x`, `?` and a class as the first of
 /// [`CANDIDATES`] they accept, an escaped character as itself; `**` (a whole part) as nothing,

@@ -715,7 +715,7 @@ impl Policy {
                     let unchecked = || {
                         format!(
                             "rule {:?}: paths glob {:?}: no path it matches could be written out (a class that takes none of {:?}?), so what it leaves to later rules is not checked",
-                            a.name, g.source, "xa0_-.Az9"
+                            a.name, g.source, glob::CANDIDATES
                         )
                     };
                     // A path it matches, and one below that.
