@@ -1232,9 +1232,10 @@ async fn an_emptied_list_is_refused_not_read_as_any() {
 /// Finding 6: at the first, repository-wide check a rule naming the command that did not allow
 /// the user denied, though the default allows the user on every path no rule covers. The first
 /// check now also passes when the default allows one of the user's groups and some project of
-/// the repository can be left to it (no rule for that command covers every path and project);
-/// each project is then checked with its path. Where a rule covers every project, the default
-/// can never decide and does not count.
+/// the repository is left to it (one that no rule for that command matches; see
+/// [`the_default_counts_at_the_first_check_only_where_a_project_is_left_to_it`]); each project
+/// is then checked with its path. Where the rules cover every project, the default can never
+/// decide and does not count.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_first_check_counts_the_default_where_it_can_decide() {
     let okta = people().await;
