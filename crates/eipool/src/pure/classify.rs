@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::address::{Address, InterfaceState, Occupant};
-use super::holder::RedisView;
+use super::holder::{Holder, RedisView};
 use super::identity::Identity;
 use super::ids::{EniId, InstanceId};
 
@@ -159,8 +159,10 @@ pub(crate) enum Collect {
 
 /// gc's rule: free only what eipool claimed. `dead` is [`why_dead`]'s answer for the address's
 /// interface; the address is freed only when its `eipool:holder` tag matches its current
-/// association (`HolderTag::matches`), whatever the interface looks like.
-pub(crate) fn collect(a: &Address, dead: Option<String>) -> Collect {
+/// association (`HolderTag::matches`), or, with no tag at all, when eipool's Redis holder
+/// `record` names where it is (a claim by a release older than the tag); whatever the interface
+/// looks like otherwise.
+pub(crate) fn collect(a: &Address, dead: Option<String>, record: Option<&Holder>) -> Collect {
     let (Some(x), Some(reason)) = (&a.association, dead) else {
         return Collect::InUse;
     };
@@ -173,9 +175,12 @@ pub(crate) fn collect(a: &Address, dead: Option<String>) -> Collect {
                 t.association, t.eni, t.private_ip
             ),
         },
+        None if record.is_some_and(|r| r.matches(x)) => Collect::Free {
+            reason: format!("{reason} (eipool's Redis record names it there: claimed by a release older than the holder tag)"),
+        },
         None => Collect::LeaveAlone {
             reason,
-            why: "it carries no eipool:holder tag: eipool did not put it there (someone associated it by hand), or the claim could not tag it".into(),
+            why: "it carries no eipool:holder tag and no eipool record in Redis names it there: eipool did not put it there (someone associated it by hand), or the claim could not tag it".into(),
         },
     }
 }
@@ -345,17 +350,34 @@ mod tests {
         again.association.as_mut().unwrap().id = "eipassoc-0ba4d".parse().unwrap();
         let by_hand = addr("eipalloc-b", Some("eni-1"));
         let free = addr("eipalloc-c", None);
-        // (address, looks dead, verdict: 'f' free, 'l' left alone, 'u' in use)
+        // eipool's Redis records: where an older release put an address (no tag), and one
+        // naming another interface.
+        let here = Holder {
+            at: "eni-1/10.0.0.5".into(),
+            since_ms: 1,
+            record: "eni-1/10.0.0.5|1".into(),
+        };
+        let elsewhere = Holder {
+            at: "eni-9/10.0.0.5".into(),
+            ..here.clone()
+        };
+        // (address, looks dead, Redis record, verdict: 'f' free, 'l' left alone, 'u' in use)
         let cases = [
-            (&tagged, true, 'f'),
-            (&tagged, false, 'u'),
-            (&again, true, 'l'),
-            (&by_hand, true, 'l'),
-            (&by_hand, false, 'u'),
-            (&free, true, 'u'),
+            (&tagged, true, None, 'f'),
+            (&tagged, false, None, 'u'),
+            (&again, true, None, 'l'),
+            // The tag outvotes a record: it was associated again since.
+            (&again, true, Some(&here), 'l'),
+            (&by_hand, true, None, 'l'),
+            (&by_hand, true, Some(&elsewhere), 'l'),
+            // No tag, but eipool's record names it there: an older release's claim.
+            (&by_hand, true, Some(&here), 'f'),
+            (&by_hand, false, Some(&here), 'u'),
+            (&by_hand, false, None, 'u'),
+            (&free, true, None, 'u'),
         ];
-        for (a, looks_dead, want) in cases {
-            let got = match collect(a, looks_dead.then(dead).flatten()) {
+        for (a, looks_dead, record, want) in cases {
+            let got = match collect(a, looks_dead.then(dead).flatten(), record) {
                 Collect::Free { .. } => 'f',
                 Collect::LeaveAlone { reason, why } => {
                     assert!(reason.contains("not attached"), "{reason}");
@@ -364,7 +386,10 @@ mod tests {
                 }
                 Collect::InUse => 'u',
             };
-            assert_eq!(got, want, "{a:?}, looks dead {looks_dead}");
+            assert_eq!(
+                got, want,
+                "{a:?}, looks dead {looks_dead}, record {record:?}"
+            );
         }
     }
 

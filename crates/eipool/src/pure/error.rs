@@ -64,7 +64,7 @@ pub(crate) const EXIT_CODES: &[(u8, &str)] = &[
     ),
     (
         exit::INTERRUPTED,
-        "interrupted by SIGINT/SIGTERM after releasing what it held",
+        "interrupted by SIGINT/SIGTERM (a claim gives back what it took first)",
     ),
 ];
 

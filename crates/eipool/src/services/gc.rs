@@ -146,6 +146,39 @@ pub(crate) async fn gc(ctx: &Context, budget: &Budget, apply: bool) -> Result<Re
         .call("describe instances", || ctx.ec2.instance_states(&ids))
         .await?;
 
+    // What Redis recorded: holder records of claims older than the holder tag (gc may free
+    // those), and records that no longer match EC2 (dropped, each only if it still says what
+    // gc read).
+    let view = match &ctx.redis {
+        Some(redis) => {
+            let allocs: Vec<AllocationId> =
+                listing.iter().map(|a| a.allocation_id.clone()).collect();
+            match budget
+                .bounded(redis.view(&allocs))
+                .await
+                .map_err(|i| budget.error(i))?
+            {
+                Ok(view) => Some(view),
+                Err(e) => {
+                    warn!(error = %e, "Redis unavailable: only EC2 was checked");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    let record = |alloc: &AllocationId| view.as_ref().and_then(|v| v.holders.get(alloc));
+    let mut stale: Vec<(AllocationId, String)> = Vec::new();
+    for (alloc, holder) in view.iter().flat_map(|v| v.holders.iter()) {
+        let current = listing
+            .iter()
+            .find(|a| &a.allocation_id == alloc)
+            .and_then(|a| a.association.as_ref());
+        if !current.is_some_and(|x| holder.matches(x)) {
+            stale.push((alloc.clone(), holder.record.clone()));
+        }
+    }
+
     let mut leaks = Vec::new();
     let mut left_alone = Vec::new();
     for a in &listing {
@@ -153,7 +186,11 @@ pub(crate) async fn gc(ctx: &Context, budget: &Budget, apply: bool) -> Result<Re
         let Some(eni) = &x.network_interface_id else {
             continue;
         };
-        match collect(a, why_dead(eni, &interfaces, &instances)) {
+        match collect(
+            a,
+            why_dead(eni, &interfaces, &instances),
+            record(&a.allocation_id),
+        ) {
             Collect::InUse => {}
             Collect::Free { reason } => leaks.push(Leak {
                 public_ip: a.public_ip,
@@ -181,30 +218,6 @@ pub(crate) async fn gc(ctx: &Context, budget: &Budget, apply: bool) -> Result<Re
         }
     }
 
-    // Each with the record as gc read it: dropped only if it still says that.
-    let mut stale: Vec<(AllocationId, String)> = Vec::new();
-    if let Some(redis) = &ctx.redis {
-        let allocs: Vec<AllocationId> = listing.iter().map(|a| a.allocation_id.clone()).collect();
-        match budget
-            .bounded(redis.view(&allocs))
-            .await
-            .map_err(|i| budget.error(i))?
-        {
-            Ok(view) => {
-                for (alloc, holder) in &view.holders {
-                    let current = listing
-                        .iter()
-                        .find(|a| &a.allocation_id == alloc)
-                        .and_then(|a| a.association.as_ref());
-                    if !current.is_some_and(|x| holder.matches(x)) {
-                        stale.push((alloc.clone(), holder.record.clone()));
-                    }
-                }
-            }
-            Err(e) => warn!(error = %e, "Redis unavailable: only EC2 was checked"),
-        }
-    }
-
     if apply {
         for l in &mut leaks {
             // Re-check just before acting: a claimer may have taken it since the listing, or
@@ -216,7 +229,10 @@ pub(crate) async fn gc(ctx: &Context, budget: &Budget, apply: bool) -> Result<Re
                     a.association
                         .as_ref()
                         .is_some_and(|x| x.id == l.association_id)
-                        && matches!(collect(a, Some(l.reason.clone())), Collect::Free { .. })
+                        && matches!(
+                            collect(a, Some(l.reason.clone()), record(&a.allocation_id)),
+                            Collect::Free { .. }
+                        )
                 });
             let Some(x) = now.and_then(|a| a.association) else {
                 continue;

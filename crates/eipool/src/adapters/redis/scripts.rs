@@ -196,23 +196,23 @@ end
 
 // Join the line, or rejoin it: a server still in it (restarted within its grace, or a second
 // process of the same server) keeps its ticket; one that Redis lost (an empty restart) comes
-// back with the ticket it had (ARGV[2]; 0: a new one). A new ticket is above every waiting one,
-// also after an empty restart. KEYS: line, beats, away, seq. ARGV: server, ticket. Returns the
-// ticket.
+// back with the ticket it had (ARGV[2]; 0: a new one). A ticket is Redis's time in ms when the
+// server first joined (above every waiting one: one per ms), so a newcomer after an empty
+// restart still queues behind the servers that rejoin with their older tickets. KEYS: line,
+// beats, away. ARGV: server, ticket. Returns the ticket.
 const LINE_JOIN_LUA: &str = r#"
 local t = tonumber(ARGV[2])
 local had = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if had then
   t = tonumber(had)
 elseif t == 0 then
-  t = redis.call('INCR', KEYS[4])
+  t = now_ms()
   local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
   if top[2] and tonumber(top[2]) >= t then
     t = tonumber(top[2]) + 1
-    redis.call('SET', KEYS[4], string.format('%d', t))
   end
 end
-redis.call('ZADD', KEYS[1], t, ARGV[1])
+redis.call('ZADD', KEYS[1], string.format('%d', t), ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], now_ms())
 redis.call('HDEL', KEYS[3], ARGV[1])
 return t
@@ -232,11 +232,11 @@ end
 redis.call('HSET', KEYS[2], ARGV[1], now)
 redis.call('HDEL', KEYS[3], ARGV[1])
 sweep_front(now, ghost)
-local ticket = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]))
-local place = redis.call('ZRANK', KEYS[1], ARGV[1])
+local rank = redis.call('ZRANK', KEYS[1], ARGV[1])
+local place = rank
 for _, m in ipairs(redis.call('HKEYS', KEYS[3])) do
-  local t = redis.call('ZSCORE', KEYS[1], m)
-  if t and tonumber(t) < ticket then
+  local r = redis.call('ZRANK', KEYS[1], m)
+  if r and r < rank then
     place = place - 1
   end
 end
