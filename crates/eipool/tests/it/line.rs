@@ -52,6 +52,42 @@ fn signal(child: &tokio::process::Child, sig: &str) {
     assert!(st.success());
 }
 
+/// With Redis at `url`: `nodes[0]` claims the pool's one address, then an agent for `nodes[1]`
+/// must wait; what that agent printed when it stopped (killed after 30 s if it did not).
+async fn a_waiter_through(lab: &Lab, url: &str, nodes: &[Node]) -> Outcome {
+    let c = lab.env.run(&lab.claim_args_via(url, &nodes[0], &[])).await;
+    assert_eq!(
+        c.code,
+        Some(0),
+        "the claim itself needs none of the line's commands: {c}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = Agent::start_with_redis(lab, url, &nodes[1], false, dir.path(), &[]).await;
+    let stopped = eventually_or_none(Duration::from_secs(30), || {
+        w.child.try_wait().unwrap().map(|_| ())
+    })
+    .await;
+    match stopped {
+        Some(()) => Outcome::from_output(&[], w.child.wait_with_output().await.unwrap()),
+        None => kill_and_output(w).await,
+    }
+}
+
+/// Poll `probe` every 200 ms until it says something or `within` passes.
+async fn eventually_or_none<T>(
+    within: Duration,
+    mut probe: impl FnMut() -> Option<T>,
+) -> Option<T> {
+    let t0 = Instant::now();
+    while t0.elapsed() < within {
+        if let Some(v) = probe() {
+            return Some(v);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    None
+}
+
 /// Kill `a` (SIGKILL) and return what it printed.
 async fn kill_and_output(a: Agent) -> Outcome {
     let mut child = a.child;
@@ -205,15 +241,7 @@ async fn a_user_without_the_lines_commands_is_named_by_doctor_and_stops_a_waitin
         "names the whole rule: {d}"
     );
 
-    let c = lab.env.run(&lab.claim_args_via(&url, &nodes[0], &[])).await;
-    assert_eq!(c.code, Some(0), "the claim itself needs none of them: {c}");
-    let dir = tempfile::tempdir().unwrap();
-    let w = Agent::start_with_redis(&lab, &url, &nodes[1], false, dir.path(), &[]).await;
-    let out = tokio::time::timeout(Duration::from_secs(30), w.child.wait_with_output())
-        .await
-        .expect("the waiting agent stops instead of waiting unseen")
-        .unwrap();
-    let o = Outcome::from_output(&[], out);
+    let o = a_waiter_through(&lab, &url, &nodes).await;
     assert_eq!(o.code, Some(2), "{o}");
     assert!(
         o.stderr.contains("eipool doctor"),
@@ -507,27 +535,12 @@ async fn a_command_refused_in_a_script_by_redis_7_2_or_valkey_stops_a_waiting_ag
     let url = direct.replacen(&format!(":{upstream}"), &format!(":{proxy}"), 1);
     let nodes = lab.ec2.nodes(2).await.unwrap();
     lab.ec2.allocate(Some(&lab.pool), 1).await.unwrap();
-    let c = lab.env.run(&lab.claim_args_via(&url, &nodes[0], &[])).await;
-    assert_eq!(c.code, Some(0), "{c}");
-    let dir = tempfile::tempdir().unwrap();
-    let mut w = Agent::start_with_redis(&lab, &url, &nodes[1], false, dir.path(), &[]).await;
-    let t0 = Instant::now();
-    let mut exited = None;
-    while t0.elapsed() < Duration::from_secs(20) {
-        if let Some(st) = w.child.try_wait().unwrap() {
-            exited = Some(st);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let describes = lab.proxy.stats().calls("DescribeAddresses");
-    let o = if exited.is_some() {
-        Outcome::from_output(&[], w.child.wait_with_output().await.unwrap())
-    } else {
-        kill_and_output(w).await
-    };
-    let tail: Vec<&str> = o.stderr.lines().rev().take(6).collect();
-    println!("exited {exited:?} after {:?}; DescribeAddresses so far {describes}; stderr tail: {tail:#?}", t0.elapsed());
+    let o = a_waiter_through(&lab, &url, &nodes).await;
+    assert!(
+        o.stderr
+            .contains("lacks a permission eipool needs: the ZADD command"),
+        "names the refused command: {o}"
+    );
     assert_eq!(
         o.code,
         Some(2),
