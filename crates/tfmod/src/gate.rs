@@ -188,6 +188,46 @@ pub async fn checked_sha(
     Ok(Ok(got.sha256))
 }
 
+/// Whether `sub` (a `//subdir`) is a directory of an archive holding `files`.
+pub fn subdir_in(files: &[String], sub: &str) -> bool {
+    let dir = format!("{}/", sub.trim_end_matches('/'));
+    files.iter().any(|f| f.starts_with(&dir))
+}
+
+/// A problem line when the `//subdir` of `u` is not a directory of the published archive (as its
+/// metadata lists the files), or when there is no metadata to tell.
+pub async fn subdir_problem(store: &Store, u: &Use) -> Result<Option<String>, Error> {
+    let Some(sub) = &u.source.subdir else {
+        return Ok(None);
+    };
+    let object = u.source.object();
+    let s = match store_for(store, &object) {
+        Ok(s) => s,
+        Err(p) => return Ok(Some(p)),
+    };
+    let files = match metadata_key(&object.key) {
+        None => None,
+        Some(k) => match crate::catalog::read_metadata(&s, &object.bucket, &k).await {
+            Ok(m) => m.map(|m| m.files),
+            Err(Error::Exists(damaged)) => return Ok(Some(damaged)),
+            Err(e) => return Err(e),
+        },
+    };
+    Ok(match files {
+        Some(f) if subdir_in(&f, sub) => None,
+        Some(_) => Some(format!(
+            "{}: its //subdir {sub:?} is not a directory of {object}{}: fix the source",
+            u.unit.display(),
+            u.written_in()
+        )),
+        None => Some(format!(
+            "{}: {object} has no tfmod metadata, so its //subdir {sub:?} cannot be checked{}: use a published module",
+            u.unit.display(),
+            u.written_in()
+        )),
+    })
+}
+
 /// Prints each problem on stdout; `Problems` when there was any.
 pub fn report(problems: &[String]) -> Result<(), Error> {
     if problems.is_empty() {
@@ -208,6 +248,9 @@ pub async fn lock(dir: &Path, trust: Option<&Trust>, store: impl AsyncStore) -> 
     let mut lock = Lock::new();
     if !objects.is_empty() {
         let store = store.get().await?;
+        for u in &uses {
+            problems.extend(subdir_problem(&store, u).await?);
+        }
         for (text, object) in &objects {
             match checked_sha(&store, object).await? {
                 Err(p) => problems.push(p),
@@ -259,6 +302,7 @@ pub async fn verify(
     let mut used: BTreeSet<(PathBuf, String)> = BTreeSet::new();
     // Object → (object, locked sha); one download per object even if many units use it.
     let mut to_check: BTreeMap<(String, String), S3Source> = BTreeMap::new();
+    let mut with_subdir: Vec<&Use> = Vec::new();
     for u in &uses {
         let shown = u.unit.display();
         let from = u.written_in();
@@ -290,6 +334,7 @@ pub async fn verify(
             Some(_) => {}
         }
         to_check.insert((key, locked.clone()), u.source.object());
+        with_subdir.push(u);
     }
     // Entries no unit below uses (only for locks whose whole directory was scanned).
     let root = normalize(dir);
@@ -309,6 +354,9 @@ pub async fn verify(
     }
     if !to_check.is_empty() {
         let store = store.get().await?;
+        for u in with_subdir.iter().filter(|u| u.source.subdir.is_some()) {
+            problems.extend(subdir_problem(&store, u).await?);
+        }
         for ((text, locked), object) in &to_check {
             let s = match store_for(&store, object) {
                 Ok(s) => s,

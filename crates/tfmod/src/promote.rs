@@ -202,6 +202,18 @@ pub async fn pin(
     let mut changed = 0;
     for u in &targets {
         owned_by(u, &stage)?;
+        if let Some(sub) = u
+            .source
+            .subdir
+            .as_ref()
+            .filter(|s| !gate::subdir_in(&meta.files, s))
+        {
+            return Err(Error::Usage(format!(
+                "{}: its //subdir {sub:?} is not a directory of {} {version}: fix the source. Nothing was written",
+                u.unit.display(),
+                name.as_str()
+            )));
+        }
         let new = u
             .source
             .pinned(&key, meta.version_id.as_deref(), &meta.sha256);
@@ -330,6 +342,7 @@ pub async fn promote(
     // Every --to stage, read and checked before anything is written.
     let mut plan = Plan::default();
     let mut units = 0;
+    let mut moved: Vec<Use> = Vec::new();
     for stage in &to_dirs {
         let uses = scan_all(stage)?;
         let lock_path = stage.join(LOCK_FILE);
@@ -349,6 +362,7 @@ pub async fn promote(
             if new.to_string() != u.at.value {
                 plan.edit(&u.at.file, &u.at.span, new.to_string())?;
             }
+            moved.push(u.clone());
             here += 1;
         }
         if here == 0 {
@@ -370,9 +384,21 @@ pub async fn promote(
             w.prefix
         )));
     }
-    // S3 must still serve what was tested.
+    // S3 must still serve what was tested, and each unit's //subdir be a directory of it.
     let store = Store::connect(timeout).await?;
     let s = store_for(&store, &object).map_err(Error::Usage)?;
+    let mut subdir_problems = Vec::new();
+    for u in &moved {
+        let u = Use {
+            source: S3Source {
+                subdir: u.source.subdir.clone(),
+                ..object.clone()
+            },
+            ..u.clone()
+        };
+        subdir_problems.extend(gate::subdir_problem(&store, &u).await?);
+    }
+    gate::report(&subdir_problems)?;
     let problem = match s.fetch(&object.bucket, &object.key, object.version_id.as_deref()).await? {
         None => Some(format!("{object}: not in S3 any more; {} locked sha256 {sha}: do not promote", stages.from)),
         Some(got) if got.sha256 != sha => Some(format!(

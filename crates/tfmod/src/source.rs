@@ -94,6 +94,9 @@ fn parse_s3_url(url: &str) -> Result<S3Source, String> {
         return Err("a #fragment is not part of a module source".into());
     }
     let (url, subdir) = source_dir_subdir(url);
+    if let Some(sub) = &subdir {
+        check_subdir(sub)?;
+    }
     let (url, query) = match url.split_once('?') {
         Some((u, q)) => (u, Some(q)),
         None => (url.as_str(), None),
@@ -193,6 +196,25 @@ fn source_dir_subdir(url: &str) -> (String, Option<String>) {
         None => (&url[i + 2..], String::new()),
     };
     (format!("{}{query}", &url[..i]), Some(sub.to_string()))
+}
+
+/// A `//subdir` stays inside the archive: Terragrunt joins it to the download directory
+/// (`internal/tf/source.go` `NewSource`) and go-getter to the unpacked tree, so `..`, a leading
+/// `/` or `\`, or a glob would reach other files. Checked raw and percent-decoded.
+fn check_subdir(sub: &str) -> Result<(), String> {
+    let decoded = percent_encoding::percent_decode_str(sub).decode_utf8_lossy();
+    for s in [sub, decoded.as_ref()] {
+        let escapes = s.starts_with(['/', '\\'])
+            || s.split(['/', '\\']).any(|seg| seg == ".." || seg == ".")
+            || s.contains(['*', '?', '[', '\\', ':', '%'])
+            || s.is_empty();
+        if escapes {
+            return Err(
+                "its //subdir must be a plain directory of the archive (no '..', '.', leading '/', '\\', ':', '%' or glob): Terraform would run files outside the module".into(),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Go's path unescaping: `%XX` decoded, a malformed escape refused.

@@ -225,3 +225,62 @@ async fn secrets_in_sources_are_never_echoed() {
         );
     }
 }
+
+/// A `//subdir` is joined to the download directory by Terragrunt and go-getter: `..` (raw or
+/// percent-encoded) or a leading `/` leaves the archive, so Terraform would run code beside the
+/// unit. verify, lock and pin refuse it; a subdir must be a directory of the published files.
+#[tokio::test]
+async fn a_subdir_must_be_a_directory_of_the_published_archive() {
+    let b = bucket(false).await;
+    let repo = tempfile::tempdir().unwrap();
+    let vpc = publish(repo.path(), &b, "vpc", "1.0.0", "vpc");
+    let stage = repo.path().join("live/acme/us-east-1/prod");
+    write(&repo.path().join("live/root.hcl"), "# remote_state …\n");
+    write(&stage.join("vpc/terragrunt.hcl"), &unit(&vpc));
+    write(
+        &stage.join("vpc/payload/main.tf"),
+        "resource \"null_resource\" \"pwn\" {}\n",
+    );
+    assert_eq!(tfmod(&stage, &["lock"]).code, 0);
+    let (head, query) = vpc.split_once('?').unwrap();
+    // A subdir the archive has passes.
+    write(
+        &stage.join("vpc/terragrunt.hcl"),
+        &unit(&format!("{head}//modules/subnets?{query}")),
+    );
+    let v = tfmod(&stage, &["verify", "--bucket", &b]);
+    assert_eq!(v.code, 0, "{}", v.stdout);
+    for sub in [
+        "../../../payload",
+        "%2E%2E/%2e%2e/payload",
+        "modules/../../payload",
+        "/etc",
+        r"\\..\\payload",
+        "payload",
+    ] {
+        write(
+            &stage.join("vpc/terragrunt.hcl"),
+            &unit(&format!("{head}//{sub}?{query}")),
+        );
+        let v = tfmod(&stage, &["verify", "--bucket", &b]);
+        assert_eq!(v.code, 1, "{sub}: {}", v.stdout);
+        assert!(
+            v.stdout.contains("vpc/terragrunt.hcl") && v.stdout.contains("subdir"),
+            "{sub}: {}",
+            v.stdout
+        );
+        let p = tfmod(
+            repo.path(),
+            &[
+                "pin",
+                "vpc",
+                "1.0.0",
+                "--dir",
+                "live/acme/us-east-1/prod",
+                "--bucket",
+                &b,
+            ],
+        );
+        assert_ne!(p.code, 0, "{sub}: pin carried it: {}", p.stderr);
+    }
+}
