@@ -28,30 +28,65 @@ pub struct Located {
 
 const MAX_DEPTH: usize = 16;
 
-/// Reads Terragrunt files once each.
-#[derive(Default)]
-pub struct Reader {
-    files: HashMap<PathBuf, Result<Rc<hcl::File>, String>>,
-}
-
-/// The unit being evaluated: Terragrunt evaluates functions in included files for the unit.
-struct Ctx<'a> {
-    unit_dir: &'a Path,
+/// Where an expression is evaluated, as Terragrunt's parsing context has it.
+#[derive(Debug, Clone)]
+struct Ctx {
+    /// The file whose expressions these are: its locals, where its literals are written.
+    file: PathBuf,
+    /// Terragrunt's `TerragruntConfigPath`: `get_terragrunt_dir()`, `find_in_parent_folders` and
+    /// relative paths start from its directory. The unit for the unit and for the files it
+    /// includes (include.go parses them in the child's context); the file itself for a file read
+    /// with `read_terragrunt_config` (config_helpers.go `ParseTerragruntConfig` →
+    /// `WithConfigPath(target)`).
+    config: PathBuf,
+    /// `OriginalTerragruntConfigPath`: the unit, for `get_original_terragrunt_dir()`.
+    original: PathBuf,
+    /// `file` is included by `config`: `get_parent_terragrunt_dir()` is its directory.
+    included: bool,
     depth: usize,
 }
 
-impl Ctx<'_> {
-    fn deeper(&self) -> Result<Ctx<'_>, String> {
+fn dir_of(p: &Path) -> &Path {
+    p.parent().unwrap_or(Path::new("/"))
+}
+
+impl Ctx {
+    fn deeper(&self) -> Result<Ctx, String> {
         if self.depth >= MAX_DEPTH {
             return Err(format!(
                 "includes or locals nested deeper than {MAX_DEPTH} (a cycle?)"
             ));
         }
         Ok(Ctx {
-            unit_dir: self.unit_dir,
             depth: self.depth + 1,
+            ..self.clone()
         })
     }
+
+    /// An included file, evaluated for the including unit.
+    fn include(&self, path: PathBuf) -> Result<Ctx, String> {
+        Ok(Ctx {
+            file: path,
+            included: true,
+            ..self.deeper()?
+        })
+    }
+
+    /// A file read with `read_terragrunt_config`, evaluated as itself.
+    fn read(&self, path: PathBuf) -> Result<Ctx, String> {
+        Ok(Ctx {
+            file: path.clone(),
+            config: path,
+            included: false,
+            ..self.deeper()?
+        })
+    }
+}
+
+/// Reads Terragrunt files once each.
+#[derive(Default)]
+pub struct Reader {
+    files: HashMap<PathBuf, Result<Rc<hcl::File>, String>>,
 }
 
 impl Reader {
@@ -59,12 +94,14 @@ impl Reader {
     /// one line saying what could not be read or followed.
     pub fn unit_source(&mut self, unit: &Path) -> Result<Option<Located>, String> {
         let unit = normalize(unit);
-        let dir = unit.parent().unwrap_or(Path::new(".")).to_path_buf();
         let ctx = Ctx {
-            unit_dir: &dir,
+            file: unit.clone(),
+            config: unit.clone(),
+            original: unit,
+            included: false,
             depth: 0,
         };
-        self.source_of(&unit, &ctx)
+        self.source_of(&ctx)
     }
 
     /// Parses (once) the file at `path`.
@@ -82,33 +119,27 @@ impl Reader {
             .clone()
     }
 
-    fn source_of(&mut self, file: &Path, ctx: &Ctx) -> Result<Option<Located>, String> {
-        let f = self.file(file)?;
+    fn source_of(&mut self, ctx: &Ctx) -> Result<Option<Located>, String> {
+        let f = self.file(&ctx.file)?;
         if let Some(e) = &f.source {
-            return self.literal(e, file, &f, ctx).map(Some);
+            return self.literal(e, &f, ctx).map(Some);
         }
         for inc in f.includes.iter().rev().filter(|i| i.merged) {
-            let path = self.path(&inc.path, file, &f, ctx).map_err(|why| {
+            let path = self.include_path(&inc.path, &f, ctx).map_err(|why| {
                 format!(
                     "include \"{}\": cannot follow its path ({why}), so a source it holds would go unchecked: write the path with literals, find_in_parent_folders, get_repo_root, get_terragrunt_dir or dirname",
                     inc.name
                 )
             })?;
-            if let Some(found) = self.source_of(&path, &ctx.deeper()?)? {
+            if let Some(found) = self.source_of(&ctx.include(path)?)? {
                 return Ok(Some(found));
             }
         }
         Ok(None)
     }
 
-    /// The string literal `e` (in `file`) stands for, wherever it is written.
-    fn literal(
-        &mut self,
-        e: &Expr,
-        file: &Path,
-        f: &hcl::File,
-        ctx: &Ctx,
-    ) -> Result<Located, String> {
+    /// The string literal `e` (in `ctx.file`) stands for, wherever it is written.
+    fn literal(&mut self, e: &Expr, f: &hcl::File, ctx: &Ctx) -> Result<Located, String> {
         let computed = || {
             "terraform.source is computed, so tfmod cannot check it: write the source as a literal string (in the unit, a local, or a file it includes or reads)".to_string()
         };
@@ -116,7 +147,7 @@ impl Reader {
             Expr::Str(value, Some(span)) => {
                 return Ok(Located {
                     value: value.clone(),
-                    file: normalize(file),
+                    file: ctx.file.clone(),
                     span: span.clone(),
                 })
             }
@@ -127,7 +158,7 @@ impl Reader {
         match p.as_slice() {
             ["local", x] => {
                 let e = f.locals.get(*x).ok_or_else(|| format!("no local {x:?}"))?;
-                self.literal(e, file, f, &deeper)
+                self.literal(e, f, &deeper)
             }
             ["local", x, what @ ..] => {
                 let e = f.locals.get(*x).ok_or_else(|| format!("no local {x:?}"))?;
@@ -137,8 +168,8 @@ impl Reader {
                 if name != "read_terragrunt_config" || args.is_empty() {
                     return Err(computed());
                 }
-                let target = self.path(&args[0], file, f, ctx)?;
-                self.member(&target, what, &deeper)
+                let target = self.read_path(&args[0], f, ctx)?;
+                self.member(&ctx.read(target)?, what)
                     .map_err(|_| computed())?
             }
             ["include", name, what @ ..] => {
@@ -147,120 +178,130 @@ impl Reader {
                     .iter()
                     .find(|i| i.name == *name)
                     .ok_or_else(|| format!("no include {name:?}"))?;
-                let target = self.path(&inc.path, file, f, ctx)?;
-                self.member(&target, what, &deeper)
+                let target = self.include_path(&inc.path, f, ctx)?;
+                self.member(&ctx.include(target)?, what)
                     .map_err(|_| computed())?
             }
             _ => Err(computed()),
         }
     }
 
-    /// `locals.Y` or `terraform.source` of another file.
-    fn member(
-        &mut self,
-        target: &Path,
-        what: &[&str],
-        ctx: &Ctx,
-    ) -> Result<Result<Located, String>, ()> {
-        let tf = match self.file(target) {
+    /// `locals.Y` or `terraform.source` of the file `ctx` evaluates.
+    fn member(&mut self, ctx: &Ctx, what: &[&str]) -> Result<Result<Located, String>, ()> {
+        let tf = match self.file(&ctx.file) {
             Ok(tf) => tf,
             Err(e) => return Ok(Err(e)),
         };
         match what {
             ["locals", y] => match tf.locals.get(*y) {
-                Some(e) => Ok(self.literal(e, target, &tf, ctx)),
-                None => Ok(Err(format!("{} has no local {y:?}", target.display()))),
+                Some(e) => Ok(self.literal(e, &tf, ctx)),
+                None => Ok(Err(format!("{} has no local {y:?}", ctx.file.display()))),
             },
-            ["terraform", "source"] => Ok(self.source_of(target, ctx).and_then(|s| {
-                s.ok_or_else(|| format!("{} has no terraform.source", target.display()))
+            ["terraform", "source"] => Ok(self.source_of(ctx).and_then(|s| {
+                s.ok_or_else(|| format!("{} has no terraform.source", ctx.file.display()))
             })),
             _ => Err(()),
         }
     }
 
-    /// A path expression, evaluated; relative paths are relative to `file`'s directory.
-    fn path(&mut self, e: &Expr, file: &Path, f: &hcl::File, ctx: &Ctx) -> Result<PathBuf, String> {
-        let s = self.string(e, file, f, ctx)?;
-        let p = PathBuf::from(s);
-        Ok(normalize(&if p.is_absolute() {
-            p
-        } else {
-            file.parent().unwrap_or(Path::new(".")).join(p)
-        }))
+    /// An `include` path: relative to the directory of the config being parsed (include.go
+    /// `getTrackInclude`).
+    fn include_path(&mut self, e: &Expr, f: &hcl::File, ctx: &Ctx) -> Result<PathBuf, String> {
+        let s = self.string(e, f, ctx)?;
+        Ok(normalize(&dir_of(&ctx.config).join(s)))
     }
 
-    fn string(
-        &mut self,
-        e: &Expr,
-        file: &Path,
-        f: &hcl::File,
-        ctx: &Ctx,
-    ) -> Result<String, String> {
+    /// A `read_terragrunt_config` path: relative to the directory of the config being parsed;
+    /// a directory means its terragrunt.hcl.json or terragrunt.hcl (`getCleanedTargetConfigPath`).
+    fn read_path(&mut self, e: &Expr, f: &hcl::File, ctx: &Ctx) -> Result<PathBuf, String> {
+        let s = self.string(e, f, ctx)?;
+        let p = normalize(&dir_of(&ctx.config).join(s));
+        Ok(if p.is_dir() { default_config(&p) } else { p })
+    }
+
+    fn string(&mut self, e: &Expr, f: &hcl::File, ctx: &Ctx) -> Result<String, String> {
         let deeper = ctx.deeper()?;
         let arg = |r: &mut Reader, args: &[Expr], i: usize| -> Result<Option<String>, String> {
-            args.get(i)
-                .map(|a| r.string(a, file, f, &deeper))
-                .transpose()
+            args.get(i).map(|a| r.string(a, f, &deeper)).transpose()
         };
-        match e {
-            Expr::Str(s, _) => Ok(s.clone()),
+        let out = match e {
+            Expr::Str(s, _) => s.clone(),
             Expr::Template(parts) => {
                 let mut out = String::new();
                 for p in parts {
-                    out.push_str(&self.string(p, file, f, &deeper)?);
+                    out.push_str(&self.string(p, f, &deeper)?);
                 }
-                Ok(out)
+                out
             }
             Expr::Path(p) if p.len() == 2 && p[0] == "local" => {
                 let e = f
                     .locals
                     .get(&p[1])
                     .ok_or_else(|| format!("no local {:?}", p[1]))?;
-                self.string(e, file, f, &deeper)
+                self.string(e, f, &deeper)?
             }
             Expr::Call(name, args) => match (name.as_str(), args.len()) {
                 ("find_in_parent_folders", 0..=2) => {
-                    let name = arg(self, args, 0)?.unwrap_or_else(|| "terragrunt.hcl".into());
+                    let name = arg(self, args, 0)?;
                     let fallback = arg(self, args, 1)?;
-                    let found = ctx
-                        .unit_dir
-                        .ancestors()
-                        .skip(1)
-                        .map(|d| d.join(&name))
-                        .find(|p| p.exists());
+                    let start = dir_of(&ctx.config);
+                    let found = start.ancestors().skip(1).find_map(|d| {
+                        let p = match &name {
+                            Some(n) => d.join(n),
+                            None => default_config(d),
+                        };
+                        p.exists().then_some(p)
+                    });
                     match (found, fallback) {
-                        (Some(p), _) => Ok(p.display().to_string()),
-                        (None, Some(fb)) => Ok(fb),
-                        (None, None) => Err(format!(
-                            "find_in_parent_folders({name:?}) finds nothing above {}",
-                            ctx.unit_dir.display()
-                        )),
+                        (Some(p), _) => p.display().to_string(),
+                        (None, Some(fb)) => fb,
+                        (None, None) => {
+                            return Err(format!(
+                                "find_in_parent_folders({:?}) finds nothing above {}",
+                                name.unwrap_or_default(),
+                                start.display()
+                            ))
+                        }
                     }
                 }
-                ("get_terragrunt_dir", 0) => Ok(ctx.unit_dir.display().to_string()),
-                ("get_parent_terragrunt_dir", 0) => Ok(file
-                    .parent()
-                    .unwrap_or(Path::new("."))
-                    .display()
-                    .to_string()),
-                ("get_repo_root", 0) => ctx
-                    .unit_dir
+                ("get_terragrunt_dir", 0) => dir_of(&ctx.config).display().to_string(),
+                ("get_original_terragrunt_dir", 0) => dir_of(&ctx.original).display().to_string(),
+                ("get_parent_terragrunt_dir", 0) => if ctx.included {
+                    dir_of(&ctx.file)
+                } else {
+                    dir_of(&ctx.config)
+                }
+                .display()
+                .to_string(),
+                ("get_repo_root", 0) => dir_of(&ctx.original)
                     .ancestors()
                     .find(|d| d.join(".git").exists())
                     .map(|d| d.display().to_string())
-                    .ok_or_else(|| "get_repo_root(): not in a git repository".to_string()),
+                    .ok_or_else(|| "get_repo_root(): not in a git repository".to_string())?,
                 ("dirname", 1) => {
                     let p = arg(self, args, 0)?.unwrap_or_default();
-                    Ok(Path::new(&p)
+                    Path::new(&p)
                         .parent()
                         .unwrap_or(Path::new(""))
                         .display()
-                        .to_string())
+                        .to_string()
                 }
-                _ => Err(format!("{name}() is not a function tfmod evaluates")),
+                _ => return Err(format!("{name}() is not a function tfmod evaluates")),
             },
-            _ => Err("an expression tfmod does not evaluate".into()),
-        }
+            _ => return Err("an expression tfmod does not evaluate".into()),
+        };
+        Ok(out)
+    }
+}
+
+/// The config file Terragrunt reads in `dir`: terragrunt.hcl.json when it exists, else
+/// terragrunt.hcl (pkg/config/config.go `DefaultTerragruntConfigPaths`, `GetDefaultConfigPath`).
+pub fn default_config(dir: &Path) -> PathBuf {
+    let json = dir.join("terragrunt.hcl.json");
+    if json.exists() {
+        json
+    } else {
+        dir.join("terragrunt.hcl")
     }
 }
 

@@ -284,3 +284,96 @@ async fn a_subdir_must_be_a_directory_of_the_published_archive() {
         assert_ne!(p.code, 0, "{sub}: pin carried it: {}", p.stderr);
     }
 }
+
+/// Terragrunt evaluates a file read with `read_terragrunt_config` as itself (its own
+/// get_terragrunt_dir, find_in_parent_folders and relative paths: config_helpers.go
+/// ParseTerragruntConfig → WithConfigPath), and an included file in the including unit's
+/// context (include.go: relative paths and get_terragrunt_dir are the unit's). Each case puts
+/// the benign source where the wrong context looks and an evil one where Terragrunt looks.
+#[tokio::test]
+async fn read_and_included_files_are_evaluated_in_terragrunts_context() {
+    let b = bucket(false).await;
+    let stage = "live/acct/reg/prod";
+    let read_common = "locals {\n  c = read_terragrunt_config(\"../../../../_shared/common.hcl\")\n}\nterraform {\n  source = local.c.locals.src\n}\n";
+    type Case<'a> = (&'a str, Vec<(String, &'a str)>, bool);
+    let cases: Vec<Case> = vec![
+        (
+            // a2: get_terragrunt_dir() in a read file is the read file's directory.
+            "read file's get_terragrunt_dir",
+            vec![
+                ("live/_shared/common.hcl".into(), "locals {\n  s   = read_terragrunt_config(\"${get_terragrunt_dir()}/source.hcl\")\n  src = local.s.locals.src\n}\n"),
+                ("live/_shared/source.hcl".into(), "locals {\n  src = \"EVIL\"\n}\n"),
+                (format!("{stage}/vpc/source.hcl"), "locals {\n  src = \"GOOD\"\n}\n"),
+                (format!("{stage}/vpc/terragrunt.hcl"), read_common),
+            ],
+            true,
+        ),
+        (
+            // a3: a relative path in an included file is relative to the unit.
+            "included file's relative path",
+            vec![
+                ("live/root.hcl".into(), "locals {\n  s = read_terragrunt_config(\"src.hcl\")\n}\nterraform {\n  source = local.s.locals.src\n}\n"),
+                ("live/src.hcl".into(), "locals {\n  src = \"GOOD\"\n}\n"),
+                (format!("{stage}/vpc/src.hcl"), "locals {\n  src = \"EVIL\"\n}\n"),
+                (format!("{stage}/vpc/terragrunt.hcl"), "include \"root\" {\n  path = find_in_parent_folders(\"root.hcl\")\n}\n"),
+            ],
+            true,
+        ),
+        (
+            // a4: find_in_parent_folders in a read file starts from the read file.
+            "read file's find_in_parent_folders",
+            vec![
+                ("live/_shared/common.hcl".into(), "locals {\n  s   = read_terragrunt_config(find_in_parent_folders(\"pin.hcl\"))\n  src = local.s.locals.src\n}\n"),
+                ("live/pin.hcl".into(), "locals {\n  src = \"EVIL\"\n}\n"),
+                (format!("{stage}/pin.hcl"), "locals {\n  src = \"GOOD\"\n}\n"),
+                (format!("{stage}/vpc/terragrunt.hcl"), read_common),
+            ],
+            true,
+        ),
+        (
+            // get_original_terragrunt_dir() in a read file is the unit's directory.
+            "read file's get_original_terragrunt_dir",
+            vec![
+                ("live/_shared/common.hcl".into(), "locals {\n  s   = read_terragrunt_config(\"${get_original_terragrunt_dir()}/source.hcl\")\n  src = local.s.locals.src\n}\n"),
+                ("live/_shared/source.hcl".into(), "locals {\n  src = \"EVIL\"\n}\n"),
+                (format!("{stage}/vpc/source.hcl"), "locals {\n  src = \"GOOD\"\n}\n"),
+                (format!("{stage}/vpc/terragrunt.hcl"), read_common),
+            ],
+            false,
+        ),
+        (
+            // get_terragrunt_dir() in an included file is the unit's directory.
+            "included file's get_terragrunt_dir",
+            vec![
+                ("live/root.hcl".into(), "locals {\n  s = read_terragrunt_config(\"${get_terragrunt_dir()}/src.hcl\")\n}\nterraform {\n  source = local.s.locals.src\n}\n"),
+                ("live/src.hcl".into(), "locals {\n  src = \"EVIL\"\n}\n"),
+                (format!("{stage}/vpc/src.hcl"), "locals {\n  src = \"GOOD\"\n}\n"),
+                (format!("{stage}/vpc/terragrunt.hcl"), "include \"root\" {\n  path = find_in_parent_folders(\"root.hcl\")\n}\n"),
+            ],
+            false,
+        ),
+    ];
+    for (case, files, evil) in cases {
+        let repo = tempfile::tempdir().unwrap();
+        let vpc = publish(repo.path(), &b, "vpc", "1.0.0", "vpc");
+        for (path, text) in &files {
+            let text = text
+                .replace("GOOD", &vpc)
+                .replace("EVIL", "git::https://evil.example/a.git");
+            write(&repo.path().join(path), &text);
+        }
+        let stage = repo.path().join(stage);
+        tfmod(&stage, &["lock"]);
+        let v = tfmod(&stage, &["verify", "--bucket", &b]);
+        if evil {
+            assert_eq!(v.code, 1, "{case}: {}", v.stdout);
+            assert!(
+                v.stdout.contains("evil.example") && v.stdout.contains("not from"),
+                "{case}: {}",
+                v.stdout
+            );
+        } else {
+            assert_eq!(v.code, 0, "{case}: {}", v.stdout);
+        }
+    }
+}
