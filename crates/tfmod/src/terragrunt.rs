@@ -83,10 +83,19 @@ impl Ctx {
     }
 }
 
+/// The most evaluation steps one unit may take, and the longest string an expression may
+/// yield: paths and sources are short, and a file of locals that double each other must not
+/// take minutes or gigabytes (each local is evaluated once per context, too).
+const MAX_STEPS: usize = 100_000;
+const MAX_STRING: usize = 16 * 1024;
+
 /// Reads Terragrunt files once each.
 #[derive(Default)]
 pub struct Reader {
     files: HashMap<PathBuf, Result<Rc<hcl::File>, String>>,
+    /// (file, config, included, local) → its value.
+    locals: HashMap<(PathBuf, PathBuf, bool, String), Result<String, String>>,
+    steps: usize,
 }
 
 impl Reader {
@@ -101,6 +110,7 @@ impl Reader {
             included: false,
             depth: 0,
         };
+        self.steps = 0;
         self.source_of(&ctx)
     }
 
@@ -220,6 +230,12 @@ impl Reader {
     }
 
     fn string(&mut self, e: &Expr, f: &hcl::File, ctx: &Ctx) -> Result<String, String> {
+        self.steps += 1;
+        if self.steps > MAX_STEPS {
+            return Err(format!(
+                "more than {MAX_STEPS} evaluation steps: simplify the locals"
+            ));
+        }
         let deeper = ctx.deeper()?;
         let arg = |r: &mut Reader, args: &[Expr], i: usize| -> Result<Option<String>, String> {
             args.get(i).map(|a| r.string(a, f, &deeper)).transpose()
@@ -230,15 +246,29 @@ impl Reader {
                 let mut out = String::new();
                 for p in parts {
                     out.push_str(&self.string(p, f, &deeper)?);
+                    if out.len() > MAX_STRING {
+                        break;
+                    }
                 }
                 out
             }
             Expr::Path(p) if p.len() == 2 && p[0] == "local" => {
+                let key = (
+                    ctx.file.clone(),
+                    ctx.config.clone(),
+                    ctx.included,
+                    p[1].clone(),
+                );
+                if let Some(v) = self.locals.get(&key) {
+                    return v.clone();
+                }
                 let e = f
                     .locals
                     .get(&p[1])
                     .ok_or_else(|| format!("no local {:?}", p[1]))?;
-                self.string(e, f, &deeper)?
+                let v = self.string(e, f, &deeper);
+                self.locals.insert(key, v.clone());
+                v?
             }
             Expr::Call(name, args) => match (name.as_str(), args.len()) {
                 ("find_in_parent_folders", 0..=2) => {
@@ -290,6 +320,11 @@ impl Reader {
             },
             _ => return Err("an expression tfmod does not evaluate".into()),
         };
+        if out.len() > MAX_STRING {
+            return Err(format!(
+                "an expression yields more than {MAX_STRING} bytes: simplify the locals"
+            ));
+        }
         Ok(out)
     }
 }
@@ -325,4 +360,28 @@ pub fn normalize(path: &Path) -> PathBuf {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each local is evaluated once per context: 40 references a level, 5 levels, evaluate in
+    /// a few hundred steps (40^5 without memoising).
+    #[test]
+    fn locals_are_evaluated_once() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("root.hcl"), "# root\n").unwrap();
+        let unit = dir.path().join("u/terragrunt.hcl");
+        std::fs::create_dir_all(unit.parent().unwrap()).unwrap();
+        let mut text = String::from("locals {\n");
+        for i in 0..5 {
+            let r = format!("${{local.l{}}}", i + 1);
+            text.push_str(&format!("  l{i} = \"{}\"\n", r.repeat(40)));
+        }
+        text.push_str("  l5 = \"\"\n}\ninclude \"root\" {\n  path = \"${local.l0}${find_in_parent_folders(\"root.hcl\")}\"\n}\n");
+        std::fs::write(&unit, text).unwrap();
+        let mut r = Reader::default();
+        assert_eq!(r.unit_source(&unit), Ok(None));
+    }
 }

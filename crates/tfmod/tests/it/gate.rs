@@ -377,3 +377,26 @@ async fn read_and_included_files_are_evaluated_in_terragrunts_context() {
         }
     }
 }
+
+/// Locals that multiply each other (the review's a6: 40 references a level, 5 levels, 102 MB)
+/// end in one short problem line naming the unit, not minutes and a path of megabytes.
+#[tokio::test]
+async fn locals_that_multiply_end_in_one_short_problem() {
+    let repo = tempfile::tempdir().unwrap();
+    let stage = repo.path().join("live/acme/us-east-1/prod");
+    let mut locals = String::from("locals {\n");
+    for i in 0..5 {
+        let r = format!("${{local.l{}}}", i + 1);
+        locals.push_str(&format!("  l{i} = \"{}\"\n", r.repeat(40)));
+    }
+    locals.push_str("  l5 = \"x\"\n}\ninclude \"root\" {\n  path = local.l0\n}\n");
+    write(&stage.join("dos/terragrunt.hcl"), &locals);
+    let v = tfmod(&stage, &["verify"]);
+    assert_eq!(v.code, 1);
+    assert_eq!(v.stdout.lines().count(), 1, "{}", v.stdout.len());
+    assert!(
+        v.stdout.len() < 1000 && v.stdout.contains("dos/terragrunt.hcl"),
+        "{} bytes",
+        v.stdout.len()
+    );
+}
