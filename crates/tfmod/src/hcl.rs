@@ -25,7 +25,7 @@ pub enum SourceAttr {
 /// Finds the top-level `terraform` block's `source` attribute. The error is hcl-edit's message
 /// (line and column).
 pub fn find_source(text: &str) -> Result<SourceAttr, String> {
-    let body = hcl_edit::parser::parse_body(text).map_err(|e| e.to_string().trim().to_string())?;
+    let body = hcl_edit::parser::parse_body(text).map_err(|e| position_only(&e))?;
     let Some(block) = body.get_blocks("terraform").next() else {
         return Ok(SourceAttr::Absent);
     };
@@ -82,7 +82,7 @@ pub struct File {
 
 /// Parses a Terragrunt file; the error is hcl-edit's message (line and column).
 pub fn read_file(text: &str) -> Result<File, String> {
-    let body = hcl_edit::parser::parse_body(text).map_err(|e| one_line(&e.to_string()))?;
+    let body = hcl_edit::parser::parse_body(text).map_err(|e| position_only(&e))?;
     let source = body
         .get_blocks("terraform")
         .find_map(|b| b.body.get_attribute("source"))
@@ -119,8 +119,16 @@ pub fn read_file(text: &str) -> Result<File, String> {
     })
 }
 
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+/// hcl-edit's error without the source line it quotes (which may hold a password, or the
+/// first line of a host file an include names): the line, the column and what was expected.
+fn position_only(e: &hcl_edit::parser::Error) -> String {
+    let l = e.location();
+    format!(
+        "line {}, column {}: {}",
+        l.line(),
+        l.column(),
+        e.message().split_whitespace().collect::<Vec<_>>().join(" ")
+    )
 }
 
 fn expr(e: &Expression) -> Expr {

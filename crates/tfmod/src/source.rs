@@ -258,15 +258,11 @@ impl Query {
                             .into(),
                     )
                 }
-                other => {
-                    let shown: String = other
-                        .chars()
-                        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-                        .take(32)
-                        .collect();
-                    return Err(format!(
-                        "query parameter {shown:?} is not one tfmod checks (checksum, version, region)"
-                    ));
+                _ => {
+                    // Not named: a bare key may be a token.
+                    return Err(
+                        "a query parameter tfmod does not check (only checksum, version and region are allowed)".into(),
+                    );
                 }
             };
             if slot.is_some() {
@@ -364,29 +360,28 @@ impl fmt::Display for S3Source {
     }
 }
 
-/// A source as it may be shown: userinfo and every query value but `region`, `version`,
-/// `checksum` and `ref` replaced by `***`.
+/// A source as it may be shown: anything before an `@` in the authority (after `://`, or
+/// before the first `/` when there is no scheme) replaced by `***`, and every query pair but
+/// `region`, `version`, `checksum` and `ref` shown as `***` (a bare key may be a token).
 pub fn redact(s: &str) -> String {
     let (head, query) = match s.split_once('?') {
         Some((h, q)) => (h, Some(q)),
         None => (s, None),
     };
-    let head = match head.find("://") {
-        Some(i) => {
-            let auth_start = i + 3;
-            let auth_end = head[auth_start..]
-                .find('/')
-                .map(|j| auth_start + j)
-                .unwrap_or(head.len());
-            match head[auth_start..auth_end].rfind('@') {
-                Some(at) => format!(
-                    "{}***@{}",
-                    &head[..auth_start],
-                    &head[auth_start + at + 1..]
-                ),
-                None => head.to_string(),
-            }
-        }
+    let auth_start = match head.find("://") {
+        Some(i) => i + 3,
+        None => head.split_once("::").map(|(g, _)| g.len() + 2).unwrap_or(0),
+    };
+    let auth_end = head[auth_start..]
+        .find('/')
+        .map(|j| auth_start + j)
+        .unwrap_or(head.len());
+    let head = match head[auth_start..auth_end].rfind('@') {
+        Some(at) => format!(
+            "{}***@{}",
+            &head[..auth_start],
+            &head[auth_start + at + 1..]
+        ),
         None => head.to_string(),
     };
     let Some(query) = query else { return head };
@@ -396,8 +391,7 @@ pub fn redact(s: &str) -> String {
             Some((k, v)) if ["region", "version", "checksum", "ref"].contains(&k) => {
                 format!("{k}={v}")
             }
-            Some((k, _)) => format!("{k}=***"),
-            None => pair.to_string(),
+            _ => "***".to_string(),
         })
         .collect();
     format!("{head}?{}", shown.join("&"))
@@ -530,8 +524,20 @@ mod tests {
         }
         assert_eq!(
             redact("git::https://deploy:hunter2@example.com/x.git?ref=main&sshkey=abc"),
-            "git::https://***@example.com/x.git?ref=main&sshkey=***"
+            "git::https://***@example.com/x.git?ref=main&***"
         );
+        // Scheme-less userinfo, bare query keys, unknown pairs: never shown.
+        for s in [
+            "AKIAX:hunter2@acme.s3-eu-west-1.amazonaws.com/tf/vpc/1.0.0.zip",
+            "s3::https://acme.s3.eu-west-1.amazonaws.com/tf/vpc/1.0.0.zip?hunter2",
+            "git::https://github.com/acme/x.git?ref=main&hunter2",
+            "git::https://github.com/acme/x.git?ref=main&hunter2=1",
+        ] {
+            assert!(!redact(s).contains("hunter2"), "{s}: {}", redact(s));
+            if let Err(e) = parse(s) {
+                assert!(!e.contains("hunter2") && !e.contains("AKIAX"), "{e}");
+            }
+        }
     }
 
     #[test]

@@ -96,6 +96,8 @@ pub struct Reader {
     /// (file, config, included, local) → its value.
     locals: HashMap<(PathBuf, PathBuf, bool, String), Result<String, String>>,
     steps: usize,
+    /// The unit's git repository (canonical), when it is in one: no file outside it is read.
+    root: Option<PathBuf>,
 }
 
 impl Reader {
@@ -111,12 +113,28 @@ impl Reader {
             depth: 0,
         };
         self.steps = 0;
+        self.root = dir_of(&ctx.original)
+            .ancestors()
+            .find(|d| d.join(".git").exists())
+            .and_then(|d| d.canonicalize().ok());
         self.source_of(&ctx)
     }
 
     /// Parses (once) the file at `path`.
     pub fn file(&mut self, path: &Path) -> Result<Rc<hcl::File>, String> {
         let path = normalize(path);
+        if let Some(root) = &self.root {
+            let real = path
+                .canonicalize()
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            if !real.starts_with(root) {
+                return Err(format!(
+                    "{} is outside the repository {}: tfmod (and your review) sees only the repository's files; keep included and read files in it",
+                    path.display(),
+                    root.display()
+                ));
+            }
+        }
         self.files
             .entry(path.clone())
             .or_insert_with(|| {

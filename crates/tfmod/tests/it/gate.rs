@@ -211,6 +211,18 @@ async fn secrets_in_sources_are_never_echoed() {
             "git",
             "git::https://deploy:SuperSecret4@example.com/net.git?ref=main",
         ),
+        (
+            "schemeless",
+            "AKIASECRETKEYID:SuperSecret5@acme.s3-eu-west-1.amazonaws.com/tf/vpc/1.0.0.zip",
+        ),
+        (
+            "barekey",
+            "s3::https://acme.s3.eu-west-1.amazonaws.com/tf/vpc/1.0.0.zip?ghp_SuperSecret6",
+        ),
+        (
+            "gitbare",
+            "git::https://github.com/acme/x.git?ref=main&ghp_SuperSecret7",
+        ),
     ] {
         write(&stage.join(name).join("terragrunt.hcl"), &unit(source));
     }
@@ -218,7 +230,7 @@ async fn secrets_in_sources_are_never_echoed() {
         let r = tfmod(&stage, &args);
         assert_eq!(r.code, 1, "{args:?}");
         let all = format!("{}{}", r.stdout, r.stderr);
-        assert!(all.matches("terragrunt.hcl").count() >= 3, "{all}");
+        assert!(all.matches("terragrunt.hcl").count() >= 5, "{all}");
         assert!(
             !all.contains("SuperSecret") && !all.contains("AKIASECRETKEYID"),
             "{args:?} echoed a secret: {all}"
@@ -398,5 +410,50 @@ async fn locals_that_multiply_end_in_one_short_problem() {
         v.stdout.len() < 1000 && v.stdout.contains("dos/terragrunt.hcl"),
         "{} bytes",
         v.stdout.len()
+    );
+}
+
+/// A file tfmod cannot parse is named with its line and column, never with its text (a
+/// password on that line, or the first line of a host file an include names); and an include
+/// or read path outside the repository is refused.
+#[tokio::test]
+async fn hcl_errors_show_no_source_and_paths_stay_in_the_repository() {
+    let repo = tempfile::tempdir().unwrap();
+    let host = tempfile::tempdir().unwrap();
+    let token = host.path().join("token");
+    std::fs::write(&token, "eyJhbGciOi.SIGNATURESECRET\n").unwrap();
+    assert!(std::process::Command::new("git")
+        .args(["init", "-q"])
+        .current_dir(repo.path())
+        .status()
+        .unwrap()
+        .success());
+    let stage = repo.path().join("live/acme/us-east-1/prod");
+    write(
+        &stage.join("s4/terragrunt.hcl"),
+        "inputs = {\n  db_password = \"Hunter2SuperSecret\" +\n}\n",
+    );
+    write(
+        &stage.join("x/terragrunt.hcl"),
+        &format!("include \"t\" {{\n  path = \"{}\"\n}}\n", token.display()),
+    );
+    let v = tfmod(&stage, &["verify"]);
+    assert_eq!(v.code, 1);
+    assert!(
+        !v.stdout.contains("Hunter2SuperSecret") && !v.stdout.contains("SIGNATURESECRET"),
+        "{}",
+        v.stdout
+    );
+    assert!(
+        v.stdout.contains("s4/terragrunt.hcl") && v.stdout.contains("line 2"),
+        "{}",
+        v.stdout
+    );
+    assert!(
+        v.stdout
+            .lines()
+            .any(|l| l.contains("x/terragrunt.hcl") && l.contains("outside the repository")),
+        "{}",
+        v.stdout
     );
 }
