@@ -11,8 +11,10 @@ use crate::store::Store;
 use crate::terragrunt::{normalize, Located, Reader};
 use crate::Error;
 
-/// The file Terragrunt reads in each unit directory.
+/// The files Terragrunt reads in a unit directory, the JSON one first when both exist
+/// (pkg/config/config.go `DefaultTerragruntConfigPaths`).
 pub const TERRAGRUNT_FILE: &str = "terragrunt.hcl";
+pub const TERRAGRUNT_JSON_FILE: &str = "terragrunt.hcl.json";
 
 /// One unit's S3 module source.
 #[derive(Debug, Clone)]
@@ -49,12 +51,13 @@ pub struct Scan {
     pub problems: Vec<String>,
 }
 
-/// Every `terragrunt.hcl` below `dir`, sorted; hidden directories (`.terragrunt-cache`,
-/// `.terraform`, `.git`) are skipped.
+/// The unit config of every directory below `dir` (terragrunt.hcl.json where it exists, else
+/// terragrunt.hcl), sorted; hidden directories (`.terragrunt-cache`, `.terraform`, `.git`) are
+/// skipped.
 pub fn terragrunt_files(dir: &Path) -> Result<Vec<PathBuf>, Error> {
     let mut out = Vec::new();
     walk_dirs(dir, &mut |d| {
-        let f = d.join(TERRAGRUNT_FILE);
+        let f = crate::terragrunt::default_config(d);
         if f.is_file() {
             out.push(f);
         }
@@ -88,6 +91,12 @@ pub fn scan(dir: &Path, trust: Option<&Trust>) -> Result<Scan, Error> {
     let mut out = Scan::default();
     for unit in terragrunt_files(dir)? {
         let shown = unit.display();
+        let hcl_beside = unit.with_file_name(TERRAGRUNT_FILE);
+        if unit.ends_with(TERRAGRUNT_JSON_FILE) && hcl_beside.is_file() {
+            out.problems.push(format!(
+                "{shown}: Terragrunt reads it and ignores {TERRAGRUNT_FILE} beside it: keep one of the two"
+            ));
+        }
         let at = match reader.unit_source(&unit) {
             Err(why) => {
                 // The unit's own parse error names it already.

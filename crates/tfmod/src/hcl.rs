@@ -119,6 +119,69 @@ pub fn read_file(text: &str) -> Result<File, String> {
     })
 }
 
+/// Reads a `terragrunt.hcl.json` (HCL's JSON syntax) as far as tfmod follows it: `terraform`'s
+/// `source`, `include` blocks (labelled, or bare with a `path`) and `locals`. A JSON string is a
+/// template in HCL's JSON syntax: one with `${` or `%{` is not a literal ([`Expr::Other`]).
+/// Literals carry no span (tfmod does not rewrite JSON). The error is serde_json's (line and
+/// column, never the text).
+pub fn read_json_file(text: &str) -> Result<File, String> {
+    use serde_json::Value;
+    let root: Value = serde_json::from_str(text).map_err(|e| {
+        format!(
+            "line {}, column {}: not valid JSON ({:?})",
+            e.line(),
+            e.column(),
+            e.classify()
+        )
+    })?;
+    let Value::Object(top) = root else {
+        return Err("not a JSON object".into());
+    };
+    let str_expr = |v: &Value| match v {
+        Value::String(s) if !s.contains("${") && !s.contains("%{") => Expr::Str(s.clone(), None),
+        _ => Expr::Other,
+    };
+    // A block is an object, or an array of objects.
+    let blocks = |v: Option<&Value>| -> Vec<serde_json::Map<String, Value>> {
+        match v {
+            Some(Value::Object(o)) => vec![o.clone()],
+            Some(Value::Array(a)) => a.iter().filter_map(|x| x.as_object().cloned()).collect(),
+            _ => Vec::new(),
+        }
+    };
+    let source = blocks(top.get("terraform"))
+        .iter()
+        .find_map(|b| b.get("source").map(str_expr));
+    let mut includes = Vec::new();
+    for b in blocks(top.get("include")) {
+        let labelled: Vec<(String, serde_json::Map<String, Value>)> = if b.contains_key("path") {
+            vec![(String::new(), b.clone())]
+        } else {
+            b.iter()
+                .flat_map(|(name, v)| blocks(Some(v)).into_iter().map(move |o| (name.clone(), o)))
+                .collect()
+        };
+        for (name, o) in labelled {
+            includes.push(Include {
+                name,
+                path: o.get("path").map(str_expr).unwrap_or(Expr::Other),
+                merged: !matches!(o.get("merge_strategy"), Some(Value::String(s)) if s == "no_merge"),
+            });
+        }
+    }
+    let mut locals = BTreeMap::new();
+    for b in blocks(top.get("locals")) {
+        for (k, v) in &b {
+            locals.insert(k.clone(), str_expr(v));
+        }
+    }
+    Ok(File {
+        source,
+        includes,
+        locals,
+    })
+}
+
 /// hcl-edit's error without the source line it quotes (which may hold a password, or the
 /// first line of a host file an include names): the line, the column and what was expected.
 fn position_only(e: &hcl_edit::parser::Error) -> String {

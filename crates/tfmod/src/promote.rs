@@ -92,6 +92,12 @@ struct Plan {
 
 impl Plan {
     fn edit(&mut self, file: &Path, span: &Range<usize>, new: String) -> Result<(), Error> {
+        if crate::terragrunt::is_json(file) {
+            return Err(Error::Usage(format!(
+                "{}: tfmod rewrites sources in HCL files only: edit this JSON by hand (the source is printed by tfmod publish), or write the unit as terragrunt.hcl. Nothing was written",
+                file.display()
+            )));
+        }
         let spans = self.edits.entry(file.to_path_buf()).or_default();
         match spans.insert((span.start, span.end), new.clone()) {
             Some(other) if other != new => Err(Error::Usage(format!(

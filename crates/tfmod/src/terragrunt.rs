@@ -140,7 +140,12 @@ impl Reader {
             .or_insert_with(|| {
                 let text = std::fs::read_to_string(&path)
                     .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                hcl::read_file(&text)
+                let parsed = if is_json(&path) {
+                    hcl::read_json_file(&text)
+                } else {
+                    hcl::read_file(&text)
+                };
+                parsed
                     .map(Rc::new)
                     .map_err(|e| format!("{}: cannot parse: {e}", path.display()))
             })
@@ -177,6 +182,14 @@ impl Reader {
                     value: value.clone(),
                     file: ctx.file.clone(),
                     span: span.clone(),
+                })
+            }
+            // A JSON file's literal: no span (tfmod does not rewrite JSON).
+            Expr::Str(value, None) if is_json(&ctx.file) => {
+                return Ok(Located {
+                    value: value.clone(),
+                    file: ctx.file.clone(),
+                    span: 0..0,
                 })
             }
             Expr::Path(p) => p.iter().map(String::as_str).collect(),
@@ -345,6 +358,11 @@ impl Reader {
         }
         Ok(out)
     }
+}
+
+/// Whether `path` is in HCL's JSON syntax (`terragrunt.hcl.json`, `*.hcl.json`).
+pub fn is_json(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "json")
 }
 
 /// The config file Terragrunt reads in `dir`: terragrunt.hcl.json when it exists, else

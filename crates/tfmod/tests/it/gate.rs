@@ -457,3 +457,55 @@ async fn hcl_errors_show_no_source_and_paths_stay_in_the_repository() {
         v.stdout
     );
 }
+
+/// Terragrunt reads terragrunt.hcl.json before terragrunt.hcl (pkg/config/config.go
+/// DefaultTerragruntConfigPaths): tfmod scans it, its source is checked like any other, and one
+/// it cannot parse is a problem.
+#[tokio::test]
+async fn terragrunt_hcl_json_is_read_as_terragrunt_reads_it() {
+    let b = bucket(false).await;
+    let repo = tempfile::tempdir().unwrap();
+    let vpc = publish(repo.path(), &b, "vpc", "1.0.0", "vpc");
+    let stage = repo.path().join("live/acme/us-east-1/prod");
+    write(&repo.path().join("live/root.hcl"), "# remote_state …\n");
+    let json = |source: &str| {
+        format!(
+            "{{\"include\": {{\"root\": {{\"path\": \"../../../../root.hcl\"}}}}, \"terraform\": {{\"source\": {}}}}}",
+            serde_json::to_string(source).unwrap()
+        )
+    };
+    // A JSON unit with the published source locks and verifies.
+    write(&stage.join("app/terragrunt.hcl.json"), &json(&vpc));
+    write(&stage.join("vpc/terragrunt.hcl"), &unit(&vpc));
+    let l = tfmod(&stage, &["lock"]);
+    assert_eq!(l.code, 0, "{}", l.stdout);
+    let v = tfmod(&stage, &["verify", "--bucket", &b]);
+    assert_eq!(v.code, 0, "{}", v.stdout);
+    assert!(v.stdout.contains("2 unit(s)"), "{}", v.stdout);
+
+    // Beside a checked terragrunt.hcl, the JSON file is the one Terragrunt runs.
+    write(
+        &stage.join("vpc/terragrunt.hcl.json"),
+        &json("git::https://evil.example/x.git?ref=main"),
+    );
+    // And one tfmod cannot parse is a problem, not a pass.
+    write(&stage.join("dns/terragrunt.hcl.json"), "{\"terraform\": ");
+    let v = tfmod(&stage, &["verify", "--bucket", &b]);
+    assert_eq!(v.code, 1, "{}", v.stdout);
+    assert!(
+        v.stdout
+            .lines()
+            .any(|l| l.contains("vpc/terragrunt.hcl.json")
+                && l.contains("evil.example")
+                && l.contains("not from")),
+        "{}",
+        v.stdout
+    );
+    assert!(
+        v.stdout
+            .lines()
+            .any(|l| l.contains("dns/terragrunt.hcl.json") && l.contains("parse")),
+        "{}",
+        v.stdout
+    );
+}
