@@ -52,8 +52,9 @@ pub struct Scan {
 }
 
 /// The unit config of every directory below `dir` (terragrunt.hcl.json where it exists, else
-/// terragrunt.hcl), sorted; hidden directories (`.terragrunt-cache`, `.terraform`, `.git`) are
-/// skipped.
+/// terragrunt.hcl), sorted. Like Terragrunt's discovery (internal/util/file.go
+/// `SkipDirIfIgnorable`), only `.git`, `.terraform` and `.terragrunt-cache` are skipped: a unit
+/// in another hidden directory is a unit.
 pub fn terragrunt_files(dir: &Path) -> Result<Vec<PathBuf>, Error> {
     let mut out = Vec::new();
     walk_dirs(dir, &mut |d| {
@@ -66,14 +67,17 @@ pub fn terragrunt_files(dir: &Path) -> Result<Vec<PathBuf>, Error> {
     Ok(out)
 }
 
-/// Calls `f` on `dir` and every non-hidden directory below it (not following symlinks).
+/// Directories Terragrunt never discovers units in.
+const SKIPPED: [&str; 3] = [".git", ".terraform", ".terragrunt-cache"];
+
+/// Calls `f` on `dir` and every directory below it but [`SKIPPED`] (not following symlinks).
 fn walk_dirs(dir: &Path, f: &mut dyn FnMut(&Path)) -> Result<(), Error> {
     f(dir);
     let mut subdirs = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| Error::file(dir, e))? {
         let entry = entry.map_err(|e| Error::file(dir, e))?;
-        let hidden = entry.file_name().to_string_lossy().starts_with('.');
-        if !hidden && entry.file_type().map_err(|e| Error::file(dir, e))?.is_dir() {
+        let skipped = SKIPPED.contains(&entry.file_name().to_string_lossy().as_ref());
+        if !skipped && entry.file_type().map_err(|e| Error::file(dir, e))?.is_dir() {
             subdirs.push(entry.path());
         }
     }
@@ -84,11 +88,98 @@ fn walk_dirs(dir: &Path, f: &mut dyn FnMut(&Path)) -> Result<(), Error> {
     Ok(())
 }
 
+/// The part of `rel` (a `/`-separated path) that must not be in the repository: a Terragrunt
+/// cache or Terraform data directory (Terragrunt runs a cache whose
+/// `.terragrunt-source-version` matches instead of downloading; `terraform init` keeps modules
+/// `.terraform/modules` lists), a `.terragrunt-source-version`, or a `terragrunt.stack.hcl`
+/// (units generated from sources tfmod does not read).
+fn forbidden(rel: &str) -> Option<String> {
+    let parts: Vec<&str> = rel.split('/').collect();
+    if let Some(i) = parts
+        .iter()
+        .position(|p| *p == ".terragrunt-cache" || *p == ".terraform")
+    {
+        return Some(parts[..=i].join("/"));
+    }
+    let name = *parts.last()?;
+    (name == ".terragrunt-source-version" || name == "terragrunt.stack.hcl")
+        .then(|| rel.to_string())
+}
+
+/// One problem per forbidden path below `dir`: those git tracks when `dir` is in a repository
+/// (a cache a Terragrunt run left is not committed, and not a problem), else those present.
+fn committed_caches(dir: &Path) -> Result<Vec<String>, Error> {
+    let tracked = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["ls-files", "-z", "--cached", "--", "."])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split('\0')
+                .filter(|p| !p.is_empty())
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        });
+    let found: BTreeSet<String> = match tracked {
+        Some(paths) => paths.iter().filter_map(|p| forbidden(p)).collect(),
+        None => {
+            let mut all = BTreeSet::new();
+            present(dir, "", &mut all)?;
+            all
+        }
+    };
+    Ok(found
+        .into_iter()
+        .map(|rel| {
+            let p = dir.join(&rel);
+            if rel.ends_with("terragrunt.stack.hcl") {
+                format!(
+                    "{}: a Terragrunt stack generates units from sources tfmod does not read: not supported; write the units",
+                    p.display()
+                )
+            } else {
+                format!(
+                    "{}: a committed Terragrunt or Terraform cache: Terragrunt and Terraform run what is in it instead of downloading the checked module; remove it from the repository (and run Terragrunt with TG_SOURCE_UPDATE=true)",
+                    p.display()
+                )
+            }
+        })
+        .collect())
+}
+
+/// Outside git: every forbidden path present below `dir` (`rel` is `dir`'s path so far).
+fn present(dir: &Path, rel: &str, out: &mut BTreeSet<String>) -> Result<(), Error> {
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::file(dir, e))? {
+        let entry = entry.map_err(|e| Error::file(dir, e))?;
+        let name = entry.file_name().to_string_lossy().to_string();
+        let r = if rel.is_empty() {
+            name.clone()
+        } else {
+            format!("{rel}/{name}")
+        };
+        if let Some(f) = forbidden(&r) {
+            out.insert(f);
+            continue;
+        }
+        let ft = entry.file_type().map_err(|e| Error::file(dir, e))?;
+        if ft.is_dir() && name != ".git" {
+            present(&entry.path(), &r, out)?;
+        }
+    }
+    Ok(())
+}
+
 /// Reads every unit below `dir` as Terragrunt would. With `trust`, every source that is not an
 /// object of that store is a problem (git, registry, local paths, other buckets).
 pub fn scan(dir: &Path, trust: Option<&Trust>) -> Result<Scan, Error> {
     let mut reader = Reader::default();
-    let mut out = Scan::default();
+    let mut out = Scan {
+        problems: committed_caches(dir)?,
+        ..Scan::default()
+    };
     for unit in terragrunt_files(dir)? {
         let shown = unit.display();
         let hcl_beside = unit.with_file_name(TERRAGRUNT_FILE);

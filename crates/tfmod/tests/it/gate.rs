@@ -509,3 +509,79 @@ async fn terragrunt_hcl_json_is_read_as_terragrunt_reads_it() {
         v.stdout
     );
 }
+
+fn git(dir: &std::path::Path, args: &[&str]) {
+    let ok = std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "git {args:?}");
+}
+
+/// Terragrunt's discovery skips only .git, .terraform and .terragrunt-cache: a unit in another
+/// hidden directory is checked. A committed Terragrunt cache (with its
+/// .terragrunt-source-version, Terragrunt runs it instead of downloading), a committed
+/// .terraform, or a terragrunt.stack.hcl (units generated from elsewhere) is a problem; the
+/// cache a Terragrunt run leaves (untracked) is not.
+#[tokio::test]
+async fn hidden_units_and_committed_caches_are_problems() {
+    let b = bucket(false).await;
+    let repo = tempfile::tempdir().unwrap();
+    let vpc = publish(repo.path(), &b, "vpc", "1.0.0", "vpc");
+    git(repo.path(), &["init", "-q"]);
+    let stage = repo.path().join("live/acme/us-east-1/prod");
+    write(&repo.path().join("live/root.hcl"), "# remote_state …\n");
+    write(&stage.join("vpc/terragrunt.hcl"), &unit(&vpc));
+    assert_eq!(tfmod(&stage, &["lock"]).code, 0);
+    // Left by a Terragrunt run, not committed: fine.
+    write(
+        &repo.path().join(".gitignore"),
+        ".terragrunt-cache/\n.terraform/\n",
+    );
+    write(&stage.join("vpc/.terragrunt-cache/a/b/main.tf"), "# run\n");
+    write(
+        &stage.join("vpc/.terragrunt-cache/a/b/.terragrunt-source-version"),
+        "x",
+    );
+    git(repo.path(), &["add", "live"]);
+    let v = tfmod(&stage, &["verify", "--bucket", &b]);
+    assert_eq!(v.code, 0, "{}", v.stdout);
+
+    write(
+        &stage.join(".shadow/terragrunt.hcl"),
+        &unit("git::https://evil.example/y.git"),
+    );
+    write(
+        &stage.join("app/.terragrunt-cache/h/i/main.tf"),
+        "module \"m\" {}\n",
+    );
+    write(
+        &stage.join("app/.terragrunt-cache/h/i/.terragrunt-source-version"),
+        "x",
+    );
+    write(&stage.join("app/terragrunt.hcl"), &unit(&vpc));
+    write(&stage.join("db/.terraform/modules/modules.json"), "{}");
+    write(&stage.join("db/terragrunt.hcl"), &unit(&vpc));
+    write(&stage.join("stack/terragrunt.stack.hcl"), "unit \"x\" {}\n");
+    let rel = "live/acme/us-east-1/prod";
+    git(repo.path(), &["add", "live"]);
+    git(
+        repo.path(),
+        &["add", "-f", &format!("{rel}/app"), &format!("{rel}/db")],
+    );
+    let v = tfmod(&stage, &["verify", "--bucket", &b]);
+    assert_eq!(v.code, 1, "{}", v.stdout);
+    for what in [
+        ".shadow/terragrunt.hcl",
+        "app/.terragrunt-cache",
+        "db/.terraform",
+        "stack/terragrunt.stack.hcl",
+    ] {
+        assert!(v.stdout.contains(what), "{what}: {}", v.stdout);
+    }
+    assert!(!v.stdout.contains("vpc/.terragrunt-cache"), "{}", v.stdout);
+}
