@@ -56,6 +56,17 @@ pub struct TrustArgs {
     /// With --bucket: only sources under this prefix are accepted.
     #[arg(long, env = "TFMOD_PREFIX", default_value = "")]
     pub prefix: String,
+    /// With --bucket: a unit directory whose own Terraform files run (or that has no source), or
+    /// an HCL file whose generate blocks write .tf files, allowed anyway: its code is checked by
+    /// review alone. Repeatable; comma-separated in the variable. Set it in the hook's
+    /// configuration, not in the repository.
+    #[arg(
+        long = "allow-local-code",
+        env = "TFMOD_ALLOW_LOCAL_CODE",
+        value_delimiter = ',',
+        value_name = "PATH"
+    )]
+    pub allow_local_code: Vec<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -80,11 +80,27 @@ fn where_(s: &StoreArgs) -> Result<Where, Error> {
 
 fn trust_of(t: &TrustArgs) -> Result<Option<Trust>, Error> {
     let prefix = names::parse_prefix(&t.prefix)?;
+    let mut allow_local_code = Vec::new();
+    for p in &t.allow_local_code {
+        allow_local_code.push(p.canonicalize().map_err(|e| {
+            Error::Usage(format!(
+                "--allow-local-code {}: {e}: give an existing unit directory or HCL file",
+                p.display()
+            ))
+        })?);
+    }
     Ok(match &t.bucket {
+        None if !allow_local_code.is_empty() => {
+            return Err(Error::Usage(
+                "--allow-local-code is meaningful only with --bucket: give the trusted store"
+                    .into(),
+            ))
+        }
         None => None,
         Some(b) => Some(Trust {
             bucket: names::parse_bucket(b)?,
             prefix,
+            allow_local_code,
         }),
     })
 }

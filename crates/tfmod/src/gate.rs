@@ -42,6 +42,93 @@ impl Use {
 pub struct Trust {
     pub bucket: String,
     pub prefix: String,
+    /// Canonical unit directories and HCL files whose local code is allowed (`--allow-local-code`).
+    pub allow_local_code: Vec<PathBuf>,
+}
+
+impl Trust {
+    fn allows(&self, p: &Path) -> bool {
+        p.canonicalize()
+            .is_ok_and(|c| self.allow_local_code.contains(&c))
+    }
+}
+
+/// Whether Terraform reads a file of this name as configuration, or it is an override file.
+fn terraform_code(name: &str) -> bool {
+    name.ends_with(".tf") || name.ends_with(".tf.json") || name.contains("override")
+}
+
+/// With `--bucket`, the code of a unit's own directory: a unit without a source runs its own
+/// files (a local source); Terragrunt copies the unit directory's files over the downloaded
+/// module (internal/runner/run/download_source.go, `CopyFolderContents`), so a .tf or override
+/// file there (at any depth) changes the module; a generate block writing a .tf file adds code.
+fn unit_code(reader: &mut Reader, unit: &Path, has_source: bool, t: &Trust) -> Vec<String> {
+    let shown = unit.display();
+    let dir = unit.parent().unwrap_or(Path::new("."));
+    let how = "or name it in --allow-local-code (the hook's configuration) to leave it to review";
+    let mut out = Vec::new();
+    if !t.allows(dir) {
+        if !has_source {
+            out.push(format!(
+                "{shown}: no terraform.source, so Terraform runs the unit directory's own files (a local source tfmod does not check): use a module from the trusted store, {how}"
+            ));
+        }
+        let mut files = Vec::new();
+        code_files(dir, &mut files);
+        files.sort();
+        for f in files {
+            out.push(format!(
+                "{}: Terraform code in a unit directory: Terragrunt copies it over the module, so it runs unchecked: move it into a published module, {how}",
+                f.display()
+            ));
+        }
+    }
+    match reader.unit_generates(unit) {
+        Err(_) => {} // the source's own reading reports it
+        Ok(gens) => {
+            for (file, name, path) in gens {
+                if t.allows(&file) {
+                    continue;
+                }
+                let name_of = |p: &str| {
+                    Path::new(p)
+                        .file_name()
+                        .map(|n| n.to_string_lossy().to_string())
+                        .unwrap_or_default()
+                };
+                match path {
+                    Ok(p) if !terraform_code(&name_of(&p)) => {}
+                    Ok(p) => out.push(format!(
+                        "{shown}: generate \"{name}\" in {} writes {p:?}, Terraform code tfmod does not check: {how}",
+                        file.display()
+                    )),
+                    Err(why) => out.push(format!(
+                        "{shown}: generate \"{name}\" in {}: cannot tell the file it writes ({why}): write its path as a literal, {how}",
+                        file.display()
+                    )),
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Every file below `dir` Terraform would read as code (not in [`SKIPPED`] directories).
+fn code_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let Ok(ft) = e.file_type() else { continue };
+        if ft.is_dir() {
+            if !SKIPPED.contains(&name.as_str()) {
+                code_files(&e.path(), out);
+            }
+        } else if terraform_code(&name) {
+            out.push(e.path());
+        }
+    }
 }
 
 /// What a scan found: the S3 sources, and one line per problem.
@@ -196,9 +283,17 @@ pub fn scan(dir: &Path, trust: Option<&Trust>) -> Result<Scan, Error> {
                 out.problems.push(format!("{shown}: {why}"));
                 continue;
             }
-            Ok(None) => continue,
+            Ok(None) => {
+                if let Some(t) = trust {
+                    out.problems.extend(unit_code(&mut reader, &unit, false, t));
+                }
+                continue;
+            }
             Ok(Some(at)) => at,
         };
+        if let Some(t) = trust {
+            out.problems.extend(unit_code(&mut reader, &unit, true, t));
+        }
         let from = if at.file == normalize(&unit) {
             String::new()
         } else {

@@ -71,6 +71,13 @@ pub struct Include {
     pub merged: bool,
 }
 
+/// A `generate` block: a file Terragrunt writes into the working directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Generate {
+    pub name: String,
+    pub path: Expr,
+}
+
 /// What tfmod follows of a Terragrunt file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct File {
@@ -78,6 +85,7 @@ pub struct File {
     pub source: Option<Expr>,
     pub includes: Vec<Include>,
     pub locals: BTreeMap<String, Expr>,
+    pub generates: Vec<Generate>,
 }
 
 /// Parses a Terragrunt file; the error is hcl-edit's message (line and column).
@@ -112,10 +120,26 @@ pub fn read_file(text: &str) -> Result<File, String> {
             locals.insert(attr.key.as_str().to_string(), expr(&attr.value));
         }
     }
+    let generates = body
+        .get_blocks("generate")
+        .map(|b| Generate {
+            name: b
+                .labels
+                .first()
+                .map(|l| l.as_str().to_string())
+                .unwrap_or_default(),
+            path: b
+                .body
+                .get_attribute("path")
+                .map(|a| expr(&a.value))
+                .unwrap_or(Expr::Other),
+        })
+        .collect();
     Ok(File {
         source,
         includes,
         locals,
+        generates,
     })
 }
 
@@ -175,10 +199,22 @@ pub fn read_json_file(text: &str) -> Result<File, String> {
             locals.insert(k.clone(), str_expr(v));
         }
     }
+    let mut generates = Vec::new();
+    for b in blocks(top.get("generate")) {
+        for (name, v) in &b {
+            for o in blocks(Some(v)) {
+                generates.push(Generate {
+                    name: name.clone(),
+                    path: o.get("path").map(str_expr).unwrap_or(Expr::Other),
+                });
+            }
+        }
+    }
     Ok(File {
         source,
         includes,
         locals,
+        generates,
     })
 }
 

@@ -26,6 +26,10 @@ pub struct Located {
     pub span: Range<usize>,
 }
 
+/// A `generate` block for a unit: the file it is written in, its name, and the path it writes
+/// (or why that path cannot be evaluated).
+pub type Generated = (PathBuf, String, Result<String, String>);
+
 const MAX_DEPTH: usize = 16;
 
 /// Where an expression is evaluated, as Terragrunt's parsing context has it.
@@ -104,20 +108,48 @@ impl Reader {
     /// The module source the unit `terragrunt.hcl` uses, `None` when it has none. The error is
     /// one line saying what could not be read or followed.
     pub fn unit_source(&mut self, unit: &Path) -> Result<Option<Located>, String> {
+        let ctx = self.start(unit);
+        self.source_of(&ctx)
+    }
+
+    /// The unit's context; the step count and the repository root set for it.
+    fn start(&mut self, unit: &Path) -> Ctx {
         let unit = normalize(unit);
-        let ctx = Ctx {
+        self.steps = 0;
+        self.root = dir_of(&unit)
+            .ancestors()
+            .find(|d| d.join(".git").exists())
+            .and_then(|d| d.canonicalize().ok());
+        Ctx {
             file: unit.clone(),
             config: unit.clone(),
             original: unit,
             included: false,
             depth: 0,
-        };
-        self.steps = 0;
-        self.root = dir_of(&ctx.original)
-            .ancestors()
-            .find(|d| d.join(".git").exists())
-            .and_then(|d| d.canonicalize().ok());
-        self.source_of(&ctx)
+        }
+    }
+
+    /// The `generate` blocks Terragrunt applies for the unit: its own and those of the files it
+    /// includes with a merge (paths evaluated in Terragrunt's context): (file, name, path), or
+    /// (file, name, why not) when a path cannot be evaluated.
+    pub fn unit_generates(&mut self, unit: &Path) -> Result<Vec<Generated>, String> {
+        let ctx = self.start(unit);
+        let mut out = Vec::new();
+        self.generates_of(&ctx, &mut out)?;
+        Ok(out)
+    }
+
+    fn generates_of(&mut self, ctx: &Ctx, out: &mut Vec<Generated>) -> Result<(), String> {
+        let f = self.file(&ctx.file)?;
+        for g in &f.generates {
+            let path = self.string(&g.path, &f, ctx);
+            out.push((ctx.file.clone(), g.name.clone(), path));
+        }
+        for inc in f.includes.iter().filter(|i| i.merged) {
+            let path = self.include_path(&inc.path, &f, ctx)?;
+            self.generates_of(&ctx.include(path)?, out)?;
+        }
+        Ok(())
     }
 
     /// Parses (once) the file at `path`.

