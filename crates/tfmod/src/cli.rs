@@ -91,6 +91,16 @@ pub enum Command {
         /// Who publishes (default: $USER).
         #[arg(long, env = "TFMOD_PUBLISHER")]
         publisher: Option<String>,
+        /// A prefix of nested module sources (the module's own `module` blocks) allowed although
+        /// they are not inside the archive, e.g. git::https://github.com/acme/; an s3:: source
+        /// also needs ?checksum=. Repeatable; comma-separated in the variable.
+        #[arg(
+            long = "allow-module-source",
+            env = "TFMOD_ALLOW_MODULE_SOURCE",
+            value_delimiter = ',',
+            value_name = "PREFIX"
+        )]
+        allow_module_source: Vec<String>,
     },
     /// List a module's published versions, in SemVer order.
     Versions {

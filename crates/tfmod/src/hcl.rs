@@ -218,6 +218,60 @@ pub fn read_json_file(text: &str) -> Result<File, String> {
     })
 }
 
+/// The `module` blocks of a Terraform file: (label, source), the source `None` when it is not a
+/// literal string (Terraform requires one).
+pub fn module_sources(text: &str) -> Result<Vec<(String, Option<String>)>, String> {
+    let body = hcl_edit::parser::parse_body(text).map_err(|e| position_only(&e))?;
+    Ok(body
+        .get_blocks("module")
+        .map(|b| {
+            let name = b
+                .labels
+                .first()
+                .map(|l| l.as_str().to_string())
+                .unwrap_or_default();
+            let source = match b.body.get_attribute("source").map(|a| &a.value) {
+                Some(Expression::String(s)) => Some(s.value().clone()),
+                _ => None,
+            };
+            (name, source)
+        })
+        .collect())
+}
+
+/// [`module_sources`] of a `.tf.json` file.
+pub fn module_sources_json(text: &str) -> Result<Vec<(String, Option<String>)>, String> {
+    use serde_json::Value;
+    let root: Value = serde_json::from_str(text)
+        .map_err(|e| format!("line {}, column {}: not valid JSON", e.line(), e.column()))?;
+    let mut out = Vec::new();
+    let tops: Vec<&Value> = match root.get("module") {
+        Some(Value::Array(a)) => a.iter().collect(),
+        Some(v) => vec![v],
+        None => Vec::new(),
+    };
+    for top in tops {
+        let Value::Object(named) = top else {
+            out.push((String::new(), None));
+            continue;
+        };
+        for (name, v) in named {
+            let blocks: Vec<&Value> = match v {
+                Value::Array(a) => a.iter().collect(),
+                v => vec![v],
+            };
+            for b in blocks {
+                let source = match b.get("source") {
+                    Some(Value::String(s)) if !s.contains("${") => Some(s.clone()),
+                    _ => None,
+                };
+                out.push((name.clone(), source));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// hcl-edit's error without the source line it quotes (which may hold a password, or the
 /// first line of a host file an include names): the line, the column and what was expected.
 fn position_only(e: &hcl_edit::parser::Error) -> String {

@@ -380,3 +380,68 @@ async fn publish_packs_only_the_module_and_records_a_dirty_tree() {
         serde_json::from_slice(&object(&b, "vpc/1.0.1.json").await.unwrap()).unwrap();
     assert_eq!(meta["git_revision"], format!("{head}-dirty"));
 }
+
+/// A published module's own `module` blocks are code Terraform fetches when it is used: a git
+/// branch, a registry version range or an S3 object without ?checksum= would run unchecked
+/// bytes. publish refuses every source that is not inside the archive, unless
+/// --allow-module-source names its prefix; an s3:: source needs ?checksum= even then.
+#[tokio::test]
+async fn publish_refuses_nested_module_sources_from_elsewhere() {
+    let b = bucket(false).await;
+    let work = tempfile::tempdir().unwrap();
+    let m = work.path().join("m");
+    harness::module(&m, "nested");
+    harness::write(
+        &m.join("nested.tf"),
+        "module \"subnets\" {\n  source = \"./modules/subnets\"\n}\nmodule \"net\" {\n  source = \"git::https://github.com/acme/net.git?ref=main\"\n}\nmodule \"sg\" {\n  source  = \"terraform-aws-modules/security-group/aws\"\n  version = \">= 4.0\"\n}\nmodule \"blob\" {\n  source = \"s3::https://other-bucket.s3.eu-west-1.amazonaws.com/x.zip\"\n}\n",
+    );
+    harness::write(
+        &m.join("modules/subnets/up.tf.json"),
+        "{\"module\": {\"up\": {\"source\": \"../../../outside\"}}}",
+    );
+    let publish = |extra: &[&str]| {
+        let mut args = vec![
+            "publish",
+            "m",
+            "--name",
+            "vpc",
+            "--version",
+            "1.0.0",
+            "--bucket",
+            &b,
+        ];
+        args.extend_from_slice(extra);
+        tfmod(work.path(), &args)
+    };
+    let r = publish(&[]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    for name in ["\"net\"", "\"sg\"", "\"blob\"", "\"up\""] {
+        assert!(r.stderr.contains(name), "{name}: {}", r.stderr);
+    }
+    assert!(!r.stderr.contains("\"subnets\""), "{}", r.stderr);
+    assert!(
+        harness::object(&b, "vpc/1.0.0.zip").await.is_none(),
+        "nothing stored"
+    );
+
+    // Allowed by prefix: git and the registry; the S3 object still needs its checksum, and the
+    // path out of the archive is never allowed.
+    let r = publish(&[
+        "--allow-module-source",
+        "git::https://github.com/acme/",
+        "--allow-module-source",
+        "terraform-aws-modules/,s3::https://other-bucket.",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        !r.stderr.contains("\"net\"") && !r.stderr.contains("\"sg\""),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("\"blob\"") && r.stderr.contains("checksum"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("\"up\""), "{}", r.stderr);
+}
