@@ -445,3 +445,112 @@ async fn publish_refuses_nested_module_sources_from_elsewhere() {
     );
     assert!(r.stderr.contains("\"up\""), "{}", r.stderr);
 }
+
+/// Inside git, what is published is what git tracks: files git ignores (.git/info/exclude, the
+/// global excludes file) stay out, an untracked file that would be packed is refused (commit,
+/// delete or ignore it), and secrets are never packed even when committed (.env*, *.pem, *.key,
+/// id_*, .netrc, *.tfvars but examples).
+#[tokio::test]
+async fn publish_packs_what_git_tracks_and_never_a_secret() {
+    let b = bucket(false).await;
+    let work = tempfile::tempdir().unwrap();
+    let m = work.path().join("vpc");
+    harness::module(&m, "x");
+    let gitconfig = work.path().join("gitconfig");
+    let global_ignore = work.path().join("global-ignore");
+    std::fs::write(&global_ignore, "*.local\n").unwrap();
+    std::fs::write(
+        &gitconfig,
+        format!("[core]\n\texcludesFile = {}\n", global_ignore.display()),
+    )
+    .unwrap();
+    let env = [("GIT_CONFIG_GLOBAL", gitconfig.to_str().unwrap())];
+    let git = |args: &[&str]| {
+        let ok = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&m)
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .env("GIT_CONFIG_GLOBAL", &gitconfig)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "git {args:?}");
+    };
+    git(&["init", "-q"]);
+    // Committed by mistake: never packed all the same.
+    for f in [
+        ".envrc",
+        "id_ed25519",
+        ".netrc",
+        "certs/server.key",
+        "certs/ca.pem",
+        "prod.tfvars",
+        "example.tfvars",
+    ] {
+        harness::write(&m.join(f), "secret = \"hunter2\"\n");
+    }
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "vpc"]);
+    // Ignored by git's own files, not by .gitignore: never packed.
+    std::fs::write(m.join(".git/info/exclude"), "secret.env\n").unwrap();
+    harness::write(&m.join("secret.env"), "TOKEN=hunter2\n");
+    harness::write(&m.join("notes.local"), "hunter2\n");
+    let publish = |version: &str| {
+        harness::tfmod_env(
+            work.path(),
+            &harness::moto().endpoint,
+            &env,
+            &[
+                "publish",
+                "vpc",
+                "--name",
+                "vpc",
+                "--version",
+                version,
+                "--bucket",
+                &b,
+            ],
+        )
+    };
+    let r = publish("1.0.0");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let meta: serde_json::Value =
+        serde_json::from_slice(&object(&b, "vpc/1.0.0.json").await.unwrap()).unwrap();
+    let files: Vec<&str> = meta["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        files,
+        [
+            "example.tfvars",
+            "main.tf",
+            "modules/subnets/main.tf",
+            "outputs.tf",
+            "variables.tf"
+        ]
+    );
+    for f in [
+        ".envrc",
+        "id_ed25519",
+        ".netrc",
+        "certs/server.key",
+        "prod.tfvars",
+    ] {
+        assert!(r.stderr.contains(f), "{f} listed as left out: {}", r.stderr);
+    }
+
+    // An untracked file that would be packed: refused, nothing stored.
+    harness::write(&m.join("extra.tf"), "# not committed\n");
+    let r = publish("1.0.1");
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("extra.tf") && r.stderr.contains("untracked"),
+        "{}",
+        r.stderr
+    );
+    assert!(object(&b, "vpc/1.0.1.zip").await.is_none());
+}
