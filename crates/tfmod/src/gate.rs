@@ -99,7 +99,7 @@ fn unit_code(reader: &mut Reader, unit: &Path, has_source: bool, t: &Trust) -> V
                 match path {
                     Ok(p) if !terraform_code(&name_of(&p)) => {}
                     Ok(p) => out.push(format!(
-                        "{shown}: generate \"{name}\" in {} writes {p:?}, Terraform code tfmod does not check: {how}",
+                        "{shown}: generate \"{name}\" in {} writes {p:?}, Terraform code tfmod does not check: generate no .tf file (put the code in a published module), {how}",
                         file.display()
                     )),
                     Err(why) => out.push(format!(

@@ -285,3 +285,24 @@ async fn promote_never_writes_through_a_symlink() {
     assert_eq!(snapshot(&live.stage("dev")), dev_before, "dev untouched");
     assert_eq!(snapshot(&live.stage("prod")), prod_before, "prod untouched");
 }
+
+/// promote keeps each target unit's `//subdir`: it must be a directory of the promoted version's
+/// published files, or nothing is written.
+#[tokio::test]
+async fn promote_refuses_a_subdir_the_promoted_version_lacks() {
+    let live = Live::new(false).await;
+    let prod_unit = live.stage("prod").join("vpc/terragrunt.hcl");
+    let text = live.read(&prod_unit);
+    let with_subdir = text.replacen("1.0.0.zip", "1.0.0.zip//modules/nope", 1);
+    assert_ne!(text, with_subdir);
+    write(&prod_unit, &with_subdir);
+    let before = snapshot(live.repo.path());
+    let p = live.promote("1.1.0", "staging", "prod");
+    assert_eq!(p.code, 1, "{}", p.stderr);
+    assert!(
+        p.stdout.contains("modules/nope") && p.stdout.contains("not a directory"),
+        "{}",
+        p.stdout
+    );
+    assert_eq!(snapshot(live.repo.path()), before, "nothing written");
+}
