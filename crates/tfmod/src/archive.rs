@@ -84,11 +84,25 @@ pub fn never_packed(rel: &str) -> Option<&'static str> {
         Some("auto-loaded variables")
     } else if matches!(name, ".terraformrc" | "terraform.rc") {
         Some("CLI configuration")
+    } else if secret(name) {
+        Some("a secret")
     } else if ends(&[".tftest.hcl", ".tftest.json"]) {
         Some("tests")
     } else {
         None
     }
+}
+
+/// Names that hold secrets, committed or not: `.env*`, `*.pem`, `*.key`, SSH keys (`id_*` without
+/// an extension, or `.pub`), `.netrc`, and variable files (`*.tfvars[.json]`) but examples.
+fn secret(name: &str) -> bool {
+    let tfvars = name.ends_with(".tfvars") || name.ends_with(".tfvars.json");
+    name.starts_with(".env")
+        || name.ends_with(".pem")
+        || name.ends_with(".key")
+        || (name.starts_with("id_") && (!name.contains('.') || name.ends_with(".pub")))
+        || name == ".netrc"
+        || (tfvars && !name.contains("example"))
 }
 
 /// Builds the archive of `dir`. Refuses symlinks (their target is outside the archive's
@@ -165,8 +179,88 @@ fn hash_file(f: &mut File) -> std::io::Result<(String, u64)> {
 type Files = Vec<(String, PathBuf)>;
 type LeftOut = Vec<(String, &'static str)>;
 
+/// `git ls-files` in `dir` (paths relative to it), `None` outside a git work tree.
+fn git_ls(dir: &Path, args: &[&str]) -> Option<Vec<String>> {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .arg("ls-files")
+        .arg("-z")
+        .args(args)
+        .args(["--", "."])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    Some(
+        String::from_utf8_lossy(&out.stdout)
+            .split('\0')
+            .filter(|p| !p.is_empty())
+            .map(str::to_string)
+            .collect(),
+    )
+}
+
+/// Inside git: the files git tracks (as they are in the work tree), never what it ignores
+/// (.gitignore, .git/info/exclude, the global excludes file). An untracked file that would be
+/// packed is refused: the archive would hold what the repository does not. `None` outside git.
+fn walk_git(dir: &Path) -> Option<Result<(Files, LeftOut), Error>> {
+    let tracked = git_ls(dir, &["--cached"])?;
+    let untracked = git_ls(dir, &["--others", "--exclude-standard"])?;
+    let mut files = Vec::new();
+    let mut left_out = Vec::new();
+    let mut refused = Vec::new();
+    let hidden = |rel: &str| {
+        rel.split('/')
+            .any(|p| p == ".git" || p.starts_with(".terraform") || p == ".terragrunt-cache")
+    };
+    for (rel, is_tracked) in tracked
+        .into_iter()
+        .map(|r| (r, true))
+        .chain(untracked.into_iter().map(|r| (r, false)))
+    {
+        if let Some(why) = never_packed(&rel) {
+            if !hidden(&rel) && !left_out.iter().any(|(r, _)| *r == rel) {
+                left_out.push((rel, why));
+            }
+            continue;
+        }
+        if !is_tracked {
+            refused.push(rel);
+            continue;
+        }
+        let path = dir.join(&rel);
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue; // deleted in the work tree: not packed (the revision says dirty)
+        };
+        if meta.file_type().is_symlink() {
+            return Some(Err(Error::file(
+                path,
+                "a symlink: tfmod archives regular files only; replace it with the file",
+            )));
+        }
+        if !meta.is_file() {
+            return Some(Err(Error::file(
+                path,
+                "not a regular file (a git submodule?): tfmod archives regular files only",
+            )));
+        }
+        files.push((rel, path));
+    }
+    if !refused.is_empty() {
+        return Some(Err(Error::Usage(format!(
+            "{}: untracked files would be published that the repository does not hold ({}): commit them, delete them, or make git ignore them",
+            dir.display(),
+            refused.join(", ")
+        ))));
+    }
+    Some(Ok((files, left_out)))
+}
+
 /// The files of `dir` that go in (relative path, path), and those [`never_packed`] left out.
 fn walk(dir: &Path) -> Result<(Files, LeftOut), Error> {
+    if let Some(found) = walk_git(dir) {
+        return found;
+    }
     let mut files = Vec::new();
     let mut left_out = Vec::new();
     let walker = ignore::WalkBuilder::new(dir)
@@ -259,6 +353,15 @@ mod tests {
             "prod.auto.tfvars.json",
             "terraform.tfvars",
             ".terraformrc",
+            ".envrc",
+            ".env.prod",
+            "certs/ca.pem",
+            "tls.key",
+            "id_rsa",
+            "id_ed25519.pub",
+            ".netrc",
+            "prod.tfvars",
+            "prod.tfvars.json",
         ] {
             assert!(never_packed(out).is_some(), "{out}");
         }
@@ -271,6 +374,9 @@ mod tests {
             "tests",
             "overrides.tf",
             "example.tfvars",
+            "prod.tfvars.example",
+            "id_generator.tf",
+            "keys.tf",
         ] {
             assert_eq!(never_packed(keep), None, "{keep}");
         }

@@ -56,6 +56,17 @@ pub struct TrustArgs {
     /// With --bucket: only sources under this prefix are accepted.
     #[arg(long, env = "TFMOD_PREFIX", default_value = "")]
     pub prefix: String,
+    /// With --bucket: a unit directory whose own Terraform files run (or that has no source), or
+    /// an HCL file whose generate blocks write .tf files, allowed anyway: its code is checked by
+    /// review alone. Repeatable; comma-separated in the variable. Set it in the hook's
+    /// configuration, not in the repository.
+    #[arg(
+        long = "allow-local-code",
+        env = "TFMOD_ALLOW_LOCAL_CODE",
+        value_delimiter = ',',
+        value_name = "PATH"
+    )]
+    pub allow_local_code: Vec<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -80,6 +91,16 @@ pub enum Command {
         /// Who publishes (default: $USER).
         #[arg(long, env = "TFMOD_PUBLISHER")]
         publisher: Option<String>,
+        /// A prefix of nested module sources (the module's own `module` blocks) allowed although
+        /// they are not inside the archive, e.g. git::https://github.com/acme/; an s3:: source
+        /// also needs ?checksum=. Repeatable; comma-separated in the variable.
+        #[arg(
+            long = "allow-module-source",
+            env = "TFMOD_ALLOW_MODULE_SOURCE",
+            value_delimiter = ',',
+            value_name = "PREFIX"
+        )]
+        allow_module_source: Vec<String>,
     },
     /// List a module's published versions, in SemVer order.
     Versions {

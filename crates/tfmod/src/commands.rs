@@ -9,6 +9,7 @@ use crate::archive;
 use crate::catalog::{published, read_metadata, Metadata, Tombstone, Where};
 use crate::cli::{Command, StoreArgs, TrustArgs};
 use crate::gate::{self, Connect, Trust};
+use crate::hcl;
 use crate::names::{self, ModuleName};
 use crate::promote;
 use crate::source::S3Source;
@@ -24,17 +25,14 @@ pub async fn run(cmd: Command, timeout: Duration) -> Result<(), Error> {
             store,
             git_revision,
             publisher,
+            allow_module_source,
         } => {
-            publish(
-                &dir,
-                &name,
-                &module_version,
-                &store,
+            let who = Who {
                 git_revision,
                 publisher,
-                timeout,
-            )
-            .await
+                allow_module_source,
+            };
+            publish(&dir, &name, &module_version, &store, who, timeout).await
         }
         Command::Versions { name, store } => versions(&name, &store, timeout).await,
         Command::Show { spec, store } => show(&spec, &store, timeout).await,
@@ -80,11 +78,27 @@ fn where_(s: &StoreArgs) -> Result<Where, Error> {
 
 fn trust_of(t: &TrustArgs) -> Result<Option<Trust>, Error> {
     let prefix = names::parse_prefix(&t.prefix)?;
+    let mut allow_local_code = Vec::new();
+    for p in &t.allow_local_code {
+        allow_local_code.push(p.canonicalize().map_err(|e| {
+            Error::Usage(format!(
+                "--allow-local-code {}: {e}: give an existing unit directory or HCL file",
+                p.display()
+            ))
+        })?);
+    }
     Ok(match &t.bucket {
+        None if !allow_local_code.is_empty() => {
+            return Err(Error::Usage(
+                "--allow-local-code is meaningful only with --bucket: give the trusted store"
+                    .into(),
+            ))
+        }
         None => None,
         Some(b) => Some(Trust {
             bucket: names::parse_bucket(b)?,
             prefix,
+            allow_local_code,
         }),
     })
 }
@@ -99,19 +113,127 @@ fn user(given: Option<String>) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// publish's other flags.
+struct Who {
+    git_revision: Option<String>,
+    publisher: Option<String>,
+    allow_module_source: Vec<String>,
+}
+
+/// Why the nested module source `source` (of module `name` in the packed file `file`) may not
+/// be published, if it may not: it must be inside the archive (`./`, `../` to a packed
+/// directory), or start with an allowed prefix; an S3 source must carry `?checksum=`, and be in
+/// the store or allowed. Terraform fetches these when the module is used, so a branch, a
+/// version range or an unchecked object would run other code than was published.
+fn nested_problem(
+    file: &str,
+    name: &str,
+    source: Option<&str>,
+    packed: &[String],
+    w: &Where,
+    allow: &[String],
+) -> Option<String> {
+    let at = format!("{file}: module \"{name}\"");
+    let Some(source) = source else {
+        return Some(format!("{at}: its source is not a literal string"));
+    };
+    let shown = crate::source::redact(source);
+    if source.starts_with("./") || source.starts_with("../") {
+        let mut path: Vec<&str> = file.split('/').collect();
+        path.pop();
+        for seg in source.split('/') {
+            match seg {
+                "" | "." => {}
+                ".." => {
+                    if path.pop().is_none() {
+                        return Some(format!(
+                            "{at}: source {shown} leaves the module's archive: Terraform would read files outside what is published; keep it inside"
+                        ));
+                    }
+                }
+                s => path.push(s),
+            }
+        }
+        let dir = path.join("/");
+        return (!gate::subdir_in(packed, &dir)).then(|| {
+            format!("{at}: source {shown} is not a directory of the archive (left out, or missing)")
+        });
+    }
+    let allowed = allow
+        .iter()
+        .any(|p| !p.is_empty() && source.starts_with(p.as_str()));
+    let how = "vendor it into the module (a ./ path), or publish it with tfmod and use its s3:: source with ?checksum=; or allow its prefix with --allow-module-source";
+    match crate::source::parse(source) {
+        Err(e) => Some(format!("{at}: {e}")),
+        Ok(crate::source::Parsed::S3(s)) if s.checksum.is_none() => Some(format!(
+            "{at}: source {shown} has no ?checksum=, so terraform init would not check its bytes: {how}"
+        )),
+        Ok(crate::source::Parsed::S3(s)) if s.is_in(&w.bucket, &w.prefix) || allowed => None,
+        Ok(_) if allowed => None,
+        Ok(_) => Some(format!(
+            "{at}: source {shown} is fetched from elsewhere when the module is used (a branch or version range can change under it): {how}"
+        )),
+    }
+}
+
+/// Every nested module source of the packed files that may not be published.
+fn nested_problems(
+    dir: &Path,
+    packed: &[String],
+    w: &Where,
+    allow: &[String],
+) -> Result<Vec<String>, Error> {
+    let mut out = Vec::new();
+    for rel in packed {
+        let parse = if rel.ends_with(".tf") {
+            hcl::module_sources
+        } else if rel.ends_with(".tf.json") {
+            hcl::module_sources_json
+        } else {
+            continue;
+        };
+        let path = dir.join(rel);
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::file(&path, e))?;
+        let blocks = parse(&text).map_err(|e| Error::file(&path, format!("cannot parse: {e}")))?;
+        for (name, source) in blocks {
+            out.extend(nested_problem(
+                rel,
+                &name,
+                source.as_deref(),
+                packed,
+                w,
+                allow,
+            ));
+        }
+    }
+    Ok(out)
+}
+
 async fn publish(
     dir: &Path,
     name: &str,
     version: &str,
     store_args: &StoreArgs,
-    git_revision: Option<String>,
-    publisher: Option<String>,
+    who: Who,
     timeout: Duration,
 ) -> Result<(), Error> {
+    let Who {
+        git_revision,
+        publisher,
+        allow_module_source,
+    } = who;
     let name = ModuleName::parse(name)?;
     let version = names::parse_version(version)?;
     let w = where_(store_args)?;
     let archive = archive::build(dir)?;
+    let nested = nested_problems(dir, &archive.paths, &w, &allow_module_source)?;
+    if !nested.is_empty() {
+        return Err(Error::Usage(format!(
+            "{}: nothing was published: {}",
+            dir.display(),
+            nested.join("; ")
+        )));
+    }
     let store = Store::connect(timeout).await?;
     let zip_key = names::key(&w.prefix, &name, &version, "zip");
     let meta_key = names::key(&w.prefix, &name, &version, "json");

@@ -25,7 +25,7 @@ pub enum SourceAttr {
 /// Finds the top-level `terraform` block's `source` attribute. The error is hcl-edit's message
 /// (line and column).
 pub fn find_source(text: &str) -> Result<SourceAttr, String> {
-    let body = hcl_edit::parser::parse_body(text).map_err(|e| e.to_string().trim().to_string())?;
+    let body = hcl_edit::parser::parse_body(text).map_err(|e| position_only(&e))?;
     let Some(block) = body.get_blocks("terraform").next() else {
         return Ok(SourceAttr::Absent);
     };
@@ -71,6 +71,13 @@ pub struct Include {
     pub merged: bool,
 }
 
+/// A `generate` block: a file Terragrunt writes into the working directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Generate {
+    pub name: String,
+    pub path: Expr,
+}
+
 /// What tfmod follows of a Terragrunt file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct File {
@@ -78,11 +85,12 @@ pub struct File {
     pub source: Option<Expr>,
     pub includes: Vec<Include>,
     pub locals: BTreeMap<String, Expr>,
+    pub generates: Vec<Generate>,
 }
 
 /// Parses a Terragrunt file; the error is hcl-edit's message (line and column).
 pub fn read_file(text: &str) -> Result<File, String> {
-    let body = hcl_edit::parser::parse_body(text).map_err(|e| one_line(&e.to_string()))?;
+    let body = hcl_edit::parser::parse_body(text).map_err(|e| position_only(&e))?;
     let source = body
         .get_blocks("terraform")
         .find_map(|b| b.body.get_attribute("source"))
@@ -112,15 +120,168 @@ pub fn read_file(text: &str) -> Result<File, String> {
             locals.insert(attr.key.as_str().to_string(), expr(&attr.value));
         }
     }
+    let generates = body
+        .get_blocks("generate")
+        .map(|b| Generate {
+            name: b
+                .labels
+                .first()
+                .map(|l| l.as_str().to_string())
+                .unwrap_or_default(),
+            path: b
+                .body
+                .get_attribute("path")
+                .map(|a| expr(&a.value))
+                .unwrap_or(Expr::Other),
+        })
+        .collect();
     Ok(File {
         source,
         includes,
         locals,
+        generates,
     })
 }
 
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+/// Reads a `terragrunt.hcl.json` (HCL's JSON syntax) as far as tfmod follows it: `terraform`'s
+/// `source`, `include` blocks (labelled, or bare with a `path`) and `locals`. A JSON string is a
+/// template in HCL's JSON syntax: one with `${` or `%{` is not a literal ([`Expr::Other`]).
+/// Literals carry no span (tfmod does not rewrite JSON). The error is serde_json's (line and
+/// column, never the text).
+pub fn read_json_file(text: &str) -> Result<File, String> {
+    use serde_json::Value;
+    let root: Value = serde_json::from_str(text).map_err(|e| {
+        format!(
+            "line {}, column {}: not valid JSON ({:?})",
+            e.line(),
+            e.column(),
+            e.classify()
+        )
+    })?;
+    let Value::Object(top) = root else {
+        return Err("not a JSON object".into());
+    };
+    let str_expr = |v: &Value| match v {
+        Value::String(s) if !s.contains("${") && !s.contains("%{") => Expr::Str(s.clone(), None),
+        _ => Expr::Other,
+    };
+    // A block is an object, or an array of objects.
+    let blocks = |v: Option<&Value>| -> Vec<serde_json::Map<String, Value>> {
+        match v {
+            Some(Value::Object(o)) => vec![o.clone()],
+            Some(Value::Array(a)) => a.iter().filter_map(|x| x.as_object().cloned()).collect(),
+            _ => Vec::new(),
+        }
+    };
+    let source = blocks(top.get("terraform"))
+        .iter()
+        .find_map(|b| b.get("source").map(str_expr));
+    let mut includes = Vec::new();
+    for b in blocks(top.get("include")) {
+        let labelled: Vec<(String, serde_json::Map<String, Value>)> = if b.contains_key("path") {
+            vec![(String::new(), b.clone())]
+        } else {
+            b.iter()
+                .flat_map(|(name, v)| blocks(Some(v)).into_iter().map(move |o| (name.clone(), o)))
+                .collect()
+        };
+        for (name, o) in labelled {
+            includes.push(Include {
+                name,
+                path: o.get("path").map(str_expr).unwrap_or(Expr::Other),
+                merged: !matches!(o.get("merge_strategy"), Some(Value::String(s)) if s == "no_merge"),
+            });
+        }
+    }
+    let mut locals = BTreeMap::new();
+    for b in blocks(top.get("locals")) {
+        for (k, v) in &b {
+            locals.insert(k.clone(), str_expr(v));
+        }
+    }
+    let mut generates = Vec::new();
+    for b in blocks(top.get("generate")) {
+        for (name, v) in &b {
+            for o in blocks(Some(v)) {
+                generates.push(Generate {
+                    name: name.clone(),
+                    path: o.get("path").map(str_expr).unwrap_or(Expr::Other),
+                });
+            }
+        }
+    }
+    Ok(File {
+        source,
+        includes,
+        locals,
+        generates,
+    })
+}
+
+/// The `module` blocks of a Terraform file: (label, source), the source `None` when it is not a
+/// literal string (Terraform requires one).
+pub fn module_sources(text: &str) -> Result<Vec<(String, Option<String>)>, String> {
+    let body = hcl_edit::parser::parse_body(text).map_err(|e| position_only(&e))?;
+    Ok(body
+        .get_blocks("module")
+        .map(|b| {
+            let name = b
+                .labels
+                .first()
+                .map(|l| l.as_str().to_string())
+                .unwrap_or_default();
+            let source = match b.body.get_attribute("source").map(|a| &a.value) {
+                Some(Expression::String(s)) => Some(s.value().clone()),
+                _ => None,
+            };
+            (name, source)
+        })
+        .collect())
+}
+
+/// [`module_sources`] of a `.tf.json` file.
+pub fn module_sources_json(text: &str) -> Result<Vec<(String, Option<String>)>, String> {
+    use serde_json::Value;
+    let root: Value = serde_json::from_str(text)
+        .map_err(|e| format!("line {}, column {}: not valid JSON", e.line(), e.column()))?;
+    let mut out = Vec::new();
+    let tops: Vec<&Value> = match root.get("module") {
+        Some(Value::Array(a)) => a.iter().collect(),
+        Some(v) => vec![v],
+        None => Vec::new(),
+    };
+    for top in tops {
+        let Value::Object(named) = top else {
+            out.push((String::new(), None));
+            continue;
+        };
+        for (name, v) in named {
+            let blocks: Vec<&Value> = match v {
+                Value::Array(a) => a.iter().collect(),
+                v => vec![v],
+            };
+            for b in blocks {
+                let source = match b.get("source") {
+                    Some(Value::String(s)) if !s.contains("${") => Some(s.clone()),
+                    _ => None,
+                };
+                out.push((name.clone(), source));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// hcl-edit's error without the source line it quotes (which may hold a password, or the
+/// first line of a host file an include names): the line, the column and what was expected.
+fn position_only(e: &hcl_edit::parser::Error) -> String {
+    let l = e.location();
+    format!(
+        "line {}, column {}: {}",
+        l.line(),
+        l.column(),
+        e.message().split_whitespace().collect::<Vec<_>>().join(" ")
+    )
 }
 
 fn expr(e: &Expression) -> Expr {

@@ -92,6 +92,12 @@ struct Plan {
 
 impl Plan {
     fn edit(&mut self, file: &Path, span: &Range<usize>, new: String) -> Result<(), Error> {
+        if crate::terragrunt::is_json(file) {
+            return Err(Error::Usage(format!(
+                "{}: tfmod rewrites sources in HCL files only: edit this JSON by hand (the source is printed by tfmod publish), or write the unit as terragrunt.hcl. Nothing was written",
+                file.display()
+            )));
+        }
         let spans = self.edits.entry(file.to_path_buf()).or_default();
         match spans.insert((span.start, span.end), new.clone()) {
             Some(other) if other != new => Err(Error::Usage(format!(
@@ -153,10 +159,63 @@ fn scan_all(dir: &Path) -> Result<Vec<Use>, Error> {
     Ok(s.uses)
 }
 
+/// Every `tfmod.lock` strictly below `dir` (Terragrunt's skipped directories aside).
+fn locks_below(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            let Ok(ft) = e.file_type() else { continue };
+            if ft.is_dir() && ![".git", ".terraform", ".terragrunt-cache"].contains(&name.as_str())
+            {
+                stack.push(e.path());
+            } else if name == LOCK_FILE && d != dir {
+                out.push(e.path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// `path` (to be written) is inside `stage` with no symlink on the way, the stage itself
+/// included: a file reached through one belongs to whatever it points at.
+fn real_inside(path: &Path, stage: &Path) -> Result<(), Error> {
+    let stage = normalize(stage);
+    let path = normalize(path);
+    let rel = path.strip_prefix(&stage).map_err(|_| {
+        Error::Usage(format!(
+            "{} is outside {}: nothing was written",
+            path.display(),
+            stage.display()
+        ))
+    })?;
+    let mut at = stage.clone();
+    let mut check = vec![stage.clone()];
+    for c in rel.components() {
+        at.push(c);
+        check.push(at.clone());
+    }
+    for p in check {
+        if std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(Error::Usage(format!(
+                "{}: a symlink on the way to {}: tfmod writes a stage's own files only (the link's target belongs to another place); replace the link with the file. Nothing was written",
+                p.display(),
+                path.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The literal of `u` may be rewritten only inside `stage`: a file outside it is shared.
 fn owned_by(u: &Use, stage: &Path) -> Result<(), Error> {
     if u.at.file.starts_with(normalize(stage)) {
-        return Ok(());
+        return real_inside(&u.at.file, stage);
     }
     Err(Error::Usage(format!(
         "{}: its source is written in {}, outside {}: changing it there would change other stages too; write terraform {{ source = \"…\" }} in the unit (it overrides the include). Nothing was written",
@@ -175,9 +234,30 @@ pub async fn pin(
 ) -> Result<(), Error> {
     let name = ModuleName::parse(name)?;
     let version = names::parse_version(version)?;
-    // The stage's lock: the nearest one at or above DIR (a unit's pin updates its stage's).
+    // The stage's lock: the nearest one at or above DIR (a unit's pin updates its stage's). A
+    // DIR holding other stages' locks spans stages; a stage holding a nested lock is two.
     let lock_path = nearest_lock(dir).unwrap_or_else(|| dir.join(LOCK_FILE));
     let stage = lock_path.parent().unwrap_or(dir).to_path_buf();
+    let below = locks_below(&stage);
+    if !below.is_empty() {
+        let list: Vec<String> = below.iter().map(|p| p.display().to_string()).collect();
+        return Err(Error::Usage(if lock_path.is_file() {
+            format!(
+                "--dir {}: its stage {} holds other locks ({}), which verify uses for the units below them: remove them (tfmod lock in the stage rewrites its own). Nothing was written",
+                dir.display(),
+                stage.display(),
+                list.join(", ")
+            )
+        } else {
+            format!(
+                "--dir {} spans {} stages (locks at {}): give one stage's directory (or a unit's) with --dir. Nothing was written",
+                dir.display(),
+                below.len(),
+                list.join(", ")
+            )
+        }));
+    }
+    real_inside(&lock_path, &stage)?;
     let uses = scan_all(&stage)?;
     let targets: Vec<&Use> = uses
         .iter()
@@ -202,6 +282,18 @@ pub async fn pin(
     let mut changed = 0;
     for u in &targets {
         owned_by(u, &stage)?;
+        if let Some(sub) = u
+            .source
+            .subdir
+            .as_ref()
+            .filter(|s| !gate::subdir_in(&meta.files, s))
+        {
+            return Err(Error::Usage(format!(
+                "{}: its //subdir {sub:?} is not a directory of {} {version}: fix the source. Nothing was written",
+                u.unit.display(),
+                name.as_str()
+            )));
+        }
         let new = u
             .source
             .pinned(&key, meta.version_id.as_deref(), &meta.sha256);
@@ -330,9 +422,18 @@ pub async fn promote(
     // Every --to stage, read and checked before anything is written.
     let mut plan = Plan::default();
     let mut units = 0;
+    let mut moved: Vec<Use> = Vec::new();
     for stage in &to_dirs {
+        if let Some(nested) = locks_below(stage).first() {
+            return Err(Error::Usage(format!(
+                "{}: a lock inside the stage {} (verify uses it for the units below it): remove it. Nothing was written",
+                nested.display(),
+                stage.display()
+            )));
+        }
         let uses = scan_all(stage)?;
         let lock_path = stage.join(LOCK_FILE);
+        real_inside(&lock_path, stage)?;
         let mut lock = if lock_path.is_file() {
             read_lock(&lock_path)?
         } else {
@@ -349,6 +450,7 @@ pub async fn promote(
             if new.to_string() != u.at.value {
                 plan.edit(&u.at.file, &u.at.span, new.to_string())?;
             }
+            moved.push(u.clone());
             here += 1;
         }
         if here == 0 {
@@ -370,9 +472,21 @@ pub async fn promote(
             w.prefix
         )));
     }
-    // S3 must still serve what was tested.
+    // S3 must still serve what was tested, and each unit's //subdir be a directory of it.
     let store = Store::connect(timeout).await?;
     let s = store_for(&store, &object).map_err(Error::Usage)?;
+    let mut subdir_problems = Vec::new();
+    for u in &moved {
+        let u = Use {
+            source: S3Source {
+                subdir: u.source.subdir.clone(),
+                ..object.clone()
+            },
+            ..u.clone()
+        };
+        subdir_problems.extend(gate::subdir_problem(&store, &u).await?);
+    }
+    gate::report(&subdir_problems)?;
     let problem = match s.fetch(&object.bucket, &object.key, object.version_id.as_deref()).await? {
         None => Some(format!("{object}: not in S3 any more; {} locked sha256 {sha}: do not promote", stages.from)),
         Some(got) if got.sha256 != sha => Some(format!(

@@ -94,6 +94,9 @@ fn parse_s3_url(url: &str) -> Result<S3Source, String> {
         return Err("a #fragment is not part of a module source".into());
     }
     let (url, subdir) = source_dir_subdir(url);
+    if let Some(sub) = &subdir {
+        check_subdir(sub)?;
+    }
     let (url, query) = match url.split_once('?') {
         Some((u, q)) => (u, Some(q)),
         None => (url.as_str(), None),
@@ -195,6 +198,25 @@ fn source_dir_subdir(url: &str) -> (String, Option<String>) {
     (format!("{}{query}", &url[..i]), Some(sub.to_string()))
 }
 
+/// A `//subdir` stays inside the archive: Terragrunt joins it to the download directory
+/// (`internal/tf/source.go` `NewSource`) and go-getter to the unpacked tree, so `..`, a leading
+/// `/` or `\`, or a glob would reach other files. Checked raw and percent-decoded.
+fn check_subdir(sub: &str) -> Result<(), String> {
+    let decoded = percent_encoding::percent_decode_str(sub).decode_utf8_lossy();
+    for s in [sub, decoded.as_ref()] {
+        let escapes = s.starts_with(['/', '\\'])
+            || s.split(['/', '\\']).any(|seg| seg == ".." || seg == ".")
+            || s.contains(['*', '?', '[', '\\', ':', '%'])
+            || s.is_empty();
+        if escapes {
+            return Err(
+                "its //subdir must be a plain directory of the archive (no '..', '.', leading '/', '\\', ':', '%' or glob): Terraform would run files outside the module".into(),
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Go's path unescaping: `%XX` decoded, a malformed escape refused.
 fn decode_path(raw: &str) -> Result<String, String> {
     let b = raw.as_bytes();
@@ -236,15 +258,11 @@ impl Query {
                             .into(),
                     )
                 }
-                other => {
-                    let shown: String = other
-                        .chars()
-                        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-                        .take(32)
-                        .collect();
-                    return Err(format!(
-                        "query parameter {shown:?} is not one tfmod checks (checksum, version, region)"
-                    ));
+                _ => {
+                    // Not named: a bare key may be a token.
+                    return Err(
+                        "a query parameter tfmod does not check (only checksum, version and region are allowed)".into(),
+                    );
                 }
             };
             if slot.is_some() {
@@ -342,29 +360,28 @@ impl fmt::Display for S3Source {
     }
 }
 
-/// A source as it may be shown: userinfo and every query value but `region`, `version`,
-/// `checksum` and `ref` replaced by `***`.
+/// A source as it may be shown: anything before an `@` in the authority (after `://`, or
+/// before the first `/` when there is no scheme) replaced by `***`, and every query pair but
+/// `region`, `version`, `checksum` and `ref` shown as `***` (a bare key may be a token).
 pub fn redact(s: &str) -> String {
     let (head, query) = match s.split_once('?') {
         Some((h, q)) => (h, Some(q)),
         None => (s, None),
     };
-    let head = match head.find("://") {
-        Some(i) => {
-            let auth_start = i + 3;
-            let auth_end = head[auth_start..]
-                .find('/')
-                .map(|j| auth_start + j)
-                .unwrap_or(head.len());
-            match head[auth_start..auth_end].rfind('@') {
-                Some(at) => format!(
-                    "{}***@{}",
-                    &head[..auth_start],
-                    &head[auth_start + at + 1..]
-                ),
-                None => head.to_string(),
-            }
-        }
+    let auth_start = match head.find("://") {
+        Some(i) => i + 3,
+        None => head.split_once("::").map(|(g, _)| g.len() + 2).unwrap_or(0),
+    };
+    let auth_end = head[auth_start..]
+        .find('/')
+        .map(|j| auth_start + j)
+        .unwrap_or(head.len());
+    let head = match head[auth_start..auth_end].rfind('@') {
+        Some(at) => format!(
+            "{}***@{}",
+            &head[..auth_start],
+            &head[auth_start + at + 1..]
+        ),
         None => head.to_string(),
     };
     let Some(query) = query else { return head };
@@ -374,8 +391,7 @@ pub fn redact(s: &str) -> String {
             Some((k, v)) if ["region", "version", "checksum", "ref"].contains(&k) => {
                 format!("{k}={v}")
             }
-            Some((k, _)) => format!("{k}=***"),
-            None => pair.to_string(),
+            _ => "***".to_string(),
         })
         .collect();
     format!("{head}?{}", shown.join("&"))
@@ -508,8 +524,20 @@ mod tests {
         }
         assert_eq!(
             redact("git::https://deploy:hunter2@example.com/x.git?ref=main&sshkey=abc"),
-            "git::https://***@example.com/x.git?ref=main&sshkey=***"
+            "git::https://***@example.com/x.git?ref=main&***"
         );
+        // Scheme-less userinfo, bare query keys, unknown pairs: never shown.
+        for s in [
+            "AKIAX:hunter2@acme.s3-eu-west-1.amazonaws.com/tf/vpc/1.0.0.zip",
+            "s3::https://acme.s3.eu-west-1.amazonaws.com/tf/vpc/1.0.0.zip?hunter2",
+            "git::https://github.com/acme/x.git?ref=main&hunter2",
+            "git::https://github.com/acme/x.git?ref=main&hunter2=1",
+        ] {
+            assert!(!redact(s).contains("hunter2"), "{s}: {}", redact(s));
+            if let Err(e) = parse(s) {
+                assert!(!e.contains("hunter2") && !e.contains("AKIAX"), "{e}");
+            }
+        }
     }
 
     #[test]

@@ -100,10 +100,20 @@ fn a_hung_s3_fails_within_the_configured_timeout() {
 async fn a_missing_bucket_is_exit_3_as_documented() {
     let work = tempfile::tempdir().unwrap();
     harness::module(work.path(), "x");
+    // (The module's .terraform would be a problem for pin's scan: pin an empty stage.)
+    std::fs::create_dir(work.path().join("stage")).unwrap();
     for args in [
         vec!["show", "vpc@1.0.0", "--bucket", "tfmod-no-such-bucket"],
         vec!["versions", "vpc", "--bucket", "tfmod-no-such-bucket"],
-        vec!["pin", "vpc", "1.0.0", "--bucket", "tfmod-no-such-bucket"],
+        vec![
+            "pin",
+            "vpc",
+            "1.0.0",
+            "--dir",
+            "stage",
+            "--bucket",
+            "tfmod-no-such-bucket",
+        ],
         vec![
             "publish",
             ".",

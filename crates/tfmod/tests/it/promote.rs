@@ -220,3 +220,89 @@ async fn pin_refuses_to_rewrite_a_source_shared_by_every_stage() {
     assert!(p.stderr.contains("_envcommon/vpc.hcl"), "{}", p.stderr);
     assert_eq!(snapshot(&live), before, "nothing written");
 }
+
+/// `pin` with the default `--dir .` at the repository's top would span every stage (it rewrote
+/// dev and prod and wrote ./tfmod.lock): a --dir holding several stage locks, or a stage with a
+/// nested lock, is refused and nothing is written.
+#[tokio::test]
+async fn pin_refuses_a_dir_spanning_several_stages() {
+    let live = Live::new(false).await;
+    let before = snapshot(live.repo.path());
+    for dir in [".", "live", "live/prod/eu-west-1"] {
+        let p = tfmod(
+            live.repo.path(),
+            &["pin", "vpc", "1.1.0", "--dir", dir, "--bucket", &live.b],
+        );
+        assert_eq!(p.code, 2, "{dir}: {}", p.stderr);
+        assert!(p.stderr.contains("--dir"), "{}", p.stderr);
+        assert_eq!(snapshot(live.repo.path()), before, "{dir}: nothing written");
+    }
+    // A lock nested inside a stage (verify would use it for the units below it).
+    write(&live.stage("dev").join("vpc/tfmod.lock"), "# nested\n");
+    let before = snapshot(live.repo.path());
+    let p = tfmod(
+        live.repo.path(),
+        &[
+            "pin",
+            "vpc",
+            "1.1.0",
+            "--dir",
+            "live/prod/eu-west-1/dev",
+            "--bucket",
+            &live.b,
+        ],
+    );
+    assert_eq!(p.code, 2, "{}", p.stderr);
+    assert!(p.stderr.contains("vpc/tfmod.lock"), "{}", p.stderr);
+    assert_eq!(snapshot(live.repo.path()), before, "nothing written");
+}
+
+/// A file reached through a symlink is not the stage's own: prod/common → ../dev/common made
+/// promote rewrite dev's file. Paths are compared canonical, and a symlink on the way refuses.
+#[tokio::test]
+async fn promote_never_writes_through_a_symlink() {
+    let live = Live::new(false).await;
+    let dev_unit = live.read(&live.stage("dev").join("vpc/terragrunt.hcl"));
+    let v1 = dev_unit
+        .split("source = \"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_string();
+    let via_common = "include \"root\" {\n  path = find_in_parent_folders(\"root.hcl\")\n}\ninclude \"c\" {\n  path = \"${get_terragrunt_dir()}/../common/vpc.hcl\"\n}\n";
+    write(
+        &live.stage("dev").join("common/vpc.hcl"),
+        &format!("terraform {{\n  source = \"{v1}\"\n}}\n"),
+    );
+    write(&live.stage("dev").join("vpc/terragrunt.hcl"), via_common);
+    std::os::unix::fs::symlink("../dev/common", live.stage("prod").join("common")).unwrap();
+    write(&live.stage("prod").join("vpc/terragrunt.hcl"), via_common);
+    let dev_before = snapshot(&live.stage("dev"));
+    let prod_before = snapshot(&live.stage("prod"));
+    let p = live.promote("1.1.0", "staging", "prod");
+    assert_eq!(p.code, 2, "{}", p.stderr);
+    assert!(p.stderr.contains("symlink"), "{}", p.stderr);
+    assert_eq!(snapshot(&live.stage("dev")), dev_before, "dev untouched");
+    assert_eq!(snapshot(&live.stage("prod")), prod_before, "prod untouched");
+}
+
+/// promote keeps each target unit's `//subdir`: it must be a directory of the promoted version's
+/// published files, or nothing is written.
+#[tokio::test]
+async fn promote_refuses_a_subdir_the_promoted_version_lacks() {
+    let live = Live::new(false).await;
+    let prod_unit = live.stage("prod").join("vpc/terragrunt.hcl");
+    let text = live.read(&prod_unit);
+    let with_subdir = text.replacen("1.0.0.zip", "1.0.0.zip//modules/nope", 1);
+    assert_ne!(text, with_subdir);
+    write(&prod_unit, &with_subdir);
+    let before = snapshot(live.repo.path());
+    let p = live.promote("1.1.0", "staging", "prod");
+    assert_eq!(p.code, 1, "{}", p.stderr);
+    assert!(
+        p.stdout.contains("modules/nope") && p.stdout.contains("not a directory"),
+        "{}",
+        p.stdout
+    );
+    assert_eq!(snapshot(live.repo.path()), before, "nothing written");
+}

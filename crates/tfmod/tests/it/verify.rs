@@ -32,7 +32,8 @@ async fn live_repo(b: &str) -> tempfile::TempDir {
     for stage in ["dev", "staging", "prod"] {
         let d = repo.path().join("live/acme-prod/us-east-1").join(stage);
         write(&d.join("vpc/terragrunt.hcl"), &component(&source));
-        // A unit without a module source of its own (its .tf files are in the unit).
+        // A unit without a module source of its own (its .tf files are in the unit): verify
+        // --bucket is told to allow it (--allow-local-code app).
         write(&d.join("app/terragrunt.hcl"), "inputs = {}\n");
     }
     write(&repo.path().join("live/root.hcl"), "# remote_state …\n");
@@ -50,7 +51,10 @@ async fn verify_passes_after_lock_and_catches_a_changed_object() {
         assert!(lock.contains(&moto_source(&b, "vpc/1.0.0.zip")), "{lock}");
         assert_eq!(lock.lines().filter(|l| l.starts_with("sha256:")).count(), 1);
 
-        let ok = tfmod(&staging, &["verify", "--bucket", &b]);
+        let ok = tfmod(
+            &staging,
+            &["verify", "--bucket", &b, "--allow-local-code", "app"],
+        );
         assert_eq!(ok.code, 0, "{}", ok.stdout);
 
         // Someone with write access replaces the object behind the version.
@@ -158,7 +162,10 @@ async fn verify_fails_closed_on_unlocked_and_untrusted_sources() {
         0,
         "lock alone does not know whom to trust"
     );
-    let r = tfmod(&prod, &["verify", "--bucket", &b]);
+    let r = tfmod(
+        &prod,
+        &["verify", "--bucket", &b, "--allow-local-code", "app"],
+    );
     assert_eq!(r.code, 1);
     assert!(
         r.stdout.contains("not from the trusted store"),
@@ -243,7 +250,15 @@ async fn promote_rewrites_one_stage_keeps_its_comments_and_relocks() {
         .unwrap()
         .contains("vpc/1.1.0.zip"));
     for s in ["dev", "staging", "prod"] {
-        assert_eq!(tfmod(&stage(s), &["verify", "--bucket", &b]).code, 0, "{s}");
+        assert_eq!(
+            tfmod(
+                &stage(s),
+                &["verify", "--bucket", &b, "--allow-local-code", "app"]
+            )
+            .code,
+            0,
+            "{s}"
+        );
     }
 
     // An unpublished version cannot be pinned; a stage that does not exist is bad usage.
