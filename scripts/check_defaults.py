@@ -3,8 +3,10 @@ module's defaults (its IRSA trust and its Pod Identity association name them), t
 render under any release name, the kustomize base and every overlay (all in the namespace set in
 the example overlay, whatever it is), the README's `helm install` as written, and the module's own
 examples. A media pod whose ServiceAccount or namespace is not the one the role trusts cannot
-assume the role: every claim exits 77. The example overlay makes no Redis Secret (it would
-overwrite the one you manage).
+assume the role: every claim exits 77. And the README's first deploy as written works: the
+namespace before the Secret in it, no example workload with a placeholder image, the label
+kube-prometheus-stack selects; the example overlay makes no Redis Secret (it would overwrite the
+one you manage).
 
     check_defaults.py              check
     check_defaults.py --self-test  break a copy in known ways and show each break caught
@@ -27,6 +29,7 @@ WORKLOADS = ("Deployment", "DaemonSet", "StatefulSet")
 OVERLAYS = ("example", "trial", "prometheus-operator")
 # A namespace no file names: the example overlay set to it, every overlay must follow.
 MOVED = "eipool-moved"
+OPERATOR = ["--api-versions", "monitoring.coreos.com/v1/PodMonitor", "--api-versions", "monitoring.coreos.com/v1/PrometheusRule"]
 
 
 def unq(s):
@@ -145,6 +148,19 @@ def failures_of(root):
               f"(makes {sorted(made)}, uses {sorted(map(str, used))})")
         check(flag(argv, "-n", "--namespace") == ns,
               f"the README's helm install goes to the module's namespace {ns!r} (has {flag(argv, '-n', '--namespace')!r})")
+        check(not any("mediaExample.enabled=true" in a for a in argv),
+              "the README's helm install does not turn on mediaExample: its placeholder image would claim addresses, "
+              "never start (ImagePullBackOff) and keep other media pods off those nodes (the anti-affinity)")
+        labels = [(d["kind"], (d["metadata"].get("labels") or {}).get("release")) for d in render(root, argv + OPERATOR)
+                  if d["kind"] in ("PodMonitor", "PrometheusRule")]
+        check(len(labels) == 2 and all(r for _, r in labels),
+              "the README's helm install labels the PodMonitor and the PrometheusRule release: <kube-prometheus-stack's "
+              f"release> (monitoring.labels.release), the label its Prometheus selects them by (has {labels})")
+        commands = readme_commands(root)
+        made = next((i for i, c in enumerate(commands) if c[:3] == ["kubectl", "create", "namespace"] and ns in c), None)
+        secret = next((i for i, c in enumerate(commands) if "secret" in c and "create" in c), None)
+        check(secret is None or made is not None and made < secret,
+              f"the README's first deploy creates the namespace {ns!r} (kubectl create namespace) before the Secret in it")
 
     # kustomize: the base's ServiceAccount and what its workloads run as; the overlay's namespace.
     base = root / "deploy/base"
@@ -199,6 +215,12 @@ BREAKS = [
      ("deploy/overlays/example/kustomization.yaml", "images:\n",
       "secretGenerator:\n  - name: eipool-redis\n    literals: [url=rediss://redis.example.com:6379]\n"
       "    options: {disableNameSuffixHash: true}\nimages:\n"), "makes no Secret"),
+    ("the README's helm install with the example workload",
+     ("README.md", "helm install eipool charts/eipool -n media \\\n",
+      "helm install eipool charts/eipool -n media \\\n  --set mediaExample.enabled=true \\\n"), "does not turn on mediaExample"),
+    ("the README's helm install without the label kube-prometheus-stack selects",
+     ("README.md", "  --set monitoring.labels.release=kube-prometheus-stack \\\n", ""), "labels the PodMonitor"),
+    ("the README's Secret before its namespace", ("README.md", "kubectl create namespace media\n", ""), "before the Secret"),
     ("the kustomize base's ServiceAccount renamed",
      ("deploy/base/serviceaccount.yaml", "  name: eipool\n", "  name: eipool-media\n"), "deploy/base makes"),
     ("the Terragrunt example passing another ServiceAccount",

@@ -394,6 +394,12 @@ def failures_of(docs, operator, ipv6=False):
         check(any(selects(m["spec"]["selector"], labels) for m in monitors), "a PodMonitor scrapes the exporter")
     rules = [d for d in docs if d["kind"] == "PrometheusRule"]
     check(len(rules) == 1, "the alerts are deployed")
+    # kube-prometheus-stack's Prometheus selects only PodMonitors and PrometheusRules labelled
+    # release: <its release>; without it nothing is scraped and nothing alerts, silently.
+    releases = {(d["metadata"].get("labels") or {}).get("release") for d in monitors + rules}
+    check(len(releases) == 1 and None not in releases,
+          "the PodMonitor and the PrometheusRule carry the same label release (kube-prometheus-stack's Prometheus selects "
+          f"only those labelled release: <its release name>; found {sorted(map(str, releases))})")
     known = anchors()
     for r in rules:
         for g in r["spec"]["groups"]:
@@ -556,6 +562,9 @@ BREAKS = [
     ("the PodMonitor selects other pods",
      lambda d: [m["spec"].update(selector={"matchLabels": {"app": "other"}}) for m in d if m["kind"] == "PodMonitor"],
      "PodMonitor scrapes the agents", True),
+    ("a PodMonitor kube-prometheus-stack does not select (no release label)",
+     lambda d: [m["metadata"].get("labels", {}).pop("release", None) for m in d if m["kind"] == "PodMonitor"],
+     "carry the same label release", True),
     ("the exporter on IPv4 only on an IPv6 cluster",
      lambda d: _exporter(d)["args"].__setitem__(_exporter(d)["args"].index("--listen") + 1, "0.0.0.0:9877"),
      "the exporter listens on [::]", "ipv6"),
