@@ -1,8 +1,12 @@
 """One ServiceAccount and one namespace wherever a first deploy takes them from: the Terraform
 module's defaults (its IRSA trust and its Pod Identity association name them), the chart's default
-render under any release name, the kustomize base and example overlay, the README's `helm install`
-as written, and the module's own examples. A media pod whose ServiceAccount is not the one the
-role trusts cannot assume the role: every claim exits 77.
+render under any release name, the kustomize base and every overlay (all in the namespace set in
+the example overlay, whatever it is), the README's `helm install` as written, and the module's own
+examples. A media pod whose ServiceAccount or namespace is not the one the role trusts cannot
+assume the role: every claim exits 77. And the README's first deploy as written works: the
+namespace before the Secret in it, no example workload with a placeholder image, the label
+kube-prometheus-stack selects; the example overlay makes no Redis Secret (it would overwrite the
+one you manage).
 
     check_defaults.py              check
     check_defaults.py --self-test  break a copy in known ways and show each break caught
@@ -20,7 +24,12 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 HELM = ROOT / ".venv" / "bin" / "helm"
+KUBECTL = ROOT / ".venv" / "bin" / "kubectl"
 WORKLOADS = ("Deployment", "DaemonSet", "StatefulSet")
+OVERLAYS = ("example", "trial", "prometheus-operator")
+# A namespace no file names: the example overlay set to it, every overlay must follow.
+MOVED = "eipool-moved"
+OPERATOR = ["--api-versions", "monitoring.coreos.com/v1/PodMonitor", "--api-versions", "monitoring.coreos.com/v1/PrometheusRule"]
 
 
 def unq(s):
@@ -38,17 +47,49 @@ def module_defaults(root):
     return out
 
 
-def readme_helm_install(root):
-    """The README's `helm install` command, as argv for `helm template` (comments dropped)."""
+def readme_commands(root):
+    """The commands of the README's ```sh block with the `helm install` of a first deploy, each
+    as argv (continuation lines joined, comments dropped), or None."""
     text = (root / "README.md").read_text()
     block = next((b for b in re.findall(r"```sh\n(.*?)```", text, re.S) if "helm install" in b), None)
     if block is None:
         return None
     lines = [re.sub(r"\s+#.*$", "", line) for line in block.splitlines()]
-    joined = " ".join(line.rstrip("\\").strip() for line in lines)
-    command = joined[joined.index("helm install"):]
-    argv = shlex.split(command)
-    return ["template"] + argv[2:]
+    joined = "\n".join(lines).replace("\\\n", " ")
+    return [shlex.split(line) for line in joined.splitlines() if line.strip() and not line.strip().startswith("#")]
+
+
+def readme_helm_install(root):
+    """The README's `helm install` command, as argv for `helm template`."""
+    commands = readme_commands(root)
+    argv = next((c for c in commands or [] if c[:2] == ["helm", "install"]), None)
+    return None if argv is None else ["template"] + argv[2:]
+
+
+def kustomize(root, overlay):
+    out = subprocess.run([str(KUBECTL), "kustomize", str(overlay)], cwd=root, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"kubectl kustomize {overlay}: {out.stderr.strip()}")
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+def namespaces_when_moved(root):
+    """{overlay: namespaces of its objects} with the example overlay's namespace set to MOVED (in
+    a copy), as a user sets theirs."""
+    with tempfile.TemporaryDirectory() as tmp:
+        deploy = Path(tmp) / "deploy"
+        shutil.copytree(root / "deploy", deploy)
+        example = deploy / "overlays/example/kustomization.yaml"
+        text = example.read_text()
+        example.write_text(re.sub(r"^namespace: .*$", f"namespace: {MOVED}", text, count=1, flags=re.M))
+        out = {}
+        for o in OVERLAYS:
+            try:
+                out[o] = {d["metadata"].get("namespace") if d["kind"] != "Namespace" else d["metadata"]["name"]
+                          for d in kustomize(root, deploy / "overlays" / o)}
+            except RuntimeError as e:
+                out[o] = {f"(no render: {e})"}
+        return out
 
 
 def render(root, argv):
@@ -107,6 +148,19 @@ def failures_of(root):
               f"(makes {sorted(made)}, uses {sorted(map(str, used))})")
         check(flag(argv, "-n", "--namespace") == ns,
               f"the README's helm install goes to the module's namespace {ns!r} (has {flag(argv, '-n', '--namespace')!r})")
+        check(not any("mediaExample.enabled=true" in a for a in argv),
+              "the README's helm install does not turn on mediaExample: its placeholder image would claim addresses, "
+              "never start (ImagePullBackOff) and keep other media pods off those nodes (the anti-affinity)")
+        labels = [(d["kind"], (d["metadata"].get("labels") or {}).get("release")) for d in render(root, argv + OPERATOR)
+                  if d["kind"] in ("PodMonitor", "PrometheusRule")]
+        check(len(labels) == 2 and all(r for _, r in labels),
+              "the README's helm install labels the PodMonitor and the PrometheusRule release: <kube-prometheus-stack's "
+              f"release> (monitoring.labels.release), the label its Prometheus selects them by (has {labels})")
+        commands = readme_commands(root)
+        made = next((i for i, c in enumerate(commands) if c[:3] == ["kubectl", "create", "namespace"] and ns in c), None)
+        secret = next((i for i, c in enumerate(commands) if "secret" in c and "create" in c), None)
+        check(secret is None or made is not None and made < secret,
+              f"the README's first deploy creates the namespace {ns!r} (kubectl create namespace) before the Secret in it")
 
     # kustomize: the base's ServiceAccount and what its workloads run as; the overlay's namespace.
     base = root / "deploy/base"
@@ -117,6 +171,14 @@ def failures_of(root):
           f"deploy/base makes and uses ServiceAccount {sa!r} (makes {sorted(made)}, uses {sorted(map(str, used))})")
     overlay = yaml.safe_load((root / "deploy/overlays/example/kustomization.yaml").read_text())
     check(overlay.get("namespace") == ns, f"deploy/overlays/example's namespace is the module's {ns!r} (has {overlay.get('namespace')!r})")
+    # Every overlay follows the example's namespace, whatever the user sets there: one that sets
+    # its own moves the pods away from the namespace the role trusts (exit 77).
+    for o, spaces in namespaces_when_moved(root).items():
+        check(spaces == {MOVED}, f"deploy/overlays/{o} follows the example overlay's namespace: with it set to {MOVED!r}, "
+                                 f"its objects are in {sorted(map(str, spaces))}")
+    secrets = [d["metadata"]["name"] for d in kustomize(root, root / "deploy/overlays/example") if d["kind"] == "Secret"]
+    check(not secrets, f"deploy/overlays/example makes no Secret (it would overwrite the Redis URL you manage, e.g. with one "
+                       f"without credentials): makes {secrets}")
 
     # The module's examples pass the same (or leave the defaults).
     tg = hcl2.loads((root / "deploy/terraform/examples/terragrunt/terragrunt.hcl").read_text())
@@ -143,6 +205,22 @@ BREAKS = [
     ("the README's helm install in another namespace",
      ("README.md", "helm install eipool charts/eipool -n media \\\n", "helm install eipool charts/eipool -n streaming \\\n"),
      "the module's namespace"),
+    ("an overlay that sets its own namespace",
+     ("deploy/overlays/trial/kustomization.yaml", "resources:\n", "namespace: media\nresources:\n"),
+     "deploy/overlays/trial follows the example overlay's namespace"),
+    ("the Operator's objects outside the example's namespace",
+     ("deploy/components/prometheus-operator/kustomization.yaml", "fieldPaths: [metadata.namespace]", "fieldPaths: [metadata.labels.ns]"),
+     "deploy/overlays/prometheus-operator follows"),
+    ("the example overlay making the Redis Secret",
+     ("deploy/overlays/example/kustomization.yaml", "images:\n",
+      "secretGenerator:\n  - name: eipool-redis\n    literals: [url=rediss://redis.example.com:6379]\n"
+      "    options: {disableNameSuffixHash: true}\nimages:\n"), "makes no Secret"),
+    ("the README's helm install with the example workload",
+     ("README.md", "helm install eipool charts/eipool -n media \\\n",
+      "helm install eipool charts/eipool -n media \\\n  --set mediaExample.enabled=true \\\n"), "does not turn on mediaExample"),
+    ("the README's helm install without the label kube-prometheus-stack selects",
+     ("README.md", "  --set monitoring.labels.release=kube-prometheus-stack \\\n", ""), "labels the PodMonitor"),
+    ("the README's Secret before its namespace", ("README.md", "kubectl create namespace media\n", ""), "before the Secret"),
     ("the kustomize base's ServiceAccount renamed",
      ("deploy/base/serviceaccount.yaml", "  name: eipool\n", "  name: eipool-media\n"), "deploy/base makes"),
     ("the Terragrunt example passing another ServiceAccount",

@@ -192,6 +192,11 @@ def failures_of(module, iam=None):
     check(res.get(("aws_iam_role", "node"), {}).get("assume_role_policy") == "${jsonencode(local.node_trust[var.node_trust])}",
           "the node role trusts local.node_trust[var.node_trust]")
     trust = loc.get("node_trust", {})
+    # Exactly one statement in each: a second one is read by nobody here and can trust anything
+    # (e.g. sub = system:serviceaccount:*).
+    for kind in ("irsa", "pod_identity"):
+        count = len(trust.get(kind, {}).get("Statement") or [])
+        check(count == 1, f"the {kind} trust has exactly one statement (has {count}): every statement trusts someone")
     irsa = (trust.get("irsa", {}).get("Statement") or [{}])[0]
     conds = irsa.get("Condition", {}).get("StringEquals", {})
     check(irsa.get("Action") == "sts:AssumeRoleWithWebIdentity" and irsa.get("Principal", {}).get("Federated") == "${var.oidc_provider_arn}",
@@ -203,6 +208,18 @@ def failures_of(module, iam=None):
     check(pod.get("Principal", {}).get("Service") == "pods.eks.amazonaws.com"
           and sorted(pod.get("Action", [])) == ["sts:AssumeRole", "sts:TagSession"],
           "the Pod Identity trust is pods.eks.amazonaws.com with sts:AssumeRole and sts:TagSession")
+    # EKS Pod Identity assumes the role for any association in the account naming it; its session
+    # tags say whose pod: the trust takes this cluster's, namespace's and ServiceAccount's only.
+    pod_conds = pod.get("Condition", {})
+    want = {"aws:RequestTag/eks-cluster-arn": "${one(data.aws_eks_cluster.pod_identity[*].arn)}",
+            "aws:RequestTag/kubernetes-namespace": "${var.namespace}",
+            "aws:RequestTag/kubernetes-service-account": "${var.service_account}"}
+    check(pod_conds == {"StringEquals": want},
+          "the Pod Identity trust is limited to the cluster, namespace and ServiceAccount of the media pods (StringEquals on "
+          f"the request tags eks-cluster-arn, kubernetes-namespace, kubernetes-service-account; has {pod_conds})")
+    cluster = next((b for t, n, b in blocks(docs, "data") if (t, n) == ("aws_eks_cluster", "pod_identity")), {})
+    check(cluster.get("name") == "${var.cluster_name}" and cluster.get("count") == '${var.node_trust == "pod_identity" ? 1 : 0}',
+          "data.aws_eks_cluster.pod_identity reads var.cluster_name, with Pod Identity only")
     check(res.get(("aws_eks_pod_identity_association", "node"), {}).get("role_arn") == "${aws_iam_role.node.arn}",
           "with Pod Identity, the module associates the node role with the ServiceAccount")
 
@@ -258,6 +275,20 @@ BREAKS = [
     ("an IRSA trust for every ServiceAccount",
      ("terraform/main.tf", '"${local.oidc_host}:sub" = "system:serviceaccount:${var.namespace}:${var.service_account}"',
       '"${local.oidc_host}:sub" = "system:serviceaccount:*"'), ":sub condition"),
+    ("a second IRSA statement trusting every ServiceAccount",
+     ("terraform/main.tf", "        }\n      }]\n    }\n    # EKS Pod Identity",
+      "        }\n      }, {\n        Effect    = \"Allow\"\n        Principal = { Federated = var.oidc_provider_arn }\n"
+      "        Action    = \"sts:AssumeRoleWithWebIdentity\"\n"
+      "        Condition = { StringLike = { \"${local.oidc_host}:sub\" = \"system:serviceaccount:*\" } }\n"
+      "      }]\n    }\n    # EKS Pod Identity"),
+     "irsa trust has exactly one statement"),
+    ("a Pod Identity trust without conditions (any association in the account)",
+     ("terraform/main.tf", "        Condition = {\n          StringEquals = {\n            \"aws:RequestTag",
+      "        Ignored = {\n          StringEquals = {\n            \"aws:RequestTag"),
+     "limited to the cluster, namespace and ServiceAccount"),
+    ("a Pod Identity trust for any namespace",
+     ("terraform/main.tf", '"aws:RequestTag/kubernetes-namespace"       = var.namespace',
+      '"aws:RequestTag/kubernetes-namespace"       = "*"'), "limited to the cluster, namespace"),
     ("Terraform removing the holder tag eipool writes", ("terraform/main.tf", 'ignore_changes = [tags["eipool:holder"]]', "ignore_changes = []"),
      "eipool:holder"),
     ("a checkov skip without a reason", ("terraform/main.tf", "#checkov:skip=CKV2_AWS_19:eipool associates", "#checkov:skip=CKV2_AWS_19\n  #"),

@@ -30,15 +30,32 @@ locals {
         }
       }]
     }
+    # EKS Pod Identity assumes the role for any association in the account that names it, and
+    # tags the session with the pod's cluster, namespace and ServiceAccount (its documented request
+    # tags): the trust takes only this cluster's media pods. The association keeps its session tags
+    # (the default; disable_session_tags would make every assumption fail here).
     pod_identity = {
       Version = "2012-10-17"
       Statement = [{
         Effect    = "Allow"
         Principal = { Service = "pods.eks.amazonaws.com" }
         Action    = ["sts:AssumeRole", "sts:TagSession"]
+        Condition = {
+          StringEquals = {
+            "aws:RequestTag/eks-cluster-arn"            = one(data.aws_eks_cluster.pod_identity[*].arn)
+            "aws:RequestTag/kubernetes-namespace"       = var.namespace
+            "aws:RequestTag/kubernetes-service-account" = var.service_account
+          }
+        }
       }]
     }
   }
+}
+
+# The cluster's ARN for the Pod Identity trust.
+data "aws_eks_cluster" "pod_identity" {
+  count = var.node_trust == "pod_identity" ? 1 : 0
+  name  = var.cluster_name
 }
 
 # --- The pool -----------------------------------------------------------------------------------

@@ -29,10 +29,13 @@ chart (alias-free: its values live under `eipool:`), then in your Deployment or 
             {{- include "eipool.mediaLivenessProbe" $eipool | nindent 12 }}
           volumeMounts:
             {{- include "eipool.mediaVolumeMounts" $eipool | nindent 12 }}
+          {{- include "eipool.mediaSecurityContext" $eipool | nindent 10 }}
 
 Name every container of the pod but the agent in the value mediaContainers (here
-["my-media-server"]; default ["media"]): eipool.podAnnotations tells the pod identity webhook to
-give none of them the node role (eks.amazonaws.com/skip-containers).
+["my-media-server"]; there is no default, and eipool.podAnnotations fails the render without it):
+eipool.podAnnotations tells the pod identity webhook to give none of them the node role
+(eks.amazonaws.com/skip-containers). Give every one of them eipool.mediaSecurityContext (no
+capability: with hostNetwork, NET_RAW would read the agent's credentials off the node's network).
 
 The example workload (mediaExample.enabled) is built from exactly these templates.
 
@@ -41,7 +44,8 @@ node maps its address to the node's private IP, so two of them share one Elastic
 first to stop releases it from under the other. The grace period (eipool.terminationGracePeriod)
 lets the agent give the address back after the media server drains; the zone spread
 (eipool.mediaZoneSpread) keeps a zone's loss from taking most media servers with it.
-scripts/check-deploy fails a render of your chart without any of them.
+scripts/check_wiring.py fails a render of your chart without any of them (docs/helm.md: run it
+on `helm template` of your chart).
 */}}
 
 {{/* The label that marks a pod running the agent: one such pod per node (mediaAntiAffinity). */}}
@@ -61,10 +65,19 @@ the agent by them. */}}
 file, or the container-credentials URI and token) into every container not named in
 eks.amazonaws.com/skip-containers, a comma-separated list of container and initContainer names.
 A compromised media server would otherwise hold a role that can disassociate any pool address.
-mediaContainers must name every container of the pod but eipool-agent (check-deploy checks it on
-every render). */}}
+mediaContainers must name every container of the pod but eipool-agent: it has no default (a
+default name would silently leave your own containers the role), so the render fails without it. */}}
 {{- define "eipool.podAnnotations" -}}
-eks.amazonaws.com/skip-containers: {{ join "," .Values.mediaContainers | quote }}
+{{- if not .Values.mediaContainers }}
+{{- fail "eipool: mediaContainers is empty: name every container and initContainer of your media pod but eipool-agent (e.g. eipool.mediaContainers: [janus]), so that only the agent gets the node role (eks.amazonaws.com/skip-containers)" }}
+{{- end }}
+{{- include "eipool.skipContainers" .Values.mediaContainers }}
+{{- end -}}
+
+{{/* The annotation for a list of container names (eipool.podAnnotations gives mediaContainers;
+mediaExample its own container). */}}
+{{- define "eipool.skipContainers" -}}
+eks.amazonaws.com/skip-containers: {{ join "," . | quote }}
 {{- end -}}
 
 {{/* The pod's termination grace period: the media server's drain plus the agent's release
@@ -190,8 +203,12 @@ holds an address (startupProbe), verifies the address, and gives it back when th
 {{- include "eipool.redisTlsVolumes" . }}
 {{- end -}}
 
-{{/* The media container's mounts: the env file (read-only) and where it writes down its address. */}}
+{{/* The media container's mounts: the env file (read-only) and where it writes down its address.
+Two folders: the API refuses two volumes mounted at one path. */}}
 {{- define "eipool.mediaVolumeMounts" -}}
+{{- if eq (dir .Values.agent.envFile) (dir .Values.agent.announcedFile) }}
+{{- fail (printf "eipool: agent.announcedFile %s is in the folder of agent.envFile %s: put it in another folder (default /run/media/announced-ip); the two are separate volumes" .Values.agent.announcedFile .Values.agent.envFile) }}
+{{- end }}
 - name: eipool
   mountPath: {{ dir .Values.agent.envFile }}
   readOnly: true
@@ -203,6 +220,25 @@ holds an address (startupProbe), verifies the address, and gives it back when th
 and write down the address it will announce. Ends with "&&". */}}
 {{- define "eipool.mediaStart" -}}
 {{- printf ". %s && echo \"$EIPOOL_PUBLIC_IP\" > %s &&" .Values.agent.envFile .Values.agent.announcedFile -}}
+{{- end -}}
+
+{{/* The media container's securityContext (every container of the media pod but the agent): no
+capability at all, no privilege escalation, not root. With hostNetwork a container shares the
+node's network stack: NET_RAW (in Kubernetes' default set) would let it read the node's traffic,
+among it the agent's credentials, which EKS Pod Identity's agent hands out over plain HTTP on
+169.254.170.23; NET_ADMIN would let it redirect that traffic. runAsNonRoot needs an image whose
+USER is numeric and not 0, or mediaSecurityContext.runAsUser. */}}
+{{- define "eipool.mediaSecurityContext" -}}
+securityContext:
+  {{- if .Values.mediaSecurityContext.runAsNonRoot }}
+  runAsNonRoot: true
+  {{- end }}
+  {{- with .Values.mediaSecurityContext.runAsUser }}
+  runAsUser: {{ int . }}
+  {{- end }}
+  allowPrivilegeEscalation: false
+  capabilities:
+    drop: ["ALL"]
 {{- end -}}
 
 {{/* The media container's livenessProbe: fails when the env file names another address than the
