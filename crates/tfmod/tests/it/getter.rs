@@ -21,7 +21,9 @@ fn getter() -> &'static Path {
             "go-getter's source not in {}: run scripts/bootstrap",
             gopath.display()
         );
-        let out = std::env::temp_dir().join(format!("tfmod-getter-{}", std::process::id()));
+        // In cargo's scratch folder for tests, not /tmp: one file, rebuilt (from Go's cache) by
+        // each run instead of one left behind per run.
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("tfmod-getter");
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/getter/main.go");
         let status = Command::new(go)
             .args(["build", "-o"])
