@@ -2,7 +2,9 @@
 //! variants, each herd of real claimer processes going through the EC2 chaos proxy with AWS's
 //! default throttling buckets, 100 ± 50 ms latency and a 1 s eventual-consistency window.
 //! Every run gets a fresh moto region (a fresh account), a fresh Redis and a fresh proxy (full
-//! buckets), so runs don't bleed into each other.
+//! buckets), so runs don't bleed into each other. The account is eipool's alone, except in the
+//! shared-account rows ([`Sharing`]): two clusters (two Redis) claiming from one pool, or another
+//! caller taking a share of AssociateAddress's bucket.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,7 +14,7 @@ use anyhow::{Context as _, Result};
 use serde::Serialize;
 
 use crate::baseline::Strategy;
-use crate::chaos::{ChaosConfig, ChaosProxy, AWS_MUTATING};
+use crate::chaos::{Background, ChaosConfig, ChaosProxy, AWS_MUTATING};
 use crate::check;
 use crate::claimer::{LabEnv, Outcome};
 use crate::fixture::Ec2Lab;
@@ -32,6 +34,29 @@ pub enum Contender {
     EipoolFlags,
     /// A baseline from the lab.
     Baseline(Strategy),
+    /// The product as deployed (IMDSv2), in an account it shares.
+    Shared(Sharing),
+}
+
+/// Who else draws from the account's EC2 buckets while the herd claims.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sharing {
+    /// Two clusters, each with its own Redis, claim from one pool at once (a blue/green
+    /// upgrade, a migration): every other claimer is the second cluster's.
+    TwoClusters,
+    /// Another caller in the account (Terraform, a script, another controller) takes this
+    /// many percent of AssociateAddress's bucket, from before the herd starts.
+    Caller(u8),
+}
+
+impl Sharing {
+    /// The share of AssociateAddress's refill left to the herd.
+    pub fn left(&self) -> f64 {
+        match self {
+            Sharing::TwoClusters => 1.0,
+            Sharing::Caller(pct) => 1.0 - f64::from(*pct) / 100.0,
+        }
+    }
 }
 
 impl Contender {
@@ -44,9 +69,23 @@ impl Contender {
         Contender::EipoolFlags,
     ];
 
-    /// Whether this is the product (either identity mode).
+    /// Every run in a shared account, in table order.
+    pub const SHARED: [Contender; 2] = [
+        Contender::Shared(Sharing::TwoClusters),
+        Contender::Shared(Sharing::Caller(50)),
+    ];
+
+    /// Whether this is the product (either identity mode, alone or sharing the account).
     pub fn is_eipool(&self) -> bool {
-        matches!(self, Contender::Eipool | Contender::EipoolFlags)
+        matches!(
+            self,
+            Contender::Eipool | Contender::EipoolFlags | Contender::Shared(_)
+        )
+    }
+
+    /// Whether it takes its identity from IMDSv2 (one stub per node), as deployed.
+    fn uses_imds(&self) -> bool {
+        matches!(self, Contender::Eipool | Contender::Shared(_))
     }
 
     /// The name in tables.
@@ -57,6 +96,9 @@ impl Contender {
             Contender::Baseline(Strategy::GlobalSpinLock) => "global-spin-lock",
             Contender::Baseline(Strategy::UnlockedSteal) => "unlocked-steal",
             Contender::Baseline(Strategy::CasOnly) => "cas-only",
+            Contender::Shared(Sharing::TwoClusters) => "eipool-two-clusters",
+            Contender::Shared(Sharing::Caller(50)) => "eipool-beside-a-caller",
+            Contender::Shared(Sharing::Caller(_)) => "eipool-beside-a-caller-n",
         }
     }
 }
@@ -88,8 +130,12 @@ pub struct Row {
     pub double_assignments: usize,
     /// Pool addresses associated at the end that no success reported.
     pub leaked: usize,
-    /// The floor EC2's mutating bucket puts on the makespan.
+    /// The floor EC2's mutating bucket puts on the makespan (at the share of its refill left
+    /// to the herd).
     pub floor_s: f64,
+    /// Calls the other caller in the account got through (its throttled ones are not counted
+    /// above).
+    pub other_callers_calls: u64,
     /// Claimers that exited 0.
     pub successes: usize,
     /// Claimers that exited 69.
@@ -103,7 +149,14 @@ pub struct Row {
 
 /// `max(0, N − burst) / refill + one round trip`: every claim needs one AssociateAddress.
 pub fn floor_s(associations: usize) -> f64 {
-    (associations as f64 - AWS_MUTATING.burst).max(0.0) / AWS_MUTATING.per_second + ROUND_TRIP_S
+    floor_sharing(associations, 1.0)
+}
+
+/// [`floor_s`] when the herd has only `left` (0 to 1] of the bucket's refill: another caller
+/// takes the rest.
+pub fn floor_sharing(associations: usize, left: f64) -> f64 {
+    (associations as f64 - AWS_MUTATING.burst).max(0.0) / (AWS_MUTATING.per_second * left)
+        + ROUND_TRIP_S
 }
 
 /// The least one claim can take through the proxy: two round trips, one to learn a free address
@@ -132,7 +185,21 @@ pub async fn run_case(
     let nodes = ec2.nodes(claimers).await?;
     let pool = format!("bench-{}-{claimers}-{pool_size}", who.name());
     ec2.allocate(Some(&pool), pool_size).await?;
-    let redis = RedisServer::start()?;
+    // Two clusters: two Redis, every other claimer in the second.
+    let clusters = match who {
+        Contender::Shared(Sharing::TwoClusters) => 2,
+        _ => 1,
+    };
+    let redis = (0..clusters)
+        .map(|_| RedisServer::start())
+        .collect::<Result<Vec<_>>>()?;
+    let background = match who {
+        Contender::Shared(Sharing::Caller(pct)) => Some(Background {
+            action: "AssociateAddress".into(),
+            share: f64::from(pct) / 100.0,
+        }),
+        _ => None,
+    };
     let proxy = ChaosProxy::start(
         &moto.endpoint,
         ChaosConfig {
@@ -140,6 +207,7 @@ pub async fn run_case(
             jitter: Duration::from_millis(50),
             stale_window: Duration::from_secs(1),
             aws_semantics: true,
+            background,
             ..ChaosConfig::default()
         }
         .aws_throttling(),
@@ -152,7 +220,7 @@ pub async fn run_case(
     // the private IP, so it makes no DescribeNetworkInterfaces call; in its flags row it takes
     // the interface by flag. Baselines take the interface by flag and make no identity call.
     let mut stubs = Vec::new();
-    if who == Contender::Eipool {
+    if who.uses_imds() {
         for (i, n) in nodes.iter().enumerate() {
             let node = NodeMeta {
                 instance_id: &n.instance_id,
@@ -179,7 +247,7 @@ pub async fn run_case(
     for (i, n) in nodes.iter().enumerate() {
         let mut env = env.clone();
         let (program, args): (&Path, Vec<String>) = match who {
-            Contender::Eipool | Contender::EipoolFlags => {
+            Contender::Eipool | Contender::EipoolFlags | Contender::Shared(_) => {
                 if let Some(stub) = stubs.get(i) {
                     env.imds_endpoint = stub.endpoint.clone();
                 }
@@ -197,7 +265,7 @@ pub async fn run_case(
                     "--pool".into(),
                     pool.clone(),
                     "--redis-url".into(),
-                    redis.url(),
+                    redis[i % clusters].url(),
                     "claim".into(),
                     "--timeout".into(),
                     "600s".into(),
@@ -216,7 +284,7 @@ pub async fn run_case(
                     "--pool".into(),
                     pool.clone(),
                     "--redis-url".into(),
-                    redis.url(),
+                    redis[0].url(),
                     "--network-interface-id".into(),
                     n.eni.clone(),
                     "--timeout".into(),
@@ -250,6 +318,7 @@ pub async fn run_case(
         outcomes.push((eni, Outcome::from_output(&args, out?)));
     }
     let makespan = started.elapsed().as_secs_f64();
+    let other_callers_calls = proxy.background().admitted;
 
     let state = ec2.pool_state(&pool).await?;
     let successes: Vec<_> = outcomes
@@ -300,7 +369,14 @@ pub async fn run_case(
         throttled: stats.outcome("throttled"),
         double_assignments,
         leaked,
-        floor_s: floor_s(claimers.min(pool_size)),
+        floor_s: floor_sharing(
+            claimers.min(pool_size),
+            match who {
+                Contender::Shared(s) => s.left(),
+                _ => 1.0,
+            },
+        ),
+        other_callers_calls,
         successes: successes.len(),
         exhausted,
         failed,
@@ -369,7 +445,10 @@ pub fn calls_by_action(rows: &[Row]) -> String {
     s.push_str(" other | makespan ÷ floor |\n|---|---|---|---|");
     s.push_str(&"---|".repeat(ACTIONS.len() + 2));
     s.push('\n');
-    for r in rows.iter().filter(|r| r.strategy.starts_with("eipool")) {
+    for r in rows
+        .iter()
+        .filter(|r| r.strategy == "eipool" || r.strategy == "eipool-flags")
+    {
         let mode = if r.strategy == "eipool" {
             "IMDSv2"
         } else {
@@ -395,6 +474,36 @@ pub fn calls_by_action(rows: &[Row]) -> String {
         s.push_str(&format!(
             " {other:.2} | {:.2} |\n",
             r.makespan_s / r.floor_s
+        ));
+    }
+    s
+}
+
+/// The shared-account rows against their floor (at the share of AssociateAddress's refill left
+/// to the herd), as Markdown.
+pub fn shared_account(rows: &[Row]) -> String {
+    let mut s = String::from(
+        "| strategy | claimers | pool | ok | 69 | failed | makespan s | floor s | makespan ÷ floor | EC2 calls/claim | throttled | other caller's calls |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows.iter().filter(|r| {
+        Contender::SHARED
+            .iter()
+            .any(|c| c.name() == r.strategy.as_str())
+    }) {
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.2} | {:.2} | {} | {} |\n",
+            r.strategy,
+            r.claimers,
+            r.pool_size,
+            r.successes,
+            r.exhausted,
+            r.failed,
+            r.makespan_s,
+            r.floor_s,
+            r.makespan_s / r.floor_s,
+            r.ec2_calls_per_claim,
+            r.throttled,
+            r.other_callers_calls
         ));
     }
     s
@@ -503,6 +612,18 @@ pub fn cases(quick: bool) -> Vec<(usize, usize)> {
     cases
 }
 
+/// The shared-account runs, (who, claimers, pool size): two clusters of 60 on a pool of 100, and
+/// a herd of 100 while another caller takes half of AssociateAddress's bucket; `quick` (CI,
+/// safety columns only): 12 + 12 on 20, and 20 beside the caller.
+pub fn shared_cases(quick: bool) -> Vec<(Contender, usize, usize)> {
+    let [two, caller] = Contender::SHARED;
+    if quick {
+        vec![(two, 24, 20), (caller, 20, 20)]
+    } else {
+        vec![(two, 120, 100), (caller, 100, 100)]
+    }
+}
+
 /// Regions moto serves, one per run so each run starts from an empty account.
 pub const REGIONS: [&str; 28] = [
     "us-east-1",
@@ -541,7 +662,7 @@ mod tests {
 
     #[test]
     fn every_run_of_the_full_bench_has_a_region_of_its_own() {
-        let runs = cases(false).len() * Contender::ALL.len();
+        let runs = cases(false).len() * Contender::ALL.len() + shared_cases(false).len();
         assert!(
             runs <= REGIONS.len(),
             "{runs} runs, {} regions",
@@ -556,6 +677,10 @@ mod tests {
         assert_eq!(floor_s(10), ROUND_TRIP_S);
         assert_eq!(floor_s(50), ROUND_TRIP_S);
         assert!((floor_s(200) - (30.0 + ROUND_TRIP_S)).abs() < 1e-9);
+        // Beside a caller taking half the bucket, the herd's floor is at half the rate.
+        let half = Sharing::Caller(50).left();
+        assert!((floor_sharing(100, half) - (20.0 + ROUND_TRIP_S)).abs() < 1e-9);
+        assert_eq!(Sharing::TwoClusters.left(), 1.0);
     }
 
     #[test]

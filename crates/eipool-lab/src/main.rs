@@ -46,7 +46,7 @@ enum Command {
         #[arg(long, value_name = "N:POOL")]
         only: Option<String>,
         /// Only these strategies (global-spin-lock, unlocked-steal, cas-only, eipool,
-        /// eipool-flags)
+        /// eipool-flags; in a shared account: eipool-two-clusters, eipool-beside-a-caller)
         #[arg(long, value_delimiter = ',')]
         strategy: Vec<String>,
         /// The eipool binary [default: next to this one]
@@ -188,43 +188,60 @@ async fn bench(
         lab: std::env::current_exe()?,
     };
     let mut cases = bench::cases(quick);
+    let mut only_case = None;
     if let Some(o) = only {
         let (n, p) = o
             .split_once(':')
             .context("--only takes CLAIMERS:POOL, e.g. 200:200")?;
-        cases = vec![(
+        let case = (
             n.parse().context("--only: claimers")?,
             p.parse().context("--only: pool")?,
-        )];
+        );
+        cases = vec![case];
+        only_case = Some(case);
     }
+    let mut runs: Vec<(Contender, usize, usize)> = cases
+        .iter()
+        .flat_map(|&(n, size)| Contender::ALL.map(|who| (who, n, size)))
+        .collect();
+    runs.extend(
+        bench::shared_cases(quick)
+            .into_iter()
+            .filter(|&(_, n, size)| only_case.is_none_or(|c| c == (n, size))),
+    );
     let moto = Moto::start().context("starting moto")?;
     let mut rows = Vec::new();
     let mut profiles = Vec::new();
     let mut region = REGIONS.iter();
-    for &(n, size) in &cases {
-        for who in Contender::ALL {
-            if !strategies.is_empty() && !strategies.iter().any(|s| s == who.name()) {
-                continue;
-            }
-            let r = region.next().context("more runs than moto regions")?;
-            eprintln!("bench: {} with N={n}, pool={size} ...", who.name());
-            let trace_dir = trace.then(|| out.join("trace"));
-            let row = bench::run_case(&moto, &bins, who, n, size, r, trace_dir.as_deref()).await?;
-            if let (Some(dir), true) = (&trace_dir, who.is_eipool()) {
-                let logs = dir.join(format!("{}-{n}-{size}", who.name()));
-                let claimers = eipool_lab::profile::read_dir(&logs)?;
-                profiles.push(format!(
-                    "Where the time went: eipool, N={n}, pool={size} (logs in {})\n\n{}",
-                    logs.display(),
-                    eipool_lab::profile::markdown(&claimers)
-                ));
-            }
-            eprintln!(
-                "  makespan {:.1} s, {} ok, {} exhausted, {} failed",
-                row.makespan_s, row.successes, row.exhausted, row.failed
-            );
-            rows.push(row);
+    for (who, n, size) in runs {
+        if !strategies.is_empty() && !strategies.iter().any(|s| s == who.name()) {
+            continue;
         }
+        let r = region.next().context("more runs than moto regions")?;
+        eprintln!("bench: {} with N={n}, pool={size} ...", who.name());
+        let trace_dir = trace.then(|| out.join("trace"));
+        let row = bench::run_case(&moto, &bins, who, n, size, r, trace_dir.as_deref()).await?;
+        if let (Some(dir), true) = (&trace_dir, who.is_eipool()) {
+            let logs = dir.join(format!("{}-{n}-{size}", who.name()));
+            let claimers = eipool_lab::profile::read_dir(&logs)?;
+            profiles.push(format!(
+                "Where the time went: {}, N={n}, pool={size} (logs in {})\n\n{}",
+                who.name(),
+                logs.display(),
+                eipool_lab::profile::markdown(&claimers)
+            ));
+        }
+        eprintln!(
+            "  makespan {:.1} s ({:.2}x the floor), {} ok, {} exhausted, {} failed, {:.2} EC2 calls per claim, {} throttled",
+            row.makespan_s,
+            row.makespan_s / row.floor_s,
+            row.successes,
+            row.exhausted,
+            row.failed,
+            row.ec2_calls_per_claim,
+            row.throttled
+        );
+        rows.push(row);
     }
     let floors: Vec<String> = cases
         .iter()
@@ -243,6 +260,10 @@ async fn bench(
     println!(
         "\nEC2 calls per claim by action (each action in its own bucket, as AWS throttles), for eipool's two identity modes:\n\n{}",
         bench::calls_by_action(&rows)
+    );
+    println!(
+        "\nIn a shared account (two clusters with a Redis each on one pool; another caller taking half of AssociateAddress's bucket, the floor then at half its rate):\n\n{}",
+        bench::shared_account(&rows)
     );
     for p in &profiles {
         println!("\n{p}");

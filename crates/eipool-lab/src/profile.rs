@@ -82,7 +82,7 @@ pub fn read_claimer(text: &str) -> Result<ClaimerTime> {
                     *t.failed_calls.entry(action).or_default() += 1;
                 }
             }
-            m if m.starts_with("waiting for our slot") => {
+            m if m.starts_with("waited for our slot") => {
                 *t.paced.entry(f.class.unwrap_or_default()).or_default() +=
                     f.wait_ms.unwrap_or(0) as f64 / 1e3;
             }
@@ -196,12 +196,12 @@ mod tests {
     // The shape of `eipool --log-format json` lines, abridged to the fields read here.
     const LOG: &str = r#"{"spawned_ms":1795606428724}
 {"timestamp":"2026-11-25T11:33:48.894434Z","level":"INFO","fields":{"message":"claiming"}}
-{"timestamp":"2026-11-25T11:33:49.000000Z","level":"DEBUG","fields":{"message":"waiting for our slot of the herd's EC2 rate","class":"describe","wait_ms":250}}
+{"timestamp":"2026-11-25T11:33:49.000000Z","level":"DEBUG","fields":{"message":"waited for our slot of the herd's EC2 rate","class":"describe","wait_ms":250}}
 {"timestamp":"2026-11-25T11:33:52.279598Z","level":"DEBUG","fields":{"message":"ec2 call","action":"DescribeAddresses","outcome":"ok","elapsed_ms":3365}}
 {"timestamp":"2026-11-25T11:33:52.320964Z","level":"INFO","fields":{"message":"listed the pool","shared":false}}
 {"timestamp":"2026-11-25T11:33:57.348648Z","level":"DEBUG","fields":{"message":"ec2 call","action":"AssociateAddress","outcome":"transient","elapsed_ms":5002}}
 thread 'main' panicked at nothing: not JSON, skipped
-{"timestamp":"2026-11-25T11:34:00.000000Z","level":"DEBUG","fields":{"message":"waiting for our slot of the herd's EC2 rate","class":"mutating","wait_ms":1500}}
+{"timestamp":"2026-11-25T11:34:00.000000Z","level":"DEBUG","fields":{"message":"waited for our slot of the herd's EC2 rate","class":"mutating","wait_ms":1500}}
 {"timestamp":"2026-11-25T11:34:02.000000Z","level":"DEBUG","fields":{"message":"ec2 call","action":"AssociateAddress","outcome":"ok","elapsed_ms":100}}
 {"timestamp":"2026-11-25T11:34:03.724000Z","level":"INFO","fields":{"message":"claimed"}}
 "#;

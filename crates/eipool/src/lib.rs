@@ -49,7 +49,8 @@ pub mod decisions {
     pub use crate::pure::plan::{
         after_holder_look, after_pass, candidate_order, claim_order, exhaustion_stands,
         masked_verdict, relist_without_redis, shared_listing_will_do, AfterPass, HolderLook,
-        MaskedVerdict, PassTally, CONSISTENCY_BOUND, LOCK_FREE_BATCH,
+        MaskedVerdict, PaceState, PassTally, Rate, CONSISTENCY_BOUND, DESCRIBE_PACE,
+        LOCK_FREE_BATCH, MUTATING_PACE,
     };
 }
 
@@ -57,6 +58,6 @@ pub mod decisions {
 /// claimers use it.
 pub mod redis {
     pub use crate::adapters::redis::{
-        key, Redis, RedisError, RedisTarget, SharedListing, Timing, TlsFiles,
+        key, PaceAnswer, PaceAsk, Redis, RedisError, RedisTarget, SharedListing, Timing, TlsFiles,
     };
 }

@@ -15,12 +15,14 @@
 //!    answer from a cached earlier answer of the same query while a mutation is that recent;
 //! 6. with `aws_semantics`, what EC2 does and moto does not (see [`ChaosConfig::aws_semantics`]).
 //!
-//! One concept per file: [`throttle`] (EC2's buckets), [`faults`] (the dice), [`stale`]
+//! One concept per file: [`throttle`] (EC2's buckets), [`background`] (another caller drawing
+//! from them), [`faults`] (the dice), [`stale`]
 //! (eventual consistency), [`aws`] (EC2's semantics where moto differs; [`private_ips`] for secondary private IPs), [`stats`] (what
 //! happened), [`xml`] (EC2's query protocol), [`upstream`] (moto). This file holds the
 //! configuration and the order of the steps ([`handle`]).
 
 mod aws;
+mod background;
 mod faults;
 mod private_ips;
 mod stale;
@@ -45,6 +47,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub use background::{Background, BackgroundStats};
 pub use stats::Stats;
 pub use throttle::{Bucket, AWS_CREATE_TAGS, AWS_MUTATING, AWS_NON_MUTATING};
 
@@ -74,6 +77,10 @@ pub struct ChaosConfig {
     pub fault_actions: HashSet<String>,
     /// Throttling of CreateTags, which has its own bucket in EC2.
     pub create_tags: Option<Bucket>,
+    /// Another caller in the account taking a share of one action's bucket, from the start
+    /// ([`Background`]); its calls are not in [`ChaosProxy::stats`] but in
+    /// [`ChaosProxy::background`].
+    pub background: Option<Background>,
     /// Behave as AWS documents where moto does not:
     /// - AssociateAddress to a private IP that already has an Elastic IP disassociates that one
     ///   ("If you associate an Elastic IP address with an instance that has an existing Elastic
@@ -117,6 +124,7 @@ struct Shared {
     config: Mutex<ChaosConfig>,
     stats: Mutex<Stats>,
     buckets: Mutex<throttle::Buckets>,
+    background: Mutex<BackgroundStats>,
     staleness: stale::Staleness,
     ec2_rules: aws::Ec2Rules,
     upstream: upstream::Upstream,
@@ -144,12 +152,16 @@ impl ChaosProxy {
         let shared = Arc::new(Shared {
             stats: Mutex::default(),
             buckets: Mutex::new(throttle::Buckets::new(&config)),
+            background: Mutex::default(),
             staleness: stale::Staleness::default(),
             ec2_rules: aws::Ec2Rules::default(),
             config: Mutex::new(config),
             upstream: upstream::Upstream::new(upstream),
         });
         let stop = CancellationToken::new();
+        if let Some(bg) = shared.config.lock().unwrap().background.clone() {
+            background::spawn(shared.clone(), bg, stop.clone());
+        }
         let (s, st) = (shared.clone(), stop.clone());
         tokio::spawn(async move {
             loop {
@@ -178,6 +190,11 @@ impl ChaosProxy {
     /// A copy of the counters so far.
     pub fn stats(&self) -> Stats {
         self.shared.stats.lock().unwrap().clone()
+    }
+
+    /// What the other caller in the account got so far ([`ChaosConfig::background`]).
+    pub fn background(&self) -> BackgroundStats {
+        *self.shared.background.lock().unwrap()
     }
 
     /// Change the configuration from now on (buckets keep their current fill).

@@ -100,6 +100,11 @@ impl Buckets {
         }
     }
 
+    /// The refill rate of `action`'s bucket; `None` when it is never throttled.
+    pub(super) fn refill(&self, action: &str) -> Option<f64> {
+        self.spec(action).map(|b| b.per_second)
+    }
+
     /// Take a token from `action`'s own bucket; false when it is empty.
     pub(super) fn admit(&mut self, action: &str) -> bool {
         let Some(spec) = self.spec(action) else {

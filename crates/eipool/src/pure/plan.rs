@@ -109,6 +109,38 @@ pub enum HolderLook {
 /// on the strength of a shared listing: it lists the pool itself first.
 pub(crate) const SHARED_LISTING_TTL: Duration = Duration::from_secs(5);
 
+/// How much later than another a listing must have been made to count as newer (its age comes
+/// from Redis's clock, the other's from the claimer's): a claimer whose listing turned out behind
+/// EC2 (a candidate both it and Redis showed free was taken by a caller outside the herd: a
+/// second cluster on the pool, someone by hand) takes the herd's next listing, made after it.
+pub(crate) const NEWER_LISTING: Duration = Duration::from_millis(50);
+
+/// How long a herd remembers that a caller outside it took an address of its pool (a second
+/// cluster with a Redis of its own on the pool, someone by hand): meanwhile its claimers choose
+/// their address from a listing at most [`FRESH_WHEN_SHARED`] old.
+pub(crate) const OUTSIDERS_SEEN: Duration = Duration::from_secs(60);
+
+/// How old a listing may be when a claimer chooses an address from it, while callers outside
+/// the herd take addresses of the pool ([`choose_within`]).
+pub(crate) const FRESH_WHEN_SHARED: Duration = Duration::from_secs(1);
+
+/// How old a listing may be when a claimer whose turn to associate has come chooses its address
+/// from it; an older one is replaced first (the herd's newer listing, or its own). A claimer
+/// chooses its address after waiting for its turn, not before: in a herd the wait is seconds,
+/// and the pool changes meanwhile. What the herd took since the listing, Redis's markers tell
+/// for [`SHARED_LISTING_TTL`] ([`ASSIGNED_MARK_TTL`] less EC2's consistency bound). What callers
+/// outside the herd took (`outsiders`: a second cluster on the pool, someone by hand), only EC2
+/// tells, and trying it blind costs a call from the bucket every caller in the account shares,
+/// where the herd's newer listing costs one describe: while they take the pool's addresses, a
+/// listing may be [`FRESH_WHEN_SHARED`] old.
+pub(crate) fn choose_within(outsiders: bool) -> Duration {
+    if outsiders {
+        FRESH_WHEN_SHARED
+    } else {
+        SHARED_LISTING_TTL
+    }
+}
+
 /// Whether a claimer may go on with the herd's shared listing, or must list the pool itself
 /// first: a shared listing may be seconds old, so it may only suggest candidates. It cannot say
 /// that this interface already holds an address (`holds_one`) or that the pool has none
@@ -232,42 +264,231 @@ pub(crate) fn node_view_delay(poll: u32) -> Duration {
     Duration::from_millis(ms.min(400))
 }
 
-/// A shared call rate: `burst` calls at once, then `per_second`.
+/// A shared call rate at its fastest: `burst` calls at once after a quiet spell, then
+/// `per_second`, and never two calls closer than `spacing`.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Rate {
-    /// Calls allowed back to back.
+pub struct Rate {
+    /// Calls allowed back to back after a quiet spell.
     pub burst: u32,
-    /// Sustained calls per second.
+    /// Sustained calls per second while EC2 throttles none of them: the pace's ceiling.
     pub per_second: f64,
-}
-
-impl Rate {
-    /// The time between two calls at the sustained rate.
-    pub(crate) fn interval(&self) -> Duration {
-        Duration::from_secs_f64(1.0 / self.per_second)
-    }
-
-    /// How far ahead of the sustained rate a burst may run.
-    pub(crate) fn tolerance(&self) -> Duration {
-        self.interval() * self.burst.saturating_sub(1)
-    }
+    /// The least time between two calls, also within a burst: a herd sharing EC2's bucket with
+    /// another caller hears of the throttling (one round trip) before its whole burst is out.
+    pub spacing: Duration,
 }
 
 /// The herd's pace for AssociateAddress: under its EC2 bucket (burst 50, refill 5/s; each action
 /// has a bucket of its own, so only other AssociateAddress callers in the account share it),
 /// with 5 calls of room for them. The refill is the bucket's: past the burst, the herd's time is
-/// EC2's floor.
-pub(crate) const MUTATING_PACE: Rate = Rate {
+/// EC2's floor. A burst goes out over 0.9 s (20 ms apart), which a herd alone does not notice
+/// (its 50th call waits 1 s for the refill anyway) and which lets a herd that shares the bucket
+/// slow down after a round trip instead of sending its whole burst into an empty bucket.
+pub const MUTATING_PACE: Rate = Rate {
     burst: 45,
     per_second: 5.0,
+    spacing: Duration::from_millis(20),
 };
 /// The herd's pace for DescribeAddresses (listings and validation polls): well under EC2's
 /// describe bucket (burst 100, refill 20/s), which other tools in the account share. Measured:
 /// at N = 200, burst 80 at 18/s still drew 450 throttled answers; 40 at 15/s, about 100.
-pub(crate) const DESCRIBE_PACE: Rate = Rate {
+pub const DESCRIBE_PACE: Rate = Rate {
     burst: 40,
     per_second: 15.0,
+    spacing: Duration::from_millis(10),
 };
+
+/// How much the pace slows when EC2 throttles one of its calls: to half (additive increase,
+/// multiplicative decrease, as TCP's congestion control and the AWS SDKs' adaptive retry mode
+/// do). Half is what one more caller of the same kind takes (a second cluster on the pool, or
+/// a tool taking half the bucket), so one cut finds room for both.
+pub(crate) const PACE_DECREASE: f64 = 0.5;
+/// How fast the pace recovers while nothing is throttled: this share of its ceiling per second
+/// (from half to full in 5 s). Two herds sharing a bucket each add this, and cut by half on a
+/// throttled answer: they converge to equal shares of the bucket (Chiu and Jain, 1989).
+pub(crate) const PACE_RECOVERY: f64 = 0.1;
+/// The slowest the pace goes, as a share of its ceiling: a herd beside callers that take the
+/// whole bucket still makes progress, and a few throttled answers never stop it.
+pub(crate) const PACE_FLOOR: f64 = 0.1;
+/// While the pace recovers, a caller waiting for its slot asks again at least this often: its
+/// slot may have come sooner. (When it slows, a caller asks again before its call: always.)
+pub(crate) const PACE_RECHECK: Duration = Duration::from_secs(1);
+
+/// The state of an adaptive pace: a GCRA ("virtual scheduling") over numbered tickets, whose
+/// rate is cut on throttling and grows back with time (AIMD). Shared through Redis (the `PACE`
+/// script runs these same steps, and a test checks that both agree), or held by one process
+/// without Redis. Times are in ms; tickets are whole numbers, kept as `f64` like Lua's numbers.
+///
+/// Each call takes a ticket ([`PaceState::take`]) and waits until it is due. Ticket `n` (from
+/// the anchor `an` on) is due at `av + (n − an) / rate − tolerance`, and never less than
+/// `spacing` after the one before it (from `pn` on): a schedule that a cut can stretch. A caller
+/// asks again before its call ([`PaceState::due_in`]), so a cut slows the tickets already
+/// handed out, not only the next ones, and the order of tickets is kept.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PaceState {
+    /// The first ticket of this state: a ticket from before (Redis lost the state) is unknown.
+    pub first: f64,
+    /// The next ticket to hand out.
+    pub next: f64,
+    /// The anchor ticket: tickets before it are due.
+    pub an: f64,
+    /// The anchor's virtual time (its due time plus the tolerance).
+    pub av: f64,
+    /// The rate the schedule runs at, per second.
+    pub r: f64,
+    /// From this ticket on, tickets are `spacing` apart...
+    pub pn: f64,
+    /// ... starting at this time.
+    pub ap: f64,
+    /// The rate right after the last cut, ...
+    pub rc: f64,
+    /// ... and when it was cut: the rate grows back from there.
+    pub tc: f64,
+    /// The first ticket scheduled after the last cut: a throttled call of an earlier ticket is
+    /// the same congestion, and does not cut again.
+    pub cut: f64,
+}
+
+impl PaceState {
+    /// A pace at its ceiling and idle at `now`, handing out tickets from `first`.
+    pub fn new(rate: &Rate, now: f64, first: f64) -> PaceState {
+        PaceState {
+            first,
+            next: first,
+            an: first,
+            av: now,
+            r: rate.per_second,
+            pn: first,
+            ap: now,
+            rc: rate.per_second,
+            tc: now,
+            cut: first,
+        }
+    }
+
+    fn interval(&self) -> f64 {
+        1000.0 / self.r
+    }
+
+    fn tolerance(&self, rate: &Rate) -> f64 {
+        (f64::from(rate.burst) - 1.0).max(0.0) * self.interval()
+    }
+
+    fn spacing(rate: &Rate) -> f64 {
+        rate.spacing.as_secs_f64() * 1000.0
+    }
+
+    /// When ticket `n` (at or after the anchor) is due.
+    fn due(&self, rate: &Rate, n: f64) -> f64 {
+        let due = self.av + (n - self.an) * self.interval() - self.tolerance(rate);
+        let s = Self::spacing(rate);
+        if s > 0.0 && n >= self.pn {
+            due.max(self.ap + (n - self.pn) * s)
+        } else {
+            due
+        }
+    }
+
+    /// The first ticket not due at `now` (`next` when every ticket handed out is).
+    fn first_not_due(&self, rate: &Rate, now: f64) -> f64 {
+        let x = now + self.tolerance(rate) - self.av;
+        let by_rate = if x < 0.0 {
+            self.an
+        } else {
+            self.an + (x / self.interval()).floor() + 1.0
+        };
+        let s = Self::spacing(rate);
+        let by_spacing = if s <= 0.0 {
+            self.next
+        } else if now < self.ap {
+            self.pn
+        } else {
+            self.pn + ((now - self.ap) / s).floor() + 1.0
+        };
+        by_rate.min(by_spacing.max(self.an)).min(self.next)
+    }
+
+    /// The rate grows back by [`PACE_RECOVERY`] of the ceiling per second since the last cut:
+    /// the tickets not yet due are then spaced at it, none later than before.
+    fn recover(&mut self, rate: &Rate, now: f64) {
+        let target = rate
+            .per_second
+            .min(self.rc + PACE_RECOVERY * rate.per_second * (now - self.tc) / 1000.0);
+        if target > self.r {
+            let m = self.first_not_due(rate, now);
+            let due = self.av + (m - self.an) * self.interval() - self.tolerance(rate);
+            self.r = target;
+            self.an = m;
+            self.av = due + self.tolerance(rate);
+        }
+    }
+
+    /// Hand out the next ticket at `now`: the ticket, and how long (ms) until it is due.
+    pub fn take(&mut self, rate: &Rate, now: f64) -> (f64, f64) {
+        self.recover(rate, now);
+        // Idle since the last ticket's time: a full burst again (GCRA's max(tat, now)). Every
+        // ticket handed out is due by then.
+        if self.av + (self.next - self.an) * self.interval() < now {
+            self.an = self.next;
+            self.av = now;
+        }
+        if self.ap + (self.next - self.pn) * Self::spacing(rate) < now {
+            self.pn = self.next;
+            self.ap = now;
+        }
+        let ticket = self.next;
+        let due = self.due(rate, ticket);
+        self.next = ticket + 1.0;
+        (ticket, (due - now).max(0.0))
+    }
+
+    /// How long (ms) from `now` until `ticket` is due; `None` for a ticket this pace never
+    /// handed out (the state was lost since: take another).
+    pub fn due_in(&mut self, rate: &Rate, ticket: f64, now: f64) -> Option<f64> {
+        self.recover(rate, now);
+        if ticket < self.first || ticket >= self.next {
+            return None;
+        }
+        if ticket < self.an {
+            return Some(0.0);
+        }
+        Some((self.due(rate, ticket) - now).max(0.0))
+    }
+
+    /// EC2 throttled the call made on `ticket`, as told at `now`: unless that call went out
+    /// before the last cut (the same congestion), cut the rate by [`PACE_DECREASE`] (not below
+    /// [`PACE_FLOOR`] of the ceiling), and push every ticket not yet due behind it: EC2's bucket
+    /// is empty, so the next is due one interval of the new rate from now, and no burst is left.
+    /// Whether the rate was cut.
+    pub fn throttled(&mut self, rate: &Rate, ticket: f64, now: f64) -> bool {
+        self.recover(rate, now);
+        if ticket >= self.first && ticket < self.cut {
+            return false;
+        }
+        let m = self.first_not_due(rate, now);
+        self.r = (self.r * PACE_DECREASE).max(rate.per_second * PACE_FLOOR);
+        self.an = m;
+        self.av = now + self.interval() + self.tolerance(rate);
+        self.rc = self.r;
+        self.tc = now;
+        self.cut = m;
+        true
+    }
+
+    /// Whether the rate is below its ceiling, growing back: callers waiting for a slot ask
+    /// again every [`PACE_RECHECK`].
+    pub fn recovering(&self, rate: &Rate) -> bool {
+        self.r < rate.per_second
+    }
+
+    /// How long (ms) the state matters after `now`: until the schedule is idle again and the
+    /// rate back at its ceiling; then a fresh state is the same.
+    pub fn lifetime(&self, rate: &Rate, now: f64) -> f64 {
+        let idle = self.av + (self.next - self.an) * self.interval();
+        let recovered =
+            self.tc + (rate.per_second - self.rc) / (PACE_RECOVERY * rate.per_second) * 1000.0;
+        idle.max(recovered) - now
+    }
+}
 
 /// The candidates of one listing in the order to try them: free addresses (no association),
 /// shuffled so a herd spreads over the pool instead of all racing for the first one.
@@ -577,6 +798,17 @@ mod tests {
     }
 
     #[test]
+    fn with_outsiders_taking_addresses_an_address_is_chosen_from_a_fresh_listing() {
+        // Alone, as long as the herd's markers cover what it took since the listing; with
+        // outsiders taking addresses, a second.
+        assert_eq!(choose_within(false), SHARED_LISTING_TTL);
+        assert_eq!(SHARED_LISTING_TTL, ASSIGNED_MARK_TTL - CONSISTENCY_BOUND);
+        assert_eq!(choose_within(true), Duration::from_secs(1));
+        // A newer listing is asked of the herd, made after the turn came: one describe for all.
+        assert!(NEWER_LISTING < FRESH_WHEN_SHARED);
+    }
+
+    #[test]
     fn a_shared_listing_only_suggests_candidates() {
         // (intent, holds one, empty, will do)
         let cases = [
@@ -687,8 +919,286 @@ mod tests {
         for (pace, burst, refill) in [(MUTATING_PACE, 50, 5.0), (DESCRIBE_PACE, 100, 20.0)] {
             assert!(pace.burst < burst && pace.per_second <= refill, "{pace:?}");
         }
-        assert_eq!(MUTATING_PACE.interval(), MS(200));
-        assert_eq!(MUTATING_PACE.tolerance(), MS(200 * 44));
+        // A burst goes out within a second.
+        for pace in [MUTATING_PACE, DESCRIBE_PACE] {
+            assert!(
+                pace.spacing * pace.burst <= Duration::from_secs(1),
+                "{pace:?}"
+            );
+        }
+    }
+
+    /// Hand out `n` tickets at `now`: their waits (ms).
+    fn takes(p: &mut PaceState, rate: &Rate, n: usize, now: f64) -> Vec<f64> {
+        (0..n).map(|_| p.take(rate, now).1).collect()
+    }
+
+    #[test]
+    fn an_untroubled_pace_is_a_gcra_whose_burst_goes_out_spaced() {
+        let rate = MUTATING_PACE;
+        let mut p = PaceState::new(&rate, 0.0, 100.0);
+        let waits = takes(&mut p, &rate, 200, 0.0);
+        // The burst: 45 calls 20 ms apart; then the refill, one every 200 ms.
+        for (n, want) in [
+            (0, 0.0),
+            (1, 20.0),
+            (44, 880.0),
+            (45, 900.0),
+            (49, 1_000.0),
+            (50, 1_200.0),
+            (199, 31_000.0),
+        ] {
+            assert!((waits[n] - want).abs() < 1e-6, "ticket {n}: {}", waits[n]);
+        }
+        // Asked again, a ticket's wait is what is left of it.
+        assert_eq!(p.due_in(&rate, 250.0, 1_000.0), Some(20_200.0));
+        assert_eq!(p.due_in(&rate, 100.0, 1_000.0), Some(0.0));
+        // Tickets it never handed out: another state's (Redis lost it) or not yet.
+        assert_eq!(p.due_in(&rate, 99.0, 1_000.0), None);
+        assert_eq!(p.due_in(&rate, 300.0, 1_000.0), None);
+        // Idle long enough, the burst is back.
+        assert!(!p.recovering(&rate));
+        assert!(p.lifetime(&rate, 1_000.0) > 30_000.0);
+        let later = 41_000.0;
+        assert!(p.lifetime(&rate, later) < 0.0);
+        assert_eq!(takes(&mut p, &rate, 2, later), vec![0.0, 20.0]);
+    }
+
+    #[test]
+    fn a_throttled_call_halves_the_pace_and_stretches_the_tickets_already_out() {
+        let rate = MUTATING_PACE;
+        let mut p = PaceState::new(&rate, 0.0, 0.0);
+        takes(&mut p, &rate, 60, 0.0);
+        // At 500 ms, tickets 0..=25 are due (spacing); ticket 10's call was throttled.
+        assert!(p.throttled(&rate, 10.0, 500.0));
+        assert_eq!(p.r, 2.5);
+        // Ticket 25 was due: it goes. Ticket 26, the first not due, is now one interval of the
+        // new rate away, and each after it one more: no burst is left.
+        assert_eq!(p.due_in(&rate, 25.0, 500.0), Some(0.0));
+        assert_eq!(p.due_in(&rate, 26.0, 500.0), Some(400.0));
+        assert_eq!(p.due_in(&rate, 27.0, 500.0), Some(800.0));
+        assert_eq!(p.due_in(&rate, 59.0, 500.0), Some(400.0 * 34.0));
+        // Calls that went out before the cut, throttled too: the same congestion, no second cut
+        // (the rate grew back by a tenth of 5/s per second meanwhile).
+        assert!(!p.throttled(&rate, 20.0, 550.0));
+        assert!((p.r - 2.525).abs() < 1e-9, "{}", p.r);
+        // A call of a ticket scheduled after the cut: a new signal.
+        assert!(p.throttled(&rate, 26.0, 1_000.0));
+        assert!((p.r - 2.75 / 2.0).abs() < 1e-9, "{}", p.r);
+        // Never below the floor.
+        for t in 0..10 {
+            let (ticket, _) = p.take(&rate, 1_000.0);
+            p.throttled(&rate, ticket, 1_000.0 + f64::from(t));
+        }
+        assert_eq!(p.r, rate.per_second * PACE_FLOOR);
+        assert!(p.recovering(&rate));
+    }
+
+    #[test]
+    fn without_throttling_the_pace_grows_back_to_its_ceiling() {
+        let rate = MUTATING_PACE;
+        let mut p = PaceState::new(&rate, 0.0, 0.0);
+        let (t, _) = p.take(&rate, 0.0);
+        assert!(p.throttled(&rate, t, 0.0));
+        // (time, rate): a tenth of the ceiling per second, back in 5 s.
+        for (now, want) in [
+            (1_000.0, 3.0),
+            (2_000.0, 3.5),
+            (5_000.0, 5.0),
+            (9_000.0, 5.0),
+        ] {
+            p.take(&rate, now);
+            assert!((p.r - want).abs() < 1e-9, "at {now} ms: {}", p.r);
+        }
+        assert!(!p.recovering(&rate));
+        // A recovering pace brings the tickets already out forward, none later than before.
+        let mut p = PaceState::new(&rate, 0.0, 0.0);
+        takes(&mut p, &rate, 50, 0.0);
+        p.throttled(&rate, 49.0, 0.0);
+        let before: Vec<f64> = (0..50)
+            .map(|n| p.due_in(&rate, f64::from(n), 0.0).unwrap())
+            .collect();
+        let after: Vec<f64> = (0..50)
+            .map(|n| p.due_in(&rate, f64::from(n), 2_000.0).unwrap() + 2_000.0)
+            .collect();
+        for n in 0..50 {
+            if before[n] > 2_000.0 {
+                assert!(
+                    after[n] <= before[n],
+                    "ticket {n}: {} then {}",
+                    before[n],
+                    after[n]
+                );
+            }
+        }
+        assert!(after[49] < before[49]);
+    }
+
+    #[test]
+    fn any_sequence_of_takes_asks_and_throttles_keeps_the_pace_sane() {
+        use proptest::prelude::*;
+        // (ms since the previous step, what: 0 take, 1 ask, 2 throttled, which ticket)
+        let steps = proptest::collection::vec((0u32..600, 0u8..3, 0u32..80), 1..120);
+        crate::pure::tests_runner("pace", 512)
+            .run(&steps, |steps| {
+                let rate = MUTATING_PACE;
+                let mut p = PaceState::new(&rate, 0.0, 0.0);
+                let mut now = 0.0;
+                for (dt, what, pick) in steps {
+                    now += f64::from(dt);
+                    match what {
+                        0 => {
+                            let (_, wait) = p.take(&rate, now);
+                            prop_assert!(wait >= 0.0 && wait.is_finite());
+                        }
+                        1 => {
+                            let wait = p.due_in(&rate, f64::from(pick), now);
+                            prop_assert!(wait.is_none_or(|w| w >= 0.0 && w.is_finite()));
+                        }
+                        _ => {
+                            p.throttled(&rate, f64::from(pick), now);
+                        }
+                    }
+                    let floor = rate.per_second * PACE_FLOOR;
+                    prop_assert!(p.r >= floor - 1e-9 && p.r <= rate.per_second);
+                    // The tickets out are due in their order, whatever happened.
+                    let due: Vec<f64> = (0..p.next as u32)
+                        .map(|n| p.due_in(&rate, f64::from(n), now).unwrap())
+                        .collect();
+                    prop_assert!(due.windows(2).all(|w| w[0] <= w[1]), "{:?}", due);
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    /// Herds pacing through their paces (one per cluster) into one EC2 bucket of AWS's default
+    /// size for a mutating action (50, then 5/s), beside another caller taking `other` calls per
+    /// second; a call takes 50 ms to EC2 and 50 ms back; claimers start 5 ms apart; a throttled
+    /// claimer tells its pace and takes another ticket. Returns when the last call got through
+    /// (s) and how many calls were throttled.
+    fn simulate(herds: &[usize], other: f64) -> (f64, u32) {
+        use std::cmp::Reverse;
+        use std::collections::BinaryHeap;
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+        enum Ev {
+            Ask(usize),
+            AtEc2(usize),
+            Throttled(usize),
+            Other,
+        }
+        let rate = MUTATING_PACE;
+        let (burst, refill) = (50.0, 5.0);
+        let mut paces: Vec<PaceState> = herds
+            .iter()
+            .map(|_| PaceState::new(&rate, 0.0, 0.0))
+            .collect();
+        let mut herd_of = Vec::new();
+        for (h, n) in herds.iter().enumerate() {
+            herd_of.extend(std::iter::repeat_n(h, *n));
+        }
+        let mut ticket: Vec<Option<f64>> = vec![None; herd_of.len()];
+        let mut queue = BinaryHeap::new();
+        // In µs, rounded up: a wait never ends before its time.
+        let at = |ms: f64| (ms * 1_000.0).ceil() as u64;
+        for c in 0..herd_of.len() {
+            queue.push(Reverse((at(5.0 * c as f64), Ev::Ask(c))));
+        }
+        if other > 0.0 {
+            queue.push(Reverse((0, Ev::Other)));
+        }
+        let (mut tokens, mut filled_at) = (burst, 0.0);
+        let (mut left, mut throttled, mut last) = (herd_of.len(), 0, 0.0);
+        while let Some(Reverse((t, ev))) = queue.pop() {
+            let now = t as f64 / 1_000.0;
+            let mut take_token = |now: f64| {
+                tokens = (tokens + (now - filled_at) / 1_000.0 * refill).min(burst);
+                filled_at = now;
+                let ok = tokens >= 1.0;
+                if ok {
+                    tokens -= 1.0;
+                }
+                ok
+            };
+            match ev {
+                Ev::Other if left > 0 => {
+                    let next = if take_token(now) {
+                        1_000.0 / other
+                    } else {
+                        50.0
+                    };
+                    queue.push(Reverse((at(now + next), Ev::Other)));
+                }
+                Ev::Other => {}
+                Ev::Ask(c) => {
+                    let p = &mut paces[herd_of[c]];
+                    let wait = match ticket[c].and_then(|n| p.due_in(&rate, n, now)) {
+                        Some(w) => w,
+                        None => {
+                            let (n, w) = p.take(&rate, now);
+                            ticket[c] = Some(n);
+                            w
+                        }
+                    };
+                    let step = if p.recovering(&rate) {
+                        wait.min(PACE_RECHECK.as_secs_f64() * 1_000.0)
+                    } else {
+                        wait
+                    };
+                    let ev = if wait == 0.0 {
+                        Ev::AtEc2(c)
+                    } else {
+                        Ev::Ask(c)
+                    };
+                    let delay = if wait == 0.0 { 50.0 } else { step };
+                    queue.push(Reverse((at(now + delay), ev)));
+                }
+                Ev::AtEc2(c) => {
+                    if take_token(now) {
+                        left -= 1;
+                        last = now + 50.0;
+                    } else {
+                        throttled += 1;
+                        queue.push(Reverse((at(now + 50.0), Ev::Throttled(c))));
+                    }
+                }
+                Ev::Throttled(c) => {
+                    let n = ticket[c].take().unwrap();
+                    paces[herd_of[c]].throttled(&rate, n, now);
+                    queue.push(Reverse((t, Ev::Ask(c))));
+                }
+            }
+        }
+        (last / 1_000.0, throttled)
+    }
+
+    #[test]
+    fn herds_sharing_a_bucket_slow_down_together_and_keep_it_busy() {
+        // (herd sizes, other caller's calls/s) → (the floor: the bucket's burst then its refill
+        // left to the herds, s; at most this many times it; at most this many throttled)
+        let cases: [(&[usize], f64, f64, f64, u32); 4] = [
+            // Alone: nothing throttled, the floor's time (the GCRA as before).
+            (&[200], 0.0, 30.0, 1.05, 0),
+            (&[50], 0.0, 0.0, f64::INFINITY, 0),
+            // Two clusters of 50: the second burst costs a few calls, then they share.
+            (&[50, 50], 0.0, 10.0, 1.5, 25),
+            // Beside a caller taking half the refill.
+            (&[100], 2.5, 20.0, 1.5, 40),
+        ];
+        for (herds, other, floor, most, throttles) in cases {
+            let (took, throttled) = simulate(herds, other);
+            println!(
+                "{herds:?} beside {other}/s: {took:.1} s (floor {floor} s), {throttled} throttled"
+            );
+            assert!(
+                took <= (floor * most).max(1.5),
+                "{herds:?} beside {other}/s: {took:.1} s, floor {floor} s"
+            );
+            assert!(
+                throttled <= throttles,
+                "{herds:?} beside {other}/s: {throttled} throttled"
+            );
+        }
     }
 
     #[test]

@@ -171,10 +171,10 @@ pub(crate) async fn resolve_paced(
 ) -> Result<Resolved, Error> {
     if let (Some(redis), true) = (&ctx.redis, source.calls_ec2(private_ip)) {
         match budget
-            .bounded(redis.pace("describe", plan::DESCRIBE_PACE))
+            .bounded(redis.paced("describe", &plan::DESCRIBE_PACE))
             .await
         {
-            Ok(Ok(wait)) => budget.sleep(wait).await.map_err(|i| budget.error(i))?,
+            Ok(Ok(_)) => {}
             Ok(Err(e)) => warn!(error = %e, "Redis unavailable: looking up the interface unpaced"),
             Err(i) => return Err(budget.error(i)),
         }

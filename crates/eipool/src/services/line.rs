@@ -224,9 +224,8 @@ impl Waiter {
     /// terminated without a preStop) wakes no one else to.
     async fn look(&self) -> bool {
         if let Some(redis) = &self.ctx.redis {
-            match redis.pace("describe", plan::DESCRIBE_PACE).await {
-                Ok(wait) => tokio::time::sleep(wait).await,
-                Err(e) => debug!(error = %e, "no describe slot from Redis; looking anyway"),
+            if let Err(e) = redis.paced("describe", &plan::DESCRIBE_PACE).await {
+                debug!(error = %e, "no describe slot from Redis; looking anyway");
             }
         }
         match self.ctx.ec2.describe_pool(&self.ctx.pool).await {

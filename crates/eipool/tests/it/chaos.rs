@@ -744,8 +744,9 @@ async fn a_claim_paused_past_its_interface_lease_never_displaces_the_reruns_addr
     let nodes = lab.ec2.nodes(1).await.unwrap();
     lab.ec2.allocate(Some(&lab.pool), 2).await.unwrap();
     let lease = ["--lease", "5s", "--call-timeout", "1500ms"];
-    // The herd's AssociateAddress slots are taken for the next 4 s (TAT = now + the pace's burst
-    // tolerance, 44 × 200 ms, + 4 s): the first claim waits there, holding its leases.
+    // The herd's AssociateAddress slots are taken for the next 4 s (the next ticket's virtual
+    // time = now + the pace's burst tolerance, 44 × 200 ms, + 4 s): the first claim waits there
+    // for its turn, holding its interface lease.
     lab.reserve_pace("mutating", 8_800 + 4_000).await;
     let conn = lab.redis_conn().await;
     let paused = lab
@@ -758,7 +759,6 @@ async fn a_claim_paused_past_its_interface_lease_never_displaces_the_reruns_addr
         "iface-lease:{}/{}",
         nodes[0].eni, nodes[0].private_ip
     ));
-    let pattern = lab.key("claim:*");
     let has = |pattern: String| {
         let mut conn = conn.clone();
         async move {
@@ -771,9 +771,12 @@ async fn a_claim_paused_past_its_interface_lease_never_displaces_the_reruns_addr
         }
     };
     eventually(
-        "the first claim to hold its leases, waiting for its slot",
+        "the first claim to hold its interface lease, waiting for its turn to associate",
         Duration::from_secs(30),
-        || async { (has(pattern.clone()).await && has(iface_lease.clone()).await).then_some(()) },
+        || async {
+            (lab.pace_tickets("mutating").await == 1 && has(iface_lease.clone()).await)
+                .then_some(())
+        },
     )
     .await;
     std::process::Command::new("kill")
@@ -950,4 +953,168 @@ async fn an_association_displaced_during_validation_wakes_the_pools_line() {
         .await
         .unwrap();
     assert!(freed >= Some(1), "the line was not woken: {freed:?}\n{o}");
+}
+        "it adopts: {resumed}"
+    );
+}
+
+/// Another cluster (its own Redis) took every address of the pool a moment after this herd
+/// listed it, and EC2's AssociateAddress bucket is nearly empty (one call every 2 s gets
+/// through). The claim starts from its herd's listing, which shows the pool free: the first
+/// address it tries is taken by someone its Redis does not know of, so it lists the pool
+/// itself at once rather than trying the rest blind, one throttled call each (which took past
+/// its deadline: exit 75). Its own listing shows every address taken: the pool is exhausted,
+/// and it says so (69), throttled as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_another_cluster_filled_is_told_exhausted_while_ec2_throttles() {
+    let mut lab = Lab::new().await;
+    let size = 8;
+    let nodes = lab.ec2.nodes(size + 1).await.unwrap();
+    let eips = lab.ec2.allocate(Some(&lab.pool), size).await.unwrap();
+    // The herd's listing, made before the other cluster took the addresses.
+    let stale: Vec<eipool::model::Address> = eips
+        .iter()
+        .map(|e| eipool::model::Address {
+            allocation_id: e.allocation_id.parse().unwrap(),
+            public_ip: e.public_ip.parse().unwrap(),
+            association: None,
+            pool: Some(lab.pool.clone()),
+            holder: None,
+        })
+        .collect();
+    for (e, other) in eips.iter().zip(&nodes[1..]) {
+        lab.ec2
+            .associate_external(&e.allocation_id, &other.eni)
+            .await
+            .unwrap();
+    }
+    let proxy = proxied(
+        &mut lab,
+        ChaosConfig {
+            mutating: Some(Bucket {
+                burst: 1.0,
+                per_second: 0.5,
+            }),
+            ..ChaosConfig::default()
+        },
+    )
+    .await;
+    crate::harness::claims(&lab.redis.url(), &lab.pool, "herd")
+        .share_listing(Some(&stale), Duration::from_secs(5))
+        .await
+        .unwrap();
+
+    let o = lab.claim(&nodes[0], &["--timeout", "10s"]).await;
+    let stats = proxy.stats();
+    println!("{o}\n{}", stats.table());
+    assert_eq!(o.code, Some(69), "{o}");
+    assert!(o.stderr.contains("exhausted"), "{o}");
+    assert_eq!(
+        stats.get("AssociateAddress", "error"),
+        1,
+        "{}",
+        stats.table()
+    );
+    assert!(lab
+        .ec2
+        .addresses_on(&nodes[0].eni)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// A herd through an AssociateAddress bucket another caller has mostly drained (burst 5, then
+/// 2/s): EC2 throttles the herd's calls, and each throttled call slows the herd's shared pace
+/// in Redis (multiplicative decrease), for every claimer at once; every claim still succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ec2_throttling_slows_the_herds_shared_pace() {
+    let _turn = heavy().await;
+    let mut lab = Lab::new().await;
+    let n = 24;
+    let nodes = lab.ec2.nodes(n).await.unwrap();
+    lab.ec2.allocate(Some(&lab.pool), n).await.unwrap();
+    let mut config = aws_like();
+    config.mutating = Some(Bucket {
+        burst: 5.0,
+        per_second: 2.0,
+    });
+    let proxy = proxied(&mut lab, config).await;
+    let (outcomes, took) = herd(&lab.env, runs(&lab, &lab.redis.url(), &nodes, &[])).await;
+    let stats = proxy.stats();
+    report(
+        "herd of 24 beside a caller that drained the AssociateAddress bucket",
+        "AssociateAddress bucket 5, then 2/s",
+        &outcomes,
+        Some(&stats),
+        took,
+    );
+    assert_eq!(successes(&outcomes).len(), n, "{outcomes:#?}");
+    assert!(
+        stats.get("AssociateAddress", "throttled") > 0,
+        "{}",
+        stats.table()
+    );
+    // The pace's state (`plan::PaceState`: first next an av r …): its rate was cut.
+    let state: String = redis::cmd("GET")
+        .arg(lab.pace_key("mutating"))
+        .query_async(&mut lab.redis_conn().await)
+        .await
+        .unwrap();
+    let fields: Vec<f64> = state.split(' ').map(|f| f.parse().unwrap()).collect();
+    let (rate, cut_to) = (fields[4], fields[7]);
+    assert!(cut_to < 5.0, "the pace was never cut: {state}");
+    assert!(rate <= 5.0, "{state}");
+    // Every claimer asked the pace before each AssociateAddress, and told it when throttled:
+    // as many tickets as calls.
+    let tickets = fields[1] - fields[0];
+    assert!(
+        tickets >= stats.calls("AssociateAddress") as f64,
+        "{tickets} tickets for {} calls",
+        stats.calls("AssociateAddress")
+    );
+}
+
+/// Without Redis there is no herd's pace: each process paces itself, and adapts alone. Another
+/// caller has just drained the AssociateAddress bucket (burst 1, then one call every 5 s): the
+/// claim's call is throttled, its own pace slows (and says so), and it still gets its address
+/// once the bucket refills.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_a_throttled_claim_slows_its_own_pace() {
+    let mut lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(2).await.unwrap();
+    lab.ec2.allocate(Some(&lab.pool), 1).await.unwrap();
+    let elsewhere = lab.ec2.allocate(None, 1).await.unwrap().remove(0);
+    let mut config = aws_like();
+    config.mutating = Some(Bucket {
+        burst: 1.0,
+        per_second: 0.2,
+    });
+    let proxy = proxied(&mut lab, config).await;
+    // The other caller's AssociateAddress takes the bucket's one call.
+    eipool_lab::fixture::Ec2Lab::new(&proxy.endpoint)
+        .associate_external(&elsewhere.allocation_id, &nodes[1].eni)
+        .await
+        .unwrap();
+
+    let o = lab
+        .env
+        .run(&crate::harness::args(&[
+            "--pool",
+            &lab.pool,
+            "--network-interface-id",
+            &nodes[0].eni,
+            "claim",
+            "--timeout",
+            "60s",
+        ]))
+        .await;
+    let stats = proxy.stats();
+    println!("{o}\n{}", stats.table());
+    o.report().unwrap_or_else(|| panic!("{o}"));
+    assert!(
+        stats.get("AssociateAddress", "throttled") > 0,
+        "{}",
+        stats.table()
+    );
+    assert!(o.stderr.contains("this process's pace slows"), "{o}");
 }

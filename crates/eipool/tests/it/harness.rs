@@ -136,19 +136,50 @@ impl Lab {
     }
 
     /// Reserve the herd's `class` pace (`describe`, `mutating`) as if other claimers had taken
-    /// its slots: its theoretical arrival time set `ahead_ms` past Redis's clock (a pace's burst
-    /// tolerance plus how long the next claimer must wait).
+    /// its slots: the virtual time of its next ticket set `ahead_ms` past Redis's clock (a pace's
+    /// burst tolerance plus how long the next claimer must wait), its rate at its ceiling. The
+    /// state's fields as `plan::PaceState` names them: first, next, an, av, r, pn, ap, rc, tc,
+    /// cut.
     pub async fn reserve_pace(&self, class: &str, ahead_ms: u64) {
+        let rate = match class {
+            "mutating" => eipool::decisions::MUTATING_PACE,
+            _ => eipool::decisions::DESCRIBE_PACE,
+        };
         let mut conn = self.redis_conn().await;
         let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await.unwrap();
+        let now = secs * 1_000 + micros / 1_000;
+        let (first, r) = (now * 1_000, rate.per_second);
+        let state = format!(
+            "{first} {first} {first} {} {r} {first} {now} {r} {now} {first}",
+            now + ahead_ms
+        );
         let _: () = redis::cmd("SET")
             .arg(self.pace_key(class))
-            .arg(secs * 1_000 + micros / 1_000 + ahead_ms)
+            .arg(state)
             .arg("PX")
             .arg(60_000)
             .query_async(&mut conn)
             .await
             .unwrap();
+    }
+
+    /// How many tickets the herd's `class` pace has handed out since its state began (its
+    /// `next` less its `first`); 0 when it has none.
+    pub async fn pace_tickets(&self, class: &str) -> u64 {
+        let state: Option<String> = redis::cmd("GET")
+            .arg(self.pace_key(class))
+            .query_async(&mut self.redis_conn().await)
+            .await
+            .unwrap();
+        let fields: Vec<f64> = state
+            .unwrap_or_default()
+            .split(' ')
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        match fields[..] {
+            [first, next, ..] => (next - first) as u64,
+            _ => 0,
+        }
     }
 
     /// A connection to this lab's Redis, for tests that set up or inspect keys.

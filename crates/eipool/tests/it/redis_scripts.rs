@@ -172,3 +172,165 @@ async fn gc_drops_a_stale_holder_record_only_while_it_is_unchanged() {
     let now: Option<String> = hget.query_async(&mut conn).await.unwrap();
     assert_eq!(now, None);
 }
+
+/// A claimer whose listing turned out behind EC2 asks for one made after it: an older one is not
+/// handed out; it leads the next listing (or waits for whoever does), and then gets that one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claimer_behind_ec2_gets_only_a_newer_listing() {
+    let redis = RedisServer::start().unwrap();
+    let (a, b) = (
+        claims(&redis.url(), "p", "a"),
+        claims(&redis.url(), "p", "b"),
+    );
+    let lived = Duration::from_secs(5);
+    assert_eq!(a.shared_listing(LEAD).await.unwrap(), SharedListing::Lead);
+    a.share_listing(Some(&listing()), lived).await.unwrap();
+    let aged = Duration::from_millis(300);
+    tokio::time::sleep(aged).await;
+    let (got, age) = b.shared_listing_within(LEAD, lived).await.unwrap();
+    assert_eq!(got, SharedListing::Recent(listing()));
+    assert!(age >= aged && age < lived, "{age:?}");
+    // Asked for one younger than that: b leads the next, a waits for it.
+    let young = Duration::from_millis(100);
+    let (got, _) = b.shared_listing_within(LEAD, young).await.unwrap();
+    assert_eq!(got, SharedListing::Lead);
+    let (got, _) = a.shared_listing_within(LEAD, young).await.unwrap();
+    assert_eq!(got, SharedListing::Pending);
+    let newer = listing()[..1].to_vec();
+    b.share_listing(Some(&newer), lived).await.unwrap();
+    let (got, age) = a.shared_listing_within(LEAD, young).await.unwrap();
+    assert_eq!(got, SharedListing::Recent(newer));
+    assert!(age < young, "{age:?}");
+}
+
+/// The pace's script does in Redis, atomically, what `plan::PaceState` decides (which the unit
+/// tests pin down): the same tickets, the same waits (to the millisecond, rounded up), the same
+/// cuts, step for step, through random sequences of takes, asks and throttled calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pace_script_takes_the_pure_paces_steps() {
+    use eipool::decisions::{PaceState, DESCRIBE_PACE, MUTATING_PACE};
+    use eipool::redis::PaceAsk;
+    use rand::{Rng, SeedableRng};
+
+    let redis = RedisServer::start().unwrap();
+    let claims = claims(&redis.url(), "p", "a");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(41);
+    let (mut takes, mut cuts) = (0, 0);
+    for run in 0..24 {
+        let rate = if run % 2 == 0 {
+            MUTATING_PACE
+        } else {
+            DESCRIBE_PACE
+        };
+        let class = format!("agree-{run}");
+        let mut now = 1_765_000_000_000.0 + f64::from(run) * 1e7 + rng.random::<f64>();
+        let first = now.floor() * 1000.0;
+        let mut pure = PaceState::new(&rate, now, first);
+        for step in 0..80 {
+            let ask = match (step, rng.random_range(0..10)) {
+                (0, _) | (_, 0..5) => PaceAsk::Take,
+                (_, 5..8) => PaceAsk::Due(rng.random_range(first - 2.0..pure.next + 2.0) as u64),
+                _ => PaceAsk::Throttled(rng.random_range(first..pure.next + 1.0) as u64),
+            };
+            let got = claims.pace_at(&class, &rate, ask, Some(now)).await.unwrap();
+            let ctx = format!("run {run}, step {step}, {ask:?} at {now}: {got:?} vs {pure:?}");
+            match ask {
+                PaceAsk::Take => {
+                    let (ticket, wait) = pure.take(&rate, now);
+                    assert_eq!(got.ticket as f64, ticket, "{ctx}");
+                    assert_eq!(
+                        got.wait,
+                        Some(Duration::from_millis(wait.ceil() as u64)),
+                        "{ctx}"
+                    );
+                    takes += 1;
+                }
+                PaceAsk::Due(t) => {
+                    let wait = pure.due_in(&rate, t as f64, now);
+                    let wait = wait.map(|w| Duration::from_millis(w.ceil() as u64));
+                    assert_eq!(got.wait, wait, "{ctx}");
+                }
+                PaceAsk::Throttled(t) => {
+                    let cut = pure.throttled(&rate, t as f64, now);
+                    assert_eq!(got.cut, cut, "{ctx}");
+                    cuts += usize::from(cut);
+                }
+            }
+            assert_eq!(got.recovering, pure.recovering(&rate), "{ctx}");
+            assert!((got.rate - pure.r).abs() < 0.001, "{ctx}");
+            now += f64::from(rng.random_range(0..700u32)) + rng.random::<f64>();
+        }
+    }
+    // The sequences went through every kind of step.
+    assert!(takes > 500 && cuts > 50, "{takes} takes, {cuts} cuts");
+    // Redis keeps the state only while it matters (the schedule busy, the rate below its
+    // ceiling), then a new state is the same.
+    let mut conn = redis_conn(&redis.url()).await;
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(claims.pace_key("agree-23"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(ttl > 0, "{ttl}");
+}
+
+/// The shared pace on Redis's own clock, as two claimers of one herd see it: EC2 throttles a
+/// call of one, and the pace halves for both (a report of a call that went out before the cut
+/// is the same congestion and does not cut again); with nothing more throttled, the rate grows
+/// back to its ceiling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_call_slows_the_herds_shared_pace_and_it_recovers() {
+    use eipool::decisions::MUTATING_PACE;
+    use eipool::redis::PaceAsk;
+
+    let redis = RedisServer::start().unwrap();
+    let (a, b) = (
+        claims(&redis.url(), "p", "a"),
+        claims(&redis.url(), "p", "b"),
+    );
+    let rate = MUTATING_PACE;
+    let ask = |who: &eipool::redis::Redis, ask: PaceAsk| {
+        let who = who.clone();
+        async move { who.pace_at("mutating", &rate, ask, None).await.unwrap() }
+    };
+    let first = ask(&a, PaceAsk::Take).await;
+    let before_cut = ask(&b, PaceAsk::Take).await;
+    assert_eq!(first.wait, Some(Duration::ZERO), "{first:?}");
+    assert!(
+        !first.recovering && first.rate == rate.per_second,
+        "{first:?}"
+    );
+    // Both calls go out when their tickets are due (a burst's are a spacing apart).
+    eventually("b's turn", Duration::from_secs(10), || async {
+        (ask(&b, PaceAsk::Due(before_cut.ticket)).await.wait == Some(Duration::ZERO)).then_some(())
+    })
+    .await;
+
+    // a's call was throttled: the herd's pace halves.
+    let cut = ask(&a, PaceAsk::Throttled(first.ticket)).await;
+    assert!(cut.cut, "{cut:?}");
+    assert!(cut.rate <= rate.per_second / 2.0 + 0.01, "{cut:?}");
+    // b, which shares it, is paced at the new rate.
+    let seen = ask(&b, PaceAsk::Take).await;
+    assert!(seen.recovering && seen.rate < rate.per_second, "{seen:?}");
+    // b's call, sent before the cut, throttled too: the same congestion, no second cut.
+    let again = ask(&b, PaceAsk::Throttled(before_cut.ticket)).await;
+    assert!(!again.cut && again.rate >= cut.rate, "{again:?}");
+
+    // Nothing more throttled: back at the ceiling, for every claimer of the herd.
+    let recovered = eventually(
+        "the shared pace to grow back to its ceiling",
+        Duration::from_secs(60),
+        || async {
+            let now = ask(&a, PaceAsk::Due(seen.ticket)).await;
+            (!now.recovering).then_some(now)
+        },
+    )
+    .await;
+    assert_eq!(recovered.rate, rate.per_second, "{recovered:?}");
+    let b_now = ask(&b, PaceAsk::Take).await;
+    assert!(
+        !b_now.recovering && b_now.rate == rate.per_second,
+        "{b_now:?}"
+    );
+}

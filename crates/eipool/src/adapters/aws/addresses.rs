@@ -153,9 +153,7 @@ impl Ec2 {
             .private_ip_address(private_ip.to_string())
             .allow_reassociation(false);
         let out = self.send(ACTION, req.send()).await.map_err(|e| match e {
-            Ec2Error::Rejected { code, .. } if code == "Resource.AlreadyAssociated" => {
-                Ec2Error::AlreadyAssociated(alloc.to_string())
-            }
+            Ec2Error::AlreadyAssociated(_) => Ec2Error::AlreadyAssociated(alloc.to_string()),
             other => other,
         })?;
         id(out.association_id()).ok_or_else(|| Ec2Error::Transient {

@@ -212,6 +212,10 @@ fn classify(action: &'static str, status: u16, code: String, message: String) ->
         "UnauthorizedOperation" | "AccessDenied" | "Blocked" | "OptInRequired" => {
             Ec2Error::Unauthorized { action, message }
         }
+        // Classified here, where the call's metric takes its label, not after it.
+        "Resource.AlreadyAssociated" => {
+            Ec2Error::AlreadyAssociated(extract_id(&message, "eipalloc-"))
+        }
         "InvalidAllocationID.NotFound" => {
             Ec2Error::AllocationNotFound(extract_id(&message, "eipalloc-"))
         }
@@ -297,6 +301,11 @@ mod tests {
             c(400, "InvalidParameterValue"),
             Ec2Error::Rejected { .. }
         ));
+        // Counted as `already_associated` in eipool_ec2_calls_total, as the README says.
+        assert_eq!(
+            c(400, "Resource.AlreadyAssociated").label(),
+            "already_associated"
+        );
         assert!(c(503, "RequestLimitExceeded").is_transient());
         assert!(!c(403, "UnauthorizedOperation").is_transient());
     }

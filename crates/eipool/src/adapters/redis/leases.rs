@@ -14,7 +14,7 @@ use super::scripts::{
 use super::{unix_ms, Redis, RedisError};
 use crate::pure::holder::holder_at;
 use crate::pure::ids::{AllocationId, EniId};
-use crate::pure::plan::INTENT_TTL;
+use crate::pure::plan::{self, INTENT_TTL};
 
 /// What an acquisition attempt found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,14 +137,29 @@ impl Redis {
         Ok(())
     }
 
-    /// Note that EC2 said `alloc` is taken by someone else, so other claimers skip it too.
+    /// Note that EC2 said `alloc` is taken by someone else, so other claimers skip it too; and
+    /// that a caller outside the herd takes addresses of this pool (the herd's leases and markers
+    /// keep its own claimers off each other's), for [`plan::OUTSIDERS_SEEN`].
     #[instrument(skip(self), err(level = "debug", Display))]
     pub(crate) async fn mark_taken(&self, alloc: &AllocationId) -> Result<(), RedisError> {
         let mut inv = MARK_TAKEN.prepare_invoke();
         inv.key(self.assigned_key(alloc))
-            .arg(self.timing.assigned_ttl.as_millis() as u64);
+            .key(self.key("outsiders"))
+            .arg(self.timing.assigned_ttl.as_millis() as u64)
+            .arg(plan::OUTSIDERS_SEEN.as_millis() as u64);
         let _: i64 = self.eval(inv).await?;
         Ok(())
+    }
+
+    /// Whether a caller outside the herd took an address of this pool in the last
+    /// [`plan::OUTSIDERS_SEEN`] ([`Redis::mark_taken`]).
+    #[instrument(skip(self), err(level = "debug", Display))]
+    pub(crate) async fn outsiders(&self) -> Result<bool, RedisError> {
+        let key = self.key("outsiders");
+        let v: Option<String> = self
+            .bounded(|mut c| async move { redis::cmd("GET").arg(key).query_async(&mut c).await })
+            .await?;
+        Ok(v.is_some())
     }
 
     /// Drop the assigned marker on `alloc` if it is at least `min_age` old: EC2 showed the

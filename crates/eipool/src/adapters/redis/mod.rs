@@ -13,8 +13,10 @@
 //! | `eipool:{P}:assigned:<alloc>` | marker: `<eni>/<ip>` of the holder (or `?`), `\|<ms>` set | `plan::ASSIGNED_MARK_TTL` |
 //! | `eipool:{P}:iface:<eni>/<ip>` | `<alloc>` this interface is taking or holds | `plan::INTENT_TTL` |
 //! | `eipool:{P}:iface-lease:<eni>/<ip>` | owner token of the one claim running for this interface | lease, renewed |
-//! | `eipool:{pace:<region>}:<class>` | GCRA theoretical arrival time (ms) of the class's shared rate, one per AWS region (EC2's buckets are per account and region) | seconds |
+//! | `eipool:{pace:<region>}:<class>:adaptive` | the class's shared pace, one per AWS region (EC2's buckets are per account and region): its GCRA schedule of tickets and its rate, cut on throttling and growing back (`plan::PaceState`) | until idle and back at its ceiling |
 //! | `eipool:{P}:listing:v1` | the herd's most recent pool listing (JSON) | `plan::SHARED_LISTING_TTL` |
+//! | `eipool:{P}:listing:at` | Redis ms when it was shared (its age; none from the previous release: counted as old) | as `listing:v1` |
+//! | `eipool:{P}:outsiders` | Redis ms when a caller outside the herd last took an address its listing and Redis showed free (another cluster on the pool, someone by hand) | `plan::OUTSIDERS_SEEN` |
 //! | `eipool:{P}:listing:lead` | owner token of the claimer making the next listing | a few call timeouts |
 //! | `eipool:{P}:line` (sorted set) | each waiting server (`<eni>/<ip>`), scored by its ticket (Redis's ms when it joined) | until it leaves, its heartbeat lapses, or its restart grace ends |
 //! | `eipool:{P}:line:beats` (hash) | waiting server → Redis ms of its last ask (heartbeat) | as `line` |
@@ -52,6 +54,7 @@ use tokio::sync::OnceCell;
 pub(crate) use failures::Topology;
 pub(crate) use leases::{Acquire, Lease};
 pub use listing::SharedListing;
+pub use pace::{PaceAnswer, PaceAsk};
 pub use target::{RedisTarget, TlsFiles};
 
 use connect::Conn;
@@ -195,7 +198,7 @@ impl Redis {
     }
     /// The key of the region-wide pace of `class` calls (its own hash slot).
     pub fn pace_key(&self, class: &str) -> String {
-        format!("eipool:{{pace:{}}}:{class}", self.region)
+        format!("eipool:{{pace:{}}}:{class}:adaptive", self.region)
     }
     fn value(&self, fence: u64) -> String {
         format!("{}|{fence}", self.owner)

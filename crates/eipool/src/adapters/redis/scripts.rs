@@ -67,11 +67,13 @@ end
 return 0
 "#;
 
-// Mark an address taken (EC2 said so) unless already marked. KEYS: marker. ARGV: ttl ms.
+// Mark an address taken (EC2 said so) unless already marked, and note that a caller outside the
+// herd takes the pool's addresses. KEYS: marker, outsiders. ARGV: ttl ms, outsiders ttl ms.
 const MARK_TAKEN_LUA: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('SET', KEYS[1], '?|' .. now_ms(), 'PX', ARGV[1])
 end
+redis.call('SET', KEYS[2], now_ms(), 'PX', ARGV[2])
 return 1
 "#;
 
@@ -270,12 +272,19 @@ sweep_all(now_ms(), tonumber(ARGV[1]))
 return redis.call('ZCARD', KEYS[1])
 "#;
 
-// The herd's listing: a recent one if there is one, else the lead of the next (SET NX), else 0
-// (someone else is listing). KEYS: listing, lead. ARGV: owner, lead ttl ms.
+// The herd's listing: a recent one, no older than asked, with its age (by Redis's clock, from
+// when it was shared; a listing the previous release shared has no time and counts as old), if
+// there is one; else the lead of the next (SET NX), else 0 (someone else is listing). KEYS:
+// listing, lead, its time. ARGV: owner, lead ttl ms, the listing's lifetime ms, max age ms.
 const LISTING_LUA: &str = r#"
 local l = redis.call('GET', KEYS[1])
 if l then
-  return l
+  local at = tonumber(redis.call('GET', KEYS[3]))
+  local age = tonumber(ARGV[3])
+  if at then age = math.max(0, now_ms() - at) end
+  if age <= tonumber(ARGV[4]) then
+    return {l, age}
+  end
 end
 if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return 1
@@ -283,11 +292,12 @@ end
 return 0
 "#;
 
-// Share a listing and end our lead. KEYS: listing, lead. ARGV: listing JSON (empty: only end the
-// lead), ttl ms, owner.
+// Share a listing and end our lead. KEYS: listing, lead, its time. ARGV: listing JSON (empty:
+// only end the lead), ttl ms, owner.
 const SHARE_LUA: &str = r#"
 if ARGV[1] ~= '' then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  redis.call('SET', KEYS[3], now_ms(), 'PX', ARGV[2])
 end
 if redis.call('GET', KEYS[2]) == ARGV[3] then
   redis.call('DEL', KEYS[2])
@@ -295,20 +305,103 @@ end
 return 1
 "#;
 
-// GCRA ("virtual scheduling"): every caller reserves the next slot of a shared rate and learns
-// how long to wait for it, so a herd reaches EC2 at the rate EC2 allows instead of being
-// throttled and retrying. ARGV: emission interval ms, burst tolerance ms. Returns the wait in ms.
+// The herd's adaptive pace of one class of EC2 calls (`plan::PaceState`, step for step: a test
+// runs both and compares): a GCRA over numbered tickets whose rate halves when EC2 throttles a
+// call and grows back with time (AIMD). KEYS: the state. ARGV: op (`take`, `due` or
+// `throttled`), ticket, burst, calls/s at most, spacing ms, decrease, recovery, floor, now ms
+// ('' for Redis's clock). Returns {ticket, wait ms (-1: a ticket this state never handed out),
+// 1 while the rate recovers, 1 when this call cut it, the rate in calls per 1000 s}.
 const PACE_LUA: &str = r#"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local interval = tonumber(ARGV[1])
-local tolerance = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tat < now then tat = now end
-local wait = tat - tolerance - now
-if wait < 0 then wait = 0 end
-redis.call('SET', KEYS[1], tat + interval, 'PX', math.floor(tat + interval - now + 1000))
-return wait
+local op, ticket = ARGV[1], tonumber(ARGV[2])
+local burst, R, S = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local beta, alpha, floor_share = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local now = tonumber(ARGV[9])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+end
+local f = {}
+local st = redis.call('GET', KEYS[1])
+if st then
+  for w in string.gmatch(st, '%S+') do f[#f + 1] = tonumber(w) end
+end
+local first, nxt, an, av, r, pn, ap, rc, tc, cut
+if #f == 10 then
+  first, nxt, an, av, r, pn, ap, rc, tc, cut = f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10]
+else
+  -- Tickets of a lost state are below a new one's (Redis's clock in µs).
+  first = math.floor(now) * 1000
+  nxt, an, av, r, pn, ap, rc, tc, cut = first, first, now, R, first, now, R, now, first
+end
+local function interval() return 1000 / r end
+local function tol()
+  local b = burst - 1
+  if b < 0 then b = 0 end
+  return b * interval()
+end
+local function due(n)
+  local d = av + (n - an) * interval() - tol()
+  if S > 0 and n >= pn then
+    local p = ap + (n - pn) * S
+    if p > d then d = p end
+  end
+  return d
+end
+local function first_not_due()
+  local x = now + tol() - av
+  local by_rate = an
+  if x >= 0 then by_rate = an + math.floor(x / interval()) + 1 end
+  local by_spacing
+  if S <= 0 then by_spacing = nxt
+  elseif now < ap then by_spacing = pn
+  else by_spacing = pn + math.floor((now - ap) / S) + 1 end
+  if by_spacing < an then by_spacing = an end
+  local m = by_rate
+  if by_spacing < m then m = by_spacing end
+  if nxt < m then m = nxt end
+  return m
+end
+local target = rc + alpha * R * (now - tc) / 1000
+if target > R then target = R end
+if target > r then
+  local m = first_not_due()
+  local d = av + (m - an) * interval() - tol()
+  r = target
+  an = m
+  av = d + tol()
+end
+local wait, cuts, unknown = 0, 0, false
+if op == 'take' then
+  if av + (nxt - an) * interval() < now then an = nxt av = now end
+  if ap + (nxt - pn) * S < now then pn = nxt ap = now end
+  ticket = nxt
+  wait = due(ticket) - now
+  nxt = ticket + 1
+elseif op == 'due' then
+  if ticket < first or ticket >= nxt then unknown = true
+  elseif ticket >= an then wait = due(ticket) - now end
+elseif not (ticket >= first and ticket < cut) then
+  local m = first_not_due()
+  r = r * beta
+  if r < R * floor_share then r = R * floor_share end
+  an = m
+  av = now + interval() + tol()
+  rc = r
+  tc = now
+  cut = m
+  cuts = 1
+end
+local idle = av + (nxt - an) * interval()
+local recovered = tc + (R - rc) / (alpha * R) * 1000
+if recovered > idle then idle = recovered end
+redis.call('SET', KEYS[1],
+  string.format('%.17g %.17g %.17g %.17g %.17g %.17g %.17g %.17g %.17g %.17g',
+    first, nxt, an, av, r, pn, ap, rc, tc, cut),
+  'PX', math.max(0, math.ceil(idle - now)) + 1000)
+if unknown then wait = -1 elseif wait > 0 then wait = math.ceil(wait) else wait = 0 end
+local recovering = 0
+if r < R then recovering = 1 end
+return {ticket, wait, recovering, cuts, math.floor(r * 1000)}
 "#;
 
 // Compiled once per process; EVALSHA, loading the script on NOSCRIPT (redis-rs `Script`).
@@ -339,7 +432,7 @@ pub(super) static LINE_AWAY: LazyLock<Script> = LazyLock::new(|| with_markers(LI
 pub(super) static LINE_LEAVE: LazyLock<Script> = LazyLock::new(|| Script::new(LINE_LEAVE_LUA));
 pub(super) static LINE_LEN: LazyLock<Script> = LazyLock::new(|| in_line(LINE_LEN_LUA));
 pub(super) static PACE: LazyLock<Script> = LazyLock::new(|| Script::new(PACE_LUA));
-pub(super) static LISTING: LazyLock<Script> = LazyLock::new(|| Script::new(LISTING_LUA));
-pub(super) static SHARE: LazyLock<Script> = LazyLock::new(|| Script::new(SHARE_LUA));
+pub(super) static LISTING: LazyLock<Script> = LazyLock::new(|| with_markers(LISTING_LUA));
+pub(super) static SHARE: LazyLock<Script> = LazyLock::new(|| with_markers(SHARE_LUA));
 pub(super) static PROBE: LazyLock<Script> =
     LazyLock::new(|| Script::new(&super::commands::probe_script()));

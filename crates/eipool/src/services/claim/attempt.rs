@@ -5,7 +5,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::cleanup;
-use super::coordination::Leasing;
+use super::coordination::{Leasing, PaceClass};
 use super::validate::{self, Validated};
 use super::{Means, Stop};
 use crate::adapters::aws::Ec2Error;
@@ -171,14 +171,17 @@ async fn associate(
         // (still AllowReassociation=false, so it can take nothing from anyone) is how we
         // learn whether it did: giving up instead could leave the address on our interface
         // with nobody using it.
-        let renewing = lease.as_mut().filter(|_| !*maybe_ours);
-        if !m
-            .coord
-            .pace(&m.work, "mutating", plan::MUTATING_PACE, renewing)
-            .await?
-        {
-            return Ok(Associated::GaveUp(Attempt::Busy));
-        }
+        // Our turn, if we waited for it before choosing this address.
+        let slot = match m.slot.take() {
+            Some(slot) => slot,
+            None => {
+                let renewing = lease.as_mut().filter(|_| !*maybe_ours);
+                match m.coord.pace(&m.work, PaceClass::Mutating, renewing).await? {
+                    Some(slot) => slot,
+                    None => return Ok(Associated::GaveUp(Attempt::Busy)),
+                }
+            }
+        };
         if let Some(l) = lease.as_mut().filter(|_| !*maybe_ours) {
             if !m.coord.renew(&m.work, l).await? {
                 return Ok(Associated::GaveUp(Attempt::Busy));
@@ -224,7 +227,14 @@ async fn associate(
             Err(e) if e.is_transient() => {
                 *maybe_ours = before || e.maybe_applied();
                 m.work.note(&e);
-                m.work.sleep(Budget::backoff(attempt)).await?;
+                // Throttled: the herd's pace slows, and spaces our retry with everyone's.
+                let alone = match e {
+                    Ec2Error::Throttled { .. } => m.coord.throttled(&m.work, &slot).await?,
+                    _ => true,
+                };
+                if alone {
+                    m.work.sleep(Budget::backoff(attempt)).await?;
+                }
                 attempt += 1;
             }
             Err(e) => {
@@ -243,11 +253,10 @@ async fn holder(m: &mut Means, alloc: &AllocationId, me: &Identity) -> Result<Ho
     let since = Instant::now();
     let mut poll = 0;
     loop {
-        m.coord.describe_slot(&m.work).await?;
         let ec2 = m.ec2.clone();
-        let seen = m
-            .work
-            .retry("find holder", || ec2.describe_address(alloc))
+        let (seen, _) = m
+            .coord
+            .described(&m.work, "find holder", || ec2.describe_address(alloc))
             .await?;
         match (
             plan::after_holder_look(standing(seen.as_ref(), me), since.elapsed()),

@@ -23,6 +23,10 @@ use crate::pure::plan::{self, MaskedVerdict, RedisFailure};
 use crate::support::budget::Budget;
 use crate::support::output::Claimed;
 
+mod pace;
+
+pub(super) use pace::{PaceClass, Slot};
+
 /// The claim's coordination with the herd: Redis when configured and not cooling down after a
 /// failure, nothing otherwise.
 pub(super) struct Coordination {
@@ -254,45 +258,19 @@ impl Coordination {
         }
     }
 
-    /// Wait for our slot of the herd's shared `rate` for `class` calls (reserved in Redis), so the
-    /// herd reaches EC2 at the rate EC2 allows instead of being throttled. A lease held meanwhile
-    /// is renewed every third of its lifetime. `Ok(false)`: that lease was lost while waiting.
-    /// Without Redis there is no shared pace: backoff on throttling is all there is.
-    pub(super) async fn pace(
-        &mut self,
-        work: &Budget,
-        class: &str,
-        rate: plan::Rate,
-        mut lease: Option<&mut Lease>,
-    ) -> Result<bool, Stop> {
+    /// Whether callers outside the herd took addresses of the pool lately (`false` without
+    /// Redis, or when it does not answer).
+    pub(super) async fn outsiders(&mut self, work: &Budget) -> Result<bool, Stop> {
         let Some(redis) = self.live() else {
-            return Ok(true);
+            return Ok(false);
         };
-        let mut left = match work.bounded(redis.pace(class, rate)).await? {
-            Ok(wait) => wait,
+        match work.bounded(redis.outsiders()).await? {
+            Ok(seen) => Ok(seen),
             Err(e) => {
                 self.failed(work, e)?;
-                return Ok(true);
-            }
-        };
-        if !left.is_zero() {
-            debug!(
-                class,
-                wait_ms = left.as_millis() as u64,
-                "waiting for our slot of the herd's EC2 rate"
-            );
-        }
-        while !left.is_zero() {
-            let step = left.min(self.lease / 3);
-            work.sleep(step).await?;
-            left -= step;
-            if let Some(l) = lease.as_deref_mut() {
-                if !self.renew(work, l).await? {
-                    return Ok(false);
-                }
+                Ok(false)
             }
         }
-        Ok(true)
     }
 
     /// How many wait in the pool's line for a freed address (0 without Redis, or when it does
@@ -315,13 +293,6 @@ impl Coordination {
                 Ok(0)
             }
         }
-    }
-
-    /// Wait for our slot of the herd's describe rate, before a Describe* call.
-    pub(super) async fn describe_slot(&mut self, work: &Budget) -> Result<(), Stop> {
-        self.pace(work, "describe", plan::DESCRIBE_PACE, None)
-            .await
-            .map(|_| ())
     }
 
     /// Renew the lease before an EC2 call. `Ok(false)`: the lease is gone; stop on this address.
@@ -455,25 +426,29 @@ impl Coordination {
         }
     }
 
-    /// The herd's recent listing of `pool`, waiting while another claimer makes one. `None`: list
-    /// the pool ourselves (we lead, Redis is down, or there is no Redis), then
-    /// [`share_listing`](Self::share_listing).
+    /// The herd's recent listing of `pool` (made at most `max_age` ago) and its age, waiting
+    /// while another claimer makes one. `None`: list the pool ourselves (we lead, Redis is down,
+    /// or there is no Redis), then [`share_listing`](Self::share_listing).
     pub(super) async fn shared_listing(
         &mut self,
         work: &Budget,
         pool: &str,
         lead_ttl: Duration,
-    ) -> Result<Option<Vec<Address>>, Stop> {
+        max_age: Duration,
+    ) -> Result<Option<(Vec<Address>, Duration)>, Stop> {
         let mut poll = 0;
         while let Some(redis) = self.live() {
-            match work.bounded(redis.shared_listing(lead_ttl)).await? {
-                Ok(SharedListing::Recent(mut listing)) => {
+            match work
+                .bounded(redis.shared_listing_within(lead_ttl, max_age))
+                .await?
+            {
+                Ok((SharedListing::Recent(mut listing), age)) => {
                     // Whatever Redis holds, only the pool's own addresses are candidates.
                     listing.retain(|a| a.pool.as_deref() == Some(pool));
-                    return Ok(Some(listing));
+                    return Ok(Some((listing, age)));
                 }
-                Ok(SharedListing::Lead) => break,
-                Ok(SharedListing::Pending) => {
+                Ok((SharedListing::Lead, _)) => break,
+                Ok((SharedListing::Pending, _)) => {
                     work.sleep(plan::listing_poll(poll)).await?;
                     poll += 1;
                 }
@@ -513,9 +488,8 @@ impl Coordination {
             .iter()
             .map(|(a, _)| a.allocation_id.clone())
             .collect();
-        self.describe_slot(work).await?;
-        let seen = work
-            .retry("check masked", || ec2.describe_addresses(&allocs))
+        let (seen, _) = self
+            .described(work, "check masked", || ec2.describe_addresses(&allocs))
             .await?;
         let (mut cleared, mut waiting) = (Vec::new(), Vec::new());
         for (cand, age) in masked {

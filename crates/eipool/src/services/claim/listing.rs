@@ -4,23 +4,35 @@ use tokio::time::Instant;
 
 use super::{Means, Stop};
 use crate::pure::address::Address;
+use crate::pure::plan;
 
 /// The pool's addresses, whether they are the herd's listing rather than our own, and when the
-/// listing was asked for (for our own: when its DescribeAddresses went out, after our slot of
-/// the herd's describe rate; for the herd's: now, its age unknown).
+/// listing was made (for our own: when its DescribeAddresses went out; for the herd's: as
+/// Redis tells its age).
 ///
 /// With `allow_shared` and Redis, a listing another claimer made less than
-/// [`crate::pure::plan::SHARED_LISTING_TTL`] ago is used as is; if none is recent, one claimer
-/// lists the pool while the others wait for its answer, so a herd lists the pool about once
-/// instead of once per claimer. Our own listings are shared with the herd.
+/// [`plan::SHARED_LISTING_TTL`] ago (and after `newer_than`, when given: the listing a claimer
+/// found behind EC2) is used as is; if none is, one claimer lists the pool while the others
+/// wait for its answer, so a herd lists the pool about once instead of once per claimer. Our
+/// own listings are shared with the herd.
 pub(super) async fn list_pool(
     m: &mut Means,
     allow_shared: bool,
+    newer_than: Option<Instant>,
 ) -> Result<(Vec<Address>, bool, Instant), Stop> {
     if allow_shared {
         let lead_ttl = m.ec2.call_timeout() * 2;
-        if let Some(listing) = m.coord.shared_listing(&m.work, &m.pool, lead_ttl).await? {
-            return Ok((listing, true, Instant::now()));
+        let max_age = match newer_than {
+            Some(t) => t.elapsed().saturating_sub(plan::NEWER_LISTING),
+            None => plan::SHARED_LISTING_TTL,
+        };
+        if let Some((listing, age)) = m
+            .coord
+            .shared_listing(&m.work, &m.pool, lead_ttl, max_age)
+            .await?
+        {
+            let made = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+            return Ok((listing, true, made));
         }
     }
     let listed = list_own(m).await;
@@ -31,15 +43,11 @@ pub(super) async fn list_pool(
     Ok((listing, false, sent))
 }
 
-/// DescribeAddresses of the whole pool, in our slot of the herd's describe rate; and when it
-/// was sent (the wait for the slot is not the listing's age).
+/// DescribeAddresses of the whole pool, in the herd's describe pace; and when the call that
+/// answered was sent (neither the wait for a turn nor a throttled try is the listing's age).
 pub(super) async fn list_own(m: &mut Means) -> Result<(Vec<Address>, Instant), Stop> {
-    m.coord.describe_slot(&m.work).await?;
-    let sent = Instant::now();
-    let (ec2, pool) = (&m.ec2, &m.pool);
-    let listing = m
-        .work
-        .retry("list pool", || ec2.describe_pool(pool))
-        .await?;
-    Ok((listing, sent))
+    let (ec2, pool) = (m.ec2.clone(), m.pool.clone());
+    m.coord
+        .described(&m.work, "list pool", || ec2.describe_pool(&pool))
+        .await
 }

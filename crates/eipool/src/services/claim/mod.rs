@@ -77,6 +77,9 @@ struct Means {
     /// Whether this claim is one of a herd (it was handed the herd's shared listing): EC2's
     /// describe budget is then shared, and validation looks once, a little later.
     herd: bool,
+    /// A turn in the herd's AssociateAddress pace, waited for before choosing an address and
+    /// not yet used (the candidate turned out busy): the next association uses it.
+    slot: Option<coordination::Slot>,
     /// The budget for claiming: ends before the overall deadline, leaving the rest for cleanup.
     work: Budget,
     /// The budget for giving back what a failing claim took: the overall deadline, deaf to

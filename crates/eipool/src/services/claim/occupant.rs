@@ -37,11 +37,11 @@ pub(super) async fn occupant(
             }
             // IMDSv2 does not say whether it is an Elastic IP: ask EC2.
             None if seen.from_imds => {
-                m.coord.describe_slot(&m.work).await?;
                 let (ec2, ip) = (m.ec2.clone(), seen.public_ip);
-                m.work
-                    .retry("look up occupant", || ec2.describe_public_ip(ip))
+                m.coord
+                    .described(&m.work, "look up occupant", || ec2.describe_public_ip(ip))
                     .await?
+                    .0
             }
             // EC2's interface view shows no allocation: an ephemeral public IP.
             None => None,
@@ -87,11 +87,13 @@ async fn public_mappings(
             look.public
         }
         None => {
-            m.coord.describe_slot(&m.work).await?;
             let ec2 = m.ec2.clone();
-            m.work
-                .retry("describe interface", || ec2.describe_interface(&me.eni))
+            m.coord
+                .described(&m.work, "describe interface", || {
+                    ec2.describe_interface(&me.eni)
+                })
                 .await?
+                .0
                 .public
         }
     };

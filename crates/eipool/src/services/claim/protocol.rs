@@ -2,6 +2,8 @@
 //! private IP already holds, try the free addresses in random order, back off and try again while
 //! some may still come free, and report exhaustion only when EC2 agrees none can.
 
+use std::time::Duration;
+
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use tokio::time::Instant;
@@ -9,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::attempt::{self, Attempt};
-use super::coordination::{Coordination, Recalled};
+use super::coordination::{Coordination, PaceClass, Recalled};
 use super::{listing, occupant, validate, ClaimConfig, Means, Prior, Stop};
 use crate::pure::address::{Address, Occupant, POOL_TAG};
 use crate::pure::error::Error;
@@ -42,6 +44,14 @@ enum Outcome {
     Exhausted,
     /// Our association was replaced, or we must see what our private IP holds: list again.
     Relist,
+    /// A candidate the listing and Redis showed free was taken by a caller outside the herd:
+    /// the listing is behind EC2. One newer listing (for the whole herd, from the describe
+    /// bucket) beats trying the rest blind (an AssociateAddress each, from the mutating bucket
+    /// every caller in the account shares).
+    Behind,
+    /// Our turn to associate came, and the listing is too old to choose from: choose from one
+    /// made at most this long ago (`plan::choose_within`), keeping the turn.
+    Stale(Duration),
 }
 
 impl Claimer {
@@ -59,6 +69,7 @@ impl Claimer {
                 coord: Coordination::new(ctx.redis.clone(), cfg.require_lock, cfg.lease),
                 pool: cfg.pool.clone(),
                 herd: false,
+                slot: None,
                 // Claiming ends before the overall deadline, leaving the rest for cleanup.
                 work: Budget::new(deadline - plan::cleanup_reserve(cfg.timeout), cancel)
                     .of_timeout(cfg.timeout),
@@ -146,9 +157,10 @@ impl Claimer {
             Recalled::Nothing | Recalled::Unknown => None,
         };
         let mut allow_shared = true;
+        let mut newer_than = None;
         loop {
             let (listing, shared, listed_at) =
-                listing::list_pool(&mut self.m, allow_shared).await?;
+                listing::list_pool(&mut self.m, allow_shared, newer_than.take()).await?;
             self.m.herd |= shared;
             self.pool_size = listing.len();
             let mine: Vec<&Address> = listing.iter().filter(|a| a.held_by_me(me)).collect();
@@ -233,11 +245,19 @@ impl Claimer {
                 "listed the pool"
             );
             match self
-                .passes(order, me, suspect.as_ref(), shared, last_tally)
+                .passes(order, me, suspect.as_ref(), (shared, listed_at), last_tally)
                 .await?
             {
                 Ok(claimed) => return Ok(claimed),
                 Err(Outcome::Relist) => allow_shared = false,
+                Err(Outcome::Behind) => {
+                    allow_shared = true;
+                    newer_than = Some(listed_at);
+                }
+                Err(Outcome::Stale(within)) => {
+                    allow_shared = true;
+                    newer_than = Instant::now().checked_sub(within);
+                }
                 Err(Outcome::Exhausted)
                     if !plan::exhaustion_stands(shared, listed_at.elapsed()) =>
                 {
@@ -249,6 +269,32 @@ impl Claimer {
         }
     }
 
+    /// In a herd, wait for our turn in the AssociateAddress pace before choosing an address
+    /// (the turn is kept until an association uses it): the wait may be seconds, and what is
+    /// chosen before it may be taken meanwhile. `Ok(Some(within))`: our listing is too old to
+    /// choose from now; choose from one made at most `within` ago ([`plan::choose_within`]).
+    async fn choose_late(&mut self, listed_at: Instant) -> Result<Option<Duration>, Stop> {
+        if self.m.slot.is_some() || !self.m.coord.knows_what_others_took() {
+            return Ok(None);
+        }
+        let m = &mut self.m;
+        m.slot = m.coord.pace(&m.work, PaceClass::Mutating, None).await?;
+        let age = listed_at.elapsed();
+        // The word on outsiders matters only to a listing between the two bounds.
+        let outsiders = age > plan::choose_within(true)
+            && age <= plan::choose_within(false)
+            && m.coord.outsiders(&m.work).await?;
+        let within = plan::choose_within(outsiders);
+        if age <= within {
+            return Ok(None);
+        }
+        debug!(
+            listing_age_ms = age.as_millis() as u64,
+            outsiders, "our turn came; choosing from a newer listing"
+        );
+        Ok(Some(within))
+    }
+
     /// Try the candidates, pass after pass, until one is won, every one is known taken
     /// (`Exhausted`, as far as this listing and EC2 know), or what our private IP holds changed
     /// (`Relist`).
@@ -257,7 +303,7 @@ impl Claimer {
         mut order: Vec<Address>,
         me: &Identity,
         suspect: Option<&AllocationId>,
-        shared: bool,
+        (shared, listed_at): (bool, Instant),
         last_tally: &mut Option<PassTally>,
     ) -> Result<Result<Claimed, Outcome>, Stop> {
         let mut pass = 0u32;
@@ -269,6 +315,11 @@ impl Claimer {
             let mut rest = order.into_iter();
             while let Some(cand) = rest.next() {
                 let suspect_ours = suspect == Some(&cand.allocation_id);
+                if !suspect_ours {
+                    if let Some(within) = self.choose_late(listed_at).await? {
+                        return Ok(Err(Outcome::Stale(within)));
+                    }
+                }
                 match attempt::attempt(&mut self.m, &cand, me, suspect_ours).await? {
                     Attempt::Won(c) => return Ok(Ok(c)),
                     Attempt::Displaced => return Ok(Err(Outcome::Relist)),
@@ -279,6 +330,10 @@ impl Claimer {
                         masked.push((cand, age));
                     }
                     Attempt::Masked(_) => {}
+                    Attempt::Taken if self.m.coord.knows_what_others_took() => {
+                        debug!(allocation_id = %cand.allocation_id, "taken by a caller outside the herd: the listing is behind EC2; taking a newer one");
+                        return Ok(Err(Outcome::Behind));
+                    }
                     Attempt::Taken => {
                         // Without Redis, each "taken" cost a mutating call. After a few, a fresh
                         // listing (below) is cheaper than trying the rest of a stale one.

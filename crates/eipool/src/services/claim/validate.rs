@@ -46,12 +46,11 @@ pub(super) async fn validate(
     let mut poll = 0;
     loop {
         m.work.sleep(plan::validation_wait(poll, m.herd)).await?;
-        m.coord.describe_slot(&m.work).await?;
         poll += 1;
         let ec2 = m.ec2.clone();
-        let seen = m
-            .work
-            .retry("validate", || ec2.describe_address(alloc))
+        let (seen, _) = m
+            .coord
+            .described(&m.work, "validate", || ec2.describe_address(alloc))
             .await?;
         // Before EC2's consistency bound, a look may show the address as it was before we
         // associated it: free, or on its previous holder (who let go just before).
