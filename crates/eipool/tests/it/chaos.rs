@@ -831,8 +831,9 @@ async fn claims_out_of_time_before_associating_spend_no_describe_calls_on_cleanu
     let lab = Lab::new().await;
     let nodes = lab.ec2.nodes(3).await.unwrap();
     lab.ec2.allocate(Some(&lab.pool), 3).await.unwrap();
-    // The herd's AssociateAddress slots are taken for the next minute (TAT = now + the pace's
-    // burst tolerance, 44 × 200 ms, + 60 s): the claims wait there, a lease each, until the end.
+    // The herd's AssociateAddress turns are taken for the next minute (the next ticket's virtual
+    // time = now + the pace's burst tolerance, 44 × 200 ms, + 60 s): the claims wait there for
+    // their turn, an interface lease each, until the end.
     lab.reserve_pace("mutating", 8_800 + 60_000).await;
     let runs: Vec<(String, Vec<String>)> = nodes
         .iter()
@@ -841,21 +842,25 @@ async fn claims_out_of_time_before_associating_spend_no_describe_calls_on_cleanu
     let env = lab.env.clone();
     let claims = tokio::spawn(async move { herd(&env, runs).await });
     let conn = lab.redis_conn().await;
-    let pattern = lab.key("claim:*");
+    let keys = |pattern: String| {
+        let mut conn = conn.clone();
+        async move {
+            redis::cmd("KEYS")
+                .arg(&pattern)
+                .query_async::<Vec<String>>(&mut conn)
+                .await
+                .unwrap_or_default()
+        }
+    };
+    let (leases, iface_leases) = (lab.key("claim:*"), lab.key("iface-lease:*"));
     let n = nodes.len();
     eventually(
-        "every claim to hold a lease, waiting for its slot",
+        "every claim to wait for its turn to associate, holding its interface lease",
         Duration::from_secs(30),
-        || {
-            let (mut conn, pattern) = (conn.clone(), pattern.clone());
-            async move {
-                let keys: Vec<String> = redis::cmd("KEYS")
-                    .arg(&pattern)
-                    .query_async(&mut conn)
-                    .await
-                    .ok()?;
-                (keys.len() == n).then_some(())
-            }
+        || async {
+            (lab.pace_tickets("mutating").await == n as u64
+                && keys(iface_leases.clone()).await.len() == n)
+                .then_some(())
         },
     )
     .await;
@@ -872,12 +877,7 @@ async fn claims_out_of_time_before_associating_spend_no_describe_calls_on_cleanu
         "describe calls after the claims stopped waiting:\n{}",
         after.table()
     );
-    let mut conn = conn.clone();
-    let left: Vec<String> = redis::cmd("KEYS")
-        .arg(&pattern)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let left = [keys(leases).await, keys(iface_leases).await].concat();
     assert!(left.is_empty(), "leases left: {left:?}");
     let state = lab.ec2.pool_state(&lab.pool).await.unwrap();
     assert!(
@@ -953,9 +953,6 @@ async fn an_association_displaced_during_validation_wakes_the_pools_line() {
         .await
         .unwrap();
     assert!(freed >= Some(1), "the line was not woken: {freed:?}\n{o}");
-}
-        "it adopts: {resumed}"
-    );
 }
 
 /// Another cluster (its own Redis) took every address of the pool a moment after this herd

@@ -6,6 +6,7 @@
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use super::coordination::PaceClass;
 use super::Means;
 use crate::pure::classify::standing;
 use crate::pure::identity::Identity;
@@ -30,7 +31,11 @@ pub(super) async fn undo_if_ours(m: &mut Means, alloc: &AllocationId, me: &Ident
         let latest = m.cleanup.left().saturating_sub(m.ec2.call_timeout());
         let _ = m
             .coord
-            .describe_slot(&Budget::cleanup(Instant::now() + latest))
+            .pace(
+                &Budget::cleanup(Instant::now() + latest),
+                PaceClass::Describe,
+                None,
+            )
             .await;
         // Passing failures (throttling, 5xx) are retried: giving up on the first would leave
         // an association we perhaps made on the interface.
