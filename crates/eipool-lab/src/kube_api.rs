@@ -80,6 +80,8 @@ struct Inner {
     revision: u64,
     /// token → (user name, verbs granted on nodes).
     tokens: HashMap<String, (String, Vec<String>)>,
+    /// The bearer token of every request, in order.
+    seen: Vec<String>,
     /// Node → how many more GETs are followed by someone else's change.
     interfere: HashMap<String, usize>,
     log: Vec<Entry>,
@@ -240,6 +242,16 @@ impl KubeApi {
         );
     }
 
+    /// Stop accepting the bearer `token` (an expired or revoked service account token).
+    pub fn revoke(&self, token: &str) {
+        self.inner().tokens.remove(token);
+    }
+
+    /// The bearer tokens requests were made with, in order (one entry per request).
+    pub fn tokens_seen(&self) -> Vec<String> {
+        self.inner().seen.clone()
+    }
+
     /// The next `times` GETs of Node `name` are each followed, before anything else, by someone
     /// else's change to it (a kubelet's label, a new resourceVersion): a patch built on the
     /// answer then meets a 409.
@@ -275,13 +287,28 @@ impl KubeApi {
     /// Write a kubeconfig in `dir` that reaches this emulator as the user of `token`, and return
     /// its path (for `eipool node --kubeconfig`).
     pub fn kubeconfig(&self, dir: &Path, token: &str) -> PathBuf {
-        let path = dir.join(format!("kubeconfig-{token}"));
+        self.write_kubeconfig(
+            dir.join(format!("kubeconfig-{token}")),
+            json!({"token": token}),
+        )
+    }
+
+    /// A kubeconfig whose user reads its token from `token_file` (as a pod's projected service
+    /// account token, which the kubelet rotates), and its path.
+    pub fn kubeconfig_with_token_file(&self, dir: &Path, token_file: &Path) -> PathBuf {
+        self.write_kubeconfig(
+            dir.join("kubeconfig-token-file"),
+            json!({"tokenFile": token_file}),
+        )
+    }
+
+    fn write_kubeconfig(&self, path: PathBuf, user: Value) -> PathBuf {
         // JSON is YAML: kube-rs reads it as a kubeconfig.
         let config = json!({
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [{"name": "lab", "cluster": {"server": self.endpoint}}],
-            "users": [{"name": "eipool", "user": {"token": token}}],
+            "users": [{"name": "eipool", "user": user}],
             "contexts": [{"name": "lab", "context": {"cluster": "lab", "user": "eipool"}}],
             "current-context": "lab",
         });
@@ -295,11 +322,12 @@ impl KubeApi {
 /// (an unknown token is 401); authorization:
 /// <https://kubernetes.io/docs/reference/access-authn-authz/rbac/> (a verb not granted on the
 /// resource is 403, the message naming the user, verb and resource as the API server does).
-fn authorize(inner: &Inner, h: &HeaderMap, verb: &str, name: &str) -> Result<(), Refused> {
+fn authorize(inner: &mut Inner, h: &HeaderMap, verb: &str, name: &str) -> Result<(), Refused> {
     let token = h
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
+    inner.seen.push(token.unwrap_or_default().to_string());
     let Some((user, verbs)) = token.and_then(|t| inner.tokens.get(t)) else {
         return Err(refused(
             StatusCode::UNAUTHORIZED,
@@ -326,7 +354,7 @@ async fn get_node(
     h: HeaderMap,
 ) -> Response {
     let mut inner = s.inner.lock().unwrap();
-    if let Err(r) = authorize(&inner, &h, "get", &name) {
+    if let Err(r) = authorize(&mut inner, &h, "get", &name) {
         log(&mut inner, "get", &name, r.code, false, None, None);
         return r.answer(&name);
     }

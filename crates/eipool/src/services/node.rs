@@ -132,7 +132,6 @@ impl NodePublisher {
             Err(Stopped::Failed(
                 e @ (KubeError::Forbidden { .. }
                 | KubeError::Rejected { .. }
-                | KubeError::Unauthorized { .. }
                 | KubeError::Config(_)),
             )) => Err(e.into()),
             Err(Stopped::Failed(e)) => {

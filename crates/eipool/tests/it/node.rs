@@ -628,3 +628,60 @@ impl Drop for Dump<'_> {
         }
     }
 }
+
+/// The service account token rotates under a running pod (the kubelet rewrites the projected
+/// token's file; the old token stops working later): kube-rs re-reads the file (at least once a
+/// minute), so the pod's next patch, after the old token is revoked, goes out with the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_service_account_token_is_read_again_from_its_file() {
+    let lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(2).await.unwrap();
+    lab.ec2.allocate(Some(&lab.pool), 2).await.unwrap();
+    let api = cluster(&lab, &nodes[..1]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, TOKEN).unwrap();
+    let kubeconfig = api.kubeconfig_with_token_file(dir.path(), &token_file);
+    let pod = NodePod::start(&lab, &nodes[0], &kubeconfig, dir.path(), &[]).await;
+    let name = pod.name.clone();
+    eventually("the Node untainted", Duration::from_secs(60), || async {
+        untainted(&api, &name).then_some(())
+    })
+    .await;
+    // The kubelet rotates the token: a new one in the file, both valid for a while.
+    api.grant(
+        "rotated-token",
+        "system:serviceaccount:kube-system:eipool-node",
+        &["get", "patch"],
+    );
+    std::fs::write(&token_file, "rotated-token").unwrap();
+    // kube-rs's reload period (a minute) is what is under test: wait it out, then the old
+    // token stops working.
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    api.revoke(TOKEN);
+    // Drift makes the pod patch its Node again.
+    let first = pod.public_ip().unwrap();
+    let state = lab.ec2.pool_state(&lab.pool).await.unwrap();
+    let held = state.values().find(|e| e.public_ip == first).unwrap();
+    lab.ec2
+        .associate_external(&held.allocation_id, &nodes[1].eni)
+        .await
+        .unwrap();
+    eventually(
+        "the label to name the new address",
+        Duration::from_secs(30),
+        || async {
+            let ip = api.label(&name, LABEL)?;
+            (ip != first && pod.public_ip().as_deref() == Some(ip.as_str())).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        api.tokens_seen().last().map(String::as_str),
+        Some("rotated-token")
+    );
+    assert!(
+        !api.log().iter().any(|e| e.status == 401),
+        "no request went out with the revoked token"
+    );
+}
