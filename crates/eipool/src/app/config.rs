@@ -326,6 +326,53 @@ mod tests {
     }
 
     #[test]
+    fn node_modes_flags_are_checked_and_named() {
+        let node = |args: &[&str]| {
+            let cli = Cli::try_parse_from(
+                ["eipool", "--pool", "media", "node"]
+                    .iter()
+                    .chain(args.iter()),
+            )
+            .unwrap();
+            let Command::Node(n) = &cli.command else {
+                panic!("not node")
+            };
+            node_config(&cli.global, n)
+        };
+        let c = node(&["--node-name", "ip-10-0-1-4.ec2.internal"]).unwrap();
+        assert_eq!(
+            c.agent.claim.output.as_deref(),
+            Some(std::path::Path::new("/run/eipool/media.env"))
+        );
+        assert_eq!(c.marks.label, "eipool.io/public-ip");
+        assert_eq!(c.marks.taint.key, "eipool.io/unassigned");
+        assert_eq!(c.marks.taint.effect, "NoSchedule");
+        assert!(!c.agent.release_on_exit, "the address stays with the node");
+        // (args, what the message must say)
+        let cases: &[(&[&str], &str)] = &[
+            (&[], "--node-name is required (or set EIPOOL_NODE_NAME)"),
+            (&["--node-name", "Node_1"], "--node-name \"Node_1\""),
+            (
+                &["--node-name", "n1", "--node-label", "eipool.io/"],
+                "--node-label",
+            ),
+            (
+                &["--node-name", "n1", "--node-taint", "eipool.io/unassigned"],
+                "--node-taint \"eipool.io/unassigned\" has no effect",
+            ),
+            (
+                &["--node-name", "n1", "--node-taint", "x:NoWay"],
+                "use NoSchedule, PreferNoSchedule or NoExecute",
+            ),
+        ];
+        for (args, says) in cases {
+            let e = node(args).unwrap_err();
+            assert!(matches!(e, Error::Usage(_)), "{args:?}: {e:?}");
+            assert!(e.to_string().contains(says), "{args:?}: {e}");
+        }
+    }
+
+    #[test]
     fn the_exporters_read_fits_in_its_interval() {
         let s = Duration::from_secs;
         assert_eq!(exporter_read_timeout(s(30), None).unwrap(), s(20));
