@@ -1,7 +1,9 @@
 # eipool's AWS side: the pool (tagged Elastic IPs), the node role the media pods use (IRSA or EKS
-# Pod Identity) and the operator role. The roles' permissions are deploy/iam/node.json and
-# deploy/iam/operator.json, read from those files (one source; scripts/check_terraform.py proves
-# it), with the pool's name put in place of `media-prod`.
+# Pod Identity) and the operator role. The roles' permissions are policies/node.json and
+# policies/operator.json in this folder, byte-for-byte copies of deploy/iam/*.json (one source:
+# scripts/check_terraform.py fails on any difference), with the pool's name put in place of
+# `media-prod`. The module reads nothing outside its folder, so it works wherever it is packed
+# alone (tfmod, a registry, a copy).
 
 locals {
   prefix = coalesce(var.name_prefix, "eipool-${var.pool_name}")
@@ -9,8 +11,8 @@ locals {
 
   # The only change made to the policies: the example pool name becomes this pool's (it appears
   # in them only as the value of the eipool:pool tag conditions).
-  node_policy     = replace(file("${path.module}/../iam/node.json"), "\"media-prod\"", jsonencode(var.pool_name))
-  operator_policy = replace(file("${path.module}/../iam/operator.json"), "\"media-prod\"", jsonencode(var.pool_name))
+  node_policy     = replace(file("${path.module}/policies/node.json"), "\"media-prod\"", jsonencode(var.pool_name))
+  operator_policy = replace(file("${path.module}/policies/operator.json"), "\"media-prod\"", jsonencode(var.pool_name))
 
   oidc_host = var.oidc_provider_arn == null ? "" : element(split("oidc-provider/", var.oidc_provider_arn), 1)
   node_trust = {
@@ -28,15 +30,32 @@ locals {
         }
       }]
     }
+    # EKS Pod Identity assumes the role for any association in the account that names it, and
+    # tags the session with the pod's cluster, namespace and ServiceAccount (its documented request
+    # tags): the trust takes only this cluster's media pods. The association keeps its session tags
+    # (the default; disable_session_tags would make every assumption fail here).
     pod_identity = {
       Version = "2012-10-17"
       Statement = [{
         Effect    = "Allow"
         Principal = { Service = "pods.eks.amazonaws.com" }
         Action    = ["sts:AssumeRole", "sts:TagSession"]
+        Condition = {
+          StringEquals = {
+            "aws:RequestTag/eks-cluster-arn"            = one(data.aws_eks_cluster.pod_identity[*].arn)
+            "aws:RequestTag/kubernetes-namespace"       = var.namespace
+            "aws:RequestTag/kubernetes-service-account" = var.service_account
+          }
+        }
       }]
     }
   }
+}
+
+# The cluster's ARN for the Pod Identity trust.
+data "aws_eks_cluster" "pod_identity" {
+  count = var.node_trust == "pod_identity" ? 1 : 0
+  name  = var.cluster_name
 }
 
 # --- The pool -----------------------------------------------------------------------------------

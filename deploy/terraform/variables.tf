@@ -82,7 +82,7 @@ variable "namespace" {
 }
 
 variable "service_account" {
-  description = "Their ServiceAccount (the chart's default is the release's full name, e.g. eipool)."
+  description = "Their ServiceAccount: the IRSA trust and the Pod Identity association name it. The default, eipool, is the chart's and the kustomize base's (scripts/check_defaults.py keeps the three equal)."
   type        = string
   default     = "eipool"
 }

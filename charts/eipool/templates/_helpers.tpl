@@ -35,30 +35,47 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 eipool/metrics: {{ include "eipool.fullname" . | quote }}
 {{- end -}}
 
-{{/* The environment of every eipool container: the shared settings, the Redis URL and TLS files. */}}
-{{- define "eipool.env" -}}
+{{/* The environment of every eipool container: the shared settings, the Redis URL and TLS files,
+and `extra` (more env entries as YAML, e.g. the agent's pod IP). Takes (dict "ctx" . "extra" "…"). */}}
+{{- define "eipool.envWith" -}}
+{{- $v := .ctx.Values -}}
+{{- $list := include "eipool.envList" .ctx | trim -}}
 envFrom:
   - configMapRef:
-      name: {{ include "eipool.fullname" . }}
-{{- if or .Values.redis.existingSecret .Values.redis.caSecret .Values.redis.clientCertSecret }}
+      name: {{ include "eipool.fullname" .ctx }}
+{{- if or $list .extra }}
 env:
-  {{- with .Values.redis.existingSecret }}
-  - name: EIPOOL_REDIS_URL
-    valueFrom:
-      secretKeyRef:
-        name: {{ . }}
-        key: {{ $.Values.redis.urlKey }}
+  {{- with $list }}
+  {{- . | nindent 2 }}
   {{- end }}
-  {{- if .Values.redis.caSecret }}
-  - name: EIPOOL_REDIS_CA_FILE
-    value: /etc/eipool/redis-ca/{{ .Values.redis.caKey }}
+  {{- with .extra }}
+  {{- . | nindent 2 }}
   {{- end }}
-  {{- if .Values.redis.clientCertSecret }}
-  - name: EIPOOL_REDIS_CLIENT_CERT
-    value: /etc/eipool/redis-client/tls.crt
-  - name: EIPOOL_REDIS_CLIENT_KEY
-    value: /etc/eipool/redis-client/tls.key
-  {{- end }}
+{{- end }}
+{{- end -}}
+
+{{- define "eipool.env" -}}
+{{- include "eipool.envWith" (dict "ctx" . "extra" "") -}}
+{{- end -}}
+
+{{/* The env entries for Redis: its URL from the Secret, the TLS files (none without them). */}}
+{{- define "eipool.envList" -}}
+{{- with .Values.redis.existingSecret }}
+- name: EIPOOL_REDIS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $.Values.redis.urlKey }}
+{{- end }}
+{{- if .Values.redis.caSecret }}
+- name: EIPOOL_REDIS_CA_FILE
+  value: /etc/eipool/redis-ca/{{ .Values.redis.caKey }}
+{{- end }}
+{{- if .Values.redis.clientCertSecret }}
+- name: EIPOOL_REDIS_CLIENT_CERT
+  value: /etc/eipool/redis-client/tls.crt
+- name: EIPOOL_REDIS_CLIENT_KEY
+  value: /etc/eipool/redis-client/tls.key
 {{- end }}
 {{- end -}}
 

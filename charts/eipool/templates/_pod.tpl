@@ -7,6 +7,8 @@ chart (alias-free: its values live under `eipool:`), then in your Deployment or 
     metadata:
       labels:
         {{- include "eipool.podLabels" $eipool | nindent 8 }}
+      annotations:
+        {{- include "eipool.podAnnotations" $eipool | nindent 8 }}
     spec:
       {{- include "eipool.podSpec" $eipool | nindent 6 }}
       {{- include "eipool.terminationGracePeriod" $eipool | nindent 6 }}
@@ -19,7 +21,7 @@ chart (alias-free: its values live under `eipool:`), then in your Deployment or 
       volumes:
         {{- include "eipool.volumes" $eipool | nindent 8 }}
       containers:
-        - name: media
+        - name: my-media-server
           command: ["/bin/sh", "-c"]
           args:
             - {{ printf "%s exec my-media-server --public-ip \"$EIPOOL_PUBLIC_IP\"" (include "eipool.mediaStart" $eipool) | quote }}
@@ -27,6 +29,13 @@ chart (alias-free: its values live under `eipool:`), then in your Deployment or 
             {{- include "eipool.mediaLivenessProbe" $eipool | nindent 12 }}
           volumeMounts:
             {{- include "eipool.mediaVolumeMounts" $eipool | nindent 12 }}
+          {{- include "eipool.mediaSecurityContext" $eipool | nindent 10 }}
+
+Name every container of the pod but the agent in the value mediaContainers (here
+["my-media-server"]; there is no default, and eipool.podAnnotations fails the render without it):
+eipool.podAnnotations tells the pod identity webhook to give none of them the node role
+(eks.amazonaws.com/skip-containers). Give every one of them eipool.mediaSecurityContext (no
+capability: with hostNetwork, NET_RAW would read the agent's credentials off the node's network).
 
 The example workload (mediaExample.enabled) is built from exactly these templates.
 
@@ -35,7 +44,8 @@ node maps its address to the node's private IP, so two of them share one Elastic
 first to stop releases it from under the other. The grace period (eipool.terminationGracePeriod)
 lets the agent give the address back after the media server drains; the zone spread
 (eipool.mediaZoneSpread) keeps a zone's loss from taking most media servers with it.
-scripts/check-deploy fails a render of your chart without any of them.
+scripts/check_wiring.py fails a render of your chart without any of them (docs/helm.md: run it
+on `helm template` of your chart).
 */}}
 
 {{/* The label that marks a pod running the agent: one such pod per node (mediaAntiAffinity). */}}
@@ -43,10 +53,31 @@ scripts/check-deploy fails a render of your chart without any of them.
 eipool/agent: "true"
 {{- end -}}
 
-{{/* Labels for the pod template: the PodMonitor scrapes the agent by them. */}}
+{{/* Labels for the pod template: the PodMonitor (or a plain Prometheus's scrape config) scrapes
+the agent by them. */}}
 {{- define "eipool.podLabels" -}}
 {{ include "eipool.scrapeLabel" . }}
 {{ include "eipool.agentLabel" . }}
+{{- end -}}
+
+{{/* Annotations for the pod template. Only the agent gets the node role: the pod identity webhook
+(IRSA and EKS Pod Identity alike) injects the role's credentials (AWS_ROLE_ARN and the token
+file, or the container-credentials URI and token) into every container not named in
+eks.amazonaws.com/skip-containers, a comma-separated list of container and initContainer names.
+A compromised media server would otherwise hold a role that can disassociate any pool address.
+mediaContainers must name every container of the pod but eipool-agent: it has no default (a
+default name would silently leave your own containers the role), so the render fails without it. */}}
+{{- define "eipool.podAnnotations" -}}
+{{- if not .Values.mediaContainers }}
+{{- fail "eipool: mediaContainers is empty: name every container and initContainer of your media pod but eipool-agent (e.g. eipool.mediaContainers: [janus]), so that only the agent gets the node role (eks.amazonaws.com/skip-containers)" }}
+{{- end }}
+{{- include "eipool.skipContainers" .Values.mediaContainers }}
+{{- end -}}
+
+{{/* The annotation for a list of container names (eipool.podAnnotations gives mediaContainers;
+mediaExample its own container). */}}
+{{- define "eipool.skipContainers" -}}
+eks.amazonaws.com/skip-containers: {{ join "," . | quote }}
 {{- end -}}
 
 {{/* The pod's termination grace period: the media server's drain plus the agent's release
@@ -55,15 +86,17 @@ eipool/agent: "true"
 terminationGracePeriodSeconds: {{ int .Values.agent.terminationGracePeriodSeconds }}
 {{- end -}}
 
-{{/* Under `affinity:`: at most one pod running the agent per node, of any release or pool (two
-would share the node's address; the first to stop releases it under the other). Add your own
-nodeAffinity beside it. */}}
+{{/* Under `affinity:`: at most one pod running the agent per node, of any release, pool or
+namespace (two would share the node's address; the first to stop releases it under the other).
+The empty namespaceSelector makes the term cover every namespace (without it, only the pod's
+own). Add your own nodeAffinity beside it. */}}
 {{- define "eipool.mediaAntiAffinity" -}}
 podAntiAffinity:
   requiredDuringSchedulingIgnoredDuringExecution:
     - labelSelector:
         matchLabels:
           {{- include "eipool.agentLabel" . | nindent 10 }}
+      namespaceSelector: {}
       topologyKey: kubernetes.io/hostname
 {{- end -}}
 
@@ -77,9 +110,12 @@ podAntiAffinity:
       {{- include "eipool.agentLabel" . | nindent 6 }}
 {{- end -}}
 
-{{/* Pod-level fields: the IRSA ServiceAccount, the node's network (the Elastic IP is the node's). */}}
+{{/* Pod-level fields: the IRSA ServiceAccount, no Kubernetes API token (nothing in the pod calls
+the API; the pod identity webhook mounts its own token for the agent), the node's network (the
+Elastic IP is the node's). */}}
 {{- define "eipool.podSpec" -}}
 serviceAccountName: {{ include "eipool.serviceAccountName" . }}
+automountServiceAccountToken: false
 hostNetwork: true
 dnsPolicy: ClusterFirstWithHostNet
 {{- end -}}
@@ -93,7 +129,8 @@ holds an address (startupProbe), verifies the address, and gives it back when th
   image: {{ include "eipool.image" . }}
   imagePullPolicy: {{ .Values.image.pullPolicy }}
   restartPolicy: Always
-  # --listen defaults to the node's private IP: keep this port closed to the internet.
+  # --listen defaults to the node's private IP (with agent.ipFamily IPv6: the pod's IPv6 address,
+  # where the kubelet probes): keep this port closed to the internet.
   args:
     - agent
     - --output
@@ -106,16 +143,26 @@ holds an address (startupProbe), verifies the address, and gives it back when th
     - {{ .Values.agent.ec2CheckEvery }}
     - --on-drift
     - {{ .Values.agent.onDrift }}
-    {{- if ne $port 9877 }}
+    {{- if eq .Values.agent.ipFamily "IPv6" }}
     - --listen
-    - {{ printf ":%d" $port | quote }}
+    - {{ printf "[$(EIPOOL_POD_IP)]:%d" $port | quote }}
+    {{- else if ne $port 9877 }}
+    - --listen
+    - {{ printf "$(EIPOOL_POD_IP):%d" $port | quote }}
     {{- end }}
     {{- if .Values.agent.releaseOnExit }}
     - --release-on-exit
     - --release-timeout
     - {{ .Values.agent.releaseTimeout }}
     {{- end }}
-  {{- include "eipool.env" . | nindent 2 }}
+  {{- $podIP := "" }}
+  {{- if or (eq .Values.agent.ipFamily "IPv6") (ne $port 9877) }}
+  {{- /* The address the kubelet probes and Prometheus scrapes, the pod's IP: on IPv4 the node's
+  private IPv4 (the agent's default, which --listen cannot keep with another port: ":PORT" would
+  be every interface of the node), on an IPv6 cluster the node's IPv6 address. */}}
+  {{- $podIP = "- name: EIPOOL_POD_IP\n  valueFrom:\n    fieldRef:\n      fieldPath: status.podIP" }}
+  {{- end }}
+  {{- include "eipool.envWith" (dict "ctx" . "extra" $podIP) | nindent 2 }}
   ports:
     - name: metrics
       containerPort: {{ $port }}
@@ -156,8 +203,12 @@ holds an address (startupProbe), verifies the address, and gives it back when th
 {{- include "eipool.redisTlsVolumes" . }}
 {{- end -}}
 
-{{/* The media container's mounts: the env file (read-only) and where it writes down its address. */}}
+{{/* The media container's mounts: the env file (read-only) and where it writes down its address.
+Two folders: the API refuses two volumes mounted at one path. */}}
 {{- define "eipool.mediaVolumeMounts" -}}
+{{- if eq (dir .Values.agent.envFile) (dir .Values.agent.announcedFile) }}
+{{- fail (printf "eipool: agent.announcedFile %s is in the folder of agent.envFile %s: put it in another folder (default /run/media/announced-ip); the two are separate volumes" .Values.agent.announcedFile .Values.agent.envFile) }}
+{{- end }}
 - name: eipool
   mountPath: {{ dir .Values.agent.envFile }}
   readOnly: true
@@ -171,8 +222,32 @@ and write down the address it will announce. Ends with "&&". */}}
 {{- printf ". %s && echo \"$EIPOOL_PUBLIC_IP\" > %s &&" .Values.agent.envFile .Values.agent.announcedFile -}}
 {{- end -}}
 
-{{/* The media container's livenessProbe: fails (once) when the env file names another address than
-the one it started on, so the kubelet restarts it on the new one. */}}
+{{/* The media container's securityContext (every container of the media pod but the agent): no
+capability at all, no privilege escalation, not root. With hostNetwork a container shares the
+node's network stack: NET_RAW (in Kubernetes' default set) would let it read the node's traffic,
+among it the agent's credentials, which EKS Pod Identity's agent hands out over plain HTTP on
+169.254.170.23; NET_ADMIN would let it redirect that traffic. runAsNonRoot needs an image whose
+USER is numeric and not 0, or mediaSecurityContext.runAsUser. */}}
+{{- define "eipool.mediaSecurityContext" -}}
+securityContext:
+  {{- if .Values.mediaSecurityContext.runAsNonRoot }}
+  runAsNonRoot: true
+  {{- end }}
+  {{- with .Values.mediaSecurityContext.runAsUser }}
+  runAsUser: {{ int . }}
+  {{- end }}
+  allowPrivilegeEscalation: false
+  capabilities:
+    drop: ["ALL"]
+{{- end -}}
+
+{{/* The media container's livenessProbe: fails when the env file names another address than the
+one it started on, so the kubelet restarts it on the new one. Sized so that one slow check never
+restarts a server with calls on it: the check forks a shell and cat in the media container, which
+on a loaded node (a media server at its CPU limit is throttled) can take over a second, the
+default timeout; a timeout counts as a failure. 5 s to answer, and two failures in a row: a real
+drift restarts the server 5-10 s after the env file changes (plus a check in flight, at most
+5 s), a single slow or failed check never does. */}}
 {{- define "eipool.mediaLivenessProbe" -}}
 exec:
   command:
@@ -180,5 +255,6 @@ exec:
     - -c
     - {{ printf ". %s && [ \"$EIPOOL_PUBLIC_IP\" = \"$(cat %s)\" ]" .Values.agent.envFile .Values.agent.announcedFile | quote }}
 periodSeconds: 5
-failureThreshold: 1
+timeoutSeconds: 5
+failureThreshold: 2
 {{- end -}}

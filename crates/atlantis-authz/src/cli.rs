@@ -101,7 +101,7 @@ pub struct OktaArgs {
     #[arg(long, env = "ATLANTIS_AUTHZ_OKTA_TIMEOUT", default_value = "5s", value_parser = at_most_an_hour, value_name = "DURATION", global = true)]
     pub okta_timeout: Duration,
 
-    /// Upper bound on the whole decision, Okta's rate limits waited out included (at most 1h)
+    /// Upper bound on the whole decision, reading the policy and Okta's rate limits waited out included (at most 1h)
     #[arg(long, env = "ATLANTIS_AUTHZ_TIMEOUT", default_value = "15s", value_parser = at_most_an_hour, value_name = "DURATION", global = true)]
     pub timeout: Duration,
 
@@ -191,7 +191,7 @@ pub enum Command {
         /// Project path (REPO_REL_PATH); omit for the command-level check
         #[arg(long)]
         path: Option<String>,
-        /// Project name (PROJECT_NAME)
+        /// Project name (PROJECT_NAME); with --path and without it, an unnamed project
         #[arg(long)]
         project: Option<String>,
         /// Atlantis command

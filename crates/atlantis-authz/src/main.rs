@@ -3,6 +3,7 @@
 
 use std::process::ExitCode;
 
+use atlantis_authz::run::{say, tell};
 use clap::Parser;
 
 /// Exit code of a panic: a bug, never a verdict (see the README's exit codes).
@@ -27,17 +28,17 @@ fn main() -> ExitCode {
                 let first = first.strip_prefix("error: ").unwrap_or(first);
                 let blamed = atlantis_authz::cli::blame_the_environment(&e, std::env::args());
                 if let Some(msg) = &blamed {
-                    eprintln!("{msg}");
+                    tell(format_args!("{msg}"));
                 }
                 let first = blamed.as_deref().unwrap_or(first);
                 let cut = first
                     .char_indices()
                     .nth(300)
                     .map_or(first.len(), |(i, _)| i);
-                println!(
+                say(format_args!(
                     "deny: bad arguments to atlantis-authz: {}",
                     atlantis_authz::request::one_line(&first[..cut])
-                );
+                ));
             }
             return ExitCode::from(code);
         }
@@ -48,7 +49,7 @@ fn main() -> ExitCode {
     {
         Ok(r) => r,
         Err(e) => {
-            println!("deny: cannot start: {e}");
+            say(format_args!("deny: cannot start: {e}"));
             return ExitCode::from(2);
         }
     };
@@ -69,12 +70,15 @@ fn deny_on_panic() {
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        eprintln!(
+        // Never println! here: a failed write would panic inside the hook and abort.
+        tell(format_args!(
             "atlantis-authz {}: internal error{at}: {} (a bug: please report it with this line)",
             env!("CARGO_PKG_VERSION"),
             atlantis_authz::request::one_line(&what)
-        );
-        println!("deny: atlantis-authz failed unexpectedly (a bug); nothing was allowed");
+        ));
+        say(format_args!(
+            "deny: atlantis-authz failed unexpectedly (a bug); nothing was allowed"
+        ));
         std::process::exit(PANIC_EXIT);
     }));
 }

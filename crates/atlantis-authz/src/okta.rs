@@ -357,9 +357,15 @@ impl Okta {
             if left.is_zero() {
                 return Err(OktaError::Timeout(self.call_timeout));
             }
+            // None only for a request that could not be built (a header value no header can
+            // hold): an error, never a panic, and the value is not shown (it may be a secret).
             let r = req
                 .try_clone()
-                .expect("requests without streaming bodies clone")
+                .ok_or_else(|| {
+                    OktaError::Unavailable(
+                        "the request could not be built (a credential holds a character no HTTP header can)".into(),
+                    )
+                })?
                 .timeout(left.min(self.call_timeout));
             let resp = match r.send().await {
                 Ok(resp) => resp,
@@ -436,7 +442,7 @@ impl Okta {
         {
             return Err(OktaError::BadLogin(login.to_string()));
         }
-        let users: Vec<User> = if let Some(okta_login) = identity.users.get(login) {
+        let users: Vec<User> = if let Some(okta_login) = identity.okta_login(login) {
             let url = self.at(&format!("/api/v1/users/{}", urlencode(okta_login)))?;
             match self.get(url).await {
                 Ok(r) => vec![json(r, "user").await?],

@@ -23,26 +23,33 @@
 //! `identity.group_types` (by default `OKTA_GROUP`: an `APP_GROUP` synced from another directory
 //! under the same name is a different group).
 
-use std::collections::BTreeMap;
-
 use globset::GlobMatcher;
+
+use crate::glob;
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
 
-/// The Atlantis commands a rule may name.
+/// The Atlantis commands a rule may name. `policy_check` is not typed by anyone: with policy
+/// checks on, a comment's `plan` adds one such entry per project, judged exactly as `plan`
+/// (see [`judged_as`]). `cancel` (Atlantis ≥ 0.39), like `unlock`, is asked about at the first,
+/// repository-wide check only.
 pub const COMMANDS: &[&str] = &[
     "plan",
+    "policy_check",
     "apply",
     "unlock",
     "approve_policies",
     "import",
     "state",
     "version",
+    "cancel",
 ];
 
 /// A glob pattern, compiled when the policy is read (a bad one is an error with its line).
-/// `*` stays within a directory; `dir/**` covers everything under `dir` and `dir` itself (a
-/// project at `live/1/us-east-1/prod` is as much prod as one below it).
+/// In `repos` and `paths`, `*` stays within a directory; `dir/**` covers everything under `dir`
+/// and `dir` itself (a project at `live/1/us-east-1/prod` is as much prod as one below it). In
+/// `projects`, `*` matches any name: Atlantis allows `/` in one, and the empty name is that of
+/// an unnamed project.
 #[derive(Debug, Clone)]
 pub struct Pattern {
     source: String,
@@ -56,31 +63,46 @@ impl Pattern {
     pub fn is_match(&self, s: &str) -> bool {
         self.matcher.is_match(s) || self.dir.as_ref().is_some_and(|d| d.is_match(s))
     }
+
+    /// Whether it matches every project name, judged by what it matches (the empty name, with
+    /// `/`, …), not by its spelling: `*`, `**`, `*{,}` all do.
+    fn matches_every_name(&self) -> bool {
+        SAMPLE_NAMES
+            .iter()
+            .chain(&["prod-vpc", "live/1/us-east-1/prod/vpc", "a.b_c-d"])
+            .all(|n| self.is_match(n))
+    }
 }
 
-fn compile(source: &str) -> Result<GlobMatcher, String> {
+/// What a glob is matched against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GlobKind {
+    /// `owner/repo`: `*` stays within the owner or the name, and case does not matter (GitHub's
+    /// repository names are case-insensitive).
+    Repo,
+    /// `REPO_REL_PATH`: `*` stays within a directory.
+    Path,
+    /// `PROJECT_NAME`: a name, where `*` matches anything (`/` included).
+    Name,
+}
+
+fn compile(source: &str, kind: GlobKind) -> Result<GlobMatcher, String> {
     globset::GlobBuilder::new(source)
-        .literal_separator(true)
+        .literal_separator(kind != GlobKind::Name)
+        .case_insensitive(kind == GlobKind::Repo)
         .build()
         .map(|g| g.compile_matcher())
         .map_err(|e| format!("invalid glob {source:?}: {}", e.kind()))
 }
 
-impl std::fmt::Display for Pattern {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.source)
-    }
-}
-
-impl<'de> Deserialize<'de> for Pattern {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let source = String::deserialize(d)?;
+impl Pattern {
+    fn new(source: String, kind: GlobKind) -> Result<Pattern, String> {
         if source.is_empty() {
-            return Err(de::Error::custom("empty glob pattern"));
+            return Err("empty glob pattern".into());
         }
-        let matcher = compile(&source).map_err(de::Error::custom)?;
+        let matcher = compile(&source, kind)?;
         let dir = match source.strip_suffix("/**") {
-            Some(d) if !d.is_empty() => Some(compile(d).map_err(de::Error::custom)?),
+            Some(d) if !d.is_empty() && kind != GlobKind::Name => Some(compile(d, kind)?),
             _ => None,
         };
         Ok(Pattern {
@@ -88,6 +110,124 @@ impl<'de> Deserialize<'de> for Pattern {
             matcher,
             dir,
         })
+    }
+}
+
+/// A key that is present has a value: YAML reads `key:` with every entry commented out as
+/// null, which must not pass for "any" (a rule's list) or for an empty list.
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D, key: &str) -> Result<T, D::Error> {
+    Option::<T>::deserialize(d)?.ok_or_else(|| {
+        de::Error::custom(format!(
+            "`{key}` has no value (are all its entries commented out?): write its entries, or leave `{key}` out"
+        ))
+    })
+}
+
+/// A rule's list, when present: at least one entry (absent means any; empty would be read as
+/// nothing, or as any at the first check).
+fn listed<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+    key: &str,
+) -> Result<Option<Vec<T>>, D::Error> {
+    let list: Vec<T> = present(d, key)?;
+    if list.is_empty() {
+        return Err(de::Error::custom(format!(
+            "`{key}` is empty: name at least one, or leave `{key}` out to mean any"
+        )));
+    }
+    Ok(Some(list))
+}
+
+/// One glob of a list, compiled as it is read (so that an error points at its line).
+struct Glob<const KIND: u8>(Pattern);
+
+const REPO: u8 = 0;
+const PATH: u8 = 1;
+const NAME: u8 = 2;
+
+impl<'de, const KIND: u8> Deserialize<'de> for Glob<KIND> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let kind = match KIND {
+            REPO => GlobKind::Repo,
+            PATH => GlobKind::Path,
+            _ => GlobKind::Name,
+        };
+        Pattern::new(String::deserialize(d)?, kind)
+            .map(Glob)
+            .map_err(de::Error::custom)
+    }
+}
+
+/// A rule's list of globs, when present.
+fn globs<'de, D: Deserializer<'de>, const KIND: u8>(
+    d: D,
+    key: &str,
+) -> Result<Option<Vec<Pattern>>, D::Error> {
+    let list = listed::<_, Glob<KIND>>(d, key)?;
+    Ok(list.map(|l| l.into_iter().map(|g| g.0).collect()))
+}
+
+fn repo_globs<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Pattern>>, D::Error> {
+    globs::<_, REPO>(d, "repos")
+}
+
+fn path_globs<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Pattern>>, D::Error> {
+    globs::<_, PATH>(d, "paths")
+}
+
+fn command_names<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<CommandName>>, D::Error> {
+    listed(d, "commands")
+}
+
+/// `projects`: globs over names (see [`Pattern`]).
+fn project_globs<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Pattern>>, D::Error> {
+    globs::<_, NAME>(d, "projects")
+}
+
+fn allow_groups<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    present(d, "allow_groups")
+}
+
+/// `identity.users` in the file's order, every mapping kept: [`parse`] refuses a login mapped
+/// twice (GitHub logins ignore case), which a map would have settled by keeping the last.
+fn users<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, String)>, D::Error> {
+    struct Mappings;
+    impl<'de> de::Visitor<'de> for Mappings {
+        type Value = Vec<(String, String)>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a map of GitHub login to Okta login")
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Err(E::custom(
+                "`users` has no value (are all its entries commented out?): write its entries, or leave `users` out",
+            ))
+        }
+        fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(entry) = map.next_entry::<String, String>()? {
+                out.push(entry);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_any(Mappings)
+}
+
+fn group_types<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<GroupType>, D::Error> {
+    present(d, "group_types")
+}
+
+fn rules<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Rule>, D::Error> {
+    Option::<Vec<Rule>>::deserialize(d)?.ok_or_else(|| {
+        de::Error::custom(
+            "`rules` has no value (are all its rules commented out?): write them, or `rules: []` for none",
+        )
+    })
+}
+
+impl std::fmt::Display for Pattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.source)
     }
 }
 
@@ -107,6 +247,10 @@ impl<'de> Deserialize<'de> for CommandName {
         Ok(CommandName(s))
     }
 }
+
+/// The commands Atlantis asks about at its first check only: they act on the whole pull
+/// request (its locks, its queue), with no project for a rule's paths or the default to decide.
+pub const PULL_REQUEST_WIDE: &[&str] = &["unlock", "cancel"];
 
 /// The Okta group types (`type` of a group).
 pub const GROUP_TYPES: &[&str] = &["OKTA_GROUP", "APP_GROUP", "BUILT_IN"];
@@ -158,7 +302,7 @@ fn okta_groups_only() -> Vec<GroupType> {
 }
 
 fn nonempty_groups<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    let groups = Vec::<String>::deserialize(d)?;
+    let groups: Vec<String> = present(d, "groups")?;
     if groups.is_empty() {
         return Err(de::Error::custom(
             "a rule needs at least one group in `groups`",
@@ -176,20 +320,31 @@ fn nonempty_groups<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Er
 pub struct Identity {
     /// Okta profile attribute holding the GitHub login (searched with `profile.<attr> eq "<login>"`).
     pub github_attribute: Option<String>,
-    /// Explicit GitHub login → Okta login (or user id); checked first.
-    #[serde(default)]
-    pub users: BTreeMap<String, String>,
+    /// Explicit GitHub login → Okta login (or user id), in the file's order; checked first
+    /// ([`Identity::okta_login`]).
+    #[serde(default, deserialize_with = "users")]
+    pub users: Vec<(String, String)>,
     /// The group types whose groups a policy's group *names* match (default: `OKTA_GROUP`);
     /// group ids match whatever the type.
-    #[serde(default = "okta_groups_only")]
+    #[serde(default = "okta_groups_only", deserialize_with = "group_types")]
     pub group_types: Vec<GroupType>,
+}
+
+impl Identity {
+    /// The Okta login explicitly mapped to a GitHub login, whatever its case.
+    pub fn okta_login(&self, github_login: &str) -> Option<&String> {
+        self.users
+            .iter()
+            .find(|(gh, _)| gh.eq_ignore_ascii_case(github_login))
+            .map(|(_, okta)| okta)
+    }
 }
 
 impl std::default::Default for Identity {
     fn default() -> Identity {
         Identity {
             github_attribute: None,
-            users: BTreeMap::new(),
+            users: Vec::new(),
             group_types: okta_groups_only(),
         }
     }
@@ -200,7 +355,7 @@ impl std::default::Default for Identity {
 #[serde(deny_unknown_fields)]
 pub struct Default {
     /// Groups allowed anything no rule covers; empty: deny.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "allow_groups")]
     pub allow_groups: Vec<String>,
 }
 
@@ -210,13 +365,18 @@ pub struct Default {
 pub struct Rule {
     /// A name for messages and the audit log.
     pub name: String,
-    /// `owner/repo` globs; absent: any repository.
+    /// `owner/repo` globs, case-insensitive as GitHub's names; absent: any repository.
+    #[serde(default, deserialize_with = "repo_globs")]
     pub repos: Option<Vec<Pattern>>,
     /// `REPO_REL_PATH` globs; absent: any path.
+    #[serde(default, deserialize_with = "path_globs")]
     pub paths: Option<Vec<Pattern>>,
-    /// `PROJECT_NAME` globs; absent: any project.
+    /// `PROJECT_NAME` globs; absent: any project. At the per-project check an unnamed project
+    /// has the empty name, which `*` matches.
+    #[serde(default, deserialize_with = "project_globs")]
     pub projects: Option<Vec<Pattern>>,
     /// Atlantis commands; absent: any command.
+    #[serde(default, deserialize_with = "command_names")]
     pub commands: Option<Vec<CommandName>>,
     /// Okta groups allowed (membership in any one suffices).
     #[serde(deserialize_with = "nonempty_groups")]
@@ -234,6 +394,7 @@ pub struct Policy {
     #[serde(default)]
     pub default: Default,
     /// Ordered rules; the first that matches decides.
+    #[serde(deserialize_with = "rules")]
     pub rules: Vec<Rule>,
 }
 
@@ -253,6 +414,8 @@ pub fn parse(path: &str, text: &str) -> Result<Policy, PolicyError> {
         path: path.to_string(),
         message,
     };
+    // Before serde_yaml_ng sees it: it would expand every alias in full.
+    crate::yaml::refuse_aliases_and_depth(text).map_err(err)?;
     let policy: Policy = serde_yaml_ng::from_str(text).map_err(|e| {
         let at = e
             .location()
@@ -283,33 +446,31 @@ pub fn parse(path: &str, text: &str) -> Result<Policy, PolicyError> {
     }
     for r in &policy.rules {
         let never = |kind: &str, p: &Pattern, why: &str| {
-            // The first line naming the glob after the rule's name.
-            let name_line = text
-                .lines()
-                .position(|l| {
-                    l.trim_start().trim_start_matches("- ").trim_end()
-                        == format!("name: {}", r.name)
-                })
-                .unwrap_or(0);
-            let line = text
-                .lines()
-                .enumerate()
-                .skip(name_line)
-                .find(|(_, l)| l.contains(&p.source))
-                .map(|(i, _)| i + 1)
-                .unwrap_or(0);
             err(format!(
-                "line {line}: rule {:?}: {kind} glob {:?} can never match: {why}",
-                r.name, p.source
+                "line {}: rule {:?}: {kind} glob {:?} can never match: {why}",
+                rule_line(text, &r.name, &p.source),
+                r.name,
+                p.source
             ))
         };
+        let named = |c: &str| r.commands.iter().flatten().any(|n| n.0 == c);
+        if let Some(c) = PULL_REQUEST_WIDE.iter().find(|c| r.scoped() && named(c)) {
+            return Err(err(format!(
+                "line {}: rule {:?} names {c} but selects projects (paths or projects): {c} acts on the whole pull request, with no path or project, so this rule could never decide it; move {c} to a rule without paths and projects",
+                rule_line(text, &r.name, c),
+                r.name
+            )));
+        }
+        if named("policy_check") && !named("plan") {
+            return Err(err(format!(
+                "line {}: rule {:?} names policy_check without plan: policy_check is judged exactly as plan (Atlantis drops a denied policy_check, so conftest would not run on a plan someone was allowed to make), so this rule could never decide it alone; add plan to its commands, or remove policy_check",
+                rule_line(text, &r.name, "policy_check"),
+                r.name
+            )));
+        }
         for p in r.repos.iter().flatten() {
-            if !p.source.contains('/') && !p.source.contains("**") {
-                return Err(never(
-                    "repos",
-                    p,
-                    "repositories are owner/repo (e.g. acme/infra-live, or acme/*)",
-                ));
+            if let Some(why) = dead_repo_glob(&p.source) {
+                return Err(never("repos", p, &why));
             }
         }
         for p in r.paths.iter().flatten() {
@@ -320,14 +481,42 @@ pub fn parse(path: &str, text: &str) -> Result<Policy, PolicyError> {
                     "REPO_REL_PATH is relative to the repository; drop the leading /",
                 ));
             }
-            if p.source.split('/').any(|s| s == ".." || s == ".") {
+            // Exactly `.` is the repository's root, as REPO_REL_PATH normalises it.
+            if p.source != "." && p.source.split('/').any(|s| s == ".." || s == ".") {
                 return Err(never(
                     "paths",
                     p,
-                    "paths are matched normalised, without . or .. segments",
+                    "paths are matched normalised, without . or .. segments (exactly \".\" is the repository's root)",
+                ));
+            }
+            if p.source.ends_with('/') {
+                return Err(never(
+                    "paths",
+                    p,
+                    "paths are matched normalised, without a trailing / (write dir/** for a directory and everything under it)",
+                ));
+            }
+            if p.source.contains("//") {
+                return Err(never(
+                    "paths",
+                    p,
+                    "paths are matched normalised, without empty segments (//)",
                 ));
             }
         }
+    }
+    // Each login once, whatever its case: a set keyed by the lowercased login (comparing each
+    // mapping with every earlier one took minutes for 72,000 logins).
+    let mut mapped: std::collections::HashMap<String, &String> =
+        std::collections::HashMap::with_capacity(policy.identity.users.len());
+    for (login, okta) in &policy.identity.users {
+        let Some(first) = mapped.insert(login.to_ascii_lowercase(), okta) else {
+            continue;
+        };
+        return Err(err(format!(
+            "line {}: GitHub login {login:?} is mapped twice in identity.users (to {first:?}, then to {okta:?}; GitHub logins ignore case): keep one mapping",
+            second_key_line(text, login)
+        )));
     }
     if policy.identity.github_attribute.is_none() && policy.identity.users.is_empty() {
         return Err(err("identity: set github_attribute (the Okta profile attribute with the GitHub login) or users (an explicit mapping)".into()));
@@ -345,6 +534,80 @@ pub fn parse(path: &str, text: &str) -> Result<Policy, PolicyError> {
         }
     }
     Ok(policy)
+}
+
+/// Why a repository glob can never match `owner/name` as GitHub spells them, if it cannot:
+/// each alternative of its braces must be `**` or two `/`-separated parts of GitHub's name
+/// characters (letters, digits, `-` `_` `.`) and glob characters.
+fn dead_repo_glob(source: &str) -> Option<String> {
+    let Some(alternatives) = glob::alternatives(source) else {
+        return Some(format!(
+            "it has more than {} alternatives, which are not checked: write several globs",
+            glob::MAX_ALTERNATIVES
+        ));
+    };
+    let name = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    for alt in alternatives {
+        if alt == "**" {
+            continue;
+        }
+        let outside = glob::classes_as_any(&alt);
+        if let Some(c) = alt
+            .chars()
+            .find(|&c| !name(c) && !matches!(c, '*' | '?' | '[' | ']' | '!' | '^' | '/'))
+            .or_else(|| {
+                outside
+                    .chars()
+                    .find(|&c| !name(c) && !matches!(c, '*' | '?' | '/'))
+            })
+        {
+            return Some(format!(
+                "{c:?} is in no GitHub owner or repository name (letters, digits, - _ . and glob characters only)"
+            ));
+        }
+        let parts = glob::parts(&alt);
+        if parts.len() != 2 || parts.iter().any(String::is_empty) {
+            return Some(format!(
+                "repositories are owner/name, two parts with none empty (e.g. acme/infra-live, acme/*, or ** for any), and {alt:?} is not"
+            ));
+        }
+    }
+    None
+}
+
+/// The line (from 1) of the second place, after `users:`, where `login` (in any case) is written
+/// as a key, in a block or a flow mapping; 0 when not found.
+fn second_key_line(text: &str, login: &str) -> usize {
+    let lower = text.to_ascii_lowercase();
+    let key = login.to_ascii_lowercase();
+    let from = lower.find("users:").unwrap_or(0);
+    let bytes = lower.as_bytes();
+    let is_key = |at: usize| {
+        let before = at.checked_sub(1).map(|i| bytes[i]);
+        let starts = before.is_none_or(|b| b.is_ascii_whitespace() || b"{,\"'".contains(&b));
+        let rest = lower[at + key.len()..].trim_start_matches(['"', '\'']);
+        starts && rest.trim_start_matches([' ', '\t']).starts_with(':')
+    };
+    lower[from..]
+        .match_indices(&key)
+        .map(|(i, _)| from + i)
+        .filter(|&at| is_key(at))
+        .nth(1)
+        .map_or(0, |at| 1 + lower[..at].matches('\n').count())
+}
+
+/// The line (from 1) of the first line holding `needle` from rule `name`'s `name:` line on; 0
+/// when not found.
+fn rule_line(text: &str, name: &str, needle: &str) -> usize {
+    let name_line = text
+        .lines()
+        .position(|l| l.trim_start().trim_start_matches("- ").trim_end() == format!("name: {name}"))
+        .unwrap_or(0);
+    text.lines()
+        .enumerate()
+        .skip(name_line)
+        .find(|(_, l)| l.contains(needle))
+        .map_or(0, |(i, _)| i + 1)
 }
 
 /// What Atlantis asks about.
@@ -399,51 +662,159 @@ impl Policy {
     /// What `check-policy` warns about: a path glob of a rule that leaves part of its directory
     /// (the directory itself, or what lies deeper) to a later rule or the default, for the
     /// same repositories and commands. E.g. `live/*/*/prod/*` covers `live/1/r/prod/vpc` but
-    /// not `live/1/r/prod` nor `live/1/r/prod/vpc/x`, where a later `live/**` would decide.
+    /// not `live/1/r/prod` nor `live/1/r/prod/vpc/x`, where a later `live/**` would decide; and
+    /// `live/*/*/prod` covers nothing below `prod` (warned even when nothing decides there: a
+    /// pattern ending in a plain name is a directory tree written without `/**`). Judged on
+    /// concrete paths (`glob::sample`: `live/*/*/prod/**/*` is tried on `live/x/x/prod`), never
+    /// on the glob's own text, which it matches literally. And each rule that selects by project
+    /// name, which the pull request's author chooses.
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
         for (i, a) in self.rules.iter().enumerate() {
+            // What decides at `probe` when rule `a` does not: a later rule, the default.
+            let decider = |probe: &str| {
+                let later = self.rules[i + 1..].iter().find(|b| {
+                    overlap(&a.repos, &b.repos)
+                        && commands_overlap(&a.commands, &b.commands)
+                        && b.paths
+                            .as_ref()
+                            .is_none_or(|ps| ps.iter().any(|p| p.is_match(probe)))
+                });
+                match later {
+                    Some(b) => Some(format!("rule {:?} decides there", b.name)),
+                    None if !self.default.allow_groups.is_empty() => {
+                        Some("the default (which allows some groups) decides there".to_string())
+                    }
+                    None => None,
+                }
+            };
+            let covered = |probe: &str| a.paths.iter().flatten().any(|p| p.is_match(probe));
             for g in a.paths.iter().flatten() {
-                let Some((dir, last)) = g.source.rsplit_once('/') else {
+                // Judged on concrete paths: each alternative's parts written as literals (a
+                // glob matches its own text, so the text proves nothing).
+                let Some(alternatives) = glob::alternatives(&g.source) else {
+                    out.push(format!(
+                        "rule {:?}: paths glob {:?} has more than {} alternatives: what it leaves to later rules is not checked",
+                        a.name, g.source, glob::MAX_ALTERNATIVES
+                    ));
                     continue;
                 };
-                if !last.contains('*') {
-                    continue;
-                }
-                // Paths standing for the directory and for something two levels under it.
-                for (probe, what) in [
-                    (dir.to_string(), format!("the directory {dir} itself")),
-                    (
-                        format!("{dir}/_/_"),
-                        format!("what lies deeper under {dir}"),
-                    ),
-                ] {
-                    if a.paths.iter().flatten().any(|p| p.is_match(&probe)) {
+                for alt in alternatives {
+                    let parts = glob::parts(&alt);
+                    let (last, dir) = parts.split_last().expect("split yields a part");
+                    // The directory as written, less a trailing `**` (its sample drops it: `**`
+                    // may match no directory at all).
+                    let mut shown = dir;
+                    while let Some((l, rest)) = shown.split_last() {
+                        if l != "**" {
+                            break;
+                        }
+                        shown = rest;
+                    }
+                    let dir_text = shown.join("/");
+                    let unchecked = || {
+                        format!(
+                            "rule {:?}: paths glob {:?}: no path it matches could be written out (a class that takes none of {:?}?), so what it leaves to later rules is not checked",
+                            a.name, g.source, glob::CANDIDATES
+                        )
+                    };
+                    // A path it matches, and one below that.
+                    let (Some(whole), Some(dir_path)) = (glob::sample(&parts), glob::sample(dir))
+                    else {
+                        out.push(unchecked());
+                        continue;
+                    };
+                    let below = match whole.as_str() {
+                        "" | "." => "x".to_string(),
+                        w => format!("{w}/x"),
+                    };
+                    if last == "**" {
+                        // The directory itself (everything below it is covered).
+                        if dir_path.is_empty() {
+                            continue;
+                        }
+                        if !g.is_match(&below) {
+                            out.push(unchecked());
+                            continue;
+                        }
+                        if covered(&dir_path) {
+                            continue;
+                        }
+                        if let Some(decider) = decider(&dir_path) {
+                            out.push(format!(
+                                "rule {:?}: paths glob {:?} does not cover the directory {dir_text} itself; {decider} (write {dir_text}/** for the directory and everything under it)",
+                                a.name, g.source
+                            ));
+                        }
                         continue;
                     }
-                    let later = self.rules[i + 1..].iter().find(|b| {
-                        overlap(&a.repos, &b.repos)
-                            && match (&a.commands, &b.commands) {
-                                (Some(x), Some(y)) => x.iter().any(|c| y.contains(c)),
-                                _ => true,
-                            }
-                            && b.paths
-                                .as_ref()
-                                .is_none_or(|ps| ps.iter().any(|p| p.is_match(&probe)))
-                    });
-                    let decider = match later {
-                        Some(b) => format!("rule {:?} decides there", b.name),
-                        None if !self.default.allow_groups.is_empty() => {
-                            "the default (which allows some groups) decides there".to_string()
+                    if !g.is_match(&whole) {
+                        out.push(unchecked());
+                        continue;
+                    }
+                    if !glob::is_pattern(last) {
+                        // A plain name last: that directory only.
+                        if covered(&below) {
+                            continue;
                         }
-                        None => continue,
+                        let decider = match decider(&below) {
+                            Some(d) => d,
+                            None if alt.split('/').any(glob::is_pattern) => {
+                                "no rule covers it, so the default denies there".to_string()
+                            }
+                            None => continue,
+                        };
+                        out.push(format!(
+                            "rule {:?}: paths glob {:?} covers nothing below {}; {decider} (write {alt}/** for the directory and everything under it)",
+                            a.name,
+                            g.source,
+                            if alt == g.source { "it".to_string() } else { alt.clone() }
+                        ));
+                        continue;
+                    }
+                    // A pattern last: neither the directory itself nor what lies deeper.
+                    let (deeper, advice) = if dir_text.is_empty() {
+                        (
+                            "what lies deeper than the repository's top level".to_string(),
+                            "write ** for everything".to_string(),
+                        )
+                    } else {
+                        (
+                            format!("what lies deeper under {dir_text}"),
+                            format!(
+                                "write {dir_text}/** for the directory and everything under it"
+                            ),
+                        )
                     };
-                    out.push(format!(
-                        "rule {:?}: paths glob {:?} does not cover {what}; {decider} (write {dir}/** for the directory and everything under it)",
-                        a.name, g.source
-                    ));
+                    let mut probes = vec![(below, deeper)];
+                    if !dir_path.is_empty() {
+                        probes.insert(0, (dir_path, format!("the directory {dir_text} itself")));
+                    }
+                    for (probe, what) in probes {
+                        if covered(&probe) {
+                            continue;
+                        }
+                        let Some(decider) = decider(&probe) else {
+                            continue;
+                        };
+                        out.push(format!(
+                            "rule {:?}: paths glob {:?} does not cover {what}; {decider} ({advice})",
+                            a.name, g.source
+                        ));
+                    }
                 }
             }
+        }
+        for r in &self.rules {
+            let Some(ps) = &r.projects else { continue };
+            if ps.iter().any(Pattern::matches_every_name) {
+                continue;
+            }
+            let globs: Vec<&str> = ps.iter().map(|p| p.source.as_str()).collect();
+            out.push(format!(
+                "rule {:?} selects by project name ({globs:?}): PROJECT_NAME comes from the pull request's own atlantis.yaml, so its author can name a project to match this rule or to dodge it (an unnamed project's name is empty); select what must be protected by paths",
+                r.name
+            ));
         }
         out.dedup();
         out
@@ -523,24 +894,105 @@ fn any(patterns: &Option<Vec<Pattern>>, value: Option<&str>, ignore: bool) -> bo
 impl Rule {
     /// Whether the rule applies. At command level (no path/project known yet) path and project
     /// constraints are not checked: Atlantis checks each project again with them.
+    ///
+    /// A rule with `paths` or `projects` never matches a [`PULL_REQUEST_WIDE`] command: those
+    /// act on the whole pull request, with no path or project for it to judge ([`parse`]
+    /// refuses such a rule that names one).
     pub fn matches(&self, req: &Request) -> bool {
+        if self.scoped() && PULL_REQUEST_WIDE.contains(&req.command.as_str()) {
+            return false;
+        }
         let cl = req.command_level();
         any(&self.repos, Some(&req.repo), false)
             && any(&self.paths, req.path.as_deref(), cl)
             // A project named at the first check narrows it; none named: checked per project.
             && any(&self.projects, req.project.as_deref(), cl && req.project.is_none())
-            && self
-                .commands
-                .as_ref()
-                .is_none_or(|cs| cs.iter().any(|c| c.0 == req.command))
+            && covers(&self.commands, &req.command)
     }
+}
+
+impl Rule {
+    /// Whether it selects projects (by `paths` or `projects`).
+    fn scoped(&self) -> bool {
+        self.paths.is_some() || self.projects.is_some()
+    }
+}
+
+/// Project paths (`REPO_REL_PATH`, normalised) tried at the first check to show that a project
+/// can be left to the default: the root and a few depths.
+const SAMPLE_PATHS: &[&str] = &[".", "x", "x/x", "x/x/x"];
+
+/// Project names tried likewise: the unnamed project's, a name, one with `/`.
+const SAMPLE_NAMES: &[&str] = &["", "x", "x/x"];
+
+/// At the first check: a project (a path and a name; the name named at the check, if any)
+/// that none of the `matching` rules would match at its own check, so that the default would
+/// decide it. `None` when the rules cover every sample: the default is then not counted (it
+/// might be counted wrongly only the other way, denying, never allowing, at the first check).
+fn left_to_default(matching: &[&Rule], req: &Request) -> Option<Request> {
+    let named = req.project.as_deref().map(|n| vec![n]);
+    for path in SAMPLE_PATHS {
+        for name in named.as_deref().unwrap_or(SAMPLE_NAMES) {
+            let project = Request {
+                path: Some(path.to_string()),
+                project: Some(name.to_string()),
+                ..req.clone()
+            };
+            if !matching.iter().any(|r| r.matches(&project)) {
+                return Some(project);
+            }
+        }
+    }
+    None
+}
+
+/// The command a request is judged as: `policy_check` as `plan`. Atlantis drops a denied
+/// `policy_check` entry, so conftest would not run on a plan the user was allowed to make and
+/// apply's `policies_passed` requirement would count it as passed: whoever may plan a project
+/// may have it checked, and nobody else ([`parse`] refuses a rule naming `policy_check`
+/// without `plan`, which could never decide it alone).
+pub fn judged_as(command: &str) -> &str {
+    if command == "policy_check" {
+        "plan"
+    } else {
+        command
+    }
+}
+
+/// Whether a rule's `commands` (absent: any) cover `command`, judged as [`judged_as`] says.
+pub fn covers(commands: &Option<Vec<CommandName>>, command: &str) -> bool {
+    let judged = judged_as(command);
+    commands
+        .as_ref()
+        .is_none_or(|cs| cs.iter().any(|c| c.0 == judged))
+}
+
+/// Whether some command asked about per project is covered by both lists ([`PULL_REQUEST_WIDE`]
+/// ones have no path for a rule's `paths` to decide).
+fn commands_overlap(a: &Option<Vec<CommandName>>, b: &Option<Vec<CommandName>>) -> bool {
+    COMMANDS
+        .iter()
+        .filter(|c| !PULL_REQUEST_WIDE.contains(c))
+        .any(|c| covers(a, c) && covers(b, c))
 }
 
 /// Decide, given the user's Okta groups.
 ///
 /// Project level: the first matching rule decides. Command level: allowed when any matching rule
-/// allows one of the user's groups (the project-level checks then narrow it down).
+/// allows one of the user's groups, or when the default does and a project is shown to be left
+/// to it (a sample path and name no matching rule matches; not for [`PULL_REQUEST_WIDE`]
+/// commands, which have no projects); the project-level checks then narrow it down.
 pub fn decide(policy: &Policy, req: &Request, groups: &[Group]) -> Decision {
+    let mut d = judge(policy, req, groups);
+    if !d.allowed && req.command == "policy_check" {
+        d.reason.push_str(
+            "; Atlantis drops a denied policy_check: conftest does not run on this project's plan (policy_check is judged as plan: whoever may plan here may have it checked)",
+        );
+    }
+    d
+}
+
+fn judge(policy: &Policy, req: &Request, groups: &[Group]) -> Decision {
     let has = |allowed: &[String]| policy.allowing(allowed, groups);
     let matching: Vec<&Rule> = policy.rules.iter().filter(|r| r.matches(req)).collect();
     let what = match (&req.path, &req.project) {
@@ -549,29 +1001,57 @@ pub fn decide(policy: &Policy, req: &Request, groups: &[Group]) -> Decision {
         (None, None) => format!("{} on {}", req.command, req.repo),
     };
     if req.command_level() {
+        let per_project = !PULL_REQUEST_WIDE.contains(&req.command.as_str());
+        let again = if per_project {
+            " (each project is checked again)"
+        } else {
+            ""
+        };
         if let Some((rule, g)) = matching.iter().find_map(|r| has(&r.groups).map(|g| (r, g))) {
             return Decision {
                 allowed: true,
                 rule: Some(rule.name.clone()),
                 reason: format!(
-                    "{} may {what}: rule {:?} allows group {g} (each project is checked again)",
-                    req.user, rule.name
+                    "{} may {what}: rule {:?} allows group {g}{}",
+                    req.user, rule.name, again
                 ),
                 group: Some(g),
             };
         }
         if let Some(first) = matching.first() {
+            // The default decides the projects no rule covers; it counts here only where a
+            // project is shown to be left to it.
+            let left = left_to_default(&matching, req);
+            let by_default = has(&policy.default.allow_groups);
+            if let (Some(_), Some(g), true) = (&left, &by_default, per_project) {
+                return Decision {
+                    allowed: true,
+                    rule: None,
+                    reason: format!(
+                        "{} may {what}: no rule for it allows the user's groups, but the default allows group {g} wherever no rule decides{again}",
+                        req.user
+                    ),
+                    group: by_default,
+                };
+            }
             let mut needed: Vec<&String> = Vec::new();
             for g in matching.iter().flat_map(|r| &r.groups) {
                 if !needed.contains(&g) {
                     needed.push(g);
                 }
             }
+            let unreached = match (left, by_default, per_project) {
+                (None, Some(_), true) => format!(
+                    " (the default, which allows one of them, never decides here: the rules for {} cover every project)",
+                    req.command
+                ),
+                _ => String::new(),
+            };
             return Decision {
                 allowed: false,
                 rule: Some(first.name.clone()),
                 reason: format!(
-                    "{} may not {what}: not in any of the groups {needed:?} that rules allow{}",
+                    "{} may not {what}: not in any of the groups {needed:?} that rules allow{unreached}{}",
                     req.user,
                     policy.near_misses(&needed, groups)
                 ),
@@ -644,7 +1124,7 @@ rules:
   - name: nonprod-apply
     repos: ["acme/*"]
     paths: ["live/**"]
-    commands: [apply, unlock]
+    commands: [apply, state]
     groups: [engineering]
 "#;
 
@@ -850,7 +1330,7 @@ rules:
             "{w:?}"
         );
         // Not when the later rule is for other commands or repositories.
-        let other_commands = one_level.replace("commands: [apply, unlock]", "commands: [unlock]");
+        let other_commands = one_level.replace("commands: [apply, state]", "commands: [state]");
         assert!(parse("p.yaml", &other_commands)
             .unwrap()
             .warnings()
@@ -861,7 +1341,7 @@ rules:
         );
         assert!(parse("p.yaml", &other_repos).unwrap().warnings().is_empty());
         // The default decides when it allows someone.
-        let by_default = format!("{}default: {{allow_groups: [engineering]}}\n", one_level.replace("  - name: nonprod-apply\n    repos: [\"acme/*\"]\n    paths: [\"live/**\"]\n    commands: [apply, unlock]\n    groups: [engineering]\n", ""));
+        let by_default = format!("{}default: {{allow_groups: [engineering]}}\n", one_level.replace("  - name: nonprod-apply\n    repos: [\"acme/*\"]\n    paths: [\"live/**\"]\n    commands: [apply, state]\n    groups: [engineering]\n", ""));
         let w = parse("p.yaml", &by_default).unwrap().warnings();
         assert!(w.iter().any(|w| w.contains("the default")), "{w:?}");
     }
@@ -877,6 +1357,7 @@ rules:
             ("identity: {github_attribute: gh}\nrules:\n  - name: a\n    group: [x]\n", 4, "unknown field"),
             ("identity: {github_attribute: gh}\nrules:\n  - name: a\n    groups: [x]\n  - name: a\n    groups: [y]\n", 5, "named"),
             ("identity: {github_attribute: gh}\nrules: [\n", 3, ""),
+            ("identity: {github_attribute: gh}\nrules:\n  - name: a\n    commands: [approve_policies,\n      policy_check]\n    groups: [x]\n", 5, "without plan"),
         ];
         for (text, line, words) in cases {
             let e = parse("p.yaml", text).expect_err(text).to_string();
@@ -901,6 +1382,7 @@ rules:
             ("paths", "/live/prod/**", true),
             ("paths", "live/../prod/**", true),
             ("paths", "./live/**", true),
+            ("paths", ".", false),
             ("paths", "live/*/prod/**", false),
         ];
         for (field, glob, refused) in cases {

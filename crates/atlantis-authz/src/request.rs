@@ -173,7 +173,8 @@ fn is_owner_repo(repo: &str) -> bool {
 
 /// The request Atlantis sends: `args` = `<command> <owner/repo> <teams…>`, and its environment
 /// (`env` as [`std::env::var_os`]; an empty variable counts as unset, as Atlantis sets
-/// `REPO_REL_PATH` and `PROJECT_NAME` empty at its first check).
+/// `REPO_REL_PATH` and `PROJECT_NAME` empty at its first check — except `PROJECT_NAME` with a
+/// `REPO_REL_PATH`: there empty is the name of an unnamed project).
 pub fn from_atlantis(
     args: &[String],
     env: impl Fn(&str) -> Option<OsString>,
@@ -222,7 +223,13 @@ pub fn from_atlantis(
     let path = env("REPO_REL_PATH")
         .map(|p| normalise_path(&p))
         .transpose()?;
-    let project = env("PROJECT_NAME");
+    // At the per-project check an empty PROJECT_NAME is the name of an unnamed project (no
+    // atlantis.yaml, `-d`, no `name:`), which rules match like any other; at the first check
+    // it means none.
+    let project = match &path {
+        Some(_) => Some(env("PROJECT_NAME").unwrap_or_default()),
+        None => env("PROJECT_NAME"),
+    };
     if let Some(p) = &project {
         no_control("PROJECT_NAME", p)?;
     }

@@ -13,6 +13,28 @@ use crate::okta::{self, Auth, Okta, OktaError};
 use crate::policy::{self, Decision, Group, Policy, Request};
 use crate::request::{self, one_line};
 
+/// One line to stdout, never a panic: a reader that went away (`| head`) is not this tool's
+/// failure, so the command goes on to the exit code it reaches (`println!` would panic, and the
+/// panic hook's own print then abort). What Atlantis reads is written by [`verdict`].
+pub fn say(line: std::fmt::Arguments) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_fmt(line).and_then(|()| out.write_all(b"\n"));
+}
+
+/// [`say`] to stderr.
+pub fn tell(line: std::fmt::Arguments) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_fmt(line).and_then(|()| err.write_all(b"\n"));
+}
+
+macro_rules! say {
+    ($($arg:tt)*) => { say(format_args!($($arg)*)) };
+}
+
+macro_rules! tell {
+    ($($arg:tt)*) => { tell(format_args!($($arg)*)) };
+}
+
 /// Exit codes.
 pub mod exit {
     /// Allowed (and `pass` printed last).
@@ -71,8 +93,48 @@ pub fn load_policy(path: Option<&Path>) -> Result<Policy, Failure> {
     })?;
     let text = files::read_regular_text(path, POLICY_LIMIT)
         .map_err(|e| Failure::usage(format!("cannot read policy {}: {e}", path.display())))?;
+    #[cfg(debug_assertions)]
+    if std::env::var_os("ATLANTIS_AUTHZ_DEBUG_STALL_POLICY").is_some() {
+        // Debug builds only: a policy that takes longer than any --timeout to read, for the
+        // tests of the deadline (no such policy is known once nesting is limited).
+        loop {
+            std::thread::park();
+        }
+    }
     policy::parse(&path.display().to_string(), &text)
         .map_err(|e| Failure::usage(format!("broken policy: {e}")))
+}
+
+/// The decision's deadline: `--timeout` from `started`.
+fn deadline(args: &OktaArgs, started: Instant) -> Result<Instant, Failure> {
+    started
+        .checked_add(args.timeout)
+        .ok_or_else(|| Failure::usage("--timeout is too large"))
+}
+
+/// [`load_policy`] on a thread of its own, given until `deadline`: however the policy is
+/// written, reading it cannot hold Atlantis past `--timeout`. Past it, a denial; the reading is
+/// left behind, and ends with the process.
+pub fn load_policy_until(path: Option<&Path>, deadline: Instant) -> Result<Policy, Failure> {
+    let owned = path.map(Path::to_path_buf);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("policy".into())
+        .spawn(move || {
+            let _ = tx.send(load_policy(owned.as_deref()));
+        })
+        .map_err(|e| Failure::usage(format!("cannot start reading the policy: {e}")))?;
+    match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        Ok(loaded) => loaded,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(Failure::usage(format!(
+            "the policy {} was not read within --timeout (ATLANTIS_AUTHZ_TIMEOUT): make it smaller or simpler",
+            path.map_or("(none)".into(), |p| p.display().to_string())
+        ))),
+        // A panic there ends the process through the panic hook; this is only in case.
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(Failure::usage(
+            "reading the policy failed unexpectedly",
+        )),
+    }
 }
 
 fn default_cache_dir() -> PathBuf {
@@ -95,11 +157,12 @@ pub enum Source {
 }
 
 /// The user's Okta groups: from a fresh cache entry made under the same org, credential and
-/// identity mapping, else from Okta (then cached).
+/// identity mapping, else from Okta (then cached), by `deadline`.
 pub async fn groups_of(
     args: &OktaArgs,
     policy: &Policy,
     login: &str,
+    deadline: Instant,
 ) -> Result<(Vec<Group>, Source), Failure> {
     let url = args
         .okta_url
@@ -111,7 +174,7 @@ pub async fn groups_of(
         &args.okta_client_id,
         &args.okta_private_key,
     ) {
-        (Some(t), _, _) if !t.is_empty() => Auth::ApiToken(t.clone()),
+        (Some(t), _, _) if !around_trimmed(t).is_empty() => Auth::ApiToken(api_token(t)?),
         (_, Some(id), Some(key)) => Auth::PrivateKeyJwt {
             client_id: id.clone(),
             pem: files::read_regular(key, 64 << 10).map_err(|e| {
@@ -141,7 +204,7 @@ pub async fn groups_of(
         ),
     };
     let mapping = match (
-        policy.identity.users.get(login),
+        policy.identity.okta_login(login),
         &policy.identity.github_attribute,
     ) {
         (Some(okta_login), _) => format!("user:{okta_login}"),
@@ -156,14 +219,31 @@ pub async fn groups_of(
     if let Some(e) = cache.get(login, &key) {
         return Ok((e.groups, Source::Cache));
     }
-    let deadline = Instant::now()
-        .checked_add(args.timeout)
-        .ok_or_else(|| Failure::usage("--timeout is too large"))?;
     let mut okta = Okta::new(base, auth, deadline, args.okta_timeout)?;
     let id = okta.find_user(&policy.identity, login).await?;
     let groups = okta.groups(&id).await?;
     cache.put(login, &key, &id, &groups);
     Ok((groups, Source::Okta))
+}
+
+/// `s` without the space, tab, CR and LF around it: only what `echo` or an editor adds. Any
+/// other character (a C1 control such as U+0085, a no-break space) stays, to be refused.
+fn around_trimmed(s: &str) -> &str {
+    s.trim_matches([' ', '\t', '\r', '\n'])
+}
+
+/// The API token as Okta issued it: surrounding space, tab, CR and LF go (a secret made with
+/// `echo` ends in a newline); anything else that is not printable ASCII (a control character,
+/// a space inside, U+0085 at either end) cannot be part of a token, and is a configuration
+/// error that never shows the token.
+fn api_token(raw: &str) -> Result<String, Failure> {
+    let token = around_trimmed(raw);
+    if token.chars().all(|c| c.is_ascii_graphic()) {
+        return Ok(token.to_string());
+    }
+    Err(Failure::usage(
+        "--okta-token (OKTA_API_TOKEN) holds a control character, a space or a non-ASCII character (only space, tab, CR and LF around it are ignored): an Okta API token is one word of printable ASCII; recreate the secret",
+    ))
 }
 
 fn env(name: &str) -> Option<String> {
@@ -269,7 +349,10 @@ async fn atlantis(cli: &Cli, started: Instant) -> ExitCode {
             )
         }
     };
-    let policy = match load_policy(cli.policy.as_deref()) {
+    // One deadline for the whole decision: reading the policy, then Okta.
+    let policy = match deadline(&cli.okta, started)
+        .and_then(|d| load_policy_until(cli.policy.as_deref(), d).map(|p| (p, d)))
+    {
         Ok(p) => p,
         Err(f) => {
             return deny(
@@ -280,7 +363,8 @@ async fn atlantis(cli: &Cli, started: Instant) -> ExitCode {
             )
         }
     };
-    let (groups, source) = match groups_of(&cli.okta, &policy, &req.user).await {
+    let (policy, deadline) = policy;
+    let (groups, source) = match groups_of(&cli.okta, &policy, &req.user, deadline).await {
         Ok(g) => g,
         Err(f) => {
             return deny(
@@ -325,11 +409,11 @@ fn check_policy(file: &Path) -> ExitCode {
     let p = match load_policy(Some(file)) {
         Ok(p) => p,
         Err(f) => {
-            eprintln!("{}", f.reason);
+            tell!("{}", f.reason);
             return ExitCode::from(exit::USAGE);
         }
     };
-    println!("{}: OK: {} rules", file.display(), p.rules.len());
+    say!("{}: OK: {} rules", file.display(), p.rules.len());
     let entries = |groups: &[String]| {
         groups
             .iter()
@@ -338,9 +422,9 @@ fn check_policy(file: &Path) -> ExitCode {
             .join(", ")
     };
     for r in &p.rules {
-        println!("  rule {:?}: {}", r.name, entries(&r.groups));
+        say!("  rule {:?}: {}", r.name, entries(&r.groups));
     }
-    println!(
+    say!(
         "  default: {}",
         if p.default.allow_groups.is_empty() {
             "nobody".to_string()
@@ -349,7 +433,7 @@ fn check_policy(file: &Path) -> ExitCode {
         }
     );
     for w in p.warnings() {
-        println!("warning: {w}");
+        say!("warning: {w}");
     }
     ExitCode::SUCCESS
 }
@@ -358,7 +442,7 @@ fn check_policy(file: &Path) -> ExitCode {
 pub async fn run(cli: Cli) -> ExitCode {
     let started = Instant::now();
     if cli.okta.okta_allow_http {
-        eprintln!(
+        tell!(
             "atlantis-authz: warning: plain http to Okta is allowed (--okta-allow-http or ATLANTIS_AUTHZ_OKTA_ALLOW_HTTP), to a loopback address only: this is for tests, never for production"
         );
     }
@@ -372,30 +456,36 @@ pub async fn run(cli: Cli) -> ExitCode {
             project,
             command,
         }) => {
-            let policy = match load_policy(cli.policy.as_deref()) {
+            let loaded = deadline(&cli.okta, started)
+                .and_then(|d| load_policy_until(cli.policy.as_deref(), d).map(|p| (p, d)));
+            let (policy, deadline) = match loaded {
                 Ok(p) => p,
                 Err(f) => {
-                    eprintln!("{}", f.reason);
+                    tell!("{}", f.reason);
                     return ExitCode::from(f.code);
                 }
             };
             if let Err(refused) = request::check_login("--user", user) {
-                println!("verdict: deny — {}", one_line(&refused.0));
+                say!("verdict: deny — {}", one_line(&refused.0));
                 return ExitCode::from(exit::USAGE);
             }
             let path = match path.as_deref().map(request::normalise_path).transpose() {
                 Ok(p) => p,
                 Err(refused) => {
-                    println!("verdict: deny — {}", one_line(&refused.0));
+                    say!("verdict: deny — {}", one_line(&refused.0));
                     return ExitCode::from(exit::USAGE);
                 }
             };
+            // With a path and no --project: an unnamed project, as Atlantis asks about it.
+            let project = project
+                .clone()
+                .or_else(|| path.as_ref().map(|_| String::new()));
             let req = Request {
                 user: user.clone(),
                 repo: repo.clone(),
                 command: command.clone(),
                 path,
-                project: project.clone(),
+                project,
             };
             // What the policy says before anyone is asked: the rules that apply to the request.
             let matching: Vec<&str> = policy
@@ -404,7 +494,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                 .filter(|r| r.matches(&req))
                 .map(|r| r.name.as_str())
                 .collect();
-            println!(
+            say!(
                 "request: {} {} {}",
                 one_line(&req.command),
                 one_line(&req.repo),
@@ -415,8 +505,8 @@ pub async fn run(cli: Cli) -> ExitCode {
                         .unwrap_or("(command level)")
                 )
             );
-            println!("user:    {}", one_line(user));
-            println!(
+            say!("user:    {}", one_line(user));
+            say!(
                 "rules that match, in order: {}",
                 if matching.is_empty() {
                     "none".to_string()
@@ -424,10 +514,10 @@ pub async fn run(cli: Cli) -> ExitCode {
                     matching.join(", ")
                 }
             );
-            let (groups, source) = match groups_of(&cli.okta, &policy, user).await {
+            let (groups, source) = match groups_of(&cli.okta, &policy, user, deadline).await {
                 Ok(g) => g,
                 Err(f) => {
-                    println!(
+                    say!(
                         "groups:  unknown ({})\nverdict: deny (the user's groups are unknown)",
                         one_line(&f.reason)
                     );
@@ -443,7 +533,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                     kind => format!("{} ({kind})", g.name),
                 })
                 .collect();
-            println!(
+            say!(
                 "groups:  {} (from {})",
                 if groups.is_empty() {
                     "none".to_string()
@@ -456,17 +546,17 @@ pub async fn run(cli: Cli) -> ExitCode {
                     "okta"
                 }
             );
-            println!(
+            say!(
                 "deciding rule: {}",
                 d.rule.as_deref().unwrap_or("(default)")
             );
-            println!(
+            say!(
                 "matched group: {}",
                 d.group
                     .as_ref()
                     .map_or("none".to_string(), |g| one_line(&g.to_string()))
             );
-            println!(
+            say!(
                 "verdict: {} — {}",
                 if d.allowed { "allow" } else { "deny" },
                 one_line(&d.reason)

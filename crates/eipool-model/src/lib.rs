@@ -600,6 +600,8 @@ impl ClaimModel {
             busy: usize::from(tally.0),
             transient: usize::from(tally.1),
             masked: masked.len(),
+            // The model's listings are shorter than a lock-free batch: nothing is set aside.
+            untried: 0,
         };
         match after_pass(tally) {
             AfterPass::Exhausted => self.exhausted(w, c),

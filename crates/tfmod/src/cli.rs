@@ -12,9 +12,9 @@ forced, and sources are written as s3::http(s)://HOST/BUCKET/KEY?region=R).
 
 EXAMPLES:
   tfmod publish modules/vpc --name vpc --version 1.3.0 --bucket acme-tf-modules --prefix tf
-  tfmod versions vpc --bucket acme-tf-modules --prefix tf
-  tfmod promote vpc 1.3.0 --stage staging --bucket acme-tf-modules --prefix tf
-  cd live/prod-account/eu-west-1/staging && tfmod lock && tfmod verify
+  tfmod pin vpc 1.3.0 --dir live/acme-prod/eu-west-1/dev --bucket acme-tf-modules --prefix tf
+  tfmod promote vpc 1.3.0 --from dev --to staging --bucket acme-tf-modules --prefix tf
+  tfmod verify live --bucket acme-tf-modules --prefix tf
 
 ";
 
@@ -29,6 +29,9 @@ pub struct Cli {
     /// More detail on stderr (-v: each S3 call; -vv: the SDK's).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// The most any S3 call may take, retries included (e.g. 30s, 2m).
+    #[arg(long, global = true, env = "TFMOD_S3_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub s3_timeout: std::time::Duration,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -53,6 +56,17 @@ pub struct TrustArgs {
     /// With --bucket: only sources under this prefix are accepted.
     #[arg(long, env = "TFMOD_PREFIX", default_value = "")]
     pub prefix: String,
+    /// With --bucket: a unit directory whose own Terraform files run (or that has no source), or
+    /// an HCL file whose generate blocks write .tf files, allowed anyway: its code is checked by
+    /// review alone. Repeatable; comma-separated in the variable. Set it in the hook's
+    /// configuration, not in the repository.
+    #[arg(
+        long = "allow-local-code",
+        env = "TFMOD_ALLOW_LOCAL_CODE",
+        value_delimiter = ',',
+        value_name = "PATH"
+    )]
+    pub allow_local_code: Vec<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -77,6 +91,16 @@ pub enum Command {
         /// Who publishes (default: $USER).
         #[arg(long, env = "TFMOD_PUBLISHER")]
         publisher: Option<String>,
+        /// A prefix of nested module sources (the module's own `module` blocks) allowed although
+        /// they are not inside the archive, e.g. git::https://github.com/acme/; an s3:: source
+        /// also needs ?checksum=. Repeatable; comma-separated in the variable.
+        #[arg(
+            long = "allow-module-source",
+            env = "TFMOD_ALLOW_MODULE_SOURCE",
+            value_delimiter = ',',
+            value_name = "PREFIX"
+        )]
+        allow_module_source: Vec<String>,
     },
     /// List a module's published versions, in SemVer order.
     Versions {
@@ -91,7 +115,8 @@ pub enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
-    /// Point every terragrunt.hcl below DIR that uses module NAME at version X.Y.Z, and lock.
+    /// Point every terragrunt.hcl below DIR that uses module NAME at version X.Y.Z (with its
+    /// checksum), and update the lock of DIR's stage (the nearest tfmod.lock at or above DIR).
     Pin {
         name: String,
         #[arg(value_name = "X.Y.Z")]
@@ -102,17 +127,33 @@ pub enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
-    /// Pin NAME X.Y.Z in every stage directory named STAGE under ROOT (live/*/*/STAGE).
+    /// Move NAME X.Y.Z from the stage that tested it to the next: the --from stages' lock lines
+    /// are copied into the --to stages (ROOT/LAYOUT), after checking S3 still serves those bytes.
     Promote {
         name: String,
         #[arg(value_name = "X.Y.Z")]
         version: String,
-        /// The stage's directory name (dev, staging, prod, …).
-        #[arg(long, env = "TFMOD_STAGE")]
-        stage: String,
+        /// The stage that tested the version (dev, staging, …).
+        #[arg(long, env = "TFMOD_FROM")]
+        from: String,
+        /// The stage to promote to (staging, prod, …).
+        #[arg(long, env = "TFMOD_TO")]
+        to: String,
         /// Where the live tree starts.
         #[arg(long, env = "TFMOD_ROOT", default_value = "live")]
         root: PathBuf,
+        /// Where stages are below ROOT: `/`-separated, `*` for any one directory, `{stage}` for
+        /// the stage's name.
+        #[arg(long, env = "TFMOD_LAYOUT", default_value = "*/*/{stage}")]
+        layout: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Delete a version (NAME@X.Y.Z): a tombstone is written first, so the number is never
+    /// published again.
+    Delete {
+        #[arg(value_name = "NAME@X.Y.Z")]
+        spec: String,
         #[command(flatten)]
         store: StoreArgs,
     },

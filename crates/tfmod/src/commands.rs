@@ -1,39 +1,22 @@
-//! The commands: orchestration over [`crate::store`], [`crate::archive`] and the pure modules.
+//! The commands: publish, versions, show, delete, and dispatch to [`crate::gate`] (lock,
+//! verify) and [`crate::promote`] (pin, promote). Orchestration over [`crate::store`],
+//! [`crate::archive`] and the pure modules.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
-use crate::archive::{self, sha256_hex};
+use crate::archive;
+use crate::catalog::{published, read_metadata, Metadata, Tombstone, Where};
 use crate::cli::{Command, StoreArgs, TrustArgs};
-use crate::hcl::{self, SourceAttr};
-use crate::lockfile::{self, LOCK_FILE};
+use crate::gate::{self, Connect, Trust};
+use crate::hcl;
 use crate::names::{self, ModuleName};
-use crate::source::{Endpoint, S3Source};
+use crate::promote;
+use crate::source::S3Source;
 use crate::store::{Put, Store};
 use crate::Error;
 
-/// The file Terragrunt reads in each component directory.
-pub const TERRAGRUNT_FILE: &str = "terragrunt.hcl";
-
-/// What is stored beside each archive, as `NAME/X.Y.Z.json`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Metadata {
-    pub name: String,
-    pub version: String,
-    /// Lowercase hex SHA-256 of the archive's bytes.
-    pub sha256: String,
-    pub size: u64,
-    pub files: Vec<String>,
-    pub git_revision: String,
-    pub published_by: String,
-    pub published_at: String,
-    pub source: String,
-    pub tfmod_version: String,
-}
-
-pub async fn run(cmd: Command) -> Result<(), Error> {
+pub async fn run(cmd: Command, timeout: Duration) -> Result<(), Error> {
     match cmd {
         Command::Publish {
             dir,
@@ -42,51 +25,48 @@ pub async fn run(cmd: Command) -> Result<(), Error> {
             store,
             git_revision,
             publisher,
+            allow_module_source,
         } => {
-            publish(
-                &dir,
-                &name,
-                &module_version,
-                &store,
+            let who = Who {
                 git_revision,
                 publisher,
-            )
-            .await
+                allow_module_source,
+            };
+            publish(&dir, &name, &module_version, &store, who, timeout).await
         }
-        Command::Versions { name, store } => versions(&name, &store).await,
-        Command::Show { spec, store } => show(&spec, &store).await,
+        Command::Versions { name, store } => versions(&name, &store, timeout).await,
+        Command::Show { spec, store } => show(&spec, &store, timeout).await,
+        Command::Delete { spec, store } => delete(&spec, &store, timeout).await,
         Command::Pin {
             name,
             version,
             dir,
             store,
-        } => pin(&name, &version, &[dir], &store).await,
+        } => promote::pin(&name, &version, &dir, &where_(&store)?, timeout).await,
         Command::Promote {
             name,
             version,
-            stage,
+            from,
+            to,
             root,
+            layout,
             store,
         } => {
-            let stages = stage_dirs(&root, &stage)?;
-            if stages.is_empty() {
-                return Err(Error::Usage(format!(
-                    "--stage {stage:?}: no directory of that name under {} (expected {}/<account>/<region>/{stage})",
-                    root.display(),
-                    root.display()
-                )));
-            }
-            pin(&name, &version, &stages, &store).await
+            let stages = promote::Stages {
+                root,
+                layout,
+                from,
+                to,
+            };
+            promote::promote(&name, &version, &stages, &where_(&store)?, timeout).await
         }
-        Command::Lock { dir, trust } => lock(&dir, &trust).await,
-        Command::Verify { dir, trust } => verify(&dir, &trust).await,
+        Command::Lock { dir, trust } => {
+            gate::lock(&dir, trust_of(&trust)?.as_ref(), Connect(timeout)).await
+        }
+        Command::Verify { dir, trust } => {
+            gate::verify(&dir, trust_of(&trust)?.as_ref(), Connect(timeout)).await
+        }
     }
-}
-
-/// Validated store flags.
-struct Where {
-    bucket: String,
-    prefix: String,
 }
 
 fn where_(s: &StoreArgs) -> Result<Where, Error> {
@@ -96,90 +76,290 @@ fn where_(s: &StoreArgs) -> Result<Where, Error> {
     })
 }
 
+fn trust_of(t: &TrustArgs) -> Result<Option<Trust>, Error> {
+    let prefix = names::parse_prefix(&t.prefix)?;
+    let mut allow_local_code = Vec::new();
+    for p in &t.allow_local_code {
+        allow_local_code.push(p.canonicalize().map_err(|e| {
+            Error::Usage(format!(
+                "--allow-local-code {}: {e}: give an existing unit directory or HCL file",
+                p.display()
+            ))
+        })?);
+    }
+    Ok(match &t.bucket {
+        None if !allow_local_code.is_empty() => {
+            return Err(Error::Usage(
+                "--allow-local-code is meaningful only with --bucket: give the trusted store"
+                    .into(),
+            ))
+        }
+        None => None,
+        Some(b) => Some(Trust {
+            bucket: names::parse_bucket(b)?,
+            prefix,
+            allow_local_code,
+        }),
+    })
+}
+
+fn now() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+fn user(given: Option<String>) -> String {
+    given
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// publish's other flags.
+struct Who {
+    git_revision: Option<String>,
+    publisher: Option<String>,
+    allow_module_source: Vec<String>,
+}
+
+/// Why the nested module source `source` (of module `name` in the packed file `file`) may not
+/// be published, if it may not: it must be inside the archive (`./`, `../` to a packed
+/// directory), or start with an allowed prefix; an S3 source must carry `?checksum=`, and be in
+/// the store or allowed. Terraform fetches these when the module is used, so a branch, a
+/// version range or an unchecked object would run other code than was published.
+fn nested_problem(
+    file: &str,
+    name: &str,
+    source: Option<&str>,
+    packed: &[String],
+    w: &Where,
+    allow: &[String],
+) -> Option<String> {
+    let at = format!("{file}: module \"{name}\"");
+    let Some(source) = source else {
+        return Some(format!("{at}: its source is not a literal string"));
+    };
+    let shown = crate::source::redact(source);
+    if source.starts_with("./") || source.starts_with("../") {
+        let mut path: Vec<&str> = file.split('/').collect();
+        path.pop();
+        for seg in source.split('/') {
+            match seg {
+                "" | "." => {}
+                ".." => {
+                    if path.pop().is_none() {
+                        return Some(format!(
+                            "{at}: source {shown} leaves the module's archive: Terraform would read files outside what is published; keep it inside"
+                        ));
+                    }
+                }
+                s => path.push(s),
+            }
+        }
+        let dir = path.join("/");
+        return (!gate::subdir_in(packed, &dir)).then(|| {
+            format!("{at}: source {shown} is not a directory of the archive (left out, or missing)")
+        });
+    }
+    let allowed = allow
+        .iter()
+        .any(|p| !p.is_empty() && source.starts_with(p.as_str()));
+    let how = "vendor it into the module (a ./ path), or publish it with tfmod and use its s3:: source with ?checksum=; or allow its prefix with --allow-module-source";
+    match crate::source::parse(source) {
+        Err(e) => Some(format!("{at}: {e}")),
+        Ok(crate::source::Parsed::S3(s)) if s.checksum.is_none() => Some(format!(
+            "{at}: source {shown} has no ?checksum=, so terraform init would not check its bytes: {how}"
+        )),
+        Ok(crate::source::Parsed::S3(s)) if s.is_in(&w.bucket, &w.prefix) || allowed => None,
+        Ok(_) if allowed => None,
+        Ok(_) => Some(format!(
+            "{at}: source {shown} is fetched from elsewhere when the module is used (a branch or version range can change under it): {how}"
+        )),
+    }
+}
+
+/// Every nested module source of the packed files that may not be published.
+fn nested_problems(
+    dir: &Path,
+    packed: &[String],
+    w: &Where,
+    allow: &[String],
+) -> Result<Vec<String>, Error> {
+    let mut out = Vec::new();
+    for rel in packed {
+        let parse = if rel.ends_with(".tf") {
+            hcl::module_sources
+        } else if rel.ends_with(".tf.json") {
+            hcl::module_sources_json
+        } else {
+            continue;
+        };
+        let path = dir.join(rel);
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::file(&path, e))?;
+        let blocks = parse(&text).map_err(|e| Error::file(&path, format!("cannot parse: {e}")))?;
+        for (name, source) in blocks {
+            out.extend(nested_problem(
+                rel,
+                &name,
+                source.as_deref(),
+                packed,
+                w,
+                allow,
+            ));
+        }
+    }
+    Ok(out)
+}
+
 async fn publish(
     dir: &Path,
     name: &str,
     version: &str,
     store_args: &StoreArgs,
-    git_revision: Option<String>,
-    publisher: Option<String>,
+    who: Who,
+    timeout: Duration,
 ) -> Result<(), Error> {
+    let Who {
+        git_revision,
+        publisher,
+        allow_module_source,
+    } = who;
     let name = ModuleName::parse(name)?;
     let version = names::parse_version(version)?;
     let w = where_(store_args)?;
     let archive = archive::build(dir)?;
-    let store = Store::connect().await?;
+    let nested = nested_problems(dir, &archive.paths, &w, &allow_module_source)?;
+    if !nested.is_empty() {
+        return Err(Error::Usage(format!(
+            "{}: nothing was published: {}",
+            dir.display(),
+            nested.join("; ")
+        )));
+    }
+    let store = Store::connect(timeout).await?;
     let zip_key = names::key(&w.prefix, &name, &version, "zip");
     let meta_key = names::key(&w.prefix, &name, &version, "json");
-    let source = S3Source {
-        endpoint: store.endpoint.clone(),
-        bucket: w.bucket.clone(),
-        key: zip_key.clone(),
-        subdir: None,
-    };
+    let tomb_key = names::key(&w.prefix, &name, &version, "deleted");
     let label = format!("{} {version}", name.as_str());
     let at = format!("s3://{}/{zip_key}", w.bucket);
 
     // HEAD first: a store that ignores If-None-Match must not get the chance to overwrite.
-    let created = match store.head(&w.bucket, &zip_key).await? {
-        Some(_) => false,
+    let current = store.head(&w.bucket, &zip_key).await?;
+    match store.versioned(&w.bucket).await? {
+        Some(true) => {}
+        Some(false) => eprintln!(
+            "warning: bucket {} is not versioned: a version deleted or overwritten outside tfmod leaves no trace and cannot be undone; enable versioning",
+            w.bucket
+        ),
+        None => eprintln!(
+            "warning: cannot tell whether bucket {} is versioned (s3:GetBucketVersioning refused)",
+            w.bucket
+        ),
+    }
+    // A version number is used once: any history of it (a tombstone, a delete marker, an old
+    // version) refuses it, whatever the bytes.
+    let stem = zip_key.strip_suffix("zip").unwrap_or(&zip_key);
+    let history = store.history(&w.bucket, stem).await?;
+    let ours = |k: &str| k == zip_key || k == meta_key || k == tomb_key;
+    let used_once = "a version number is used once; publish a new version";
+    if history.versions.iter().any(|(k, _)| *k == tomb_key) {
+        return Err(Error::Exists(format!(
+            "{label} was deleted (s3://{}/{tomb_key}): {used_once}",
+            w.bucket
+        )));
+    }
+    let markers = history.delete_markers.iter().filter(|k| ours(k)).count();
+    let versions = history.versions.iter().filter(|(k, _)| ours(k)).count();
+    if current.is_none() && (markers > 0 || versions > 0) {
+        return Err(Error::Exists(format!(
+            "{label} has S3 history but no archive ({versions} object version(s), {markers} delete marker(s) under s3://{}/{stem}*): {used_once}",
+            w.bucket
+        )));
+    }
+
+    let (created, version_id) = match current {
+        Some(_) => (false, None),
         None => match store
-            .put_new(
+            .put_new_file(
                 &w.bucket,
                 &zip_key,
-                archive.bytes.clone(),
+                archive.path(),
                 "application/zip",
                 &[("tfmod-sha256", &archive.sha256)],
             )
             .await?
         {
-            Put::Created => true,
-            Put::Exists => false,
+            Put::Created(v) => (true, v),
+            Put::Exists => (false, None),
         },
     };
-    if created {
-        // Verified write: read it back, and a versioned key must have exactly one version
-        // (more means someone wrote it too, on a store that did not enforce the condition).
-        let back = store.get(&w.bucket, &zip_key).await?.unwrap_or_default();
-        let versions = store.version_count(&w.bucket, &zip_key).await?;
-        if sha256_hex(&back) != archive.sha256 || versions > 1 {
+    let version_id = if created {
+        // Verified write: read it back, and the key must have exactly one version (more means
+        // someone wrote it too, on a store that did not enforce the condition).
+        let back = store
+            .fetch(&w.bucket, &zip_key, version_id.as_deref())
+            .await?;
+        let count = store
+            .history(&w.bucket, &zip_key)
+            .await?
+            .versions
+            .iter()
+            .filter(|(k, _)| *k == zip_key)
+            .count();
+        let back_sha = back.as_ref().map(|b| b.sha256.clone()).unwrap_or_default();
+        if back_sha != archive.sha256 || count > 1 {
             return Err(Error::Exists(format!(
-                "{at} was written by someone else while publishing {label} ({versions} version(s), sha256 {} now, {} ours): the store did not enforce If-None-Match; check the object and publish a new version",
-                sha256_hex(&back),
+                "{at} was written by someone else while publishing {label} ({count} version(s), sha256 {back_sha} now, {} ours): the store did not enforce If-None-Match; check the object and publish a new version",
                 archive.sha256
             )));
         }
+        version_id
     } else {
-        let existing = store.get(&w.bucket, &zip_key).await?.ok_or_else(|| {
-            Error::S3(format!("{at} existed a moment ago and is gone now: retry"))
-        })?;
-        let there = sha256_hex(&existing);
-        if there != archive.sha256 {
+        let existing = store
+            .fetch(&w.bucket, &zip_key, None)
+            .await?
+            .ok_or_else(|| {
+                Error::Exists(format!(
+                    "{at} existed a moment ago and is gone now: {used_once}"
+                ))
+            })?;
+        if existing.sha256 != archive.sha256 {
             return Err(Error::Exists(format!(
-                "{label} is already published with different bytes (sha256 {there} in {at}, {} from {}): versions are immutable; publish a new version",
+                "{label} is already published with different bytes (sha256 {} in {at}, {} from {}): versions are immutable; publish a new version",
+                existing.sha256,
                 archive.sha256,
                 dir.display()
             )));
         }
-    }
+        // The version the published metadata names, else the one S3 serves now.
+        match read_metadata(&store, &w.bucket, &meta_key).await? {
+            Some(m) if m.sha256 == archive.sha256 => m.version_id.or(existing.version_id),
+            _ => existing.version_id,
+        }
+    };
 
+    let source = S3Source {
+        endpoint: store.endpoint.clone(),
+        bucket: w.bucket.clone(),
+        key: zip_key.clone(),
+        subdir: None,
+        version_id: version_id.clone(),
+        checksum: Some(archive.sha256.clone()),
+    };
     let meta = Metadata {
         name: name.as_str().to_string(),
         version: version.to_string(),
         sha256: archive.sha256.clone(),
-        size: archive.bytes.len() as u64,
+        size: archive.size,
         files: archive.paths.clone(),
-        git_revision: git_revision.unwrap_or_else(|| git_revision_of(dir)),
-        published_by: publisher
-            .or_else(|| std::env::var("USER").ok())
-            .unwrap_or_else(|| "unknown".into()),
-        published_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        git_revision: git_revision.unwrap_or_else(|| git_revision_of(dir, &archive.paths)),
+        published_by: user(publisher),
+        published_at: now(),
         source: source.to_string(),
         tfmod_version: env!("CARGO_PKG_VERSION").to_string(),
+        version_id,
     };
     let json = serde_json::to_vec_pretty(&meta).expect("metadata serialises");
     if store
-        .put_new(&w.bucket, &meta_key, json, "application/json", &[])
+        .put_new_bytes(&w.bucket, &meta_key, json, "application/json")
         .await?
         == Put::Exists
     {
@@ -191,6 +371,14 @@ async fn publish(
             )));
         }
     }
+    if !archive.left_out.is_empty() {
+        let list: Vec<String> = archive
+            .left_out
+            .iter()
+            .map(|(p, why)| format!("{p} ({why})"))
+            .collect();
+        eprintln!("left out, never published: {}", list.join(", "));
+    }
     if created {
         eprintln!("published {label} (sha256 {})", archive.sha256);
     } else {
@@ -200,9 +388,9 @@ async fn publish(
     Ok(())
 }
 
-/// `git rev-parse HEAD` in `dir`, `-dirty` when `dir` has uncommitted changes; "unknown"
-/// outside git.
-fn git_revision_of(dir: &Path) -> String {
+/// `git rev-parse HEAD` in `dir`, `-dirty` when what is packed is not what HEAD holds: a packed
+/// file modified, staged or untracked, or a file of HEAD deleted; "unknown" outside git.
+fn git_revision_of(dir: &Path, packed: &[String]) -> String {
     let git = |args: &[&str]| {
         std::process::Command::new("git")
             .arg("-C")
@@ -211,30 +399,49 @@ fn git_revision_of(dir: &Path) -> String {
             .output()
             .ok()
             .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
     };
-    match git(&["rev-parse", "HEAD"]) {
-        Some(rev) if !rev.is_empty() => match git(&["status", "--porcelain", "--", "."]) {
-            Some(s) if s.is_empty() => rev,
-            _ => format!("{rev}-dirty"),
-        },
-        _ => "unknown".into(),
+    let Some(rev) = git(&["rev-parse", "HEAD"]).map(|r| r.trim().to_string()) else {
+        return "unknown".into();
+    };
+    let prefix = git(&["rev-parse", "--show-prefix"]).unwrap_or_default();
+    let prefix = prefix.trim();
+    let Some(status) = git(&[
+        "status",
+        "--porcelain",
+        "-z",
+        "--untracked-files=all",
+        "--",
+        ".",
+    ]) else {
+        return format!("{rev}-dirty");
+    };
+    let packed: std::collections::BTreeSet<&str> = packed.iter().map(String::as_str).collect();
+    let mut entries = status.split('\0').filter(|e| !e.is_empty());
+    let mut dirty = false;
+    while let Some(entry) = entries.next() {
+        let (xy, path) = entry.split_at(3.min(entry.len()));
+        if xy.starts_with('R') || xy.starts_with('C') {
+            entries.next(); // the old path of a rename or copy
+        }
+        let rel = path.strip_prefix(prefix).unwrap_or(path);
+        let deleted = xy.contains('D') && archive::never_packed(rel).is_none();
+        if packed.contains(rel) || deleted {
+            dirty = true;
+            break;
+        }
+    }
+    if dirty {
+        format!("{rev}-dirty")
+    } else {
+        rev
     }
 }
 
-async fn read_metadata(store: &Store, bucket: &str, key: &str) -> Result<Option<Metadata>, Error> {
-    match store.get(bucket, key).await? {
-        None => Ok(None),
-        Some(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| Error::S3(format!("s3://{bucket}/{key} is not tfmod metadata: {e}"))),
-    }
-}
-
-async fn versions(name: &str, store_args: &StoreArgs) -> Result<(), Error> {
+async fn versions(name: &str, store_args: &StoreArgs, timeout: Duration) -> Result<(), Error> {
     let name = ModuleName::parse(name)?;
     let w = where_(store_args)?;
-    let store = Store::connect().await?;
+    let store = Store::connect(timeout).await?;
     let dir = if w.prefix.is_empty() {
         format!("{}/", name.as_str())
     } else {
@@ -262,20 +469,20 @@ async fn versions(name: &str, store_args: &StoreArgs) -> Result<(), Error> {
     Ok(())
 }
 
-async fn show(spec: &str, store_args: &StoreArgs) -> Result<(), Error> {
+fn parse_spec(spec: &str) -> Result<(ModuleName, semver::Version), Error> {
     let (name, version) = spec
         .split_once('@')
         .ok_or_else(|| Error::Usage(format!("{spec:?}: write NAME@X.Y.Z, e.g. vpc@1.2.0")))?;
-    let name = ModuleName::parse(name)?;
-    let version = names::parse_version(version)?;
+    Ok((ModuleName::parse(name)?, names::parse_version(version)?))
+}
+
+async fn show(spec: &str, store_args: &StoreArgs, timeout: Duration) -> Result<(), Error> {
+    let (name, version) = parse_spec(spec)?;
     let w = where_(store_args)?;
-    let store = Store::connect().await?;
+    let store = Store::connect(timeout).await?;
     let meta = published(&store, &w, &name, &version).await?;
     let zip_key = names::key(&w.prefix, &name, &version, "zip");
-    let now = store
-        .get(&w.bucket, &zip_key)
-        .await?
-        .map(|b| sha256_hex(&b));
+    let now = store.fetch(&w.bucket, &zip_key, None).await?;
     println!("name: {}", meta.name);
     println!("version: {}", meta.version);
     println!("sha256: {}", meta.sha256);
@@ -285,12 +492,15 @@ async fn show(spec: &str, store_args: &StoreArgs) -> Result<(), Error> {
     println!("published_at: {}", meta.published_at);
     println!("source: {}", meta.source);
     match now {
-        Some(sha) if sha == meta.sha256 => {
+        Some(got) if got.sha256 == meta.sha256 => {
             println!("archive: intact");
             Ok(())
         }
-        Some(sha) => {
-            println!("archive: CHANGED since publishing (sha256 {sha} now)");
+        Some(got) => {
+            println!(
+                "archive: CHANGED since publishing (sha256 {} now)",
+                got.sha256
+            );
             Err(Error::Problems(1))
         }
         None => {
@@ -300,352 +510,43 @@ async fn show(spec: &str, store_args: &StoreArgs) -> Result<(), Error> {
     }
 }
 
-/// The metadata of a published version, or NotFound.
-async fn published(
-    store: &Store,
-    w: &Where,
-    name: &ModuleName,
-    version: &semver::Version,
-) -> Result<Metadata, Error> {
-    let meta_key = names::key(&w.prefix, name, version, "json");
-    read_metadata(store, &w.bucket, &meta_key)
-        .await?
-        .ok_or_else(|| {
-            Error::NotFound(format!(
-                "{} {version} is not published (no s3://{}/{meta_key}): publish it first, or check --bucket and --prefix",
-                name.as_str(),
-                w.bucket
-            ))
-        })
-}
-
-/// Every `terragrunt.hcl` below `dir`, sorted; hidden directories (`.terragrunt-cache`,
-/// `.terraform`, `.git`) are skipped.
-pub fn terragrunt_files(dir: &Path) -> Result<Vec<PathBuf>, Error> {
-    let mut out = Vec::new();
-    walk_dirs(dir, &mut |d| {
-        let f = d.join(TERRAGRUNT_FILE);
-        if f.is_file() {
-            out.push(f);
-        }
-        true
-    })?;
-    out.sort();
-    Ok(out)
-}
-
-/// Directories named `stage` below `root` (not below a matched one).
-fn stage_dirs(root: &Path, stage: &str) -> Result<Vec<PathBuf>, Error> {
-    if stage.is_empty() || stage.contains('/') || stage.starts_with('.') {
-        return Err(Error::Usage(format!(
-            "--stage {stage:?}: give a directory name such as staging"
-        )));
-    }
-    let mut out = Vec::new();
-    walk_dirs(root, &mut |d| {
-        if d != root && d.file_name().and_then(|n| n.to_str()) == Some(stage) {
-            out.push(d.to_path_buf());
-            return false;
-        }
-        true
-    })?;
-    out.sort();
-    Ok(out)
-}
-
-/// Calls `f` on `dir` and every non-hidden directory below it (not following symlinks);
-/// `f` returns whether to descend.
-fn walk_dirs(dir: &Path, f: &mut dyn FnMut(&Path) -> bool) -> Result<(), Error> {
-    if !f(dir) {
-        return Ok(());
-    }
-    let mut subdirs = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(|e| Error::file(dir, e))? {
-        let entry = entry.map_err(|e| Error::file(dir, e))?;
-        let hidden = entry.file_name().to_string_lossy().starts_with('.');
-        if !hidden && entry.file_type().map_err(|e| Error::file(dir, e))?.is_dir() {
-            subdirs.push(entry.path());
-        }
-    }
-    subdirs.sort();
-    for d in subdirs {
-        walk_dirs(&d, f)?;
-    }
-    Ok(())
-}
-
-async fn pin(
-    name: &str,
-    version: &str,
-    dirs: &[PathBuf],
-    store_args: &StoreArgs,
-) -> Result<(), Error> {
-    let name = ModuleName::parse(name)?;
-    let version = names::parse_version(version)?;
+async fn delete(spec: &str, store_args: &StoreArgs, timeout: Duration) -> Result<(), Error> {
+    let (name, version) = parse_spec(spec)?;
     let w = where_(store_args)?;
-    let store = Store::connect().await?;
-    published(&store, &w, &name, &version).await?;
-    let new_key = names::key(&w.prefix, &name, &version, "zip");
-    let mut changed = 0;
-    let mut uses = 0;
-    for dir in dirs {
-        for file in terragrunt_files(dir)? {
-            let text = std::fs::read_to_string(&file).map_err(|e| Error::file(&file, e))?;
-            let SourceAttr::Literal { value, .. } =
-                hcl::find_source(&text).map_err(|e| Error::file(&file, e))?
-            else {
-                continue;
-            };
-            let Ok(Some(src)) = S3Source::parse(&value) else {
-                continue;
-            };
-            let ours = src.bucket == w.bucket
-                && names::parse_archive_key(&w.prefix, &src.key).is_some_and(|(n, _)| n == name);
-            if !ours {
-                continue;
-            }
-            uses += 1;
-            let new = src.with_key(&new_key).to_string();
-            if new == value {
-                continue;
-            }
-            let out = hcl::rewrite_source(&text, &new)
-                .map_err(|e| Error::file(&file, e))?
-                .expect("a literal source was found above");
-            std::fs::write(&file, out).map_err(|e| Error::file(&file, e))?;
-            eprintln!("{}: {} → {version}", file.display(), src.key);
-            changed += 1;
-        }
-    }
-    if uses == 0 {
-        return Err(Error::Usage(format!(
-            "no terragrunt.hcl below {} uses module {} from s3://{}/{}: nothing to pin",
-            dirs.iter()
-                .map(|d| d.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
+    let store = Store::connect(timeout).await?;
+    let zip_key = names::key(&w.prefix, &name, &version, "zip");
+    let meta_key = names::key(&w.prefix, &name, &version, "json");
+    let tomb_key = names::key(&w.prefix, &name, &version, "deleted");
+    let meta = read_metadata(&store, &w.bucket, &meta_key)
+        .await
+        .ok()
+        .flatten();
+    if meta.is_none() && store.head(&w.bucket, &zip_key).await?.is_none() {
+        return Err(Error::NotFound(format!(
+            "{} {version} is not published (no s3://{}/{zip_key}): nothing to delete",
             name.as_str(),
-            w.bucket,
-            w.prefix
+            w.bucket
         )));
     }
-    eprintln!("{changed} of {uses} file(s) changed");
-    let trust = TrustArgs {
-        bucket: Some(w.bucket.clone()),
-        prefix: w.prefix.clone(),
+    // The tombstone first: if the deletion stops half-way, the number is used all the same.
+    let tomb = Tombstone {
+        name: name.as_str().to_string(),
+        version: version.to_string(),
+        sha256: meta.map(|m| m.sha256),
+        deleted_by: user(None),
+        deleted_at: now(),
     };
-    for dir in dirs {
-        lock(dir, &trust).await?;
-    }
-    Ok(())
-}
-
-/// A module source found in a file.
-struct Found {
-    file: PathBuf,
-    source: S3Source,
-}
-
-/// Reads the s3:: sources below `dir`; problems (unparsable files, computed or untrusted
-/// sources) are returned as lines.
-fn scan(dir: &Path, trust: &TrustArgs) -> Result<(Vec<Found>, Vec<String>), Error> {
-    let bucket = trust
-        .bucket
-        .as_deref()
-        .map(names::parse_bucket)
-        .transpose()?;
-    let prefix = names::parse_prefix(&trust.prefix)?;
-    let mut found = Vec::new();
-    let mut problems = Vec::new();
-    for file in terragrunt_files(dir)? {
-        let text = std::fs::read_to_string(&file).map_err(|e| Error::file(&file, e))?;
-        let shown = file.display();
-        match hcl::find_source(&text) {
-            Err(e) => problems.push(format!("{shown}: cannot parse: {}", one_line(&e))),
-            Ok(SourceAttr::Absent) => {}
-            Ok(SourceAttr::Computed) => problems.push(format!(
-                "{shown}: terraform.source is computed, so tfmod cannot check it: write the s3:: source as a literal string"
-            )),
-            Ok(SourceAttr::Literal { value, .. }) => match S3Source::parse(&value) {
-                Err(e) => problems.push(format!("{shown}: {e}")),
-                Ok(None) => {}
-                Ok(Some(source)) => {
-                    if let Some(b) = &bucket {
-                        let under = prefix.is_empty() || source.key.starts_with(&format!("{prefix}/"));
-                        if &source.bucket != b || !under {
-                            problems.push(format!(
-                                "{shown}: source {value} is not in the trusted store s3://{b}/{prefix}"
-                            ));
-                            continue;
-                        }
-                    }
-                    found.push(Found { file, source });
-                }
-            },
-        }
-    }
-    Ok((found, problems))
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// The client for a source, or a problem line when tfmod would read another place than
-/// go-getter will.
-fn store_for(store: &Store, src: &S3Source) -> Result<Store, String> {
-    match (&src.endpoint, &store.endpoint) {
-        (Endpoint::Aws { region }, Endpoint::Aws { .. }) => Ok(store.with_region(region)),
-        (Endpoint::Custom { base, .. }, Endpoint::Custom { base: ours, .. }) if base == ours => {
-            Ok(store.clone())
-        }
-        (Endpoint::Custom { base, .. }, _) => Err(format!(
-            "{src}: its endpoint {base} is not the one tfmod reads (set AWS_ENDPOINT_URL_S3={base})"
-        )),
-        (Endpoint::Aws { .. }, Endpoint::Custom { base, .. }) => Err(format!(
-            "{src}: an AWS S3 source, but AWS_ENDPOINT_URL_S3/AWS_ENDPOINT_URL points tfmod at {base}: unset it"
-        )),
-    }
-}
-
-async fn lock(dir: &Path, trust: &TrustArgs) -> Result<(), Error> {
-    let (found, mut problems) = scan(dir, trust)?;
-    let sources: BTreeMap<String, S3Source> = found
-        .iter()
-        .map(|f| (f.source.archive().to_string(), f.source.archive()))
-        .collect();
-    let mut lock = lockfile::Lock::new();
-    if !sources.is_empty() {
-        let store = Store::connect().await?;
-        for (text, src) in &sources {
-            let s = match store_for(&store, src) {
-                Ok(s) => s,
-                Err(p) => {
-                    problems.push(p);
-                    continue;
-                }
-            };
-            let Some(bytes) = s.get(&src.bucket, &src.key).await? else {
-                problems.push(format!("{text}: not in S3: publish it, or fix the source"));
-                continue;
-            };
-            let sha = sha256_hex(&bytes);
-            if let Some(meta_key) = src.key.strip_suffix(".zip").map(|k| format!("{k}.json")) {
-                if let Some(meta) = read_metadata(&s, &src.bucket, &meta_key).await? {
-                    if meta.sha256 != sha {
-                        problems.push(format!(
-                            "{text}: sha256 {sha} differs from {} recorded when it was published: the object was changed; do not lock it",
-                            meta.sha256
-                        ));
-                        continue;
-                    }
-                }
-            }
-            lock.insert(text.clone(), sha);
-        }
-    }
-    if !problems.is_empty() {
-        for p in &problems {
-            println!("{p}");
-        }
-        return Err(Error::Problems(problems.len()));
-    }
-    let path = dir.join(LOCK_FILE);
-    std::fs::write(&path, lockfile::render(&lock)).map_err(|e| Error::file(&path, e))?;
-    eprintln!("locked {} source(s) in {}", lock.len(), path.display());
-    Ok(())
-}
-
-/// The nearest `tfmod.lock` in `file`'s directory or above.
-fn nearest_lock(file: &Path) -> Option<PathBuf> {
-    file.parent()?
-        .ancestors()
-        .map(|d| d.join(LOCK_FILE))
-        .find(|p| p.is_file())
-}
-
-async fn verify(dir: &Path, trust: &TrustArgs) -> Result<(), Error> {
-    let (found, mut problems) = scan(dir, trust)?;
-    let mut locks: BTreeMap<PathBuf, lockfile::Lock> = BTreeMap::new();
-    let mut used: BTreeSet<(PathBuf, String)> = BTreeSet::new();
-    // Source text → (source, locked sha); one check per archive even if many files use it.
-    let mut to_check: BTreeMap<(String, String), S3Source> = BTreeMap::new();
-    for f in &found {
-        let shown = f.file.display();
-        let Some(lock_path) = nearest_lock(&f.file) else {
-            problems.push(format!(
-                "{shown}: no {LOCK_FILE} in its directory or above: run tfmod lock in the stage directory"
-            ));
-            continue;
-        };
-        if !locks.contains_key(&lock_path) {
-            let text =
-                std::fs::read_to_string(&lock_path).map_err(|e| Error::file(&lock_path, e))?;
-            let parsed = lockfile::parse(&text).map_err(|e| Error::file(&lock_path, e))?;
-            locks.insert(lock_path.clone(), parsed);
-        }
-        let key = f.source.archive().to_string();
-        match locks[&lock_path].get(&key) {
-            None => problems.push(format!(
-                "{shown}: source {key} is not in {}: run tfmod lock there and review the change",
-                lock_path.display()
-            )),
-            Some(sha) => {
-                used.insert((lock_path.clone(), key.clone()));
-                to_check.insert((key, sha.clone()), f.source.archive());
-            }
-        }
-    }
-    // Entries no file below uses (only for locks whose whole directory was scanned).
-    for (lock_path, lock) in &locks {
-        let lock_dir = lock_path.parent().unwrap_or(Path::new("."));
-        if !lock_dir.starts_with(dir) {
-            continue;
-        }
-        for src in lock.keys() {
-            if !used.contains(&(lock_path.clone(), src.clone())) {
-                problems.push(format!(
-                    "{}: {src} is locked but no terragrunt.hcl below uses it: run tfmod lock there",
-                    lock_path.display()
-                ));
-            }
-        }
-    }
-    if !to_check.is_empty() {
-        let store = Store::connect().await?;
-        for ((text, locked), src) in &to_check {
-            let s = match store_for(&store, src) {
-                Ok(s) => s,
-                Err(p) => {
-                    problems.push(p);
-                    continue;
-                }
-            };
-            match s.get(&src.bucket, &src.key).await? {
-                None => problems.push(format!(
-                    "{text}: not in S3 any more (locked sha256 {locked})"
-                )),
-                Some(bytes) => {
-                    let now = sha256_hex(&bytes);
-                    if &now != locked {
-                        problems.push(format!(
-                            "{text}: sha256 {now} differs from the locked {locked}: the object was changed after locking; do not apply"
-                        ));
-                    }
-                }
-            }
-        }
-    }
-    if !problems.is_empty() {
-        for p in &problems {
-            println!("{p}");
-        }
-        return Err(Error::Problems(problems.len()));
-    }
-    println!(
-        "ok: {} file(s), {} archive(s) match their locks",
-        found.len(),
-        to_check.len()
+    let json = serde_json::to_vec_pretty(&tomb).expect("tombstone serialises");
+    store
+        .put_new_bytes(&w.bucket, &tomb_key, json, "application/json")
+        .await?;
+    store
+        .delete(&w.bucket, &[zip_key.clone(), meta_key.clone()])
+        .await?;
+    eprintln!(
+        "deleted {} {version}; s3://{}/{tomb_key} keeps the number used (never published again)",
+        name.as_str(),
+        w.bucket
     );
     Ok(())
 }

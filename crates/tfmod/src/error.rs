@@ -2,14 +2,16 @@
 
 use std::path::PathBuf;
 
-/// Exit codes, as `--help` and the README state them.
+use crate::store::StoreError;
+
+/// Exit codes, as `--help` and docs/tfmod.md state them.
 pub const EXIT_CODES: &str = "\
 EXIT CODES:
   0  done (publishing bytes that are already published is done, too)
-  1  verify or lock found problems (one line each on stdout), or show found the archive changed
+  1  verify, lock or promote found problems (one line each on stdout), or show found the archive changed
   2  bad usage: a flag's value, an unreadable or unparsable file, a module tree tfmod refuses
-  3  S3 unavailable: unreachable, credentials or permissions refused, bucket missing
-  4  the version is already published with different bytes (nothing was overwritten)
+  3  S3 unavailable: unreachable, timed out, credentials or permissions refused, bucket missing
+  4  the version is used: published with other bytes, deleted, or its metadata damaged (nothing written)
   5  not published: the module version asked for is not in the bucket";
 
 /// What went wrong, and what the user does about it.
@@ -22,16 +24,16 @@ pub enum Error {
     #[error("{}: {msg}", path.display())]
     File { path: PathBuf, msg: String },
     /// S3 did not answer or refused the call: check the endpoint, credentials, IAM and bucket.
-    #[error("S3 unavailable: {0}")]
-    S3(String),
-    /// The version exists with other bytes (or was overwritten while publishing): never
+    #[error(transparent)]
+    S3(#[from] StoreError),
+    /// The version number is used (other bytes, a deletion, damaged metadata): never
     /// overwritten by tfmod; publish a new version instead.
     #[error("{0}")]
     Exists(String),
     /// The module version is not in the bucket: publish it, or check --bucket and --prefix.
     #[error("{0}")]
     NotFound(String),
-    /// `verify`/`lock` found problems, or `show` a changed archive; each was printed already.
+    /// `verify`/`lock`/`promote` found problems, or `show` a changed archive; each was printed.
     #[error("{0} problem(s) found")]
     Problems(usize),
 }
@@ -42,6 +44,7 @@ impl Error {
         match self {
             Error::Problems(_) => 1,
             Error::Usage(_) | Error::File { .. } => 2,
+            Error::S3(StoreError::NoRegion) => 2,
             Error::S3(_) => 3,
             Error::Exists(_) => 4,
             Error::NotFound(_) => 5,

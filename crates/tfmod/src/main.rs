@@ -27,7 +27,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(tfmod::commands::run(cli.command)) {
+    match runtime.block_on(tfmod::commands::run(cli.command, cli.s3_timeout)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tfmod: error: {e}");

@@ -340,6 +340,9 @@ async fn groups(
 
 async fn token(State(w): State<World>, uri: Uri, body: String) -> Response {
     w.requests.fetch_add(1, Ordering::SeqCst);
+    if let Some(c) = w.behaviour.canned.lock().unwrap().clone() {
+        return c.response();
+    }
     if let Some(to) = w.behaviour.redirect_to.lock().unwrap().clone() {
         return redirect(&to, &uri);
     }

@@ -408,6 +408,15 @@ pub enum StatusFormat {
     Json,
 }
 
+/// Output format of `eipool gc`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GcFormat {
+    /// Lines for people.
+    Text,
+    /// One JSON object.
+    Json,
+}
+
 /// Flags of `eipool status`.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
@@ -511,6 +520,10 @@ pub struct GcArgs {
     /// Do it, rather than print what would be done (its variable takes 1/0, true/false, yes/no, on/off)
     #[arg(long, env = "EIPOOL_GC_APPLY", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub apply: bool,
+
+    /// Output format
+    #[arg(long, env = "EIPOOL_GC_OUTPUT", value_enum, default_value_t = GcFormat::Text)]
+    pub output: GcFormat,
 
     #[command(flatten)]
     pub ops: OpsArgs,

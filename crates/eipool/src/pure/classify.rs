@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::address::{Address, InterfaceState, Occupant};
-use super::holder::RedisView;
+use super::holder::{Holder, RedisView};
 use super::identity::Identity;
 use super::ids::{EniId, InstanceId};
 
@@ -135,6 +135,56 @@ pub(crate) fn why_dead(
     }
 }
 
+/// What gc does with one associated pool address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Collect {
+    /// Someone alive may be using it: nothing to do.
+    InUse,
+    /// Nobody alive can be using it (`reason`), and eipool put it there: its holder tag names
+    /// this very association. Free it.
+    Free {
+        /// Why nobody can be using it.
+        reason: String,
+    },
+    /// Nobody alive seems to use it (`reason`), but eipool did not put it there (`why`): someone
+    /// associated it by hand, e.g. to an interface they keep unattached or a NAT gateway's,
+    /// whose use gc cannot see. Reported, never freed.
+    LeaveAlone {
+        /// Why it looks unused.
+        reason: String,
+        /// Why gc leaves it alone.
+        why: String,
+    },
+}
+
+/// gc's rule: free only what eipool claimed. `dead` is [`why_dead`]'s answer for the address's
+/// interface; the address is freed only when its `eipool:holder` tag matches its current
+/// association (`HolderTag::matches`), or, with no tag at all, when eipool's Redis holder
+/// `record` names where it is (a claim by a release older than the tag); whatever the interface
+/// looks like otherwise.
+pub(crate) fn collect(a: &Address, dead: Option<String>, record: Option<&Holder>) -> Collect {
+    let (Some(x), Some(reason)) = (&a.association, dead) else {
+        return Collect::InUse;
+    };
+    match &a.holder {
+        Some(t) if t.matches(x) => Collect::Free { reason },
+        Some(t) => Collect::LeaveAlone {
+            reason,
+            why: format!(
+                "its eipool:holder tag names association {} on {}/{}, not this one: it was associated again after eipool put it there",
+                t.association, t.eni, t.private_ip
+            ),
+        },
+        None if record.is_some_and(|r| r.matches(x)) => Collect::Free {
+            reason: format!("{reason} (eipool's Redis record names it there: claimed by a release older than the holder tag)"),
+        },
+        None => Collect::LeaveAlone {
+            reason,
+            why: "it carries no eipool:holder tag and no eipool record in Redis names it there: eipool did not put it there (someone associated it by hand), or the claim could not tag it".into(),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,6 +217,7 @@ mod tests {
                 Holder {
                     at: "eni-1/10.0.0.5".into(),
                     since_ms: 1,
+                    record: "eni-1/10.0.0.5|1".into(),
                 },
             );
         }
@@ -281,6 +332,64 @@ mod tests {
         ];
         for (seen, want) in cases {
             assert_eq!(standing(seen.as_ref(), &me), want, "{seen:?}");
+        }
+    }
+
+    #[test]
+    fn gc_frees_only_what_eipool_put_there() {
+        let dead = || Some("interface eni-1 is not attached to any instance".to_string());
+        let mut tagged = addr("eipalloc-a", Some("eni-1"));
+        tagged.holder = Some(HolderTag {
+            eni: "eni-1".parse().unwrap(),
+            private_ip: "10.0.0.5".parse().unwrap(),
+            association: tagged.association.as_ref().unwrap().id.clone(),
+            since: "2026-11-27T00:00:00Z".into(),
+        });
+        // Tagged by a claim, then associated again by hand (another association id).
+        let mut again = tagged.clone();
+        again.association.as_mut().unwrap().id = "eipassoc-0ba4d".parse().unwrap();
+        let by_hand = addr("eipalloc-b", Some("eni-1"));
+        let free = addr("eipalloc-c", None);
+        // eipool's Redis records: where an older release put an address (no tag), and one
+        // naming another interface.
+        let here = Holder {
+            at: "eni-1/10.0.0.5".into(),
+            since_ms: 1,
+            record: "eni-1/10.0.0.5|1".into(),
+        };
+        let elsewhere = Holder {
+            at: "eni-9/10.0.0.5".into(),
+            ..here.clone()
+        };
+        // (address, looks dead, Redis record, verdict: 'f' free, 'l' left alone, 'u' in use)
+        let cases = [
+            (&tagged, true, None, 'f'),
+            (&tagged, false, None, 'u'),
+            (&again, true, None, 'l'),
+            // The tag outvotes a record: it was associated again since.
+            (&again, true, Some(&here), 'l'),
+            (&by_hand, true, None, 'l'),
+            (&by_hand, true, Some(&elsewhere), 'l'),
+            // No tag, but eipool's record names it there: an older release's claim.
+            (&by_hand, true, Some(&here), 'f'),
+            (&by_hand, false, Some(&here), 'u'),
+            (&by_hand, false, None, 'u'),
+            (&free, true, None, 'u'),
+        ];
+        for (a, looks_dead, record, want) in cases {
+            let got = match collect(a, looks_dead.then(dead).flatten(), record) {
+                Collect::Free { .. } => 'f',
+                Collect::LeaveAlone { reason, why } => {
+                    assert!(reason.contains("not attached"), "{reason}");
+                    assert!(why.contains("eipool:holder"), "{why}");
+                    'l'
+                }
+                Collect::InUse => 'u',
+            };
+            assert_eq!(
+                got, want,
+                "{a:?}, looks dead {looks_dead}, record {record:?}"
+            );
         }
     }
 

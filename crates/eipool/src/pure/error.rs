@@ -13,6 +13,8 @@ pub(crate) mod exit {
     pub(crate) const DRIFT: u8 = 3;
     /// An unexpected internal error or a panic (a bug): report it (EX_SOFTWARE).
     pub(crate) const INTERNAL: u8 = 70;
+    /// The report could not be written to stdout (closed, a broken pipe) (EX_IOERR).
+    pub(crate) const UNDELIVERED: u8 = 74;
     /// Bad usage or configuration: the message names the flag and what is wrong.
     pub(crate) const USAGE: u8 = 2;
     /// The pool has no free address (EX_UNAVAILABLE).
@@ -49,6 +51,10 @@ pub(crate) const EXIT_CODES: &[(u8, &str)] = &[
         "internal error or a panic (a bug: please report it with its stderr line)",
     ),
     (
+        exit::UNDELIVERED,
+        "the report could not be written to stdout (closed, a broken pipe); a claim gave back the address it took for it, unless --output delivered it (then: exit 0 and a warning)",
+    ),
+    (
         exit::TEMPORARY,
         "a temporary failure (EC2 or Redis unreachable, throttled) lasted until the deadline",
     ),
@@ -58,7 +64,7 @@ pub(crate) const EXIT_CODES: &[(u8, &str)] = &[
     ),
     (
         exit::INTERRUPTED,
-        "interrupted by SIGINT/SIGTERM after releasing what it held",
+        "interrupted by SIGINT/SIGTERM (a claim gives back what it took first)",
     ),
 ];
 
@@ -124,6 +130,11 @@ pub enum Error {
     /// Something that should not happen.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The report could not be written to stdout (it was closed: the reader went away). A claim
+    /// gives back the address nobody would learn of (unless it held it before, or `--output`
+    /// delivered it); the message says which.
+    #[error("{0}")]
+    Undelivered(String),
     /// A check the user asked for failed (`status --min-free`, `doctor`); the message says which.
     #[error("{0}")]
     CheckFailed(String),
@@ -188,6 +199,7 @@ impl Error {
             Error::Permission { .. } | Error::KubePermission { .. } => "permission",
             Error::Interrupted => "interrupted",
             Error::Internal(_) => "internal",
+            Error::Undelivered(_) => "undelivered",
             Error::CheckFailed(_) => "check_failed",
             Error::Drift(_) => "drift",
         }
@@ -202,6 +214,7 @@ impl Error {
             Error::Permission { .. } | Error::KubePermission { .. } => exit::PERMISSION,
             Error::Interrupted => exit::INTERRUPTED,
             Error::Internal(_) => exit::INTERNAL,
+            Error::Undelivered(_) => exit::UNDELIVERED,
             Error::CheckFailed(_) => exit::CHECK_FAILED,
             Error::Drift(_) => exit::DRIFT,
         }
@@ -237,6 +250,7 @@ mod tests {
             },
             Error::Interrupted,
             Error::Internal(String::new()),
+            Error::Undelivered(String::new()),
             Error::CheckFailed(String::new()),
             Error::Drift(String::new()),
         ];

@@ -24,6 +24,8 @@ pub(crate) struct Holder {
     pub at: String,
     /// Unix time in milliseconds.
     pub since_ms: u64,
+    /// The record as Redis holds it, for gc's compare-and-delete.
+    pub record: String,
 }
 
 /// How a holder record names where an address is: `<eni>/<private ip>`.

@@ -357,6 +357,9 @@ pub struct PassTally {
     /// Candidates our own listing shows free but Redis marks assigned: EC2 must be asked about
     /// them by allocation id before the pool may be called exhausted.
     pub masked: usize,
+    /// Candidates set aside untried: without Redis, after a few blind takes, the rest of a
+    /// listing waits for a fresh one ([`relist_without_redis`]). Nobody knows them taken.
+    pub untried: usize,
 }
 
 /// What to do after a pass over the candidates that won nothing.
@@ -382,10 +385,12 @@ pub fn after_pass(tally: PassTally) -> AfterPass {
             busy: 0,
             transient: 0,
             masked: 0,
+            untried: 0,
         } => AfterPass::Exhausted,
         PassTally {
             busy: 0,
             transient: 0,
+            untried: 0,
             ..
         } => AfterPass::AskEc2,
         _ => AfterPass::TryAgain,
@@ -402,10 +407,12 @@ pub fn exhaustion_stands(shared: bool, listing_age: Duration) -> bool {
 }
 
 /// Which exit reason a claim that ran out of time reports: exhaustion when the last pass found
-/// only addresses others were holding, a temporary failure when something kept failing.
+/// only addresses others were holding, a temporary failure when something kept failing or was
+/// never tried (set aside untried, or hidden by a marker EC2 was not asked about): "all N taken"
+/// only counts what is known taken or held.
 pub(crate) fn deadline_verdict(last: Option<PassTally>) -> AfterDeadline {
     match last {
-        Some(t) if t.transient == 0 && t.masked == 0 => AfterDeadline::Exhausted,
+        Some(t) if t.transient == 0 && t.masked == 0 && t.untried == 0 => AfterDeadline::Exhausted,
         _ => AfterDeadline::Temporary,
     }
 }
@@ -801,7 +808,7 @@ mod tests {
         let t = |busy, transient| PassTally {
             busy,
             transient,
-            masked: 0,
+            ..PassTally::default()
         };
         let masked = |masked| PassTally {
             masked,
@@ -834,9 +841,35 @@ mod tests {
                 "shared {shared}, age {age:?}"
             );
         }
-        assert_eq!(deadline_verdict(Some(t(3, 0))), AfterDeadline::Exhausted);
-        assert_eq!(deadline_verdict(Some(t(3, 1))), AfterDeadline::Temporary);
-        assert_eq!(deadline_verdict(None), AfterDeadline::Temporary);
+    }
+
+    #[test]
+    fn out_of_time_a_claim_says_all_taken_only_of_what_it_tried() {
+        use AfterDeadline::{Exhausted, Temporary};
+        // (busy, transient, masked, set aside untried) → after the pass, at the deadline
+        let cases = [
+            ((0, 0, 0, 0), AfterPass::Exhausted, Exhausted),
+            // Held by other claimers until the end: they took them.
+            ((3, 0, 0, 0), AfterPass::TryAgain, Exhausted),
+            ((3, 1, 0, 0), AfterPass::TryAgain, Temporary),
+            ((0, 0, 2, 0), AfterPass::AskEc2, Temporary),
+            // Without Redis, three blind takes set the rest of the listing aside: never tried,
+            // so not known taken (issue 35: this said 69, "all N taken").
+            ((0, 0, 0, 5), AfterPass::TryAgain, Temporary),
+            ((2, 0, 0, 5), AfterPass::TryAgain, Temporary),
+            ((0, 0, 2, 1), AfterPass::TryAgain, Temporary),
+        ];
+        for ((busy, transient, masked, untried), pass, deadline) in cases {
+            let tally = PassTally {
+                busy,
+                transient,
+                masked,
+                untried,
+            };
+            assert_eq!(after_pass(tally), pass, "{tally:?}");
+            assert_eq!(deadline_verdict(Some(tally)), deadline, "{tally:?}");
+        }
+        assert_eq!(deadline_verdict(None), Temporary, "no pass finished");
     }
 
     #[test]

@@ -139,9 +139,10 @@ impl Waiter {
             let pause = match self.ask(looked.elapsed() >= plan::LINE_WATCH).await? {
                 Some(LineTurn::Claim) => return Ok(Woken::Turn),
                 Some(LineTurn::Look) => {
+                    // The look may wait for a describe slot: the heartbeat goes on meanwhile.
                     let free = tokio::select! {
                         _ = cancel.cancelled() => return Ok(Woken::Cancelled),
-                        free = self.look() => free,
+                        free = self.beating(self.look()) => free,
                     };
                     looked = Instant::now();
                     if free {
@@ -186,7 +187,10 @@ impl Waiter {
         metrics::global()
             .line_place
             .set(place.place.map(|p| p as i64).unwrap_or(-1));
-        let moved = self.tried_at != Some(place.freed);
+        // The count at our first ask is where we start from: becoming the head is not, by
+        // itself, an address freed (the head's look covers what the count does not).
+        let tried_at = *self.tried_at.get_or_insert(place.freed);
+        let moved = tried_at != place.freed;
         let turn = plan::line_turn(place.place, moved, look_due);
         match turn {
             LineTurn::Claim | LineTurn::Look => self.tried_at = Some(place.freed),
@@ -265,11 +269,10 @@ impl Waiter {
         self.ticket.is_some()
     }
 
-    /// Leave the line (an address is held, or we give up).
+    /// Leave the line (an address is held, or we give up). Also when this process never joined:
+    /// a server restarted within its grace that got an address at once leaves the place it kept.
     pub(crate) async fn leave(&mut self) {
-        if self.ticket.take().is_none() {
-            return;
-        }
+        self.ticket = None;
         self.tried_at = None;
         metrics::global().line_place.set(-1);
         if let Some(redis) = &self.ctx.redis {

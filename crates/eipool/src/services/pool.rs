@@ -78,31 +78,50 @@ pub(crate) async fn grow(
         None => Vec::new(),
     };
     let mut allocated = Vec::new();
+    let mut failed = None;
     for _ in already.len()..count {
         // Not retried: a lost answer could mean an allocation we don't know of. With a token,
         // the re-run finds it by its tag; without one, the error says so.
-        let a = budget
-            .bounded(ctx.ec2.allocate(&ctx.pool, token.map(|t| (TOKEN_TAG, t)), source))
+        let a = match budget
+            .bounded(
+                ctx.ec2
+                    .allocate(&ctx.pool, token.map(|t| (TOKEN_TAG, t)), source),
+            )
             .await
-            .map_err(|i| budget.error(i))?
-            .map_err(|e| match e {
-                e @ (Ec2Error::Throttled { .. } | Ec2Error::Transient { .. }) => Error::Temporary {
-                    last: format!(
-                        "{e}; allocated {} of {count} so far. Re-run with --idempotency-token to allocate only the rest",
-                        allocated.len() + already.len()
-                    ),
-                    timeout: None,
-                },
-                e => e.into(),
-            })?;
+        {
+            Ok(Ok(a)) => a,
+            Ok(Err(e)) => {
+                failed = Some(match e {
+                    e @ (Ec2Error::Throttled { .. } | Ec2Error::Transient { .. }) => {
+                        Error::Temporary {
+                            last: format!(
+                                "{e}; allocated {} of {count} so far. Re-run with --idempotency-token to allocate only the rest",
+                                allocated.len() + already.len()
+                            ),
+                            timeout: None,
+                        }
+                    }
+                    e => e.into(),
+                });
+                break;
+            }
+            Err(i) => {
+                failed = Some(budget.error(i));
+                break;
+            }
+        };
         info!(public_ip = %a.public_ip, allocation_id = %a.allocation_id, pool = %ctx.pool, "allocated");
         allocated.push(Entry::from(&a));
     }
+    // Wake the pool's line for what was allocated, also when a later allocation failed: the
+    // head takes one of these at once rather than at its next --interval.
     if let (Some(redis), false) = (&ctx.redis, allocated.is_empty()) {
-        // Wake the pool's line: the head takes one of these at once.
         if let Err(e) = redis.line_freed(allocated.len() as u64).await {
-            tracing::warn!(error = %e, "could not wake the pool's line; its waiters find the new addresses at their next --interval");
+            warn!(error = %e, "could not wake the pool's line; its waiters find the new addresses at their next --interval");
         }
+    }
+    if let Some(e) = failed {
+        return Err(e);
     }
     Ok(Grown {
         pool: ctx.pool.clone(),

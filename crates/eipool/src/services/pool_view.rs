@@ -219,7 +219,8 @@ pub(crate) async fn collect(ctx: &Context, budget: &Budget) -> Result<PoolStatus
             }
             Err(_) => (0, Some("no time left to ask Redis".to_string())),
         },
-        _ => (0, None),
+        (Some(_), None) => (0, Some("Redis did not answer".to_string())),
+        (None, _) => (0, None),
     };
     Ok(PoolStatus {
         pool: ctx.pool.clone(),

@@ -85,6 +85,21 @@ pub(crate) struct PoolLabel {
     pub pool: String,
 }
 
+/// Every way a claim ends (`eipool_claims_total{outcome}`), exported at 0 from the start: a series
+/// Prometheus first sees at 1 counts no increase, so without them `increase()` and `rate()` (the
+/// dashboard, the claim alerts) would miss the one claim most agents ever make.
+const CLAIM_OUTCOMES: [&str; 9] = [
+    "claimed",
+    "reused",
+    "exhausted",
+    "temporary",
+    "permission",
+    "usage",
+    "interrupted",
+    "internal",
+    "waited",
+];
+
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
 
 /// The process's metrics.
@@ -113,6 +128,11 @@ impl Metrics {
             claim_duration.clone(),
         );
         let claims = Family::<OutcomeLabel, Counter>::default();
+        for outcome in CLAIM_OUTCOMES {
+            drop(claims.get_or_create(&OutcomeLabel {
+                outcome: outcome.to_string(),
+            }));
+        }
         registry.register("claims", "Claims by how they ended", claims.clone());
         let drift = Counter::default();
         registry.register(
@@ -195,8 +215,13 @@ impl Metrics {
         }
     }
 
-    /// Count one EC2 call.
+    /// Count one EC2 call. An action's `throttled` series exists (at 0) from its first call, so
+    /// that `rate()` sees its throttles after that one.
     pub(crate) fn ec2_call(&self, action: &str, outcome: &str) {
+        drop(self.ec2_calls.get_or_create(&CallLabels {
+            action: action.to_string(),
+            outcome: "throttled".to_string(),
+        }));
         self.ec2_calls
             .get_or_create(&CallLabels {
                 action: action.to_string(),
@@ -293,6 +318,28 @@ mod tests {
     }
 
     #[test]
+    fn every_claim_outcome_is_exported_at_zero_before_any_claim() {
+        let m = Metrics::new();
+        m.ec2_call("DescribeAddresses", "ok");
+        let text = m.render(Served::ByAgent);
+        // Each outcome the README's metrics table lists for eipool_claims_total.
+        let readme = include_str!("../../../../README.md");
+        let row = readme
+            .lines()
+            .find(|l| l.starts_with("| `eipool_claims_total`"))
+            .expect("the README's row of eipool_claims_total");
+        let documented: Vec<&str> = row.split('`').skip(5).step_by(2).collect();
+        assert_eq!(documented, CLAIM_OUTCOMES, "{row}");
+        for outcome in CLAIM_OUTCOMES {
+            let line = format!("eipool_claims_total{{outcome=\"{outcome}\"}} 0");
+            assert!(text.contains(&line), "missing {line} in\n{text}");
+        }
+        let throttled =
+            "eipool_ec2_calls_total{action=\"DescribeAddresses\",outcome=\"throttled\"} 0";
+        assert!(text.contains(throttled), "missing {throttled} in\n{text}");
+    }
+
+    #[test]
     fn the_exporter_serves_only_what_it_keeps() {
         let m = Metrics::new();
         m.ec2_call("DescribeAddresses", "ok");
@@ -336,7 +383,7 @@ mod docs {
     /// The alerts use only metrics that exist and link only to runbook sections that exist.
     #[test]
     fn alerts_use_real_metrics_and_link_real_runbook_sections() {
-        let rules = include_str!("../../../../deploy/base/prometheus-rule.yaml");
+        let rules = include_str!("../../../../deploy/prometheus/eipool-rules.yaml");
         let runbook = include_str!("../../../../docs/runbook.md");
         let exported = exported();
         for word in rules.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {

@@ -818,3 +818,136 @@ async fn a_claim_paused_past_its_interface_lease_never_displaces_the_reruns_addr
         "it adopts: {resumed}"
     );
 }
+
+/// A herd that reaches its deadline while waiting for its AssociateAddress slots sent no
+/// AssociateAddress: nothing of it can be on any interface, so it stops without looking
+/// (issue 35: each claim made about five unpaced DescribeAddresses, a burst on EC2's describe
+/// bucket exactly when a herd gives up at once). It gives its leases back and exits 75.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_out_of_time_before_associating_spend_no_describe_calls_on_cleanup() {
+    let lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(3).await.unwrap();
+    lab.ec2.allocate(Some(&lab.pool), 3).await.unwrap();
+    // The herd's AssociateAddress slots are taken for the next minute (TAT = now + the pace's
+    // burst tolerance, 44 × 200 ms, + 60 s): the claims wait there, a lease each, until the end.
+    lab.reserve_pace("mutating", 8_800 + 60_000).await;
+    let runs: Vec<(String, Vec<String>)> = nodes
+        .iter()
+        .map(|n| (n.eni.clone(), lab.claim_args(n, &["--timeout", "20s"])))
+        .collect();
+    let env = lab.env.clone();
+    let claims = tokio::spawn(async move { herd(&env, runs).await });
+    let conn = lab.redis_conn().await;
+    let pattern = lab.key("claim:*");
+    let n = nodes.len();
+    eventually(
+        "every claim to hold a lease, waiting for its slot",
+        Duration::from_secs(30),
+        || {
+            let (mut conn, pattern) = (conn.clone(), pattern.clone());
+            async move {
+                let keys: Vec<String> = redis::cmd("KEYS")
+                    .arg(&pattern)
+                    .query_async(&mut conn)
+                    .await
+                    .ok()?;
+                (keys.len() == n).then_some(())
+            }
+        },
+    )
+    .await;
+    let before = lab.proxy.stats();
+    let (outcomes, _) = claims.await.unwrap();
+    let after = lab.proxy.stats();
+    for (eni, o) in &outcomes {
+        assert_eq!(o.code, Some(75), "{eni}: {o}");
+    }
+    assert_eq!(after.calls("AssociateAddress"), 0, "{}", after.table());
+    assert_eq!(
+        after.calls("DescribeAddresses"),
+        before.calls("DescribeAddresses"),
+        "describe calls after the claims stopped waiting:\n{}",
+        after.table()
+    );
+    let mut conn = conn.clone();
+    let left: Vec<String> = redis::cmd("KEYS")
+        .arg(&pattern)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "leases left: {left:?}");
+    let state = lab.ec2.pool_state(&lab.pool).await.unwrap();
+    assert!(
+        state.values().all(|e| e.association_id.is_none()),
+        "{state:?}"
+    );
+}
+
+/// AWS replaces the Elastic IP on a private IP that another association targets: a claim whose
+/// fresh association is replaced before validation sees it finds the address free again
+/// (`Validated::Displaced`). That address came free: the pool's line learns it (`line:freed`),
+/// as from every other path that gives one back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_association_displaced_during_validation_wakes_the_pools_line() {
+    let mut lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(1).await.unwrap();
+    let ours = lab
+        .ec2
+        .allocate(Some(&lab.pool), 1)
+        .await
+        .unwrap()
+        .remove(0);
+    let theirs = lab.ec2.allocate(None, 1).await.unwrap().remove(0);
+    // Describes by allocation id answer from before the claim's association for 4 s: time to
+    // replace it before validation can see it.
+    let _proxy = proxied(
+        &mut lab,
+        ChaosConfig {
+            stale_window: Duration::from_secs(4),
+            ..ChaosConfig::default()
+        },
+    )
+    .await;
+    let me = nodes[0].clone();
+    let claim = {
+        let args = lab.claim_args(&me, &[]);
+        let env = lab.env.clone();
+        tokio::spawn(async move { env.run(&args).await })
+    };
+    let ec2 = &lab.ec2;
+    eventually(
+        "the claim's association",
+        Duration::from_secs(30),
+        || async {
+            ec2.addresses(std::slice::from_ref(&ours.allocation_id))
+                .await
+                .ok()?
+                .remove(0)
+                .association_id
+        },
+    )
+    .await;
+    // Someone associates another Elastic IP to the same private IP, as AWS does it (through the
+    // lab's proxy): ours is disassociated.
+    lab.aws
+        .associate_external_at(&theirs.allocation_id, &me.eni, &me.private_ip)
+        .await
+        .unwrap();
+    let o = claim.await.unwrap();
+    assert!(
+        o.stderr.contains("our association was replaced"),
+        "validation did not see the replacement: {o}"
+    );
+    assert_ne!(
+        o.report().map(|r| r.allocation_id),
+        Some(ours.allocation_id.clone()),
+        "reported a replaced address: {o}"
+    );
+    let mut conn = lab.redis_conn().await;
+    let freed: Option<u64> = redis::cmd("GET")
+        .arg(lab.key("line:freed"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(freed >= Some(1), "the line was not woken: {freed:?}\n{o}");
+}

@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use eipool_lab::check;
+use eipool_lab::claimer::Outcome;
 use eipool_lab::fixture::Node;
 use eipool_lab::imds::{ImdsStub, NodeMeta};
 
@@ -239,6 +240,71 @@ async fn output_writes_an_env_file_the_media_server_can_source() {
             "{} {} {} {}",
             r.public_ip, r.allocation_id, r.association_id, r.network_interface_id
         )
+    );
+}
+
+/// `eipool ARGS` with its stdout closed before it writes anything (the reader went away).
+async fn with_stdout_closed(lab: &Lab, args: &[String]) -> Outcome {
+    let mut child = lab.env.command(args).spawn().unwrap();
+    drop(child.stdout.take());
+    Outcome::from_output(args, child.wait_with_output().await.unwrap())
+}
+
+/// A claim whose report nobody can read (stdout closed) must not keep an address nobody will
+/// use: it gives it back and exits 74. With `--output`, the env file delivered the report: it
+/// keeps the address, warns and exits 0. An address the interface held before is kept.
+/// (Issue 35: it exited 70, "a bug", holding the address.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_whose_report_cannot_be_delivered_gives_the_address_back() {
+    let lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(3).await.unwrap();
+    lab.ec2.allocate(Some(&lab.pool), 3).await.unwrap();
+    let on = |state: &std::collections::BTreeMap<String, eipool_lab::fixture::Eip>, n: &Node| {
+        state
+            .values()
+            .filter(|e| e.eni.as_deref() == Some(n.eni.as_str()))
+            .count()
+    };
+
+    let o = with_stdout_closed(&lab, &lab.claim_args(&nodes[0], &[])).await;
+    assert_eq!(o.code, Some(74), "{o}");
+    assert!(o.error_line().contains("given back"), "{o}");
+    let state = lab.ec2.pool_state(&lab.pool).await.unwrap();
+    assert_eq!(
+        on(&state, &nodes[0]),
+        0,
+        "kept an address nobody learnt: {o}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("eipool.env");
+    let o = with_stdout_closed(
+        &lab,
+        &lab.claim_args(&nodes[1], &["--output", path.to_str().unwrap()]),
+    )
+    .await;
+    assert_eq!(o.code, Some(0), "{o}");
+    assert!(o.stderr.contains("the env file has the report"), "{o}");
+    let state = lab.ec2.pool_state(&lab.pool).await.unwrap();
+    let held = state
+        .values()
+        .find(|e| e.eni.as_deref() == Some(nodes[1].eni.as_str()))
+        .unwrap_or_else(|| panic!("gave back what --output delivered: {o}"));
+    let written = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        written.contains(&format!("EIPOOL_PUBLIC_IP={}", held.public_ip)),
+        "{written}"
+    );
+
+    let before = lab.claim(&nodes[2], &[]).await.report().expect("claim");
+    let o = with_stdout_closed(&lab, &lab.claim_args(&nodes[2], &[])).await;
+    assert_eq!(o.code, Some(74), "{o}");
+    assert!(o.error_line().contains("kept"), "{o}");
+    let state = lab.ec2.pool_state(&lab.pool).await.unwrap();
+    assert_eq!(
+        state[&before.allocation_id].association_id.as_deref(),
+        Some(before.association_id.as_str()),
+        "gave back what the interface held before: {o}"
     );
 }
 

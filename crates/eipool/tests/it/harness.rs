@@ -469,6 +469,19 @@ impl Agent {
             .unwrap_or(0.0)
     }
 
+    /// SIGTERM, as the kubelet stops the pod; its exit status within `within`.
+    pub async fn terminate(mut self, within: Duration) -> std::process::ExitStatus {
+        let pid = self.child.id().expect("the agent runs").to_string();
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        tokio::time::timeout(within, self.child.wait())
+            .await
+            .expect("the agent exits after SIGTERM")
+            .unwrap()
+    }
+
     /// The address the env file names.
     pub fn public_ip(&self) -> String {
         std::fs::read_to_string(&self.env_file)

@@ -5,6 +5,7 @@ mod agent;
 mod architecture;
 mod chaos;
 mod claim;
+mod dashboard;
 mod doctor;
 mod harness;
 mod hostile;

@@ -3,9 +3,10 @@
 
 use std::time::{Duration, Instant};
 
+use eipool_lab::chaos::{Bucket, ChaosConfig, ChaosProxy};
 use eipool_lab::servers::free_port;
 
-use crate::harness::{args, http_get, json, serving_pool_metrics, Lab};
+use crate::harness::{args, http_get, json, moto, serving_pool_metrics, Lab};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_json_matches_describe_addresses_and_min_free_alerts() {
@@ -253,6 +254,123 @@ async fn gc_frees_exactly_the_address_of_a_terminated_instance() {
             );
         }
     }
+}
+
+/// A pool address someone associated by hand to an interface no instance is attached to (one
+/// they keep for later, a NAT gateway's): gc cannot see who uses it, and eipool did not put it
+/// there (no `eipool:holder` tag). `gc --apply` leaves it associated and says why and what to do,
+/// in text and JSON (issue 35: it was freed as "not attached to any instance").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_never_frees_an_address_associated_by_hand_to_an_unattached_interface() {
+    let lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(1).await.unwrap();
+    let eip = lab
+        .ec2
+        .allocate(Some(&lab.pool), 1)
+        .await
+        .unwrap()
+        .remove(0);
+    let subnet = lab
+        .ec2
+        .client
+        .describe_network_interfaces()
+        .network_interface_ids(&nodes[0].eni)
+        .send()
+        .await
+        .unwrap()
+        .network_interfaces()[0]
+        .subnet_id()
+        .unwrap()
+        .to_string();
+    let kept = lab
+        .ec2
+        .client
+        .create_network_interface()
+        .subnet_id(subnet)
+        .send()
+        .await
+        .unwrap()
+        .network_interface()
+        .and_then(|n| n.network_interface_id())
+        .unwrap()
+        .to_string();
+    let assoc = lab
+        .ec2
+        .associate_external(&eip.allocation_id, &kept)
+        .await
+        .unwrap();
+
+    let mut a = lab.with_redis(&["gc", "--apply"]);
+    let o = lab.run(&a).await;
+    assert_eq!(o.code, Some(0), "{o}");
+    let after = lab.ec2.pool_state(&lab.pool).await.unwrap();
+    assert_eq!(
+        after[&eip.allocation_id].association_id.as_deref(),
+        Some(assoc.as_str()),
+        "gc freed an address eipool did not put there: {o}"
+    );
+    let line = o
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("left alone {}", eip.public_ip)))
+        .unwrap_or_else(|| panic!("not reported: {o}"));
+    for says in ["not attached to any instance", "eipool:holder", &assoc] {
+        assert!(line.contains(says), "{says}: {line}");
+    }
+    assert!(!o.stdout.contains("freed"), "{o}");
+
+    a.extend(args(&["--output", "json"]));
+    let j = json(&lab.run(&a).await);
+    assert_eq!(j["leaks"].as_array().map(Vec::len), Some(0), "{j}");
+    assert_eq!(
+        j["left_alone"][0]["allocation_id"].as_str(),
+        Some(eip.allocation_id.as_str()),
+        "{j}"
+    );
+    assert!(
+        j["left_alone"][0]["hint"]
+            .as_str()
+            .is_some_and(|h| h.contains(&assoc)),
+        "{j}"
+    );
+}
+
+/// `pool grow` that fails part way (EC2 throttles the third AllocateAddress) still wakes the
+/// pool's line for the two it allocated: a waiting server takes one at once, not at its next
+/// `--interval`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_grow_that_fails_part_way_wakes_the_line_for_what_it_allocated() {
+    let mut lab = Lab::new().await;
+    // moto loads its EC2 backend on the first call (seconds): not within grow's call timeout.
+    assert!(lab.ec2.pool_state(&lab.pool).await.unwrap().is_empty());
+    // Two AllocateAddress calls, then EC2 throttles.
+    lab.proxy = ChaosProxy::start(
+        &moto().endpoint,
+        ChaosConfig {
+            mutating: Some(Bucket {
+                burst: 2.0,
+                per_second: 0.001,
+            }),
+            aws_semantics: true,
+            ..ChaosConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    lab.env.ec2_endpoint = lab.proxy.endpoint.clone();
+    let o = lab
+        .run(&lab.with_redis(&["pool", "grow", "--count", "3"]))
+        .await;
+    assert_eq!(o.code, Some(75), "{o}");
+    assert!(o.error_line().contains("allocated 2 of 3"), "{o}");
+    assert_eq!(lab.ec2.pool_state(&lab.pool).await.unwrap().len(), 2);
+    let mut conn = lab.redis_conn().await;
+    let freed: Option<u64> = redis::cmd("GET")
+        .arg(lab.key("line:freed"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(freed, Some(2), "the line was not woken for them: {o}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

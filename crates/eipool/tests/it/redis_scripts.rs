@@ -142,3 +142,33 @@ async fn an_unreadable_shared_listing_counts_as_none() {
         .unwrap();
     assert_eq!(a.shared_listing(LEAD).await.unwrap(), SharedListing::Lead);
 }
+
+/// gc drops a holder record it found stale only if it still says what gc read: a claim that
+/// recorded a fresh assignment of the address meanwhile keeps its record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_drops_a_stale_holder_record_only_while_it_is_unchanged() {
+    let redis = RedisServer::start().unwrap();
+    let gc = claims(&redis.url(), "p", "gc");
+    let mut conn = redis_conn(&redis.url()).await;
+    let holders = eipool::redis::key("p", "holders");
+    let alloc: AllocationId = "eipalloc-1".parse().unwrap();
+    let (seen, fresh) = ("eni-1/10.0.0.1|1000", "eni-2/10.0.0.2|2000");
+    for value in [seen, fresh] {
+        // gc read `seen`; a claim records a fresh assignment before gc drops it.
+        let _: i64 = redis::cmd("HSET")
+            .arg(&holders)
+            .arg(alloc.as_str())
+            .arg(value)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    let hget = redis::cmd("HGET").arg(&holders).arg(alloc.as_str()).clone();
+    assert!(!gc.drop_holder(&alloc, seen).await.unwrap());
+    let now: Option<String> = hget.query_async(&mut conn).await.unwrap();
+    assert_eq!(now.as_deref(), Some(fresh), "the fresh record was dropped");
+    // Unchanged since gc read it: dropped.
+    assert!(gc.drop_holder(&alloc, fresh).await.unwrap());
+    let now: Option<String> = hget.query_async(&mut conn).await.unwrap();
+    assert_eq!(now, None);
+}

@@ -1,11 +1,13 @@
 # eipool's AWS side for one pool with Terragrunt: copy this folder into your live repository
-# (e.g. live/prod/us-east-1/eipool-media-prod/) and point `source` at a tagged eipool release.
-# The module reads ../iam/*.json, so the source must be the whole repository with `//` before the
-# module's folder, as below.
+# (e.g. live/prod/us-east-1/eipool-media-prod/) and point `source` at your copy of eipool's
+# repository. The module reads nothing outside its folder, so any source works: the repository with
+# `//` before the folder, as below, or the folder published with tfmod.
 
 terraform {
-  # Pin a release tag (or commit) of eipool, never a branch.
-  source = "git::https://git.example.com/sre/eipool.git//deploy/terraform?ref=v0.1.0"
+  # Pin a commit or a release tag of eipool, never a branch. No release is tagged yet (v0.1.0
+  # will be the first, see CHANGELOG.md): this is the commit whose module the README describes;
+  # scripts/check-deploy checks that it exists and that its module is self-contained.
+  source = "git::https://git.example.com/sre/eipool.git//deploy/terraform?ref=2f0173784e8e445fdf9434ad5cbb2349d60744f7"
 }
 
 # Your root terragrunt.hcl configures the remote state and the AWS provider (region, account).

@@ -43,9 +43,10 @@ fn refused_command(text: &str) -> Option<&str> {
     Some(name)
 }
 
-/// What Redis answers when a script runs a command the user's ACL refuses. It does not say
-/// which: `eipool doctor` does.
-pub(super) const REFUSED_IN_A_SCRIPT: &str = "can't run this command";
+/// What Redis answers when a script runs a command the user's ACL refuses: Redis 7.0 does not
+/// say which (`eipool doctor` does); 7.2 and later, and Valkey, name it.
+pub(super) const REFUSED_IN_A_SCRIPT: [&str; 2] =
+    ["can't run this command", "ACL failure in script"];
 
 /// The Redis user may not run `what` (e.g. "the ZADD command"): grant eipool's whole rule.
 pub(super) fn refused(what: &str, detail: &str) -> RedisError {
@@ -81,11 +82,11 @@ pub(super) fn sort(e: &ClientError, topology: Topology) -> RedisError {
                 .unwrap_or_else(|| "a command".into());
             return refused(&what, &text);
         }
-        _ if text.contains(REFUSED_IN_A_SCRIPT) => {
-            return refused(
-                "a command of eipool's scripts (`eipool doctor` names it)",
-                &text,
-            );
+        _ if REFUSED_IN_A_SCRIPT.iter().any(|r| text.contains(r)) => {
+            let what = refused_command(&text)
+                .map(|c| format!("the {} command", c.to_uppercase()))
+                .unwrap_or_else(|| "a command of eipool's scripts (`eipool doctor` names it)".into());
+            return refused(&what, &text);
         }
         ErrorKind::Server(ServerErrorKind::ReadOnly) if topology == Topology::Single => {
             return misconfigured(format!(
@@ -202,6 +203,22 @@ mod tests {
         );
         assert!(m.contains(&super::super::commands::acl_rule()), "{m}");
         assert!(m.contains("docs/redis.md"), "{m}");
+    }
+
+    #[test]
+    fn a_command_refused_inside_a_script_on_redis_7_2_or_valkey_is_named() {
+        let e = server(
+            "ERR",
+            "ACL failure in script: User eipool has no permissions to run the 'zadd' command script: ef34f9e47d97491e4a7b4f5826627cef07a27f3c, on @user_script:1.",
+        );
+        let RedisError::Misconfigured(m) = sort(&e, Topology::Single) else {
+            panic!("refused in a script is a misconfiguration");
+        };
+        assert!(
+            m.contains("lacks a permission eipool needs: the ZADD command"),
+            "{m}"
+        );
+        assert!(m.contains("ACL SETUSER <user> ~eipool:*"), "{m}");
     }
 
     #[test]

@@ -52,7 +52,6 @@ impl Redis {
     ) -> Result<u64, RedisError> {
         let mut inv = LINE_JOIN.prepare_invoke();
         inv.key(&self.line_keys())
-            .key(self.key("line:seq"))
             .arg(server(eni, ip))
             .arg(ticket.unwrap_or(0));
         self.eval(inv).await

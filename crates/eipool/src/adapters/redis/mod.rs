@@ -16,10 +16,10 @@
 //! | `eipool:{pace:<region>}:<class>` | GCRA theoretical arrival time (ms) of the class's shared rate, one per AWS region (EC2's buckets are per account and region) | seconds |
 //! | `eipool:{P}:listing:v1` | the herd's most recent pool listing (JSON) | `plan::SHARED_LISTING_TTL` |
 //! | `eipool:{P}:listing:lead` | owner token of the claimer making the next listing | a few call timeouts |
-//! | `eipool:{P}:line` (sorted set) | each waiting server (`<eni>/<ip>`), scored by its ticket | until it leaves, its heartbeat lapses, or its restart grace ends |
+//! | `eipool:{P}:line` (sorted set) | each waiting server (`<eni>/<ip>`), scored by its ticket (Redis's ms when it joined) | until it leaves, its heartbeat lapses, or its restart grace ends |
 //! | `eipool:{P}:line:beats` (hash) | waiting server → Redis ms of its last ask (heartbeat) | as `line` |
 //! | `eipool:{P}:line:away` (hash) | waiting server stopped by a signal → Redis ms until which it keeps its place | its grace |
-//! | `eipool:{P}:line:seq`, `line:freed` | the ticket counter; how many addresses came free | forever |
+//! | `eipool:{P}:line:freed` | how many addresses came free | forever |
 //! | `eipool:{P}:holders` (hash) | `<alloc>` → `<eni>/<ip>\|<unix ms>` of each claim eipool made | until released |
 //!
 //! Redis speeds the herd up and keeps claimers off each other's toes; it is not what makes the

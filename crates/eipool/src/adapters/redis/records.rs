@@ -2,6 +2,7 @@
 
 use tracing::instrument;
 
+use super::scripts::DROP_HOLDER;
 use super::{Redis, RedisError};
 use crate::pure::holder::{Holder, RedisView};
 use crate::pure::ids::AllocationId;
@@ -42,23 +43,21 @@ impl Redis {
                 Holder {
                     at: who.to_string(),
                     since_ms: since.parse().unwrap_or(0),
+                    record: v.clone(),
                 },
             );
         }
         Ok(view)
     }
 
-    /// Drop a holder record that no longer matches EC2 (gc).
-    pub(crate) async fn drop_holder(&self, alloc: &AllocationId) -> Result<(), RedisError> {
-        let _: i64 = self
-            .bounded(|mut c| async move {
-                redis::cmd("HDEL")
-                    .arg(self.key("holders"))
-                    .arg(alloc.as_str())
-                    .query_async(&mut c)
-                    .await
-            })
-            .await?;
-        Ok(())
+    /// Drop the holder record of `alloc` that gc found no longer matching EC2, only if it still
+    /// holds `seen` (the value gc read): a claim recording a fresh assignment meanwhile keeps
+    /// its record. `Ok(false)`: it changed, and stays.
+    #[instrument(skip(self), err(level = "debug", Display))]
+    pub async fn drop_holder(&self, alloc: &AllocationId, seen: &str) -> Result<bool, RedisError> {
+        let mut inv = DROP_HOLDER.prepare_invoke();
+        inv.key(self.key("holders")).arg(alloc.as_str()).arg(seen);
+        let dropped: i64 = self.eval(inv).await?;
+        Ok(dropped == 1)
     }
 }

@@ -40,9 +40,9 @@ if mark then
 end
 -- Fencing numbers only grow, across a failover to a replica that missed the last ones and an
 -- empty restart too: never below Redis's clock in units of 100 us. They stay below 10^14 (until
--- the year 2286), because the previous release (v0.1.0 and before) builds its lease value with
--- Lua's `..`, which prints a larger number in exponent form: a lease it could then never renew
--- or give back. A fence of 10^14 or more was written by a build that counted microseconds; it
+-- the year 2286), because the previous release (the commit scripts/previous-release pins; no
+-- release is tagged yet) builds its lease value with Lua's `..`, which prints a larger number in
+-- exponent form: a lease it could then never renew or give back. A fence of 10^14 or more was written by a build that counted microseconds; it
 -- starts again from the floor (a fence is a lease's identity beside its owner's random token,
 -- never compared across leases). (Formatted with %d, like Lua prints it.)
 local fence = redis.call('INCR', KEYS[2])
@@ -141,6 +141,15 @@ redis.call('INCR', KEYS[4])
 return 1
 "#;
 
+// Drop a holder record gc found stale, only if it still has the value gc saw: a claim may have
+// recorded a fresh assignment of the address since. KEYS: holders. ARGV: alloc, the value seen.
+const DROP_HOLDER_LUA: &str = r#"
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  return redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 0
+"#;
+
 // The pool's waiting line. KEYS[1] line (sorted set: each waiting server, `<eni>/<ip>`, scored
 // by its ticket), KEYS[2] beats (hash: server -> Redis ms of its last sign of life), KEYS[3] away
 // (hash: server -> Redis ms until which it keeps its place while it restarts). A waiter is dead
@@ -187,23 +196,23 @@ end
 
 // Join the line, or rejoin it: a server still in it (restarted within its grace, or a second
 // process of the same server) keeps its ticket; one that Redis lost (an empty restart) comes
-// back with the ticket it had (ARGV[2]; 0: a new one). A new ticket is above every waiting one,
-// also after an empty restart. KEYS: line, beats, away, seq. ARGV: server, ticket. Returns the
-// ticket.
+// back with the ticket it had (ARGV[2]; 0: a new one). A ticket is Redis's time in ms when the
+// server first joined (above every waiting one: one per ms), so a newcomer after an empty
+// restart still queues behind the servers that rejoin with their older tickets. KEYS: line,
+// beats, away. ARGV: server, ticket. Returns the ticket.
 const LINE_JOIN_LUA: &str = r#"
 local t = tonumber(ARGV[2])
 local had = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if had then
   t = tonumber(had)
 elseif t == 0 then
-  t = redis.call('INCR', KEYS[4])
+  t = now_ms()
   local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
   if top[2] and tonumber(top[2]) >= t then
     t = tonumber(top[2]) + 1
-    redis.call('SET', KEYS[4], string.format('%d', t))
   end
 end
-redis.call('ZADD', KEYS[1], t, ARGV[1])
+redis.call('ZADD', KEYS[1], string.format('%d', t), ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], now_ms())
 redis.call('HDEL', KEYS[3], ARGV[1])
 return t
@@ -223,11 +232,11 @@ end
 redis.call('HSET', KEYS[2], ARGV[1], now)
 redis.call('HDEL', KEYS[3], ARGV[1])
 sweep_front(now, ghost)
-local ticket = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]))
-local place = redis.call('ZRANK', KEYS[1], ARGV[1])
+local rank = redis.call('ZRANK', KEYS[1], ARGV[1])
+local place = rank
 for _, m in ipairs(redis.call('HKEYS', KEYS[3])) do
-  local t = redis.call('ZSCORE', KEYS[1], m)
-  if t and tonumber(t) < ticket then
+  local r = redis.call('ZRANK', KEYS[1], m)
+  if r and r < rank then
     place = place - 1
   end
 end
@@ -323,6 +332,7 @@ pub(super) static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(EXTEND
 pub(super) static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE_LUA));
 pub(super) static ASSIGN: LazyLock<Script> = LazyLock::new(|| with_markers(ASSIGN_LUA));
 pub(super) static FORGET: LazyLock<Script> = LazyLock::new(|| Script::new(FORGET_LUA));
+pub(super) static DROP_HOLDER: LazyLock<Script> = LazyLock::new(|| Script::new(DROP_HOLDER_LUA));
 pub(super) static LINE_JOIN: LazyLock<Script> = LazyLock::new(|| with_markers(LINE_JOIN_LUA));
 pub(super) static LINE_ASK: LazyLock<Script> = LazyLock::new(|| in_line(LINE_ASK_LUA));
 pub(super) static LINE_AWAY: LazyLock<Script> = LazyLock::new(|| with_markers(LINE_AWAY_LUA));

@@ -1,16 +1,23 @@
 //! `eipool claim`: who am I, then the claim protocol; the report on stdout (and `--output`).
+//! A report nobody can receive gives its address back (`undelivered`).
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+use tracing::warn;
 
 use super::print_json;
 use crate::app::cli::{ClaimArgs, Global};
 use crate::app::config;
 use crate::pure::error::Error;
+use crate::pure::identity::Identity;
 use crate::pure::plan;
-use crate::services::{claim, context, identity, line};
+use crate::services::claim::ClaimConfig;
+use crate::services::context::Context;
+use crate::services::{claim, context, identity, line, release};
 use crate::support::budget::Budget;
 use crate::support::metrics;
+use crate::support::output::Claimed;
 
 pub(super) async fn run(
     g: &Global,
@@ -35,6 +42,7 @@ pub(super) async fn run(
             return Err(e);
         }
     };
+    let me = found.me.clone();
     let claimed = if args.wait {
         line::claim_waiting(&ctx, found, &cfg, started, cancel).await?
     } else {
@@ -44,5 +52,44 @@ pub(super) async fn run(
         };
         claim::run(&ctx, &found.me, &cfg, prior, started, cancel).await?
     };
-    print_json(&claimed)
+    match print_json(&claimed) {
+        Err(Error::Undelivered(why)) => undelivered(&ctx, &cfg, &me, &claimed, why, started).await,
+        other => other,
+    }
+}
+
+/// The report of a won claim could not be written to stdout. The env file (`--output`) has
+/// it: keep the address, warn, succeed. Otherwise nobody will learn the address: give it back
+/// (unless this interface held it before the claim) and say so.
+async fn undelivered(
+    ctx: &Context,
+    cfg: &ClaimConfig,
+    me: &Identity,
+    claimed: &Claimed,
+    why: String,
+    started: Instant,
+) -> Result<(), Error> {
+    let ip = claimed.public_ip;
+    if let Some(out) = &cfg.output {
+        warn!(output = %out.display(), public_ip = %ip, "{why}; the env file has the report: keeping the address");
+        return Ok(());
+    }
+    if claimed.reused {
+        return Err(Error::Undelivered(format!(
+            "{why}. The interface held {ip} before this claim: kept. Keep stdout open until the claim ends, or use --output FILE"
+        )));
+    }
+    let cleanup = Budget::cleanup(started + cfg.timeout);
+    let gave_back = release::release(ctx, &cleanup, me, Some(&claimed.association_id)).await;
+    Err(Error::Undelivered(match gave_back {
+        Ok(r) if !r.released.is_empty() => format!(
+            "{why}. Nobody would learn the address, so {ip} was given back. Keep stdout open until the claim ends, or use --output FILE"
+        ),
+        Ok(_) => format!(
+            "{why}. {ip} was to be given back, but the interface no longer holds it under the claim's association"
+        ),
+        Err(e) => format!(
+            "{why}; giving {ip} back failed too ({e}): release it with `eipool release` on this interface"
+        ),
+    }))
 }

@@ -64,11 +64,13 @@ fn print_json(value: &impl serde::Serialize) -> Result<(), Error> {
     print_text(&format!("{line}\n"))
 }
 
+/// Write the command's report on stdout. A stdout that cannot take it (closed: the reader went
+/// away) is [`Error::Undelivered`], not a bug.
 fn print_text(text: &str) -> Result<(), Error> {
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())
         .and_then(|_| out.flush())
-        .map_err(|e| Error::Internal(format!("cannot write to stdout: {e}")))
+        .map_err(|e| Error::Undelivered(format!("cannot write the report to stdout: {e}")))
 }
 
 #[cfg(test)]

@@ -189,10 +189,14 @@ async fn watch(
                     return Err(e);
                 }
                 Err(e) => {
-                    waiting = matches!(e, Error::Exhausted { .. });
-                    if waiting {
+                    // In the line already (a try at our turn failed for a passing reason): keep
+                    // the place, and its heartbeat, rather than sleep silent and be dropped.
+                    waiting = matches!(e, Error::Exhausted { .. }) || waiter.in_line();
+                    if matches!(e, Error::Exhausted { .. }) {
                         waiting_since.get_or_insert(started);
                         warn!(error = %e, "no address yet; waiting in the pool's line");
+                    } else if waiting {
+                        warn!(error = %e, "no address yet; keeping our place in the pool's line");
                     } else {
                         warn!(error = %e, "no address yet; trying again next interval");
                     }

@@ -81,7 +81,10 @@ pub(super) async fn attempt(
         }
     };
 
-    let assoc = match associate(m, cand, me, &mut lease, suspect_ours).await {
+    // Whether an association of ours may be on it without our knowing: a crashed run's (the
+    // suspect), or a call of ours whose answer was lost or that was cut off in flight.
+    let mut in_doubt = suspect_ours;
+    let assoc = match associate(m, cand, me, &mut lease, &mut in_doubt).await {
         Ok(Associated::New(assoc)) => assoc,
         Ok(Associated::Adopted(addr)) => {
             validate::record(m, &addr, lease.as_ref(), me).await;
@@ -95,12 +98,16 @@ pub(super) async fn attempt(
             return Ok(outcome);
         }
         Err(stop) => {
-            // We may or may not have associated (an answer was lost): look, and undo if so.
-            cleanup::undo_if_ours(&m.ec2, &m.cleanup, alloc, me).await;
+            // Only an AssociateAddress that may have applied leaves something to undo: look (in
+            // the herd's describe pace), and give it back if it is ours. A claim stopped before
+            // any call went out (waiting for its slot, its lease) has nothing to look for: a
+            // herd reaching its deadline costs EC2 no describe calls.
+            if in_doubt {
+                cleanup::undo_if_ours(m, alloc, me).await;
+            }
             m.coord
-                .release_lease(&m.cleanup, lease.as_ref(), me, false)
+                .release_lease(&m.cleanup, lease.as_ref(), me, !in_doubt)
                 .await;
-            m.coord.freed(&m.cleanup).await;
             return Err(stop);
         }
     };
@@ -118,7 +125,7 @@ pub(super) async fn attempt(
             // EC2 shows someone else holding it: not ours to keep, nothing of ours to undo
             // beyond our own association id (idempotent if already gone).
             warn!(allocation_id = %alloc, "validation found the address held elsewhere; moving on");
-            cleanup::disassociate_quietly(&m.ec2, &m.cleanup, &assoc).await;
+            cleanup::disassociate_quietly(m, &assoc).await;
             m.coord
                 .release_lease(&m.cleanup, lease.as_ref(), me, true)
                 .await;
@@ -126,44 +133,45 @@ pub(super) async fn attempt(
         }
         Ok(Validated::Displaced) => {
             // Never report it: our private IP holds something else now. Our association is
-            // gone already; disassociating it again is a no-op that makes sure.
+            // gone already; disassociating it again is a no-op that makes sure, and wakes the
+            // pool's line for the address that came free.
             warn!(allocation_id = %alloc, "our association was replaced by another on this private IP; looking again at what it holds");
-            cleanup::disassociate_quietly(&m.ec2, &m.cleanup, &assoc).await;
+            cleanup::disassociate_quietly(m, &assoc).await;
             m.coord
                 .release_lease(&m.cleanup, lease.as_ref(), me, true)
                 .await;
             Ok(Attempt::Displaced)
         }
         Err(stop) => {
-            // Rolled back: the address is free again, and the pool's line may be waiting for it.
-            cleanup::disassociate_quietly(&m.ec2, &m.cleanup, &assoc).await;
+            // Rolled back: the address is free again (which wakes the pool's line).
+            cleanup::disassociate_quietly(m, &assoc).await;
             m.coord
                 .release_lease(&m.cleanup, lease.as_ref(), me, true)
                 .await;
-            m.coord.freed(&m.cleanup).await;
             Err(stop)
         }
     }
 }
 
 /// AssociateAddress with `AllowReassociation=false`, retried on passing failures while the
-/// lease allows.
+/// lease allows. `maybe_ours` says, also when this returns `Err`, whether an association of ours
+/// may be on the address without our knowing (it comes in `true` for a suspect): a call whose
+/// answer was lost ("maybe applied"), or one cut off in flight by the deadline or a signal.
 async fn associate(
     m: &mut Means,
     cand: &Address,
     me: &Identity,
     lease: &mut Option<Lease>,
-    suspect_ours: bool,
+    maybe_ours: &mut bool,
 ) -> Result<Associated, Stop> {
     let alloc = &cand.allocation_id;
-    let mut maybe_ours = suspect_ours;
     let mut attempt = 0u32;
     loop {
         // The lease gates *new* associations. Once an attempt may have applied, the retry
         // (still AllowReassociation=false, so it can take nothing from anyone) is how we
         // learn whether it did: giving up instead could leave the address on our interface
         // with nobody using it.
-        let renewing = lease.as_mut().filter(|_| !maybe_ours);
+        let renewing = lease.as_mut().filter(|_| !*maybe_ours);
         if !m
             .coord
             .pace(&m.work, "mutating", plan::MUTATING_PACE, renewing)
@@ -171,7 +179,7 @@ async fn associate(
         {
             return Ok(Associated::GaveUp(Attempt::Busy));
         }
-        if let Some(l) = lease.as_mut().filter(|_| !maybe_ours) {
+        if let Some(l) = lease.as_mut().filter(|_| !*maybe_ours) {
             if !m.coord.renew(&m.work, l).await? {
                 return Ok(Associated::GaveUp(Attempt::Busy));
             }
@@ -186,6 +194,9 @@ async fn associate(
         if !m.coord.still_holds_interface(&m.work).await? {
             return Err(Stop::InterfaceLost);
         }
+        // Cut off in flight (deadline, signal), the call may have applied: in doubt until an
+        // answer says otherwise.
+        let before = std::mem::replace(maybe_ours, true);
         match m
             .work
             .bounded(m.ec2.associate(alloc, &me.eni, me.private_ip))
@@ -193,7 +204,8 @@ async fn associate(
         {
             Ok(assoc) => return Ok(Associated::New(assoc)),
             Err(Ec2Error::AlreadyAssociated(_)) => {
-                if maybe_ours {
+                *maybe_ours = before;
+                if before {
                     match holder(m, alloc, me).await? {
                         Holder::Me(addr) => return Ok(Associated::Adopted(*addr)),
                         Holder::Other => {}
@@ -205,14 +217,20 @@ async fn associate(
                 m.coord.mark_taken(alloc).await;
                 return Ok(Associated::GaveUp(Attempt::Taken));
             }
-            Err(Ec2Error::AllocationNotFound(_)) => return Ok(Associated::GaveUp(Attempt::Taken)),
+            Err(Ec2Error::AllocationNotFound(_)) => {
+                *maybe_ours = before;
+                return Ok(Associated::GaveUp(Attempt::Taken));
+            }
             Err(e) if e.is_transient() => {
-                maybe_ours |= e.maybe_applied();
+                *maybe_ours = before || e.maybe_applied();
                 m.work.note(&e);
                 m.work.sleep(Budget::backoff(attempt)).await?;
                 attempt += 1;
             }
-            Err(e) => return Err(Stop::Fatal(e.into())),
+            Err(e) => {
+                *maybe_ours = before;
+                return Err(Stop::Fatal(e.into()));
+            }
         }
     }
 }

@@ -296,14 +296,19 @@ impl Coordination {
     }
 
     /// How many wait in the pool's line for a freed address (0 without Redis, or when it does
-    /// not answer: fairness is not worth a failed claim). A Redis that refuses to count it (the
-    /// ACL) stops the claim, as every misconfiguration does.
+    /// not answer or refuses: fairness is not worth a failed claim; a refusal is warned).
     pub(super) async fn waiting(&mut self, work: &Budget) -> Result<u64, Stop> {
         let Some(redis) = self.live() else {
             return Ok(0);
         };
         match work.bounded(redis.line_len()).await? {
             Ok(n) => Ok(n),
+            // An ACL without the line's commands: loud, but a free address is still taken (a
+            // claim needs none of them; waiting does, and stops there).
+            Err(e @ RedisError::Misconfigured(_)) => {
+                warn!(error = %e, "could not count the pool's waiting line; claiming as if it were empty");
+                Ok(0)
+            }
             Err(e) => {
                 debug!(error = %e, "could not see the pool's line; claiming as if it were empty");
                 self.failed(work, e)?;
@@ -423,8 +428,9 @@ impl Coordination {
         }
     }
 
-    /// Wake the pool's waiting line: a claim rolled back an association it made (or may have
-    /// made), so an address may have come free.
+    /// Wake the pool's waiting line: an association of this claim is gone (given back, or
+    /// replaced by another on our private IP), so an address came free. Called by
+    /// `cleanup::disassociate_quietly`, the one way a claim gives an address back.
     pub(super) async fn freed(&self, cleanup: &Budget) {
         let Some(redis) = &self.redis else {
             return;

@@ -290,8 +290,9 @@ impl Claimer {
                         if !self.m.coord.knows_what_others_took() {
                             taken_blind += 1;
                             if plan::relist_without_redis(taken_blind) {
+                                // Set aside, never tried: nobody knows them taken.
                                 let unseen: Vec<Address> = rest.collect();
-                                tally.busy += unseen.len();
+                                tally.untried += unseen.len();
                                 again.extend(unseen);
                                 break;
                             }
@@ -341,6 +342,7 @@ impl Claimer {
                         busy = tally.busy,
                         transient = tally.transient,
                         masked = tally.masked,
+                        untried = tally.untried,
                         pass,
                         "nothing won this pass; backing off"
                     );
