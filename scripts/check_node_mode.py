@@ -74,6 +74,25 @@ def failures_of(docs, nodepool=None):
     host_dirs = [host[n] for n in mounts if n in host and mounts[n] == host[n]]
     check(len(host_dirs) == 1, "the node pod mounts one host directory at the same path (the env file's)")
     host_dir = host_dirs[0] if host_dirs else None
+    listen = flag(args, "--listen")
+    check(listen is None or listen.startswith("$(EIPOOL_POD_IP):") or listen.startswith("[$(EIPOOL_POD_IP)]:"),
+          f"the node pod listens on the node's own IP, not every interface of the node (--listen {listen})")
+    if listen is not None:
+        pod_ip = env(c, "EIPOOL_POD_IP")
+        check(pod_ip is not None and pod_ip.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "status.podIP",
+              "EIPOOL_POD_IP, which --listen names, comes from the downward API (status.podIP)")
+    labels = ds["spec"]["template"]["metadata"].get("labels") or {}
+    check("eipool/metrics" in labels and any(p.get("name") == "metrics" for p in c.get("ports", [])),
+          "the node pod is scraped as every agent is (the label eipool/metrics, a port named metrics)")
+    sc = c.get("securityContext") or {}
+    check(sc.get("capabilities", {}).get("drop") == ["ALL"] and not sc.get("capabilities", {}).get("add")
+          and sc.get("allowPrivilegeEscalation") is False and sc.get("readOnlyRootFilesystem") is True,
+          "the node container has no capability, no privilege escalation and a read-only root filesystem")
+    check(spec.get("automountServiceAccountToken") is not False, "the node pod has its API token (it patches its Node)")
+    for w in docs:
+        if w.get("kind") in ("Deployment", "DaemonSet", "StatefulSet") and w is not ds:
+            check(w["spec"]["template"]["spec"].get("automountServiceAccountToken") is False,
+                  f"{w['metadata']['name']}: no pod but the node pod has a Kubernetes API token")
     output = flag(args, "--output")
     check(output is None or (host_dir is not None and output.startswith(host_dir.rstrip("/") + "/")), "the env file is written into the host directory")
 
@@ -147,6 +166,11 @@ def failures_of(docs, nodepool=None):
                 vol = next(v for v in ms["volumes"] if v["name"] == mount["name"])
                 if (vol.get("hostPath") or {}).get("path") == host_dir:
                     check(mount.get("readOnly") is True, f"{what}: the env file is mounted read-only")
+            msc = mc.get("securityContext") or {}
+            check(msc.get("capabilities", {}).get("drop") == ["ALL"] and not msc.get("capabilities", {}).get("add")
+                  and msc.get("allowPrivilegeEscalation") is False,
+                  f"{what}: the media container has no capability (with hostNetwork NET_RAW reads the node's traffic) "
+                  "and no privilege escalation")
             text = " ".join(mc.get("args", []) + mc.get("command", []))
             check(host_dir is not None and host_dir in text and ".env" in text, f"{what}: the media container sources the env file")
 
@@ -163,6 +187,17 @@ BREAKS = [
     ("no toleration", lambda docs: daemonset(docs)[0]["spec"]["template"]["spec"].__setitem__("tolerations", [])),
     ("node name by hand", lambda docs: daemonset(docs)[1]["env"].__setitem__(
         [e["name"] for e in daemonset(docs)[1]["env"]].index("EIPOOL_NODE_NAME"), {"name": "EIPOOL_NODE_NAME", "value": "n1"})),
+    ("listening on every interface", lambda docs: daemonset(docs)[1]["args"].extend(["--listen", ":9877"])),
+    ("node pod not scraped", lambda docs: daemonset(docs)[0]["spec"]["template"]["metadata"]["labels"].pop("eipool/metrics")),
+    ("node container with a capability", lambda docs: daemonset(docs)[1]["securityContext"]["capabilities"].__setitem__(
+        "add", ["NET_ADMIN"])),
+    ("exporter with an API token", lambda docs: [
+        d["spec"]["template"]["spec"].__setitem__("automountServiceAccountToken", True)
+        for d in of_kind(docs, "Deployment") if d["metadata"]["name"].endswith("exporter")]),
+    ("media container keeping NET_RAW", lambda docs: [
+        c.__setitem__("securityContext", {"allowPrivilegeEscalation": False})
+        for d in of_kind(docs, "Deployment") if "automountServiceAccountToken" in d["spec"]["template"]["spec"]
+        for c in d["spec"]["template"]["spec"]["containers"]]),
     ("RBAC widened", lambda docs: of_kind(docs, "ClusterRole")[0]["rules"][0]["verbs"].append("update")),
     ("policy unbound", lambda docs: [docs.remove(b) for b in of_kind(docs, "ValidatingAdmissionPolicyBinding")]),
     ("policy without the node-name", lambda docs: of_kind(docs, "ValidatingAdmissionPolicy")[0]["spec"].__setitem__("variables", [])),

@@ -6,10 +6,6 @@ Node mode (mode: node): names and values its templates share.
 {{- printf "%s-node" (include "eipool.fullname" .) | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
-{{- define "eipool.nodeServiceAccountName" -}}
-{{- .Values.node.serviceAccount.name | default (include "eipool.nodeName" .) -}}
-{{- end -}}
-
 {{/* The taint's key (node.taint is KEY[=VALUE]:EFFECT). */}}
 {{- define "eipool.nodeTaintKey" -}}
 {{- regexReplaceAll "[=:].*$" .Values.node.taint "" -}}
