@@ -11,6 +11,7 @@ one you manage).
     check_defaults.py              check
     check_defaults.py --self-test  break a copy in known ways and show each break caught
 """
+import json
 import re
 import shlex
 import shutil
@@ -26,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 HELM = ROOT / ".venv" / "bin" / "helm"
 KUBECTL = ROOT / ".venv" / "bin" / "kubectl"
 WORKLOADS = ("Deployment", "DaemonSet", "StatefulSet")
-OVERLAYS = ("example", "trial", "prometheus-operator")
+OVERLAYS = ("example", "trial", "prometheus-operator", "node")
 # A namespace no file names: the example overlay set to it, every overlay must follow.
 MOVED = "eipool-moved"
 OPERATOR = ["--api-versions", "monitoring.coreos.com/v1/PodMonitor", "--api-versions", "monitoring.coreos.com/v1/PrometheusRule"]
@@ -85,11 +86,28 @@ def namespaces_when_moved(root):
         out = {}
         for o in OVERLAYS:
             try:
-                out[o] = {d["metadata"].get("namespace") if d["kind"] != "Namespace" else d["metadata"]["name"]
-                          for d in kustomize(root, deploy / "overlays" / o)}
+                out[o] = {n for d in kustomize(root, deploy / "overlays" / o) for n in namespaces_named(d)}
             except RuntimeError as e:
                 out[o] = {f"(no render: {e})"}
         return out
+
+
+# Cluster-scoped kinds that name no namespace (node mode's ClusterRole and policy binding).
+UNNAMESPACED = ("ClusterRole", "ValidatingAdmissionPolicyBinding")
+
+
+def namespaces_named(d):
+    """The namespaces an object is in or names: its own; for node mode's cluster-scoped objects,
+    the ServiceAccount's they name (the RBAC binding's subject, the admission policy's user)."""
+    if d["kind"] == "Namespace":
+        return {d["metadata"]["name"]}
+    if d["kind"] == "ClusterRoleBinding":
+        return {s.get("namespace") for s in d.get("subjects", [])}
+    if d["kind"] == "ValidatingAdmissionPolicy":
+        return set(re.findall(r"system:serviceaccount:([^:']*):", json.dumps(d["spec"]))) or {None}
+    if d["kind"] in UNNAMESPACED:
+        return set()
+    return {d["metadata"].get("namespace")}
 
 
 def render(root, argv):
@@ -137,6 +155,13 @@ def failures_of(root):
         check(made == {sa} and used == {sa},
               f"the chart's default render as release {release!r} makes and uses ServiceAccount {sa!r} "
               f"(makes {sorted(made)}, uses {sorted(map(str, used))})")
+    # Node mode: the DaemonSet runs as the same ServiceAccount (the one the module trusts); its
+    # media example as none of eipool's (no role).
+    made, used = service_accounts(render(root, ["template", "media", "charts/eipool", "--set", "mode=node",
+                                                "--set", "node.mediaExample.enabled=true"]))
+    check(made == {sa} and used == {sa, None},
+          f"the chart's node-mode render makes ServiceAccount {sa!r} and runs the DaemonSet as it, the media example as none "
+          f"(makes {sorted(made)}, uses {sorted(map(str, used))})")
 
     # The README's helm install, as written.
     argv = readme_helm_install(root)
@@ -169,6 +194,13 @@ def failures_of(root):
             for f in sorted(base.glob("*.yaml")) for d in yaml.safe_load_all(f.read_text()) if d and d.get("kind") in WORKLOADS}
     check(made == {sa} and used == {sa},
           f"deploy/base makes and uses ServiceAccount {sa!r} (makes {sorted(made)}, uses {sorted(map(str, used))})")
+    try:
+        made, used = service_accounts(kustomize(root, root / "deploy/overlays/node"))
+    except RuntimeError as e:
+        made, used = {f"(no render: {e})"}, set()
+    check(made == {sa} and used == {sa, None},
+          f"deploy/overlays/node runs its DaemonSet as ServiceAccount {sa!r}, the media example as none "
+          f"(makes {sorted(made)}, uses {sorted(map(str, used))})")
     overlay = yaml.safe_load((root / "deploy/overlays/example/kustomization.yaml").read_text())
     check(overlay.get("namespace") == ns, f"deploy/overlays/example's namespace is the module's {ns!r} (has {overlay.get('namespace')!r})")
     # Every overlay follows the example's namespace, whatever the user sets there: one that sets
@@ -211,6 +243,16 @@ BREAKS = [
     ("the Operator's objects outside the example's namespace",
      ("deploy/components/prometheus-operator/kustomization.yaml", "fieldPaths: [metadata.namespace]", "fieldPaths: [metadata.labels.ns]"),
      "deploy/overlays/prometheus-operator follows"),
+    ("node mode's admission policy holding another namespace's ServiceAccount",
+     ("deploy/components/node-mode/kustomization.yaml", "      - select: {kind: ValidatingAdmissionPolicy, name: eipool-node}\n"
+      "        fieldPaths: [spec.matchConditions.0.expression]\n        options: {delimiter: \":\", index: 2}\n", ""),
+     "deploy/overlays/node follows"),
+    ("node mode's DaemonSet under a ServiceAccount of its own",
+     ("deploy/components/node-mode/daemonset.yaml", "serviceAccountName: eipool\n", "serviceAccountName: eipool-node\n"),
+     "deploy/overlays/node runs its DaemonSet"),
+    ("the chart's node mode under a ServiceAccount of its own",
+     ("charts/eipool/templates/node-mode.yaml", '{{- $sa := include "eipool.serviceAccountName" . }}', '{{- $sa := "eipool-node" }}'),
+     "the chart's node-mode render"),
     ("the example overlay making the Redis Secret",
      ("deploy/overlays/example/kustomization.yaml", "images:\n",
       "secretGenerator:\n  - name: eipool-redis\n    literals: [url=rediss://redis.example.com:6379]\n"

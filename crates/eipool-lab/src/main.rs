@@ -56,6 +56,10 @@ enum Command {
         /// the herd's time went
         #[arg(long)]
         trace: bool,
+        /// Only node mode's row: `eipool node` start → the Node's startup taint removed, at
+        /// N=1 and in a herd of 20 (N=1 only with --quick)
+        #[arg(long)]
+        node_mode: bool,
     },
     /// The fleet soak: agents holding their addresses through Redis flushed, an EC2 brownout,
     /// terminated nodes, a stolen and a disassociated address. Prints a table; fails when an
@@ -115,8 +119,10 @@ fn main() -> Result<std::process::ExitCode> {
             only,
             strategy,
             trace,
+            node_mode,
         } => rt
             .block_on(bench(
+                node_mode,
                 quick,
                 &out,
                 eipool,
@@ -172,6 +178,7 @@ fn main() -> Result<std::process::ExitCode> {
 }
 
 async fn bench(
+    node_mode: bool,
     quick: bool,
     out: &std::path::Path,
     eipool: Option<PathBuf>,
@@ -210,6 +217,9 @@ async fn bench(
             .filter(|&(_, n, size)| only_case.is_none_or(|c| c == (n, size))),
     );
     let moto = Moto::start().context("starting moto")?;
+    if node_mode {
+        return node_rows(&moto, &bins.eipool, quick).await;
+    }
     let mut rows = Vec::new();
     let mut profiles = Vec::new();
     let mut region = REGIONS.iter();
@@ -281,6 +291,24 @@ async fn bench(
     if !violations.is_empty() {
         bail!("safety columns are wrong:\n{}", violations.join("\n"));
     }
+    if only.is_none() && strategies.is_empty() {
+        node_rows(&moto, &bins.eipool, quick).await?;
+    }
+    Ok(())
+}
+
+/// Node mode's row: node start → taint removed, at N=1 and in a herd.
+async fn node_rows(moto: &Moto, eipool: &std::path::Path, quick: bool) -> Result<()> {
+    use eipool_lab::node_bench::{self, NODE_REGIONS};
+    let mut lines = Vec::new();
+    for (n, region) in node_bench::node_cases(quick).into_iter().zip(NODE_REGIONS) {
+        eprintln!("bench: node mode with N={n} ...");
+        lines.push(node_bench::run(moto, eipool, n, region).await?.markdown());
+    }
+    println!(
+        "\nNode mode (`eipool node` start → the Node's startup taint removed, seconds; one address per node):\n\n| row | N | p50 | p99 | max |\n|---|---|---|---|---|\n{}",
+        lines.join("\n")
+    );
     Ok(())
 }
 

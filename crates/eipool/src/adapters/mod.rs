@@ -3,4 +3,5 @@
 //! cross-cutting layers, never each other, never a service.
 
 pub(crate) mod aws;
+pub(crate) mod kube;
 pub(crate) mod redis;

@@ -258,6 +258,9 @@ pub enum Command {
     /// Sidecar: hold an address, check it every --interval, reclaim on drift, serve /metrics /healthz /readyz
     #[command(after_help = after_help())]
     Agent(AgentArgs),
+    /// DaemonSet: hold this node's address, write it to an env file on the host, label the Node with it and remove its startup taint (and taint it again if the address is lost for good)
+    #[command(after_help = after_help())]
+    Node(NodeArgs),
     /// Serve the pool's gauges (eipool_pool_addresses{state}) for alerts; run one replica
     #[command(after_help = after_help())]
     Exporter(ExporterArgs),
@@ -337,6 +340,51 @@ pub struct AgentArgs {
     /// Also list the whole pool every interval and export eipool_pool_addresses{state} (enable on one agent only; its variable takes 1/0, true/false, yes/no, on/off)
     #[arg(long, env = "EIPOOL_POOL_METRICS", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub pool_metrics: bool,
+
+    #[command(flatten)]
+    pub claim: ClaimArgs,
+}
+
+/// Flags of `eipool node`.
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// This pod's Node: set it from the downward API (fieldRef spec.nodeName)
+    #[arg(long, env = "EIPOOL_NODE_NAME", value_name = "NAME")]
+    pub node_name: Option<String>,
+
+    /// The Node label that carries the node's public IP
+    #[arg(
+        long,
+        env = "EIPOOL_NODE_LABEL",
+        default_value = "eipool.io/public-ip",
+        value_name = "KEY"
+    )]
+    pub node_label: String,
+
+    /// The startup taint removed once EC2 shows the address on this node's interface, and put back when the address is lost and cannot be reclaimed (KEY[=VALUE]:EFFECT)
+    #[arg(
+        long,
+        env = "EIPOOL_NODE_TAINT",
+        default_value = "eipool.io/unassigned:NoSchedule",
+        value_name = "TAINT"
+    )]
+    pub node_taint: String,
+
+    /// A kubeconfig file [default: the in-cluster configuration (the pod's service account), or KUBECONFIG when set]
+    #[arg(long, env = "EIPOOL_KUBECONFIG", value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Where to serve /metrics, /healthz and /readyz: HOST:PORT or :PORT [default: this node's private IP, port 9877]
+    #[arg(long, env = "EIPOOL_LISTEN", value_parser = parse_listen, value_name = "ADDR")]
+    pub listen: Option<String>,
+
+    /// How often to check that the address is still ours (asks the node, IMDSv2; 1s to 24h)
+    #[arg(long, env = "EIPOOL_INTERVAL", default_value = "15s", value_parser = one_second_to_a_day, value_name = "DURATION")]
+    pub interval: Duration,
+
+    /// How often to ask EC2 anyway, as a backstop to the node's view (1s to 7d)
+    #[arg(long, env = "EIPOOL_EC2_CHECK_EVERY", default_value = "1h", value_parser = one_second_to_a_week, value_name = "DURATION")]
+    pub ec2_check_every: Duration,
 
     #[command(flatten)]
     pub claim: ClaimArgs,

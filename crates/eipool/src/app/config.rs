@@ -4,13 +4,15 @@
 use std::time::Duration;
 
 use crate::adapters::redis::{RedisTarget, TlsFiles};
-use crate::app::cli::{AgentArgs, ClaimArgs, Global, OnDriftArg};
+use crate::app::cli::{AgentArgs, ClaimArgs, Global, NodeArgs, OnDriftArg};
 use crate::pure::error::{shown, Error};
 use crate::pure::identity::IdentitySource;
 use crate::pure::ids::{AssociationId, EniId, InstanceId};
+use crate::pure::node::{self as pure_node, Marks};
 use crate::pure::plan;
 use crate::services::agent::{AgentConfig, OnDrift};
 use crate::services::claim::ClaimConfig;
+use crate::services::node::NodeConfig;
 
 /// Check a pool name: it becomes a tag value and a Redis hash tag, so no braces, no spaces.
 pub(crate) fn validate_pool(pool: Option<&str>) -> Result<String, Error> {
@@ -145,6 +147,57 @@ pub(crate) fn agent_config(global: &Global, args: &AgentArgs) -> Result<AgentCon
     })
 }
 
+/// Where node mode writes the env file when `--output` is not given: on the host, one file per
+/// pool, for the node's media pods to mount read-only.
+pub(crate) fn node_env_file(pool: &str) -> std::path::PathBuf {
+    std::path::PathBuf::from(format!("/run/eipool/{pool}.env"))
+}
+
+/// Validate the flags of `eipool node`.
+pub(crate) fn node_config(global: &Global, args: &NodeArgs) -> Result<NodeConfig, Error> {
+    let mut claim = claim_config(global, &args.claim)?;
+    if claim.output.is_none() {
+        claim.output = Some(node_env_file(&claim.pool));
+    }
+    let node_name = args.node_name.as_deref().ok_or_else(|| {
+        Error::usage(
+            "--node-name is required (or set EIPOOL_NODE_NAME): this pod's Node, from the downward API (fieldRef spec.nodeName)",
+        )
+    })?;
+    pure_node::check_node_name(node_name).map_err(|e| Error::usage(format!("--node-name {e}")))?;
+    pure_node::check_key(&args.node_label)
+        .map_err(|e| Error::usage(format!("--node-label {e}")))?;
+    let taint = pure_node::parse_taint(&args.node_taint)
+        .map_err(|e| Error::usage(format!("--node-taint {e}")))?;
+    if args.ec2_check_every < args.interval {
+        return Err(Error::usage(format!(
+            "--ec2-check-every {} is shorter than --interval {}; EC2 is asked at most once per interval",
+            shown(args.ec2_check_every),
+            shown(args.interval)
+        )));
+    }
+    Ok(NodeConfig {
+        agent: AgentConfig {
+            claim,
+            interval: args.interval,
+            ec2_check_every: args.ec2_check_every,
+            // A loss is reclaimed; one that cannot be taints the Node again.
+            on_drift: OnDrift::Reclaim,
+            // The address stays with the node across the pod's restarts; the instance's end
+            // frees it (or `eipool gc`).
+            release_on_exit: false,
+            release_timeout: Duration::from_secs(1),
+            pool_metrics: false,
+        },
+        node_name: node_name.to_string(),
+        marks: Marks {
+            label: args.node_label.clone(),
+            taint,
+        },
+        kubeconfig: args.kubeconfig.clone(),
+    })
+}
+
 /// Validate an association id given by flag (`eipassoc-…`).
 pub(crate) fn validate_association(id: Option<&str>) -> Result<Option<AssociationId>, Error> {
     id.map(|s| {
@@ -269,6 +322,53 @@ mod tests {
                 err.contains(flag),
                 "{args:?}: message {err:?} does not name {flag}"
             );
+        }
+    }
+
+    #[test]
+    fn node_modes_flags_are_checked_and_named() {
+        let node = |args: &[&str]| {
+            let cli = Cli::try_parse_from(
+                ["eipool", "--pool", "media", "node"]
+                    .iter()
+                    .chain(args.iter()),
+            )
+            .unwrap();
+            let Command::Node(n) = &cli.command else {
+                panic!("not node")
+            };
+            node_config(&cli.global, n)
+        };
+        let c = node(&["--node-name", "ip-10-0-1-4.ec2.internal"]).unwrap();
+        assert_eq!(
+            c.agent.claim.output.as_deref(),
+            Some(std::path::Path::new("/run/eipool/media.env"))
+        );
+        assert_eq!(c.marks.label, "eipool.io/public-ip");
+        assert_eq!(c.marks.taint.key, "eipool.io/unassigned");
+        assert_eq!(c.marks.taint.effect, "NoSchedule");
+        assert!(!c.agent.release_on_exit, "the address stays with the node");
+        // (args, what the message must say)
+        let cases: &[(&[&str], &str)] = &[
+            (&[], "--node-name is required (or set EIPOOL_NODE_NAME)"),
+            (&["--node-name", "Node_1"], "--node-name \"Node_1\""),
+            (
+                &["--node-name", "n1", "--node-label", "eipool.io/"],
+                "--node-label",
+            ),
+            (
+                &["--node-name", "n1", "--node-taint", "eipool.io/unassigned"],
+                "--node-taint \"eipool.io/unassigned\" has no effect",
+            ),
+            (
+                &["--node-name", "n1", "--node-taint", "x:NoWay"],
+                "use NoSchedule, PreferNoSchedule or NoExecute",
+            ),
+        ];
+        for (args, says) in cases {
+            let e = node(args).unwrap_err();
+            assert!(matches!(e, Error::Usage(_)), "{args:?}: {e:?}");
+            assert!(e.to_string().contains(says), "{args:?}: {e}");
         }
     }
 

@@ -21,7 +21,7 @@ pub(crate) mod exit {
     pub(crate) const EXHAUSTED: u8 = 69;
     /// A temporary failure (EC2 or Redis unreachable, throttled) lasted until the deadline (EX_TEMPFAIL).
     pub(crate) const TEMPORARY: u8 = 75;
-    /// AWS refused permission for an action (EX_NOPERM).
+    /// AWS or Kubernetes refused permission (EX_NOPERM).
     pub(crate) const PERMISSION: u8 = 77;
     /// Interrupted by SIGINT/SIGTERM; what was held was released first.
     pub(crate) const INTERRUPTED: u8 = 130;
@@ -60,7 +60,7 @@ pub(crate) const EXIT_CODES: &[(u8, &str)] = &[
     ),
     (
         exit::PERMISSION,
-        "AWS refused permission; the message names the EC2 action to allow",
+        "AWS or Kubernetes refused permission; the message names the EC2 action or the RBAC rule to allow",
     ),
     (
         exit::INTERRUPTED,
@@ -111,6 +111,16 @@ pub enum Error {
         /// The EC2 action.
         action: &'static str,
         /// AWS's message.
+        message: String,
+    },
+    /// Kubernetes (RBAC) refused `verb` on `resource` to node mode's service account.
+    #[error("the Kubernetes API refused permission to {verb} {resource} ({message}). Allow verb {verb:?} on resource {resource:?} (apiGroups [\"\"]) in the ClusterRole bound to this pod's service account: the chart's and deploy/'s eipool-node role has exactly get and patch on nodes")]
+    KubePermission {
+        /// The verb refused (`get`, `patch`).
+        verb: &'static str,
+        /// The resource (`nodes`).
+        resource: &'static str,
+        /// The API server's message (it names the user).
         message: String,
     },
     /// SIGINT or SIGTERM arrived. What the command does with what it holds on the way out is
@@ -186,7 +196,7 @@ impl Error {
             Error::Usage(_) => "usage",
             Error::Exhausted { .. } => "exhausted",
             Error::Temporary { .. } => "temporary",
-            Error::Permission { .. } => "permission",
+            Error::Permission { .. } | Error::KubePermission { .. } => "permission",
             Error::Interrupted => "interrupted",
             Error::Internal(_) => "internal",
             Error::Undelivered(_) => "undelivered",
@@ -201,7 +211,7 @@ impl Error {
             Error::Usage(_) => exit::USAGE,
             Error::Exhausted { .. } => exit::EXHAUSTED,
             Error::Temporary { .. } => exit::TEMPORARY,
-            Error::Permission { .. } => exit::PERMISSION,
+            Error::Permission { .. } | Error::KubePermission { .. } => exit::PERMISSION,
             Error::Interrupted => exit::INTERRUPTED,
             Error::Internal(_) => exit::INTERNAL,
             Error::Undelivered(_) => exit::UNDELIVERED,
@@ -231,6 +241,11 @@ mod tests {
             },
             Error::Permission {
                 action: "AssociateAddress",
+                message: String::new(),
+            },
+            Error::KubePermission {
+                verb: "patch",
+                resource: "nodes",
                 message: String::new(),
             },
             Error::Interrupted,

@@ -9,6 +9,7 @@ pub(crate) mod error;
 pub(crate) mod holder;
 pub(crate) mod identity;
 pub(crate) mod ids;
+pub(crate) mod node;
 pub(crate) mod plan;
 pub(crate) mod secret;
 

@@ -10,6 +10,7 @@ pub(crate) mod doctor;
 pub(crate) mod gc;
 pub(crate) mod identity;
 pub(crate) mod line;
+pub(crate) mod node;
 pub(crate) mod pool;
 pub(crate) mod pool_view;
 pub(crate) mod release;

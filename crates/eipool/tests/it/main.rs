@@ -12,6 +12,7 @@ mod hostile;
 mod iam;
 mod inputs;
 mod line;
+mod node;
 mod pool;
 mod private_ip;
 mod redis_scripts;

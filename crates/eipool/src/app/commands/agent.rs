@@ -37,7 +37,7 @@ pub(super) async fn run(
         .unwrap_or_else(|| format!("{}:{DEFAULT_PORT}", found.me.private_ip));
     let health = Health::starting("starting: no address yet");
     let server = http::serve(&listen, health.clone(), Served::ByAgent).await?;
-    let result = agent::run(&cfg, &ctx, found, &health, &cancel).await;
+    let result = agent::run(&cfg, &ctx, found, &health, &mut agent::Nothing, &cancel).await;
     server.stop().await;
     result
 }

@@ -6,6 +6,7 @@ mod claim;
 mod doctor;
 mod exporter;
 mod gc;
+mod node;
 mod pool;
 mod release;
 mod status;
@@ -25,6 +26,7 @@ pub(crate) async fn run(cli: Cli, cancel: CancellationToken) -> Result<(), Error
     match cli.command {
         Command::Claim(args) => claim::run(g, &args, cancel).await,
         Command::Agent(args) => agent::run(g, &args, cancel).await,
+        Command::Node(args) => node::run(g, &args, cancel).await,
         Command::Release(args) => release::run(g, &args, cancel).await,
         Command::Exporter(args) => exporter::run(g, &args, cancel).await,
         Command::Status(args) => status::run(g, &args, cancel).await,
@@ -41,6 +43,9 @@ pub(crate) fn on_signal(command: &Command) -> &'static str {
         Command::Claim(_) => "giving back what the claim took",
         Command::Agent(a) if a.release_on_exit => "releasing the address (--release-on-exit)",
         Command::Agent(_) => "keeping the address (no --release-on-exit)",
+        Command::Node(_) => {
+            "keeping the node's address and its Node's label (the next pod adopts them)"
+        }
         Command::Exporter(_) => "stopping (the exporter holds no address)",
         Command::Release(_) => "stopping (what is not released yet stays associated)",
         Command::Status(_) | Command::Pool(_) | Command::Gc(_) | Command::Doctor(_) => "stopping",

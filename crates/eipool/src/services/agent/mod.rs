@@ -58,17 +58,46 @@ pub(crate) struct AgentConfig {
     pub(crate) pool_metrics: bool,
 }
 
+/// Who learns of the address besides the env file the claim writes (`--output`): nobody for the
+/// sidecar ([`Nothing`]); the Node's label and taint in node mode
+/// (`services::node::NodePublisher`). Told only what EC2 shows: `holding` after a claim
+/// validated the address on our interface, `unassigned` after a try to claim failed.
+pub(crate) trait Publish {
+    /// An address is held: a claim (or an adoption) saw it associated to our interface.
+    async fn holding(&mut self, c: &Claimed) -> Result<(), Error>;
+    /// No address is held, after a try to claim one failed (the pool is full, EC2 is down).
+    async fn unassigned(&mut self) -> Result<(), Error>;
+    /// Once per interval while an address is held: finish what could not be published yet.
+    async fn tick(&mut self) -> Result<(), Error>;
+}
+
+/// The sidecar's: the env file is all it publishes.
+pub(crate) struct Nothing;
+
+impl Publish for Nothing {
+    async fn holding(&mut self, _: &Claimed) -> Result<(), Error> {
+        Ok(())
+    }
+    async fn unassigned(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
+    async fn tick(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
 /// Hold and watch the address until SIGTERM/SIGINT (Ok), then release it if asked; or stop on a
-/// failure no retry fixes, or on drift with `OnDrift::Exit`.
+/// failure no retry fixes, or on drift with `OnDrift::Exit`. `publish` learns of every change.
 pub(crate) async fn run(
     cfg: &AgentConfig,
     ctx: &Context,
     found: Resolved,
     health: &Health,
+    publish: &mut impl Publish,
     cancel: &CancellationToken,
 ) -> Result<(), Error> {
     let me = &found.me;
-    let result = watch(cfg, ctx, me, found.look, health, cancel).await;
+    let result = watch(cfg, ctx, me, found.look, health, publish, cancel).await;
     health.set(false, "shutting down".into());
     if let Ok(held) = &result {
         if cfg.release_on_exit {
@@ -93,6 +122,7 @@ async fn watch(
     me: &Identity,
     mut look: Option<InterfaceLook>,
     health: &Health,
+    publish: &mut impl Publish,
     cancel: &CancellationToken,
 ) -> Result<Option<Claimed>, Error> {
     let mut held: Option<Claimed> = None;
@@ -136,19 +166,25 @@ async fn watch(
                         true,
                         format!("holding {} ({})", c.public_ip, c.allocation_id),
                     );
-                    held = Some(c);
                     take_back = None;
                     last_verified = Instant::now();
                     waiting = false;
                     waiting_since = None;
                     waiter.leave().await;
+                    publish.holding(&c).await?;
+                    held = Some(c);
                 }
                 Err(Error::Interrupted) => {
                     // Stopped while waiting (the kubelet restarting us): keep the server's place.
                     waiter.step_away().await;
                     return Ok(None);
                 }
-                Err(e @ (Error::Usage(_) | Error::Permission { .. } | Error::Internal(_))) => {
+                Err(
+                    e @ (Error::Usage(_)
+                    | Error::Permission { .. }
+                    | Error::KubePermission { .. }
+                    | Error::Internal(_)),
+                ) => {
                     waiter.leave().await;
                     return Err(e);
                 }
@@ -169,6 +205,10 @@ async fn watch(
                         .map(|d| format!(" (after {d})"))
                         .unwrap_or_default();
                     health.set(false, format!("no address{after}: {e}"));
+                    if let Err(e) = publish.unassigned().await {
+                        waiter.leave().await;
+                        return Err(e);
+                    }
                 }
             }
         }
@@ -186,6 +226,7 @@ async fn watch(
             }
             continue;
         }
+        publish.tick().await?;
         tokio::select! {
             _ = cancel.cancelled() => return Ok(held),
             _ = tokio::time::sleep(cfg.interval) => {}

@@ -87,6 +87,7 @@ impl Drop for InterfaceLease {
     }
 }
 
+/// Redis's liveness, the interface lease and what it recalls, and the herd's pace and line.
 impl Coordination {
     pub(super) fn new(redis: Option<Redis>, require_lock: bool, lease: Duration) -> Self {
         if redis.is_none() {
@@ -294,7 +295,11 @@ impl Coordination {
             }
         }
     }
+}
 
+/// Each address: its lease, the markers of what was taken or assigned, what was freed or
+/// forgotten, and the herd's shared listing.
+impl Coordination {
     /// Renew the lease before an EC2 call. `Ok(false)`: the lease is gone; stop on this address.
     pub(super) async fn renew(&mut self, work: &Budget, lease: &mut Lease) -> Result<bool, Stop> {
         let Some(redis) = self.live() else {

@@ -263,6 +263,11 @@ impl Claimer {
                 {
                     debug!(shared, listing_age_ms = listed_at.elapsed().as_millis() as u64, "every candidate of the listing is taken; listing the pool again before giving up");
                     allow_shared = false;
+                    // The suspect was among them, and EC2 showed it someone else's past its
+                    // consistency bound (an agent's address taken while it ran, not a crashed
+                    // run's): trying it again would make every listing too old for exhaustion
+                    // to stand, and the claim would relist until its deadline.
+                    suspect = None;
                 }
                 Err(Outcome::Exhausted) => return Err(Stop::Fatal(self.exhausted())),
             }

@@ -1,0 +1,687 @@
+//! Node mode (#38): `eipool node` as a DaemonSet pod runs it — the real binary, identity from
+//! IMDSv2 (the lab's stub, answering from EC2's state), the real kube-rs client pointed by a
+//! kubeconfig at the lab's emulation of the Kubernetes Node API (`eipool_lab::kube_api`: no API
+//! server can run here). Each Node starts with the startup taint, as Karpenter's
+//! `startupTaints` makes it; the emulator's witness records, at each patch it stores, whether EC2
+//! (moto) shows the Node's labelled address on that node's interface.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use eipool_lab::claimer::Outcome;
+use eipool_lab::fixture::{Ec2Lab, Node};
+use eipool_lab::imds::ImdsStub;
+use eipool_lab::kube_api::{Entry, KubeApi};
+use eipool_lab::servers::free_port;
+use redis::AsyncCommands;
+use tokio::process::Child;
+
+use crate::harness::{args, eventually, heavy, json, Lab};
+
+const TAINT: &str = "eipool.io/unassigned";
+const LABEL: &str = "eipool.io/public-ip";
+/// The token of a service account with the shipped ClusterRole: get and patch on nodes.
+const TOKEN: &str = "eipool-node-token";
+
+/// The Node name of a lab node.
+fn node_name(n: &Node) -> String {
+    format!("ip-{}.ec2.internal", n.private_ip.replace('.', "-"))
+}
+
+/// The emulated API server, with a Node per lab node (carrying the startup taint), the shipped
+/// RBAC granted to [`TOKEN`], and a witness that looks at EC2 as each patch is stored.
+async fn cluster(lab: &Lab, nodes: &[Node]) -> KubeApi {
+    let api = KubeApi::start()
+        .await
+        .expect("start the Kubernetes API emulator");
+    for n in nodes {
+        api.add_node(
+            &node_name(n),
+            &[("kubernetes.io/os", "linux")],
+            &[(TAINT, "NoSchedule")],
+        );
+    }
+    api.grant(
+        TOKEN,
+        "system:serviceaccount:kube-system:eipool-node",
+        &["get", "patch"],
+    );
+    let enis: Arc<HashMap<String, String>> = Arc::new(
+        nodes
+            .iter()
+            .map(|n| (node_name(n), n.eni.clone()))
+            .collect(),
+    );
+    let ec2: Ec2Lab = lab.ec2.clone();
+    api.set_witness(Arc::new(move |name, node| {
+        let (enis, ec2) = (enis.clone(), ec2.clone());
+        Box::pin(async move {
+            let Some(ip) = node["metadata"]["labels"][LABEL].as_str() else {
+                return "no label".to_string();
+            };
+            let on = ec2.addresses_on(&enis[&name]).await.unwrap();
+            if on.iter().any(|e| e.public_ip == ip) {
+                "associated".to_string()
+            } else {
+                format!("not associated: EC2 shows {on:?} on the node's interface")
+            }
+        })
+    }));
+    api
+}
+
+/// A running `eipool node` and what it writes.
+struct NodePod {
+    child: Child,
+    name: String,
+    env_file: PathBuf,
+    log: PathBuf,
+    listen: std::net::SocketAddr,
+    _imds: ImdsStub,
+}
+
+impl NodePod {
+    /// Start `eipool node` for `node` as the DaemonSet runs it (identity from IMDSv2), with the
+    /// kubeconfig `kubeconfig`, its env file and log in `dir`; `--interval 1s` unless `extra`
+    /// says otherwise.
+    async fn start(
+        lab: &Lab,
+        node: &Node,
+        kubeconfig: &Path,
+        dir: &Path,
+        extra: &[&str],
+    ) -> NodePod {
+        let (env, stub) = lab.node_imds(node).await;
+        let name = node_name(node);
+        let env_file = dir.join(format!("{}.env", node.eni));
+        let log = dir.join(format!("{}-{}.log", node.eni, free_port().unwrap()));
+        let listen: std::net::SocketAddr = ([127, 0, 0, 1], free_port().unwrap()).into();
+        let mut a = lab.with_redis(&[
+            "node",
+            "--node-name",
+            &name,
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            "--output",
+            env_file.to_str().unwrap(),
+            "--listen",
+            &listen.to_string(),
+            "--timeout",
+            "60s",
+        ]);
+        if !extra.contains(&"--interval") {
+            a.extend(args(&["--interval", "1s"]));
+        }
+        a.extend(args(extra));
+        let child = env
+            .command(&a)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        NodePod {
+            child,
+            name,
+            env_file,
+            log,
+            listen,
+            _imds: stub,
+        }
+    }
+
+    /// The address the env file on the host names.
+    fn public_ip(&self) -> Option<String> {
+        std::fs::read_to_string(&self.env_file)
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("EIPOOL_PUBLIC_IP=").map(str::to_string))
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, as the kubelet stops the pod; its exit code.
+    async fn stop(mut self) -> Option<i32> {
+        let pid = self.child.id().expect("still running").to_string();
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        let st = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("the node pod stops on SIGTERM")
+            .unwrap();
+        st.code()
+    }
+}
+
+/// The Node `name` has no startup taint and is labelled.
+fn untainted(api: &KubeApi, name: &str) -> bool {
+    !api.taints(name).iter().any(|t| t == TAINT) && api.label(name, LABEL).is_some()
+}
+
+/// Every stored patch of `name` that removed the startup taint.
+fn untaintings(log: &[Entry], name: &str) -> Vec<Entry> {
+    let mut tainted = true;
+    let mut out = Vec::new();
+    for e in log
+        .iter()
+        .filter(|e| e.node == name && e.after.is_some() && !e.dry_run)
+    {
+        let now = e.taint_keys().iter().any(|t| t == TAINT);
+        if tainted && !now && e.verb == "patch" {
+            out.push(e.clone());
+        }
+        tainted = now;
+    }
+    out
+}
+
+/// How many wait in the lab pool's line (Redis's own view), and who, head first.
+async fn line(lab: &Lab) -> Vec<String> {
+    let mut c = lab.redis_conn().await;
+    c.zrange(lab.key("line"), 0, -1).await.unwrap()
+}
+
+/// A herd of six nodes for three addresses, all started at once: each Node's taint is removed
+/// only by a patch that EC2 already backs (the witness, asked as the patch is stored, sees the
+/// labelled address on that node's interface), and only for the three that hold one; the three
+/// waiting keep the taint and no label, and are untainted in the line's order as addresses are
+/// freed (a holding node's instance going away, then `pool grow`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_herd_of_nodes_is_untainted_only_once_ec2_shows_each_address_and_waiters_in_line_order() {
+    let _turn = heavy().await;
+    let lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(6).await.unwrap();
+    lab.ec2.allocate(Some(&lab.pool), 3).await.unwrap();
+    let api = cluster(&lab, &nodes).await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(dir.path(), TOKEN);
+    let mut pods = Vec::new();
+    for n in &nodes {
+        pods.push(Some(
+            NodePod::start(&lab, n, &kubeconfig, dir.path(), &["--interval", "60s"]).await,
+        ));
+    }
+    let holders: Vec<usize> = eventually(
+        "three Nodes untainted and three in the line",
+        Duration::from_secs(90),
+        || async {
+            let up: Vec<usize> = (0..6)
+                .filter(|i| untainted(&api, &node_name(&nodes[*i])))
+                .collect();
+            (up.len() == 3 && line(&lab).await.len() == 3).then_some(up)
+        },
+    )
+    .await;
+    // The untainted hold an address on EC2, the one their label and env file name.
+    let state = lab.ec2.pool_state(&lab.pool).await.unwrap();
+    for &i in &holders {
+        let p = pods[i].as_ref().unwrap();
+        let held = state
+            .values()
+            .find(|e| e.eni.as_deref() == Some(nodes[i].eni.as_str()))
+            .unwrap_or_else(|| panic!("EC2 shows no address on untainted node {i}"));
+        assert_eq!(
+            api.label(&p.name, LABEL).as_deref(),
+            Some(held.public_ip.as_str())
+        );
+        assert_eq!(p.public_ip().as_deref(), Some(held.public_ip.as_str()));
+    }
+    // The waiting keep the taint and have no label.
+    let order: Vec<usize> = line(&lab)
+        .await
+        .iter()
+        .map(|m| nodes.iter().position(|n| m.starts_with(&n.eni)).unwrap())
+        .collect();
+    for &i in &order {
+        assert!(
+            api.taints(&node_name(&nodes[i])).iter().any(|t| t == TAINT),
+            "waiting node {i} tainted"
+        );
+        assert_eq!(
+            api.label(&node_name(&nodes[i]), LABEL),
+            None,
+            "waiting node {i} unlabelled"
+        );
+    }
+
+    // Free one address at a time; each goes to the line's head, and only its Node is untainted.
+    let mut untainted_now: Vec<usize> = holders.clone();
+    for (k, &want) in order.iter().enumerate() {
+        if k == 0 {
+            // A holding node goes away (its pod stopped, its address given back as the
+            // instance's end or `eipool gc` does, its Node deleted).
+            let gone = holders[0];
+            assert_eq!(
+                pods[gone].take().unwrap().stop().await,
+                Some(0),
+                "a node pod exits 0 on SIGTERM"
+            );
+            let r = lab.release(&nodes[gone], &[]).await;
+            assert_eq!(r.code, Some(0), "{r}");
+            api.delete_node(&node_name(&nodes[gone]));
+        } else {
+            let mut a = lab.with_redis(&[]);
+            a.extend(args(&["pool", "grow", "--count", "1"]));
+            let g = json(&lab.run(&a).await);
+            assert_eq!(g["allocated"].as_array().map(Vec::len), Some(1), "{g}");
+        }
+        let next = eventually(
+            "the next Node untainted",
+            Duration::from_secs(30),
+            || async {
+                let up: Vec<usize> = (0..6)
+                    .filter(|i| {
+                        !untainted_now.contains(i) && untainted(&api, &node_name(&nodes[*i]))
+                    })
+                    .collect();
+                (!up.is_empty()).then_some(up)
+            },
+        )
+        .await;
+        assert_eq!(
+            next,
+            vec![want],
+            "freed address {k}: the line's head, alone, is untainted"
+        );
+        untainted_now.push(want);
+    }
+
+    // Never before EC2: every taint removal was stored while EC2 showed the Node's address on
+    // its interface; and each Node was untainted once.
+    let log = api.log();
+    for n in &nodes {
+        let u = untaintings(&log, &node_name(n));
+        assert_eq!(u.len(), 1, "{} untainted once: {u:?}", n.eni);
+        assert_eq!(
+            u[0].witness.as_deref(),
+            Some("associated"),
+            "{}: {u:?}",
+            n.eni
+        );
+    }
+    println!(
+        "--- node mode herd: 6 nodes, 3 addresses then 2 freed; {} API requests ({} patches)",
+        log.len(),
+        log.iter().filter(|e| e.verb == "patch").count()
+    );
+}
+
+/// Drift: the node's address is taken by hand; another free one is claimed, and the env file on
+/// the host and the label both name it, without the taint coming back. Then that one is taken
+/// too, with nothing free: the loss cannot be reclaimed, so the Node is tainted again
+/// (NoSchedule) and its label removed; once an address is free again, it is untainted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_rewrites_the_env_file_and_label_and_a_loss_not_reclaimed_taints_the_node_again() {
+    let lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(3).await.unwrap();
+    lab.ec2.allocate(Some(&lab.pool), 2).await.unwrap();
+    let api = cluster(&lab, &nodes[..1]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(dir.path(), TOKEN);
+    let pod = NodePod::start(&lab, &nodes[0], &kubeconfig, dir.path(), &[]).await;
+    let name = pod.name.clone();
+    eventually("the Node untainted", Duration::from_secs(60), || async {
+        untainted(&api, &name).then_some(())
+    })
+    .await;
+    let first = pod.public_ip().unwrap();
+    assert_eq!(api.label(&name, LABEL).as_deref(), Some(first.as_str()));
+    let state = lab.ec2.pool_state(&lab.pool).await.unwrap();
+    let held = state
+        .values()
+        .find(|e| e.public_ip == first)
+        .unwrap()
+        .clone();
+    let other = state
+        .values()
+        .find(|e| e.public_ip != first)
+        .unwrap()
+        .clone();
+
+    // Taken by hand: the other address is free, claimed, and published everywhere.
+    lab.ec2
+        .associate_external(&held.allocation_id, &nodes[1].eni)
+        .await
+        .unwrap();
+    eventually(
+        "the env file and label name the new address",
+        Duration::from_secs(30),
+        || async {
+            (pod.public_ip().as_deref() == Some(other.public_ip.as_str())
+                && api.label(&name, LABEL).as_deref() == Some(other.public_ip.as_str()))
+            .then_some(())
+        },
+    )
+    .await;
+    assert!(
+        !api.taints(&name).iter().any(|t| t == TAINT),
+        "reclaimed: no taint"
+    );
+    let log = api.log();
+    let relabel = log
+        .iter()
+        .rfind(|e| {
+            e.verb == "patch"
+                && !e.dry_run
+                && e.label(LABEL).as_deref() == Some(other.public_ip.as_str())
+        })
+        .unwrap();
+    assert_eq!(
+        relabel.witness.as_deref(),
+        Some("associated"),
+        "{relabel:?}"
+    );
+    assert!(
+        !log.iter().any(|e| e.verb == "patch"
+            && !e.dry_run
+            && e.after.is_some()
+            && e.taint_keys().iter().any(|t| t == TAINT)),
+        "a reclaimed loss never taints"
+    );
+
+    // Taken too, nothing free: tainted again, label gone.
+    lab.ec2
+        .associate_external(&other.allocation_id, &nodes[2].eni)
+        .await
+        .unwrap();
+    let _dump = Dump(&pod);
+    eventually(
+        "the Node tainted again and unlabelled",
+        Duration::from_secs(30),
+        || async {
+            let node = api.node(&name)?;
+            let ours = node["spec"]["taints"]
+                .as_array()?
+                .iter()
+                .find(|t| t["key"] == TAINT)?
+                .clone();
+            (ours["effect"] == "NoSchedule" && api.label(&name, LABEL).is_none()).then_some(())
+        },
+    )
+    .await;
+
+    // Free again (given back on that interface): the head of the line takes it.
+    let r = lab.release(&nodes[2], &[]).await;
+    assert_eq!(r.code, Some(0), "{r}");
+    eventually(
+        "the Node untainted again",
+        Duration::from_secs(30),
+        || async { untainted(&api, &name).then_some(()) },
+    )
+    .await;
+    let ip = api.label(&name, LABEL).unwrap();
+    assert_eq!(pod.public_ip().as_deref(), Some(ip.as_str()));
+    let u = untaintings(&api.log(), &name);
+    assert_eq!(u.len(), 2, "{u:?}");
+    assert!(
+        u.iter().all(|e| e.witness.as_deref() == Some("associated")),
+        "{u:?}"
+    );
+    drop(_dump);
+    drop(pod);
+}
+
+/// A DaemonSet pod restarted (SIGTERM, a new process) keeps the node's address: it adopts it,
+/// makes no AssociateAddress, and leaves the Node as it was (no patch: label and taint are
+/// right already).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_pod_keeps_the_nodes_address_with_no_second_claim() {
+    let lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(1).await.unwrap();
+    lab.ec2.allocate(Some(&lab.pool), 3).await.unwrap();
+    let api = cluster(&lab, &nodes).await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(dir.path(), TOKEN);
+    let pod = NodePod::start(&lab, &nodes[0], &kubeconfig, dir.path(), &[]).await;
+    let name = pod.name.clone();
+    eventually("the Node untainted", Duration::from_secs(60), || async {
+        untainted(&api, &name).then_some(())
+    })
+    .await;
+    let ip = pod.public_ip().unwrap();
+    let associations = lab.proxy.stats().calls("AssociateAddress");
+    assert_eq!(associations, 1, "one claim");
+    assert_eq!(pod.stop().await, Some(0));
+    // Stopped: the address stays with the node (no release on exit in node mode).
+    let on = lab.ec2.addresses_on(&nodes[0].eni).await.unwrap();
+    assert_eq!(
+        on.iter().map(|e| e.public_ip.as_str()).collect::<Vec<_>>(),
+        [ip.as_str()]
+    );
+    let patches_before = api
+        .log()
+        .iter()
+        .filter(|e| e.verb == "patch" && !e.dry_run)
+        .count();
+
+    let again = NodePod::start(&lab, &nodes[0], &kubeconfig, dir.path(), &[]).await;
+    eventually(
+        "the restarted pod to serve /readyz 200",
+        Duration::from_secs(60),
+        || async {
+            let (code, _) = crate::harness::http_get(again.listen, "/readyz")
+                .await
+                .ok()?;
+            (code == 200).then_some(())
+        },
+    )
+    .await;
+    assert!(again.log().contains("reused=true"), "{}", again.log());
+    assert_eq!(again.public_ip().as_deref(), Some(ip.as_str()));
+    assert_eq!(api.label(&name, LABEL).as_deref(), Some(ip.as_str()));
+    assert_eq!(
+        lab.proxy.stats().calls("AssociateAddress"),
+        associations,
+        "no second claim"
+    );
+    assert_eq!(
+        api.log()
+            .iter()
+            .filter(|e| e.verb == "patch" && !e.dry_run)
+            .count(),
+        patches_before,
+        "the Node needed no patch"
+    );
+    assert_eq!(again.stop().await, Some(0));
+}
+
+/// Someone else writes the Node between eipool's read and its patch (the kubelet, a
+/// controller): the patch, guarded by the resourceVersion read, meets a 409, and eipool reads
+/// again and retries. What the other writer set stays; only eipool's taint goes. (The pool is
+/// empty until the node waits in the line, so the conflicts meet the publishing patch, not the
+/// start-up check.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_409_on_the_patch_is_retried_on_a_fresh_read_and_keeps_what_others_wrote() {
+    let lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(1).await.unwrap();
+    let api = cluster(&lab, &nodes).await;
+    let name = node_name(&nodes[0]);
+    // Another taint of someone else's, after ours.
+    api.add_node(
+        &name,
+        &[("kubernetes.io/os", "linux")],
+        &[(TAINT, "NoSchedule"), ("example.com/other", "NoExecute")],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(dir.path(), TOKEN);
+    let pod = NodePod::start(
+        &lab,
+        &nodes[0],
+        &kubeconfig,
+        dir.path(),
+        &["--interval", "60s"],
+    )
+    .await;
+    eventually(
+        "the node to wait in the line",
+        Duration::from_secs(60),
+        || async { (line(&lab).await.len() == 1).then_some(()) },
+    )
+    .await;
+    // The next two reads are each followed by someone else's write; then an address comes.
+    api.interfere(&name, 2);
+    let mut a = lab.with_redis(&[]);
+    a.extend(args(&["pool", "grow", "--count", "1"]));
+    json(&lab.run(&a).await);
+    eventually("the Node untainted", Duration::from_secs(60), || async {
+        untainted(&api, &name).then_some(())
+    })
+    .await;
+    let log = api.log();
+    let conflicts = log
+        .iter()
+        .filter(|e| e.verb == "patch" && !e.dry_run && e.status == 409)
+        .count();
+    assert_eq!(conflicts, 2, "each interfered read led to a 409: {log:#?}");
+    let node = api.node(&name).unwrap();
+    assert_eq!(api.taints(&name), ["example.com/other"], "{node}");
+    assert!(
+        node["metadata"]["labels"]["lab.eipool.io/heartbeat"].is_string(),
+        "{node}"
+    );
+    assert_eq!(node["metadata"]["labels"]["kubernetes.io/os"], "linux");
+    drop(pod);
+}
+
+/// Without `patch` on nodes in its ClusterRole, node mode stops before claiming anything, with
+/// exit 77 and a message naming the verb, the resource and where to allow it; a Node that does
+/// not exist is exit 2 naming --node-name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_rbac_rule_is_exit_77_naming_it_before_anything_is_claimed() {
+    let lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(1).await.unwrap();
+    lab.ec2.allocate(Some(&lab.pool), 1).await.unwrap();
+    let api = cluster(&lab, &nodes).await;
+    api.grant(
+        "get-only",
+        "system:serviceaccount:kube-system:eipool-node",
+        &["get"],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{}", free_port().unwrap());
+    let run = |token: &str, node: &str| {
+        let kubeconfig = api.kubeconfig(dir.path(), token);
+        let a = lab.with_redis(&[
+            "--network-interface-id",
+            &nodes[0].eni,
+            "node",
+            "--node-name",
+            node,
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            "--output",
+            dir.path().join("n.env").to_str().unwrap(),
+            "--listen",
+            &listen,
+            "--timeout",
+            "10s",
+        ]);
+        let env = lab.env.clone();
+        async move { env.run(&a).await }
+    };
+    let o: Outcome = run("get-only", &node_name(&nodes[0])).await;
+    assert_eq!(o.code, Some(77), "{o}");
+    let line = o.error_line();
+    assert!(
+        line.contains("patch nodes")
+            && line.contains("verb \"patch\" on resource \"nodes\"")
+            && line.contains("eipool-node"),
+        "{line}"
+    );
+    assert!(
+        line.contains("cannot patch resource \"nodes\""),
+        "the API server's own words: {line}"
+    );
+    let o = run(TOKEN, "ip-10-9-9-9.ec2.internal").await;
+    assert_eq!(o.code, Some(2), "{o}");
+    assert!(
+        o.error_line()
+            .contains("--node-name ip-10-9-9-9.ec2.internal"),
+        "{o}"
+    );
+    // Nothing was claimed, and the Node was not touched.
+    assert!(lab
+        .ec2
+        .addresses_on(&nodes[0].eni)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(api.taints(&node_name(&nodes[0])).iter().any(|t| t == TAINT));
+    assert!(api
+        .log()
+        .iter()
+        .all(|e| e.verb != "patch" || e.dry_run || e.status != 200));
+}
+
+/// Prints the node pod's log if the test fails while it is alive.
+struct Dump<'a>(&'a NodePod);
+impl Drop for Dump<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("NODE POD LOG:\n{}", self.0.log());
+        }
+    }
+}
+
+/// The service account token rotates under a running pod (the kubelet rewrites the projected
+/// token's file; the old token stops working later): kube-rs re-reads the file (at least once a
+/// minute), so the pod's next patch, after the old token is revoked, goes out with the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_service_account_token_is_read_again_from_its_file() {
+    let lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(2).await.unwrap();
+    lab.ec2.allocate(Some(&lab.pool), 2).await.unwrap();
+    let api = cluster(&lab, &nodes[..1]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, TOKEN).unwrap();
+    let kubeconfig = api.kubeconfig_with_token_file(dir.path(), &token_file);
+    let pod = NodePod::start(&lab, &nodes[0], &kubeconfig, dir.path(), &[]).await;
+    let name = pod.name.clone();
+    eventually("the Node untainted", Duration::from_secs(60), || async {
+        untainted(&api, &name).then_some(())
+    })
+    .await;
+    // The kubelet rotates the token: a new one in the file, both valid for a while.
+    api.grant(
+        "rotated-token",
+        "system:serviceaccount:kube-system:eipool-node",
+        &["get", "patch"],
+    );
+    std::fs::write(&token_file, "rotated-token").unwrap();
+    // kube-rs's reload period (a minute) is what is under test: wait it out, then the old
+    // token stops working.
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    api.revoke(TOKEN);
+    // Drift makes the pod patch its Node again.
+    let first = pod.public_ip().unwrap();
+    let state = lab.ec2.pool_state(&lab.pool).await.unwrap();
+    let held = state.values().find(|e| e.public_ip == first).unwrap();
+    lab.ec2
+        .associate_external(&held.allocation_id, &nodes[1].eni)
+        .await
+        .unwrap();
+    eventually(
+        "the label to name the new address",
+        Duration::from_secs(30),
+        || async {
+            let ip = api.label(&name, LABEL)?;
+            (ip != first && pod.public_ip().as_deref() == Some(ip.as_str())).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        api.tokens_seen().last().map(String::as_str),
+        Some("rotated-token")
+    );
+    assert!(
+        !api.log().iter().any(|e| e.status == 401),
+        "no request went out with the revoked token"
+    );
+}
