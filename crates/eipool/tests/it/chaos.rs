@@ -1020,6 +1020,57 @@ async fn a_pool_another_cluster_filled_is_told_exhausted_while_ec2_throttles() {
         .is_empty());
 }
 
+/// The pool's one address was busy for a moment (another claimer's lease in Redis), then free,
+/// but EC2 throttles every AssociateAddress until the deadline. The pass that found it busy is
+/// not the last word: the claim ends in a temporary failure (75), never "all 1 taken, grow the
+/// pool" (69), which would have an operator allocate addresses customers must allow-list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_free_address_throttled_until_the_deadline_is_not_told_exhausted() {
+    let mut lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(1).await.unwrap();
+    let eip = lab
+        .ec2
+        .allocate(Some(&lab.pool), 1)
+        .await
+        .unwrap()
+        .remove(0);
+    let _: () = redis::cmd("SET")
+        .arg(lab.key(&format!("claim:{}", eip.allocation_id)))
+        .arg("another-claimer|1")
+        .arg("PX")
+        .arg(3_000)
+        .query_async(&mut lab.redis_conn().await)
+        .await
+        .unwrap();
+    let proxy = proxied(
+        &mut lab,
+        ChaosConfig {
+            mutating: Some(Bucket {
+                burst: 0.0,
+                per_second: 0.0,
+            }),
+            ..ChaosConfig::default()
+        },
+    )
+    .await;
+    let o = lab.claim(&nodes[0], &["--timeout", "15s"]).await;
+    let stats = proxy.stats();
+    println!("{o}\n{}", stats.table());
+    assert!(
+        stats.get("AssociateAddress", "throttled") > 0,
+        "the address was never tried: {}",
+        stats.table()
+    );
+    assert_eq!(o.code, Some(75), "{o}");
+    assert!(!o.stderr.contains("exhausted"), "{o}");
+    assert!(lab
+        .ec2
+        .addresses_on(&nodes[0].eni)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
 /// A herd through an AssociateAddress bucket another caller has mostly drained (burst 5, then
 /// 2/s): EC2 throttles the herd's calls, and each throttled call slows the herd's shared pace
 /// in Redis (multiplicative decrease), for every claimer at once; every claim still succeeds.

@@ -313,6 +313,10 @@ impl Claimer {
     ) -> Result<Result<Claimed, Outcome>, Stop> {
         let mut pass = 0u32;
         loop {
+            // What an earlier pass found no longer stands once this one starts: a deadline
+            // reached inside it (an address found free, then throttled until the end) is a
+            // temporary failure, not "all taken".
+            *last_tally = None;
             let mut tally = PassTally::default();
             let mut again = Vec::new();
             let mut masked = Vec::new();
