@@ -461,7 +461,13 @@ impl PaceState {
     /// Whether the rate was cut.
     pub fn throttled(&mut self, rate: &Rate, ticket: f64, now: f64) -> bool {
         self.recover(rate, now);
-        if ticket >= self.first && ticket < self.cut {
+        // A call before the last cut belongs to the congestion that cut it. A ticket of a lost
+        // state (below `first`: Redis restarted or failed over) went out before this state
+        // began: the first one cuts, the rest (while the pace is still cut) are that same
+        // congestion.
+        let before_the_cut = ticket >= self.first && ticket < self.cut;
+        let before_this_state = ticket < self.first && self.r < rate.per_second;
+        if before_the_cut || before_this_state {
             return false;
         }
         let m = self.first_not_due(rate, now);
@@ -992,6 +998,22 @@ mod tests {
         }
         assert_eq!(p.r, rate.per_second * PACE_FLOOR);
         assert!(p.recovering(&rate));
+    }
+
+    #[test]
+    fn after_a_lost_state_one_congestion_cuts_the_pace_once() {
+        let rate = MUTATING_PACE;
+        // Redis lost the state: a fresh one hands out tickets from 1_000; calls made with the
+        // old state's tickets (below it) come back throttled, one after another.
+        let mut p = PaceState::new(&rate, 0.0, 1_000.0);
+        assert!(p.throttled(&rate, 10.0, 0.0));
+        assert_eq!(p.r, 2.5);
+        assert!(!p.throttled(&rate, 11.0, 10.0));
+        assert!(!p.throttled(&rate, 12.0, 20.0));
+        assert!(p.r >= 2.5, "{}", p.r);
+        // A call made on the fresh state's schedule after the cut is a new signal.
+        let (t, _) = p.take(&rate, 30.0);
+        assert!(p.throttled(&rate, t, 30.0));
     }
 
     #[test]

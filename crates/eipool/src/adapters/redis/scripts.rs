@@ -380,7 +380,7 @@ if op == 'take' then
 elseif op == 'due' then
   if ticket < first or ticket >= nxt then unknown = true
   elseif ticket >= an then wait = due(ticket) - now end
-elseif not (ticket >= first and ticket < cut) then
+elseif not ((ticket >= first and ticket < cut) or (ticket < first and r < R)) then
   local m = first_not_due()
   r = r * beta
   if r < R * floor_share then r = R * floor_share end
