@@ -339,7 +339,9 @@ impl Claimer {
                         masked.push((cand, age));
                     }
                     Attempt::Masked(_) => {}
-                    Attempt::Taken if self.m.coord.knows_what_others_took() => {
+                    // Not the suspect: it was tried although the listing showed it held (it
+                    // may be ours), so its being taken says nothing of the listing's age.
+                    Attempt::Taken if !suspect_ours && self.m.coord.knows_what_others_took() => {
                         debug!(allocation_id = %cand.allocation_id, "taken by a caller outside the herd: the listing is behind EC2; taking a newer one");
                         return Ok(Err(Outcome::Behind));
                     }
