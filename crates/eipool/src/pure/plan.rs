@@ -288,7 +288,13 @@ pub const MUTATING_PACE: Rate = Rate {
     per_second: 5.0,
     spacing: Duration::from_millis(20),
 };
-/// The herd's pace for DescribeAddresses (listings and validation polls): well under EC2's
+/// The name of the herd's pace of DescribeAddresses (in its Redis key).
+pub(crate) const PACE_DESCRIBE_ADDRESSES: &str = "describe";
+/// The name of the herd's pace of DescribeNetworkInterfaces (the identity's lookup, the look
+/// at our private IP): EC2 throttles it in a bucket of its own, apart from DescribeAddresses.
+pub(crate) const PACE_DESCRIBE_INTERFACES: &str = "describe-interfaces";
+/// The herd's pace for DescribeAddresses (listings and validation polls), and apart, at the same
+/// rate, for DescribeNetworkInterfaces: well under EC2's
 /// describe bucket (burst 100, refill 20/s), which other tools in the account share. Measured:
 /// at N = 200, burst 80 at 18/s still drew 450 throttled answers; 40 at 15/s, about 100.
 pub const DESCRIBE_PACE: Rate = Rate {

@@ -3,9 +3,10 @@
 
 use std::net::Ipv4Addr;
 
-use tracing::{instrument, warn};
+use tracing::{info, instrument, warn};
 
 use crate::adapters::aws::{Ec2, Ec2Error, Imds, ImdsError};
+use crate::adapters::redis::PaceAsk;
 use crate::pure::address::{Interface, PublicMapping};
 use crate::pure::error::Error;
 use crate::pure::identity::{Identity, IdentitySource};
@@ -161,23 +162,49 @@ pub(crate) async fn resolve_in(
         .await
 }
 
-/// [`resolve_in`] as a herd member: when it costs an EC2 describe call, first wait for a slot of
-/// the herd's shared describe rate (if Redis answers; it is only a pace).
+/// [`resolve_in`] as a herd member: when it costs an EC2 call (DescribeNetworkInterfaces), each
+/// try waits for a turn in the herd's pace of that action, and a throttled answer slows the pace
+/// for the whole herd and waits for a new turn (if Redis answers; it is only a pace).
 pub(crate) async fn resolve_paced(
     ctx: &Context,
     budget: &Budget,
     source: &IdentitySource,
     private_ip: Option<Ipv4Addr>,
 ) -> Result<Resolved, Error> {
-    if let (Some(redis), true) = (&ctx.redis, source.calls_ec2(private_ip)) {
-        match budget
-            .bounded(redis.paced("describe", &plan::DESCRIBE_PACE))
-            .await
-        {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => warn!(error = %e, "Redis unavailable: looking up the interface unpaced"),
+    let Some(redis) = ctx.redis.as_ref().filter(|_| source.calls_ec2(private_ip)) else {
+        return resolve_in(&ctx.ec2, budget, source, private_ip).await;
+    };
+    let (class, rate) = (plan::PACE_DESCRIBE_INTERFACES, &plan::DESCRIBE_PACE);
+    loop {
+        let ticket = match budget.bounded(redis.paced(class, rate)).await {
+            Ok(Ok(t)) => t,
+            Ok(Err(e)) => {
+                warn!(error = %e, "Redis unavailable: looking up the interface unpaced");
+                return resolve_in(&ctx.ec2, budget, source, private_ip).await;
+            }
+            Err(i) => return Err(budget.error(i)),
+        };
+        match budget.bounded(resolve(&ctx.ec2, source, private_ip)).await {
+            Ok(Ok(r)) => return Ok(r),
+            Ok(Err(IdentityError::Ec2(e @ Ec2Error::Throttled { .. }))) => {
+                budget.note(&e);
+                let told = redis.pace(class, rate, PaceAsk::Throttled(ticket));
+                match budget.bounded(told).await {
+                    Ok(Ok(a)) if a.cut => info!(
+                        per_second = a.rate,
+                        "EC2 throttled the interface lookup: the herd's DescribeNetworkInterfaces pace slows"
+                    ),
+                    Ok(_) => {}
+                    Err(i) => return Err(budget.error(i)),
+                }
+            }
+            // Anything else is retried, or not, as a lookup alone would be.
+            Ok(Err(e)) if e.is_transient() => {
+                budget.note(&e);
+                return resolve_in(&ctx.ec2, budget, source, private_ip).await;
+            }
+            Ok(Err(e)) => return Err(e.into()),
             Err(i) => return Err(budget.error(i)),
         }
     }
-    resolve_in(&ctx.ec2, budget, source, private_ip).await
 }

@@ -15,7 +15,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::adapters::redis::{Redis, RedisError};
+use crate::adapters::aws::Ec2Error;
+use crate::adapters::redis::{PaceAsk, Redis, RedisError};
 use crate::pure::error::Error;
 use crate::pure::identity::Identity;
 use crate::pure::ids::EniId;
@@ -223,9 +224,12 @@ impl Waiter {
     /// it shows an address free, which an address freed outside eipool (by hand, by an instance
     /// terminated without a preStop) wakes no one else to.
     async fn look(&self) -> bool {
+        let (class, rate) = (plan::PACE_DESCRIBE_ADDRESSES, &plan::DESCRIBE_PACE);
+        let mut ticket = None;
         if let Some(redis) = &self.ctx.redis {
-            if let Err(e) = redis.paced("describe", &plan::DESCRIBE_PACE).await {
-                debug!(error = %e, "no describe slot from Redis; looking anyway");
+            match redis.paced(class, rate).await {
+                Ok(t) => ticket = Some(t),
+                Err(e) => debug!(error = %e, "no describe slot from Redis; looking anyway"),
             }
         }
         match self.ctx.ec2.describe_pool(&self.ctx.pool).await {
@@ -238,6 +242,16 @@ impl Waiter {
             }
             Err(e) => {
                 debug!(error = %e, "could not look at the pool; the line's wake-up still counts");
+                // Throttled: the herd's describe pace slows, as for a claim's own call.
+                if let (Ec2Error::Throttled { .. }, Some(redis), Some(t)) =
+                    (&e, &self.ctx.redis, ticket)
+                {
+                    if let Ok(a) = redis.pace(class, rate, PaceAsk::Throttled(t)).await {
+                        if a.cut {
+                            info!(per_second = a.rate, "EC2 throttled the line's look at the pool: the herd's describe pace slows");
+                        }
+                    }
+                }
                 false
             }
         }

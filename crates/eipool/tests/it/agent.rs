@@ -384,16 +384,17 @@ async fn drift_reaches_a_real_media_server() {
 }
 
 /// The agent looks its interface up (one DescribeNetworkInterfaces, identity by flag) in its
-/// slot of the herd's describe pace, as a claim does: a herd of agents starting at once must not
+/// turn of the herd's pace of that action, as a claim does: a herd of agents starting at once must not
 /// spend EC2's describe budget before the pace can spread them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agents_identity_lookup_waits_for_its_slot_of_the_herds_pace() {
     let lab = Lab::new().await;
     let nodes = lab.ec2.nodes(1).await.unwrap();
     lab.ec2.allocate(Some(&lab.pool), 1).await.unwrap();
-    // Other claimers have reserved the herd's describe slots for the next five seconds: the
-    // pace's theoretical arrival time is its burst tolerance (39 × 1/15 s = 2.6 s) plus 5 s ahead.
-    lab.reserve_pace("describe", 2_600 + 5_000).await;
+    // Other claimers have reserved the herd's DescribeNetworkInterfaces turns for the next five
+    // seconds: the pace's theoretical arrival time is its burst tolerance (39 × 1/15 s = 2.6 s)
+    // plus 5 s ahead.
+    lab.reserve_pace("describe-interfaces", 2_600 + 5_000).await;
     let started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
     let _agent = Agent::start(&lab, &nodes[0], false, dir.path(), &[]).await;

@@ -1071,6 +1071,52 @@ async fn a_free_address_throttled_until_the_deadline_is_not_told_exhausted() {
         .is_empty());
 }
 
+/// EC2 throttles each action in a bucket of its own: another caller (the VPC CNI) drawing hard
+/// on DescribeNetworkInterfaces throttles the herd's interface lookups, and those throttles slow
+/// the herd's pace of that action, told to the whole herd through Redis, but never its pace of
+/// DescribeAddresses (listings, validation), which EC2 was not throttling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_interface_lookup_slows_that_actions_pace_not_the_listings() {
+    let mut lab = Lab::new().await;
+    let n = 8;
+    let nodes = lab.ec2.nodes(n).await.unwrap();
+    lab.ec2.allocate(Some(&lab.pool), n).await.unwrap();
+    let proxy = proxied(
+        &mut lab,
+        ChaosConfig {
+            p_throttle: 0.6,
+            fault_actions: ["DescribeNetworkInterfaces".to_string()].into(),
+            ..ChaosConfig::default()
+        },
+    )
+    .await;
+    let (outcomes, _) = herd(&lab.env, runs(&lab, &lab.redis.url(), &nodes, &[])).await;
+    let stats = proxy.stats();
+    println!("{}", stats.table());
+    assert_eq!(successes(&outcomes).len(), n, "{outcomes:#?}");
+    assert!(
+        stats.get("DescribeNetworkInterfaces", "throttled") > 0,
+        "{}",
+        stats.table()
+    );
+    let logs: Vec<&str> = outcomes.iter().map(|(_, o)| o.stderr.as_str()).collect();
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("DescribeNetworkInterfaces pace slows")
+                || l.contains("pace slows") && l.contains("class=\"describe-interfaces\"")),
+        "no throttled lookup slowed the herd's DescribeNetworkInterfaces pace:\n{}",
+        logs.join("\n")
+    );
+    assert!(
+        !logs
+            .iter()
+            .flat_map(|l| l.lines())
+            .any(|l| l.contains("pace slows") && l.contains("class=\"describe\"")),
+        "a DescribeNetworkInterfaces throttle slowed the pace of DescribeAddresses:\n{}",
+        logs.join("\n")
+    );
+}
+
 /// A herd through an AssociateAddress bucket another caller has mostly drained (burst 5, then
 /// 2/s): EC2 throttles the herd's calls, and each throttled call slows the herd's shared pace
 /// in Redis (multiplicative decrease), for every claimer at once; every claim still succeeds.

@@ -256,7 +256,9 @@ async fn holder(m: &mut Means, alloc: &AllocationId, me: &Identity) -> Result<Ho
         let ec2 = m.ec2.clone();
         let (seen, _) = m
             .coord
-            .described(&m.work, "find holder", || ec2.describe_address(alloc))
+            .described(&m.work, PaceClass::Describe, "find holder", || {
+                ec2.describe_address(alloc)
+            })
             .await?;
         match (
             plan::after_holder_look(standing(seen.as_ref(), me), since.elapsed()),

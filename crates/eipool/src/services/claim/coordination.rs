@@ -494,7 +494,9 @@ impl Coordination {
             .map(|(a, _)| a.allocation_id.clone())
             .collect();
         let (seen, _) = self
-            .described(work, "check masked", || ec2.describe_addresses(&allocs))
+            .described(work, PaceClass::Describe, "check masked", || {
+                ec2.describe_addresses(&allocs)
+            })
             .await?;
         let (mut cleared, mut waiting) = (Vec::new(), Vec::new());
         for (cand, age) in masked {

@@ -2,6 +2,7 @@
 
 use tokio::time::Instant;
 
+use super::coordination::PaceClass;
 use super::{Means, Stop};
 use crate::pure::address::Address;
 use crate::pure::plan;
@@ -48,6 +49,8 @@ pub(super) async fn list_pool(
 pub(super) async fn list_own(m: &mut Means) -> Result<(Vec<Address>, Instant), Stop> {
     let (ec2, pool) = (m.ec2.clone(), m.pool.clone());
     m.coord
-        .described(&m.work, "list pool", || ec2.describe_pool(&pool))
+        .described(&m.work, PaceClass::Describe, "list pool", || {
+            ec2.describe_pool(&pool)
+        })
         .await
 }

@@ -4,6 +4,7 @@
 
 use tracing::{debug, warn};
 
+use super::coordination::PaceClass;
 use super::{Means, Stop};
 use crate::adapters::aws::Imds;
 use crate::pure::address::{Address, Occupant, PublicMapping};
@@ -31,15 +32,20 @@ pub(super) async fn occupant(
             // The interface view names it: look it up for its pool tag.
             Some(alloc) => {
                 let ec2 = m.ec2.clone();
-                m.work
-                    .retry("look up occupant", || ec2.describe_address(alloc))
+                m.coord
+                    .described(&m.work, PaceClass::Describe, "look up occupant", || {
+                        ec2.describe_address(alloc)
+                    })
                     .await?
+                    .0
             }
             // IMDSv2 does not say whether it is an Elastic IP: ask EC2.
             None if seen.from_imds => {
                 let (ec2, ip) = (m.ec2.clone(), seen.public_ip);
                 m.coord
-                    .described(&m.work, "look up occupant", || ec2.describe_public_ip(ip))
+                    .described(&m.work, PaceClass::Describe, "look up occupant", || {
+                        ec2.describe_public_ip(ip)
+                    })
                     .await?
                     .0
             }
@@ -89,9 +95,12 @@ async fn public_mappings(
         None => {
             let ec2 = m.ec2.clone();
             m.coord
-                .described(&m.work, "describe interface", || {
-                    ec2.describe_interface(&me.eni)
-                })
+                .described(
+                    &m.work,
+                    PaceClass::DescribeInterfaces,
+                    "describe interface",
+                    || ec2.describe_interface(&me.eni),
+                )
                 .await?
                 .0
                 .public

@@ -4,6 +4,7 @@
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
+use super::coordination::PaceClass;
 use super::{Means, Stop};
 use crate::adapters::aws::Imds;
 use crate::adapters::redis::Lease;
@@ -50,7 +51,9 @@ pub(super) async fn validate(
         let ec2 = m.ec2.clone();
         let (seen, _) = m
             .coord
-            .described(&m.work, "validate", || ec2.describe_address(alloc))
+            .described(&m.work, PaceClass::Describe, "validate", || {
+                ec2.describe_address(alloc)
+            })
             .await?;
         // Before EC2's consistency bound, a look may show the address as it was before we
         // associated it: free, or on its previous holder (who let go just before).

@@ -22,22 +22,26 @@ use crate::support::budget::{Budget, ATTEMPT};
 pub(in crate::services::claim) enum PaceClass {
     /// AssociateAddress.
     Mutating,
-    /// DescribeAddresses, DescribeNetworkInterfaces.
+    /// DescribeAddresses.
     Describe,
+    /// DescribeNetworkInterfaces: a bucket of its own in EC2, which other callers (the VPC CNI)
+    /// draw from heavily; its throttling must not slow the herd's DescribeAddresses.
+    DescribeInterfaces,
 }
 
 impl PaceClass {
     fn name(self) -> &'static str {
         match self {
             PaceClass::Mutating => "mutating",
-            PaceClass::Describe => "describe",
+            PaceClass::Describe => plan::PACE_DESCRIBE_ADDRESSES,
+            PaceClass::DescribeInterfaces => plan::PACE_DESCRIBE_INTERFACES,
         }
     }
 
     fn rate(self) -> plan::Rate {
         match self {
             PaceClass::Mutating => plan::MUTATING_PACE,
-            PaceClass::Describe => plan::DESCRIBE_PACE,
+            PaceClass::Describe | PaceClass::DescribeInterfaces => plan::DESCRIBE_PACE,
         }
     }
 }
@@ -70,6 +74,7 @@ mod local {
         since: Instant,
         mutating: Option<PaceState>,
         describe: Option<PaceState>,
+        describe_interfaces: Option<PaceState>,
     }
 
     static PACES: LazyLock<Mutex<Paces>> = LazyLock::new(|| {
@@ -77,6 +82,7 @@ mod local {
             since: Instant::now(),
             mutating: None,
             describe: None,
+            describe_interfaces: None,
         })
     });
 
@@ -88,6 +94,7 @@ mod local {
         let pace = match class {
             PaceClass::Mutating => &mut paces.mutating,
             PaceClass::Describe => &mut paces.describe,
+            PaceClass::DescribeInterfaces => &mut paces.describe_interfaces,
         };
         f(
             pace.get_or_insert_with(|| PaceState::new(&rate, now, 0.0)),
@@ -234,13 +241,14 @@ impl Coordination {
         Ok(true)
     }
 
-    /// A Describe* call in the herd's describe pace, retried on passing failures until the
+    /// A Describe* call in the herd's pace of its `class`, retried on passing failures until the
     /// deadline; each retry waits for a new turn in the pace, and a throttled answer slows it.
     /// Returns the answer and when the call that gave it went out (a listing's age starts there,
     /// not at the first try nor the wait for a turn).
     pub(in crate::services::claim) async fn described<T, F, Fut>(
         &mut self,
         work: &Budget,
+        class: PaceClass,
         what: &str,
         call: F,
     ) -> Result<(T, Instant), Stop>
@@ -250,7 +258,7 @@ impl Coordination {
     {
         let mut attempt = 0;
         loop {
-            let Some(slot) = self.pace(work, PaceClass::Describe, None).await? else {
+            let Some(slot) = self.pace(work, class, None).await? else {
                 unreachable!("no lease, none lost");
             };
             let sent = Instant::now();
