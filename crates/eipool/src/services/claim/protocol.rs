@@ -36,6 +36,11 @@ pub(super) struct Claimer {
     look: Option<InterfaceLook>,
     /// Leave free addresses to the servers already waiting in the pool's line.
     behind_the_line: bool,
+    /// The suspect (what Redis or our private IP said may be ours) was tried and EC2 showed it
+    /// someone else's, past its consistency bound: it is not ours, and not tried again on the
+    /// next listing (else each listing would wait out that bound on it again, and grow too old
+    /// to choose from before reaching a free address).
+    suspect_gone: bool,
 }
 
 /// How a round of passes over one listing ended without a win.
@@ -81,6 +86,7 @@ impl Claimer {
             prefer: prior.prefer,
             look: prior.look,
             behind_the_line: prior.behind_the_line,
+            suspect_gone: false,
         }
     }
 
@@ -244,10 +250,13 @@ impl Claimer {
                 shared,
                 "listed the pool"
             );
-            match self
+            let passed = self
                 .passes(order, me, suspect.as_ref(), (shared, listed_at), last_tally)
-                .await?
-            {
+                .await?;
+            if std::mem::take(&mut self.suspect_gone) {
+                suspect = None;
+            }
+            match passed {
                 Ok(claimed) => return Ok(claimed),
                 Err(Outcome::Relist) => allow_shared = false,
                 Err(Outcome::Behind) => {
@@ -346,6 +355,7 @@ impl Claimer {
                         return Ok(Err(Outcome::Behind));
                     }
                     Attempt::Taken => {
+                        self.suspect_gone |= suspect_ours;
                         // Without Redis, each "taken" cost a mutating call. After a few, a fresh
                         // listing (below) is cheaper than trying the rest of a stale one.
                         if !self.m.coord.knows_what_others_took() {
