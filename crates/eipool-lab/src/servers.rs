@@ -14,8 +14,19 @@ use anyhow::{bail, Context, Result};
 
 /// A loopback port nothing listens on right now.
 pub fn free_port() -> Result<u16> {
-    let l = TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))?;
-    Ok(l.local_addr()?.port())
+    // Never the same port twice in one process: a port is free only until its user binds it,
+    // and two servers started close together (a herd of agents) could be handed the same one,
+    // the second then answering for the first.
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let l = TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))?;
+        let port = l.local_addr()?.port();
+        let mut seen = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
+        if !seen.contains(&port) {
+            seen.push(port);
+            return Ok(port);
+        }
+    }
 }
 
 /// The workspace root (where `.venv/` lives).

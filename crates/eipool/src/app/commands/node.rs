@@ -5,7 +5,7 @@
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::adapters::kube::Kube;
+use crate::adapters::kube::{Kube, KubeError};
 use crate::app::cli::{Global, NodeArgs};
 use crate::app::{config, http};
 use crate::pure::error::Error;
@@ -26,7 +26,16 @@ pub(super) async fn run(
     let cfg = config::node_config(g, args)?;
     let c = &cfg.agent.claim;
     let start = Budget::new(Instant::now() + c.timeout, cancel.clone()).of_timeout(c.timeout);
-    let kube = Kube::connect(cfg.kubeconfig.as_deref(), c.call_timeout).await?;
+    // Say which Node it was for: a valid --node-name is followed by this error, not its own.
+    let kube = Kube::connect(cfg.kubeconfig.as_deref(), c.call_timeout)
+        .await
+        .map_err(|e| match e {
+            KubeError::Config(why) => KubeError::Config(format!(
+                "Node {:?} (--node-name, EIPOOL_NODE_NAME): {why}",
+                cfg.node_name
+            )),
+            e => e,
+        })?;
     let mut publisher = match NodePublisher::check(kube, &cfg, &start, cancel.clone()).await {
         Ok(p) => p,
         Err(Error::Interrupted) => return Ok(()),
