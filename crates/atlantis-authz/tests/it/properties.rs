@@ -23,7 +23,10 @@ use crate::okta::Canned;
 /// A runner for `cases` cases (unless `PROPTEST_CASES` says otherwise), seeded from
 /// `PROPTEST_RNG_SEED` or at random, the seed printed so that a failure can be replayed.
 pub(crate) fn runner(name: &str, cases: u32) -> TestRunner {
-    let mut config = Config::with_cases(cases);
+    let mut config = Config::default();
+    if std::env::var_os("PROPTEST_CASES").is_none() {
+        config.cases = cases;
+    }
     let seed = match config.rng_seed {
         RngSeed::Fixed(s) => s,
         RngSeed::Random => rand::random(),
@@ -283,6 +286,17 @@ fn denied_in_one_line(
     Ok(())
 }
 
+/// Allowed (`pass` last, exit 0) or denied in one line with a verdict's exit code.
+fn decided_in_one_line(
+    out: &crate::adversarial::Outcome,
+    case: &str,
+) -> Result<(), proptest::test_runner::TestCaseError> {
+    if out.allowed() {
+        return Ok(());
+    }
+    denied_in_one_line(out, case)
+}
+
 #[test]
 fn any_okta_answer_denies_in_one_line_without_a_panic() {
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -327,7 +341,15 @@ fn any_value_atlantis_exports_denies_or_decides_in_one_line_without_a_panic() {
             call.teams = teams.clone();
             let out = rt.block_on(call.run());
             *tally.borrow_mut().entry(out.code).or_default() += 1;
-            denied_in_one_line(&out, &format!("{vars:?} {teams:?}"))
+            let case = format!("{vars:?} {teams:?}");
+            // An empty REPO_REL_PATH is Atlantis's first, repository-wide check: it allows
+            // whoever may apply somewhere in the repository (ana may, outside prod), as each
+            // project is checked again. Any other value keeps a path, never one ana may apply.
+            if vars.get("REPO_REL_PATH").is_some_and(|p| p.is_empty()) {
+                decided_in_one_line(&out, &case)
+            } else {
+                denied_in_one_line(&out, &case)
+            }
         })
         .unwrap();
     println!("  exits: {:?}", tally.borrow());
