@@ -6,7 +6,11 @@ use proptest::test_runner::{Config, RngSeed, TestRunner};
 /// `PROPTEST_RNG_SEED` or at random, the seed printed: replay a failure with
 /// `PROPTEST_RNG_SEED=<seed>`.
 pub fn runner(name: &str, cases: u32) -> TestRunner {
-    let mut config = Config::with_cases(cases);
+    // `Config::with_cases` would override PROPTEST_CASES, which `Config::default` reads.
+    let mut config = Config::default();
+    if std::env::var_os("PROPTEST_CASES").is_none() {
+        config.cases = cases;
+    }
     let seed = match config.rng_seed {
         RngSeed::Fixed(s) => s,
         RngSeed::Random => rand::random(),
