@@ -217,7 +217,8 @@ impl KubeApi {
             "kind": "Node",
             "metadata": {
                 "name": name,
-                "uid": format!("uid-{name}"),
+                // A Node registered again (deleted, then re-created) is a new object.
+                "uid": format!("uid-{name}-{}", inner.revision),
                 "resourceVersion": inner.revision.to_string(),
                 "labels": labels,
             },
@@ -227,6 +228,21 @@ impl KubeApi {
             node["spec"]["taints"] = Value::Array(taints);
         }
         inner.nodes.insert(name.to_string(), node);
+    }
+
+    /// Change the Node `name` as someone else would (`kubectl label`, `kubectl taint`, an
+    /// edit): `edit` gets the stored object; a new resourceVersion is set after it. False if
+    /// there is no such Node.
+    pub fn edit(&self, name: &str, edit: impl FnOnce(&mut Value)) -> bool {
+        let mut inner = self.inner();
+        inner.revision += 1;
+        let revision = inner.revision.to_string();
+        let Some(node) = inner.nodes.get_mut(name) else {
+            return false;
+        };
+        edit(node);
+        node["metadata"]["resourceVersion"] = json!(revision);
+        true
     }
 
     /// Delete the Node `name` (as `kubectl delete node` or the cloud's node lifecycle does).

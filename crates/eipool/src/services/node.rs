@@ -1,10 +1,13 @@
 //! Node mode: the agent's loop run by a DaemonSet pod for its node, publishing what the node
 //! holds on the Kubernetes Node as well as in the env file on the host. Holding an address (a
 //! claim validated it: EC2 shows it on this node's interface) → the label names it and the
-//! startup taint goes; no address after a try (the pool exhausted at start, or a loss that
-//! could not be reclaimed) → the taint is back and the label gone. Each change is one JSON patch
-//! guarded by the Node's resourceVersion ([`crate::pure::node::patch`]); a 409 reads again and
-//! retries, a failure that may pass is retried every interval.
+//! startup taint goes; no address (a loss, at once, before any reclaim; the pool exhausted; a
+//! try that failed) → the taint is back and the label gone, and on a loss or an exhausted pool
+//! the env file goes too, so that nothing names an address that is not this node's. Each change
+//! is one JSON patch guarded by the Node's resourceVersion ([`crate::pure::node::patch`]); a 409
+//! reads again and retries, a failure that may pass is retried every interval. The Node is read
+//! every interval even when nothing changed here: a Node re-created (with its startup taint) or
+//! edited by hand is put back to what the node holds.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -45,6 +48,10 @@ pub(crate) struct NodePublisher {
     said: Option<Desired>,
     /// Bound on one attempt to publish (the agent's interval).
     each: Duration,
+    /// The env file on the host (the agent's `--output`), removed when the address is lost.
+    env_file: Option<PathBuf>,
+    /// The Node was missing at the last read (said once, not every interval).
+    missing: bool,
     cancel: CancellationToken,
 }
 
@@ -85,18 +92,18 @@ impl NodePublisher {
             want: None,
             said: None,
             each: cfg.agent.interval,
+            env_file: cfg.agent.claim.output.clone(),
+            missing: false,
             cancel,
         })
     }
 
-    /// Make the Node say what it should, if it does not yet: read, patch under the
-    /// resourceVersion read, and on a 409 read again (backing off), within one interval. A
-    /// failure that may pass is logged and tried again at the next tick.
+    /// Make the Node say what it should, if it does not: read (every time: it may have been
+    /// re-created or edited since), patch under the resourceVersion read, and on a 409 read
+    /// again (backing off), within one interval. A failure that may pass is logged and tried
+    /// again at the next tick.
     async fn publish(&mut self) -> Result<(), Error> {
         let Some(want) = self.want else { return Ok(()) };
-        if self.said == Some(want) {
-            return Ok(());
-        }
         let budget = Budget::new(Instant::now() + self.each, self.cancel.clone());
         let (kube, name, marks) = (&self.kube, self.name.as_str(), &self.marks);
         let result = budget
@@ -110,8 +117,15 @@ impl NodePublisher {
             .await;
         match result {
             Ok(patched) => {
+                let put_back = patched && self.said == Some(want);
+                let news = self.said != Some(want);
                 self.said = Some(want);
+                self.missing = false;
                 match (want, patched) {
+                    _ if put_back => {
+                        warn!(node = name, ?want, label = %marks.label, taint = %marks.taint.key, "the Node no longer said what this node holds (re-created, or its label or taint edited): put back")
+                    }
+                    (_, false) if !news => {}
                     (Desired::Holding(ip), true) => {
                         info!(node = name, public_ip = %ip, label = %marks.label, taint = %marks.taint.key, "published: the Node is labelled with its address and its taint is removed")
                     }
@@ -123,10 +137,12 @@ impl NodePublisher {
                 Ok(())
             }
             Err(Stopped::Failed(KubeError::NotFound { .. })) => {
-                warn!(
-                    node = name,
-                    "the Node does not exist (deleted?); publishing again once it is back"
-                );
+                if !std::mem::replace(&mut self.missing, true) {
+                    warn!(
+                        node = name,
+                        "the Node does not exist (deleted?); publishing again once it is back"
+                    );
+                }
                 Ok(())
             }
             Err(Stopped::Failed(
@@ -159,6 +175,26 @@ impl Publish for NodePublisher {
     async fn unassigned(&mut self) -> Result<(), Error> {
         self.want = Some(Desired::Unassigned);
         self.publish().await
+    }
+
+    /// The env file goes first (a media pod starting now must not read the lost address), then
+    /// the Node is tainted and unlabelled.
+    async fn lost(&mut self) -> Result<(), Error> {
+        if let Some(file) = &self.env_file {
+            match std::fs::remove_file(file) {
+                Ok(()) => {
+                    warn!(env_file = %file.display(), "no address: the env file is removed until one is held")
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(Error::usage(format!(
+                        "--output {}: cannot remove the env file naming an address this node no longer holds: {e}",
+                        file.display()
+                    )))
+                }
+            }
+        }
+        self.unassigned().await
     }
 
     async fn tick(&mut self) -> Result<(), Error> {

@@ -145,15 +145,21 @@ impl NodePod {
     }
 
     /// SIGTERM, as the kubelet stops the pod; its exit code.
-    async fn stop(mut self) -> Option<i32> {
+    async fn stop(self) -> Option<i32> {
+        self.signal("TERM").await
+    }
+
+    /// Send `signal` (`TERM`, or `KILL` as the OOM killer or a lost node does); the exit code
+    /// (none when the signal killed it).
+    async fn signal(mut self, signal: &str) -> Option<i32> {
         let pid = self.child.id().expect("still running").to_string();
         std::process::Command::new("kill")
-            .args(["-TERM", &pid])
+            .args([&format!("-{signal}"), &pid])
             .status()
             .unwrap();
         let st = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
             .await
-            .expect("the node pod stops on SIGTERM")
+            .unwrap_or_else(|_| panic!("the node pod stops on SIG{signal}"))
             .unwrap();
         st.code()
     }
@@ -364,25 +370,41 @@ async fn drift_rewrites_the_env_file_and_label_and_a_loss_not_reclaimed_taints_t
         "reclaimed: no taint"
     );
     let log = api.log();
-    let relabel = log
+    let relabelled = log
         .iter()
-        .rfind(|e| {
+        .rposition(|e| {
             e.verb == "patch"
                 && !e.dry_run
                 && e.label(LABEL).as_deref() == Some(other.public_ip.as_str())
         })
         .unwrap();
+    let relabel = &log[relabelled];
     assert_eq!(
         relabel.witness.as_deref(),
         Some("associated"),
         "{relabel:?}"
     );
+    // The loss was published at once, before the reclaim: tainted, the lost address's label
+    // gone (no window in which the Node names another node's address), then untainted by a
+    // patch EC2 backs.
+    let retaint = log
+        .iter()
+        .position(|e| {
+            e.verb == "patch"
+                && !e.dry_run
+                && e.after.is_some()
+                && e.taint_keys().iter().any(|t| t == TAINT)
+        })
+        .expect("the loss taints the Node before the reclaim");
+    assert_eq!(log[retaint].label(LABEL), None, "{:?}", log[retaint]);
     assert!(
-        !log.iter().any(|e| e.verb == "patch"
-            && !e.dry_run
-            && e.after.is_some()
-            && e.taint_keys().iter().any(|t| t == TAINT)),
-        "a reclaimed loss never taints"
+        retaint < relabelled,
+        "tainted at the loss, before the reclaim"
+    );
+    assert!(
+        pod.log().contains("the env file is removed"),
+        "the lost address's env file went at the loss: {}",
+        pod.log()
     );
 
     // Taken too, nothing free: tainted again, label gone.
@@ -405,6 +427,13 @@ async fn drift_rewrites_the_env_file_and_label_and_a_loss_not_reclaimed_taints_t
         },
     )
     .await;
+    // Nothing on the host names the lost address (another node's now) either.
+    assert_eq!(
+        pod.public_ip(),
+        None,
+        "the env file after a loss not reclaimed"
+    );
+    assert!(!pod.env_file.exists());
 
     // Free again (given back on that interface): the head of the line takes it.
     let r = lab.release(&nodes[2], &[]).await;
@@ -418,7 +447,11 @@ async fn drift_rewrites_the_env_file_and_label_and_a_loss_not_reclaimed_taints_t
     let ip = api.label(&name, LABEL).unwrap();
     assert_eq!(pod.public_ip().as_deref(), Some(ip.as_str()));
     let u = untaintings(&api.log(), &name);
-    assert_eq!(u.len(), 2, "{u:?}");
+    assert_eq!(
+        u.len(),
+        3,
+        "at start, after the reclaim, after the release: {u:?}"
+    );
     assert!(
         u.iter().all(|e| e.witness.as_deref() == Some("associated")),
         "{u:?}"
@@ -432,6 +465,17 @@ async fn drift_rewrites_the_env_file_and_label_and_a_loss_not_reclaimed_taints_t
 /// right already).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_node_pod_keeps_the_nodes_address_with_no_second_claim() {
+    restarted_keeps_the_address("TERM").await;
+}
+
+/// The same after SIGKILL (the OOM killer, a panic under the release profile's abort): nothing
+/// ran at exit, and the new process still adopts, with no second claim and no patch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_pod_killed_and_restarted_keeps_the_nodes_address_with_no_second_claim() {
+    restarted_keeps_the_address("KILL").await;
+}
+
+async fn restarted_keeps_the_address(signal: &str) {
     let lab = Lab::new().await;
     let nodes = lab.ec2.nodes(1).await.unwrap();
     lab.ec2.allocate(Some(&lab.pool), 3).await.unwrap();
@@ -447,7 +491,8 @@ async fn a_restarted_node_pod_keeps_the_nodes_address_with_no_second_claim() {
     let ip = pod.public_ip().unwrap();
     let associations = lab.proxy.stats().calls("AssociateAddress");
     assert_eq!(associations, 1, "one claim");
-    assert_eq!(pod.stop().await, Some(0));
+    let code = pod.signal(signal).await;
+    assert_eq!(code, (signal == "TERM").then_some(0), "SIG{signal}");
     // Stopped: the address stays with the node (no release on exit in node mode).
     let on = lab.ec2.addresses_on(&nodes[0].eni).await.unwrap();
     assert_eq!(
@@ -489,6 +534,68 @@ async fn a_restarted_node_pod_keeps_the_nodes_address_with_no_second_claim() {
         "the Node needed no patch"
     );
     assert_eq!(again.stop().await, Some(0));
+}
+
+/// While the address is held, the Node is put back to what the node holds whatever happened to
+/// it: re-created with its startup taint (deleted by hand or by a controller, registered again
+/// by the kubelet), its label removed by hand, eipool's taint added by hand. No second claim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recreated_or_hand_edited_node_is_put_back_while_the_address_is_held() {
+    let lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(1).await.unwrap();
+    lab.ec2.allocate(Some(&lab.pool), 2).await.unwrap();
+    let api = cluster(&lab, &nodes).await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(dir.path(), TOKEN);
+    let pod = NodePod::start(&lab, &nodes[0], &kubeconfig, dir.path(), &[]).await;
+    let _dump = Dump(&pod);
+    let name = pod.name.clone();
+    eventually("the Node untainted", Duration::from_secs(60), || async {
+        untainted(&api, &name).then_some(())
+    })
+    .await;
+    let ip = pod.public_ip().unwrap();
+    let held = || async {
+        (untainted(&api, &name) && api.label(&name, LABEL).as_deref() == Some(ip.as_str()))
+            .then_some(())
+    };
+
+    api.delete_node(&name);
+    api.add_node(
+        &name,
+        &[("kubernetes.io/os", "linux")],
+        &[(TAINT, "NoSchedule")],
+    );
+    assert!(!untainted(&api, &name));
+    eventually(
+        "the re-created Node put back",
+        Duration::from_secs(30),
+        held,
+    )
+    .await;
+
+    assert!(api.edit(&name, |n| {
+        n["metadata"]["labels"]
+            .as_object_mut()
+            .unwrap()
+            .remove(LABEL);
+    }));
+    eventually("the removed label put back", Duration::from_secs(30), held).await;
+
+    assert!(api.edit(&name, |n| {
+        n["spec"]["taints"] = serde_json::json!([{"key": TAINT, "effect": "NoSchedule"}]);
+    }));
+    eventually("the added taint removed", Duration::from_secs(30), held).await;
+
+    assert_eq!(
+        lab.proxy.stats().calls("AssociateAddress"),
+        1,
+        "the address stayed: no second claim"
+    );
+    assert_eq!(pod.public_ip().as_deref(), Some(ip.as_str()));
+    assert!(pod.log().contains("put back"), "{}", pod.log());
+    drop(_dump);
+    assert_eq!(pod.stop().await, Some(0));
 }
 
 /// Someone else writes the Node between eipool's read and its patch (the kubelet, a

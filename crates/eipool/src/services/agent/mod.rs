@@ -61,12 +61,17 @@ pub(crate) struct AgentConfig {
 /// Who learns of the address besides the env file the claim writes (`--output`): nobody for the
 /// sidecar ([`Nothing`]); the Node's label and taint in node mode
 /// (`services::node::NodePublisher`). Told only what EC2 shows: `holding` after a claim
-/// validated the address on our interface, `unassigned` after a try to claim failed.
+/// validated the address on our interface, `lost` when EC2 or the node showed none is ours,
+/// `unassigned` after a try to claim failed for another reason.
 pub(crate) trait Publish {
     /// An address is held: a claim (or an adoption) saw it associated to our interface.
     async fn holding(&mut self, c: &Claimed) -> Result<(), Error>;
     /// No address is held, after a try to claim one failed (the pool is full, EC2 is down).
     async fn unassigned(&mut self) -> Result<(), Error>;
+    /// No address is held, and EC2 or the node showed that none is on our interface: a loss
+    /// (drift), or a pool found exhausted (a claim adopts what is on the interface first).
+    /// Whatever still names an address must stop naming it, at once, before a reclaim.
+    async fn lost(&mut self) -> Result<(), Error>;
     /// Once per interval while an address is held: finish what could not be published yet.
     async fn tick(&mut self) -> Result<(), Error>;
 }
@@ -79,6 +84,11 @@ impl Publish for Nothing {
         Ok(())
     }
     async fn unassigned(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
+    /// The env file stays as it was: the media container shares the pod, and its readiness
+    /// follows the agent's.
+    async fn lost(&mut self) -> Result<(), Error> {
         Ok(())
     }
     async fn tick(&mut self) -> Result<(), Error> {
@@ -205,7 +215,12 @@ async fn watch(
                         .map(|d| format!(" (after {d})"))
                         .unwrap_or_default();
                     health.set(false, format!("no address{after}: {e}"));
-                    if let Err(e) = publish.unassigned().await {
+                    let told = if matches!(e, Error::Exhausted { .. }) {
+                        publish.lost().await
+                    } else {
+                        publish.unassigned().await
+                    };
+                    if let Err(e) = told {
                         waiter.leave().await;
                         return Err(e);
                     }
@@ -270,6 +285,9 @@ async fn watch(
                                 (standing == Standing::Free).then(|| c.allocation_id.clone());
                             held = None;
                             drifted = Some(msg);
+                            // Until a reclaim holds one, nothing may name the lost address
+                            // (another node's soon): node mode taints and unlabels now.
+                            publish.lost().await?;
                         }
                     }
                 }
