@@ -2,14 +2,17 @@
 and the Helm chart with mode=node go through the same checks), and the Karpenter NodePool
 example against it. Each WHY is one assertion.
 
-    check_node_mode.py RENDER.yaml... [--nodepool NODEPOOL.yaml]   check each render
-    check_node_mode.py --self-test RENDER.yaml...                   break each render in known
-                                                                    ways; every break is caught
+    check_node_mode.py RENDER.yaml... [--nodepool NODEPOOL.yaml] [--all-nodes]
+        check each render (--all-nodes: a render whose DaemonSet runs on every node on purpose,
+        the chart's node.allNodes)
+    check_node_mode.py --self-test RENDER.yaml... [--nodepool NODEPOOL.yaml]
+        break each render (and the NodePool) in known ways; every break is caught
 
 What it cannot do: run the ValidatingAdmissionPolicy's CEL (no API server runs here); it checks
 the policy names the node-name claim, the service account, eipool's taint and label, and is
 bound with Deny. tests/it/node.rs runs the binary against an emulation of the Node API.
 """
+import copy
 import json
 import sys
 
@@ -41,7 +44,76 @@ def env(c, name):
     return next((e for e in c.get("env", []) if e["name"] == name), None)
 
 
-def failures_of(docs, nodepool=None):
+def parse_taint(taint):
+    """`KEY[=VALUE]:EFFECT` → (key, value or '', effect)."""
+    kv, effect = taint.rsplit(":", 1)
+    key, _, value = kv.partition("=")
+    return key, value, effect
+
+
+def required_terms(pod_spec):
+    """The pod's required node affinity: a list of terms (ORed), each a list of (key, op, values)."""
+    terms = (((pod_spec.get("affinity") or {}).get("nodeAffinity") or {})
+             .get("requiredDuringSchedulingIgnoredDuringExecution") or {}).get("nodeSelectorTerms", [])
+    return [[(e["key"], e["operator"], e.get("values", [])) for e in t.get("matchExpressions", [])] for t in terms]
+
+
+def required_keys(pod_spec):
+    """Every Node label key the pod requires, through its nodeSelector or required affinity."""
+    keys = set(pod_spec.get("nodeSelector") or {})
+    for term in required_terms(pod_spec):
+        keys |= {k for k, op, _ in term if op in ("In", "Exists", "Gt", "Lt")}
+    return keys
+
+
+# Labels Karpenter knows on every node it makes (its well-known labels): a pod may require them
+# without the NodePool declaring them.
+WELL_KNOWN = ("kubernetes.io/", "topology.kubernetes.io/", "node.kubernetes.io/", "karpenter.sh/",
+              "karpenter.k8s.aws/", "topology.k8s.aws/")
+
+
+def karpenter_allows(nodepool, key, op, values):
+    """Whether one required label (KEY OP VALUES) falls within the NodePool's constraints: Karpenter
+    makes a node only for pods whose constraints all do (https://karpenter.sh/docs/concepts/scheduling/).
+    The NodePool declares a key by its template's labels or its requirements."""
+    if key.startswith(WELL_KNOWN) and not key.startswith("kubernetes.io/hostname"):
+        return True
+    t = nodepool["spec"]["template"]
+    labels = (t.get("metadata") or {}).get("labels") or {}
+    reqs = [r for r in t["spec"].get("requirements", []) if r["key"] == key]
+    if key in labels:
+        have, any_value = {labels[key]}, False
+    elif reqs:
+        r = reqs[0]
+        have, any_value = set(r.get("values", [])), r["operator"] == "Exists"
+        if r["operator"] not in ("In", "Exists"):
+            return False
+    else:
+        return op in ("DoesNotExist", "NotIn")
+    if op == "Exists":
+        return True
+    if op == "In":
+        return any_value or bool(have & set(values))
+    if op == "NotIn":
+        return any_value or bool(have - set(values))
+    return False
+
+
+def pod_fits_nodepool(pod_spec, nodepool):
+    """The pod's nodeSelector and required affinity fall within the NodePool's, and the pod
+    tolerates the NodePool's taints (not its startupTaints, which pods need not tolerate:
+    https://karpenter.sh/docs/concepts/nodepools/)."""
+    sel_ok = all(karpenter_allows(nodepool, k, "In", [v]) for k, v in (pod_spec.get("nodeSelector") or {}).items())
+    terms = required_terms(pod_spec)
+    aff_ok = not terms or any(all(karpenter_allows(nodepool, *req) for req in term) for term in terms)
+    tols = pod_spec.get("tolerations") or []
+    taints = nodepool["spec"]["template"]["spec"].get("taints") or []
+    tol_ok = all(any(t.get("key") == taint.get("key") or (t.get("operator") == "Exists" and not t.get("key")) for t in tols)
+                 for taint in taints)
+    return sel_ok and aff_ok and tol_ok
+
+
+def failures_of(docs, nodepool=None, all_nodes=False):
     out = []
 
     def check(ok, why):
@@ -55,7 +127,7 @@ def failures_of(docs, nodepool=None):
     spec = ds["spec"]["template"]["spec"]
     args = c["args"]
     taint = flag(args, "--node-taint") or "eipool.io/unassigned:NoSchedule"
-    taint_key, effect = taint.split(":")[0].split("=")[0], taint.split(":")[-1]
+    taint_key, taint_value, effect = parse_taint(taint)
     label = flag(args, "--node-label") or "eipool.io/public-ip"
     sa = spec.get("serviceAccountName")
     check(spec.get("hostNetwork") is True, "the node pod runs on the node's network (IMDSv2, the node's private IP)")
@@ -63,6 +135,12 @@ def failures_of(docs, nodepool=None):
         any(t.get("key") == taint_key and t.get("operator") == "Exists" for t in spec.get("tolerations", [])),
         f"the node pod tolerates its own taint {taint_key} (else it never runs where it is needed)",
     )
+    ds_selector = spec.get("nodeSelector") or {}
+    if all_nodes:
+        check(not ds_selector and not required_terms(spec), "node.allNodes: the node pod runs on every node (no nodeSelector)")
+    else:
+        check(bool(ds_selector), "the node pod runs on the media nodes only (a nodeSelector): on every node, every node "
+              "would claim an address")
     name = env(c, "EIPOOL_NODE_NAME")
     check(
         name is not None and name.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "spec.nodeName",
@@ -102,12 +180,9 @@ def failures_of(docs, nodepool=None):
     if sa in sas:
         check("eks.amazonaws.com/role-arn" in (sas[sa]["metadata"].get("annotations") or {}), "the node pod's ServiceAccount has the IAM role (IRSA)")
     roles = {d["metadata"]["name"]: d for d in of_kind(docs, "ClusterRole")}
-    bound = [
-        roles.get(b["roleRef"]["name"])
-        for b in of_kind(docs, "ClusterRoleBinding")
-        if any(s.get("kind") == "ServiceAccount" and s.get("name") == sa for s in b.get("subjects", []))
-    ]
-    rules = [r for role in bound if role for r in role.get("rules", [])]
+    bindings = [b for b in of_kind(docs, "ClusterRoleBinding")
+                if any(s.get("kind") == "ServiceAccount" and s.get("name") == sa for s in b.get("subjects", []))]
+    rules = [r for b in bindings for r in (roles.get(b["roleRef"]["name"]) or {}).get("rules", [])]
     check(
         rules == [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "patch"]}],
         "RBAC for the node pod: nodes get and patch, nothing else",
@@ -151,14 +226,17 @@ def failures_of(docs, nodepool=None):
         check(not ms.get("initContainers"), f"{what}: no eipool sidecar in the media pod")
         check(ms.get("hostNetwork") is True, f"{what}: the media pod is on the node's network (its public address)")
         check(
-            not any(t.get("key") == taint_key for t in ms.get("tolerations", [])),
-            f"{what}: the media pod does not tolerate eipool's taint",
+            not any(t.get("key") == taint_key or (t.get("operator") == "Exists" and not t.get("key")) for t in ms.get("tolerations", [])),
+            f"{what}: the media pod does not tolerate eipool's taint (the startup taint gates it)",
         )
-        terms = (ms.get("affinity", {}).get("nodeAffinity", {}).get("requiredDuringSchedulingIgnoredDuringExecution", {}).get("nodeSelectorTerms", []))
-        check(
-            terms and all(any(e["key"] == label and e["operator"] == "Exists" for e in t.get("matchExpressions", [])) for t in terms),
-            f"{what}: the media pod requires the label {label} (a Node with a live address)",
-        )
+        # Karpenter makes no node for a pod that requires a label no NodePool declares, and
+        # eipool's label comes only after the node exists: the media pod selects the media nodes'
+        # own label (the DaemonSet's nodeSelector) and lets the taint gate it.
+        check(label not in required_keys(ms), f"{what}: the media pod does not require the label {label} (no NodePool "
+              "declares it: Karpenter would never start a node for it); select the media nodes' own label")
+        ms_selector = ms.get("nodeSelector") or {}
+        check(all(ms_selector.get(k) == v for k, v in ds_selector.items()),
+              f"{what}: the media pod selects the media nodes, where the node pod runs (nodeSelector {ds_selector})")
         anti = ms.get("affinity", {}).get("podAntiAffinity", {}).get("requiredDuringSchedulingIgnoredDuringExecution", [])
         check(any(a.get("topologyKey") == "kubernetes.io/hostname" for a in anti), f"{what}: one media pod per node")
         for mc in ms["containers"]:
@@ -173,68 +251,103 @@ def failures_of(docs, nodepool=None):
                   "and no privilege escalation")
             text = " ".join(mc.get("args", []) + mc.get("command", []))
             check(host_dir is not None and host_dir in text and ".env" in text, f"{what}: the media container sources the env file")
+        if nodepool is not None:
+            check(pod_fits_nodepool(ms, nodepool), f"{what}: the media pod's node selection falls within the Karpenter "
+                  "NodePool's labels and requirements, and it tolerates the NodePool's taints (else Karpenter makes no "
+                  "node for it)")
 
     if nodepool is not None:
-        taints = nodepool["spec"]["template"]["spec"].get("startupTaints", [])
+        tmpl = nodepool["spec"]["template"]
+        taints = tmpl["spec"].get("startupTaints", [])
         check(
-            any(t.get("key") == taint_key and t.get("effect") == effect for t in taints),
-            f"the Karpenter NodePool starts nodes with the taint the node pod removes ({taint})",
+            any(t.get("key") == taint_key and t.get("effect") == effect and t.get("value", "") == taint_value for t in taints),
+            f"the Karpenter NodePool starts nodes with the taint the node pod removes ({taint}, startupTaints)",
         )
+        check(not any(t.get("key") == taint_key for t in tmpl["spec"].get("taints", [])),
+              f"the Karpenter NodePool has {taint_key} in startupTaints only (in taints, media pods would have to "
+              "tolerate it and it would never gate them)")
+        node_labels = (tmpl.get("metadata") or {}).get("labels") or {}
+        check(all(node_labels.get(k) == v for k, v in ds_selector.items()),
+              f"the Karpenter NodePool's nodes carry the node pod's nodeSelector {ds_selector} (template labels), "
+              "so it runs on them")
     return out
 
 
+def media_pods(docs):
+    """The media examples: the Deployments that mount a host directory (the env file's)."""
+    return [d for d in of_kind(docs, "Deployment") if any("hostPath" in v for v in d["spec"]["template"]["spec"].get("volumes", []))]
+
+
+def policy(docs):
+    return of_kind(docs, "ValidatingAdmissionPolicy")[0]["spec"]
+
+
 BREAKS = [
-    ("no toleration", lambda docs: daemonset(docs)[0]["spec"]["template"]["spec"].__setitem__("tolerations", [])),
-    ("node name by hand", lambda docs: daemonset(docs)[1]["env"].__setitem__(
+    ("no toleration", lambda docs, np: daemonset(docs)[0]["spec"]["template"]["spec"].__setitem__("tolerations", [])),
+    ("node name by hand", lambda docs, np: daemonset(docs)[1]["env"].__setitem__(
         [e["name"] for e in daemonset(docs)[1]["env"]].index("EIPOOL_NODE_NAME"), {"name": "EIPOOL_NODE_NAME", "value": "n1"})),
-    ("listening on every interface", lambda docs: daemonset(docs)[1]["args"].extend(["--listen", ":9877"])),
-    ("node pod not scraped", lambda docs: daemonset(docs)[0]["spec"]["template"]["metadata"]["labels"].pop("eipool/metrics")),
-    ("node container with a capability", lambda docs: daemonset(docs)[1]["securityContext"]["capabilities"].__setitem__(
+    ("listening on every interface", lambda docs, np: daemonset(docs)[1]["args"].extend(["--listen", ":9877"])),
+    ("node pod not scraped", lambda docs, np: daemonset(docs)[0]["spec"]["template"]["metadata"]["labels"].pop("eipool/metrics")),
+    ("node container with a capability", lambda docs, np: daemonset(docs)[1]["securityContext"]["capabilities"].__setitem__(
         "add", ["NET_ADMIN"])),
-    ("exporter with an API token", lambda docs: [
+    ("node pod on every node", lambda docs, np: daemonset(docs)[0]["spec"]["template"]["spec"].pop("nodeSelector")),
+    ("exporter with an API token", lambda docs, np: [
         d["spec"]["template"]["spec"].__setitem__("automountServiceAccountToken", True)
         for d in of_kind(docs, "Deployment") if d["metadata"]["name"].endswith("exporter")]),
-    ("media container keeping NET_RAW", lambda docs: [
+    ("media container keeping NET_RAW", lambda docs, np: [
         c.__setitem__("securityContext", {"allowPrivilegeEscalation": False})
-        for d in of_kind(docs, "Deployment") if "automountServiceAccountToken" in d["spec"]["template"]["spec"]
-        for c in d["spec"]["template"]["spec"]["containers"]]),
-    ("RBAC widened", lambda docs: of_kind(docs, "ClusterRole")[0]["rules"][0]["verbs"].append("update")),
-    ("policy unbound", lambda docs: [docs.remove(b) for b in of_kind(docs, "ValidatingAdmissionPolicyBinding")]),
-    ("policy without the node-name", lambda docs: of_kind(docs, "ValidatingAdmissionPolicy")[0]["spec"].__setitem__("variables", [])),
-    ("media pod with a token", lambda docs: [
-        d["spec"]["template"]["spec"].__setitem__("automountServiceAccountToken", True)
-        for d in of_kind(docs, "Deployment") if "automountServiceAccountToken" in d["spec"]["template"]["spec"]]),
-    ("media pod tolerating the taint", lambda docs: [
+        for d in media_pods(docs) for c in d["spec"]["template"]["spec"]["containers"]]),
+    ("RBAC widened", lambda docs, np: of_kind(docs, "ClusterRole")[0]["rules"][0]["verbs"].append("update")),
+    ("policy unbound", lambda docs, np: [docs.remove(b) for b in of_kind(docs, "ValidatingAdmissionPolicyBinding")]),
+    ("policy without the node-name", lambda docs, np: policy(docs).__setitem__("variables", [])),
+    ("media pod with a token", lambda docs, np: [
+        d["spec"]["template"]["spec"].__setitem__("automountServiceAccountToken", True) for d in media_pods(docs)]),
+    ("media pod tolerating the taint", lambda docs, np: [
         d["spec"]["template"]["spec"].__setitem__("tolerations", [{"key": "eipool.io/unassigned", "operator": "Exists"}])
-        for d in of_kind(docs, "Deployment") if "automountServiceAccountToken" in d["spec"]["template"]["spec"]]),
+        for d in media_pods(docs)]),
+    ("media pod requiring the public-ip label (Karpenter never starts its node)", lambda docs, np: [
+        d["spec"]["template"]["spec"]["affinity"].__setitem__("nodeAffinity", {"requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [{"matchExpressions": [{"key": "eipool.io/public-ip", "operator": "Exists"}]}]}})
+        for d in media_pods(docs)]),
+    ("media pod not selecting the media nodes", lambda docs, np: [
+        d["spec"]["template"]["spec"].pop("nodeSelector", None) for d in media_pods(docs)]),
+]
+
+NODEPOOL_BREAKS = [
+    ("NodePool without the media label", lambda docs, np: np["spec"]["template"]["metadata"].__setitem__("labels", {})),
+    ("NodePool without the startup taint", lambda docs, np: np["spec"]["template"]["spec"].__setitem__("startupTaints", [])),
+    ("NodePool with the taint as a plain taint", lambda docs, np: np["spec"]["template"]["spec"].__setitem__(
+        "taints", np["spec"]["template"]["spec"]["startupTaints"])),
 ]
 
 
-def self_test(path):
+def self_test(path, nodepool):
     missed = []
-    for what, brk in BREAKS:
-        docs = load(path)
-        brk(docs)
-        if not failures_of(docs):
+    for what, brk in BREAKS + (NODEPOOL_BREAKS if nodepool is not None else []):
+        docs, np = load(path), copy.deepcopy(nodepool)
+        brk(docs, np)
+        if not failures_of(docs, np):
             missed.append(what)
     return missed
 
 
 def main(argv):
-    if argv[:1] == ["--self-test"]:
-        bad = {p: self_test(p) for p in argv[1:]}
-        for p, missed in bad.items():
-            if missed:
-                print(f"check_node_mode --self-test: {p}: breaks not caught:", *missed, sep="\n  - ", file=sys.stderr)
-        return 1 if any(bad.values()) else 0
     nodepool = None
     if "--nodepool" in argv:
         i = argv.index("--nodepool")
         nodepool = load(argv[i + 1])[0]
         argv = argv[:i] + argv[i + 2 :]
+    all_nodes = "--all-nodes" in argv
+    argv = [a for a in argv if a != "--all-nodes"]
+    if argv[:1] == ["--self-test"]:
+        bad = {p: self_test(p, nodepool) for p in argv[1:]}
+        for p, missed in bad.items():
+            if missed:
+                print(f"check_node_mode --self-test: {p}: breaks not caught:", *missed, sep="\n  - ", file=sys.stderr)
+        return 1 if any(bad.values()) else 0
     status = 0
     for path in argv:
-        fails = failures_of(load(path), nodepool)
+        fails = failures_of(load(path), nodepool, all_nodes)
         for f in fails:
             print(f"check_node_mode: {path}: {f}", file=sys.stderr)
         status |= bool(fails)
