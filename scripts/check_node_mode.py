@@ -2,21 +2,30 @@
 and the Helm chart with mode=node go through the same checks), and the Karpenter NodePool
 example against it. Each WHY is one assertion.
 
-    check_node_mode.py RENDER.yaml... [--nodepool NODEPOOL.yaml] [--all-nodes]
+    check_node_mode.py RENDER.yaml... [--nodepool NODEPOOL.yaml] [--all-nodes] [--namespace NS]
         check each render (--all-nodes: a render whose DaemonSet runs on every node on purpose,
-        the chart's node.allNodes)
+        the chart's node.allNodes; --namespace: its DaemonSet runs in NS)
     check_node_mode.py --self-test RENDER.yaml... [--nodepool NODEPOOL.yaml]
         break each render (and the NodePool) in known ways; every break is caught
 
-What it cannot do: run the ValidatingAdmissionPolicy's CEL (no API server runs here); it checks
-the policy names the node-name claim, the service account, eipool's taint and label, and is
-bound with Deny. tests/it/node.rs runs the binary against an emulation of the Node API.
+The ValidatingAdmissionPolicy's CEL is evaluated offline with cel-python (PyPI `cel-python`,
+installed into .venv by scripts/bootstrap) against sample updates of a Node, as the API server
+would: its matchConditions, its variables in order, then each validation (an error denies:
+failurePolicy Fail). cel-python implements standard CEL; the policy uses only that (no Kubernetes
+library function), so what it evaluates is what the API server evaluates, short of the API
+server's type checking and cost limits, which only an API server can show. tests/it/node.rs runs
+the binary against an emulation of the Node API.
 """
 import copy
 import json
 import sys
 
 import yaml
+
+try:
+    import celpy
+except ImportError:  # said once, in main()
+    celpy = None
 
 
 def flag(args, name):
@@ -113,7 +122,136 @@ def pod_fits_nodepool(pod_spec, nodepool):
     return sel_ok and aff_ok and tol_ok
 
 
-def failures_of(docs, nodepool=None, all_nodes=False):
+# --- The admission policy, evaluated -------------------------------------------------------------
+
+NODE = "ip-10-0-0-1.ec2.internal"
+OTHER_NODE = "ip-10-0-0-2.ec2.internal"
+
+
+def base_node(name=NODE):
+    return {
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {
+            "name": name, "resourceVersion": "41",
+            "labels": {"kubernetes.io/hostname": name, "eipool.io/media": "true", "topology.kubernetes.io/zone": "us-east-1a"},
+            "annotations": {"node.alpha.kubernetes.io/ttl": "0"},
+        },
+        "spec": {"providerID": "aws:///us-east-1a/i-0123456789abcdef0",
+                 "taints": [{"key": "example.com/gpu", "effect": "NoSchedule"}]},
+    }
+
+
+def admission_cases(label, taint, ns, sa):
+    """(what, username, node-name claim, old Node, new Node, allowed?) for eipool's label and taint."""
+    key, value, effect = parse_taint(taint)
+    own = {"key": key, "effect": effect, **({"value": value} if value else {})}
+    other_effect = "NoExecute" if effect != "NoExecute" else "NoSchedule"
+    user = f"system:serviceaccount:{ns}:{sa}"
+
+    def node(taints=None, labels=None, name=NODE, **meta):
+        n = base_node(name)
+        if taints is not None:
+            n["spec"]["taints"] = taints
+        if labels is not None:
+            n["metadata"]["labels"].update(labels)
+            n["metadata"]["labels"] = {k: v for k, v in n["metadata"]["labels"].items() if v is not None}
+        n["metadata"].update(meta)
+        return n
+
+    gpu = {"key": "example.com/gpu", "effect": "NoSchedule"}
+    tainted = node(taints=[gpu, own])
+    held = node(labels={label: "203.0.113.7"})
+    out = [
+        ("eipool's taint removed and its label set (an address held)", user, NODE, tainted, held, True),
+        ("eipool's label rewritten (drift)", user, NODE, held, node(labels={label: "198.51.100.9"}), True),
+        ("eipool's taint back and its label removed (a loss)", user, NODE, held, tainted, True),
+        ("the start-up check: a patch that changes nothing", user, NODE, tainted, copy.deepcopy(tainted), True),
+        ("the node's last taint removed (spec.taints gone)", user, NODE,
+         {**node(), "spec": {"taints": [own]}}, {**node(labels={label: "203.0.113.7"}), "spec": {}}, True),
+        ("another service account's update (the policy is not for it)", "system:serviceaccount:kube-system:node-controller",
+         NODE, tainted, node(taints=[gpu, own], labels={"example.com/team": "b"}), True),
+        ("another label changed", user, NODE, tainted, node(taints=[gpu, own], labels={"example.com/team": "b"}), False),
+        ("another label removed", user, NODE, held, node(labels={label: "203.0.113.7", "eipool.io/media": None}), False),
+        ("another taint added", user, NODE, held, node(taints=[gpu, {"key": "example.com/x", "effect": "NoExecute"}],
+                                                       labels={label: "203.0.113.7"}), False),
+        ("another taint removed", user, NODE, tainted, node(taints=[], labels={label: "203.0.113.7"}), False),
+        ("another Node (the token is bound to this one)", user, NODE, base_node(OTHER_NODE),
+         {**base_node(OTHER_NODE), "metadata": {**base_node(OTHER_NODE)["metadata"], "labels": {
+             **base_node(OTHER_NODE)["metadata"]["labels"], label: "203.0.113.7"}}}, False),
+        ("a token without a node-name", user, None, tainted, held, False),
+        ("eipool's service account of another namespace, on another Node", f"system:serviceaccount:elsewhere:{sa}",
+         OTHER_NODE, tainted, held, False),
+        (f"eipool's taint added with {other_effect}", user, NODE, held,
+         node(taints=[gpu, {**own, "effect": other_effect}]), False),
+        ("eipool's taint added with another value", user, NODE, held,
+         node(taints=[gpu, {**own, "value": value + "x"}]), False),
+        (f"eipool's key with {other_effect} removed (not the taint configured)", user, NODE,
+         node(taints=[gpu, {**own, "effect": other_effect}]), held, False),
+        ("eipool's taint added twice", user, NODE, held, node(taints=[gpu, own, own]), False),
+        ("eipool's label set to a name", user, NODE, tainted, node(labels={label: "evil.example.com"}), False),
+        ("eipool's label set to no IPv4 address (an octet over 255)", user, NODE, tainted, node(labels={label: "203.0.113.256"}), False),
+        ("eipool's label set to an address with a leading zero", user, NODE, tainted, node(labels={label: "203.0.113.07"}), False),
+        ("a finalizer added", user, NODE, held, node(labels={label: "203.0.113.7"}, finalizers=["example.com/hold"]), False),
+        ("an ownerReference added", user, NODE, held, node(labels={label: "203.0.113.7"}, ownerReferences=[
+            {"apiVersion": "v1", "kind": "Pod", "name": "eipool-node-x", "uid": "00000000-0000-0000-0000-000000000001"}]), False),
+        ("an annotation changed", user, NODE, held, node(labels={label: "203.0.113.7"}, annotations={"x": "y"}), False),
+        ("the Node cordoned", user, NODE, held, {**held, "spec": {**held["spec"], "unschedulable": True}}, False),
+    ]
+    return out
+
+
+def admit(policy, username, node_name, old, new):
+    """The policy's answer to an UPDATE of `old` into `new` by `username` whose token carries
+    `node_name`: None (allowed, or not for this user) or why it denies."""
+    extra = {"authentication.kubernetes.io/node-name": [node_name]} if node_name else {}
+    request = {"operation": "UPDATE", "kind": {"group": "", "version": "v1", "kind": "Node"},
+               "name": new["metadata"]["name"],
+               "userInfo": {"username": username, "groups": ["system:serviceaccounts"], "extra": extra}}
+    env = celpy.Environment()
+    act = {"request": celpy.json_to_cel(request), "object": celpy.json_to_cel(new),
+           "oldObject": celpy.json_to_cel(old), "params": None}
+
+    def run(expr, act):
+        return env.program(env.compile(expr)).evaluate(act)
+
+    spec = policy["spec"]
+    for m in spec.get("matchConditions", []):
+        try:
+            if not run(m["expression"], act):
+                return None
+        except Exception as e:  # failurePolicy Fail
+            return f"matchCondition {m['name']} failed: {e}"
+    # Variables in order, each seeing the ones before it (the API server evaluates them lazily;
+    # every one is used, so eagerly gives the same answers).
+    variables = celpy.celtypes.MapType({})
+    act["variables"] = variables
+    for v in spec.get("variables", []):
+        try:
+            variables[celpy.celtypes.StringType(v["name"])] = run(v["expression"], act)
+        except Exception as e:
+            return f"variable {v['name']} failed: {e}"
+    for v in spec.get("validations", []):
+        try:
+            if not run(v["expression"], act):
+                return v.get("message") or v["expression"]
+        except Exception as e:
+            return f"{v.get('message')}: error {e}"
+    return None
+
+
+def policy_failures(policy, label, taint, ns, sa):
+    """The sample updates each answered as they must be."""
+    out = []
+    for what, user, node_name, old, new, allowed in admission_cases(label, taint, ns, sa):
+        denied = admit(policy, user, node_name, old, new)
+        if allowed and denied:
+            out.append(f"the admission policy denies what eipool must do: {what} ({denied})")
+        if not allowed and not denied:
+            out.append(f"the admission policy allows: {what}")
+    return out
+
+
+def failures_of(docs, nodepool=None, all_nodes=False, namespace=None):
     out = []
 
     def check(ok, why):
@@ -192,6 +330,14 @@ def failures_of(docs, nodepool=None, all_nodes=False):
             not any(s.get("kind") == "ServiceAccount" and s.get("name") == sa for s in b.get("subjects", [])),
             "no namespaced role for the node pod either",
         )
+    # The node pod's namespace: the DaemonSet's (kustomize), else the binding's (Helm renders no
+    # namespace; the binding names the release's).
+    subject_ns = {s.get("namespace") for b in bindings for s in b["subjects"] if s.get("name") == sa}
+    ns = ds["metadata"].get("namespace") or next(iter(subject_ns), None)
+    if namespace is not None:
+        check(ds["metadata"].get("namespace") == namespace, f"the node pod runs in the namespace {namespace}")
+    check(subject_ns == {ns}, f"the RBAC binding names the node pod's ServiceAccount in its namespace {ns} "
+          f"(it names {sorted(x or '' for x in subject_ns)})")
 
     # The admission policy: own Node only, eipool's taint and label only, bound with Deny.
     policies = of_kind(docs, "ValidatingAdmissionPolicy")
@@ -204,10 +350,23 @@ def failures_of(docs, nodepool=None, all_nodes=False):
         check("authentication.kubernetes.io/node-name" in text, "the policy holds each pod to the node-name of its token")
         check(f"t.key != '{taint_key}'" in text, f"the policy lets the pod change only the taint {taint_key}")
         check(f"k == '{label}'" in text, f"the policy lets the pod change only the label {label}")
+        check(f"t.effect == '{effect}'" in text and f"== '{taint_value}'" in text,
+              f"the policy pins eipool's taint to its effect and value ({taint})")
+        check(".matches(" in text and "25[0-5]" in text, f"the policy holds the label {label} to an IPv4 address")
+        check("metadata.finalizers" in text and "metadata.ownerReferences" in text,
+              "the policy forbids changes of the Node's finalizers and ownerReferences")
         check("UPDATE" in p["spec"]["matchConstraints"]["resourceRules"][0]["operations"], "the policy looks at updates of Nodes")
         check(p["spec"].get("failurePolicy") == "Fail", "the policy fails closed")
         binds = [b for b in of_kind(docs, "ValidatingAdmissionPolicyBinding") if b["spec"]["policyName"] == p["metadata"]["name"]]
         check(len(binds) == 1 and binds[0]["spec"].get("validationActions") == ["Deny"], "the policy is bound with Deny")
+        if celpy is not None and sa and ns:
+            # Its user: the node pod's ServiceAccount in its namespace, and in any other (a
+            # namespace-changing overlay moves the ServiceAccount, not the policy's text).
+            for where in (ns, "another-namespace"):
+                who = f"system:serviceaccount:{where}:{sa}"
+                check(admit(p, who, OTHER_NODE, base_node(), base_node()) is not None,
+                      f"the policy applies to {who} (the node pod's ServiceAccount in {'its' if where == ns else 'any'} namespace)")
+            out.extend(policy_failures(p, label, taint, ns, sa))
 
     # The media workloads of node mode: no sidecar, no role, the env file read-only, on live Nodes.
     media = [
@@ -273,6 +432,12 @@ def failures_of(docs, nodepool=None, all_nodes=False):
     return out
 
 
+def marks(docs):
+    """The render's (label, taint key), as its DaemonSet gives them."""
+    args = daemonset(docs)[1]["args"]
+    return flag(args, "--node-label") or "eipool.io/public-ip", parse_taint(flag(args, "--node-taint") or "eipool.io/unassigned:NoSchedule")[0]
+
+
 def media_pods(docs):
     """The media examples: the Deployments that mount a host directory (the env file's)."""
     return [d for d in of_kind(docs, "Deployment") if any("hostPath" in v for v in d["spec"]["template"]["spec"].get("volumes", []))]
@@ -280,6 +445,16 @@ def media_pods(docs):
 
 def policy(docs):
     return of_kind(docs, "ValidatingAdmissionPolicy")[0]["spec"]
+
+
+def validation(docs, word):
+    return next(v for v in policy(docs)["validations"] if word in v["expression"])
+
+
+def always(v):
+    """A validation whose text still names everything but which passes whatever it is given:
+    caught only by evaluating it."""
+    v["expression"] = f"true || ({v['expression']})"
 
 
 BREAKS = [
@@ -300,17 +475,33 @@ BREAKS = [
     ("RBAC widened", lambda docs, np: of_kind(docs, "ClusterRole")[0]["rules"][0]["verbs"].append("update")),
     ("policy unbound", lambda docs, np: [docs.remove(b) for b in of_kind(docs, "ValidatingAdmissionPolicyBinding")]),
     ("policy without the node-name", lambda docs, np: policy(docs).__setitem__("variables", [])),
+    ("policy for one namespace's ServiceAccount (a namespace-changing overlay leaves it behind)", lambda docs, np:
+        policy(docs)["matchConditions"][0].__setitem__("expression", "request.userInfo.username == 'system:serviceaccount:{}:{}'".format(
+            daemonset(docs)[0]["metadata"].get("namespace") or of_kind(docs, "ClusterRoleBinding")[0]["subjects"][0]["namespace"],
+            daemonset(docs)[0]["spec"]["template"]["spec"]["serviceAccountName"]))),
+    ("policy without the finalizers rule", lambda docs, np: policy(docs)["validations"].remove(validation(docs, "finalizers"))),
+    ("policy's finalizers rule passing anything", lambda docs, np: always(validation(docs, "finalizers"))),
+    ("policy's taint rule passing any effect", lambda docs, np: always(validation(docs, "t.effect"))),
+    ("policy's label rule passing any value", lambda docs, np: always(validation(docs, ".matches("))),
+    ("policy's other-labels rule passing anything", lambda docs, np: always(validation(docs, "variables.oldLabels.all"))),
     ("media pod with a token", lambda docs, np: [
         d["spec"]["template"]["spec"].__setitem__("automountServiceAccountToken", True) for d in media_pods(docs)]),
     ("media pod tolerating the taint", lambda docs, np: [
-        d["spec"]["template"]["spec"].__setitem__("tolerations", [{"key": "eipool.io/unassigned", "operator": "Exists"}])
+        d["spec"]["template"]["spec"].__setitem__("tolerations", [{"key": marks(docs)[1], "operator": "Exists"}])
         for d in media_pods(docs)]),
-    ("media pod requiring the public-ip label (Karpenter never starts its node)", lambda docs, np: [
+    ("media pod requiring eipool's label (Karpenter never starts its node)", lambda docs, np: [
         d["spec"]["template"]["spec"]["affinity"].__setitem__("nodeAffinity", {"requiredDuringSchedulingIgnoredDuringExecution": {
-            "nodeSelectorTerms": [{"matchExpressions": [{"key": "eipool.io/public-ip", "operator": "Exists"}]}]}})
+            "nodeSelectorTerms": [{"matchExpressions": [{"key": marks(docs)[0], "operator": "Exists"}]}]}})
         for d in media_pods(docs)]),
     ("media pod not selecting the media nodes", lambda docs, np: [
         d["spec"]["template"]["spec"].pop("nodeSelector", None) for d in media_pods(docs)]),
+]
+
+# Breaks that apply only to a render whose DaemonSet names its namespace (kustomize's; Helm
+# renders none, the binding names the release's).
+NAMESPACED_BREAKS = [
+    ("RBAC bound in another namespace", lambda docs, np: [
+        s.__setitem__("namespace", "elsewhere") for b in of_kind(docs, "ClusterRoleBinding") for s in b["subjects"]]),
 ]
 
 NODEPOOL_BREAKS = [
@@ -323,7 +514,9 @@ NODEPOOL_BREAKS = [
 
 def self_test(path, nodepool):
     missed = []
-    for what, brk in BREAKS + (NODEPOOL_BREAKS if nodepool is not None else []):
+    namespaced = bool(daemonset(load(path))[0]["metadata"].get("namespace"))
+    breaks = BREAKS + (NAMESPACED_BREAKS if namespaced else []) + (NODEPOOL_BREAKS if nodepool is not None else [])
+    for what, brk in breaks:
         docs, np = load(path), copy.deepcopy(nodepool)
         brk(docs, np)
         if not failures_of(docs, np):
@@ -332,6 +525,10 @@ def self_test(path, nodepool):
 
 
 def main(argv):
+    if celpy is None:
+        print("check_node_mode: cel-python is missing from .venv (it evaluates the admission policy): run scripts/bootstrap",
+              file=sys.stderr)
+        return 1
     nodepool = None
     if "--nodepool" in argv:
         i = argv.index("--nodepool")
@@ -339,6 +536,11 @@ def main(argv):
         argv = argv[:i] + argv[i + 2 :]
     all_nodes = "--all-nodes" in argv
     argv = [a for a in argv if a != "--all-nodes"]
+    namespace = None
+    if "--namespace" in argv:
+        i = argv.index("--namespace")
+        namespace = argv[i + 1]
+        argv = argv[:i] + argv[i + 2 :]
     if argv[:1] == ["--self-test"]:
         bad = {p: self_test(p, nodepool) for p in argv[1:]}
         for p, missed in bad.items():
@@ -347,7 +549,7 @@ def main(argv):
         return 1 if any(bad.values()) else 0
     status = 0
     for path in argv:
-        fails = failures_of(load(path), nodepool, all_nodes)
+        fails = failures_of(load(path), nodepool, all_nodes, namespace)
         for f in fails:
             print(f"check_node_mode: {path}: {f}", file=sys.stderr)
         status |= bool(fails)
