@@ -18,6 +18,7 @@ the binary against an emulation of the Node API.
 """
 import copy
 import json
+import re
 import sys
 
 import yaml
@@ -51,6 +52,14 @@ def daemonset(docs):
 
 def env(c, name):
     return next((e for e in c.get("env", []) if e["name"] == name), None)
+
+
+def seconds(duration):
+    """`180s`, `3m`, `1h`, `500ms` (the flags' durations) in seconds."""
+    m = re.fullmatch(r"([0-9]+)(ms|s|m|h)", duration or "")
+    if not m:
+        return None
+    return int(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[m.group(2)]
 
 
 def parse_taint(taint):
@@ -300,6 +309,17 @@ def failures_of(docs, nodepool=None, all_nodes=False, namespace=None):
     labels = ds["spec"]["template"]["metadata"].get("labels") or {}
     check("eipool/metrics" in labels and any(p.get("name") == "metrics" for p in c.get("ports", [])),
           "the node pod is scraped as every agent is (the label eipool/metrics, a port named metrics)")
+    # Until it serves /healthz (after the start-up check of its Node and RBAC and its identity,
+    # each bounded by --timeout) the liveness probe would restart it: a startupProbe on the same
+    # endpoint holds the liveness probe back for longer than that.
+    live, start = c.get("livenessProbe") or {}, c.get("startupProbe") or {}
+    check(bool(start.get("httpGet")) and start.get("httpGet") == live.get("httpGet"),
+          "the node pod has a startupProbe on its liveness probe's endpoint (else the liveness probe may restart it "
+          "before it serves)")
+    timeout = seconds(flag(args, "--timeout") or "180s") or 0
+    covers = start.get("periodSeconds", 10) * start.get("failureThreshold", 3)
+    check(covers > timeout, f"the node pod's startupProbe lasts longer than a claim (--timeout {timeout:g} s; it gives "
+          f"{covers} s)")
     sc = c.get("securityContext") or {}
     check(sc.get("capabilities", {}).get("drop") == ["ALL"] and not sc.get("capabilities", {}).get("add")
           and sc.get("allowPrivilegeEscalation") is False and sc.get("readOnlyRootFilesystem") is True,
@@ -466,6 +486,9 @@ BREAKS = [
     ("node container with a capability", lambda docs, np: daemonset(docs)[1]["securityContext"]["capabilities"].__setitem__(
         "add", ["NET_ADMIN"])),
     ("node pod on every node", lambda docs, np: daemonset(docs)[0]["spec"]["template"]["spec"].pop("nodeSelector")),
+    ("node pod without a startupProbe", lambda docs, np: daemonset(docs)[1].pop("startupProbe")),
+    ("node pod's startupProbe shorter than a claim", lambda docs, np: daemonset(docs)[1]["startupProbe"].update(
+        {"periodSeconds": 10, "failureThreshold": 3})),
     ("exporter with an API token", lambda docs, np: [
         d["spec"]["template"]["spec"].__setitem__("automountServiceAccountToken", True)
         for d in of_kind(docs, "Deployment") if d["metadata"]["name"].endswith("exporter")]),
