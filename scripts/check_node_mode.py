@@ -17,6 +17,7 @@ server's type checking and cost limits, which only an API server can show. tests
 the binary against an emulation of the Node API.
 """
 import copy
+import functools
 import json
 import re
 import sys
@@ -209,6 +210,13 @@ def admission_cases(label, taint, ns, sa):
     return out
 
 
+@functools.lru_cache(maxsize=None)
+def program(expr):
+    """One CEL expression compiled (once: parsing is most of cel-python's time)."""
+    env = celpy.Environment()
+    return env.program(env.compile(expr))
+
+
 def admit(policy, username, node_name, old, new):
     """The policy's answer to an UPDATE of `old` into `new` by `username` whose token carries
     `node_name`: None (allowed, or not for this user) or why it denies."""
@@ -216,12 +224,11 @@ def admit(policy, username, node_name, old, new):
     request = {"operation": "UPDATE", "kind": {"group": "", "version": "v1", "kind": "Node"},
                "name": new["metadata"]["name"],
                "userInfo": {"username": username, "groups": ["system:serviceaccounts"], "extra": extra}}
-    env = celpy.Environment()
     act = {"request": celpy.json_to_cel(request), "object": celpy.json_to_cel(new),
            "oldObject": celpy.json_to_cel(old), "params": None}
 
     def run(expr, act):
-        return env.program(env.compile(expr)).evaluate(act)
+        return program(expr).evaluate(act)
 
     spec = policy["spec"]
     for m in spec.get("matchConditions", []):
