@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 VALUES = ROOT / "charts" / "eipool" / "values.yaml"
 README = ROOT / "docs" / "helm.md"  # its "## Values" table
 # Maps given as a whole (their inner keys are Kubernetes', not the chart's).
-WHOLE = {"resources", "annotations", "labels", "extraEnv", "startupProbe"}
+WHOLE = {"resources", "annotations", "labels", "extraEnv", "startupProbe", "nodeSelector"}
 
 
 def leaves(d, prefix=""):

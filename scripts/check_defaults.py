@@ -98,13 +98,14 @@ UNNAMESPACED = ("ClusterRole", "ValidatingAdmissionPolicyBinding")
 
 def namespaces_named(d):
     """The namespaces an object is in or names: its own; for node mode's cluster-scoped objects,
-    the ServiceAccount's they name (the RBAC binding's subject, the admission policy's user)."""
+    the ServiceAccount's they name (the RBAC binding's subject, the admission policy's user: none
+    when it holds the ServiceAccount of any namespace, as it does)."""
     if d["kind"] == "Namespace":
         return {d["metadata"]["name"]}
     if d["kind"] == "ClusterRoleBinding":
         return {s.get("namespace") for s in d.get("subjects", [])}
     if d["kind"] == "ValidatingAdmissionPolicy":
-        return set(re.findall(r"system:serviceaccount:([^:']*):", json.dumps(d["spec"]))) or {None}
+        return set(re.findall(r"system:serviceaccount:([^:']*):", json.dumps(d["spec"])))
     if d["kind"] in UNNAMESPACED:
         return set()
     return {d["metadata"].get("namespace")}
@@ -243,9 +244,10 @@ BREAKS = [
     ("the Operator's objects outside the example's namespace",
      ("deploy/components/prometheus-operator/kustomization.yaml", "fieldPaths: [metadata.namespace]", "fieldPaths: [metadata.labels.ns]"),
      "deploy/overlays/prometheus-operator follows"),
-    ("node mode's admission policy holding another namespace's ServiceAccount",
-     ("deploy/components/node-mode/kustomization.yaml", "      - select: {kind: ValidatingAdmissionPolicy, name: eipool-node}\n"
-      "        fieldPaths: [spec.matchConditions.0.expression]\n        options: {delimiter: \":\", index: 2}\n", ""),
+    ("node mode's admission policy holding one namespace's ServiceAccount",
+     ("deploy/components/node-mode/admission-policy.yaml",
+      "expression: \"request.userInfo.username.startsWith('system:serviceaccount:') && request.userInfo.username.endsWith(':eipool')\"",
+      "expression: \"request.userInfo.username == 'system:serviceaccount:default:eipool'\""),
      "deploy/overlays/node follows"),
     ("node mode's DaemonSet under a ServiceAccount of its own",
      ("deploy/components/node-mode/daemonset.yaml", "serviceAccountName: eipool\n", "serviceAccountName: eipool-node\n"),

@@ -11,6 +11,13 @@ Node mode (mode: node): names and values its templates share.
 {{- regexReplaceAll "[=:].*$" .Values.node.taint "" -}}
 {{- end -}}
 
+{{/* The taint's value ("" when it has none). */}}
+{{- define "eipool.nodeTaintValue" -}}
+{{- if regexMatch "^[^:=]*=" .Values.node.taint -}}
+{{- regexReplaceAll "^[^:=]*=([^:]*):.*$" .Values.node.taint "${1}" -}}
+{{- end -}}
+{{- end -}}
+
 {{/* The taint's effect. */}}
 {{- define "eipool.nodeTaintEffect" -}}
 {{- regexReplaceAll "^.*:" .Values.node.taint "" -}}
