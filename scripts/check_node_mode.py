@@ -267,6 +267,107 @@ def policy_failures(policy, label, taint, ns, sa):
     return out
 
 
+def media_lifecycle_failures(mc, host_dir):
+    """As `lifecycle_failures`, once per distinct script (the self-test's breaks mostly leave
+    them alone)."""
+    probe = (mc.get("livenessProbe") or {}).get("exec", {}).get("command", [])
+    pool = next((e.get("value") for e in mc.get("env", []) if e["name"] == "EIPOOL_POOL"), None)
+    return lifecycle_failures(tuple(mc.get("command") or ()), tuple(mc.get("args") or ()), tuple(probe), pool, host_dir)
+
+
+@functools.lru_cache(maxsize=None)
+def lifecycle_failures(command, args, probe, pool, host_dir):
+    """Run the media container's entrypoint and liveness probe (their own shell text, with
+    host_dir and /run/media moved into a temporary directory and a stand-in media-server) through
+    what eipool does to the env file: absent at start, written, rewritten with another address
+    (drift), removed (a loss), then the container restarted. What each should do is its WHY."""
+    import os
+    import subprocess
+    import tempfile
+    import time
+
+    if command != ("/bin/sh", "-c") or len(args) != 1:
+        return ["the media container runs one `/bin/sh -c` script (the entrypoint checked here)"]
+    if probe[:2] != ("/bin/sh", "-c") or len(probe) != 3:
+        return ["the media container's livenessProbe runs one `/bin/sh -c` script"]
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        host, media, bin_ = (os.path.join(tmp, d) for d in ("eipool", "media", "bin"))
+        for d in (host, media, bin_):
+            os.mkdir(d)
+        started = os.path.join(tmp, "started")
+        fake = os.path.join(bin_, "media-server")
+        with open(fake, "w") as f:
+            f.write(f'#!/bin/sh\necho "$@" > {started}\n')
+        os.chmod(fake, 0o755)
+
+        def moved(text):
+            return text.replace(host_dir, host).replace("/run/media", media)
+
+        env = {"PATH": f"{bin_}:/usr/bin:/bin", "EIPOOL_POOL": pool or "media"}
+        env_file = os.path.join(host, f"{env['EIPOOL_POOL']}.env")
+        if not moved(args[0]).count(host):
+            return ["the media container's entrypoint reads the env file from the host directory"]
+        # The chart names the file itself (the pool in its name); kustomize through $EIPOOL_POOL.
+        named = re.search(re.escape(host) + r"/([A-Za-z0-9._-]+\.env)", moved(args[0]))
+        if named:
+            env_file = os.path.join(host, named.group(1))
+
+        def entrypoint():
+            return subprocess.Popen(["/bin/sh", "-c", moved(args[0])], env=env,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def probe_ok():
+            return subprocess.run(["/bin/sh", "-c", moved(probe[2])], env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, timeout=10).returncode == 0
+
+        def write(ip):
+            with open(env_file + ".tmp", "w") as f:
+                f.write(f"EIPOOL_PUBLIC_IP={ip}\nEIPOOL_ALLOCATION_ID=eipalloc-1\n")
+            os.replace(env_file + ".tmp", env_file)
+
+        def finished(p, within):
+            try:
+                p.wait(timeout=within)
+                return True
+            except subprocess.TimeoutExpired:
+                return False
+
+        def check(ok, why):
+            if not ok:
+                out.append(why)
+
+        # The node holds nothing yet: the server waits for the file, announcing nothing, and the
+        # kubelet does not restart it for that.
+        p = entrypoint()
+        check(not finished(p, 1.5), "with no env file yet (the node holds no address) the media container waits for it "
+              "rather than failing (a crash loop's back-off would delay it once the address comes)")
+        check(probe_ok(), "while the media container waits for the env file, its livenessProbe passes")
+        write("203.0.113.7")
+        check(finished(p, 10) and p.returncode == 0, "once the env file is written the media container starts")
+        if p.poll() is None:
+            p.kill()
+        announced = open(started).read() if os.path.exists(started) else ""
+        check("203.0.113.7" in announced, "the media server announces the env file's address")
+        check(probe_ok(), "the livenessProbe passes while the env file names the announced address")
+        write("203.0.113.8")
+        check(not probe_ok(), "drift: the env file names another address, the livenessProbe fails (restart in place)")
+        os.remove(env_file)
+        check(not probe_ok(), "a loss: the env file is gone, the livenessProbe fails (the server no longer announces "
+              "an address that is soon another node's)")
+        # Restarted by the kubelet, with no address yet: it waits again, and is not restarted
+        # for that.
+        if os.path.exists(started):
+            os.remove(started)
+        p = entrypoint()
+        time.sleep(1.5)
+        check(p.poll() is None and probe_ok(), "restarted after a loss, the media container waits for the env file "
+              "with a passing livenessProbe")
+        p.kill()
+        p.wait()
+    return out
+
+
 def failures_of(docs, nodepool=None, all_nodes=False, namespace=None):
     out = []
 
@@ -437,6 +538,9 @@ def failures_of(docs, nodepool=None, all_nodes=False, namespace=None):
                   "and no privilege escalation")
             text = " ".join(mc.get("args", []) + mc.get("command", []))
             check(host_dir is not None and host_dir in text and ".env" in text, f"{what}: the media container sources the env file")
+            if host_dir is not None:
+                for why in media_lifecycle_failures(mc, host_dir):
+                    check(False, f"{what}: {why}")
         if nodepool is not None:
             check(pod_fits_nodepool(ms, nodepool), f"{what}: the media pod's node selection falls within the Karpenter "
                   "NodePool's labels and requirements, and it tolerates the NodePool's taints (else Karpenter makes no "
@@ -523,6 +627,12 @@ BREAKS = [
         d["spec"]["template"]["spec"]["affinity"].__setitem__("nodeAffinity", {"requiredDuringSchedulingIgnoredDuringExecution": {
             "nodeSelectorTerms": [{"matchExpressions": [{"key": marks(docs)[0], "operator": "Exists"}]}]}})
         for d in media_pods(docs)]),
+    ("media entrypoint failing with no env file (the node holds no address yet)", lambda docs, np: [
+        c.__setitem__("args", [re.sub(r"^.*?done; ", "", c["args"][0])])
+        for d in media_pods(docs) for c in d["spec"]["template"]["spec"]["containers"]]),
+    ("media probe restarting a server that waits for the env file", lambda docs, np: [
+        c["livenessProbe"]["exec"]["command"].__setitem__(2, re.sub(r"^.*?\|\| \{ (.*); \}$", r"\1", c["livenessProbe"]["exec"]["command"][2]))
+        for d in media_pods(docs) for c in d["spec"]["template"]["spec"]["containers"]]),
     ("media pod not selecting the media nodes", lambda docs, np: [
         d["spec"]["template"]["spec"].pop("nodeSelector", None) for d in media_pods(docs)]),
 ]
