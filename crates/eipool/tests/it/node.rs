@@ -792,3 +792,40 @@ async fn a_rotated_service_account_token_is_read_again_from_its_file() {
         "no request went out with the revoked token"
     );
 }
+
+/// A node waiting in the pool's line (no address) whose startup taint is removed by hand (an
+/// operator "unsticking" nodes, a script), or whose Node is re-created without it: the taint is
+/// put back within an interval, as it is while an address is held, not left off until the
+/// node's turn comes (media pods would be scheduled onto a node with no address meanwhile).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_nodes_taint_removed_by_hand_is_put_back_within_an_interval() {
+    let lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(1).await.unwrap();
+    let api = cluster(&lab, &nodes).await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(dir.path(), TOKEN);
+    let pod = NodePod::start(&lab, &nodes[0], &kubeconfig, dir.path(), &[]).await;
+    let _dump = Dump(&pod);
+    let name = pod.name.clone();
+    eventually(
+        "the node to wait in the line",
+        Duration::from_secs(60),
+        || async { (line(&lab).await.len() == 1).then_some(()) },
+    )
+    .await;
+    assert!(api.taints(&name).iter().any(|t| t == TAINT));
+    assert!(api.edit(&name, |n| {
+        n["spec"].as_object_mut().unwrap().remove("taints");
+    }));
+    // --interval 1s: put back well within 15 intervals.
+    eventually(
+        "the waiting node's taint put back",
+        Duration::from_secs(15),
+        || async { api.taints(&name).iter().any(|t| t == TAINT).then_some(()) },
+    )
+    .await;
+    assert_eq!(api.label(&name, LABEL), None);
+    assert_eq!(line(&lab).await.len(), 1, "still waiting in the line");
+    drop(_dump);
+    assert_eq!(pod.stop().await, Some(0));
+}
