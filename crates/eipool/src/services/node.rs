@@ -178,8 +178,10 @@ impl Publish for NodePublisher {
     }
 
     /// The env file goes first (a media pod starting now must not read the lost address), then
-    /// the Node is tainted and unlabelled.
+    /// the Node is tainted and unlabelled: also when the file cannot be removed, before that
+    /// failure stops the pod, so that the Node does not name the lost address meanwhile.
     async fn lost(&mut self) -> Result<(), Error> {
+        let mut removal = Ok(());
         if let Some(file) = &self.env_file {
             match std::fs::remove_file(file) {
                 Ok(()) => {
@@ -187,14 +189,15 @@ impl Publish for NodePublisher {
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => {
-                    return Err(Error::usage(format!(
+                    removal = Err(Error::usage(format!(
                         "--output {}: cannot remove the env file naming an address this node no longer holds: {e}",
                         file.display()
                     )))
                 }
             }
         }
-        self.unassigned().await
+        self.unassigned().await?;
+        removal
     }
 
     async fn tick(&mut self) -> Result<(), Error> {

@@ -829,3 +829,54 @@ async fn a_waiting_nodes_taint_removed_by_hand_is_put_back_within_an_interval() 
     drop(_dump);
     assert_eq!(pod.stop().await, Some(0));
 }
+
+/// A loss whose env file cannot be removed (here something other than a file stands at its
+/// path; in production a `/run/eipool` made read-only or re-owned under the pod): the pod stops
+/// with exit 2 naming `--output`, but only after tainting and unlabelling its Node, which must
+/// not go on naming an address that is another node's now while the pod restarts, and again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loss_whose_env_file_cannot_be_removed_still_taints_the_node_before_exiting() {
+    let lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(2).await.unwrap();
+    lab.ec2.allocate(Some(&lab.pool), 1).await.unwrap();
+    let api = cluster(&lab, &nodes[..1]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(dir.path(), TOKEN);
+    let mut pod = NodePod::start(&lab, &nodes[0], &kubeconfig, dir.path(), &[]).await;
+    let name = pod.name.clone();
+    eventually("the Node untainted", Duration::from_secs(60), || async {
+        untainted(&api, &name).then_some(())
+    })
+    .await;
+    let ip = pod.public_ip().unwrap();
+    std::fs::remove_file(&pod.env_file).unwrap();
+    std::fs::create_dir(&pod.env_file).unwrap();
+    let state = lab.ec2.pool_state(&lab.pool).await.unwrap();
+    let held = state.values().find(|e| e.public_ip == ip).unwrap();
+    lab.ec2
+        .associate_external(&held.allocation_id, &nodes[1].eni)
+        .await
+        .unwrap();
+    let code = tokio::time::timeout(Duration::from_secs(30), pod.child.wait())
+        .await
+        .expect("the pod stops")
+        .unwrap()
+        .code();
+    assert_eq!(code, Some(2), "{}", pod.log());
+    assert!(
+        pod.log().contains("cannot remove the env file"),
+        "{}",
+        pod.log()
+    );
+    assert!(
+        api.taints(&name).iter().any(|t| t == TAINT),
+        "the Node tainted again: {:?}\n{}",
+        api.node(&name),
+        pod.log()
+    );
+    assert_eq!(
+        api.label(&name, LABEL),
+        None,
+        "the Node no longer names {ip}, which is another node's"
+    );
+}
