@@ -109,9 +109,25 @@ impl NodePublisher {
         let result = budget
             .retry("publish on the Node", || async move {
                 let seen = kube.get_node(name, &marks.label).await?;
-                match node::patch(&seen, want, marks) {
-                    None => Ok(false),
-                    Some(ops) => kube.patch_node(name, &ops, false).await.map(|()| true),
+                let Some(ops) = node::patch(&seen, want, marks) else {
+                    return Ok(false);
+                };
+                match kube.patch_node(name, &ops, false).await {
+                    // The API server applies the operations before it compares the
+                    // resourceVersion: one that no longer applies (someone removed the taint or
+                    // the label since the read) is a 422, not the 409 it is. A Node that moved
+                    // on since the read is read again; one that did not refused the patch.
+                    Err(e @ KubeError::Rejected { .. }) => {
+                        let now = kube.get_node(name, &marks.label).await?;
+                        Err(if now.resource_version != seen.resource_version {
+                            KubeError::Conflict {
+                                message: format!("the patch no longer applies: {e}"),
+                            }
+                        } else {
+                            e
+                        })
+                    }
+                    done => done.map(|()| true),
                 }
             })
             .await;

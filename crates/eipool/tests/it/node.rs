@@ -880,3 +880,65 @@ async fn a_loss_whose_env_file_cannot_be_removed_still_taints_the_node_before_ex
         "the Node no longer names {ip}, which is another node's"
     );
 }
+
+/// Someone else removes eipool's taint between eipool's read and its patch (the other pod of a
+/// DaemonSet rolling update publishing the same address a moment earlier, an operator): the
+/// patch's `remove` no longer applies, which the API server answers 422 before it compares the
+/// resourceVersion. That is the conflict it looks like, not a refusal: eipool reads again and
+/// publishes, and keeps running (it exited 2, and restarted with backoff, with the Node
+/// untainted but unlabelled).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patch_that_no_longer_applies_after_someone_elses_write_is_read_again_not_fatal() {
+    let lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(1).await.unwrap();
+    let api = cluster(&lab, &nodes).await;
+    let name = node_name(&nodes[0]);
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(dir.path(), TOKEN);
+    let mut pod = NodePod::start(
+        &lab,
+        &nodes[0],
+        &kubeconfig,
+        dir.path(),
+        &["--interval", "60s"],
+    )
+    .await;
+    let _dump = Dump(&pod);
+    eventually(
+        "the node to wait in the line",
+        Duration::from_secs(60),
+        || async { (line(&lab).await.len() == 1).then_some(()) },
+    )
+    .await;
+    // The next read is followed by someone else's removal of the startup taint.
+    api.interfere_with(&name, 1, |n| {
+        n["spec"].as_object_mut().unwrap().remove("taints");
+    });
+    let mut a = lab.with_redis(&[]);
+    a.extend(args(&["pool", "grow", "--count", "1"]));
+    json(&lab.run(&a).await);
+    eventually(
+        "the Node labelled and untainted",
+        Duration::from_secs(60),
+        || async { untainted(&api, &name).then_some(()) },
+    )
+    .await;
+    assert!(
+        api.log()
+            .iter()
+            .any(|e| e.verb == "patch" && e.status == 422),
+        "the race met a 422"
+    );
+    assert_eq!(
+        api.label(&name, LABEL),
+        pod.public_ip(),
+        "the label names the env file's address"
+    );
+    drop(_dump);
+    assert!(
+        pod.child.try_wait().unwrap().is_none(),
+        "still running: {}",
+        pod.log()
+    );
+    assert_eq!(pod.stop().await, Some(0));
+}
