@@ -942,3 +942,115 @@ async fn a_patch_that_no_longer_applies_after_someone_elses_write_is_read_again_
     );
     assert_eq!(pod.stop().await, Some(0));
 }
+
+/// Two pods for one node, each with its own `--listen` (two installs with different ports; with
+/// the same port, as a DaemonSet rolled with maxSurge would have, the second exits 2 on the port
+/// before claiming): the second adopts the first's address (no second claim);
+/// on a drift both reclaim, and they end on one address, the one EC2 shows on the interface,
+/// named by the env file and the label, with no other address left associated; the old pod's
+/// exit changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_pods_for_one_node_agree_on_one_address_through_a_drift() {
+    let lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(2).await.unwrap();
+    lab.ec2.allocate(Some(&lab.pool), 3).await.unwrap();
+    let api = cluster(&lab, &nodes[..1]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(dir.path(), TOKEN);
+    let old = NodePod::start(&lab, &nodes[0], &kubeconfig, dir.path(), &[]).await;
+    let _d1 = Dump(&old);
+    let name = old.name.clone();
+    eventually("the Node untainted", Duration::from_secs(60), || async {
+        untainted(&api, &name).then_some(())
+    })
+    .await;
+    let first = old.public_ip().unwrap();
+    let new = NodePod::start(&lab, &nodes[0], &kubeconfig, dir.path(), &[]).await;
+    let _d2 = Dump(&new);
+    eventually("the new pod adopts", Duration::from_secs(60), || async {
+        new.log().contains("reused=true").then_some(())
+    })
+    .await;
+    assert_eq!(lab.proxy.stats().calls("AssociateAddress"), 1);
+    let state = lab.ec2.pool_state(&lab.pool).await.unwrap();
+    let held = state.values().find(|e| e.public_ip == first).unwrap();
+    lab.ec2
+        .associate_external(&held.allocation_id, &nodes[1].eni)
+        .await
+        .unwrap();
+    let settled = || async {
+        let on = lab.ec2.addresses_on(&nodes[0].eni).await.unwrap();
+        let [one] = on.as_slice() else { return None };
+        let ip = one.public_ip.clone();
+        (ip != first
+            && new.public_ip().as_deref() == Some(ip.as_str())
+            && api.label(&name, LABEL).as_deref() == Some(ip.as_str())
+            && untainted(&api, &name))
+        .then_some(ip)
+    };
+    let ip = eventually(
+        "one new address, published",
+        Duration::from_secs(60),
+        settled,
+    )
+    .await;
+    // Stays so for a few intervals (no flapping between the two pods).
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(settled().await.as_deref(), Some(ip.as_str()));
+    }
+    let state = lab.ec2.pool_state(&lab.pool).await.unwrap();
+    let associated: Vec<_> = state
+        .values()
+        .filter(|e| e.eni.as_deref() == Some(nodes[0].eni.as_str()))
+        .collect();
+    assert_eq!(associated.len(), 1, "{state:?}");
+    drop(_d1);
+    assert_eq!(old.stop().await, Some(0));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(settled().await.as_deref(), Some(ip.as_str()));
+    drop(_d2);
+    assert_eq!(new.stop().await, Some(0));
+}
+
+/// The node's own view (IMDSv2) shows its address gone while EC2's API is down (5xx, or
+/// throttled by a herd): the agent keeps the address as "unknown" for the whole outage, so the
+/// Node stays untainted and labelled, and the env file names an address that is another
+/// node's. (A finding of the 2026-12-06 review, not fixed: see the report.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "finding: a loss the node sees while EC2 is down is not published; not fixed"]
+async fn a_loss_seen_by_the_node_while_ec2_is_down_taints_the_node() {
+    let lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(2).await.unwrap();
+    lab.ec2.allocate(Some(&lab.pool), 1).await.unwrap();
+    let api = cluster(&lab, &nodes[..1]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(dir.path(), TOKEN);
+    let pod = NodePod::start(&lab, &nodes[0], &kubeconfig, dir.path(), &[]).await;
+    let _dump = Dump(&pod);
+    let name = pod.name.clone();
+    eventually("the Node untainted", Duration::from_secs(60), || async {
+        untainted(&api, &name).then_some(())
+    })
+    .await;
+    let ip = pod.public_ip().unwrap();
+    lab.proxy.reconfigure(|c| c.p_5xx = 1.0);
+    let state = lab.ec2.pool_state(&lab.pool).await.unwrap();
+    let held = state.values().find(|e| e.public_ip == ip).unwrap();
+    lab.ec2
+        .associate_external(&held.allocation_id, &nodes[1].eni)
+        .await
+        .unwrap();
+    // --interval 1s; IMDSv2 shows the change at once (the stub reads EC2's state). 20 s is
+    // four times EC2's consistency bound, past any lag of the node's view.
+    eventually("the Node tainted", Duration::from_secs(20), || async {
+        api.taints(&name).iter().any(|t| t == TAINT).then_some(())
+    })
+    .await;
+    assert_eq!(api.label(&name, LABEL), None);
+    assert_eq!(
+        pod.public_ip(),
+        None,
+        "the env file names {ip}, another node's"
+    );
+}
