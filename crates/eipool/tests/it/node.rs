@@ -1054,3 +1054,37 @@ async fn a_loss_seen_by_the_node_while_ec2_is_down_taints_the_node() {
         "the env file names {ip}, another node's"
     );
 }
+
+/// A pod starting where a previous one left an env file and a published Node (its address
+/// taken since, while no pod ran), with the pool now full: the env file goes and the Node is
+/// tainted and unlabelled before the pod waits in the line; nothing names the old address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_env_file_and_label_from_a_previous_pod_go_when_the_pool_is_full() {
+    let lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(1).await.unwrap();
+    let api = cluster(&lab, &nodes).await;
+    let name = node_name(&nodes[0]);
+    // As a previous pod left it: labelled, untainted.
+    api.add_node(
+        &name,
+        &[("kubernetes.io/os", "linux"), (LABEL, "198.51.100.7")],
+        &[],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(dir.path(), TOKEN);
+    let env_file = dir.path().join(format!("{}.env", nodes[0].eni));
+    std::fs::write(&env_file, "EIPOOL_PUBLIC_IP=198.51.100.7\n").unwrap();
+    let pod = NodePod::start(&lab, &nodes[0], &kubeconfig, dir.path(), &[]).await;
+    let _dump = Dump(&pod);
+    eventually(
+        "the node to wait in the line",
+        Duration::from_secs(60),
+        || async { (line(&lab).await.len() == 1).then_some(()) },
+    )
+    .await;
+    assert!(!env_file.exists(), "the stale env file removed");
+    assert!(api.taints(&name).iter().any(|t| t == TAINT));
+    assert_eq!(api.label(&name, LABEL), None);
+    drop(_dump);
+    assert_eq!(pod.stop().await, Some(0));
+}
