@@ -73,6 +73,9 @@ impl Entry {
     }
 }
 
+/// Someone else's change to a stored Node (its resourceVersion is set after it).
+type Edit = Arc<dyn Fn(&mut Value) + Send + Sync>;
+
 #[derive(Default)]
 struct Inner {
     nodes: BTreeMap<String, Value>,
@@ -82,8 +85,8 @@ struct Inner {
     tokens: HashMap<String, (String, Vec<String>)>,
     /// The bearer token of every request, in order.
     seen: Vec<String>,
-    /// Node → how many more GETs are followed by someone else's change.
-    interfere: HashMap<String, usize>,
+    /// Node → how many more GETs are followed by someone else's change, and that change.
+    interfere: HashMap<String, (usize, Edit)>,
     log: Vec<Entry>,
 }
 
@@ -272,7 +275,23 @@ impl KubeApi {
     /// else's change to it (a kubelet's label, a new resourceVersion): a patch built on the
     /// answer then meets a 409.
     pub fn interfere(&self, name: &str, times: usize) {
-        self.inner().interfere.insert(name.into(), times);
+        self.interfere_with(name, times, |n| {
+            let rv = n["metadata"]["resourceVersion"].clone();
+            n["metadata"]["labels"]["lab.eipool.io/heartbeat"] = rv;
+        });
+    }
+
+    /// As [`KubeApi::interfere`], with `edit` as the other writer's change (e.g. removing a
+    /// taint or a label, which a patch built on the answer then fails to remove: 422).
+    pub fn interfere_with(
+        &self,
+        name: &str,
+        times: usize,
+        edit: impl Fn(&mut Value) + Send + Sync + 'static,
+    ) {
+        self.inner()
+            .interfere
+            .insert(name.into(), (times, Arc::new(edit)));
     }
 
     /// Log what `witness` says at every stored patch.
@@ -402,13 +421,14 @@ async fn get_node(
     );
     // Someone else writes the Node right after this read (the kubelet's heartbeat labels, a
     // controller): its resourceVersion moves on.
-    if let Some(left) = inner.interfere.get_mut(&name).filter(|n| **n > 0) {
+    if let Some((left, edit)) = inner.interfere.get_mut(&name).filter(|(n, _)| *n > 0) {
         *left -= 1;
+        let edit = edit.clone();
         inner.revision += 1;
         let rv = inner.revision.to_string();
         let stored = inner.nodes.get_mut(&name).unwrap();
-        stored["metadata"]["labels"]["lab.eipool.io/heartbeat"] = json!(rv);
         stored["metadata"]["resourceVersion"] = json!(rv);
+        edit(stored);
         let after = stored.clone();
         log(
             &mut inner,

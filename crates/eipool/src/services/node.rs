@@ -109,9 +109,25 @@ impl NodePublisher {
         let result = budget
             .retry("publish on the Node", || async move {
                 let seen = kube.get_node(name, &marks.label).await?;
-                match node::patch(&seen, want, marks) {
-                    None => Ok(false),
-                    Some(ops) => kube.patch_node(name, &ops, false).await.map(|()| true),
+                let Some(ops) = node::patch(&seen, want, marks) else {
+                    return Ok(false);
+                };
+                match kube.patch_node(name, &ops, false).await {
+                    // The API server applies the operations before it compares the
+                    // resourceVersion: one that no longer applies (someone removed the taint or
+                    // the label since the read) is a 422, not the 409 it is. A Node that moved
+                    // on since the read is read again; one that did not refused the patch.
+                    Err(e @ KubeError::Rejected { .. }) => {
+                        let now = kube.get_node(name, &marks.label).await?;
+                        Err(if now.resource_version != seen.resource_version {
+                            KubeError::Conflict {
+                                message: format!("the patch no longer applies: {e}"),
+                            }
+                        } else {
+                            e
+                        })
+                    }
+                    done => done.map(|()| true),
                 }
             })
             .await;
@@ -178,8 +194,10 @@ impl Publish for NodePublisher {
     }
 
     /// The env file goes first (a media pod starting now must not read the lost address), then
-    /// the Node is tainted and unlabelled.
+    /// the Node is tainted and unlabelled: also when the file cannot be removed, before that
+    /// failure stops the pod, so that the Node does not name the lost address meanwhile.
     async fn lost(&mut self) -> Result<(), Error> {
+        let mut removal = Ok(());
         if let Some(file) = &self.env_file {
             match std::fs::remove_file(file) {
                 Ok(()) => {
@@ -187,14 +205,15 @@ impl Publish for NodePublisher {
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => {
-                    return Err(Error::usage(format!(
+                    removal = Err(Error::usage(format!(
                         "--output {}: cannot remove the env file naming an address this node no longer holds: {e}",
                         file.display()
                     )))
                 }
             }
         }
-        self.unassigned().await
+        self.unassigned().await?;
+        removal
     }
 
     async fn tick(&mut self) -> Result<(), Error> {

@@ -792,3 +792,299 @@ async fn a_rotated_service_account_token_is_read_again_from_its_file() {
         "no request went out with the revoked token"
     );
 }
+
+/// A node waiting in the pool's line (no address) whose startup taint is removed by hand (an
+/// operator "unsticking" nodes, a script), or whose Node is re-created without it: the taint is
+/// put back within an interval, as it is while an address is held, not left off until the
+/// node's turn comes (media pods would be scheduled onto a node with no address meanwhile).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_nodes_taint_removed_by_hand_is_put_back_within_an_interval() {
+    let lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(1).await.unwrap();
+    let api = cluster(&lab, &nodes).await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(dir.path(), TOKEN);
+    let pod = NodePod::start(&lab, &nodes[0], &kubeconfig, dir.path(), &[]).await;
+    let _dump = Dump(&pod);
+    let name = pod.name.clone();
+    eventually(
+        "the node to wait in the line",
+        Duration::from_secs(60),
+        || async { (line(&lab).await.len() == 1).then_some(()) },
+    )
+    .await;
+    assert!(api.taints(&name).iter().any(|t| t == TAINT));
+    assert!(api.edit(&name, |n| {
+        n["spec"].as_object_mut().unwrap().remove("taints");
+    }));
+    // --interval 1s: put back well within 15 intervals.
+    eventually(
+        "the waiting node's taint put back",
+        Duration::from_secs(15),
+        || async { api.taints(&name).iter().any(|t| t == TAINT).then_some(()) },
+    )
+    .await;
+    assert_eq!(api.label(&name, LABEL), None);
+    assert_eq!(line(&lab).await.len(), 1, "still waiting in the line");
+    drop(_dump);
+    assert_eq!(pod.stop().await, Some(0));
+}
+
+/// A loss whose env file cannot be removed (here something other than a file stands at its
+/// path; in production a `/run/eipool` made read-only or re-owned under the pod): the pod stops
+/// with exit 2 naming `--output`, but only after tainting and unlabelling its Node, which must
+/// not go on naming an address that is another node's now while the pod restarts, and again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loss_whose_env_file_cannot_be_removed_still_taints_the_node_before_exiting() {
+    let lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(2).await.unwrap();
+    lab.ec2.allocate(Some(&lab.pool), 1).await.unwrap();
+    let api = cluster(&lab, &nodes[..1]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(dir.path(), TOKEN);
+    let mut pod = NodePod::start(&lab, &nodes[0], &kubeconfig, dir.path(), &[]).await;
+    let name = pod.name.clone();
+    eventually("the Node untainted", Duration::from_secs(60), || async {
+        untainted(&api, &name).then_some(())
+    })
+    .await;
+    let ip = pod.public_ip().unwrap();
+    std::fs::remove_file(&pod.env_file).unwrap();
+    std::fs::create_dir(&pod.env_file).unwrap();
+    let state = lab.ec2.pool_state(&lab.pool).await.unwrap();
+    let held = state.values().find(|e| e.public_ip == ip).unwrap();
+    lab.ec2
+        .associate_external(&held.allocation_id, &nodes[1].eni)
+        .await
+        .unwrap();
+    let code = tokio::time::timeout(Duration::from_secs(30), pod.child.wait())
+        .await
+        .expect("the pod stops")
+        .unwrap()
+        .code();
+    assert_eq!(code, Some(2), "{}", pod.log());
+    assert!(
+        pod.log().contains("cannot remove the env file"),
+        "{}",
+        pod.log()
+    );
+    assert!(
+        api.taints(&name).iter().any(|t| t == TAINT),
+        "the Node tainted again: {:?}\n{}",
+        api.node(&name),
+        pod.log()
+    );
+    assert_eq!(
+        api.label(&name, LABEL),
+        None,
+        "the Node no longer names {ip}, which is another node's"
+    );
+}
+
+/// Someone else removes eipool's taint between eipool's read and its patch (the other pod of a
+/// DaemonSet rolling update publishing the same address a moment earlier, an operator): the
+/// patch's `remove` no longer applies, which the API server answers 422 before it compares the
+/// resourceVersion. That is the conflict it looks like, not a refusal: eipool reads again and
+/// publishes, and keeps running (it exited 2, and restarted with backoff, with the Node
+/// untainted but unlabelled).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patch_that_no_longer_applies_after_someone_elses_write_is_read_again_not_fatal() {
+    let lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(1).await.unwrap();
+    let api = cluster(&lab, &nodes).await;
+    let name = node_name(&nodes[0]);
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(dir.path(), TOKEN);
+    let mut pod = NodePod::start(
+        &lab,
+        &nodes[0],
+        &kubeconfig,
+        dir.path(),
+        &["--interval", "60s"],
+    )
+    .await;
+    let _dump = Dump(&pod);
+    eventually(
+        "the node to wait in the line",
+        Duration::from_secs(60),
+        || async { (line(&lab).await.len() == 1).then_some(()) },
+    )
+    .await;
+    // The next read is followed by someone else's removal of the startup taint.
+    api.interfere_with(&name, 1, |n| {
+        n["spec"].as_object_mut().unwrap().remove("taints");
+    });
+    let mut a = lab.with_redis(&[]);
+    a.extend(args(&["pool", "grow", "--count", "1"]));
+    json(&lab.run(&a).await);
+    eventually(
+        "the Node labelled and untainted",
+        Duration::from_secs(60),
+        || async { untainted(&api, &name).then_some(()) },
+    )
+    .await;
+    assert!(
+        api.log()
+            .iter()
+            .any(|e| e.verb == "patch" && e.status == 422),
+        "the race met a 422"
+    );
+    assert_eq!(
+        api.label(&name, LABEL),
+        pod.public_ip(),
+        "the label names the env file's address"
+    );
+    drop(_dump);
+    assert!(
+        pod.child.try_wait().unwrap().is_none(),
+        "still running: {}",
+        pod.log()
+    );
+    assert_eq!(pod.stop().await, Some(0));
+}
+
+/// Two pods for one node, each with its own `--listen` (two installs with different ports; with
+/// the same port, as a DaemonSet rolled with maxSurge would have, the second exits 2 on the port
+/// before claiming): the second adopts the first's address (no second claim);
+/// on a drift both reclaim, and they end on one address, the one EC2 shows on the interface,
+/// named by the env file and the label, with no other address left associated; the old pod's
+/// exit changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_pods_for_one_node_agree_on_one_address_through_a_drift() {
+    let lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(2).await.unwrap();
+    lab.ec2.allocate(Some(&lab.pool), 3).await.unwrap();
+    let api = cluster(&lab, &nodes[..1]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(dir.path(), TOKEN);
+    let old = NodePod::start(&lab, &nodes[0], &kubeconfig, dir.path(), &[]).await;
+    let _d1 = Dump(&old);
+    let name = old.name.clone();
+    eventually("the Node untainted", Duration::from_secs(60), || async {
+        untainted(&api, &name).then_some(())
+    })
+    .await;
+    let first = old.public_ip().unwrap();
+    let new = NodePod::start(&lab, &nodes[0], &kubeconfig, dir.path(), &[]).await;
+    let _d2 = Dump(&new);
+    eventually("the new pod adopts", Duration::from_secs(60), || async {
+        new.log().contains("reused=true").then_some(())
+    })
+    .await;
+    assert_eq!(lab.proxy.stats().calls("AssociateAddress"), 1);
+    let state = lab.ec2.pool_state(&lab.pool).await.unwrap();
+    let held = state.values().find(|e| e.public_ip == first).unwrap();
+    lab.ec2
+        .associate_external(&held.allocation_id, &nodes[1].eni)
+        .await
+        .unwrap();
+    let settled = || async {
+        let on = lab.ec2.addresses_on(&nodes[0].eni).await.unwrap();
+        let [one] = on.as_slice() else { return None };
+        let ip = one.public_ip.clone();
+        (ip != first
+            && new.public_ip().as_deref() == Some(ip.as_str())
+            && api.label(&name, LABEL).as_deref() == Some(ip.as_str())
+            && untainted(&api, &name))
+        .then_some(ip)
+    };
+    let ip = eventually(
+        "one new address, published",
+        Duration::from_secs(60),
+        settled,
+    )
+    .await;
+    // Stays so for a few intervals (no flapping between the two pods).
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(settled().await.as_deref(), Some(ip.as_str()));
+    }
+    let state = lab.ec2.pool_state(&lab.pool).await.unwrap();
+    let associated: Vec<_> = state
+        .values()
+        .filter(|e| e.eni.as_deref() == Some(nodes[0].eni.as_str()))
+        .collect();
+    assert_eq!(associated.len(), 1, "{state:?}");
+    drop(_d1);
+    assert_eq!(old.stop().await, Some(0));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(settled().await.as_deref(), Some(ip.as_str()));
+    drop(_d2);
+    assert_eq!(new.stop().await, Some(0));
+}
+
+/// The node's own view (IMDSv2) shows its address gone while EC2's API is down (5xx, or
+/// throttled by a herd): the agent keeps the address as "unknown" for the whole outage, so the
+/// Node stays untainted and labelled, and the env file names an address that is another
+/// node's. (A finding of the 2026-12-06 review, not fixed: see the report.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "finding: a loss the node sees while EC2 is down is not published; not fixed"]
+async fn a_loss_seen_by_the_node_while_ec2_is_down_taints_the_node() {
+    let lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(2).await.unwrap();
+    lab.ec2.allocate(Some(&lab.pool), 1).await.unwrap();
+    let api = cluster(&lab, &nodes[..1]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(dir.path(), TOKEN);
+    let pod = NodePod::start(&lab, &nodes[0], &kubeconfig, dir.path(), &[]).await;
+    let _dump = Dump(&pod);
+    let name = pod.name.clone();
+    eventually("the Node untainted", Duration::from_secs(60), || async {
+        untainted(&api, &name).then_some(())
+    })
+    .await;
+    let ip = pod.public_ip().unwrap();
+    lab.proxy.reconfigure(|c| c.p_5xx = 1.0);
+    let state = lab.ec2.pool_state(&lab.pool).await.unwrap();
+    let held = state.values().find(|e| e.public_ip == ip).unwrap();
+    lab.ec2
+        .associate_external(&held.allocation_id, &nodes[1].eni)
+        .await
+        .unwrap();
+    // --interval 1s; IMDSv2 shows the change at once (the stub reads EC2's state). 20 s is
+    // four times EC2's consistency bound, past any lag of the node's view.
+    eventually("the Node tainted", Duration::from_secs(20), || async {
+        api.taints(&name).iter().any(|t| t == TAINT).then_some(())
+    })
+    .await;
+    assert_eq!(api.label(&name, LABEL), None);
+    assert_eq!(
+        pod.public_ip(),
+        None,
+        "the env file names {ip}, another node's"
+    );
+}
+
+/// A pod starting where a previous one left an env file and a published Node (its address
+/// taken since, while no pod ran), with the pool now full: the env file goes and the Node is
+/// tainted and unlabelled before the pod waits in the line; nothing names the old address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_env_file_and_label_from_a_previous_pod_go_when_the_pool_is_full() {
+    let lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(1).await.unwrap();
+    let api = cluster(&lab, &nodes).await;
+    let name = node_name(&nodes[0]);
+    // As a previous pod left it: labelled, untainted.
+    api.add_node(
+        &name,
+        &[("kubernetes.io/os", "linux"), (LABEL, "198.51.100.7")],
+        &[],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(dir.path(), TOKEN);
+    let env_file = dir.path().join(format!("{}.env", nodes[0].eni));
+    std::fs::write(&env_file, "EIPOOL_PUBLIC_IP=198.51.100.7\n").unwrap();
+    let pod = NodePod::start(&lab, &nodes[0], &kubeconfig, dir.path(), &[]).await;
+    let _dump = Dump(&pod);
+    eventually(
+        "the node to wait in the line",
+        Duration::from_secs(60),
+        || async { (line(&lab).await.len() == 1).then_some(()) },
+    )
+    .await;
+    assert!(!env_file.exists(), "the stale env file removed");
+    assert!(api.taints(&name).iter().any(|t| t == TAINT));
+    assert_eq!(api.label(&name, LABEL), None);
+    drop(_dump);
+    assert_eq!(pod.stop().await, Some(0));
+}

@@ -72,7 +72,8 @@ pub(crate) trait Publish {
     /// (drift), or a pool found exhausted (a claim adopts what is on the interface first).
     /// Whatever still names an address must stop naming it, at once, before a reclaim.
     async fn lost(&mut self) -> Result<(), Error>;
-    /// Once per interval while an address is held: finish what could not be published yet.
+    /// Once per interval, holding an address or waiting in the pool's line: finish what could
+    /// not be published yet, and put back what someone else changed.
     async fn tick(&mut self) -> Result<(), Error>;
 }
 
@@ -228,7 +229,7 @@ async fn watch(
             }
         }
         if waiting {
-            match waiter.turn(cfg.interval, cancel).await {
+            match turn_ticking(&mut waiter, publish, cfg.interval, cancel).await {
                 Ok(Woken::Turn) => {}
                 Ok(Woken::Cancelled) => {
                     waiter.step_away().await;
@@ -299,6 +300,28 @@ async fn watch(
         if cfg.pool_metrics {
             let budget = Budget::new(Instant::now() + cfg.interval, cancel.clone());
             pool_view::publish_gauges(ctx, &budget).await;
+        }
+    }
+}
+
+/// Wait for our turn in the pool's line, and meanwhile `publish.tick()` every `interval`, as
+/// while an address is held: a waiting node's taint removed by hand is put back, not left off
+/// until its turn. The turn is polled all along, so its heartbeat never stops for a slow tick.
+async fn turn_ticking(
+    waiter: &mut Waiter,
+    publish: &mut impl Publish,
+    interval: Duration,
+    cancel: &CancellationToken,
+) -> Result<Woken, Error> {
+    let mut turn = std::pin::pin!(waiter.turn(interval, cancel));
+    loop {
+        tokio::select! {
+            woken = &mut turn => return woken,
+            _ = tokio::time::sleep(interval) => {}
+        }
+        tokio::select! {
+            woken = &mut turn => return woken,
+            told = publish.tick() => told?,
         }
     }
 }
