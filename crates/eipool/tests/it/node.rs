@@ -1014,11 +1014,9 @@ async fn two_pods_for_one_node_agree_on_one_address_through_a_drift() {
 }
 
 /// The node's own view (IMDSv2) shows its address gone while EC2's API is down (5xx, or
-/// throttled by a herd): the agent keeps the address as "unknown" for the whole outage, so the
-/// Node stays untainted and labelled, and the env file names an address that is another
-/// node's. (A finding of the 2026-12-06 review, not fixed: see the report.)
+/// throttled by a herd): kept as "unknown" for the whole outage, the Node would stay untainted
+/// and labelled, and the env file would name an address that is another node's. Past EC2's consistency bound the node's view is taken as the loss it is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "finding: a loss the node sees while EC2 is down is not published; not fixed"]
 async fn a_loss_seen_by_the_node_while_ec2_is_down_taints_the_node() {
     let lab = Lab::new().await;
     let nodes = lab.ec2.nodes(2).await.unwrap();

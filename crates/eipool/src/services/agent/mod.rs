@@ -216,10 +216,11 @@ async fn watch(
                         .map(|d| format!(" (after {d})"))
                         .unwrap_or_default();
                     health.set(false, format!("no address{after}: {e}"));
+                    // A place in the line keeps its heartbeat while a slow API server answers.
                     let told = if matches!(e, Error::Exhausted { .. }) {
-                        publish.lost().await
+                        waiter.beating(publish.lost()).await
                     } else {
-                        publish.unassigned().await
+                        waiter.beating(publish.unassigned()).await
                     };
                     if let Err(e) = told {
                         waiter.leave().await;
@@ -249,12 +250,16 @@ async fn watch(
         }
         if let Some(c) = &held {
             let budget = Budget::new(Instant::now() + cfg.interval, cancel.clone());
-            match verifier.check(ctx, me, c, &budget).await {
-                Verdict::Holds => last_verified = Instant::now(),
+            let loss = match verifier.check(ctx, me, c, &budget).await {
+                Verdict::Holds => {
+                    last_verified = Instant::now();
+                    None
+                }
                 Verdict::Cancelled => return Ok(held),
                 Verdict::Unknown(why) => {
                     metrics::global().verify_failures.inc();
                     warn!(error = %why, unverified_for_s = last_verified.elapsed().as_secs(), "could not verify the address; keeping it and serving");
+                    None
                 }
                 Verdict::Lost(standing, seen) => {
                     let now_at = match (
@@ -275,21 +280,31 @@ async fn watch(
                         "drift: {} ({}) is no longer on {}; it is {now_at}",
                         c.public_ip, c.allocation_id, me.eni
                     );
-                    error!("{msg}");
-                    metrics::global().drift.inc();
-                    health.set(false, msg.clone());
-                    match cfg.on_drift {
-                        OnDrift::Exit => return Err(Error::Drift(msg)),
-                        OnDrift::Reclaim => {
-                            // Free again: take it back, so the media server's address stays.
-                            take_back =
-                                (standing == Standing::Free).then(|| c.allocation_id.clone());
-                            held = None;
-                            drifted = Some(msg);
-                            // Until a reclaim holds one, nothing may name the lost address
-                            // (another node's soon): node mode taints and unlabels now.
-                            publish.lost().await?;
-                        }
+                    Some((msg, standing == Standing::Free))
+                }
+                Verdict::LostOnNode { for_s, ec2 } => {
+                    metrics::global().verify_failures.inc();
+                    let msg = format!(
+                        "drift: {} ({}) is no longer on {}: the node (IMDSv2) has not shown it there for {for_s} s, and EC2 cannot say ({ec2})",
+                        c.public_ip, c.allocation_id, me.eni
+                    );
+                    Some((msg, false))
+                }
+            };
+            if let Some((msg, free)) = loss {
+                error!("{msg}");
+                metrics::global().drift.inc();
+                health.set(false, msg.clone());
+                match cfg.on_drift {
+                    OnDrift::Exit => return Err(Error::Drift(msg)),
+                    OnDrift::Reclaim => {
+                        // Free again: take it back, so the media server's address stays.
+                        take_back = free.then(|| c.allocation_id.clone());
+                        held = None;
+                        drifted = Some(msg);
+                        // Until a reclaim holds one, nothing may name the lost address
+                        // (another node's soon): node mode taints and unlabels now.
+                        publish.lost().await?;
                     }
                 }
             }

@@ -2,7 +2,11 @@
 //! private IP; no EC2 call, and it answers while the EC2 API is throttled or down), and of EC2
 //! only when the node says no, when there is no IMDSv2 (identity by flag), or as a rare backstop.
 //!
-//! An answer that does not come is "unknown", never drift: the address is kept.
+//! An answer that does not come is "unknown", never drift: the address is kept. Except one: the
+//! node showing the address gone from our private IP for longer than EC2's consistency bound
+//! while EC2 cannot say (down, throttled) is a loss, as it is: the node's own view lags EC2 by
+//! moments, not by an outage, and keeping it would leave the address named (the env file, the
+//! Node's label) while it is another's.
 
 use std::time::Duration;
 
@@ -13,6 +17,7 @@ use crate::adapters::aws::Imds;
 use crate::pure::address::{Address, HolderTag};
 use crate::pure::classify::{standing, Standing};
 use crate::pure::identity::Identity;
+use crate::pure::plan::CONSISTENCY_BOUND;
 use crate::services::context::Context;
 use crate::support::budget::{Budget, Interrupt, Stopped};
 use crate::support::output::Claimed;
@@ -26,6 +31,9 @@ pub(super) enum Verdict {
     Unknown(String),
     /// EC2 shows it elsewhere (`Some(where)`), free (`None`), or gone.
     Lost(Standing, Option<Address>),
+    /// The node has shown the address gone from our private IP for `for_s` seconds (past EC2's
+    /// consistency bound), and EC2 could not say (`ec2`).
+    LostOnNode { for_s: u64, ec2: String },
     /// SIGTERM/SIGINT arrived meanwhile.
     Cancelled,
 }
@@ -36,6 +44,8 @@ pub(super) struct Verifier {
     /// When EC2 is asked next even though the node says all is well.
     backstop_at: Instant,
     backstop_every: Duration,
+    /// Since when the node has shown the address gone (reset when it shows it again).
+    node_gone_since: Option<Instant>,
 }
 
 impl Verifier {
@@ -46,6 +56,7 @@ impl Verifier {
             imds: Imds::new(),
             backstop_at: Instant::now() + backstop_every.mul_f64(first_fraction.clamp(0.0, 1.0)),
             backstop_every,
+            node_gone_since: None,
         }
     }
 
@@ -71,6 +82,13 @@ impl Verifier {
             },
             None => None,
         };
+        match on_node {
+            Some(true) => self.node_gone_since = None,
+            Some(false) => {
+                self.node_gone_since.get_or_insert_with(Instant::now);
+            }
+            None => {}
+        }
         let backstop_due = Instant::now() >= self.backstop_at;
         if on_node == Some(true) && !backstop_due {
             return Verdict::Holds;
@@ -83,6 +101,8 @@ impl Verifier {
         {
             Ok(seen) => match standing(seen.as_ref(), me) {
                 Standing::Mine => {
+                    // The node's "gone" was its lag (or its own fault): count afresh.
+                    self.node_gone_since = None;
                     if let Some(a) = &seen {
                         repair_holder_tag(ctx, me, a, budget).await;
                     }
@@ -94,12 +114,27 @@ impl Verifier {
                 lost => Verdict::Lost(lost, seen),
             },
             Err(Stopped::Interrupted(Interrupt::Cancelled)) => Verdict::Cancelled,
-            Err(Stopped::Interrupted(Interrupt::Deadline)) => Verdict::Unknown(
+            Err(Stopped::Interrupted(Interrupt::Deadline)) => self.unanswered(
+                on_node,
                 budget
                     .last_error()
                     .unwrap_or_else(|| "EC2 did not answer in time".into()),
             ),
-            Err(Stopped::Failed(e)) => Verdict::Unknown(e.to_string()),
+            Err(Stopped::Failed(e)) => self.unanswered(on_node, e.to_string()),
+        }
+    }
+
+    /// EC2 could not say: unknown, unless the node has shown the address gone for longer than
+    /// EC2's consistency bound.
+    fn unanswered(&self, on_node: Option<bool>, ec2: String) -> Verdict {
+        match self.node_gone_since {
+            Some(since) if on_node == Some(false) && since.elapsed() >= CONSISTENCY_BOUND => {
+                Verdict::LostOnNode {
+                    for_s: since.elapsed().as_secs(),
+                    ec2,
+                }
+            }
+            _ => Verdict::Unknown(ec2),
         }
     }
 }
