@@ -474,7 +474,6 @@ def failures_of(docs, nodepool=None, all_nodes=False, namespace=None):
         p = policies[0]
         text = json.dumps(p["spec"])
         match = " ".join(m["expression"] for m in p["spec"].get("matchConditions", []))
-        check(sa is not None and sa in match, "the policy applies to the node pod's service account")
         check("authentication.kubernetes.io/node-name" in text, "the policy holds each pod to the node-name of its token")
         check(f"t.key != '{taint_key}'" in text, f"the policy lets the pod change only the taint {taint_key}")
         check(f"k == '{label}'" in text, f"the policy lets the pod change only the label {label}")
@@ -490,10 +489,13 @@ def failures_of(docs, nodepool=None, all_nodes=False, namespace=None):
         if celpy is not None and sa and ns:
             # Its user: the node pod's ServiceAccount in its namespace, and in any other (a
             # namespace-changing overlay moves the ServiceAccount, not the policy's text).
-            for where in (ns, "another-namespace"):
-                who = f"system:serviceaccount:{where}:{sa}"
+            # Renamed too: an outer overlay's namePrefix/nameSuffix renames the ServiceAccount and
+            # every reference to it, but not its name inside the policy's CEL.
+            for where, name, why in ((ns, sa, "in its namespace"), ("another-namespace", sa, "in any namespace"),
+                                     (ns, f"prod-{sa}-v2", "renamed by an outer overlay's namePrefix and nameSuffix")):
+                who = f"system:serviceaccount:{where}:{name}"
                 check(admit(p, who, OTHER_NODE, base_node(), base_node()) is not None,
-                      f"the policy applies to {who} (the node pod's ServiceAccount in {'its' if where == ns else 'any'} namespace)")
+                      f"the policy applies to {who} (the node pod's ServiceAccount {why})")
             out.extend(policy_failures(p, label, taint, ns, sa))
 
     # The media workloads of node mode: no sidecar, no role, the env file read-only, on live Nodes.
@@ -613,6 +615,9 @@ BREAKS = [
         policy(docs)["matchConditions"][0].__setitem__("expression", "request.userInfo.username == 'system:serviceaccount:{}:{}'".format(
             daemonset(docs)[0]["metadata"].get("namespace") or of_kind(docs, "ClusterRoleBinding")[0]["subjects"][0]["namespace"],
             daemonset(docs)[0]["spec"]["template"]["spec"]["serviceAccountName"]))),
+    ("policy for the ServiceAccount's exact name (an outer overlay's namePrefix leaves it behind)", lambda docs, np:
+        policy(docs)["matchConditions"][0].__setitem__("expression", "request.userInfo.username.startsWith('system:serviceaccount:') "
+            "&& request.userInfo.username.endsWith(':{}')".format(daemonset(docs)[0]["spec"]["template"]["spec"]["serviceAccountName"]))),
     ("policy without the finalizers rule", lambda docs, np: policy(docs)["validations"].remove(validation(docs, "finalizers"))),
     ("policy's finalizers rule passing anything", lambda docs, np: always(validation(docs, "finalizers"))),
     ("policy's taint rule passing any effect", lambda docs, np: always(validation(docs, "t.effect"))),
