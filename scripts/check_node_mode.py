@@ -206,6 +206,12 @@ def admission_cases(label, taint, ns, sa):
             {"apiVersion": "v1", "kind": "Pod", "name": "eipool-node-x", "uid": "00000000-0000-0000-0000-000000000001"}]), False),
         ("an annotation changed", user, NODE, held, node(labels={label: "203.0.113.7"}, annotations={"x": "y"}), False),
         ("the Node cordoned", user, NODE, held, {**held, "spec": {**held["spec"], "unschedulable": True}}, False),
+        # The spec fields an update may still set once (from empty: podCIDR on a VPC CNI node,
+        # which has none) or that name the instance: none of eipool's.
+        ("the Node's podCIDR set (it had none)", user, NODE, held,
+         {**held, "spec": {**held["spec"], "podCIDR": "10.244.0.0/24", "podCIDRs": ["10.244.0.0/24"]}}, False),
+        ("the Node's providerID set (it had none)", user, NODE, {**held, "spec": {**held["spec"], "providerID": ""}},
+         {**held, "spec": {**held["spec"], "providerID": "aws:///us-east-1a/i-0fedcba9876543210"}}, False),
     ]
     return out
 
@@ -620,6 +626,7 @@ BREAKS = [
             "&& request.userInfo.username.endsWith(':{}')".format(daemonset(docs)[0]["spec"]["template"]["spec"]["serviceAccountName"]))),
     ("policy without the finalizers rule", lambda docs, np: policy(docs)["validations"].remove(validation(docs, "finalizers"))),
     ("policy's finalizers rule passing anything", lambda docs, np: always(validation(docs, "finalizers"))),
+    ("policy without the podCIDR and providerID rule", lambda docs, np: policy(docs)["validations"].remove(validation(docs, "podCIDR"))),
     ("policy's taint rule passing any effect", lambda docs, np: always(validation(docs, "t.effect"))),
     ("policy's label rule passing any value", lambda docs, np: always(validation(docs, ".matches("))),
     ("policy's other-labels rule passing anything", lambda docs, np: always(validation(docs, "variables.oldLabels.all"))),
