@@ -2,9 +2,10 @@
 and the Helm chart with mode=node go through the same checks), and the Karpenter NodePool
 example against it. Each WHY is one assertion.
 
-    check_node_mode.py RENDER.yaml... [--nodepool NODEPOOL.yaml] [--all-nodes] [--namespace NS]
+    check_node_mode.py RENDER.yaml... [--nodepool NODEPOOL.yaml] [--all-nodes] [--namespace NS] [--ipv6]
         check each render (--all-nodes: a render whose DaemonSet runs on every node on purpose,
-        the chart's node.allNodes; --namespace: its DaemonSet runs in NS)
+        the chart's node.allNodes; --namespace: its DaemonSet runs in NS; --ipv6: a render for an
+        IPv6 cluster)
     check_node_mode.py --self-test RENDER.yaml... [--nodepool NODEPOOL.yaml]
         break each render (and the NodePool) in known ways; every break is caught
 
@@ -374,7 +375,7 @@ def lifecycle_failures(command, args, probe, pool, host_dir):
     return out
 
 
-def failures_of(docs, nodepool=None, all_nodes=False, namespace=None):
+def failures_of(docs, nodepool=None, all_nodes=False, namespace=None, ipv6=False):
     out = []
 
     def check(ok, why):
@@ -416,6 +417,11 @@ def failures_of(docs, nodepool=None, all_nodes=False, namespace=None):
     listen = flag(args, "--listen")
     check(listen is None or listen.startswith("$(EIPOOL_POD_IP):") or listen.startswith("[$(EIPOOL_POD_IP)]:"),
           f"the node pod listens on the node's own IP, not every interface of the node (--listen {listen})")
+    if ipv6:
+        # A host-network pod's IP is the node's IPv6 address there, where the kubelet probes:
+        # listening on the node's private IPv4 (the default) fails every probe.
+        check(listen is not None and listen.startswith("[$(EIPOOL_POD_IP)]:"),
+              f"on IPv6 the node pod listens on its pod IP, where the kubelet probes (--listen [$(EIPOOL_POD_IP)]:PORT; it has {listen})")
     if listen is not None:
         pod_ip = env(c, "EIPOOL_POD_IP")
         check(pod_ip is not None and pod_ip.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "status.podIP",
@@ -693,6 +699,8 @@ def main(argv):
         i = argv.index("--namespace")
         namespace = argv[i + 1]
         argv = argv[:i] + argv[i + 2 :]
+    ipv6 = "--ipv6" in argv
+    argv = [a for a in argv if a != "--ipv6"]
     if argv[:1] == ["--self-test"]:
         bad = {p: self_test(p, nodepool) for p in argv[1:]}
         for p, missed in bad.items():
@@ -701,7 +709,7 @@ def main(argv):
         return 1 if any(bad.values()) else 0
     status = 0
     for path in argv:
-        fails = failures_of(load(path), nodepool, all_nodes, namespace)
+        fails = failures_of(load(path), nodepool, all_nodes, namespace, ipv6)
         for f in fails:
             print(f"check_node_mode: {path}: {f}", file=sys.stderr)
         status |= bool(fails)
