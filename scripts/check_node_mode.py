@@ -570,6 +570,14 @@ def failures_of(docs, nodepool=None, all_nodes=False, namespace=None, ipv6=False
         check(not any(t.get("key") == taint_key for t in tmpl["spec"].get("taints", [])),
               f"the Karpenter NodePool has {taint_key} in startupTaints only (in taints, media pods would have to "
               "tolerate it and it would never gate them)")
+        # Drift and consolidation start a replacement and wait for it to be initialized (its
+        # startup taints gone) before deleting the old node: with every address held, the
+        # replacement waits in the pool's line and never is. A budget in nodes says how many
+        # spare addresses that takes (the default, 10%, grows with the fleet).
+        budgets = (nodepool["spec"].get("disruption") or {}).get("budgets") or []
+        check(bool(budgets) and all(re.fullmatch(r"[0-9]+", str(b.get("nodes", ""))) for b in budgets),
+              "the Karpenter NodePool caps its disruptions with budgets in nodes (each replacement needs a spare address; "
+              "the default 10% grows with the fleet)")
         node_labels = (tmpl.get("metadata") or {}).get("labels") or {}
         check(all(node_labels.get(k) == v for k, v in ds_selector.items()),
               f"the Karpenter NodePool's nodes carry the node pod's nodeSelector {ds_selector} (template labels), "
@@ -663,6 +671,7 @@ NAMESPACED_BREAKS = [
 ]
 
 NODEPOOL_BREAKS = [
+    ("NodePool without a disruption budget", lambda docs, np: np["spec"]["disruption"].pop("budgets", None)),
     ("NodePool without the media label", lambda docs, np: np["spec"]["template"]["metadata"].__setitem__("labels", {})),
     ("NodePool without the startup taint", lambda docs, np: np["spec"]["template"]["spec"].__setitem__("startupTaints", [])),
     ("NodePool with the taint as a plain taint", lambda docs, np: np["spec"]["template"]["spec"].__setitem__(
