@@ -98,14 +98,14 @@ UNNAMESPACED = ("ClusterRole", "ValidatingAdmissionPolicyBinding")
 
 def namespaces_named(d):
     """The namespaces an object is in or names: its own; for node mode's cluster-scoped objects,
-    the ServiceAccount's they name (the RBAC binding's subject, the admission policy's user: none
-    when it holds the ServiceAccount of any namespace, as it does)."""
+    the ServiceAccount's they name (the RBAC binding's subject, the admission policy's user by a
+    literal namespace: none when it holds the ServiceAccount of any namespace, as it does)."""
     if d["kind"] == "Namespace":
         return {d["metadata"]["name"]}
     if d["kind"] == "ClusterRoleBinding":
         return {s.get("namespace") for s in d.get("subjects", [])}
     if d["kind"] == "ValidatingAdmissionPolicy":
-        return set(re.findall(r"system:serviceaccount:([^:']*):", json.dumps(d["spec"])))
+        return set(re.findall(r"system:serviceaccount:([a-z0-9][-a-z0-9]*):", json.dumps(d["spec"])))
     if d["kind"] in UNNAMESPACED:
         return set()
     return {d["metadata"].get("namespace")}
@@ -246,7 +246,7 @@ BREAKS = [
      "deploy/overlays/prometheus-operator follows"),
     ("node mode's admission policy holding one namespace's ServiceAccount",
      ("deploy/components/node-mode/admission-policy.yaml",
-      "expression: \"request.userInfo.username.startsWith('system:serviceaccount:') && request.userInfo.username.endsWith(':eipool')\"",
+      "expression: \"request.userInfo.username.matches('^system:serviceaccount:[^:]+:[^:]*eipool[^:]*$')\"",
       "expression: \"request.userInfo.username == 'system:serviceaccount:default:eipool'\""),
      "deploy/overlays/node follows"),
     ("node mode's DaemonSet under a ServiceAccount of its own",

@@ -2,9 +2,10 @@
 and the Helm chart with mode=node go through the same checks), and the Karpenter NodePool
 example against it. Each WHY is one assertion.
 
-    check_node_mode.py RENDER.yaml... [--nodepool NODEPOOL.yaml] [--all-nodes] [--namespace NS]
+    check_node_mode.py RENDER.yaml... [--nodepool NODEPOOL.yaml] [--all-nodes] [--namespace NS] [--ipv6]
         check each render (--all-nodes: a render whose DaemonSet runs on every node on purpose,
-        the chart's node.allNodes; --namespace: its DaemonSet runs in NS)
+        the chart's node.allNodes; --namespace: its DaemonSet runs in NS; --ipv6: a render for an
+        IPv6 cluster)
     check_node_mode.py --self-test RENDER.yaml... [--nodepool NODEPOOL.yaml]
         break each render (and the NodePool) in known ways; every break is caught
 
@@ -206,6 +207,12 @@ def admission_cases(label, taint, ns, sa):
             {"apiVersion": "v1", "kind": "Pod", "name": "eipool-node-x", "uid": "00000000-0000-0000-0000-000000000001"}]), False),
         ("an annotation changed", user, NODE, held, node(labels={label: "203.0.113.7"}, annotations={"x": "y"}), False),
         ("the Node cordoned", user, NODE, held, {**held, "spec": {**held["spec"], "unschedulable": True}}, False),
+        # The spec fields an update may still set once (from empty: podCIDR on a VPC CNI node,
+        # which has none) or that name the instance: none of eipool's.
+        ("the Node's podCIDR set (it had none)", user, NODE, held,
+         {**held, "spec": {**held["spec"], "podCIDR": "10.244.0.0/24", "podCIDRs": ["10.244.0.0/24"]}}, False),
+        ("the Node's providerID set (it had none)", user, NODE, {**held, "spec": {**held["spec"], "providerID": ""}},
+         {**held, "spec": {**held["spec"], "providerID": "aws:///us-east-1a/i-0fedcba9876543210"}}, False),
     ]
     return out
 
@@ -368,7 +375,7 @@ def lifecycle_failures(command, args, probe, pool, host_dir):
     return out
 
 
-def failures_of(docs, nodepool=None, all_nodes=False, namespace=None):
+def failures_of(docs, nodepool=None, all_nodes=False, namespace=None, ipv6=False):
     out = []
 
     def check(ok, why):
@@ -410,6 +417,11 @@ def failures_of(docs, nodepool=None, all_nodes=False, namespace=None):
     listen = flag(args, "--listen")
     check(listen is None or listen.startswith("$(EIPOOL_POD_IP):") or listen.startswith("[$(EIPOOL_POD_IP)]:"),
           f"the node pod listens on the node's own IP, not every interface of the node (--listen {listen})")
+    if ipv6:
+        # A host-network pod's IP is the node's IPv6 address there, where the kubelet probes:
+        # listening on the node's private IPv4 (the default) fails every probe.
+        check(listen is not None and listen.startswith("[$(EIPOOL_POD_IP)]:"),
+              f"on IPv6 the node pod listens on its pod IP, where the kubelet probes (--listen [$(EIPOOL_POD_IP)]:PORT; it has {listen})")
     if listen is not None:
         pod_ip = env(c, "EIPOOL_POD_IP")
         check(pod_ip is not None and pod_ip.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "status.podIP",
@@ -474,7 +486,6 @@ def failures_of(docs, nodepool=None, all_nodes=False, namespace=None):
         p = policies[0]
         text = json.dumps(p["spec"])
         match = " ".join(m["expression"] for m in p["spec"].get("matchConditions", []))
-        check(sa is not None and sa in match, "the policy applies to the node pod's service account")
         check("authentication.kubernetes.io/node-name" in text, "the policy holds each pod to the node-name of its token")
         check(f"t.key != '{taint_key}'" in text, f"the policy lets the pod change only the taint {taint_key}")
         check(f"k == '{label}'" in text, f"the policy lets the pod change only the label {label}")
@@ -490,10 +501,13 @@ def failures_of(docs, nodepool=None, all_nodes=False, namespace=None):
         if celpy is not None and sa and ns:
             # Its user: the node pod's ServiceAccount in its namespace, and in any other (a
             # namespace-changing overlay moves the ServiceAccount, not the policy's text).
-            for where in (ns, "another-namespace"):
-                who = f"system:serviceaccount:{where}:{sa}"
+            # Renamed too: an outer overlay's namePrefix/nameSuffix renames the ServiceAccount and
+            # every reference to it, but not its name inside the policy's CEL.
+            for where, name, why in ((ns, sa, "in its namespace"), ("another-namespace", sa, "in any namespace"),
+                                     (ns, f"prod-{sa}-v2", "renamed by an outer overlay's namePrefix and nameSuffix")):
+                who = f"system:serviceaccount:{where}:{name}"
                 check(admit(p, who, OTHER_NODE, base_node(), base_node()) is not None,
-                      f"the policy applies to {who} (the node pod's ServiceAccount in {'its' if where == ns else 'any'} namespace)")
+                      f"the policy applies to {who} (the node pod's ServiceAccount {why})")
             out.extend(policy_failures(p, label, taint, ns, sa))
 
     # The media workloads of node mode: no sidecar, no role, the env file read-only, on live Nodes.
@@ -556,6 +570,14 @@ def failures_of(docs, nodepool=None, all_nodes=False, namespace=None):
         check(not any(t.get("key") == taint_key for t in tmpl["spec"].get("taints", [])),
               f"the Karpenter NodePool has {taint_key} in startupTaints only (in taints, media pods would have to "
               "tolerate it and it would never gate them)")
+        # Drift and consolidation start a replacement and wait for it to be initialized (its
+        # startup taints gone) before deleting the old node: with every address held, the
+        # replacement waits in the pool's line and never is. A budget in nodes says how many
+        # spare addresses that takes (the default, 10%, grows with the fleet).
+        budgets = (nodepool["spec"].get("disruption") or {}).get("budgets") or []
+        check(bool(budgets) and all(re.fullmatch(r"[0-9]+", str(b.get("nodes", ""))) for b in budgets),
+              "the Karpenter NodePool caps its disruptions with budgets in nodes (each replacement needs a spare address; "
+              "the default 10% grows with the fleet)")
         node_labels = (tmpl.get("metadata") or {}).get("labels") or {}
         check(all(node_labels.get(k) == v for k, v in ds_selector.items()),
               f"the Karpenter NodePool's nodes carry the node pod's nodeSelector {ds_selector} (template labels), "
@@ -613,8 +635,12 @@ BREAKS = [
         policy(docs)["matchConditions"][0].__setitem__("expression", "request.userInfo.username == 'system:serviceaccount:{}:{}'".format(
             daemonset(docs)[0]["metadata"].get("namespace") or of_kind(docs, "ClusterRoleBinding")[0]["subjects"][0]["namespace"],
             daemonset(docs)[0]["spec"]["template"]["spec"]["serviceAccountName"]))),
+    ("policy for the ServiceAccount's exact name (an outer overlay's namePrefix leaves it behind)", lambda docs, np:
+        policy(docs)["matchConditions"][0].__setitem__("expression", "request.userInfo.username.startsWith('system:serviceaccount:') "
+            "&& request.userInfo.username.endsWith(':{}')".format(daemonset(docs)[0]["spec"]["template"]["spec"]["serviceAccountName"]))),
     ("policy without the finalizers rule", lambda docs, np: policy(docs)["validations"].remove(validation(docs, "finalizers"))),
     ("policy's finalizers rule passing anything", lambda docs, np: always(validation(docs, "finalizers"))),
+    ("policy without the podCIDR and providerID rule", lambda docs, np: policy(docs)["validations"].remove(validation(docs, "podCIDR"))),
     ("policy's taint rule passing any effect", lambda docs, np: always(validation(docs, "t.effect"))),
     ("policy's label rule passing any value", lambda docs, np: always(validation(docs, ".matches("))),
     ("policy's other-labels rule passing anything", lambda docs, np: always(validation(docs, "variables.oldLabels.all"))),
@@ -645,6 +671,7 @@ NAMESPACED_BREAKS = [
 ]
 
 NODEPOOL_BREAKS = [
+    ("NodePool without a disruption budget", lambda docs, np: np["spec"]["disruption"].pop("budgets", None)),
     ("NodePool without the media label", lambda docs, np: np["spec"]["template"]["metadata"].__setitem__("labels", {})),
     ("NodePool without the startup taint", lambda docs, np: np["spec"]["template"]["spec"].__setitem__("startupTaints", [])),
     ("NodePool with the taint as a plain taint", lambda docs, np: np["spec"]["template"]["spec"].__setitem__(
@@ -681,6 +708,8 @@ def main(argv):
         i = argv.index("--namespace")
         namespace = argv[i + 1]
         argv = argv[:i] + argv[i + 2 :]
+    ipv6 = "--ipv6" in argv
+    argv = [a for a in argv if a != "--ipv6"]
     if argv[:1] == ["--self-test"]:
         bad = {p: self_test(p, nodepool) for p in argv[1:]}
         for p, missed in bad.items():
@@ -689,7 +718,7 @@ def main(argv):
         return 1 if any(bad.values()) else 0
     status = 0
     for path in argv:
-        fails = failures_of(load(path), nodepool, all_nodes, namespace)
+        fails = failures_of(load(path), nodepool, all_nodes, namespace, ipv6)
         for f in fails:
             print(f"check_node_mode: {path}: {f}", file=sys.stderr)
         status |= bool(fails)
