@@ -157,6 +157,12 @@ pub(crate) fn node_env_file(pool: &str) -> std::path::PathBuf {
 pub(crate) fn node_config(global: &Global, args: &NodeArgs) -> Result<NodeConfig, Error> {
     let mut claim = claim_config(global, &args.claim)?;
     if claim.output.is_none() {
+        if claim.pool.contains('/') {
+            return Err(Error::usage(format!(
+                "--pool {:?} contains '/': node mode's env file would be /run/eipool/{}.env, in a folder nobody makes; give --output (or EIPOOL_OUTPUT) a file directly in /run/eipool",
+                claim.pool, claim.pool
+            )));
+        }
         claim.output = Some(node_env_file(&claim.pool));
     }
     let node_name = args.node_name.as_deref().ok_or_else(|| {
@@ -370,6 +376,36 @@ mod tests {
             assert!(matches!(e, Error::Usage(_)), "{args:?}: {e:?}");
             assert!(e.to_string().contains(says), "{args:?}: {e}");
         }
+        // A pool name with '/' (allowed in its tag) would put the default env file in a folder.
+        let cli = Cli::try_parse_from([
+            "eipool",
+            "--pool",
+            "team/media",
+            "node",
+            "--node-name",
+            "n1",
+        ])
+        .unwrap();
+        let Command::Node(n) = &cli.command else {
+            panic!("not node")
+        };
+        let e = node_config(&cli.global, n).unwrap_err();
+        assert!(e.to_string().contains("--output"), "{e}");
+        let cli = Cli::try_parse_from([
+            "eipool",
+            "--pool",
+            "team/media",
+            "node",
+            "--node-name",
+            "n1",
+            "--output",
+            "/run/eipool/team-media.env",
+        ])
+        .unwrap();
+        let Command::Node(n) = &cli.command else {
+            panic!("not node")
+        };
+        assert!(node_config(&cli.global, n).is_ok());
     }
 
     #[test]
