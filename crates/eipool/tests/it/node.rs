@@ -170,6 +170,15 @@ fn untainted(api: &KubeApi, name: &str) -> bool {
     !api.taints(name).iter().any(|t| t == TAINT) && api.label(name, LABEL).is_some()
 }
 
+/// Wait (a minute at most: a claim from start-up) until the Node `name` is untainted and
+/// labelled.
+async fn until_untainted(api: &KubeApi, name: &str) {
+    eventually("the Node untainted", Duration::from_secs(60), || async {
+        untainted(api, name).then_some(())
+    })
+    .await;
+}
+
 /// Every stored patch of `name` that removed the startup taint.
 fn untaintings(log: &[Entry], name: &str) -> Vec<Entry> {
     let mut tainted = true;
@@ -332,10 +341,7 @@ async fn drift_rewrites_the_env_file_and_label_and_a_loss_not_reclaimed_taints_t
     let kubeconfig = api.kubeconfig(dir.path(), TOKEN);
     let pod = NodePod::start(&lab, &nodes[0], &kubeconfig, dir.path(), &[]).await;
     let name = pod.name.clone();
-    eventually("the Node untainted", Duration::from_secs(60), || async {
-        untainted(&api, &name).then_some(())
-    })
-    .await;
+    until_untainted(&api, &name).await;
     let first = pod.public_ip().unwrap();
     assert_eq!(api.label(&name, LABEL).as_deref(), Some(first.as_str()));
     let state = lab.ec2.pool_state(&lab.pool).await.unwrap();
@@ -484,10 +490,7 @@ async fn restarted_keeps_the_address(signal: &str) {
     let kubeconfig = api.kubeconfig(dir.path(), TOKEN);
     let pod = NodePod::start(&lab, &nodes[0], &kubeconfig, dir.path(), &[]).await;
     let name = pod.name.clone();
-    eventually("the Node untainted", Duration::from_secs(60), || async {
-        untainted(&api, &name).then_some(())
-    })
-    .await;
+    until_untainted(&api, &name).await;
     let ip = pod.public_ip().unwrap();
     let associations = lab.proxy.stats().calls("AssociateAddress");
     assert_eq!(associations, 1, "one claim");
@@ -550,10 +553,7 @@ async fn a_recreated_or_hand_edited_node_is_put_back_while_the_address_is_held()
     let pod = NodePod::start(&lab, &nodes[0], &kubeconfig, dir.path(), &[]).await;
     let _dump = Dump(&pod);
     let name = pod.name.clone();
-    eventually("the Node untainted", Duration::from_secs(60), || async {
-        untainted(&api, &name).then_some(())
-    })
-    .await;
+    until_untainted(&api, &name).await;
     let ip = pod.public_ip().unwrap();
     let held = || async {
         (untainted(&api, &name) && api.label(&name, LABEL).as_deref() == Some(ip.as_str()))
@@ -636,10 +636,7 @@ async fn a_409_on_the_patch_is_retried_on_a_fresh_read_and_keeps_what_others_wro
     let mut a = lab.with_redis(&[]);
     a.extend(args(&["pool", "grow", "--count", "1"]));
     json(&lab.run(&a).await);
-    eventually("the Node untainted", Duration::from_secs(60), || async {
-        untainted(&api, &name).then_some(())
-    })
-    .await;
+    until_untainted(&api, &name).await;
     let log = api.log();
     let conflicts = log
         .iter()
@@ -751,10 +748,7 @@ async fn a_rotated_service_account_token_is_read_again_from_its_file() {
     let kubeconfig = api.kubeconfig_with_token_file(dir.path(), &token_file);
     let pod = NodePod::start(&lab, &nodes[0], &kubeconfig, dir.path(), &[]).await;
     let name = pod.name.clone();
-    eventually("the Node untainted", Duration::from_secs(60), || async {
-        untainted(&api, &name).then_some(())
-    })
-    .await;
+    until_untainted(&api, &name).await;
     // The kubelet rotates the token: a new one in the file, both valid for a while.
     api.grant(
         "rotated-token",
@@ -844,10 +838,7 @@ async fn a_loss_whose_env_file_cannot_be_removed_still_taints_the_node_before_ex
     let kubeconfig = api.kubeconfig(dir.path(), TOKEN);
     let mut pod = NodePod::start(&lab, &nodes[0], &kubeconfig, dir.path(), &[]).await;
     let name = pod.name.clone();
-    eventually("the Node untainted", Duration::from_secs(60), || async {
-        untainted(&api, &name).then_some(())
-    })
-    .await;
+    until_untainted(&api, &name).await;
     let ip = pod.public_ip().unwrap();
     std::fs::remove_file(&pod.env_file).unwrap();
     std::fs::create_dir(&pod.env_file).unwrap();
@@ -960,10 +951,7 @@ async fn two_pods_for_one_node_agree_on_one_address_through_a_drift() {
     let old = NodePod::start(&lab, &nodes[0], &kubeconfig, dir.path(), &[]).await;
     let _d1 = Dump(&old);
     let name = old.name.clone();
-    eventually("the Node untainted", Duration::from_secs(60), || async {
-        untainted(&api, &name).then_some(())
-    })
-    .await;
+    until_untainted(&api, &name).await;
     let first = old.public_ip().unwrap();
     let new = NodePod::start(&lab, &nodes[0], &kubeconfig, dir.path(), &[]).await;
     let _d2 = Dump(&new);
@@ -1015,7 +1003,8 @@ async fn two_pods_for_one_node_agree_on_one_address_through_a_drift() {
 
 /// The node's own view (IMDSv2) shows its address gone while EC2's API is down (5xx, or
 /// throttled by a herd): kept as "unknown" for the whole outage, the Node would stay untainted
-/// and labelled, and the env file would name an address that is another node's. Past EC2's consistency bound the node's view is taken as the loss it is.
+/// and labelled, and the env file would name an address that is another node's. Past EC2's
+/// consistency bound the node's view is taken as the loss it is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_loss_seen_by_the_node_while_ec2_is_down_taints_the_node() {
     let lab = Lab::new().await;
@@ -1027,10 +1016,7 @@ async fn a_loss_seen_by_the_node_while_ec2_is_down_taints_the_node() {
     let pod = NodePod::start(&lab, &nodes[0], &kubeconfig, dir.path(), &[]).await;
     let _dump = Dump(&pod);
     let name = pod.name.clone();
-    eventually("the Node untainted", Duration::from_secs(60), || async {
-        untainted(&api, &name).then_some(())
-    })
-    .await;
+    until_untainted(&api, &name).await;
     let ip = pod.public_ip().unwrap();
     lab.proxy.reconfigure(|c| c.p_5xx = 1.0);
     let state = lab.ec2.pool_state(&lab.pool).await.unwrap();
