@@ -333,18 +333,16 @@ mod tests {
 
     #[test]
     fn node_modes_flags_are_checked_and_named() {
-        let node = |args: &[&str]| {
-            let cli = Cli::try_parse_from(
-                ["eipool", "--pool", "media", "node"]
-                    .iter()
-                    .chain(args.iter()),
-            )
-            .unwrap();
+        let node_in = |pool: &str, args: &[&str]| {
+            let cli =
+                Cli::try_parse_from(["eipool", "--pool", pool, "node"].iter().chain(args.iter()))
+                    .unwrap();
             let Command::Node(n) = &cli.command else {
                 panic!("not node")
             };
             node_config(&cli.global, n)
         };
+        let node = |args: &[&str]| node_in("media", args);
         let c = node(&["--node-name", "ip-10-0-1-4.ec2.internal"]).unwrap();
         assert_eq!(
             c.agent.claim.output.as_deref(),
@@ -377,35 +375,13 @@ mod tests {
             assert!(e.to_string().contains(says), "{args:?}: {e}");
         }
         // A pool name with '/' (allowed in its tag) would put the default env file in a folder.
-        let cli = Cli::try_parse_from([
-            "eipool",
-            "--pool",
-            "team/media",
-            "node",
-            "--node-name",
-            "n1",
-        ])
-        .unwrap();
-        let Command::Node(n) = &cli.command else {
-            panic!("not node")
+        let in_pool = |args: &[&str]| {
+            let args = [&["--node-name", "n1"][..], args].concat();
+            node_in("team/media", &args)
         };
-        let e = node_config(&cli.global, n).unwrap_err();
+        let e = in_pool(&[]).unwrap_err();
         assert!(e.to_string().contains("--output"), "{e}");
-        let cli = Cli::try_parse_from([
-            "eipool",
-            "--pool",
-            "team/media",
-            "node",
-            "--node-name",
-            "n1",
-            "--output",
-            "/run/eipool/team-media.env",
-        ])
-        .unwrap();
-        let Command::Node(n) = &cli.command else {
-            panic!("not node")
-        };
-        assert!(node_config(&cli.global, n).is_ok());
+        assert!(in_pool(&["--output", "/run/eipool/team-media.env"]).is_ok());
     }
 
     #[test]
