@@ -73,6 +73,35 @@ async fn cluster(lab: &Lab, nodes: &[Node]) -> KubeApi {
     api
 }
 
+/// A lab with its nodes, an API server that knows the first of them, and a kubeconfig of the
+/// shipped service account's token in a temporary directory (where the pods write too).
+struct Scene {
+    lab: Lab,
+    nodes: Vec<Node>,
+    api: KubeApi,
+    dir: tempfile::TempDir,
+    kubeconfig: PathBuf,
+}
+
+/// `nodes` lab nodes, `addresses` in the pool, the first `known` nodes registered as Nodes.
+async fn scene(nodes: usize, addresses: usize, known: usize) -> Scene {
+    let lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(nodes).await.unwrap();
+    if addresses > 0 {
+        lab.ec2.allocate(Some(&lab.pool), addresses).await.unwrap();
+    }
+    let api = cluster(&lab, &nodes[..known]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(dir.path(), TOKEN);
+    Scene {
+        lab,
+        nodes,
+        api,
+        dir,
+        kubeconfig,
+    }
+}
+
 /// A running `eipool node` and what it writes.
 struct NodePod {
     child: Child,
@@ -210,12 +239,13 @@ async fn line(lab: &Lab) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_herd_of_nodes_is_untainted_only_once_ec2_shows_each_address_and_waiters_in_line_order() {
     let _turn = heavy().await;
-    let lab = Lab::new().await;
-    let nodes = lab.ec2.nodes(6).await.unwrap();
-    lab.ec2.allocate(Some(&lab.pool), 3).await.unwrap();
-    let api = cluster(&lab, &nodes).await;
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = api.kubeconfig(dir.path(), TOKEN);
+    let Scene {
+        lab,
+        nodes,
+        api,
+        dir,
+        kubeconfig,
+    } = scene(6, 3, 6).await;
     let mut pods = Vec::new();
     for n in &nodes {
         pods.push(Some(
@@ -333,12 +363,13 @@ async fn a_herd_of_nodes_is_untainted_only_once_ec2_shows_each_address_and_waite
 /// (NoSchedule) and its label removed; once an address is free again, it is untainted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drift_rewrites_the_env_file_and_label_and_a_loss_not_reclaimed_taints_the_node_again() {
-    let lab = Lab::new().await;
-    let nodes = lab.ec2.nodes(3).await.unwrap();
-    lab.ec2.allocate(Some(&lab.pool), 2).await.unwrap();
-    let api = cluster(&lab, &nodes[..1]).await;
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = api.kubeconfig(dir.path(), TOKEN);
+    let Scene {
+        lab,
+        nodes,
+        api,
+        dir,
+        kubeconfig,
+    } = scene(3, 2, 1).await;
     let pod = NodePod::start(&lab, &nodes[0], &kubeconfig, dir.path(), &[]).await;
     let name = pod.name.clone();
     until_untainted(&api, &name).await;
@@ -482,12 +513,13 @@ async fn a_node_pod_killed_and_restarted_keeps_the_nodes_address_with_no_second_
 }
 
 async fn restarted_keeps_the_address(signal: &str) {
-    let lab = Lab::new().await;
-    let nodes = lab.ec2.nodes(1).await.unwrap();
-    lab.ec2.allocate(Some(&lab.pool), 3).await.unwrap();
-    let api = cluster(&lab, &nodes).await;
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = api.kubeconfig(dir.path(), TOKEN);
+    let Scene {
+        lab,
+        nodes,
+        api,
+        dir,
+        kubeconfig,
+    } = scene(1, 3, 1).await;
     let pod = NodePod::start(&lab, &nodes[0], &kubeconfig, dir.path(), &[]).await;
     let name = pod.name.clone();
     until_untainted(&api, &name).await;
@@ -544,12 +576,13 @@ async fn restarted_keeps_the_address(signal: &str) {
 /// by the kubelet), its label removed by hand, eipool's taint added by hand. No second claim.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recreated_or_hand_edited_node_is_put_back_while_the_address_is_held() {
-    let lab = Lab::new().await;
-    let nodes = lab.ec2.nodes(1).await.unwrap();
-    lab.ec2.allocate(Some(&lab.pool), 2).await.unwrap();
-    let api = cluster(&lab, &nodes).await;
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = api.kubeconfig(dir.path(), TOKEN);
+    let Scene {
+        lab,
+        nodes,
+        api,
+        dir,
+        kubeconfig,
+    } = scene(1, 2, 1).await;
     let pod = NodePod::start(&lab, &nodes[0], &kubeconfig, dir.path(), &[]).await;
     let _dump = Dump(&pod);
     let name = pod.name.clone();
@@ -793,11 +826,13 @@ async fn a_rotated_service_account_token_is_read_again_from_its_file() {
 /// node's turn comes (media pods would be scheduled onto a node with no address meanwhile).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_nodes_taint_removed_by_hand_is_put_back_within_an_interval() {
-    let lab = Lab::new().await;
-    let nodes = lab.ec2.nodes(1).await.unwrap();
-    let api = cluster(&lab, &nodes).await;
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = api.kubeconfig(dir.path(), TOKEN);
+    let Scene {
+        lab,
+        nodes,
+        api,
+        dir,
+        kubeconfig,
+    } = scene(1, 0, 1).await;
     let pod = NodePod::start(&lab, &nodes[0], &kubeconfig, dir.path(), &[]).await;
     let _dump = Dump(&pod);
     let name = pod.name.clone();
@@ -830,12 +865,13 @@ async fn a_waiting_nodes_taint_removed_by_hand_is_put_back_within_an_interval() 
 /// not go on naming an address that is another node's now while the pod restarts, and again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_loss_whose_env_file_cannot_be_removed_still_taints_the_node_before_exiting() {
-    let lab = Lab::new().await;
-    let nodes = lab.ec2.nodes(2).await.unwrap();
-    lab.ec2.allocate(Some(&lab.pool), 1).await.unwrap();
-    let api = cluster(&lab, &nodes[..1]).await;
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = api.kubeconfig(dir.path(), TOKEN);
+    let Scene {
+        lab,
+        nodes,
+        api,
+        dir,
+        kubeconfig,
+    } = scene(2, 1, 1).await;
     let mut pod = NodePod::start(&lab, &nodes[0], &kubeconfig, dir.path(), &[]).await;
     let name = pod.name.clone();
     until_untainted(&api, &name).await;
@@ -942,12 +978,13 @@ async fn a_patch_that_no_longer_applies_after_someone_elses_write_is_read_again_
 /// exit changes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_pods_for_one_node_agree_on_one_address_through_a_drift() {
-    let lab = Lab::new().await;
-    let nodes = lab.ec2.nodes(2).await.unwrap();
-    lab.ec2.allocate(Some(&lab.pool), 3).await.unwrap();
-    let api = cluster(&lab, &nodes[..1]).await;
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = api.kubeconfig(dir.path(), TOKEN);
+    let Scene {
+        lab,
+        nodes,
+        api,
+        dir,
+        kubeconfig,
+    } = scene(2, 3, 1).await;
     let old = NodePod::start(&lab, &nodes[0], &kubeconfig, dir.path(), &[]).await;
     let _d1 = Dump(&old);
     let name = old.name.clone();
@@ -1007,12 +1044,13 @@ async fn two_pods_for_one_node_agree_on_one_address_through_a_drift() {
 /// consistency bound the node's view is taken as the loss it is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_loss_seen_by_the_node_while_ec2_is_down_taints_the_node() {
-    let lab = Lab::new().await;
-    let nodes = lab.ec2.nodes(2).await.unwrap();
-    lab.ec2.allocate(Some(&lab.pool), 1).await.unwrap();
-    let api = cluster(&lab, &nodes[..1]).await;
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = api.kubeconfig(dir.path(), TOKEN);
+    let Scene {
+        lab,
+        nodes,
+        api,
+        dir,
+        kubeconfig,
+    } = scene(2, 1, 1).await;
     let pod = NodePod::start(&lab, &nodes[0], &kubeconfig, dir.path(), &[]).await;
     let _dump = Dump(&pod);
     let name = pod.name.clone();
