@@ -44,6 +44,12 @@ pub mod model {
 /// re-implementing them: a change to a decision is checked by the model.
 pub mod decisions {
     pub use crate::pure::address::Occupant;
+    /// The attempt machine: one candidate, sans-IO (the model drives it as the claim does).
+    pub mod attempt {
+        pub use crate::pure::attempt::{
+            AssociateAnswer, Attempt, Call, GiveBack, Input, Leased, Mutation, Outcome, Pause, Why,
+        };
+    }
     pub use crate::pure::classify::{occupant, standing, Standing};
     pub use crate::pure::identity::Identity;
     pub use crate::pure::plan::{

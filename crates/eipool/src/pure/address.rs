@@ -15,7 +15,7 @@ pub(crate) const HOLDER_TAG: &str = "eipool:holder";
 /// `<eni>/<private ip>/<association id>/<since, RFC 3339>`. The association id makes it exact:
 /// the same address associated again by hand, even to the same interface, is a different
 /// association, so it no longer matches.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct HolderTag {
     /// The interface.
     pub eni: EniId,
@@ -76,7 +76,7 @@ impl HolderTag {
 
 /// One Elastic IP as DescribeAddresses shows it. (Serialized only to share a listing with the
 /// herd through Redis.)
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Address {
     /// `eipalloc-…`.
     pub allocation_id: AllocationId,
@@ -92,7 +92,7 @@ pub struct Address {
 }
 
 /// Where an Elastic IP is associated.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Association {
     /// `eipassoc-…`.
     pub id: AssociationId,

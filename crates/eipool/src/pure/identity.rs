@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 use super::ids::{EniId, InstanceId};
 
 /// The claimer's interface, the private IP its address maps to, and its instance when known.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Identity {
     /// The interface.
     pub eni: EniId,

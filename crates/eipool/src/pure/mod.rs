@@ -3,6 +3,7 @@
 //! handed in, so each decision is unit-tested with tables.
 
 pub(crate) mod address;
+pub(crate) mod attempt;
 pub(crate) mod cidr;
 pub(crate) mod classify;
 pub(crate) mod error;

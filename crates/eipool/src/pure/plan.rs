@@ -33,6 +33,16 @@ pub(crate) fn full_jitter(attempt: u32, base: Duration, cap: Duration, unit: f64
     ceiling.mul_f64(unit).min(ceiling)
 }
 
+/// The base and cap of a retry's backoff ([`backoff`]).
+const BACKOFF_BASE: Duration = Duration::from_millis(200);
+const BACKOFF_CAP: Duration = Duration::from_secs(5);
+
+/// The wait before retry number `attempt` of a call that failed for a passing reason: full
+/// jitter from 200 ms up to 5 s. `unit` is a sample from `[0, 1)`.
+pub(crate) fn backoff(attempt: u32, unit: f64) -> Duration {
+    full_jitter(attempt, BACKOFF_BASE, BACKOFF_CAP, unit)
+}
+
 /// A wait clamped so it never runs past what is left before the deadline.
 pub(crate) fn clamp_wait(want: Duration, remaining: Duration) -> Duration {
     want.min(remaining)

@@ -17,9 +17,6 @@ use tracing::debug;
 use crate::pure::error::Error;
 use crate::pure::plan;
 
-const BACKOFF_BASE: Duration = Duration::from_millis(200);
-const BACKOFF_CAP: Duration = Duration::from_secs(5);
-
 /// Errors that may pass if the call is repeated.
 pub(crate) trait Transient: Display {
     /// Whether retrying later may succeed.
@@ -135,7 +132,7 @@ impl Budget {
 
     /// Full-jitter backoff for retry number `attempt`.
     pub(crate) fn backoff(attempt: u32) -> Duration {
-        plan::full_jitter(attempt, BACKOFF_BASE, BACKOFF_CAP, rand::rng().random())
+        plan::backoff(attempt, rand::rng().random())
     }
 
     /// Run a call, retrying passing failures with backoff until the deadline.

@@ -888,7 +888,7 @@ async fn claims_out_of_time_before_associating_spend_no_describe_calls_on_cleanu
 
 /// AWS replaces the Elastic IP on a private IP that another association targets: a claim whose
 /// fresh association is replaced before validation sees it finds the address free again
-/// (`Validated::Displaced`). That address came free: the pool's line learns it (`line:freed`),
+/// (`GiveBack::Displaced`). That address came free: the pool's line learns it (`line:freed`),
 /// as from every other path that gives one back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_association_displaced_during_validation_wakes_the_pools_line() {

@@ -8,60 +8,33 @@ use tracing::{info, warn};
 
 use super::coordination::PaceClass;
 use super::Means;
-use crate::pure::classify::standing;
-use crate::pure::identity::Identity;
+use crate::pure::address::Address;
 use crate::pure::ids::{AllocationId, AssociationId};
-use crate::pure::plan::{self, HolderLook};
 use crate::support::budget::{Budget, Stopped};
 use crate::support::output::Claimed;
 
-/// After an AssociateAddress that may have applied (its answer lost, or cut off in flight): if
-/// EC2 shows the address on our interface, take it off again. Polls through eventual
-/// consistency until the cleanup budget runs out, each look in our slot of the herd's describe
-/// pace (a herd stopping at once must not burst EC2's describe bucket), but never waiting so
-/// long for a slot that the look no longer fits before the deadline.
-pub(super) async fn undo_if_ours(m: &mut Means, alloc: &AllocationId, me: &Identity) {
-    // An association we made may take a while to show: look until one shows, or until EC2's
-    // consistency bound has passed, or the deadline.
-    let since = Instant::now();
-    let mut poll = 0;
-    loop {
-        // Our slot, waited for no later than leaves the look time before the deadline (a look
-        // that may give back an address is worth more than the pace): the wait, cut short, ends.
-        let latest = m.cleanup.left().saturating_sub(m.ec2.call_timeout());
-        let _ = m
-            .coord
-            .pace(
-                &Budget::cleanup(Instant::now() + latest),
-                PaceClass::Describe,
-                None,
-            )
-            .await;
-        // Passing failures (throttling, 5xx) are retried: giving up on the first would leave
-        // an association we perhaps made on the interface.
-        let ec2 = &m.ec2;
-        let Ok(seen) = m
-            .cleanup
-            .retry("look for ours", || ec2.describe_address(alloc))
-            .await
-        else {
-            return;
-        };
-        match plan::after_holder_look(standing(seen.as_ref(), me), since.elapsed()) {
-            HolderLook::Ours => {
-                if let Some(x) = seen.and_then(|a| a.association) {
-                    disassociate_quietly(m, &x.id).await;
-                }
-                return;
-            }
-            HolderLook::NotOurs | HolderLook::NobodysNow => return,
-            HolderLook::LookAgain => {}
-        }
-        if m.cleanup.sleep(plan::validation_delay(poll)).await.is_err() {
-            return;
-        }
-        poll += 1;
-    }
+/// On the cleanup budget, one look at `alloc`, to see whether an association of ours that may
+/// have applied (its answer lost, or cut off in flight) is there: the attempt machine decides
+/// what the look means and whether to look again. The look waits for our slot of the herd's
+/// describe pace (a herd stopping at once must not burst EC2's describe bucket), but never so
+/// long that the look no longer fits before the deadline (a look that may give back an address
+/// is worth more than the pace); passing failures (throttling, 5xx) are retried. `None`: no
+/// look could be made before the deadline.
+pub(super) async fn look_for_ours(m: &mut Means, alloc: &AllocationId) -> Option<Option<Address>> {
+    let latest = m.cleanup.left().saturating_sub(m.ec2.call_timeout());
+    let _ = m
+        .coord
+        .pace(
+            &Budget::cleanup(Instant::now() + latest),
+            PaceClass::Describe,
+            None,
+        )
+        .await;
+    let ec2 = &m.ec2;
+    m.cleanup
+        .retry("look for ours", || ec2.describe_address(alloc))
+        .await
+        .ok()
 }
 
 /// Give back our own association, retrying passing failures until the overall deadline. The

@@ -1,120 +1,14 @@
-//! After AssociateAddress answered: confirm our association stands (the node's own view first,
-//! EC2's otherwise), and record the win in Redis and on the address itself.
+//! A won address: record it in Redis and on the address itself, and report it. (Confirming an
+//! association stands is the attempt machine's, [`crate::pure::attempt`].)
 
-use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use super::coordination::PaceClass;
 use super::{Means, Stop};
-use crate::adapters::aws::Imds;
 use crate::adapters::redis::Lease;
-use crate::pure::address::{Address, Association, HolderTag};
-use crate::pure::classify::standing;
+use crate::pure::address::{Address, HolderTag};
 use crate::pure::error::Error;
 use crate::pure::identity::Identity;
-use crate::pure::ids::AssociationId;
-use crate::pure::plan::{self, HolderLook};
 use crate::support::output::Claimed;
-
-/// What validating our association found.
-pub(super) enum Validated {
-    /// EC2 shows it on our interface and private IP.
-    Ours(Box<Address>),
-    /// EC2 shows it held by someone else past its consistency bound (or it is gone).
-    Elsewhere,
-    /// EC2 shows it free well after we associated it: another association to our private IP
-    /// replaced ours.
-    Displaced,
-}
-
-/// Confirm our association stands: first from the node (IMDSv2 maps the address to our
-/// private IP: no EC2 call, no fixed wait), else by polling DescribeAddresses by allocation
-/// id until it shows our association, or, past EC2's consistency bound, someone else's or
-/// none (ours was replaced): [`plan::after_holder_look`].
-pub(super) async fn validate(
-    m: &mut Means,
-    cand: &Address,
-    assoc: &AssociationId,
-    me: &Identity,
-) -> Result<Validated, Stop> {
-    let associated_at = Instant::now();
-    if let Some(mac) = &me.mac {
-        if let Some(ours) = seen_on_node(m, cand, assoc, me, mac).await? {
-            return Ok(Validated::Ours(Box::new(ours)));
-        }
-    }
-    let alloc = &cand.allocation_id;
-    let mut poll = 0;
-    loop {
-        m.work.sleep(plan::validation_wait(poll, m.herd)).await?;
-        poll += 1;
-        let ec2 = m.ec2.clone();
-        let (seen, _) = m
-            .coord
-            .described(&m.work, PaceClass::Describe, "validate", || {
-                ec2.describe_address(alloc)
-            })
-            .await?;
-        // Before EC2's consistency bound, a look may show the address as it was before we
-        // associated it: free, or on its previous holder (who let go just before).
-        match (
-            plan::after_holder_look(standing(seen.as_ref(), me), associated_at.elapsed()),
-            seen,
-        ) {
-            (HolderLook::Ours, Some(a)) => {
-                if a.association.as_ref().map(|x| &x.id) != Some(assoc) {
-                    warn!(allocation_id = %alloc, "validated with a different association id than AssociateAddress returned");
-                }
-                return Ok(Validated::Ours(Box::new(a)));
-            }
-            // Someone took it after us, past the bound (or it was released). Disassociating
-            // our own association id is safe either way.
-            (HolderLook::Ours | HolderLook::NotOurs, _) => return Ok(Validated::Elsewhere),
-            (HolderLook::NobodysNow, _) => return Ok(Validated::Displaced),
-            (HolderLook::LookAgain, _) => {
-                debug!(allocation_id = %alloc, poll, "not visible yet (eventual consistency)")
-            }
-        }
-    }
-}
-
-/// Look at the node's own view (IMDSv2) until it maps `cand`'s public IP to our private IP:
-/// then our association stands (an address maps to one private IP at a time). `None` when the
-/// node does not show it within EC2's consistency bound, or cannot answer: EC2 decides then.
-async fn seen_on_node(
-    m: &mut Means,
-    cand: &Address,
-    assoc: &AssociationId,
-    me: &Identity,
-    mac: &str,
-) -> Result<Option<Address>, Stop> {
-    let imds = Imds::new();
-    let since = Instant::now();
-    let mut poll = 0;
-    while since.elapsed() < plan::CONSISTENCY_BOUND {
-        m.work.sleep(plan::node_view_delay(poll)).await?;
-        poll += 1;
-        match m.work.bounded(imds.ipv4_associations(mac)).await? {
-            Ok(pairs) if pairs.contains(&(cand.public_ip, me.private_ip)) => {
-                debug!(allocation_id = %cand.allocation_id, polls = poll, "the node shows the address on our private IP");
-                let mut ours = cand.clone();
-                ours.association = Some(Association {
-                    id: assoc.clone(),
-                    network_interface_id: Some(me.eni.clone()),
-                    private_ip: Some(me.private_ip),
-                    instance_id: me.instance_id.clone(),
-                });
-                return Ok(Some(ours));
-            }
-            Ok(_) => {}
-            Err(e) => {
-                debug!(error = %e, "IMDSv2 did not answer; validating with EC2");
-                return Ok(None);
-            }
-        }
-    }
-    Ok(None)
-}
 
 /// Record a won address: in Redis as assigned to us (dropping our lease), so that claimers
 /// with an older listing skip it, and on the address itself (the holder tag), the durable
