@@ -19,7 +19,7 @@ use eipool_lab::servers::free_port;
 use redis::AsyncCommands;
 use tokio::process::Child;
 
-use crate::harness::{args, eventually, heavy, json, Lab};
+use crate::harness::{acl_user, args, documented_acl_rule, eventually, heavy, json, Lab};
 
 const TAINT: &str = "eipool.io/unassigned";
 const LABEL: &str = "eipool.io/public-ip";
@@ -123,12 +123,25 @@ impl NodePod {
         dir: &Path,
         extra: &[&str],
     ) -> NodePod {
+        Self::start_via(lab, &lab.redis.url(), node, kubeconfig, dir, extra).await
+    }
+
+    /// The same, with Redis at `redis_url` (e.g. as a user with an ACL).
+    async fn start_via(
+        lab: &Lab,
+        redis_url: &str,
+        node: &Node,
+        kubeconfig: &Path,
+        dir: &Path,
+        extra: &[&str],
+    ) -> NodePod {
         let (env, stub) = lab.node_imds(node).await;
         let name = node_name(node);
         let env_file = dir.join(format!("{}.env", node.eni));
         let log = dir.join(format!("{}-{}.log", node.eni, free_port().unwrap()));
         let listen: std::net::SocketAddr = ([127, 0, 0, 1], free_port().unwrap()).into();
-        let mut a = lab.with_redis(&[
+        let mut a = args(&["--pool", &lab.pool, "--redis-url", redis_url]);
+        a.extend(args(&[
             "node",
             "--node-name",
             &name,
@@ -140,7 +153,7 @@ impl NodePod {
             &listen.to_string(),
             "--timeout",
             "60s",
-        ]);
+        ]));
         if !extra.contains(&"--interval") {
             a.extend(args(&["--interval", "1s"]));
         }
@@ -1109,4 +1122,59 @@ async fn a_stale_env_file_and_label_from_a_previous_pod_go_when_the_pool_is_full
     assert_eq!(api.label(&name, LABEL), None);
     drop(_dump);
     assert_eq!(pod.stop().await, Some(0));
+}
+
+/// Node mode as production runs it, as the Redis user docs/redis.md documents (that ACL and no
+/// more): two nodes for one address; the second waits in the pool's line, tainted and
+/// unlabelled, and is untainted at its turn when the first node is taken out of node mode (its
+/// pod stopped, `eipool release` for its interface, as this page says). Nothing is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_the_documented_acl_user_a_waiting_node_is_served_when_another_releases() {
+    let Scene {
+        lab,
+        nodes,
+        api,
+        dir,
+        kubeconfig,
+    } = scene(2, 1, 2).await;
+    let url = acl_user(&lab, "eipool", "node-pw-1", &documented_acl_rule());
+    let first = NodePod::start_via(&lab, &url, &nodes[0], &kubeconfig, dir.path(), &[]).await;
+    let _d1 = Dump(&first);
+    until_untainted(&api, &first.name).await;
+    let second = NodePod::start_via(&lab, &url, &nodes[1], &kubeconfig, dir.path(), &[]).await;
+    let _d2 = Dump(&second);
+    eventually(
+        "the second node to wait in the line",
+        Duration::from_secs(60),
+        || async { (line(&lab).await.len() == 1).then_some(()) },
+    )
+    .await;
+    assert!(api.taints(&second.name).iter().any(|t| t == TAINT));
+    assert_eq!(api.label(&second.name, LABEL), None);
+    assert_eq!(second.public_ip(), None);
+
+    let ip = first.public_ip().unwrap();
+    let logs = [first.log.clone(), second.log.clone()];
+    drop(_d1);
+    assert_eq!(first.stop().await, Some(0));
+    let mut release = args(&["--pool", &lab.pool, "--redis-url", &url]);
+    release.extend(args(&["--network-interface-id", &nodes[0].eni, "release"]));
+    let r = lab.run(&release).await;
+    assert_eq!(r.code, Some(0), "{r}");
+    until_untainted(&api, &second.name).await;
+    assert_eq!(api.label(&second.name, LABEL).as_deref(), Some(ip.as_str()));
+    assert_eq!(second.public_ip().as_deref(), Some(ip.as_str()));
+    assert!(line(&lab).await.is_empty(), "served: out of the line");
+    let u = untaintings(&api.log(), &second.name);
+    assert_eq!(u.len(), 1, "{u:?}");
+    assert_eq!(u[0].witness.as_deref(), Some("associated"), "{u:?}");
+    drop(_d2);
+    assert_eq!(second.stop().await, Some(0));
+    let logs = logs.map(|l| std::fs::read_to_string(l).unwrap());
+    for said in logs.iter().chain([&format!("{}{}", r.stdout, r.stderr)]) {
+        assert!(
+            !said.contains("NOPERM") && !said.contains("no permissions"),
+            "refused under the documented ACL: {said}"
+        );
+    }
 }
