@@ -1178,3 +1178,115 @@ async fn under_the_documented_acl_user_a_waiting_node_is_served_when_another_rel
         );
     }
 }
+
+/// Node mode beside another caller on the same AWS account. Its own Elastic IP (not the pool's)
+/// sits on one node's private IP, associated by hand: that node's pod stops with exit 2 naming
+/// it, never displacing it, and its Node stays tainted and unlabelled. Then, while three other
+/// nodes claim, it takes one of the pool's three addresses for an instance of its own: the
+/// nodes never take it back; two are untainted, the third waits in the line, tainted; when the
+/// other caller disassociates it by hand (EC2 alone sees it freed, no eipool command runs), the
+/// waiting node takes it and is untainted. Every untainting was stored while EC2 showed the
+/// Node's address on its interface; the other caller's address is never moved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beside_another_caller_on_the_account_nodes_take_only_what_is_free_and_never_displace() {
+    let Scene {
+        lab,
+        nodes,
+        api,
+        dir,
+        kubeconfig,
+    } = scene(5, 3, 4).await;
+    let (claimers, theirs, bystander) = (&nodes[..3], &nodes[3], &nodes[4]);
+    let own = lab.ec2.allocate(None, 1).await.unwrap().remove(0);
+    lab.ec2
+        .associate_external_at(&own.allocation_id, &theirs.eni, &theirs.private_ip)
+        .await
+        .unwrap();
+    let mut blocked = NodePod::start(&lab, theirs, &kubeconfig, dir.path(), &[]).await;
+    let Ok(stopped) = tokio::time::timeout(Duration::from_secs(60), blocked.child.wait()).await
+    else {
+        let on = lab.ec2.addresses_on(&theirs.eni).await.unwrap();
+        panic!(
+            "still running; EC2 shows {on:?} on its interface, where the other caller's {} was\n{}",
+            own.public_ip,
+            blocked.log()
+        );
+    };
+    assert_eq!(stopped.unwrap().code(), Some(2), "{}", blocked.log());
+    assert!(
+        blocked.log().contains(&own.public_ip) && blocked.log().contains("never displaces"),
+        "{}",
+        blocked.log()
+    );
+    assert!(api.taints(&blocked.name).iter().any(|t| t == TAINT));
+    assert_eq!(api.label(&blocked.name, LABEL), None);
+    assert_eq!(blocked.public_ip(), None);
+
+    let mut pods = Vec::new();
+    for n in claimers {
+        pods.push(NodePod::start(&lab, n, &kubeconfig, dir.path(), &[]).await);
+    }
+    let taken = lab
+        .ec2
+        .pool_state(&lab.pool)
+        .await
+        .unwrap()
+        .into_values()
+        .next()
+        .unwrap();
+    let association = lab
+        .ec2
+        .associate_external(&taken.allocation_id, &bystander.eni)
+        .await
+        .unwrap();
+    let waiting: usize = eventually(
+        "two Nodes untainted and one in the line",
+        Duration::from_secs(60),
+        || async {
+            let up = pods.iter().filter(|p| untainted(&api, &p.name)).count();
+            let line = line(&lab).await;
+            let [one] = line.as_slice() else { return None };
+            (up == 2).then(|| claimers.iter().position(|n| one.starts_with(&n.eni)))?
+        },
+    )
+    .await;
+    assert!(api.taints(&pods[waiting].name).iter().any(|t| t == TAINT));
+    assert_eq!(api.label(&pods[waiting].name, LABEL), None);
+    let on = |n: &Node| {
+        let ec2 = lab.ec2.clone();
+        let eni = n.eni.clone();
+        async move {
+            ec2.addresses_on(&eni)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|e| e.allocation_id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(on(bystander).await, [taken.allocation_id.clone()]);
+
+    lab.ec2.disassociate(&association).await.unwrap();
+    until_untainted(&api, &pods[waiting].name).await;
+    assert_eq!(
+        api.label(&pods[waiting].name, LABEL).as_deref(),
+        Some(taken.public_ip.as_str())
+    );
+    assert_eq!(
+        on(theirs).await,
+        [own.allocation_id.clone()],
+        "never displaced"
+    );
+    let log = api.log();
+    for p in &pods {
+        let u = untaintings(&log, &p.name);
+        assert!(
+            !u.is_empty() && u.iter().all(|e| e.witness.as_deref() == Some("associated")),
+            "{u:?}"
+        );
+    }
+    assert!(untaintings(&log, &blocked.name).is_empty());
+    for p in pods {
+        assert_eq!(p.stop().await, Some(0));
+    }
+}
