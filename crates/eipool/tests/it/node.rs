@@ -11,6 +11,8 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
+use clap::CommandFactory;
+
 use eipool_lab::claimer::Outcome;
 use eipool_lab::fixture::{Ec2Lab, Node};
 use eipool_lab::imds::ImdsStub;
@@ -19,7 +21,9 @@ use eipool_lab::servers::free_port;
 use redis::AsyncCommands;
 use tokio::process::Child;
 
-use crate::harness::{acl_user, args, documented_acl_rule, eventually, heavy, json, Lab};
+use crate::harness::{
+    acl_user, args, documented_acl_rule, eventually, heavy, json, workspace, Lab,
+};
 
 const TAINT: &str = "eipool.io/unassigned";
 const LABEL: &str = "eipool.io/public-ip";
@@ -218,6 +222,16 @@ async fn until_untainted(api: &KubeApi, name: &str) {
     eventually("the Node untainted", Duration::from_secs(60), || async {
         untainted(api, name).then_some(())
     })
+    .await;
+}
+
+/// Wait (a minute at most: a start-up) until `n` wait in the lab pool's line.
+async fn until_waiting(lab: &Lab, n: usize) {
+    eventually(
+        "the line to hold the waiting nodes",
+        Duration::from_secs(60),
+        || async { (line(lab).await.len() == n).then_some(()) },
+    )
     .await;
 }
 
@@ -1143,12 +1157,7 @@ async fn under_the_documented_acl_user_a_waiting_node_is_served_when_another_rel
     until_untainted(&api, &first.name).await;
     let second = NodePod::start_via(&lab, &url, &nodes[1], &kubeconfig, dir.path(), &[]).await;
     let _d2 = Dump(&second);
-    eventually(
-        "the second node to wait in the line",
-        Duration::from_secs(60),
-        || async { (line(&lab).await.len() == 1).then_some(()) },
-    )
-    .await;
+    until_waiting(&lab, 1).await;
     assert!(api.taints(&second.name).iter().any(|t| t == TAINT));
     assert_eq!(api.label(&second.name, LABEL), None);
     assert_eq!(second.public_ip(), None);
@@ -1264,7 +1273,7 @@ async fn beside_another_caller_on_the_account_nodes_take_only_what_is_free_and_n
                 .collect::<Vec<_>>()
         }
     };
-    assert_eq!(on(bystander).await, [taken.allocation_id.clone()]);
+    assert_eq!(on(bystander).await, [taken.allocation_id.as_str()]);
 
     lab.ec2.disassociate(&association).await.unwrap();
     until_untainted(&api, &pods[waiting].name).await;
@@ -1274,7 +1283,7 @@ async fn beside_another_caller_on_the_account_nodes_take_only_what_is_free_and_n
     );
     assert_eq!(
         on(theirs).await,
-        [own.allocation_id.clone()],
+        [own.allocation_id.as_str()],
         "never displaced"
     );
     let log = api.log();
@@ -1289,4 +1298,150 @@ async fn beside_another_caller_on_the_account_nodes_take_only_what_is_free_and_n
     for p in pods {
         assert_eq!(p.stop().await, Some(0));
     }
+}
+
+/// The code spans of docs/node-mode.md, as written (a span broken over two lines read as one).
+fn node_mode_doc_spans() -> Vec<String> {
+    let doc = std::fs::read_to_string(workspace().join("docs/node-mode.md")).unwrap();
+    doc.split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+/// docs/node-mode.md's command lines, as the binary takes them: each `eipool SUB` it shows is a
+/// command (`--help` exits 0); each `--flag` is `eipool node`'s (helm's `--set` and the
+/// sidecar's `--release-on-exit`, `eipool agent`'s, aside); and one `eipool node` with all of
+/// them, at the value the page gives (`--node-taint KEY:NoExecute`: KEY the default taint's) or
+/// else the flag's default, gets past its checks to the API server, which knows no such Node
+/// (exit 2 naming --node-name): once as flags, once as their `EIPOOL_*` variables with the
+/// page's `KUBECONFIG` for `--kubeconfig`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_command_and_flag_docs_node_mode_shows_is_taken_by_the_binary() {
+    const HELM: &[&str] = &["--set"];
+    const SIDECAR: &[&str] = &["--release-on-exit"];
+    let Scene {
+        lab,
+        nodes,
+        api,
+        dir,
+        kubeconfig,
+    } = scene(1, 0, 0).await;
+    let spans = node_mode_doc_spans();
+    let mut cli = eipool::Cli::command();
+    cli.build();
+    let sub = |name: &str| cli.find_subcommand(name).unwrap().clone();
+    let flag_of = |cmd: &clap::Command, long: &str| {
+        cmd.get_arguments()
+            .find(|a| a.get_long() == Some(long))
+            .cloned()
+    };
+
+    let commands: Vec<&str> = spans
+        .iter()
+        .filter_map(|s| s.strip_prefix("eipool "))
+        .collect();
+    assert!(commands.contains(&"node"), "{commands:?}");
+    for c in &commands {
+        let o = lab.env.run(&args(&[c, "--help"])).await;
+        assert_eq!(o.code, Some(0), "docs/node-mode.md shows `eipool {c}`: {o}");
+    }
+
+    // Each flag once, with the value the page gives it, if any.
+    let mut flags: Vec<(String, Option<String>)> = Vec::new();
+    for s in spans.iter().filter(|s| s.starts_with("--")) {
+        let (f, v) = match s.split_once(' ') {
+            Some((f, v)) => (f.to_string(), Some(v.to_string())),
+            None => (s.clone(), None),
+        };
+        match flags.iter_mut().find(|(g, _)| *g == f) {
+            Some((_, w)) => *w = w.take().or(v),
+            None => flags.push((f, v)),
+        }
+    }
+    let (node, agent) = (sub("node"), sub("agent"));
+    let mut line = lab.with_redis(&["node"]);
+    let mut vars: Vec<(String, String)> = Vec::new();
+    let name = node_name(&nodes[0]);
+    let output = dir.path().join("node.env");
+    for (f, given) in &flags {
+        let long = f.trim_start_matches('-');
+        if HELM.contains(&f.as_str()) {
+            continue;
+        }
+        if SIDECAR.contains(&f.as_str()) {
+            assert!(flag_of(&agent, long).is_some(), "{f} is not eipool agent's");
+            assert!(flag_of(&node, long).is_none(), "{f} is node mode's too");
+            continue;
+        }
+        let a = flag_of(&node, long).unwrap_or_else(|| {
+            panic!("docs/node-mode.md shows {f}, which eipool node does not take")
+        });
+        let default = a
+            .get_default_values()
+            .first()
+            .map(|d| d.to_string_lossy().into_owned());
+        let value = match (long, given) {
+            ("node-name", _) => name.clone(),
+            ("kubeconfig", _) => kubeconfig.to_str().unwrap().to_string(),
+            ("output", _) => output.to_str().unwrap().to_string(),
+            (_, Some(v)) => {
+                let key = default
+                    .as_deref()
+                    .unwrap_or_default()
+                    .split([':', '='])
+                    .next();
+                v.replace("KEY", key.unwrap_or_default())
+            }
+            (_, None) => default.unwrap_or_else(|| {
+                panic!("docs/node-mode.md shows {f}, with no value nor default: give it one here")
+            }),
+        };
+        line.extend(args(&[f, &value]));
+        let var = if long == "kubeconfig" {
+            // Outside a pod, the page says, `--kubeconfig` or `KUBECONFIG`.
+            assert!(spans.iter().any(|s| s == "KUBECONFIG"));
+            "KUBECONFIG".to_string()
+        } else {
+            let var = a.get_env().unwrap_or_else(|| panic!("{f} has no variable"));
+            var.to_string_lossy().into_owned()
+        };
+        vars.push((var, value));
+    }
+    for f in [
+        "--node-name",
+        "--node-label",
+        "--node-taint",
+        "--kubeconfig",
+        "--output",
+    ] {
+        assert!(
+            line.iter().any(|a| a == f),
+            "{f} not found in the page: {line:?}"
+        );
+    }
+
+    let (env, _imds) = lab.node_imds(&nodes[0]).await;
+    let by_flags = env.run(&line).await;
+    let mut bare = env.command(&lab.with_redis(&["node"]));
+    bare.envs(vars.iter().map(|(k, v)| (k, v)));
+    let by_vars = Outcome::from_output(&[], bare.output().await.unwrap());
+    for (how, o) in [("flags", &by_flags), ("variables", &by_vars)] {
+        assert_eq!(o.code, Some(2), "as {how} ({vars:?}): {o}");
+        assert!(
+            o.error_line().contains(&format!("--node-name {name}")),
+            "as {how}, refused before the API server was asked ({vars:?}): {o}"
+        );
+    }
+    let asked = api
+        .log()
+        .iter()
+        .filter(|e| e.node == name && e.status == 404)
+        .count();
+    assert!(
+        asked >= 2,
+        "each run asked the API server for its Node: {:?}",
+        api.log()
+    );
 }
