@@ -11,6 +11,8 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
+use clap::CommandFactory;
+
 use eipool_lab::claimer::Outcome;
 use eipool_lab::fixture::{Ec2Lab, Node};
 use eipool_lab::imds::ImdsStub;
@@ -19,7 +21,9 @@ use eipool_lab::servers::free_port;
 use redis::AsyncCommands;
 use tokio::process::Child;
 
-use crate::harness::{args, eventually, heavy, json, Lab};
+use crate::harness::{
+    acl_user, args, documented_acl_rule, eventually, heavy, json, workspace, Lab,
+};
 
 const TAINT: &str = "eipool.io/unassigned";
 const LABEL: &str = "eipool.io/public-ip";
@@ -123,12 +127,25 @@ impl NodePod {
         dir: &Path,
         extra: &[&str],
     ) -> NodePod {
+        Self::start_via(lab, &lab.redis.url(), node, kubeconfig, dir, extra).await
+    }
+
+    /// The same, with Redis at `redis_url` (e.g. as a user with an ACL).
+    async fn start_via(
+        lab: &Lab,
+        redis_url: &str,
+        node: &Node,
+        kubeconfig: &Path,
+        dir: &Path,
+        extra: &[&str],
+    ) -> NodePod {
         let (env, stub) = lab.node_imds(node).await;
         let name = node_name(node);
         let env_file = dir.join(format!("{}.env", node.eni));
         let log = dir.join(format!("{}-{}.log", node.eni, free_port().unwrap()));
         let listen: std::net::SocketAddr = ([127, 0, 0, 1], free_port().unwrap()).into();
-        let mut a = lab.with_redis(&[
+        let mut a = args(&["--pool", &lab.pool, "--redis-url", redis_url]);
+        a.extend(args(&[
             "node",
             "--node-name",
             &name,
@@ -140,7 +157,7 @@ impl NodePod {
             &listen.to_string(),
             "--timeout",
             "60s",
-        ]);
+        ]));
         if !extra.contains(&"--interval") {
             a.extend(args(&["--interval", "1s"]));
         }
@@ -205,6 +222,16 @@ async fn until_untainted(api: &KubeApi, name: &str) {
     eventually("the Node untainted", Duration::from_secs(60), || async {
         untainted(api, name).then_some(())
     })
+    .await;
+}
+
+/// Wait (a minute at most: a start-up) until `n` wait in the lab pool's line.
+async fn until_waiting(lab: &Lab, n: usize) {
+    eventually(
+        "the line to hold the waiting nodes",
+        Duration::from_secs(60),
+        || async { (line(lab).await.len() == n).then_some(()) },
+    )
     .await;
 }
 
@@ -1109,4 +1136,312 @@ async fn a_stale_env_file_and_label_from_a_previous_pod_go_when_the_pool_is_full
     assert_eq!(api.label(&name, LABEL), None);
     drop(_dump);
     assert_eq!(pod.stop().await, Some(0));
+}
+
+/// Node mode as production runs it, as the Redis user docs/redis.md documents (that ACL and no
+/// more): two nodes for one address; the second waits in the pool's line, tainted and
+/// unlabelled, and is untainted at its turn when the first node is taken out of node mode (its
+/// pod stopped, `eipool release` for its interface, as this page says). Nothing is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_the_documented_acl_user_a_waiting_node_is_served_when_another_releases() {
+    let Scene {
+        lab,
+        nodes,
+        api,
+        dir,
+        kubeconfig,
+    } = scene(2, 1, 2).await;
+    let url = acl_user(&lab, "eipool", "node-pw-1", &documented_acl_rule());
+    let first = NodePod::start_via(&lab, &url, &nodes[0], &kubeconfig, dir.path(), &[]).await;
+    let _d1 = Dump(&first);
+    until_untainted(&api, &first.name).await;
+    let second = NodePod::start_via(&lab, &url, &nodes[1], &kubeconfig, dir.path(), &[]).await;
+    let _d2 = Dump(&second);
+    until_waiting(&lab, 1).await;
+    assert!(api.taints(&second.name).iter().any(|t| t == TAINT));
+    assert_eq!(api.label(&second.name, LABEL), None);
+    assert_eq!(second.public_ip(), None);
+
+    let ip = first.public_ip().unwrap();
+    let logs = [first.log.clone(), second.log.clone()];
+    drop(_d1);
+    assert_eq!(first.stop().await, Some(0));
+    let mut release = args(&["--pool", &lab.pool, "--redis-url", &url]);
+    release.extend(args(&["--network-interface-id", &nodes[0].eni, "release"]));
+    let r = lab.run(&release).await;
+    assert_eq!(r.code, Some(0), "{r}");
+    until_untainted(&api, &second.name).await;
+    assert_eq!(api.label(&second.name, LABEL).as_deref(), Some(ip.as_str()));
+    assert_eq!(second.public_ip().as_deref(), Some(ip.as_str()));
+    assert!(line(&lab).await.is_empty(), "served: out of the line");
+    let u = untaintings(&api.log(), &second.name);
+    assert_eq!(u.len(), 1, "{u:?}");
+    assert_eq!(u[0].witness.as_deref(), Some("associated"), "{u:?}");
+    drop(_d2);
+    assert_eq!(second.stop().await, Some(0));
+    let logs = logs.map(|l| std::fs::read_to_string(l).unwrap());
+    for said in logs.iter().chain([&format!("{}{}", r.stdout, r.stderr)]) {
+        assert!(
+            !said.contains("NOPERM") && !said.contains("no permissions"),
+            "refused under the documented ACL: {said}"
+        );
+    }
+}
+
+/// Node mode beside another caller on the same AWS account. Its own Elastic IP (not the pool's)
+/// sits on one node's private IP, associated by hand: that node's pod stops with exit 2 naming
+/// it, never displacing it, and its Node stays tainted and unlabelled. Then, while three other
+/// nodes claim, it takes one of the pool's three addresses for an instance of its own: the
+/// nodes never take it back; two are untainted, the third waits in the line, tainted; when the
+/// other caller disassociates it by hand (EC2 alone sees it freed, no eipool command runs), the
+/// waiting node takes it and is untainted. Every untainting was stored while EC2 showed the
+/// Node's address on its interface; the other caller's address is never moved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beside_another_caller_on_the_account_nodes_take_only_what_is_free_and_never_displace() {
+    let Scene {
+        lab,
+        nodes,
+        api,
+        dir,
+        kubeconfig,
+    } = scene(5, 3, 4).await;
+    let (claimers, theirs, bystander) = (&nodes[..3], &nodes[3], &nodes[4]);
+    let own = lab.ec2.allocate(None, 1).await.unwrap().remove(0);
+    lab.ec2
+        .associate_external_at(&own.allocation_id, &theirs.eni, &theirs.private_ip)
+        .await
+        .unwrap();
+    let mut blocked = NodePod::start(&lab, theirs, &kubeconfig, dir.path(), &[]).await;
+    let Ok(stopped) = tokio::time::timeout(Duration::from_secs(60), blocked.child.wait()).await
+    else {
+        let on = lab.ec2.addresses_on(&theirs.eni).await.unwrap();
+        panic!(
+            "still running; EC2 shows {on:?} on its interface, where the other caller's {} was\n{}",
+            own.public_ip,
+            blocked.log()
+        );
+    };
+    assert_eq!(stopped.unwrap().code(), Some(2), "{}", blocked.log());
+    assert!(
+        blocked.log().contains(&own.public_ip) && blocked.log().contains("never displaces"),
+        "{}",
+        blocked.log()
+    );
+    assert!(api.taints(&blocked.name).iter().any(|t| t == TAINT));
+    assert_eq!(api.label(&blocked.name, LABEL), None);
+    assert_eq!(blocked.public_ip(), None);
+
+    let mut pods = Vec::new();
+    for n in claimers {
+        pods.push(NodePod::start(&lab, n, &kubeconfig, dir.path(), &[]).await);
+    }
+    let taken = lab
+        .ec2
+        .pool_state(&lab.pool)
+        .await
+        .unwrap()
+        .into_values()
+        .next()
+        .unwrap();
+    let association = lab
+        .ec2
+        .associate_external(&taken.allocation_id, &bystander.eni)
+        .await
+        .unwrap();
+    let waiting: usize = eventually(
+        "two Nodes untainted and one in the line",
+        Duration::from_secs(60),
+        || async {
+            let up = pods.iter().filter(|p| untainted(&api, &p.name)).count();
+            let line = line(&lab).await;
+            let [one] = line.as_slice() else { return None };
+            (up == 2).then(|| claimers.iter().position(|n| one.starts_with(&n.eni)))?
+        },
+    )
+    .await;
+    assert!(api.taints(&pods[waiting].name).iter().any(|t| t == TAINT));
+    assert_eq!(api.label(&pods[waiting].name, LABEL), None);
+    let on = |n: &Node| {
+        let ec2 = lab.ec2.clone();
+        let eni = n.eni.clone();
+        async move {
+            ec2.addresses_on(&eni)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|e| e.allocation_id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(on(bystander).await, [taken.allocation_id.as_str()]);
+
+    lab.ec2.disassociate(&association).await.unwrap();
+    until_untainted(&api, &pods[waiting].name).await;
+    assert_eq!(
+        api.label(&pods[waiting].name, LABEL).as_deref(),
+        Some(taken.public_ip.as_str())
+    );
+    assert_eq!(
+        on(theirs).await,
+        [own.allocation_id.as_str()],
+        "never displaced"
+    );
+    let log = api.log();
+    for p in &pods {
+        let u = untaintings(&log, &p.name);
+        assert!(
+            !u.is_empty() && u.iter().all(|e| e.witness.as_deref() == Some("associated")),
+            "{u:?}"
+        );
+    }
+    assert!(untaintings(&log, &blocked.name).is_empty());
+    for p in pods {
+        assert_eq!(p.stop().await, Some(0));
+    }
+}
+
+/// The code spans of docs/node-mode.md, as written (a span broken over two lines read as one).
+fn node_mode_doc_spans() -> Vec<String> {
+    let doc = std::fs::read_to_string(workspace().join("docs/node-mode.md")).unwrap();
+    doc.split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+/// docs/node-mode.md's command lines, as the binary takes them: each `eipool SUB` it shows is a
+/// command (`--help` exits 0); each `--flag` is `eipool node`'s (helm's `--set` and the
+/// sidecar's `--release-on-exit`, `eipool agent`'s, aside); and one `eipool node` with all of
+/// them, at the value the page gives (`--node-taint KEY:NoExecute`: KEY the default taint's) or
+/// else the flag's default, gets past its checks to the API server, which knows no such Node
+/// (exit 2 naming --node-name): once as flags, once as their `EIPOOL_*` variables with the
+/// page's `KUBECONFIG` for `--kubeconfig`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_command_and_flag_docs_node_mode_shows_is_taken_by_the_binary() {
+    const HELM: &[&str] = &["--set"];
+    const SIDECAR: &[&str] = &["--release-on-exit"];
+    let Scene {
+        lab,
+        nodes,
+        api,
+        dir,
+        kubeconfig,
+    } = scene(1, 0, 0).await;
+    let spans = node_mode_doc_spans();
+    let mut cli = eipool::Cli::command();
+    cli.build();
+    let sub = |name: &str| cli.find_subcommand(name).unwrap().clone();
+    let flag_of = |cmd: &clap::Command, long: &str| {
+        cmd.get_arguments()
+            .find(|a| a.get_long() == Some(long))
+            .cloned()
+    };
+
+    let commands: Vec<&str> = spans
+        .iter()
+        .filter_map(|s| s.strip_prefix("eipool "))
+        .collect();
+    assert!(commands.contains(&"node"), "{commands:?}");
+    for c in &commands {
+        let o = lab.env.run(&args(&[c, "--help"])).await;
+        assert_eq!(o.code, Some(0), "docs/node-mode.md shows `eipool {c}`: {o}");
+    }
+
+    // Each flag once, with the value the page gives it, if any.
+    let mut flags: Vec<(String, Option<String>)> = Vec::new();
+    for s in spans.iter().filter(|s| s.starts_with("--")) {
+        let (f, v) = match s.split_once(' ') {
+            Some((f, v)) => (f.to_string(), Some(v.to_string())),
+            None => (s.clone(), None),
+        };
+        match flags.iter_mut().find(|(g, _)| *g == f) {
+            Some((_, w)) => *w = w.take().or(v),
+            None => flags.push((f, v)),
+        }
+    }
+    let (node, agent) = (sub("node"), sub("agent"));
+    let mut line = lab.with_redis(&["node"]);
+    let mut vars: Vec<(String, String)> = Vec::new();
+    let name = node_name(&nodes[0]);
+    let output = dir.path().join("node.env");
+    for (f, given) in &flags {
+        let long = f.trim_start_matches('-');
+        if HELM.contains(&f.as_str()) {
+            continue;
+        }
+        if SIDECAR.contains(&f.as_str()) {
+            assert!(flag_of(&agent, long).is_some(), "{f} is not eipool agent's");
+            assert!(flag_of(&node, long).is_none(), "{f} is node mode's too");
+            continue;
+        }
+        let a = flag_of(&node, long).unwrap_or_else(|| {
+            panic!("docs/node-mode.md shows {f}, which eipool node does not take")
+        });
+        let default = a
+            .get_default_values()
+            .first()
+            .map(|d| d.to_string_lossy().into_owned());
+        let value = match (long, given) {
+            ("node-name", _) => name.clone(),
+            ("kubeconfig", _) => kubeconfig.to_str().unwrap().to_string(),
+            ("output", _) => output.to_str().unwrap().to_string(),
+            (_, Some(v)) => {
+                let key = default
+                    .as_deref()
+                    .unwrap_or_default()
+                    .split([':', '='])
+                    .next();
+                v.replace("KEY", key.unwrap_or_default())
+            }
+            (_, None) => default.unwrap_or_else(|| {
+                panic!("docs/node-mode.md shows {f}, with no value nor default: give it one here")
+            }),
+        };
+        line.extend(args(&[f, &value]));
+        let var = if long == "kubeconfig" {
+            // Outside a pod, the page says, `--kubeconfig` or `KUBECONFIG`.
+            assert!(spans.iter().any(|s| s == "KUBECONFIG"));
+            "KUBECONFIG".to_string()
+        } else {
+            let var = a.get_env().unwrap_or_else(|| panic!("{f} has no variable"));
+            var.to_string_lossy().into_owned()
+        };
+        vars.push((var, value));
+    }
+    for f in [
+        "--node-name",
+        "--node-label",
+        "--node-taint",
+        "--kubeconfig",
+        "--output",
+    ] {
+        assert!(
+            line.iter().any(|a| a == f),
+            "{f} not found in the page: {line:?}"
+        );
+    }
+
+    let (env, _imds) = lab.node_imds(&nodes[0]).await;
+    let by_flags = env.run(&line).await;
+    let mut bare = env.command(&lab.with_redis(&["node"]));
+    bare.envs(vars.iter().map(|(k, v)| (k, v)));
+    let by_vars = Outcome::from_output(&[], bare.output().await.unwrap());
+    for (how, o) in [("flags", &by_flags), ("variables", &by_vars)] {
+        assert_eq!(o.code, Some(2), "as {how} ({vars:?}): {o}");
+        assert!(
+            o.error_line().contains(&format!("--node-name {name}")),
+            "as {how}, refused before the API server was asked ({vars:?}): {o}"
+        );
+    }
+    let asked = api
+        .log()
+        .iter()
+        .filter(|e| e.node == name && e.status == 404)
+        .count();
+    assert!(
+        asked >= 2,
+        "each run asked the API server for its Node: {:?}",
+        api.log()
+    );
 }
