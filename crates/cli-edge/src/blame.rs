@@ -35,17 +35,48 @@ pub fn blame(
     blame_in(e, cmd, argv, |var| std::env::var(var).ok())
 }
 
-/// The variable `--long` took its value from, when it did: the flag is not on the command line
-/// and its variable is set. The flag is the innermost named command's (`status --output`
-/// before a global `--output`), or an enclosing command's.
-pub fn variable_of(
-    long: &str,
+/// For an error found after parsing that names flags (`--bucket "a.b" is not an S3 bucket
+/// name`): which of them took their value from a variable, as a note to append, e.g.
+/// `(from the environment: --bucket is TFMOD_BUCKET; fix or unset it there)`. The value is not
+/// repeated: it may hold a password. `None` when no flag named did.
+pub fn note_the_variables(
+    msg: &str,
     cmd: &clap::Command,
     argv: impl Iterator<Item = String>,
 ) -> Option<String> {
+    note_in(msg, cmd, argv, |var| std::env::var_os(var).is_some())
+}
+
+/// [`note_the_variables`], asking `is_set` whether a variable is set.
+fn note_in(
+    msg: &str,
+    cmd: &clap::Command,
+    argv: impl Iterator<Item = String>,
+    is_set: impl Fn(&str) -> bool,
+) -> Option<String> {
     let argv: Vec<String> = argv.collect();
-    let arg = from_the_environment(long, cmd, &argv, |var| std::env::var_os(var).is_some())?;
-    Some(arg.get_env()?.to_string_lossy().into_owned())
+    let mut vars: Vec<String> = Vec::new();
+    for long in msg
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        .filter_map(|w| w.strip_prefix("--").filter(|l| !l.is_empty()))
+    {
+        let Some(option) = from_the_environment(long, cmd, &argv, &is_set) else {
+            continue;
+        };
+        let Some(var) = option.get_env() else {
+            continue;
+        };
+        let note = format!("--{long} is {}", var.to_string_lossy());
+        if !vars.contains(&note) {
+            vars.push(note);
+        }
+    }
+    (!vars.is_empty()).then(|| {
+        format!(
+            "(from the environment: {}; fix or unset it there)",
+            vars.join(", ")
+        )
+    })
 }
 
 /// [`blame`], reading the environment through `env`.
@@ -66,7 +97,7 @@ fn blame_in(
     };
     let long = arg.split_whitespace().next()?.strip_prefix("--")?;
     let argv: Vec<String> = argv.collect();
-    let option = from_the_environment(long, cmd, &argv, |var| env(var).is_some())?;
+    let option = from_the_environment(long, cmd, &argv, &|var| env(var).is_some())?;
     let var = option.get_env()?.to_string_lossy().into_owned();
     let value = env(&var)?;
     let text = e.to_string();
@@ -86,7 +117,7 @@ fn from_the_environment<'c>(
     long: &str,
     cmd: &'c clap::Command,
     argv: &[String],
-    is_set: impl Fn(&str) -> bool,
+    is_set: &dyn Fn(&str) -> bool,
 ) -> Option<&'c clap::Arg> {
     let mut chain = vec![cmd];
     for word in argv.iter().skip(1) {
@@ -211,6 +242,25 @@ mod tests {
         let words = ["t", "status", "--output", "x"];
         let b = blamed(&words, &vars, &["t", "status"]).unwrap();
         assert_eq!(b.var, "T_STATUS_OUTPUT");
+    }
+
+    #[test]
+    fn a_message_naming_flags_notes_the_variables_they_came_from() {
+        let msg = "--wait and --output conflict; --wait again";
+        let set = |var: &str| var == "T_WAIT" || var == "T_OUTPUT";
+        let note = note_in(msg, &cmd(), ["t".to_string()].into_iter(), set).unwrap();
+        assert_eq!(
+            note,
+            "(from the environment: --wait is T_WAIT, --output is T_OUTPUT; fix or unset it there)"
+        );
+        // On the command line: nothing to note. Inside `status`, its own --output's variable.
+        let argv = ["t", "--wait=1", "--output", "x"].map(String::from);
+        assert_eq!(note_in(msg, &cmd(), argv.into_iter(), set), None);
+        let argv = ["t", "status"].map(String::from);
+        let note = note_in("--output", &cmd(), argv.into_iter(), |v| {
+            v == "T_STATUS_OUTPUT"
+        });
+        assert!(note.unwrap().contains("--output is T_STATUS_OUTPUT"));
     }
 
     #[test]
