@@ -51,7 +51,17 @@ fn main() -> ExitCode {
     match runtime.block_on(tfmod::commands::run(cli.command, cli.s3_timeout)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tell(format_args!("tfmod: error: {e}"));
+            // A flag named in the message whose value came from its TFMOD_* variable: say so.
+            let note = match &e {
+                tfmod::Error::Usage(msg) => {
+                    cli_edge::blame::note_the_variables(msg, &Cli::command(), std::env::args())
+                }
+                _ => None,
+            };
+            match note {
+                Some(note) => tell(format_args!("tfmod: error: {e} {note}")),
+                None => tell(format_args!("tfmod: error: {e}")),
+            }
             ExitCode::from(e.exit_code())
         }
     }

@@ -55,6 +55,17 @@ fn a_bad_value_from_a_variable_names_the_variable() {
         r.stderr.contains("--s3-timeout") && !r.stderr.contains("TFMOD_S3_TIMEOUT="),
         "{r:?}"
     );
+    // A value refused after parsing names its variable too.
+    let args = ["versions", "vpc"];
+    let r = tfmod_env(dir.path(), NOWHERE, &[("TFMOD_BUCKET", "a.b")], &args);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr
+            .starts_with("tfmod: error: --bucket \"a.b\" is refused")
+            && r.stderr
+                .contains("(from the environment: --bucket is TFMOD_BUCKET;"),
+        "{r:?}"
+    );
 }
 
 /// `tfmod verify live --bucket B` with `units` units sourced from git: one problem line each.
