@@ -18,12 +18,12 @@ pub const USAGE: u8 = 2;
 /// EX_UNAVAILABLE. eipool only: the pool has no free address before the deadline.
 pub const UNAVAILABLE: u8 = 69;
 
-/// EX_SOFTWARE: a bug. All three: a panic (see [`crate::panic`]); eipool also an internal error
-/// it caught.
+/// EX_SOFTWARE: a bug. All three: a panic (the hook in this crate's `panic` module); eipool
+/// also an internal error it caught.
 pub const SOFTWARE: u8 = 70;
 
 /// EX_IOERR. eipool only: the report could not be written to stdout (closed, a broken pipe).
-/// atlantis-authz and tfmod exit with the code they reached instead (see [`crate::out`]).
+/// atlantis-authz and tfmod exit with the code they reached instead (this crate's `out` module).
 pub const IOERR: u8 = 74;
 
 /// EX_TEMPFAIL. eipool only: a temporary failure (EC2 or Redis unreachable, throttled) lasted
