@@ -33,38 +33,36 @@ fn a_panic_is_one_line_asking_for_a_report_and_exit_70() {
     assert!(r.stdout.is_empty(), "{r:?}");
 }
 
+/// The stderr of `tfmod ARGS` with `var` set, refused as bad usage (exit 2).
+fn refused(var: (&str, &str), args: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let r = tfmod_env(dir.path(), NOWHERE, &[var], args);
+    assert_eq!(r.code, 2, "{r:?}");
+    r.stderr
+}
+
 #[test]
 fn a_bad_value_from_a_variable_names_the_variable() {
-    let dir = tempfile::tempdir().unwrap();
-    let args = ["versions", "vpc", "--bucket", "b-1"];
-    let r = tfmod_env(dir.path(), NOWHERE, &[("TFMOD_S3_TIMEOUT", "soon")], &args);
-    assert_eq!(r.code, 2, "{r:?}");
+    let timeout = ("TFMOD_S3_TIMEOUT", "soon");
+    let err = refused(timeout, &["versions", "vpc", "--bucket", "b-1"]);
     assert!(
-        r.stderr
-            .starts_with("tfmod: error: TFMOD_S3_TIMEOUT=\"soon\" (from the environment)")
-            && r.stderr
-                .trim_end()
-                .ends_with("fix or unset TFMOD_S3_TIMEOUT"),
-        "{r:?}"
+        err.starts_with("tfmod: error: TFMOD_S3_TIMEOUT=\"soon\" (from the environment)")
+            && err.trim_end().ends_with("fix or unset TFMOD_S3_TIMEOUT"),
+        "{err}"
     );
     // Given on the command line, it is the flag's error.
     let args = ["versions", "vpc", "--bucket", "b-1", "--s3-timeout", "soon"];
-    let r = tfmod_env(dir.path(), NOWHERE, &[("TFMOD_S3_TIMEOUT", "soon")], &args);
-    assert_eq!(r.code, 2, "{r:?}");
+    let err = refused(timeout, &args);
     assert!(
-        r.stderr.contains("--s3-timeout") && !r.stderr.contains("TFMOD_S3_TIMEOUT="),
-        "{r:?}"
+        err.contains("--s3-timeout") && !err.contains("TFMOD_S3_TIMEOUT="),
+        "{err}"
     );
     // A value refused after parsing names its variable too.
-    let args = ["versions", "vpc"];
-    let r = tfmod_env(dir.path(), NOWHERE, &[("TFMOD_BUCKET", "a.b")], &args);
-    assert_eq!(r.code, 2, "{r:?}");
+    let err = refused(("TFMOD_BUCKET", "a.b"), &["versions", "vpc"]);
     assert!(
-        r.stderr
-            .starts_with("tfmod: error: --bucket \"a.b\" is refused")
-            && r.stderr
-                .contains("(from the environment: --bucket is TFMOD_BUCKET;"),
-        "{r:?}"
+        err.starts_with("tfmod: error: --bucket \"a.b\" is refused")
+            && err.contains("(from the environment: --bucket is TFMOD_BUCKET;"),
+        "{err}"
     );
 }
 
