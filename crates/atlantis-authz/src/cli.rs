@@ -119,49 +119,6 @@ pub struct OktaArgs {
     pub cache_ttl: Duration,
 }
 
-/// When clap's error `e` is about a value that came from an option's environment variable (the
-/// option is not on the command line, its variable is set), the message naming that variable,
-/// so the operator fixes the Atlantis server's environment, not a flag nobody passed.
-pub fn blame_the_environment(
-    e: &clap::Error,
-    argv: impl Iterator<Item = String>,
-) -> Option<String> {
-    use clap::error::{ContextKind, ContextValue, ErrorKind};
-    use clap::CommandFactory;
-    if !matches!(
-        e.kind(),
-        ErrorKind::InvalidValue | ErrorKind::ValueValidation
-    ) {
-        return None;
-    }
-    let ContextValue::String(arg) = e.get(ContextKind::InvalidArg)? else {
-        return None;
-    };
-    let flag = arg.split_whitespace().next()?;
-    let long = flag.strip_prefix("--")?;
-    let cmd = Cli::command();
-    let option = cmd.get_arguments().find(|a| a.get_long() == Some(long))?;
-    let var = option.get_env()?.to_string_lossy().into_owned();
-    let value = std::env::var(&var).ok()?;
-    // A secret's value is not repeated.
-    let value = if option.is_hide_env_values_set() {
-        "…".to_string()
-    } else {
-        format!("{value:?}")
-    };
-    let given = argv
-        .skip(1)
-        .any(|a| a == flag || a.starts_with(&format!("{flag}=")));
-    if given {
-        return None;
-    }
-    let text = e.to_string();
-    let why = text.lines().next()?.trim_start_matches("error: ");
-    Some(format!(
-        "{var}={value} (from the environment): {why}; fix or unset {var}"
-    ))
-}
-
 /// A duration (`15s`, `2m`) of at most an hour: nobody waits longer for a permission, and any
 /// such duration can be added to the clock.
 fn at_most_an_hour(s: &str) -> Result<Duration, String> {

@@ -13,19 +13,11 @@ use crate::okta::{self, Auth, Okta, OktaError};
 use crate::policy::{self, Decision, Group, Policy, Request};
 use crate::request::{self, one_line};
 
-/// One line to stdout, never a panic: a reader that went away (`| head`) is not this tool's
-/// failure, so the command goes on to the exit code it reaches (`println!` would panic, and the
-/// panic hook's own print then abort). What Atlantis reads is written by [`verdict`].
-pub fn say(line: std::fmt::Arguments) {
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_fmt(line).and_then(|()| out.write_all(b"\n"));
-}
-
-/// [`say`] to stderr.
-pub fn tell(line: std::fmt::Arguments) {
-    let mut err = std::io::stderr().lock();
-    let _ = err.write_fmt(line).and_then(|()| err.write_all(b"\n"));
-}
+/// One line to stdout (`say`) or stderr (`tell`), never a panic: a reader that went away
+/// (`| head`) is not this tool's failure, so the command goes on to the exit code it reaches
+/// (`println!` would panic, and the panic hook's own print then abort). What Atlantis reads is
+/// written by [`verdict`].
+pub use cli_edge::out::{say, tell};
 
 macro_rules! say {
     ($($arg:tt)*) => { say(format_args!($($arg)*)) };
@@ -38,14 +30,14 @@ macro_rules! tell {
 /// Exit codes.
 pub mod exit {
     /// Allowed (and `pass` printed last).
-    pub const ALLOW: u8 = 0;
+    pub const ALLOW: u8 = cli_edge::exit::OK;
     /// Denied by the policy (or the user is unknown, or not ACTIVE).
-    pub const DENY: u8 = 1;
+    pub const DENY: u8 = cli_edge::exit::CHECK_FAILED;
     /// Bad usage, a broken or unreadable policy, a refused request, an unwritable audit log:
     /// denied.
-    pub const USAGE: u8 = 2;
+    pub const USAGE: u8 = cli_edge::exit::USAGE;
     /// Okta could not answer, or answered what is not trusted (a redirect, a link to another
-    /// host, too large): denied.
+    /// host, too large): denied. (atlantis-authz's own: 3 is something else in each tool.)
     pub const OKTA: u8 = 3;
 }
 

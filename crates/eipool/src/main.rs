@@ -12,11 +12,8 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     exit_70_on_panic();
-    #[cfg(debug_assertions)]
-    if std::env::var_os("EIPOOL_DEBUG_PANIC").is_some() {
-        // Debug builds only: lets the tests prove the panic path.
-        panic!("panic requested by EIPOOL_DEBUG_PANIC");
-    }
+    // Debug builds only: lets the tests prove the panic path.
+    cli_edge::panic::when_asked("EIPOOL_DEBUG_PANIC");
     let cli = match eipool::parse_cli() {
         Ok(Some(cli)) => cli,
         // --help or --version, printed.
@@ -68,28 +65,16 @@ fn init_logging(format: LogFormat, filter: &str) {
 /// table's internal error) at once, from whichever thread panicked. What the command held is
 /// not given back: a claim's lease expires, and `eipool gc` finds an association left behind.
 fn exit_70_on_panic() {
-    std::panic::set_hook(Box::new(|info| {
-        let what = info
-            .payload()
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| info.payload().downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a panic".into());
-        let at = info
-            .location()
-            .map(|l| format!(" at {}:{}", l.file(), l.line()))
-            .unwrap_or_default();
+    let code = Error::Internal(String::new()).exit_code();
+    cli_edge::panic::exit_on_panic(code, |report| {
         // The command's name only: its arguments may hold a password.
-        let cli = <Cli as clap::CommandFactory>::command();
-        let command = std::env::args()
-            .skip(1)
-            .find(|a| cli.find_subcommand(a).is_some())
-            .unwrap_or_default();
-        eprintln!(
-            "eipool: error: internal error{at} in `eipool {command}`: {} (a bug: please report it with this line, version {})",
-            what.lines().next().unwrap_or(""),
-            env!("CARGO_PKG_VERSION")
+        let command = cli_edge::panic::command_name(
+            &<Cli as clap::CommandFactory>::command(),
+            std::env::args(),
         );
-        std::process::exit(i32::from(Error::Internal(String::new()).exit_code()));
-    }));
+        cli_edge::out::tell(format_args!(
+            "{}",
+            report.line("eipool", &command, env!("CARGO_PKG_VERSION"))
+        ));
+    });
 }

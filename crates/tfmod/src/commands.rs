@@ -5,6 +5,8 @@
 use std::path::Path;
 use std::time::Duration;
 
+use cli_edge::out::{say, tell};
+
 use crate::archive;
 use crate::catalog::{published, read_metadata, Metadata, Tombstone, Where};
 use crate::cli::{Command, StoreArgs, TrustArgs};
@@ -245,14 +247,14 @@ async fn publish(
     let current = store.head(&w.bucket, &zip_key).await?;
     match store.versioned(&w.bucket).await? {
         Some(true) => {}
-        Some(false) => eprintln!(
+        Some(false) => tell(format_args!(
             "warning: bucket {} is not versioned: a version deleted or overwritten outside tfmod leaves no trace and cannot be undone; enable versioning",
             w.bucket
-        ),
-        None => eprintln!(
+        )),
+        None => tell(format_args!(
             "warning: cannot tell whether bucket {} is versioned (s3:GetBucketVersioning refused)",
             w.bucket
-        ),
+        )),
     }
     // A version number is used once: any history of it (a tombstone, a delete marker, an old
     // version) refuses it, whatever the bytes.
@@ -377,14 +379,22 @@ async fn publish(
             .iter()
             .map(|(p, why)| format!("{p} ({why})"))
             .collect();
-        eprintln!("left out, never published: {}", list.join(", "));
+        tell(format_args!(
+            "left out, never published: {}",
+            list.join(", ")
+        ));
     }
     if created {
-        eprintln!("published {label} (sha256 {})", archive.sha256);
+        tell(format_args!(
+            "published {label} (sha256 {})",
+            archive.sha256
+        ));
     } else {
-        eprintln!("{label} is already published with these bytes: nothing to do");
+        tell(format_args!(
+            "{label} is already published with these bytes: nothing to do"
+        ));
     }
-    println!("{source}");
+    say(format_args!("{source}"));
     Ok(())
 }
 
@@ -464,7 +474,7 @@ async fn versions(name: &str, store_args: &StoreArgs, timeout: Duration) -> Resu
     }
     found.sort();
     for v in found {
-        println!("{v}");
+        say(format_args!("{v}"));
     }
     Ok(())
 }
@@ -483,28 +493,35 @@ async fn show(spec: &str, store_args: &StoreArgs, timeout: Duration) -> Result<(
     let meta = published(&store, &w, &name, &version).await?;
     let zip_key = names::key(&w.prefix, &name, &version, "zip");
     let now = store.fetch(&w.bucket, &zip_key, None).await?;
-    println!("name: {}", meta.name);
-    println!("version: {}", meta.version);
-    println!("sha256: {}", meta.sha256);
-    println!("size: {} bytes, {} files", meta.size, meta.files.len());
-    println!("git_revision: {}", meta.git_revision);
-    println!("published_by: {}", meta.published_by);
-    println!("published_at: {}", meta.published_at);
-    println!("source: {}", meta.source);
+    say(format_args!("name: {}", meta.name));
+    say(format_args!("version: {}", meta.version));
+    say(format_args!("sha256: {}", meta.sha256));
+    say(format_args!(
+        "size: {} bytes, {} files",
+        meta.size,
+        meta.files.len()
+    ));
+    say(format_args!("git_revision: {}", meta.git_revision));
+    say(format_args!("published_by: {}", meta.published_by));
+    say(format_args!("published_at: {}", meta.published_at));
+    say(format_args!("source: {}", meta.source));
     match now {
         Some(got) if got.sha256 == meta.sha256 => {
-            println!("archive: intact");
+            say(format_args!("archive: intact"));
             Ok(())
         }
         Some(got) => {
-            println!(
+            say(format_args!(
                 "archive: CHANGED since publishing (sha256 {} now)",
                 got.sha256
-            );
+            ));
             Err(Error::Problems(1))
         }
         None => {
-            println!("archive: MISSING (s3://{}/{zip_key})", w.bucket);
+            say(format_args!(
+                "archive: MISSING (s3://{}/{zip_key})",
+                w.bucket
+            ));
             Err(Error::Problems(1))
         }
     }
@@ -543,10 +560,10 @@ async fn delete(spec: &str, store_args: &StoreArgs, timeout: Duration) -> Result
     store
         .delete(&w.bucket, &[zip_key.clone(), meta_key.clone()])
         .await?;
-    eprintln!(
+    tell(format_args!(
         "deleted {} {version}; s3://{}/{tomb_key} keeps the number used (never published again)",
         name.as_str(),
         w.bucket
-    );
+    ));
     Ok(())
 }

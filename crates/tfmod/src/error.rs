@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use cli_edge::exit;
+
 use crate::store::StoreError;
 
 /// Exit codes, as `--help` and docs/tfmod.md state them.
@@ -12,7 +14,8 @@ EXIT CODES:
   2  bad usage: a flag's value, an unreadable or unparsable file, a module tree tfmod refuses
   3  S3 unavailable: unreachable, timed out, credentials or permissions refused, bucket missing
   4  the version is used: published with other bytes, deleted, or its metadata damaged (nothing written)
-  5  not published: the module version asked for is not in the bucket";
+  5  not published: the module version asked for is not in the bucket
+  70 a bug in tfmod (a panic): one line on stderr; please report it";
 
 /// What went wrong, and what the user does about it.
 #[derive(Debug, thiserror::Error)]
@@ -39,12 +42,13 @@ pub enum Error {
 }
 
 impl Error {
-    /// The process exit code (see [`EXIT_CODES`]).
+    /// The process exit code (see [`EXIT_CODES`]; 3, 4 and 5 are tfmod's own, a panic's 70 is
+    /// set by `main`'s hook).
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Problems(_) => 1,
-            Error::Usage(_) | Error::File { .. } => 2,
-            Error::S3(StoreError::NoRegion) => 2,
+            Error::Problems(_) => exit::CHECK_FAILED,
+            Error::Usage(_) | Error::File { .. } => exit::USAGE,
+            Error::S3(StoreError::NoRegion) => exit::USAGE,
             Error::S3(_) => 3,
             Error::Exists(_) => 4,
             Error::NotFound(_) => 5,

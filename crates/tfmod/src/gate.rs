@@ -5,6 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use cli_edge::out::{say, tell};
+
 use crate::lockfile::{self, Lock, LOCK_FILE};
 use crate::source::{self, redact, Endpoint, Parsed, S3Source};
 use crate::store::Store;
@@ -429,7 +431,7 @@ pub fn report(problems: &[String]) -> Result<(), Error> {
         return Ok(());
     }
     for p in problems {
-        println!("{p}");
+        say(format_args!("{p}"));
     }
     Err(Error::Problems(problems.len()))
 }
@@ -470,7 +472,11 @@ pub async fn lock(dir: &Path, trust: Option<&Trust>, store: impl AsyncStore) -> 
     report(&problems)?;
     let path = dir.join(LOCK_FILE);
     std::fs::write(&path, lockfile::render(&lock)).map_err(|e| Error::file(&path, e))?;
-    eprintln!("locked {} source(s) in {}", lock.len(), path.display());
+    tell(format_args!(
+        "locked {} source(s) in {}",
+        lock.len(),
+        path.display()
+    ));
     Ok(())
 }
 
@@ -576,11 +582,11 @@ pub async fn verify(
         }
     }
     report(&problems)?;
-    println!(
+    say(format_args!(
         "ok: {} unit(s), {} archive(s) match their locks and checksums",
         uses.len(),
         to_check.len()
-    );
+    ));
     Ok(())
 }
 

@@ -10,6 +10,8 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use cli_edge::out::tell;
+
 use crate::catalog::{published, Where};
 use crate::gate::{self, checked_sha, nearest_lock, read_lock, scan, store_for, Use};
 use crate::hcl;
@@ -141,7 +143,7 @@ impl Plan {
         for (tmp, path) in temps {
             tmp.persist(&path)
                 .map_err(|e| Error::file(&path, e.error))?;
-            eprintln!("wrote {}", path.display());
+            tell(format_args!("wrote {}", path.display()));
         }
         Ok(n)
     }
@@ -300,7 +302,11 @@ pub async fn pin(
         pinned.insert(new.object().to_string(), meta.sha256.clone());
         if new.to_string() != u.at.value {
             plan.edit(&u.at.file, &u.at.span, new.to_string())?;
-            eprintln!("{}: {} → {version}", u.unit.display(), u.source.key);
+            tell(format_args!(
+                "{}: {} → {version}",
+                u.unit.display(),
+                u.source.key
+            ));
             changed += 1;
         }
     }
@@ -354,7 +360,10 @@ pub async fn pin(
     }
     gate::report(&problems)?;
     plan.locks.insert(lock_path.clone(), lock);
-    eprintln!("{changed} of {} unit(s) changed", targets.len());
+    tell(format_args!(
+        "{changed} of {} unit(s) changed",
+        targets.len()
+    ));
     plan.apply()?;
     Ok(())
 }
@@ -497,11 +506,11 @@ pub async fn promote(
     };
     gate::report(&problem.into_iter().collect::<Vec<_>>())?;
     let n = plan.apply()?;
-    eprintln!(
+    tell(format_args!(
         "promoted {} {version} from {} to {}: {units} unit(s), {n} file(s)",
         name.as_str(),
         stages.from,
         stages.to
-    );
+    ));
     Ok(())
 }

@@ -65,69 +65,25 @@ pub fn parse() -> Result<Option<Cli>, crate::pure::error::Error> {
 /// not an error: what it wanted, it read.
 fn print(e: &clap::Error) -> Result<(), crate::pure::error::Error> {
     match e.print() {
-        Err(io) if io.kind() != std::io::ErrorKind::BrokenPipe => Err(
-            crate::pure::error::Error::Internal(format!("cannot print: {io}")),
-        ),
+        Err(io) if !cli_edge::out::reader_gone(&io) => Err(crate::pure::error::Error::Internal(
+            format!("cannot print: {io}"),
+        )),
         _ => Ok(()),
     }
 }
 
 /// When `e` is about a value that came from a flag's environment variable, the message naming
-/// that variable.
+/// that variable (cli-edge finds it: the innermost named command's flag, `status --output` is
+/// EIPOOL_STATUS_OUTPUT, `claim --output` EIPOOL_OUTPUT).
 fn blame_the_environment(
     e: &clap::Error,
     cmd: &clap::Command,
     argv: impl Iterator<Item = String>,
 ) -> Option<String> {
-    use clap::error::{ContextKind, ContextValue, ErrorKind};
-    if !matches!(
-        e.kind(),
-        ErrorKind::InvalidValue | ErrorKind::ValueValidation
-    ) {
-        return None;
-    }
-    let ContextValue::String(arg) = e.get(ContextKind::InvalidArg)? else {
-        return None;
-    };
-    let long = arg.split_whitespace().next()?.trim_start_matches("--");
-    let var = from_the_environment(long, cmd, argv)?;
-    let value = std::env::var(&var).ok()?;
-    let first = e.to_string();
-    let why = first.lines().next()?.trim_start_matches("error: ");
+    let cli_edge::blame::Blame { var, value, why } = cli_edge::blame::blame(e, cmd, argv)?;
     Some(format!(
-        "{var}={value:?} (from the environment): {why}. Fix or unset {var}"
+        "{var}={value} (from the environment): {why}. Fix or unset {var}"
     ))
-}
-
-/// The variable `--long` took its value from, when it did: the flag is not on the command line
-/// and its variable is set. The flag is the innermost named command's (`status --output` is
-/// EIPOOL_STATUS_OUTPUT, `claim --output` EIPOOL_OUTPUT), or an enclosing command's (the global
-/// flags).
-fn from_the_environment(
-    long: &str,
-    cmd: &clap::Command,
-    argv: impl Iterator<Item = String>,
-) -> Option<String> {
-    let argv: Vec<String> = argv.collect();
-    let mut chain = vec![cmd];
-    for word in argv.iter().skip(1) {
-        if let Some(sub) = chain.last().and_then(|c| c.find_subcommand(word)) {
-            chain.push(sub);
-        }
-    }
-    let var = chain
-        .iter()
-        .rev()
-        .find_map(|c| c.get_arguments().find(|a| a.get_long() == Some(long)))?
-        .get_env()?
-        .to_string_lossy()
-        .into_owned();
-    std::env::var_os(&var)?;
-    let flag = format!("--{long}");
-    let given = argv
-        .iter()
-        .any(|a| *a == flag || a.starts_with(&format!("{flag}=")));
-    (!given).then_some(var)
 }
 
 /// A usage error found after parsing (a URL, a file, a combination) names flags; for each whose
@@ -137,26 +93,10 @@ pub(crate) fn name_the_variable(e: crate::pure::error::Error) -> crate::pure::er
     use crate::pure::error::Error;
     use clap::CommandFactory;
     let Error::Usage(msg) = &e else { return e };
-    let cmd = Cli::command();
-    let mut vars: Vec<String> = Vec::new();
-    for long in msg
-        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
-        .filter_map(|w| w.strip_prefix("--").filter(|l| !l.is_empty()))
-    {
-        if let Some(var) = from_the_environment(long, &cmd, std::env::args()) {
-            let note = format!("--{long} is {var}");
-            if !vars.contains(&note) {
-                vars.push(note);
-            }
-        }
+    match cli_edge::blame::note_the_variables(msg, &Cli::command(), std::env::args()) {
+        Some(note) => Error::Usage(format!("{msg} {note}")),
+        None => e,
     }
-    if vars.is_empty() {
-        return e;
-    }
-    Error::Usage(format!(
-        "{msg} (from the environment: {}; fix or unset it there)",
-        vars.join(", ")
-    ))
 }
 
 fn after_help() -> String {
@@ -772,6 +712,35 @@ mod tests {
             None
         );
         unsafe { std::env::remove_var("EIPOOL_RELEASE_ON_EXIT") };
+    }
+
+    /// eipool's table (in `pure::error`) and the one the three binaries share (cli-edge) agree.
+    #[test]
+    fn the_exit_codes_are_the_shared_tables() {
+        use crate::pure::error::exit;
+        let ours = [
+            exit::OK,
+            exit::CHECK_FAILED,
+            exit::USAGE,
+            exit::EXHAUSTED,
+            exit::INTERNAL,
+            exit::UNDELIVERED,
+            exit::TEMPORARY,
+            exit::PERMISSION,
+            exit::INTERRUPTED,
+        ];
+        let shared = [
+            cli_edge::exit::OK,
+            cli_edge::exit::CHECK_FAILED,
+            cli_edge::exit::USAGE,
+            cli_edge::exit::UNAVAILABLE,
+            cli_edge::exit::SOFTWARE,
+            cli_edge::exit::IOERR,
+            cli_edge::exit::TEMPFAIL,
+            cli_edge::exit::NOPERM,
+            cli_edge::exit::INTERRUPTED,
+        ];
+        assert_eq!(ours, shared);
     }
 
     #[test]

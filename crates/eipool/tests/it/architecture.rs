@@ -267,7 +267,7 @@ fn the_adapters_do_not_depend_on_each_other() {
 #[test]
 fn no_import_cycle_among_the_modules_of_any_crate() {
     let mut found = Vec::new();
-    for krate in ["eipool", "eipool-lab", "atlantis-authz"] {
+    for krate in ["eipool", "eipool-lab", "atlantis-authz", "cli-edge"] {
         let c = read_crate(&workspace().join("crates").join(krate));
         // eipool's modules are its layers' children (services::claim, adapters::aws, …); the
         // other crates are flat.
@@ -362,6 +362,43 @@ fn only_main_exits_the_process() {
 }
 
 #[test]
+fn cli_edge_depends_on_no_tool_crate_and_every_binary_uses_it() {
+    let manifest = std::fs::read_to_string(workspace().join("crates/cli-edge/Cargo.toml")).unwrap();
+    let deps = manifest
+        .split("[dependencies]")
+        .nth(1)
+        .expect("cli-edge has a [dependencies] table");
+    for tool in [
+        "eipool",
+        "eipool-lab",
+        "eipool-model",
+        "atlantis-authz",
+        "tfmod",
+    ] {
+        // `tool = …` or `tool.workspace = true`: the key before any ` `, `=` or `.`.
+        let key = |l: &str| {
+            l.trim()
+                .split([' ', '=', '.'])
+                .next()
+                .unwrap_or("")
+                .to_string()
+        };
+        assert!(
+            !deps.lines().any(|l| key(l) == tool),
+            "cli-edge depends on {tool}"
+        );
+    }
+    for tool in ["eipool", "atlantis-authz", "tfmod"] {
+        let main = workspace().join(format!("crates/{tool}/src/main.rs"));
+        let main = std::fs::read_to_string(main).unwrap();
+        assert!(
+            main.contains("cli_edge::panic::exit_on_panic("),
+            "{tool}'s main.rs installs no cli-edge panic hook"
+        );
+    }
+}
+
+#[test]
 fn pub_is_only_for_what_lib_rs_re_exports() {
     // The convention: `pub` for what the binary and the integration tests use (re-exported from
     // lib.rs), `pub(crate)` for everything else. The lint enforces it (clippy -D warnings).
@@ -447,7 +484,7 @@ fn every_file_and_name_architecture_md_cites_exists() {
     assert!(files.len() > 20 && names.len() > 30, "{files:?} {names:?}");
 
     let mut sources = Vec::new();
-    for krate in ["eipool", "eipool-lab"] {
+    for krate in ["eipool", "eipool-lab", "cli-edge"] {
         rust_files(&root.join("crates").join(krate), &mut sources);
     }
     let all_files: Vec<String> = sources

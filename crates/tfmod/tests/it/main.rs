@@ -2,6 +2,7 @@
 
 mod archive;
 mod docs_flow;
+mod edges;
 mod faults;
 mod gate;
 mod getter;
