@@ -703,8 +703,15 @@ impl Attempt {
     }
 
     /// Stop the claim: while in doubt, look for ours first (and give it back if it is there),
-    /// until EC2's consistency bound has passed since `now`.
+    /// until EC2's consistency bound has passed since `now`. Not when the interface lease was
+    /// lost: another claim of this interface may run now, and what our private IP shows may be
+    /// its association, which a look cannot tell from ours. The claim takes the lease again and
+    /// starts over, keeping the interface's record of this address (`forget_intent` false): it
+    /// adopts it then if it is ours (found by eipool-model driving this machine).
     fn stopped(&mut self, why: Why, now: Duration) -> Call {
+        if why == Why::InterfaceLost {
+            return self.release(!self.in_doubt, End::Stop(why));
+        }
         if self.in_doubt {
             // Only an AssociateAddress that may have applied leaves something to undo. A claim
             // stopped before any call went out has nothing to look for: a herd reaching its
@@ -1338,10 +1345,12 @@ mod tests {
         }
     }
 
-    /// The interface lease lost before associating: start over. In doubt (an earlier try's
-    /// answer lost), look for ours first.
+    /// The interface lease lost before associating: start over. In doubt (a suspect, or an
+    /// earlier try's answer lost) too, without looking: another claim of this interface may
+    /// hold it now, and what our private IP shows may be its association (giving that back
+    /// was the bug eipool-model found: two interfaces reported one address).
     #[test]
-    fn the_interface_lost_stops_and_in_doubt_looks_first() {
+    fn the_interface_lost_stops_and_never_gives_back_what_our_private_ip_shows() {
         let r = run(fresh(false, false), |c, _| match c {
             Call::StillHoldsInterface => Input::Interface(false),
             c => well(c),
@@ -1355,13 +1364,35 @@ mod tests {
                 Call::Stop(Why::InterfaceLost)
             ]
         );
-        let r = run(fresh(true, false), |c, _| match c {
-            Call::StillHoldsInterface => Input::Interface(false),
-            c => well(c),
-        });
-        let c = calls(&r);
-        assert!(c.contains(&Call::LookForOurs), "{c:?}");
-        assert_eq!(last(&r), &Call::Stop(Why::InterfaceLost));
+        for suspect in [true, false] {
+            let mut n = 0;
+            let r = run(fresh(suspect, false), |c, _| match c {
+                // Not a suspect: the first answer is lost.
+                Call::Associate => Input::Associated(AssociateAnswer::Passing {
+                    maybe_applied: true,
+                    throttled: false,
+                }),
+                Call::StillHoldsInterface => {
+                    n += 1;
+                    Input::Interface(!suspect && n == 1)
+                }
+                c => well(c),
+            });
+            let c = calls(&r);
+            assert!(!c.contains(&Call::LookForOurs), "{c:?}");
+            assert!(
+                !c.iter().any(|c| matches!(c, Call::Disassociate(..))),
+                "{c:?}"
+            );
+            assert_eq!(last(&r), &Call::Stop(Why::InterfaceLost), "{c:?}");
+            assert_eq!(
+                c.contains(&Call::ReleaseLease {
+                    forget_intent: false
+                }),
+                !suspect,
+                "the record of what was in doubt stays: {c:?}"
+            );
+        }
     }
 
     /// A random answer a driver could give to `c`.
@@ -1414,7 +1445,7 @@ mod tests {
     /// associates only right after checking the interface lease; once an association of ours
     /// may be on the address (one was answered, an answer was lost, or a call was cut off in
     /// flight) it ends won, or gives it back, or looks at EC2 (who holds it; for ours at the
-    /// end), or EC2 said the allocation is gone; a lease it took is given back unless it won.
+    /// end), or EC2 said the allocation is gone, or it starts over (the interface lease lost); a lease it took is given back unless it won.
     #[test]
     fn any_answers_end_with_nothing_of_ours_left_unless_won() {
         use proptest::prelude::*;
@@ -1467,8 +1498,11 @@ mod tests {
                             prop_assert_eq!(&c[i - 1], &Call::StillHoldsInterface, "{:?}", c);
                         }
                     }
+                    // The interface lease lost: the claim starts over, and adopts ours then.
+                    let again = *last(&r) == Call::Stop(Why::InterfaceLost);
                     if let (false, Some(i)) = (won, doubt) {
                         let settled = gone
+                            || again
                             || c[i..].iter().any(|c| {
                                 matches!(
                                     c,
