@@ -12,21 +12,27 @@
 //! run. Time is not modelled as a clock: leases expire and stale windows close as steps of their
 //! own, in any order with the rest.
 //!
-//! **Every decision is eipool's own**: the model calls `eipool::decisions` (`claim_order`,
-//! `candidate_order`, `standing`, `after_holder_look`, `after_pass`, `masked_verdict`,
-//! `exhaustion_stands`, `occupant`, `Address::held_by_me`) to decide each step; it models only
-//! what eipool asks Redis and EC2 and what they answer. A change to a decision is checked here.
+//! **Every decision is eipool's own**: each candidate is tried by eipool's attempt machine
+//! (`eipool::decisions::attempt::Attempt`, the one `services/claim` drives): the model answers
+//! its calls from the world (`ClaimModel::drive`) and has no sequencing of its own for an
+//! attempt. Around it, the passes still follow the claimer's shape here, calling
+//! `eipool::decisions` (`claim_order`, `candidate_order`, `after_pass`, `masked_verdict`,
+//! `exhaustion_stands`, `occupant`, `Address::held_by_me`). A change to the machine or a
+//! decision is checked here.
 //!
 //! Seeded [`Mutation`]s break the protocol on purpose; each must be caught (tests/model.rs).
+//! `NoFenceCheck` and `SkipValidation` mutate the machine itself (`Attempt::mutated`).
 
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
+use eipool::decisions::attempt::{
+    self as machine, AssociateAnswer, Attempt, Call, Input, Leased, Outcome, Pause, Why,
+};
 use eipool::decisions::{
-    after_holder_look, after_pass, candidate_order, claim_order, exhaustion_stands, masked_verdict,
-    occupant, standing, AfterPass, HolderLook, Identity, MaskedVerdict, Occupant, PassTally,
-    CONSISTENCY_BOUND,
+    after_pass, candidate_order, claim_order, exhaustion_stands, masked_verdict, occupant,
+    AfterPass, Identity, MaskedVerdict, Occupant, PassTally, CONSISTENCY_BOUND,
 };
 use eipool::model::{Address, AllocationId, Association, EniId};
 use rand::rngs::StdRng;
@@ -45,6 +51,11 @@ const BY_HAND: u8 = CLAIMERS.len() as u8;
 pub const CLAIMERS: [u8; 3] = [0, 1, 0];
 /// The pool's name (the `eipool:pool` tag).
 const POOL: &str = "model";
+/// Each EC2 call's timeout, as the attempt machine weighs it against the lease left.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// What is left of a lease when it is renewed: time is not modelled, a lease that has not
+/// expired (a step of its own, `ExpireLeases`) outlasts a call.
+const LEASE_LEFT: Duration = Duration::from_secs(30);
 
 /// A protocol step broken on purpose, to show the checker catches it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -118,21 +129,8 @@ pub enum Phase {
         again: Vec<u8>,
         suspect: Option<u8>,
     },
-    /// About to AssociateAddress `addr` (with the fence of its lease, if any).
-    Associate {
-        addr: u8,
-        fence: Option<u8>,
-        maybe_ours: bool,
-        rest: Box<Phase>,
-    },
-    /// The answer was lost: looking at who holds `addr`.
-    HolderLook { addr: u8, rest: Box<Phase> },
-    /// Associated `addr` (association `assoc`): validating.
-    Validate {
-        addr: u8,
-        assoc: u8,
-        rest: Box<Phase>,
-    },
+    /// Trying `addr` through eipool's attempt machine, its call pending.
+    Attempt(Trying),
     /// Won `addr`: recording the holder and the marker.
     Record { addr: u8 },
     /// Reported `addr` (reused or not).
@@ -143,6 +141,19 @@ pub enum Phase {
     Killed,
     /// Reported, then gave the address back (the agent's exit: `eipool release`).
     Released,
+}
+
+/// A candidate being tried: eipool's attempt machine and the call it asked for, which the
+/// claimer's next step answers from the world.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Trying {
+    addr: u8,
+    /// The fence of the lease the machine took, if it took one.
+    fence: Option<u8>,
+    m: Box<Attempt>,
+    call: Call,
+    /// Where the pass goes on once the attempt ends.
+    rest: Box<Phase>,
 }
 
 impl Phase {
@@ -415,157 +426,36 @@ impl ClaimModel {
                         again: again.clone(),
                         suspect,
                     });
-                    if suspect == Some(a) {
-                        // A run of ours may hold it: straight to EC2's compare-and-swap.
-                        Phase::Associate {
+                    // eipool's attempt machine decides every step of the attempt; the model
+                    // answers its calls from the world (`Self::drive`).
+                    let mut m = Attempt::new(
+                        address(a, None),
+                        me.clone(),
+                        suspect == Some(a),
+                        false,
+                        false,
+                        CALL_TIMEOUT,
+                    );
+                    if let Some(mutation) = self.machine_mutation() {
+                        m = m.mutated(mutation);
+                    }
+                    let call = m.step(Input::Start, Duration::ZERO);
+                    self.drive(
+                        w,
+                        c,
+                        stale,
+                        false,
+                        Trying {
                             addr: a,
                             fence: None,
-                            maybe_ours: true,
+                            m: Box::new(m),
+                            call,
                             rest,
-                        }
-                    } else if !w.redis.up {
-                        w.claimers[c as usize].unguarded = true;
-                        Phase::Associate {
-                            addr: a,
-                            fence: None,
-                            maybe_ours: false,
-                            rest,
-                        }
-                    } else if w.redis.marker[a as usize] {
-                        let mut masked = masked.clone();
-                        masked.push(a);
-                        Phase::Try {
-                            order: order.clone(),
-                            next: next + 1,
-                            tally,
-                            masked,
-                            again: again.clone(),
-                            suspect,
-                        }
-                    } else if w.redis.lease[a as usize].is_some_and(|(o, _)| o != c) {
-                        try_later(&rest, a, false)
-                    } else {
-                        // Bounded, so the state space is: a fence is compared only with the
-                        // lease's own, and the owner tells a stale one apart.
-                        let f = (w.redis.fence[a as usize] + 1).min(3);
-                        w.redis.fence[a as usize] = f;
-                        w.redis.lease[a as usize] = Some((c, f));
-                        Phase::Associate {
-                            addr: a,
-                            fence: Some(f),
-                            maybe_ours: false,
-                            rest,
-                        }
-                    }
+                        },
+                    )
                 }
             }
-            Phase::Associate {
-                addr,
-                fence,
-                maybe_ours,
-                rest,
-            } => {
-                if let (Some(f), false) = (fence, self.is(Mutation::NoFenceCheck)) {
-                    // Renew the lease before associating (`Coordination::renew`): a claimer
-                    // paused past it must not associate. Redis down: go on (EC2's
-                    // compare-and-swap still guards the address).
-                    let ours = !w.redis.up || w.redis.lease[addr as usize] == Some((c, f));
-                    if !ours {
-                        if w.redis.lease[addr as usize].is_some_and(|(o, _)| o == c) {
-                            w.redis.lease[addr as usize] = None;
-                        }
-                        w.claimers[c as usize].phase = try_later(&rest, addr, false);
-                        return;
-                    }
-                }
-                // `Coordination::still_holds_interface`: associate only while the interface
-                // lease taken at the start is still ours; a lease that ran out means another
-                // claim of this interface may have run: take it again, start over.
-                if w.redis.up
-                    && w.claimers[c as usize].locked
-                    && !w.holds_interface(c)
-                    && !self.is(Mutation::NoFenceCheck)
-                {
-                    release(w, c, addr);
-                    w.claimers[c as usize].locked = false;
-                    w.claimers[c as usize].phase = Phase::Start;
-                    return;
-                }
-                let held = w.ec2[addr as usize].assoc;
-                if held.is_some() && !self.is(Mutation::AllowReassociation) {
-                    // Resource.AlreadyAssociated.
-                    if maybe_ours {
-                        Phase::HolderLook { addr, rest }
-                    } else {
-                        taken(w, c, addr);
-                        *rest
-                    }
-                } else {
-                    // The association's number is the claimer's: all it needs to tell is
-                    // whether the association there is still this claimer's own.
-                    w.associate(addr, my_iface, c);
-                    if lose_answer {
-                        Phase::HolderLook { addr, rest }
-                    } else {
-                        Phase::Validate {
-                            addr,
-                            assoc: c,
-                            rest,
-                        }
-                    }
-                }
-            }
-            Phase::HolderLook { addr, rest } => {
-                let seen = address(addr, w.seen(addr, stale));
-                match after_holder_look(standing(Some(&seen), &me), waited(w, addr, stale)) {
-                    HolderLook::Ours => {
-                        if w.hides_outside_change(addr, stale) {
-                            w.claimers[c as usize].excused = true;
-                        }
-                        Phase::Record { addr }
-                    }
-                    // `Holder::Other`: taken, as if AssociateAddress had said so.
-                    HolderLook::NotOurs => {
-                        taken(w, c, addr);
-                        *rest
-                    }
-                    // `Holder::Nobody`: it may be free now; try it again later.
-                    HolderLook::NobodysNow => {
-                        release(w, c, addr);
-                        try_later(&rest, addr, true)
-                    }
-                    HolderLook::LookAgain => Phase::HolderLook { addr, rest },
-                }
-            }
-            Phase::Validate { addr, .. } if self.is(Mutation::SkipValidation) => {
-                Phase::Record { addr }
-            }
-            Phase::Validate { addr, assoc, rest } => {
-                let seen = address(addr, w.seen(addr, stale));
-                match after_holder_look(standing(Some(&seen), &me), waited(w, addr, stale)) {
-                    HolderLook::Ours => {
-                        if w.hides_outside_change(addr, stale) {
-                            w.claimers[c as usize].excused = true;
-                        }
-                        Phase::Record { addr }
-                    }
-                    HolderLook::NotOurs => {
-                        // Not ours: give back our own association if it is still there.
-                        if w.ec2[addr as usize].assoc == Some((my_iface, assoc)) {
-                            w.set_assoc(addr, None);
-                        }
-                        release(w, c, addr);
-                        *rest
-                    }
-                    // Displaced by another association to our private IP: never report it.
-                    HolderLook::NobodysNow => {
-                        release(w, c, addr);
-                        Phase::List
-                    }
-                    // Not visible yet: look again.
-                    HolderLook::LookAgain => Phase::Validate { addr, assoc, rest },
-                }
-            }
+            Phase::Attempt(t) => self.drive(w, c, stale, lose_answer, t),
             Phase::Record { addr } => {
                 w.ec2[addr as usize].holder = Some(my_iface);
                 if w.redis.up {
@@ -581,6 +471,166 @@ impl ClaimModel {
             ended => ended,
         };
         w.claimers[c as usize].phase = next;
+    }
+
+    /// The machine's mutation, for a mutation of the attempt.
+    fn machine_mutation(&self) -> Option<machine::Mutation> {
+        match self.mutation? {
+            Mutation::NoFenceCheck => Some(machine::Mutation::NoFenceCheck),
+            Mutation::SkipValidation => Some(machine::Mutation::SkipValidation),
+            Mutation::AllowReassociation | Mutation::TrustMarker => None,
+        }
+    }
+
+    /// Claimer `c`'s step in an attempt: answer the machine's pending call from the world, and
+    /// the calls after it, up to the next one that reads shared state at a moment of its own
+    /// (the lease renewed before associating, which goes with the interface check and the
+    /// AssociateAddress after it; a look at EC2, or the wait before it, which goes with it). The
+    /// attempt's end is the claimer's next phase.
+    fn drive(&self, w: &mut World, c: u8, stale: u8, lose_answer: bool, mut t: Trying) -> Phase {
+        let mut answered: Option<Call> = None;
+        let mut hides = false;
+        loop {
+            let moment = match (&t.call, &answered) {
+                (_, None) => false,
+                // A wait before a look, or a look not waited for: the look is the next step.
+                (Call::Renew | Call::Sleep(Pause::Validation { .. } | Pause::Holder(_)), _) => true,
+                (Call::Sleep(Pause::Undo(_)), _) => true,
+                (Call::Describe | Call::LookForOurs, Some(prev)) => !matches!(prev, Call::Sleep(_)),
+                (Call::StillHoldsInterface, Some(prev)) => *prev != Call::Renew,
+                _ => false,
+            };
+            if moment {
+                // The counts of looks and retries set only sleep lengths, which the model
+                // does not have: without them, looking again is the same state.
+                t.m = Box::new(t.m.without_counts());
+                t.call = without_counts(t.call);
+                return Phase::Attempt(t);
+            }
+            match &t.call {
+                Call::Won { .. } => {
+                    // Its last look read the state from before an outside change.
+                    if hides {
+                        w.claimers[c as usize].excused = true;
+                    }
+                    return Phase::Record { addr: t.addr };
+                }
+                Call::Done(outcome) => {
+                    return match outcome {
+                        Outcome::Taken => *t.rest,
+                        Outcome::Busy => try_later(&t.rest, t.addr, false),
+                        Outcome::Transient => try_later(&t.rest, t.addr, true),
+                        Outcome::Masked(_) => masked_later(&t.rest, t.addr),
+                        // Our association was replaced: look at what our private IP holds.
+                        Outcome::Displaced => Phase::List,
+                    };
+                }
+                // Take the interface lease again, and start over.
+                Call::Stop(Why::InterfaceLost) => {
+                    w.claimers[c as usize].locked = false;
+                    return Phase::Start;
+                }
+                Call::Stop(Why::Stopped) => {
+                    unreachable!("the model stops no claim: a kill ends it")
+                }
+                _ => {}
+            }
+            let (input, now) = self.answer(w, c, stale, lose_answer, &mut t, &mut hides);
+            answered = Some(t.call.clone());
+            t.call = t.m.step(input, now);
+        }
+    }
+
+    /// What the world answers to the attempt's pending call, and when, as far as the machine
+    /// can tell: a look at EC2 showing its state now counts as made past the consistency bound
+    /// (`waited`); everything else at time zero (the model has no clock: a lease or a stale
+    /// window ends as a step of its own).
+    fn answer(
+        &self,
+        w: &mut World,
+        c: u8,
+        stale: u8,
+        lose_answer: bool,
+        t: &mut Trying,
+        hides: &mut bool,
+    ) -> (Input, Duration) {
+        let a = t.addr;
+        let input = match &t.call {
+            Call::TakeLease => Input::Leased(if !w.redis.up {
+                w.claimers[c as usize].unguarded = true;
+                Leased::WithoutRedis
+            } else if w.redis.marker[a as usize] {
+                Leased::Masked(Duration::ZERO)
+            } else if w.redis.lease[a as usize].is_some_and(|(o, _)| o != c) {
+                Leased::Busy
+            } else {
+                // Bounded, so the state space is: a fence is compared only with the lease's
+                // own, and the owner tells a stale one apart.
+                let f = (w.redis.fence[a as usize] + 1).min(3);
+                w.redis.fence[a as usize] = f;
+                w.redis.lease[a as usize] = Some((c, f));
+                t.fence = Some(f);
+                Leased::Got
+            }),
+            Call::Pace { .. } => Input::Paced(true),
+            // `Coordination::renew`: Redis down, go on on the lease's own time.
+            Call::Renew => Input::Renewed {
+                held: !w.redis.up
+                    || t.fence
+                        .is_some_and(|f| w.redis.lease[a as usize] == Some((c, f))),
+                left: LEASE_LEFT,
+            },
+            // `Coordination::still_holds_interface`: "yes" without Redis (`unguarded` says so).
+            Call::StillHoldsInterface | Call::MayGiveBack => Input::Interface(
+                !w.redis.up || !w.claimers[c as usize].locked || w.holds_interface(c),
+            ),
+            Call::Associate => Input::Associated(
+                if w.ec2[a as usize].assoc.is_some() && !self.is(Mutation::AllowReassociation) {
+                    AssociateAnswer::AlreadyAssociated
+                } else {
+                    // The association's number is the claimer's: all it needs to tell is
+                    // whether the association there is still this claimer's own.
+                    w.associate(a, CLAIMERS[c as usize], c);
+                    let ours = address(a, w.ec2[a as usize].assoc).association.unwrap().id;
+                    if lose_answer {
+                        AssociateAnswer::Passing {
+                            maybe_applied: true,
+                            throttled: false,
+                        }
+                    } else {
+                        AssociateAnswer::Ok(ours)
+                    }
+                },
+            ),
+            Call::Throttled => Input::Throttled { alone: false },
+            Call::Sleep(_) => Input::Slept,
+            Call::Describe | Call::LookForOurs => {
+                *hides = w.hides_outside_change(a, stale);
+                let seen = address(a, w.seen(a, stale));
+                return (Input::Seen(Some(seen)), waited(w, a, stale));
+            }
+            Call::LookOnNode => Input::OnNode(None),
+            Call::MarkTaken => {
+                if w.redis.up {
+                    w.redis.marker[a as usize] = true;
+                }
+                Input::Done
+            }
+            // Our own association only, if it is still there.
+            Call::Disassociate(assoc, _) => {
+                let there = address(a, w.ec2[a as usize].assoc).association;
+                if there.is_some_and(|x| x.id == *assoc) {
+                    w.set_assoc(a, None);
+                }
+                Input::Done
+            }
+            Call::ReleaseLease { .. } => {
+                release(w, c, a);
+                Input::Done
+            }
+            Call::Won { .. } | Call::Done(_) | Call::Stop(_) => unreachable!("an end is no call"),
+        };
+        (input, Duration::ZERO)
     }
 
     /// After a pass over the candidates that won nothing (`Claimer::passes`): eipool's
@@ -713,12 +763,40 @@ fn try_later(rest: &Phase, a: u8, transient: bool) -> Phase {
     }
 }
 
-/// EC2 says `a` is taken (`Resource.AlreadyAssociated`): tell the herd (`mark_taken`), give
-/// the lease back.
-fn taken(w: &mut World, c: u8, a: u8) {
-    if w.redis.up {
-        w.redis.marker[a as usize] = true;
-        release(w, c, a);
+/// `call` with its count of looks or retries at zero (see `Attempt::without_counts`).
+fn without_counts(call: Call) -> Call {
+    Call::Sleep(match call {
+        Call::Sleep(Pause::Validation { herd, .. }) => Pause::Validation { poll: 0, herd },
+        Call::Sleep(Pause::Holder(_)) => Pause::Holder(0),
+        Call::Sleep(Pause::Undo(_)) => Pause::Undo(0),
+        Call::Sleep(Pause::NodeView(_)) => Pause::NodeView(0),
+        Call::Sleep(Pause::Backoff(_)) => Pause::Backoff(0),
+        other => return other,
+    })
+}
+
+/// The pass goes on after candidate `a`, which Redis marks assigned: EC2 decides after the pass.
+fn masked_later(rest: &Phase, a: u8) -> Phase {
+    match rest.clone() {
+        Phase::Try {
+            order,
+            next,
+            tally,
+            mut masked,
+            again,
+            suspect,
+        } => {
+            masked.push(a);
+            Phase::Try {
+                order,
+                next,
+                tally,
+                masked,
+                again,
+                suspect,
+            }
+        }
+        other => other,
     }
 }
 
@@ -779,7 +857,9 @@ impl Model for ClaimModel {
                 s = (s - 1) & stale_mask;
             }
             if w.faults_left > 0 {
-                if matches!(phase, Phase::Associate { .. }) {
+                // An AssociateAddress is next in this claimer's step (`Self::drive`).
+                if matches!(phase, Phase::Attempt(t) if matches!(t.call, Call::Renew | Call::StillHoldsInterface))
+                {
                     actions.push(Action::LoseAnswer { c });
                 }
                 actions.push(Action::Kill { c });
@@ -1080,9 +1160,7 @@ impl fmt::Display for World {
 fn short(p: &Phase) -> String {
     match p {
         Phase::Try { order, next, .. } => format!("try {:?}", &order[(*next).min(order.len())..]),
-        Phase::Associate { addr, .. } => format!("associate addr{addr}"),
-        Phase::HolderLook { addr, .. } => format!("look at addr{addr}"),
-        Phase::Validate { addr, .. } => format!("validate addr{addr}"),
+        Phase::Attempt(t) => format!("addr{}: {:?}", t.addr, t.call),
         Phase::Record { addr } => format!("record addr{addr}"),
         Phase::Reported(a) => format!("REPORTED addr{a}"),
         Phase::Exhausted => "EXHAUSTED".into(),

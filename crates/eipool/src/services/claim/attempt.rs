@@ -1,8 +1,8 @@
 //! One candidate: the driver of the attempt machine ([`crate::pure::attempt`]). It performs the
 //! call the machine asks for (Redis through [`super::coordination`], EC2, the node's view, a
 //! sleep on one of the two budgets), feeds the answer back with the time, and decides nothing.
-//! Whatever happens, nothing of ours is left on the candidate unless we won it: the machine
-//! sees to that.
+//! Whatever happens, nothing of ours is left on the candidate unless we won it, or another
+//! claim of this interface took over (the interface lease): the machine sees to that.
 
 use rand::Rng;
 use tokio::time::Instant;
@@ -19,6 +19,7 @@ use crate::pure::attempt::{
     self as machine, AssociateAnswer, Call, GiveBack, Input, Leased, Outcome, Why,
 };
 use crate::pure::identity::Identity;
+use crate::pure::ids::AssociationId;
 use crate::support::output::Claimed;
 
 /// What trying one candidate came to.
@@ -63,9 +64,17 @@ pub(super) async fn attempt(
     let mut slot: Option<Slot> = None;
     // Why the claim stops, once a call said so: the machine cleans up, then ends with it.
     let mut stop: Option<Stop> = None;
+    // What AssociateAddress answered, and the node's view, once asked.
+    let mut answered: Option<AssociationId> = None;
+    let mut imds: Option<Imds> = None;
+    let mut renewed_left: Option<std::time::Duration> = None;
     let mut input = Input::Start;
     loop {
         let call = machine.step(input, epoch.elapsed());
+        // The lease was renewed, and the machine stops before associating: too short.
+        if let (Some(left), Call::ReleaseLease { .. }) = (renewed_left.take(), &call) {
+            warn!(allocation_id = %alloc, lease_left_ms = left.as_millis() as u64, "lease too short for another EC2 call; stopping before associating");
+        }
         input = match call {
             Call::TakeLease => match m.coord.take_lease(&m.work, alloc, me).await {
                 Ok(Leasing::Got(l)) => {
@@ -103,7 +112,7 @@ pub(super) async fn attempt(
                 match m.coord.renew(&m.work, l).await {
                     Ok(held) => {
                         let left = l.valid_until.saturating_duration_since(Instant::now());
-                        debug!(allocation_id = %alloc, held, lease_left_ms = left.as_millis() as u64, "renewed the lease before associating");
+                        renewed_left = held.then_some(left);
                         Input::Renewed { held, left }
                     }
                     Err(s) => stopped(&mut stop, s),
@@ -113,6 +122,15 @@ pub(super) async fn attempt(
                 Ok(held) => Input::Interface(held),
                 Err(s) => stopped(&mut stop, s),
             },
+            // The claim is stopping already: a failure here keeps the first reason.
+            Call::MayGiveBack => match m.coord.still_holds_interface(&m.cleanup).await {
+                Ok(true) => Input::Interface(true),
+                Ok(false) => {
+                    warn!(allocation_id = %alloc, "the interface lease ran out while this claim was stopping: leaving what our private IP shows to the claim that holds it now, or to a re-run or `eipool gc`");
+                    Input::Interface(false)
+                }
+                Err(_) => Input::Stopped,
+            },
             Call::Associate => {
                 match m
                     .work
@@ -120,11 +138,11 @@ pub(super) async fn attempt(
                     .await
                 {
                     Ok(answer) => Input::Associated(match answer {
-                        Ok(assoc) => AssociateAnswer::Ok(assoc),
-                        Err(Ec2Error::AlreadyAssociated(_)) => {
-                            debug!(allocation_id = %alloc, "taken (Resource.AlreadyAssociated)");
-                            AssociateAnswer::AlreadyAssociated
+                        Ok(assoc) => {
+                            answered = Some(assoc.clone());
+                            AssociateAnswer::Ok(assoc)
                         }
+                        Err(Ec2Error::AlreadyAssociated(_)) => AssociateAnswer::AlreadyAssociated,
                         Err(Ec2Error::AllocationNotFound(_)) => AssociateAnswer::NotFound,
                         Err(e) if e.is_transient() => {
                             m.work.note(&e);
@@ -180,7 +198,9 @@ pub(super) async fn attempt(
             }
             Call::LookOnNode => {
                 let mac = me.mac.as_deref().expect("the node's view needs the MAC");
-                match m.work.bounded(Imds::new().ipv4_associations(mac)).await {
+                // One client per attempt: it keeps its IMDSv2 session token between looks.
+                let imds = imds.get_or_insert_with(Imds::new);
+                match m.work.bounded(imds.ipv4_associations(mac)).await {
                     Ok(Ok(pairs)) => {
                         Input::OnNode(Some(pairs.contains(&(cand.public_ip, me.private_ip))))
                     }
@@ -192,6 +212,7 @@ pub(super) async fn attempt(
                 }
             }
             Call::MarkTaken => {
+                debug!(allocation_id = %alloc, "taken (Resource.AlreadyAssociated)");
                 m.coord.mark_taken(alloc).await;
                 Input::Done
             }
@@ -226,6 +247,9 @@ pub(super) async fn attempt(
                     // EC2's word, not AssociateAddress's answer: the env file and the holder
                     // tag name the association that is there.
                     let seen = addr.association.as_ref().map(|x| &x.id);
+                    if seen != answered.as_ref() {
+                        warn!(allocation_id = %alloc, "validated with a different association id than AssociateAddress returned");
+                    }
                     info!(public_ip = %addr.public_ip, allocation_id = %alloc, association_id = ?seen, fence = lease.as_ref().map(|l| l.fence), "claimed");
                 }
                 return validate::report(&addr, me, adopted).map(Attempt::Won);
