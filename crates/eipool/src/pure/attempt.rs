@@ -1700,4 +1700,145 @@ mod tests {
             )
             .unwrap();
     }
+
+    /// Who EC2 says holds the candidate, in [`any_world_leaves_nothing_of_ours_unless_won`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Held {
+        Free,
+        Ours,
+        Other,
+    }
+
+    /// EC2's view of the candidate: who holds it, and who held it before the last change, at
+    /// `changed` (a look within the consistency bound of it may show that).
+    struct Ec2 {
+        held: Held,
+        before: Held,
+        changed: Duration,
+    }
+
+    impl Ec2 {
+        fn set(&mut self, to: Held, now: Duration) {
+            self.before = self.held;
+            self.held = to;
+            self.changed = now;
+        }
+    }
+
+    /// A small world answering the machine truthfully: EC2 holds the candidate as the calls
+    /// made it (AssociateAddress applies, or not, when its answer is lost or cut off in flight),
+    /// and a look within EC2's consistency bound of a change may show the state before it. Any
+    /// call may fail or be stopped. Then: a win is on our interface; no win leaves our
+    /// association on the address, unless the claim lost its interface lease (another claim of
+    /// it may hold the address now) or no time was left to look or give back.
+    #[test]
+    fn any_world_leaves_nothing_of_ours_unless_won() {
+        use proptest::prelude::*;
+        use rand::rngs::StdRng;
+        use rand::{Rng, SeedableRng};
+
+        crate::pure::tests_runner("attempt machine in a world", 2048)
+            .run(
+                &(any::<u64>(), any::<[bool; 4]>()),
+                |(seed, [suspect, mac, herd, taken])| {
+                    let mut rng = StdRng::seed_from_u64(seed);
+                    let first = if taken { Held::Other } else { Held::Free };
+                    let mut ec2 = Ec2 {
+                        held: first,
+                        before: first,
+                        changed: Duration::ZERO,
+                    };
+                    let (mut lost_interface, mut out_of_time) = (false, false);
+                    let shown = |h: Held| match h {
+                        Held::Free => Some(cand()),
+                        Held::Ours => on("eni-1", "eipassoc-1"),
+                        Held::Other => on("eni-2", "eipassoc-9"),
+                    };
+                    let waited = rng.random();
+                    let m = Attempt::new(cand(), me(mac), suspect, waited, herd, 5000 * MS);
+                    let r = run(m, |c, now| {
+                        let stale = now < ec2.changed + CONSISTENCY_BOUND && rng.random_bool(0.5);
+                        let look = if stale { ec2.before } else { ec2.held };
+                        match c {
+                            Call::StillHoldsInterface | Call::MayGiveBack
+                                if rng.random_bool(0.05) =>
+                            {
+                                lost_interface = true;
+                                Input::Interface(false)
+                            }
+                            Call::MayGiveBack | Call::LookForOurs if rng.random_bool(0.05) => {
+                                out_of_time = true;
+                                Input::Stopped
+                            }
+                            Call::Sleep(Pause::Undo(_)) if rng.random_bool(0.05) => {
+                                out_of_time = true;
+                                Input::Stopped
+                            }
+                            Call::StillHoldsInterface | Call::MayGiveBack => Input::Interface(true),
+                            Call::Associate if ec2.held != Held::Free => {
+                                Input::Associated(AssociateAnswer::AlreadyAssociated)
+                            }
+                            Call::Associate => {
+                                let applied = rng.random_bool(0.6);
+                                let answer = match rng.random_range(0..4) {
+                                    0 => Input::Stopped,
+                                    1 if applied => Input::Associated(AssociateAnswer::Passing {
+                                        maybe_applied: true,
+                                        throttled: false,
+                                    }),
+                                    1 | 2 => Input::Associated(AssociateAnswer::Passing {
+                                        maybe_applied: false,
+                                        throttled: rng.random(),
+                                    }),
+                                    _ => {
+                                        Input::Associated(AssociateAnswer::Ok(assoc("eipassoc-1")))
+                                    }
+                                };
+                                let applies = match &answer {
+                                    Input::Associated(AssociateAnswer::Ok(_)) => true,
+                                    Input::Associated(AssociateAnswer::Passing {
+                                        maybe_applied,
+                                        ..
+                                    }) => *maybe_applied,
+                                    _ => applied,
+                                };
+                                if applies {
+                                    ec2.set(Held::Ours, now);
+                                }
+                                answer
+                            }
+                            Call::Describe | Call::LookForOurs => Input::Seen(shown(look)),
+                            Call::LookOnNode => Input::OnNode(match rng.random_range(0..3) {
+                                0 => None,
+                                _ => Some(look == Held::Ours),
+                            }),
+                            Call::Disassociate(id, _) => {
+                                if ec2.held == Held::Ours && *id == assoc("eipassoc-1") {
+                                    ec2.set(Held::Free, now);
+                                }
+                                Input::Done
+                            }
+                            Call::Sleep(p) if !p.on_cleanup() && rng.random_bool(0.05) => {
+                                Input::Stopped
+                            }
+                            Call::Sleep(_) => Input::Slept,
+                            c => answer(c, &mut rng, &[]),
+                        }
+                    });
+                    match last(&r) {
+                        Call::Won { addr, .. } => {
+                            prop_assert!(addr.held_by_me(&me(mac)), "{:?}", r);
+                            prop_assert_eq!(ec2.held, Held::Ours, "{:?}", r);
+                        }
+                        _ => prop_assert!(
+                            ec2.held != Held::Ours || lost_interface || out_of_time,
+                            "ours left behind: {:?}",
+                            r
+                        ),
+                    }
+                    Ok(())
+                },
+            )
+            .unwrap();
+    }
 }
