@@ -736,31 +736,38 @@ fn next_pass(c: u8, candidates: &[u8], suspect: Option<u8>) -> Phase {
 /// The pass goes on after candidate `a`, to be tried again in the next pass: another claimer
 /// may still hand it back (busy), or it failed for a passing reason (`transient`).
 fn try_later(rest: &Phase, a: u8, transient: bool) -> Phase {
-    match rest.clone() {
-        Phase::Try {
-            order,
-            next,
-            tally,
-            masked,
-            mut again,
-            suspect,
-        } => {
-            again.push(a);
-            Phase::Try {
-                order,
-                next,
-                tally: if transient {
-                    (tally.0, tally.1 + 1)
-                } else {
-                    (tally.0 + 1, tally.1)
-                },
-                masked,
-                again,
-                suspect,
-            }
+    pass_goes_on(rest, |tally, _, again| {
+        again.push(a);
+        if transient {
+            tally.1 += 1;
+        } else {
+            tally.0 += 1;
         }
-        other => other,
+    })
+}
+
+/// The pass goes on after candidate `a`, which Redis marks assigned: EC2 decides after the pass.
+fn masked_later(rest: &Phase, a: u8) -> Phase {
+    pass_goes_on(rest, |_, masked, _| masked.push(a))
+}
+
+/// `rest`, the pass going on, with what the candidate just tried adds to its tally (busy,
+/// transient), its masked candidates and those to try again.
+fn pass_goes_on(
+    rest: &Phase,
+    add: impl FnOnce(&mut (u8, u8), &mut Vec<u8>, &mut Vec<u8>),
+) -> Phase {
+    let mut rest = rest.clone();
+    if let Phase::Try {
+        tally,
+        masked,
+        again,
+        ..
+    } = &mut rest
+    {
+        add(tally, masked, again);
     }
+    rest
 }
 
 /// `call` with its count of looks or retries at zero (see `Attempt::without_counts`).
@@ -773,31 +780,6 @@ fn without_counts(call: Call) -> Call {
         Call::Sleep(Pause::Backoff(_)) => Pause::Backoff(0),
         other => return other,
     })
-}
-
-/// The pass goes on after candidate `a`, which Redis marks assigned: EC2 decides after the pass.
-fn masked_later(rest: &Phase, a: u8) -> Phase {
-    match rest.clone() {
-        Phase::Try {
-            order,
-            next,
-            tally,
-            mut masked,
-            again,
-            suspect,
-        } => {
-            masked.push(a);
-            Phase::Try {
-                order,
-                next,
-                tally,
-                masked,
-                again,
-                suspect,
-            }
-        }
-        other => other,
-    }
 }
 
 /// Give the lease on `a` back if it is still `c`'s.
