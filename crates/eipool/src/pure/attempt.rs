@@ -905,19 +905,24 @@ mod tests {
         }
     }
 
+    /// AssociateAddress's answer lost after the call may have applied.
+    fn lost() -> Input {
+        Input::Associated(AssociateAnswer::Passing {
+            maybe_applied: true,
+            throttled: false,
+        })
+    }
+
     /// AssociateAddress's answers: the first lost after it applied, then AlreadyAssociated.
     fn lost_then_already_associated() -> impl FnMut() -> Input {
         let mut n = 0;
         move || {
             n += 1;
-            Input::Associated(if n == 1 {
-                AssociateAnswer::Passing {
-                    maybe_applied: true,
-                    throttled: false,
-                }
+            if n == 1 {
+                lost()
             } else {
-                AssociateAnswer::AlreadyAssociated
-            })
+                Input::Associated(AssociateAnswer::AlreadyAssociated)
+            }
         }
     }
 
@@ -1068,10 +1073,7 @@ mod tests {
     #[test]
     fn a_lost_answer_then_the_deadline_looks_for_ours_through_the_stale_window_and_gives_it_back() {
         let r = run(fresh(false, false), |c, now| match c {
-            Call::Associate => Input::Associated(AssociateAnswer::Passing {
-                maybe_applied: true,
-                throttled: false,
-            }),
+            Call::Associate => lost(),
             Call::Sleep(Pause::Backoff(_)) => Input::Stopped,
             // Stale for a second: shows it free.
             Call::LookForOurs if now < Duration::from_secs(1) => Input::Seen(Some(cand())),
@@ -1430,10 +1432,7 @@ mod tests {
             let mut n = 0;
             let r = run(fresh(suspect, false), |c, _| match c {
                 // Not a suspect: the first answer is lost.
-                Call::Associate => Input::Associated(AssociateAnswer::Passing {
-                    maybe_applied: true,
-                    throttled: false,
-                }),
+                Call::Associate => lost(),
                 Call::StillHoldsInterface => {
                     n += 1;
                     Input::Interface(!suspect && n == 1)
@@ -1526,10 +1525,7 @@ mod tests {
                 // The suspect: the signal comes in the pace, before any call went out.
                 Call::Pace { .. } if suspect => Input::Stopped,
                 // Not a suspect: the answer is lost, the signal comes in the backoff.
-                Call::Associate => Input::Associated(AssociateAnswer::Passing {
-                    maybe_applied: true,
-                    throttled: false,
-                }),
+                Call::Associate => lost(),
                 Call::Sleep(Pause::Backoff(_)) => Input::Stopped,
                 // Meanwhile a re-run of this interface associated the candidate (and reported it).
                 Call::LookForOurs => Input::Seen(on("eni-1", "eipassoc-9")),
@@ -1546,10 +1542,7 @@ mod tests {
             // The interface lease lost meanwhile: gives back nothing, keeps the record.
             let r = run(fresh(suspect, false), |c, _| match c {
                 Call::Pace { .. } if suspect => Input::Stopped,
-                Call::Associate => Input::Associated(AssociateAnswer::Passing {
-                    maybe_applied: true,
-                    throttled: false,
-                }),
+                Call::Associate => lost(),
                 Call::Sleep(Pause::Backoff(_)) => Input::Stopped,
                 Call::LookForOurs => Input::Seen(on("eni-1", "eipassoc-9")),
                 Call::MayGiveBack => Input::Interface(false),
@@ -1782,10 +1775,7 @@ mod tests {
                                 let applied = rng.random_bool(0.6);
                                 let answer = match rng.random_range(0..4) {
                                     0 => Input::Stopped,
-                                    1 if applied => Input::Associated(AssociateAnswer::Passing {
-                                        maybe_applied: true,
-                                        throttled: false,
-                                    }),
+                                    1 if applied => lost(),
                                     1 | 2 => Input::Associated(AssociateAnswer::Passing {
                                         maybe_applied: false,
                                         throttled: rng.random(),
