@@ -51,6 +51,10 @@ pub mod decisions {
         };
     }
     pub use crate::pure::classify::{occupant, standing, Standing};
+    /// The passes machine: one listing's passes over its candidates, sans-IO.
+    pub mod passes {
+        pub use crate::pure::passes::{Call, End, Input, Mutation, Passes, Wait};
+    }
     pub use crate::pure::identity::Identity;
     pub use crate::pure::plan::{
         after_holder_look, after_pass, candidate_order, claim_order, exhaustion_stands,

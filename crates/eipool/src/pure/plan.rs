@@ -591,7 +591,7 @@ pub(crate) fn after_redis_failure(misconfigured: bool, require_lock: bool) -> Re
 }
 
 /// What one pass over the candidates saw, counted by the claimer.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PassTally {
     /// Candidates another claimer holds a live Redis claim on; they may come free again.
     pub busy: usize,

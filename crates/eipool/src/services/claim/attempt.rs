@@ -22,23 +22,12 @@ use crate::pure::identity::Identity;
 use crate::pure::ids::AssociationId;
 use crate::support::output::Claimed;
 
-/// What trying one candidate came to.
+/// What trying one candidate came to: won, or how it ended without a win (the passes machine
+/// weighs that, [`crate::pure::passes`]).
 #[derive(Debug)]
 pub(super) enum Attempt {
     Won(Claimed),
-    /// Someone else holds it (EC2 said so, or Redis knows it was just assigned).
-    Taken,
-    /// Another claimer is working on it: maybe later.
-    Busy,
-    /// A passing failure: try again later.
-    Transient,
-    /// Our own listing shows it free, but Redis marks it assigned, `age` ago: EC2 decides
-    /// (`Coordination::settle_masked`) before the pool may be called exhausted.
-    Masked(std::time::Duration),
-    /// We associated it, then EC2 showed it free again: another association to our private IP
-    /// replaced ours (AWS disassociates the Elastic IP already there). Look at what our private
-    /// IP holds now, and never report this one.
-    Displaced,
+    Done(Outcome),
 }
 
 /// Try to win one candidate. Returns `Err` only to stop the whole claim (deadline, signal,
@@ -254,15 +243,7 @@ pub(super) async fn attempt(
                 }
                 return validate::report(&addr, me, adopted).map(Attempt::Won);
             }
-            Call::Done(outcome) => {
-                return Ok(match outcome {
-                    Outcome::Taken => Attempt::Taken,
-                    Outcome::Busy => Attempt::Busy,
-                    Outcome::Transient => Attempt::Transient,
-                    Outcome::Masked(age) => Attempt::Masked(age),
-                    Outcome::Displaced => Attempt::Displaced,
-                })
-            }
+            Call::Done(outcome) => return Ok(Attempt::Done(outcome)),
             Call::Stop(Why::InterfaceLost) => return Err(Stop::InterfaceLost),
             Call::Stop(Why::Stopped) => {
                 return Err(stop.expect("the machine stops only after being told why"))

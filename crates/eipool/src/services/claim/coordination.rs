@@ -19,7 +19,7 @@ use crate::adapters::redis::{Acquire, Lease, Redis, RedisError, SharedListing};
 use crate::pure::address::Address;
 use crate::pure::identity::Identity;
 use crate::pure::ids::{AllocationId, EniId};
-use crate::pure::plan::{self, MaskedVerdict, RedisFailure};
+use crate::pure::plan::{self, RedisFailure};
 use crate::support::budget::Budget;
 use crate::support::output::Claimed;
 
@@ -479,48 +479,39 @@ impl Coordination {
         }
     }
 
-    /// Ask EC2 (one DescribeAddresses by allocation id) about addresses our own listing shows
-    /// free but Redis marks assigned: EC2 outvotes a marker older than its consistency bound
-    /// ([`plan::masked_verdict`]), which is then dropped. Returns the candidates to try again
-    /// now, and those to wait for with how long until their marker is old enough to be outvoted.
-    pub(super) async fn settle_masked(
+    /// Ask EC2 (one DescribeAddresses by allocation id, paced with the describe calls) about
+    /// addresses our own listing shows free but Redis marks assigned: the passes machine weighs
+    /// its answer against each marker's age ([`plan::masked_verdict`]).
+    pub(super) async fn describe_masked(
         &mut self,
         work: &Budget,
         ec2: &Ec2,
-        masked: Vec<(Address, Duration)>,
-    ) -> Result<(Vec<Address>, Vec<(Address, Duration)>), Stop> {
-        let allocs: Vec<AllocationId> = masked
-            .iter()
-            .map(|(a, _)| a.allocation_id.clone())
-            .collect();
+        allocs: &[AllocationId],
+    ) -> Result<Vec<Address>, Stop> {
         let (seen, _) = self
             .described(work, PaceClass::Describe, "check masked", || {
-                ec2.describe_addresses(&allocs)
+                ec2.describe_addresses(allocs)
             })
             .await?;
-        let (mut cleared, mut waiting) = (Vec::new(), Vec::new());
-        for (cand, age) in masked {
-            let now = seen.iter().find(|a| a.allocation_id == cand.allocation_id);
-            let free = now.is_some_and(|a| a.association.is_none());
-            match plan::masked_verdict(free, age) {
-                MaskedVerdict::Taken => {}
-                MaskedVerdict::Wait => waiting.push((cand, plan::CONSISTENCY_BOUND - age)),
-                MaskedVerdict::ClearMarker => {
-                    info!(allocation_id = %cand.allocation_id, marker_age_ms = age.as_millis() as u64, "Redis marks it assigned but EC2 shows it free: dropping the marker");
-                    if let Some(redis) = self.live() {
-                        if let Ok(Err(e)) = work
-                            .bounded(
-                                redis.clear_marker(&cand.allocation_id, plan::CONSISTENCY_BOUND),
-                            )
-                            .await
-                        {
-                            self.failed(work, e)?;
-                        }
-                    }
-                    cleared.extend(now.cloned());
-                }
-            }
+        Ok(seen)
+    }
+
+    /// Drop Redis's "assigned" marker on `alloc` (EC2 outvoted it), if it is at least EC2's
+    /// consistency bound old.
+    pub(super) async fn clear_marker(
+        &mut self,
+        work: &Budget,
+        alloc: &AllocationId,
+    ) -> Result<(), Stop> {
+        let Some(redis) = self.live() else {
+            return Ok(());
+        };
+        if let Ok(Err(e)) = work
+            .bounded(redis.clear_marker(alloc, plan::CONSISTENCY_BOUND))
+            .await
+        {
+            self.failed(work, e)?;
         }
-        Ok((cleared, waiting))
+        Ok(())
     }
 }

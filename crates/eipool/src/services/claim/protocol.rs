@@ -2,10 +2,8 @@
 //! private IP already holds, try the free addresses in random order, back off and try again while
 //! some may still come free, and report exhaustion only when EC2 agrees none can.
 
-use std::time::Duration;
-
 use rand::rngs::StdRng;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -17,7 +15,8 @@ use crate::pure::address::{Address, Occupant, POOL_TAG};
 use crate::pure::error::Error;
 use crate::pure::identity::Identity;
 use crate::pure::ids::AllocationId;
-use crate::pure::plan::{self, AfterDeadline, AfterPass, PassTally};
+use crate::pure::passes::{Call, End, Input, Passes, Wait};
+use crate::pure::plan::{self, AfterDeadline, PassTally};
 use crate::services::context::Context;
 use crate::services::identity::InterfaceLook;
 use crate::support::budget::{Budget, Interrupt};
@@ -41,22 +40,6 @@ pub(super) struct Claimer {
     /// next listing (else each listing would wait out that bound on it again, and grow too old
     /// to choose from before reaching a free address).
     suspect_gone: bool,
-}
-
-/// How a round of passes over one listing ended without a win.
-enum Outcome {
-    /// Every candidate is taken, as far as this listing and EC2 know.
-    Exhausted,
-    /// Our association was replaced, or we must see what our private IP holds: list again.
-    Relist,
-    /// A candidate the listing and Redis showed free was taken by a caller outside the herd:
-    /// the listing is behind EC2. One newer listing (for the whole herd, from the describe
-    /// bucket) beats trying the rest blind (an AssociateAddress each, from the mutating bucket
-    /// every caller in the account shares).
-    Behind,
-    /// Our turn to associate came, and the listing is too old to choose from: choose from one
-    /// made at most this long ago (`plan::choose_within`), keeping the turn.
-    Stale(Duration),
 }
 
 impl Claimer {
@@ -258,18 +241,16 @@ impl Claimer {
             }
             match passed {
                 Ok(claimed) => return Ok(claimed),
-                Err(Outcome::Relist) => allow_shared = false,
-                Err(Outcome::Behind) => {
+                Err(End::Relist) => allow_shared = false,
+                Err(End::Behind) => {
                     allow_shared = true;
                     newer_than = Some(listed_at);
                 }
-                Err(Outcome::Stale(within)) => {
+                Err(End::Stale(within)) => {
                     allow_shared = true;
                     newer_than = Instant::now().checked_sub(within);
                 }
-                Err(Outcome::Exhausted)
-                    if !plan::exhaustion_stands(shared, listed_at.elapsed()) =>
-                {
+                Err(End::Exhausted) if !plan::exhaustion_stands(shared, listed_at.elapsed()) => {
                     debug!(shared, listing_age_ms = listed_at.elapsed().as_millis() as u64, "every candidate of the listing is taken; listing the pool again before giving up");
                     allow_shared = false;
                     // The suspect was among them, and EC2 showed it someone else's past its
@@ -278,167 +259,98 @@ impl Claimer {
                     // to stand, and the claim would relist until its deadline.
                     suspect = None;
                 }
-                Err(Outcome::Exhausted) => return Err(Stop::Fatal(self.exhausted())),
+                Err(End::Exhausted) => return Err(Stop::Fatal(self.exhausted())),
             }
         }
     }
 
-    /// In a herd, wait for our turn in the AssociateAddress pace before choosing an address
-    /// (the turn is kept until an association uses it): the wait may be seconds, and what is
-    /// chosen before it may be taken meanwhile. `Ok(Some(within))`: our listing is too old to
-    /// choose from now; choose from one made at most `within` ago ([`plan::choose_within`]).
-    async fn choose_late(&mut self, listed_at: Instant) -> Result<Option<Duration>, Stop> {
-        if self.m.slot.is_some() || !self.m.coord.knows_what_others_took() {
-            return Ok(None);
-        }
-        let m = &mut self.m;
-        m.slot = m.coord.pace(&m.work, PaceClass::Mutating, None).await?;
-        let age = listed_at.elapsed();
-        // The word on outsiders matters only to a listing between the two bounds.
-        let outsiders = age > plan::choose_within(true)
-            && age <= plan::choose_within(false)
-            && m.coord.outsiders(&m.work).await?;
-        let within = plan::choose_within(outsiders);
-        if age <= within {
-            return Ok(None);
-        }
-        debug!(
-            listing_age_ms = age.as_millis() as u64,
-            outsiders, "our turn came; choosing from a newer listing"
-        );
-        Ok(Some(within))
-    }
-
-    /// Try the candidates, pass after pass, until one is won, every one is known taken
-    /// (`Exhausted`, as far as this listing and EC2 know), or what our private IP holds changed
-    /// (`Relist`).
+    /// The passes over one listing: the driver of the passes machine ([`crate::pure::passes`]).
+    /// It performs each call the machine asks for and feeds the answer back, with the time
+    /// since the listing; each candidate is tried by the attempt machine's driver. `Ok(Ok)`: won
+    /// or adopted; `Ok(Err)`: how the passes ended without a win.
     async fn passes(
         &mut self,
-        mut order: Vec<Address>,
+        order: Vec<Address>,
         me: &Identity,
         suspect: Option<&AllocationId>,
         (shared, listed_at): (bool, Instant),
         last_tally: &mut Option<PassTally>,
-    ) -> Result<Result<Claimed, Outcome>, Stop> {
-        let mut pass = 0u32;
+    ) -> Result<Result<Claimed, End>, Stop> {
+        let mut machine = Passes::new(
+            me.clone(),
+            order,
+            suspect.cloned(),
+            shared,
+            self.rng.random(),
+        );
+        let mut input = Input::Start;
         loop {
-            // What an earlier pass found no longer stands once this one starts: a deadline
-            // reached inside it (an address found free, then throttled until the end) is a
-            // temporary failure, not "all taken".
-            *last_tally = None;
-            let mut tally = PassTally::default();
-            let mut again = Vec::new();
-            let mut masked = Vec::new();
-            let mut taken_blind = 0;
-            let mut rest = order.into_iter();
-            while let Some(cand) = rest.next() {
-                let suspect_ours = suspect == Some(&cand.allocation_id);
-                if !suspect_ours {
-                    if let Some(within) = self.choose_late(listed_at).await? {
-                        return Ok(Err(Outcome::Stale(within)));
+            let call = machine.step(input, listed_at.elapsed());
+            *last_tally = machine.last_tally();
+            self.suspect_gone = machine.suspect_gone();
+            input = match call {
+                Call::Turn => {
+                    let m = &mut self.m;
+                    if m.slot.is_some() || !m.coord.knows_what_others_took() {
+                        Input::Turn(false)
+                    } else {
+                        m.slot = m.coord.pace(&m.work, PaceClass::Mutating, None).await?;
+                        Input::Turn(true)
                     }
                 }
-                match attempt::attempt(&mut self.m, &cand, me, suspect_ours).await? {
-                    Attempt::Won(c) => return Ok(Ok(c)),
-                    Attempt::Displaced => return Ok(Err(Outcome::Relist)),
-                    // A marker only hides an address from a listing older than it; ours was
-                    // made for this claim, so EC2 is asked before the address is given up.
-                    Attempt::Masked(age) if !shared => {
-                        tally.masked += 1;
-                        masked.push((cand, age));
-                    }
-                    Attempt::Masked(_) => {}
-                    // Not the suspect: it was tried although the listing showed it held (it
-                    // may be ours), so its being taken says nothing of the listing's age.
-                    Attempt::Taken if !suspect_ours && self.m.coord.knows_what_others_took() => {
-                        debug!(allocation_id = %cand.allocation_id, "taken by a caller outside the herd: the listing is behind EC2; taking a newer one");
-                        return Ok(Err(Outcome::Behind));
-                    }
-                    Attempt::Taken => {
-                        self.suspect_gone |= suspect_ours;
-                        // Without Redis, each "taken" cost a mutating call. After a few, a fresh
-                        // listing (below) is cheaper than trying the rest of a stale one.
-                        if !self.m.coord.knows_what_others_took() {
-                            taken_blind += 1;
-                            if plan::relist_without_redis(taken_blind) {
-                                // Set aside, never tried: nobody knows them taken.
-                                let unseen: Vec<Address> = rest.collect();
-                                tally.untried += unseen.len();
-                                again.extend(unseen);
-                                break;
-                            }
-                        }
-                    }
-                    Attempt::Busy => {
-                        tally.busy += 1;
-                        again.push(cand);
-                    }
-                    Attempt::Transient => {
-                        tally.transient += 1;
-                        again.push(cand);
+                Call::Outsiders => Input::Outsiders(self.m.coord.outsiders(&self.m.work).await?),
+                Call::Try { cand, suspect } => {
+                    let outcome = match attempt::attempt(&mut self.m, &cand, me, suspect).await? {
+                        Attempt::Won(c) => return Ok(Ok(c)),
+                        Attempt::Done(outcome) => outcome,
+                    };
+                    Input::Tried {
+                        outcome,
+                        redis: self.m.coord.knows_what_others_took(),
                     }
                 }
-            }
-            *last_tally = Some(tally);
-            match plan::after_pass(tally) {
-                AfterPass::Exhausted => return Ok(Err(Outcome::Exhausted)),
-                AfterPass::AskEc2 => {
-                    let (cleared, waiting) = self
-                        .m
+                Call::Describe(allocs) => Input::Seen(
+                    self.m
                         .coord
-                        .settle_masked(&self.m.work, &self.m.ec2, masked)
-                        .await?;
-                    *last_tally = Some(PassTally {
-                        busy: cleared.len() + waiting.len(),
-                        ..PassTally::default()
-                    });
-                    if cleared.is_empty() && waiting.is_empty() {
-                        return Ok(Err(Outcome::Exhausted));
-                    }
-                    if cleared.is_empty() {
-                        // Only young markers stand in the way: wait until the first of them is
-                        // old enough for EC2's answer to outvote it.
-                        let wait = plan::until_a_marker_ages(waiting.iter().map(|(_, left)| *left));
-                        debug!(
-                            ?wait,
-                            "EC2 shows masked addresses free; waiting for their markers to age"
-                        );
-                        self.m.work.sleep(wait).await?;
-                    }
-                    again = cleared;
-                    again.extend(waiting.into_iter().map(|(a, _)| a));
+                        .describe_masked(&self.m.work, &self.m.ec2, &allocs)
+                        .await?,
+                ),
+                Call::ClearMarker(alloc) => {
+                    info!(allocation_id = %alloc, "Redis marks it assigned but EC2 shows it free (the marker is older than EC2's consistency bound): dropping the marker");
+                    self.m.coord.clear_marker(&self.m.work, &alloc).await?;
+                    Input::Done
                 }
-                AfterPass::TryAgain => {
-                    debug!(
-                        busy = tally.busy,
-                        transient = tally.transient,
-                        masked = tally.masked,
-                        untried = tally.untried,
-                        pass,
-                        "nothing won this pass; backing off"
-                    );
-                    // Masked addresses wait for EC2's word like busy ones wait for their lease.
-                    again.extend(masked.into_iter().map(|(a, _)| a));
-                    self.m.work.sleep(Budget::backoff(pass)).await?;
-                    pass += 1;
-                    if !self.m.coord.knows_what_others_took() {
-                        // Without Redis nobody tells us what the others took: one fresh listing
-                        // beats trying every address blind under EC2's mutating-call budget.
-                        let (listing, _) = listing::list_own(&mut self.m).await?;
-                        if let Some(a) = listing.iter().find(|a| a.held_by_me(me)) {
-                            info!(public_ip = %a.public_ip, allocation_id = %a.allocation_id, "the listing shows an address on this interface: adopting");
-                            let a = a.clone();
-                            validate::record_holder(&self.m, &a, me).await;
-                            return validate::report(&a, me, true).map(Ok);
+                Call::Sleep(wait) => {
+                    let d = match wait {
+                        Wait::Backoff(pass) => {
+                            debug!(tally = ?machine.last_tally(), pass, "nothing won this pass; backing off");
+                            Budget::backoff(pass)
                         }
-                        again = listing
-                            .into_iter()
-                            .filter(|a| a.association.is_none())
-                            .collect();
+                        Wait::MarkerAges(d) => {
+                            debug!(wait = ?d, "EC2 shows masked addresses free; waiting for their markers to age");
+                            d
+                        }
+                    };
+                    self.m.work.sleep(d).await?;
+                    Input::Slept {
+                        redis: self.m.coord.knows_what_others_took(),
                     }
                 }
-            }
-            order = plan::candidate_order(&again, &mut self.rng);
+                Call::ListOwn => Input::Listed(listing::list_own(&mut self.m).await?.0),
+                Call::Adopt(a) => {
+                    info!(public_ip = %a.public_ip, allocation_id = %a.allocation_id, "the listing shows an address on this interface: adopting");
+                    validate::record_holder(&self.m, &a, me).await;
+                    return validate::report(&a, me, true).map(Ok);
+                }
+                Call::Ended(end) => {
+                    match end {
+                        End::Stale(_) => debug!(listing_age_ms = listed_at.elapsed().as_millis() as u64, "our turn came; choosing from a newer listing"),
+                        End::Behind => debug!("a candidate was taken by a caller outside the herd: the listing is behind EC2; taking a newer one"),
+                        _ => {}
+                    }
+                    return Ok(Err(end));
+                }
+            };
         }
     }
 }
