@@ -12,27 +12,32 @@
 //! run. Time is not modelled as a clock: leases expire and stale windows close as steps of their
 //! own, in any order with the rest.
 //!
-//! **Every decision is eipool's own**: each candidate is tried by eipool's attempt machine
-//! (`eipool::decisions::attempt::Attempt`, the one `services/claim` drives): the model answers
-//! its calls from the world (`ClaimModel::drive`) and has no sequencing of its own for an
-//! attempt. Around it, the passes still follow the claimer's shape here, calling
-//! `eipool::decisions` (`claim_order`, `candidate_order`, `after_pass`, `masked_verdict`,
-//! `exhaustion_stands`, `occupant`, `Address::held_by_me`). A change to the machine or a
-//! decision is checked here.
+//! **Every decision is eipool's own**: a listing's passes are run by eipool's passes machine
+//! (`eipool::decisions::passes::Passes`) and each candidate by its attempt machine
+//! (`eipool::decisions::attempt::Attempt`), the two `services/claim` drives: the model answers
+//! their calls from the world (`ClaimModel::pass_on`, `ClaimModel::drive`) and has no
+//! sequencing of its own for the passes or an attempt. Around them, the model still follows the
+//! claimer's outer shape (take the interface lease, list, look at what our private IP holds,
+//! call the pool exhausted or list again), calling `eipool::decisions` (`claim_order`,
+//! `exhaustion_stands`, `occupant`, `Address::held_by_me`). A change to a machine or a decision
+//! is checked here.
 //!
 //! Seeded [`Mutation`]s break the protocol on purpose; each must be caught (tests/model.rs).
-//! `NoFenceCheck` and `SkipValidation` mutate the machine itself (`Attempt::mutated`).
+//! `NoFenceCheck` and `SkipValidation` mutate the attempt machine (`Attempt::mutated`),
+//! `TrustMarker` the passes machine (`Passes::mutated`). `AllowReassociation` mutates EC2's
+//! side: the flag is not a decision of either machine but a constant of the one adapter
+//! function that calls AssociateAddress, so the model breaks what EC2 does with the call.
 
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use eipool::decisions::attempt::{
-    self as machine, AssociateAnswer, Attempt, Call, Input, Leased, Outcome, Pause, Why,
+    self as machine, AssociateAnswer, Attempt, Call, Input, Leased, Pause, Why,
 };
+use eipool::decisions::passes::{self, Passes};
 use eipool::decisions::{
-    after_pass, candidate_order, claim_order, exhaustion_stands, masked_verdict, occupant,
-    AfterPass, Identity, MaskedVerdict, Occupant, PassTally, CONSISTENCY_BOUND,
+    claim_order, exhaustion_stands, occupant, Identity, Occupant, CONSISTENCY_BOUND,
 };
 use eipool::model::{Address, AllocationId, Association, EniId};
 use rand::rngs::StdRng;
@@ -67,8 +72,8 @@ pub enum Mutation {
     NoFenceCheck,
     /// Report after AssociateAddress answered, without looking at EC2 again (`validate`).
     SkipValidation,
-    /// Believe a Redis "assigned" marker over EC2: a masked address is taken without asking EC2
-    /// (`Coordination::settle_masked` not weighing EC2's answer with `masked_verdict`).
+    /// Believe a Redis "assigned" marker over EC2: a masked address is taken without weighing
+    /// EC2's answer with `masked_verdict` (the passes machine, `Passes::mutated`).
     TrustMarker,
 }
 
@@ -119,16 +124,8 @@ pub enum Phase {
     Start,
     /// About to list the pool.
     List,
-    /// Trying candidates in order: `tally` is (busy, transient), `again` what to try in the
-    /// next pass (busy, transient), `masked` what Redis marks assigned.
-    Try {
-        order: Vec<u8>,
-        next: usize,
-        tally: (u8, u8),
-        masked: Vec<u8>,
-        again: Vec<u8>,
-        suspect: Option<u8>,
-    },
+    /// Passing over a listing's candidates through eipool's passes machine, its call pending.
+    Passes(Passing),
     /// Trying `addr` through eipool's attempt machine, its call pending.
     Attempt(Trying),
     /// Won `addr`: recording the holder and the marker.
@@ -153,7 +150,15 @@ pub struct Trying {
     m: Box<Attempt>,
     call: Call,
     /// Where the pass goes on once the attempt ends.
-    rest: Box<Phase>,
+    rest: Box<Passing>,
+}
+
+/// The passes over a listing: eipool's passes machine and the call it asked for, which the
+/// claimer's next step answers from the world.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Passing {
+    m: Box<Passes>,
+    call: passes::Call,
 }
 
 impl Phase {
@@ -391,70 +396,22 @@ impl ClaimModel {
                         _ => None,
                     };
                     let mut rng = StdRng::seed_from_u64(u64::from(c));
-                    let order: Vec<u8> =
-                        claim_order(&listing, None, suspect.map(alloc).as_ref(), &mut rng)
-                            .iter()
-                            .map(|a| index_of(&a.allocation_id))
-                            .collect();
-                    Phase::Try {
-                        order,
-                        next: 0,
-                        tally: (0, 0),
-                        masked: Vec::new(),
-                        again: Vec::new(),
-                        suspect,
+                    let order = claim_order(&listing, None, suspect.map(alloc).as_ref(), &mut rng);
+                    // eipool's passes machine decides every step of the passes; the model
+                    // answers its calls from the world (`Self::pass_on`).
+                    let mut m = Passes::new(me.clone(), order, suspect.map(alloc), false, c.into());
+                    if self.is(Mutation::TrustMarker) {
+                        m = m.mutated(passes::Mutation::TrustMarker);
                     }
+                    let call = m.step(passes::Input::Start, Duration::ZERO);
+                    let p = Passing {
+                        m: Box::new(m),
+                        call,
+                    };
+                    self.pass_on(w, c, stale, p, true)
                 }
             }
-            Phase::Try {
-                order,
-                next,
-                tally,
-                masked,
-                again,
-                suspect,
-            } => {
-                if next == order.len() {
-                    self.after_pass(w, c, tally, masked, again, suspect)
-                } else {
-                    let a = order[next];
-                    let rest = Box::new(Phase::Try {
-                        order: order.clone(),
-                        next: next + 1,
-                        tally,
-                        masked: masked.clone(),
-                        again: again.clone(),
-                        suspect,
-                    });
-                    // eipool's attempt machine decides every step of the attempt; the model
-                    // answers its calls from the world (`Self::drive`).
-                    let mut m = Attempt::new(
-                        address(a, None),
-                        me.clone(),
-                        suspect == Some(a),
-                        false,
-                        false,
-                        CALL_TIMEOUT,
-                    );
-                    if let Some(mutation) = self.machine_mutation() {
-                        m = m.mutated(mutation);
-                    }
-                    let call = m.step(Input::Start, Duration::ZERO);
-                    self.drive(
-                        w,
-                        c,
-                        stale,
-                        false,
-                        Trying {
-                            addr: a,
-                            fence: None,
-                            m: Box::new(m),
-                            call,
-                            rest,
-                        },
-                    )
-                }
-            }
+            Phase::Passes(p) => self.pass_on(w, c, stale, p, false),
             Phase::Attempt(t) => self.drive(w, c, stale, lose_answer, t),
             Phase::Record { addr } => {
                 w.ec2[addr as usize].holder = Some(my_iface);
@@ -516,14 +473,13 @@ impl ClaimModel {
                     return Phase::Record { addr: t.addr };
                 }
                 Call::Done(outcome) => {
-                    return match outcome {
-                        Outcome::Taken => *t.rest,
-                        Outcome::Busy => try_later(&t.rest, t.addr, false),
-                        Outcome::Transient => try_later(&t.rest, t.addr, true),
-                        Outcome::Masked(_) => masked_later(&t.rest, t.addr),
-                        // Our association was replaced: look at what our private IP holds.
-                        Outcome::Displaced => Phase::List,
+                    let mut p = *t.rest;
+                    let tried = passes::Input::Tried {
+                        outcome: outcome.clone(),
+                        redis: w.redis.up,
                     };
+                    p.call = p.m.step(tried, Duration::ZERO);
+                    return self.pass_on(w, c, stale, p, true);
                 }
                 // Take the interface lease again, and start over.
                 Call::Stop(Why::InterfaceLost) => {
@@ -560,7 +516,9 @@ impl ClaimModel {
                 w.claimers[c as usize].unguarded = true;
                 Leased::WithoutRedis
             } else if w.redis.marker[a as usize] {
-                Leased::Masked(Duration::ZERO)
+                // A marker outlives EC2's consistency bound only by being wrong: the model's
+                // markers are as old as it takes (a step of time may pass first).
+                Leased::Masked(CONSISTENCY_BOUND)
             } else if w.redis.lease[a as usize].is_some_and(|(o, _)| o != c) {
                 Leased::Busy
             } else {
@@ -633,62 +591,95 @@ impl ClaimModel {
         (input, Duration::ZERO)
     }
 
-    /// After a pass over the candidates that won nothing (`Claimer::passes`): eipool's
-    /// `after_pass`; for masked candidates EC2's word weighed by `masked_verdict`; the next pass
-    /// over what may still come free, from the same listing while Redis answers (without it, a
-    /// fresh listing).
-    fn after_pass(
+    /// Claimer `c`'s step in its passes: answer the passes machine's pending call from the
+    /// world, and the calls after it, up to the next one that reads shared state at a moment of
+    /// its own (a candidate's attempt starting; a look at EC2: the masked addresses, or a listing
+    /// of our own). `answered`: the pending call is the answer's to an earlier call in this
+    /// step, so a moment ends the step. The passes' end is the claimer's next phase.
+    fn pass_on(
         &self,
         w: &mut World,
         c: u8,
-        tally: (u8, u8),
-        masked: Vec<u8>,
-        mut again: Vec<u8>,
-        suspect: Option<u8>,
+        stale: u8,
+        mut p: Passing,
+        mut answered: bool,
     ) -> Phase {
-        let tally = PassTally {
-            busy: usize::from(tally.0),
-            transient: usize::from(tally.1),
-            masked: masked.len(),
-            // The model's listings are shorter than a lock-free batch: nothing is set aside.
-            untried: 0,
-        };
-        match after_pass(tally) {
-            AfterPass::Exhausted => self.exhausted(w, c),
-            AfterPass::TryAgain if !w.redis.up => Phase::List,
-            AfterPass::TryAgain => {
-                // Masked addresses wait for EC2's word like busy ones wait for their lease.
-                again.extend(masked);
-                next_pass(c, &again, suspect)
-            }
-            AfterPass::AskEc2 => {
-                let mut cleared = Vec::new();
-                for a in masked {
-                    let free = w.ec2[a as usize].assoc.is_none();
-                    // A marker outlives EC2's consistency bound only by being wrong: the model's
-                    // markers are as old as it takes (a step of time may pass first).
-                    let verdict = if self.is(Mutation::TrustMarker) {
-                        MaskedVerdict::Taken
-                    } else {
-                        masked_verdict(free, CONSISTENCY_BOUND)
+        use passes::{Call as P, End, Input as In};
+        loop {
+            let input = match &p.call {
+                P::Try { .. } | P::Describe(_) | P::ListOwn if answered => {
+                    // The count of passes sets only back-off lengths (see `without_counts`).
+                    p.m = Box::new(p.m.without_counts());
+                    return Phase::Passes(p);
+                }
+                P::Try { cand, suspect } => {
+                    let a = index_of(&cand.allocation_id);
+                    // eipool's attempt machine decides every step of the attempt; the model
+                    // answers its calls from the world (`Self::drive`).
+                    let mut m = Attempt::new(
+                        cand.clone(),
+                        identity(c),
+                        *suspect,
+                        false,
+                        false,
+                        CALL_TIMEOUT,
+                    );
+                    if let Some(mutation) = self.machine_mutation() {
+                        m = m.mutated(mutation);
+                    }
+                    let call = m.step(Input::Start, Duration::ZERO);
+                    let t = Trying {
+                        addr: a,
+                        fence: None,
+                        m: Box::new(m),
+                        call,
+                        rest: Box::new(p),
                     };
-                    match verdict {
-                        MaskedVerdict::Taken => {}
-                        MaskedVerdict::ClearMarker => {
-                            if w.redis.up {
-                                w.redis.marker[a as usize] = false;
-                            }
-                            cleared.push(a);
+                    return self.drive(w, c, stale, false, t);
+                }
+                // The herd's pace is not modelled: a turn is always ours at once.
+                P::Turn => In::Turn(w.redis.up),
+                P::Outsiders => In::Outsiders(false),
+                // EC2's word on the masked addresses, as it is now (by allocation id).
+                P::Describe(ids) => In::Seen(
+                    ids.iter()
+                        .map(|id| {
+                            let a = index_of(id);
+                            address(a, w.ec2[a as usize].assoc)
+                        })
+                        .collect(),
+                ),
+                P::ClearMarker(id) => {
+                    if w.redis.up {
+                        w.redis.marker[index_of(id) as usize] = false;
+                    }
+                    In::Done
+                }
+                P::Sleep(_) => In::Slept { redis: w.redis.up },
+                P::ListOwn => {
+                    let me = identity(c);
+                    let listing: Vec<Address> = (0..ADDRESSES as u8)
+                        .map(|a| address(a, w.seen(a, stale)))
+                        .collect();
+                    if let Some(a) = listing.iter().find(|a| a.held_by_me(&me)) {
+                        if w.hides_outside_change(index_of(&a.allocation_id), stale) {
+                            w.claimers[c as usize].excused = true;
                         }
-                        MaskedVerdict::Wait => cleared.push(a),
+                    }
+                    In::Listed(listing)
+                }
+                P::Adopt(a) => {
+                    return Phase::Record {
+                        addr: index_of(&a.allocation_id),
                     }
                 }
-                if cleared.is_empty() {
-                    self.exhausted(w, c)
-                } else {
-                    next_pass(c, &cleared, suspect)
-                }
-            }
+                P::Ended(End::Exhausted) => return self.exhausted(w, c),
+                // Our association replaced, the listing behind EC2 or too old for our turn:
+                // list again (the model has no shared listing).
+                P::Ended(End::Relist | End::Behind | End::Stale(_)) => return Phase::List,
+            };
+            answered = true;
+            p.call = p.m.step(input, Duration::ZERO);
         }
     }
 
@@ -718,56 +709,6 @@ fn waited(w: &World, a: u8, stale: u8) -> Duration {
     } else {
         Duration::ZERO
     }
-}
-
-/// A new pass over `candidates`, in eipool's order.
-fn next_pass(c: u8, candidates: &[u8], suspect: Option<u8>) -> Phase {
-    let mut rng = StdRng::seed_from_u64(u64::from(c));
-    Phase::Try {
-        order: candidate_order(candidates, &mut rng),
-        next: 0,
-        tally: (0, 0),
-        masked: Vec::new(),
-        again: Vec::new(),
-        suspect,
-    }
-}
-
-/// The pass goes on after candidate `a`, to be tried again in the next pass: another claimer
-/// may still hand it back (busy), or it failed for a passing reason (`transient`).
-fn try_later(rest: &Phase, a: u8, transient: bool) -> Phase {
-    pass_goes_on(rest, |tally, _, again| {
-        again.push(a);
-        if transient {
-            tally.1 += 1;
-        } else {
-            tally.0 += 1;
-        }
-    })
-}
-
-/// The pass goes on after candidate `a`, which Redis marks assigned: EC2 decides after the pass.
-fn masked_later(rest: &Phase, a: u8) -> Phase {
-    pass_goes_on(rest, |_, masked, _| masked.push(a))
-}
-
-/// `rest`, the pass going on, with what the candidate just tried adds to its tally (busy,
-/// transient), its masked candidates and those to try again.
-fn pass_goes_on(
-    rest: &Phase,
-    add: impl FnOnce(&mut (u8, u8), &mut Vec<u8>, &mut Vec<u8>),
-) -> Phase {
-    let mut rest = rest.clone();
-    if let Phase::Try {
-        tally,
-        masked,
-        again,
-        ..
-    } = &mut rest
-    {
-        add(tally, masked, again);
-    }
-    rest
 }
 
 /// `call` with its count of looks or retries at zero (see `Attempt::without_counts`).
@@ -1141,7 +1082,7 @@ impl fmt::Display for World {
 
 fn short(p: &Phase) -> String {
     match p {
-        Phase::Try { order, next, .. } => format!("try {:?}", &order[(*next).min(order.len())..]),
+        Phase::Passes(p) => format!("passes: {:?}", p.call),
         Phase::Attempt(t) => format!("addr{}: {:?}", t.addr, t.call),
         Phase::Record { addr } => format!("record addr{addr}"),
         Phase::Reported(a) => format!("REPORTED addr{a}"),
