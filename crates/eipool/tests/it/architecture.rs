@@ -289,7 +289,9 @@ fn no_import_cycle_among_the_modules_of_any_crate() {
 
 #[test]
 fn the_pure_layer_does_no_io() {
-    const FORBIDDEN: [&str; 12] = [
+    // Randomness of its own is a source of entropy (a seeded generator over a sample handed
+    // in, as the passes machine's order, is deterministic).
+    const FORBIDDEN: [&str; 15] = [
         "tokio",
         "async fn",
         ".await",
@@ -297,7 +299,10 @@ fn the_pure_layer_does_no_io() {
         "std::net::Tcp",
         "Instant::now",
         "SystemTime::now",
-        "rand::rng",
+        "rand::rng()",
+        "rand::random",
+        "from_os_rng",
+        "OsRng",
         "thread_rng",
         "aws_",
         "redis::",
@@ -484,7 +489,7 @@ fn every_file_and_name_architecture_md_cites_exists() {
     assert!(files.len() > 20 && names.len() > 30, "{files:?} {names:?}");
 
     let mut sources = Vec::new();
-    for krate in ["eipool", "eipool-lab", "cli-edge"] {
+    for krate in ["eipool", "eipool-lab", "eipool-model", "cli-edge"] {
         rust_files(&root.join("crates").join(krate), &mut sources);
     }
     let all_files: Vec<String> = sources

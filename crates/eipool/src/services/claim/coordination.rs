@@ -49,7 +49,7 @@ pub(super) enum Leasing {
     WithoutRedis,
     /// Another claimer is working on it.
     Busy,
-    /// Redis marks it assigned, this long ago: EC2 decides ([`Coordination::settle_masked`]).
+    /// Redis marks it assigned, this long ago: EC2 decides (the passes machine, [`crate::pure::passes`]).
     Masked(Duration),
     /// Redis is down and `--require-lock` is set: not now.
     Unavailable,
