@@ -21,8 +21,8 @@
 //! - **Redis is silent** (`redis: false` in an answer): nobody tells this claim what the others
 //!   took, so "taken" says nothing of the listing's age; after a batch of blind takes
 //!   ([`plan::relist_without_redis`]) the rest is set aside untried, and between passes a fresh
-//!   listing of our own replaces the old one. (Whether Redis answers, and its cool-down after a
-//!   failure, is `Coordination`'s: the driver reports it with each answer.)
+//!   listing of our own replaces the old one. (Whether Redis is used at all, and its cool-down
+//!   after a failure, is [`plan::RedisHealth`]'s; the driver reports it with each answer.)
 //!
 //! The order of each pass is random: the sample is handed in (`seed`), as the machine has no
 //! randomness of its own.

@@ -590,6 +590,42 @@ pub(crate) fn after_redis_failure(misconfigured: bool, require_lock: bool) -> Re
     }
 }
 
+/// Whether a claim uses Redis: the decision "Redis is down" whole, as a value fed the time (from
+/// any origin). A failure that can be ridden out sets a cool-down during which the claim goes on
+/// without Redis ([`after_redis_failure`]); with `--require-lock` Redis is always asked (the claim
+/// waits for it instead). `Coordination` holds one per claim and asks it before every Redis call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RedisHealth {
+    require_lock: bool,
+    /// Until when to claim without Redis, after it failed.
+    down_until: Option<Duration>,
+}
+
+impl RedisHealth {
+    pub(crate) fn new(require_lock: bool) -> Self {
+        RedisHealth {
+            require_lock,
+            down_until: None,
+        }
+    }
+
+    /// Whether to ask Redis at `now`: not while it cools down after a failure, unless it is
+    /// required.
+    pub(crate) fn live(&self, now: Duration) -> bool {
+        self.require_lock || self.down_until.is_none_or(|until| now >= until)
+    }
+
+    /// Redis failed at `now` (`misconfigured`: it answers but can never work): what the claim
+    /// does, the cool-down started if it goes on without Redis.
+    pub(crate) fn failed(&mut self, misconfigured: bool, now: Duration) -> RedisFailure {
+        let then = after_redis_failure(misconfigured, self.require_lock);
+        if let RedisFailure::WithoutItFor(cool_down) = then {
+            self.down_until = Some(now + cool_down);
+        }
+        then
+    }
+}
+
 /// What one pass over the candidates saw, counted by the claimer.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PassTally {
@@ -1236,6 +1272,38 @@ mod tests {
                 throttled <= throttles,
                 "{herds:?} beside {other}/s: {throttled} throttled"
             );
+        }
+    }
+
+    #[test]
+    fn redis_down_is_ridden_out_for_a_cool_down_unless_required_or_misconfigured() {
+        let s = Duration::from_secs(1);
+        let mut h = RedisHealth::new(false);
+        assert!(h.live(Duration::ZERO));
+        assert_eq!(
+            h.failed(false, 10 * s),
+            RedisFailure::WithoutItFor(REDIS_COOL_DOWN)
+        );
+        assert!(!h.live(10 * s));
+        assert!(!h.live(10 * s + REDIS_COOL_DOWN - s));
+        assert!(
+            h.live(10 * s + REDIS_COOL_DOWN),
+            "asked again once cooled down"
+        );
+        // A second failure starts a new cool-down from its own time.
+        let later = 20 * s + REDIS_COOL_DOWN;
+        h.failed(false, later);
+        assert!(!h.live(later) && h.live(later + REDIS_COOL_DOWN));
+
+        // Required: never skipped, the claim waits for it.
+        let mut h = RedisHealth::new(true);
+        assert_eq!(h.failed(false, s), RedisFailure::WaitForIt);
+        assert!(h.live(s));
+        // Misconfigured: stop, whatever --require-lock says; no cool-down to ride out.
+        for required in [false, true] {
+            let mut h = RedisHealth::new(required);
+            assert_eq!(h.failed(true, s), RedisFailure::Stop);
+            assert!(h.live(s));
         }
     }
 

@@ -19,7 +19,7 @@ use crate::adapters::redis::{Acquire, Lease, Redis, RedisError, SharedListing};
 use crate::pure::address::Address;
 use crate::pure::identity::Identity;
 use crate::pure::ids::{AllocationId, EniId};
-use crate::pure::plan::{self, RedisFailure};
+use crate::pure::plan::{self, RedisFailure, RedisHealth};
 use crate::support::budget::Budget;
 use crate::support::output::Claimed;
 
@@ -31,10 +31,10 @@ pub(super) use pace::{PaceClass, Slot};
 /// failure, nothing otherwise.
 pub(super) struct Coordination {
     redis: Option<Redis>,
-    /// `--require-lock`: wait for Redis rather than claim without it.
-    require_lock: bool,
-    /// Until when to claim without Redis, after it failed.
-    down_until: Option<Instant>,
+    /// Whether to ask Redis now, fed the time since `epoch` ([`RedisHealth`]: a cool-down after
+    /// a failure, or `--require-lock`).
+    health: RedisHealth,
+    epoch: Instant,
     /// Lease on an address (renewed while waiting for a paced slot).
     lease: Duration,
     /// The interface and private IP whose interface lease this claim holds, while it holds it.
@@ -95,8 +95,8 @@ impl Coordination {
         }
         Coordination {
             redis,
-            require_lock,
-            down_until: None,
+            health: RedisHealth::new(require_lock),
+            epoch: Instant::now(),
             lease,
             interface: None,
         }
@@ -104,10 +104,9 @@ impl Coordination {
 
     /// Redis, unless it is cooling down after a failure.
     fn live(&self) -> Option<Redis> {
-        match self.down_until {
-            Some(t) if Instant::now() < t && !self.require_lock => None,
-            _ => self.redis.clone(),
-        }
+        self.redis
+            .clone()
+            .filter(|_| self.health.live(self.epoch.elapsed()))
     }
 
     /// Whether the herd tells this claim what the others took (Redis answers): without it, each
@@ -116,14 +115,12 @@ impl Coordination {
         self.live().is_some()
     }
 
-    /// Record a Redis failure ([`plan::after_redis_failure`]). `Ok(true)`: the claim must not go
-    /// on without Redis (it waits for it, `--require-lock`); `Ok(false)`: it goes on without
-    /// Redis for a cool-down. A Redis that answers but can never work stops the claim.
+    /// Record a Redis failure ([`RedisHealth::failed`]). `Ok(true)`: the claim must not go on
+    /// without Redis (it waits for it, `--require-lock`); `Ok(false)`: it goes on without Redis
+    /// for a cool-down. A Redis that answers but can never work stops the claim.
     fn failed(&mut self, work: &Budget, e: RedisError) -> Result<bool, Stop> {
-        match plan::after_redis_failure(
-            matches!(e, RedisError::Misconfigured(_)),
-            self.require_lock,
-        ) {
+        let misconfigured = matches!(e, RedisError::Misconfigured(_));
+        match self.health.failed(misconfigured, self.epoch.elapsed()) {
             RedisFailure::Stop => Err(Stop::Fatal(e.into())),
             RedisFailure::WaitForIt => {
                 work.note(&e);
@@ -132,8 +129,7 @@ impl Coordination {
             }
             RedisFailure::WithoutItFor(cool_down) => {
                 work.note(&e);
-                warn!(error = %e, "Redis unavailable: claiming on EC2's compare-and-swap alone for a while");
-                self.down_until = Some(Instant::now() + cool_down);
+                warn!(error = %e, cool_down_ms = cool_down.as_millis() as u64, "Redis unavailable: claiming on EC2's compare-and-swap alone for a while");
                 Ok(false)
             }
         }
