@@ -822,6 +822,128 @@ async fn a_claim_paused_past_its_interface_lease_never_displaces_the_reruns_addr
     );
 }
 
+/// The same pause, after the association: a claim whose AssociateAddress applied but whose
+/// answers are all lost stays in doubt (it waits for its next AssociateAddress slot) and is
+/// paused past its interface lease. A re-run of the same interface finds that association on its
+/// private IP, adopts it and reports it. Then the paused claim is told to stop: it looks for
+/// ours and sees that very association, but no longer holds the interface lease, so it must
+/// warn and leave it (`MayGiveBack`), not give back the re-run's reported address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_stopped_in_doubt_after_its_interface_lease_ran_out_leaves_the_reruns_address() {
+    let lab = Lab::new().await;
+    let nodes = lab.ec2.nodes(1).await.unwrap();
+    lab.ec2.allocate(Some(&lab.pool), 2).await.unwrap();
+    let me = &nodes[0];
+    // The paused claim's own EC2: each AssociateAddress applies, its answer is lost.
+    let lossy = ChaosProxy::start(
+        &moto().endpoint,
+        ChaosConfig {
+            p_lose_response: 1.0,
+            fault_actions: ["AssociateAddress".to_string()].into(),
+            ..ChaosConfig::aws_like_moto()
+        },
+    )
+    .await
+    .unwrap();
+    let mut env = lab.env.clone();
+    env.ec2_endpoint = lossy.endpoint.clone();
+    let lease = ["--lease", "5s", "--call-timeout", "1500ms"];
+    let paused = env
+        .command(&lab.claim_args(me, &[&lease[..], &["--timeout", "120s"]].concat()))
+        .spawn()
+        .unwrap();
+    let pid = paused.id().unwrap().to_string();
+    let ec2 = &lab.ec2;
+    let applied = eventually(
+        "the first claim's AssociateAddress applied, its answer lost",
+        Duration::from_secs(30),
+        || async {
+            if lossy.stats().get("AssociateAddress", "response_lost") == 0 {
+                return None;
+            }
+            ec2.addresses_on(&me.eni).await.ok()?.pop()
+        },
+    )
+    .await;
+    // In doubt, it retries AssociateAddress in the herd's pace: hold its next slot far off (the
+    // pace's burst tolerance, 44 × 200 ms, + 50 s) so that it waits there, in doubt.
+    lab.reserve_pace("mutating", 8_800 + 50_000).await;
+    let iface_lease = lab.key(&format!("iface-lease:{}/{}", me.eni, me.private_ip));
+    let conn = lab.redis_conn().await;
+    let held = || {
+        let (mut conn, key) = (conn.clone(), iface_lease.clone());
+        async move {
+            let n: u64 = redis::cmd("EXISTS")
+                .arg(key)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            n == 1
+        }
+    };
+    eventually(
+        "the first claim, in doubt, waiting for its next AssociateAddress slot",
+        Duration::from_secs(30),
+        || async { (lab.pace_tickets("mutating").await == 1 && held().await).then_some(()) },
+    )
+    .await;
+    std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap();
+    eventually(
+        "the paused claim's interface lease to run out",
+        Duration::from_secs(30),
+        || async { (!held().await).then_some(()) },
+    )
+    .await;
+
+    // The re-run (EC2 answering it) adopts the association on its private IP and reports it.
+    let rerun = lab.claim(me, &lease).await;
+    let theirs = rerun.report().unwrap_or_else(|| panic!("re-run: {rerun}"));
+    assert_eq!(
+        (&theirs.allocation_id, Some(&theirs.association_id)),
+        (&applied.allocation_id, applied.association_id.as_ref()),
+        "the re-run adopts the paused claim's association: {rerun}"
+    );
+
+    // Stopped while paused: it resumes to the signal.
+    for signal in ["-TERM", "-CONT"] {
+        std::process::Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap();
+    }
+    let out = paused.wait_with_output().await.unwrap();
+    let stopped = eipool_lab::claimer::Outcome::from_output(&[], out);
+    println!(
+        "  AssociateAddress answers lost to the paused claim: {}",
+        lossy.stats().get("AssociateAddress", "response_lost")
+    );
+    println!("--- stopped: {}", stopped.stderr);
+
+    let on_node = lab.ec2.addresses_on(&me.eni).await.unwrap();
+    let on_node: Vec<(&str, Option<&str>)> = on_node
+        .iter()
+        .map(|e| (e.allocation_id.as_str(), e.association_id.as_deref()))
+        .collect();
+    assert_eq!(
+        on_node,
+        vec![(
+            theirs.allocation_id.as_str(),
+            Some(theirs.association_id.as_str())
+        )],
+        "the re-run's reported association stays on the interface, alone\nstopped: {stopped}"
+    );
+    assert!(
+        stopped
+            .stderr
+            .contains("the interface lease ran out while this claim was stopping"),
+        "the stopped claim says it left the address: {stopped}"
+    );
+    assert_eq!(stopped.code, Some(130), "{stopped}");
+}
+
 /// A herd that reaches its deadline while waiting for its AssociateAddress slots sent no
 /// AssociateAddress: nothing of it can be on any interface, so it stops without looking
 /// (issue 35: each claim made about five unpaced DescribeAddresses, a burst on EC2's describe
