@@ -475,7 +475,7 @@ impl ClaimModel {
                 Call::Done(outcome) => {
                     let mut p = *t.rest;
                     let tried = passes::Input::Tried {
-                        outcome: outcome.clone(),
+                        outcome: *outcome,
                         redis: w.redis.up,
                     };
                     p.call = p.m.step(tried, Duration::ZERO);
