@@ -50,6 +50,10 @@ pub mod decisions {
             AssociateAnswer, Attempt, Call, GiveBack, Input, Leased, Mutation, Outcome, Pause, Why,
         };
     }
+    /// The claim machine: one claim under its interface lease, around its passes, sans-IO.
+    pub mod claim {
+        pub use crate::pure::claim::{Call, Claim, Ended, Input, Recalled};
+    }
     pub use crate::pure::classify::{occupant, standing, Standing};
     /// The passes machine: one listing's passes over its candidates, sans-IO.
     pub mod passes {

@@ -163,7 +163,7 @@ impl std::fmt::Display for Occupant {
 
 /// What holds the private IP a claim would associate an address with. AWS replaces an Elastic IP
 /// already there (it is disassociated, not released), so a claim must look before it associates.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Occupant {
     /// Nothing, or an ephemeral public IP (AWS gives it back when an Elastic IP arrives): go on.
     Free,

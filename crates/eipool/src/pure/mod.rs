@@ -5,6 +5,7 @@
 pub(crate) mod address;
 pub(crate) mod attempt;
 pub(crate) mod cidr;
+pub(crate) mod claim;
 pub(crate) mod classify;
 pub(crate) mod error;
 pub(crate) mod holder;

@@ -17,6 +17,7 @@ use super::Stop;
 use crate::adapters::aws::Ec2;
 use crate::adapters::redis::{Acquire, Lease, Redis, RedisError, SharedListing};
 use crate::pure::address::Address;
+use crate::pure::claim::Recalled;
 use crate::pure::identity::Identity;
 use crate::pure::ids::{AllocationId, EniId};
 use crate::pure::plan::{self, RedisFailure, RedisHealth};
@@ -66,17 +67,6 @@ impl InterfaceLease {
     pub(super) fn in_redis(&self) -> bool {
         self.renewer.is_some()
     }
-}
-
-/// What Redis recalls of this interface's last claim.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Recalled {
-    /// It was taking, or holds, this address.
-    Taking(AllocationId),
-    /// Redis answered: nothing recorded.
-    Nothing,
-    /// Redis did not answer (or is not used).
-    Unknown,
 }
 
 impl Drop for InterfaceLease {

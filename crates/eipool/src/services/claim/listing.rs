@@ -1,32 +1,27 @@
 //! The pool listing: the herd's shared one when it is recent, else our own (shared in turn).
 
+use std::time::Duration;
+
 use tokio::time::Instant;
 
 use super::coordination::PaceClass;
 use super::{Means, Stop};
 use crate::pure::address::Address;
-use crate::pure::plan;
 
 /// The pool's addresses, whether they are the herd's listing rather than our own, and when the
 /// listing was made (for our own: when its DescribeAddresses went out; for the herd's: as
 /// Redis tells its age).
 ///
-/// With `allow_shared` and Redis, a listing another claimer made less than
-/// [`plan::SHARED_LISTING_TTL`] ago (and after `newer_than`, when given: the listing a claimer
-/// found behind EC2) is used as is; if none is, one claimer lists the pool while the others
-/// wait for its answer, so a herd lists the pool about once instead of once per claimer. Our
-/// own listings are shared with the herd.
+/// With `shared` (a maximum age) and Redis, a listing another claimer made at most that long
+/// ago is used as is; if none is, one claimer lists the pool while the others wait for its
+/// answer, so a herd lists the pool about once instead of once per claimer. Our own listings
+/// are shared with the herd.
 pub(super) async fn list_pool(
     m: &mut Means,
-    allow_shared: bool,
-    newer_than: Option<Instant>,
+    shared: Option<Duration>,
 ) -> Result<(Vec<Address>, bool, Instant), Stop> {
-    if allow_shared {
+    if let Some(max_age) = shared {
         let lead_ttl = m.ec2.call_timeout() * 2;
-        let max_age = match newer_than {
-            Some(t) => t.elapsed().saturating_sub(plan::NEWER_LISTING),
-            None => plan::SHARED_LISTING_TTL,
-        };
         if let Some((listing, age)) = m
             .coord
             .shared_listing(&m.work, &m.pool, lead_ttl, max_age)

@@ -9,14 +9,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::attempt::{self, Attempt};
-use super::coordination::{Coordination, PaceClass, Recalled};
+use super::coordination::{Coordination, PaceClass};
 use super::{listing, occupant, validate, ClaimConfig, Means, Prior, Stop};
-use crate::pure::address::{Address, Occupant, POOL_TAG};
+use crate::pure::address::{Address, POOL_TAG};
 use crate::pure::error::Error;
 use crate::pure::identity::Identity;
 use crate::pure::ids::AllocationId;
-use crate::pure::passes::{Call, End, Input, Passes, Wait};
 use crate::pure::plan::{self, AfterDeadline, PassTally};
+use crate::pure::{claim, passes};
 use crate::services::context::Context;
 use crate::services::identity::InterfaceLook;
 use crate::support::budget::{Budget, Interrupt};
@@ -35,11 +35,6 @@ pub(super) struct Claimer {
     look: Option<InterfaceLook>,
     /// Leave free addresses to the servers already waiting in the pool's line.
     behind_the_line: bool,
-    /// The suspect (what Redis or our private IP said may be ours) was tried and EC2 showed it
-    /// someone else's, past its consistency bound: it is not ours, and not tried again on the
-    /// next listing (else each listing would wait out that bound on it again, and grow too old
-    /// to choose from before reaching a free address).
-    suspect_gone: bool,
 }
 
 impl Claimer {
@@ -69,7 +64,6 @@ impl Claimer {
             prefer: prior.prefer,
             look: prior.look,
             behind_the_line: prior.behind_the_line,
-            suspect_gone: false,
         }
     }
 
@@ -121,7 +115,10 @@ impl Claimer {
         }
     }
 
-    /// The claim, under the interface lease (held in Redis when `lease_in_redis`).
+    /// The claim, under the interface lease (held in Redis when `lease_in_redis`): the driver
+    /// of the claim machine ([`crate::pure::claim`]). It performs each call the machine asks
+    /// for and feeds the answer back, with the time since the claim started; the passes go to
+    /// their own driver ([`Self::passes`]).
     async fn claim_inner(
         &mut self,
         me: &Identity,
@@ -129,138 +126,89 @@ impl Claimer {
         last_tally: &mut Option<PassTally>,
     ) -> Result<Claimed, Stop> {
         info!(eni = %me.eni, private_ip = %me.private_ip, pool = %self.m.pool, "claiming");
-
-        // A re-run after a crash: Redis remembers what this interface was taking, which a stale
-        // DescribeAddresses may not show yet. Try that one first, as possibly ours.
-        let recalled = self.m.coord.intent(&self.m.work, me).await?;
-        // The identity's look at the interface may spare the first look at our private IP.
-        let mut look = self.look.take().filter(|l| {
-            plan::identity_look_will_do(
-                l.at.elapsed(),
-                lease_in_redis,
-                recalled == Recalled::Nothing,
-            )
-        });
-        let mut suspect = match recalled {
-            Recalled::Taking(alloc) => Some(alloc),
-            Recalled::Nothing | Recalled::Unknown => None,
-        };
-        let mut allow_shared = true;
-        let mut newer_than = None;
+        let mut look = self.look.take();
+        let mut machine = claim::Claim::new(
+            me.clone(),
+            self.prefer.clone(),
+            self.behind_the_line,
+            lease_in_redis,
+            look.as_ref().map(|l| l.at.elapsed()),
+            self.rng.random(),
+        );
+        // When the listing being tried was made, for the passes' clock.
+        let mut listed_at = Instant::now();
+        let mut input = claim::Input::Start;
         loop {
-            let (listing, shared, listed_at) =
-                listing::list_pool(&mut self.m, allow_shared, newer_than.take()).await?;
-            self.m.herd |= shared;
-            self.pool_size = listing.len();
-            let mine: Vec<&Address> = listing.iter().filter(|a| a.held_by_me(me)).collect();
-            if shared
-                && !plan::shared_listing_will_do(
-                    suspect.is_some(),
-                    !mine.is_empty(),
-                    listing.is_empty(),
-                )
-            {
-                allow_shared = false;
-                continue;
-            }
-            if let Some(a) = mine.first() {
-                if mine.len() > 1 {
-                    warn!(
-                        count = mine.len(),
-                        "this interface holds several addresses of the pool; reporting the first"
+            let call = machine.step(input, self.started.elapsed());
+            input = match call {
+                claim::Call::Intent => claim::Input::Recalled(self.m.coord.intent(&self.m.work, me).await?),
+                claim::Call::List { shared } => {
+                    if shared.is_none() {
+                        debug!("listing the pool ourselves");
+                    }
+                    let (listing, shared, made) = listing::list_pool(&mut self.m, shared).await?;
+                    self.m.herd |= shared;
+                    self.pool_size = listing.len();
+                    listed_at = made;
+                    claim::Input::Listed {
+                        listing,
+                        shared,
+                        age: made.elapsed(),
+                    }
+                }
+                claim::Call::Adopt { addr, others } => {
+                    if others > 0 {
+                        warn!(
+                            count = others + 1,
+                            "this interface holds several addresses of the pool; reporting the first"
+                        );
+                    }
+                    info!(public_ip = %addr.public_ip, allocation_id = %addr.allocation_id, "already held: adopting");
+                    validate::record_holder(&self.m, &addr, me).await;
+                    return validate::report(&addr, me, true);
+                }
+                claim::Call::Occupant { look: use_look } => {
+                    let listing = machine.listing().unwrap_or(&[]);
+                    let look = if use_look { look.take() } else { None };
+                    claim::Input::Occupant(occupant::occupant(&mut self.m, me, listing, look).await?)
+                }
+                claim::Call::Waiting => claim::Input::Waiting(self.m.coord.waiting(&self.m.work).await?),
+                claim::Call::Passes {
+                    order,
+                    suspect,
+                    shared,
+                    seed,
+                } => {
+                    info!(
+                        pool_size = self.pool_size,
+                        free = order.len(),
+                        shared,
+                        "listed the pool"
                     );
-                }
-                info!(public_ip = %a.public_ip, allocation_id = %a.allocation_id, "already held: adopting");
-                let a = (*a).clone();
-                validate::record_holder(&self.m, &a, me).await;
-                return validate::report(&a, me, true);
-            }
-            if listing.is_empty() {
-                return Err(Stop::Fatal(self.exhausted()));
-            }
-
-            let free: Vec<Address> = listing
-                .iter()
-                .filter(|a| a.association.is_none())
-                .cloned()
-                .collect();
-            // AWS replaces an Elastic IP already on our private IP: look before associating.
-            if !free.is_empty() {
-                match occupant::occupant(&mut self.m, me, &listing, look.take()).await? {
-                    Occupant::Free => {}
-                    Occupant::Pool(alloc) if shared => {
-                        debug!(allocation_id = %alloc, "our private IP holds a pool address; listing the pool ourselves");
-                        suspect = Some(alloc);
-                        allow_shared = false;
-                        continue;
-                    }
-                    Occupant::Pool(alloc) => suspect = Some(alloc),
-                    Occupant::Foreign {
-                        public_ip,
-                        allocation_id,
-                    } => {
-                        return Err(Stop::Fatal(Error::usage(format!(
-                            "private IP {} of {} already holds Elastic IP {public_ip} ({allocation_id}), which is not in pool {:?}; \
-                             eipool never displaces it. Disassociate it if it is not needed, or claim for another --private-ip",
-                            me.private_ip, me.eni, self.m.pool
-                        ))))
+                    let passed = self
+                        .passes(order, me, suspect.as_ref(), (shared, listed_at), seed, last_tally)
+                        .await?;
+                    match passed {
+                        Ok(claimed) => return Ok(claimed),
+                        Err((end, suspect_gone)) => claim::Input::Passed { end, suspect_gone },
                     }
                 }
-            }
-            // First come, first served: what is free goes to the servers already waiting. Not
-            // for a claim that may already hold its address (a suspect: Redis's intent, or what
-            // its private IP shows), and only on a listing of our own, as "exhausted" always is.
-            if self.behind_the_line && suspect.is_none() && !free.is_empty() {
-                let waiting = self.m.coord.waiting(&self.m.work).await?;
-                if plan::leave_to_the_line(free.len(), waiting) {
-                    if shared {
-                        allow_shared = false;
-                        continue;
-                    }
-                    info!(free = free.len(), waiting, "servers are waiting in the pool's line for these addresses: joining it behind them");
+                claim::Call::Ended(claim::Ended::Exhausted) => return Err(Stop::Fatal(self.exhausted())),
+                claim::Call::Ended(claim::Ended::LeftToTheLine { free, waiting }) => {
+                    info!(free, waiting, "servers are waiting in the pool's line for these addresses: joining it behind them");
                     return Err(Stop::Fatal(self.exhausted()));
                 }
-            }
-            let order = plan::claim_order(
-                &listing,
-                self.prefer.as_ref(),
-                suspect.as_ref(),
-                &mut self.rng,
-            );
-            info!(
-                pool_size = listing.len(),
-                free = order.len(),
-                shared,
-                "listed the pool"
-            );
-            let passed = self
-                .passes(order, me, suspect.as_ref(), (shared, listed_at), last_tally)
-                .await?;
-            if std::mem::take(&mut self.suspect_gone) {
-                suspect = None;
-            }
-            match passed {
-                Ok(claimed) => return Ok(claimed),
-                Err(End::Relist) => allow_shared = false,
-                Err(End::Behind) => {
-                    allow_shared = true;
-                    newer_than = Some(listed_at);
+                claim::Call::Ended(claim::Ended::Foreign {
+                    public_ip,
+                    allocation_id,
+                }) => {
+                    return Err(Stop::Fatal(Error::usage(format!(
+                        "private IP {} of {} already holds Elastic IP {public_ip} ({allocation_id}), which is not in pool {:?}; \
+                         eipool never displaces it. Disassociate it if it is not needed, or claim for another --private-ip",
+                        me.private_ip, me.eni, self.m.pool
+                    ))))
                 }
-                Err(End::Stale(within)) => {
-                    allow_shared = true;
-                    newer_than = Instant::now().checked_sub(within);
-                }
-                Err(End::Exhausted) if !plan::exhaustion_stands(shared, listed_at.elapsed()) => {
-                    debug!(shared, listing_age_ms = listed_at.elapsed().as_millis() as u64, "every candidate of the listing is taken; listing the pool again before giving up");
-                    allow_shared = false;
-                    // The suspect was among them, and EC2 showed it someone else's past its
-                    // consistency bound (an agent's address taken while it ran, not a crashed
-                    // run's): trying it again would make every listing too old for exhaustion
-                    // to stand, and the claim would relist until its deadline.
-                    suspect = None;
-                }
-                Err(End::Exhausted) => return Err(Stop::Fatal(self.exhausted())),
-            }
+            };
         }
     }
 
@@ -274,81 +222,79 @@ impl Claimer {
         me: &Identity,
         suspect: Option<&AllocationId>,
         (shared, listed_at): (bool, Instant),
+        seed: u64,
         last_tally: &mut Option<PassTally>,
-    ) -> Result<Result<Claimed, End>, Stop> {
-        let mut machine = Passes::new(
-            me.clone(),
-            order,
-            suspect.cloned(),
-            shared,
-            self.rng.random(),
-        );
-        let mut input = Input::Start;
+    ) -> Result<Result<Claimed, (passes::End, bool)>, Stop> {
+        let mut machine = passes::Passes::new(me.clone(), order, suspect.cloned(), shared, seed);
+        let mut input = passes::Input::Start;
         loop {
             let call = machine.step(input, listed_at.elapsed());
             *last_tally = machine.last_tally();
-            self.suspect_gone = machine.suspect_gone();
             input = match call {
-                Call::Turn => {
+                passes::Call::Turn => {
                     let m = &mut self.m;
                     if m.slot.is_some() || !m.coord.knows_what_others_took() {
-                        Input::Turn(false)
+                        passes::Input::Turn(false)
                     } else {
                         m.slot = m.coord.pace(&m.work, PaceClass::Mutating, None).await?;
-                        Input::Turn(true)
+                        passes::Input::Turn(true)
                     }
                 }
-                Call::Outsiders => Input::Outsiders(self.m.coord.outsiders(&self.m.work).await?),
-                Call::Try { cand, suspect } => {
+                passes::Call::Outsiders => {
+                    passes::Input::Outsiders(self.m.coord.outsiders(&self.m.work).await?)
+                }
+                passes::Call::Try { cand, suspect } => {
                     let outcome = match attempt::attempt(&mut self.m, &cand, me, suspect).await? {
                         Attempt::Won(c) => return Ok(Ok(c)),
                         Attempt::Done(outcome) => outcome,
                     };
-                    Input::Tried {
+                    passes::Input::Tried {
                         outcome,
                         redis: self.m.coord.knows_what_others_took(),
                     }
                 }
-                Call::Describe(allocs) => Input::Seen(
+                passes::Call::Describe(allocs) => passes::Input::Seen(
                     self.m
                         .coord
                         .describe_masked(&self.m.work, &self.m.ec2, &allocs)
                         .await?,
                 ),
-                Call::ClearMarker(alloc) => {
+                passes::Call::ClearMarker(alloc) => {
                     info!(allocation_id = %alloc, "Redis marks it assigned but EC2 shows it free (the marker is older than EC2's consistency bound): dropping the marker");
                     self.m.coord.clear_marker(&self.m.work, &alloc).await?;
-                    Input::Done
+                    passes::Input::Done
                 }
-                Call::Sleep(wait) => {
+                passes::Call::Sleep(wait) => {
                     let d = match wait {
-                        Wait::Backoff(pass) => {
+                        passes::Wait::Backoff(pass) => {
                             debug!(tally = ?machine.last_tally(), pass, "nothing won this pass; backing off");
                             Budget::backoff(pass)
                         }
-                        Wait::MarkerAges(d) => {
+                        passes::Wait::MarkerAges(d) => {
                             debug!(wait = ?d, "EC2 shows masked addresses free; waiting for their markers to age");
                             d
                         }
                     };
                     self.m.work.sleep(d).await?;
-                    Input::Slept {
+                    passes::Input::Slept {
                         redis: self.m.coord.knows_what_others_took(),
                     }
                 }
-                Call::ListOwn => Input::Listed(listing::list_own(&mut self.m).await?.0),
-                Call::Adopt(a) => {
+                passes::Call::ListOwn => {
+                    passes::Input::Listed(listing::list_own(&mut self.m).await?.0)
+                }
+                passes::Call::Adopt(a) => {
                     info!(public_ip = %a.public_ip, allocation_id = %a.allocation_id, "the listing shows an address on this interface: adopting");
                     validate::record_holder(&self.m, &a, me).await;
                     return validate::report(&a, me, true).map(Ok);
                 }
-                Call::Ended(end) => {
+                passes::Call::Ended(end) => {
                     match end {
-                        End::Stale(_) => debug!(listing_age_ms = listed_at.elapsed().as_millis() as u64, "our turn came; choosing from a newer listing"),
-                        End::Behind => debug!("a candidate was taken by a caller outside the herd: the listing is behind EC2; taking a newer one"),
+                        passes::End::Stale(_) => debug!(listing_age_ms = listed_at.elapsed().as_millis() as u64, "our turn came; choosing from a newer listing"),
+                        passes::End::Behind => debug!("a candidate was taken by a caller outside the herd: the listing is behind EC2; taking a newer one"),
                         _ => {}
                     }
-                    return Ok(Err(end));
+                    return Ok(Err((end, machine.suspect_gone())));
                 }
             };
         }
