@@ -12,15 +12,14 @@
 //! run. Time is not modelled as a clock: leases expire and stale windows close as steps of their
 //! own, in any order with the rest.
 //!
-//! **Every decision is eipool's own**: a listing's passes are run by eipool's passes machine
+//! **Every decision is eipool's own**: a claim under its interface lease is run by eipool's
+//! claim machine (`eipool::decisions::claim::Claim`), a listing's passes by its passes machine
 //! (`eipool::decisions::passes::Passes`) and each candidate by its attempt machine
-//! (`eipool::decisions::attempt::Attempt`), the two `services/claim` drives: the model answers
-//! their calls from the world (`ClaimModel::pass_on`, `ClaimModel::drive`) and has no
-//! sequencing of its own for the passes or an attempt. Around them, the model still follows the
-//! claimer's outer shape (take the interface lease, list, look at what our private IP holds,
-//! call the pool exhausted or list again), calling `eipool::decisions` (`claim_order`,
-//! `exhaustion_stands`, `occupant`, `Address::held_by_me`). A change to a machine or a decision
-//! is checked here.
+//! (`eipool::decisions::attempt::Attempt`), the three `services/claim` drives: the model answers
+//! their calls from the world (`ClaimModel::claim_on`, `ClaimModel::pass_on`,
+//! `ClaimModel::drive`) and has no sequencing of its own for a claim. What is left to it is the
+//! world: taking the interface lease (and taking it again when the attempt machine says it was
+//! lost), recording a win, and the faults. A change to a machine is checked here.
 //!
 //! Seeded [`Mutation`]s break the protocol on purpose; each must be caught (tests/model.rs).
 //! `NoFenceCheck` and `SkipValidation` mutate the attempt machine (`Attempt::mutated`),
@@ -35,13 +34,10 @@ use std::time::Duration;
 use eipool::decisions::attempt::{
     self as machine, AssociateAnswer, Attempt, Call, Input, Leased, Pause, Why,
 };
+use eipool::decisions::claim::{self, Claim};
 use eipool::decisions::passes::{self, Passes};
-use eipool::decisions::{
-    claim_order, exhaustion_stands, occupant, Identity, Occupant, CONSISTENCY_BOUND,
-};
+use eipool::decisions::{occupant, Identity, CONSISTENCY_BOUND};
 use eipool::model::{Address, AllocationId, Association, EniId};
-use rand::rngs::StdRng;
-use rand::SeedableRng;
 use stateright::{Model, Property};
 
 /// Pool addresses in the model.
@@ -122,8 +118,8 @@ pub struct Redis {
 pub enum Phase {
     /// Taking the interface lease.
     Start,
-    /// About to list the pool.
-    List,
+    /// Claiming under it through eipool's claim machine, its call pending.
+    Claiming(Claiming),
     /// Passing over a listing's candidates through eipool's passes machine, its call pending.
     Passes(Passing),
     /// Trying `addr` through eipool's attempt machine, its call pending.
@@ -159,6 +155,15 @@ pub struct Trying {
 pub struct Passing {
     m: Box<Passes>,
     call: passes::Call,
+    /// The claim that ran them, told how they ended.
+    claim: Box<Claim>,
+}
+
+/// A claim under its interface lease: eipool's claim machine and the call it asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Claiming {
+    m: Box<Claim>,
+    call: claim::Call,
 }
 
 impl Phase {
@@ -362,55 +367,27 @@ impl ClaimModel {
                         None => {
                             w.redis.iface[my_iface as usize] = Some(c);
                             w.claimers[c as usize].locked = true;
-                            Phase::List
                         }
-                        Some(other) if other == c => Phase::List,
+                        Some(other) if other == c => {}
                         // Another claim of this interface runs: wait (no step).
                         Some(_) => return,
                     }
                 } else {
                     // Redis down: claim without the interface lease.
                     w.claimers[c as usize].unguarded = true;
-                    Phase::List
                 }
+                // eipool's claim machine decides every step of the claim; the model answers
+                // its calls from the world (`Self::claim_on`).
+                let locked = w.claimers[c as usize].locked;
+                let mut m = Claim::new(me, None, false, locked, None, c.into());
+                let call = m.step(claim::Input::Start, Duration::ZERO);
+                let run = Claiming {
+                    m: Box::new(m),
+                    call,
+                };
+                self.claim_on(w, c, stale, run, false)
             }
-            Phase::List => {
-                w.claimers[c as usize].listing_old = false;
-                let listing: Vec<Address> = (0..ADDRESSES as u8)
-                    .map(|a| address(a, w.seen(a, stale)))
-                    .collect();
-                if let Some(a) = listing.iter().find(|a| a.held_by_me(&me)) {
-                    // Adopt what the listing shows on our interface.
-                    let addr = index_of(&a.allocation_id);
-                    if w.hides_outside_change(addr, stale) {
-                        w.claimers[c as usize].excused = true;
-                    }
-                    Phase::Record { addr }
-                } else {
-                    // What our private IP holds (the node's own view: never stale).
-                    let held = (0..ADDRESSES as u8)
-                        .find(|a| w.ec2[*a as usize].assoc.is_some_and(|(i, _)| i == my_iface));
-                    let in_pool = held.map(|a| address(a, w.ec2[a as usize].assoc));
-                    let suspect = match occupant(in_pool.as_ref(), None, POOL) {
-                        Occupant::Pool(id) => Some(index_of(&id)),
-                        _ => None,
-                    };
-                    let mut rng = StdRng::seed_from_u64(u64::from(c));
-                    let order = claim_order(&listing, None, suspect.map(alloc).as_ref(), &mut rng);
-                    // eipool's passes machine decides every step of the passes; the model
-                    // answers its calls from the world (`Self::pass_on`).
-                    let mut m = Passes::new(me.clone(), order, suspect.map(alloc), false, c.into());
-                    if self.is(Mutation::TrustMarker) {
-                        m = m.mutated(passes::Mutation::TrustMarker);
-                    }
-                    let call = m.step(passes::Input::Start, Duration::ZERO);
-                    let p = Passing {
-                        m: Box::new(m),
-                        call,
-                    };
-                    self.pass_on(w, c, stale, p, true)
-                }
-            }
+            Phase::Claiming(run) => self.claim_on(w, c, stale, run, false),
             Phase::Passes(p) => self.pass_on(w, c, stale, p, false),
             Phase::Attempt(t) => self.drive(w, c, stale, lose_answer, t),
             Phase::Record { addr } => {
@@ -604,7 +581,7 @@ impl ClaimModel {
         mut p: Passing,
         mut answered: bool,
     ) -> Phase {
-        use passes::{Call as P, End, Input as In};
+        use passes::{Call as P, Input as In};
         loop {
             let input = match &p.call {
                 P::Try { .. } | P::Describe(_) | P::ListOwn if answered => {
@@ -673,30 +650,121 @@ impl ClaimModel {
                         addr: index_of(&a.allocation_id),
                     }
                 }
-                P::Ended(End::Exhausted) => return self.exhausted(w, c),
-                // Our association replaced, the listing behind EC2 or too old for our turn:
-                // list again (the model has no shared listing).
-                P::Ended(End::Relist | End::Behind | End::Stale(_)) => return Phase::List,
+                P::Ended(end) => {
+                    let passed = claim::Input::Passed {
+                        end: *end,
+                        suspect_gone: p.m.suspect_gone(),
+                    };
+                    let mut m = p.claim;
+                    // The model has no clock: the listing is as old as the world says.
+                    let call = m.step(passed, since_listed(w, c));
+                    return self.claim_on(w, c, stale, Claiming { m, call }, true);
+                }
             };
             answered = true;
             p.call = p.m.step(input, Duration::ZERO);
         }
     }
 
-    /// Every candidate is taken: the claim says "exhausted" if its listing is recent enough
-    /// (`exhaustion_stands`), else lists again. The model notes whether EC2 had an address free
-    /// for longer than its consistency bound when it said so.
-    fn exhausted(&self, w: &mut World, c: u8) -> Phase {
-        let age = if w.claimers[c as usize].listing_old {
-            CONSISTENCY_BOUND
-        } else {
-            Duration::ZERO
-        };
-        if !exhaustion_stands(false, age) {
-            return Phase::List;
+    /// Claimer `c`'s step in its claim: answer the claim machine's pending call from the world,
+    /// and the calls after it, up to the next that reads shared state at a moment of its own (a
+    /// listing; the passes, which the passes machine runs, `Self::pass_on`). `answered`: the
+    /// pending call is the answer's to an earlier call in this step. The claim's end is the
+    /// claimer's next phase.
+    fn claim_on(
+        &self,
+        w: &mut World,
+        c: u8,
+        stale: u8,
+        mut run: Claiming,
+        mut answered: bool,
+    ) -> Phase {
+        use claim::{Call as C, Ended, Input as In};
+        let me = identity(c);
+        let my_iface = CLAIMERS[c as usize];
+        loop {
+            let input = match &run.call {
+                C::List { .. } if answered => {
+                    // The count of listings seeds only the orders (see `without_counts`).
+                    run.m = Box::new(run.m.without_counts());
+                    return Phase::Claiming(run);
+                }
+                // The model has no record of what an interface was taking.
+                C::Intent => In::Recalled(claim::Recalled::Unknown),
+                // Our own listing (the model has no shared one), as EC2 shows it through `stale`.
+                C::List { .. } => {
+                    w.claimers[c as usize].listing_old = false;
+                    let listing: Vec<Address> = (0..ADDRESSES as u8)
+                        .map(|a| address(a, w.seen(a, stale)))
+                        .collect();
+                    if let Some(a) = listing.iter().find(|a| a.held_by_me(&me)) {
+                        if w.hides_outside_change(index_of(&a.allocation_id), stale) {
+                            w.claimers[c as usize].excused = true;
+                        }
+                    }
+                    In::Listed {
+                        listing,
+                        shared: false,
+                        age: Duration::ZERO,
+                    }
+                }
+                C::Adopt { addr, .. } => {
+                    return Phase::Record {
+                        addr: index_of(&addr.allocation_id),
+                    }
+                }
+                // What our private IP holds (the node's own view: never stale).
+                C::Occupant { .. } => {
+                    let held = (0..ADDRESSES as u8)
+                        .find(|a| w.ec2[*a as usize].assoc.is_some_and(|(i, _)| i == my_iface));
+                    let in_pool = held.map(|a| address(a, w.ec2[a as usize].assoc));
+                    In::Occupant(occupant(in_pool.as_ref(), None, POOL))
+                }
+                // The line is not modelled.
+                C::Waiting => In::Waiting(0),
+                C::Passes {
+                    order,
+                    suspect,
+                    shared,
+                    seed,
+                } => {
+                    // eipool's passes machine decides every step of the passes; the model
+                    // answers its calls from the world (`Self::pass_on`).
+                    let mut m = Passes::new(me, order.clone(), suspect.clone(), *shared, *seed);
+                    if self.is(Mutation::TrustMarker) {
+                        m = m.mutated(passes::Mutation::TrustMarker);
+                    }
+                    let call = m.step(passes::Input::Start, Duration::ZERO);
+                    let p = Passing {
+                        m: Box::new(m),
+                        call,
+                        claim: run.m,
+                    };
+                    return self.pass_on(w, c, stale, p, true);
+                }
+                C::Ended(Ended::Exhausted) => {
+                    // Whether EC2 had an address free past its consistency bound when it
+                    // said so.
+                    w.claimers[c as usize].exhausted_past_free = w.free_past_bound();
+                    return Phase::Exhausted;
+                }
+                C::Ended(Ended::Foreign { .. } | Ended::LeftToTheLine { .. }) => {
+                    unreachable!("no foreign address and no line in the model")
+                }
+            };
+            answered = true;
+            run.call = run.m.step(input, Duration::ZERO);
         }
-        w.claimers[c as usize].exhausted_past_free = w.free_past_bound();
-        Phase::Exhausted
+    }
+}
+
+/// How long ago claimer `c` listed the pool, as far as the model tells: past EC2's consistency
+/// bound once a step of time passed since (`Action::Settle`), else not at all.
+fn since_listed(w: &World, c: u8) -> Duration {
+    if w.claimers[c as usize].listing_old {
+        CONSISTENCY_BOUND
+    } else {
+        Duration::ZERO
     }
 }
 

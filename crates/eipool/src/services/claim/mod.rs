@@ -5,8 +5,9 @@
 //! Every await is bounded by the deadline and the cancellation token. Anything taken on the way
 //! (a lease, an association) is given back before an error is returned.
 //!
-//! One concept per file: [`protocol`] (the claimer and its passes over the candidates: the only
-//! `impl` with state; every step below is a plain function over [`Means`]),
+//! One concept per file: [`protocol`] (the claimer: the interface lease, and the drivers of the
+//! claim and passes machines, `pure::claim` and `pure::passes`; the only `impl` with state; every
+//! step below is a plain function over [`Means`]),
 //! [`coordination`] (with or without Redis: leases, the pace, the shared listing, markers, the
 //! cool-down; nothing else asks whether Redis answers), [`listing`] (our own listing or the
 //! herd's), [`occupant`] (what already holds our private IP), [`attempt`] (one candidate:

@@ -1,6 +1,8 @@
-//! The claimer and its passes: hold the interface's lease, list the pool, look at what our
-//! private IP already holds, try the free addresses in random order, back off and try again while
-//! some may still come free, and report exhaustion only when EC2 agrees none can.
+//! The claimer: holds the interface's lease around a claim, and drives the claim machine
+//! ([`crate::pure::claim`]: list the pool, look at what our private IP already holds, order the
+//! candidates, weigh how the passes ended) and the passes machine ([`crate::pure::passes`]: try
+//! the candidates, pass after pass, while some may still come free). The machines decide; this
+//! file performs their calls and feeds back the answers.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
