@@ -626,7 +626,7 @@ impl ClaimModel {
                         })
                         .collect(),
                 ),
-                P::ClearMarker(id) => {
+                P::ClearMarker(id, _) => {
                     if w.redis.up {
                         w.redis.marker[index_of(id) as usize] = false;
                     }

@@ -54,8 +54,8 @@ pub enum Call {
     /// Look at these addresses in EC2, by allocation id (our listing shows them free, Redis
     /// marks them assigned): `Seen`.
     Describe(Vec<AllocationId>),
-    /// Drop Redis's marker on this address: EC2 outvoted it. `Done`.
-    ClearMarker(AllocationId),
+    /// Drop Redis's marker on this address, set this long ago: EC2 outvoted it. `Done`.
+    ClearMarker(AllocationId, Duration),
     /// Sleep, then `Slept`.
     Sleep(Wait),
     /// List the pool ourselves (no shared listing): `Listed`.
@@ -118,12 +118,13 @@ pub enum Input {
 enum State {
     Start,
     Turn,
-    Outsiders,
+    /// Asking about outsiders; the listing's age when the turn came, which the answer weighs.
+    Outsiders(Duration),
     Trying,
     Describe,
     /// Dropping the markers EC2 outvoted (`clear`, one call each), with what comes of it.
     Clearing {
-        clear: Vec<AllocationId>,
+        clear: Vec<(AllocationId, Duration)>,
         cleared: Vec<Address>,
         waiting: Vec<(Address, Duration)>,
     },
@@ -240,12 +241,12 @@ impl Passes {
                 // The word on outsiders matters only to a listing between the two bounds.
                 let (fresh, old) = (plan::choose_within(true), plan::choose_within(false));
                 if since_listed > fresh && since_listed <= old {
-                    self.go(State::Outsiders, Call::Outsiders)
+                    self.go(State::Outsiders(since_listed), Call::Outsiders)
                 } else {
                     self.chosen(since_listed, false)
                 }
             }
-            (State::Outsiders, Input::Outsiders(seen)) => self.chosen(since_listed, seen),
+            (State::Outsiders(at_turn), Input::Outsiders(seen)) => self.chosen(at_turn, seen),
             (State::Trying, Input::Tried { outcome, redis }) => self.tried(outcome, redis),
             (State::Describe, Input::Seen(seen)) => self.settle(seen),
             (
@@ -408,7 +409,7 @@ impl Passes {
                 MaskedVerdict::Taken => {}
                 MaskedVerdict::Wait => waiting.push((cand, plan::CONSISTENCY_BOUND - age)),
                 MaskedVerdict::ClearMarker => {
-                    clear.push(cand.allocation_id.clone());
+                    clear.push((cand.allocation_id.clone(), age));
                     cleared.extend(now.cloned());
                 }
             }
@@ -425,18 +426,18 @@ impl Passes {
 
     fn clearing(
         &mut self,
-        clear: Vec<AllocationId>,
+        clear: Vec<(AllocationId, Duration)>,
         mut cleared: Vec<Address>,
         waiting: Vec<(Address, Duration)>,
     ) -> Call {
-        if let Some(alloc) = clear.first().cloned() {
+        if let Some((alloc, age)) = clear.first().cloned() {
             return self.go(
                 State::Clearing {
                     clear,
                     cleared,
                     waiting,
                 },
-                Call::ClearMarker(alloc),
+                Call::ClearMarker(alloc, age),
             );
         }
         let empty = cleared.is_empty();
@@ -575,7 +576,7 @@ mod tests {
         assert_eq!((tally.masked, tally.busy), (1, 0));
         assert_eq!(
             then(&mut m, Input::Seen(vec![a(1)])),
-            Call::ClearMarker(a(1).allocation_id)
+            Call::ClearMarker(a(1).allocation_id, CONSISTENCY_BOUND)
         );
         assert_eq!(tries(&then(&mut m, Input::Done)), Some(1));
         assert_eq!(m.last_tally(), None, "a new pass runs");
@@ -593,8 +594,13 @@ mod tests {
             then(&mut m, Input::Seen(vec![a(1), a(2)])),
             Call::Sleep(Wait::MarkerAges(S))
         );
-        // Until then, a deadline reports a temporary failure, not "all taken".
+        // Until then they count as held by the claimers that just won them (a young marker may
+        // be right where EC2 is behind): a deadline meanwhile says "all taken" (exit 69).
         assert_eq!(m.last_tally().unwrap().busy, 2);
+        assert_eq!(
+            plan::deadline_verdict(m.last_tally()),
+            plan::AfterDeadline::Exhausted
+        );
         assert!(tries(&then(&mut m, Input::Slept { redis: true })).is_some());
     }
 
@@ -743,6 +749,11 @@ mod tests {
             Call::Ended(End::Stale(fresh))
         );
         assert!(tries(&m.step(Input::Outsiders(false), between)).is_some());
+        // The answer is weighed against the listing's age when the turn came, not when Redis
+        // answered: a listing `old` old at its turn is chosen from if no outsider took any.
+        let (call, mut m) = turn_at(old);
+        assert_eq!(call, Call::Outsiders);
+        assert!(tries(&m.step(Input::Outsiders(false), old + S)).is_some());
         // No turn waited for (one held, or no herd): the listing's age does not matter here.
         let mut m = passes(&[1]);
         m.step(Input::Start, old + S);
@@ -813,7 +824,7 @@ mod tests {
                                 hope |= !seen.iter().all(|x| x.association.is_some());
                                 Input::Seen(seen)
                             }
-                            Call::ClearMarker(_) => Input::Done,
+                            Call::ClearMarker(..) => Input::Done,
                             Call::Sleep(_) => Input::Slept {
                                 redis: rng.random(),
                             },

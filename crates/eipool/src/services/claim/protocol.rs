@@ -261,8 +261,8 @@ impl Claimer {
                         .describe_masked(&self.m.work, &self.m.ec2, &allocs)
                         .await?,
                 ),
-                passes::Call::ClearMarker(alloc) => {
-                    info!(allocation_id = %alloc, "Redis marks it assigned but EC2 shows it free (the marker is older than EC2's consistency bound): dropping the marker");
+                passes::Call::ClearMarker(alloc, age) => {
+                    info!(allocation_id = %alloc, marker_age_ms = age.as_millis() as u64, "Redis marks it assigned but EC2 shows it free: dropping the marker");
                     self.m.coord.clear_marker(&self.m.work, &alloc).await?;
                     passes::Input::Done
                 }
