@@ -11,6 +11,7 @@ pub(crate) mod error;
 pub(crate) mod holder;
 pub(crate) mod identity;
 pub(crate) mod ids;
+pub(crate) mod line;
 pub(crate) mod node;
 pub(crate) mod passes;
 pub(crate) mod plan;

@@ -16,11 +16,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::adapters::aws::Ec2Error;
-use crate::adapters::redis::{PaceAsk, Redis, RedisError};
+use crate::adapters::redis::{PaceAsk, RedisError};
 use crate::pure::error::Error;
 use crate::pure::identity::Identity;
 use crate::pure::ids::EniId;
-use crate::pure::plan::{self, LineTurn};
+use crate::pure::line::{self, Line};
+use crate::pure::plan;
 use crate::services::claim::{self, ClaimConfig, Prior};
 use crate::services::context::Context;
 use crate::services::identity::Resolved;
@@ -103,15 +104,15 @@ pub(crate) enum Woken {
     Cancelled,
 }
 
-/// One server's place in the line.
+/// One server's place in the line: the driver of the line machine ([`crate::pure::line`]).
 #[derive(Debug)]
 pub(crate) struct Waiter {
     ctx: Context,
     eni: EniId,
     ip: Ipv4Addr,
-    ticket: Option<u64>,
-    /// The freed count at our last try: a new try only when it moved.
-    tried_at: Option<u64>,
+    line: Line,
+    /// The line machine's clock.
+    epoch: Instant,
 }
 
 impl Waiter {
@@ -121,96 +122,83 @@ impl Waiter {
             ctx: ctx.clone(),
             eni: me.eni.clone(),
             ip: me.private_ip,
-            ticket: None,
-            tried_at: None,
+            line: Line::new(),
+            epoch: Instant::now(),
         }
     }
 
     /// Wait for our turn: with Redis, in the line (joined on first use); without, `backstop`.
     /// `Err`: Redis refuses the line's commands (a misconfiguration: exit 2, naming what to
-    /// grant).
+    /// grant). The line machine decides; this performs its calls.
     pub(crate) async fn turn(
         &mut self,
         backstop: Duration,
         cancel: &CancellationToken,
     ) -> Result<Woken, Error> {
-        let since = Instant::now();
-        let mut looked = Instant::now();
+        let mut input = line::Input::Start { backstop };
         loop {
-            let pause = match self.ask(looked.elapsed() >= plan::LINE_WATCH).await? {
-                Some(LineTurn::Claim) => return Ok(Woken::Turn),
-                Some(LineTurn::Look) => {
-                    // The look may wait for a describe slot: the heartbeat goes on meanwhile.
-                    let free = tokio::select! {
+            let call = self.line.step(input, self.epoch.elapsed());
+            input = match call {
+                line::Call::Turn => return Ok(Woken::Turn),
+                line::Call::Join { ticket } => line::Input::Joined(self.join(ticket).await?),
+                line::Call::Ask => line::Input::Asked(self.ask().await?),
+                // The look may wait for a describe slot: the heartbeat goes on meanwhile.
+                line::Call::Look => line::Input::Looked(tokio::select! {
+                    _ = cancel.cancelled() => return Ok(Woken::Cancelled),
+                    free = self.beating(self.look()) => free,
+                }),
+                line::Call::Sleep(pause) => {
+                    tokio::select! {
                         _ = cancel.cancelled() => return Ok(Woken::Cancelled),
-                        free = self.beating(self.look()) => free,
-                    };
-                    looked = Instant::now();
-                    if free {
-                        return Ok(Woken::Turn);
+                        _ = tokio::time::sleep(pause) => {}
                     }
-                    plan::LINE_POLL
+                    line::Input::Slept
                 }
-                Some(_) => plan::LINE_POLL,
-                // No Redis, or it failed: EC2 at the backstop's bounded rate; Redis asked
-                // again meanwhile, so the line resumes as soon as it answers.
-                None if since.elapsed() >= backstop => return Ok(Woken::Turn),
-                None => plan::LINE_POLL.min(backstop.saturating_sub(since.elapsed())),
             };
-            tokio::select! {
-                _ = cancel.cancelled() => return Ok(Woken::Cancelled),
-                _ = tokio::time::sleep(pause) => {}
-            }
         }
     }
 
-    /// One ask of the line: the turn, or `None` without Redis or when it is unavailable.
-    async fn ask(&mut self, look_due: bool) -> Result<Option<LineTurn>, Error> {
+    /// Our place, or `None` without Redis or when it is unavailable.
+    async fn ask(&mut self) -> Result<Option<line::Place>, Error> {
         let Some(redis) = self.ctx.redis.clone() else {
             return Ok(None);
         };
-        if self.ticket.is_none() {
-            let Some(t) = self.join(&redis).await? else {
-                return Ok(None);
-            };
-            info!(
-                ticket = t,
-                "the pool is exhausted: waiting in its line for a freed address"
-            );
-        }
-        let place = match redis.line_ask(&self.eni, self.ip).await {
-            Ok(p) => p,
+        match redis.line_ask(&self.eni, self.ip).await {
+            Ok(p) => {
+                metrics::global()
+                    .line_place
+                    .set(p.place.map(|p| p as i64).unwrap_or(-1));
+                Ok(Some(line::Place {
+                    place: p.place,
+                    freed: p.freed,
+                }))
+            }
             Err(e) => {
                 loud(e, "ask the line")?;
-                return Ok(None);
+                Ok(None)
             }
-        };
-        metrics::global()
-            .line_place
-            .set(place.place.map(|p| p as i64).unwrap_or(-1));
-        // The count at our first ask is where we start from: becoming the head is not, by
-        // itself, an address freed (the head's look covers what the count does not).
-        let tried_at = *self.tried_at.get_or_insert(place.freed);
-        let moved = tried_at != place.freed;
-        let turn = plan::line_turn(place.place, moved, look_due);
-        match turn {
-            LineTurn::Claim | LineTurn::Look => self.tried_at = Some(place.freed),
-            LineTurn::Rejoin => {
-                warn!(ticket = ?self.ticket, "Redis lost our place in the line (a restart, or we were silent too long): joining again with our ticket");
-                self.join(&redis).await?;
-            }
-            LineTurn::Wait => {}
         }
-        Ok(Some(turn))
     }
 
-    async fn join(&mut self, redis: &Redis) -> Result<Option<u64>, Error> {
-        match redis.line_join(&self.eni, self.ip, self.ticket).await {
+    /// Join the line (again, with our `ticket`, when Redis lost our place): our ticket, or
+    /// `None` without Redis or when it is unavailable.
+    async fn join(&mut self, ticket: Option<u64>) -> Result<Option<u64>, Error> {
+        let Some(redis) = self.ctx.redis.clone() else {
+            return Ok(None);
+        };
+        if ticket.is_some() {
+            warn!(?ticket, "Redis lost our place in the line (a restart, or we were silent too long): joining again with our ticket");
+        }
+        match redis.line_join(&self.eni, self.ip, ticket).await {
             Ok(t) => {
-                if self.ticket.is_some_and(|had| had != t) {
-                    info!(ticket = t, "rejoined the line");
+                match ticket {
+                    None => info!(
+                        ticket = t,
+                        "the pool is exhausted: waiting in its line for a freed address"
+                    ),
+                    Some(had) if had != t => info!(ticket = t, "rejoined the line"),
+                    Some(_) => {}
                 }
-                self.ticket = Some(t);
                 Ok(Some(t))
             }
             Err(e) => {
@@ -279,14 +267,13 @@ impl Waiter {
 
     /// Whether we hold a place in the line (joined, not left).
     pub(crate) fn in_line(&self) -> bool {
-        self.ticket.is_some()
+        self.line.ticket().is_some()
     }
 
     /// Leave the line (an address is held, or we give up). Also when this process never joined:
     /// a server restarted within its grace that got an address at once leaves the place it kept.
     pub(crate) async fn leave(&mut self) {
-        self.ticket = None;
-        self.tried_at = None;
+        self.line.left();
         metrics::global().line_place.set(-1);
         if let Some(redis) = &self.ctx.redis {
             if let Err(e) = redis.line_leave(&self.eni, self.ip).await {
@@ -298,10 +285,9 @@ impl Waiter {
     /// Step away to restart (SIGTERM/SIGINT while waiting: the kubelet restarting the agent):
     /// the place stays ours for `plan::LINE_RESTART_GRACE`.
     pub(crate) async fn step_away(&mut self) {
-        if self.ticket.take().is_none() {
+        if self.line.left().is_none() {
             return;
         }
-        self.tried_at = None;
         metrics::global().line_place.set(-1);
         if let Some(redis) = &self.ctx.redis {
             match redis
