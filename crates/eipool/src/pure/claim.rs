@@ -702,4 +702,25 @@ mod tests {
             }
         );
     }
+
+    /// Exhaustion over a listing too old to stand drops the suspect (it was among the taken,
+    /// past EC2's consistency bound): the next listing does not try it first again, else every
+    /// listing would wait out that bound on it and grow too old for exhaustion to stand.
+    #[test]
+    fn exhaustion_over_an_old_listing_drops_the_suspect() {
+        let mut m = claim();
+        started(&mut m, Recalled::Taking(a(1).allocation_id));
+        m.step(listed(vec![held(1, "eni-9"), a(2)], false), S);
+        m.step(Input::Occupant(Occupant::Free), S);
+        assert_eq!(m.step(passed(End::Exhausted), S + CONSISTENCY_BOUND), OWN);
+        m.step(
+            listed(vec![held(1, "eni-9"), a(2)], false),
+            2 * CONSISTENCY_BOUND,
+        );
+        let call = m.step(Input::Occupant(Occupant::Free), 2 * CONSISTENCY_BOUND);
+        assert!(
+            matches!(call, Call::Passes { suspect: None, ref order, .. } if order == &vec![a(2)]),
+            "{call:?}"
+        );
+    }
 }
