@@ -671,4 +671,56 @@ mod tests {
             "{call:?}"
         );
     }
+
+    /// The herd's listing may be older than the claim itself (made by another claimer before
+    /// this one started). Before the machine, `End::Behind` asked for a shared listing newer
+    /// than that listing's true `Instant` (`listed_at.elapsed() - NEWER_LISTING`); the machine
+    /// keeps `listed_at` on the claim's clock as `now.saturating_sub(age)`, which clamps to the
+    /// claim's start and so asks for a listing newer than the claim's start instead.
+    #[test]
+    #[ignore = "review finding: listed_at clamps at the claim's start for a herd's listing older than the claim; Behind then asks a stricter max age than before"]
+    fn behind_on_a_herds_listing_older_than_the_claim_asks_newer_than_that_listing() {
+        let ms = Duration::from_millis;
+        let mut m = claim();
+        started(&mut m, Recalled::Nothing);
+        // 500 ms into the claim, the herd's listing is 3 s old.
+        let listing = Input::Listed {
+            listing: vec![a(1)],
+            shared: true,
+            age: 3 * S,
+        };
+        assert_eq!(m.step(listing, ms(500)), Call::Occupant { look: false });
+        assert!(matches!(
+            m.step(Input::Occupant(Occupant::Free), ms(500)),
+            Call::Passes { shared: true, .. }
+        ));
+        // At 1 s, the passes find it behind EC2: the listing is now 3.5 s old.
+        assert_eq!(
+            m.step(passed(End::Behind), S),
+            Call::List {
+                shared: Some(ms(3500) - plan::NEWER_LISTING)
+            }
+        );
+    }
+
+    /// Exhaustion over a listing too old to stand drops the suspect (it was among the taken,
+    /// past EC2's consistency bound): the next listing does not try it first again, else every
+    /// listing would wait out that bound on it and grow too old for exhaustion to stand.
+    #[test]
+    fn exhaustion_over_an_old_listing_drops_the_suspect() {
+        let mut m = claim();
+        started(&mut m, Recalled::Taking(a(1).allocation_id));
+        m.step(listed(vec![held(1, "eni-9"), a(2)], false), S);
+        m.step(Input::Occupant(Occupant::Free), S);
+        assert_eq!(m.step(passed(End::Exhausted), S + CONSISTENCY_BOUND), OWN);
+        m.step(
+            listed(vec![held(1, "eni-9"), a(2)], false),
+            2 * CONSISTENCY_BOUND,
+        );
+        let call = m.step(Input::Occupant(Occupant::Free), 2 * CONSISTENCY_BOUND);
+        assert!(
+            matches!(call, Call::Passes { suspect: None, ref order, .. } if order == &vec![a(2)]),
+            "{call:?}"
+        );
+    }
 }
