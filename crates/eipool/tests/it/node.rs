@@ -1190,9 +1190,9 @@ async fn under_the_documented_acl_user_a_waiting_node_is_served_when_another_rel
 
 /// Node mode beside another caller on the same AWS account. Its own Elastic IP (not the pool's)
 /// sits on one node's private IP, associated by hand: that node's pod stops with exit 2 naming
-/// it, never displacing it, and its Node stays tainted and unlabelled. Then, while three other
-/// nodes claim, it takes one of the pool's three addresses for an instance of its own: the
-/// nodes never take it back; two are untainted, the third waits in the line, tainted; when the
+/// it, never displacing it, and its Node stays tainted and unlabelled. Then it takes one of the
+/// pool's three addresses for an instance of its own, and three other nodes claim: the nodes
+/// never take it back; two are untainted, the third waits in the line, tainted; when the
 /// other caller disassociates it by hand (EC2 alone sees it freed, no eipool command runs), the
 /// waiting node takes it and is untainted. Every untainting was stored while EC2 showed the
 /// Node's address on its interface; the other caller's address is never moved.
@@ -1231,10 +1231,9 @@ async fn beside_another_caller_on_the_account_nodes_take_only_what_is_free_and_n
     assert_eq!(api.label(&blocked.name, LABEL), None);
     assert_eq!(blocked.public_ip(), None);
 
-    let mut pods = Vec::new();
-    for n in claimers {
-        pods.push(NodePod::start(&lab, n, &kubeconfig, dir.path(), &[]).await);
-    }
+    // Taken before the nodes claim: taken while one of them validates it, the node's Node would
+    // be untainted for an address another caller stole in between (the agent then sees the
+    // loss and taints it again: drift, tested elsewhere), which this test's witness forbids.
     let taken = lab
         .ec2
         .pool_state(&lab.pool)
@@ -1248,6 +1247,10 @@ async fn beside_another_caller_on_the_account_nodes_take_only_what_is_free_and_n
         .associate_external(&taken.allocation_id, &bystander.eni)
         .await
         .unwrap();
+    let mut pods = Vec::new();
+    for n in claimers {
+        pods.push(NodePod::start(&lab, n, &kubeconfig, dir.path(), &[]).await);
+    }
     let waiting: usize = eventually(
         "two Nodes untainted and one in the line",
         Duration::from_secs(60),
