@@ -349,4 +349,103 @@ mod tests {
         // The count starts again from this wait's first ask.
         assert_eq!(l.step(place(0, 5), MS), Call::Sleep(plan::LINE_POLL));
     }
+
+    // Review (review-line): tests pinning the old async loop's behaviour where the machine's
+    // tests left a mutation alive (each fails under the mutation named).
+
+    /// Mutation "forget `tried_at` at each wait" (`self.tried_at = None` on `Start`): the old
+    /// loop kept the count of the last try in the `Waiter`, so an address freed while the head
+    /// claimed (its try failed: a newcomer took the one it saw) is its turn at the next wait's
+    /// first ask, not two seconds later at its look.
+    #[test]
+    fn review_an_address_freed_while_the_head_claimed_is_its_turn_at_the_next_wait() {
+        let (mut l, _) = waiting(place(0, 3));
+        l.step(Input::Slept, 300 * MS);
+        assert_eq!(l.step(place(0, 4), 300 * MS), Call::Turn);
+        let start = Input::Start { backstop: BACKSTOP };
+        assert_eq!(l.step(start, 400 * MS), Call::Ask);
+        assert_eq!(l.step(place(0, 5), 400 * MS), Call::Turn);
+    }
+
+    /// Mutation "keep `looked` across waits" (`Start` no longer sets it): the old loop started
+    /// the head's watch afresh at each `turn()`, so a head does not look at the pool at the first
+    /// ask of a wait that begins long after its last look (its try has just listed the pool).
+    #[test]
+    fn review_each_wait_starts_the_heads_watch_afresh() {
+        let (mut l, _) = waiting(place(0, 3));
+        l.step(Input::Slept, 300 * MS);
+        assert_eq!(l.step(place(0, 4), 300 * MS), Call::Turn);
+        let later = 3 * plan::LINE_WATCH;
+        assert_eq!(
+            l.step(Input::Start { backstop: BACKSTOP }, later),
+            Call::Ask
+        );
+        assert_eq!(l.step(place(0, 4), later), Call::Sleep(plan::LINE_POLL));
+        // The watch counts from this wait's start.
+        l.step(Input::Slept, later + plan::LINE_WATCH);
+        assert_eq!(l.step(place(0, 4), later + plan::LINE_WATCH), Call::Look);
+    }
+
+    /// Mutation "a rejoin Redis does not answer is Redis silent" (`silent(now)` on
+    /// `Joined(None)` in `Rejoining`): the old loop answered a rejoin with `Some(Rejoin)`
+    /// whatever the join said, and slept `LINE_POLL`; the backstop was only for a first join or
+    /// an ask unanswered. Past the backstop, the mutation claims out of turn.
+    #[test]
+    fn review_a_rejoin_unanswered_waits_a_poll_even_past_the_backstop() {
+        let lost = Input::Asked(Some(Place {
+            place: None,
+            freed: 3,
+        }));
+        let (mut l, _) = waiting(place(2, 3));
+        let late = 2 * BACKSTOP;
+        assert_eq!(l.step(Input::Slept, late), Call::Ask);
+        assert_eq!(l.step(lost, late), Call::Join { ticket: Some(7) });
+        assert_eq!(
+            l.step(Input::Joined(None), late),
+            Call::Sleep(plan::LINE_POLL)
+        );
+    }
+
+    /// Mutation "a rejoin keeps the old ticket": the old `join` stored the ticket Redis gave
+    /// back, so the next rejoin (and `leave`'s answer) names that one.
+    #[test]
+    fn review_a_rejoin_under_a_new_ticket_keeps_the_new_one() {
+        let lost = Input::Asked(Some(Place {
+            place: None,
+            freed: 3,
+        }));
+        let (mut l, call) = waiting(lost);
+        assert_eq!(call, Call::Join { ticket: Some(7) });
+        l.step(Input::Joined(Some(8)), MS);
+        assert_eq!(l.ticket(), Some(8));
+        l.step(Input::Slept, 300 * MS);
+        assert_eq!(l.step(lost, 300 * MS), Call::Join { ticket: Some(8) });
+    }
+
+    /// Mutation "Redis silent sleeps a whole poll": the old loop slept at most what was left
+    /// of the backstop, so the turn comes at the backstop when it is not a multiple of
+    /// `LINE_POLL` (the agent's backstop is its `--interval`).
+    #[test]
+    fn review_with_redis_silent_the_last_sleep_ends_at_the_backstop() {
+        let backstop = plan::LINE_POLL + 50 * MS;
+        let mut l = Line::new();
+        assert_eq!(
+            l.step(Input::Start { backstop }, Duration::ZERO),
+            Call::Join { ticket: None }
+        );
+        assert_eq!(
+            l.step(Input::Joined(None), Duration::ZERO),
+            Call::Sleep(plan::LINE_POLL)
+        );
+        assert_eq!(
+            l.step(Input::Slept, plan::LINE_POLL),
+            Call::Join { ticket: None }
+        );
+        assert_eq!(
+            l.step(Input::Joined(None), plan::LINE_POLL),
+            Call::Sleep(50 * MS)
+        );
+        assert_eq!(l.step(Input::Slept, backstop), Call::Join { ticket: None });
+        assert_eq!(l.step(Input::Joined(None), backstop), Call::Turn);
+    }
 }
