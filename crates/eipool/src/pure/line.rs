@@ -12,7 +12,8 @@
 //!              ▲                   │ ├─ head, look due ─▶ Look ─ free ─▶ Turn
 //!              │                   │ ├─ place lost ─▶ Join (our ticket) ─┐
 //!              └── Sleep(poll) ◀───┴─┴─ wait ◀───────────────────────────┘
-//!   Redis silent (a join or an ask unanswered): Sleep, or Turn once the backstop passed
+//!   Redis silent (a first join or an ask unanswered): Sleep, or Turn once the backstop passed;
+//!   a rejoin unanswered keeps our ticket and sleeps a poll (the next ask tells)
 //! ```
 //!
 //! The place belongs to the server: the ticket and the count at the last try outlive each wait,
