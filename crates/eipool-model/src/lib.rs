@@ -633,18 +633,7 @@ impl ClaimModel {
                     In::Done
                 }
                 P::Sleep(_) => In::Slept { redis: w.redis.up },
-                P::ListOwn => {
-                    let me = identity(c);
-                    let listing: Vec<Address> = (0..ADDRESSES as u8)
-                        .map(|a| address(a, w.seen(a, stale)))
-                        .collect();
-                    if let Some(a) = listing.iter().find(|a| a.held_by_me(&me)) {
-                        if w.hides_outside_change(index_of(&a.allocation_id), stale) {
-                            w.claimers[c as usize].excused = true;
-                        }
-                    }
-                    In::Listed(listing)
-                }
+                P::ListOwn => In::Listed(listing(w, c, stale)),
                 P::Adopt(a) => {
                     return Phase::Record {
                         addr: index_of(&a.allocation_id),
@@ -694,16 +683,8 @@ impl ClaimModel {
                 // Our own listing (the model has no shared one), as EC2 shows it through `stale`.
                 C::List { .. } => {
                     w.claimers[c as usize].listing_old = false;
-                    let listing: Vec<Address> = (0..ADDRESSES as u8)
-                        .map(|a| address(a, w.seen(a, stale)))
-                        .collect();
-                    if let Some(a) = listing.iter().find(|a| a.held_by_me(&me)) {
-                        if w.hides_outside_change(index_of(&a.allocation_id), stale) {
-                            w.claimers[c as usize].excused = true;
-                        }
-                    }
                     In::Listed {
-                        listing,
+                        listing: listing(w, c, stale),
                         shared: false,
                         age: Duration::ZERO,
                     }
@@ -756,6 +737,21 @@ impl ClaimModel {
             run.call = run.m.step(input, Duration::ZERO);
         }
     }
+}
+
+/// Claimer `c`'s own listing of the pool, as EC2 shows it through `stale`. Adopting from it
+/// what hides an outside change excuses the report.
+fn listing(w: &mut World, c: u8, stale: u8) -> Vec<Address> {
+    let me = identity(c);
+    let listing: Vec<Address> = (0..ADDRESSES as u8)
+        .map(|a| address(a, w.seen(a, stale)))
+        .collect();
+    if let Some(a) = listing.iter().find(|a| a.held_by_me(&me)) {
+        if w.hides_outside_change(index_of(&a.allocation_id), stale) {
+            w.claimers[c as usize].excused = true;
+        }
+    }
+    listing
 }
 
 /// How long ago claimer `c` listed the pool, as far as the model tells: past EC2's consistency

@@ -17,6 +17,10 @@ pub(crate) mod passes;
 pub(crate) mod plan;
 pub(crate) mod secret;
 
+/// Addresses and an identity the machines' tests share.
+#[cfg(test)]
+pub(crate) mod fixtures;
+
 /// The seeded, bounded runner of the property tests (`eipool_lab::properties::runner`).
 #[cfg(test)]
 pub(crate) use eipool_lab::properties::runner as tests_runner;

@@ -471,45 +471,11 @@ impl Passes {
 
 #[cfg(test)]
 mod tests {
-    use std::net::Ipv4Addr;
-
     use super::*;
-    use crate::pure::address::Association;
+    use crate::pure::fixtures::{a, held, me};
     use crate::pure::plan::CONSISTENCY_BOUND;
 
     const S: Duration = Duration::from_secs(1);
-
-    fn me() -> Identity {
-        Identity {
-            eni: "eni-1".parse().unwrap(),
-            private_ip: Ipv4Addr::new(10, 0, 0, 1),
-            instance_id: None,
-            mac: None,
-        }
-    }
-
-    /// Pool address `n`, free.
-    fn a(n: u8) -> Address {
-        Address {
-            allocation_id: format!("eipalloc-{n}").parse().unwrap(),
-            public_ip: Ipv4Addr::new(198, 51, 100, n),
-            association: None,
-            pool: Some("media".into()),
-            holder: None,
-        }
-    }
-
-    /// Pool address `n` on `eni` (ours is eni-1).
-    fn held(n: u8, eni: &str) -> Address {
-        let mut x = a(n);
-        x.association = Some(Association {
-            id: format!("eipassoc-{n}").parse().unwrap(),
-            network_interface_id: Some(eni.parse().unwrap()),
-            private_ip: Some(Ipv4Addr::new(10, 0, 0, 1)),
-            instance_id: None,
-        });
-        x
-    }
 
     fn passes(order: &[u8]) -> Passes {
         Passes::new(me(), order.iter().map(|n| a(*n)).collect(), None, false, 7)
