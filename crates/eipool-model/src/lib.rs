@@ -654,7 +654,10 @@ impl ClaimModel {
             p.call = p.m.step(input, Duration::ZERO);
         }
     }
+}
 
+/// The claim machine's calls, answered from the world.
+impl ClaimModel {
     /// Claimer `c`'s step in its claim: answer the claim machine's pending call from the world,
     /// and the calls after it, up to the next that reads shared state at a moment of its own (a
     /// listing; the passes, which the passes machine runs, `Self::pass_on`). `answered`: the
