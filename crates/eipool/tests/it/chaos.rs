@@ -733,6 +733,39 @@ async fn the_reported_association_is_the_one_validation_saw() {
     );
 }
 
+/// SIGSTOP the claim `pid` once it holds `me`'s interface lease and waits for its turn in the
+/// herd's AssociateAddress pace (`waiting` says at which step), then wait until that lease ran
+/// out in Redis.
+async fn pause_past_its_interface_lease(lab: &Lab, pid: &str, me: &Node, waiting: &str) {
+    let key = lab.key(&format!("iface-lease:{}/{}", me.eni, me.private_ip));
+    let conn = lab.redis_conn().await;
+    let held = || {
+        let (mut conn, key) = (conn.clone(), key.clone());
+        async move {
+            let n: u64 = redis::cmd("EXISTS")
+                .arg(key)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            n == 1
+        }
+    };
+    eventually(waiting, Duration::from_secs(30), || async {
+        (lab.pace_tickets("mutating").await == 1 && held().await).then_some(())
+    })
+    .await;
+    std::process::Command::new("kill")
+        .args(["-STOP", pid])
+        .status()
+        .unwrap();
+    eventually(
+        "the paused claim's interface lease to run out",
+        Duration::from_secs(30),
+        || async { (!held().await).then_some(()) },
+    )
+    .await;
+}
+
 /// The model's counterexample (docs/model.md, "What it found"), in the lab: a claim paused past
 /// its interface lease while it waits for its AssociateAddress slot; meanwhile a re-run of the
 /// same interface takes the lapsed lease, claims and reports an address. Resumed, the paused
@@ -748,45 +781,17 @@ async fn a_claim_paused_past_its_interface_lease_never_displaces_the_reruns_addr
     // time = now + the pace's burst tolerance, 44 × 200 ms, + 4 s): the first claim waits there
     // for its turn, holding its interface lease.
     lab.reserve_pace("mutating", 8_800 + 4_000).await;
-    let conn = lab.redis_conn().await;
     let paused = lab
         .env
         .command(&lab.claim_args(&nodes[0], &lease))
         .spawn()
         .unwrap();
     let pid = paused.id().unwrap().to_string();
-    let iface_lease = lab.key(&format!(
-        "iface-lease:{}/{}",
-        nodes[0].eni, nodes[0].private_ip
-    ));
-    let has = |pattern: String| {
-        let mut conn = conn.clone();
-        async move {
-            let keys: Vec<String> = redis::cmd("KEYS")
-                .arg(&pattern)
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-            !keys.is_empty()
-        }
-    };
-    eventually(
+    pause_past_its_interface_lease(
+        &lab,
+        &pid,
+        &nodes[0],
         "the first claim to hold its interface lease, waiting for its turn to associate",
-        Duration::from_secs(30),
-        || async {
-            (lab.pace_tickets("mutating").await == 1 && has(iface_lease.clone()).await)
-                .then_some(())
-        },
-    )
-    .await;
-    std::process::Command::new("kill")
-        .args(["-STOP", &pid])
-        .status()
-        .unwrap();
-    eventually(
-        "the paused claim's interface lease to run out",
-        Duration::from_secs(30),
-        || async { (!has(iface_lease.clone()).await).then_some(()) },
     )
     .await;
 
@@ -868,33 +873,11 @@ async fn a_claim_stopped_in_doubt_after_its_interface_lease_ran_out_leaves_the_r
     // In doubt, it retries AssociateAddress in the herd's pace: hold its next slot far off (the
     // pace's burst tolerance, 44 × 200 ms, + 50 s) so that it waits there, in doubt.
     lab.reserve_pace("mutating", 8_800 + 50_000).await;
-    let iface_lease = lab.key(&format!("iface-lease:{}/{}", me.eni, me.private_ip));
-    let conn = lab.redis_conn().await;
-    let held = || {
-        let (mut conn, key) = (conn.clone(), iface_lease.clone());
-        async move {
-            let n: u64 = redis::cmd("EXISTS")
-                .arg(key)
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-            n == 1
-        }
-    };
-    eventually(
+    pause_past_its_interface_lease(
+        &lab,
+        &pid,
+        me,
         "the first claim, in doubt, waiting for its next AssociateAddress slot",
-        Duration::from_secs(30),
-        || async { (lab.pace_tickets("mutating").await == 1 && held().await).then_some(()) },
-    )
-    .await;
-    std::process::Command::new("kill")
-        .args(["-STOP", &pid])
-        .status()
-        .unwrap();
-    eventually(
-        "the paused claim's interface lease to run out",
-        Duration::from_secs(30),
-        || async { (!held().await).then_some(()) },
     )
     .await;
 
