@@ -859,7 +859,7 @@ async fn a_claim_stopped_in_doubt_after_its_interface_lease_ran_out_leaves_the_r
         .unwrap();
     let pid = paused.id().unwrap().to_string();
     let ec2 = &lab.ec2;
-    let applied = eventually(
+    eventually(
         "the first claim's AssociateAddress applied, its answer lost",
         Duration::from_secs(30),
         || async {
@@ -880,6 +880,14 @@ async fn a_claim_stopped_in_doubt_after_its_interface_lease_ran_out_leaves_the_r
         "the first claim, in doubt, waiting for its next AssociateAddress slot",
     )
     .await;
+    // What the paused claim left on its private IP: a retry in doubt that took its slot before
+    // the pace was held off (a loaded machine) associated again, under a new association id.
+    let applied = ec2
+        .addresses_on(&me.eni)
+        .await
+        .unwrap()
+        .pop()
+        .expect("the paused claim's association on its private IP");
 
     // The re-run (EC2 answering it) adopts the association on its private IP and reports it.
     let rerun = lab.claim(me, &lease).await;

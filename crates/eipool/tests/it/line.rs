@@ -402,7 +402,13 @@ async fn the_head_keeps_its_turn_while_its_claim_is_slow() {
     let dir = tempfile::tempdir().unwrap();
     lab.claim(&nodes[0], &[]).await.report().expect("claim 0");
     let w = waiters(&lab, &lab.redis.url(), &nodes[1..3], dir.path()).await;
-    assert_eq!(w[1].metric("eipool_line_place").await, 1.0);
+    // In the line (waiters), and told its place at its first ask.
+    eventually(
+        "the second waiter told its place, 1",
+        Duration::from_secs(15),
+        || async { (w[1].metric("eipool_line_place").await == 1.0).then_some(()) },
+    )
+    .await;
 
     // The herd's AssociateAddress pace: the next slot 6 s away (8.8 s is its burst tolerance).
     lab.reserve_pace("mutating", 8_800 + 6_000).await;
