@@ -162,7 +162,7 @@ pub enum Leased {
     Busy,
     /// Redis marks it assigned, this long ago.
     Masked(Duration),
-    /// Redis is down and `--require-lock` is set: not now.
+    /// Redis is down and `--require-leases` is set: not now.
     Unavailable,
 }
 

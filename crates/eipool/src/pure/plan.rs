@@ -563,7 +563,7 @@ pub fn relist_without_redis(taken: usize) -> bool {
     taken >= LOCK_FREE_BATCH
 }
 
-/// After Redis fails (without `--require-lock`), how long to claim without it before trying again.
+/// After Redis fails (without `--require-leases`), how long to claim without it before trying again.
 pub(crate) const REDIS_COOL_DOWN: Duration = Duration::from_secs(5);
 
 /// How often a claim waiting for another claim of the same interface looks again.
@@ -573,17 +573,17 @@ pub(crate) const INTERFACE_POLL: Duration = Duration::from_millis(200);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum RedisFailure {
     /// Redis answers but can never work (credentials, ACL, a replica, TLS trust): stop. Running
-    /// without locks for good is not an outage to ride out but a deployment to fix.
+    /// without leases for good is not an outage to ride out but a deployment to fix.
     Stop,
-    /// `--require-lock`: wait for Redis.
+    /// `--require-leases`: wait for Redis.
     WaitForIt,
     /// Go on without Redis, on EC2's compare-and-swap alone, for this long; then try it again.
     WithoutItFor(Duration),
 }
 
-/// See [`RedisFailure`]: a `misconfigured` Redis stops the claim whatever `require_lock` says.
-pub(crate) fn after_redis_failure(misconfigured: bool, require_lock: bool) -> RedisFailure {
-    match (misconfigured, require_lock) {
+/// See [`RedisFailure`]: a `misconfigured` Redis stops the claim whatever `require_leases` says.
+pub(crate) fn after_redis_failure(misconfigured: bool, require_leases: bool) -> RedisFailure {
+    match (misconfigured, require_leases) {
         (true, _) => RedisFailure::Stop,
         (false, true) => RedisFailure::WaitForIt,
         (false, false) => RedisFailure::WithoutItFor(REDIS_COOL_DOWN),
@@ -592,19 +592,19 @@ pub(crate) fn after_redis_failure(misconfigured: bool, require_lock: bool) -> Re
 
 /// Whether a claim uses Redis: the decision "Redis is down" whole, as a value fed the time (from
 /// any origin). A failure that can be ridden out sets a cool-down during which the claim goes on
-/// without Redis ([`after_redis_failure`]); with `--require-lock` Redis is always asked (the claim
+/// without Redis ([`after_redis_failure`]); with `--require-leases` Redis is always asked (the claim
 /// waits for it instead). `Coordination` holds one per claim and asks it before every Redis call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RedisHealth {
-    require_lock: bool,
+    require_leases: bool,
     /// Until when to claim without Redis, after it failed.
     down_until: Option<Duration>,
 }
 
 impl RedisHealth {
-    pub(crate) fn new(require_lock: bool) -> Self {
+    pub(crate) fn new(require_leases: bool) -> Self {
         RedisHealth {
-            require_lock,
+            require_leases,
             down_until: None,
         }
     }
@@ -612,13 +612,13 @@ impl RedisHealth {
     /// Whether to ask Redis at `now`: not while it cools down after a failure, unless it is
     /// required.
     pub(crate) fn live(&self, now: Duration) -> bool {
-        self.require_lock || self.down_until.is_none_or(|until| now >= until)
+        self.require_leases || self.down_until.is_none_or(|until| now >= until)
     }
 
     /// Redis failed at `now` (`misconfigured`: it answers but can never work): what the claim
     /// does, the cool-down started if it goes on without Redis.
     pub(crate) fn failed(&mut self, misconfigured: bool, now: Duration) -> RedisFailure {
-        let then = after_redis_failure(misconfigured, self.require_lock);
+        let then = after_redis_failure(misconfigured, self.require_leases);
         if let RedisFailure::WithoutItFor(cool_down) = then {
             self.down_until = Some(now + cool_down);
         }
@@ -1299,7 +1299,7 @@ mod tests {
         let mut h = RedisHealth::new(true);
         assert_eq!(h.failed(false, s), RedisFailure::WaitForIt);
         assert!(h.live(s));
-        // Misconfigured: stop, whatever --require-lock says; no cool-down to ride out.
+        // Misconfigured: stop, whatever --require-leases says; no cool-down to ride out.
         for required in [false, true] {
             let mut h = RedisHealth::new(required);
             assert_eq!(h.failed(true, s), RedisFailure::Stop);
@@ -1399,18 +1399,18 @@ mod tests {
 
     #[test]
     fn a_redis_failure_stops_waits_or_cools_down() {
-        // (misconfigured, --require-lock, what the claim does)
+        // (misconfigured, --require-leases, what the claim does)
         let cases = [
             (true, false, RedisFailure::Stop),
             (true, true, RedisFailure::Stop),
             (false, true, RedisFailure::WaitForIt),
             (false, false, RedisFailure::WithoutItFor(REDIS_COOL_DOWN)),
         ];
-        for (misconfigured, require_lock, want) in cases {
+        for (misconfigured, require_leases, want) in cases {
             assert_eq!(
-                after_redis_failure(misconfigured, require_lock),
+                after_redis_failure(misconfigured, require_leases),
                 want,
-                "misconfigured {misconfigured}, require_lock {require_lock}"
+                "misconfigured {misconfigured}, require_leases {require_leases}"
             );
         }
         // The cool-down outlasts a few round trips' timeouts and stays short against a claim.

@@ -9,7 +9,8 @@ use tokio::time::Instant;
 use tracing::instrument;
 
 use super::scripts::{
-    ACQUIRE, ASSIGN, CLEAR_MARK, EXTEND, FORGET, LOCK_INTERFACE, MARK_TAKEN, RELEASE, UNLOCK,
+    ACQUIRE, ASSIGN, CLEAR_MARK, COMPARE_AND_DELETE, EXTEND, FORGET, MARK_TAKEN, RELEASE,
+    TAKE_INTERFACE_LEASE,
 };
 use super::{unix_ms, Redis, RedisError};
 use crate::pure::holder::holder_at;
@@ -181,12 +182,12 @@ impl Redis {
     /// because AWS replaces an Elastic IP already on a private IP. `Ok(false)`: another claim
     /// for this interface holds it.
     #[instrument(skip(self), err(level = "debug", Display))]
-    pub(crate) async fn lock_interface(
+    pub(crate) async fn take_interface_lease(
         &self,
         eni: &EniId,
         ip: Ipv4Addr,
     ) -> Result<bool, RedisError> {
-        let mut inv = LOCK_INTERFACE.prepare_invoke();
+        let mut inv = TAKE_INTERFACE_LEASE.prepare_invoke();
         inv.key(self.interface_lease_key(eni, ip))
             .arg(&self.owner)
             .arg(self.timing.lease.as_millis() as u64);
@@ -212,12 +213,12 @@ impl Redis {
 
     /// Give the interface lease back, if it is still ours.
     #[instrument(skip(self), err(level = "debug", Display))]
-    pub(crate) async fn unlock_interface(
+    pub(crate) async fn give_back_interface_lease(
         &self,
         eni: &EniId,
         ip: Ipv4Addr,
     ) -> Result<(), RedisError> {
-        let mut inv = UNLOCK.prepare_invoke();
+        let mut inv = COMPARE_AND_DELETE.prepare_invoke();
         inv.key(self.interface_lease_key(eni, ip)).arg(&self.owner);
         let _: i64 = self.eval(inv).await?;
         Ok(())

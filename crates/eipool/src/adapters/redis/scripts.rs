@@ -79,7 +79,7 @@ return 1
 
 // The interface lease: one claim per interface and private IP at a time. KEYS: lease. ARGV:
 // owner, ttl ms. 1 when ours (taken or renewed), 0 when another claim holds it.
-const LOCK_INTERFACE_LUA: &str = r#"
+const TAKE_INTERFACE_LEASE_LUA: &str = r#"
 local cur = redis.call('GET', KEYS[1])
 if not cur then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
@@ -93,7 +93,7 @@ return 0
 "#;
 
 // Compare-and-delete. KEYS: key. ARGV: the value it must still have.
-const UNLOCK_LUA: &str = r#"
+const COMPARE_AND_DELETE_LUA: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
@@ -418,9 +418,10 @@ fn in_line(body: &str) -> Script {
 pub(super) static ACQUIRE: LazyLock<Script> = LazyLock::new(|| with_markers(ACQUIRE_LUA));
 pub(super) static CLEAR_MARK: LazyLock<Script> = LazyLock::new(|| with_markers(CLEAR_MARK_LUA));
 pub(super) static MARK_TAKEN: LazyLock<Script> = LazyLock::new(|| with_markers(MARK_TAKEN_LUA));
-pub(super) static LOCK_INTERFACE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(LOCK_INTERFACE_LUA));
-pub(super) static UNLOCK: LazyLock<Script> = LazyLock::new(|| Script::new(UNLOCK_LUA));
+pub(super) static TAKE_INTERFACE_LEASE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(TAKE_INTERFACE_LEASE_LUA));
+pub(super) static COMPARE_AND_DELETE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(COMPARE_AND_DELETE_LUA));
 pub(super) static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(EXTEND_LUA));
 pub(super) static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE_LUA));
 pub(super) static ASSIGN: LazyLock<Script> = LazyLock::new(|| with_markers(ASSIGN_LUA));

@@ -51,7 +51,7 @@ impl Claimer {
         Claimer {
             m: Means {
                 ec2: ctx.ec2.clone(),
-                coord: Coordination::new(ctx.redis.clone(), cfg.require_lock, cfg.lease),
+                coord: Coordination::new(ctx.redis.clone(), cfg.require_leases, cfg.lease),
                 pool: cfg.pool.clone(),
                 herd: false,
                 slot: None,
@@ -74,14 +74,14 @@ impl Claimer {
     pub(super) async fn claim(&mut self, me: &Identity) -> Result<Claimed, Error> {
         let mut last_tally = None;
         let result = loop {
-            let result = match self.m.coord.lock_interface(&self.m.work, me).await {
+            let result = match self.m.coord.take_interface_lease(&self.m.work, me).await {
                 Ok(guard) => {
                     let result = self
                         .claim_inner(me, guard.in_redis(), &mut last_tally)
                         .await;
                     self.m
                         .coord
-                        .unlock_interface(&self.m.cleanup, guard, me)
+                        .give_back_interface_lease(&self.m.cleanup, guard, me)
                         .await;
                     result
                 }
