@@ -102,7 +102,7 @@ pub enum Outcome {
     Busy,
     /// A passing failure: try again later.
     Transient,
-    /// Our own listing shows it free, but Redis marks it assigned, this long ago.
+    /// Masked: our own listing shows it free, but a marker hides it, put this long ago.
     Masked(Duration),
     /// We associated it, then EC2 showed it free again: another association to our private IP
     /// replaced ours. Look at what our private IP holds now.
@@ -160,7 +160,7 @@ pub enum Leased {
     WithoutRedis,
     /// Another claimer is working on it.
     Busy,
-    /// Redis marks it assigned, this long ago.
+    /// A marker hides it, put this long ago.
     Masked(Duration),
     /// Redis is down and `--require-leases` is set: not now.
     Unavailable,

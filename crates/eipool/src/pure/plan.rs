@@ -138,7 +138,7 @@ pub(crate) const FRESH_WHEN_SHARED: Duration = Duration::from_secs(1);
 /// from it; an older one is replaced first (the herd's newer listing, or its own). A claimer
 /// chooses its address after waiting for its turn, not before: in a herd the wait is seconds,
 /// and the pool changes meanwhile. What the herd took since the listing, Redis's markers tell
-/// for [`SHARED_LISTING_TTL`] ([`ASSIGNED_MARK_TTL`] less EC2's consistency bound). What callers
+/// for [`SHARED_LISTING_TTL`] ([`MARKER_TTL`] less EC2's consistency bound). What callers
 /// outside the herd took (`outsiders`: a second cluster on the pool, someone by hand), only EC2
 /// tells, and trying it blind costs a call from the bucket every caller in the account shares,
 /// where the herd's newer listing costs one describe: while they take the pool's addresses, a
@@ -160,11 +160,11 @@ pub fn shared_listing_will_do(intent: bool, holds_one: bool, empty: bool) -> boo
     !(intent || holds_one || empty)
 }
 
-/// How long Redis marks an address assigned (or found taken) after a claimer validated it: long
+/// How long a marker stays on an address after a claimer validated it (or found it taken): long
 /// enough to mask it in a listing made before the association (the herd's shared listing lives
 /// [`SHARED_LISTING_TTL`], and EC2 may take [`CONSISTENCY_BOUND`] to show a change), and no
 /// longer: a marker must never keep a claimer off an address EC2 shows free.
-pub(crate) const ASSIGNED_MARK_TTL: Duration = Duration::from_secs(10);
+pub(crate) const MARKER_TTL: Duration = Duration::from_secs(10);
 
 /// How long Redis remembers which address an interface was taking or holds: a re-run after a
 /// crash tries that address first, because a listing made right after may not show the
@@ -188,7 +188,7 @@ pub(crate) fn identity_look_will_do(
     lease_in_redis && no_intent && look_age < INTENT_TTL / 2
 }
 
-/// What to do with a candidate that our own listing shows free but Redis marks assigned, once
+/// What to do with a masked candidate (our own listing shows it free but a marker hides it), once
 /// EC2 has been asked about it by allocation id (`ec2_free`). The marker is `marker_age` old.
 ///
 /// A marker younger than EC2's consistency bound may be right where EC2 is behind: wait for it.
@@ -633,7 +633,7 @@ pub struct PassTally {
     pub busy: usize,
     /// Candidates that failed with a temporary error (throttled, 5xx, timeout, Redis down).
     pub transient: usize,
-    /// Candidates our own listing shows free but Redis marks assigned: EC2 must be asked about
+    /// Masked candidates (our own listing shows them free, a marker hides them): EC2 must be asked about
     /// them by allocation id before the pool may be called exhausted.
     pub masked: usize,
     /// Candidates set aside untried: without Redis, after a few blind takes, the rest of a
@@ -860,7 +860,7 @@ mod tests {
         // Alone, as long as the herd's markers cover what it took since the listing; with
         // outsiders taking addresses, a second.
         assert_eq!(choose_within(false), SHARED_LISTING_TTL);
-        assert_eq!(SHARED_LISTING_TTL, ASSIGNED_MARK_TTL - CONSISTENCY_BOUND);
+        assert_eq!(SHARED_LISTING_TTL, MARKER_TTL - CONSISTENCY_BOUND);
         assert_eq!(choose_within(true), Duration::from_secs(1));
         // A newer listing is asked of the herd, made after the turn came: one describe for all.
         assert!(NEWER_LISTING < FRESH_WHEN_SHARED);
@@ -910,7 +910,7 @@ mod tests {
             assert_eq!(until_a_marker_ages(left.clone()), want, "{left:?}");
         }
         // A marker outlives a shared listing plus EC2's consistency window, and no more.
-        assert_eq!(ASSIGNED_MARK_TTL, SHARED_LISTING_TTL + CONSISTENCY_BOUND);
+        assert_eq!(MARKER_TTL, SHARED_LISTING_TTL + CONSISTENCY_BOUND);
     }
 
     #[test]

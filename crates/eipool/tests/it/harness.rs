@@ -352,7 +352,7 @@ pub fn claims(redis_url: &str, pool: &str, owner: &str) -> eipool::redis::Redis 
         owner.into(),
         eipool::redis::Timing {
             lease: Duration::from_secs(10),
-            assigned_ttl: Duration::from_secs(60),
+            marker_ttl: Duration::from_secs(60),
             op_timeout: Duration::from_secs(2),
         },
     )

@@ -10,7 +10,7 @@
 //! |---|---|---|
 //! | `eipool:{P}:fence` | fencing number: `INCR` per acquisition, never below Redis's clock in 100 µs units, so it grows across a failover or an empty restart; below 10^14, which the previous release can print | forever |
 //! | `eipool:{P}:claim:<alloc>` | lease: `<owner>\|<fence>` | lease (PX), renewed while working |
-//! | `eipool:{P}:assigned:<alloc>` | marker: `<eni>/<ip>` of the holder (or `?`), `\|<ms>` set | `plan::ASSIGNED_MARK_TTL` |
+//! | `eipool:{P}:assigned:<alloc>` | marker: `<eni>/<ip>` of the holder (or `?`), `\|<ms>` set | `plan::MARKER_TTL` |
 //! | `eipool:{P}:iface:<eni>/<ip>` | `<alloc>` this interface is taking or holds | `plan::INTENT_TTL` |
 //! | `eipool:{P}:iface-lease:<eni>/<ip>` | owner token of the one claim running for this interface | lease, renewed |
 //! | `eipool:{pace:<region>}:<class>:adaptive` | the class's shared pace, one per AWS region (EC2's buckets are per account and region): its GCRA schedule of tickets and its rate, cut on throttling and growing back (`plan::PaceState`) | until idle and back at its ceiling |
@@ -107,8 +107,8 @@ impl From<RedisError> for Error {
 pub struct Timing {
     /// Lease on an address; renewed before every EC2 call made under it.
     pub lease: Duration,
-    /// How long an address stays marked assigned after a claimer validated it.
-    pub assigned_ttl: Duration,
+    /// How long a marker stays on an address after a claimer validated it (or found it taken).
+    pub marker_ttl: Duration,
     /// Bound on every Redis round trip (connect included).
     pub op_timeout: Duration,
 }
@@ -187,7 +187,7 @@ impl Redis {
     fn lease_key(&self, alloc: &AllocationId) -> String {
         self.key(&format!("claim:{alloc}"))
     }
-    fn assigned_key(&self, alloc: &AllocationId) -> String {
+    fn marker_key(&self, alloc: &AllocationId) -> String {
         self.key(&format!("assigned:{alloc}"))
     }
     fn iface_key(&self, eni: &EniId, ip: Ipv4Addr) -> String {

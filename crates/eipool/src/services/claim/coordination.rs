@@ -1,7 +1,7 @@
 //! With or without Redis: the claim's coordination with the herd, owned here alone. Redis, when
 //! it answers, keeps the herd off each other's toes: the interface lease (one claim per interface
 //! at a time), a lease per address, the shared EC2 pace, the shared listing, what an interface
-//! was taking before a crash, and the markers of what was just assigned. When Redis fails, the
+//! was taking before a crash, and the markers on what was just taken. When Redis fails, the
 //! claim goes on without it for a cool-down (or waits for it, `--require-leases`), and every
 //! method here answers as "no coordination" meanwhile: no other file asks whether Redis is live.
 //! The decisions (the cool-down, a marker's verdict) are in [`plan`].
@@ -50,7 +50,7 @@ pub(super) enum Leasing {
     WithoutRedis,
     /// Another claimer is working on it.
     Busy,
-    /// Redis marks it assigned, this long ago: EC2 decides (the passes machine, [`crate::pure::passes`]).
+    /// A marker hides it, put this long ago: EC2 decides (the passes machine, [`crate::pure::passes`]).
     Masked(Duration),
     /// Redis is down and `--require-leases` is set: not now.
     Unavailable,
@@ -283,7 +283,7 @@ impl Coordination {
     }
 }
 
-/// Each address: its lease, the markers of what was taken or assigned, what was freed or
+/// Each address: its lease, the markers on what was just taken, what was freed or
 /// forgotten, and the herd's shared listing.
 impl Coordination {
     /// Renew the lease before an EC2 call. `Ok(false)`: the lease is gone; stop on this address.
@@ -323,7 +323,7 @@ impl Coordination {
                     Leasing::Got(l)
                 }
                 Ok(Acquire::Busy) => Leasing::Busy,
-                Ok(Acquire::Assigned { age }) => Leasing::Masked(age),
+                Ok(Acquire::Marked { age }) => Leasing::Masked(age),
                 Err(e) => {
                     if self.failed(work, e)? {
                         Leasing::Unavailable
@@ -366,19 +366,14 @@ impl Coordination {
         }
     }
 
-    /// Record a won address in Redis as assigned to us (dropping our lease), so that claimers
-    /// with an older listing skip it.
-    pub(super) async fn record_assigned(
-        &self,
-        addr: &Address,
-        lease: Option<&Lease>,
-        me: &Identity,
-    ) {
+    /// Record a won address in Redis (dropping our lease): a marker, so that claimers with an
+    /// older listing skip it, the interface's intent and the holder record.
+    pub(super) async fn record_win(&self, addr: &Address, lease: Option<&Lease>, me: &Identity) {
         let Some(redis) = self.live() else {
             return;
         };
         if let Err(e) = redis
-            .mark_assigned(
+            .record_win(
                 &addr.allocation_id,
                 lease.map(|l| l.fence),
                 &me.eni,
@@ -386,7 +381,7 @@ impl Coordination {
             )
             .await
         {
-            warn!(error = %e, "could not record the assignment in Redis; others will learn it from EC2");
+            warn!(error = %e, "could not record the win in Redis; others will learn it from EC2");
         }
     }
 
@@ -466,7 +461,7 @@ impl Coordination {
     }
 
     /// Ask EC2 (one DescribeAddresses by allocation id, paced with the describe calls) about
-    /// addresses our own listing shows free but Redis marks assigned: the passes machine weighs
+    /// masked addresses (our own listing shows them free, a marker hides them): the passes machine weighs
     /// its answer against each marker's age ([`plan::masked_verdict`]).
     pub(super) async fn describe_masked(
         &mut self,
@@ -482,7 +477,7 @@ impl Coordination {
         Ok(seen)
     }
 
-    /// Drop Redis's "assigned" marker on `alloc` (EC2 outvoted it), if it is at least EC2's
+    /// Drop the marker on `alloc` (EC2 outvoted it), if it is at least EC2's
     /// consistency bound old.
     pub(super) async fn clear_marker(
         &mut self,

@@ -262,7 +262,7 @@ impl Claimer {
                         .await?,
                 ),
                 passes::Call::ClearMarker(alloc, age) => {
-                    info!(allocation_id = %alloc, marker_age_ms = age.as_millis() as u64, "Redis marks it assigned but EC2 shows it free: dropping the marker");
+                    info!(allocation_id = %alloc, marker_age_ms = age.as_millis() as u64, "a marker hides it but EC2 shows it free: dropping the marker");
                     self.m.coord.clear_marker(&self.m.work, &alloc).await?;
                     passes::Input::Done
                 }

@@ -10,12 +10,12 @@ use crate::pure::error::Error;
 use crate::pure::identity::Identity;
 use crate::support::output::Claimed;
 
-/// Record a won address: in Redis as assigned to us (dropping our lease), so that claimers
-/// with an older listing skip it, and on the address itself (the holder tag), the durable
+/// Record a won address: in Redis (`Coordination::record_win`: a marker, so that claimers
+/// with an older listing skip it, and the holder record), and on the address itself (the holder tag), the durable
 /// record status, gc and the exporter read. The two at once: neither waits for the other.
 pub(super) async fn record(m: &Means, addr: &Address, lease: Option<&Lease>, me: &Identity) {
     tokio::join!(
-        m.coord.record_assigned(addr, lease, me),
+        m.coord.record_win(addr, lease, me),
         record_holder(m, addr, me)
     );
 }
