@@ -164,11 +164,11 @@ async fn gc_drops_a_stale_holder_record_only_while_it_is_unchanged() {
             .unwrap();
     }
     let hget = redis::cmd("HGET").arg(&holders).arg(alloc.as_str()).clone();
-    assert!(!gc.drop_holder(&alloc, seen).await.unwrap());
+    assert!(!gc.drop_holder_record(&alloc, seen).await.unwrap());
     let now: Option<String> = hget.query_async(&mut conn).await.unwrap();
     assert_eq!(now.as_deref(), Some(fresh), "the fresh record was dropped");
     // Unchanged since gc read it: dropped.
-    assert!(gc.drop_holder(&alloc, fresh).await.unwrap());
+    assert!(gc.drop_holder_record(&alloc, fresh).await.unwrap());
     let now: Option<String> = hget.query_async(&mut conn).await.unwrap();
     assert_eq!(now, None);
 }

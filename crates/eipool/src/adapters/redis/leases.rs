@@ -127,7 +127,7 @@ impl Redis {
         inv.key(self.lease_key(alloc))
             .key(self.marker_key(alloc))
             .key(self.iface_key(eni, ip))
-            .key(self.key("holders"))
+            .key(self.holder_records_key())
             .arg(fence.map(|f| self.value(f)).unwrap_or_default())
             .arg(holder_at(eni, ip))
             .arg(self.timing.marker_ttl.as_millis() as u64)
@@ -253,7 +253,7 @@ impl Redis {
         let mut inv = FORGET.prepare_invoke();
         inv.key(self.marker_key(alloc))
             .key(self.iface_key(eni, ip))
-            .key(self.key("holders"))
+            .key(self.holder_records_key())
             .key(self.key("line:freed"))
             .arg(alloc.as_str());
         let _: i64 = self.eval(inv).await?;

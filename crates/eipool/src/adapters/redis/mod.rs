@@ -196,6 +196,10 @@ impl Redis {
     fn interface_lease_key(&self, eni: &EniId, ip: Ipv4Addr) -> String {
         self.key(&format!("iface-lease:{eni}/{ip}"))
     }
+    /// The hash of every holder record: allocation → `<eni>/<ip>|<unix ms>`.
+    fn holder_records_key(&self) -> String {
+        self.key("holders")
+    }
     /// The key of the region-wide pace of `class` calls (its own hash slot).
     pub fn pace_key(&self, class: &str) -> String {
         format!("eipool:{{pace:{}}}:{class}:adaptive", self.region)

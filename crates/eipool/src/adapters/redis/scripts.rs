@@ -145,7 +145,7 @@ return 1
 
 // Drop a holder record gc found stale, only if it still has the value gc saw: a claim may have
 // recorded a fresh assignment of the address since. KEYS: holders. ARGV: alloc, the value seen.
-const DROP_HOLDER_LUA: &str = r#"
+const DROP_HOLDER_RECORD_LUA: &str = r#"
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
   return redis.call('HDEL', KEYS[1], ARGV[1])
 end
@@ -426,7 +426,8 @@ pub(super) static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(EXTEND
 pub(super) static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE_LUA));
 pub(super) static RECORD_WIN: LazyLock<Script> = LazyLock::new(|| with_markers(RECORD_WIN_LUA));
 pub(super) static FORGET: LazyLock<Script> = LazyLock::new(|| Script::new(FORGET_LUA));
-pub(super) static DROP_HOLDER: LazyLock<Script> = LazyLock::new(|| Script::new(DROP_HOLDER_LUA));
+pub(super) static DROP_HOLDER_RECORD: LazyLock<Script> =
+    LazyLock::new(|| Script::new(DROP_HOLDER_RECORD_LUA));
 pub(super) static LINE_JOIN: LazyLock<Script> = LazyLock::new(|| with_markers(LINE_JOIN_LUA));
 pub(super) static LINE_ASK: LazyLock<Script> = LazyLock::new(|| in_line(LINE_ASK_LUA));
 pub(super) static LINE_AWAY: LazyLock<Script> = LazyLock::new(|| with_markers(LINE_AWAY_LUA));

@@ -166,7 +166,7 @@ impl Claimer {
                         );
                     }
                     info!(public_ip = %addr.public_ip, allocation_id = %addr.allocation_id, "already held: adopting");
-                    validate::record_holder(&self.m, &addr, me).await;
+                    validate::write_holder_tag(&self.m, &addr, me).await;
                     return validate::report(&addr, me, true);
                 }
                 claim::Call::Occupant { look: use_look } => {
@@ -287,7 +287,7 @@ impl Claimer {
                 }
                 passes::Call::Adopt(a) => {
                     info!(public_ip = %a.public_ip, allocation_id = %a.allocation_id, "the listing shows an address on this interface: adopting");
-                    validate::record_holder(&self.m, &a, me).await;
+                    validate::write_holder_tag(&self.m, &a, me).await;
                     return validate::report(&a, me, true).map(Ok);
                 }
                 passes::Call::Ended(end) => {

@@ -16,13 +16,13 @@ use crate::support::output::Claimed;
 pub(super) async fn record(m: &Means, addr: &Address, lease: Option<&Lease>, me: &Identity) {
     tokio::join!(
         m.coord.record_win(addr, lease, me),
-        record_holder(m, addr, me)
+        write_holder_tag(m, addr, me)
     );
 }
 
 /// Write the holder tag on `addr` (on our interface) unless it already names this
 /// association. Best effort: a failure is logged, and the address stays ours.
-pub(super) async fn record_holder(m: &Means, addr: &Address, me: &Identity) {
+pub(super) async fn write_holder_tag(m: &Means, addr: &Address, me: &Identity) {
     let Some(tag) = HolderTag::to_write(addr, me, std::time::SystemTime::now()) else {
         return;
     };
