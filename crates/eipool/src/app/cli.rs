@@ -596,7 +596,7 @@ pub struct ClaimArgs {
     #[arg(long, env = "EIPOOL_WAIT", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub wait: bool,
 
-    /// Lease of a Redis claim on one address; renewed before every EC2 call made under it (1s to 1h)
+    /// How long a claimer's lease on one address lasts in Redis; renewed before every EC2 call made under it (1s to 1h)
     #[arg(long, env = "EIPOOL_LEASE", default_value = "15s", value_parser = one_second_to_an_hour, value_name = "DURATION")]
     pub lease: Duration,
 

@@ -64,7 +64,7 @@ pub(crate) fn minimum_lease(call_timeout: Duration, margin: Duration) -> Duratio
 }
 
 /// The part of the overall deadline set aside for cleanup (disassociating what a failing claim
-/// took, releasing its Redis claim): a fifth of the timeout, between 2 s and 10 s, never more
+/// took, releasing its lease): a fifth of the timeout, between 2 s and 10 s, never more
 /// than half of it.
 pub(crate) fn cleanup_reserve(timeout: Duration) -> Duration {
     (timeout / 5)
@@ -629,7 +629,7 @@ impl RedisHealth {
 /// What one pass over the candidates saw, counted by the claimer.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PassTally {
-    /// Candidates another claimer holds a live Redis claim on; they may come free again.
+    /// Candidates another claimer holds a live lease on; they may come free again.
     pub busy: usize,
     /// Candidates that failed with a temporary error (throttled, 5xx, timeout, Redis down).
     pub transient: usize,

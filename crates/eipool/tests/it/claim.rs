@@ -462,8 +462,8 @@ async fn without_redis_a_claim_still_succeeds_on_ec2_alone_unless_leases_are_req
 
 /// Put a listing in the pool's shared slot, as if another claimer had just made it.
 async fn share_listing(lab: &Lab, listing: &[eipool::model::Address]) {
-    let claims = crate::harness::claims(&lab.redis.url(), &lab.pool, "another-claimer");
-    claims
+    let redis = crate::harness::redis_as(&lab.redis.url(), &lab.pool, "another-claimer");
+    redis
         .share_listing(Some(listing), Duration::from_secs(60))
         .await
         .unwrap();

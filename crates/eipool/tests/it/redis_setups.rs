@@ -158,7 +158,7 @@ async fn a_primary_killed_mid_herd_fails_over_and_every_claim_stays_distinct() {
         .collect();
     let env = lab.env.clone();
     let running = tokio::spawn(async move { herd(&env, runs).await });
-    // Kill the pool's primary once the herd has started recording claims on it.
+    // Kill the pool's primary once the herd has started recording its leases and records on it.
     let holders = eipool::redis::key(&pool, "holders");
     eventually(
         "a first claim recorded on the primary",

@@ -58,7 +58,7 @@ impl Redis {
         inv.key(self.lease_key(alloc))
             .key(self.key("fence"))
             .key(self.marker_key(alloc))
-            .key(self.iface_key(eni, ip))
+            .key(self.intent_key(eni, ip))
             .arg(&self.owner)
             .arg(self.timing.lease.as_millis() as u64)
             .arg(alloc.as_str())
@@ -105,7 +105,7 @@ impl Redis {
     ) -> Result<bool, RedisError> {
         let mut inv = RELEASE.prepare_invoke();
         inv.key(self.lease_key(&lease.alloc))
-            .key(self.iface_key(eni, ip))
+            .key(self.intent_key(eni, ip))
             .arg(self.value(lease.fence))
             .arg(if forget_intent { "1" } else { "0" })
             .arg(lease.alloc.as_str());
@@ -126,7 +126,7 @@ impl Redis {
         let mut inv = RECORD_WIN.prepare_invoke();
         inv.key(self.lease_key(alloc))
             .key(self.marker_key(alloc))
-            .key(self.iface_key(eni, ip))
+            .key(self.intent_key(eni, ip))
             .key(self.holder_records_key())
             .arg(fence.map(|f| self.value(f)).unwrap_or_default())
             .arg(holder_at(eni, ip))
@@ -232,7 +232,7 @@ impl Redis {
         eni: &EniId,
         ip: Ipv4Addr,
     ) -> Result<Option<AllocationId>, RedisError> {
-        let key = self.iface_key(eni, ip);
+        let key = self.intent_key(eni, ip);
         let v: Option<String> = self
             .bounded(|mut c| async move { redis::cmd("GET").arg(key).query_async(&mut c).await })
             .await?;
@@ -252,7 +252,7 @@ impl Redis {
     ) -> Result<(), RedisError> {
         let mut inv = FORGET.prepare_invoke();
         inv.key(self.marker_key(alloc))
-            .key(self.iface_key(eni, ip))
+            .key(self.intent_key(eni, ip))
             .key(self.holder_records_key())
             .key(self.key("line:freed"))
             .arg(alloc.as_str());

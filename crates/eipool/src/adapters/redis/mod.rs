@@ -136,7 +136,7 @@ impl std::fmt::Debug for Redis {
     }
 }
 
-/// The key of `what` (`fence`, `holders`, `claim:<allocation>`, `iface:<eni>/<ip>`, …) in
+/// The key of `what` (`fence`, `holders`, `claim:<allocation>` (a lease), `iface:<eni>/<ip>`, …) in
 /// `pool`: the pool's name is the hash tag, so a pool's keys share one cluster slot.
 pub fn key(pool: &str, what: &str) -> String {
     format!("eipool:{{{pool}}}:{what}")
@@ -184,15 +184,23 @@ impl Redis {
         key(&self.pool, what)
     }
 
+    // Each key of the pool named by its word (ARCHITECTURE.md, "Words"); a key string that is
+    // not the word stays, because the previous release reads and writes it in the same herd
+    // during a rolling upgrade ("Across versions"), and is written here alone.
+
+    /// The lease on an address (the key says `claim:`, as it always has).
     fn lease_key(&self, alloc: &AllocationId) -> String {
         self.key(&format!("claim:{alloc}"))
     }
+    /// The marker on an address (the key says `assigned:`, as it always has).
     fn marker_key(&self, alloc: &AllocationId) -> String {
         self.key(&format!("assigned:{alloc}"))
     }
-    fn iface_key(&self, eni: &EniId, ip: Ipv4Addr) -> String {
+    /// What the interface was taking or holds: its intent (the key says `iface:`).
+    fn intent_key(&self, eni: &EniId, ip: Ipv4Addr) -> String {
         self.key(&format!("iface:{eni}/{ip}"))
     }
+    /// The interface lease.
     fn interface_lease_key(&self, eni: &EniId, ip: Ipv4Addr) -> String {
         self.key(&format!("iface-lease:{eni}/{ip}"))
     }

@@ -8,18 +8,18 @@ use crate::pure::holder::{HolderRecord, RedisView};
 use crate::pure::ids::AllocationId;
 
 impl Redis {
-    /// What Redis knows about these addresses: live claims and holder records.
+    /// What Redis knows about these addresses: live leases and holder records.
     #[instrument(skip(self, allocs), err(level = "debug", Display))]
     pub(crate) async fn view(&self, allocs: &[AllocationId]) -> Result<RedisView, RedisError> {
         let mut view = RedisView::default();
         if !allocs.is_empty() {
             let keys: Vec<String> = allocs.iter().map(|a| self.lease_key(a)).collect();
-            let claims: Vec<Option<String>> = self
+            let leases: Vec<Option<String>> = self
                 .bounded(
                     |mut c| async move { redis::cmd("MGET").arg(&keys).query_async(&mut c).await },
                 )
                 .await?;
-            for (a, c) in allocs.iter().zip(claims) {
+            for (a, c) in allocs.iter().zip(leases) {
                 if c.is_some() {
                     view.claiming.insert(a.clone());
                 }
