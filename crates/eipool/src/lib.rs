@@ -7,7 +7,8 @@
 //! Five layers, each a folder; a module uses only its own layer and those below it (a test in
 //! `tests/it/architecture.rs` reads every `use crate::…` and checks the table in ARCHITECTURE.md):
 //!
-//! - `pure` — ids, addresses, identity, every decision (`plan`, `classify`, `cidr`), `Error`.
+//! - `pure` — the pure layer: ids, addresses, identity, the claim's and the line's machines,
+//!   every decision (`plan`, `classify`, `cidr`), `Error`.
 //! - `support` — the time budget, metrics, readiness, shutdown, the claim's report.
 //! - `adapters` — `aws` (EC2 calls, IMDSv2, DryRun) and `redis` (leases, pace, the shared listing).
 //! - `services` — identity, the claim protocol, release, the pool view, pool, gc, doctor, agent.
@@ -15,7 +16,7 @@
 //!
 //! The API is small: the command line ([`Cli`], [`run`], [`Error`]) for the binary, and the
 //! model types and the Redis adapter for the integration tests ([`model`], [`redis`]), and the
-//! protocol's pure decisions for the model checker ([`decisions`]).
+//! part of the pure layer that the model checker drives ([`decisions`]).
 
 // The AWS SDK's futures nest deeply; the claim future needs a deeper layout query.
 #![recursion_limit = "256"]

@@ -28,7 +28,27 @@ pub struct Cli {
     pub global: Global,
     #[command(subcommand)]
     pub command: Command,
+    /// A warning for each deprecated flag or variable used, logged once logging is set up.
+    #[arg(skip)]
+    pub deprecated: Vec<String>,
 }
+
+/// A flag renamed, its old name and variable still read (hidden from `--help`), with a warning
+/// naming the new one; both variables set and disagreeing is a usage error.
+struct Renamed {
+    /// The old and new argument ids (the fields' names).
+    old_id: &'static str,
+    new_id: &'static str,
+    /// Set the new one, when the old one was given.
+    take: fn(&mut ClaimArgs),
+}
+
+/// Every renamed flag (#39: one word per concept).
+const RENAMED: &[Renamed] = &[Renamed {
+    old_id: "require_lock",
+    new_id: "require_leases",
+    take: |c| c.require_leases = true,
+}];
 
 /// Parse the command line: the command to run; `None` when there is none because `--help` or
 /// `--version` was asked for (printed here); or the usage error, whose exit code `main` takes
@@ -37,9 +57,15 @@ pub struct Cli {
 pub fn parse() -> Result<Option<Cli>, crate::pure::error::Error> {
     use crate::pure::error::Error;
     use clap::error::ErrorKind;
-    use clap::CommandFactory;
-    let e = match Cli::try_parse() {
-        Ok(cli) => return Ok(Some(cli)),
+    use clap::{CommandFactory, FromArgMatches};
+    let e = match Cli::command()
+        .try_get_matches()
+        .and_then(|m| Ok((Cli::from_arg_matches(&m)?, m)))
+    {
+        Ok((mut cli, m)) => {
+            cli.deprecated = settle_renamed(&mut cli.command, &m, |var| std::env::var(var).ok())?;
+            return Ok(Some(cli));
+        }
         Err(e) => e,
     };
     if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
@@ -59,6 +85,79 @@ pub fn parse() -> Result<Option<Cli>, crate::pure::error::Error> {
     Err(Error::Usage(
         text.strip_prefix("error: ").unwrap_or(text).to_string(),
     ))
+}
+
+/// The deprecated names used on this command line (`m`), each a warning naming the new one; a
+/// value given under an old name is moved to the new one. The command line beats both
+/// variables, as it beats any variable; both variables set (`env`) and disagreeing is a usage
+/// error naming both.
+fn settle_renamed(
+    command: &mut Command,
+    m: &clap::ArgMatches,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Vec<String>, crate::pure::error::Error> {
+    use crate::pure::error::Error;
+    use clap::parser::ValueSource;
+    use clap::CommandFactory;
+    let Some((name, sub)) = m.subcommand() else {
+        return Ok(Vec::new());
+    };
+    let cmd = Cli::command();
+    let Some(sub_cmd) = cmd.find_subcommand(name) else {
+        return Ok(Vec::new());
+    };
+    let mut warnings = Vec::new();
+    for r in RENAMED {
+        if !sub.try_contains_id(r.old_id).unwrap_or(false) {
+            continue;
+        }
+        let arg = |id: &str| sub_cmd.get_arguments().find(|a| a.get_id() == id);
+        let (Some(old), Some(new)) = (arg(r.old_id), arg(r.new_id)) else {
+            continue;
+        };
+        let var = |a: &clap::Arg| a.get_env().map(|v| v.to_string_lossy().into_owned());
+        let (old_var, new_var) = (var(old).unwrap_or_default(), var(new).unwrap_or_default());
+        let (old_long, new_long) = (old.get_long().unwrap_or(""), new.get_long().unwrap_or(""));
+        let source = |id: &str| sub.value_source(id);
+        let given = |id: &str| sub.get_flag(id);
+        match (source(r.old_id), source(r.new_id)) {
+            (Some(ValueSource::EnvVariable), Some(ValueSource::EnvVariable))
+                if given(r.old_id) != given(r.new_id) =>
+            {
+                let shown = |v: &str| format!("{v}={:?}", env(v).unwrap_or_default());
+                return Err(Error::Usage(format!(
+                    "{} and {} disagree: {old_var} is the deprecated name of {new_var}; unset {old_var}",
+                    shown(&new_var),
+                    shown(&old_var),
+                )));
+            }
+            (Some(ValueSource::CommandLine), _) => warnings.push(format!(
+                "--{old_long} is deprecated: use --{new_long} (the old name will be removed)"
+            )),
+            (Some(ValueSource::EnvVariable), _) => warnings.push(format!(
+                "{old_var} is deprecated: set {new_var} instead (the old name will be removed)"
+            )),
+            _ => {}
+        }
+        if given(r.old_id) {
+            if let Some(claim) = command.claim_args_mut() {
+                (r.take)(claim);
+            }
+        }
+    }
+    Ok(warnings)
+}
+
+impl Command {
+    /// The claim flags of a command that claims (`claim`, `agent`, `node`).
+    fn claim_args_mut(&mut self) -> Option<&mut ClaimArgs> {
+        match self {
+            Command::Claim(c) => Some(c),
+            Command::Agent(a) => Some(&mut a.claim),
+            Command::Node(n) => Some(&mut n.claim),
+            _ => None,
+        }
+    }
 }
 
 /// Print clap's help or version. A reader that left early (`eipool claim --help | head -1`) is
@@ -129,7 +228,7 @@ pub struct Global {
     #[arg(long, global = true, env = "EIPOOL_PRIVATE_IP", value_name = "IP")]
     pub private_ip: Option<Ipv4Addr>,
 
-    /// Redis for per-address claims: redis://[USER:PASSWORD@]HOST:PORT, or rediss:// for TLS; one node or a cluster (an ElastiCache configuration endpoint works as given); without it claims rely on EC2's compare-and-swap alone
+    /// Redis for the herd's leases, pace and shared listing: redis://[USER:PASSWORD@]HOST:PORT, or rediss:// for TLS; one node or a cluster (an ElastiCache configuration endpoint works as given); without it claims rely on EC2's compare-and-swap alone
     #[arg(
         long,
         global = true,
@@ -480,8 +579,13 @@ pub struct ClaimArgs {
     #[arg(long, env = "EIPOOL_OUTPUT", value_name = "FILE")]
     pub output: Option<PathBuf>,
 
-    /// Fail (exit 75 at the deadline) rather than claim without Redis when Redis is unreachable (its variable takes 1/0, true/false, yes/no, on/off)
-    #[arg(long, env = "EIPOOL_REQUIRE_LOCK", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
+    /// Claim only under Redis's leases (the interface lease and each address's): when Redis is unreachable, wait for it and fail (exit 75 at the deadline) rather than claim on EC2 alone (its variable takes 1/0, true/false, yes/no, on/off)
+    #[arg(long, env = "EIPOOL_REQUIRE_LEASES", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
+    pub require_leases: bool,
+
+    /// Deprecated name of --require-leases, still read (its variable takes 1/0, true/false,
+    /// yes/no, on/off)
+    #[arg(long, env = "EIPOOL_REQUIRE_LOCK", hide = true, action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub require_lock: bool,
 
     /// claim: when the pool is exhausted, wait in its line for a freed address (first come,
@@ -492,7 +596,7 @@ pub struct ClaimArgs {
     #[arg(long, env = "EIPOOL_WAIT", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub wait: bool,
 
-    /// Lease of a Redis claim on one address; renewed before every EC2 call made under it (1s to 1h)
+    /// How long a claimer's lease on one address lasts in Redis; renewed before every EC2 call made under it (1s to 1h)
     #[arg(long, env = "EIPOOL_LEASE", default_value = "15s", value_parser = one_second_to_an_hour, value_name = "DURATION")]
     pub lease: Duration,
 

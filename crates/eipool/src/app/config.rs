@@ -78,9 +78,9 @@ pub(crate) fn claim_config(global: &Global, args: &ClaimArgs) -> Result<ClaimCon
     let pool = validate_pool(global.pool.as_deref())?;
     let identity = validate_identity(global)?;
     let redis = validate_redis(global)?;
-    if args.require_lock && redis.is_none() {
+    if args.require_leases && redis.is_none() {
         return Err(Error::Usage(
-            "--require-lock needs --redis-url (or EIPOOL_REDIS_URL)".into(),
+            "--require-leases needs --redis-url (or EIPOOL_REDIS_URL)".into(),
         ));
     }
     let min_lease = plan::minimum_lease(args.call_timeout, plan::LEASE_MARGIN);
@@ -109,7 +109,7 @@ pub(crate) fn claim_config(global: &Global, args: &ClaimArgs) -> Result<ClaimCon
         identity,
         private_ip: global.private_ip,
         redis,
-        require_lock: args.require_lock,
+        require_leases: args.require_leases,
         timeout: args.timeout,
         output: args.output.clone(),
         lease: args.lease,
@@ -310,8 +310,8 @@ mod tests {
             ),
             (&["claim", "--pool", "p", "--redis-url", ""], "--redis-url"),
             (
-                &["claim", "--pool", "p", "--require-lock"],
-                "--require-lock",
+                &["claim", "--pool", "p", "--require-leases"],
+                "--require-leases",
             ),
             (&["claim", "--pool", "p", "--timeout", "soon"], "--timeout"),
             (&["claim", "--pool", "p", "--timeout", "0s"], "--timeout"),

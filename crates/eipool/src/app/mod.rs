@@ -14,6 +14,9 @@ use crate::support::shutdown;
 
 /// Run the parsed command to the end, with SIGTERM/SIGINT as the only cancellation.
 pub async fn run(cli: cli::Cli) -> Result<(), Error> {
+    for warning in &cli.deprecated {
+        tracing::warn!("{warning}");
+    }
     let cancel: CancellationToken = shutdown::on_signals(commands::on_signal(&cli.command))
         .map_err(|e| Error::Internal(format!("cannot install signal handlers: {e}")))?;
     commands::run(cli, cancel)

@@ -8,14 +8,14 @@
 //!     │         ▲                                 │  │  │          │
 //!     │         └── Throttled / Sleep ◀── passing ┘  │  └ refused  ├─ elsewhere ─┐
 //!     │                                              ▼             └─ displaced ─┤
-//!     │                          AlreadyAssociated, in doubt: Holder ─▶ Won        ▼
+//!     │                      AlreadyAssociated, in doubt: CheckTaken ─▶ Won        ▼
 //!     └──────────────▶ Done(outcome) ◀── ReleaseLease ◀── Undo (in doubt) ◀── Disassociate
 //! ```
 //!
 //! The crux is *in doubt*: an association of ours may be on the address without our knowing
 //! (a crashed run's, the suspect; or a call of ours whose answer was lost or that was cut off in
 //! flight). While in doubt the machine never takes "taken" at its word before looking who holds
-//! the address (`Holder`), and never stops without looking for ours (`Undo`). It gives back what
+//! the address (`CheckTaken`, its pauses `Pause::Holder`), and never stops without looking for ours (`Undo`). It gives back what
 //! a stopped claim may have associated only while the claim still holds its interface lease
 //! (`MayGiveBack`): past it, what our private IP shows may be a re-run's, or ours adopted by
 //! it, and is left to that claim (or to a re-run, which adopts it, or to `eipool gc`). When the
@@ -102,7 +102,7 @@ pub enum Outcome {
     Busy,
     /// A passing failure: try again later.
     Transient,
-    /// Our own listing shows it free, but Redis marks it assigned, this long ago.
+    /// Masked: our own listing shows it free, but a marker hides it, put this long ago.
     Masked(Duration),
     /// We associated it, then EC2 showed it free again: another association to our private IP
     /// replaced ours. Look at what our private IP holds now.
@@ -160,9 +160,9 @@ pub enum Leased {
     WithoutRedis,
     /// Another claimer is working on it.
     Busy,
-    /// Redis marks it assigned, this long ago.
+    /// A marker hides it, put this long ago.
     Masked(Duration),
-    /// Redis is down and `--require-lock` is set: not now.
+    /// Redis is down and `--require-leases` is set: not now.
     Unavailable,
 }
 
@@ -230,8 +230,8 @@ enum State {
     /// Told the pace EC2 throttled retry `n`.
     Throttled(u32),
     Backoff,
-    /// Looking at who holds it after `AlreadyAssociated` while in doubt.
-    Holder {
+    /// Checking a "taken" (`AlreadyAssociated`) while in doubt: looking at who holds it.
+    CheckTaken {
         since: Duration,
         poll: u32,
         sleeping: bool,
@@ -346,7 +346,7 @@ impl Attempt {
     pub fn without_counts(mut self) -> Self {
         self.retries = 0;
         match &mut self.state {
-            State::Holder { poll, .. }
+            State::CheckTaken { poll, .. }
             | State::NodeView { poll, .. }
             | State::Validate { poll, .. }
             | State::Undo { poll, .. } => *poll = 0,
@@ -403,7 +403,7 @@ impl Attempt {
                 self.go(State::Backoff, Call::Sleep(Pause::Backoff(n)))
             }
             (State::Backoff, Input::Slept) => self.pace(),
-            (State::Holder { since, poll, .. }, Input::Seen(seen)) => {
+            (State::CheckTaken { since, poll, .. }, Input::Seen(seen)) => {
                 match plan::after_holder_look(
                     standing(seen.as_ref(), &self.me),
                     now.saturating_sub(since),
@@ -416,7 +416,7 @@ impl Attempt {
                     // Whoever held it let go: it may be free now; try it again later.
                     HolderLook::NobodysNow => self.give_up(Outcome::Transient),
                     HolderLook::LookAgain => self.go(
-                        State::Holder {
+                        State::CheckTaken {
                             since,
                             poll: next_poll(poll),
                             sleeping: true,
@@ -426,14 +426,14 @@ impl Attempt {
                 }
             }
             (
-                State::Holder {
+                State::CheckTaken {
                     since,
                     poll,
                     sleeping: true,
                 },
                 Input::Slept,
             ) => self.go(
-                State::Holder {
+                State::CheckTaken {
                     since,
                     poll,
                     sleeping: false,
@@ -588,7 +588,7 @@ impl Attempt {
                 | State::Associate { .. }
                 | State::Throttled(_)
                 | State::Backoff
-                | State::Holder { .. }
+                | State::CheckTaken { .. }
                 | State::MarkTaken,
                 Input::Stopped,
             ) => self.stopped(Why::Stopped, now),
@@ -648,7 +648,7 @@ impl Attempt {
                 self.in_doubt = before;
                 if before {
                     self.go(
-                        State::Holder {
+                        State::CheckTaken {
                             since: now,
                             poll: 0,
                             sleeping: false,
@@ -1457,8 +1457,8 @@ mod tests {
     }
 
     /// Stopped (deadline, signal) while looking at who holds an address it may have
-    /// associated (`Holder`, in doubt): it must still look for ours and give it back, keeping
-    /// the interface's record. (Found by the hostile review: with `(Holder, Stopped)` sent to
+    /// associated (`CheckTaken`, in doubt): it must still look for ours and give it back, keeping
+    /// the interface's record. (Found by the hostile review: with `(CheckTaken, Stopped)` sent to
     /// `release(true, Stop)`, no undo and the record forgotten, every other test passed.)
     #[test]
     fn stopped_while_looking_who_holds_it_looks_for_ours_and_keeps_the_record() {

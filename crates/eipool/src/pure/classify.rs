@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::address::{Address, InterfaceState, Occupant};
-use super::holder::{Holder, RedisView};
+use super::holder::{HolderRecord, RedisView};
 use super::identity::Identity;
 use super::ids::{EniId, InstanceId};
 
@@ -97,7 +97,7 @@ pub(crate) fn pool_state(a: &Address, redis: Option<&RedisView>) -> State {
         Some(x) => {
             let tagged = a.holder.as_ref().is_some_and(|t| t.matches(x));
             let recorded = redis
-                .and_then(|v| v.holders.get(&a.allocation_id))
+                .and_then(|v| v.holder_records.get(&a.allocation_id))
                 .is_some_and(|h| h.matches(x));
             if tagged || recorded {
                 State::Assigned
@@ -162,7 +162,7 @@ pub(crate) enum Collect {
 /// association (`HolderTag::matches`), or, with no tag at all, when eipool's Redis holder
 /// `record` names where it is (a claim by a release older than the tag); whatever the interface
 /// looks like otherwise.
-pub(crate) fn collect(a: &Address, dead: Option<String>, record: Option<&Holder>) -> Collect {
+pub(crate) fn collect(a: &Address, dead: Option<String>, record: Option<&HolderRecord>) -> Collect {
     let (Some(x), Some(reason)) = (&a.association, dead) else {
         return Collect::InUse;
     };
@@ -190,7 +190,7 @@ mod tests {
     use super::*;
     use crate::pure::address::Association;
     use crate::pure::address::HolderTag;
-    use crate::pure::holder::Holder;
+    use crate::pure::holder::HolderRecord;
 
     fn addr(id: &str, on: Option<&str>) -> Address {
         Address {
@@ -212,9 +212,9 @@ mod tests {
         let mut view = RedisView::default();
         view.claiming.insert("eipalloc-b".parse().unwrap());
         for id in ["eipalloc-c", "eipalloc-d"] {
-            view.holders.insert(
+            view.holder_records.insert(
                 id.parse().unwrap(),
-                Holder {
+                HolderRecord {
                     at: "eni-1/10.0.0.5".into(),
                     since_ms: 1,
                     record: "eni-1/10.0.0.5|1".into(),
@@ -352,12 +352,12 @@ mod tests {
         let free = addr("eipalloc-c", None);
         // eipool's Redis records: where an older release put an address (no tag), and one
         // naming another interface.
-        let here = Holder {
+        let here = HolderRecord {
             at: "eni-1/10.0.0.5".into(),
             since_ms: 1,
             record: "eni-1/10.0.0.5|1".into(),
         };
-        let elsewhere = Holder {
+        let elsewhere = HolderRecord {
             at: "eni-9/10.0.0.5".into(),
             ..here.clone()
         };

@@ -14,12 +14,12 @@ pub(crate) struct RedisView {
     /// Addresses with a live lease (a claimer is working on them).
     pub claiming: BTreeSet<AllocationId>,
     /// Addresses eipool assigned, to whom and since when.
-    pub holders: BTreeMap<AllocationId, Holder>,
+    pub holder_records: BTreeMap<AllocationId, HolderRecord>,
 }
 
 /// Who eipool assigned an address to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Holder {
+pub(crate) struct HolderRecord {
     /// `<eni>/<private ip>`.
     pub at: String,
     /// Unix time in milliseconds.
@@ -33,7 +33,7 @@ pub(crate) fn holder_at(eni: &EniId, ip: Ipv4Addr) -> String {
     format!("{eni}/{ip}")
 }
 
-impl Holder {
+impl HolderRecord {
     /// Whether EC2's association is where this record says eipool put the address.
     pub(crate) fn matches(&self, x: &Association) -> bool {
         match (&x.network_interface_id, x.private_ip) {

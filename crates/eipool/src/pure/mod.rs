@@ -1,5 +1,6 @@
-//! Layer 0, pure: the data eipool reasons about and every decision it makes, as plain functions
-//! over data. No I/O, no clock, no randomness of its own, no async: time and random samples are
+//! Layer 0, the pure layer: the data eipool reasons about, the claim's and the line's sans-IO
+//! machines, and every decision they make, as plain functions over data (`plan` is one file of
+//! it; `eipool::decisions` exports part of it to the model checker). No I/O, no clock, no randomness of its own, no async: time and random samples are
 //! handed in, so each decision is unit-tested with tables.
 
 pub(crate) mod address;

@@ -14,7 +14,7 @@
 //!
 //! Two decisions live here whole:
 //! - **A Redis marker hides an address EC2 may show free** (`masked`): on a listing of our own,
-//!   a candidate Redis marks assigned is counted, not dropped; when nothing else can come free,
+//!   a candidate a marker hides is counted, not dropped; when nothing else can come free,
 //!   EC2 is asked about those by allocation id, and [`plan::masked_verdict`] weighs its word
 //!   against the marker's age (drop the marker and try the address, wait for it to age, or
 //!   take it as taken). Only then may the pool be called exhausted.
@@ -52,7 +52,7 @@ pub enum Call {
     /// `Tried`, unless it is won.
     Try { cand: Address, suspect: bool },
     /// Look at these addresses in EC2, by allocation id (our listing shows them free, Redis
-    /// marks them assigned): `Seen`.
+    /// has markers on them): `Seen`.
     Describe(Vec<AllocationId>),
     /// Drop Redis's marker on this address, set this long ago: EC2 outvoted it. `Done`.
     ClearMarker(AllocationId, Duration),
@@ -154,7 +154,7 @@ pub struct Passes {
     last: Option<PassTally>,
     /// What the next pass tries again (busy, transient, set aside).
     again: Vec<Address>,
-    /// Candidates Redis marks assigned, with the marker's age.
+    /// Masked candidates, with their marker's age.
     masked: Vec<(Address, Duration)>,
     /// "Taken" answers that cost a mutating call each (Redis silent), this pass.
     taken_blind: usize,
@@ -168,7 +168,7 @@ pub struct Passes {
 #[doc(hidden)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Mutation {
-    /// Take Redis's "assigned" marker at its word: never ask EC2 about a masked address.
+    /// Take a marker at its word: never ask EC2 about a masked address.
     TrustMarker,
 }
 

@@ -64,7 +64,7 @@ pub(crate) fn minimum_lease(call_timeout: Duration, margin: Duration) -> Duratio
 }
 
 /// The part of the overall deadline set aside for cleanup (disassociating what a failing claim
-/// took, releasing its Redis claim): a fifth of the timeout, between 2 s and 10 s, never more
+/// took, releasing its lease): a fifth of the timeout, between 2 s and 10 s, never more
 /// than half of it.
 pub(crate) fn cleanup_reserve(timeout: Duration) -> Duration {
     (timeout / 5)
@@ -138,7 +138,7 @@ pub(crate) const FRESH_WHEN_SHARED: Duration = Duration::from_secs(1);
 /// from it; an older one is replaced first (the herd's newer listing, or its own). A claimer
 /// chooses its address after waiting for its turn, not before: in a herd the wait is seconds,
 /// and the pool changes meanwhile. What the herd took since the listing, Redis's markers tell
-/// for [`SHARED_LISTING_TTL`] ([`ASSIGNED_MARK_TTL`] less EC2's consistency bound). What callers
+/// for [`SHARED_LISTING_TTL`] ([`MARKER_TTL`] less EC2's consistency bound). What callers
 /// outside the herd took (`outsiders`: a second cluster on the pool, someone by hand), only EC2
 /// tells, and trying it blind costs a call from the bucket every caller in the account shares,
 /// where the herd's newer listing costs one describe: while they take the pool's addresses, a
@@ -160,11 +160,11 @@ pub fn shared_listing_will_do(intent: bool, holds_one: bool, empty: bool) -> boo
     !(intent || holds_one || empty)
 }
 
-/// How long Redis marks an address assigned (or found taken) after a claimer validated it: long
+/// How long a marker stays on an address after a claimer validated it (or found it taken): long
 /// enough to mask it in a listing made before the association (the herd's shared listing lives
 /// [`SHARED_LISTING_TTL`], and EC2 may take [`CONSISTENCY_BOUND`] to show a change), and no
 /// longer: a marker must never keep a claimer off an address EC2 shows free.
-pub(crate) const ASSIGNED_MARK_TTL: Duration = Duration::from_secs(10);
+pub(crate) const MARKER_TTL: Duration = Duration::from_secs(10);
 
 /// How long Redis remembers which address an interface was taking or holds: a re-run after a
 /// crash tries that address first, because a listing made right after may not show the
@@ -188,7 +188,7 @@ pub(crate) fn identity_look_will_do(
     lease_in_redis && no_intent && look_age < INTENT_TTL / 2
 }
 
-/// What to do with a candidate that our own listing shows free but Redis marks assigned, once
+/// What to do with a masked candidate (our own listing shows it free but a marker hides it), once
 /// EC2 has been asked about it by allocation id (`ec2_free`). The marker is `marker_age` old.
 ///
 /// A marker younger than EC2's consistency bound may be right where EC2 is behind: wait for it.
@@ -563,7 +563,7 @@ pub fn relist_without_redis(taken: usize) -> bool {
     taken >= LOCK_FREE_BATCH
 }
 
-/// After Redis fails (without `--require-lock`), how long to claim without it before trying again.
+/// After Redis fails (without `--require-leases`), how long to claim without it before trying again.
 pub(crate) const REDIS_COOL_DOWN: Duration = Duration::from_secs(5);
 
 /// How often a claim waiting for another claim of the same interface looks again.
@@ -573,17 +573,17 @@ pub(crate) const INTERFACE_POLL: Duration = Duration::from_millis(200);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum RedisFailure {
     /// Redis answers but can never work (credentials, ACL, a replica, TLS trust): stop. Running
-    /// without locks for good is not an outage to ride out but a deployment to fix.
+    /// without leases for good is not an outage to ride out but a deployment to fix.
     Stop,
-    /// `--require-lock`: wait for Redis.
+    /// `--require-leases`: wait for Redis.
     WaitForIt,
     /// Go on without Redis, on EC2's compare-and-swap alone, for this long; then try it again.
     WithoutItFor(Duration),
 }
 
-/// See [`RedisFailure`]: a `misconfigured` Redis stops the claim whatever `require_lock` says.
-pub(crate) fn after_redis_failure(misconfigured: bool, require_lock: bool) -> RedisFailure {
-    match (misconfigured, require_lock) {
+/// See [`RedisFailure`]: a `misconfigured` Redis stops the claim whatever `require_leases` says.
+pub(crate) fn after_redis_failure(misconfigured: bool, require_leases: bool) -> RedisFailure {
+    match (misconfigured, require_leases) {
         (true, _) => RedisFailure::Stop,
         (false, true) => RedisFailure::WaitForIt,
         (false, false) => RedisFailure::WithoutItFor(REDIS_COOL_DOWN),
@@ -592,19 +592,19 @@ pub(crate) fn after_redis_failure(misconfigured: bool, require_lock: bool) -> Re
 
 /// Whether a claim uses Redis: the decision "Redis is down" whole, as a value fed the time (from
 /// any origin). A failure that can be ridden out sets a cool-down during which the claim goes on
-/// without Redis ([`after_redis_failure`]); with `--require-lock` Redis is always asked (the claim
+/// without Redis ([`after_redis_failure`]); with `--require-leases` Redis is always asked (the claim
 /// waits for it instead). `Coordination` holds one per claim and asks it before every Redis call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RedisHealth {
-    require_lock: bool,
+    require_leases: bool,
     /// Until when to claim without Redis, after it failed.
     down_until: Option<Duration>,
 }
 
 impl RedisHealth {
-    pub(crate) fn new(require_lock: bool) -> Self {
+    pub(crate) fn new(require_leases: bool) -> Self {
         RedisHealth {
-            require_lock,
+            require_leases,
             down_until: None,
         }
     }
@@ -612,13 +612,13 @@ impl RedisHealth {
     /// Whether to ask Redis at `now`: not while it cools down after a failure, unless it is
     /// required.
     pub(crate) fn live(&self, now: Duration) -> bool {
-        self.require_lock || self.down_until.is_none_or(|until| now >= until)
+        self.require_leases || self.down_until.is_none_or(|until| now >= until)
     }
 
     /// Redis failed at `now` (`misconfigured`: it answers but can never work): what the claim
     /// does, the cool-down started if it goes on without Redis.
     pub(crate) fn failed(&mut self, misconfigured: bool, now: Duration) -> RedisFailure {
-        let then = after_redis_failure(misconfigured, self.require_lock);
+        let then = after_redis_failure(misconfigured, self.require_leases);
         if let RedisFailure::WithoutItFor(cool_down) = then {
             self.down_until = Some(now + cool_down);
         }
@@ -629,11 +629,11 @@ impl RedisHealth {
 /// What one pass over the candidates saw, counted by the claimer.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PassTally {
-    /// Candidates another claimer holds a live Redis claim on; they may come free again.
+    /// Candidates another claimer holds a live lease on; they may come free again.
     pub busy: usize,
     /// Candidates that failed with a temporary error (throttled, 5xx, timeout, Redis down).
     pub transient: usize,
-    /// Candidates our own listing shows free but Redis marks assigned: EC2 must be asked about
+    /// Masked candidates (our own listing shows them free, a marker hides them): EC2 must be asked about
     /// them by allocation id before the pool may be called exhausted.
     pub masked: usize,
     /// Candidates set aside untried: without Redis, after a few blind takes, the rest of a
@@ -860,7 +860,7 @@ mod tests {
         // Alone, as long as the herd's markers cover what it took since the listing; with
         // outsiders taking addresses, a second.
         assert_eq!(choose_within(false), SHARED_LISTING_TTL);
-        assert_eq!(SHARED_LISTING_TTL, ASSIGNED_MARK_TTL - CONSISTENCY_BOUND);
+        assert_eq!(SHARED_LISTING_TTL, MARKER_TTL - CONSISTENCY_BOUND);
         assert_eq!(choose_within(true), Duration::from_secs(1));
         // A newer listing is asked of the herd, made after the turn came: one describe for all.
         assert!(NEWER_LISTING < FRESH_WHEN_SHARED);
@@ -910,7 +910,7 @@ mod tests {
             assert_eq!(until_a_marker_ages(left.clone()), want, "{left:?}");
         }
         // A marker outlives a shared listing plus EC2's consistency window, and no more.
-        assert_eq!(ASSIGNED_MARK_TTL, SHARED_LISTING_TTL + CONSISTENCY_BOUND);
+        assert_eq!(MARKER_TTL, SHARED_LISTING_TTL + CONSISTENCY_BOUND);
     }
 
     #[test]
@@ -1299,7 +1299,7 @@ mod tests {
         let mut h = RedisHealth::new(true);
         assert_eq!(h.failed(false, s), RedisFailure::WaitForIt);
         assert!(h.live(s));
-        // Misconfigured: stop, whatever --require-lock says; no cool-down to ride out.
+        // Misconfigured: stop, whatever --require-leases says; no cool-down to ride out.
         for required in [false, true] {
             let mut h = RedisHealth::new(required);
             assert_eq!(h.failed(true, s), RedisFailure::Stop);
@@ -1399,18 +1399,18 @@ mod tests {
 
     #[test]
     fn a_redis_failure_stops_waits_or_cools_down() {
-        // (misconfigured, --require-lock, what the claim does)
+        // (misconfigured, --require-leases, what the claim does)
         let cases = [
             (true, false, RedisFailure::Stop),
             (true, true, RedisFailure::Stop),
             (false, true, RedisFailure::WaitForIt),
             (false, false, RedisFailure::WithoutItFor(REDIS_COOL_DOWN)),
         ];
-        for (misconfigured, require_lock, want) in cases {
+        for (misconfigured, require_leases, want) in cases {
             assert_eq!(
-                after_redis_failure(misconfigured, require_lock),
+                after_redis_failure(misconfigured, require_leases),
                 want,
-                "misconfigured {misconfigured}, require_lock {require_lock}"
+                "misconfigured {misconfigured}, require_leases {require_leases}"
             );
         }
         // The cool-down outlasts a few round trips' timeouts and stays short against a claim.

@@ -9,7 +9,7 @@ use tracing::warn;
 use crate::adapters::aws::{self, Ec2};
 use crate::adapters::redis::{Redis, RedisTarget, Timing};
 use crate::pure::error::Error;
-use crate::pure::plan::ASSIGNED_MARK_TTL;
+use crate::pure::plan::MARKER_TTL;
 
 /// Bound on each Redis round trip.
 pub(crate) const REDIS_TIMEOUT: Duration = Duration::from_millis(1_000);
@@ -45,7 +45,7 @@ pub(crate) async fn connect(
             owner_token(),
             Timing {
                 lease,
-                assigned_ttl: ASSIGNED_MARK_TTL,
+                marker_ttl: MARKER_TTL,
                 op_timeout: REDIS_TIMEOUT.min(call_timeout),
             },
         )

@@ -167,9 +167,9 @@ pub(crate) async fn gc(ctx: &Context, budget: &Budget, apply: bool) -> Result<Re
         }
         None => None,
     };
-    let record = |alloc: &AllocationId| view.as_ref().and_then(|v| v.holders.get(alloc));
+    let record = |alloc: &AllocationId| view.as_ref().and_then(|v| v.holder_records.get(alloc));
     let mut stale: Vec<(AllocationId, String)> = Vec::new();
-    for (alloc, holder) in view.iter().flat_map(|v| v.holders.iter()) {
+    for (alloc, holder) in view.iter().flat_map(|v| v.holder_records.iter()) {
         let current = listing
             .iter()
             .find(|a| &a.allocation_id == alloc)
@@ -254,7 +254,7 @@ pub(crate) async fn gc(ctx: &Context, budget: &Budget, apply: bool) -> Result<Re
         }
         if let Some(redis) = &ctx.redis {
             for (r, seen) in &stale {
-                match redis.drop_holder(r, seen).await {
+                match redis.drop_holder_record(r, seen).await {
                     Ok(true) => {}
                     Ok(false) => {
                         info!(allocation_id = %r, "its holder record changed since gc read it (a fresh claim): kept")

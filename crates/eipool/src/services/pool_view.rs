@@ -177,7 +177,7 @@ pub(crate) async fn collect(ctx: &Context, budget: &Budget) -> Result<PoolStatus
                         .map(|t| t.since.clone())
                         .or_else(|| {
                             view.as_ref()?
-                                .holders
+                                .holder_records
                                 .get(&a.allocation_id)
                                 .filter(|h| h.since_ms > 0)
                                 .map(|h| {

@@ -215,7 +215,7 @@ async fn a_claimer_paused_past_its_lease_never_ends_up_sharing_or_leaking() {
     let nodes = lab.ec2.nodes(4).await.unwrap();
     let by = bystanders(&lab, &nodes[3]).await;
     lab.ec2.allocate(Some(&lab.pool), 2).await.unwrap();
-    // Slow EC2 so that the claimer is caught holding its Redis claim.
+    // Slow EC2 so that the claimer is caught holding its lease.
     let proxy = proxied(
         &mut lab,
         ChaosConfig {
@@ -237,7 +237,7 @@ async fn a_claimer_paused_past_its_lease_never_ends_up_sharing_or_leaking() {
     let conn = lab.redis_conn().await;
     let pattern = lab.key("claim:*");
     let (key, held) = eventually(
-        "the claimer to take a Redis claim",
+        "the claimer to take a lease",
         Duration::from_secs(30),
         || {
             let (mut conn, pattern) = (conn.clone(), pattern.clone());
@@ -267,7 +267,7 @@ async fn a_claimer_paused_past_its_lease_never_ends_up_sharing_or_leaking() {
     // Others proceed while it sleeps past its lease.
     let (mut outcomes, _) =
         herd(&lab.env, runs(&lab, &lab.redis.url(), &nodes[1..3], &lease)).await;
-    // Until its lease (5 s) is over: Redis no longer holds its claim.
+    // Until its lease (5 s) is over: Redis no longer holds its lease.
     eventually(
         "the paused claimer's lease to run out",
         Duration::from_secs(30),
@@ -1109,7 +1109,7 @@ async fn a_pool_another_cluster_filled_is_told_exhausted_while_ec2_throttles() {
         },
     )
     .await;
-    crate::harness::claims(&lab.redis.url(), &lab.pool, "herd")
+    crate::harness::redis_as(&lab.redis.url(), &lab.pool, "herd")
         .share_listing(Some(&stale), Duration::from_secs(5))
         .await
         .unwrap();

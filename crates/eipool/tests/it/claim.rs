@@ -417,7 +417,7 @@ async fn bad_inputs_exit_2_and_name_the_flag() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_redis_a_claim_still_succeeds_on_ec2_alone_unless_the_lock_is_required() {
+async fn without_redis_a_claim_still_succeeds_on_ec2_alone_unless_leases_are_required() {
     let mut lab = Lab::new().await;
     let nodes = lab.ec2.nodes(2).await.unwrap();
     lab.ec2.allocate(Some(&lab.pool), 2).await.unwrap();
@@ -434,7 +434,7 @@ async fn without_redis_a_claim_still_succeeds_on_ec2_alone_unless_the_lock_is_re
 
     let started = Instant::now();
     let o = lab
-        .claim(&nodes[1], &["--require-lock", "--timeout", "6s"])
+        .claim(&nodes[1], &["--require-leases", "--timeout", "6s"])
         .await;
     assert_eq!(o.code, Some(75), "{o}");
     assert!(o.error_line().contains("Redis"), "{}", o.error_line());
@@ -456,14 +456,14 @@ async fn without_redis_a_claim_still_succeeds_on_ec2_alone_unless_the_lock_is_re
             .filter(|e| e.association_id.is_some())
             .count(),
         1,
-        "the locked claimer took something: {state:?}"
+        "the claimer requiring leases took something: {state:?}"
     );
 }
 
 /// Put a listing in the pool's shared slot, as if another claimer had just made it.
 async fn share_listing(lab: &Lab, listing: &[eipool::model::Address]) {
-    let claims = crate::harness::claims(&lab.redis.url(), &lab.pool, "another-claimer");
-    claims
+    let redis = crate::harness::redis_as(&lab.redis.url(), &lab.pool, "another-claimer");
+    redis
         .share_listing(Some(listing), Duration::from_secs(60))
         .await
         .unwrap();

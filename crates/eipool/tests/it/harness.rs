@@ -132,7 +132,7 @@ impl Lab {
 
     /// The key of the herd's pace of `class` calls (`describe`, `mutating`) in the lab's region.
     pub fn pace_key(&self, class: &str) -> String {
-        claims(&self.redis.url(), &self.pool, "lab").pace_key(class)
+        redis_as(&self.redis.url(), &self.pool, "lab").pace_key(class)
     }
 
     /// Reserve the herd's `class` pace (`describe`, `mutating`) as if other claimers had taken
@@ -342,9 +342,9 @@ pub fn failures(outcomes: &[(String, Outcome)]) -> Vec<String> {
 
 pub use eipool_lab::servers::http_get;
 
-/// The library's Redis claims on `redis_url` for `pool`, as a claimer with token `owner` would
-/// hold them (for tests that set up or inspect Redis directly).
-pub fn claims(redis_url: &str, pool: &str, owner: &str) -> eipool::redis::Redis {
+/// The library's handle on `pool`'s shared state in `redis_url` (leases, markers, the listing),
+/// as a claimer with token `owner` holds it (for tests that set up or inspect Redis directly).
+pub fn redis_as(redis_url: &str, pool: &str, owner: &str) -> eipool::redis::Redis {
     eipool::redis::Redis::new(
         eipool::redis::RedisTarget::parse(redis_url, &Default::default()).unwrap(),
         pool,
@@ -352,7 +352,7 @@ pub fn claims(redis_url: &str, pool: &str, owner: &str) -> eipool::redis::Redis 
         owner.into(),
         eipool::redis::Timing {
             lease: Duration::from_secs(10),
-            assigned_ttl: Duration::from_secs(60),
+            marker_ttl: Duration::from_secs(60),
             op_timeout: Duration::from_secs(2),
         },
     )

@@ -74,14 +74,20 @@ async fn a_hostile_redis_ends_the_claim_by_its_deadline_naming_redis() {
         let a = lab.claim_args_via(
             &redis.url("redis"),
             &node,
-            &["--require-lock", "--timeout", "6s", "--call-timeout", "1s"],
+            &[
+                "--require-leases",
+                "--timeout",
+                "6s",
+                "--call-timeout",
+                "1s",
+            ],
         );
         let started = Instant::now();
         let out = lab.env.run(&a).await;
         rows.push(scenario("Redis", &how, out, started.elapsed()));
     }
     println!(
-        "--- hostile Redis (claim --require-lock)\n{}",
+        "--- hostile Redis (claim --require-leases)\n{}",
         rows.join("\n")
     );
 }

@@ -253,34 +253,33 @@ async fn switches_take_what_operators_write_and_errors_name_the_variable() {
     let nodes = lab.ec2.nodes(1).await.unwrap();
     let eni = nodes[0].eni.as_str();
     let claim = args(&["--pool", &lab.pool, "--network-interface-id", eni, "claim"]);
-    // EIPOOL_REQUIRE_LOCK=1 is understood: it then needs a Redis URL.
+    // EIPOOL_REQUIRE_LEASES=1 is understood: it then needs a Redis URL.
     let out = lab
         .env
         .command(&claim)
-        .env("EIPOOL_REQUIRE_LOCK", "1")
+        .env("EIPOOL_REQUIRE_LEASES", "1")
         .output()
         .await
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("--require-lock needs --redis-url"),
+        stderr.contains("--require-leases needs --redis-url"),
         "{stderr}"
     );
-    // A value that is no switch names the variable, not just the flag.
-    let out = lab
-        .env
-        .command(&claim)
-        .env("EIPOOL_REQUIRE_LOCK", "perhaps")
-        .output()
-        .await
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains("EIPOOL_REQUIRE_LOCK=\"perhaps\""),
-        "{stderr}"
-    );
+    // A value that is no switch names the variable, not just the flag; the deprecated name's too.
+    for var in ["EIPOOL_REQUIRE_LEASES", "EIPOOL_REQUIRE_LOCK"] {
+        let out = lab
+            .env
+            .command(&claim)
+            .env(var, "perhaps")
+            .output()
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(&format!("{var}=\"perhaps\"")), "{stderr}");
+    }
     // Durations have floors.
     let mut a = claim.clone();
     a.extend(["--call-timeout".into(), "1ns".into()]);
@@ -290,6 +289,132 @@ async fn switches_take_what_operators_write_and_errors_name_the_variable() {
         o.stderr.contains("--call-timeout") && o.stderr.contains("at least 100ms"),
         "{o}"
     );
+}
+
+/// `--require-lock` and `EIPOOL_REQUIRE_LOCK`, renamed `--require-leases` and
+/// `EIPOOL_REQUIRE_LEASES` (#39: the leases are what it requires, never a "lock"), still work
+/// for `claim`, `agent` and `node`, each use warned once naming the new name; the two variables
+/// disagreeing is exit 2 naming both; `--help` shows the new name only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deprecated_require_lock_still_works_warns_and_may_not_disagree() {
+    let needs_redis = "--require-leases needs --redis-url";
+    let flag_warning = "--require-lock is deprecated: use --require-leases";
+    let var_warning = "EIPOOL_REQUIRE_LOCK is deprecated: set EIPOOL_REQUIRE_LEASES instead";
+    // (command, extra flags, variables, what stderr says, what it must not say)
+    let node = ["node", "--node-name", "n1"];
+    type Case<'a> = (
+        &'a [&'a str],
+        &'a [(&'a str, &'a str)],
+        &'a [&'a str],
+        &'a [&'a str],
+    );
+    let cases: [Case; 9] = [
+        (
+            &["claim", "--require-lock"],
+            &[],
+            &[needs_redis, flag_warning],
+            &[var_warning],
+        ),
+        (
+            &["agent", "--require-lock"],
+            &[],
+            &[needs_redis, flag_warning],
+            &[],
+        ),
+        (
+            &node,
+            &[("EIPOOL_REQUIRE_LOCK", "yes")],
+            &[needs_redis, var_warning],
+            &[flag_warning],
+        ),
+        (
+            &["claim"],
+            &[("EIPOOL_REQUIRE_LOCK", "1")],
+            &[needs_redis, var_warning],
+            &[flag_warning],
+        ),
+        // The new names warn of nothing.
+        (
+            &["claim", "--require-leases"],
+            &[],
+            &[needs_redis],
+            &["is deprecated:"],
+        ),
+        (
+            &["claim"],
+            &[("EIPOOL_REQUIRE_LEASES", "on")],
+            &[needs_redis],
+            &["is deprecated:"],
+        ),
+        // Both variables, agreeing: the old one is still warned of.
+        (
+            &["claim"],
+            &[
+                ("EIPOOL_REQUIRE_LEASES", "1"),
+                ("EIPOOL_REQUIRE_LOCK", "true"),
+            ],
+            &[needs_redis, var_warning],
+            &["disagree"],
+        ),
+        // Disagreeing: refused before anything else, naming both.
+        (
+            &["claim"],
+            &[("EIPOOL_REQUIRE_LEASES", "0"), ("EIPOOL_REQUIRE_LOCK", "1")],
+            &[
+                "EIPOOL_REQUIRE_LEASES=\"0\" and EIPOOL_REQUIRE_LOCK=\"1\" disagree",
+                "unset EIPOOL_REQUIRE_LOCK",
+            ],
+            &[needs_redis],
+        ),
+        // The command line beats both variables, as it beats any variable.
+        (
+            &["claim", "--require-leases"],
+            &[("EIPOOL_REQUIRE_LEASES", "0"), ("EIPOOL_REQUIRE_LOCK", "1")],
+            &[needs_redis, var_warning],
+            &["disagree"],
+        ),
+    ];
+    for (command, vars, says, not) in cases {
+        let argv = args(
+            &[
+                &["--pool", "p", "--network-interface-id", "eni-0a1b"],
+                command,
+            ]
+            .concat(),
+        );
+        let o = refused(&argv, vars).await;
+        assert_eq!(o.code, Some(2), "{argv:?} {vars:?}: {o}");
+        for s in says {
+            assert!(
+                o.stderr.contains(s),
+                "{argv:?} {vars:?} does not say {s:?}: {o}"
+            );
+        }
+        for s in not {
+            assert!(!o.stderr.contains(s), "{argv:?} {vars:?} says {s:?}: {o}");
+        }
+        assert_eq!(
+            o.stderr.matches("is deprecated:").count(),
+            usize::from(says.iter().any(|s| s.contains("is deprecated:"))),
+            "one warning: {o}"
+        );
+    }
+    for command in [
+        &["claim", "--help"][..],
+        &["agent", "--help"],
+        &["node", "--help"],
+    ] {
+        let o = offline().run(&args(command)).await;
+        assert_eq!(o.code, Some(0), "{o}");
+        assert!(
+            o.stdout.contains("--require-leases") && o.stdout.contains("EIPOOL_REQUIRE_LEASES"),
+            "{o}"
+        );
+        assert!(
+            !o.stdout.contains("require-lock") && !o.stdout.contains("REQUIRE_LOCK"),
+            "{command:?}: --help shows the deprecated name: {o}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,7 @@ use eipool::model::{Address, AllocationId, Association, AssociationId, EniId};
 use eipool::redis::SharedListing;
 use eipool_lab::servers::RedisServer;
 
-use crate::harness::{claims, eventually, redis_conn};
+use crate::harness::{eventually, redis_as, redis_conn};
 
 fn listing() -> Vec<Address> {
     vec![
@@ -39,9 +39,9 @@ const LEAD: Duration = Duration::from_secs(10);
 async fn one_claimer_leads_the_listing_the_others_wait_then_read_it() {
     let redis = RedisServer::start().unwrap();
     let (a, b, c) = (
-        claims(&redis.url(), "p", "a"),
-        claims(&redis.url(), "p", "b"),
-        claims(&redis.url(), "p", "c"),
+        redis_as(&redis.url(), "p", "a"),
+        redis_as(&redis.url(), "p", "b"),
+        redis_as(&redis.url(), "p", "c"),
     );
     assert_eq!(a.shared_listing(LEAD).await.unwrap(), SharedListing::Lead);
     assert_eq!(
@@ -63,7 +63,7 @@ async fn one_claimer_leads_the_listing_the_others_wait_then_read_it() {
         );
     }
     // Another pool has its own slot.
-    let other = claims(&redis.url(), "q", "b");
+    let other = redis_as(&redis.url(), "q", "b");
     assert_eq!(
         other.shared_listing(LEAD).await.unwrap(),
         SharedListing::Lead
@@ -74,8 +74,8 @@ async fn one_claimer_leads_the_listing_the_others_wait_then_read_it() {
 async fn a_leader_whose_listing_failed_hands_the_lead_on_at_once() {
     let redis = RedisServer::start().unwrap();
     let (a, b) = (
-        claims(&redis.url(), "p", "a"),
-        claims(&redis.url(), "p", "b"),
+        redis_as(&redis.url(), "p", "a"),
+        redis_as(&redis.url(), "p", "b"),
     );
     assert_eq!(a.shared_listing(LEAD).await.unwrap(), SharedListing::Lead);
     // Someone else ending "its" lead does not end ours.
@@ -96,8 +96,8 @@ async fn a_leader_whose_listing_failed_hands_the_lead_on_at_once() {
 async fn a_dead_leaders_lead_and_an_old_listing_both_expire() {
     let redis = RedisServer::start().unwrap();
     let (a, b) = (
-        claims(&redis.url(), "p", "a"),
-        claims(&redis.url(), "p", "b"),
+        redis_as(&redis.url(), "p", "a"),
+        redis_as(&redis.url(), "p", "b"),
     );
     let short = Duration::from_millis(300);
     assert_eq!(a.shared_listing(short).await.unwrap(), SharedListing::Lead);
@@ -132,7 +132,7 @@ async fn a_dead_leaders_lead_and_an_old_listing_both_expire() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreadable_shared_listing_counts_as_none() {
     let redis = RedisServer::start().unwrap();
-    let a = claims(&redis.url(), "p", "a");
+    let a = redis_as(&redis.url(), "p", "a");
     let mut conn = redis_conn(&redis.url()).await;
     let _: () = redis::cmd("SET")
         .arg(a.key("listing:v1"))
@@ -148,7 +148,7 @@ async fn an_unreadable_shared_listing_counts_as_none() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gc_drops_a_stale_holder_record_only_while_it_is_unchanged() {
     let redis = RedisServer::start().unwrap();
-    let gc = claims(&redis.url(), "p", "gc");
+    let gc = redis_as(&redis.url(), "p", "gc");
     let mut conn = redis_conn(&redis.url()).await;
     let holders = eipool::redis::key("p", "holders");
     let alloc: AllocationId = "eipalloc-1".parse().unwrap();
@@ -164,11 +164,11 @@ async fn gc_drops_a_stale_holder_record_only_while_it_is_unchanged() {
             .unwrap();
     }
     let hget = redis::cmd("HGET").arg(&holders).arg(alloc.as_str()).clone();
-    assert!(!gc.drop_holder(&alloc, seen).await.unwrap());
+    assert!(!gc.drop_holder_record(&alloc, seen).await.unwrap());
     let now: Option<String> = hget.query_async(&mut conn).await.unwrap();
     assert_eq!(now.as_deref(), Some(fresh), "the fresh record was dropped");
     // Unchanged since gc read it: dropped.
-    assert!(gc.drop_holder(&alloc, fresh).await.unwrap());
+    assert!(gc.drop_holder_record(&alloc, fresh).await.unwrap());
     let now: Option<String> = hget.query_async(&mut conn).await.unwrap();
     assert_eq!(now, None);
 }
@@ -179,8 +179,8 @@ async fn gc_drops_a_stale_holder_record_only_while_it_is_unchanged() {
 async fn a_claimer_behind_ec2_gets_only_a_newer_listing() {
     let redis = RedisServer::start().unwrap();
     let (a, b) = (
-        claims(&redis.url(), "p", "a"),
-        claims(&redis.url(), "p", "b"),
+        redis_as(&redis.url(), "p", "a"),
+        redis_as(&redis.url(), "p", "b"),
     );
     let lived = Duration::from_secs(5);
     assert_eq!(a.shared_listing(LEAD).await.unwrap(), SharedListing::Lead);
@@ -213,7 +213,7 @@ async fn the_pace_script_takes_the_pure_paces_steps() {
     use rand::{Rng, SeedableRng};
 
     let redis = RedisServer::start().unwrap();
-    let claims = claims(&redis.url(), "p", "a");
+    let claims = redis_as(&redis.url(), "p", "a");
     let mut rng = rand::rngs::StdRng::seed_from_u64(41);
     let (mut takes, mut cuts) = (0, 0);
     for run in 0..24 {
@@ -286,8 +286,8 @@ async fn a_throttled_call_slows_the_herds_shared_pace_and_it_recovers() {
 
     let redis = RedisServer::start().unwrap();
     let (a, b) = (
-        claims(&redis.url(), "p", "a"),
-        claims(&redis.url(), "p", "b"),
+        redis_as(&redis.url(), "p", "a"),
+        redis_as(&redis.url(), "p", "b"),
     );
     let rate = MUTATING_PACE;
     let ask = |who: &eipool::redis::Redis, ask: PaceAsk| {

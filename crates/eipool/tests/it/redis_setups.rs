@@ -1,7 +1,7 @@
 //! The Redis setups production users run, as real servers: a Redis Cluster with replicas (herds
 //! whose pools land on each primary, and a primary killed mid-herd), TLS with a private CA and
 //! mutual TLS, ACL users. A Redis that answers but can never work (credentials, ACL, a replica,
-//! TLS trust) is exit 2 at once, never a silent claim without locks; `doctor` names each; no
+//! TLS trust) is exit 2 at once, never a silent claim without leases; `doctor` names each; no
 //! password given in the URL is ever printed.
 
 use std::collections::BTreeSet;
@@ -20,7 +20,7 @@ use crate::harness::{
 
 /// A claim that must take its Redis lease, with `global` flags (e.g. TLS files).
 fn claim_args(pool: &str, url: &str, node: &Node, global: &[&str]) -> Vec<String> {
-    claim_command(pool, url, global, node, &["--require-lock"])
+    claim_command(pool, url, global, node, &["--require-leases"])
 }
 
 /// I1 no sharing, I3 no leak, one address each, against EC2 now.
@@ -77,7 +77,7 @@ fn now_fence_units() -> u64 {
 const FENCE_CEILING: u64 = 100_000_000_000_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn herds_on_a_cluster_hold_their_locks_on_the_primary_of_their_pools_slot() {
+async fn herds_on_a_cluster_hold_their_leases_on_the_primary_of_their_pools_slot() {
     let _turn = heavy().await;
     let lab = Lab::new().await;
     let cluster = RedisCluster::start(3, 1).expect("start a Redis Cluster (run scripts/bootstrap)");
@@ -104,7 +104,7 @@ async fn herds_on_a_cluster_hold_their_locks_on_the_primary_of_their_pools_slot(
             assert!(!o.stderr.contains("MOVED"), "{o}");
         }
         assert_distinct(&lab, &pool, &outcomes).await;
-        // The locks and records live on the primary of the pool's slot, and only there.
+        // The leases and records live on the primary of the pool's slot, and only there.
         let holders = eipool::redis::key(&pool, "holders");
         assert_eq!(cluster.hlen_on(primary, &holders).unwrap(), 6);
         let fence = cluster
@@ -158,7 +158,7 @@ async fn a_primary_killed_mid_herd_fails_over_and_every_claim_stays_distinct() {
         .collect();
     let env = lab.env.clone();
     let running = tokio::spawn(async move { herd(&env, runs).await });
-    // Kill the pool's primary once the herd has started recording claims on it.
+    // Kill the pool's primary once the herd has started recording its leases and records on it.
     let holders = eipool::redis::key(&pool, "holders");
     eventually(
         "a first claim recorded on the primary",
@@ -268,7 +268,7 @@ async fn claims_over_tls_with_a_private_ca_and_with_mutual_tls() {
     // temporary failure, with the hint.
     let plain = lab.redis.url().replace("redis://", "rediss://");
     let quick = [
-        "--require-lock",
+        "--require-leases",
         "--timeout",
         "5s",
         "--call-timeout",
@@ -405,7 +405,7 @@ async fn a_password_in_the_url_is_never_printed() {
                 "--network-interface-id",
                 &nodes[0].eni,
                 "claim",
-                "--require-lock",
+                "--require-leases",
                 "--timeout",
                 "3s",
                 "--call-timeout",
@@ -452,20 +452,20 @@ async fn fencing_numbers_keep_growing_across_an_empty_restart_and_a_lagging_repl
             other => panic!("no fence: {other:?}"),
         }
     };
-    let o = lab.claim(&nodes[0], &["--require-lock"]).await;
+    let o = lab.claim(&nodes[0], &["--require-leases"]).await;
     assert_eq!(o.code, Some(0), "{o}");
     let first = fence(lab.redis.url(), fence_key.clone());
 
     // Redis restarts empty: the next fence is still larger.
     lab.redis.restart_empty().unwrap();
-    let o = lab.claim(&nodes[1], &["--require-lock"]).await;
+    let o = lab.claim(&nodes[1], &["--require-leases"]).await;
     assert_eq!(o.code, Some(0), "{o}");
     let second = fence(lab.redis.url(), fence_key.clone());
     assert!(second > first, "{second} after {first}");
 
     // A promoted replica that missed the last acquisitions (its counter at 24): still larger.
     redis_setups::command(&lab.redis.url(), &["SET", &fence_key, "24"]).unwrap();
-    let o = lab.claim(&nodes[2], &["--require-lock"]).await;
+    let o = lab.claim(&nodes[2], &["--require-leases"]).await;
     assert_eq!(o.code, Some(0), "{o}");
     let third = fence(lab.redis.url(), fence_key.clone());
     assert!(third > second, "{third} after {second}");
@@ -474,7 +474,7 @@ async fn fencing_numbers_keep_growing_across_an_empty_restart_and_a_lagging_repl
     // A fence counted in microseconds (an unreleased build): the next one is below the ceiling
     // again, so the previous release can still renew the leases it takes.
     redis_setups::command(&lab.redis.url(), &["SET", &fence_key, "1780000000000000"]).unwrap();
-    let o = lab.claim(&nodes[3], &["--require-lock"]).await;
+    let o = lab.claim(&nodes[3], &["--require-leases"]).await;
     assert_eq!(o.code, Some(0), "{o}");
     let fourth = fence(lab.redis.url(), fence_key);
     assert!(fourth < FENCE_CEILING, "{fourth}");

@@ -1,5 +1,5 @@
 //! Leases on addresses: a claimer takes one before associating an address (fenced, with a
-//! lifetime it renews while working), gives it back after, and records what it assigned.
+//! lifetime it renews while working), gives it back after, and records what it won.
 
 use std::net::Ipv4Addr;
 
@@ -9,7 +9,8 @@ use tokio::time::Instant;
 use tracing::instrument;
 
 use super::scripts::{
-    ACQUIRE, ASSIGN, CLEAR_MARK, EXTEND, FORGET, LOCK_INTERFACE, MARK_TAKEN, RELEASE, UNLOCK,
+    ACQUIRE, CLEAR_MARKER, COMPARE_AND_DELETE, EXTEND, FORGET, MARK_TAKEN, RECORD_WIN, RELEASE,
+    TAKE_INTERFACE_LEASE,
 };
 use super::{unix_ms, Redis, RedisError};
 use crate::pure::holder::holder_at;
@@ -23,9 +24,9 @@ pub(crate) enum Acquire {
     Acquired(Lease),
     /// Another claimer holds a live lease on it: skip it now, maybe look again later.
     Busy,
-    /// Redis marks it recently assigned (or found taken), `age` ago: skip it, unless EC2
+    /// A marker is on it (a claimer won it or found it taken), put `age` ago: skip it, unless EC2
     /// shows it free when asked by allocation id (`plan::masked_verdict`).
-    Assigned {
+    Marked {
         /// How long ago the marker was set.
         age: Duration,
     },
@@ -56,8 +57,8 @@ impl Redis {
         let mut inv = ACQUIRE.prepare_invoke();
         inv.key(self.lease_key(alloc))
             .key(self.key("fence"))
-            .key(self.assigned_key(alloc))
-            .key(self.iface_key(eni, ip))
+            .key(self.marker_key(alloc))
+            .key(self.intent_key(eni, ip))
             .arg(&self.owner)
             .arg(self.timing.lease.as_millis() as u64)
             .arg(alloc.as_str())
@@ -65,7 +66,7 @@ impl Redis {
         let (answer, age_ms): (i64, i64) = self.eval(inv).await?;
         Ok(match answer {
             0 => Acquire::Busy,
-            n if n < 0 => Acquire::Assigned {
+            n if n < 0 => Acquire::Marked {
                 age: Duration::from_millis(age_ms.max(0) as u64),
             },
             fence => Acquire::Acquired(Lease {
@@ -104,7 +105,7 @@ impl Redis {
     ) -> Result<bool, RedisError> {
         let mut inv = RELEASE.prepare_invoke();
         inv.key(self.lease_key(&lease.alloc))
-            .key(self.iface_key(eni, ip))
+            .key(self.intent_key(eni, ip))
             .arg(self.value(lease.fence))
             .arg(if forget_intent { "1" } else { "0" })
             .arg(lease.alloc.as_str());
@@ -115,21 +116,21 @@ impl Redis {
     /// Record that `alloc` is now held by `eni`/`ip` (so claimers reading a stale
     /// DescribeAddresses skip it) and drop our lease on it, in one step.
     #[instrument(skip(self), err(level = "debug", Display))]
-    pub(crate) async fn mark_assigned(
+    pub(crate) async fn record_win(
         &self,
         alloc: &AllocationId,
         fence: Option<u64>,
         eni: &EniId,
         ip: Ipv4Addr,
     ) -> Result<(), RedisError> {
-        let mut inv = ASSIGN.prepare_invoke();
+        let mut inv = RECORD_WIN.prepare_invoke();
         inv.key(self.lease_key(alloc))
-            .key(self.assigned_key(alloc))
-            .key(self.iface_key(eni, ip))
-            .key(self.key("holders"))
+            .key(self.marker_key(alloc))
+            .key(self.intent_key(eni, ip))
+            .key(self.holder_records_key())
             .arg(fence.map(|f| self.value(f)).unwrap_or_default())
             .arg(holder_at(eni, ip))
-            .arg(self.timing.assigned_ttl.as_millis() as u64)
+            .arg(self.timing.marker_ttl.as_millis() as u64)
             .arg(alloc.as_str())
             .arg(unix_ms())
             .arg(INTENT_TTL.as_millis() as u64);
@@ -143,9 +144,9 @@ impl Redis {
     #[instrument(skip(self), err(level = "debug", Display))]
     pub(crate) async fn mark_taken(&self, alloc: &AllocationId) -> Result<(), RedisError> {
         let mut inv = MARK_TAKEN.prepare_invoke();
-        inv.key(self.assigned_key(alloc))
+        inv.key(self.marker_key(alloc))
             .key(self.key("outsiders"))
-            .arg(self.timing.assigned_ttl.as_millis() as u64)
+            .arg(self.timing.marker_ttl.as_millis() as u64)
             .arg(plan::OUTSIDERS_SEEN.as_millis() as u64);
         let _: i64 = self.eval(inv).await?;
         Ok(())
@@ -162,7 +163,7 @@ impl Redis {
         Ok(v.is_some())
     }
 
-    /// Drop the assigned marker on `alloc` if it is at least `min_age` old: EC2 showed the
+    /// Drop the marker on `alloc` if it is at least `min_age` old: EC2 showed the
     /// address free after the marker was set, and EC2 outvotes Redis. `Ok(true)` when dropped.
     #[instrument(skip(self), err(level = "debug", Display))]
     pub(crate) async fn clear_marker(
@@ -170,8 +171,8 @@ impl Redis {
         alloc: &AllocationId,
         min_age: Duration,
     ) -> Result<bool, RedisError> {
-        let mut inv = CLEAR_MARK.prepare_invoke();
-        inv.key(self.assigned_key(alloc))
+        let mut inv = CLEAR_MARKER.prepare_invoke();
+        inv.key(self.marker_key(alloc))
             .arg(min_age.as_millis() as u64);
         let dropped: i64 = self.eval(inv).await?;
         Ok(dropped == 1)
@@ -181,12 +182,12 @@ impl Redis {
     /// because AWS replaces an Elastic IP already on a private IP. `Ok(false)`: another claim
     /// for this interface holds it.
     #[instrument(skip(self), err(level = "debug", Display))]
-    pub(crate) async fn lock_interface(
+    pub(crate) async fn take_interface_lease(
         &self,
         eni: &EniId,
         ip: Ipv4Addr,
     ) -> Result<bool, RedisError> {
-        let mut inv = LOCK_INTERFACE.prepare_invoke();
+        let mut inv = TAKE_INTERFACE_LEASE.prepare_invoke();
         inv.key(self.interface_lease_key(eni, ip))
             .arg(&self.owner)
             .arg(self.timing.lease.as_millis() as u64);
@@ -212,12 +213,12 @@ impl Redis {
 
     /// Give the interface lease back, if it is still ours.
     #[instrument(skip(self), err(level = "debug", Display))]
-    pub(crate) async fn unlock_interface(
+    pub(crate) async fn give_back_interface_lease(
         &self,
         eni: &EniId,
         ip: Ipv4Addr,
     ) -> Result<(), RedisError> {
-        let mut inv = UNLOCK.prepare_invoke();
+        let mut inv = COMPARE_AND_DELETE.prepare_invoke();
         inv.key(self.interface_lease_key(eni, ip)).arg(&self.owner);
         let _: i64 = self.eval(inv).await?;
         Ok(())
@@ -231,7 +232,7 @@ impl Redis {
         eni: &EniId,
         ip: Ipv4Addr,
     ) -> Result<Option<AllocationId>, RedisError> {
-        let key = self.iface_key(eni, ip);
+        let key = self.intent_key(eni, ip);
         let v: Option<String> = self
             .bounded(|mut c| async move { redis::cmd("GET").arg(key).query_async(&mut c).await })
             .await?;
@@ -239,8 +240,8 @@ impl Redis {
         Ok(v.and_then(|s| s.parse().ok()))
     }
 
-    /// Forget everything about `alloc` held by `eni`/`ip` (after releasing it): the assigned
-    /// mark, the interface's record, the holder record. Others may claim it at once, and the
+    /// Forget everything about `alloc` held by `eni`/`ip` (after releasing it): its marker,
+    /// the interface's record, the holder record. Others may claim it at once, and the
     /// pool's line learns that an address came free (`line:freed`).
     #[instrument(skip(self), err(level = "debug", Display))]
     pub(crate) async fn forget(
@@ -250,9 +251,9 @@ impl Redis {
         ip: Ipv4Addr,
     ) -> Result<(), RedisError> {
         let mut inv = FORGET.prepare_invoke();
-        inv.key(self.assigned_key(alloc))
-            .key(self.iface_key(eni, ip))
-            .key(self.key("holders"))
+        inv.key(self.marker_key(alloc))
+            .key(self.intent_key(eni, ip))
+            .key(self.holder_records_key())
             .key(self.key("line:freed"))
             .arg(alloc.as_str());
         let _: i64 = self.eval(inv).await?;

@@ -10,7 +10,7 @@
 //! |---|---|---|
 //! | `eipool:{P}:fence` | fencing number: `INCR` per acquisition, never below Redis's clock in 100 µs units, so it grows across a failover or an empty restart; below 10^14, which the previous release can print | forever |
 //! | `eipool:{P}:claim:<alloc>` | lease: `<owner>\|<fence>` | lease (PX), renewed while working |
-//! | `eipool:{P}:assigned:<alloc>` | marker: `<eni>/<ip>` of the holder (or `?`), `\|<ms>` set | `plan::ASSIGNED_MARK_TTL` |
+//! | `eipool:{P}:assigned:<alloc>` | marker: `<eni>/<ip>` of the holder (or `?`), `\|<ms>` set | `plan::MARKER_TTL` |
 //! | `eipool:{P}:iface:<eni>/<ip>` | `<alloc>` this interface is taking or holds | `plan::INTENT_TTL` |
 //! | `eipool:{P}:iface-lease:<eni>/<ip>` | owner token of the one claim running for this interface | lease, renewed |
 //! | `eipool:{pace:<region>}:<class>:adaptive` | the class's shared pace, one per AWS region (EC2's buckets are per account and region): its GCRA schedule of tickets and its rate, cut on throttling and growing back (`plan::PaceState`) | until idle and back at its ceiling |
@@ -107,8 +107,8 @@ impl From<RedisError> for Error {
 pub struct Timing {
     /// Lease on an address; renewed before every EC2 call made under it.
     pub lease: Duration,
-    /// How long an address stays marked assigned after a claimer validated it.
-    pub assigned_ttl: Duration,
+    /// How long a marker stays on an address after a claimer validated it (or found it taken).
+    pub marker_ttl: Duration,
     /// Bound on every Redis round trip (connect included).
     pub op_timeout: Duration,
 }
@@ -136,7 +136,7 @@ impl std::fmt::Debug for Redis {
     }
 }
 
-/// The key of `what` (`fence`, `holders`, `claim:<allocation>`, `iface:<eni>/<ip>`, …) in
+/// The key of `what` (`fence`, `holders`, `claim:<allocation>` (a lease), `iface:<eni>/<ip>`, …) in
 /// `pool`: the pool's name is the hash tag, so a pool's keys share one cluster slot.
 pub fn key(pool: &str, what: &str) -> String {
     format!("eipool:{{{pool}}}:{what}")
@@ -184,17 +184,29 @@ impl Redis {
         key(&self.pool, what)
     }
 
+    // Each key of the pool named by its word (ARCHITECTURE.md, "Words"); a key string that is
+    // not the word stays, because the previous release reads and writes it in the same herd
+    // during a rolling upgrade ("Across versions"), and is written here alone.
+
+    /// The lease on an address (the key says `claim:`, as it always has).
     fn lease_key(&self, alloc: &AllocationId) -> String {
         self.key(&format!("claim:{alloc}"))
     }
-    fn assigned_key(&self, alloc: &AllocationId) -> String {
+    /// The marker on an address (the key says `assigned:`, as it always has).
+    fn marker_key(&self, alloc: &AllocationId) -> String {
         self.key(&format!("assigned:{alloc}"))
     }
-    fn iface_key(&self, eni: &EniId, ip: Ipv4Addr) -> String {
+    /// What the interface was taking or holds: its intent (the key says `iface:`).
+    fn intent_key(&self, eni: &EniId, ip: Ipv4Addr) -> String {
         self.key(&format!("iface:{eni}/{ip}"))
     }
+    /// The interface lease.
     fn interface_lease_key(&self, eni: &EniId, ip: Ipv4Addr) -> String {
         self.key(&format!("iface-lease:{eni}/{ip}"))
+    }
+    /// The hash of every holder record: allocation → `<eni>/<ip>|<unix ms>`.
+    fn holder_records_key(&self) -> String {
+        self.key("holders")
     }
     /// The key of the region-wide pace of `class` calls (its own hash slot).
     pub fn pace_key(&self, class: &str) -> String {

@@ -23,7 +23,7 @@ end
 
 // Take a lease. KEYS: lease, fence, marker, intent. ARGV: owner, lease ms, alloc, intent ttl ms.
 // Returns {fence, 0} when leased (again, for the same owner), {0, 0} when another owner holds it,
-// {-1, marker age ms} when the address is marked assigned.
+// {-1, marker age ms} when a marker is on the address.
 const ACQUIRE_LUA: &str = r#"
 local cur = redis.call('GET', KEYS[1])
 if cur then
@@ -58,7 +58,7 @@ return {fence, 0}
 "#;
 
 // Drop a marker that is at least ARGV[1] ms old (EC2 showed the address free since). KEYS: marker.
-const CLEAR_MARK_LUA: &str = r#"
+const CLEAR_MARKER_LUA: &str = r#"
 local mark = redis.call('GET', KEYS[1])
 if mark and age_of(mark) >= tonumber(ARGV[1]) then
   redis.call('DEL', KEYS[1])
@@ -79,7 +79,7 @@ return 1
 
 // The interface lease: one claim per interface and private IP at a time. KEYS: lease. ARGV:
 // owner, ttl ms. 1 when ours (taken or renewed), 0 when another claim holds it.
-const LOCK_INTERFACE_LUA: &str = r#"
+const TAKE_INTERFACE_LEASE_LUA: &str = r#"
 local cur = redis.call('GET', KEYS[1])
 if not cur then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
@@ -93,7 +93,7 @@ return 0
 "#;
 
 // Compare-and-delete. KEYS: key. ARGV: the value it must still have.
-const UNLOCK_LUA: &str = r#"
+const COMPARE_AND_DELETE_LUA: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
@@ -119,9 +119,9 @@ end
 return ok
 "#;
 
-// Record an assignment and drop our lease. KEYS: lease, marker, intent, holders. ARGV: lease
+// Record a win (the marker, the intent, the holder record) and drop our lease. KEYS: lease, marker, intent, holders. ARGV: lease
 // value (or empty), holder, marker ttl ms, alloc, unix ms, intent ttl ms.
-const ASSIGN_LUA: &str = r#"
+const RECORD_WIN_LUA: &str = r#"
 redis.call('SET', KEYS[2], ARGV[2] .. '|' .. now_ms(), 'PX', ARGV[3])
 redis.call('SET', KEYS[3], ARGV[4], 'PX', ARGV[6])
 redis.call('HSET', KEYS[4], ARGV[4], ARGV[2] .. '|' .. ARGV[5])
@@ -145,7 +145,7 @@ return 1
 
 // Drop a holder record gc found stale, only if it still has the value gc saw: a claim may have
 // recorded a fresh assignment of the address since. KEYS: holders. ARGV: alloc, the value seen.
-const DROP_HOLDER_LUA: &str = r#"
+const DROP_HOLDER_RECORD_LUA: &str = r#"
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
   return redis.call('HDEL', KEYS[1], ARGV[1])
 end
@@ -416,16 +416,18 @@ fn in_line(body: &str) -> Script {
 }
 
 pub(super) static ACQUIRE: LazyLock<Script> = LazyLock::new(|| with_markers(ACQUIRE_LUA));
-pub(super) static CLEAR_MARK: LazyLock<Script> = LazyLock::new(|| with_markers(CLEAR_MARK_LUA));
+pub(super) static CLEAR_MARKER: LazyLock<Script> = LazyLock::new(|| with_markers(CLEAR_MARKER_LUA));
 pub(super) static MARK_TAKEN: LazyLock<Script> = LazyLock::new(|| with_markers(MARK_TAKEN_LUA));
-pub(super) static LOCK_INTERFACE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(LOCK_INTERFACE_LUA));
-pub(super) static UNLOCK: LazyLock<Script> = LazyLock::new(|| Script::new(UNLOCK_LUA));
+pub(super) static TAKE_INTERFACE_LEASE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(TAKE_INTERFACE_LEASE_LUA));
+pub(super) static COMPARE_AND_DELETE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(COMPARE_AND_DELETE_LUA));
 pub(super) static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(EXTEND_LUA));
 pub(super) static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE_LUA));
-pub(super) static ASSIGN: LazyLock<Script> = LazyLock::new(|| with_markers(ASSIGN_LUA));
+pub(super) static RECORD_WIN: LazyLock<Script> = LazyLock::new(|| with_markers(RECORD_WIN_LUA));
 pub(super) static FORGET: LazyLock<Script> = LazyLock::new(|| Script::new(FORGET_LUA));
-pub(super) static DROP_HOLDER: LazyLock<Script> = LazyLock::new(|| Script::new(DROP_HOLDER_LUA));
+pub(super) static DROP_HOLDER_RECORD: LazyLock<Script> =
+    LazyLock::new(|| Script::new(DROP_HOLDER_RECORD_LUA));
 pub(super) static LINE_JOIN: LazyLock<Script> = LazyLock::new(|| with_markers(LINE_JOIN_LUA));
 pub(super) static LINE_ASK: LazyLock<Script> = LazyLock::new(|| in_line(LINE_ASK_LUA));
 pub(super) static LINE_AWAY: LazyLock<Script> = LazyLock::new(|| with_markers(LINE_AWAY_LUA));

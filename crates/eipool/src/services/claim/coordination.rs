@@ -1,8 +1,8 @@
 //! With or without Redis: the claim's coordination with the herd, owned here alone. Redis, when
 //! it answers, keeps the herd off each other's toes: the interface lease (one claim per interface
 //! at a time), a lease per address, the shared EC2 pace, the shared listing, what an interface
-//! was taking before a crash, and the markers of what was just assigned. When Redis fails, the
-//! claim goes on without it for a cool-down (or waits for it, `--require-lock`), and every
+//! was taking before a crash, and the markers on what was just taken. When Redis fails, the
+//! claim goes on without it for a cool-down (or waits for it, `--require-leases`), and every
 //! method here answers as "no coordination" meanwhile: no other file asks whether Redis is live.
 //! The decisions (the cool-down, a marker's verdict) are in [`plan`].
 
@@ -33,7 +33,7 @@ pub(super) use pace::{PaceClass, Slot};
 pub(super) struct Coordination {
     redis: Option<Redis>,
     /// Whether to ask Redis now, fed the time since `epoch` ([`RedisHealth`]: a cool-down after
-    /// a failure, or `--require-lock`).
+    /// a failure, or `--require-leases`).
     health: RedisHealth,
     epoch: Instant,
     /// Lease on an address (renewed while waiting for a paced slot).
@@ -50,9 +50,9 @@ pub(super) enum Leasing {
     WithoutRedis,
     /// Another claimer is working on it.
     Busy,
-    /// Redis marks it assigned, this long ago: EC2 decides (the passes machine, [`crate::pure::passes`]).
+    /// A marker hides it, put this long ago: EC2 decides (the passes machine, [`crate::pure::passes`]).
     Masked(Duration),
-    /// Redis is down and `--require-lock` is set: not now.
+    /// Redis is down and `--require-leases` is set: not now.
     Unavailable,
 }
 
@@ -79,13 +79,13 @@ impl Drop for InterfaceLease {
 
 /// Redis's liveness, the interface lease and what it recalls, and the herd's pace and line.
 impl Coordination {
-    pub(super) fn new(redis: Option<Redis>, require_lock: bool, lease: Duration) -> Self {
+    pub(super) fn new(redis: Option<Redis>, require_leases: bool, lease: Duration) -> Self {
         if redis.is_none() {
             warn!("no --redis-url: claiming on EC2's compare-and-swap alone (safe, but a herd will collide more)");
         }
         Coordination {
             redis,
-            health: RedisHealth::new(require_lock),
+            health: RedisHealth::new(require_leases),
             epoch: Instant::now(),
             lease,
             interface: None,
@@ -106,7 +106,7 @@ impl Coordination {
     }
 
     /// Record a Redis failure ([`RedisHealth::failed`]). `Ok(true)`: the claim must not go on
-    /// without Redis (it waits for it, `--require-lock`); `Ok(false)`: it goes on without Redis
+    /// without Redis (it waits for it, `--require-leases`); `Ok(false)`: it goes on without Redis
     /// for a cool-down. A Redis that answers but can never work stops the claim.
     fn failed(&mut self, work: &Budget, e: RedisError) -> Result<bool, Stop> {
         let misconfigured = matches!(e, RedisError::Misconfigured(_));
@@ -114,7 +114,7 @@ impl Coordination {
             RedisFailure::Stop => Err(Stop::Fatal(e.into())),
             RedisFailure::WaitForIt => {
                 work.note(&e);
-                warn!(error = %e, "Redis unavailable and --require-lock is set: waiting for it");
+                warn!(error = %e, "Redis unavailable and --require-leases is set: waiting for it");
                 Ok(true)
             }
             RedisFailure::WithoutItFor(cool_down) => {
@@ -128,9 +128,9 @@ impl Coordination {
     /// Take the interface lease, waiting while another claim for this interface runs: AWS
     /// replaces an Elastic IP already on a private IP, so two claims for one interface at once
     /// could each associate an address and leave one of them reporting an address it lost.
-    /// Without Redis (and without `--require-lock`) there is no lease: the occupant check and
+    /// Without Redis (and without `--require-leases`) there is no lease: the occupant check and
     /// validation still catch a replaced association.
-    pub(super) async fn lock_interface(
+    pub(super) async fn take_interface_lease(
         &mut self,
         work: &Budget,
         me: &Identity,
@@ -142,7 +142,7 @@ impl Coordination {
                 return Ok(InterfaceLease { renewer: None });
             };
             match work
-                .bounded(redis.lock_interface(&me.eni, me.private_ip))
+                .bounded(redis.take_interface_lease(&me.eni, me.private_ip))
                 .await?
             {
                 Ok(true) => break redis,
@@ -208,7 +208,7 @@ impl Coordination {
     }
 
     /// Give the interface lease back (best effort: it expires on its own).
-    pub(super) async fn unlock_interface(
+    pub(super) async fn give_back_interface_lease(
         &mut self,
         cleanup: &Budget,
         mut lease: InterfaceLease,
@@ -221,7 +221,7 @@ impl Coordination {
         renewer.abort();
         if let Some(redis) = &self.redis {
             if let Ok(Err(e)) = cleanup
-                .bounded(redis.unlock_interface(&me.eni, me.private_ip))
+                .bounded(redis.give_back_interface_lease(&me.eni, me.private_ip))
                 .await
             {
                 debug!(error = %e, "could not give the interface lease back; it will expire");
@@ -283,7 +283,7 @@ impl Coordination {
     }
 }
 
-/// Each address: its lease, the markers of what was taken or assigned, what was freed or
+/// Each address: its lease, the markers on what was just taken, what was freed or
 /// forgotten, and the herd's shared listing.
 impl Coordination {
     /// Renew the lease before an EC2 call. `Ok(false)`: the lease is gone; stop on this address.
@@ -323,7 +323,7 @@ impl Coordination {
                     Leasing::Got(l)
                 }
                 Ok(Acquire::Busy) => Leasing::Busy,
-                Ok(Acquire::Assigned { age }) => Leasing::Masked(age),
+                Ok(Acquire::Marked { age }) => Leasing::Masked(age),
                 Err(e) => {
                     if self.failed(work, e)? {
                         Leasing::Unavailable
@@ -366,19 +366,14 @@ impl Coordination {
         }
     }
 
-    /// Record a won address in Redis as assigned to us (dropping our lease), so that claimers
-    /// with an older listing skip it.
-    pub(super) async fn record_assigned(
-        &self,
-        addr: &Address,
-        lease: Option<&Lease>,
-        me: &Identity,
-    ) {
+    /// Record a won address in Redis (dropping our lease): a marker, so that claimers with an
+    /// older listing skip it, the interface's intent and the holder record.
+    pub(super) async fn record_win(&self, addr: &Address, lease: Option<&Lease>, me: &Identity) {
         let Some(redis) = self.live() else {
             return;
         };
         if let Err(e) = redis
-            .mark_assigned(
+            .record_win(
                 &addr.allocation_id,
                 lease.map(|l| l.fence),
                 &me.eni,
@@ -386,7 +381,7 @@ impl Coordination {
             )
             .await
         {
-            warn!(error = %e, "could not record the assignment in Redis; others will learn it from EC2");
+            warn!(error = %e, "could not record the win in Redis; others will learn it from EC2");
         }
     }
 
@@ -444,7 +439,7 @@ impl Coordination {
                     poll += 1;
                 }
                 Err(e) => {
-                    // Listing needs no lease, even with --require-lock.
+                    // Listing needs no lease, even with --require-leases.
                     self.failed(work, e)?;
                     break;
                 }
@@ -466,7 +461,7 @@ impl Coordination {
     }
 
     /// Ask EC2 (one DescribeAddresses by allocation id, paced with the describe calls) about
-    /// addresses our own listing shows free but Redis marks assigned: the passes machine weighs
+    /// masked addresses (our own listing shows them free, a marker hides them): the passes machine weighs
     /// its answer against each marker's age ([`plan::masked_verdict`]).
     pub(super) async fn describe_masked(
         &mut self,
@@ -482,7 +477,7 @@ impl Coordination {
         Ok(seen)
     }
 
-    /// Drop Redis's "assigned" marker on `alloc` (EC2 outvoted it), if it is at least EC2's
+    /// Drop the marker on `alloc` (EC2 outvoted it), if it is at least EC2's
     /// consistency bound old.
     pub(super) async fn clear_marker(
         &mut self,

@@ -54,8 +54,8 @@ pub(crate) struct ClaimConfig {
     pub(crate) private_ip: Option<std::net::Ipv4Addr>,
     /// `--redis-url`, checked for form.
     pub(crate) redis: Option<RedisTarget>,
-    /// `--require-lock`.
-    pub(crate) require_lock: bool,
+    /// `--require-leases`.
+    pub(crate) require_leases: bool,
     /// The whole command's budget.
     pub(crate) timeout: Duration,
     /// `--output` env file.

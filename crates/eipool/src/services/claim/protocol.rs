@@ -51,7 +51,7 @@ impl Claimer {
         Claimer {
             m: Means {
                 ec2: ctx.ec2.clone(),
-                coord: Coordination::new(ctx.redis.clone(), cfg.require_lock, cfg.lease),
+                coord: Coordination::new(ctx.redis.clone(), cfg.require_leases, cfg.lease),
                 pool: cfg.pool.clone(),
                 herd: false,
                 slot: None,
@@ -74,14 +74,14 @@ impl Claimer {
     pub(super) async fn claim(&mut self, me: &Identity) -> Result<Claimed, Error> {
         let mut last_tally = None;
         let result = loop {
-            let result = match self.m.coord.lock_interface(&self.m.work, me).await {
+            let result = match self.m.coord.take_interface_lease(&self.m.work, me).await {
                 Ok(guard) => {
                     let result = self
                         .claim_inner(me, guard.in_redis(), &mut last_tally)
                         .await;
                     self.m
                         .coord
-                        .unlock_interface(&self.m.cleanup, guard, me)
+                        .give_back_interface_lease(&self.m.cleanup, guard, me)
                         .await;
                     result
                 }
@@ -166,7 +166,7 @@ impl Claimer {
                         );
                     }
                     info!(public_ip = %addr.public_ip, allocation_id = %addr.allocation_id, "already held: adopting");
-                    validate::record_holder(&self.m, &addr, me).await;
+                    validate::write_holder_tag(&self.m, &addr, me).await;
                     return validate::report(&addr, me, true);
                 }
                 claim::Call::Occupant { look: use_look } => {
@@ -262,7 +262,7 @@ impl Claimer {
                         .await?,
                 ),
                 passes::Call::ClearMarker(alloc, age) => {
-                    info!(allocation_id = %alloc, marker_age_ms = age.as_millis() as u64, "Redis marks it assigned but EC2 shows it free: dropping the marker");
+                    info!(allocation_id = %alloc, marker_age_ms = age.as_millis() as u64, "a marker hides it but EC2 shows it free: dropping the marker");
                     self.m.coord.clear_marker(&self.m.work, &alloc).await?;
                     passes::Input::Done
                 }
@@ -287,7 +287,7 @@ impl Claimer {
                 }
                 passes::Call::Adopt(a) => {
                     info!(public_ip = %a.public_ip, allocation_id = %a.allocation_id, "the listing shows an address on this interface: adopting");
-                    validate::record_holder(&self.m, &a, me).await;
+                    validate::write_holder_tag(&self.m, &a, me).await;
                     return validate::report(&a, me, true).map(Ok);
                 }
                 passes::Call::Ended(end) => {

@@ -10,19 +10,19 @@ use crate::pure::error::Error;
 use crate::pure::identity::Identity;
 use crate::support::output::Claimed;
 
-/// Record a won address: in Redis as assigned to us (dropping our lease), so that claimers
-/// with an older listing skip it, and on the address itself (the holder tag), the durable
+/// Record a won address: in Redis (`Coordination::record_win`: a marker, so that claimers
+/// with an older listing skip it, and the holder record), and on the address itself (the holder tag), the durable
 /// record status, gc and the exporter read. The two at once: neither waits for the other.
 pub(super) async fn record(m: &Means, addr: &Address, lease: Option<&Lease>, me: &Identity) {
     tokio::join!(
-        m.coord.record_assigned(addr, lease, me),
-        record_holder(m, addr, me)
+        m.coord.record_win(addr, lease, me),
+        write_holder_tag(m, addr, me)
     );
 }
 
 /// Write the holder tag on `addr` (on our interface) unless it already names this
 /// association. Best effort: a failure is logged, and the address stays ours.
-pub(super) async fn record_holder(m: &Means, addr: &Address, me: &Identity) {
+pub(super) async fn write_holder_tag(m: &Means, addr: &Address, me: &Identity) {
     let Some(tag) = HolderTag::to_write(addr, me, std::time::SystemTime::now()) else {
         return;
     };

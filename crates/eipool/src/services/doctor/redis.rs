@@ -14,7 +14,7 @@ fn failure(e: &RedisError) -> String {
     match e {
         RedisError::Misconfigured(_) => format!("{e}. Claims stop with exit 2 until it is fixed"),
         _ => format!(
-            "{e}. Check --redis-url and that Redis is up and reachable from here; meanwhile claims fall back to EC2 alone (or wait, with --require-lock)"
+            "{e}. Check --redis-url and that Redis is up and reachable from here; meanwhile claims fall back to EC2 alone (or wait, with --require-leases)"
         ),
     }
 }
