@@ -20,8 +20,8 @@
 //! clamped at the window's start; the world keeps ages (ticks since a waiter's last sign of
 //! life, capped past [`LINE_GHOST_AFTER`]; ticks a waiter waited while an address was free). A
 //! tick is longer than a poll (the machine's 250 ms sleep ends at the next tick, as an overrun
-//! sleep would): with polls, or with three waiters, the state space grew past the budget
-//! (5 to 14 million unique states). A tick comes only when every live waiter sleeps: a live
+//! sleep would), and there are two waiters: 250 ms ticks with three waiters passed 14 million
+//! unique states, 1 s ticks with three waiters and a 2 s backstop gave 5 million. A tick comes only when every live waiter sleeps: a live
 //! waiter asks once a tick, so it is never taken for dead (no pause is modelled). The world's events: an address freed (an `eipool release`, counted in
 //! Redis when it answers, or by hand, not counted), a free address taken outside the line (a
 //! hand association, a newcomer). Faults, one per run: a waiter killed (it stops asking; Redis
