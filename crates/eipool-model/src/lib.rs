@@ -21,6 +21,9 @@
 //! world: taking the interface lease (and taking it again when the attempt machine says it was
 //! lost), recording a win, and the faults. A change to a machine is checked here.
 //!
+//! The waiting line has a model of its own, [`line::LineModel`], driving eipool's line machine
+//! (`eipool::decisions::line::Line`) for each waiter (tests/line.rs).
+//!
 //! Seeded [`Mutation`]s break the protocol on purpose; each must be caught (tests/model.rs).
 //! `NoFenceCheck` and `SkipValidation` mutate the attempt machine (`Attempt::mutated`),
 //! `TrustMarker` the passes machine (`Passes::mutated`). `AllowReassociation` mutates EC2's
@@ -39,6 +42,8 @@ use eipool::decisions::passes::{self, Passes};
 use eipool::decisions::{occupant, Identity, CONSISTENCY_BOUND};
 use eipool::model::{Address, AllocationId, Association, EniId};
 use stateright::{Model, Property};
+
+pub mod line;
 
 /// Pool addresses in the model.
 pub const ADDRESSES: usize = 2;

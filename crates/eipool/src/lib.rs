@@ -61,6 +61,11 @@ pub mod decisions {
         pub use crate::pure::passes::{Call, End, Input, Mutation, Passes, Wait};
     }
     pub use crate::pure::identity::Identity;
+    /// The line machine: one server's place in the pool's waiting line, sans-IO.
+    pub mod line {
+        pub use crate::pure::line::{Call, Input, Line, Mutation, Place};
+        pub use crate::pure::plan::{CLAIM_LINE_BACKSTOP, LINE_GHOST_AFTER, LINE_POLL, LINE_WATCH};
+    }
     pub use crate::pure::plan::{
         after_holder_look, after_pass, candidate_order, claim_order, exhaustion_stands,
         masked_verdict, relist_without_redis, shared_listing_will_do, AfterPass, HolderLook,

@@ -25,7 +25,7 @@ use crate::pure::plan::{self, LineTurn};
 
 /// What the machine asks the driver to do next. A wait ends with `Turn`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum Call {
+pub enum Call {
     /// Join the line, with our ticket when we had one (Redis lost our place): `Joined`.
     Join { ticket: Option<u64> },
     /// Our place, and the pool's count of freed addresses (also our heartbeat): `Asked`.
@@ -40,16 +40,16 @@ pub(crate) enum Call {
 
 /// Our place in the line as Redis answers it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct Place {
+pub struct Place {
     /// Among the waiters present (0: the head), or `None` when Redis lost it.
-    pub(crate) place: Option<u64>,
+    pub place: Option<u64>,
     /// How many addresses the pool has seen freed.
-    pub(crate) freed: u64,
+    pub freed: u64,
 }
 
 /// The answer to the last [`Call`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum Input {
+pub enum Input {
     /// A wait begins; without Redis, the turn comes after `backstop`.
     Start {
         backstop: Duration,
@@ -75,7 +75,7 @@ enum State {
 
 /// One server's place in the line. See the module doc.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) struct Line {
+pub struct Line {
     ticket: Option<u64>,
     /// The freed count at our last try: a new try only when it moved.
     tried_at: Option<u64>,
@@ -84,6 +84,22 @@ pub(crate) struct Line {
     backstop: Duration,
     looked: Duration,
     state: State,
+    /// A step broken on purpose, for the model checker's mutation tests (never in eipool).
+    mutation: Option<Mutation>,
+}
+
+/// A step of the machine broken on purpose: eipool-model shows its checker catches each.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mutation {
+    /// Any waiter told its place claims when the count moved, not only the head.
+    AnyPlaceClaims,
+    /// The head claims at every ask, whether the freed count moved since its last try or not.
+    TurnUnmoved,
+    /// A place Redis lost is joined again with a new ticket, not ours (to the back of the line).
+    RejoinAnew,
+    /// The head never looks at the pool (an address freed outside eipool wakes no one).
+    NoLook,
 }
 
 impl Default for Line {
@@ -94,7 +110,7 @@ impl Default for Line {
 
 impl Line {
     /// Not in the line yet.
-    pub(crate) fn new() -> Self {
+    pub fn new() -> Self {
         Line {
             ticket: None,
             tried_at: None,
@@ -102,24 +118,46 @@ impl Line {
             backstop: Duration::ZERO,
             looked: Duration::ZERO,
             state: State::Idle,
+            mutation: None,
         }
     }
 
+    /// This machine with `mutation`: for eipool-model's mutation tests only.
+    #[doc(hidden)]
+    pub fn mutated(mut self, mutation: Mutation) -> Self {
+        self.mutation = Some(mutation);
+        self
+    }
+
+    /// This machine with its clock's origin moved `by` later: each time it keeps (the wait's
+    /// start, the head's last look) is moved back by `by`, none before zero. Its decisions
+    /// compare only the time since each with a bound (`plan::LINE_WATCH`, the backstop), so
+    /// this changes none of them while `now - by` (the next `now` fed) is at least the larger
+    /// bound: a time clamped at zero was, and stays, past both. eipool-model, whose clock is a
+    /// window of that length, keeps machines this way so that a wait is the same state
+    /// whenever it began, past the window.
+    #[doc(hidden)]
+    pub fn rebased(mut self, by: Duration) -> Self {
+        self.since = self.since.saturating_sub(by);
+        self.looked = self.looked.saturating_sub(by);
+        self
+    }
+
     /// Our ticket, while we hold a place (joined, not left).
-    pub(crate) fn ticket(&self) -> Option<u64> {
+    pub fn ticket(&self) -> Option<u64> {
         self.ticket
     }
 
     /// We left the line (an address is held, we gave up, or we stepped away to restart): the
     /// place is Redis's to keep or drop now. The ticket we had, if any.
-    pub(crate) fn left(&mut self) -> Option<u64> {
+    pub fn left(&mut self) -> Option<u64> {
         self.tried_at = None;
         self.state = State::Idle;
         self.ticket.take()
     }
 
     /// Feed the answer to the last call, at `now`; get the next call.
-    pub(crate) fn step(&mut self, input: Input, now: Duration) -> Call {
+    pub fn step(&mut self, input: Input, now: Duration) -> Call {
         let state = std::mem::replace(&mut self.state, State::Idle);
         match (state, input) {
             (_, Input::Start { backstop }) => {
@@ -139,9 +177,14 @@ impl Line {
                 // The count at our first ask is where we start from: becoming the head is not,
                 // by itself, an address freed (the head's look covers what the count does not).
                 let tried_at = *self.tried_at.get_or_insert(place.freed);
-                let moved = tried_at != place.freed;
-                let look_due = now.saturating_sub(self.looked) >= plan::LINE_WATCH;
-                match plan::line_turn(place.place, moved, look_due) {
+                let moved = tried_at != place.freed || self.is(Mutation::TurnUnmoved);
+                let look_due = now.saturating_sub(self.looked) >= plan::LINE_WATCH
+                    && !self.is(Mutation::NoLook);
+                let at = match self.mutation {
+                    Some(Mutation::AnyPlaceClaims) if moved => place.place.map(|_| 0),
+                    _ => place.place,
+                };
+                match plan::line_turn(at, moved, look_due) {
                     LineTurn::Claim => {
                         self.tried_at = Some(place.freed);
                         Call::Turn
@@ -153,7 +196,7 @@ impl Line {
                     LineTurn::Rejoin => self.go(
                         State::Rejoining,
                         Call::Join {
-                            ticket: self.ticket,
+                            ticket: self.ticket.filter(|_| !self.is(Mutation::RejoinAnew)),
                         },
                     ),
                     LineTurn::Wait => self.poll(),
@@ -184,6 +227,10 @@ impl Line {
 
 /// The transitions `step` takes: each moves to a state and says the call it waits on there.
 impl Line {
+    fn is(&self, m: Mutation) -> bool {
+        self.mutation == Some(m)
+    }
+
     fn go(&mut self, state: State, call: Call) -> Call {
         self.state = state;
         call
@@ -349,6 +396,46 @@ mod tests {
         assert_eq!(l.step(Input::Joined(Some(9)), MS), Call::Ask);
         // The count starts again from this wait's first ask.
         assert_eq!(l.step(place(0, 5), MS), Call::Sleep(plan::LINE_POLL));
+    }
+
+    /// eipool-model's clock window (`Line::rebased`): moving the origin later, with the times
+    /// older than the window clamped at zero, changes no decision while the next `now` is at
+    /// least the window (the backstop here, the longer bound).
+    #[test]
+    fn rebasing_the_clock_within_its_window_changes_no_decision() {
+        let (l, _) = waiting(place(0, 3));
+        let later = 3 * BACKSTOP;
+        let by = later - BACKSTOP;
+        for answer in [place(0, 3), place(0, 4), place(1, 4), Input::Asked(None)] {
+            let (mut a, mut b) = (l.clone(), l.clone().rebased(by));
+            assert_eq!(a.step(Input::Slept, later), Call::Ask);
+            assert_eq!(b.step(Input::Slept, later - by), Call::Ask);
+            assert_eq!(
+                a.step(answer, later),
+                b.step(answer, later - by),
+                "{answer:?}"
+            );
+        }
+        // Within the window, a time is moved, not clamped: the watch counts from the moved
+        // start (a wait begun at 1 s, moved 1 ms earlier).
+        let at = Duration::from_secs(1);
+        let mut b = Line::new();
+        b.step(Input::Start { backstop: BACKSTOP }, at);
+        b.step(Input::Joined(Some(7)), at);
+        b.step(place(0, 3), at);
+        let mut b = b.rebased(MS);
+        let due = at - MS + plan::LINE_WATCH;
+        assert_eq!(b.step(Input::Slept, due - MS), Call::Ask);
+        assert_eq!(b.step(place(0, 3), due - MS), Call::Sleep(plan::LINE_POLL));
+        assert_eq!(b.step(Input::Slept, due), Call::Ask);
+        assert_eq!(b.step(place(0, 3), due), Call::Look);
+        // So does the backstop, with Redis silent.
+        let turn = at - MS + BACKSTOP;
+        b.step(Input::Looked(false), due);
+        assert_eq!(b.step(Input::Slept, turn - MS), Call::Ask);
+        assert_eq!(b.step(Input::Asked(None), turn - MS), Call::Sleep(MS));
+        assert_eq!(b.step(Input::Slept, turn), Call::Ask);
+        assert_eq!(b.step(Input::Asked(None), turn), Call::Turn);
     }
 
     // Review (review-line): tests pinning the old async loop's behaviour where the machine's

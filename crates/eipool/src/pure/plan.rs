@@ -708,10 +708,10 @@ pub(crate) enum AfterDeadline {
 /// How often a waiter in the pool's line (an agent that found the pool exhausted) asks Redis
 /// for its place and whether an address was freed; each ask is also its heartbeat (and the
 /// head's while it claims).
-pub(crate) const LINE_POLL: Duration = Duration::from_millis(250);
+pub const LINE_POLL: Duration = Duration::from_millis(250);
 
 /// `claim --wait` without Redis (or while it fails): how often it looks at EC2 again.
-pub(crate) const CLAIM_LINE_BACKSTOP: Duration = Duration::from_secs(5);
+pub const CLAIM_LINE_BACKSTOP: Duration = Duration::from_secs(5);
 
 /// `claim --wait` stops waiting this long before its work deadline: a claim woken later would
 /// rarely finish, and would then report a passing failure (75) instead of the exhaustion (69).
@@ -720,7 +720,7 @@ pub(crate) const LINE_LAST_TRY: Duration = Duration::from_secs(2);
 /// A waiter whose heartbeat is older than this is dead (killed, paused, cut off): every ask and
 /// every count of the line drops it, wherever it stands. A live one taken for dead (starved of
 /// CPU) rejoins with its ticket, so it loses nothing.
-pub(crate) const LINE_GHOST_AFTER: Duration = Duration::from_secs(3);
+pub const LINE_GHOST_AFTER: Duration = Duration::from_secs(3);
 
 /// How long a waiter stopped by SIGTERM/SIGINT (the kubelet restarting it) keeps its place: the
 /// place belongs to the server, and a restart within this grace finds its ticket where it was.
@@ -731,7 +731,7 @@ pub(crate) const LINE_RESTART_GRACE: Duration = Duration::from_secs(120);
 /// DescribeAddresses in the herd's describe pace): an address freed outside eipool (by hand, by
 /// an instance terminated without a preStop) wakes no one else. One look per pool per period,
 /// by one process, and none when no one waits.
-pub(crate) const LINE_WATCH: Duration = Duration::from_secs(2);
+pub const LINE_WATCH: Duration = Duration::from_secs(2);
 
 /// How often the exporter counts the pool's waiting line (one Redis script, which also drops the
 /// dead): `eipool_pool_waiting` follows a waiter's death within seconds, also when no one else
