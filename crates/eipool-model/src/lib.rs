@@ -433,7 +433,9 @@ impl ClaimModel {
             let moment = match (&t.call, &answered) {
                 (_, None) => false,
                 // A wait before a look, or a look not waited for: the look is the next step.
-                (Call::Renew | Call::Sleep(Pause::Validation { .. } | Pause::Holder(_)), _) => true,
+                (Call::Renew | Call::Sleep(Pause::Validation { .. } | Pause::CheckTaken(_)), _) => {
+                    true
+                }
                 (Call::Sleep(Pause::Undo(_)), _) => true,
                 (Call::Describe | Call::LookForOurs, Some(prev)) => !matches!(prev, Call::Sleep(_)),
                 (Call::StillHoldsInterface, Some(prev)) => *prev != Call::Renew,
@@ -787,7 +789,7 @@ fn waited(w: &World, a: u8, stale: u8) -> Duration {
 fn without_counts(call: Call) -> Call {
     Call::Sleep(match call {
         Call::Sleep(Pause::Validation { herd, .. }) => Pause::Validation { poll: 0, herd },
-        Call::Sleep(Pause::Holder(_)) => Pause::Holder(0),
+        Call::Sleep(Pause::CheckTaken(_)) => Pause::CheckTaken(0),
         Call::Sleep(Pause::Undo(_)) => Pause::Undo(0),
         Call::Sleep(Pause::NodeView(_)) => Pause::NodeView(0),
         Call::Sleep(Pause::Backoff(_)) => Pause::Backoff(0),

@@ -67,10 +67,10 @@ pub mod decisions {
         pub use crate::pure::plan::{CLAIM_LINE_BACKSTOP, LINE_GHOST_AFTER, LINE_POLL, LINE_WATCH};
     }
     pub use crate::pure::plan::{
-        after_holder_look, after_pass, candidate_order, claim_order, exhaustion_stands,
-        masked_verdict, relist_without_redis, shared_listing_will_do, AfterPass, HolderLook,
-        MaskedVerdict, PaceState, PassTally, Rate, CONSISTENCY_BOUND, DESCRIBE_PACE,
-        LOCK_FREE_BATCH, MUTATING_PACE,
+        after_a_look, after_pass, candidate_order, claim_order, exhaustion_stands, masked_verdict,
+        relist_without_redis, shared_listing_will_do, AfterPass, LookVerdict, MaskedVerdict,
+        PaceState, PassTally, Rate, CONSISTENCY_BOUND, DESCRIBE_PACE, MUTATING_PACE,
+        WITHOUT_REDIS_BATCH,
     };
 }
 

@@ -15,7 +15,7 @@
 //! The crux is *in doubt*: an association of ours may be on the address without our knowing
 //! (a crashed run's, the suspect; or a call of ours whose answer was lost or that was cut off in
 //! flight). While in doubt the machine never takes "taken" at its word before looking who holds
-//! the address (`CheckTaken`, its pauses `Pause::Holder`), and never stops without looking for ours (`Undo`). It gives back what
+//! the address (`CheckTaken`, its pauses `Pause::CheckTaken`), and never stops without looking for ours (`Undo`). It gives back what
 //! a stopped claim may have associated only while the claim still holds its interface lease
 //! (`MayGiveBack`): past it, what our private IP shows may be a re-run's, or ours adopted by
 //! it, and is left to that claim (or to a re-run, which adopts it, or to `eipool gc`). When the
@@ -28,7 +28,7 @@ use crate::pure::address::{Address, Association};
 use crate::pure::classify::standing;
 use crate::pure::identity::Identity;
 use crate::pure::ids::AssociationId;
-use crate::pure::plan::{self, HolderLook};
+use crate::pure::plan::{self, LookVerdict};
 
 /// What the machine asks the driver to do next. The last call of a run is one of `Won`, `Done`
 /// or `Stop`.
@@ -128,8 +128,8 @@ pub enum Pause {
     Validation { poll: u32, herd: bool },
     /// Before look `poll` at the node's own view while validating.
     NodeView(u32),
-    /// Before look `poll` at who holds an address we may have associated.
-    Holder(u32),
+    /// Before look `poll` at an address we may have associated, where EC2 answered "taken".
+    CheckTaken(u32),
     /// Before look `poll` for ours while giving back, on the cleanup budget.
     Undo(u32),
 }
@@ -141,7 +141,7 @@ impl Pause {
             Pause::Backoff(n) => plan::backoff(n, unit),
             Pause::Validation { poll, herd } => plan::validation_wait(poll, herd),
             Pause::NodeView(poll) => plan::node_view_delay(poll),
-            Pause::Holder(poll) | Pause::Undo(poll) => plan::validation_delay(poll),
+            Pause::CheckTaken(poll) | Pause::Undo(poll) => plan::validation_delay(poll),
         }
     }
 
@@ -404,24 +404,24 @@ impl Attempt {
             }
             (State::Backoff, Input::Slept) => self.pace(),
             (State::CheckTaken { since, poll, .. }, Input::Seen(seen)) => {
-                match plan::after_holder_look(
+                match plan::after_a_look(
                     standing(seen.as_ref(), &self.me),
                     now.saturating_sub(since),
                 ) {
-                    HolderLook::Ours => match seen {
+                    LookVerdict::Ours => match seen {
                         Some(addr) => self.won(addr, true),
                         None => self.taken(),
                     },
-                    HolderLook::NotOurs => self.taken(),
+                    LookVerdict::NotOurs => self.taken(),
                     // Whoever held it let go: it may be free now; try it again later.
-                    HolderLook::NobodysNow => self.give_up(Outcome::Transient),
-                    HolderLook::LookAgain => self.go(
+                    LookVerdict::NobodysNow => self.give_up(Outcome::Transient),
+                    LookVerdict::LookAgain => self.go(
                         State::CheckTaken {
                             since,
                             poll: next_poll(poll),
                             sleeping: true,
                         },
-                        Call::Sleep(Pause::Holder(poll)),
+                        Call::Sleep(Pause::CheckTaken(poll)),
                     ),
                 }
             }
@@ -489,25 +489,25 @@ impl Attempt {
             (State::Validate { since, poll, .. }, Input::Seen(seen)) => {
                 // Before EC2's consistency bound, a look may show the address as it was before
                 // we associated it: free, or on its previous holder (who let go just before).
-                match plan::after_holder_look(
+                match plan::after_a_look(
                     standing(seen.as_ref(), &self.me),
                     now.saturating_sub(since),
                 ) {
-                    HolderLook::Ours => match seen {
+                    LookVerdict::Ours => match seen {
                         Some(addr) => self.won(addr, false),
                         None => self.give_back(GiveBack::Elsewhere, End::Done(Outcome::Taken)),
                     },
                     // Someone took it after us, past the bound (or it was released).
                     // Disassociating our own association id is safe either way.
-                    HolderLook::NotOurs => {
+                    LookVerdict::NotOurs => {
                         self.give_back(GiveBack::Elsewhere, End::Done(Outcome::Taken))
                     }
                     // Never report it: our private IP holds something else now. Disassociating
                     // it again makes sure, and wakes the pool's line.
-                    HolderLook::NobodysNow => {
+                    LookVerdict::NobodysNow => {
                         self.give_back(GiveBack::Displaced, End::Done(Outcome::Displaced))
                     }
-                    HolderLook::LookAgain => self.validate(since, poll),
+                    LookVerdict::LookAgain => self.validate(since, poll),
                 }
             }
             (State::GiveBack { then }, Input::Done) => self.release(!self.in_doubt, then),
@@ -534,16 +534,16 @@ impl Attempt {
                 // The lease is released keeping the interface's record of taking this address
                 // (`forget_intent` false): what was in doubt stays recalled for a re-run.
                 let then = End::Stop(why);
-                match plan::after_holder_look(
+                match plan::after_a_look(
                     standing(seen.as_ref(), &self.me),
                     now.saturating_sub(since),
                 ) {
-                    HolderLook::Ours => match seen.and_then(|a| a.association) {
+                    LookVerdict::Ours => match seen.and_then(|a| a.association) {
                         Some(x) => self.may_give_back(x.id, GiveBack::Undo, then),
                         None => self.release(false, then),
                     },
-                    HolderLook::NotOurs | HolderLook::NobodysNow => self.release(false, then),
-                    HolderLook::LookAgain => self.go(
+                    LookVerdict::NotOurs | LookVerdict::NobodysNow => self.release(false, then),
+                    LookVerdict::LookAgain => self.go(
                         State::Undo {
                             since,
                             poll: next_poll(poll),
@@ -951,7 +951,7 @@ mod tests {
             let at = |p| Pause::Validation { poll: p, herd }.duration(0.0);
             assert_eq!(at(POLLS_DISTINCT), at(POLLS_DISTINCT + 100));
         }
-        for p in [Pause::NodeView, Pause::Holder, Pause::Undo] {
+        for p in [Pause::NodeView, Pause::CheckTaken, Pause::Undo] {
             assert_eq!(
                 p(POLLS_DISTINCT).duration(0.0),
                 p(POLLS_DISTINCT + 100).duration(0.0)
@@ -1194,7 +1194,7 @@ mod tests {
                 Call::Associate
             ]
         );
-        assert!(c.contains(&Call::Sleep(Pause::Holder(0))), "{c:?}");
+        assert!(c.contains(&Call::Sleep(Pause::CheckTaken(0))), "{c:?}");
         assert_eq!(last(&r), &Call::Done(Outcome::Transient));
         assert!(!c.iter().any(|c| matches!(c, Call::ReleaseLease { .. })));
     }
@@ -1467,7 +1467,7 @@ mod tests {
             Call::Associate => lost(),
             // Stale: free before the bound, so the holder look sleeps; the stop comes there.
             Call::Describe => Input::Seen(Some(cand())),
-            Call::Sleep(Pause::Holder(_)) => Input::Stopped,
+            Call::Sleep(Pause::CheckTaken(_)) => Input::Stopped,
             c => well(c),
         });
         let c = calls(&r);

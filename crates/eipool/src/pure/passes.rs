@@ -629,14 +629,14 @@ mod tests {
 
     #[test]
     fn with_redis_silent_a_batch_of_blind_takes_sets_the_rest_aside_for_a_listing_of_our_own() {
-        let n = plan::LOCK_FREE_BATCH as u8 + 2;
+        let n = plan::WITHOUT_REDIS_BATCH as u8 + 2;
         let mut m = passes(&(1..=n).collect::<Vec<_>>());
         let blind = Input::Tried {
             outcome: Outcome::Taken,
             redis: false,
         };
         let mut call = first_try(&mut m);
-        for _ in 0..plan::LOCK_FREE_BATCH {
+        for _ in 0..plan::WITHOUT_REDIS_BATCH {
             assert!(tries(&call).is_some(), "{call:?}");
             call = then(&mut m, blind.clone());
         }

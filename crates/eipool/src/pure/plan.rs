@@ -83,20 +83,20 @@ pub const CONSISTENCY_BOUND: Duration = Duration::from_secs(5);
 /// address as it was before, free or on its previous holder's interface: neither is an answer
 /// yet (a claim that took "elsewhere" at its word would move on and associate another address
 /// to our private IP, displacing ours).
-pub fn after_holder_look(standing: Standing, waited: Duration) -> HolderLook {
+pub fn after_a_look(standing: Standing, waited: Duration) -> LookVerdict {
     let settled = waited >= CONSISTENCY_BOUND;
     match standing {
-        Standing::Mine => HolderLook::Ours,
-        Standing::Gone => HolderLook::NotOurs,
-        Standing::Elsewhere if settled => HolderLook::NotOurs,
-        Standing::Free if settled => HolderLook::NobodysNow,
-        Standing::Elsewhere | Standing::Free => HolderLook::LookAgain,
+        Standing::Mine => LookVerdict::Ours,
+        Standing::Gone => LookVerdict::NotOurs,
+        Standing::Elsewhere if settled => LookVerdict::NotOurs,
+        Standing::Free if settled => LookVerdict::NobodysNow,
+        Standing::Elsewhere | Standing::Free => LookVerdict::LookAgain,
     }
 }
 
-/// See [`after_holder_look`].
+/// See [`after_a_look`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HolderLook {
+pub enum LookVerdict {
     /// On our interface and private IP: an earlier call of ours associated it.
     Ours,
     /// Someone else's, or released.
@@ -554,13 +554,13 @@ pub fn claim_order<R: Rng + ?Sized>(
 
 /// Without Redis, how many addresses found taken (each one a mutating call) before the rest of
 /// a listing is set aside for a fresh one.
-pub const LOCK_FREE_BATCH: usize = 3;
+pub const WITHOUT_REDIS_BATCH: usize = 3;
 
 /// Whether a claimer without Redis, having found `taken` addresses of its listing taken, lists
 /// the pool again rather than try the rest: nobody tells it what the others took, and a fresh
 /// listing costs one describe call where each blind try costs a mutating one.
 pub fn relist_without_redis(taken: usize) -> bool {
-    taken >= LOCK_FREE_BATCH
+    taken >= WITHOUT_REDIS_BATCH
 }
 
 /// After Redis fails (without `--require-leases`), how long to claim without it before trying again.
@@ -918,29 +918,29 @@ mod tests {
         let s = Duration::from_secs;
         // (what EC2 shows, since the first look, verdict)
         let cases = [
-            (Standing::Mine, s(0), HolderLook::Ours),
-            (Standing::Mine, s(60), HolderLook::Ours),
+            (Standing::Mine, s(0), LookVerdict::Ours),
+            (Standing::Mine, s(60), LookVerdict::Ours),
             // A look before the bound may show the previous holder: not an answer yet.
-            (Standing::Elsewhere, s(0), HolderLook::LookAgain),
+            (Standing::Elsewhere, s(0), LookVerdict::LookAgain),
             (
                 Standing::Elsewhere,
                 CONSISTENCY_BOUND - MS(1),
-                HolderLook::LookAgain,
+                LookVerdict::LookAgain,
             ),
-            (Standing::Elsewhere, CONSISTENCY_BOUND, HolderLook::NotOurs),
-            (Standing::Gone, s(0), HolderLook::NotOurs),
-            (Standing::Free, s(0), HolderLook::LookAgain),
+            (Standing::Elsewhere, CONSISTENCY_BOUND, LookVerdict::NotOurs),
+            (Standing::Gone, s(0), LookVerdict::NotOurs),
+            (Standing::Free, s(0), LookVerdict::LookAgain),
             (
                 Standing::Free,
                 CONSISTENCY_BOUND - MS(1),
-                HolderLook::LookAgain,
+                LookVerdict::LookAgain,
             ),
-            (Standing::Free, CONSISTENCY_BOUND, HolderLook::NobodysNow),
-            (Standing::Free, s(3_600), HolderLook::NobodysNow),
+            (Standing::Free, CONSISTENCY_BOUND, LookVerdict::NobodysNow),
+            (Standing::Free, s(3_600), LookVerdict::NobodysNow),
         ];
         for (standing, waited, want) in cases {
             assert_eq!(
-                after_holder_look(standing, waited),
+                after_a_look(standing, waited),
                 want,
                 "{standing:?} after {waited:?}"
             );
