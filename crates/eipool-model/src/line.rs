@@ -549,6 +549,30 @@ impl Model for LineModel {
                 "a dead waiter never blocks: no address stays free past the bound while a live waiter waits",
                 |_, s: &LineWorld| s.starved.iter().all(|t| TICK * u32::from(*t) <= starvation_bound()),
             ),
+            // That the properties above are not held vacuously: the states they speak of are
+            // reached (each `sometimes` must find an example).
+            Property::sometimes("reachable: every waiter holds an address", |_, s: &LineWorld| {
+                s.waiters.iter().all(|w| matches!(w.phase, Phase::Holds(_)))
+            }),
+            Property::sometimes(
+                "reachable: a dead waiter dropped from the line while another waits",
+                |_, s: &LineWorld| {
+                    let waiting = |w: &Waiter| matches!(w.phase, Phase::Waiting { .. });
+                    s.waiters.iter().enumerate().any(|(d, w)| {
+                        w.phase == Phase::Dead
+                            && !s.redis.line.iter().any(|&(_, x)| usize::from(x) == d)
+                    }) && s.waiters.iter().any(waiting)
+                },
+            ),
+            Property::sometimes(
+                "reachable: a waiter waits while Redis is silent",
+                |_, s: &LineWorld| {
+                    !s.redis.up
+                        && s.waiters
+                            .iter()
+                            .any(|w| matches!(w.phase, Phase::Waiting { .. }))
+                },
+            ),
         ]
     }
 

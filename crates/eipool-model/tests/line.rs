@@ -48,6 +48,9 @@ fn every_line_property_holds_in_every_interleaving_with_one_fault() {
         started.elapsed().as_secs_f64()
     );
     for (name, _) in checker.discoveries() {
+        if name.starts_with("reachable: ") {
+            continue; // an example found, as it must be: not a counterexample
+        }
         println!(
             "{name}: {}",
             trace(&LineModel::new(FAULTS), name).unwrap_or_default()
