@@ -69,8 +69,12 @@ pub enum Call {
     /// (answer: [`Input::Done`]).
     Disassociate(AssociationId, GiveBack),
     /// Release the lease, if one is held; with `forget_intent`, also the interface's record of
-    /// taking this address (answer: [`Input::Done`]).
-    ReleaseLease { forget_intent: bool },
+    /// taking this address (answer: [`Input::Done`]). `lease_too_short`: why, when the renewed
+    /// lease had only this much left, too little for another EC2 call (the driver warns).
+    ReleaseLease {
+        forget_intent: bool,
+        lease_too_short: Option<Duration>,
+    },
     /// Won: record it (Redis and the holder tag) and report it. `adopted`: an earlier call (a
     /// lost answer, a crashed run) had associated it.
     Won { addr: Address, adopted: bool },
@@ -385,7 +389,16 @@ impl Attempt {
                 if plan::lease_allows(left, self.call_timeout, plan::LEASE_MARGIN) {
                     self.go(State::Interface, Call::StillHoldsInterface)
                 } else {
-                    self.give_up(Outcome::Transient)
+                    // Too short for another call: give up before associating, saying why.
+                    self.go(
+                        State::Release {
+                            then: End::Done(Outcome::Transient),
+                        },
+                        Call::ReleaseLease {
+                            forget_intent: true,
+                            lease_too_short: Some(left),
+                        },
+                    )
                 }
             }
             (State::Interface, Input::Interface(false)) => self.stopped(Why::InterfaceLost, now),
@@ -791,7 +804,10 @@ impl Attempt {
         }
         self.go(
             State::Release { then },
-            Call::ReleaseLease { forget_intent },
+            Call::ReleaseLease {
+                forget_intent,
+                lease_too_short: None,
+            },
         )
     }
 
@@ -1061,7 +1077,8 @@ mod tests {
                 Call::Associate,
                 Call::MarkTaken,
                 Call::ReleaseLease {
-                    forget_intent: true
+                    forget_intent: true,
+                    lease_too_short: None
                 },
                 Call::Done(Outcome::Taken)
             ]
@@ -1087,7 +1104,8 @@ mod tests {
             [
                 Call::Disassociate(assoc("eipassoc-1"), GiveBack::Undo),
                 Call::ReleaseLease {
-                    forget_intent: false
+                    forget_intent: false,
+                    lease_too_short: None
                 },
                 Call::Stop(Why::Stopped)
             ]
@@ -1122,7 +1140,8 @@ mod tests {
             c[c.len() - 2..],
             [
                 Call::ReleaseLease {
-                    forget_intent: false
+                    forget_intent: false,
+                    lease_too_short: None
                 },
                 Call::Stop(Why::Stopped)
             ]
@@ -1141,7 +1160,8 @@ mod tests {
             [
                 Call::LookForOurs,
                 Call::ReleaseLease {
-                    forget_intent: false
+                    forget_intent: false,
+                    lease_too_short: None
                 },
                 Call::Stop(Why::Stopped)
             ]
@@ -1165,7 +1185,8 @@ mod tests {
             assert_eq!(last(&r), &Call::Stop(Why::Stopped), "{c:?}");
             assert_eq!(
                 c.contains(&Call::ReleaseLease {
-                    forget_intent: true
+                    forget_intent: true,
+                    lease_too_short: None
                 }),
                 at != Call::TakeLease,
                 "{c:?}"
@@ -1243,7 +1264,8 @@ mod tests {
                 [
                     Call::Disassociate(assoc("eipassoc-1"), why),
                     Call::ReleaseLease {
-                        forget_intent: true
+                        forget_intent: true,
+                        lease_too_short: None
                     },
                     Call::Done(outcome)
                 ]
@@ -1277,7 +1299,8 @@ mod tests {
             [
                 Call::Disassociate(assoc("eipassoc-1"), GiveBack::RolledBack),
                 Call::ReleaseLease {
-                    forget_intent: true
+                    forget_intent: true,
+                    lease_too_short: None
                 },
                 Call::Stop(Why::Stopped)
             ]
@@ -1351,11 +1374,17 @@ mod tests {
             });
             let c = calls(&r);
             assert!(!c.contains(&Call::Associate), "{c:?}");
+            // A short lease says so, with what was left: the driver's warning.
+            let lease_too_short = match renewed {
+                Input::Renewed { held: true, left } => Some(left),
+                _ => None,
+            };
             assert_eq!(
                 c[c.len() - 2..],
                 [
                     Call::ReleaseLease {
-                        forget_intent: true
+                        forget_intent: true,
+                        lease_too_short
                     },
                     Call::Done(outcome)
                 ]
@@ -1423,7 +1452,8 @@ mod tests {
             calls(&r)[r.len() - 2..],
             [
                 Call::ReleaseLease {
-                    forget_intent: true
+                    forget_intent: true,
+                    lease_too_short: None
                 },
                 Call::Stop(Why::InterfaceLost)
             ]
@@ -1448,7 +1478,8 @@ mod tests {
             assert_eq!(last(&r), &Call::Stop(Why::InterfaceLost), "{c:?}");
             assert_eq!(
                 c.contains(&Call::ReleaseLease {
-                    forget_intent: false
+                    forget_intent: false,
+                    lease_too_short: None
                 }),
                 !suspect,
                 "the record of what was in doubt stays: {c:?}"
@@ -1477,7 +1508,8 @@ mod tests {
             [
                 Call::Disassociate(assoc("eipassoc-1"), GiveBack::Undo),
                 Call::ReleaseLease {
-                    forget_intent: false
+                    forget_intent: false,
+                    lease_too_short: None
                 },
                 Call::Stop(Why::Stopped)
             ],
@@ -1556,7 +1588,8 @@ mod tests {
             assert_eq!(last(&r), &Call::Stop(Why::Stopped));
             assert_eq!(
                 c.contains(&Call::ReleaseLease {
-                    forget_intent: false
+                    forget_intent: false,
+                    lease_too_short: None
                 }),
                 !suspect,
                 "{c:?}"

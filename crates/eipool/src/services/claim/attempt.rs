@@ -56,14 +56,9 @@ pub(super) async fn attempt(
     // What AssociateAddress answered, and the node's view, once asked.
     let mut answered: Option<AssociationId> = None;
     let mut imds: Option<Imds> = None;
-    let mut renewed_left: Option<std::time::Duration> = None;
     let mut input = Input::Start;
     loop {
         let call = machine.step(input, epoch.elapsed());
-        // The lease was renewed, and the machine stops before associating: too short.
-        if let (Some(left), Call::ReleaseLease { .. }) = (renewed_left.take(), &call) {
-            warn!(allocation_id = %alloc, lease_left_ms = left.as_millis() as u64, "lease too short for another EC2 call; stopping before associating");
-        }
         input = match call {
             Call::TakeLease => match m.coord.take_lease(&m.work, alloc, me).await {
                 Ok(Leasing::Got(l)) => {
@@ -101,7 +96,6 @@ pub(super) async fn attempt(
                 match m.coord.renew(&m.work, l).await {
                     Ok(held) => {
                         let left = l.valid_until.saturating_duration_since(Instant::now());
-                        renewed_left = held.then_some(left);
                         Input::Renewed { held, left }
                     }
                     Err(s) => stopped(&mut stop, s),
@@ -222,7 +216,13 @@ pub(super) async fn attempt(
                 cleanup::disassociate_quietly(m, &assoc).await;
                 Input::Done
             }
-            Call::ReleaseLease { forget_intent } => {
+            Call::ReleaseLease {
+                forget_intent,
+                lease_too_short,
+            } => {
+                if let Some(left) = lease_too_short {
+                    warn!(allocation_id = %alloc, lease_left_ms = left.as_millis() as u64, "lease too short for another EC2 call; stopping before associating");
+                }
                 m.coord
                     .release_lease(&m.cleanup, lease.as_ref(), me, forget_intent)
                     .await;
