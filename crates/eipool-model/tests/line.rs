@@ -5,33 +5,13 @@ use std::time::Instant;
 
 use eipool::decisions::line::Mutation;
 use eipool_model::line::LineModel;
-use stateright::{Checker, HasDiscoveries, Model};
+use stateright::{Checker, Model};
+
+mod common;
+use common::trace;
 
 /// Faults one run may suffer.
 const FAULTS: u8 = 1;
-
-fn trace(model: &LineModel, property: &'static str) -> Option<String> {
-    let checker = model
-        .clone()
-        .checker()
-        .threads(2)
-        .finish_when(HasDiscoveries::AnyOf([property].into()))
-        .spawn_bfs()
-        .join();
-    let path = checker.discovery(property)?;
-    let mut out = format!("counterexample for {property:?}:\n");
-    let states = path.clone().into_states();
-    let actions = path.into_actions();
-    out.push_str(&format!("  start: {}\n", states[0]));
-    for (i, (a, s)) in actions.iter().zip(states.iter().skip(1)).enumerate() {
-        out.push_str(&format!(
-            "  {:>2}. {}\n      → {s}\n",
-            i + 1,
-            model.format_action(a)
-        ));
-    }
-    Some(out)
-}
 
 #[test]
 fn every_line_property_holds_in_every_interleaving_with_one_fault() {
