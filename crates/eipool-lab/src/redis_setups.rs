@@ -2,13 +2,11 @@
 //! replicas (`redis-cli --cluster create`), TLS with a private CA and client certificates
 //! (made by `openssl`), and ACL users.
 
-use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use rand::Rng;
 
 use crate::servers::{find_tool, Guarded, RedisServer};
 
@@ -177,14 +175,7 @@ pub fn tls_server(certs: &Certs, require_client_cert: bool) -> Result<RedisServe
 
 /// A free loopback port whose cluster bus port (+10000) is free too.
 fn cluster_port() -> Result<u16> {
-    let free = |p: u16| TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, p)).is_ok();
-    for _ in 0..200 {
-        let p = rand::rng().random_range(20_000..45_000);
-        if free(p) && free(p + 10_000) {
-            return Ok(p);
-        }
-    }
-    bail!("no free port pair (p, p+10000) below 55535 on loopback")
+    crate::servers::free_ports(&[0, 10_000])
 }
 
 /// One node of a [`RedisCluster`].

@@ -12,20 +12,85 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-/// A loopback port nothing listens on right now.
+/// A loopback port nothing listens on right now, handed out once across every process on this
+/// machine that asks here (the integration tests, the benchmark and the soak run side by side).
 pub fn free_port() -> Result<u16> {
-    // Never the same port twice in one process: a port is free only until its user binds it,
-    // and two servers started close together (a herd of agents) could be handed the same one,
-    // the second then answering for the first.
-    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    loop {
-        let l = TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))?;
-        let port = l.local_addr()?.port();
-        let mut seen = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
-        if !seen.contains(&port) {
-            seen.push(port);
-            return Ok(port);
+    free_ports(&[0])
+}
+
+/// A loopback port `p` such that `p + offset` is free and handed out for each of `offsets`
+/// (a Redis Cluster node also listens on its bus port, `p + 10000`).
+///
+/// A port is free only until its user binds it; two things could take it in between. Another
+/// process's pick: so each port is reserved by a lock on a file named for it, held until this
+/// process exits (the kernel drops the lock then, even on SIGKILL). An outgoing connection, whose
+/// local port the kernel takes from its ephemeral range (`ip_local_port_range`): so ports are
+/// picked below that range.
+pub fn free_ports(offsets: &[u16]) -> Result<u16> {
+    static HELD: std::sync::Mutex<Vec<std::fs::File>> = std::sync::Mutex::new(Vec::new());
+    let dir = std::env::temp_dir().join("eipool-lab-ports");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let range = lab_ports();
+    let widest = offsets.iter().copied().max().unwrap_or(0);
+    let picks = match range.end.checked_sub(widest) {
+        Some(end) if end > range.start => range.start..end,
+        _ => bail!("no room for ports {offsets:?} apart in {range:?}"),
+    };
+    let reserve = |port: u16| -> Result<Option<std::fs::File>> {
+        let path = dir.join(port.to_string());
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening {} (a port's reservation)", path.display()))?;
+        match rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("locking {}", path.display())),
         }
+        // Reserved by no one else; free only if nothing (not ours) is bound to it either.
+        Ok(
+            TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port))
+                .is_ok()
+                .then_some(f),
+        )
+    };
+    for _ in 0..1000 {
+        let p = rand::Rng::random_range(&mut rand::rng(), picks.clone());
+        let mut locks = Vec::new();
+        for offset in offsets {
+            match reserve(p + offset)? {
+                Some(f) => locks.push(f),
+                None => break,
+            }
+        }
+        if locks.len() == offsets.len() {
+            HELD.lock().unwrap_or_else(|p| p.into_inner()).extend(locks);
+            return Ok(p);
+        }
+    }
+    bail!(
+        "no free loopback port in {picks:?} (with {offsets:?} added) after 1000 tries: \
+         {} holds a reservation per port in use",
+        dir.display()
+    )
+}
+
+/// The ports [`free_ports`] picks from: below the kernel's ephemeral range (Linux's default
+/// is 32768–60999), from 20000; above it when it starts too low for that.
+fn lab_ports() -> std::ops::Range<u16> {
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().map(|n| n.parse::<u16>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .unwrap_or((32768, 60999));
+    match ephemeral {
+        (low, _) if low >= 25_000 => 20_000..low,
+        (_, high) if high <= 55_000 => high + 1..65_535,
+        _ => 20_000..32_768,
     }
 }
 
@@ -49,10 +114,11 @@ pub struct Guarded {
 impl Guarded {
     /// Start `program args` under the guard, logging to a temp file.
     pub fn spawn(name: &str, program: &Path, args: &[String]) -> Result<Guarded> {
+        static SPAWNED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let log = std::env::temp_dir().join(format!(
             "eipool-lab-{name}-{}-{}.log",
             std::process::id(),
-            free_port()?
+            SPAWNED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
         let logf = std::fs::File::create(&log)?;
         let mut child = Command::new("sh")
@@ -288,4 +354,51 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> std::io::Result
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     Ok((code, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_port_handed_out_is_reserved_against_every_other_open_of_its_lock() {
+        let range = lab_ports();
+        let p = free_port().unwrap();
+        let q = free_ports(&[0, 10_000]).unwrap();
+        assert!(range.contains(&p) && range.contains(&q) && range.contains(&(q + 10_000)));
+        assert_ne!(p, q);
+        // flock(2) conflicts between open file descriptions, in this process as in another:
+        // what another process's pick would try.
+        for port in [p, q, q + 10_000] {
+            let f = std::fs::File::open(
+                std::env::temp_dir()
+                    .join("eipool-lab-ports")
+                    .join(port.to_string()),
+            )
+            .unwrap();
+            assert_eq!(
+                rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive),
+                Err(rustix::io::Errno::WOULDBLOCK),
+                "port {port} is not reserved"
+            );
+        }
+        // And nothing else is bound there: a server can take it.
+        TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, p)).unwrap();
+    }
+
+    #[test]
+    fn ports_are_picked_below_the_ephemeral_range() {
+        let low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let range = lab_ports();
+        assert!(
+            low < 25_000 || range.end <= low,
+            "{range:?} overlaps {low}.."
+        );
+    }
 }
