@@ -33,6 +33,8 @@ struct Agent {
     node: Node,
     listen: SocketAddr,
     env_file: PathBuf,
+    /// Its stderr (its log), for the report of a failure.
+    log: PathBuf,
     child: Child,
     first_ip: String,
     _imds: ImdsStub,
@@ -45,6 +47,32 @@ impl Agent {
 
     async fn ready(&self) -> bool {
         self.get("/readyz").await.is_some_and(|(c, _)| c == 200)
+    }
+
+    /// Poll until it is ready; fail at once if it exits, or after `within`, with its log's end.
+    async fn until_ready(&mut self, within: Duration) -> Result<()> {
+        let until = Instant::now() + within;
+        while !self.ready().await {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("exited ({status}) before it was ready{}", self.log_tail());
+            }
+            if Instant::now() > until {
+                bail!("not ready within {within:?}{}", self.log_tail());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(())
+    }
+
+    /// The last lines of its log, introduced for an error message.
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        format!(
+            "; the end of its log ({}):\n{}",
+            self.log.display(),
+            lines[lines.len().saturating_sub(20)..].join("\n")
+        )
     }
 
     async fn drift(&self) -> f64 {
@@ -151,15 +179,18 @@ pub async fn run(eipool: &Path, shape: Shape) -> Result<Report> {
     let pool = "soak";
     ec2.allocate(Some(pool), shape.agents + 4).await?;
     let env = LabEnv::new(eipool, &proxy.endpoint);
-    let dir = tempfile_dir()?;
+    let dir = tempfile::Builder::new().prefix("eipool-soak-").tempdir()?;
+    let dir = dir.path();
 
     let started = Instant::now();
     let mut agents = Vec::new();
     for (i, node) in nodes[..shape.agents].iter().enumerate() {
-        agents.push(start_agent(&env, &ec2, &redis, pool, node, i, &dir, shape.interval).await?);
+        agents.push(start_agent(&env, &ec2, &redis, pool, node, i, dir, shape.interval).await?);
     }
     for a in &mut agents {
-        wait_for(Duration::from_secs(120), || a.ready()).await?;
+        a.until_ready(Duration::from_secs(120))
+            .await
+            .with_context(|| format!("the agent on {} at the start", a.node.eni))?;
         a.first_ip = a.ip().context("env file")?;
     }
     eprintln!(
@@ -225,7 +256,12 @@ pub async fn run(eipool: &Path, shape: Shape) -> Result<Report> {
         victim.ip().is_some_and(|ip| ip != victim.first_ip) && victim.ready().await
     })
     .await
-    .context("the agent whose address was stolen never held a new one")?;
+    .with_context(|| {
+        format!(
+            "the agent whose address was stolen never held a new one{}",
+            victim.log_tail()
+        )
+    })?;
     recoveries.push((
         "address stolen → the agent holds a new one".to_string(),
         t.elapsed(),
@@ -248,11 +284,21 @@ pub async fn run(eipool: &Path, shape: Shape) -> Result<Report> {
         })
     })
     .await
-    .context("the agent whose address was disassociated never took it back")?;
+    .with_context(|| {
+        format!(
+            "the agent whose address was disassociated never took it back{}",
+            victim.log_tail()
+        )
+    })?;
     // Its claim is done (validated, recorded) once it is ready again.
     wait_for(Duration::from_secs(60), || victim.ready())
         .await
-        .context("the agent that took its address back never became ready")?;
+        .with_context(|| {
+            format!(
+                "the agent that took its address back never became ready{}",
+                victim.log_tail()
+            )
+        })?;
     recoveries.push((
         "address disassociated → the agent takes the same one back".to_string(),
         t.elapsed(),
@@ -274,16 +320,29 @@ pub async fn run(eipool: &Path, shape: Shape) -> Result<Report> {
             .map(|e| e.public_ip.clone());
         if held_now.as_deref() != Some(a.first_ip.as_str()) {
             eprintln!(
-                "soak: {} held {} and now {held_now:?}",
-                a.node.eni, a.first_ip
+                "soak: {} held {} and now {held_now:?}{}",
+                a.node.eni,
+                a.first_ip,
+                a.log_tail()
             );
             lost_by_mistake += 1;
         }
     }
+    let mut drifted = Vec::new();
     for a in agents.iter().take(2).chain(agents.iter().skip(4)) {
-        drift += a.drift().await;
+        let d = a.drift().await;
+        drift += d;
+        if d != 0.0 {
+            drifted.push((a, d));
+        }
     }
     let false_drift = drift - 2.0;
+    if false_drift != 0.0 {
+        // Only the two victims should have drifted, once each: say who did.
+        for (a, d) in drifted {
+            eprintln!("soak: {} drifted {d} times{}", a.node.eni, a.log_tail());
+        }
+    }
     // SIGTERM: release, exit 0.
     let mut bad_exits = 0;
     let alive = |i: &usize| !(2..4).contains(i); // 2 and 3 died with their nodes
@@ -298,7 +357,7 @@ pub async fn run(eipool: &Path, shape: Shape) -> Result<Report> {
         match tokio::time::timeout(Duration::from_secs(60), a.child.wait()).await {
             Ok(Ok(s)) if s.code() == Some(0) => {}
             other => {
-                eprintln!("soak: {} ended {other:?}", a.node.eni);
+                eprintln!("soak: {} ended {other:?}{}", a.node.eni, a.log_tail());
                 bad_exits += 1;
             }
         }
@@ -344,6 +403,7 @@ async fn start_agent(
     env.imds_endpoint = imds.endpoint.clone();
     let listen: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
     let env_file = dir.join(format!("agent-{i}.env"));
+    let log = dir.join(format!("agent-{i}.log"));
     let args: Vec<String> = [
         "--pool",
         pool,
@@ -363,21 +423,16 @@ async fn start_agent(
     .collect();
     let mut cmd = env.command(&args);
     cmd.stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
+        .stderr(std::fs::File::create(&log)?);
     Ok(Agent {
         node: node.clone(),
         listen,
         env_file,
+        log,
         child: cmd.spawn()?,
         first_ip: String::new(),
         _imds: imds,
     })
-}
-
-fn tempfile_dir() -> Result<PathBuf> {
-    let d = std::env::temp_dir().join(format!("eipool-soak-{}", std::process::id()));
-    std::fs::create_dir_all(&d)?;
-    Ok(d)
 }
 
 /// Poll `probe` every 200 ms until true, or fail after `within`.
