@@ -73,6 +73,9 @@ pub struct ChaosConfig {
     pub p_reset: f64,
     /// Probability of forwarding, then dropping the answer ("applied but response lost").
     pub p_lose_response: f64,
+    /// The first this many calls faults apply to are forwarded and their answers lost, whatever
+    /// `p_lose_response` throws: a scenario about lost answers always has some.
+    pub lose_first: usize,
     /// Faults apply only to these actions (all actions when empty).
     pub fault_actions: HashSet<String>,
     /// Throttling of CreateTags, which has its own bucket in EC2.
@@ -122,6 +125,8 @@ impl ChaosConfig {
 
 struct Shared {
     config: Mutex<ChaosConfig>,
+    /// Calls faults applied to so far ([`ChaosConfig::lose_first`]).
+    faulty_calls: std::sync::atomic::AtomicUsize,
     stats: Mutex<Stats>,
     buckets: Mutex<throttle::Buckets>,
     background: Mutex<BackgroundStats>,
@@ -156,6 +161,7 @@ impl ChaosProxy {
             staleness: stale::Staleness::default(),
             ec2_rules: aws::Ec2Rules::default(),
             config: Mutex::new(config),
+            faulty_calls: Default::default(),
             upstream: upstream::Upstream::new(upstream),
         });
         let stop = CancellationToken::new();
@@ -234,7 +240,7 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Full<
         .cloned()
         .unwrap_or_else(|| "Unknown".into());
     let config = s.config.lock().unwrap().clone();
-    let dice = faults::throw(&config, &action);
+    let dice = faults::throw(&config, &action, &s.faulty_calls);
 
     // Throttling.
     if dice.throttle || !s.buckets.lock().unwrap().admit(&action) {
