@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-/// A loopback port nothing listens on right now, handed out once across every process on this
-/// machine that asks here (the integration tests, the benchmark and the soak run side by side).
+/// A loopback port nothing listens on right now, handed out once across every process of this
+/// user that asks here (the integration tests, the benchmark and the soak run side by side).
 pub fn free_port() -> Result<u16> {
     free_ports(&[0])
 }
@@ -25,18 +25,23 @@ pub fn free_port() -> Result<u16> {
 /// process's pick: so each port is reserved by a lock on a file named for it, held until this
 /// process exits (the kernel drops the lock then, even on SIGKILL). An outgoing connection, whose
 /// local port the kernel takes from its ephemeral range (`ip_local_port_range`): so ports are
-/// picked below that range.
+/// picked outside that range when there is room ([`pick_range`]).
 pub fn free_ports(offsets: &[u16]) -> Result<u16> {
     static HELD: std::sync::Mutex<Vec<std::fs::File>> = std::sync::Mutex::new(Vec::new());
-    let dir = std::env::temp_dir().join("eipool-lab-ports");
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let range = lab_ports();
+    let dir = reservations_dir()?;
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().map(|n| n.parse::<u16>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .unwrap_or((32768, 60999));
     let widest = offsets.iter().copied().max().unwrap_or(0);
-    let picks = match range.end.checked_sub(widest) {
-        Some(end) if end > range.start => range.start..end,
-        _ => bail!("no room for ports {offsets:?} apart in {range:?}"),
+    let Some(picks) = pick_range(ephemeral, widest) else {
+        bail!("no room for loopback ports {offsets:?} apart above port 20000");
     };
     let reserve = |port: u16| -> Result<Option<std::fs::File>> {
+        // The directory is this user's alone: no one else can have put a link there.
         let path = dir.join(port.to_string());
         let f = std::fs::OpenOptions::new()
             .create(true)
@@ -49,12 +54,12 @@ pub fn free_ports(offsets: &[u16]) -> Result<u16> {
             Err(rustix::io::Errno::WOULDBLOCK) => return Ok(None),
             Err(e) => return Err(e).with_context(|| format!("locking {}", path.display())),
         }
-        // Reserved by no one else; free only if nothing (not ours) is bound to it either.
-        Ok(
-            TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port))
-                .is_ok()
-                .then_some(f),
-        )
+        // Reserved by no one else; free only if nothing is bound to it either.
+        match TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)) {
+            Ok(_) => Ok(Some(f)),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("probing loopback port {port}")),
+        }
     };
     for _ in 0..1000 {
         let p = rand::Rng::random_range(&mut rand::rng(), picks.clone());
@@ -77,21 +82,44 @@ pub fn free_ports(offsets: &[u16]) -> Result<u16> {
     )
 }
 
-/// The ports [`free_ports`] picks from: below the kernel's ephemeral range (Linux's default
-/// is 32768–60999), from 20000; above it when it starts too low for that.
-fn lab_ports() -> std::ops::Range<u16> {
-    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|s| {
-            let mut it = s.split_whitespace().map(|n| n.parse::<u16>().ok());
-            Some((it.next()??, it.next()??))
-        })
-        .unwrap_or((32768, 60999));
-    match ephemeral {
-        (low, _) if low >= 25_000 => 20_000..low,
-        (_, high) if high <= 55_000 => high + 1..65_535,
-        _ => 20_000..32_768,
+/// This user's directory of port reservations, private to it (its own, mode 0700): another user
+/// can neither hold its ports nor plant a link where it creates files.
+fn reservations_dir() -> Result<PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    // /proc/self belongs to the process's user.
+    let uid = std::fs::metadata("/proc/self")
+        .context("reading /proc/self (whose owner is this user)")?
+        .uid();
+    let dir = std::env::temp_dir().join(format!("eipool-lab-ports-{uid}"));
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            return Err(e).with_context(|| format!("creating {}", dir.display()))
+        }
+        _ => {}
     }
+    let meta =
+        std::fs::symlink_metadata(&dir).with_context(|| format!("reading {}", dir.display()))?;
+    if !meta.is_dir() || meta.uid() != uid || meta.permissions().mode() & 0o077 != 0 {
+        bail!(
+            "{} is not a directory of uid {uid} with mode 0700: remove it (the lab makes it again)",
+            dir.display()
+        );
+    }
+    Ok(dir)
+}
+
+/// Where [`free_ports`] picks `p` from so that `p + widest` is a port too, given the kernel's
+/// ephemeral range `(low, high)`: from 20000 up to the range (Linux's default is 32768–60999),
+/// else above it; when neither has room, anywhere from 20000 (an outgoing connection may then
+/// take a port before its user binds it, as with any pick of a free port).
+fn pick_range((low, high): (u16, u16), widest: u16) -> Option<std::ops::RangeInclusive<u16>> {
+    let room = |from: u32, to: u32| {
+        let end = to.checked_sub(u32::from(widest))?;
+        (end > from + 256).then(|| from as u16..=(end - 1) as u16)
+    };
+    room(20_000, u32::from(low))
+        .or_else(|| room(u32::from(high) + 1, 65_536))
+        .or_else(|| room(20_000, 65_536))
 }
 
 /// The workspace root (where `.venv/` lives).
@@ -362,20 +390,14 @@ mod tests {
 
     #[test]
     fn a_port_handed_out_is_reserved_against_every_other_open_of_its_lock() {
-        let range = lab_ports();
         let p = free_port().unwrap();
         let q = free_ports(&[0, 10_000]).unwrap();
-        assert!(range.contains(&p) && range.contains(&q) && range.contains(&(q + 10_000)));
         assert_ne!(p, q);
         // flock(2) conflicts between open file descriptions, in this process as in another:
         // what another process's pick would try.
+        let dir = reservations_dir().unwrap();
         for port in [p, q, q + 10_000] {
-            let f = std::fs::File::open(
-                std::env::temp_dir()
-                    .join("eipool-lab-ports")
-                    .join(port.to_string()),
-            )
-            .unwrap();
+            let f = std::fs::File::open(dir.join(port.to_string())).unwrap();
             assert_eq!(
                 rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive),
                 Err(rustix::io::Errno::WOULDBLOCK),
@@ -387,18 +409,24 @@ mod tests {
     }
 
     #[test]
-    fn ports_are_picked_below_the_ephemeral_range() {
-        let low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-            .unwrap()
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
-        let range = lab_ports();
-        assert!(
-            low < 25_000 || range.end <= low,
-            "{range:?} overlaps {low}.."
-        );
+    fn the_reservations_are_private_to_the_user() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = reservations_dir().unwrap();
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{}", dir.display());
+    }
+
+    #[test]
+    fn ports_are_picked_outside_the_ephemeral_range_when_there_is_room() {
+        // Linux's default: below it, with room for a cluster's bus port below it too.
+        assert_eq!(pick_range((32768, 60999), 0), Some(20_000..=32_767));
+        assert_eq!(pick_range((32768, 60999), 10_000), Some(20_000..=22_767));
+        // No room below for a bus port 10000 up, nor above: anywhere from 20000.
+        assert_eq!(pick_range((28_000, 60_999), 10_000), Some(20_000..=55_535));
+        // Starting low: above it.
+        assert_eq!(pick_range((1024, 50_000), 0), Some(50_001..=65_535));
+        // The whole range ephemeral: anywhere from 20000, p + widest still a port.
+        assert_eq!(pick_range((1024, 65_535), 10_000), Some(20_000..=55_535));
+        assert_eq!(pick_range((1024, 65_535), 50_000), None);
     }
 }

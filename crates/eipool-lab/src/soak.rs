@@ -179,8 +179,12 @@ pub async fn run(eipool: &Path, shape: Shape) -> Result<Report> {
     let pool = "soak";
     ec2.allocate(Some(pool), shape.agents + 4).await?;
     let env = LabEnv::new(eipool, &proxy.endpoint);
-    let dir = tempfile::Builder::new().prefix("eipool-soak-").tempdir()?;
-    let dir = dir.path();
+    // The agents' env files and logs; kept when the soak fails (its errors name the logs).
+    let dir = tempfile::Builder::new()
+        .prefix("eipool-soak-")
+        .tempdir()?
+        .keep();
+    let dir = dir.as_path();
 
     let started = Instant::now();
     let mut agents = Vec::new();
@@ -368,14 +372,21 @@ pub async fn run(eipool: &Path, shape: Shape) -> Result<Report> {
         steady_time.as_secs_f64(),
         proxy.stats().table()
     );
-    Ok(Report {
+    let report = Report {
         agents: agents.len(),
         lost_by_mistake,
         false_drift,
         recoveries,
         steady_calls_per_agent_hour: steady_calls as f64 / agent_hours,
         bad_exits,
-    })
+    };
+    if report.violations().is_empty() {
+        drop(agents);
+        let _ = std::fs::remove_dir_all(dir);
+    } else {
+        eprintln!("soak: the agents' logs are in {}", dir.display());
+    }
+    Ok(report)
 }
 
 #[allow(clippy::too_many_arguments)]
