@@ -390,15 +390,7 @@ impl Attempt {
                     self.go(State::Interface, Call::StillHoldsInterface)
                 } else {
                     // Too short for another call: give up before associating, saying why.
-                    self.go(
-                        State::Release {
-                            then: End::Done(Outcome::Transient),
-                        },
-                        Call::ReleaseLease {
-                            forget_intent: true,
-                            lease_too_short: Some(left),
-                        },
-                    )
+                    self.release_saying(true, End::Done(Outcome::Transient), Some(left))
                 }
             }
             (State::Interface, Input::Interface(false)) => self.stopped(Why::InterfaceLost, now),
@@ -799,6 +791,16 @@ impl Attempt {
     }
 
     fn release(&mut self, forget_intent: bool, then: End) -> Call {
+        self.release_saying(forget_intent, then, None)
+    }
+
+    /// [`Self::release`], saying the renewed lease was too short for another call.
+    fn release_saying(
+        &mut self,
+        forget_intent: bool,
+        then: End,
+        lease_too_short: Option<Duration>,
+    ) -> Call {
         if !self.lease {
             return self.end(then);
         }
@@ -806,7 +808,7 @@ impl Attempt {
             State::Release { then },
             Call::ReleaseLease {
                 forget_intent,
-                lease_too_short: None,
+                lease_too_short,
             },
         )
     }
