@@ -122,6 +122,15 @@ fn pick_range((low, high): (u16, u16), widest: u16) -> Option<std::ops::RangeInc
         .or_else(|| room(20_000, 65_536))
 }
 
+/// The last 20 lines of the log at `path` (empty when it cannot be read), for error messages.
+pub(crate) fn log_tail(path: &Path) -> String {
+    let Ok(f) = std::fs::File::open(path) else {
+        return String::new();
+    };
+    let lines: Vec<String> = BufReader::new(f).lines().map_while(Result::ok).collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
 /// The workspace root (where `.venv/` lives).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -172,11 +181,7 @@ impl Guarded {
 
     /// The last lines of the child's log, for error messages.
     pub fn log_tail(&self) -> String {
-        let Ok(f) = std::fs::File::open(&self.log) else {
-            return String::new();
-        };
-        let lines: Vec<String> = BufReader::new(f).lines().map_while(Result::ok).collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
+        log_tail(&self.log)
     }
 
     /// Stop the child and wait for it.

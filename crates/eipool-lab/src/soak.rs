@@ -66,12 +66,10 @@ impl Agent {
 
     /// The last lines of its log, introduced for an error message.
     fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
         format!(
             "; the end of its log ({}):\n{}",
             self.log.display(),
-            lines[lines.len().saturating_sub(20)..].join("\n")
+            crate::servers::log_tail(&self.log)
         )
     }
 
